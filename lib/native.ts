@@ -1,0 +1,91 @@
+// The raw addon surface, typed by hand in one place and loaded with createRequire.
+// Everything here trusts its arguments' types: lib/page-array.ts checks them first.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { PinlabError } from './errors.js';
+
+/** Flag bits understood by the addon's pin calls. @internal */
+export const PinFlag = { Write: 1, PerPage: 2, Dirty: 4 } as const;
+
+/** @internal */
+export interface NativeInfo {
+  pages: number;
+  scheme: string;
+  pinBias: number;
+  pincountMinOrder: number;
+  folioOrder: number;
+  debug: boolean;
+  memoryBytes: number;
+  bytesPerPage: number;
+}
+
+/** @internal */
+export interface NativeStats {
+  pinAcquired: number;
+  pinReleased: number;
+  grabs: number;
+  foliosFreed: number;
+  overflowRefusals: number;
+  rollbacks: number;
+}
+
+/** @internal */
+export interface NativePageArray {
+  info(): NativeInfo;
+  folioHead(pfn: number): number;
+  folioOrder(pfn: number): number;
+  refcount(pfn: number): number;
+  pincount(pfn: number): number | null;
+  maybeDmaPinned(pfn: number): boolean;
+  isDirty(pfn: number): boolean;
+  getPage(pfn: number, refs: number): void;
+  tryGetPage(pfn: number, refs: number): boolean;
+  putPage(pfn: number, refs: number): boolean;
+  makeFolio(head: number, order: number): void;
+  splitFolio(head: number): void;
+  pinRange(start: number, count: number, flags: number): number;
+  pinList(pfns: Uint32Array, flags: number): number;
+  unpinRange(start: number, count: number, flags: number): void;
+  unpinList(pfns: Uint32Array, flags: number): void;
+  bvecsRange(start: number, count: number): Uint32Array;
+  bvecsList(pfns: Uint32Array): Uint32Array;
+  countMaybeDmaPinnedRange(start: number, count: number): number;
+  countMaybeDmaPinnedList(pfns: Uint32Array): number;
+  stats(): NativeStats;
+}
+
+/** @internal */
+export interface NativeModule {
+  NativePageArray: new (options: {
+    pages: number;
+    scheme: string;
+    pinBias: number;
+    pincountMinOrder: number;
+    folioOrder: number;
+    debug: boolean;
+  }) => NativePageArray;
+  setErrorClass(cls: typeof PinlabError): void;
+}
+
+// cmake-js and node-gyp both put the addon in build/Release; lib/ and dist/ sit at the same
+// depth, so one relative path serves the sources and the compiled package.
+const candidates = ['../build/Release/pinlab.node', '../build/Debug/pinlab.node'];
+
+function loadAddon(): NativeModule {
+  const require = createRequire(import.meta.url);
+  const override = process.env['PINLAB_ADDON'];
+  const found = override ?? candidates.find((p) => existsSync(fileURLToPath(new URL(p, import.meta.url))));
+  if (found === undefined) {
+    throw new Error(
+      'pinlab: native addon not built (looked for build/Release/pinlab.node); run `npm install` or `npm run build`',
+    );
+  }
+  const mod = require(found) as NativeModule;
+  mod.setErrorClass(PinlabError);
+  return mod;
+}
+
+/** The loaded addon. @internal */
+export const native: NativeModule = loadAddon();

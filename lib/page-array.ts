@@ -1,0 +1,304 @@
+import { PinlabError, invalid } from './errors.js';
+import { native, PinFlag, type NativePageArray } from './native.js';
+import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
+
+/** The pin-counting schemes (see the README's table). */
+export type Scheme = 'bias' | 'hybrid' | 'separate' | 'write-bias';
+
+/** Every scheme, in the order the README lists them. */
+export const SCHEMES: readonly Scheme[] = ['bias', 'hybrid', 'separate', 'write-bias'];
+
+/** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
+export type PinPath = 'per-page' | 'bvec';
+
+/** Options of {@link PageArray}'s constructor. */
+export interface PageArrayOptions {
+  /** Base pages (PFN 0..pages-1), integer 1..2^31. */
+  pages: number;
+  /** Pin-counting scheme. Default `'hybrid'` (64-bit mainline). */
+  scheme?: Scheme;
+  /** GUP_PIN_COUNTING_BIAS: a power of two, 2..2^20. Default 1024. */
+  pinBias?: number;
+  /** Hybrid: smallest folio order with an exact pincount. 1 = 64-bit mainline (default), 2 = v5.7 / 32-bit. */
+  pincountMinOrder?: number;
+  /** Initial folio order of every aligned block of pages (its size must divide `pages`). Default 0. */
+  folioOrder?: number;
+  /** Keep an exact pin count per page whatever the scheme, and turn misuse into errors. Default false. */
+  debug?: boolean;
+}
+
+/** A page list: a contiguous PFN range, or a `Uint32Array` of PFNs (any order, repeats allowed). */
+export type PageSet = { start: number; count: number } | Uint32Array;
+
+/** Options of {@link PageArray.pinPages}. */
+export interface PinOptions {
+  /** FOLL_WRITE. Under `'write-bias'` only write pins add the bias. Default false. */
+  write?: boolean;
+  /** `'bvec'` (default): one grab per run of a folio; `'per-page'`: one grab per subpage. */
+  path?: PinPath;
+}
+
+/** Options of {@link PageArray.unpinPages}. */
+export interface UnpinOptions extends PinOptions {
+  /** Mark the folios dirty first (unpin_user_pages_dirty_lock). Default false. */
+  dirty?: boolean;
+}
+
+/** One run of the bvec path: `count` consecutive subpages of one folio, from `pfn`. */
+export interface Bvec {
+  /** First PFN of the run. */
+  pfn: number;
+  /** Number of base pages in the run. */
+  count: number;
+}
+
+/** Event counters of a {@link PageArray}, exact once no call is running. */
+export interface PageArrayStats {
+  /** Logical subpage pins taken (like the kernel's nr_foll_pin_acquired). */
+  pinAcquired: number;
+  /** Logical subpage pins released (nr_foll_pin_released). */
+  pinReleased: number;
+  /** Atomic grab and release operations the pin paths made on folio heads. */
+  grabs: number;
+  /** Folios whose refcount reached 0. */
+  foliosFreed: number;
+  /** Gets and pins refused with `EOVERFLOW`. */
+  overflowRefusals: number;
+  /** Multi-page calls that failed and rolled back. */
+  rollbacks: number;
+}
+
+/** Bytes the per-page arrays take for this configuration. */
+export interface MemoryUsage {
+  /** Bytes reserved for the per-page arrays. */
+  bytes: number;
+  /** `bytes / pages`: 5 for bias and hybrid, 9 for separate, +4 in debug mode (+8 for write-bias). */
+  bytesPerPage: number;
+}
+
+const CONSTRUCTOR_OPTIONS = ['pages', 'scheme', 'pinBias', 'pincountMinOrder', 'folioOrder', 'debug'] as const;
+const PIN_OPTIONS = ['write', 'path'] as const;
+const UNPIN_OPTIONS = ['write', 'path', 'dirty'] as const;
+const PATHS: readonly PinPath[] = ['per-page', 'bvec'];
+
+/**
+ * A dense array of `pages` base pages with atomic refcounts, folios and DMA pins counted by
+ * one of the schemes of the 2019 debate. Every page starts allocated: each aligned block of
+ * 2^folioOrder pages is a folio with refcount 1 and no pins.
+ *
+ * Calls are synchronous and cheap: a call over many pages makes one native call, never one
+ * per page. A failing call throws a {@link PinlabError} and changes nothing.
+ *
+ * @example
+ * ```ts
+ * const mem = new PageArray({ pages: 1 << 20, scheme: 'hybrid' });
+ * mem.makeFolio(512, 9);                       // a 2 MiB folio
+ * mem.pinPages({ start: 512, count: 512 });    // one atomic for 512 subpages (bvec path)
+ * mem.maybeDmaPinned(700);                     // true
+ * mem.unpinPages({ start: 512, count: 512 }, { dirty: true });
+ * ```
+ */
+export class PageArray {
+  /** Number of base pages. */
+  readonly pages: number;
+  /** The pin-counting scheme. */
+  readonly scheme: Scheme;
+  /** The bias a pin adds where the scheme uses one. */
+  readonly pinBias: number;
+  /** Hybrid: smallest folio order with an exact pincount. */
+  readonly pincountMinOrder: number;
+  /** Whether debug accounting is on. */
+  readonly debug: boolean;
+  /** The options this array was created with, defaults filled in. */
+  readonly options: Readonly<Required<PageArrayOptions>>;
+
+  readonly #native: NativePageArray;
+
+  /**
+   * @param options - see {@link PageArrayOptions}
+   * @throws PinlabError `EINVAL` naming the bad option, `ENOMEM` if the arrays cannot be mapped
+   */
+  constructor(options: PageArrayOptions) {
+    if (options === undefined) invalid('PageArray options are required ({ pages })');
+    const o = optionsObject('PageArray options', options, CONSTRUCTOR_OPTIONS);
+    const resolved: Required<PageArrayOptions> = {
+      pages: integer('pages', o['pages']),
+      scheme: oneOf('scheme', o['scheme'], SCHEMES, 'hybrid'),
+      pinBias: o['pinBias'] === undefined ? 1024 : integer('pinBias', o['pinBias']),
+      pincountMinOrder: o['pincountMinOrder'] === undefined ? 1 : integer('pincountMinOrder', o['pincountMinOrder']),
+      folioOrder: o['folioOrder'] === undefined ? 0 : integer('folioOrder', o['folioOrder']),
+      debug: bool('debug', o['debug'], false),
+    };
+    this.#native = new native.NativePageArray(resolved);
+    this.pages = resolved.pages;
+    this.scheme = resolved.scheme;
+    this.pinBias = resolved.pinBias;
+    this.pincountMinOrder = resolved.pincountMinOrder;
+    this.debug = resolved.debug;
+    this.options = Object.freeze(resolved);
+  }
+
+  // ---- folios -------------------------------------------------------------------------------
+
+  /**
+   * Makes the 2^order pages from `head` one folio with refcount 1.
+   * @throws PinlabError `EINVAL` (misaligned head, bad order, too large), `ERANGE`,
+   *   `EBUSY` if a page is not an idle order-0 page (refcount 1, unpinned)
+   */
+  makeFolio(head: number, order: number): void {
+    this.#native.makeFolio(pfnArg('head', head), integer('order', order));
+  }
+
+  /**
+   * Splits the folio at `head` into order-0 pages, each with refcount 1.
+   * @throws PinlabError `EBUSY` unless its refcount is 1 and it has no pins; `EINVAL` if
+   *   `head` is not the head of a large folio
+   */
+  splitFolio(head: number): void {
+    this.#native.splitFolio(pfnArg('head', head));
+  }
+
+  /** The head PFN of `pfn`'s folio. */
+  folioHead(pfn: number): number {
+    return this.#native.folioHead(pfnArg('pfn', pfn));
+  }
+
+  /** The order of `pfn`'s folio (0 for a base page, 9 for 2 MiB, 18 for 1 GiB). */
+  folioOrder(pfn: number): number {
+    return this.#native.folioOrder(pfnArg('pfn', pfn));
+  }
+
+  // ---- plain references (FOLL_GET) ------------------------------------------------------------
+
+  /**
+   * Takes `refs` plain references on `pfn`'s folio.
+   * @throws PinlabError `EFREE` on a free folio, `EOVERFLOW` past 2^31-1
+   */
+  getPage(pfn: number, refs = 1): void {
+    this.#native.getPage(pfnArg('pfn', pfn), integer('refs', refs));
+  }
+
+  /** Add-unless-zero: takes `refs` references unless the folio is free (or its refcount negative). */
+  tryGetPage(pfn: number, refs = 1): boolean {
+    return this.#native.tryGetPage(pfnArg('pfn', pfn), integer('refs', refs));
+  }
+
+  /**
+   * Drops `refs` references; returns true when the folio reached 0 (freed).
+   * @throws PinlabError `EINVAL` if the refcount would go below 0; in debug mode `EPINNED` if the
+   *   put would eat references that belong to pins. Nothing changes on error.
+   */
+  putPage(pfn: number, refs = 1): boolean {
+    return this.#native.putPage(pfnArg('pfn', pfn), integer('refs', refs));
+  }
+
+  // ---- pins (FOLL_PIN) ----------------------------------------------------------------------
+
+  /**
+   * Pins every listed subpage and returns how many. All or nothing.
+   * @throws PinlabError `EFREE` on a free page, `EOVERFLOW` when a count would pass 2^31-1,
+   *   `ERANGE` for a PFN out of range; nothing stays pinned
+   */
+  pinPages(pages: PageSet, options?: PinOptions): number {
+    const flags = pinFlags(optionsObject('pin options', options, PIN_OPTIONS), false);
+    if (pages instanceof Uint32Array) return this.#native.pinList(pages, flags);
+    const { start, count } = pageRange(pages);
+    return this.#native.pinRange(start, count, flags);
+  }
+
+  /**
+   * Releases pins taken by {@link PageArray.pinPages}. `write` must match the pin under
+   * `'write-bias'`. All or nothing.
+   * @throws PinlabError `ENOTPINNED` for a page without such a pin (always caught when a count
+   *   would go below 0; every case in debug mode), `ERANGE`
+   */
+  unpinPages(pages: PageSet, options?: UnpinOptions): void {
+    const o = optionsObject('unpin options', options, UNPIN_OPTIONS);
+    const flags = pinFlags(o, bool('dirty', o['dirty'], false));
+    if (pages instanceof Uint32Array) {
+      this.#native.unpinList(pages, flags);
+      return;
+    }
+    const { start, count } = pageRange(pages);
+    this.#native.unpinRange(start, count, flags);
+  }
+
+  /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
+  toBvecs(pages: PageSet): Bvec[] {
+    const flat =
+      pages instanceof Uint32Array
+        ? this.#native.bvecsList(pages)
+        : this.#native.bvecsRange(...rangeArgs(pages));
+    const runs: Bvec[] = new Array<Bvec>(flat.length / 2);
+    for (let i = 0; i < runs.length; i++) runs[i] = { pfn: flat[2 * i]!, count: flat[2 * i + 1]! };
+    return runs;
+  }
+
+  // ---- queries ------------------------------------------------------------------------------
+
+  /** The refcount of `pfn`'s folio. */
+  refcount(pfn: number): number {
+    return this.#native.refcount(pfnArg('pfn', pfn));
+  }
+
+  /**
+   * Exact pins of `pfn`'s folio where they are tracked: hybrid large folios, `'separate'`, or any
+   * scheme in debug mode. Otherwise null (the bias scheme cannot tell pins from references).
+   */
+  pincount(pfn: number): number | null {
+    return this.#native.pincount(pfnArg('pfn', pfn));
+  }
+
+  /** The scheme's "maybe pinned" answer for `pfn`: false positives possible, false negatives not (except read pins under `'write-bias'`). */
+  maybeDmaPinned(pfn: number): boolean {
+    return this.#native.maybeDmaPinned(pfnArg('pfn', pfn));
+  }
+
+  /** Whether `pfn`'s folio was marked dirty by an unpin with `dirty: true`. */
+  isDirty(pfn: number): boolean {
+    return this.#native.isDirty(pfnArg('pfn', pfn));
+  }
+
+  /** How many listed base pages are maybe pinned, in one native scan. */
+  countMaybeDmaPinned(pages: PageSet): number {
+    if (pages instanceof Uint32Array) return this.#native.countMaybeDmaPinnedList(pages);
+    return this.#native.countMaybeDmaPinnedRange(...rangeArgs(pages));
+  }
+
+  /** Event counters (see {@link PageArrayStats}). */
+  stats(): PageArrayStats {
+    return this.#native.stats();
+  }
+
+  /** Bytes the per-page arrays take (see {@link MemoryUsage}). */
+  memoryUsage(): MemoryUsage {
+    const info = this.#native.info();
+    return { bytes: info.memoryBytes, bytesPerPage: info.bytesPerPage };
+  }
+}
+
+function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
+  let flags = 0;
+  if (bool('write', o['write'], false)) flags |= PinFlag.Write;
+  if (oneOf('path', o['path'], PATHS, 'bvec') === 'per-page') flags |= PinFlag.PerPage;
+  if (dirty) flags |= PinFlag.Dirty;
+  return flags;
+}
+
+function pageRange(pages: unknown): { start: number; count: number } {
+  if (pages === null || typeof pages !== 'object') {
+    invalid(`pages must be { start, count } or a Uint32Array (got ${show(pages)})`);
+  }
+  const p = pages as { start?: unknown; count?: unknown };
+  const start = integer('start', p.start);
+  const count = integer('count', p.count);
+  if (start < 0 || count < 0) {
+    throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
+  }
+  return { start, count };
+}
+
+function rangeArgs(pages: unknown): [number, number] {
+  const { start, count } = pageRange(pages);
+  return [start, count];
+}

@@ -1,0 +1,54 @@
+// Type checks for JS values, shared by the public classes. Values (ranges, alignment, power
+// of two) are checked once, in the native core, which names the offending value.
+import { PinlabError, invalid } from './errors.js';
+
+/** Shows a bad value in a message: strings quoted, objects named by their type. @internal */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? 'an array' : `an object (${value.constructor?.name ?? 'Object'})`;
+}
+
+/** An integer (any sign) or EINVAL naming `name`. @internal */
+export function integer(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    invalid(`${name} must be an integer (got ${show(value)})`);
+  }
+  return value;
+}
+
+/** A PFN: a non-negative integer (the core checks it is below `pages`: ERANGE). @internal */
+export function pfnArg(name: string, value: unknown): number {
+  const n = integer(name, value);
+  if (n < 0) throw new PinlabError('ERANGE', `${name} ${n} is out of range (must be >= 0)`);
+  return n;
+}
+
+/** A boolean option, `fallback` when undefined. @internal */
+export function bool(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') invalid(`${name} must be a boolean (got ${show(value)})`);
+  return value;
+}
+
+/** One of `allowed`, `fallback` when undefined. @internal */
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    invalid(`${name} must be ${allowed.map((a) => `'${a}'`).join(' | ')} (got ${show(value)})`);
+  }
+  return value as T;
+}
+
+/** An options object (or undefined) with no keys outside `known`: typos fail loudly. @internal */
+export function optionsObject(what: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    invalid(`${what} must be an object (got ${show(value)})`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) invalid(`${what}: unknown option '${key}' (known: ${known.join(', ')})`);
+  }
+  return value as Record<string, unknown>;
+}

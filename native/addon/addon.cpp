@@ -1,0 +1,26 @@
+// Module entry: exports the native classes and the error-class hook. Node-API lives only in
+// native/addon; native/core knows nothing of it.
+#include <napi.h>
+
+#include "errors.h"
+#include "page_array_wrap.h"
+
+namespace pinlab::addon {
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new InstanceData();
+  env.SetInstanceData(data);  // freed by Node when the environment is torn down
+  Napi::Function page_array = PageArrayWrap::define(env);
+  data->page_array_ctor = Napi::Persistent(page_array);
+  exports.Set("NativePageArray", page_array);
+  exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
+  return exports;
+}
+
+}  // namespace pinlab::addon
+
+static Napi::Object InitPinlab(Napi::Env env, Napi::Object exports) {
+  return pinlab::addon::init(env, exports);
+}
+
+NODE_API_MODULE(pinlab, InitPinlab)

@@ -1,0 +1,50 @@
+// The JS-facing PageArray: argument conversion only. Types are checked in lib/; the core
+// validates values and returns a Status, turned into a PinlabError here.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "page_array.h"
+
+namespace pinlab::addon {
+
+class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  explicit PageArrayWrap(const Napi::CallbackInfo& info);
+
+  // Held by shared_ptr so asynchronous workers can keep the core alive past GC.
+  std::shared_ptr<PageArray> core() const { return core_; }
+
+ private:
+  Napi::Value info_(const Napi::CallbackInfo& info);
+  Napi::Value folio_head(const Napi::CallbackInfo& info);
+  Napi::Value folio_order(const Napi::CallbackInfo& info);
+  Napi::Value refcount(const Napi::CallbackInfo& info);
+  Napi::Value pincount(const Napi::CallbackInfo& info);
+  Napi::Value maybe_dma_pinned(const Napi::CallbackInfo& info);
+  Napi::Value is_dirty(const Napi::CallbackInfo& info);
+  Napi::Value get_page(const Napi::CallbackInfo& info);
+  Napi::Value try_get_page(const Napi::CallbackInfo& info);
+  Napi::Value put_page(const Napi::CallbackInfo& info);
+  Napi::Value make_folio(const Napi::CallbackInfo& info);
+  Napi::Value split_folio(const Napi::CallbackInfo& info);
+  Napi::Value pin_range(const Napi::CallbackInfo& info);
+  Napi::Value pin_list(const Napi::CallbackInfo& info);
+  Napi::Value unpin_range(const Napi::CallbackInfo& info);
+  Napi::Value unpin_list(const Napi::CallbackInfo& info);
+  Napi::Value bvecs_range(const Napi::CallbackInfo& info);
+  Napi::Value bvecs_list(const Napi::CallbackInfo& info);
+  Napi::Value count_range(const Napi::CallbackInfo& info);
+  Napi::Value count_list(const Napi::CallbackInfo& info);
+  Napi::Value stats(const Napi::CallbackInfo& info);
+
+  // The checked pfn in argument 0 (ERANGE otherwise).
+  uint64_t pfn_arg(const Napi::CallbackInfo& info, size_t index) const;
+
+  std::shared_ptr<PageArray> core_;
+};
+
+}  // namespace pinlab::addon

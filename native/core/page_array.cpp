@@ -1,0 +1,201 @@
+#include "page_array.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "scheme_ops.h"
+
+namespace pinlab {
+
+namespace {
+
+Status validate(const PageArrayConfig& cfg) {
+  if (cfg.pages < 1 || uint64_t(cfg.pages) > kMaxPages)
+    return Status::BadOption("pages", cfg.pages, "an integer in 1..2147483648");
+  if (cfg.pin_bias < kMinBias || cfg.pin_bias > kMaxBias ||
+      !std::has_single_bit(uint64_t(cfg.pin_bias)))
+    return Status::BadOption("pinBias", cfg.pin_bias, "a power of two in 2..1048576");
+  if (cfg.pincount_min_order < 1 || cfg.pincount_min_order > int64_t{kMaxOrder} + 1)
+    return Status::BadOption("pincountMinOrder", cfg.pincount_min_order, "an integer in 1..31");
+  if (cfg.folio_order < 0 || cfg.folio_order > kMaxOrder ||
+      (int64_t{1} << cfg.folio_order) > cfg.pages ||
+      cfg.pages % (int64_t{1} << cfg.folio_order) != 0)
+    return Status::BadOption("folioOrder", cfg.folio_order,
+                             "an order in 0..30 whose folio size divides pages");
+  return Status::Ok();
+}
+
+}  // namespace
+
+PageArray::PageArray(const PageArrayConfig& cfg)
+    : cfg_(cfg), bias_shift_(uint32_t(std::countr_zero(uint64_t(cfg.pin_bias)))) {}
+
+Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
+  if (Status st = validate(cfg); !st.ok()) return st;
+  std::unique_ptr<PageArray> pa(new PageArray(cfg));
+  if (Status st = pa->allocate_and_populate(); !st.ok()) return st;
+  *out = std::move(pa);
+  return Status::Ok();
+}
+
+Status PageArray::allocate_and_populate() {
+  const uint64_t n = pages();
+  auto fail = [](uint64_t bytes) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(bytes));
+  };
+  if (!refcount_.allocate(n)) return fail(n * sizeof(int32_t));
+  if (!meta_.allocate(n)) return fail(n);
+  // Pay only for what the configuration uses: the side arrays exist only when needed.
+  if (cfg_.scheme == Scheme::kSeparate && !pincount_.allocate(n)) return fail(n * 4);
+  if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
+  if (cfg_.debug && cfg_.scheme == Scheme::kWriteBias && !dbg_write_.allocate(n))
+    return fail(n * 4);
+
+  // Every aligned block of 2^folio_order pages is one allocated folio: refcount 1 on its
+  // head, tails 0 (already zero from the mapping), and the order on every page. Plain stores:
+  // nothing else can see the array before create() returns.
+  std::fill_n(meta_.data(), n, uint8_t(cfg_.folio_order));
+  if (cfg_.folio_order == 0) {
+    std::fill_n(refcount_.data(), n, int32_t{1});
+  } else {
+    const uint64_t step = uint64_t{1} << cfg_.folio_order;
+    for (uint64_t head = 0; head < n; head += step) refcount_.data()[head] = 1;
+  }
+  return Status::Ok();
+}
+
+MemoryUse PageArray::memory() const {
+  const uint64_t bytes = refcount_.bytes() + meta_.bytes() + pincount_.bytes() +
+                         dbg_pins_.bytes() + dbg_write_.bytes();
+  return {bytes, double(bytes) / double(pages())};
+}
+
+Status PageArray::check_pfn(uint64_t pfn) const {
+  if (pfn >= pages())
+    return Status::Fail(Code::kERANGE, Reason::kPfnOutOfRange, int64_t(pfn), cfg_.pages);
+  return Status::Ok();
+}
+
+Status PageArray::check_page_set(const PageSet& set) const {
+  if (set.is_list()) {
+    // One branch-light pass before any atomic: validate before we mutate.
+    const uint32_t* bad = std::find_if(set.list, set.list + set.count,
+                                       [n = pages()](uint32_t pfn) { return pfn >= n; });
+    if (bad != set.list + set.count) return check_pfn(*bad);
+    return Status::Ok();
+  }
+  if (set.start > pages() || set.count > pages() - set.start)
+    return Status::Fail(Code::kERANGE, Reason::kRangeOutOfBounds, int64_t(set.start),
+                        int64_t(set.count));
+  return Status::Ok();
+}
+
+int32_t PageArray::refcount(uint64_t pfn) const {
+  // relaxed: a snapshot for the caller; nothing is published through it.
+  return ref_at(folio_head(pfn)).load(std::memory_order_relaxed);
+}
+
+std::optional<int64_t> PageArray::pincount(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
+    if (int32_t* slot = pincount_slot<decltype(tag)::value>(head, order))
+      return std::atomic_ref<int32_t>(*slot).load(std::memory_order_relaxed);
+    if (cfg_.debug) return debug_folio_pins(head, order);
+    return std::nullopt;
+  });
+}
+
+bool PageArray::maybe_dma_pinned(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return maybe_pinned_folio<decltype(tag)::value>(head, order);
+  });
+}
+
+bool PageArray::is_dirty(uint64_t pfn) const {
+  return (meta_at(folio_head(pfn)).load(std::memory_order_relaxed) & kFlagDirty) != 0;
+}
+
+bool PageArray::mark_dirty(uint64_t head) {
+  auto meta = meta_at(head);
+  // Test before set: a store on an already-dirty head would bounce its cache line for nothing.
+  // relaxed: the flag is a fact about the data, ordered by the unpin's release that follows.
+  if (meta.load(std::memory_order_relaxed) & kFlagDirty) return false;
+  return (meta.fetch_or(kFlagDirty, std::memory_order_relaxed) & kFlagDirty) == 0;
+}
+
+void PageArray::clear_dirty(uint64_t head) {
+  meta_at(head).fetch_and(uint8_t(~kFlagDirty), std::memory_order_relaxed);
+}
+
+namespace {
+Status check_refs(int64_t refs) {
+  if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
+  return Status::Ok();
+}
+}  // namespace
+
+Status PageArray::get_page(uint64_t pfn, int64_t refs) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  auto ref = ref_at(folio_head(pfn));
+  // relaxed: get_page's caller already holds the folio alive; this is a sanity check.
+  const int32_t cur = ref.load(std::memory_order_relaxed);
+  if (cur == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
+  if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
+  // relaxed: taking a reference publishes nothing.
+  const int32_t old = ref.fetch_add(int32_t(refs), std::memory_order_relaxed);
+  if (int64_t{old} + refs > INT32_MAX) {
+    ref.fetch_sub(int32_t(refs), std::memory_order_relaxed);
+    stats_.add(Stat::kOverflowRefusals, 1);
+    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+  }
+  return Status::Ok();
+}
+
+Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  auto ref = ref_at(folio_head(pfn));
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur <= 0) {  // free, or in the negative guard band
+      *got = false;
+      return Status::Ok();
+    }
+    if (int64_t{cur} + refs > INT32_MAX) {
+      stats_.add(Stat::kOverflowRefusals, 1);
+      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+    }
+    // acquire on success: add-unless-zero is how a lockless finder takes a folio; pairs with
+    // the release that published the folio (creation, split, or the last put's acq_rel).
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_acquire,
+                                      std::memory_order_relaxed));
+  *got = true;
+  return Status::Ok();
+}
+
+Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
+  const int64_t owed_to_pins = cfg_.debug ? dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return debug_pin_references<decltype(tag)::value>(head, order);
+  }) : 0;
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (int64_t{cur} - refs < 0)
+      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfn), refs);
+    if (int64_t{cur} - refs < owed_to_pins)
+      return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfn));
+    // acq_rel: put_and_test; see try_release_pin.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed));
+  *freed = (cur == refs);
+  if (*freed) stats_.add(Stat::kFoliosFreed, 1);
+  return Status::Ok();
+}
+
+}  // namespace pinlab

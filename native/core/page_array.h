@@ -1,0 +1,216 @@
+// PageArray: a dense, struct-of-arrays model of struct page for millions of base pages,
+// with folios, plain references (FOLL_GET) and pins (FOLL_PIN) under a chosen scheme.
+//
+// Layout (bytes per base page):
+//   refcount_  int32  the folio's count lives in its head's slot; tails' slots are unused
+//                     except the first tail's, which holds a hybrid large folio's pincount
+//                     (as the kernel keeps _pincount in page[1]).            4 bytes, always
+//   meta_      uint8  bits 0-4: the folio's order (on every page, so head = pfn & ~mask costs
+//                     one byte load); bit 5: dirty (on the head).             1 byte, always
+//   pincount_  int32  exact per-folio pincount in the head's slot.          4 bytes, separate
+//   dbg_pins_  int32  exact pins per subpage (the page_ext idea, seed 001). 4 bytes, debug
+//   dbg_write_ int32  of those, write pins per subpage.      4 more bytes, debug + write-bias
+//
+// Thread safety: gets, puts, pins, unpins and queries may run concurrently from any number of
+// threads. makeFolio/splitFolio change a folio's shape and need the caller to own the pages
+// (as the kernel needs the folio locked and frozen); they freeze the refcount while they work.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "mapped_array.h"
+#include "scheme.h"
+#include "stats.h"
+#include "status.h"
+
+namespace pinlab {
+
+constexpr uint64_t kMaxPages = uint64_t{1} << 31;
+constexpr uint32_t kMaxOrder = 30;
+constexpr uint32_t kMinBias = 2;
+constexpr uint32_t kMaxBias = uint32_t{1} << 20;
+constexpr uint32_t kDefaultBias = uint32_t{1} << 10;  // GUP_PIN_COUNTING_BIAS
+constexpr uint8_t kOrderMask = 0x1f;
+constexpr uint8_t kFlagDirty = 0x20;
+
+static_assert(std::atomic_ref<int32_t>::is_always_lock_free, "refcounts must be lock-free");
+static_assert(std::atomic_ref<int32_t>::required_alignment == sizeof(int32_t),
+              "refcount slots are plain aligned int32s");
+static_assert(std::atomic_ref<uint8_t>::is_always_lock_free, "meta flags must be lock-free");
+static_assert(kMaxOrder <= kOrderMask, "order fits the meta byte");
+// Headroom: even the largest bias leaves room for 2^10 pins of a small page, and the default
+// one for 2^21 pins above 2^10 plain references (pin-semantics.md section 2).
+static_assert((int64_t{INT32_MAX} >> 20) + 1 >= 1024, "max bias leaves 1024 pins");
+static_assert((int64_t{INT32_MAX} + 1) / kDefaultBias == (int64_t{1} << 21), "2^21 pins at 1024");
+
+// Signed fields so that a bad value from a caller is reported as given (e.g. pinBias -4).
+struct PageArrayConfig {
+  int64_t pages = 0;
+  Scheme scheme = Scheme::kHybrid;
+  int64_t pin_bias = kDefaultBias;
+  int64_t pincount_min_order = 1;  // hybrid: 1 = 64-bit mainline, 2 = v5.7 / 32-bit
+  int64_t folio_order = 0;         // initial folio order of every aligned block
+  bool debug = false;
+};
+
+// The page list of a call: a PFN range, or a list of PFNs (any order, repeats allowed).
+struct PageSet {
+  const uint32_t* list = nullptr;
+  uint64_t start = 0;
+  uint64_t count = 0;
+
+  static PageSet range(uint64_t start, uint64_t count) { return {nullptr, start, count}; }
+  static PageSet pfns(const uint32_t* list, uint64_t count) { return {list, 0, count}; }
+  bool is_list() const { return list != nullptr; }
+};
+
+struct PinFlags {
+  bool write = false;     // FOLL_WRITE: only write-bias counts it differently
+  bool per_page = false;  // one grab per subpage instead of one per folio run (bvec)
+  bool dirty = false;     // unpin only: mark the folios dirty first
+};
+
+// One bio_vec-like run: `count` physically consecutive subpages of one folio from `pfn`.
+struct Bvec {
+  uint64_t pfn;
+  uint64_t count;
+};
+
+struct MemoryUse {
+  uint64_t bytes;          // bytes reserved for the per-page arrays
+  double bytes_per_page;   // bytes / pages
+};
+
+class PageArray {
+ public:
+  // Validates `cfg` (EINVAL naming the option) and allocates the arrays (ENOMEM).
+  static Status create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out);
+
+  uint64_t pages() const { return uint64_t(cfg_.pages); }
+  Scheme scheme() const { return cfg_.scheme; }
+  uint32_t pin_bias() const { return uint32_t(cfg_.pin_bias); }
+  uint32_t pincount_min_order() const { return uint32_t(cfg_.pincount_min_order); }
+  uint32_t initial_folio_order() const { return uint32_t(cfg_.folio_order); }
+  bool debug() const { return cfg_.debug; }
+  MemoryUse memory() const;
+
+  // ERANGE unless pfn < pages. Every per-PFN query below requires a checked pfn.
+  Status check_pfn(uint64_t pfn) const;
+  // ERANGE unless every page of the set is in range.
+  Status check_page_set(const PageSet& set) const;
+
+  uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
+  uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
+  int32_t refcount(uint64_t pfn) const;
+  // Exact pins of pfn's folio where the scheme (or debug mode) counts them, else nullopt.
+  std::optional<int64_t> pincount(uint64_t pfn) const;
+  // The scheme's fuzzy answer: false positives allowed, false negatives not (but for read
+  // pins under write-bias, which that scheme hides on purpose).
+  bool maybe_dma_pinned(uint64_t pfn) const;
+  bool is_dirty(uint64_t pfn) const;
+
+  // Plain references, counted on the folio.
+  Status get_page(uint64_t pfn, int64_t refs);                     // EFREE on a free folio
+  Status try_get_page(uint64_t pfn, int64_t refs, bool* got);      // add-unless-zero
+  Status put_page(uint64_t pfn, int64_t refs, bool* freed);        // EINVAL below 0
+
+  // Folio shape.
+  Status make_folio(uint64_t head, int64_t order);
+  Status split_folio(uint64_t head);
+
+  // Pins. All or nothing: on failure nothing stays pinned (or unpinned).
+  Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
+  Status unpin_pages(const PageSet& set, const PinFlags& flags);
+  Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
+  Status count_maybe_dma_pinned(const PageSet& set, uint64_t* out) const;
+
+  uint64_t stat(Stat s) const { return stats_.read(s); }
+
+ private:
+  explicit PageArray(const PageArrayConfig& cfg);
+  Status allocate_and_populate();
+
+  // ---- one-line accessors over the arrays -------------------------------------------------
+  std::atomic_ref<int32_t> ref_at(uint64_t pfn) const {
+    return std::atomic_ref<int32_t>(refcount_.data()[pfn]);
+  }
+  std::atomic_ref<uint8_t> meta_at(uint64_t pfn) const {
+    return std::atomic_ref<uint8_t>(meta_.data()[pfn]);
+  }
+  uint32_t load_order(uint64_t pfn) const {
+    // relaxed: a folio's order only changes while its owner holds it frozen (make/split).
+    return meta_at(pfn).load(std::memory_order_relaxed) & kOrderMask;
+  }
+  static uint64_t head_of(uint64_t pfn, uint32_t order) {
+    return pfn & ~((uint64_t{1} << order) - 1);
+  }
+  uint32_t bias_shift() const { return bias_shift_; }
+
+  // ---- the scheme, specialised at compile time (scheme_ops.h) -------------------------------
+  template <Scheme S>
+  PinCost pin_cost(uint32_t order, int64_t refs, bool write) const;
+  template <Scheme S>
+  int32_t* pincount_slot(uint64_t head, uint32_t order) const;
+  template <Scheme S>
+  bool maybe_pinned_folio(uint64_t head, uint32_t order) const;
+  template <Scheme S>
+  Status try_grab_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool write);
+  template <Scheme S>
+  Status try_release_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool write,
+                         bool* freed);
+  template <Scheme S>
+  void undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+  template <Scheme S>
+  void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+
+  // makeFolio: freezes an order-0, refcount-1, unpinned page (1 -> 0); false otherwise.
+  bool try_freeze_idle_page(uint64_t pfn);
+
+  // ---- debug accounting (debug_pins.cpp) ----------------------------------------------------
+  void debug_note_pins(uint64_t pfn, uint64_t n, bool write);
+  Status debug_take_pins(uint64_t pfn, uint64_t n, bool write);  // ENOTPINNED, no change
+  void debug_drop_pins(uint64_t pfn, uint64_t n, bool write);  // unchecked inverse of note
+  bool debug_tracks_writes() const { return !dbg_write_.empty(); }
+  int64_t debug_folio_pins(uint64_t head, uint32_t order) const;
+  int64_t debug_folio_write_pins(uint64_t head, uint32_t order) const;
+  template <Scheme S>
+  int64_t debug_pin_references(uint64_t head, uint32_t order) const;
+  // Sets the folio's dirty flag; true if it was clean before.
+  bool mark_dirty(uint64_t head);
+  void clear_dirty(uint64_t head);
+
+  // ---- the paths (pin_paths.cpp) ------------------------------------------------------------
+  template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+  Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
+  template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+  Status unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done, uint64_t* grabs,
+                    uint64_t* freed, std::vector<uint64_t>* dirtied);
+  template <Scheme S, bool kDebug, typename Cursor>
+  void undo_pins(Cursor cursor, bool write);
+  template <Scheme S, bool kDebug, typename Cursor>
+  void undo_unpins(Cursor cursor, bool write);
+  template <Scheme S, bool kPerPage, bool kDebug>
+  Status pin_set(const PageSet& set, bool write);
+  template <Scheme S, bool kPerPage, bool kDebug>
+  Status unpin_set(const PageSet& set, const PinFlags& flags);
+
+  PageArrayConfig cfg_;
+  uint32_t bias_shift_ = 10;
+  MappedArray<int32_t> refcount_;
+  MappedArray<uint8_t> meta_;
+  MappedArray<int32_t> pincount_;
+  MappedArray<int32_t> dbg_pins_;
+  MappedArray<int32_t> dbg_write_;
+  mutable ShardedStats stats_;
+
+  template <bool kPerPage>
+  friend class RangeCursor;
+  template <bool kPerPage>
+  friend class ListCursor;
+};
+
+}  // namespace pinlab

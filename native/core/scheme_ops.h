@@ -1,0 +1,155 @@
+// The schemes' arithmetic and their grab/release primitives. Internal to the core.
+//
+// Each primitive wraps the atomic operations of one grab or release of `refs` subpages of a
+// folio and fails with nothing changed (a failed grab undoes its own add before returning).
+// Memory orders: a physical-level pin is the kernel's slow-path grab, whose caller vouches
+// that the folio stays allocated, so the grab itself only counts (relaxed). The release that
+// may drop the last reference is acq_rel, the put_and_test pattern.
+#pragma once
+
+#include <climits>
+
+#include "page_array.h"
+
+namespace pinlab {
+
+template <Scheme S>
+PinCost PageArray::pin_cost(uint32_t order, int64_t refs, bool write) const {
+  if constexpr (S == Scheme::kBias) {
+    return {refs << bias_shift(), 0};
+  } else if constexpr (S == Scheme::kHybrid) {
+    // Large folios keep an exact pincount and take +1 per pin on the refcount, as mainline
+    // does: the bias would overflow a 1 GiB folio after ~8 full pins.
+    if (order >= cfg_.pincount_min_order) return {refs, refs};
+    return {refs << bias_shift(), 0};
+  } else if constexpr (S == Scheme::kSeparate) {
+    return {refs, refs};
+  } else {
+    static_assert(S == Scheme::kWriteBias);
+    // Only write pins threaten the page's contents (seed 003): read pins are plain refs.
+    return {write ? refs << bias_shift() : refs, 0};
+  }
+}
+
+template <Scheme S>
+int32_t* PageArray::pincount_slot(uint64_t head, uint32_t order) const {
+  if constexpr (S == Scheme::kHybrid) {
+    // The first tail's refcount slot is unused by the refcount itself: _pincount lives there.
+    return order >= cfg_.pincount_min_order ? &refcount_.data()[head + 1] : nullptr;
+  } else if constexpr (S == Scheme::kSeparate) {
+    return &pincount_.data()[head];
+  } else {
+    (void)head;
+    (void)order;
+    return nullptr;
+  }
+}
+
+template <Scheme S>
+bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order) const {
+  // relaxed loads: the answer is a snapshot by contract; callers that race with gup_fast
+  // order their own steps around it.
+  if (int32_t* slot = pincount_slot<S>(head, order)) {
+    return std::atomic_ref<int32_t>(*slot).load(std::memory_order_relaxed) > 0;
+  }
+  // Unsigned compare: a refcount in the negative guard band (overflow) reads as pinned.
+  const auto ref = static_cast<uint32_t>(ref_at(head).load(std::memory_order_relaxed));
+  return ref >= cfg_.pin_bias;
+}
+
+template <Scheme S>
+Status PageArray::try_grab_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
+                               bool write) {
+  const PinCost cost = pin_cost<S>(order, refs, write);
+  auto ref = ref_at(head);
+  // relaxed: a sanity check, not a synchronisation; the caller vouches the folio is live.
+  const int32_t cur = ref.load(std::memory_order_relaxed);
+  if (cur <= 0) {
+    return cur == 0 ? Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn))
+                    : Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
+  }
+  if (cost.ref > INT32_MAX)
+    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+  // relaxed: counting only (see the header comment).
+  const int32_t old = ref.fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
+  if (int64_t{old} + cost.ref > INT32_MAX) {
+    ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
+    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+  }
+  if (int32_t* slot = pincount_slot<S>(head, order)) {
+    // cost.pin <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
+    auto pc = std::atomic_ref<int32_t>(*slot);
+    if (int64_t{pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed)} + cost.pin >
+        INT32_MAX) {
+      pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
+      ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
+      return Status::Fail(Code::kEOVERFLOW, Reason::kPincountOverflow, int64_t(pfn));
+    }
+  }
+  return Status::Ok();
+}
+
+template <Scheme S>
+Status PageArray::try_release_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
+                                  bool write, bool* freed) {
+  const PinCost cost = pin_cost<S>(order, refs, write);
+  const Status not_pinned = Status::Fail(Code::kENOTPINNED, Reason::kNotPinned, int64_t(pfn));
+  // A release larger than any count can hold was never pinned (cost.pin <= cost.ref).
+  if (cost.ref > INT32_MAX) return not_pinned;
+  int32_t* slot = pincount_slot<S>(head, order);
+  if (slot != nullptr) {
+    auto pc = std::atomic_ref<int32_t>(*slot);
+    // relaxed: the refcount release below carries the ordering for the whole unpin.
+    if (int64_t{pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0) {
+      pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+      return not_pinned;
+    }
+  }
+  // acq_rel: release orders our use of the page before the drop; acquire lets the thread that
+  // reaches zero see every other holder's accesses before the folio is freed.
+  const int32_t old = ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel);
+  if (int64_t{old} - cost.ref < 0) {
+    ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
+    if (slot != nullptr)
+      std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+    return not_pinned;
+  }
+  *freed = (int64_t{old} == cost.ref);
+  return Status::Ok();
+}
+
+// Exact inverses used by rollback: they cannot fail, since they undo what this call did.
+template <Scheme S>
+void PageArray::undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
+  const PinCost cost = pin_cost<S>(order, refs, write);
+  if (int32_t* slot = pincount_slot<S>(head, order))
+    std::atomic_ref<int32_t>(*slot).fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
+  ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
+}
+
+template <Scheme S>
+void PageArray::undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
+  const PinCost cost = pin_cost<S>(order, refs, write);
+  ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
+  if (int32_t* slot = pincount_slot<S>(head, order))
+    std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+}
+
+}  // namespace pinlab
+
+namespace pinlab {
+
+// Debug: how much of the folio's refcount belongs to its pins, from the exact per-subpage
+// accounting. A plain put may not take the refcount below this.
+template <Scheme S>
+int64_t PageArray::debug_pin_references(uint64_t head, uint32_t order) const {
+  const int64_t pins = debug_folio_pins(head, order);
+  if constexpr (S == Scheme::kWriteBias) {
+    const int64_t writes = debug_folio_write_pins(head, order);
+    return pin_cost<S>(order, writes, true).ref + pin_cost<S>(order, pins - writes, false).ref;
+  } else {
+    return pin_cost<S>(order, pins, false).ref;
+  }
+}
+
+}  // namespace pinlab

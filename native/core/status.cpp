@@ -1,0 +1,66 @@
+#include "status.h"
+
+#include <string>
+
+namespace pinlab {
+
+const char* code_name(Code code) {
+  switch (code) {
+    case Code::kOk: return "OK";
+    case Code::kEINVAL: return "EINVAL";
+    case Code::kERANGE: return "ERANGE";
+    case Code::kEFREE: return "EFREE";
+    case Code::kEOVERFLOW: return "EOVERFLOW";
+    case Code::kEBUSY: return "EBUSY";
+    case Code::kEPINNED: return "EPINNED";
+    case Code::kENOTPINNED: return "ENOTPINNED";
+    case Code::kENOMEM: return "ENOMEM";
+  }
+  return "EUNKNOWN";
+}
+
+std::string describe(const Status& s) {
+  const std::string v = std::to_string(s.value);
+  const std::string l = std::to_string(s.limit);
+  switch (s.reason) {
+    case Reason::kNone: return code_name(s.code);
+    case Reason::kOption:
+      return std::string("invalid option ") + (s.subject ? s.subject : "?") + ": " + v +
+             (s.rule ? std::string(" (must be ") + s.rule + ")" : std::string());
+    case Reason::kOptionScheme:
+      return "invalid option scheme: must be 'bias', 'hybrid', 'separate' or 'write-bias'";
+    case Reason::kPfnOutOfRange: return "pfn " + v + " is out of range (pages: " + l + ")";
+    case Reason::kRangeOutOfBounds:
+      return "page range start " + v + " count " + l + " is out of range";
+    case Reason::kBadRefs: return "refs " + v + " is invalid (must be 1..2147483647)";
+    case Reason::kPageFree: return "pfn " + v + " is in a free folio (refcount 0)";
+    case Reason::kRefcountOverflow:
+      return "refcount of the folio of pfn " + v + " would pass 2^31-1";
+    case Reason::kPincountOverflow:
+      return "pincount of the folio of pfn " + v + " would pass 2^31-1";
+    case Reason::kRefcountGuard:
+      return "refcount of the folio of pfn " + v + " is negative (overflow guard band)";
+    case Reason::kPutBelowZero:
+      return "put of " + l + " references on pfn " + v + " would take its refcount below 0";
+    case Reason::kPutEatsPin:
+      return "put on pfn " + v + " would release references that belong to pins (use unpin)";
+    case Reason::kNotPinned: return "pfn " + v + " is not pinned";
+    case Reason::kNotWritePinned: return "pfn " + v + " holds no write pin";
+    case Reason::kNotReadPinned: return "pfn " + v + " holds no read pin";
+    case Reason::kHeadMisaligned:
+      return "head " + v + " is not aligned to order " + l;
+    case Reason::kFolioTooLarge:
+      return "folio at head " + v + " of order " + l + " does not fit in the page array";
+    case Reason::kBadOrder: return "order " + v + " is invalid (must be 0..30)";
+    case Reason::kNotHead: return "pfn " + v + " is not the head of its folio";
+    case Reason::kNotLargeFolio: return "pfn " + v + " is not in a large folio (order 0)";
+    case Reason::kFolioNotIdle:
+      return "pfn " + v + " is not an idle order-0 page (refcount 1, unpinned)";
+    case Reason::kFolioBusy:
+      return "folio at head " + v + " is busy (refcount must be 1 and no pins)";
+    case Reason::kNoMemory: return "could not allocate " + v + " bytes";
+  }
+  return code_name(s.code);
+}
+
+}  // namespace pinlab

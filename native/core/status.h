@@ -1,0 +1,79 @@
+// Errno-like status returned by every fallible core operation.
+//
+// The core never throws on its paths: it returns a Status naming what went wrong
+// and the offending value, and the addon turns that into a PinlabError.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+namespace pinlab {
+
+enum class Code : uint8_t {
+  kOk = 0,
+  kEINVAL,      // bad argument or option
+  kERANGE,      // PFN outside the page array
+  kEFREE,       // folio is free (refcount 0)
+  kEOVERFLOW,   // a count would pass INT32_MAX (or is in the negative guard band)
+  kEBUSY,       // folio is referenced or pinned and cannot change shape
+  kEPINNED,     // debug: a plain put would eat a pin's references or free a pinned folio
+  kENOTPINNED,  // unpin of a page that holds no such pin
+  kENOMEM,      // allocation failed
+};
+
+// Which message template explains the failure; `value` and `limit` fill it in.
+enum class Reason : uint8_t {
+  kNone = 0,
+  kOption,            // subject names the option, value is the bad value
+  kOptionScheme,      // unknown scheme (no number to show)
+  kPfnOutOfRange,     // value = pfn, limit = pages
+  kRangeOutOfBounds,  // value = start, limit = count
+  kBadRefs,           // value = refs
+  kPageFree,          // value = pfn
+  kRefcountOverflow,  // value = pfn
+  kPincountOverflow,  // value = pfn
+  kRefcountGuard,     // value = pfn (refcount negative: overflow guard band)
+  kPutBelowZero,      // value = pfn, limit = refs
+  kPutEatsPin,        // value = pfn (debug)
+  kNotPinned,         // value = pfn
+  kNotWritePinned,    // value = pfn (write-bias debug: write unpin without a write pin)
+  kNotReadPinned,     // value = pfn (write-bias debug: read unpin without a read pin)
+  kHeadMisaligned,    // value = head, limit = order
+  kFolioTooLarge,     // value = head, limit = order
+  kBadOrder,          // value = order
+  kNotHead,           // value = pfn
+  kNotLargeFolio,     // value = pfn
+  kFolioNotIdle,      // value = pfn (makeFolio: a page is not order 0 / refcount 1 / unpinned)
+  kFolioBusy,         // value = head (split: refcount != 1 or pinned)
+  kNoMemory,          // value = bytes
+};
+
+struct Status {
+  Code code = Code::kOk;
+  Reason reason = Reason::kNone;
+  const char* subject = nullptr;  // option name for kOption
+  int64_t value = 0;
+  int64_t limit = 0;
+  const char* rule = nullptr;  // for kOption: what the option must be
+
+  bool ok() const { return code == Code::kOk; }
+  static Status Ok() { return {}; }
+  static Status Fail(Code c, Reason r, int64_t value = 0, int64_t limit = 0) {
+    return Status{c, r, nullptr, value, limit};
+  }
+  static Status BadOption(const char* name, int64_t value, const char* rule) {
+    return Status{Code::kEINVAL, Reason::kOption, name, value, 0, rule};
+  }
+};
+
+// Cheap to return from hot loops: no heap, no destructor.
+static_assert(std::is_trivially_copyable_v<Status>);
+
+// "EINVAL", "ERANGE", ...
+const char* code_name(Code code);
+
+// A message that names the offending value, e.g. "pfn 70000 is out of range (pages: 65536)".
+std::string describe(const Status& status);
+
+}  // namespace pinlab
