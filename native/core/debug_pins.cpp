@@ -1,9 +1,9 @@
 // Debug accounting: an exact pin count per subpage, kept beside whatever the scheme does
 // (the page_ext idea of seed 001), so that silent corruption becomes an error.
 //
-// Ordering against the scheme's counts: a pin notes here after its grab, an unpin takes here
-// before its release. A concurrent checker thus sees at most the pins the refcount already
-// carries, and never raises a false alarm; single-threaded, the checks are exact.
+// Every change here happens together with the scheme's count change, under the folio's
+// debug lock (striped_lock.h): a checker holding that lock sees both in step, so the checks
+// are exact under concurrency too. The atomics keep lock-free readers (pincount queries) sound.
 #include <atomic>
 
 #include "page_array.h"

@@ -48,6 +48,7 @@ Status PageArray::allocate_and_populate() {
   // Pay only for what the configuration uses: the side arrays exist only when needed.
   if (cfg_.scheme == Scheme::kSeparate && !pincount_.allocate(n)) return fail(n * 4);
   if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
+  if (cfg_.debug) debug_locks_ = std::make_unique<StripedLocks>();
   if (cfg_.debug && cfg_.scheme == Scheme::kWriteBias && !dbg_write_.allocate(n))
     return fail(n * 4);
 
@@ -179,10 +180,20 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
   if (Status st = check_refs(refs); !st.ok()) return st;
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
-  // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
-  const int64_t owed_to_pins = cfg_.debug ? dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return debug_pin_references<decltype(tag)::value>(head, order);
-  }) : 0;
+  if (cfg_.debug) {
+    // Debug: the references that pins hold may not be eaten by a plain put (seed 001). The
+    // folio's lock keeps its pins and refcount consistent while we compare them.
+    FolioGuard<true> guard(debug_locks_.get(), head);
+    const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+      return debug_pin_references<decltype(tag)::value>(head, order);
+    });
+    return put_refs(pfn, head, refs, owed_to_pins, freed);
+  }
+  return put_refs(pfn, head, refs, 0, freed);
+}
+
+Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
+                           bool* freed) {
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {

@@ -12,7 +12,8 @@
 //   dbg_write_ int32  of those, write pins per subpage.      4 more bytes, debug + write-bias
 //
 // Thread safety: gets, puts, pins, unpins and queries may run concurrently from any number of
-// threads. makeFolio/splitFolio change a folio's shape and need the caller to own the pages
+// threads; without debug mode they are lock-free. Debug mode serialises each folio's count
+// changes with its debug accounting (striped_lock.h), so its detections are exact. makeFolio/splitFolio change a folio's shape and need the caller to own the pages
 // (as the kernel needs the folio locked and frozen); they freeze the refcount while they work.
 #pragma once
 
@@ -26,6 +27,7 @@
 #include "scheme.h"
 #include "stats.h"
 #include "status.h"
+#include "striped_lock.h"
 
 namespace pinlab {
 
@@ -167,6 +169,8 @@ class PageArray {
   template <Scheme S>
   void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
 
+  // put_page's CAS loop: drops refs unless the count would go below 0 or below owed_to_pins.
+  Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins, bool* freed);
   // makeFolio: freezes an order-0, refcount-1, unpinned page (1 -> 0); false otherwise.
   bool try_freeze_idle_page(uint64_t pfn);
 
@@ -206,6 +210,7 @@ class PageArray {
   MappedArray<int32_t> dbg_pins_;
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;
+  std::unique_ptr<StripedLocks> debug_locks_;  // debug mode only (striped_lock.h)
 
   template <bool kPerPage>
   friend class RangeCursor;

@@ -14,6 +14,7 @@ template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs) {
   Run r;
   while (cursor.next(&r)) {
+    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     // One grab per run: the run's length in one atomic (bvec), or 1 (per-page).
     Status st = try_grab_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), write);
     if (!st.ok()) return st;
@@ -28,6 +29,7 @@ template <Scheme S, bool kDebug, typename Cursor>
 void PageArray::undo_pins(Cursor cursor, bool write) {
   Run r;
   while (cursor.next(&r)) {
+    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     if constexpr (kDebug) debug_drop_pins(r.pfn, r.count, write);
     undo_grab_pin<S>(r.head, r.order, int64_t(r.count), write);
   }
@@ -71,6 +73,7 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
                              uint64_t* grabs, uint64_t* freed, std::vector<uint64_t>* dirtied) {
   Run r;
   while (cursor.next(&r)) {
+    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     if constexpr (kDebug) {
       // Debug first: an unpin of a page with no such pin is refused before any count moves.
       if (Status st = debug_take_pins(r.pfn, r.count, flags.write); !st.ok()) return st;
@@ -95,6 +98,7 @@ template <Scheme S, bool kDebug, typename Cursor>
 void PageArray::undo_unpins(Cursor cursor, bool write) {
   Run r;
   while (cursor.next(&r)) {
+    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     undo_release_pin<S>(r.head, r.order, int64_t(r.count), write);
     if constexpr (kDebug) debug_note_pins(r.pfn, r.count, write);
   }

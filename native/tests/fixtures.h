@@ -1,0 +1,33 @@
+// Small helpers shared by the native tests.
+#pragma once
+
+#include <memory>
+
+#include "check.h"
+#include "page_array.h"
+
+namespace pinlab::test {
+
+inline std::unique_ptr<PageArray> make_array(uint64_t pages, Scheme scheme, bool debug = false,
+                                             uint32_t folio_order = 0, uint32_t min_order = 1,
+                                             uint32_t bias = kDefaultBias) {
+  PageArrayConfig cfg;
+  cfg.pages = int64_t(pages);
+  cfg.scheme = scheme;
+  cfg.debug = debug;
+  cfg.folio_order = folio_order;
+  cfg.pincount_min_order = min_order;
+  cfg.pin_bias = bias;
+  std::unique_ptr<PageArray> pa;
+  const Status st = PageArray::create(cfg, &pa);
+  if (!st.ok()) fail(__FILE__, __LINE__, "create: " + describe(st));
+  return pa;
+}
+
+inline constexpr Scheme kAllSchemes[] = {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate,
+                                         Scheme::kWriteBias};
+
+inline PinFlags bvec(bool write = false) { return PinFlags{write, false, false}; }
+inline PinFlags per_page(bool write = false) { return PinFlags{write, true, false}; }
+
+}  // namespace pinlab::test
