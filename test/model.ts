@@ -1,0 +1,384 @@
+// A small, slow, obviously-correct reference model of pinlab's semantics, written from the API
+// contract and /work/shared/reference/pin-semantics.md (not from the native code).
+//
+// State: per page the order of its folio; per folio head its refcount, its exact pincount (where
+// the scheme keeps one) and its dirty flag; in debug mode the exact pins of every subpage (and,
+// for write-bias, how many of them are write pins).
+//
+// Every mutating call is all or nothing: the model applies a call entry by entry (the per-page
+// view) on the live state and restores a snapshot on failure. Because pins only add and unpins only
+// subtract, the first failing entry and its error code are the same whatever the batching.
+
+export type ModelScheme = 'bias' | 'hybrid' | 'separate' | 'write-bias';
+
+export interface ModelOptions {
+  pages: number;
+  scheme?: ModelScheme;
+  pinBias?: number;
+  pincountMinOrder?: number;
+  folioOrder?: number;
+  debug?: boolean;
+}
+
+export type ModelPageSet = { start: number; count: number } | Uint32Array | readonly number[];
+
+export interface ModelStats {
+  pinAcquired: number;
+  pinReleased: number;
+  foliosFreed: number;
+  overflowRefusals: number;
+  rollbacks: number;
+}
+
+export const INT32_MAX = 2 ** 31 - 1;
+
+/** The error a model call throws: only its errno-like code matters. */
+export class ModelError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+function fail(code: string, message: string): never {
+  throw new ModelError(code, message);
+}
+
+export class PinModel {
+  readonly pages: number;
+  readonly scheme: ModelScheme;
+  readonly bias: number;
+  readonly minOrder: number;
+  readonly debug: boolean;
+
+  /** Order of the folio each page belongs to. */
+  readonly order: Uint8Array;
+  /** Refcount, meaningful on folio heads (0 = free). */
+  ref: Float64Array;
+  /** Exact folio pincount (on heads) where the scheme keeps one. */
+  pin: Float64Array;
+  /** Dirty flag, on heads. */
+  dirty: Uint8Array;
+  /** Debug mode: exact pins per subpage, and of those the write pins. */
+  dbg: Int32Array;
+  dbgW: Int32Array;
+
+  readonly stats: ModelStats = {
+    pinAcquired: 0,
+    pinReleased: 0,
+    foliosFreed: 0,
+    overflowRefusals: 0,
+    rollbacks: 0,
+  };
+
+  constructor(o: ModelOptions) {
+    this.pages = o.pages;
+    this.scheme = o.scheme ?? 'hybrid';
+    this.bias = o.pinBias ?? 1024;
+    this.minOrder = o.pincountMinOrder ?? 1;
+    this.debug = o.debug ?? false;
+    const fo = o.folioOrder ?? 0;
+    this.order = new Uint8Array(this.pages).fill(fo);
+    this.ref = new Float64Array(this.pages);
+    for (let h = 0; h < this.pages; h += 2 ** fo) this.ref[h] = 1;
+    this.pin = new Float64Array(this.pages);
+    this.dirty = new Uint8Array(this.pages);
+    this.dbg = new Int32Array(this.pages);
+    this.dbgW = new Int32Array(this.pages);
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  head(pfn: number): number {
+    const size = 2 ** this.order[pfn]!;
+    return pfn - (pfn % size);
+  }
+
+  /** Whether the scheme keeps an exact pincount for a folio of this order. */
+  tracked(order: number): boolean {
+    if (this.scheme === 'separate') return true;
+    if (this.scheme === 'hybrid') return order >= this.minOrder;
+    return false;
+  }
+
+  /** What one subpage pin adds to the folio's refcount. */
+  pinRefCost(order: number, write: boolean): number {
+    switch (this.scheme) {
+      case 'bias':
+        return this.bias;
+      case 'hybrid':
+        return order >= this.minOrder ? 1 : this.bias;
+      case 'separate':
+        return 1;
+      case 'write-bias':
+        return write ? this.bias : 1;
+    }
+  }
+
+  private checkPfn(pfn: number): void {
+    if (!Number.isInteger(pfn)) fail('EINVAL', `pfn ${pfn}`);
+    if (pfn < 0 || pfn >= this.pages) fail('ERANGE', `pfn ${pfn}`);
+  }
+
+  private checkRefs(refs: number): void {
+    if (!Number.isInteger(refs) || refs < 1 || refs > INT32_MAX) fail('EINVAL', `refs ${refs}`);
+  }
+
+  /** The listed PFNs in order (validated: ERANGE before anything changes). */
+  expand(set: ModelPageSet): number[] {
+    if ('start' in set && !(set instanceof Uint32Array) && !Array.isArray(set)) {
+      const { start, count } = set as { start: number; count: number };
+      if (start < 0 || count < 0 || start + count > this.pages) fail('ERANGE', `range ${start}+${count}`);
+      return Array.from({ length: count }, (_, i) => start + i);
+    }
+    const list = Array.from(set as ArrayLike<number>);
+    for (const p of list) if (p >= this.pages) fail('ERANGE', `pfn ${p}`);
+    return list;
+  }
+
+  private snapshot() {
+    return {
+      ref: this.ref.slice(),
+      pin: this.pin.slice(),
+      dirty: this.dirty.slice(),
+      dbg: this.dbg.slice(),
+      dbgW: this.dbgW.slice(),
+    };
+  }
+
+  private restore(s: ReturnType<PinModel['snapshot']>): void {
+    this.ref = s.ref;
+    this.pin = s.pin;
+    this.dirty = s.dirty;
+    this.dbg = s.dbg;
+    this.dbgW = s.dbgW;
+  }
+
+  /** Debug: the refcount that belongs to the folio's pins. */
+  private owedToPins(head: number): number {
+    const o = this.order[head]!;
+    let owed = 0;
+    for (let p = head; p < head + 2 ** o; p++) {
+      const w = this.dbgW[p]!;
+      const r = this.dbg[p]! - w;
+      owed += w * this.pinRefCost(o, true) + r * this.pinRefCost(o, false);
+    }
+    return owed;
+  }
+
+  // ---- queries -------------------------------------------------------------------------------
+
+  folioHead(pfn: number): number {
+    this.checkPfn(pfn);
+    return this.head(pfn);
+  }
+
+  folioOrder(pfn: number): number {
+    this.checkPfn(pfn);
+    return this.order[pfn]!;
+  }
+
+  refcount(pfn: number): number {
+    this.checkPfn(pfn);
+    return this.ref[this.head(pfn)]!;
+  }
+
+  pincount(pfn: number): number | null {
+    this.checkPfn(pfn);
+    const h = this.head(pfn);
+    const o = this.order[h]!;
+    if (this.tracked(o)) return this.pin[h]!;
+    if (this.debug) {
+      let sum = 0;
+      for (let p = h; p < h + 2 ** o; p++) sum += this.dbg[p]!;
+      return sum;
+    }
+    return null;
+  }
+
+  maybeDmaPinned(pfn: number): boolean {
+    this.checkPfn(pfn);
+    const h = this.head(pfn);
+    if (this.tracked(this.order[h]!)) return this.pin[h]! > 0;
+    return this.ref[h]! >>> 0 >= this.bias;
+  }
+
+  isDirty(pfn: number): boolean {
+    this.checkPfn(pfn);
+    return this.dirty[this.head(pfn)] === 1;
+  }
+
+  countMaybeDmaPinned(set: ModelPageSet): number {
+    return this.expand(set).filter((p) => this.maybeDmaPinned(p)).length;
+  }
+
+  /** Runs of listed entries that are consecutive PFNs of one folio. */
+  toBvecs(set: ModelPageSet): { pfn: number; count: number }[] {
+    const list = this.expand(set);
+    const runs: { pfn: number; count: number }[] = [];
+    for (let i = 0; i < list.length; ) {
+      const pfn = list[i]!;
+      const end = this.head(pfn) + 2 ** this.order[pfn]!;
+      let n = 1;
+      while (i + n < list.length && list[i + n] === pfn + n && pfn + n < end) n++;
+      runs.push({ pfn, count: n });
+      i += n;
+    }
+    return runs;
+  }
+
+  // ---- plain references ----------------------------------------------------------------------
+
+  getPage(pfn: number, refs = 1): void {
+    this.checkPfn(pfn);
+    this.checkRefs(refs);
+    const h = this.head(pfn);
+    if (this.ref[h] === 0) fail('EFREE', `pfn ${pfn}`);
+    if (this.ref[h]! + refs > INT32_MAX) {
+      this.stats.overflowRefusals++;
+      fail('EOVERFLOW', `pfn ${pfn}`);
+    }
+    this.ref[h]! += refs;
+  }
+
+  tryGetPage(pfn: number, refs = 1): boolean {
+    this.checkPfn(pfn);
+    this.checkRefs(refs);
+    const h = this.head(pfn);
+    if (this.ref[h]! <= 0) return false;
+    if (this.ref[h]! + refs > INT32_MAX) {
+      this.stats.overflowRefusals++;
+      fail('EOVERFLOW', `pfn ${pfn}`);
+    }
+    this.ref[h]! += refs;
+    return true;
+  }
+
+  putPage(pfn: number, refs = 1): boolean {
+    this.checkPfn(pfn);
+    this.checkRefs(refs);
+    const h = this.head(pfn);
+    const after = this.ref[h]! - refs;
+    if (after < 0) fail('EINVAL', `put below 0 on ${pfn}`);
+    if (this.debug && after < this.owedToPins(h)) fail('EPINNED', `put eats pins on ${pfn}`);
+    this.ref[h] = after;
+    if (after === 0) this.stats.foliosFreed++;
+    return after === 0;
+  }
+
+  // ---- folio shape ---------------------------------------------------------------------------
+
+  private idlePage(p: number): boolean {
+    return (
+      this.order[p] === 0 &&
+      this.ref[p] === 1 &&
+      (!this.tracked(0) || this.pin[p] === 0) &&
+      (!this.debug || this.dbg[p] === 0)
+    );
+  }
+
+  makeFolio(head: number, order: number): void {
+    this.checkPfn(head);
+    if (!Number.isInteger(order) || order < 0 || order > 30) fail('EINVAL', `order ${order}`);
+    const size = 2 ** order;
+    if (head % size !== 0) fail('EINVAL', `head ${head} misaligned`);
+    if (head + size > this.pages) fail('EINVAL', `folio too large`);
+    for (let p = head; p < head + size; p++) if (!this.idlePage(p)) fail('EBUSY', `pfn ${p}`);
+    let dirty = 0;
+    for (let p = head; p < head + size; p++) {
+      dirty |= this.dirty[p]!;
+      this.order[p] = order;
+      this.ref[p] = 0;
+      this.pin[p] = 0;
+      this.dirty[p] = 0;
+    }
+    this.ref[head] = 1;
+    this.dirty[head] = dirty;
+  }
+
+  splitFolio(head: number): void {
+    this.checkPfn(head);
+    const o = this.order[head]!;
+    if (o === 0) fail('EINVAL', `pfn ${head} is order 0`);
+    if (this.head(head) !== head) fail('EINVAL', `pfn ${head} is not a head`);
+    if (this.ref[head] !== 1) fail('EBUSY', `refcount ${this.ref[head]}`);
+    if (this.tracked(o) && this.pin[head] !== 0) fail('EBUSY', 'pinned');
+    if (this.debug && this.pincount(head) !== 0) fail('EBUSY', 'pinned (debug)');
+    const dirty = this.dirty[head]!;
+    for (let p = head; p < head + 2 ** o; p++) {
+      this.order[p] = 0;
+      this.ref[p] = 1;
+      this.pin[p] = 0;
+      this.dirty[p] = dirty;
+    }
+  }
+
+  // ---- pins ----------------------------------------------------------------------------------
+
+  pinPages(set: ModelPageSet, write = false): number {
+    const list = this.expand(set);
+    const saved = this.snapshot();
+    try {
+      for (const pfn of list) {
+        const h = this.head(pfn);
+        const o = this.order[h]!;
+        if (this.ref[h]! <= 0) fail('EFREE', `pfn ${pfn}`);
+        const cost = this.pinRefCost(o, write);
+        if (this.ref[h]! + cost > INT32_MAX) {
+          this.stats.overflowRefusals++;
+          fail('EOVERFLOW', `pfn ${pfn}`);
+        }
+        this.ref[h]! += cost;
+        if (this.tracked(o)) this.pin[h]! += 1;
+        if (this.debug) {
+          this.dbg[pfn]! += 1;
+          if (write && this.scheme === 'write-bias') this.dbgW[pfn]! += 1;
+        }
+      }
+    } catch (e) {
+      this.restore(saved);
+      this.stats.rollbacks++;
+      throw e;
+    }
+    this.stats.pinAcquired += list.length;
+    return list.length;
+  }
+
+  unpinPages(set: ModelPageSet, write = false, dirty = false): void {
+    const list = this.expand(set);
+    const saved = this.snapshot();
+    let freed = 0;
+    try {
+      for (const pfn of list) {
+        const h = this.head(pfn);
+        const o = this.order[h]!;
+        if (this.debug) {
+          const w = this.dbgW[pfn]!;
+          const all = this.dbg[pfn]!;
+          if (this.scheme === 'write-bias') {
+            if (write ? w <= 0 : all - w <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
+          } else if (all <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
+          this.dbg[pfn] = all - 1;
+          if (write && this.scheme === 'write-bias') this.dbgW[pfn] = w - 1;
+        }
+        if (dirty) this.dirty[h] = 1;
+        if (this.tracked(o)) {
+          if (this.pin[h]! - 1 < 0) fail('ENOTPINNED', `pfn ${pfn}`);
+          this.pin[h]! -= 1;
+        }
+        const cost = this.pinRefCost(o, write);
+        if (this.ref[h]! - cost < 0) fail('ENOTPINNED', `pfn ${pfn}`);
+        this.ref[h]! -= cost;
+        if (this.ref[h] === 0) freed++;
+      }
+    } catch (e) {
+      this.restore(saved);
+      this.stats.rollbacks++;
+      throw e;
+    }
+    this.stats.pinReleased += list.length;
+    this.stats.foliosFreed += freed;
+  }
+}
