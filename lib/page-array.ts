@@ -286,7 +286,7 @@ function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
 }
 
 function pageRange(pages: unknown): { start: number; count: number } {
-  if (pages === null || typeof pages !== 'object') {
+  if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {
     invalid(`pages must be { start, count } or a Uint32Array (got ${show(pages)})`);
   }
   const p = pages as { start?: unknown; count?: unknown };

@@ -7,7 +7,9 @@ export function show(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
   if (typeof value === 'bigint') return `${value}n`;
   if (value === null || typeof value !== 'object') return String(value);
-  return Array.isArray(value) ? 'an array' : `an object (${value.constructor?.name ?? 'Object'})`;
+  if (Array.isArray(value)) return 'an array';
+  const name = (value as { constructor?: { name?: string } }).constructor?.name ?? 'Object';
+  return ArrayBuffer.isView(value) ? `a ${name}` : `an object (${name})`;
 }
 
 /** An integer (any sign) or EINVAL naming `name`. @internal */
