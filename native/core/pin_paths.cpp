@@ -12,17 +12,23 @@ namespace pinlab {
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs) {
+  // Counters in locals: the atomics below would otherwise make the compiler store them on
+  // every iteration (it must assume they may alias).
+  uint64_t pages = 0, runs = 0;
+  Status st = Status::Ok();
   Run r;
   while (cursor.next(&r)) {
     FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     // One grab per run: the run's length in one atomic (bvec), or 1 (per-page).
-    Status st = try_grab_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), write);
-    if (!st.ok()) return st;
+    st = try_grab_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), write);
+    if (!st.ok()) break;
     if constexpr (kDebug) debug_note_pins(r.pfn, r.count, write);
-    *done += r.count;
-    ++*grabs;
+    pages += r.count;
+    ++runs;
   }
-  return Status::Ok();
+  *done = pages;
+  *grabs = runs;
+  return st;
 }
 
 template <Scheme S, bool kDebug, typename Cursor>
@@ -71,27 +77,32 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
                              uint64_t* grabs, uint64_t* freed, std::vector<uint64_t>* dirtied) {
+  uint64_t pages = 0, runs = 0, zeroed = 0;
+  Status st = Status::Ok();
   Run r;
   while (cursor.next(&r)) {
     FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     if constexpr (kDebug) {
       // Debug first: an unpin of a page with no such pin is refused before any count moves.
-      if (Status st = debug_take_pins(r.pfn, r.count, flags.write); !st.ok()) return st;
+      st = debug_take_pins(r.pfn, r.count, flags.write);
+      if (!st.ok()) break;
     }
     // Dirty before the release, as unpin_user_pages_dirty_lock: the release may free it.
     if (flags.dirty && mark_dirty(r.head)) dirtied->push_back(r.head);
     bool reached_zero = false;
-    Status st = try_release_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), flags.write,
-                                   &reached_zero);
+    st = try_release_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), flags.write, &reached_zero);
     if (!st.ok()) {
       if constexpr (kDebug) debug_note_pins(r.pfn, r.count, flags.write);
-      return st;
+      break;
     }
-    *done += r.count;
-    *freed += reached_zero;
-    ++*grabs;
+    pages += r.count;
+    zeroed += reached_zero;
+    ++runs;
   }
-  return Status::Ok();
+  *done = pages;
+  *grabs = runs;
+  *freed = zeroed;
+  return st;
 }
 
 template <Scheme S, bool kDebug, typename Cursor>
