@@ -513,3 +513,75 @@ describe('statistics count logical subpage pins', () => {
     expect(pa.refcount(1000)).toBe(0);
   });
 });
+
+describe('page sets: views, empty sets, edges', () => {
+  it.each(SCHEME_LIST)('%s: a Uint32Array view (subarray / byteOffset) pins only the viewed PFNs', (scheme) => {
+    for (const path of PATHS) {
+      const pa = new PageArray({ pages: 32, scheme });
+      pa.makeFolio(8, 3); // 8..15
+      const backing = new Uint32Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      const view = backing.subarray(2, 5); // 3, 4, 5
+      expect(pa.pinPages(view, { path })).toBe(3);
+      const viaOffset = new Uint32Array(backing.buffer, 7 * 4, 2); // 8, 9
+      expect(pa.pinPages(viaOffset, { path })).toBe(2);
+      expect(pa.toBvecs(viaOffset)).toEqual([{ pfn: 8, count: 2 }]);
+      const pinned = range(32).filter((p) => pa.refcount(p) > 1);
+      expect(pinned).toEqual([3, 4, 5, ...range(8, 8)]); // refcount() is the folio's
+      expect(pa.toBvecs(view)).toEqual([
+        { pfn: 3, count: 1 },
+        { pfn: 4, count: 1 },
+        { pfn: 5, count: 1 },
+      ]); // order-0 pages: one run each
+      expect(pa.countMaybeDmaPinned(viaOffset)).toBe(scheme === 'write-bias' ? 0 : 2);
+      expect(pa.stats().pinAcquired).toBe(5);
+      pa.unpinPages(view, { path });
+      pa.unpinPages(viaOffset, { path });
+      expect(range(32).every((p) => pa.refcount(p) === 1)).toBe(true);
+    }
+  });
+
+  it.each(SCHEME_LIST)('%s: empty sets pin nothing and change nothing', (scheme) => {
+    const pa = new PageArray({ pages: 16, scheme });
+    for (const path of PATHS) {
+      expect(pa.pinPages({ start: 0, count: 0 }, { path })).toBe(0);
+      expect(pa.pinPages({ start: 16, count: 0 }, { path })).toBe(0);
+      expect(pa.pinPages(new Uint32Array(0), { path })).toBe(0);
+      pa.unpinPages({ start: 16, count: 0 }, { path, dirty: true });
+      pa.unpinPages(new Uint32Array(0), { path, dirty: true });
+    }
+    const s = pa.stats();
+    expect([s.pinAcquired, s.pinReleased, s.grabs, s.rollbacks]).toEqual([0, 0, 0, 0]);
+    expect(range(16).some((p) => pa.isDirty(p) || pa.refcount(p) !== 1)).toBe(false);
+  });
+
+  it('a range up to the last page, and a whole-array list', () => {
+    const pa = new PageArray({ pages: 4096, scheme: 'separate', folioOrder: 2 });
+    expect(pa.pinPages({ start: 4090, count: 6 })).toBe(6);
+    expect(pa.pincount(4095)).toBe(4);
+    expect(pa.pincount(4088)).toBe(2);
+    const all = new Uint32Array(range(4096).reverse());
+    expect(pa.pinPages(all, { path: 'per-page' })).toBe(4096);
+    expect(pa.pincount(0)).toBe(4);
+    expect(pa.pincount(4095)).toBe(8);
+    expect(pa.countMaybeDmaPinned(all)).toBe(4096);
+  });
+});
+
+// Compile-time contract (checked by `npm run typecheck`, never executed): the documented
+// read-only properties are declared readonly.
+export function readonlyPropsAreReadonly(pa: PageArray): void {
+  // @ts-expect-error pages is readonly
+  pa.pages = 1;
+  // @ts-expect-error scheme is readonly
+  pa.scheme = 'bias';
+  // @ts-expect-error pinBias is readonly
+  pa.pinBias = 2;
+  // @ts-expect-error pincountMinOrder is readonly
+  pa.pincountMinOrder = 2;
+  // @ts-expect-error debug is readonly
+  pa.debug = true;
+  // @ts-expect-error options is readonly
+  pa.options = pa.options;
+  // @ts-expect-error options' fields are readonly
+  pa.options.pages = 1;
+}

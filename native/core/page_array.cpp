@@ -79,11 +79,16 @@ Status PageArray::check_pfn(uint64_t pfn) const {
 
 Status PageArray::check_page_set(const PageSet& set) const {
   if (set.is_list()) {
-    // One branch-light pass before any atomic: validate before we mutate.
+    // Validate before we mutate: one branch-free pass that ORs "out of range" over the list
+    // (vectorised, no loop-carried dependency but the OR), and a search for the first bad
+    // entry only when there is one, to name it.
+    const auto n = static_cast<uint32_t>(pages());  // pages <= 2^31
+    uint32_t any_bad = 0;
+    for (uint64_t i = 0; i < set.count; ++i) any_bad |= uint32_t(set.list[i] >= n);
+    if (any_bad == 0) return Status::Ok();
     const uint32_t* bad = std::find_if(set.list, set.list + set.count,
                                        [n = pages()](uint32_t pfn) { return pfn >= n; });
-    if (bad != set.list + set.count) return check_pfn(*bad);
-    return Status::Ok();
+    return check_pfn(*bad);
   }
   if (set.start > pages() || set.count > pages() - set.start)
     return Status::Fail(Code::kERANGE, Reason::kRangeOutOfBounds, int64_t(set.start),
@@ -147,8 +152,10 @@ Status PageArray::get_page(uint64_t pfn, int64_t refs) {
   if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
   // relaxed: taking a reference publishes nothing.
   const int32_t old = ref.fetch_add(int32_t(refs), std::memory_order_relaxed);
-  if (int64_t{old} + refs > INT32_MAX) {
+  // old <= 0: a concurrent add overflowed (or the folio was freed) after our load: undo.
+  if (old <= 0 || int64_t{old} + refs > INT32_MAX) {
     ref.fetch_sub(int32_t(refs), std::memory_order_relaxed);
+    if (old == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
     stats_.add(Stat::kOverflowRefusals, 1);
     return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
   }

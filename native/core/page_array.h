@@ -160,10 +160,9 @@ class PageArray {
   template <Scheme S>
   bool maybe_pinned_folio(uint64_t head, uint32_t order) const;
   template <Scheme S>
-  Status try_grab_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool write);
+  Reason try_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   template <Scheme S>
-  Status try_release_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool write,
-                         bool* freed);
+  Reason try_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write, bool* freed);
   template <Scheme S>
   void undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   template <Scheme S>

@@ -20,8 +20,11 @@ Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* 
   while (cursor.next(&r)) {
     FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     // One grab per run: the run's length in one atomic (bvec), or 1 (per-page).
-    st = try_grab_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), write);
-    if (!st.ok()) break;
+    const Reason fault = try_grab_pin<S>(r.head, r.order, int64_t(r.count), write);
+    if (fault != Reason::kNone) [[unlikely]] {
+      st = pin_fault(fault, r.pfn);
+      break;
+    }
     if constexpr (kDebug) debug_note_pins(r.pfn, r.count, write);
     pages += r.count;
     ++runs;
@@ -90,9 +93,11 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
     // Dirty before the release, as unpin_user_pages_dirty_lock: the release may free it.
     if (flags.dirty && mark_dirty(r.head)) dirtied->push_back(r.head);
     bool reached_zero = false;
-    st = try_release_pin<S>(r.pfn, r.head, r.order, int64_t(r.count), flags.write, &reached_zero);
-    if (!st.ok()) {
+    const Reason fault =
+        try_release_pin<S>(r.head, r.order, int64_t(r.count), flags.write, &reached_zero);
+    if (fault != Reason::kNone) [[unlikely]] {
       if constexpr (kDebug) debug_note_pins(r.pfn, r.count, flags.write);
+      st = pin_fault(fault, r.pfn);
       break;
     }
     pages += r.count;

@@ -11,6 +11,9 @@
 
 #include "page_array.h"
 
+// The per-page path calls the primitives once per subpage: they must not stay calls.
+#define PINLAB_ALWAYS_INLINE [[gnu::always_inline]] inline
+
 namespace pinlab {
 
 template <Scheme S>
@@ -57,65 +60,77 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order) const {
   return ref >= cfg_.pin_bias;
 }
 
+// The grab and release primitives return a Reason (kNone on success), not a Status: they run
+// once per page on the per-page path, and a 40-byte Status built and copied per page cost
+// more than the atomics. The walk turns a failure into a Status (pin_fault) once.
 template <Scheme S>
-Status PageArray::try_grab_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
-                               bool write) {
+PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t order, int64_t refs,
+                                                    bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
   auto ref = ref_at(head);
   // relaxed: a sanity check, not a synchronisation; the caller vouches the folio is live.
   const int32_t cur = ref.load(std::memory_order_relaxed);
-  if (cur <= 0) {
-    return cur == 0 ? Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn))
-                    : Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
-  }
-  if (cost.ref > INT32_MAX)
-    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+  if (cur <= 0) [[unlikely]]
+    return cur == 0 ? Reason::kPageFree : Reason::kRefcountGuard;
+  if (cost.ref > INT32_MAX) [[unlikely]]
+    return Reason::kRefcountOverflow;
   // relaxed: counting only (see the header comment).
   const int32_t old = ref.fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-  if (int64_t{old} + cost.ref > INT32_MAX) {
+  // old <= 0: a concurrent grab pushed the count into the negative guard band (or the folio
+  // was freed) between our load and our add; that grab undoes its own add, and so do we.
+  if (old <= 0 || int64_t{old} + cost.ref > INT32_MAX) [[unlikely]] {
     ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
-    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+    return old == 0 ? Reason::kPageFree : Reason::kRefcountOverflow;
   }
   if (int32_t* slot = pincount_slot<S>(head, order)) {
     // cost.pin <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
     auto pc = std::atomic_ref<int32_t>(*slot);
     if (int64_t{pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed)} + cost.pin >
-        INT32_MAX) {
+        INT32_MAX) [[unlikely]] {
       pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
       ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
-      return Status::Fail(Code::kEOVERFLOW, Reason::kPincountOverflow, int64_t(pfn));
+      return Reason::kPincountOverflow;
     }
   }
-  return Status::Ok();
+  return Reason::kNone;
 }
 
 template <Scheme S>
-Status PageArray::try_release_pin(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
-                                  bool write, bool* freed) {
+PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t order,
+                                                       int64_t refs, bool write, bool* freed) {
   const PinCost cost = pin_cost<S>(order, refs, write);
-  const Status not_pinned = Status::Fail(Code::kENOTPINNED, Reason::kNotPinned, int64_t(pfn));
   // A release larger than any count can hold was never pinned (cost.pin <= cost.ref).
-  if (cost.ref > INT32_MAX) return not_pinned;
+  if (cost.ref > INT32_MAX) [[unlikely]]
+    return Reason::kNotPinned;
   int32_t* slot = pincount_slot<S>(head, order);
   if (slot != nullptr) {
     auto pc = std::atomic_ref<int32_t>(*slot);
     // relaxed: the refcount release below carries the ordering for the whole unpin.
-    if (int64_t{pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0) {
+    if (int64_t{pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0)
+        [[unlikely]] {
       pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
-      return not_pinned;
+      return Reason::kNotPinned;
     }
   }
   // acq_rel: release orders our use of the page before the drop; acquire lets the thread that
   // reaches zero see every other holder's accesses before the folio is freed.
   const int32_t old = ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel);
-  if (int64_t{old} - cost.ref < 0) {
+  if (int64_t{old} - cost.ref < 0) [[unlikely]] {
     ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
     if (slot != nullptr)
       std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
-    return not_pinned;
+    return Reason::kNotPinned;
   }
   *freed = (int64_t{old} == cost.ref);
-  return Status::Ok();
+  return Reason::kNone;
+}
+
+// The Status for a failed grab or release of the run starting at pfn.
+inline Status pin_fault(Reason reason, uint64_t pfn) {
+  const Code code = reason == Reason::kPageFree    ? Code::kEFREE
+                    : reason == Reason::kNotPinned ? Code::kENOTPINNED
+                                                   : Code::kEOVERFLOW;
+  return Status::Fail(code, reason, int64_t(pfn));
 }
 
 // Exact inverses used by rollback: they cannot fail, since they undo what this call did.

@@ -1,0 +1,161 @@
+// Packaging: the package resolves itself by name through its exports (dist/), and node-gyp's
+// binding.gyp builds exactly the sources CMake builds.
+//
+// This file deliberately does not import ../lib: the addon keeps one error class per process, and
+// the compiled dist/ copy is the one under test here.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DIST_HINT = 'dist/ is missing or incomplete: build it with `npx tsc -p tsconfig.build.json` (npm run build:ts)';
+
+function requireDist(): void {
+  const entry = join(root, 'dist', 'index.js');
+  if (!existsSync(entry)) expect.fail(`${DIST_HINT} (no ${entry})`);
+}
+
+describe('package self-reference', () => {
+  it('package.json exports "." to dist/index.js with types', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+      name: string;
+      type: string;
+      exports: Record<string, { import?: string; types?: string } | string>;
+    };
+    expect(pkg.name).toBe('pinlab');
+    expect(pkg.type).toBe('module');
+    const dot = pkg.exports['.'];
+    expect(typeof dot).toBe('object');
+    expect((dot as { import?: string }).import).toBe('./dist/index.js');
+    expect((dot as { types?: string }).types).toBe('./dist/index.d.ts');
+  });
+
+  it('dist/ holds a compiled module (and declarations) for every lib/ source', () => {
+    requireDist();
+    const sources = readdirSync(join(root, 'lib')).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+    expect(sources.length).toBeGreaterThan(0);
+    const missing: string[] = [];
+    for (const f of sources) {
+      for (const out of [f.replace(/\.ts$/, '.js'), f.replace(/\.ts$/, '.d.ts')]) {
+        if (!existsSync(join(root, 'dist', out))) missing.push(`dist/${out}`);
+      }
+    }
+    if (missing.length > 0) expect.fail(`${DIST_HINT}: missing ${missing.join(', ')}`);
+  });
+
+  it("import('pinlab') resolves in this process and its exports work", async () => {
+    requireDist();
+    // A variable specifier keeps `tsc` from resolving it statically (the typecheck must not need
+    // dist/); the runtime import is a plain self-reference by package name. Types come from lib/.
+    const specifier = 'pinlab';
+    const mod = (await import(/* @vite-ignore */ specifier)) as typeof import('../lib/index.js');
+    expect(typeof mod.PageArray).toBe('function');
+    expect(typeof mod.PinlabError).toBe('function');
+    expect([...mod.SCHEMES].sort()).toEqual(['bias', 'hybrid', 'separate', 'write-bias']);
+    const pa = new mod.PageArray({ pages: 16, scheme: 'hybrid' });
+    pa.makeFolio(8, 3);
+    expect(pa.pinPages({ start: 8, count: 8 })).toBe(8);
+    expect(pa.pincount(12)).toBe(8);
+    expect(pa.maybeDmaPinned(15)).toBe(true);
+    let err: unknown;
+    try {
+      pa.unpinPages({ start: 0, count: 1 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(mod.PinlabError);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as { code: string }).code).toBe('ENOTPINNED');
+    let optErr: unknown;
+    try {
+      new mod.PageArray({ pages: 0 });
+    } catch (e) {
+      optErr = e;
+    }
+    expect(optErr).toBeInstanceOf(mod.PinlabError);
+    expect((optErr as { code: string }).code).toBe('EINVAL');
+  });
+
+  it("plain Node resolves import('pinlab') from the package root (no test-runner resolver)", () => {
+    requireDist();
+    const script = `
+      const m = await import('pinlab');
+      const pa = new m.PageArray({ pages: 8, scheme: 'bias' });
+      pa.pinPages(new Uint32Array([3, 3]));
+      let code = null, isErr = false;
+      try { pa.getPage(8); } catch (e) { code = e.code; isErr = e instanceof m.PinlabError; }
+      const url = import.meta.resolve('pinlab');
+      console.log(JSON.stringify({ keys: Object.keys(m).sort(), ref: pa.refcount(3), code, isErr, url }));
+    `;
+    let out: string;
+    try {
+      out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (e) {
+      const x = e as { stderr?: string; message: string };
+      expect.fail(`node could not import 'pinlab' from ${root}: ${x.stderr ?? x.message}`);
+    }
+    const r = JSON.parse(out.trim().split('\n').pop()!) as {
+      keys: string[];
+      ref: number;
+      code: string;
+      isErr: boolean;
+      url: string;
+    };
+    expect(r.keys).toEqual(expect.arrayContaining(['PageArray', 'PinlabError', 'SCHEMES']));
+    expect(r.ref).toBe(1 + 2 * 1024);
+    expect(r.code).toBe('ERANGE');
+    expect(r.isErr).toBe(true);
+    expect(fileURLToPath(r.url)).toBe(join(root, 'dist', 'index.js'));
+  });
+});
+
+describe('binding.gyp and CMake build the same sources', () => {
+  function gypSources(): string[] {
+    const text = readFileSync(join(root, 'binding.gyp'), 'utf8');
+    let gyp: { targets: { target_name: string; sources?: string[] }[] };
+    try {
+      gyp = JSON.parse(text);
+    } catch {
+      // .gyp is a Python literal: allow # comments, single quotes and trailing commas
+      const cleaned = text
+        .replace(/^\s*#.*$/gm, '')
+        .replace(/'/g, '"')
+        .replace(/,(\s*[}\]])/g, '$1');
+      gyp = JSON.parse(cleaned);
+    }
+    const target = gyp.targets.find((t) => t.target_name === 'pinlab');
+    if (!target) expect.fail('binding.gyp has no "pinlab" target');
+    return target.sources ?? [];
+  }
+
+  function cppUnder(dir: string): string[] {
+    return readdirSync(join(root, dir), { withFileTypes: true })
+      .filter((d) => d.isFile() && d.name.endsWith('.cpp'))
+      .map((d) => `${dir}/${d.name}`);
+  }
+
+  it('"sources" equals the .cpp files of native/core and native/addon, no more, no less, no repeats', () => {
+    const listed = gypSources().map((s) => s.replace(/^\.\//, ''));
+    const onDisk = [...cppUnder('native/core'), ...cppUnder('native/addon')];
+    expect(onDisk.length).toBeGreaterThan(0);
+    expect(new Set(listed).size, `duplicate entries in binding.gyp sources: ${listed.join(', ')}`).toBe(listed.length);
+    const missingFromGyp = onDisk.filter((f) => !listed.includes(f));
+    const notOnDisk = listed.filter((f) => !onDisk.includes(f));
+    expect(missingFromGyp, 'on disk but not in binding.gyp').toEqual([]);
+    expect(notOnDisk, 'in binding.gyp but not a .cpp file of native/core or native/addon').toEqual([]);
+    expect([...listed].sort()).toEqual([...onDisk].sort());
+  });
+
+  it('CMake globs exactly those two directories for the addon', () => {
+    const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
+    expect(cmake).toMatch(/file\(GLOB\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/core\/\*\.cpp\)/);
+    expect(cmake).toMatch(/file\(GLOB\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/addon\/\*\.cpp\)/);
+  });
+});
