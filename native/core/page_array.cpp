@@ -84,6 +84,7 @@ Status PageArray::check_page_set(const PageSet& set) const {
     // entry only when there is one, to name it.
     const auto n = static_cast<uint32_t>(pages());  // pages <= 2^31
     uint32_t any_bad = 0;
+#pragma GCC unroll 4
     for (uint64_t i = 0; i < set.count; ++i) any_bad |= uint32_t(set.list[i] >= n);
     if (any_bad == 0) return Status::Ok();
     const uint32_t* bad = std::find_if(set.list, set.list + set.count,
