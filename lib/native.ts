@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
+import type { PageArrayStats } from './page-array.js';
 
 /** Flag bits understood by the addon's pin calls. @internal */
 export const PinFlag = { Write: 1, PerPage: 2, Dirty: 4 } as const;
@@ -21,15 +22,8 @@ export interface NativeInfo {
   bytesPerPage: number;
 }
 
-/** @internal */
-export interface NativeStats {
-  pinAcquired: number;
-  pinReleased: number;
-  grabs: number;
-  foliosFreed: number;
-  overflowRefusals: number;
-  rollbacks: number;
-}
+/** The addon returns the public statistics object as is. @internal */
+export type NativeStats = PageArrayStats;
 
 /** @internal */
 export interface NativePageArray {
@@ -58,14 +52,7 @@ export interface NativePageArray {
 
 /** @internal */
 export interface NativeModule {
-  NativePageArray: new (options: {
-    pages: number;
-    scheme: string;
-    pinBias: number;
-    pincountMinOrder: number;
-    folioOrder: number;
-    debug: boolean;
-  }) => NativePageArray;
+  NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
   setErrorClass(cls: typeof PinlabError): void;
 }
 
