@@ -264,8 +264,20 @@ export class PinModel {
     if (after < 0) fail('EINVAL', `put below 0 on ${pfn}`);
     if (this.debug && after < this.owedToPins(h)) fail('EPINNED', `put eats pins on ${pfn}`);
     this.ref[h] = after;
-    if (after === 0) this.stats.foliosFreed++;
+    if (after === 0) this.free(h);
     return after === 0;
+  }
+
+  // A folio whose count reached 0 goes back to the allocator: its pages become free order-0
+  // pages with no flags, and any stale pincount is cleared.
+  private free(head: number): void {
+    const o = this.order[head]!;
+    for (let p = head; p < head + 2 ** o; p++) {
+      this.order[p] = 0;
+      this.dirty[p] = 0;
+      this.pin[p] = 0;
+    }
+    this.stats.foliosFreed++;
   }
 
   // ---- folio shape ---------------------------------------------------------------------------
@@ -349,7 +361,7 @@ export class PinModel {
   unpinPages(set: ModelPageSet, write = false, dirty = false): void {
     const list = this.expand(set);
     const saved = this.snapshot();
-    let freed = 0;
+    const freed: number[] = [];
     try {
       for (const pfn of list) {
         const h = this.head(pfn);
@@ -371,7 +383,7 @@ export class PinModel {
         const cost = this.pinRefCost(o, write);
         if (this.ref[h]! - cost < 0) fail('ENOTPINNED', `pfn ${pfn}`);
         this.ref[h]! -= cost;
-        if (this.ref[h] === 0) freed++;
+        if (this.ref[h] === 0) freed.push(h);
       }
     } catch (e) {
       this.restore(saved);
@@ -379,6 +391,6 @@ export class PinModel {
       throw e;
     }
     this.stats.pinReleased += list.length;
-    this.stats.foliosFreed += freed;
+    for (const h of freed) this.free(h);
   }
 }

@@ -22,6 +22,8 @@ Status validate(const PageArrayConfig& cfg) {
       cfg.pages % (int64_t{1} << cfg.folio_order) != 0)
     return Status::BadOption("folioOrder", cfg.folio_order,
                              "an order in 0..30 whose folio size divides pages");
+  if (cfg.movable_pages < 0 || cfg.movable_pages > cfg.pages)
+    return Status::BadOption("movablePages", cfg.movable_pages, "an integer in 0..pages");
   return Status::Ok();
 }
 
@@ -52,6 +54,15 @@ Status PageArray::allocate_and_populate() {
   if (cfg_.debug && cfg_.scheme == Scheme::kWriteBias && !dbg_write_.allocate(n))
     return fail(n * 4);
 
+  const uint64_t movable_start = n - uint64_t(cfg_.movable_pages);
+  normal_zone_ = std::make_unique<BuddyAllocator>(0, movable_start);
+  if (movable_start < n) movable_zone_ = std::make_unique<BuddyAllocator>(movable_start, n);
+  if (!cfg_.populated) {
+    // Every page free: refcount 0 and order 0 (the mapping is zeroed), all blocks in the zones.
+    normal_zone_->add_whole_zone();
+    if (movable_zone_) movable_zone_->add_whole_zone();
+    return Status::Ok();
+  }
   // Every aligned block of 2^folio_order pages is one allocated folio: refcount 1 on its
   // head, tails 0 (already zero from the mapping), and the order on every page. Plain stores:
   // nothing else can see the array before create() returns.
@@ -213,7 +224,7 @@ Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t ow
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
                                       std::memory_order_relaxed));
   *freed = (cur == refs);
-  if (*freed) stats_.add(Stat::kFoliosFreed, 1);
+  if (*freed) free_folio(head);
   return Status::Ok();
 }
 

@@ -20,9 +20,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
+#include "buddy_allocator.h"
 #include "mapped_array.h"
 #include "scheme.h"
 #include "stats.h"
@@ -57,6 +59,8 @@ struct PageArrayConfig {
   int64_t pincount_min_order = 1;  // hybrid: 1 = 64-bit mainline, 2 = v5.7 / 32-bit
   int64_t folio_order = 0;         // initial folio order of every aligned block
   bool debug = false;
+  bool populated = true;           // false: every page starts free, for the allocator
+  int64_t movable_pages = 0;       // the top movable_pages PFNs form ZONE_MOVABLE
 };
 
 // The page list of a call: a PFN range, or a list of PFNs (any order, repeats allowed).
@@ -132,9 +136,61 @@ class PageArray {
 
   uint64_t stat(Stat s) const { return stats_.read(s); }
 
+  // ---- the page allocator (allocator.cpp) -----------------------------------------------------
+  // A free, aligned block of 2^order pages becomes one folio with refcount 1 (ENOMEM when none
+  // is left). Movable allocations (user memory) prefer ZONE_MOVABLE and fall back to the normal
+  // zone; others come from the normal zone only. A folio whose refcount reaches 0 returns to
+  // its zone by itself (every put that reaches zero frees).
+  Status alloc_folio(int64_t order, bool movable, uint64_t* head);
+  // Pages in ZONE_MOVABLE may not be pinned long-term: FOLL_LONGTERM migrates them first.
+  bool is_movable(uint64_t pfn) const { return pfn >= pages() - uint64_t(cfg_.movable_pages); }
+  uint64_t free_pages() const;
+  // The shared zero page, allocated (order 0, normal zone) on first use and never freed.
+  Status zero_page(uint64_t* pfn);
+  // The zero page's PFN, or -1 before first use.
+  int64_t zero_pfn() const { return zero_pfn_.load(std::memory_order_acquire); }
+  bool populated() const { return cfg_.populated; }
+  uint64_t movable_pages() const { return uint64_t(cfg_.movable_pages); }
+
+  // ---- building blocks for gup and the mm layer (gup_ops.h, mm_ops.cpp) --------------------
+  // gup_fast's speculative grab: add-unless-zero of the whole cost of `refs` subpage pins (or
+  // gets) in one CAS on the head of pfn's folio, then a check that pfn still belongs to that
+  // folio (a freed folio's pages may have been reused in another shape). On success *head and
+  // *order name the folio that release_folio_refs must release.
+  template <Scheme S>
+  bool try_grab_folio_fast(uint64_t pfn, int64_t refs, bool pin, bool write, uint64_t* head,
+                           uint32_t* order);
+  // The inverse of a grab (pin: unpin; get: put), freeing the folio if it reaches zero.
+  template <Scheme S>
+  void release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool pin,
+                          bool write);
+  // Slow-path grab of a stable folio (the caller holds its mapping): refs gets or pins.
+  Status grab_folio(uint64_t pfn, int64_t refs, bool pin, bool write);
+  // Drops references a mapping held (unmap, COW): put_and_test, freeing at zero.
+  void put_folio_refs(uint64_t head, int64_t refs);
+  // Exact pins of a folio where known: debug mode, or an exact scheme for this folio.
+  std::optional<int64_t> exact_folio_pins(uint64_t head, uint32_t order) const;
+  bool maybe_pinned_head(uint64_t head, uint32_t order) const;
+  // Freezes a folio's refcount from `expected` to 0 (migration's protocol); false if it was not
+  // exactly `expected` (a pin, a reference, or a gup_fast speculative grab is in the way).
+  bool try_freeze(uint64_t head, int32_t expected);
+  // Frees a frozen folio (refcount 0) into its zone.
+  void free_frozen_folio(uint64_t head) { free_folio(head); }
+  // The copy gets the original's dirty flag (migration, COW and early-COW copies).
+  void copy_folio_flags(uint64_t from_head, uint64_t to_head);
+  // gup's statistics land in the array's: logical subpage pins, as the kernel counts them.
+  void add_stat(Stat s, uint64_t n) { stats_.add(s, n); }
+  // The zero page is never counted: gup and unpin skip it.
+  bool is_zero_page(uint64_t pfn) const { return int64_t(pfn) == zero_pfn(); }
+
  private:
   explicit PageArray(const PageArrayConfig& cfg);
   Status allocate_and_populate();
+  // A put reached zero: return the folio's pages to their zone.
+  void free_folio(uint64_t head);
+  BuddyAllocator& zone_of(uint64_t pfn) {
+    return movable_zone_ && movable_zone_->contains(pfn) ? *movable_zone_ : *normal_zone_;
+  }
 
   // ---- one-line accessors over the arrays -------------------------------------------------
   std::atomic_ref<int32_t> ref_at(uint64_t pfn) const {
@@ -191,7 +247,7 @@ class PageArray {
   Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
   template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
   Status unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done, uint64_t* grabs,
-                    uint64_t* freed, std::vector<uint64_t>* dirtied);
+                    std::vector<uint64_t>* freed, std::vector<uint64_t>* dirtied);
   template <Scheme S, bool kDebug, typename Cursor>
   void undo_pins(Cursor cursor, bool write);
   template <Scheme S, bool kDebug, typename Cursor>
@@ -210,6 +266,10 @@ class PageArray {
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;
   std::unique_ptr<StripedLocks> debug_locks_;  // debug mode only (striped_lock.h)
+  std::unique_ptr<BuddyAllocator> normal_zone_;
+  std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
+  std::atomic<int64_t> zero_pfn_{-1};
+  std::mutex zero_mu_;
 
   template <bool kPerPage>
   friend class RangeCursor;

@@ -79,8 +79,9 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
-                             uint64_t* grabs, uint64_t* freed, std::vector<uint64_t>* dirtied) {
-  uint64_t pages = 0, runs = 0, zeroed = 0;
+                             uint64_t* grabs, std::vector<uint64_t>* freed,
+                             std::vector<uint64_t>* dirtied) {
+  uint64_t pages = 0, runs = 0;
   Status st = Status::Ok();
   Run r;
   while (cursor.next(&r)) {
@@ -101,12 +102,12 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
       break;
     }
     pages += r.count;
-    zeroed += reached_zero;
+    if (reached_zero) [[unlikely]]
+      freed->push_back(r.head);
     ++runs;
   }
   *done = pages;
   *grabs = runs;
-  *freed = zeroed;
   return st;
 }
 
@@ -123,8 +124,8 @@ void PageArray::undo_unpins(Cursor cursor, bool write) {
 template <Scheme S, bool kPerPage, bool kDebug>
 Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
-    uint64_t done = 0, grabs = 0, freed = 0;
-    std::vector<uint64_t> dirtied;
+    uint64_t done = 0, grabs = 0;
+    std::vector<uint64_t> freed, dirtied;
     Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, &done, &grabs, &freed, &dirtied);
     if (!st.ok()) {
       // Re-take what this call released (a folio it took to zero comes back to life: nothing
@@ -136,7 +137,8 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags) {
       return st;
     }
     stats_.add(Stat::kGrabs, grabs);
-    if (freed) stats_.add(Stat::kFoliosFreed, freed);
+    // Only now, with the whole call done, do the folios this call took to zero go free.
+    for (uint64_t head : freed) free_folio(head);
     return st;
   });
 }

@@ -1,7 +1,7 @@
 // Event counters sharded per thread, like the kernel's per-CPU vmstat counters.
 //
-// Each thread adds to its own cache line (no sharing, so no contention on the hot path);
-// readers sum the shards. Counts are exact once the writers are quiescent.
+// Each thread adds to its own cache-line-aligned shard (no sharing, so no contention on the
+// hot path); readers sum the shards. Counts are exact once the writers are quiescent.
 #pragma once
 
 #include <atomic>
@@ -21,29 +21,43 @@ enum class Stat : uint8_t {
 };
 
 constexpr size_t kCacheLine = 64;
-constexpr size_t kStatFields = static_cast<size_t>(Stat::kCount);
 
-struct alignas(kCacheLine) StatShard {
-  std::atomic<uint64_t> field[kStatFields];
-};
-static_assert(sizeof(StatShard) == kCacheLine, "one shard per cache line: no false sharing");
-static_assert(std::atomic<uint64_t>::is_always_lock_free);
+// The shard index of the calling thread: threads get tickets round-robin.
+size_t my_stat_shard(size_t shards);
 
-class ShardedStats {
+// Counters named by an enum class E with a kCount member.
+template <typename E>
+class ShardedCounters {
  public:
   static constexpr size_t kShards = 32;
+  static constexpr size_t kFields = static_cast<size_t>(E::kCount);
 
-  ShardedStats();
-  void add(Stat s, uint64_t n) {
+  ShardedCounters() { reset(); }
+  void add(E e, uint64_t n) {
     // relaxed: a statistic orders nothing; sums are read after the writers finish.
-    shards_[my_shard()].field[static_cast<size_t>(s)].fetch_add(n, std::memory_order_relaxed);
+    shards_[my_stat_shard(kShards)].field[static_cast<size_t>(e)].fetch_add(
+        n, std::memory_order_relaxed);
   }
-  uint64_t read(Stat s) const;
-  void reset();
+  uint64_t read(E e) const {
+    uint64_t sum = 0;
+    for (const auto& shard : shards_)
+      sum += shard.field[static_cast<size_t>(e)].load(std::memory_order_relaxed);
+    return sum;
+  }
+  void reset() {
+    for (auto& shard : shards_)
+      for (auto& f : shard.field) f.store(0, std::memory_order_relaxed);
+  }
 
  private:
-  static size_t my_shard();
-  StatShard shards_[kShards];
+  struct alignas(kCacheLine) Shard {
+    std::atomic<uint64_t> field[kFields];
+  };
+  static_assert(sizeof(Shard) % kCacheLine == 0, "shards on their own cache lines");
+  static_assert(std::atomic<uint64_t>::is_always_lock_free);
+  Shard shards_[kShards];
 };
+
+using ShardedStats = ShardedCounters<Stat>;
 
 }  // namespace pinlab

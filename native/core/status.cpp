@@ -15,6 +15,7 @@ const char* code_name(Code code) {
     case Code::kEPINNED: return "EPINNED";
     case Code::kENOTPINNED: return "ENOTPINNED";
     case Code::kENOMEM: return "ENOMEM";
+    case Code::kEFAULT: return "EFAULT";
   }
   return "EUNKNOWN";
 }
@@ -59,6 +60,17 @@ std::string describe(const Status& s) {
     case Reason::kFolioBusy:
       return "folio at head " + v + " is busy (refcount must be 1 and no pins)";
     case Reason::kNoMemory: return "could not allocate " + v + " bytes";
+    case Reason::kNoFreeBlock: return "no free block of order " + v + " is left";
+    case Reason::kNoMapping: return "virtual page " + v + " is not in any mapped region";
+    case Reason::kVaOutOfRange:
+      return "virtual range start " + v + " count " + l + " is outside the address space";
+    case Reason::kReadOnly: return "virtual page " + v + " is in a read-only region";
+    case Reason::kFlags: return std::string("invalid flags: ") + (s.subject ? s.subject : "?");
+    case Reason::kRegionOverlap:
+      return "range start " + v + " count " + l + " overlaps a mapped region";
+    case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
+    case Reason::kMigrateBusy:
+      return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";
   }
   return code_name(s.code);
 }

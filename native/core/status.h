@@ -19,7 +19,8 @@ enum class Code : uint8_t {
   kEBUSY,       // folio is referenced or pinned and cannot change shape
   kEPINNED,     // debug: a plain put would eat a pin's references or free a pinned folio
   kENOTPINNED,  // unpin of a page that holds no such pin
-  kENOMEM,      // allocation failed
+  kENOMEM,      // allocation failed (arrays, or no free block of the order asked for)
+  kEFAULT,      // a virtual address outside any region, or a write to a read-only one
 };
 
 // Which message template explains the failure; `value` and `limit` fill it in.
@@ -47,6 +48,14 @@ enum class Reason : uint8_t {
   kFolioNotIdle,      // value = pfn (makeFolio: a page is not order 0 / refcount 1 / unpinned)
   kFolioBusy,         // value = head (split: refcount != 1 or pinned)
   kNoMemory,          // value = bytes
+  kNoFreeBlock,       // value = order
+  kNoMapping,         // value = virtual page (no region there)
+  kVaOutOfRange,      // value = start, limit = count
+  kReadOnly,          // value = virtual page (write to a read-only region)
+  kFlags,             // subject names the rule broken
+  kMigrateBusy,       // value = virtual page (longterm: a page could not be migrated)
+  kRegionOverlap,     // value = start, limit = count
+  kBadCount,          // value = count
 };
 
 struct Status {

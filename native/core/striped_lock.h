@@ -60,4 +60,21 @@ class FolioGuard {
   uint64_t head_;
 };
 
+// The same, decided at run time: locks when `locks` is non-null (debug mode), else nothing.
+class MaybeFolioGuard {
+ public:
+  MaybeFolioGuard(StripedLocks* locks, uint64_t head) : locks_(locks), head_(head) {
+    if (locks_ != nullptr) locks_->lock(head_);
+  }
+  ~MaybeFolioGuard() {
+    if (locks_ != nullptr) locks_->unlock(head_);
+  }
+  MaybeFolioGuard(const MaybeFolioGuard&) = delete;
+  MaybeFolioGuard& operator=(const MaybeFolioGuard&) = delete;
+
+ private:
+  StripedLocks* locks_;
+  uint64_t head_;
+};
+
 }  // namespace pinlab

@@ -1,0 +1,63 @@
+// A two-level page table: PMD entries over PTE tables of 512 entries, atomic 64-bit entries.
+//
+// Entry layout: bits 0-4 flags, bits 32-63 the PFN. A PMD entry is none (0), a table (kTable:
+// the slot's PTE table is in use) or a leaf (kHuge: maps a 2 MiB folio from its head PFN).
+// PTE tables are allocated on first use and kept until the table dies, so a lockless walker
+// can never read a freed table (the kernel gets the same from IRQs off / RCU).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace pinlab {
+
+namespace entry {
+constexpr uint64_t kPresent = 1u << 0;
+constexpr uint64_t kWritable = 1u << 1;
+constexpr uint64_t kSpecial = 1u << 2;  // the zero page: never counted, gup_fast bails
+constexpr uint64_t kHuge = 1u << 3;     // PMD leaf
+constexpr uint64_t kTable = 1u << 4;    // PMD pointing at the slot's PTE table
+constexpr unsigned kPfnShift = 32;
+
+constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
+constexpr uint64_t pfn(uint64_t e) { return e >> kPfnShift; }
+constexpr bool present(uint64_t e) { return e & kPresent; }
+constexpr bool writable(uint64_t e) { return e & kWritable; }
+constexpr bool special(uint64_t e) { return e & kSpecial; }
+constexpr bool huge(uint64_t e) { return e & kHuge; }
+constexpr bool table(uint64_t e) { return e & kTable; }
+}  // namespace entry
+
+constexpr unsigned kPmdShift = 9;
+constexpr uint64_t kPtesPerTable = uint64_t{1} << kPmdShift;  // 512: a 2 MiB PMD span
+constexpr uint32_t kPmdOrder = kPmdShift;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
+static_assert(entry::kTable < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+
+class PageTable {
+ public:
+  explicit PageTable(uint64_t pages);
+
+  uint64_t pmd_count() const { return pmds_; }
+  std::atomic<uint64_t>& pmd(uint64_t pmd_index) const { return pmd_[pmd_index]; }
+  // The slot's PTE table, or null if none was ever allocated. acquire: pairs with the release
+  // that published a new table, so its zeroed entries are seen.
+  std::atomic<uint64_t>* table(uint64_t pmd_index) const {
+    return tables_[pmd_index].load(std::memory_order_acquire);
+  }
+  // The slot's PTE table, allocated on first use (caller holds the mmap lock).
+  std::atomic<uint64_t>* ensure_table(uint64_t pmd_index);
+  // PTE tables allocated so far (each 4 KiB).
+  uint64_t tables_allocated() const { return tables_allocated_; }
+
+ private:
+  uint64_t pmds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> pmd_;
+  std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> tables_;
+  std::unique_ptr<std::unique_ptr<std::atomic<uint64_t>[]>[]> owned_;
+  uint64_t tables_allocated_ = 0;
+};
+
+}  // namespace pinlab
