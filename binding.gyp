@@ -21,7 +21,8 @@
         "native/core/stress.cpp",
         "native/addon/addon.cpp",
         "native/addon/errors.cpp",
-        "native/addon/page_array_wrap.cpp"
+        "native/addon/page_array_wrap.cpp",
+        "native/addon/address_space_wrap.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

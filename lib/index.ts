@@ -6,7 +6,23 @@
  */
 export { PinlabError, type PinlabErrorCode } from './errors.js';
 export {
+  AddressSpace,
+  type AddressSpaceOptions,
+  type AddressSpaceStats,
+  type GetUserOptions,
+  type GupResult,
+  type MmapOptions,
+  type MprotectOptions,
+  type PinUserOptions,
+  type TouchOptions,
+  type Translation,
+  type UnpinUserOptions,
+  type VirtualRange,
+} from './address-space.js';
+export { runStress, type StressOptions, type StressReport } from './stress.js';
+export {
   PageArray,
+  type AllocOptions,
   SCHEMES,
   type Bvec,
   type MemoryUsage,

@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
+import type { AddressSpaceStats } from './address-space.js';
 import type { PageArrayStats } from './page-array.js';
+import type { StressReport } from './stress.js';
 
 /** Flag bits understood by the addon's pin calls. @internal */
 export const PinFlag = { Write: 1, PerPage: 2, Dirty: 4 } as const;
@@ -18,6 +20,8 @@ export interface NativeInfo {
   pincountMinOrder: number;
   folioOrder: number;
   debug: boolean;
+  populated: boolean;
+  movablePages: number;
   memoryBytes: number;
   bytesPerPage: number;
 }
@@ -48,11 +52,48 @@ export interface NativePageArray {
   countMaybeDmaPinnedRange(start: number, count: number): number;
   countMaybeDmaPinnedList(pfns: Uint32Array): number;
   stats(): NativeStats;
+  allocFolio(order: number, movable: boolean): number;
+  freePages(): number;
+  zeroPfn(): number | null;
+  isMovable(pfn: number): boolean;
+}
+
+/** Flag bits of the addon's gup call. @internal */
+export const GupFlag = { Write: 1, Longterm: 2, FastOnly: 4, Pin: 8, SlowOnly: 16 } as const;
+
+/** @internal */
+export interface NativeAddressSpace {
+  mmap(start: number, count: number, write: boolean, populate: boolean, huge: boolean): void;
+  munmap(start: number, count: number): void;
+  mprotect(start: number, count: number, write: boolean): void;
+  touch(start: number, count: number, write: boolean): void;
+  gup(start: number, count: number, flags: number): Uint32Array;
+  unpinUserPages(pfns: Uint32Array, write: boolean, dirty: boolean): void;
+  putUserPages(pfns: Uint32Array): void;
+  fork(): NativeAddressSpace;
+  migrate(start: number, count: number): number;
+  compact(): number;
+  translate(vpage: number): { pfn: number; writable: boolean; zeroPage: boolean; huge: boolean } | null;
+  stats(): AddressSpaceStats;
+  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number };
+}
+
+/** @internal */
+export interface NativeStressOptions {
+  scheme: string;
+  threads: number;
+  durationMs: number;
+  regionPages: number;
+  regions: number;
+  seed: number;
+  debug: boolean;
 }
 
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
+  NativeAddressSpace: new (mem: NativePageArray, pages: number) => NativeAddressSpace;
+  runStress(options: NativeStressOptions): Promise<StressReport>;
   setErrorClass(cls: typeof PinlabError): void;
 }
 

@@ -1,3 +1,4 @@
+import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
@@ -25,6 +26,16 @@ export interface PageArrayOptions {
   folioOrder?: number;
   /** Keep an exact pin count per page whatever the scheme, and turn misuse into errors. Default false. */
   debug?: boolean;
+  /**
+   * Whether every page starts allocated (default true). `false` starts every page free, for
+   * simulations that allocate with {@link PageArray.allocFolio} or through an {@link AddressSpace}.
+   */
+  populated?: boolean;
+  /**
+   * Pages at the top of the PFN range that form ZONE_MOVABLE (default 0). User memory is
+   * allocated there first, and long-term pins must migrate it out first.
+   */
+  movablePages?: number;
 }
 
 /** A page list: a contiguous PFN range, or a `Uint32Array` of PFNs (any order, repeats allowed). */
@@ -76,7 +87,31 @@ export interface MemoryUsage {
   bytesPerPage: number;
 }
 
-const CONSTRUCTOR_OPTIONS = ['pages', 'scheme', 'pinBias', 'pincountMinOrder', 'folioOrder', 'debug'] as const;
+const CONSTRUCTOR_OPTIONS = [
+  'pages',
+  'scheme',
+  'pinBias',
+  'pincountMinOrder',
+  'folioOrder',
+  'debug',
+  'populated',
+  'movablePages',
+] as const;
+
+/** Options of {@link PageArray.allocFolio}. */
+export interface AllocOptions {
+  /** Allocate as user memory: ZONE_MOVABLE first, then the normal zone. Default false (normal zone only). */
+  movable?: boolean;
+}
+
+const handles = new WeakMap<PageArray, NativePageArray>();
+
+/** The addon object behind a PageArray (for the other classes of lib/). @internal */
+export function nativeOf(mem: PageArray): NativePageArray {
+  const h = mem instanceof PageArray ? handles.get(mem) : undefined;
+  if (h === undefined) invalid(`mem must be a PageArray (got ${show(mem)})`);
+  return h;
+}
 const PIN_OPTIONS = ['write', 'path'] as const;
 const UNPIN_OPTIONS = ['write', 'path', 'dirty'] as const;
 const PATHS: readonly PinPath[] = ['per-page', 'bvec'];
@@ -128,8 +163,11 @@ export class PageArray {
       pincountMinOrder: o['pincountMinOrder'] === undefined ? 1 : integer('pincountMinOrder', o['pincountMinOrder']),
       folioOrder: o['folioOrder'] === undefined ? 0 : integer('folioOrder', o['folioOrder']),
       debug: bool('debug', o['debug'], false),
+      populated: bool('populated', o['populated'], true),
+      movablePages: o['movablePages'] === undefined ? 0 : integer('movablePages', o['movablePages']),
     };
     this.#native = new native.NativePageArray(resolved);
+    handles.set(this, this.#native);
     this.pages = resolved.pages;
     this.scheme = resolved.scheme;
     this.pinBias = resolved.pinBias;
@@ -268,6 +306,34 @@ export class PageArray {
   /** Event counters (see {@link PageArrayStats}). */
   stats(): PageArrayStats {
     return this.#native.stats();
+  }
+
+  // ---- the allocator ------------------------------------------------------------------------
+
+  /**
+   * Allocates a free, aligned block of 2^order pages as one folio with refcount 1 and returns
+   * its head. The lowest free block of the smallest fitting order is taken (deterministic).
+   * A folio goes back to the allocator by itself when its refcount reaches 0.
+   * @throws PinlabError `ENOMEM` when no free block of that order is left, `EINVAL` for a bad order
+   */
+  allocFolio(order: number, options?: AllocOptions): number {
+    const o = optionsObject('alloc options', options, ['movable']);
+    return this.#native.allocFolio(integer('order', order), bool('movable', o['movable'], false));
+  }
+
+  /** How many base pages are free (in the allocator). */
+  freePages(): number {
+    return this.#native.freePages();
+  }
+
+  /** Whether `pfn` is in ZONE_MOVABLE (see {@link PageArrayOptions.movablePages}). */
+  isMovable(pfn: number): boolean {
+    return this.#native.isMovable(pfnArg('pfn', pfn));
+  }
+
+  /** The shared zero page's PFN, or null before the first read fault maps it. It is never counted. */
+  get zeroPfn(): number | null {
+    return this.#native.zeroPfn();
   }
 
   /** Bytes the per-page arrays take (see {@link MemoryUsage}). */

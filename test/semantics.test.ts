@@ -40,6 +40,8 @@ describe('exports and options', () => {
       pincountMinOrder: 1,
       folioOrder: 0,
       debug: false,
+      populated: true,
+      movablePages: 0,
     });
     expect(Object.isFrozen(pa.options)).toBe(true);
   });

@@ -2,6 +2,7 @@
 // native/addon; native/core knows nothing of it.
 #include <napi.h>
 
+#include "address_space_wrap.h"
 #include "errors.h"
 #include "page_array_wrap.h"
 
@@ -13,6 +14,10 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function page_array = PageArrayWrap::define(env);
   data->page_array_ctor = Napi::Persistent(page_array);
   exports.Set("NativePageArray", page_array);
+  Napi::Function address_space = AddressSpaceWrap::define(env);
+  data->address_space_ctor = Napi::Persistent(address_space);
+  exports.Set("NativeAddressSpace", address_space);
+  exports.Set("runStress", Napi::Function::New(env, run_stress_async, "runStress"));
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
   return exports;
 }

@@ -11,6 +11,7 @@ namespace pinlab::addon {
 struct InstanceData {
   Napi::FunctionReference error_class;  // lib's PinlabError
   Napi::FunctionReference page_array_ctor;
+  Napi::FunctionReference address_space_ctor;
 };
 
 // Throws (as a C++ exception that node-addon-api rethrows into JS) a PinlabError whose

@@ -72,6 +72,10 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::count_range>("countMaybeDmaPinnedRange"),
           InstanceMethod<&PageArrayWrap::count_list>("countMaybeDmaPinnedList"),
           InstanceMethod<&PageArrayWrap::stats>("stats"),
+          InstanceMethod<&PageArrayWrap::alloc_folio>("allocFolio"),
+          InstanceMethod<&PageArrayWrap::free_pages>("freePages"),
+          InstanceMethod<&PageArrayWrap::zero_pfn>("zeroPfn"),
+          InstanceMethod<&PageArrayWrap::is_movable>("isMovable"),
       });
 }
 
@@ -88,6 +92,8 @@ PageArrayWrap::PageArrayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   cfg.pincount_min_order = opts.Get("pincountMinOrder").As<Napi::Number>().Int64Value();
   cfg.folio_order = opts.Get("folioOrder").As<Napi::Number>().Int64Value();
   cfg.debug = opts.Get("debug").As<Napi::Boolean>().Value();
+  cfg.populated = opts.Get("populated").As<Napi::Boolean>().Value();
+  cfg.movable_pages = opts.Get("movablePages").As<Napi::Number>().Int64Value();
   std::unique_ptr<PageArray> pa;
   check(env, PageArray::create(cfg, &pa));
   core_ = std::move(pa);
@@ -111,6 +117,8 @@ Napi::Value PageArrayWrap::info_(const Napi::CallbackInfo& info) {
   o.Set("pincountMinOrder", double(core_->pincount_min_order()));
   o.Set("folioOrder", double(core_->initial_folio_order()));
   o.Set("debug", core_->debug());
+  o.Set("populated", core_->populated());
+  o.Set("movablePages", double(core_->movable_pages()));
   const MemoryUse mem = core_->memory();
   o.Set("memoryBytes", double(mem.bytes));
   o.Set("bytesPerPage", mem.bytes_per_page);
@@ -212,6 +220,22 @@ Napi::Value PageArrayWrap::stats(const Napi::CallbackInfo& info) {
   o.Set("overflowRefusals", double(core_->stat(Stat::kOverflowRefusals)));
   o.Set("rollbacks", double(core_->stat(Stat::kRollbacks)));
   return o;
+}
+
+Napi::Value PageArrayWrap::alloc_folio(const Napi::CallbackInfo& info) {
+  uint64_t head = 0;
+  check(info.Env(), core_->alloc_folio(int_arg(info, 0), info[1].As<Napi::Boolean>().Value(), &head));
+  return Napi::Number::New(info.Env(), double(head));
+}
+Napi::Value PageArrayWrap::free_pages(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(core_->free_pages()));
+}
+Napi::Value PageArrayWrap::zero_pfn(const Napi::CallbackInfo& info) {
+  const int64_t z = core_->zero_pfn();
+  return z < 0 ? info.Env().Null() : Napi::Number::New(info.Env(), double(z));
+}
+Napi::Value PageArrayWrap::is_movable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), core_->is_movable(pfn_arg(info, 0)));
 }
 
 }  // namespace pinlab::addon

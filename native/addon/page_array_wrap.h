@@ -40,6 +40,10 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value count_range(const Napi::CallbackInfo& info);
   Napi::Value count_list(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value alloc_folio(const Napi::CallbackInfo& info);
+  Napi::Value free_pages(const Napi::CallbackInfo& info);
+  Napi::Value zero_pfn(const Napi::CallbackInfo& info);
+  Napi::Value is_movable(const Napi::CallbackInfo& info);
 
   // The checked pfn in argument 0 (ERANGE otherwise).
   uint64_t pfn_arg(const Napi::CallbackInfo& info, size_t index) const;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <iterator>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include "address_space.h"
@@ -162,7 +163,12 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
   uint64_t i = 0;
   while (i < count) {
     const uint64_t v = start + i;
-    st = handle_fault(v, f.write);  // EFAULT outside a region or on a read-only one
+    // A long-term pin of a COW-shared page unshares it first (FOLL_UNSHARE), as a write
+    // fault would: a shared page could not be migrated, and the pin must see this mm's copy.
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    const bool unshare = f.pin && f.longterm && r != nullptr && r->write;
+    st = handle_fault(v, f.write || unshare);  // EFAULT outside a region or on a read-only one
     if (!st.ok()) break;
     Translation tr = translate(v);
     if (tr.special) {  // the zero page: handed out, never counted
@@ -170,7 +176,13 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
       continue;
     }
     if (f.longterm && mem_->is_movable(tr.pfn)) {
-      const MigrateOutcome m = migrate_one(v, false, false);
+      // A racing gup_fast's speculative grab can make the freeze fail: retry a few times, as
+      // the kernel's migrate_pages does.
+      MigrateOutcome m = MigrateOutcome::kBusy;
+      for (int attempt = 0; attempt < 3 && m == MigrateOutcome::kBusy; ++attempt) {
+        if (attempt > 0) std::this_thread::yield();
+        m = migrate_one(v, false, false);
+      }
       if (m != MigrateOutcome::kMoved) {
         st = m == MigrateOutcome::kNoMemory
                  ? Status::Fail(Code::kENOMEM, Reason::kNoFreeBlock, tr.huge ? kPmdOrder : 0)

@@ -1,0 +1,327 @@
+import { invalid } from './errors.js';
+import { GupFlag, native, type NativeAddressSpace } from './native.js';
+import { nativeOf, type PageArray } from './page-array.js';
+import { bool, integer, optionsObject, show } from './validate.js';
+
+/** Options of {@link AddressSpace}'s constructor. */
+export interface AddressSpaceOptions {
+  /** Virtual pages (4 KiB each), integer 1..2^31. */
+  pages: number;
+}
+
+/** A virtual page range. */
+export interface VirtualRange {
+  /** First virtual page. */
+  start: number;
+  /** Number of pages, at least 1. */
+  count: number;
+}
+
+/** Options of {@link AddressSpace.mmap}. */
+export interface MmapOptions extends VirtualRange {
+  /** Writable mapping. Default true. */
+  write?: boolean;
+  /** Fault every page in now (MAP_POPULATE; write faults where writable). Default false. */
+  populate?: boolean;
+  /** Back aligned 2 MiB stretches with order-9 folios mapped by PMD leaves (THP). Default false. */
+  huge?: boolean;
+}
+
+/** Options of {@link AddressSpace.mprotect}. */
+export interface MprotectOptions extends VirtualRange {
+  /** Write access for the range. */
+  write: boolean;
+}
+
+/** Options of {@link AddressSpace.touch}. */
+export interface TouchOptions {
+  /** A write access: faults pages in writable and breaks COW. Default false (read). */
+  write?: boolean;
+}
+
+/** Options of {@link AddressSpace.pinUserPagesFast} and {@link AddressSpace.pinUserPages}. */
+export interface PinUserOptions {
+  /** FOLL_WRITE: the pages must be writable (a COW page is copied first by the slow path). Default false. */
+  write?: boolean;
+  /** FOLL_LONGTERM: pages in ZONE_MOVABLE are migrated out before they are pinned. Default false. */
+  longterm?: boolean;
+  /** FOLL_FAST_ONLY: no slow path; returns what the lockless walk took (possibly 0). Default false. */
+  fastOnly?: boolean;
+}
+
+/** Options of {@link AddressSpace.getUserPagesFast} (FOLL_GET). */
+export interface GetUserOptions {
+  /** FOLL_WRITE. Default false. */
+  write?: boolean;
+  /** Rejected with `EINVAL`: FOLL_LONGTERM needs FOLL_PIN. Present so the contradiction is reported. */
+  longterm?: boolean;
+  /** FOLL_FAST_ONLY. Default false. */
+  fastOnly?: boolean;
+}
+
+/** Options of {@link AddressSpace.unpinUserPages}. */
+export interface UnpinUserOptions {
+  /** Mark the folios dirty first (unpin_user_pages_dirty_lock). Default false. */
+  dirty?: boolean;
+  /** Must match the pin under `'write-bias'` (write pins carry the bias). Default false. */
+  write?: boolean;
+}
+
+/** What get/pin_user_pages took: `count` PFNs, one per virtual page from `start`. */
+export interface GupResult {
+  /** The PFNs taken, in virtual-address order (`pfns.length === count`). */
+  pfns: Uint32Array;
+  /** How many pages were taken: fewer than asked is partial success. */
+  count: number;
+}
+
+/** What a virtual page maps (see {@link AddressSpace.translate}). */
+export interface Translation {
+  /** The PFN of the 4 KiB page. */
+  pfn: number;
+  /** Whether the entry allows writes (false for COW-shared, read-only and zero-page entries). */
+  writable: boolean;
+  /** The shared zero page (mapped by read faults, never counted). */
+  zeroPage: boolean;
+  /** Mapped by a 2 MiB PMD leaf. */
+  huge: boolean;
+}
+
+/** Event counters of an {@link AddressSpace}. */
+export interface AddressSpaceStats {
+  /** get/pin_user_pages calls. */
+  gupCalls: number;
+  /** Pages the lockless walk took. */
+  fastPathPages: number;
+  /** Calls that handed pages to the slow path. */
+  slowPathFallbacks: number;
+  /** Pages the slow path took. */
+  slowPathPages: number;
+  /** Speculative grabs released because the PTE or PMD changed under them. */
+  recheckFailures: number;
+  /** Fast walks given up because fork's write_protect_seq was odd or moved. */
+  seqRetries: number;
+  /** Pages faulted in (4 KiB units; a THP fault counts 512). */
+  faults: number;
+  /** Write faults that copied a shared (COW) or zero page. */
+  cowCopies: number;
+  /** Write faults that reused an exclusively owned page (4 KiB units). */
+  cowReuses: number;
+  /** Pages fork copied at once because they were maybe pinned in an mm that has pinned. */
+  earlyCowCopies: number;
+  /** ... of which the page held no real pin (known exactly: debug mode or an exact scheme). */
+  earlyCowFalsePositives: number;
+  /** Pages moved by migrate, compact and FOLL_LONGTERM (4 KiB units). */
+  migratedPages: number;
+  /** Folios migration refused because they were maybe pinned. */
+  migrationRefusals: number;
+  /** ... of which the folio held no real pin (known exactly). */
+  migrationFalsePositives: number;
+  /** Folios refused for other references (COW-shared, a racing gup_fast, PTE-mapped THP). */
+  migrationBusy: number;
+  /** Folios moved out of ZONE_MOVABLE for long-term pins. */
+  longtermMigrations: number;
+  /** Early-COW copies and migration refusals whose pins were not known exactly (bias-counted folios without debug mode). */
+  unclassified: number;
+}
+
+let adopting: NativeAddressSpace | undefined;
+
+/**
+ * A process address space over a {@link PageArray}: anonymous private regions, a real
+ * two-level page table (PTE tables of 512 entries under PMD entries; PMD leaves map 2 MiB
+ * folios), faults with the zero page and copy-on-write, `fork` with early COW of maybe-pinned
+ * pages, migration, and get/pin_user_pages with the lockless gup_fast walk.
+ *
+ * gup_fast runs without the mmap lock and is safe against every other operation, from any
+ * number of threads (see `runStress`); the other operations take the mmap lock.
+ *
+ * @example
+ * ```ts
+ * const mem = new PageArray({ pages: 1 << 16, populated: false });
+ * const mm = new AddressSpace(mem, { pages: 1 << 14 });
+ * mm.mmap({ start: 0, count: 4096, populate: true, huge: true });
+ * const { pfns, count } = mm.pinUserPagesFast(0, 1024, { write: true });
+ * mm.unpinUserPages(pfns.subarray(0, count), { write: true, dirty: true });
+ * ```
+ */
+export class AddressSpace {
+  /** The page array the pages come from. */
+  readonly mem: PageArray;
+  /** Virtual pages. */
+  readonly pages: number;
+
+  readonly #native: NativeAddressSpace;
+
+  /**
+   * @param mem - the physical memory (a `populated: false` array suits simulations that allocate)
+   * @param options - see {@link AddressSpaceOptions}
+   * @throws PinlabError `EINVAL` naming a bad option
+   */
+  constructor(mem: PageArray, options: AddressSpaceOptions) {
+    const handle = nativeOf(mem);
+    if (options === undefined) invalid('AddressSpace options are required ({ pages })');
+    const o = optionsObject('AddressSpace options', options, ['pages']);
+    const pages = integer('pages', o['pages']);
+    this.#native = adopting ?? new native.NativeAddressSpace(handle, pages);
+    this.mem = mem;
+    this.pages = this.#native.info().pages;
+  }
+
+  /**
+   * Declares an anonymous private region, faulted in on demand (or now with `populate`).
+   * @throws PinlabError `EINVAL` for a range outside the address space or overlapping a region;
+   *   `ENOMEM` when `populate` runs out of pages (then nothing is mapped)
+   */
+  mmap(options: MmapOptions): void {
+    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge']);
+    this.#native.mmap(
+      integer('start', o['start']),
+      integer('count', o['count']),
+      bool('write', o['write'], true),
+      bool('populate', o['populate'], false),
+      bool('huge', o['huge'], false),
+    );
+  }
+
+  /** Unmaps a range (holes allowed): each entry is cleared, then its folio reference put. */
+  munmap(range: VirtualRange): void {
+    const { start, count } = virtualRange('munmap', range);
+    this.#native.munmap(start, count);
+  }
+
+  /**
+   * Changes write access. Removing it write-protects the entries now; granting it leaves them
+   * read-only until a write fault reuses or copies the page.
+   * @throws PinlabError `EFAULT` if part of the range is not mapped (nothing changes)
+   */
+  mprotect(options: MprotectOptions): void {
+    const o = optionsObject('mprotect options', options, ['start', 'count', 'write']);
+    if (typeof o['write'] !== 'boolean') invalid(`write must be a boolean (got ${show(o['write'])})`);
+    this.#native.mprotect(integer('start', o['start']), integer('count', o['count']), o['write']);
+  }
+
+  /**
+   * Accesses pages as a load or store would: faults them in (the zero page on a read) and, for
+   * a write, breaks copy-on-write.
+   * @throws PinlabError `EFAULT` outside a region or for a write to a read-only one (checked
+   *   before any fault); `ENOMEM` when no page is free
+   */
+  touch(start: number, count: number, options?: TouchOptions): void {
+    const o = optionsObject('touch options', options, ['write']);
+    this.#native.touch(integer('start', start), integer('count', count), bool('write', o['write'], false));
+  }
+
+  /**
+   * pin_user_pages_fast: the lockless walk (speculative grab, recheck of PTE and PMD, one grab
+   * per 2 MiB leaf), then the slow path under the mmap lock for what it left (faults, COW,
+   * FOLL_LONGTERM migration). Partial success returns the count done; the caller must unpin
+   * those pages. An error is thrown only when nothing was pinned.
+   * @throws PinlabError `EFAULT` (outside any region, or a write to a read-only one), `EINVAL`
+   *   (contradictory flags), `ENOMEM`, `EBUSY` (a long-term page could not be migrated)
+   */
+  pinUserPagesFast(start: number, count: number, options?: PinUserOptions): GupResult {
+    return this.#gup(start, count, options, GupFlag.Pin);
+  }
+
+  /** get_user_pages_fast: like {@link AddressSpace.pinUserPagesFast} with FOLL_GET references (release with {@link AddressSpace.putUserPages}). */
+  getUserPagesFast(start: number, count: number, options?: GetUserOptions): GupResult {
+    return this.#gup(start, count, options, 0);
+  }
+
+  /** pin_user_pages: the slow path alone, under the mmap lock. `fastOnly` is rejected (`EINVAL`). */
+  pinUserPages(start: number, count: number, options?: PinUserOptions): GupResult {
+    return this.#gup(start, count, options, GupFlag.Pin | GupFlag.SlowOnly);
+  }
+
+  /**
+   * unpin_user_pages: releases pins batched by folio run (one atomic per run). The zero page is
+   * skipped (never counted). All or nothing.
+   * @throws PinlabError `ENOTPINNED`, `ERANGE` (nothing changes)
+   */
+  unpinUserPages(pfns: Uint32Array, options?: UnpinUserOptions): void {
+    const o = optionsObject('unpin options', options, ['dirty', 'write']);
+    this.#native.unpinUserPages(pfnList(pfns), bool('write', o['write'], false), bool('dirty', o['dirty'], false));
+  }
+
+  /** Releases FOLL_GET references from {@link AddressSpace.getUserPagesFast} (put_page each; the zero page skipped). */
+  putUserPages(pfns: Uint32Array): void {
+    this.#native.putUserPages(pfnList(pfns));
+  }
+
+  /**
+   * fork(): a child address space. Holds write_protect_seq while it copies the page table;
+   * private pages are shared copy-on-write (both sides write-protected), except pages that are
+   * maybe pinned in an mm that has pinned: those are copied into the child at once (early COW).
+   * @throws PinlabError `ENOMEM` when an early-COW copy finds no free page (no child is made)
+   */
+  fork(): AddressSpace {
+    adopting = this.#native.fork();
+    try {
+      return new AddressSpace(this.mem, { pages: this.pages });
+    } finally {
+      adopting = undefined;
+    }
+  }
+
+  /**
+   * Moves the mapped pages of a range to newly allocated folios (a 2 MiB leaf moves whole).
+   * Maybe-pinned folios are refused and stay; see {@link AddressSpaceStats} for the refusals.
+   * @returns pages moved (4 KiB units)
+   */
+  migrate(range: VirtualRange): number {
+    const { start, count } = virtualRange('migrate', range);
+    return this.#native.migrate(start, count);
+  }
+
+  /** Compaction: moves order-0 pages down to the lowest free PFNs, so higher blocks merge. Refuses maybe-pinned pages. @returns pages moved */
+  compact(): number {
+    return this.#native.compact();
+  }
+
+  /** What `vpage` maps now (a lock-free snapshot), or null if nothing is mapped there. */
+  translate(vpage: number): Translation | null {
+    return this.#native.translate(integer('vpage', vpage));
+  }
+
+  /** MMF_HAS_PINNED: set by the first pin through this address space, never cleared. */
+  get hasPinned(): boolean {
+    return this.#native.info().hasPinned;
+  }
+
+  /** Number of regions (a munmap or mprotect inside a region splits it). */
+  get regions(): number {
+    return this.#native.info().regions;
+  }
+
+  /** Present pages (4 KiB units), zero-page entries included. */
+  get mappedPages(): number {
+    return this.#native.info().mappedPages;
+  }
+
+  /** Event counters (see {@link AddressSpaceStats}). */
+  stats(): AddressSpaceStats {
+    return this.#native.stats();
+  }
+
+  #gup(start: number, count: number, options: unknown, base: number): GupResult {
+    const o = optionsObject('gup options', options, ['write', 'longterm', 'fastOnly']);
+    let flags = base;
+    if (bool('write', o['write'], false)) flags |= GupFlag.Write;
+    if (bool('longterm', o['longterm'], false)) flags |= GupFlag.Longterm;
+    if (bool('fastOnly', o['fastOnly'], false)) flags |= GupFlag.FastOnly;
+    const pfns = this.#native.gup(integer('start', start), integer('count', count), flags);
+    return { pfns, count: pfns.length };
+  }
+}
+
+function virtualRange(what: string, range: unknown): VirtualRange {
+  const o = optionsObject(`${what} range`, range, ['start', 'count']);
+  if (range === undefined) invalid(`${what} needs { start, count }`);
+  return { start: integer('start', o['start']), count: integer('count', o['count']) };
+}
+
+function pfnList(pfns: unknown): Uint32Array {
+  if (!(pfns instanceof Uint32Array)) invalid(`pfns must be a Uint32Array (got ${show(pfns)})`);
+  return pfns;
+}

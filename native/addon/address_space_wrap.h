@@ -1,0 +1,40 @@
+// The JS-facing AddressSpace and the stress harness's async entry point. Argument
+// conversion only: types are checked in lib/, values in the core.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "address_space.h"
+
+namespace pinlab::addon {
+
+class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  // new NativeAddressSpace(nativePageArray, pages), or (External<AddressSpace>) from fork.
+  explicit AddressSpaceWrap(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value mmap(const Napi::CallbackInfo& info);
+  Napi::Value munmap(const Napi::CallbackInfo& info);
+  Napi::Value mprotect(const Napi::CallbackInfo& info);
+  Napi::Value touch(const Napi::CallbackInfo& info);
+  Napi::Value gup(const Napi::CallbackInfo& info);
+  Napi::Value unpin_user_pages(const Napi::CallbackInfo& info);
+  Napi::Value put_user_pages(const Napi::CallbackInfo& info);
+  Napi::Value fork(const Napi::CallbackInfo& info);
+  Napi::Value migrate(const Napi::CallbackInfo& info);
+  Napi::Value compact(const Napi::CallbackInfo& info);
+  Napi::Value translate(const Napi::CallbackInfo& info);
+  Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value info_(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<AddressSpace> core_;
+};
+
+// runStress(options) -> Promise<report>: the harness runs on a worker thread.
+Napi::Value run_stress_async(const Napi::CallbackInfo& info);
+
+}  // namespace pinlab::addon
