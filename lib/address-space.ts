@@ -87,6 +87,17 @@ export interface Translation {
   huge: boolean;
 }
 
+/**
+ * Where the lockless walk calls a race hook: after reading an entry and before grabbing its
+ * folio (`'beforeGrab'`), after the grab and before the recheck of PTE and PMD
+ * (`'beforeRecheck'`), and for pins after the walk and before write_protect_seq is re-read
+ * (`'beforeSeqCheck'`, with the first virtual page the walk did not take).
+ */
+export type RacePoint = 'beforeGrab' | 'beforeRecheck' | 'beforeSeqCheck';
+
+/** A race hook: runs synchronously inside the walk, which holds no lock. */
+export type RaceHook = (point: RacePoint, vpage: number) => void;
+
 /** Event counters of an {@link AddressSpace}. */
 export interface AddressSpaceStats {
   /** get/pin_user_pages calls. */
@@ -297,6 +308,18 @@ export class AddressSpace {
   /** Present pages (4 KiB units), zero-page entries included. */
   get mappedPages(): number {
     return this.#native.info().mappedPages;
+  }
+
+  /**
+   * Installs (or, with null, removes) a race hook: the lockless walk calls it at each
+   * {@link RacePoint} with the virtual page, so a test or simulation can munmap, migrate, fork
+   * or mprotect exactly there and watch the walk's recheck, release and fallback. If the hook
+   * throws, the walk still completes its protocol, gives back what it took, and the call
+   * rethrows the hook's exception.
+   */
+  setRaceHook(hook: RaceHook | null): void {
+    if (hook !== null && typeof hook !== 'function') invalid(`hook must be a function or null (got ${show(hook)})`);
+    this.#native.setRaceHook(hook as ((point: string, vpage: number) => void) | null);
   }
 
   /** Event counters (see {@link AddressSpaceStats}). */

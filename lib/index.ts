@@ -14,6 +14,8 @@ export {
   type MmapOptions,
   type MprotectOptions,
   type PinUserOptions,
+  type RaceHook,
+  type RacePoint,
   type TouchOptions,
   type Translation,
   type UnpinUserOptions,

@@ -76,6 +76,7 @@ export interface NativeAddressSpace {
   translate(vpage: number): { pfn: number; writable: boolean; zeroPage: boolean; huge: boolean } | null;
   stats(): AddressSpaceStats;
   info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number };
+  setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
 }
 
 /** @internal */

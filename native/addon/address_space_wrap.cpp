@@ -38,6 +38,7 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::translate>("translate"),
                          InstanceMethod<&AddressSpaceWrap::stats>("stats"),
                          InstanceMethod<&AddressSpaceWrap::info_>("info"),
+                         InstanceMethod<&AddressSpaceWrap::set_race_hook>("setRaceHook"),
                      });
 }
 
@@ -87,8 +88,19 @@ Napi::Value AddressSpaceWrap::gup(const Napi::CallbackInfo& info) {
   // The core checks the range (EFAULT) before touching out: a bad count allocates nothing.
   auto out = Napi::Uint32Array::New(env, count > 0 && count <= int64_t(core_->pages()) ? size_t(count) : 0);
   uint64_t done = 0;
-  check(env, (bits & kGupSlowOnly) ? core_->gup_slow(start, count, f, out.Data(), &done)
-                                   : core_->gup_fast(start, count, f, out.Data(), &done));
+  const Status st = (bits & kGupSlowOnly) ? core_->gup_slow(start, count, f, out.Data(), &done)
+                                          : core_->gup_fast(start, count, f, out.Data(), &done);
+  if (hook_error_) {
+    // The walk finished cleanly; now the hook's exception surfaces. What the call took stays
+    // taken (the caller sees the exception, so give it back first).
+    if (done > 0) {
+      if (f.pin) (void)core_->unpin_user_pages(out.Data(), done, f.write, false);
+      else (void)core_->put_user_pages(out.Data(), done);
+    }
+    std::unique_ptr<Napi::Error> err = std::move(hook_error_);
+    throw *err;
+  }
+  check(env, st);
   return Napi::Uint32Array::New(env, size_t(done), out.ArrayBuffer(), 0);
 }
 
@@ -171,6 +183,28 @@ Napi::Value AddressSpaceWrap::info_(const Napi::CallbackInfo& info) {
   o.Set("regions", double(core_->regions()));
   o.Set("mappedPages", double(core_->mapped_pages()));
   return o;
+}
+
+// setRaceHook(fn | null): fn(point, vpage) runs synchronously inside the walk.
+Napi::Value AddressSpaceWrap::set_race_hook(const Napi::CallbackInfo& info) {
+  if (info[0].IsNull() || info[0].IsUndefined()) {
+    core_->set_race_hook(nullptr);
+    race_hook_.Reset();
+    return info.Env().Undefined();
+  }
+  race_hook_ = Napi::Persistent(info[0].As<Napi::Function>());
+  Napi::Env env = info.Env();
+  core_->set_race_hook([this, env](RacePoint point, uint64_t vpage) {
+    if (hook_error_) return;  // the hook already threw during this walk: stay out of JS
+    static const char* const kNames[] = {"beforeGrab", "beforeRecheck", "beforeSeqCheck"};
+    try {
+      race_hook_.Call({Napi::String::New(env, kNames[size_t(point)]),
+                       Napi::Number::New(env, double(vpage))});
+    } catch (const Napi::Error& e) {
+      hook_error_ = std::make_unique<Napi::Error>(e);
+    }
+  });
+  return env.Undefined();
 }
 
 // ---- the stress harness, asynchronously ------------------------------------------------------

@@ -30,8 +30,13 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value translate(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value info_(const Napi::CallbackInfo& info);
+  Napi::Value set_race_hook(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
+  // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since
+  // the core must finish its protocol: unwinding through it would leak grabs).
+  Napi::FunctionReference race_hook_;
+  std::unique_ptr<Napi::Error> hook_error_;
 };
 
 // runStress(options) -> Promise<report>: the harness runs on a worker thread.

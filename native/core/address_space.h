@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,6 +76,14 @@ struct Translation {
   bool huge = false;     // mapped by a PMD leaf
 };
 
+// Where the lockless walk calls a race hook (tests and simulations of a racing CPU).
+enum class RacePoint : uint8_t {
+  kBeforeGrab = 0,     // the entry is read, the folio not yet grabbed
+  kBeforeRecheck,      // the folio is grabbed, the entry not yet re-read
+  kBeforeSeqCheck,     // the walk is done (pins), write_protect_seq not yet re-read
+};
+using RaceHook = std::function<void(RacePoint, uint64_t vpage)>;
+
 class AddressSpace {
  public:
   // pages: virtual pages, 1..2^31.
@@ -111,6 +120,11 @@ class AddressSpace {
   Status migrate(int64_t start, int64_t count, uint64_t* moved);
   // Moves order-0 pages down to the lowest free PFNs, freeing higher blocks. *moved: pages.
   Status compact(uint64_t* moved);
+
+  // Calls `hook` at each RacePoint of the lockless walk on this address space, so a test can
+  // run munmap, migrate, fork or mprotect exactly there (the walk holds no lock). Set it only
+  // while no gup_fast runs; an empty hook costs one predictable branch per entry.
+  void set_race_hook(RaceHook hook) { race_hook_ = std::move(hook); }
 
   Translation translate(uint64_t vpage) const;  // lock-free snapshot
   bool has_pinned() const { return has_pinned_.load(std::memory_order_relaxed); }
@@ -158,6 +172,7 @@ class AddressSpace {
   std::atomic<bool> has_pinned_{false};  // MMF_HAS_PINNED: sticky once set
   std::atomic<uint64_t> write_protect_seq_{0};  // odd while fork write-protects
   mutable ShardedCounters<MmStat> stats_;
+  RaceHook race_hook_;
 };
 
 }  // namespace pinlab

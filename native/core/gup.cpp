@@ -74,9 +74,13 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
       pfn = entry::pfn(e);
     }
     if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) break;
+    if (race_hook_) [[unlikely]]
+      race_hook_(RacePoint::kBeforeGrab, v);
     uint64_t head = 0;
     uint32_t order = 0;
     if (!mem.try_grab_folio_fast<S>(pfn, int64_t(n), f.pin, f.write, &head, &order)) break;
+    if (race_hook_) [[unlikely]]
+      race_hook_(RacePoint::kBeforeRecheck, v);
     // The recheck: the entry we grabbed through, and the PMD above it, must be unchanged.
     const bool changed = (pte != nullptr && pte->load(std::memory_order_seq_cst) != e) ||
                          pmd.load(std::memory_order_seq_cst) != pe;
@@ -91,6 +95,8 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
     v += n;
   }
   const uint64_t done = v - start;
+  if (f.pin && done > 0 && race_hook_) [[unlikely]]
+    race_hook_(RacePoint::kBeforeSeqCheck, start + done);
   if (f.pin && done > 0 && write_protect_seq_.load(std::memory_order_seq_cst) != seq) {
     // fork ran meanwhile and may have shared a page we pinned: give everything back.
     release_grabbed<S>(out, done, f);
