@@ -188,7 +188,7 @@ void AddressSpace::split_pmd(uint64_t i) {
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   std::atomic<uint64_t>* t = pt_.ensure_table(i);
-  const uint64_t flags = entry::kPresent | (pe & entry::kWritable);
+  const uint64_t flags = entry::kPresent | (pe & (entry::kWritable | entry::kExclusive));
   // Relaxed entry stores: the PMD store below publishes them. The folio keeps its 512
   // references, now one per PTE.
   for (uint64_t k = 0; k < kPtesPerTable; ++k)
@@ -270,7 +270,8 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
       const uint64_t w = r.write ? entry::kWritable : 0;
       // seq_cst (a release at least): publishes the new folio with the entry.
-      pmd.store(entry::make(head, entry::kPresent | entry::kHuge | w), std::memory_order_seq_cst);
+      pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
+                std::memory_order_seq_cst);
       stats_.add(MmStat::kFaults, kPtesPerTable);
       return Status::Ok();
     }
@@ -285,7 +286,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     flags |= entry::kSpecial;
   } else {
     if (Status st = mem_->alloc_folio(0, true, &pfn); !st.ok()) return st;
-    flags |= entry::kWritable;
+    flags |= entry::kWritable | entry::kExclusive;
   }
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
   stats_.add(MmStat::kFaults, 1);
@@ -297,9 +298,9 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   if (entry::huge(pe)) {
-    // Ours alone (one reference per subpage, no pins, no other mapping): reuse in place.
-    if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {
-      pmd.store(pe | entry::kWritable, std::memory_order_seq_cst);
+    // Ours alone (exclusive, or one reference per subpage and nothing else): reuse in place.
+    if (entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {
+      pmd.store(pe | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
     }
@@ -309,8 +310,8 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   const uint64_t e = slot->load(std::memory_order_relaxed);
   if (!entry::special(e)) {
     const uint64_t head = mem_->folio_head(entry::pfn(e));
-    if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
-      slot->store(e | entry::kWritable, std::memory_order_seq_cst);
+    if (entry::exclusive(e) || (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)) {
+      slot->store(e | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, 1);
       return Status::Ok();
     }
@@ -326,7 +327,8 @@ Status AddressSpace::cow_copy_pte(uint64_t vpage, std::atomic<uint64_t>* slot, u
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
   if (!zero) mem_->copy_folio_flags(old_head, fresh);
   // Replace, then put the shared page (clear-then-put, as unmap).
-  slot->store(entry::make(fresh, entry::kPresent | entry::kWritable), std::memory_order_seq_cst);
+  slot->store(entry::make(fresh, entry::kPresent | entry::kWritable | entry::kExclusive),
+              std::memory_order_seq_cst);
   if (!zero) mem_->put_folio_refs(old_head, 1);
   stats_.add(MmStat::kCowCopies, 1);
   return Status::Ok();
@@ -368,6 +370,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
         (void)mem_->get_page(copy, int64_t(kPtesPerTable) - 1);
         mem_->copy_folio_flags(head, copy);
         child->pt_.pmd(i).store(entry::make(copy, entry::kPresent | entry::kHuge |
+                                                      entry::kExclusive |
                                                       writable_bit(pmd_base(i))),
                                 std::memory_order_relaxed);
         stats_.add(MmStat::kEarlyCowCopies, kPtesPerTable);
@@ -375,8 +378,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
       }
       st = mem_->get_page(head, int64_t(kPtesPerTable));
       if (!st.ok()) break;
-      pmd.store(pe & ~entry::kWritable, std::memory_order_seq_cst);
-      child->pt_.pmd(i).store(pe & ~entry::kWritable, std::memory_order_relaxed);
+      const uint64_t shared = pe & ~(entry::kWritable | entry::kExclusive);
+      pmd.store(shared, std::memory_order_seq_cst);
+      child->pt_.pmd(i).store(shared, std::memory_order_relaxed);
       continue;
     }
     if (!entry::table(pe)) continue;
@@ -399,16 +403,18 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
         st = mem_->alloc_folio(0, true, &copy);
         if (!st.ok()) break;
         mem_->copy_folio_flags(head, copy);
-        ct[k].store(entry::make(copy, entry::kPresent | writable_bit(pmd_base(i) + k)),
+        ct[k].store(entry::make(copy, entry::kPresent | entry::kExclusive |
+                                          writable_bit(pmd_base(i) + k)),
                     std::memory_order_relaxed);
         stats_.add(MmStat::kEarlyCowCopies, 1);
         continue;
       }
       st = mem_->get_page(entry::pfn(e), 1);
       if (!st.ok()) break;
-      // Shared copy-on-write: both sides read-only.
-      if (entry::writable(e)) t[k].store(e & ~entry::kWritable, std::memory_order_seq_cst);
-      ct[k].store(e & ~entry::kWritable, std::memory_order_relaxed);
+      // Shared copy-on-write: both sides read-only, neither exclusive.
+      const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
+      if (shared != e) t[k].store(shared, std::memory_order_seq_cst);
+      ct[k].store(shared, std::memory_order_relaxed);
     }
   }
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);

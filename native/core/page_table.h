@@ -1,6 +1,6 @@
 // A two-level page table: PMD entries over PTE tables of 512 entries, atomic 64-bit entries.
 //
-// Entry layout: bits 0-4 flags, bits 32-63 the PFN. A PMD entry is none (0), a table (kTable:
+// Entry layout: bits 0-5 flags, bits 32-63 the PFN. A PMD entry is none (0), a table (kTable:
 // the slot's PTE table is in use) or a leaf (kHuge: maps a 2 MiB folio from its head PFN).
 // PTE tables are allocated on first use and kept until the table dies, so a lockless walker
 // can never read a freed table (the kernel gets the same from IRQs off / RCU).
@@ -18,6 +18,10 @@ constexpr uint64_t kWritable = 1u << 1;
 constexpr uint64_t kSpecial = 1u << 2;  // the zero page: never counted, gup_fast bails
 constexpr uint64_t kHuge = 1u << 3;     // PMD leaf
 constexpr uint64_t kTable = 1u << 4;    // PMD pointing at the slot's PTE table
+// This mm maps the page alone (PageAnonExclusive, kept on the entry here): a write fault on a
+// read-only exclusive entry reuses the page whatever its refcount, so a pin survives
+// mprotect; fork clears it on both sides when it shares the page.
+constexpr uint64_t kExclusive = 1u << 5;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -27,6 +31,7 @@ constexpr bool writable(uint64_t e) { return e & kWritable; }
 constexpr bool special(uint64_t e) { return e & kSpecial; }
 constexpr bool huge(uint64_t e) { return e & kHuge; }
 constexpr bool table(uint64_t e) { return e & kTable; }
+constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;

@@ -141,6 +141,21 @@ TEST(fork_shares_cow_but_copies_maybe_pinned_pages_early) {
   CHECK(mm.as->unpin_user_pages(out.data(), 1, true, false).ok());
 }
 
+TEST(a_pinned_exclusive_page_survives_mprotect_and_a_write_fault) {
+  auto mm = make_mm(Scheme::kBias);
+  CHECK(mm.as->mmap(MmapArgs{0, 2, true, true, false}).ok());
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK(mm.as->gup_fast(0, 1, pin_flags(true), out.data(), &done).ok());
+  CHECK(mm.as->mprotect(0, 2, false).ok());
+  CHECK(mm.as->mprotect(0, 2, true).ok());
+  CHECK(!mm.as->translate(0).writable);
+  CHECK(mm.as->touch(0, 1, true).ok());  // exclusive: reused although its refcount is 1 + bias
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(out[0]));
+  CHECK_EQ(mm.as->stat(MmStat::kCowCopies), uint64_t(0));
+  CHECK(mm.as->unpin_user_pages(out.data(), 1, true, false).ok());
+}
+
 TEST(migration_refuses_maybe_pinned_pages_and_moves_the_rest) {
   auto mm = make_mm(Scheme::kHybrid);
   CHECK(mm.as->mmap(MmapArgs{0, 8, true, true, false}).ok());
