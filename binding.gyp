@@ -19,6 +19,7 @@
         "native/core/migrate.cpp",
         "native/core/gup.cpp",
         "native/core/stress.cpp",
+        "native/core/scan.cpp",
         "native/addon/addon.cpp",
         "native/addon/errors.cpp",
         "native/addon/page_array_wrap.cpp",

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "page_array.h"
+#include "scan.h"
 
 namespace pinlab {
 
@@ -59,8 +60,9 @@ class ListCursor {
     const uint64_t head = PageArray::head_of(pfn, order);
     uint64_t n = 1;
     if constexpr (!kPerPage) {
-      const uint64_t folio_left = head + (uint64_t{1} << order) - pfn;
-      n = run_length(pfn, std::min(n_ - i_, folio_left));
+      // A small folio is a run of one: no call (the scan is out of line, multiversioned).
+      const uint64_t limit = std::min(n_ - i_, head + (uint64_t{1} << order) - pfn);
+      if (limit > 1) n = consecutive_run(list_ + i_, limit, uint32_t(pfn));  // PFNs < 2^31
     }
     *run = Run{pfn, head, order, n};
     i_ += n;
@@ -69,24 +71,6 @@ class ListCursor {
   ListCursor<false> prefix(uint64_t entries) const { return {pa_, list_, entries}; }
 
  private:
-  // How many entries from i_ on are pfn, pfn+1, ... (at most limit, at least 1). Blocks of 64
-  // entries are compared with an OR of XORs the compiler vectorises, so a list that is one
-  // long run costs a fraction of a cycle per entry; the tail goes entry by entry.
-  uint64_t run_length(uint64_t pfn, uint64_t limit) const {
-    constexpr uint64_t kBlock = 64;
-    const uint32_t* p = list_ + i_;
-    const auto first = static_cast<uint32_t>(pfn);  // PFNs fit in 32 bits (pages <= 2^31)
-    uint64_t n = 1;
-    while (n + kBlock <= limit) {
-      uint32_t diff = 0;
-      for (uint64_t k = 0; k < kBlock; ++k) diff |= p[n + k] ^ (first + uint32_t(n + k));
-      if (diff != 0) break;
-      n += kBlock;
-    }
-    while (n < limit && p[n] == first + uint32_t(n)) ++n;
-    return n;
-  }
-
   const PageArray& pa_;
   const uint32_t* list_;
   uint64_t i_, n_;

@@ -18,6 +18,7 @@
 
 #include "address_space.h"
 #include "gup_ops.h"
+#include "scan.h"
 
 namespace pinlab {
 
@@ -90,8 +91,10 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
       if (changed) stats_.add(MmStat::kRecheckFailures, 1);
       break;
     }
-    const uint64_t i = v - start;
-    for (uint64_t k = 0; k < n; ++k) out[i + k] = uint32_t(pfn + k);
+    // 32-bit arithmetic: the fill of a 2 MiB leaf vectorises (PFNs fit in 32 bits).
+    uint32_t* o = out + (v - start);
+    const auto p0 = uint32_t(pfn);
+    for (uint32_t k = 0; k < uint32_t(n); ++k) o[k] = p0 + k;
     v += n;
   }
   const uint64_t done = v - start;
@@ -216,7 +219,7 @@ Status AddressSpace::unpin_user_pages(const uint32_t* pfns, uint64_t count, bool
   std::vector<uint32_t> kept;
   const uint32_t* list = pfns;
   uint64_t n = count;
-  if (zero >= 0 && std::find(pfns, pfns + count, uint32_t(zero)) != pfns + count) {
+  if (zero >= 0 && any_equal(pfns, count, uint32_t(zero))) {
     std::copy_if(pfns, pfns + count, std::back_inserter(kept),
                  [&](uint32_t p) { return int64_t(p) != zero; });
     list = kept.data();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 
+#include "scan.h"
 #include "scheme_ops.h"
 
 namespace pinlab {
@@ -90,14 +91,9 @@ Status PageArray::check_pfn(uint64_t pfn) const {
 
 Status PageArray::check_page_set(const PageSet& set) const {
   if (set.is_list()) {
-    // Validate before we mutate: one branch-free pass that ORs "out of range" over the list
-    // (vectorised, no loop-carried dependency but the OR), and a search for the first bad
-    // entry only when there is one, to name it.
-    const auto n = static_cast<uint32_t>(pages());  // pages <= 2^31
-    uint32_t any_bad = 0;
-#pragma GCC unroll 4
-    for (uint64_t i = 0; i < set.count; ++i) any_bad |= uint32_t(set.list[i] >= n);
-    if (any_bad == 0) return Status::Ok();
+    // Validate before we mutate: one branch-free pass (scan.h), and a search for the first
+    // bad entry only when there is one, to name it.
+    if (!any_at_least(set.list, set.count, uint32_t(pages()))) return Status::Ok();  // <= 2^31
     const uint32_t* bad = std::find_if(set.list, set.list + set.count,
                                        [n = pages()](uint32_t pfn) { return pfn >= n; });
     return check_pfn(*bad);

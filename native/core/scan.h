@@ -1,0 +1,17 @@
+// Branch-free scans over PFN lists, the only per-entry work the bvec path does on a list:
+// range validation, run detection, and finding the zero page. They vectorise; on x86-64
+// they are also compiled for AVX2 and picked at load time (function multiversioning).
+#pragma once
+
+#include <cstdint>
+
+namespace pinlab {
+
+// Whether any of p[0..n) is >= limit.
+bool any_at_least(const uint32_t* p, uint64_t n, uint32_t limit);
+// Whether any of p[0..n) equals value.
+bool any_equal(const uint32_t* p, uint64_t n, uint32_t value);
+// How many entries from p[0] read first, first+1, ... (at most limit; p[0] == first).
+uint64_t consecutive_run(const uint32_t* p, uint64_t limit, uint32_t first);
+
+}  // namespace pinlab
