@@ -261,10 +261,11 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   // A huge region maps whole, aligned 2 MiB stretches with one PMD leaf when the slot is
   // empty; otherwise (or with no order-9 block free) it falls back to 4 KiB pages.
   if (r.huge && base >= region_start && base + kPtesPerTable <= region_start + r.count) {
+    // Empty: no entry, or a PTE table with nothing in it (it stays allocated for later).
     std::atomic<uint64_t>* t = pt_.table(i);
-    bool empty = !entry::present(pe);
-    for (uint64_t k = 0; empty && t != nullptr && k < kPtesPerTable; ++k)
-      empty = t[k].load(std::memory_order_relaxed) == 0;
+    bool empty = !entry::present(pe) || entry::table(pe);
+    for (uint64_t k = 0; empty && entry::table(pe) && k < kPtesPerTable; ++k)
+      empty = t[k].load(std::memory_order_relaxed) == 0;  // relaxed: we hold the mmap lock
     uint64_t head = 0;
     if (empty && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
@@ -316,18 +317,43 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
       return Status::Ok();
     }
   }
-  return cow_copy_pte(vpage, slot, e);
+  return cow_copy_pte(slot, e, true);
 }
 
-Status AddressSpace::cow_copy_pte(uint64_t vpage, std::atomic<uint64_t>* slot, uint64_t old) {
-  (void)vpage;
+Status AddressSpace::unshare(uint64_t vpage) {
+  const uint64_t i = vpage >> kPmdShift;
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::huge(pe)) {
+    if (entry::exclusive(pe)) return Status::Ok();
+    if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {  // ours alone again
+      pmd.store(pe | entry::kExclusive, std::memory_order_seq_cst);
+      stats_.add(MmStat::kCowReuses, kPtesPerTable);
+      return Status::Ok();
+    }
+    split_pmd(i);
+  }
+  std::atomic<uint64_t>* slot = pte_slot(vpage);
+  const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
+  if (!entry::present(e) || entry::special(e) || entry::exclusive(e)) return Status::Ok();
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
+    slot->store(e | entry::kExclusive, std::memory_order_seq_cst);
+    stats_.add(MmStat::kCowReuses, 1);
+    return Status::Ok();
+  }
+  return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
+}
+
+Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable) {
   uint64_t fresh = 0;
   if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
   const bool zero = entry::special(old);
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
   if (!zero) mem_->copy_folio_flags(old_head, fresh);
   // Replace, then put the shared page (clear-then-put, as unmap).
-  slot->store(entry::make(fresh, entry::kPresent | entry::kWritable | entry::kExclusive),
+  const uint64_t w = writable ? entry::kWritable : 0;
+  slot->store(entry::make(fresh, entry::kPresent | entry::kExclusive | w),
               std::memory_order_seq_cst);
   if (!zero) mem_->put_folio_refs(old_head, 1);
   stats_.add(MmStat::kCowCopies, 1);
@@ -362,7 +388,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     const uint64_t pe = pmd.load(std::memory_order_relaxed);
     if (entry::huge(pe)) {
       const uint64_t head = entry::pfn(pe);
-      if (pinned_mm && mem_->maybe_pinned_head(head, kPmdOrder)) {
+      if (pinned_mm && mem_->maybe_pinned_head(head, kPmdOrder, std::memory_order_seq_cst)) {
         note_maybe_pinned_event(head, kPmdOrder, MmStat::kEarlyCowFalsePositives);
         uint64_t copy = 0;
         st = mem_->alloc_folio(kPmdOrder, true, &copy);
@@ -396,7 +422,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
       }
       const uint64_t head = mem_->folio_head(entry::pfn(e));
       const uint32_t order = mem_->folio_order(head);
-      if (pinned_mm && mem_->maybe_pinned_head(head, order)) {
+      if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
         // Early COW: the child gets a copy now, the parent keeps the pinned page writable.
         note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives);
         uint64_t copy = 0;

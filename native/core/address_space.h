@@ -149,7 +149,11 @@ class AddressSpace {
   Status handle_fault(uint64_t vpage, bool write);
   Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
   Status handle_write_protect_fault(uint64_t vpage);
-  Status cow_copy_pte(uint64_t vpage, std::atomic<uint64_t>* slot, uint64_t old);
+  // Replaces a shared (or zero-page) entry with a private copy of its page.
+  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable);
+  // FOLL_PIN on a COW-shared page makes it exclusive first (the kernel's FOLL_UNSHARE): reuse
+  // if ours alone, else copy without granting write. A pin must hold this mm's page.
+  Status unshare(uint64_t vpage);
   // Migration of the folio mapped at vpage to a new folio (movable or not); a refused folio
   // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
   enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };

@@ -13,8 +13,12 @@ constexpr uint64_t folio_pages(uint32_t order) { return uint64_t{1} << order; }
 }  // namespace
 
 bool PageArray::try_freeze_idle_page(uint64_t pfn) {
-  const bool unpinned = (pincount_.empty() || pincount_.data()[pfn] == 0) &&
-                        (dbg_pins_.empty() || dbg_pins_.data()[pfn] == 0);
+  // relaxed: the caller owns the page; other threads only race through bugs of theirs.
+  auto zero_at = [pfn](const MappedArray<int32_t>& a) {
+    return a.empty() ||
+           std::atomic_ref<int32_t>(a.data()[pfn]).load(std::memory_order_relaxed) == 0;
+  };
+  const bool unpinned = zero_at(pincount_) && zero_at(dbg_pins_);
   if (load_order(pfn) != 0 || !unpinned) return false;
   int32_t expected = 1;
   // acquire: we take the page over from its last user.
@@ -44,7 +48,8 @@ Status PageArray::make_folio(uint64_t head, int64_t order_arg) {
 
   // All frozen: rewrite the shape. The dirty flag of any page carries to the folio.
   uint8_t dirty = 0;
-  for (uint64_t p = head; p < end; ++p) dirty |= meta_.data()[p] & kFlagDirty;
+  for (uint64_t p = head; p < end; ++p)
+    dirty |= meta_at(p).load(std::memory_order_relaxed) & kFlagDirty;
   for (uint64_t p = head; p < end; ++p)
     meta_at(p).store(uint8_t(order), std::memory_order_relaxed);
   meta_at(head).store(uint8_t(order | dirty), std::memory_order_relaxed);
@@ -69,15 +74,16 @@ Status PageArray::split_folio(uint64_t head) {
                                             std::memory_order_relaxed))
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
   const bool pinned = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    int32_t* slot = pincount_slot<decltype(tag)::value>(head, order);
-    return (slot != nullptr && *slot != 0) || (cfg_.debug && debug_folio_pins(head, order) != 0);
+    const PinSlot pc = pincount_slot<decltype(tag)::value>(head, order);
+    return (pc && pc.load(std::memory_order_relaxed) != 0) ||
+           (cfg_.debug && debug_folio_pins(head, order) != 0);
   });
   if (pinned) {
     ref_at(head).store(1, std::memory_order_release);  // release: thaw unchanged
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
   }
 
-  const uint8_t dirty = meta_.data()[head] & kFlagDirty;
+  const uint8_t dirty = meta_at(head).load(std::memory_order_relaxed) & kFlagDirty;
   for (uint64_t p = head; p < end; ++p) meta_at(p).store(dirty, std::memory_order_relaxed);
   // release: each new order-0 folio (and its order byte above) is published by its count.
   for (uint64_t p = head + 1; p < end; ++p) ref_at(p).store(1, std::memory_order_release);

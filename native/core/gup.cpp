@@ -12,7 +12,6 @@
 // migration's clear-then-check (address_space.cpp, migrate.cpp) and fork's seq-then-check.
 #include <algorithm>
 #include <iterator>
-#include <map>
 #include <thread>
 #include <vector>
 
@@ -46,7 +45,9 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
   uint64_t seq = 0;
   if (f.pin) {
     // Test before set: a store on every call would bounce the mm's line between CPUs.
-    if (!has_pinned_.load(std::memory_order_relaxed))
+    // acquire on the test: another pinner's set (and what preceded it) is seen before our
+    // first sample of write_protect_seq.
+    if (!has_pinned_.load(std::memory_order_acquire))
       has_pinned_.store(true, std::memory_order_seq_cst);
     seq = write_protect_seq_.load(std::memory_order_seq_cst);
     if (seq & 1) {
@@ -75,6 +76,11 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
       pfn = entry::pfn(e);
     }
     if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) break;
+    // A pin of a COW-shared page must unshare it first: the slow path does that.
+    if (f.pin && !entry::exclusive(e)) break;
+    // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so
+    // the PFN answers before any grab): the slow path migrates it first.
+    if (f.longterm && mem.is_movable(pfn)) break;
     if (race_hook_) [[unlikely]]
       race_hook_(RacePoint::kBeforeGrab, v);
     uint64_t head = 0;
@@ -85,10 +91,9 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
     // The recheck: the entry we grabbed through, and the PMD above it, must be unchanged.
     const bool changed = (pte != nullptr && pte->load(std::memory_order_seq_cst) != e) ||
                          pmd.load(std::memory_order_seq_cst) != pe;
-    // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE: the slow path migrates it first.
-    if (changed || (f.longterm && mem.is_movable(head))) {
+    if (changed) {
       mem.release_folio_refs<S>(pfn, head, order, int64_t(n), f.pin, f.write);
-      if (changed) stats_.add(MmStat::kRecheckFailures, 1);
+      stats_.add(MmStat::kRecheckFailures, 1);
       break;
     }
     // 32-bit arithmetic: the fill of a 2 MiB leaf vectorises (PFNs fit in 32 bits).
@@ -172,12 +177,8 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
   uint64_t i = 0;
   while (i < count) {
     const uint64_t v = start + i;
-    // A long-term pin of a COW-shared page unshares it first (FOLL_UNSHARE), as a write
-    // fault would: a shared page could not be migrated, and the pin must see this mm's copy.
-    uint64_t rs = 0;
-    const Region* r = region_at(v, &rs);
-    const bool unshare = f.pin && f.longterm && r != nullptr && r->write;
-    st = handle_fault(v, f.write || unshare);  // EFAULT outside a region or on a read-only one
+    st = handle_fault(v, f.write);  // EFAULT outside a region or on a read-only one
+    if (st.ok() && f.pin) st = unshare(v);  // a pin holds this mm's own page
     if (!st.ok()) break;
     Translation tr = translate(v);
     if (tr.special) {  // the zero page: handed out, never counted
@@ -233,27 +234,7 @@ Status AddressSpace::unpin_user_pages(const uint32_t* pfns, uint64_t count, bool
 }
 
 Status AddressSpace::put_user_pages(const uint32_t* pfns, uint64_t count) {
-  const int64_t zero = mem_->zero_pfn();
-  // Validate before we mutate: every PFN in range, and no folio asked for more puts than it
-  // holds references (a snapshot: racing puts of the same references are the caller's bug).
-  std::map<uint64_t, int64_t> puts;
-  for (uint64_t i = 0; i < count; ++i) {
-    if (Status st = mem_->check_pfn(pfns[i]); !st.ok()) return st;
-    if (int64_t(pfns[i]) != zero) ++puts[mem_->folio_head(pfns[i])];
-  }
-  for (const auto& [head, n] : puts)
-    if (mem_->refcount(head) < n)
-      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(head), n);
-  for (uint64_t i = 0; i < count; ++i) {
-    if (int64_t(pfns[i]) == zero) continue;
-    bool freed = false;
-    if (Status st = mem_->put_page(pfns[i], 1, &freed); !st.ok()) {
-      for (uint64_t j = 0; j < i; ++j)  // roll back: the folios still live (we held them)
-        if (int64_t(pfns[j]) != zero) (void)mem_->get_page(pfns[j], 1);
-      return st;
-    }
-  }
-  return Status::Ok();
+  return mem_->put_pages(pfns, count, mem_->zero_pfn());  // the zero page was never counted
 }
 
 }  // namespace pinlab

@@ -21,6 +21,9 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
   if (cost.ref > INT32_MAX) [[unlikely]]
     return false;
+  // A PMD leaf's run read with a stale (smaller) order would spill past the folio it names.
+  if (pfn - head + uint64_t(refs) > (uint64_t{1} << order)) [[unlikely]]
+    return false;
   MaybeFolioGuard guard(debug_locks_.get(), head);
   auto ref = ref_at(head);
   // Add-unless-zero of the whole cost in one CAS: the folio may be free, or be a tail slot of
@@ -43,10 +46,10 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
     return false;
   }
   if (pin) {
-    if (int32_t* slot = pincount_slot<S>(head, order)) {
-      // relaxed: the refcount grab above carries the ordering.
-      std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
-    }
+    // seq_cst: fork reads the pincount (seq_cst) after bumping write_protect_seq; this add
+    // and that read must not both miss each other (the store-buffer pattern).
+    if (PinSlot pc = pincount_slot<S>(head, order))
+      pc.fetch_add(int32_t(cost.pin), std::memory_order_seq_cst);
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
   }
   *head_out = head;
@@ -61,8 +64,9 @@ void PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, 
   const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
   if (pin) {
     if (cfg_.debug) debug_drop_pins(pfn, uint64_t(refs), write);
-    if (int32_t* slot = pincount_slot<S>(head, order))
-      std::atomic_ref<int32_t>(*slot).fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
+    // relaxed: the refcount release below orders the whole release.
+    if (PinSlot pc = pincount_slot<S>(head, order))
+      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
   }
   // acq_rel: put_and_test (see try_release_pin).
   if (int64_t{ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)

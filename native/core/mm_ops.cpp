@@ -34,15 +34,15 @@ void PageArray::put_folio_refs(uint64_t head, int64_t refs) {
 std::optional<int64_t> PageArray::exact_folio_pins(uint64_t head, uint32_t order) const {
   if (cfg_.debug) return debug_folio_pins(head, order);
   return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
-    if (int32_t* slot = pincount_slot<decltype(tag)::value>(head, order))
-      return std::atomic_ref<int32_t>(*slot).load(std::memory_order_relaxed);
+    if (PinSlot pc = pincount_slot<decltype(tag)::value>(head, order))
+      return pc.load(std::memory_order_relaxed);
     return std::nullopt;
   });
 }
 
-bool PageArray::maybe_pinned_head(uint64_t head, uint32_t order) const {
+bool PageArray::maybe_pinned_head(uint64_t head, uint32_t order, std::memory_order mo) const {
   return dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return maybe_pinned_folio<decltype(tag)::value>(head, order);
+    return maybe_pinned_folio<decltype(tag)::value>(head, order, mo);
   });
 }
 

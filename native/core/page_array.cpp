@@ -113,8 +113,8 @@ std::optional<int64_t> PageArray::pincount(uint64_t pfn) const {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
-    if (int32_t* slot = pincount_slot<decltype(tag)::value>(head, order))
-      return std::atomic_ref<int32_t>(*slot).load(std::memory_order_relaxed);
+    if (PinSlot pc = pincount_slot<decltype(tag)::value>(head, order))
+      return pc.load(std::memory_order_relaxed);
     if (cfg_.debug) return debug_folio_pins(head, order);
     return std::nullopt;
   });
@@ -154,19 +154,20 @@ Status check_refs(int64_t refs) {
 Status PageArray::get_page(uint64_t pfn, int64_t refs) {
   if (Status st = check_refs(refs); !st.ok()) return st;
   auto ref = ref_at(folio_head(pfn));
-  // relaxed: get_page's caller already holds the folio alive; this is a sanity check.
-  const int32_t cur = ref.load(std::memory_order_relaxed);
-  if (cur == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
-  if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
-  // relaxed: taking a reference publishes nothing.
-  const int32_t old = ref.fetch_add(int32_t(refs), std::memory_order_relaxed);
-  // old <= 0: a concurrent add overflowed (or the folio was freed) after our load: undo.
-  if (old <= 0 || int64_t{old} + refs > INT32_MAX) {
-    ref.fetch_sub(int32_t(refs), std::memory_order_relaxed);
-    if (old == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
-    stats_.add(Stat::kOverflowRefusals, 1);
-    return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
-  }
+  // A CAS loop, not add-then-check: an add on a free folio, even undone at once, could revive
+  // it under an allocation that just stored its count.
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
+    if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
+    if (int64_t{cur} + refs > INT32_MAX) {
+      stats_.add(Stat::kOverflowRefusals, 1);
+      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+    }
+    // relaxed: get_page's caller already holds the folio alive; taking a reference publishes
+    // nothing.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_relaxed,
+                                      std::memory_order_relaxed));
   return Status::Ok();
 }
 
@@ -193,6 +194,35 @@ Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
 
 Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
   if (Status st = check_refs(refs); !st.ok()) return st;
+  const uint64_t head = folio_head(pfn);
+  if (Status st = put_refs_checked(pfn, refs, freed); !st.ok()) return st;
+  if (*freed) free_folio(head);
+  return Status::Ok();
+}
+
+Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
+  for (uint64_t i = 0; i < count; ++i)  // validate before we mutate
+    if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
+  std::vector<uint64_t> zeroed;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (int64_t(pfns[i]) == skip_pfn) continue;
+    bool reached_zero = false;
+    if (Status st = put_refs_checked(pfns[i], 1, &reached_zero); !st.ok()) {
+      // Give back what this call took. A folio it took to zero is not freed yet, and nothing
+      // can have taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
+      for (uint64_t j = 0; j < i; ++j)
+        if (int64_t(pfns[j]) != skip_pfn)
+          ref_at(folio_head(pfns[j])).fetch_add(1, std::memory_order_relaxed);
+      stats_.add(Stat::kRollbacks, 1);
+      return st;
+    }
+    if (reached_zero) zeroed.push_back(folio_head(pfns[i]));
+  }
+  for (uint64_t head : zeroed) free_folio(head);  // only now: the call succeeded
+  return Status::Ok();
+}
+
+Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (cfg_.debug) {
@@ -202,13 +232,13 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
     const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
       return debug_pin_references<decltype(tag)::value>(head, order);
     });
-    return put_refs(pfn, head, refs, owed_to_pins, freed);
+    return put_refs(pfn, head, refs, owed_to_pins, reached_zero);
   }
-  return put_refs(pfn, head, refs, 0, freed);
+  return put_refs(pfn, head, refs, 0, reached_zero);
 }
 
 Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                           bool* freed) {
+                           bool* reached_zero) {
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
@@ -219,8 +249,7 @@ Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t ow
     // acq_rel: put_and_test; see try_release_pin.
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
                                       std::memory_order_relaxed));
-  *freed = (cur == refs);
-  if (*freed) free_folio(head);
+  *reached_zero = (cur == refs);  // the caller frees
   return Status::Ok();
 }
 

@@ -51,6 +51,25 @@ static_assert(kMaxOrder <= kOrderMask, "order fits the meta byte");
 static_assert((int64_t{INT32_MAX} >> 20) + 1 >= 1024, "max bias leaves 1024 pins");
 static_assert((int64_t{INT32_MAX} + 1) / kDefaultBias == (int64_t{1} << 21), "2^21 pins at 1024");
 
+// A folio's exact pincount. Hybrid keeps it negated in the first tail's refcount slot: that
+// slot is then never positive, so a speculative add-unless-zero that lands there through a
+// stale order read always fails (a positive pincount would look like a live folio's count).
+class PinSlot {
+ public:
+  PinSlot() = default;  // the scheme keeps no pincount for this folio
+  PinSlot(int32_t* p, bool negated) : p_(p), negated_(negated) {}
+  explicit operator bool() const { return p_ != nullptr; }
+  int32_t load(std::memory_order mo) const { return sign(ref().load(mo)); }
+  // Adds n pins (n may be negative) and returns the pincount before.
+  int32_t fetch_add(int32_t n, std::memory_order mo) const { return sign(ref().fetch_add(sign(n), mo)); }
+
+ private:
+  std::atomic_ref<int32_t> ref() const { return std::atomic_ref<int32_t>(*p_); }
+  int32_t sign(int32_t v) const { return negated_ ? -v : v; }  // |v| <= INT32_MAX
+  int32_t* p_ = nullptr;
+  bool negated_ = false;
+};
+
 // Signed fields so that a bad value from a caller is reported as given (e.g. pinBias -4).
 struct PageArrayConfig {
   int64_t pages = 0;
@@ -123,6 +142,9 @@ class PageArray {
   Status get_page(uint64_t pfn, int64_t refs);                     // EFREE on a free folio
   Status try_get_page(uint64_t pfn, int64_t refs, bool* got);      // add-unless-zero
   Status put_page(uint64_t pfn, int64_t refs, bool* freed);        // EINVAL below 0
+  // One put per listed PFN (skip_pfn excepted: the zero page), all or nothing: folios that
+  // reach zero are freed only once every put succeeded.
+  Status put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn);
 
   // Folio shape.
   Status make_folio(uint64_t head, int64_t order);
@@ -170,7 +192,9 @@ class PageArray {
   void put_folio_refs(uint64_t head, int64_t refs);
   // Exact pins of a folio where known: debug mode, or an exact scheme for this folio.
   std::optional<int64_t> exact_folio_pins(uint64_t head, uint32_t order) const;
-  bool maybe_pinned_head(uint64_t head, uint32_t order) const;
+  // seq_cst for fork, whose read pairs with gup_fast's seq_cst grab (write_protect_seq).
+  bool maybe_pinned_head(uint64_t head, uint32_t order,
+                         std::memory_order mo = std::memory_order_relaxed) const;
   // Freezes a folio's refcount from `expected` to 0 (migration's protocol); false if it was not
   // exactly `expected` (a pin, a reference, or a gup_fast speculative grab is in the way).
   bool try_freeze(uint64_t head, int32_t expected);
@@ -212,9 +236,10 @@ class PageArray {
   template <Scheme S>
   PinCost pin_cost(uint32_t order, int64_t refs, bool write) const;
   template <Scheme S>
-  int32_t* pincount_slot(uint64_t head, uint32_t order) const;
+  PinSlot pincount_slot(uint64_t head, uint32_t order) const;
   template <Scheme S>
-  bool maybe_pinned_folio(uint64_t head, uint32_t order) const;
+  bool maybe_pinned_folio(uint64_t head, uint32_t order,
+                          std::memory_order mo = std::memory_order_relaxed) const;
   template <Scheme S>
   Reason try_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   template <Scheme S>
@@ -225,7 +250,11 @@ class PageArray {
   void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
 
   // put_page's CAS loop: drops refs unless the count would go below 0 or below owed_to_pins.
-  Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins, bool* freed);
+  // Reports reaching zero; freeing is the caller's (so a batch can defer it).
+  Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
+                  bool* reached_zero);
+  // put_refs with debug mode's check that pins' references are not eaten.
+  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero);
   // makeFolio: freezes an order-0, refcount-1, unpinned page (1 -> 0); false otherwise.
   bool try_freeze_idle_page(uint64_t pfn);
 

@@ -14,13 +14,13 @@ PageTable::PageTable(uint64_t pages)
 }
 
 std::atomic<uint64_t>* PageTable::ensure_table(uint64_t pmd_index) {
+  // relaxed: only the mmap lock holder stores the pointer, and we hold it.
   if (auto* t = tables_[pmd_index].load(std::memory_order_relaxed)) return t;
   owned_[pmd_index].reset(new std::atomic<uint64_t>[kPtesPerTable]);
   auto* t = owned_[pmd_index].get();
   for (uint64_t i = 0; i < kPtesPerTable; ++i) t[i].store(0, std::memory_order_relaxed);
   // release: a walker that loads the pointer (acquire) sees the zeroed entries.
   tables_[pmd_index].store(t, std::memory_order_release);
-  ++tables_allocated_;
   return t;
 }
 

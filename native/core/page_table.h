@@ -54,15 +54,12 @@ class PageTable {
   }
   // The slot's PTE table, allocated on first use (caller holds the mmap lock).
   std::atomic<uint64_t>* ensure_table(uint64_t pmd_index);
-  // PTE tables allocated so far (each 4 KiB).
-  uint64_t tables_allocated() const { return tables_allocated_; }
 
  private:
   uint64_t pmds_;
   std::unique_ptr<std::atomic<uint64_t>[]> pmd_;
   std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> tables_;
   std::unique_ptr<std::unique_ptr<std::atomic<uint64_t>[]>[]> owned_;
-  uint64_t tables_allocated_ = 0;
 };
 
 }  // namespace pinlab

@@ -35,28 +35,28 @@ PinCost PageArray::pin_cost(uint32_t order, int64_t refs, bool write) const {
 }
 
 template <Scheme S>
-int32_t* PageArray::pincount_slot(uint64_t head, uint32_t order) const {
+PinSlot PageArray::pincount_slot(uint64_t head, uint32_t order) const {
   if constexpr (S == Scheme::kHybrid) {
-    // The first tail's refcount slot is unused by the refcount itself: _pincount lives there.
-    return order >= cfg_.pincount_min_order ? &refcount_.data()[head + 1] : nullptr;
+    // The first tail's refcount slot is unused by the refcount itself: _pincount lives there,
+    // negated (see PinSlot).
+    if (order >= cfg_.pincount_min_order) return PinSlot(&refcount_.data()[head + 1], true);
+    return PinSlot();
   } else if constexpr (S == Scheme::kSeparate) {
-    return &pincount_.data()[head];
+    return PinSlot(&pincount_.data()[head], false);
   } else {
     (void)head;
     (void)order;
-    return nullptr;
+    return PinSlot();
   }
 }
 
 template <Scheme S>
-bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order) const {
-  // relaxed loads: the answer is a snapshot by contract; callers that race with gup_fast
-  // order their own steps around it.
-  if (int32_t* slot = pincount_slot<S>(head, order)) {
-    return std::atomic_ref<int32_t>(*slot).load(std::memory_order_relaxed) > 0;
-  }
+bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
+  // relaxed by default: the answer is a snapshot by contract. fork passes seq_cst: its read
+  // pairs with gup_fast's seq_cst grab (the store-buffer pattern of write_protect_seq).
+  if (PinSlot slot = pincount_slot<S>(head, order)) return slot.load(mo) > 0;
   // Unsigned compare: a refcount in the negative guard band (overflow) reads as pinned.
-  const auto ref = static_cast<uint32_t>(ref_at(head).load(std::memory_order_relaxed));
+  const auto ref = static_cast<uint32_t>(ref_at(head).load(mo));
   return ref >= cfg_.pin_bias;
 }
 
@@ -82,12 +82,11 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t orde
     ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
     return old == 0 ? Reason::kPageFree : Reason::kRefcountOverflow;
   }
-  if (int32_t* slot = pincount_slot<S>(head, order)) {
+  if (PinSlot pc = pincount_slot<S>(head, order)) {
     // cost.pin <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
-    auto pc = std::atomic_ref<int32_t>(*slot);
     if (int64_t{pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed)} + cost.pin >
         INT32_MAX) [[unlikely]] {
-      pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
+      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
       ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
       return Reason::kPincountOverflow;
     }
@@ -102,11 +101,10 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   // A release larger than any count can hold was never pinned (cost.pin <= cost.ref).
   if (cost.ref > INT32_MAX) [[unlikely]]
     return Reason::kNotPinned;
-  int32_t* slot = pincount_slot<S>(head, order);
-  if (slot != nullptr) {
-    auto pc = std::atomic_ref<int32_t>(*slot);
+  const PinSlot pc = pincount_slot<S>(head, order);
+  if (pc) {
     // relaxed: the refcount release below carries the ordering for the whole unpin.
-    if (int64_t{pc.fetch_sub(int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0)
+    if (int64_t{pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0)
         [[unlikely]] {
       pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
       return Reason::kNotPinned;
@@ -117,8 +115,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   const int32_t old = ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel);
   if (int64_t{old} - cost.ref < 0) [[unlikely]] {
     ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-    if (slot != nullptr)
-      std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+    if (pc) pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
     return Reason::kNotPinned;
   }
   *freed = (int64_t{old} == cost.ref);
@@ -137,8 +134,8 @@ inline Status pin_fault(Reason reason, uint64_t pfn) {
 template <Scheme S>
 void PageArray::undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
-  if (int32_t* slot = pincount_slot<S>(head, order))
-    std::atomic_ref<int32_t>(*slot).fetch_sub(int32_t(cost.pin), std::memory_order_relaxed);
+  if (PinSlot pc = pincount_slot<S>(head, order))
+    pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
   ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
 }
 
@@ -146,8 +143,8 @@ template <Scheme S>
 void PageArray::undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
   ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-  if (int32_t* slot = pincount_slot<S>(head, order))
-    std::atomic_ref<int32_t>(*slot).fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+  if (PinSlot pc = pincount_slot<S>(head, order))
+    pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
 }
 
 }  // namespace pinlab

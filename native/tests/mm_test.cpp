@@ -1,10 +1,13 @@
 // The mm layer: allocator, page table, faults, gup_fast and its slow path, fork's early COW,
 // migration, and the stress harness (tagged for the ThreadSanitizer build).
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "address_space.h"
 #include "fixtures.h"
+#include "gup_ops.h"
 #include "stress.h"
 
 namespace pinlab::test {
@@ -193,6 +196,110 @@ TEST(unmapping_everything_returns_every_page) {
   CHECK(mm.as->translate(99).present && !mm.as->translate(99).huge);
   mm.as.reset();
   CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+}
+
+TEST(a_walker_that_read_a_huge_leaf_never_grabs_past_a_reused_small_folio) {
+  auto mm = make_mm(Scheme::kHybrid, 4096, 2048);
+  CHECK(mm.as->mmap(MmapArgs{0, 512, true, true, true}).ok());
+  const uint64_t head = mm.as->translate(0).pfn;
+  uint64_t a = 0, b = 0;
+  bool fired = false;
+  mm.as->set_race_hook([&](RacePoint p, uint64_t v) {
+    if (p != RacePoint::kBeforeGrab || v != 0 || fired) return;
+    fired = true;
+    CHECK(mm.as->munmap(0, 512).ok());  // the THP is freed; its pages come back as 4 KiB
+    CHECK(mm.mem->alloc_folio(0, true, &a).ok());
+    CHECK(mm.mem->alloc_folio(0, true, &b).ok());
+  });
+  std::vector<uint32_t> out(512);
+  uint64_t done = 0;
+  GupFlags f;
+  f.fast_only = true;
+  CHECK(mm.as->gup_fast(0, 512, f, out.data(), &done).ok());
+  mm.as->set_race_hook(nullptr);
+  CHECK(fired);
+  CHECK_EQ(done, uint64_t(0));
+  CHECK_EQ(a, head);
+  CHECK_EQ(mm.mem->refcount(head + 1), 1);  // untouched by the stale 512-page grab
+  CHECK_EQ(mm.mem->pincount(head + 1).value_or(-1), int64_t(0));
+  bool freed = false;
+  CHECK(mm.mem->put_page(b, 1, &freed).ok());
+  CHECK(mm.mem->put_page(a, 1, &freed).ok());
+}
+
+TEST_TAGGED(a_stale_order_grab_never_lands_on_a_hybrid_pincount, "concurrency") {
+  // A walker keeps grabbing through a stale PTE that names pfn 1, while the block is reused
+  // as a pinned order-1 hybrid folio whose pincount lives in pfn 1's refcount slot.
+  PageArrayConfig cfg;
+  cfg.pages = 2;
+  cfg.scheme = Scheme::kHybrid;
+  cfg.populated = false;
+  std::unique_ptr<PageArray> mem;
+  CHECK(PageArray::create(cfg, &mem).ok());
+  std::atomic<bool> stop{false};
+  std::thread walker([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      uint64_t h = 0;
+      uint32_t o = 0;
+      if (mem->try_grab_folio_fast<Scheme::kHybrid>(1, 1, true, false, &h, &o))
+        mem->release_folio_refs<Scheme::kHybrid>(1, h, o, 1, true, false);  // recheck failed
+    }
+  });
+  uint64_t bad = 0;
+  for (int i = 0; i < 100000; ++i) {
+    uint64_t head = 0;
+    if (!mem->alloc_folio(1, false, &head).ok()) continue;  // the walker holds a page
+    uint64_t pinned = 0;
+    bad += !mem->pin_pages(PageSet::range(head, 1), PinFlags{}, &pinned).ok();
+    bad += !mem->maybe_dma_pinned(head);
+    bad += !mem->unpin_pages(PageSet::range(head, 1), PinFlags{}).ok();
+    bool freed = false;
+    bad += !mem->put_page(head, 1, &freed).ok();
+  }
+  stop = true;
+  walker.join();
+  CHECK_EQ(bad, uint64_t(0));
+  CHECK_EQ(mem->free_pages(), uint64_t(2));
+  CHECK_EQ(mem->refcount(1), 0);
+}
+
+TEST(put_pages_is_all_or_nothing_even_when_a_put_reached_zero) {
+  auto mm = make_mm(Scheme::kBias);
+  PageArray& mem = *mm.mem;
+  uint64_t a = 0, b = 0;
+  CHECK(mem.alloc_folio(0, false, &a).ok());
+  CHECK(mem.alloc_folio(0, false, &b).ok());
+  uint64_t pinned = 0;
+  CHECK(mem.pin_pages(PageSet::range(b, 1), PinFlags{}, &pinned).ok());
+  bool freed = false;
+  CHECK(mem.put_page(b, 1, &freed).ok());  // b is now held by its pin alone
+  const uint32_t list[] = {uint32_t(a), uint32_t(b)};
+  const uint64_t free_before = mem.free_pages();
+  CHECK(mem.put_pages(list, 2, -1).code == Code::kEPINNED);  // debug: b's put eats the pin
+  CHECK_EQ(mem.refcount(a), 1);  // a's put (to zero) was undone, not freed
+  CHECK_EQ(mem.free_pages(), free_before);
+  CHECK(mem.put_pages(list, 1, -1).ok());
+  CHECK_EQ(mem.free_pages(), free_before + 1);
+  CHECK(mem.unpin_pages(PageSet::range(b, 1), PinFlags{}).ok());
+}
+
+TEST(a_read_pin_of_a_cow_shared_page_unshares_it_first) {
+  auto mm = make_mm(Scheme::kHybrid);
+  CHECK(mm.as->mmap(MmapArgs{0, 2, true, true, false}).ok());
+  std::unique_ptr<AddressSpace> child;
+  CHECK(mm.as->fork(&child).ok());
+  const uint64_t shared = mm.as->translate(0).pfn;
+  CHECK_EQ(child->translate(0).pfn, shared);
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK(mm.as->gup_fast(0, 1, pin_flags(false), out.data(), &done).ok());
+  CHECK_EQ(mm.as->stat(MmStat::kSlowFallbacks), uint64_t(1));  // the fast path declined
+  CHECK(out[0] != shared);                                      // the parent got its own copy
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(out[0]));
+  CHECK(!mm.as->translate(0).writable);                         // ... still read-only
+  CHECK(mm.as->touch(0, 1, true).ok());                         // exclusive now: reused
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(out[0]));
+  CHECK(mm.as->unpin_user_pages(out.data(), 1, false, false).ok());
 }
 
 void stress_case(Scheme s, int64_t ms) {
