@@ -374,6 +374,39 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
   else if (*pins == 0) stats_.add(false_positive, 1);
 }
 
+Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                               uint64_t vpage, bool huge, bool pinned_mm) {
+  const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::special(e)) {  // the zero page: shared as is, never counted
+    child_slot.store(e, std::memory_order_relaxed);
+    return Status::Ok();
+  }
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  const uint32_t order = mem_->folio_order(head);
+  const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
+  if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
+    // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
+    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives);
+    uint64_t copy = 0;
+    if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
+    if (refs > 1) (void)mem_->get_page(copy, refs - 1);
+    mem_->copy_folio_flags(head, copy);
+    const uint64_t kind = huge ? entry::kHuge : 0;
+    child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
+                                           writable_bit(vpage)),
+                     std::memory_order_relaxed);
+    stats_.add(MmStat::kEarlyCowCopies, uint64_t(refs));
+    return Status::Ok();
+  }
+  if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
+  // Shared copy-on-write: both sides read-only, neither exclusive. seq_cst on the parent's
+  // entry: a walker that grabbed through the writable entry sees the change on its recheck.
+  const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
+  if (shared != e) slot.store(shared, std::memory_order_seq_cst);
+  child_slot.store(shared, std::memory_order_relaxed);  // the child is not visible yet
+  return Status::Ok();
+}
+
 Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
@@ -385,63 +418,18 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   Status st = Status::Ok();
   for (uint64_t i = 0; i < pt_.pmd_count() && st.ok(); ++i) {
     std::atomic<uint64_t>& pmd = pt_.pmd(i);
-    const uint64_t pe = pmd.load(std::memory_order_relaxed);
+    const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the lock
     if (entry::huge(pe)) {
-      const uint64_t head = entry::pfn(pe);
-      if (pinned_mm && mem_->maybe_pinned_head(head, kPmdOrder, std::memory_order_seq_cst)) {
-        note_maybe_pinned_event(head, kPmdOrder, MmStat::kEarlyCowFalsePositives);
-        uint64_t copy = 0;
-        st = mem_->alloc_folio(kPmdOrder, true, &copy);
-        if (!st.ok()) break;
-        (void)mem_->get_page(copy, int64_t(kPtesPerTable) - 1);
-        mem_->copy_folio_flags(head, copy);
-        child->pt_.pmd(i).store(entry::make(copy, entry::kPresent | entry::kHuge |
-                                                      entry::kExclusive |
-                                                      writable_bit(pmd_base(i))),
-                                std::memory_order_relaxed);
-        stats_.add(MmStat::kEarlyCowCopies, kPtesPerTable);
-        continue;
-      }
-      st = mem_->get_page(head, int64_t(kPtesPerTable));
-      if (!st.ok()) break;
-      const uint64_t shared = pe & ~(entry::kWritable | entry::kExclusive);
-      pmd.store(shared, std::memory_order_seq_cst);
-      child->pt_.pmd(i).store(shared, std::memory_order_relaxed);
+      st = fork_entry(pmd, child->pt_.pmd(i), pmd_base(i), true, pinned_mm);
       continue;
     }
     if (!entry::table(pe)) continue;
     std::atomic<uint64_t>* t = pt_.table(i);
     std::atomic<uint64_t>* ct = child->pt_.ensure_table(i);
     child->pt_.pmd(i).store(pe, std::memory_order_relaxed);
-    for (uint64_t k = 0; k < kPtesPerTable && st.ok(); ++k) {
-      const uint64_t e = t[k].load(std::memory_order_relaxed);
-      if (!entry::present(e)) continue;
-      if (entry::special(e)) {
-        ct[k].store(e, std::memory_order_relaxed);
-        continue;
-      }
-      const uint64_t head = mem_->folio_head(entry::pfn(e));
-      const uint32_t order = mem_->folio_order(head);
-      if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
-        // Early COW: the child gets a copy now, the parent keeps the pinned page writable.
-        note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives);
-        uint64_t copy = 0;
-        st = mem_->alloc_folio(0, true, &copy);
-        if (!st.ok()) break;
-        mem_->copy_folio_flags(head, copy);
-        ct[k].store(entry::make(copy, entry::kPresent | entry::kExclusive |
-                                          writable_bit(pmd_base(i) + k)),
-                    std::memory_order_relaxed);
-        stats_.add(MmStat::kEarlyCowCopies, 1);
-        continue;
-      }
-      st = mem_->get_page(entry::pfn(e), 1);
-      if (!st.ok()) break;
-      // Shared copy-on-write: both sides read-only, neither exclusive.
-      const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
-      if (shared != e) t[k].store(shared, std::memory_order_seq_cst);
-      ct[k].store(shared, std::memory_order_relaxed);
-    }
+    for (uint64_t k = 0; k < kPtesPerTable && st.ok(); ++k)
+      if (entry::present(t[k].load(std::memory_order_relaxed)))
+        st = fork_entry(t[k], ct[k], pmd_base(i) + k, false, pinned_mm);
   }
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
   if (!st.ok()) return st;  // the child's destructor drops what it took

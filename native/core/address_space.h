@@ -158,11 +158,28 @@ class AddressSpace {
   // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
   enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };
   MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower);
+  // fork: copies one present entry (a PTE, or a PMD leaf when huge) into the child.
+  Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                    uint64_t vpage, bool huge, bool pinned_mm);
   void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat);
   Status gup_slow_locked(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out,
                          uint64_t* done);
 
   // ---- the lockless walk (gup.cpp) ---------------------------------------------------------
+  // What maps a virtual page for the walk: a PMD leaf (n: the subpages this call wants from
+  // it) or a PTE (n = 1), with the values read, for the recheck.
+  struct WalkEntry {
+    std::atomic<uint64_t>* pmd;
+    uint64_t pe;
+    std::atomic<uint64_t>* pte;  // null for a leaf
+    uint64_t e;
+    uint64_t pfn;
+    uint64_t n;
+  };
+  // Reads the entry for v; false where the fast path must stop (absent, special, read-only
+  // for a write, COW-shared for a pin, ZONE_MOVABLE for a long-term pin).
+  bool read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f, WalkEntry* w) const;
+  bool walk_entry_unchanged(const WalkEntry& w) const;
   template <Scheme S>
   uint64_t gup_fast_walk(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out);
   template <Scheme S>

@@ -38,6 +38,40 @@ Status check_gup_range(int64_t start, int64_t count, uint64_t pages) {
 }
 }  // namespace
 
+bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
+                                   WalkEntry* w) const {
+  w->pmd = &pt_.pmd(v >> kPmdShift);
+  w->pe = w->pmd->load(std::memory_order_seq_cst);
+  w->pte = nullptr;
+  w->e = w->pe;
+  w->n = 1;
+  if (entry::huge(w->pe)) {
+    // One grab of every subpage this call wants from the 2 MiB leaf.
+    const uint64_t off = v & (kPtesPerTable - 1);
+    w->n = std::min(end - v, kPtesPerTable - off);
+    w->pfn = entry::pfn(w->pe) + off;
+  } else {
+    std::atomic<uint64_t>* t = entry::table(w->pe) ? pt_.table(v >> kPmdShift) : nullptr;
+    if (t == nullptr) return false;
+    w->pte = t + (v & (kPtesPerTable - 1));
+    w->e = w->pte->load(std::memory_order_seq_cst);
+    w->pfn = entry::pfn(w->e);
+  }
+  const uint64_t e = w->e;
+  if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) return false;
+  // A pin of a COW-shared page must unshare it first: the slow path does that.
+  if (f.pin && !entry::exclusive(e)) return false;
+  // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so the
+  // PFN answers before any grab): the slow path migrates it first.
+  return !(f.longterm && mem_->is_movable(w->pfn));
+}
+
+bool AddressSpace::walk_entry_unchanged(const WalkEntry& w) const {
+  // The recheck: the entry we grabbed through, and the PMD above it (seq_cst: see the top).
+  return (w.pte == nullptr || w.pte->load(std::memory_order_seq_cst) == w.e) &&
+         w.pmd->load(std::memory_order_seq_cst) == w.pe;
+}
+
 template <Scheme S>
 uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFlags& f,
                                      uint32_t* out) {
@@ -57,30 +91,9 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
   }
   const uint64_t end = start + count;
   uint64_t v = start;
-  while (v < end) {
-    std::atomic<uint64_t>& pmd = pt_.pmd(v >> kPmdShift);
-    const uint64_t pe = pmd.load(std::memory_order_seq_cst);
-    std::atomic<uint64_t>* pte = nullptr;
-    uint64_t e = pe, pfn = 0, n = 1;
-    if (entry::huge(pe)) {
-      // One grab of every subpage this call wants from the 2 MiB leaf.
-      const uint64_t off = v & (kPtesPerTable - 1);
-      n = std::min(end - v, kPtesPerTable - off);
-      pfn = entry::pfn(pe) + off;
-    } else {
-      if (!entry::table(pe)) break;
-      std::atomic<uint64_t>* t = pt_.table(v >> kPmdShift);
-      if (t == nullptr) break;
-      pte = t + (v & (kPtesPerTable - 1));
-      e = pte->load(std::memory_order_seq_cst);
-      pfn = entry::pfn(e);
-    }
-    if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) break;
-    // A pin of a COW-shared page must unshare it first: the slow path does that.
-    if (f.pin && !entry::exclusive(e)) break;
-    // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so
-    // the PFN answers before any grab): the slow path migrates it first.
-    if (f.longterm && mem.is_movable(pfn)) break;
+  WalkEntry w;
+  while (v < end && read_walk_entry(v, end, f, &w)) {
+    const uint64_t pfn = w.pfn, n = w.n;
     if (race_hook_) [[unlikely]]
       race_hook_(RacePoint::kBeforeGrab, v);
     uint64_t head = 0;
@@ -88,10 +101,7 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
     if (!mem.try_grab_folio_fast<S>(pfn, int64_t(n), f.pin, f.write, &head, &order)) break;
     if (race_hook_) [[unlikely]]
       race_hook_(RacePoint::kBeforeRecheck, v);
-    // The recheck: the entry we grabbed through, and the PMD above it, must be unchanged.
-    const bool changed = (pte != nullptr && pte->load(std::memory_order_seq_cst) != e) ||
-                         pmd.load(std::memory_order_seq_cst) != pe;
-    if (changed) {
+    if (!walk_entry_unchanged(w)) {
       mem.release_folio_refs<S>(pfn, head, order, int64_t(n), f.pin, f.write);
       stats_.add(MmStat::kRecheckFailures, 1);
       break;
