@@ -8,7 +8,8 @@
  * - `EBUSY`: a folio is referenced or pinned and cannot change shape
  * - `EPINNED`: debug mode: a plain put would eat a pin's references or free a pinned folio
  * - `ENOTPINNED`: unpin of a page that holds no such pin
- * - `ENOMEM`: the page array could not be allocated
+ * - `ENOMEM`: the page array could not be mapped, or no free block of the order asked for is left
+ * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
  */
 export type PinlabErrorCode =
   | 'EINVAL'
@@ -18,7 +19,8 @@ export type PinlabErrorCode =
   | 'EBUSY'
   | 'EPINNED'
   | 'ENOTPINNED'
-  | 'ENOMEM';
+  | 'ENOMEM'
+  | 'EFAULT';
 
 /**
  * The one error class pinlab throws for bad input or a refused operation. A failed call

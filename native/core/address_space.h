@@ -180,6 +180,7 @@ class AddressSpace {
   // for a write, COW-shared for a pin, ZONE_MOVABLE for a long-term pin).
   bool read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f, WalkEntry* w) const;
   bool walk_entry_unchanged(const WalkEntry& w) const;
+  void call_race_hook(RacePoint point, uint64_t vpage);
   template <Scheme S>
   uint64_t gup_fast_walk(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out);
   template <Scheme S>

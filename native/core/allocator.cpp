@@ -6,12 +6,23 @@
 namespace pinlab {
 
 Status PageArray::alloc_folio(int64_t order, bool movable, uint64_t* head) {
+  return alloc_folio_below(order, movable, kNoLimit, head);
+}
+
+Status PageArray::alloc_folio_below(int64_t order, bool movable, uint64_t below,
+                                    uint64_t* head) {
   if (order < 0 || order > kMaxOrder)
     return Status::Fail(Code::kEINVAL, Reason::kBadOrder, order);
   const auto k = uint32_t(order);
   uint64_t block = 0;
-  const bool got = (movable && movable_zone_ && movable_zone_->try_take(k, &block)) ||
-                   normal_zone_->try_take(k, &block);
+  auto take = [&](BuddyAllocator* zone) {
+    if (zone == nullptr) return false;
+    return below == kNoLimit ? zone->try_take(k, &block) : zone->try_take_lowest(k, below, &block);
+  };
+  // Movable allocations fall back to the normal zone; compaction's targets stay in their zone.
+  const bool got = below == kNoLimit
+                       ? (movable && take(movable_zone_.get())) || take(normal_zone_.get())
+                       : take(movable ? movable_zone_.get() : normal_zone_.get());
   if (!got) return Status::Fail(Code::kENOMEM, Reason::kNoFreeBlock, order);
   // The block's pages were reset to order 0 when freed; give them the folio's order. Relaxed:
   // the head's count below publishes them.

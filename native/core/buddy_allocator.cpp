@@ -23,16 +23,34 @@ bool BuddyAllocator::try_take(uint32_t order, uint64_t* head) {
   uint32_t k = order;
   while (k < kOrders && free_[k].empty()) ++k;
   if (k == kOrders) return false;
-  const uint64_t block = *free_[k].begin();
-  free_[k].erase(free_[k].begin());
+  *head = take_locked(*free_[k].begin(), k, order);
+  return true;
+}
+
+bool BuddyAllocator::try_take_lowest(uint32_t order, uint64_t below, uint64_t* head) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint32_t best_k = kOrders;
+  uint64_t best = below;
+  for (uint32_t k = order; k < kOrders; ++k) {
+    if (!free_[k].empty() && *free_[k].begin() < best) {
+      best = *free_[k].begin();
+      best_k = k;
+    }
+  }
+  if (best_k == kOrders) return false;
+  *head = take_locked(best, best_k, order);
+  return true;
+}
+
+uint64_t BuddyAllocator::take_locked(uint64_t block, uint32_t k, uint32_t order) {
+  free_[k].erase(block);
   // Split down to the order asked for: the upper halves go back, one per order.
   while (k > order) {
     --k;
     free_[k].insert(block + (uint64_t{1} << k));
   }
   free_pages_ -= uint64_t{1} << order;
-  *head = block;
-  return true;
+  return block;
 }
 
 void BuddyAllocator::give(uint64_t head, uint32_t order) {

@@ -28,12 +28,17 @@ class BuddyAllocator {
   void add_whole_zone();
   // Takes a free block of 2^order pages; false when none is left.
   bool try_take(uint32_t order, uint64_t* head);
+  // Takes the lowest-addressed free 2^order pages below `below` (splitting a larger block if
+  // that is where they are); false when there are none (compaction's target).
+  bool try_take_lowest(uint32_t order, uint64_t below, uint64_t* head);
   // Gives back a block (a freed folio), merging it with free buddies.
   void give(uint64_t head, uint32_t order);
   uint64_t free_pages() const;
 
  private:
   void give_locked(uint64_t head, uint32_t order);
+  // Removes free block `block` of order k and returns its first 2^order pages (k >= order).
+  uint64_t take_locked(uint64_t block, uint32_t k, uint32_t order);
 
   const uint64_t start_, end_;
   mutable std::mutex mu_;

@@ -36,6 +36,8 @@ Status PageArray::make_folio(uint64_t head, int64_t order_arg) {
   if (folio_pages(order) > pages() - head)
     return Status::Fail(Code::kEINVAL, Reason::kFolioTooLarge, int64_t(head), order);
   const uint64_t end = head + folio_pages(order);
+  if (is_movable(head) != is_movable(end - 1))  // a folio never straddles zones
+    return Status::Fail(Code::kEINVAL, Reason::kFolioStraddlesZones, int64_t(head), order);
 
   // Freeze every page 1 -> 0; on the first page that is not idle, thaw the ones before it.
   for (uint64_t p = head; p < end; ++p) {

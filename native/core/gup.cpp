@@ -38,6 +38,11 @@ Status check_gup_range(int64_t start, int64_t count, uint64_t pages) {
 }
 }  // namespace
 
+void AddressSpace::call_race_hook(RacePoint point, uint64_t vpage) {
+  const RaceHook hook = race_hook_;  // a copy: the hook may replace or remove itself
+  hook(point, vpage);
+}
+
 bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
                                    WalkEntry* w) const {
   w->pmd = &pt_.pmd(v >> kPmdShift);
@@ -90,17 +95,17 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
     }
   }
   const uint64_t end = start + count;
-  uint64_t v = start;
+  uint64_t v = start, grabs = 0;
   WalkEntry w;
   while (v < end && read_walk_entry(v, end, f, &w)) {
     const uint64_t pfn = w.pfn, n = w.n;
     if (race_hook_) [[unlikely]]
-      race_hook_(RacePoint::kBeforeGrab, v);
+      call_race_hook(RacePoint::kBeforeGrab, v);
     uint64_t head = 0;
     uint32_t order = 0;
     if (!mem.try_grab_folio_fast<S>(pfn, int64_t(n), f.pin, f.write, &head, &order)) break;
     if (race_hook_) [[unlikely]]
-      race_hook_(RacePoint::kBeforeRecheck, v);
+      call_race_hook(RacePoint::kBeforeRecheck, v);
     if (!walk_entry_unchanged(w)) {
       mem.release_folio_refs<S>(pfn, head, order, int64_t(n), f.pin, f.write);
       stats_.add(MmStat::kRecheckFailures, 1);
@@ -111,10 +116,11 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
     const auto p0 = uint32_t(pfn);
     for (uint32_t k = 0; k < uint32_t(n); ++k) o[k] = p0 + k;
     v += n;
+    ++grabs;
   }
   const uint64_t done = v - start;
   if (f.pin && done > 0 && race_hook_) [[unlikely]]
-    race_hook_(RacePoint::kBeforeSeqCheck, start + done);
+    call_race_hook(RacePoint::kBeforeSeqCheck, start + done);
   if (f.pin && done > 0 && write_protect_seq_.load(std::memory_order_seq_cst) != seq) {
     // fork ran meanwhile and may have shared a page we pinned: give everything back.
     release_grabbed<S>(out, done, f);
@@ -123,7 +129,10 @@ uint64_t AddressSpace::gup_fast_walk(uint64_t start, uint64_t count, const GupFl
   }
   if (done > 0) {
     stats_.add(MmStat::kFastPages, done);
-    if (f.pin) mem.add_stat(Stat::kPinAcquired, done);
+    if (f.pin) {
+      mem.add_stat(Stat::kPinAcquired, done);
+      mem.add_stat(Stat::kGrabs, grabs);
+    }
   }
   return done;
 }

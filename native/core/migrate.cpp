@@ -38,11 +38,9 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
     return MigrateOutcome::kPinned;
   }
   uint64_t target = 0;
-  if (!mem_->alloc_folio(order, to_movable, &target).ok()) return MigrateOutcome::kNoMemory;
-  if (only_lower && target > head) {
-    mem_->put_folio_refs(target, 1);
-    return MigrateOutcome::kNotLower;
-  }
+  const uint64_t below = only_lower ? head : PageArray::kNoLimit;
+  if (!mem_->alloc_folio_below(order, to_movable, below, &target).ok())
+    return only_lower ? MigrateOutcome::kNotLower : MigrateOutcome::kNoMemory;
   // seq_cst exchange, then the seq_cst freeze: the unmap half of the pair (see above).
   const uint64_t old = slot->exchange(0, std::memory_order_seq_cst);
   if (!mem_->try_freeze(head, expected)) {
@@ -80,8 +78,8 @@ Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
 
 Status AddressSpace::compact(uint64_t* moved) {
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  // Order-0 pages from the highest PFN down, each to the lowest free page below it: the
-  // allocator hands out lowest first, so once a target is not lower, none will be.
+  // Order-0 pages from the highest PFN down, each to the lowest free page below it; once no
+  // free page lies below the highest page left, none lies below the others either.
   std::vector<std::pair<uint64_t, uint64_t>> mapped;  // (pfn, vpage)
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     if (!entry::table(pt_.pmd(i).load(std::memory_order_relaxed))) continue;

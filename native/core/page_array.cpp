@@ -23,8 +23,11 @@ Status validate(const PageArrayConfig& cfg) {
       cfg.pages % (int64_t{1} << cfg.folio_order) != 0)
     return Status::BadOption("folioOrder", cfg.folio_order,
                              "an order in 0..30 whose folio size divides pages");
-  if (cfg.movable_pages < 0 || cfg.movable_pages > cfg.pages)
-    return Status::BadOption("movablePages", cfg.movable_pages, "an integer in 0..pages");
+  // Folios never straddle zones: the boundary falls between initial folios.
+  if (cfg.movable_pages < 0 || cfg.movable_pages > cfg.pages ||
+      cfg.movable_pages % (int64_t{1} << cfg.folio_order) != 0)
+    return Status::BadOption("movablePages", cfg.movable_pages,
+                             "an integer in 0..pages, a multiple of the folio size");
   return Status::Ok();
 }
 

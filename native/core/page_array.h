@@ -164,6 +164,9 @@ class PageArray {
   // zone; others come from the normal zone only. A folio whose refcount reaches 0 returns to
   // its zone by itself (every put that reaches zero frees).
   Status alloc_folio(int64_t order, bool movable, uint64_t* head);
+  // The lowest free block below PFN `below` (compaction's target); ENOMEM if there is none.
+  Status alloc_folio_below(int64_t order, bool movable, uint64_t below, uint64_t* head);
+  static constexpr uint64_t kNoLimit = ~uint64_t{0};
   // Pages in ZONE_MOVABLE may not be pinned long-term: FOLL_LONGTERM migrates them first.
   bool is_movable(uint64_t pfn) const { return pfn >= pages() - uint64_t(cfg_.movable_pages); }
   uint64_t free_pages() const;

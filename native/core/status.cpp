@@ -52,6 +52,8 @@ std::string describe(const Status& s) {
       return "head " + v + " is not aligned to order " + l;
     case Reason::kFolioTooLarge:
       return "folio at head " + v + " of order " + l + " does not fit in the page array";
+    case Reason::kFolioStraddlesZones:
+      return "folio at head " + v + " of order " + l + " would straddle the ZONE_MOVABLE boundary";
     case Reason::kBadOrder: return "order " + v + " is invalid (must be 0..30)";
     case Reason::kNotHead: return "pfn " + v + " is not the head of its folio";
     case Reason::kNotLargeFolio: return "pfn " + v + " is not in a large folio (order 0)";

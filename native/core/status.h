@@ -42,6 +42,7 @@ enum class Reason : uint8_t {
   kNotReadPinned,     // value = pfn (write-bias debug: read unpin without a read pin)
   kHeadMisaligned,    // value = head, limit = order
   kFolioTooLarge,     // value = head, limit = order
+  kFolioStraddlesZones,  // value = head, limit = order
   kBadOrder,          // value = order
   kNotHead,           // value = pfn
   kNotLargeFolio,     // value = pfn
