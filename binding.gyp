@@ -20,10 +20,15 @@
         "native/core/gup.cpp",
         "native/core/stress.cpp",
         "native/core/scan.cpp",
+        "native/core/kernel_probe.cpp",
+        "native/core/bench_engine.cpp",
+        "native/core/bench_workloads.cpp",
         "native/addon/addon.cpp",
         "native/addon/errors.cpp",
         "native/addon/page_array_wrap.cpp",
-        "native/addon/address_space_wrap.cpp"
+        "native/addon/address_space_wrap.cpp",
+        "native/addon/bench_worker.cpp",
+        "native/addon/kernel_probe_worker.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

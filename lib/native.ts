@@ -90,11 +90,52 @@ export interface NativeStressOptions {
   debug: boolean;
 }
 
+/** A benchmark configuration as the addon takes it. @internal */
+export interface NativeBenchSpec {
+  op: string;
+  scheme: string;
+  perPage: boolean;
+  order: number;
+  listInput: boolean;
+  threads: number;
+  sharing: string;
+  bufferPages: number;
+  pagesPerCall: number;
+}
+
+/** One configuration's outcome from the addon. @internal */
+export interface NativeBenchResult {
+  ok: boolean;
+  error: string | null;
+  nsPerPage: number[];
+  atomicsPerPage: number;
+  roundsPerTrial: number;
+}
+
+/** The host kernel probe's outcome. @internal */
+export interface NativeKernelProbe {
+  available: boolean;
+  reason: string | null;
+  pages: number;
+  pinNsPerPage: number[];
+  unpinNsPerPage: number[];
+  nrFollPinAcquiredDelta: number;
+  nrFollPinReleasedDelta: number;
+  thpConfirmed: boolean;
+  anonHugeKb: number;
+}
+
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
   NativeAddressSpace: new (mem: NativePageArray, pages: number) => NativeAddressSpace;
   runStress(options: NativeStressOptions): Promise<StressReport>;
+  runBench(
+    specs: NativeBenchSpec[],
+    timing: { trials: number; trialMs: number },
+    onProgress?: (done: number, total: number, label: string) => void,
+  ): Promise<NativeBenchResult[]>;
+  probeKernel(options: { bufferBytes: number; huge: boolean; trials: number }): Promise<NativeKernelProbe>;
   setErrorClass(cls: typeof PinlabError): void;
 }
 

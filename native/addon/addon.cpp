@@ -3,6 +3,8 @@
 #include <napi.h>
 
 #include "address_space_wrap.h"
+#include "bench_worker.h"
+#include "kernel_probe_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
 
@@ -18,6 +20,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->address_space_ctor = Napi::Persistent(address_space);
   exports.Set("NativeAddressSpace", address_space);
   exports.Set("runStress", Napi::Function::New(env, run_stress_async, "runStress"));
+  exports.Set("runBench", Napi::Function::New(env, run_bench_async, "runBench"));
+  exports.Set("probeKernel", Napi::Function::New(env, probe_kernel_async, "probeKernel"));
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
   return exports;
 }

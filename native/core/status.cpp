@@ -70,6 +70,8 @@ std::string describe(const Status& s) {
     case Reason::kFlags: return std::string("invalid flags: ") + (s.subject ? s.subject : "?");
     case Reason::kRegionOverlap:
       return "range start " + v + " count " + l + " overlaps a mapped region";
+    case Reason::kGupIncomplete:
+      return "gup from virtual page " + v + " took only " + l + " pages";
     case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
     case Reason::kMigrateBusy:
       return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";

@@ -57,6 +57,7 @@ enum class Reason : uint8_t {
   kMigrateBusy,       // value = virtual page (longterm: a page could not be migrated)
   kRegionOverlap,     // value = start, limit = count
   kBadCount,          // value = count
+  kGupIncomplete,     // value = start, limit = pages done (benchmark: a partial gup)
 };
 
 struct Status {

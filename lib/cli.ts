@@ -1,0 +1,253 @@
+// The `pinlab` command: `pinlab bench` runs the benchmark matrix (the main job).
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+
+import { PinlabError } from './errors.js';
+import { compareResults, formatComparison, hasRegressions } from './bench/compare.js';
+import type { BenchOptions, ModelOp } from './bench/matrix.js';
+import { pinlabVersion } from './bench/machine.js';
+import { writeReport } from './bench/report.js';
+import { runBench, type BenchProgressEvent } from './bench/run.js';
+import { validateBenchResults } from './bench/schema.js';
+import { formatTable } from './bench/table.js';
+import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION, type BenchResults, type BenchSharing } from './bench/types.js';
+import type { PinPath, Scheme } from './page-array.js';
+
+/** Exit statuses of the CLI. */
+export const EXIT = { ok: 0, regression: 1, failed: 2, usage: 64 } as const;
+
+const BENCH_HELP = `usage: pinlab bench [options]
+
+Runs the benchmark matrix on native threads: every scheme, per-page versus bvec, 4 KiB and
+2 MiB folios, 1 thread and all cores, private and shared buffers, gup_fast through an address
+space, the raw-atomic baselines, and the host kernel's own pins (io_uring) where it allows.
+
+  --quick               a short run for CI (3 short trials, at most 2 threads)
+  --threads LIST        thread counts, e.g. 1,2,4 or 'all' (default: 1 and every core)
+  --scheme LIST         bias,hybrid,separate,write-bias (default: all)
+  --order LIST          folio orders, e.g. 0,9,18 (default: 0,9)
+  --op LIST             pin-unpin,get-put,gup-fast,mixed (default: pin-unpin,gup-fast)
+  --path LIST           per-page,bvec (default: both)
+  --sharing LIST        private,shared,interleaved (default: private,shared)
+  --input LIST          range,list (default: range)
+  --size SIZE           buffer per thread, e.g. 64M, 1G, or pages (default 64M)
+  --pages-per-call N    pages per call, like gup_test -n (default: the whole buffer)
+  --duration MS         length of one trial in ms (default 20; --quick 2)
+  --trials N            trials per configuration (default 7; --quick 3)
+  --no-kernel           skip the host kernel probe
+  --json                print the result document (JSON) instead of the table
+  --out DIR             write results.json, results.md and SVG charts to DIR
+  --compare OLD.json    print the change against an earlier run; exit 1 past the threshold
+  --threshold FRAC      regression threshold for --compare (default 0.10 = 10% slower)
+  --strict              exit 1 if a target is missed
+  -h, --help            this help
+
+Exit status: 0 done, 1 regression (--compare) or missed target (--strict), 2 a configuration
+failed its checks, 64 bad arguments.`;
+
+const HELP = `usage: pinlab <command> [options]
+
+commands:
+  bench     the benchmark matrix: schemes, bvec versus per-page, scaling, and the host kernel
+            (pinlab bench --help)
+
+  -v, --version   the pinlab version`;
+
+class UsageError extends Error {}
+
+/** Where the CLI writes: stdout for results, stderr for progress and messages. */
+export interface CliIo {
+  out: NodeJS.WritableStream;
+  err: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+}
+
+/** Runs the CLI with `argv` (without node and the script); returns the exit status. */
+export async function main(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === '-h' || command === '--help') {
+      io.out.write(`${HELP}\n`);
+      return command === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (command === '-v' || command === '--version') {
+      io.out.write(`${pinlabVersion()}\n`);
+      return EXIT.ok;
+    }
+    if (command === 'bench') return await bench(rest, io);
+    throw new UsageError(`unknown command '${command}' (try pinlab --help)`);
+  } catch (e) {
+    if (e instanceof UsageError || (e instanceof PinlabError && e.code === 'EINVAL')) {
+      io.err.write(`pinlab: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    io.err.write(`pinlab: ${e instanceof Error ? e.message : String(e)}\n`);
+    return EXIT.failed;
+  }
+}
+
+async function bench(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseCli(args);
+  if (values.help) {
+    io.out.write(`${BENCH_HELP}\n`);
+    return EXIT.ok;
+  }
+  const previous = values.compare !== undefined ? readPrevious(values.compare) : undefined;
+  const options = benchOptions(values);
+  const progress = progressReporter(io.err);
+  let results: BenchResults;
+  try {
+    results = await runBench(options, { onProgress: progress.update });
+  } finally {
+    progress.done();
+  }
+  if (values.out !== undefined) {
+    const paths = await writeReport(results, values.out);
+    io.err.write(`pinlab: wrote ${Object.values(paths).flat().join(', ')}\n`);
+  }
+  io.out.write(values.json ? `${JSON.stringify(results, null, 2)}\n` : formatTable(results));
+  let status: number = EXIT.ok;
+  if (previous !== undefined) {
+    const cmp = compareResults(results, previous, { threshold: values.threshold === undefined ? 0.1 : fraction(values.threshold) });
+    io.err.write(formatComparison(cmp));
+    if (hasRegressions(cmp)) status = EXIT.regression;
+  }
+  if (values.strict && results.targets.some((t) => t.skipped === null && !t.met)) status = EXIT.regression;
+  return status;
+}
+
+function parseCli(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        quick: { type: 'boolean' },
+        threads: { type: 'string' },
+        scheme: { type: 'string' },
+        order: { type: 'string' },
+        op: { type: 'string' },
+        path: { type: 'string' },
+        sharing: { type: 'string' },
+        input: { type: 'string' },
+        size: { type: 'string' },
+        'pages-per-call': { type: 'string' },
+        duration: { type: 'string' },
+        trials: { type: 'string' },
+        'no-kernel': { type: 'boolean' },
+        json: { type: 'boolean' },
+        out: { type: 'string' },
+        compare: { type: 'string' },
+        threshold: { type: 'string' },
+        strict: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+type CliValues = ReturnType<typeof parseCli>['values'];
+
+/** The run's options from the command line (only what was given: the rest stays default). */
+export function benchOptions(v: CliValues): BenchOptions {
+  const o: BenchOptions = {};
+  if (v.quick) o.quick = true;
+  if (v.threads !== undefined) {
+    o.threads = v.threads === 'all' ? [...new Set([1, os.availableParallelism()])] : list(v.threads, 'threads').map((t) => integer(t, 'threads'));
+  }
+  if (v.scheme !== undefined) o.schemes = list(v.scheme, 'scheme') as Scheme[];
+  if (v.order !== undefined) o.orders = list(v.order, 'order').map((k) => integer(k, 'order'));
+  if (v.op !== undefined) o.ops = list(v.op, 'op') as ModelOp[];
+  if (v.path !== undefined) o.paths = list(v.path, 'path') as PinPath[];
+  if (v.sharing !== undefined) o.sharing = list(v.sharing, 'sharing') as BenchSharing[];
+  if (v.input !== undefined) o.inputs = list(v.input, 'input') as ('range' | 'list')[];
+  if (v.size !== undefined) o.bufferPages = sizeToPages(v.size);
+  if (v['pages-per-call'] !== undefined) o.pagesPerCall = integer(v['pages-per-call'], 'pages-per-call');
+  if (v.duration !== undefined) o.trialMs = positive(v.duration, 'duration');
+  if (v.trials !== undefined) o.trials = integer(v.trials, 'trials');
+  if (v['no-kernel']) o.kernel = false;
+  return o;
+}
+
+/** `64M`, `1G`, `512K` (bytes, 4 KiB pages) or a plain page count. */
+export function sizeToPages(s: string): number {
+  const m = /^(\d+)([KMG])?$/i.exec(s.trim());
+  if (m === null) throw new UsageError(`--size: '${s}' is not a size (e.g. 64M, 1G, or a page count)`);
+  const n = Number(m[1]);
+  const unit = m[2]?.toUpperCase();
+  if (unit === undefined) return n;
+  const bytes = n * { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit as 'K' | 'M' | 'G'];
+  if (bytes % 4096 !== 0) throw new UsageError(`--size: ${s} is not a whole number of 4 KiB pages`);
+  return bytes / 4096;
+}
+
+function list(s: string, name: string): string[] {
+  const items = s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+  if (items.length === 0) throw new UsageError(`--${name}: empty list`);
+  return items;
+}
+
+function integer(s: string, name: string): number {
+  if (!/^\d+$/.test(s)) throw new UsageError(`--${name}: '${s}' is not a non-negative integer`);
+  return Number(s);
+}
+
+function positive(s: string, name: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name}: '${s}' is not a positive number`);
+  return n;
+}
+
+function fraction(s: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--threshold: '${s}' is not a positive fraction (e.g. 0.1)`);
+  return n;
+}
+
+function readPrevious(file: string): BenchResults {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--compare: cannot read ${file}: ${(e as Error).message}`);
+  }
+  // Checked before the run, so a bad file fails fast rather than after minutes of work.
+  const d = doc as Partial<BenchResults> | null;
+  if (d?.schema === BENCH_SCHEMA_ID && d.version !== BENCH_SCHEMA_VERSION) {
+    throw new UsageError(`--compare: ${file} has result schema version ${String(d.version)}; this pinlab reads version ${BENCH_SCHEMA_VERSION} only`);
+  }
+  const errors = validateBenchResults(doc);
+  if (errors.length > 0) throw new UsageError(`--compare: ${file} is not a pinlab bench result: ${errors.slice(0, 3).join('; ')}`);
+  return doc as BenchResults;
+}
+
+/** A progress bar on a terminal; plain lines (every 10%) otherwise. */
+function progressReporter(stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }) {
+  const tty = stream.isTTY === true;
+  let lastDecile = -1;
+  let drawn = false;
+  return {
+    update: (p: BenchProgressEvent): void => {
+      const frac = p.total > 0 ? p.done / p.total : 1;
+      if (tty) {
+        const width = 30;
+        const filled = Math.round(frac * width);
+        const label = p.label.slice(0, Math.max(10, (stream.columns ?? 80) - width - 20));
+        stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(frac * 100)).padStart(3)}% ${label}\x1b[K`);
+        drawn = true;
+        return;
+      }
+      const decile = Math.floor(frac * 10);
+      if (decile > lastDecile) {
+        lastDecile = decile;
+        stream.write(`pinlab bench: ${decile * 10}% (${p.done}/${p.total}) ${p.label}\n`);
+      }
+    },
+    done: (): void => {
+      if (tty && drawn) stream.write('\r\x1b[K');
+    },
+  };
+}
