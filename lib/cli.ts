@@ -33,8 +33,8 @@ space, the raw-atomic baselines, and the host kernel's own pins (io_uring) where
   --input LIST          range,list (default: range)
   --size SIZE           buffer per thread, e.g. 64M, 1G, or pages (default 64M)
   --pages-per-call N    pages per call, like gup_test -n (default: the whole buffer)
-  --duration MS         length of one trial in ms (default 20; --quick 2)
-  --trials N            trials per configuration (default 7; --quick 3)
+  --duration MS         length of one trial in ms (default 25; --quick 2)
+  --trials N            trials per configuration (default 11; --quick 3)
   --no-kernel           skip the host kernel probe
   --json                print the result document (JSON) instead of the table
   --out DIR             write results.json, results.md and SVG charts to DIR

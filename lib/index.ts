@@ -36,3 +36,4 @@ export {
   type Scheme,
   type UnpinOptions,
 } from './page-array.js';
+export * from './bench/index.js';

@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-// `npm run bench`: builds the native benchmark with plain CMake (Release, build-native/, no
+// `npm run bench:native`: builds the native benchmark with plain CMake (Release, build-native/, no
 // Node-API) and runs ./build-native/pinlab_bench with this script's arguments; then, unless
 // --no-memory (or --single), runs bench/memory.mjs.
 //
-//   npm run bench                       the table and the targets, then the memory figures
-//   npm run bench -- --quick            fewer, shorter trials (CI smoke)
-//   npm run bench -- --json             one JSON document on stdout: { native, memory }
-//   npm run bench -- --trials 31        more trials
-//   npm run bench -- --strict           exit 1 if a target is missed
-//   npm run bench -- --no-memory        skip bench/memory.mjs
-//   npm run bench -- --single ...       one configuration per call (see bench/README.md)
+//   npm run bench:native                       the table and the targets, then the memory figures
+//   npm run bench:native -- --quick            fewer, shorter trials (CI smoke)
+//   npm run bench:native -- --json             one JSON document on stdout: { native, memory }
+//   npm run bench:native -- --trials 31        more trials
+//   npm run bench:native -- --strict           exit 1 if a target is missed
+//   npm run bench:native -- --no-memory        skip bench/memory.mjs
+//   npm run bench:native -- --single ...       one configuration per call (see bench/README.md)
 //
 // Build output goes to stderr, so that stdout carries only the figures (or the JSON).
 // Also exports buildNativeBench() for bench/js-calls.bench.mjs.

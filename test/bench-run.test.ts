@@ -15,6 +15,13 @@ async function run(options: Parameters<typeof runBench>[0]): Promise<BenchResult
 }
 
 describe('runBench', () => {
+  it('docs/bench-results.schema.json is the schema the code validates with', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { BENCH_RESULTS_SCHEMA } = await import('../lib/bench/schema.js');
+    const doc = JSON.parse(readFileSync(new URL('../docs/bench-results.schema.json', import.meta.url), 'utf8')) as unknown;
+    expect(doc).toEqual(JSON.parse(JSON.stringify(BENCH_RESULTS_SCHEMA)));
+  });
+
   it('every op, sharing and order gives finite rows that validate against the schema', async () => {
     const events: BenchProgressEvent[] = [];
     const r = await runBench(

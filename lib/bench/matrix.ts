@@ -34,9 +34,9 @@ export interface BenchOptions {
   bufferPages?: number;
   /** Pages per call, like gup_test's -n. Default 0: the whole buffer in one call. */
   pagesPerCall?: number;
-  /** Measured trials per configuration. Default 7 (quick: 3). */
+  /** Measured trials per configuration. Default 11 (quick: 3). */
   trials?: number;
-  /** Calibrated length of one trial in ms. Default 20 (quick: 2). */
+  /** Calibrated length of one trial in ms. Default 25 (quick: 2). */
   trialMs?: number;
   /** Measure the host kernel beside the model (io_uring buffer registration). Default true. */
   kernel?: boolean;
@@ -60,8 +60,8 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
     inputs: o.inputs ?? ['range'],
     bufferPages: o.bufferPages ?? 16384,
     pagesPerCall: o.pagesPerCall ?? 0,
-    trials: o.trials ?? (quick ? 3 : 7),
-    trialMs: o.trialMs ?? (quick ? 2 : 20),
+    trials: o.trials ?? (quick ? 3 : 11),
+    trialMs: o.trialMs ?? (quick ? 2 : 25),
     kernel: o.kernel ?? true,
     quick,
   };

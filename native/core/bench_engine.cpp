@@ -6,6 +6,11 @@
 #include <memory>
 #include <thread>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #include "bench_workloads.h"
 #include "page_table.h"
 #include "stats.h"
@@ -44,6 +49,28 @@ const char* sharing_name(BenchSharing s) {
   return "?";
 }
 
+// Pins the calling thread to one CPU (round robin over the CPUs this process may use), so
+// that a trial measures the work, not the scheduler's placement of fresh threads: two new
+// threads start on their parent's CPU and are spread only later. Best effort; Linux only.
+void pin_to_cpu(uint32_t t) {
+#if defined(__linux__)
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  const int n = CPU_COUNT(&allowed);
+  if (n <= 0) return;
+  int want = int(t % uint32_t(n)), cpu = -1;
+  for (int c = 0; c < CPU_SETSIZE && want >= 0; ++c)
+    if (CPU_ISSET(c, &allowed) && want-- == 0) cpu = c;
+  if (cpu < 0) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+#else
+  (void)t;
+#endif
+}
+
 // Runs `rounds` rounds on every thread, released together by a start barrier; returns the
 // wall time from the release to the last thread's end, or a failed thread's status.
 Status run_trial(Workload& w, uint32_t threads, uint64_t rounds, double* ns) {
@@ -54,6 +81,7 @@ Status run_trial(Workload& w, uint32_t threads, uint64_t rounds, double* ns) {
   pool.reserve(threads);
   for (uint32_t t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
+      pin_to_cpu(t);
       ready.fetch_add(1, std::memory_order_relaxed);
       // acquire: pairs with the release of `go`; everything set up before it is visible.
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
