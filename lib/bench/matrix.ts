@@ -30,7 +30,7 @@ export interface BenchOptions {
   sharing?: BenchSharing[];
   /** Inputs for pin-unpin, get-put and mixed. Default ['range'] (plus the list pair a target needs). */
   inputs?: ('range' | 'list')[];
-  /** Pages each thread works over. Default 16384 (64 MiB of 4 KiB pages). */
+  /** Pages each thread works over (rounded up to whole folios of each order). Default 16384 (64 MiB of 4 KiB pages). */
   bufferPages?: number;
   /** Pages per call, like gup_test's -n. Default 0: the whole buffer in one call. */
   pagesPerCall?: number;
@@ -98,7 +98,11 @@ export function buildMatrix(r: ResolvedBenchOptions): NativeBenchSpec[] {
     for (const sharing of r.sharing) {
       if (threads === 1 && sharing !== 'private' && r.sharing.includes('private')) continue; // same work
       for (const order of r.orders) {
-        const common = { ...base, threads, sharing, order };
+        // A buffer holds whole folios: a 1 GiB folio (order 18) needs at least 2^18 pages,
+        // which the model affords (about 1.3 MB of arrays).
+        const folio = 2 ** order;
+        const bufferPages = Math.ceil(r.bufferPages / folio) * folio;
+        const common = { ...base, bufferPages, threads, sharing, order };
         for (const op of r.ops) {
           if (op === 'gup-fast') {
             if (order !== 0 && order !== 9) continue; // 4 KiB or 2 MiB mappings only
