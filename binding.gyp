@@ -23,12 +23,16 @@
         "native/core/kernel_probe.cpp",
         "native/core/bench_engine.cpp",
         "native/core/bench_workloads.cpp",
+        "native/core/snapshot.cpp",
+        "native/core/population.cpp",
+        "native/core/profile_engine.cpp",
         "native/addon/addon.cpp",
         "native/addon/errors.cpp",
         "native/addon/page_array_wrap.cpp",
         "native/addon/address_space_wrap.cpp",
         "native/addon/bench_worker.cpp",
-        "native/addon/kernel_probe_worker.cpp"
+        "native/addon/kernel_probe_worker.cpp",
+        "native/addon/profile_worker.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -8,7 +8,9 @@ import { compareResults, formatComparison, hasRegressions } from './bench/compar
 import type { BenchOptions, ModelOp } from './bench/matrix.js';
 import { pinlabVersion } from './bench/machine.js';
 import { writeReport } from './bench/report.js';
-import { runBench, type BenchProgressEvent } from './bench/run.js';
+import { runBench } from './bench/run.js';
+import { UsageError, progressReporter, type CliIo } from './cli-util.js';
+import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
 import { formatTable } from './bench/table.js';
 import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION, type BenchResults, type BenchSharing } from './bench/types.js';
@@ -51,16 +53,16 @@ const HELP = `usage: pinlab <command> [options]
 commands:
   bench     the benchmark matrix: schemes, bvec versus per-page, scaling, and the host kernel
             (pinlab bench --help)
+  profile   how often "maybe pinned" is wrong, per scheme and bias, and what it costs
+            (pinlab profile --help)
+  snapshot  save this host's page population (/proc/kpagecount, /proc/kpageflags) to a file
+            (pinlab snapshot --help)
 
   -v, --version   the pinlab version`;
 
-class UsageError extends Error {}
 
-/** Where the CLI writes: stdout for results, stderr for progress and messages. */
-export interface CliIo {
-  out: NodeJS.WritableStream;
-  err: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
-}
+
+export type { CliIo } from './cli-util.js';
 
 /** Runs the CLI with `argv` (without node and the script); returns the exit status. */
 export async function main(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr }): Promise<number> {
@@ -75,6 +77,8 @@ export async function main(argv: string[], io: CliIo = { out: process.stdout, er
       return EXIT.ok;
     }
     if (command === 'bench') return await bench(rest, io);
+    if (command === 'profile') return await profileCommand(rest, io);
+    if (command === 'snapshot') return await snapshotCommand(rest, io);
     throw new UsageError(`unknown command '${command}' (try pinlab --help)`);
   } catch (e) {
     if (e instanceof UsageError || (e instanceof PinlabError && e.code === 'EINVAL')) {
@@ -224,30 +228,3 @@ function readPrevious(file: string): BenchResults {
   return doc as BenchResults;
 }
 
-/** A progress bar on a terminal; plain lines (every 10%) otherwise. */
-function progressReporter(stream: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }) {
-  const tty = stream.isTTY === true;
-  let lastDecile = -1;
-  let drawn = false;
-  return {
-    update: (p: BenchProgressEvent): void => {
-      const frac = p.total > 0 ? p.done / p.total : 1;
-      if (tty) {
-        const width = 30;
-        const filled = Math.round(frac * width);
-        const label = p.label.slice(0, Math.max(10, (stream.columns ?? 80) - width - 20));
-        stream.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.round(frac * 100)).padStart(3)}% ${label}\x1b[K`);
-        drawn = true;
-        return;
-      }
-      const decile = Math.floor(frac * 10);
-      if (decile > lastDecile) {
-        lastDecile = decile;
-        stream.write(`pinlab bench: ${decile * 10}% (${p.done}/${p.total}) ${p.label}\n`);
-      }
-    },
-    done: (): void => {
-      if (tty && drawn) stream.write('\r\x1b[K');
-    },
-  };
-}

@@ -10,6 +10,8 @@
  * - `ENOTPINNED`: unpin of a page that holds no such pin
  * - `ENOMEM`: the page array could not be mapped, or no free block of the order asked for is left
  * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
+ * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root)
+ * - `ENOENT`: a file does not exist
  */
 export type PinlabErrorCode =
   | 'EINVAL'
@@ -20,7 +22,9 @@ export type PinlabErrorCode =
   | 'EPINNED'
   | 'ENOTPINNED'
   | 'ENOMEM'
-  | 'EFAULT';
+  | 'EFAULT'
+  | 'EACCES'
+  | 'ENOENT';
 
 /**
  * The one error class pinlab throws for bad input or a refused operation. A failed call

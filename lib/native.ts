@@ -8,6 +8,7 @@ import { PinlabError } from './errors.js';
 import type { AddressSpaceStats } from './address-space.js';
 import type { PageArrayStats } from './page-array.js';
 import type { StressReport } from './stress.js';
+import type { Distribution, Population } from './profile/types.js';
 
 /** Flag bits understood by the addon's pin calls. @internal */
 export const PinFlag = { Write: 1, PerPage: 2, Dirty: 4 } as const;
@@ -125,6 +126,39 @@ export interface NativeKernelProbe {
   anonHugeKb: number;
 }
 
+/** One scheme and bias of a profile run, as the addon reports it. @internal */
+export interface NativeProfileTally {
+  pages: number;
+  unpinnedPages: number;
+  falsePositivePages: number;
+  pinnedPages: number;
+  falseNegativePages: number;
+  readOnlyPages: number;
+  hiddenReadPages: number;
+  folios: number;
+  unpinnedFolios: number;
+  falsePositiveFolios: number;
+  pinnedFolios: number;
+  falseNegativeFolios: number;
+  readOnlyFolios: number;
+  hiddenReadFolios: number;
+}
+
+/** @internal */
+export interface NativeProfileRun {
+  scheme: string;
+  bias: number;
+  overall: NativeProfileTally;
+  byOrder: NativeProfileTally[];
+  byRefs: NativeProfileTally[];
+  pinsTaken: number;
+  overflowRefusals: number;
+  samplePages: number;
+  sampleEarlyCowFalsePositives: number;
+  sampleMigrationFalsePositives: number;
+  scanPagesPerSecond: number;
+}
+
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
@@ -136,6 +170,16 @@ export interface NativeModule {
     onProgress?: (done: number, total: number, label: string) => void,
   ): Promise<NativeBenchResult[]>;
   probeKernel(options: { bufferBytes: number; huge: boolean; trials: number }): Promise<NativeKernelProbe>;
+  runProfile(
+    request: { population: Population; schemes: string[]; biases: number[]; threads: number; sampleFolios: number; snapshot?: string },
+    onProgress?: (done: number, total: number, what: string) => void,
+  ): Promise<{ folios: number; pages: number; runs: NativeProfileRun[] }>;
+  takeSnapshot(
+    path: string,
+    maxPages: number,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ pages: number; folios: number; foliosByOrder: Record<string, number>; allocatedPages: number; source: string }>;
+  distributionTail(dist: Distribution, k: number): number;
   setErrorClass(cls: typeof PinlabError): void;
 }
 

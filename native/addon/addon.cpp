@@ -5,6 +5,7 @@
 #include "address_space_wrap.h"
 #include "bench_worker.h"
 #include "kernel_probe_worker.h"
+#include "profile_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
 
@@ -22,6 +23,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("runStress", Napi::Function::New(env, run_stress_async, "runStress"));
   exports.Set("runBench", Napi::Function::New(env, run_bench_async, "runBench"));
   exports.Set("probeKernel", Napi::Function::New(env, probe_kernel_async, "probeKernel"));
+  exports.Set("runProfile", Napi::Function::New(env, run_profile_async, "runProfile"));
+  exports.Set("distributionTail", Napi::Function::New(env, distribution_tail_sync, "distributionTail"));
+  exports.Set("takeSnapshot", Napi::Function::New(env, take_snapshot_async, "takeSnapshot"));
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
   return exports;
 }

@@ -50,6 +50,16 @@ void PageArray::free_folio(uint64_t head) {
   zone_of(head).give(head, order);
 }
 
+void PageArray::init_folio_unshared(uint64_t head, uint32_t order, int32_t refs) {
+  // relaxed: nothing else can see the array yet; the caller publishes it as a whole.
+  const uint64_t end = head + (uint64_t{1} << order);
+  for (uint64_t p = head; p < end; ++p) {
+    meta_at(p).store(refs > 0 ? uint8_t(order) : 0, std::memory_order_relaxed);
+    ref_at(p).store(0, std::memory_order_relaxed);
+  }
+  ref_at(head).store(refs, std::memory_order_relaxed);
+}
+
 uint64_t PageArray::free_pages() const {
   return normal_zone_->free_pages() + (movable_zone_ ? movable_zone_->free_pages() : 0);
 }

@@ -195,6 +195,10 @@ class PageArray {
   void put_folio_refs(uint64_t head, int64_t refs);
   // Exact pins of a folio where known: debug mode, or an exact scheme for this folio.
   std::optional<int64_t> exact_folio_pins(uint64_t head, uint32_t order) const;
+  // Debug mode: the exact write pins of a folio (write-bias tracks them apart), else 0.
+  int64_t exact_folio_write_pins(uint64_t head, uint32_t order) const {
+    return cfg_.debug ? debug_folio_write_pins(head, order) : 0;
+  }
   // seq_cst for fork, whose read pairs with gup_fast's seq_cst grab (write_protect_seq).
   bool maybe_pinned_head(uint64_t head, uint32_t order,
                          std::memory_order mo = std::memory_order_relaxed) const;
@@ -207,6 +211,10 @@ class PageArray {
   void copy_folio_flags(uint64_t from_head, uint64_t to_head);
   // gup's statistics land in the array's: logical subpage pins, as the kernel counts them.
   void add_stat(Stat s, uint64_t n) { stats_.add(s, n); }
+  // Sets a folio's shape and plain references directly, for building a population before any
+  // other thread sees the array (the profiler). refs 0 leaves the folio free (outside the
+  // allocator: such arrays are not allocated from).
+  void init_folio_unshared(uint64_t head, uint32_t order, int32_t refs);
   // The zero page is never counted: gup and unpin skip it.
   bool is_zero_page(uint64_t pfn) const { return int64_t(pfn) == zero_pfn(); }
 

@@ -1,5 +1,6 @@
 #include "status.h"
 
+#include <cstring>
 #include <string>
 
 namespace pinlab {
@@ -16,6 +17,8 @@ const char* code_name(Code code) {
     case Code::kENOTPINNED: return "ENOTPINNED";
     case Code::kENOMEM: return "ENOMEM";
     case Code::kEFAULT: return "EFAULT";
+    case Code::kEACCES: return "EACCES";
+    case Code::kENOENT: return "ENOENT";
   }
   return "EUNKNOWN";
 }
@@ -23,6 +26,7 @@ const char* code_name(Code code) {
 std::string describe(const Status& s) {
   const std::string v = std::to_string(s.value);
   const std::string l = std::to_string(s.limit);
+  const std::string subj = s.subject ? s.subject : "?";
   switch (s.reason) {
     case Reason::kNone: return code_name(s.code);
     case Reason::kOption:
@@ -75,6 +79,42 @@ std::string describe(const Status& s) {
     case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
     case Reason::kMigrateBusy:
       return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";
+    case Reason::kFileNotFound: return "no such file: " + subj;
+    case Reason::kFileNoAccess: return "permission denied: " + subj;
+    case Reason::kKpageNoAccess: return "needs root (CAP_SYS_ADMIN) to read " + subj;
+    case Reason::kFileIo:
+      return "I/O error on " + subj + ": " + std::strerror(static_cast<int>(s.value)) + " (errno " +
+             v + ")";
+    case Reason::kKpageLengthOdd:
+      return subj + " is " + v + " bytes long, not a multiple of 8 (one u64 per pfn)";
+    case Reason::kKpageLengthDiffer:
+      return "kpagecount (" + v + " bytes) and kpageflags (" + l + " bytes) differ in length";
+    case Reason::kKpageShortRead:
+      return subj + " ended at byte " + v + " (expected " + l + " bytes)";
+    case Reason::kSnapBadMagic: return subj + " is not a pinlab snapshot (bad magic)";
+    case Reason::kSnapBadVersion:
+      return subj + ": unsupported snapshot version " + v + " (this build reads version " + l + ")";
+    case Reason::kSnapTruncated:
+      return subj + " is truncated at byte " + v + " (needs " + l + " bytes)";
+    case Reason::kSnapTrailing:
+      return subj + " has trailing bytes: " + v + " bytes long, expected " + l;
+    case Reason::kSnapChecksum: return subj + ": checksum mismatch (the file is corrupt)";
+    case Reason::kSnapBadHeader:
+      return subj + ": bad header: " + (s.rule ? s.rule : "?");
+    case Reason::kSnapBadRecord:
+      return subj + ": bad folio record at byte " + v + ": " + (s.rule ? s.rule : "?");
+    case Reason::kSnapFolioOrder:
+      return subj + ": folio at pfn " + v + " is out of order (previous folio ends at pfn " + l + ")";
+    case Reason::kSnapFolioBeyond:
+      return subj + ": folio at pfn " + v + " extends beyond pages " + l;
+    case Reason::kSnapFolioOrderBad:
+      return subj + ": folio at pfn " + l + " has bad order " + v + " (must be 0..30)";
+    case Reason::kSnapFolioMisaligned:
+      return subj + ": folio at pfn " + v + " is not aligned to its order " + l;
+    case Reason::kSnapFolioRefs:
+      return subj + ": folio at pfn " + l + " has bad refs " + v + " (must be 1..2147483647)";
+    case Reason::kSnapFolioFlags:
+      return subj + ": folio at pfn " + l + " has unknown flag bits " + v;
   }
   return code_name(s.code);
 }

@@ -21,6 +21,8 @@ enum class Code : uint8_t {
   kENOTPINNED,  // unpin of a page that holds no such pin
   kENOMEM,      // allocation failed (arrays, or no free block of the order asked for)
   kEFAULT,      // a virtual address outside any region, or a write to a read-only one
+  kEACCES,      // a file could not be opened or read for lack of permission
+  kENOENT,      // a file does not exist
 };
 
 // Which message template explains the failure; `value` and `limit` fill it in.
@@ -58,6 +60,27 @@ enum class Reason : uint8_t {
   kRegionOverlap,     // value = start, limit = count
   kBadCount,          // value = count
   kGupIncomplete,     // value = start, limit = pages done (benchmark: a partial gup)
+  // Files (snapshot.h). `subject` is the path, interned: it stays valid for the process.
+  kFileNotFound,      // subject = path
+  kFileNoAccess,      // subject = path
+  kKpageNoAccess,     // subject = path of /proc/kpagecount or /proc/kpageflags
+  kFileIo,            // subject = path, value = errno
+  kKpageLengthOdd,    // subject = path, value = its length in bytes
+  kKpageLengthDiffer, // value = kpagecount bytes, limit = kpageflags bytes
+  kKpageShortRead,    // subject = path, value = byte where it ended, limit = bytes expected
+  kSnapBadMagic,      // subject = path
+  kSnapBadVersion,    // subject = path, value = version found, limit = version supported
+  kSnapTruncated,     // subject = path, value = its length, limit = the length it needs
+  kSnapTrailing,      // subject = path, value = its length, limit = the length it should have
+  kSnapChecksum,      // subject = path
+  kSnapBadHeader,     // subject = path, rule = the header field that is wrong
+  kSnapBadRecord,     // subject = path, value = byte offset of the record, rule = what is wrong
+  kSnapFolioOrder,    // subject = path, value = pfn, limit = previous folio's end
+  kSnapFolioBeyond,   // subject = path, value = pfn, limit = pages
+  kSnapFolioOrderBad, // subject = path, value = order, limit = pfn
+  kSnapFolioMisaligned,  // subject = path, value = pfn, limit = order
+  kSnapFolioRefs,     // subject = path, value = refs, limit = pfn
+  kSnapFolioFlags,    // subject = path, value = flags, limit = pfn
 };
 
 struct Status {

@@ -1,0 +1,130 @@
+// The false-positive profiler's inputs and result document (what `runProfile` resolves with,
+// `pinlab profile --json` prints and `--out DIR` writes as results.json). Versioned like the
+// benchmark's: a change that breaks readers bumps PROFILE_SCHEMA_VERSION.
+
+/** Schema identifier of {@link ProfileResults} documents. */
+export const PROFILE_SCHEMA_ID = 'pinlab-profile';
+/** Version of the result document layout. */
+export const PROFILE_SCHEMA_VERSION = 1;
+
+/** A distribution of non-negative integers (reference counts, pins per folio). */
+export type Distribution =
+  | { kind: 'fixed'; value: number }
+  | { kind: 'uniform'; min: number; max: number } // inclusive
+  | { kind: 'geometric'; p: number; min?: number } // P(min + k) = (1-p)^k p
+  | { kind: 'zipf'; s: number; max: number } // P(k) proportional to k^-s, k in 1..max
+  | { kind: 'lognormal'; mu: number; sigma: number; max?: number } // round(exp(N(mu, sigma))), at least 1
+  | { kind: 'mixture'; parts: { weight: number; dist: Distribution }[] };
+
+/** A synthetic page population: every parameter in one object, reproducible from the seed. */
+export interface Population {
+  /** Base pages (4 KiB) of the array. */
+  pages: number;
+  /** Seed of every random choice. */
+  seed: number;
+  /** Folio order mix: the share of base pages in folios of each order. */
+  orders: { order: number; weight: number }[];
+  /** Plain references per allocated folio (FOLL_GET level; at least 1 is the allocation's). */
+  refs: Distribution;
+  /** Share of folios that are free (refcount 0). */
+  freeFraction: number;
+  /** Share of allocated folios that hold pins. */
+  pinnedFraction: number;
+  /** Pins per pinned folio (each on a random subpage of it). */
+  pinsPerPinned: Distribution;
+  /** Share of pins that are write pins (FOLL_WRITE). */
+  writeFraction: number;
+}
+
+/** A rate with its 95 % Wilson confidence interval. */
+export interface Rate {
+  /** Events counted. */
+  count: number;
+  /** Out of. */
+  total: number;
+  rate: number;
+  low: number;
+  high: number;
+}
+
+/**
+ * Counts of one scheme (and bias) over one slice of the population. Rates count folios: a
+ * folio answers once for all its pages, so folios are the independent trials the confidence
+ * intervals are taken over; `pages` and the downstream costs count base pages.
+ */
+export interface ProfileCounts {
+  /** Base pages in the slice (allocated ones). */
+  pages: number;
+  /** Unpinned folios reported maybe pinned, over unpinned folios. */
+  falsePositives: Rate;
+  /** Pinned folios reported not pinned (write-bias read pins excluded), over pinned folios. */
+  falseNegatives: Rate;
+  /** write-bias only: folios holding only read pins, reported not pinned (by design). */
+  hiddenReadPins: Rate | null;
+}
+
+/** One bucket of a breakdown: by folio order, or by plain-reference-count range. */
+export interface ProfileBucket extends ProfileCounts {
+  /** `order 9`, or `refs 512..1023`. */
+  label: string;
+  /** order, or the bucket's lowest reference count. */
+  key: number;
+}
+
+/** The analytic expectation beside a measured rate (synthetic populations). */
+export interface Expectation {
+  /** Expected false-positive rate. */
+  rate: number;
+  /** Whether it lies inside the measured rate's confidence interval. */
+  agrees: boolean;
+}
+
+/** What the wrong answers cost the kernel clients that trust them. */
+export interface DownstreamCost {
+  /** Base pages fork would copy at once (early COW) though unpinned: measured with AddressSpace.fork on a sample. */
+  needlessEarlyCowPages: number;
+  /** Base pages migration and compaction would refuse though unpinned (AddressSpace.migrate on a sample). */
+  unmovablePages: number;
+  /** Base pages reclaim would skip though unpinned (maybe-pinned folios are not reclaimed). */
+  unreclaimablePages: number;
+  /** Pages of the sample the clients ran over, and how many of the population they stand for. */
+  samplePages: number;
+  /** Scale factor from the sample to the whole population. */
+  scale: number;
+}
+
+/** One scheme at one bias. */
+export interface ProfileScheme {
+  scheme: 'bias' | 'hybrid' | 'separate' | 'write-bias';
+  bias: number;
+  overall: ProfileCounts;
+  byOrder: ProfileBucket[];
+  byRefs: ProfileBucket[];
+  /** Pins refused with EOVERFLOW while populating (the refcount budget was spent). */
+  overflowRefusals: number;
+  /** Pins the population asked for and got. */
+  pinsTaken: number;
+  /** Analytic false-positive rate for synthetic populations, null for snapshots. */
+  expected: Expectation | null;
+  downstream: DownstreamCost;
+  /** Pins a small page with the median reference count can still take before overflow. */
+  pinBudget: number;
+}
+
+/** The whole profile document. */
+export interface ProfileResults {
+  schema: typeof PROFILE_SCHEMA_ID;
+  version: typeof PROFILE_SCHEMA_VERSION;
+  createdAt: string;
+  machine: { cpu: string; cores: number; kernel: string; os: string; node: string; build: string; pinlab: string };
+  /** Where the population came from. */
+  source: { kind: 'synthetic'; preset: string | null; population: Population } | { kind: 'snapshot'; file: string; pages: number; pins: Omit<Population, 'pages' | 'orders' | 'refs' | 'freeFraction'> };
+  /** One entry per scheme and bias (a bias sweep gives several per scheme). */
+  schemes: ProfileScheme[];
+  /** Classification speed: base pages per second of the maybe-pinned scan, all threads. */
+  scanPagesPerSecond: number;
+  threads: number;
+  durationMs: number;
+  /** Measured rates that disagree with their analytic expectation (empty when all agree). */
+  disagreements: string[];
+}
