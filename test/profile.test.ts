@@ -117,6 +117,33 @@ describe('runProfile', () => {
     }
   });
 
+  it('snapshots: a malformed or missing file is refused clearly; a real one profiles', async () => {
+    const { mkdtempSync, writeFileSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'pinlab-snap-'));
+    writeFileSync(join(dir, 'junk.pksnap'), 'not a snapshot at all');
+    const junk = await runProfile({ ...fast, snapshot: join(dir, 'junk.pksnap') }).catch((e: unknown) => e);
+    expect((junk as PinlabError).code).toBe('EINVAL');
+    expect((junk as Error).message).toMatch(/junk\.pksnap/);
+    const missing = await runProfile({ ...fast, snapshot: join(dir, 'none.pksnap') }).catch((e: unknown) => e);
+    expect((missing as PinlabError).code).toBe('ENOENT');
+    const { takeSnapshot } = await import('../lib/profile/snapshot.js');
+    const file = join(dir, 'host.pksnap');
+    const summary = await takeSnapshot(file, { maxPages: 1 << 16 }).catch((e: unknown) => e);
+    if (summary instanceof PinlabError) {
+      expect(summary.code).toBe('EACCES'); // not root: the message says what is needed
+      expect(summary.message).toMatch(/CAP_SYS_ADMIN/);
+      return;
+    }
+    expect(existsSync(file)).toBe(true);
+    const r = await runProfile({ ...fast, snapshot: file, schemes: ['bias', 'separate'] });
+    expect(r.source.kind).toBe('snapshot');
+    expect(r.schemes.map((x) => x.expected)).toEqual([null, null]); // measured refs: no analytic expectation
+    for (const x of r.schemes) expect(x.overall.falseNegatives.count).toBe(0);
+    expect(r.schemes[1]!.overall.falsePositives.count).toBe(0);
+  });
+
   it('wilson intervals', () => {
     expect(wilson(0, 0)).toEqual({ count: 0, total: 0, rate: 0, low: 0, high: 0 });
     const w = wilson(50, 100);

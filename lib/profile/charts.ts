@@ -4,7 +4,7 @@ import type { TopLevelSpec } from 'vega-lite';
 
 import { renderSvg } from '../bench/charts.js';
 import { entryLabel, firstBiases } from './table.js';
-import type { ProfileResults } from './types.js';
+import type { ProfileResults, ProfileScheme } from './types.js';
 
 /** One rendered chart. */
 export interface ProfileChart {
@@ -18,8 +18,17 @@ const SCHEMES = ['bias', 'hybrid', 'separate', 'write-bias'];
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 const FONT = { font: 'sans-serif', labelFont: 'sans-serif', titleFont: 'sans-serif' };
 const CONFIG = { background: 'white', view: { stroke: '#ddd' }, axis: FONT, legend: FONT, title: FONT };
-const COLOR = { field: 'scheme', type: 'nominal', scale: { domain: SCHEMES } } as const;
+/** Each scheme's color, the same in every chart (Vega's tableau10, in SCHEMES order). */
+const SCHEME_COLORS: Record<string, string> = { bias: '#4c78a8', hybrid: '#f58518', separate: '#e45756', 'write-bias': '#72b7b2' };
+
+/** A color encoding by scheme whose legend lists only the schemes drawn. */
+function colorBy(schemes: readonly string[]) {
+  const domain = SCHEMES.filter((s) => schemes.includes(s));
+  return { field: 'scheme', type: 'nominal', scale: { domain, range: domain.map((s) => SCHEME_COLORS[s] ?? '#888') } } as const;
+}
 const RATE_AXIS = { format: '.2~%' };
+/** Bias tick labels: 16, 512, 1K, 64K. */
+const BIAS_LABEL = "datum.value >= 1024 ? (datum.value / 1024) + 'K' : '' + datum.value";
 
 /** The one bias every scheme's first entry has, or null when they differ. */
 function commonFirstBias(results: ProfileResults): number | null {
@@ -43,7 +52,7 @@ export function fpVsBiasSpec(results: ProfileResults): TopLevelSpec | null {
     return { scheme: s.scheme, bias: s.bias, rate: fp.rate, low: fp.low, high: fp.high, expected: s.expected?.rate ?? null };
   });
   const ticks = [...new Set(values.map((v) => v.bias))].sort((a, b) => a - b);
-  const y = { field: 'rate', type: 'quantitative', title: 'false-positive rate (of unpinned pages)', axis: RATE_AXIS } as const;
+  const y = { field: 'rate', type: 'quantitative', title: 'false-positive rate (of unpinned folios)', axis: RATE_AXIS } as const;
   const expected = values.some((v) => v.expected !== null)
     ? [{ transform: [{ filter: 'datum.expected != null' }], mark: { type: 'line' as const, strokeDash: [4, 3], opacity: 0.7 }, encoding: { y: { field: 'expected', type: 'quantitative' as const } } }]
     : [];
@@ -54,8 +63,8 @@ export function fpVsBiasSpec(results: ProfileResults): TopLevelSpec | null {
     width: 420,
     height: 240,
     encoding: {
-      x: { field: 'bias', type: 'quantitative', title: 'bias (GUP_PIN_COUNTING_BIAS, log2 scale)', scale: { type: 'log', base: 2 }, axis: { values: ticks, format: 'd' } },
-      color: COLOR,
+      x: { field: 'bias', type: 'quantitative', title: 'bias (GUP_PIN_COUNTING_BIAS, log2 scale)', scale: { type: 'log', base: 2 }, axis: { values: ticks, labelExpr: BIAS_LABEL } },
+      color: colorBy(values.map((v) => v.scheme)),
     },
     layer: [
       { mark: 'line', encoding: { y } },
@@ -87,10 +96,10 @@ export function fpByRefsSpec(results: ProfileResults): TopLevelSpec | null {
     $schema: SCHEMA,
     title: { text: 'False positives by reference count', subtitle: bias === null ? 'each scheme at its first bias; 95% intervals' : `bias ${bias}; 95% intervals` },
     data: { values },
-    width: { step: Math.max(8, 8 * schemes.length) },
+    width: { step: 10 },
     height: 220,
     layer: [
-      { mark: 'bar', encoding: { x, xOffset, y: { field: 'rate', type: 'quantitative', title: 'false-positive rate', axis: RATE_AXIS }, color: COLOR } },
+      { mark: 'bar', encoding: { x, xOffset, y: { field: 'rate', type: 'quantitative', title: 'false-positive rate', axis: RATE_AXIS }, color: colorBy(schemes) } },
       { mark: { type: 'rule', color: '#333' }, encoding: { x, xOffset, y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' } } },
     ],
     config: CONFIG,
@@ -98,6 +107,8 @@ export function fpByRefsSpec(results: ProfileResults): TopLevelSpec | null {
 }
 
 const COSTS = ['needless early-COW', 'unmovable', 'unreclaimable'];
+/** Cost colors, apart from the scheme colors of the other charts. */
+const COST_COLORS = ['#59a14f', '#edc948', '#b07aa1'];
 
 /**
  * (c) The downstream cost per scheme (each at its first bias): needless early-COW, unmovable and
@@ -108,23 +119,26 @@ const COSTS = ['needless early-COW', 'unmovable', 'unreclaimable'];
 export function downstreamSpec(results: ProfileResults): TopLevelSpec | null {
   const firsts = firstBiases(results).sort((a, b) => SCHEMES.indexOf(a.scheme) - SCHEMES.indexOf(b.scheme));
   if (firsts.length === 0 || firsts.every((s) => s.downstream.samplePages === 0)) return null;
+  const bias = commonFirstBias(results);
+  const label = (s: ProfileScheme): string => (bias === null ? entryLabel(s) : s.scheme);
   const values = firsts.flatMap((s) => {
     const d = s.downstream;
     const pages = [d.needlessEarlyCowPages, d.unmovablePages, d.unreclaimablePages];
-    return COSTS.map((cost, i) => ({ entry: entryLabel(s), cost, pages: pages[i] ?? 0 }));
+    return COSTS.map((cost, i) => ({ entry: label(s), cost, pages: pages[i] ?? 0 }));
   });
+  const where = bias === null ? 'each scheme at its first bias' : `bias ${bias}`;
   return {
     $schema: SCHEMA,
-    title: { text: 'What the false positives cost', subtitle: 'unpinned 4 KiB pages mishandled, scaled from a sample' },
+    title: { text: 'What the false positives cost', subtitle: `unpinned 4 KiB pages mishandled, scaled from a sample; ${where}` },
     data: { values },
-    width: { step: 14 },
+    width: { step: 20 },
     height: 220,
     mark: 'bar',
     encoding: {
-      x: { field: 'entry', type: 'nominal', title: null, sort: firsts.map(entryLabel), axis: { labelAngle: 0 } },
+      x: { field: 'entry', type: 'nominal', title: null, sort: firsts.map(label), axis: { labelAngle: bias === null ? -30 : 0 } },
       xOffset: { field: 'cost', type: 'nominal', scale: { domain: COSTS } },
       y: { field: 'pages', type: 'quantitative', title: 'base pages' },
-      color: { field: 'cost', type: 'nominal', title: null, scale: { domain: COSTS } },
+      color: { field: 'cost', type: 'nominal', title: null, scale: { domain: COSTS, range: COST_COLORS } },
     },
     config: CONFIG,
   };

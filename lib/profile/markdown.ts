@@ -10,6 +10,7 @@ import {
   falseNegativeAlarms,
   firstBiases,
   isSynthetic,
+  orderedEntries,
   runLine,
   sourceFields,
   summaryCells,
@@ -81,10 +82,10 @@ export function formatProfileMarkdown(results: ProfileResults, options: ProfileM
     for (const a of alarms) out.push(`> - ${a}`);
   }
   out.push('', '## False positives per scheme and bias', '');
-  out.push(...table(summaryHeaders(synthetic), results.schemes.map((s) => summaryCells(s, synthetic))));
+  out.push(...table(summaryHeaders(synthetic), orderedEntries(results).map((s) => summaryCells(s, synthetic))));
   if (results.schemes.length === 0) out.push('', 'No schemes.');
   out.push('', '## Downstream cost', '', 'Unpinned 4 KiB pages the kernel would mishandle, measured on a sample and scaled to the population.', '');
-  out.push(...table(DOWNSTREAM_HEADERS, results.schemes.map(downstreamCells)));
+  out.push(...table(DOWNSTREAM_HEADERS, orderedEntries(results).map(downstreamCells)));
   const firsts = firstBiases(results);
   out.push('', '## Breakdown by folio order and reference count');
   if (firsts.length < results.schemes.length) out.push('', 'Each scheme at its first bias; results.json has every bias.');

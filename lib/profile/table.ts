@@ -9,9 +9,9 @@ export interface ProfileTableOptions {
   color?: boolean;
 }
 
-/** A rate as a percentage with three significant digits: `1.23%`, `0%`, `3.20e-5%`. */
+/** A rate as a percentage with three significant digits: `1.23%`, `3.20e-5%`; below 1e-12 (rounding noise of an interval) `0%`. */
 export function pct(rate: number): string {
-  return `${fmt(rate * 100)}%`;
+  return Math.abs(rate) < 1e-12 ? '0%' : `${fmt(rate * 100)}%`;
 }
 
 /** A share as a short percentage: 0.85 → `85%`, 0.002 → `0.2%`. */
@@ -67,11 +67,11 @@ export function sourceFields(results: ProfileResults): [string, string][] {
   const pins = src.kind === 'synthetic' ? src.population : src.pins;
   const pinText =
     `${share(pins.pinnedFraction)} of allocated folios pinned, pins per pinned folio ${distributionLabel(pins.pinsPerPinned)}, ` +
-    `${share(pins.writeFraction)} write pins, seed ${pins.seed}`;
+    `${share(pins.writeFraction)} write pins`;
   if (src.kind === 'snapshot') {
     return [
       ['source', `snapshot ${src.file}, ${src.pages} pages (${sizeLabel(src.pages)})`],
-      ['pins placed', pinText],
+      ['pins placed', `${pinText}, seed ${pins.seed}`],
     ];
   }
   const p = src.population;
@@ -79,7 +79,7 @@ export function sourceFields(results: ProfileResults): [string, string][] {
   const orders = p.orders.map((o) => `${share(o.weight / sum)} ${orderLabel(o.order)}`).join(', ');
   return [
     ['source', `synthetic population, ${src.preset === null ? 'custom' : `preset ${src.preset}`}`],
-    ['population', `${p.pages} pages (${sizeLabel(p.pages)}), folios ${orders}, ${share(p.freeFraction)} free, refs ${distributionLabel(p.refs)}`],
+    ['population', `${p.pages} pages (${sizeLabel(p.pages)}), folios ${orders}, ${share(p.freeFraction)} free, refs ${distributionLabel(p.refs)}, seed ${p.seed}`],
     ['pins', pinText],
   ];
 }
@@ -98,6 +98,13 @@ export function firstBiases(results: ProfileResults): ProfileScheme[] {
   const first = new Map<string, ProfileScheme>();
   for (const s of results.schemes) if (!first.has(s.scheme)) first.set(s.scheme, s);
   return [...first.values()];
+}
+
+/** Every entry, grouped by scheme (in order of first appearance), biases ascending within each. */
+export function orderedEntries(results: ProfileResults): ProfileScheme[] {
+  const rank = new Map<string, number>();
+  for (const s of results.schemes) if (!rank.has(s.scheme)) rank.set(s.scheme, rank.size);
+  return [...results.schemes].sort((a, b) => (rank.get(a.scheme) ?? 0) - (rank.get(b.scheme) ?? 0) || a.bias - b.bias);
 }
 
 /** `hybrid bias 1024`. */
@@ -120,9 +127,10 @@ export function falseNegativeLabel(r: Rate): string {
   return r.count === 0 ? '0' : `${r.count} of ${r.total} (!)`;
 }
 
-/** Hidden read pins (write-bias): `41 (2.1%)`, `-` for other schemes. */
+/** Hidden read pins (write-bias): `41 (2.1%)`, `0` with nothing read-pinned, `-` for other schemes. */
 export function hiddenLabel(r: Rate | null): string {
-  return r === null ? '-' : `${r.count} (${pct(r.rate)})`;
+  if (r === null) return '-';
+  return r.total === 0 ? String(r.count) : `${r.count} (${pct(r.rate)})`;
 }
 
 /** Headers of the per-scheme summary; `synthetic` adds the expectation columns. */
@@ -132,7 +140,7 @@ export function summaryHeaders(synthetic: boolean): string[] {
     'bias',
     'false positives',
     '95% CI',
-    'FP pages/unpinned',
+    'FP/unpinned',
     ...(synthetic ? ['expected', 'verdict'] : []),
     'false negatives',
     'hidden read pins',
@@ -183,7 +191,7 @@ export function downstreamCells(s: ProfileScheme): string[] {
 }
 
 /** Headers of the breakdown tables. */
-export const BUCKET_HEADERS: readonly string[] = ['bucket', 'pages', 'false positives', '95% CI', 'FP pages/unpinned', 'false negatives', 'hidden read pins'];
+export const BUCKET_HEADERS: readonly string[] = ['bucket', 'pages', 'false positives', '95% CI', 'FP/unpinned', 'false negatives', 'hidden read pins'];
 
 /** The breakdown cells of one bucket, in {@link BUCKET_HEADERS} order; order buckets add the folio size. */
 export function bucketCells(b: ProfileBucket, byOrder: boolean): string[] {
@@ -219,7 +227,7 @@ export const NUMERIC_HEADERS: ReadonlySet<string> = new Set([
   'bias',
   'pages',
   'false positives',
-  'FP pages/unpinned',
+  'FP/unpinned',
   'expected',
   'overflow refusals',
   'pins taken',
@@ -242,7 +250,9 @@ function aligned(headers: readonly string[], groups: { title: string | null; row
       .map((c, i) => {
         const h = headers[i] ?? '';
         const padded = NUMERIC_HEADERS.has(h) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0);
-        return color ? colorCell(h, padded) : padded;
+        if (!color || c === '') return padded;
+        const at = padded.indexOf(c);
+        return padded.slice(0, at) + colorCell(h, c) + padded.slice(at + c.length);
       })
       .join('  ')
       .trimEnd();
@@ -271,8 +281,8 @@ function aligned(headers: readonly string[], groups: { title: string | null; row
 export function formatProfileTable(results: ProfileResults, options: ProfileTableOptions = {}): string {
   const paint: Paint = options.color === true ? (t, c) => `\x1b[${c}m${t}\x1b[0m` : (t) => t;
   const colorCell = (h: string, v: string): string => {
-    if (v.trim() === 'DISAGREE') return paint(v, '31');
-    if (v.trim() === 'agree') return paint(v, '32');
+    if (v === 'DISAGREE') return paint(v, '31');
+    if (v === 'agree') return paint(v, '32');
     if (h === 'false negatives' && v.includes('(!)')) return paint(v, '1;31');
     return v;
   };
@@ -290,11 +300,11 @@ export function formatProfileTable(results: ProfileResults, options: ProfileTabl
     runLine(results),
     ...(alarms.length > 0 ? ['', ...alarm()] : []),
     '',
-    paint('false positives: unpinned pages reported maybe pinned, per scheme and bias', '1'),
-    ...aligned(summaryHeaders(synthetic), [{ title: null, rows: results.schemes.map((s) => summaryCells(s, synthetic)) }], paint, colorCell),
+    paint('false positives: unpinned folios reported maybe pinned (rates over folios), per scheme and bias', '1'),
+    ...aligned(summaryHeaders(synthetic), [{ title: null, rows: orderedEntries(results).map((s) => summaryCells(s, synthetic)) }], paint, colorCell),
     '',
     paint('downstream cost: unpinned pages the kernel would mishandle (4 KiB pages, measured on a sample and scaled)', '1'),
-    ...aligned(DOWNSTREAM_HEADERS, [{ title: null, rows: results.schemes.map(downstreamCells) }], paint, colorCell),
+    ...aligned(DOWNSTREAM_HEADERS, [{ title: null, rows: orderedEntries(results).map(downstreamCells) }], paint, colorCell),
     '',
   ];
   const firsts = firstBiases(results);
