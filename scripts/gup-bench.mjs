@@ -13,41 +13,16 @@
 // Exit status: the benchmark's (0, 1 with --strict and a target missed, 2 a failed state
 // check, 64 bad arguments); 1 if the build failed.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
-export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const buildDir = join(root, 'build-native');
+import { buildDir, buildNativeTarget, root } from './native-bench.mjs';
+
 export const gupBenchBin = join(buildDir, 'pinlab_gup_bench');
-
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 2, 2] });
-  if (r.error) throw r.error;
-  return r.status ?? 1;
-}
-
-function hasNinja() {
-  const r = spawnSync('ninja', ['--version'], { stdio: 'ignore' });
-  return !r.error && r.status === 0;
-}
 
 /** Configures build-native/ (Release) if needed and builds the pinlab_gup_bench target. Throws on failure. */
 export function buildGupBench() {
-  const cache = join(buildDir, 'CMakeCache.txt');
-  const args = ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release'];
-  if (!existsSync(cache)) {
-    if (hasNinja()) args.push('-G', 'Ninja');
-  } else {
-    // Shared with the native tests and pinlab_bench; a Debug build's figures mean nothing.
-    const type = /^CMAKE_BUILD_TYPE:STRING=(.*)$/m.exec(readFileSync(cache, 'utf8'))?.[1];
-    if (type !== 'Release') console.error(`gup-bench: build-native was ${type || 'untyped'}; reconfiguring as Release`);
-  }
-  if (run('cmake', args) !== 0) throw new Error('gup-bench: cmake configure failed');
-  if (run('cmake', ['--build', buildDir, '--parallel', '2', '--target', 'pinlab_gup_bench']) !== 0) {
-    throw new Error('gup-bench: build of pinlab_gup_bench failed');
-  }
-  return gupBenchBin;
+  return buildNativeTarget('pinlab_gup_bench', 'gup-bench');
 }
 
 function main() {

@@ -33,8 +33,11 @@ function hasNinja() {
   return !r.error && r.status === 0;
 }
 
-/** Configures build-native/ (Release) if needed and builds the pinlab_bench target. Throws on failure. */
-export function buildNativeBench() {
+/**
+ * Configures build-native/ (Release) if needed and builds `target` there; returns the binary.
+ * Throws on failure. Shared by the benchmark scripts (`label` prefixes their messages).
+ */
+export function buildNativeTarget(target, label) {
   const cache = join(buildDir, 'CMakeCache.txt');
   const args = ['-S', '.', '-B', buildDir, '-DCMAKE_BUILD_TYPE=Release'];
   if (!existsSync(cache)) {
@@ -43,13 +46,18 @@ export function buildNativeBench() {
     // The directory is shared with the native tests; a benchmark of a Debug build would be
     // meaningless, so say so (re-running cmake with -DCMAKE_BUILD_TYPE=Release fixes it).
     const type = /^CMAKE_BUILD_TYPE:STRING=(.*)$/m.exec(readFileSync(cache, 'utf8'))?.[1];
-    if (type !== 'Release') console.error(`native-bench: build-native was ${type || 'untyped'}; reconfiguring as Release`);
+    if (type !== 'Release') console.error(`${label}: build-native was ${type || 'untyped'}; reconfiguring as Release`);
   }
-  if (run('cmake', args) !== 0) throw new Error('native-bench: cmake configure failed');
-  if (run('cmake', ['--build', buildDir, '--parallel', '2', '--target', 'pinlab_bench']) !== 0) {
-    throw new Error('native-bench: build of pinlab_bench failed');
+  if (run('cmake', args) !== 0) throw new Error(`${label}: cmake configure failed`);
+  if (run('cmake', ['--build', buildDir, '--parallel', '2', '--target', target]) !== 0) {
+    throw new Error(`${label}: build of ${target} failed`);
   }
-  return benchBin;
+  return join(buildDir, target);
+}
+
+/** Configures build-native/ (Release) if needed and builds the pinlab_bench target. Throws on failure. */
+export function buildNativeBench() {
+  return buildNativeTarget('pinlab_bench', 'native-bench');
 }
 
 function main() {

@@ -223,11 +223,7 @@ class StressWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (!status_.ok()) {
-      try {
-        throw_status(env, status_);
-      } catch (const Napi::Error& e) {
-        deferred_.Reject(e.Value());
-      }
+      reject_with_status(env, deferred_, status_);
       return;
     }
     const StressReport& r = report_;

@@ -16,6 +16,14 @@ void throw_status(Napi::Env env, const Status& status) {
   throw err;
 }
 
+void reject_with_status(Napi::Env env, Napi::Promise::Deferred& deferred, const Status& status) {
+  try {
+    throw_status(env, status);
+  } catch (const Napi::Error& e) {
+    deferred.Reject(e.Value());
+  }
+}
+
 Napi::Value set_error_class(const Napi::CallbackInfo& info) {
   if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "setErrorClass(fn)");
   info.Env().GetInstanceData<InstanceData>()->error_class =

@@ -23,6 +23,9 @@ inline void check(Napi::Env env, const Status& status) {
   if (!status.ok()) throw_status(env, status);
 }
 
+// Rejects an async call's promise with the PinlabError that throw_status would throw.
+void reject_with_status(Napi::Env env, Napi::Promise::Deferred& deferred, const Status& status);
+
 Napi::Value set_error_class(const Napi::CallbackInfo& info);
 
 }  // namespace pinlab::addon

@@ -153,11 +153,7 @@ class ProfileWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   void OnOK() override {
     Napi::Env env = Env();
     if (!status_.ok()) {
-      try {
-        throw_status(env, status_);
-      } catch (const Napi::Error& e) {
-        deferred_.Reject(e.Value());
-      }
+      reject_with_status(env, deferred_, status_);
       return;
     }
     auto out = Napi::Object::New(env);
@@ -225,11 +221,7 @@ class SnapshotWorker : public Napi::AsyncProgressQueueWorker<Progress> {
   void OnOK() override {
     Napi::Env env = Env();
     if (!status_.ok()) {
-      try {
-        throw_status(env, status_);
-      } catch (const Napi::Error& e) {
-        deferred_.Reject(e.Value());
-      }
+      reject_with_status(env, deferred_, status_);
       return;
     }
     auto o = Napi::Object::New(env);
