@@ -11,6 +11,7 @@ import {
   verdict,
 } from './format.js';
 import { groupRows } from './groups.js';
+import { imageAlt, markdownTable } from '../report/markdown.js';
 import type { BenchResults } from './types.js';
 
 /** Options of {@link formatMarkdown}. */
@@ -19,22 +20,8 @@ export interface MarkdownOptions {
   charts?: string[];
 }
 
-/** Escapes a table cell: pipes, backslashes and newlines. */
-function cell(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
-}
-
 function table(headers: readonly string[], rows: readonly (readonly string[])[], right: ReadonlySet<number>): string[] {
-  return [
-    `| ${headers.map(cell).join(' | ')} |`,
-    `|${headers.map((_, i) => (right.has(i) ? '---:' : '---')).join('|')}|`,
-    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
-  ];
-}
-
-function imageAlt(file: string): string {
-  const base = file.split('/').pop() ?? file;
-  return base.replace(/\.svg$/i, '').replace(/[-_]+/g, ' ').replace(/[[\]]/g, '');
+  return markdownTable(headers, rows, (i) => right.has(i));
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   summaryCells,
   summaryHeaders,
 } from './table.js';
+import { imageAlt, markdownTable } from '../report/markdown.js';
 import type { ProfileResults } from './types.js';
 
 /** Options of {@link formatProfileMarkdown}. */
@@ -24,22 +25,8 @@ export interface ProfileMarkdownOptions {
   charts?: string[];
 }
 
-/** Escapes a table cell: pipes, backslashes and newlines. */
-function cell(text: string): string {
-  return text.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
-}
-
 function table(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
-  return [
-    `| ${headers.map(cell).join(' | ')} |`,
-    `|${headers.map((h) => (NUMERIC_HEADERS.has(h) ? '---:' : '---')).join('|')}|`,
-    ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
-  ];
-}
-
-function imageAlt(file: string): string {
-  const base = file.split('/').pop() ?? file;
-  return base.replace(/\.svg$/i, '').replace(/[-_]+/g, ' ').replace(/[[\]]/g, '');
+  return markdownTable(headers, rows, (_, h) => NUMERIC_HEADERS.has(h));
 }
 
 /**
