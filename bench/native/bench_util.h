@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +46,18 @@ inline double elapsed_ns(Clock::time_point from, Clock::time_point to) {
   va_end(ap);
   std::fputc('\n', stderr);
   std::exit(2);
+}
+
+// A whole, non-negative decimal or 0x number with nothing after it; false otherwise (a
+// minus sign too: strtoull would wrap it).
+inline bool parse_u64_value(const char* v, uint64_t* out) {
+  if (v == nullptr || v[0] == '-') return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v, &end, 0);
+  if (errno != 0 || end == v || *end != '\0') return false;
+  *out = x;
+  return true;
 }
 
 // Median, quartiles and extremes of a set of trial results (linear interpolation between

@@ -84,10 +84,8 @@ struct Options {
 
 uint64_t parse_u64(const char* opt, const char* v) {
   if (v == nullptr) usage(fmt("%s needs a value", opt).c_str());
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long x = std::strtoull(v, &end, 0);
-  if (errno != 0 || end == v || *end != '\0') usage(fmt("%s: bad number '%s'", opt, v).c_str());
+  uint64_t x = 0;
+  if (!parse_u64_value(v, &x)) usage(fmt("%s: bad number '%s'", opt, v).c_str());
   return x;
 }
 
