@@ -6,32 +6,20 @@ import {
   PageArray,
   PinlabError,
   type AddressSpaceStats,
+  type PinlabErrorCode,
   type PageArrayStats,
   type RacePoint,
   type Scheme,
   type Translation,
 } from '../lib/index.js';
+import { expectPinlabError } from './helpers.js';
 
 export const BIAS = 1024;
 export const PMD = 512;
 
-/**
- * Runs `fn` and asserts it throws a PinlabError with `code`. Takes any string, since the
- * mm layer's codes (EFAULT) are reported by the core even where the TS union lags.
- */
-export function expectCode(fn: () => unknown, code: string, msg?: RegExp): PinlabError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  if (thrown === undefined) throw new Error(`expected PinlabError ${code}, but the call returned normally`);
-  expect(thrown, `expected a PinlabError ${code}, got ${String(thrown)}`).toBeInstanceOf(PinlabError);
-  const err = thrown as PinlabError;
-  expect(err.code as string, `error message: ${err.message}`).toBe(code);
-  if (msg) expect(err.message).toMatch(msg);
-  return err;
+/** Runs `fn` and asserts it throws a PinlabError with `code` (the shared helper, by another name). */
+export function expectCode(fn: () => unknown, code: PinlabErrorCode, msg?: RegExp): PinlabError {
+  return expectPinlabError(fn, code, msg);
 }
 
 /** What `fn` threw (or a marker if it returned). */
@@ -142,7 +130,7 @@ export function mmState(mm: AddressSpace, vpages = mm.pages): MmState {
 export function expectCodeNoChange(
   mm: AddressSpace,
   fn: () => unknown,
-  code: string,
+  code: PinlabErrorCode,
   opts: { vpages?: number; mmStats?: Partial<Record<keyof AddressSpaceStats, number>> | 'unchanged' } = {},
 ): PinlabError {
   const before = mmState(mm, opts.vpages);
