@@ -72,4 +72,41 @@ int64_t PageArray::debug_folio_write_pins(uint64_t head, uint32_t order) const {
   return sum;
 }
 
+namespace {
+Status debug_only(const char* call) {
+  return Status{Code::kEINVAL, Reason::kDebugOnly, call};
+}
+}  // namespace
+
+// relaxed: a snapshot of counters, no more (see page_array.h).
+Status PageArray::debug_pinned_runs(std::vector<uint32_t>* out) const {
+  if (!cfg_.debug) return debug_only("debugPinnedRuns");
+  out->clear();
+  const uint64_t n = pages();
+  for (uint64_t p = 0; p < n;) {
+    const int32_t pins = slot(dbg_pins_, p).load(std::memory_order_relaxed);
+    uint64_t q = p + 1;
+    if (pins == 0) {
+      p = q;
+      continue;
+    }
+    while (q < n && slot(dbg_pins_, q).load(std::memory_order_relaxed) == pins) ++q;
+    out->insert(out->end(), {uint32_t(p), uint32_t(q - p), uint32_t(pins)});
+    p = q;
+  }
+  return Status::Ok();
+}
+
+Status PageArray::debug_page_pins(int64_t start, int64_t count, std::vector<int32_t>* out) const {
+  if (!cfg_.debug) return debug_only("debugPagePins");
+  if (start < 0 || count < 0)
+    return Status::Fail(Code::kERANGE, Reason::kRangeOutOfBounds, start, count);
+  const PageSet range = PageSet::range(uint64_t(start), uint64_t(count));
+  if (Status st = check_page_set(range); !st.ok()) return st;
+  out->resize(range.count);
+  for (uint64_t i = 0; i < range.count; ++i)
+    (*out)[i] = slot(dbg_pins_, range.start + i).load(std::memory_order_relaxed);
+  return Status::Ok();
+}
+
 }  // namespace pinlab

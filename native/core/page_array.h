@@ -155,6 +155,19 @@ class PageArray {
   Status unpin_pages(const PageSet& set, const PinFlags& flags);
   Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
   Status count_maybe_dma_pinned(const PageSet& set, uint64_t* out) const;
+  // pfnRuns: the maximal runs of consecutive ascending PFNs of a list, in list order (a run
+  // may cross folios; repeats start new runs). ERANGE for a PFN >= pages. Two steps, so the
+  // caller sizes its output exactly: count_pfn_runs, then write_pfn_runs fills 2 * runs
+  // entries [pfn, count, ...] (of a list count_pfn_runs accepted).
+  Status count_pfn_runs(const uint32_t* list, uint64_t n, uint64_t* runs) const;
+  static void write_pfn_runs(const uint32_t* list, uint64_t n, uint32_t* out);
+
+  // Debug mode only (EINVAL otherwise): the exact per-page pin counts (dbg_pins_), read as a
+  // snapshot (exact while no pin or unpin runs). Pinned runs: maximal runs of consecutive
+  // pages whose count is the same non-zero value, flat [pfn, count, pins, ...]. Page pins:
+  // those of a range (ERANGE outside the array, negative values included).
+  Status debug_pinned_runs(std::vector<uint32_t>* out) const;
+  Status debug_page_pins(int64_t start, int64_t count, std::vector<int32_t>* out) const;
 
   uint64_t stat(Stat s) const { return stats_.read(s); }
 

@@ -1,9 +1,11 @@
 // pin_pages / unpin_pages over the per-page and bvec paths, with all-or-nothing rollback,
-// and the scans that read the scheme (to_bvecs, count_maybe_dma_pinned).
+// and the scans that read the scheme (to_bvecs, count_maybe_dma_pinned) or only the list
+// (pfn runs).
 #include <vector>
 
 #include "cursors.h"
 #include "page_array.h"
+#include "scan.h"
 #include "scheme_ops.h"
 
 namespace pinlab {
@@ -181,6 +183,21 @@ Status PageArray::count_maybe_dma_pinned(const PageSet& set, uint64_t* out) cons
     });
   });
   return Status::Ok();
+}
+
+Status PageArray::count_pfn_runs(const uint32_t* list, uint64_t n, uint64_t* runs) const {
+  if (Status st = check_page_set(PageSet::pfns(list, n)); !st.ok()) return st;
+  *runs = count_ascending_runs(list, n);  // branch-free: one pass to size the output
+  return Status::Ok();
+}
+
+void PageArray::write_pfn_runs(const uint32_t* list, uint64_t n, uint32_t* out) {
+  for (uint64_t i = 0; i < n; out += 2) {
+    const uint64_t len = ascending_run(list + i, n - i);
+    out[0] = list[i];
+    out[1] = uint32_t(len);  // <= n < 2^32 (a Uint32Array's length)
+    i += len;
+  }
 }
 
 }  // namespace pinlab

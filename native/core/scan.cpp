@@ -49,4 +49,21 @@ PINLAB_SIMD_CLONES uint64_t consecutive_run(const uint32_t* p, uint64_t limit, u
   return n;
 }
 
+PINLAB_SIMD_CLONES uint64_t count_ascending_runs(const uint32_t* p, uint64_t n) {
+  if (n == 0) return 0;
+  uint64_t breaks = 0;
+  for (uint64_t i = 1; i < n; ++i) breaks += uint64_t(p[i] != p[i - 1] + 1);
+  return breaks + 1;
+}
+
+uint64_t ascending_run(const uint32_t* p, uint64_t n) {
+  // A few entries one by one (a scattered list's runs are short: no block scan wasted on
+  // them), then whole blocks for a long run: O(run length) either way.
+  constexpr uint64_t kProbe = 16;
+  uint64_t k = 1;
+  while (k < n && k < kProbe && p[k] == p[0] + uint32_t(k)) ++k;
+  if (k < kProbe || k == n) return k;
+  return k + consecutive_run(p + k, n - k, p[0] + uint32_t(k));
+}
+
 }  // namespace pinlab

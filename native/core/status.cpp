@@ -76,6 +76,13 @@ std::string describe(const Status& s) {
       return "range start " + v + " count " + l + " overlaps a mapped region";
     case Reason::kGupIncomplete:
       return "gup from virtual page " + v + " took only " + l + " pages";
+    case Reason::kSharedNoPage:
+      return "virtual page " + v + " of a shared mapping has no page (truncated)";
+    case Reason::kZeroPageShared:
+      return "pfn " + v + " is the zero page, which a shared mapping cannot map";
+    case Reason::kDebugOnly:
+      return std::string(s.subject ? s.subject : "?") +
+             " needs debug mode (create the page array with debug: true)";
     case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
     case Reason::kMigrateBusy:
       return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";

@@ -20,7 +20,8 @@ enum class Code : uint8_t {
   kEPINNED,     // debug: a plain put would eat a pin's references or free a pinned folio
   kENOTPINNED,  // unpin of a page that holds no such pin
   kENOMEM,      // allocation failed (arrays, or no free block of the order asked for)
-  kEFAULT,      // a virtual address outside any region, or a write to a read-only one
+  kEFAULT,      // a virtual address outside any region, a write to a read-only one, or a
+                // shared mapping's page that is gone (SIGBUS)
   kEACCES,      // a file could not be opened or read for lack of permission
   kENOENT,      // a file does not exist
 };
@@ -60,6 +61,9 @@ enum class Reason : uint8_t {
   kRegionOverlap,     // value = start, limit = count
   kBadCount,          // value = count
   kGupIncomplete,     // value = start, limit = pages done (benchmark: a partial gup)
+  kSharedNoPage,      // value = virtual page (a shared mapping's hole: SIGBUS)
+  kZeroPageShared,    // value = pfn (mapShared of the zero page)
+  kDebugOnly,         // subject names the call that needs debug mode
   // Files (snapshot.h). `subject` is the path, interned: it stays valid for the process.
   kFileNotFound,      // subject = path
   kFileNoAccess,      // subject = path

@@ -1,4 +1,5 @@
-// Core semantics: scheme arithmetic, folios, rollback, overflow, debug detections, memory.
+// Core semantics: scheme arithmetic, folios, rollback, overflow, debug detections, memory,
+// and the list and debug scans (pfn runs, exact per-page pins).
 #include <vector>
 
 #include "fixtures.h"
@@ -270,6 +271,92 @@ TEST(count_maybe_dma_pinned_weights_runs) {
   const uint32_t list[] = {7, 7, 8, 1500, 2000};
   CHECK_OK(pa->count_maybe_dma_pinned(PageSet::pfns(list, 5), &n));
   CHECK_EQ(n, 3u);
+}
+
+// pfnRuns through the core's two steps, as the addon calls them.
+std::vector<uint32_t> pfn_runs(const PageArray& pa, const std::vector<uint32_t>& list) {
+  uint64_t runs = 0;
+  CHECK_OK(pa.count_pfn_runs(list.data(), list.size(), &runs));
+  std::vector<uint32_t> out(runs * 2);
+  PageArray::write_pfn_runs(list.data(), list.size(), out.data());
+  return out;
+}
+
+// The same runs, one entry at a time: the reference the scans are checked against.
+std::vector<uint32_t> naive_runs(const std::vector<uint32_t>& list) {
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i > 0 && list[i] == list[i - 1] + 1) {
+      ++out.back();
+    } else {
+      out.push_back(list[i]);
+      out.push_back(1);
+    }
+  }
+  return out;
+}
+
+TEST(pfn_runs_are_the_maximal_ascending_runs_in_list_order) {
+  auto pa = make_array(1 << 16, Scheme::kHybrid, false, 9);
+  CHECK(pfn_runs(*pa, {5, 6, 7, 9, 9, 10}) == std::vector<uint32_t>({5, 3, 9, 1, 9, 2}));
+  CHECK(pfn_runs(*pa, {}).empty());
+  CHECK(pfn_runs(*pa, {42}) == std::vector<uint32_t>({42, 1}));
+  CHECK(pfn_runs(*pa, {3, 2, 1}) == std::vector<uint32_t>({3, 1, 2, 1, 1, 1}));
+  // Runs cross folio boundaries (511 -> 512) and run long enough for the block scan.
+  std::vector<uint32_t> list;
+  for (uint32_t p = 100; p < 1300; ++p) list.push_back(p);
+  list.push_back(7);
+  for (uint32_t p = 20; p < 37; ++p) list.push_back(p);  // 17: just past the probe
+  CHECK(pfn_runs(*pa, list) == std::vector<uint32_t>({100, 1200, 7, 1, 20, 17}));
+  // Random lists of short and long runs against the entry-by-entry reference.
+  uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1103515245u + 12345u, (seed >> 8) & 0xffff; };
+  for (int trial = 0; trial < 200; ++trial) {
+    list.clear();
+    while (list.size() < 600) {
+      const uint32_t start = next(), len = 1 + next() % (trial % 2 ? 3 : 150);
+      for (uint32_t k = 0; k < len && start + k < (1u << 16); ++k) list.push_back(start + k);
+    }
+    CHECK(pfn_runs(*pa, list) == naive_runs(list));
+  }
+  const std::vector<uint32_t> bad = {1, 2, 70000, 3};
+  uint64_t runs = 0;
+  const Status st = pa->count_pfn_runs(bad.data(), bad.size(), &runs);
+  CHECK_CODE(st, Code::kERANGE);
+  CHECK_EQ(st.value, int64_t(70000));
+}
+
+TEST(debug_pinned_runs_and_page_pins_report_exact_per_page_pins) {
+  for (Scheme s : kAllSchemes) {
+    auto pa = make_array(4096, s, true);
+    CHECK_OK(pa->make_folio(512, 9));
+    pin(*pa, 4, 4);                 // 4..7: 1
+    pin(*pa, 6, 2, bvec(true));     // 6..7: 2
+    pin(*pa, 8, 1);                 // 8: 1 (a new run: 7 has 2)
+    pin(*pa, 510, 4);               // 510..513: 1, across a folio boundary
+    std::vector<uint32_t> runs;
+    CHECK_OK(pa->debug_pinned_runs(&runs));
+    CHECK(runs == std::vector<uint32_t>({4, 2, 1, 6, 2, 2, 8, 1, 1, 510, 4, 1}));
+    std::vector<int32_t> pins;
+    CHECK_OK(pa->debug_page_pins(3, 7, &pins));
+    CHECK(pins == std::vector<int32_t>({0, 1, 1, 2, 2, 1, 0}));
+    CHECK_OK(pa->debug_page_pins(4096, 0, &pins));
+    CHECK(pins.empty());
+    CHECK_CODE(pa->debug_page_pins(4090, 7, &pins), Code::kERANGE);
+    CHECK_CODE(pa->debug_page_pins(-1, 2, &pins), Code::kERANGE);
+    CHECK_CODE(pa->debug_page_pins(0, -2, &pins), Code::kERANGE);
+    CHECK_OK(pa->unpin_pages(PageSet::range(6, 2), bvec(true)));
+    CHECK_OK(pa->debug_pinned_runs(&runs));
+    CHECK(runs == std::vector<uint32_t>({4, 5, 1, 510, 4, 1}));  // 4..8 now all 1
+  }
+  auto plain = make_array(64, Scheme::kBias);
+  std::vector<uint32_t> runs;
+  std::vector<int32_t> pins;
+  const Status st = plain->debug_pinned_runs(&runs);
+  CHECK_CODE(st, Code::kEINVAL);
+  CHECK(describe(st).find("debugPinnedRuns needs debug mode") != std::string::npos);
+  CHECK_CODE(plain->debug_page_pins(0, 1, &pins), Code::kEINVAL);
+  CHECK_CODE(plain->debug_page_pins(-1, 1, &pins), Code::kEINVAL);  // debug is checked first
 }
 
 }  // namespace
