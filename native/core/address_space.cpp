@@ -4,11 +4,21 @@
 
 #include <algorithm>
 
+#include "scan.h"
+
 namespace pinlab {
 
 namespace {
 constexpr uint64_t pmd_base(uint64_t pmd_index) { return pmd_index << kPmdShift; }
 constexpr uint64_t pte_index(uint64_t vpage) { return vpage & (kPtesPerTable - 1); }
+
+// How many entries from p[0] (at most n) are consecutive subpages of p[0]'s folio: the pages
+// one reference operation covers.
+uint64_t folio_run(const PageArray& mem, const uint32_t* p, uint64_t n) {
+  const uint64_t pfn = p[0], head = mem.folio_head(pfn);
+  const uint64_t limit = std::min(n, head + (uint64_t{1} << mem.folio_order(head)) - pfn);
+  return limit > 1 ? consecutive_run(p, limit, uint32_t(pfn)) : 1;  // PFNs < 2^31
+}
 }  // namespace
 
 AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages)
@@ -83,6 +93,7 @@ Translation AddressSpace::translate(uint64_t vpage) const {
   if (!tr.present) return Translation{};
   tr.writable = entry::writable(e);
   tr.special = entry::special(e);
+  tr.shared = entry::shared(e);
   return tr;
 }
 
@@ -100,17 +111,23 @@ uint64_t AddressSpace::mapped_pages() const {
   return n;
 }
 
-// ---- mmap, munmap, mprotect ---------------------------------------------------------------
+// ---- mmap ------------------------------------------------------------------------------------
+
+Status AddressSpace::check_unmapped(int64_t start, int64_t count) const {
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  // Overlap: the first region at or after start, or the one before it reaching into start.
+  uint64_t rs = 0;
+  auto next = regions_.lower_bound(s);
+  if (region_at(s, &rs) != nullptr || (next != regions_.end() && next->first < e))
+    return Status::Fail(Code::kEINVAL, Reason::kRegionOverlap, start, count);
+  return Status::Ok();
+}
 
 Status AddressSpace::mmap(const MmapArgs& a) {
   if (Status st = check_range(a.start, a.count); !st.ok()) return st;
   const auto start = uint64_t(a.start), end = start + uint64_t(a.count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  // Overlap: the first region at or after start, or the one before it reaching into start.
-  uint64_t rs = 0;
-  auto next = regions_.lower_bound(start);
-  if (region_at(start, &rs) != nullptr || (next != regions_.end() && next->first < end))
-    return Status::Fail(Code::kEINVAL, Reason::kRegionOverlap, a.start, a.count);
+  if (Status st = check_unmapped(a.start, a.count); !st.ok()) return st;
   regions_.emplace(start, Region{uint64_t(a.count), a.write, a.huge});
   if (!a.populate) return Status::Ok();
   // MAP_POPULATE: fault everything in now (a write fault where writable). All or nothing.
@@ -123,6 +140,64 @@ Status AddressSpace::mmap(const MmapArgs& a) {
   }
   return Status::Ok();
 }
+
+// ---- shared mappings --------------------------------------------------------------------------
+
+Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
+                                bool write) {
+  if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
+  // Validate before we mutate: every PFN in range, none the zero page (never counted, so
+  // its references could not balance), and then every folio live (EFREE: undone).
+  if (Status st = mem_->check_page_set(PageSet::pfns(pfns, count)); !st.ok()) return st;
+  if (const int64_t zero = mem_->zero_pfn(); zero >= 0 && any_equal(pfns, count, uint32_t(zero)))
+    return Status::Fail(Code::kEINVAL, Reason::kZeroPageShared, zero);
+  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
+  const auto s = uint64_t(start);
+  regions_.emplace(s, Region{count, write, false, true});
+  // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
+  const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
+  std::atomic<uint64_t>* t = nullptr;
+  for (uint64_t v = s; v < s + count; ++v) {
+    if (t == nullptr || pte_index(v) == 0) t = pte_table(v >> kPmdShift);
+    // release: a walker that reads the entry finds the folio with our reference in it.
+    t[pte_index(v)].store(entry::make(pfns[v - s], flags), std::memory_order_release);
+  }
+  stats_.add(MmStat::kFaults, count);  // as MAP_POPULATE faults each page in
+  return Status::Ok();
+}
+
+Status AddressSpace::take_shared_refs(const uint32_t* pfns, uint64_t count) {
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t n = folio_run(*mem_, pfns + i, count - i);
+    // get_page refuses a free folio (refcount 0) without touching it: no revival.
+    if (Status st = mem_->get_page(pfns[i], int64_t(n)); !st.ok()) {
+      put_shared_refs(pfns, i);
+      return st;
+    }
+    i += n;
+  }
+  return Status::Ok();
+}
+
+void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
+  // The runs are the same as take's: our references keep every folio's shape as it was.
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t n = folio_run(*mem_, pfns + i, count - i);
+    mem_->put_folio_refs(mem_->folio_head(pfns[i]), int64_t(n));
+    i += n;
+  }
+}
+
+Status AddressSpace::zap(int64_t start, int64_t count) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
+  return Status::Ok();
+}
+
+// ---- munmap, mprotect -----------------------------------------------------------------------
 
 Status AddressSpace::munmap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
@@ -248,7 +323,11 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
     std::atomic<uint64_t>* slot = pte_slot(vpage);
     e = slot ? slot->load(std::memory_order_relaxed) : 0;
   }
-  if (!entry::present(e)) return fault_in_missing(vpage, write, *r, rs);
+  if (!entry::present(e)) {
+    // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
+    if (r->shared) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+    return fault_in_missing(vpage, write, *r, rs);
+  }
   if (write && !entry::writable(e)) return handle_write_protect_fault(vpage);
   return Status::Ok();
 }
@@ -277,9 +356,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
       return Status::Ok();
     }
   }
-  std::atomic<uint64_t>* t = pt_.ensure_table(i);
-  if (!entry::table(pe))
-    pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_seq_cst);
+  std::atomic<uint64_t>* t = pte_table(i);
   uint64_t pfn = 0, flags = entry::kPresent;
   if (!write) {
     // A read fault of anonymous memory maps the shared zero page (never counted).
@@ -292,6 +369,16 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
   stats_.add(MmStat::kFaults, 1);
   return Status::Ok();
+}
+
+std::atomic<uint64_t>* AddressSpace::pte_table(uint64_t i) {
+  std::atomic<uint64_t>* t = pt_.ensure_table(i);
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  // relaxed load: only the mmap lock holder changes PMDs. seq_cst store (a release at least):
+  // a walker that sees the table entry sees the table's zeroed entries.
+  if (!entry::table(pmd.load(std::memory_order_relaxed)))
+    pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_seq_cst);
+  return t;
 }
 
 Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
@@ -309,6 +396,12 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot->load(std::memory_order_relaxed);
+  if (entry::shared(e)) {
+    // A page-cache page of a region made writable again: written in place, never copied.
+    // seq_cst: every entry change is one a walker's recheck compares against.
+    slot->store(e | entry::kWritable, std::memory_order_seq_cst);
+    return Status::Ok();
+  }
   if (!entry::special(e)) {
     const uint64_t head = mem_->folio_head(entry::pfn(e));
     if (entry::exclusive(e) || (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)) {
@@ -335,7 +428,10 @@ Status AddressSpace::unshare(uint64_t vpage) {
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
-  if (!entry::present(e) || entry::special(e) || entry::exclusive(e)) return Status::Ok();
+  // Nothing to unshare: a hole, the zero page, ours already, or a page-cache page (a shared
+  // mapping's page is the one to pin, whoever else maps it).
+  if (!entry::present(e) || entry::special(e) || entry::exclusive(e) || entry::shared(e))
+    return Status::Ok();
   const uint64_t head = mem_->folio_head(entry::pfn(e));
   if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
     slot->store(e | entry::kExclusive, std::memory_order_seq_cst);
@@ -379,6 +475,13 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
   if (entry::special(e)) {  // the zero page: shared as is, never counted
     child_slot.store(e, std::memory_order_relaxed);
+    return Status::Ok();
+  }
+  if (entry::shared(e)) {
+    // A page-cache page: the child maps it as it is (one more reference), writable as it
+    // was; never write-protected, never copied early (a shared mapping has no COW to break).
+    if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
+    child_slot.store(e, std::memory_order_relaxed);  // the child is not visible yet
     return Status::Ok();
   }
   const uint64_t head = mem_->folio_head(entry::pfn(e));

@@ -4,6 +4,13 @@
 // read, COW on write), munmap/mprotect, fork with early COW of maybe-pinned pages, migration
 // and compaction, and get/pin_user_pages with the lockless gup_fast walk (gup.cpp).
 //
+// Shared regions (MAP_SHARED of a file) map page-cache folios that the caller allocated and
+// holds (the file's reference): map_shared installs every PTE at once (entry::kShared), and
+// nothing faults pages into them later. A hole (after zap: truncate, hole punch) faults with
+// EFAULT (SIGBUS). Their pages are never copied: no COW on write, no unshare for a pin, no
+// early COW at fork (the child maps them too), and never migrated (no reverse map for the
+// page cache in the model).
+//
 // Locking: every operation that changes the page table takes the mmap lock (exclusive; the
 // model does not need the kernel's finer page-table locks). gup_fast takes no lock and races
 // with all of them by design; the protocol that keeps it safe (grab, then recheck the entry
@@ -50,6 +57,7 @@ struct Region {
   uint64_t count;
   bool write;
   bool huge;
+  bool shared = false;  // MAP_SHARED of page-cache folios (map_shared); else anonymous private
 };
 
 struct MmapArgs {
@@ -74,6 +82,7 @@ struct Translation {
   bool writable = false;
   bool special = false;  // the zero page
   bool huge = false;     // mapped by a PMD leaf
+  bool shared = false;   // a page-cache page of a shared mapping (entry::kShared)
 };
 
 // Where the lockless walk calls a race hook (tests and simulations of a racing CPU).
@@ -98,6 +107,14 @@ class AddressSpace {
   Status mmap(const MmapArgs& args);
   Status munmap(int64_t start, int64_t count);
   Status mprotect(int64_t start, int64_t count, bool write);
+  // mmap(MAP_SHARED) of a file's pages, populated: a shared region [start, start + count)
+  // whose page start + i maps pfns[i] by a PTE (a large folio is PTE-mapped), taking one
+  // reference per PTE on its folio. Writable iff `write`. All or nothing: EINVAL (range,
+  // overlap, count 0, the zero page), ERANGE (a PFN >= pages), EFREE (a free folio).
+  Status map_shared(int64_t start, const uint32_t* pfns, uint64_t count, bool write);
+  // zap_page_range: clears every entry in the range and drops its references as munmap does
+  // (a PMD leaf partly covered is split first), but keeps the regions. Holes are fine.
+  Status zap(int64_t start, int64_t count);
   // Faults the pages in as a read or write access would (EFAULT outside a region, or a write
   // to a read-only region).
   Status touch(int64_t start, int64_t count, bool write);
@@ -137,10 +154,18 @@ class AddressSpace {
 
   // ---- helpers under the mmap lock (address_space.cpp) -------------------------------------
   Status check_range(int64_t start, int64_t count) const;
+  // EINVAL unless no region overlaps [start, start + count) (a checked range).
+  Status check_unmapped(int64_t start, int64_t count) const;
   const Region* region_at(uint64_t vpage, uint64_t* region_start) const;
   void split_region_at(uint64_t vpage);
   uint64_t writable_bit(uint64_t vpage) const;  // kWritable if vpage's region is writable
   std::atomic<uint64_t>* pte_slot(uint64_t vpage) const;  // null without a PTE table
+  // The slot's PTE table, allocated and linked from its PMD on first use (never under a leaf).
+  std::atomic<uint64_t>* pte_table(uint64_t pmd_index);
+  // map_shared's references: one get per run of consecutive subpages of one folio. take is
+  // all or nothing (EFREE on a free folio gives back what it took); put is its inverse.
+  Status take_shared_refs(const uint32_t* pfns, uint64_t count);
+  void put_shared_refs(const uint32_t* pfns, uint64_t count);
   // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
   void split_pmd(uint64_t pmd_index);
   void unmap_range(uint64_t start, uint64_t end);

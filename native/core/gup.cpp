@@ -4,7 +4,8 @@
 // gup_fast against unmap, migration and COW (pin-semantics.md section 5):
 //   1. pins: set the mm's has-pinned flag (test first), sample write_protect_seq (odd: fork
 //      is write-protecting, use the slow path);
-//   2. per entry: read it (bail if absent, special, or read-only for a write), grab the folio
+//   2. per entry: read it (bail if absent, special, read-only for a write, COW-shared anon
+//      for a pin; a shared mapping's page-cache page needs no unshare), grab the folio
 //      speculatively (add-unless-zero, gup_ops.h), re-read the entry and the PMD above it; if
 //      either changed, release the grab and stop;
 //   3. pins: if write_protect_seq moved, fork may have shared a page we pinned: release all.
@@ -64,8 +65,9 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   }
   const uint64_t e = w->e;
   if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) return false;
-  // A pin of a COW-shared page must unshare it first: the slow path does that.
-  if (f.pin && !entry::exclusive(e)) return false;
+  // A pin of a COW-shared anonymous page must unshare it first: the slow path does that. A
+  // page-cache page of a shared mapping is pinned as it is (never unshared).
+  if (f.pin && !entry::exclusive(e) && !entry::shared(e)) return false;
   // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so the
   // PFN answers before any grab): the slow path migrates it first.
   return !(f.longterm && mem_->is_movable(w->pfn));
@@ -203,6 +205,11 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
     if (tr.special) {  // the zero page: handed out, never counted
       out[i++] = uint32_t(tr.pfn);
       continue;
+    }
+    if (f.longterm && mem_->is_movable(tr.pfn) && tr.shared) {
+      // Page cache is never migrated here (no reverse map): refuse rather than move it.
+      st = Status::Fail(Code::kEBUSY, Reason::kMigrateBusy, int64_t(v));
+      break;
     }
     if (f.longterm && mem_->is_movable(tr.pfn)) {
       // A racing gup_fast's speculative grab can make the freeze fail: retry a few times, as

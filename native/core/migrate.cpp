@@ -1,4 +1,5 @@
-// Migration: the client of "maybe pinned" that must never move a pinned page.
+// Migration: the client of "maybe pinned" that must never move a pinned page. Page-cache
+// pages of shared mappings are never moved (migrate counts them busy, compact skips them).
 //
 // Protocol for one folio, under the mmap lock, racing gup_fast: refuse if maybe pinned; take
 // the target folio; clear the entry (the migration entry); freeze the count from exactly the
@@ -24,6 +25,10 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
     slot = pte_slot(vpage);
     e = slot ? slot->load(std::memory_order_relaxed) : 0;
     if (!entry::present(e) || entry::special(e)) return MigrateOutcome::kNotMapped;
+    if (entry::shared(e)) {  // page cache: the model has no reverse map to move it by
+      stats_.add(MmStat::kMigrationBusy, 1);
+      return MigrateOutcome::kBusy;
+    }
     order = 0;
     expected = 1;
   }
@@ -86,7 +91,9 @@ Status AddressSpace::compact(uint64_t* moved) {
     const std::atomic<uint64_t>* t = pt_.table(i);
     for (uint64_t k = 0; k < kPtesPerTable; ++k) {
       const uint64_t e = t[k].load(std::memory_order_relaxed);
-      if (entry::present(e) && !entry::special(e) && mem_->folio_order(entry::pfn(e)) == 0)
+      // Anonymous order-0 pages only: page cache (kShared) is never moved, just skipped.
+      if (entry::present(e) && !entry::special(e) && !entry::shared(e) &&
+          mem_->folio_order(entry::pfn(e)) == 0)
         mapped.emplace_back(entry::pfn(e), (i << kPmdShift) + k);
     }
   }

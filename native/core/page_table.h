@@ -1,6 +1,6 @@
 // A two-level page table: PMD entries over PTE tables of 512 entries, atomic 64-bit entries.
 //
-// Entry layout: bits 0-5 flags, bits 32-63 the PFN. A PMD entry is none (0), a table (kTable:
+// Entry layout: bits 0-6 flags, bits 32-63 the PFN. A PMD entry is none (0), a table (kTable:
 // the slot's PTE table is in use) or a leaf (kHuge: maps a 2 MiB folio from its head PFN).
 // PTE tables are allocated on first use and kept until the table dies, so a lockless walker
 // can never read a freed table (the kernel gets the same from IRQs off / RCU).
@@ -22,6 +22,10 @@ constexpr uint64_t kTable = 1u << 4;    // PMD pointing at the slot's PTE table
 // read-only exclusive entry reuses the page whatever its refcount, so a pin survives
 // mprotect; fork clears it on both sides when it shares the page.
 constexpr uint64_t kExclusive = 1u << 5;
+// A page-cache page of a shared (file-backed, MAP_SHARED) mapping: never COW, never unshared,
+// never exclusive, never a PMD leaf here, and never migrated (the model keeps no reverse map
+// for the page cache). The page's references are one per such PTE, plus the file's own.
+constexpr uint64_t kShared = 1u << 6;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -32,6 +36,7 @@ constexpr bool special(uint64_t e) { return e & kSpecial; }
 constexpr bool huge(uint64_t e) { return e & kHuge; }
 constexpr bool table(uint64_t e) { return e & kTable; }
 constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
+constexpr bool shared(uint64_t e) { return e & kShared; }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -39,7 +44,7 @@ constexpr uint64_t kPtesPerTable = uint64_t{1} << kPmdShift;  // 512: a 2 MiB PM
 constexpr uint32_t kPmdOrder = kPmdShift;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
-static_assert(entry::kTable < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:

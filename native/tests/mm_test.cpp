@@ -1,5 +1,6 @@
 // The mm layer: allocator, page table, faults, gup_fast and its slow path, fork's early COW,
-// migration, and the stress harness (tagged for the ThreadSanitizer build).
+// migration, shared (file-backed) mappings and zap, and the stress harness (tagged for the
+// ThreadSanitizer build).
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -300,6 +301,411 @@ TEST(a_read_pin_of_a_cow_shared_page_unshares_it_first) {
   CHECK(mm.as->touch(0, 1, true).ok());                         // exclusive now: reused
   CHECK_EQ(mm.as->translate(0).pfn, uint64_t(out[0]));
   CHECK(mm.as->unpin_user_pages(out.data(), 1, false, false).ok());
+}
+
+// ---- shared (file-backed) mappings ----------------------------------------------------------
+
+// A file's page cache as the TS layer builds it: folios of the normal zone, the file holding
+// one reference each. `orders` lists the folios; the result lists every subpage in order.
+std::vector<uint32_t> make_file(PageArray& mem, std::initializer_list<uint32_t> orders,
+                                bool movable = false) {
+  std::vector<uint32_t> pfns;
+  for (uint32_t order : orders) {
+    uint64_t head = 0;
+    CHECK_OK(mem.alloc_folio(order, movable, &head));
+    for (uint64_t k = 0; k < (uint64_t{1} << order); ++k) pfns.push_back(uint32_t(head + k));
+  }
+  return pfns;
+}
+
+// Drops the file's references (the TS layer does this when a file goes away).
+void drop_file(PageArray& mem, const std::vector<uint32_t>& pfns) {
+  for (size_t i = 0; i < pfns.size();) {
+    const size_t folio = size_t{1} << mem.folio_order(pfns[i]);  // before the put frees it
+    bool freed = false;
+    CHECK_OK(mem.put_page(pfns[i], 1, &freed));
+    i += folio;
+  }
+}
+
+TEST(map_shared_takes_one_reference_per_pte_and_translates_as_shared) {
+  auto mm = make_mm(Scheme::kHybrid);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 2, 0});  // 1 + 4 + 1 pages
+  CHECK_OK(mm.as->map_shared(10, file.data(), file.size(), true));
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);      // the file's and the PTE's
+  CHECK_EQ(mm.mem->refcount(file[1]), 1 + 4);  // a PTE-mapped large folio: one per PTE
+  CHECK_EQ(mm.mem->refcount(file[5]), 2);
+  for (uint64_t i = 0; i < file.size(); ++i) {
+    const Translation tr = mm.as->translate(10 + i);
+    CHECK(tr.present && tr.shared && tr.writable && !tr.huge && !tr.special);
+    CHECK_EQ(tr.pfn, uint64_t(file[i]));
+  }
+  CHECK(!mm.as->translate(9).present && !mm.as->translate(16).present);
+  CHECK_EQ(mm.as->regions(), uint64_t(1));
+  CHECK_EQ(mm.as->mapped_pages(), uint64_t(6));
+  CHECK_EQ(mm.as->stat(MmStat::kFaults), uint64_t(6));
+  CHECK_OK(mm.as->mmap(MmapArgs{100, 1, true, true, false}));  // anonymous: not shared
+  CHECK(!mm.as->translate(100).shared);
+  CHECK_OK(mm.as->map_shared(200, file.data(), 1, false));     // read-only
+  CHECK(mm.as->translate(200).shared && !mm.as->translate(200).writable);
+  CHECK_EQ(mm.mem->refcount(file[0]), 3);
+  CHECK_OK(mm.as->munmap(10, 6));  // munmap puts the references, the file's stay
+  CHECK_OK(mm.as->munmap(200, 1));
+  CHECK_EQ(mm.mem->refcount(file[0]), 1);
+  CHECK_EQ(mm.mem->refcount(file[1]), 1);
+  drop_file(*mm.mem, file);
+  mm.as.reset();
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+}
+
+TEST(two_address_spaces_mapping_the_same_pages_see_the_same_pfns) {
+  auto mm = make_mm(Scheme::kBias);
+  std::unique_ptr<AddressSpace> other;
+  CHECK_OK(AddressSpace::create(mm.mem, 4096, &other));
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 1});
+  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+  CHECK_OK(other->map_shared(700, file.data(), file.size(), true));
+  CHECK_OK(mm.as->touch(0, 4, true));  // a write in one: no copy, both still see the page
+  for (uint64_t i = 0; i < file.size(); ++i) {
+    CHECK_EQ(mm.as->translate(i).pfn, uint64_t(file[i]));
+    CHECK_EQ(other->translate(700 + i).pfn, uint64_t(file[i]));
+  }
+  CHECK_EQ(mm.mem->refcount(file[0]), 3);
+  CHECK_EQ(mm.mem->refcount(file[2]), 1 + 2 + 2);
+  CHECK_EQ(mm.as->stat(MmStat::kCowCopies) + other->stat(MmStat::kCowCopies), uint64_t(0));
+  other.reset();  // its destructor puts its references
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);
+  mm.as.reset();
+  drop_file(*mm.mem, file);
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+}
+
+TEST(a_write_to_a_shared_page_never_copies_even_after_mprotect) {
+  auto mm = make_mm(Scheme::kSeparate);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0});
+  CHECK_OK(mm.as->map_shared(0, file.data(), 2, true));
+  CHECK_OK(mm.as->touch(0, 2, true));
+  CHECK_OK(mm.as->touch(0, 2, false));
+  CHECK_OK(mm.as->mprotect(0, 2, false));
+  CHECK(!mm.as->translate(0).writable);
+  CHECK_CODE(mm.as->touch(0, 1, true), Code::kEFAULT);  // read-only region
+  CHECK_OK(mm.as->mprotect(0, 2, true));
+  CHECK(!mm.as->translate(0).writable);  // until a write fault
+  CHECK_OK(mm.as->touch(0, 1, true));     // sets the writable bit in place
+  const Translation tr = mm.as->translate(0);
+  CHECK(tr.writable && tr.shared);
+  CHECK_EQ(tr.pfn, uint64_t(file[0]));
+  CHECK(!mm.as->translate(1).writable);
+  CHECK_EQ(mm.as->stat(MmStat::kCowCopies), uint64_t(0));
+  CHECK_EQ(mm.as->stat(MmStat::kCowReuses), uint64_t(0));
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);
+}
+
+TEST(pins_of_shared_pages_pin_the_page_cache_page_itself) {
+  for (Scheme s : kAllSchemes) {
+    for (bool slow : {false, true}) {
+      for (bool write : {false, true}) {
+        auto mm = make_mm(s);
+        // Mapped twice (a second mm), so an anonymous page would look COW-shared.
+        std::unique_ptr<AddressSpace> other;
+        CHECK_OK(AddressSpace::create(mm.mem, 4096, &other));
+        const std::vector<uint32_t> file = make_file(*mm.mem, {0, 2, 0});
+        const auto n = uint64_t(file.size());
+        CHECK_OK(mm.as->map_shared(0, file.data(), n, true));
+        CHECK_OK(other->map_shared(0, file.data(), n, true));
+        std::vector<uint32_t> out(n);
+        uint64_t done = 0;
+        const GupFlags f = pin_flags(write);
+        CHECK_OK(slow ? mm.as->gup_slow(0, int64_t(n), f, out.data(), &done)
+                      : mm.as->gup_fast(0, int64_t(n), f, out.data(), &done));
+        CHECK_EQ(done, n);
+        CHECK(out == file);
+        if (!slow) CHECK_EQ(mm.as->stat(MmStat::kSlowFallbacks), uint64_t(0));
+        CHECK_EQ(mm.as->stat(MmStat::kCowCopies), uint64_t(0));
+        CHECK_EQ(mm.as->stat(MmStat::kCowReuses), uint64_t(0));  // nothing unshared
+        for (uint64_t i = 0; i < n; ++i) {
+          CHECK_EQ(mm.as->translate(i).pfn, uint64_t(file[i]));
+          CHECK(mm.as->translate(i).writable);  // not made exclusive, not write-protected
+        }
+        CHECK_EQ(mm.mem->pincount(file[0]).value_or(-1), int64_t(1));  // debug: exact
+        CHECK_EQ(mm.mem->pincount(file[1]).value_or(-1), int64_t(4));
+        if (write || s != Scheme::kWriteBias) CHECK(mm.mem->maybe_dma_pinned(file[0]));
+        CHECK_OK(mm.as->unpin_user_pages(out.data(), done, write, false));
+        CHECK_EQ(mm.mem->refcount(file[0]), 3);
+        CHECK_EQ(mm.mem->refcount(file[1]), 1 + 4 + 4);
+        CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
+      }
+    }
+  }
+}
+
+TEST(a_write_pin_needs_a_writable_shared_entry) {
+  auto mm = make_mm(Scheme::kHybrid);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0});
+  CHECK_OK(mm.as->map_shared(0, file.data(), 1, false));
+  CHECK_OK(mm.as->map_shared(1, file.data() + 1, 1, true));
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_CODE(mm.as->gup_fast(0, 1, pin_flags(true), out.data(), &done), Code::kEFAULT);
+  CHECK_OK(mm.as->gup_fast(0, 1, pin_flags(false), out.data(), &done));  // a read pin is fine
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, false, false));
+  CHECK_OK(mm.as->mprotect(1, 1, false));
+  CHECK_OK(mm.as->mprotect(1, 1, true));
+  // The entry is read-only: the fast path declines, the slow path's write fault sets the bit.
+  const uint64_t fallbacks = mm.as->stat(MmStat::kSlowFallbacks);
+  CHECK_OK(mm.as->gup_fast(1, 1, pin_flags(true), out.data(), &done));
+  CHECK_EQ(done, uint64_t(1));
+  CHECK_EQ(out[0], file[1]);
+  CHECK_EQ(mm.as->stat(MmStat::kSlowFallbacks), fallbacks + 1);
+  CHECK(mm.as->translate(1).writable);
+  CHECK_EQ(mm.as->stat(MmStat::kCowCopies), uint64_t(0));
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+}
+
+TEST(a_longterm_pin_of_a_movable_shared_page_is_refused_not_migrated) {
+  auto mm = make_mm(Scheme::kSeparate, 8192, 4096, true, 4096);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0}, true);
+  CHECK(mm.mem->is_movable(file[0]));
+  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true));
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_CODE(mm.as->gup_fast(0, 1, pin_flags(true, true), out.data(), &done), Code::kEBUSY);
+  CHECK_CODE(mm.as->gup_slow(0, 1, pin_flags(false, true), out.data(), &done), Code::kEBUSY);
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(file[0]));
+  CHECK_EQ(mm.as->stat(MmStat::kLongtermMigrations), uint64_t(0));
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);
+  CHECK_EQ(mm.mem->pincount(file[0]).value_or(-1), int64_t(0));
+  // A normal-zone file page pins long-term as it is.
+  const std::vector<uint32_t> normal = make_file(*mm.mem, {0});
+  CHECK_OK(mm.as->map_shared(1, normal.data(), 1, true));
+  CHECK_OK(mm.as->gup_fast(1, 1, pin_flags(true, true), out.data(), &done));
+  CHECK_EQ(out[0], normal[0]);
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+}
+
+TEST(fork_shares_shared_mappings_without_cow_or_early_copies) {
+  auto mm = make_mm(Scheme::kBias);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 1});
+  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+  CHECK_OK(mm.as->mmap(MmapArgs{100, 1, true, true, false}));
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_OK(mm.as->gup_fast(0, 1, pin_flags(true), out.data(), &done));  // maybe pinned, mm pinned
+  std::unique_ptr<AddressSpace> child;
+  CHECK_OK(mm.as->fork(&child));
+  for (uint64_t i = 0; i < file.size(); ++i) {
+    const Translation p = mm.as->translate(i), c = child->translate(i);
+    CHECK_EQ(c.pfn, uint64_t(file[i]));
+    CHECK_EQ(p.pfn, uint64_t(file[i]));
+    CHECK(c.shared && c.writable && p.writable);  // never write-protected
+  }
+  CHECK(!mm.as->translate(100).writable);  // the anonymous page is COW-shared as before
+  CHECK_EQ(mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(0));
+  CHECK_EQ(mm.mem->refcount(file[1]), 3);
+  CHECK_EQ(mm.mem->refcount(file[2]), 1 + 2 + 2);
+  CHECK_OK(child->touch(0, 4, true));  // the child writes the same pages
+  CHECK_EQ(child->translate(0).pfn, uint64_t(file[0]));
+  CHECK_EQ(child->stat(MmStat::kCowCopies), uint64_t(0));
+  CHECK_OK(child->zap(1, 1));  // the child's region is shared too: a hole is SIGBUS
+  const Status st = child->touch(1, 1, false);
+  CHECK_CODE(st, Code::kEFAULT);
+  CHECK(st.reason == Reason::kSharedNoPage);
+  CHECK_EQ(mm.as->translate(1).pfn, uint64_t(file[1]));  // the parent still maps it
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+}
+
+TEST(zap_keeps_the_region_and_a_later_fault_is_sigbus) {
+  auto mm = make_mm(Scheme::kWriteBias);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 0, 0});
+  CHECK_OK(mm.as->map_shared(0, file.data(), 4, true));
+  CHECK_OK(mm.as->zap(1, 2));
+  CHECK_EQ(mm.as->regions(), uint64_t(1));
+  CHECK_EQ(mm.as->mapped_pages(), uint64_t(2));
+  CHECK(!mm.as->translate(1).present && !mm.as->translate(2).present);
+  CHECK_EQ(mm.mem->refcount(file[1]), 1);  // the file's reference alone
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);
+  CHECK_OK(mm.as->zap(1, 2));  // holes are fine
+  CHECK_OK(mm.as->touch(0, 1, true));
+  const Status st = mm.as->touch(1, 1, false);
+  CHECK_CODE(st, Code::kEFAULT);
+  CHECK(st.reason == Reason::kSharedNoPage);
+  CHECK(describe(st).find("virtual page 1 of a shared mapping has no page") != std::string::npos);
+  std::vector<uint32_t> out(4);
+  uint64_t done = 0;
+  CHECK_CODE(mm.as->gup_fast(2, 1, pin_flags(), out.data(), &done), Code::kEFAULT);
+  CHECK_OK(mm.as->gup_fast(0, 4, pin_flags(), out.data(), &done));  // partial: up to the hole
+  CHECK_EQ(done, uint64_t(1));
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, false, false));
+  CHECK_CODE(mm.as->zap(4000, 200), Code::kEINVAL);  // range errors as munmap
+  CHECK_CODE(mm.as->zap(0, 0), Code::kEINVAL);
+  CHECK_OK(mm.as->zap(2000, 10));  // no region there: nothing to do
+  CHECK_OK(mm.as->munmap(0, 4));
+  CHECK_EQ(mm.as->regions(), uint64_t(0));
+  CHECK_EQ(mm.mem->refcount(file[0]), 1);
+}
+
+TEST(zap_of_anonymous_memory_splits_a_partly_covered_leaf_and_refaults) {
+  auto mm = make_mm(Scheme::kHybrid);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 512, true, true, true}));
+  const uint64_t head = mm.as->translate(0).pfn;
+  CHECK(mm.as->translate(0).huge);
+  CHECK_OK(mm.as->zap(10, 5));
+  CHECK(mm.as->translate(9).present && !mm.as->translate(9).huge);
+  CHECK(!mm.as->translate(10).present);
+  CHECK_EQ(mm.mem->refcount(head), 512 - 5);
+  CHECK_EQ(mm.as->regions(), uint64_t(1));
+  CHECK_OK(mm.as->touch(10, 1, false));  // anonymous: a hole refaults (the zero page)
+  CHECK(mm.as->translate(10).special);
+  CHECK_OK(mm.as->zap(0, 512));
+  CHECK_EQ(mm.as->mapped_pages(), uint64_t(0));
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages() - 1);  // only the zero page stays
+}
+
+TEST(zap_of_a_pinned_shared_page_drops_only_the_mapping_reference) {
+  for (Scheme s : kAllSchemes) {
+    auto mm = make_mm(s);
+    const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0});
+    CHECK_OK(mm.as->map_shared(0, file.data(), 2, true));
+    std::vector<uint32_t> out(1);
+    uint64_t done = 0;
+    CHECK_OK(mm.as->gup_fast(0, 1, pin_flags(true), out.data(), &done));
+    const int32_t pinned = mm.mem->refcount(file[0]);
+    CHECK_OK(mm.as->zap(0, 2));  // truncate: the mappings go
+    CHECK_EQ(mm.mem->refcount(file[0]), pinned - 1);
+    const uint64_t free_before = mm.mem->free_pages();
+    drop_file(*mm.mem, file);  // ... and the page cache lets go
+    CHECK_EQ(mm.mem->free_pages(), free_before + 1);  // the unpinned page only
+    CHECK(mm.mem->refcount(file[0]) > 0);             // the pinned one stays allocated
+    CHECK_EQ(mm.mem->pincount(file[0]).value_or(-1), int64_t(1));
+    CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+    CHECK_EQ(mm.mem->refcount(file[0]), 0);  // freed by the unpin
+    CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+  }
+}
+
+TEST(a_walker_that_grabbed_a_shared_page_lets_go_when_zap_clears_it) {
+  auto mm = make_mm(Scheme::kBias);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0});
+  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true));
+  bool fired = false;
+  mm.as->set_race_hook([&](RacePoint p, uint64_t) {
+    if (p != RacePoint::kBeforeRecheck || fired) return;
+    fired = true;
+    CHECK_OK(mm.as->zap(0, 1));  // clear, then put: the walker's grab keeps the page alive
+    CHECK(mm.mem->refcount(file[0]) > 1);
+  });
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  GupFlags f = pin_flags(true);
+  f.fast_only = true;
+  CHECK_OK(mm.as->gup_fast(0, 1, f, out.data(), &done));
+  mm.as->set_race_hook(nullptr);
+  CHECK(fired);
+  CHECK_EQ(done, uint64_t(0));
+  CHECK_EQ(mm.as->stat(MmStat::kRecheckFailures), uint64_t(1));
+  CHECK_EQ(mm.mem->refcount(file[0]), 1);  // the file's alone: no pin, no leaked grab
+  CHECK_EQ(mm.mem->pincount(file[0]).value_or(-1), int64_t(0));
+}
+
+TEST(migrate_compact_and_longterm_never_move_shared_pages) {
+  auto mm = make_mm(Scheme::kHybrid, 1024, 512);
+  // Free pages below the file's page, so compaction would want to move it down.
+  uint64_t low0 = 0, low1 = 0;
+  CHECK_OK(mm.mem->alloc_folio(0, false, &low0));
+  CHECK_OK(mm.mem->alloc_folio(0, false, &low1));
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0});
+  bool freed = false;
+  CHECK_OK(mm.mem->put_page(low0, 1, &freed));
+  CHECK_OK(mm.mem->put_page(low1, 1, &freed));
+  CHECK_OK(mm.as->map_shared(0, file.data(), 2, true));
+  CHECK_OK(mm.as->mmap(MmapArgs{8, 2, true, true, false}));
+  uint64_t moved = 0;
+  CHECK_OK(mm.as->migrate(0, 10, &moved));
+  CHECK_EQ(moved, uint64_t(2));  // the anonymous pages
+  CHECK_EQ(mm.as->stat(MmStat::kMigrationBusy), uint64_t(2));  // the shared ones
+  CHECK_EQ(mm.as->stat(MmStat::kMigrationRefusals), uint64_t(0));
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(file[0]));
+  CHECK_EQ(mm.as->translate(1).pfn, uint64_t(file[1]));
+  CHECK_OK(mm.as->compact(&moved));
+  CHECK_EQ(mm.as->translate(0).pfn, uint64_t(file[0]));
+  CHECK_EQ(mm.as->translate(1).pfn, uint64_t(file[1]));
+  CHECK_EQ(mm.as->stat(MmStat::kMigrationBusy), uint64_t(2));  // compact skipped them
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);
+}
+
+TEST(map_shared_is_all_or_nothing) {
+  auto mm = make_mm(Scheme::kSeparate);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 2});
+  uint64_t gone = 0;
+  CHECK_OK(mm.mem->alloc_folio(0, false, &gone));
+  bool freed = false;
+  CHECK_OK(mm.mem->put_page(gone, 1, &freed));  // a free page
+  std::vector<uint32_t> list = {file[0], file[1], file[2], uint32_t(gone), file[3]};
+  Status st = mm.as->map_shared(0, list.data(), list.size(), true);
+  CHECK_CODE(st, Code::kEFREE);
+  CHECK_EQ(st.value, int64_t(gone));
+  CHECK_EQ(mm.mem->refcount(file[0]), 1);  // every reference taken was given back
+  CHECK_EQ(mm.mem->refcount(file[1]), 1);
+  CHECK_EQ(mm.mem->refcount(gone), 0);
+  CHECK_EQ(mm.as->regions(), uint64_t(0));
+  CHECK(!mm.as->translate(0).present);
+  list[3] = 9000;  // >= pages
+  st = mm.as->map_shared(0, list.data(), list.size(), true);
+  CHECK_CODE(st, Code::kERANGE);
+  CHECK_EQ(st.value, int64_t(9000));
+  CHECK_CODE(mm.as->map_shared(0, list.data(), 0, true), Code::kEINVAL);     // empty
+  CHECK_CODE(mm.as->map_shared(4094, file.data(), 5, true), Code::kEINVAL);  // past the end
+  CHECK_CODE(mm.as->map_shared(-1, file.data(), 1, true), Code::kEINVAL);
+  CHECK_OK(mm.as->mmap(MmapArgs{10, 4, true, false, false}));
+  CHECK_CODE(mm.as->map_shared(8, file.data(), 5, true), Code::kEINVAL);  // overlap
+  uint64_t zero = 0;
+  CHECK_OK(mm.mem->zero_page(&zero));
+  const uint32_t z[] = {file[0], uint32_t(zero)};
+  CHECK_CODE(mm.as->map_shared(100, z, 2, true), Code::kEINVAL);
+  CHECK_EQ(mm.mem->refcount(file[0]), 1);
+  CHECK_EQ(mm.as->regions(), uint64_t(1));
+  CHECK_EQ(mm.as->mapped_pages(), uint64_t(0));
+}
+
+TEST_TAGGED(gup_fast_racing_zap_of_shared_pages_balances, "concurrency") {
+  for (Scheme s : {Scheme::kBias, Scheme::kHybrid}) {
+    auto mm = make_mm(s, 4096, 2048);
+    const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 0, 0, 2, 2});
+    const auto n = int64_t(file.size());
+    CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> bad{0}, calls{0};
+    std::thread pinner([&] {
+      std::vector<uint32_t> out(file.size());
+      for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        uint64_t done = 0;
+        GupFlags f = pin_flags(i & 1);
+        f.fast_only = (i & 2) != 0;
+        if (!mm.as->gup_fast(0, n, f, out.data(), &done).ok()) continue;  // a hole at 0
+        for (uint64_t k = 0; k < done; ++k) bad += out[k] != file[k];
+        if (!mm.as->unpin_user_pages(out.data(), done, f.write, false).ok()) ++bad;
+        calls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    // At least 300 rounds, and on until the pinner has really run beside them (relaxed: a
+    // progress count, nothing is published through it).
+    auto pinner_behind = [&] { return calls.load(std::memory_order_relaxed) < 300; };
+    for (int round = 0; round < 300 || (pinner_behind() && round < 1000000); ++round) {
+      CHECK_OK(mm.as->zap(round % n, 1 + round % 3));
+      if (round % 4 == 3) {  // truncate and map the file again
+        CHECK_OK(mm.as->munmap(0, n));
+        CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+      }
+    }
+    stop = true;
+    pinner.join();
+    CHECK_EQ(bad.load(), uint64_t(0));
+    CHECK(calls.load() >= 300);
+    CHECK_OK(mm.as->munmap(0, n));
+    CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
+    for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);  // the file's alone
+    for (uint32_t p : file) CHECK_EQ(mm.mem->pincount(p).value_or(-1), int64_t(0));
+  }
 }
 
 void stress_case(Scheme s, int64_t ms) {
