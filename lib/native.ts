@@ -57,16 +57,36 @@ export interface NativePageArray {
   freePages(): number;
   zeroPfn(): number | null;
   isMovable(pfn: number): boolean;
+  /** Maximal runs of consecutive ascending PFNs in list order, flat [pfn, count, ...]. */
+  pfnRuns(pfns: Uint32Array): Uint32Array;
+  /** Debug mode only: runs of pages with the same non-zero exact pin count, flat [pfn, count, pins, ...]. */
+  debugPinnedRuns(): Uint32Array;
+  /** Debug mode only: the exact pin count of each page of a range. */
+  debugPagePins(start: number, count: number): Int32Array;
 }
 
 /** Flag bits of the addon's gup call. @internal */
 export const GupFlag = { Write: 1, Longterm: 2, FastOnly: 4, Pin: 8, SlowOnly: 16 } as const;
+
+/** What translate() reports for a present page. @internal */
+export interface NativeTranslation {
+  pfn: number;
+  writable: boolean;
+  zeroPage: boolean;
+  huge: boolean;
+  /** A page-cache page of a shared (MAP_SHARED) mapping. */
+  shared: boolean;
+}
 
 /** @internal */
 export interface NativeAddressSpace {
   mmap(start: number, count: number, write: boolean, populate: boolean, huge: boolean): void;
   munmap(start: number, count: number): void;
   mprotect(start: number, count: number, write: boolean): void;
+  /** A shared region at start mapping pfns[i] at start + i (PTEs, one reference each). */
+  mapShared(start: number, pfns: Uint32Array, write: boolean): void;
+  /** zap_page_range: clears and puts every entry of the range; the regions stay. */
+  zap(start: number, count: number): void;
   touch(start: number, count: number, write: boolean): void;
   gup(start: number, count: number, flags: number): Uint32Array;
   unpinUserPages(pfns: Uint32Array, write: boolean, dirty: boolean): void;
@@ -74,7 +94,7 @@ export interface NativeAddressSpace {
   fork(): NativeAddressSpace;
   migrate(start: number, count: number): number;
   compact(): number;
-  translate(vpage: number): { pfn: number; writable: boolean; zeroPage: boolean; huge: boolean } | null;
+  translate(vpage: number): NativeTranslation | null;
   stats(): AddressSpaceStats;
   info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;

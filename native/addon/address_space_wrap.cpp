@@ -28,6 +28,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::mmap>("mmap"),
                          InstanceMethod<&AddressSpaceWrap::munmap>("munmap"),
                          InstanceMethod<&AddressSpaceWrap::mprotect>("mprotect"),
+                         InstanceMethod<&AddressSpaceWrap::map_shared>("mapShared"),
+                         InstanceMethod<&AddressSpaceWrap::zap>("zap"),
                          InstanceMethod<&AddressSpaceWrap::touch>("touch"),
                          InstanceMethod<&AddressSpaceWrap::gup>("gup"),
                          InstanceMethod<&AddressSpaceWrap::unpin_user_pages>("unpinUserPages"),
@@ -68,6 +70,17 @@ Napi::Value AddressSpaceWrap::munmap(const Napi::CallbackInfo& info) {
 }
 Napi::Value AddressSpaceWrap::mprotect(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->mprotect(int_arg(info, 0), int_arg(info, 1), bool_arg(info, 2)));
+  return info.Env().Undefined();
+}
+// mapShared(start, pfns: Uint32Array, write): the list is read in place.
+Napi::Value AddressSpaceWrap::map_shared(const Napi::CallbackInfo& info) {
+  auto pfns = info[1].As<Napi::Uint32Array>();
+  check(info.Env(),
+        core_->map_shared(int_arg(info, 0), pfns.Data(), pfns.ElementLength(), bool_arg(info, 2)));
+  return info.Env().Undefined();
+}
+Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {
+  check(info.Env(), core_->zap(int_arg(info, 0), int_arg(info, 1)));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::touch(const Napi::CallbackInfo& info) {
@@ -147,6 +160,7 @@ Napi::Value AddressSpaceWrap::translate(const Napi::CallbackInfo& info) {
   o.Set("writable", tr.writable);
   o.Set("zeroPage", tr.special);
   o.Set("huge", tr.huge);
+  o.Set("shared", tr.shared);
   return o;
 }
 

@@ -20,6 +20,8 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value mmap(const Napi::CallbackInfo& info);
   Napi::Value munmap(const Napi::CallbackInfo& info);
   Napi::Value mprotect(const Napi::CallbackInfo& info);
+  Napi::Value map_shared(const Napi::CallbackInfo& info);
+  Napi::Value zap(const Napi::CallbackInfo& info);
   Napi::Value touch(const Napi::CallbackInfo& info);
   Napi::Value gup(const Napi::CallbackInfo& info);
   Napi::Value unpin_user_pages(const Napi::CallbackInfo& info);

@@ -71,6 +71,9 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::bvecs_list>("bvecsList"),
           InstanceMethod<&PageArrayWrap::count_range>("countMaybeDmaPinnedRange"),
           InstanceMethod<&PageArrayWrap::count_list>("countMaybeDmaPinnedList"),
+          InstanceMethod<&PageArrayWrap::pfn_runs>("pfnRuns"),
+          InstanceMethod<&PageArrayWrap::debug_pinned_runs>("debugPinnedRuns"),
+          InstanceMethod<&PageArrayWrap::debug_page_pins>("debugPagePins"),
           InstanceMethod<&PageArrayWrap::stats>("stats"),
           InstanceMethod<&PageArrayWrap::alloc_folio>("allocFolio"),
           InstanceMethod<&PageArrayWrap::free_pages>("freePages"),
@@ -209,6 +212,34 @@ Napi::Value PageArrayWrap::count_list(const Napi::CallbackInfo& info) {
   uint64_t n = 0;
   check(info.Env(), core_->count_maybe_dma_pinned(list_arg(info, 0), &n));
   return Napi::Number::New(info.Env(), double(n));
+}
+
+// pfnRuns(list) -> Uint32Array [pfn, count, ...]: sized by a first pass, then written in place.
+Napi::Value PageArrayWrap::pfn_runs(const Napi::CallbackInfo& info) {
+  auto arr = info[0].As<Napi::Uint32Array>();
+  uint64_t runs = 0;
+  check(info.Env(), core_->count_pfn_runs(arr.Data(), arr.ElementLength(), &runs));
+  auto out = Napi::Uint32Array::New(info.Env(), size_t(runs * 2));
+  PageArray::write_pfn_runs(arr.Data(), arr.ElementLength(), out.Data());
+  return out;
+}
+
+// debugPinnedRuns() -> Uint32Array [pfn, count, pins, ...]
+Napi::Value PageArrayWrap::debug_pinned_runs(const Napi::CallbackInfo& info) {
+  std::vector<uint32_t> runs;
+  check(info.Env(), core_->debug_pinned_runs(&runs));
+  auto out = Napi::Uint32Array::New(info.Env(), runs.size());
+  std::memcpy(out.Data(), runs.data(), runs.size() * sizeof(uint32_t));
+  return out;
+}
+
+// debugPagePins(start, count) -> Int32Array of the exact pins of each page
+Napi::Value PageArrayWrap::debug_page_pins(const Napi::CallbackInfo& info) {
+  std::vector<int32_t> pins;
+  check(info.Env(), core_->debug_page_pins(int_arg(info, 0), int_arg(info, 1), &pins));
+  auto out = Napi::Int32Array::New(info.Env(), pins.size());
+  std::memcpy(out.Data(), pins.data(), pins.size() * sizeof(int32_t));
+  return out;
 }
 
 Napi::Value PageArrayWrap::stats(const Napi::CallbackInfo& info) {

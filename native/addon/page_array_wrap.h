@@ -39,6 +39,9 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value bvecs_list(const Napi::CallbackInfo& info);
   Napi::Value count_range(const Napi::CallbackInfo& info);
   Napi::Value count_list(const Napi::CallbackInfo& info);
+  Napi::Value pfn_runs(const Napi::CallbackInfo& info);
+  Napi::Value debug_pinned_runs(const Napi::CallbackInfo& info);
+  Napi::Value debug_page_pins(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value alloc_folio(const Napi::CallbackInfo& info);
   Napi::Value free_pages(const Napi::CallbackInfo& info);
