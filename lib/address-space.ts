@@ -1,6 +1,9 @@
 import { invalid } from './errors.js';
+import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, native, type NativeAddressSpace } from './native.js';
-import { nativeOf, type PageArray } from './page-array.js';
+import type { PinOwner } from './owners/owner.js';
+import { withoutPfn } from './owners/runs.js';
+import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
 import { bool, integer, optionsObject, show } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
@@ -23,8 +26,16 @@ export interface MmapOptions extends VirtualRange {
   write?: boolean;
   /** Fault every page in now (MAP_POPULATE; write faults where writable). Default false. */
   populate?: boolean;
-  /** Back aligned 2 MiB stretches with order-9 folios mapped by PMD leaves (THP). Default false. */
+  /** Back aligned 2 MiB stretches with order-9 folios mapped by PMD leaves (THP). Default false. Anonymous memory only. */
   huge?: boolean;
+  /**
+   * Map this file's page-cache folios shared (MAP_SHARED) instead of anonymous memory: every
+   * mapping of the file sees the same pages, writes never copy, pins pin the page cache's
+   * pages, and fork shares them. Holes in the range get folios now. Default: anonymous.
+   */
+  file?: PageCacheFile;
+  /** With `file`: the first file page mapped. Default 0. */
+  offset?: number;
 }
 
 /** Options of {@link AddressSpace.mprotect}. */
@@ -47,6 +58,8 @@ export interface PinUserOptions {
   longterm?: boolean;
   /** FOLL_FAST_ONLY: no slow path; returns what the lockless walk took (possibly 0). Default false. */
   fastOnly?: boolean;
+  /** The pins' owner (see {@link PageArray.pinOwner}); the unpin must name it too. Default: none. */
+  owner?: PinOwner;
 }
 
 /** Options of {@link AddressSpace.getUserPagesFast} (FOLL_GET). */
@@ -65,6 +78,8 @@ export interface UnpinUserOptions {
   dirty?: boolean;
   /** Must match the pin under `'write-bias'` (write pins carry the bias). Default false. */
   write?: boolean;
+  /** The owner the pins were taken for; required if they were taken with one. */
+  owner?: PinOwner;
 }
 
 /** What get/pin_user_pages took: `count` PFNs, one per virtual page from `start`. */
@@ -79,6 +94,8 @@ export interface GupResult {
 export interface Translation {
   /** The PFN of the 4 KiB page. */
   pfn: number;
+  /** A shared mapping's page-cache page (see {@link MmapOptions.file}). */
+  shared: boolean;
   /** Whether the entry allows writes (false for COW-shared, read-only and zero-page entries). */
   writable: boolean;
   /** The shared zero page (mapped by read faults, never counted). */
@@ -137,6 +154,7 @@ export interface AddressSpaceStats {
 }
 
 let adopting: NativeAddressSpace | undefined;
+let nextId = 1;
 
 /**
  * A process address space over a {@link PageArray}: anonymous private regions, a real
@@ -161,8 +179,11 @@ export class AddressSpace {
   readonly mem: PageArray;
   /** Virtual pages. */
   readonly pages: number;
+  /** Names this address space in pin provenance (`'mm#3 vpages 0..511'`): 1, 2, ... in creation order. */
+  readonly id: number;
 
   readonly #native: NativeAddressSpace;
+  readonly #files = new Set<PageCacheFile>();
 
   /**
    * @param mem - the physical memory (a `populated: false` array suits simulations that allocate)
@@ -177,6 +198,7 @@ export class AddressSpace {
     this.#native = adopting ?? new native.NativeAddressSpace(handle, pages);
     this.mem = mem;
     this.pages = this.#native.info().pages;
+    this.id = nextId++;
   }
 
   /**
@@ -185,20 +207,28 @@ export class AddressSpace {
    *   `ENOMEM` when `populate` runs out of pages (then nothing is mapped)
    */
   mmap(options: MmapOptions): void {
-    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge']);
-    this.#native.mmap(
-      integer('start', o['start']),
-      integer('count', o['count']),
-      bool('write', o['write'], true),
-      bool('populate', o['populate'], false),
-      bool('huge', o['huge'], false),
-    );
+    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset']);
+    const start = integer('start', o['start']);
+    const count = integer('count', o['count']);
+    const write = bool('write', o['write'], true);
+    const populate = bool('populate', o['populate'], false);
+    const huge = bool('huge', o['huge'], false);
+    if (o['file'] === undefined) {
+      if (o['offset'] !== undefined) invalid('offset needs a file');
+      this.#native.mmap(start, count, write, populate, huge);
+      return;
+    }
+    if (!(o['file'] instanceof PageCacheFile)) invalid(`file must be a PageCacheFile (got ${show(o['file'])})`);
+    if (o['file'].mem !== this.mem) invalid(`file '${o['file'].name}' lives in another page array`);
+    if (huge) invalid('huge maps anonymous memory; a file maps its own folios (see PageCacheFile folioOrder)');
+    this.#mapFile(o['file'], start, count, o['offset'] === undefined ? 0 : integer('offset', o['offset']), write);
   }
 
   /** Unmaps a range (holes allowed): each entry is cleared, then its folio reference put. */
   munmap(range: VirtualRange): void {
     const { start, count } = virtualRange('munmap', range);
     this.#native.munmap(start, count);
+    for (const file of this.#files) file.unmapped(this, start, count);
   }
 
   /**
@@ -232,17 +262,17 @@ export class AddressSpace {
    *   (contradictory flags), `ENOMEM`, `EBUSY` (a long-term page could not be migrated)
    */
   pinUserPagesFast(start: number, count: number, options?: PinUserOptions): GupResult {
-    return this.#gup(start, count, options, GupFlag.Pin);
+    return this.#gup(start, count, options, GupFlag.Pin, 'pinUserPagesFast');
   }
 
   /** get_user_pages_fast: like {@link AddressSpace.pinUserPagesFast} with FOLL_GET references (release with {@link AddressSpace.putUserPages}). */
   getUserPagesFast(start: number, count: number, options?: GetUserOptions): GupResult {
-    return this.#gup(start, count, options, 0);
+    return this.#gup(start, count, options, 0, 'getUserPagesFast');
   }
 
   /** pin_user_pages: the slow path alone, under the mmap lock. `fastOnly` is rejected (`EINVAL`). */
   pinUserPages(start: number, count: number, options?: PinUserOptions): GupResult {
-    return this.#gup(start, count, options, GupFlag.Pin | GupFlag.SlowOnly);
+    return this.#gup(start, count, options, GupFlag.Pin | GupFlag.SlowOnly, 'pinUserPages');
   }
 
   /**
@@ -251,8 +281,14 @@ export class AddressSpace {
    * @throws PinlabError `ENOTPINNED`, `ERANGE` (nothing changes)
    */
   unpinUserPages(pfns: Uint32Array, options?: UnpinUserOptions): void {
-    const o = optionsObject('unpin options', options, ['dirty', 'write']);
-    this.#native.unpinUserPages(pfnList(pfns), bool('write', o['write'], false), bool('dirty', o['dirty'], false));
+    const o = optionsObject('unpin options', options, ['dirty', 'write', 'owner']);
+    const list = pfnList(pfns);
+    const write = bool('write', o['write'], false);
+    const dirty = bool('dirty', o['dirty'], false);
+    const owner = ownerOption(this.mem, o['owner'], true);
+    const tracked = owner !== null || trackingOf(this.mem).recordsAll;
+    const runs = tracked ? this.mem.pfnRuns(withoutPfn(list, this.mem.zeroPfn)) : null;
+    this.mem.releasePins(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
   }
 
   /** Releases FOLL_GET references from {@link AddressSpace.getUserPagesFast} (put_page each; the zero page skipped). */
@@ -268,11 +304,16 @@ export class AddressSpace {
    */
   fork(): AddressSpace {
     adopting = this.#native.fork();
+    let child: AddressSpace;
     try {
-      return new AddressSpace(this.mem, { pages: this.pages });
+      child = new AddressSpace(this.mem, { pages: this.pages });
     } finally {
       adopting = undefined;
     }
+    for (const file of this.#files) {
+      for (const m of file.mappingsOf(this)) child.#trackFileMapping(file, m.start, m.offset, m.count);
+    }
+    return child;
   }
 
   /**
@@ -327,16 +368,55 @@ export class AddressSpace {
     return this.#native.stats();
   }
 
-  #gup(start: number, count: number, options: unknown, base: number): GupResult {
-    const o = optionsObject('gup options', options, ['write', 'longterm', 'fastOnly']);
+  /** @internal pin_user_pages_fast on behalf of `operation` (bios): the PFNs pinned. */
+  pinUserPagesAs(operation: 'bioFromUserPages', start: number, count: number, options: PinUserOptions): Uint32Array {
+    return this.#gup(start, count, options, GupFlag.Pin, operation).pfns;
+  }
+
+  #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean): void {
+    if (offset < 0) invalid(`offset must be >= 0 (got ${offset})`);
+    const { pfns, undo } = file.pagesFor(offset, count);
+    try {
+      this.#native.mapShared(start, pfns, write);
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    this.#trackFileMapping(file, start, offset, count);
+  }
+
+  #trackFileMapping(file: PageCacheFile, start: number, offset: number, count: number): void {
+    const self = new WeakRef<AddressSpace>(this);
+    const zap = (s: number, c: number): void => {
+      const mm = self.deref();
+      if (mm !== undefined) mm.#native.zap(s, c);
+    };
+    file.addMapping({ mm: self, start, offset, count, zap });
+    this.#files.add(file);
+  }
+
+  #gup(start: number, count: number, options: unknown, base: number, op: GupOperation): GupResult {
+    const pin = (base & GupFlag.Pin) !== 0;
+    const o = optionsObject('gup options', options, pin ? ['write', 'longterm', 'fastOnly', 'owner'] : ['write', 'longterm', 'fastOnly']);
     let flags = base;
-    if (bool('write', o['write'], false)) flags |= GupFlag.Write;
-    if (bool('longterm', o['longterm'], false)) flags |= GupFlag.Longterm;
+    const write = bool('write', o['write'], false);
+    const longterm = bool('longterm', o['longterm'], false);
+    if (write) flags |= GupFlag.Write;
+    if (longterm) flags |= GupFlag.Longterm;
     if (bool('fastOnly', o['fastOnly'], false)) flags |= GupFlag.FastOnly;
-    const pfns = this.#native.gup(integer('start', start), integer('count', count), flags);
+    const owner = pin ? ownerOption(this.mem, o['owner']) : null;
+    const s = integer('start', start);
+    const pfns = this.#native.gup(s, integer('count', count), flags);
+    if (op !== 'getUserPagesFast' && pfns.length > 0 && (owner !== null || trackingOf(this.mem).recordsAll)) {
+      const runs = this.mem.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+      const via = `mm#${this.id} vpages ${s}..${s + pfns.length - 1}`;
+      this.mem.recordPins(owner, op, write, longterm, runs, via);
+    }
     return { pfns, count: pfns.length };
   }
 }
+
+type GupOperation = 'pinUserPagesFast' | 'pinUserPages' | 'getUserPagesFast' | 'bioFromUserPages';
 
 function virtualRange(what: string, range: unknown): VirtualRange {
   const o = optionsObject(`${what} range`, range, ['start', 'count']);

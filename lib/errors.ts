@@ -1,3 +1,5 @@
+import type { OutstandingPin, PinProvenance } from './owners/types.js';
+
 /**
  * Error codes, errno-like. Each names one class of failure; the message names the bad value.
  *
@@ -12,6 +14,8 @@
  * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
  * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root)
  * - `ENOENT`: a file does not exist
+ * - `ELEAK`: pins are still held where none may be ({@link PageArray.checkBalanced}, dropping an
+ *   owner with `pins: 'report'`); the error's `leaks` name each owner, call and page run
  */
 export type PinlabErrorCode =
   | 'EINVAL'
@@ -24,7 +28,8 @@ export type PinlabErrorCode =
   | 'ENOMEM'
   | 'EFAULT'
   | 'EACCES'
-  | 'ENOENT';
+  | 'ENOENT'
+  | 'ELEAK';
 
 /**
  * The one error class pinlab throws for bad input or a refused operation. A failed call
@@ -39,16 +44,34 @@ export type PinlabErrorCode =
 export class PinlabError extends Error {
   /** The errno-like code, e.g. `'EFREE'`. */
   readonly code: PinlabErrorCode;
+  /**
+   * Debug tracking's provenance of the pins involved (`EPINNED`, `ENOTPINNED`, `EBUSY` from a
+   * file): which owner and which pin call took them. Empty when nothing is known.
+   */
+  readonly provenance: readonly PinProvenance[];
+  /** `ELEAK`: every run of pages still pinned, by owner and call. Empty for other codes. */
+  readonly leaks: readonly OutstandingPin[];
 
   /**
    * @param code - the errno-like code
    * @param message - what went wrong, naming the offending value
+   * @param details - provenance of the pins involved, and for `ELEAK` the pins still held
    */
-  constructor(code: PinlabErrorCode, message: string) {
+  constructor(code: PinlabErrorCode, message: string, details?: PinlabErrorDetails) {
     super(`${code}: ${message}`);
     this.name = 'PinlabError';
     this.code = code;
+    this.provenance = details?.provenance ?? [];
+    this.leaks = details?.leaks ?? [];
   }
+}
+
+/** The optional structured part of a {@link PinlabError}. */
+export interface PinlabErrorDetails {
+  /** Which owners and pin calls took the pins involved. */
+  provenance?: readonly PinProvenance[];
+  /** `ELEAK`: the pins still held. */
+  leaks?: readonly OutstandingPin[];
 }
 
 /** Throws `EINVAL` with the given message. @internal */

@@ -4,7 +4,44 @@
  *
  * @packageDocumentation
  */
-export { PinlabError, type PinlabErrorCode } from './errors.js';
+export { PinlabError, type PinlabErrorCode, type PinlabErrorDetails } from './errors.js';
+export {
+  PinOwner,
+  type DropOptions,
+  type DropPolicy,
+  type DropReport,
+  type PinOwnerOptions,
+} from './owners/owner.js';
+export type {
+  Imbalance,
+  ImbalanceCounts,
+  ImbalanceKind,
+  ImbalanceMode,
+  OutstandingPin,
+  OwnerKind,
+  PinOperation,
+  PinProvenance,
+} from './owners/types.js';
+export {
+  Lease,
+  PageCacheFile,
+  type LayoutChange,
+  type LayoutChangeReport,
+  type LeaseBreak,
+  type LeaseOptions,
+  type PageCacheFileOptions,
+} from './files/page-cache-file.js';
+export {
+  Bio,
+  bioAddPage,
+  bioFromUserPages,
+  type BioAddPageOptions,
+  type BioOptions,
+  type BioPolicy,
+  type BioRelease,
+  type BioVec,
+  type BvecReference,
+} from './bio.js';
 export {
   AddressSpace,
   type AddressSpaceOptions,
@@ -28,6 +65,7 @@ export {
   SCHEMES,
   type Bvec,
   type MemoryUsage,
+  type OutstandingPinsOptions,
   type PageArrayOptions,
   type PageArrayStats,
   type PageSet,

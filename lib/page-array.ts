@@ -1,6 +1,10 @@
 import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
+import { PinOwner, type OwnerHost, type PinOwnerOptions } from './owners/owner.js';
+import { rangeRuns } from './owners/runs.js';
+import { PinTracking, describeLeaks } from './owners/tracking.js';
+import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /** The pin-counting schemes (see the README's table). */
@@ -36,6 +40,14 @@ export interface PageArrayOptions {
    * allocated there first, and long-term pins must migrate it out first.
    */
   movablePages?: number;
+  /**
+   * What a detected imbalance does (`EPINNED`, `ENOTPINNED`, `ELEAK`): `'throw'` a
+   * {@link PinlabError} (default), or `'count'` it in {@link PageArrayStats.imbalances} and
+   * {@link PageArray.imbalances} and skip the offending release ("warn and count").
+   */
+  onImbalance?: ImbalanceMode;
+  /** Keep the JS stack of every recorded pin call in its provenance (costly: a stack per call). Default false. */
+  captureStacks?: boolean;
 }
 
 /** A page list: a contiguous PFN range, or a `Uint32Array` of PFNs (any order, repeats allowed). */
@@ -47,6 +59,11 @@ export interface PinOptions {
   write?: boolean;
   /** `'bvec'` (default): one grab per run of a folio; `'per-page'`: one grab per subpage. */
   path?: PinPath;
+  /**
+   * The pin's owner (see {@link PageArray.pinOwner}): the call is recorded in the owner's side
+   * table, and the unpin must name the same owner. Default: none (no side-table cost).
+   */
+  owner?: PinOwner;
 }
 
 /** Options of {@link PageArray.unpinPages}. */
@@ -77,6 +94,8 @@ export interface PageArrayStats {
   overflowRefusals: number;
   /** Multi-page calls that failed and rolled back. */
   rollbacks: number;
+  /** Detected imbalances by kind (see {@link PageArrayOptions.onImbalance}). */
+  imbalances: ImbalanceCounts;
 }
 
 /** Bytes the per-page arrays take for this configuration. */
@@ -96,7 +115,18 @@ const CONSTRUCTOR_OPTIONS = [
   'debug',
   'populated',
   'movablePages',
+  'onImbalance',
+  'captureStacks',
 ] as const;
+
+const IMBALANCE_MODES: readonly ImbalanceMode[] = ['throw', 'count'];
+const OWNER_KINDS: readonly OwnerKind[] = ['mm', 'file', 'device'];
+
+/** Options of {@link PageArray.outstandingPins}. */
+export interface OutstandingPinsOptions {
+  /** Only this owner's pins. Default: every owner's (and in debug mode the ownerless ones). */
+  owner?: PinOwner;
+}
 
 /** Options of {@link PageArray.allocFolio}. */
 export interface AllocOptions {
@@ -112,8 +142,15 @@ export function nativeOf(mem: PageArray): NativePageArray {
   if (h === undefined) invalid(`mem must be a PageArray (got ${show(mem)})`);
   return h;
 }
-const PIN_OPTIONS = ['write', 'path'] as const;
-const UNPIN_OPTIONS = ['write', 'path', 'dirty'] as const;
+/** The pin tracking of a page array (for the other classes of lib/). @internal */
+export function trackingOf(mem: PageArray): PinTracking {
+  nativeOf(mem);
+  return trackings.get(mem)!;
+}
+const trackings = new WeakMap<PageArray, PinTracking>();
+
+const PIN_OPTIONS = ['write', 'path', 'owner'] as const;
+const UNPIN_OPTIONS = ['write', 'path', 'dirty', 'owner'] as const;
 const PATHS: readonly PinPath[] = ['per-page', 'bvec'];
 
 /**
@@ -148,6 +185,7 @@ export class PageArray {
   readonly options: Readonly<Required<PageArrayOptions>>;
 
   readonly #native: NativePageArray;
+  readonly #tracking: PinTracking;
 
   /**
    * @param options - see {@link PageArrayOptions}
@@ -165,9 +203,18 @@ export class PageArray {
       debug: bool('debug', o['debug'], false),
       populated: bool('populated', o['populated'], true),
       movablePages: o['movablePages'] === undefined ? 0 : integer('movablePages', o['movablePages']),
+      onImbalance: oneOf('onImbalance', o['onImbalance'], IMBALANCE_MODES, 'throw'),
+      captureStacks: bool('captureStacks', o['captureStacks'], false),
     };
     this.#native = new native.NativePageArray(resolved);
     handles.set(this, this.#native);
+    this.#tracking = new PinTracking({
+      debug: resolved.debug,
+      mode: resolved.onImbalance,
+      captureStacks: resolved.captureStacks,
+      matchWrite: resolved.scheme === 'write-bias',
+    });
+    trackings.set(this, this.#tracking);
     this.pages = resolved.pages;
     this.scheme = resolved.scheme;
     this.pinBias = resolved.pinBias;
@@ -227,7 +274,14 @@ export class PageArray {
    *   put would eat references that belong to pins. Nothing changes on error.
    */
   putPage(pfn: number, refs = 1): boolean {
-    return this.#native.putPage(pfnArg('pfn', pfn), integer('refs', refs));
+    const p = pfnArg('pfn', pfn);
+    const n = integer('refs', refs);
+    try {
+      return this.#native.putPage(p, n);
+    } catch (e) {
+      this.#tracking.coreError(e, p, p + 1);
+      return false; // counted, and skipped
+    }
   }
 
   // ---- pins (FOLL_PIN) ----------------------------------------------------------------------
@@ -238,10 +292,14 @@ export class PageArray {
    *   `ERANGE` for a PFN out of range; nothing stays pinned
    */
   pinPages(pages: PageSet, options?: PinOptions): number {
-    const flags = pinFlags(optionsObject('pin options', options, PIN_OPTIONS), false);
-    if (pages instanceof Uint32Array) return this.#native.pinList(pages, flags);
+    const o = optionsObject('pin options', options, PIN_OPTIONS);
+    const flags = pinFlags(o, false);
+    const owner = ownerOption(this, o['owner']);
+    if (pages instanceof Uint32Array) return this.#pinList('pinPages', pages, flags, owner);
     const { start, count } = pageRange(pages);
-    return this.#native.pinRange(start, count, flags);
+    const n = this.#native.pinRange(start, count, flags);
+    if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, 'pinPages', flags, rangeRuns(start, count));
+    return n;
   }
 
   /**
@@ -253,12 +311,150 @@ export class PageArray {
   unpinPages(pages: PageSet, options?: UnpinOptions): void {
     const o = optionsObject('unpin options', options, UNPIN_OPTIONS);
     const flags = pinFlags(o, bool('dirty', o['dirty'], false));
+    const owner = ownerOption(this, o['owner'], true);
+    const write = (flags & PinFlag.Write) !== 0;
     if (pages instanceof Uint32Array) {
-      this.#native.unpinList(pages, flags);
+      if (owner !== null || this.#tracking.recordsAll) {
+        this.releasePins(owner, this.pfnRuns(pages), write, () => this.#native.unpinList(pages, flags));
+        return;
+      }
+      try {
+        this.#native.unpinList(pages, flags);
+      } catch (e) {
+        this.#tracking.coreError(e, pages[0] ?? 0, (pages[0] ?? 0) + 1);
+      }
       return;
     }
     const { start, count } = pageRange(pages);
-    this.#native.unpinRange(start, count, flags);
+    if (owner !== null || this.#tracking.recordsAll) {
+      if (start + count > this.pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
+      this.releasePins(owner, rangeRuns(start, count), write, () => this.#native.unpinRange(start, count, flags));
+      return;
+    }
+    try {
+      this.#native.unpinRange(start, count, flags);
+    } catch (e) {
+      this.#tracking.coreError(e, start, start + count);
+    }
+  }
+
+  // ---- owners, leaks and debug provenance ---------------------------------------------------
+
+  /**
+   * Creates a pin owner (the vaddr_pin idea of seed 000): pass it as the `owner` option of pin
+   * and unpin calls; its pins stay listed by {@link PageArray.outstandingPins} until released,
+   * whatever happens to the mapping they came from.
+   * @throws PinlabError `EINVAL` for an empty name, a name a live owner has, or a bad kind
+   */
+  pinOwner(name: string, options?: PinOwnerOptions): PinOwner {
+    if (typeof name !== 'string' || name.length === 0) invalid(`owner name must be a non-empty string (got ${show(name)})`);
+    const o = optionsObject('owner options', options, ['kind']);
+    const kind = oneOf('kind', o['kind'], OWNER_KINDS, 'device');
+    const host: OwnerHost = { tracking: this.#tracking, releaseAll: (owner) => this.#releaseAll(owner) };
+    const owner = new PinOwner(this, host, name, kind);
+    this.#tracking.registerOwner(owner);
+    return owner;
+  }
+
+  /**
+   * The runs of pages still pinned, by owner and pin call: every owner's (or `owner`'s) pins,
+   * and in debug mode the pins taken without an owner too (`owner: null`).
+   */
+  outstandingPins(options?: OutstandingPinsOptions): OutstandingPin[] {
+    const o = optionsObject('outstandingPins options', options, ['owner']);
+    const owner = ownerOption(this, o['owner'], true);
+    if (!this.#tracking.active) return [];
+    return owner === null ? this.#tracking.ledger.outstanding() : this.#tracking.ledger.outstanding(owner);
+  }
+
+  /**
+   * Checks that no pin is outstanding: throws `ELEAK` naming each owner, call and run still
+   * pinned (and, outside debug mode, how many pins were taken without an owner and not
+   * released). Returns the leaks, empty when balanced (in `'count'` mode a non-empty list is
+   * counted, not thrown).
+   * @throws PinlabError `ELEAK`
+   */
+  checkBalanced(): OutstandingPin[] {
+    const leaks = this.outstandingPins();
+    const { pinAcquired, pinReleased } = this.#native.stats();
+    const tracked = this.#tracking.active ? this.#tracking.ledger.livePages : 0;
+    const untracked = pinAcquired - pinReleased - tracked;
+    if (leaks.length === 0 && untracked <= 0) return leaks;
+    const parts: string[] = [];
+    if (leaks.length > 0) parts.push(`${leaks.length} ${leaks.length === 1 ? 'run' : 'runs'} still pinned: ${describeLeaks(leaks)}`);
+    if (untracked > 0) parts.push(`${untracked} pins taken without an owner are not released (debug: true lists their runs)`);
+    this.#tracking.detect('ELEAK', parts.join('; '), leaks, leaks);
+    return leaks;
+  }
+
+  /** The most recent detected imbalances (up to 1024), oldest first, with their provenance. */
+  imbalances(): Imbalance[] {
+    return this.#tracking.log();
+  }
+
+  /** @internal The flat runs of consecutive PFNs of a list (the side table's unit). */
+  pfnRuns(pfns: Uint32Array): Uint32Array {
+    return this.#native.pfnRuns(pfns);
+  }
+
+  /**
+   * @internal A release through the ledger: matched against `owner`'s records first (nothing
+   * changes on a mismatch), then `unpin`, then committed. `runs` null: not tracked (the core's
+   * detections still count in `'count'` mode).
+   */
+  releasePins(owner: PinOwner | null, runs: Uint32Array | null, write: boolean, unpin: () => void): void {
+    const lo = runs !== null && runs.length > 0 ? runs[0]! : 0;
+    const plan = runs === null ? null : this.#tracking.planRelease(owner, runs, write);
+    if (runs !== null && plan === null) return; // counted, and skipped
+    try {
+      unpin();
+    } catch (e) {
+      this.#tracking.coreError(e, lo, lo + 1);
+      return;
+    }
+    if (plan !== null) this.#tracking.ledger.commit(plan);
+  }
+
+  /** @internal Records a pin call that succeeded. */
+  recordPins(owner: PinOwner | null, operation: PinOperation, write: boolean, longterm: boolean, runs: Uint32Array, via: string | null): void {
+    this.#tracking.record(owner, { operation, write, longterm, via }, runs);
+  }
+
+  #recordPins(owner: PinOwner | null, operation: PinOperation, flags: number, runs: Uint32Array): void {
+    this.recordPins(owner, operation, (flags & PinFlag.Write) !== 0, false, runs, null);
+  }
+
+  /** @internal pinPages of a PFN list on behalf of `operation` (bios). */
+  pinPagesAs(operation: PinOperation, pfns: Uint32Array, write: boolean, owner: PinOwner | null): number {
+    return this.#pinList(operation, pfns, write ? PinFlag.Write : 0, owner);
+  }
+
+  #pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwner | null): number {
+    const n = this.#native.pinList(pfns, flags);
+    if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, operation, flags, this.pfnRuns(pfns));
+    return n;
+  }
+
+  #releaseAll(owner: PinOwner): number {
+    if (!this.#tracking.active) return 0;
+    const records = this.#tracking.ledger.records(owner);
+    const done: typeof records = [];
+    let pages = 0;
+    try {
+      for (const r of records) {
+        for (let i = 0; i < r.runs.length; i += 2) this.#native.unpinRange(r.runs[i]!, r.runs[i + 1]!, r.write ? PinFlag.Write : 0);
+        done.push(r);
+      }
+    } catch (e) {
+      // Roll back: re-pin what this drop already released (the pages are still allocated).
+      for (const r of done) for (let i = 0; i < r.runs.length; i += 2) this.#native.pinRange(r.runs[i]!, r.runs[i + 1]!, r.write ? PinFlag.Write : 0);
+      throw e;
+    }
+    for (const r of records) {
+      pages += r.pages;
+      this.#tracking.ledger.commit({ owner, steps: [{ record: r, keeps: null }] });
+    }
+    return pages;
   }
 
   /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
@@ -305,7 +501,7 @@ export class PageArray {
 
   /** Event counters (see {@link PageArrayStats}). */
   stats(): PageArrayStats {
-    return this.#native.stats();
+    return { ...this.#native.stats(), imbalances: this.#tracking.counts() };
   }
 
   // ---- the allocator ------------------------------------------------------------------------
@@ -350,6 +546,18 @@ function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
   if (dirty) flags |= PinFlag.Dirty;
   return flags;
 }
+
+/** The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */
+function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false): PinOwner | null {
+  if (value === undefined) return null;
+  if (!(value instanceof PinOwner)) invalid(`owner must be a PinOwner from mem.pinOwner() (got ${show(value)})`);
+  if (value.mem !== mem) invalid(`owner '${value.name}' belongs to another page array`);
+  if (value.dropped && !mayBeDropped) invalid(`owner '${value.name}' was dropped and takes no new pins`);
+  return value;
+}
+
+/** @internal */
+export { ownerOption };
 
 function pageRange(pages: unknown): { start: number; count: number } {
   if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {

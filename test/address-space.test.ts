@@ -54,7 +54,7 @@ describe('mmap', () => {
     expect(new Set(pfns).size).toBe(20);
     for (let v = 10; v < 30; v++) {
       const t = mm.translate(v)!;
-      expect(t).toEqual({ pfn: t.pfn, writable: true, zeroPage: false, huge: false });
+      expect(t).toEqual({ pfn: t.pfn, writable: true, zeroPage: false, huge: false, shared: false });
       expect(mem.refcount(t.pfn)).toBe(1);
       expect(mem.folioOrder(t.pfn)).toBe(0);
       expect(mem.pincount(t.pfn)).toBe(0);
@@ -69,7 +69,7 @@ describe('mmap', () => {
     mm.mmap({ start: 0, count: 8, write: false, populate: true });
     const zero = mem.zeroPfn;
     expect(zero).not.toBeNull();
-    for (let v = 0; v < 8; v++) expect(mm.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false });
+    for (let v = 0; v < 8; v++) expect(mm.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false, shared: false });
     expect(mm.mappedPages).toBe(8);
     expect(mem.freePages()).toBe(63);
   });
@@ -286,8 +286,8 @@ describe('PMD leaves (huge: true)', () => {
       expect(mem.maybeDmaPinned(h)).toBe(false);
     }
     expect(h0).not.toBe(h1);
-    for (const v of [0, 1, 300, 511]) expect(mm.translate(v)).toEqual({ pfn: h0 + v, writable: true, zeroPage: false, huge: true });
-    expect(mm.translate(513)).toEqual({ pfn: h1 + 1, writable: true, zeroPage: false, huge: true });
+    for (const v of [0, 1, 300, 511]) expect(mm.translate(v)).toEqual({ pfn: h0 + v, writable: true, zeroPage: false, huge: true, shared: false });
+    expect(mm.translate(513)).toEqual({ pfn: h1 + 1, writable: true, zeroPage: false, huge: true, shared: false });
     expect(mem.freePages()).toBe(4096 - 1024);
   });
 
@@ -332,7 +332,7 @@ describe('PMD leaves (huge: true)', () => {
     expect(mem.refcount(h)).toBe(PMD - 5);
     expect(mem.folioOrder(h)).toBe(9);
     expect(mem.freePages()).toBe(free0); // the folio is still in use
-    for (const v of [0, 9, 15, 511]) expect(mm.translate(v)).toEqual({ pfn: h + v, writable: true, zeroPage: false, huge: false });
+    for (const v of [0, 9, 15, 511]) expect(mm.translate(v)).toEqual({ pfn: h + v, writable: true, zeroPage: false, huge: false, shared: false });
     for (let v = 10; v < 15; v++) expect(mm.translate(v)).toBeNull();
     expect(mm.translate(512)!.huge).toBe(true); // the other leaf is untouched
     expect(mem.refcount(h1)).toBe(PMD);
@@ -385,18 +385,18 @@ describe('PMD leaves (huge: true)', () => {
     const h = mm.translate(0)!.pfn;
     const h1 = mm.translate(512)!.pfn;
     mm.mprotect({ start: 100, count: 10, write: false });
-    expect(mm.translate(99)).toEqual({ pfn: h + 99, writable: true, zeroPage: false, huge: false });
-    expect(mm.translate(100)).toEqual({ pfn: h + 100, writable: false, zeroPage: false, huge: false });
+    expect(mm.translate(99)).toEqual({ pfn: h + 99, writable: true, zeroPage: false, huge: false, shared: false });
+    expect(mm.translate(100)).toEqual({ pfn: h + 100, writable: false, zeroPage: false, huge: false, shared: false });
     expect(mm.translate(110)!.writable).toBe(true);
     expect(mem.refcount(h)).toBe(PMD);
     mm.mprotect({ start: 512, count: 512, write: false });
-    expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: false, zeroPage: false, huge: true });
+    expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: false, zeroPage: false, huge: true, shared: false });
     // Granting write and writing reuses the exclusively owned THP in place (no split, no copy).
     mm.mprotect({ start: 512, count: 512, write: true });
     const s0 = mm.stats();
     mm.touch(700, 1, { write: true });
     expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: PMD }));
-    expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: true, zeroPage: false, huge: true });
+    expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: true, zeroPage: false, huge: true, shared: false });
   });
 });
 

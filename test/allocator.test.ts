@@ -288,7 +288,7 @@ describe('the zero page', () => {
     const ref = mem.refcount(zero!);
     expect(ref).toBe(1);
     mm.touch(8, 8);
-    for (let v = 0; v < 16; v++) expect(mm.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false });
+    for (let v = 0; v < 16; v++) expect(mm.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false, shared: false });
     expect(mem.refcount(zero!)).toBe(ref);
     expect(mem.freePages()).toBe(63);
     // A write fault takes user memory from ZONE_MOVABLE.

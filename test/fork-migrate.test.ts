@@ -39,14 +39,14 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, {}));
       expect(Object.values(child.stats()).every((n) => n === 0)).toBe(true);
       for (let v = 0; v < 8; v++) {
-        const shared = { pfn: pfns[v], writable: false, zeroPage: false, huge: false };
+        const shared = { pfn: pfns[v], writable: false, zeroPage: false, huge: false, shared: false };
         expect(mm.translate(v)).toEqual(shared);
         expect(child.translate(v)).toEqual(shared);
         expect(mem.refcount(pfns[v]!)).toBe(2);
       }
-      for (const v of [8, 9]) expect(child.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false });
-      expect(mm.translate(600)).toEqual({ pfn: h + 88, writable: false, zeroPage: false, huge: true });
-      expect(child.translate(600)).toEqual({ pfn: h + 88, writable: false, zeroPage: false, huge: true });
+      for (const v of [8, 9]) expect(child.translate(v)).toEqual({ pfn: zero, writable: false, zeroPage: true, huge: false, shared: false });
+      expect(mm.translate(600)).toEqual({ pfn: h + 88, writable: false, zeroPage: false, huge: true, shared: false });
+      expect(child.translate(600)).toEqual({ pfn: h + 88, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h)).toBe(2 * PMD);
       // Two mappings' references of a THP: bias-counted schemes read them as a pin.
       expect(mem.maybeDmaPinned(h)).toBe(biasCounted(scheme, 9));
@@ -73,7 +73,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       const s0 = mm.stats();
       mm.touch(0, 1, { write: true });
       expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: 1 }));
-      expect(mm.translate(0)).toEqual({ pfn: pfns[0], writable: true, zeroPage: false, huge: false });
+      expect(mm.translate(0)).toEqual({ pfn: pfns[0], writable: true, zeroPage: false, huge: false, shared: false });
       // The other order: the parent copies first, the child reuses.
       mm.touch(1, 1, { write: true });
       expect(mm.translate(1)!.pfn).not.toBe(pfns[1]);
@@ -102,8 +102,8 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       expect(t.huge).toBe(false);
       expect(t.pfn).not.toBe(h + 5);
       expect(mem.folioOrder(t.pfn)).toBe(0);
-      expect(child.translate(6)).toEqual({ pfn: h + 6, writable: false, zeroPage: false, huge: false });
-      expect(mm.translate(5)).toEqual({ pfn: h + 5, writable: false, zeroPage: false, huge: true });
+      expect(child.translate(6)).toEqual({ pfn: h + 6, writable: false, zeroPage: false, huge: false, shared: false });
+      expect(mm.translate(5)).toEqual({ pfn: h + 5, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h)).toBe(2 * PMD - 1);
       child.munmap({ start: 0, count: 512 });
       expect(mem.refcount(h)).toBe(PMD);
@@ -112,7 +112,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       const s0 = mm.stats();
       mm.touch(5, 1, { write: true });
       expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: PMD }));
-      expect(mm.translate(5)).toEqual({ pfn: h + 5, writable: true, zeroPage: false, huge: true });
+      expect(mm.translate(5)).toEqual({ pfn: h + 5, writable: true, zeroPage: false, huge: true, shared: false });
     });
 
     it('a write pin of a shared THP copies the 4 KiB pages it pins; a get of it does too', () => {
@@ -127,10 +127,10 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       );
       for (let i = 0; i < 4; i++) {
         expect(mem.folioOrder(r.pfns[i]!)).toBe(0);
-        expect(mm.translate(10 + i)).toEqual({ pfn: r.pfns[i], writable: true, zeroPage: false, huge: false });
+        expect(mm.translate(10 + i)).toEqual({ pfn: r.pfns[i], writable: true, zeroPage: false, huge: false, shared: false });
       }
-      expect(mm.translate(9)).toEqual({ pfn: h + 9, writable: false, zeroPage: false, huge: false });
-      expect(child.translate(10)).toEqual({ pfn: h + 10, writable: false, zeroPage: false, huge: true });
+      expect(mm.translate(9)).toEqual({ pfn: h + 9, writable: false, zeroPage: false, huge: false, shared: false });
+      expect(child.translate(10)).toEqual({ pfn: h + 10, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h)).toBe(2 * PMD - 4);
       const g = child.getUserPagesFast(20, 1, { write: true });
       expect(g.pfns[0]).not.toBe(h + 20);
@@ -192,9 +192,9 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       expect(ct.pfn).not.toBe(h1);
       expect(mem.folioOrder(ct.pfn)).toBe(9);
       expect(mem.refcount(ct.pfn)).toBe(PMD);
-      expect(mm.translate(700)).toEqual({ pfn: h1 + 188, writable: true, zeroPage: false, huge: true });
+      expect(mm.translate(700)).toEqual({ pfn: h1 + 188, writable: true, zeroPage: false, huge: true, shared: false });
       // The unpinned THP is shared (PMD 512 refs below BIAS: not a false positive).
-      expect(child.translate(0)).toEqual({ pfn: h0, writable: false, zeroPage: false, huge: true });
+      expect(child.translate(0)).toEqual({ pfn: h0, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h0)).toBe(2 * PMD);
       // A second fork: two mappings' references of h0 now reach BIAS under bias counting.
       const s1 = mm.stats();
@@ -270,7 +270,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       expectCode(() => mm.fork(), 'ENOMEM');
       expect(mem.freePages()).toBe(free0);
       expect(pfns.map((p) => mem.refcount(p))).toEqual(refs);
-      for (let v = 0; v < 8; v++) expect(mm.translate(v)).toEqual({ pfn: pfns[v], writable: true, zeroPage: false, huge: false });
+      for (let v = 0; v < 8; v++) expect(mm.translate(v)).toEqual({ pfn: pfns[v], writable: true, zeroPage: false, huge: false, shared: false });
       for (let p = 0; p < 12; p++) if (!pfns.includes(p)) expect(mem.refcount(p)).toBe(0);
       mm.unpinUserPages(r.pfns, { write: true });
       // With the pins gone the pages are shared: fork needs no memory.

@@ -172,7 +172,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       );
       for (let v = 0; v < 4; v++) {
         expect(r.pfns[v]).not.toBe(pfns[v]);
-        expect(mm.translate(v)).toEqual({ pfn: r.pfns[v], writable: true, zeroPage: false, huge: false });
+        expect(mm.translate(v)).toEqual({ pfn: r.pfns[v], writable: true, zeroPage: false, huge: false, shared: false });
         expect(child.translate(v)!.pfn).toBe(pfns[v]);
         expect(mem.refcount(pfns[v]!)).toBe(1); // the child's mapping only
         expect(mem.refcount(r.pfns[v]!)).toBe(1 + pinRefs(scheme, 0, true));
@@ -731,7 +731,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       expect(delta(mem.stats(), m0)).toMatchObject({ pinAcquired: 8, pinReleased: 0 });
       const c = child as unknown as AddressSpace;
       for (let v = 0; v < 8; v++) {
-        expect(mm.translate(v)).toEqual({ pfn: pfns[v], writable: true, zeroPage: false, huge: false });
+        expect(mm.translate(v)).toEqual({ pfn: pfns[v], writable: true, zeroPage: false, huge: false, shared: false });
         const ct = c.translate(v)!;
         expect(ct.pfn).not.toBe(pfns[v]);
         expect(ct.writable).toBe(true);
@@ -919,7 +919,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       // Pinned or not, pages only this mm maps are reused in place: the DMA target stays mapped.
       expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: 4 + PMD }));
       expect(pfnsOf(mm, 0, 4)).toEqual(small);
-      expect(mm.translate(600)).toEqual({ pfn: h + 88, writable: true, zeroPage: false, huge: true });
+      expect(mm.translate(600)).toEqual({ pfn: h + 88, writable: true, zeroPage: false, huge: true, shared: false });
       // A write pin now takes the fast path again and lands on the same pages.
       const again = mm.pinUserPagesFast(1, 2, { write: true, fastOnly: true });
       expect(Array.from(again.pfns)).toEqual(Array.from(r.pfns));
@@ -1087,7 +1087,7 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
           zeroDelta(s0, { gupCalls: 1, slowPathFallbacks: 1, slowPathPages: 2, cowCopies: longterm ? 2 : 0, cowReuses: longterm ? 0 : 2 }),
         );
         for (let v = 0; v < 2; v++) {
-          expect(who.translate(v)).toEqual({ pfn: r.pfns[v], writable: false, zeroPage: false, huge: false });
+          expect(who.translate(v)).toEqual({ pfn: r.pfns[v], writable: false, zeroPage: false, huge: false, shared: false });
           expect(mem.pincount(r.pfns[v]!)).toBe(1);
         }
         if (longterm) {

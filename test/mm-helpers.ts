@@ -76,6 +76,7 @@ export function pinVisible(scheme: Scheme, write: boolean): boolean {
 export function delta<T extends object>(after: T, before: T): Record<keyof T, number> {
   const out = {} as Record<keyof T, number>;
   for (const k of Object.keys(after) as (keyof T)[]) {
+    if (typeof after[k] !== 'number') continue; // nested counts (imbalances) are checked apart
     out[k] = (after[k] as unknown as number) - (before[k] as unknown as number);
   }
   return out;
@@ -84,7 +85,7 @@ export function delta<T extends object>(after: T, before: T): Record<keyof T, nu
 /** Every counter zero except the ones named. */
 export function zeroDelta<T extends object>(stats: T, nonzero: Partial<Record<keyof T, number>>): Record<keyof T, number> {
   const out = {} as Record<keyof T, number>;
-  for (const k of Object.keys(stats) as (keyof T)[]) out[k] = nonzero[k] ?? 0;
+  for (const k of Object.keys(stats) as (keyof T)[]) if (typeof stats[k] === 'number') out[k] = nonzero[k] ?? 0;
   return out;
 }
 

@@ -329,6 +329,17 @@ export class PinModel {
 
   // ---- pins ----------------------------------------------------------------------------------
 
+  private checkLedger(list: number[], write: boolean): void {
+    const need = new Map<number, number>();
+    for (const pfn of list) need.set(pfn, (need.get(pfn) ?? 0) + 1);
+    for (const [pfn, n] of need) {
+      const w = this.dbgW[pfn]!;
+      const all = this.dbg[pfn]!;
+      const held = this.scheme === 'write-bias' ? (write ? w : all - w) : all;
+      if (held < n) fail('ENOTPINNED', `pfn ${pfn} (ledger)`);
+    }
+  }
+
   pinPages(set: ModelPageSet, write = false): number {
     const list = this.expand(set);
     const saved = this.snapshot();
@@ -360,6 +371,9 @@ export class PinModel {
 
   unpinPages(set: ModelPageSet, write = false, dirty = false): void {
     const list = this.expand(set);
+    // Debug mode records every pin call: the pin ledger refuses an unpin without matching pins
+    // before the core runs, so no rollback is counted.
+    if (this.debug) this.checkLedger(list, write);
     const saved = this.snapshot();
     const freed: number[] = [];
     try {

@@ -42,6 +42,8 @@ describe('exports and options', () => {
       debug: false,
       populated: true,
       movablePages: 0,
+      onImbalance: 'throw',
+      captureStacks: false,
     });
     expect(Object.isFrozen(pa.options)).toBe(true);
   });
@@ -64,7 +66,15 @@ describe('exports and options', () => {
         expect(pa.pincount(p)).toBe(contractTracks(scheme, 3) ? 0 : null);
       }
       const s = pa.stats();
-      expect(s).toEqual({ pinAcquired: 0, pinReleased: 0, grabs: 0, foliosFreed: 0, overflowRefusals: 0, rollbacks: 0 });
+      expect(s).toEqual({
+        pinAcquired: 0,
+        pinReleased: 0,
+        grabs: 0,
+        foliosFreed: 0,
+        overflowRefusals: 0,
+        rollbacks: 0,
+        imbalances: { EPINNED: 0, ENOTPINNED: 0, ELEAK: 0 },
+      });
     }
   });
 

@@ -1,0 +1,237 @@
+// Block I/O requests (seed 004): a Bio holds bio_vecs over pinned user pages and page-cache
+// pages, and one of the two 2019 release policies decides how their references are taken and
+// dropped: Glisse's per-bvec flag, or Jan Kara's "every bio reference is a pin".
+import type { AddressSpace } from './address-space.js';
+import { invalid } from './errors.js';
+import type { PinOwner } from './owners/owner.js';
+import { describeProvenance } from './owners/tracking.js';
+import { provenanceOf } from './owners/ledger.js';
+import { withoutPfn } from './owners/runs.js';
+import { ownerOption, trackingOf, type PageArray } from './page-array.js';
+import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
+
+/**
+ * How a bio's page references are taken and released:
+ * - `'flagged'`: each bvec records how its reference was taken (a pin from user pages, a plain
+ *   reference from `bioAddPage`), and completion releases each the matching way.
+ * - `'all-pins'`: every bio reference is a pin; `bioAddPage` converts a page-cache reference
+ *   into a pin, and completion always unpins.
+ */
+export type BioPolicy = 'flagged' | 'all-pins';
+
+/** How a bvec's reference was taken: FOLL_PIN, or a plain get_page. */
+export type BvecReference = 'pin' | 'get';
+
+/** One bio_vec: `count` consecutive subpages of one folio from `pfn`, and how the bio holds them. */
+export interface BioVec {
+  /** First PFN. */
+  pfn: number;
+  /** Base pages. */
+  count: number;
+  /** How the reference was taken. */
+  ref: BvecReference;
+}
+
+/** Options of {@link Bio}'s constructor and of {@link bioFromUserPages}. */
+export interface BioOptions {
+  /** The release policy (required: the point of the model is to choose). */
+  policy: BioPolicy;
+  /**
+   * The device writes into the pages (a read from disk): user pages are pinned with FOLL_WRITE
+   * and marked dirty when the bio completes. Default false (the device reads them).
+   */
+  write?: boolean;
+  /** The owner of the bio's pins (see {@link PageArray.pinOwner}). Default: none. */
+  owner?: PinOwner;
+}
+
+/** Options of {@link bioAddPage}. */
+export interface BioAddPageOptions {
+  /** Consecutive pages of one folio from `pfn`. Default 1. */
+  count?: number;
+}
+
+/** How {@link Bio.release} drops every reference, whatever the bvecs' flags say. */
+export type BioRelease = 'unpin' | 'put';
+
+interface Take {
+  ref: BvecReference;
+  pfns: Uint32Array;
+}
+
+/**
+ * A block I/O request over pages of a {@link PageArray}. Build it with
+ * {@link bioFromUserPages} and {@link bioAddPage}; finish it with {@link Bio.complete}.
+ *
+ * @example
+ * ```ts
+ * const bio = bioFromUserPages(mm, 0, 16, { policy: 'all-pins', write: true });
+ * bioAddPage(bio, file.pfnAt(0)!);   // a page-cache page: pinned too under 'all-pins'
+ * bio.complete();                     // unpins everything (and dirties the user pages)
+ * ```
+ */
+export class Bio {
+  /** The page array. */
+  readonly mem: PageArray;
+  /** The release policy. */
+  readonly policy: BioPolicy;
+  /** Whether the device writes into the pages. */
+  readonly write: boolean;
+  /** The owner of the bio's pins, or null. */
+  readonly owner: PinOwner | null;
+  #takes: Take[] = [];
+  #bvecs: BioVec[] = [];
+  #done = false;
+
+  /** @throws PinlabError `EINVAL` for a missing or bad policy, or an owner of another page array */
+  constructor(mem: PageArray, options: BioOptions) {
+    const o = optionsObject('bio options', options, ['policy', 'write', 'owner']);
+    if (o['policy'] === undefined) invalid(`a bio needs { policy: 'flagged' | 'all-pins' } (got ${show(options)})`);
+    this.mem = mem;
+    this.policy = oneOf('policy', o['policy'], POLICIES, 'flagged');
+    this.write = bool('write', o['write'], false);
+    this.owner = ownerOption(mem, o['owner']);
+  }
+
+  /** The bio_vecs, in the order they were added. */
+  get bvecs(): readonly BioVec[] {
+    return this.#bvecs;
+  }
+
+  /** Base pages in the bio. */
+  get pages(): number {
+    return this.#bvecs.reduce((n, b) => n + b.count, 0);
+  }
+
+  /** Whether the bio has completed (its references are released). */
+  get completed(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * Ends the I/O the right way for the policy: pins are unpinned (user pages dirtied when the
+   * device wrote them), plain references put.
+   * @throws PinlabError `EINVAL` if the bio already completed
+   */
+  complete(): void {
+    this.#checkOpen();
+    while (this.#takes.length > 0) {
+      this.#releaseTake(this.#takes[0]!, this.#takes[0]!.ref);
+      this.#takes.shift();
+    }
+    this.#done = true;
+  }
+
+  /**
+   * Ends the I/O by dropping every reference one way, as a caller that ignores the policy would
+   * (`'put'`: the old put_page loop; `'unpin'`: unpin_user_pages on everything). In debug mode a
+   * reference taken the other way is caught before anything changes: `EPINNED` for a put of a
+   * pin, `ENOTPINNED` for an unpin of a plain reference, naming the page and the call that took
+   * it (in `'count'` mode counted, and the bio is completed correctly instead). Outside debug
+   * mode the wrong release goes through, as it would in the kernel.
+   */
+  release(how: BioRelease): void {
+    const h = oneOf('release', how, RELEASES, 'unpin');
+    this.#checkOpen();
+    if (this.mem.debug) {
+      const wrong = this.#takes.find((t) => (t.ref === 'pin') !== (h === 'unpin'));
+      if (wrong !== undefined) {
+        this.#detectWrongRelease(wrong, h);
+        this.complete(); // 'count' mode: counted; release the right way
+        return;
+      }
+    }
+    while (this.#takes.length > 0) {
+      this.#releaseTake(this.#takes[0]!, h === 'unpin' ? 'pin' : 'get');
+      this.#takes.shift();
+    }
+    this.#done = true;
+  }
+
+  /** @internal Adds pages the bio now holds by `ref`. */
+  addTake(ref: BvecReference, pfns: Uint32Array): void {
+    this.#takes.push({ ref, pfns });
+    for (const b of this.mem.toBvecs(pfns)) this.#bvecs.push({ ...b, ref });
+  }
+
+  #checkOpen(): void {
+    if (this.#done) invalid('the bio already completed');
+  }
+
+  #releaseTake(take: Take, as: BvecReference): void {
+    if (as === 'pin') {
+      this.mem.unpinPages(withoutPfn(take.pfns, this.mem.zeroPfn), {
+        write: this.write,
+        dirty: this.write,
+        ...(this.owner === null ? {} : { owner: this.owner }),
+      });
+      return;
+    }
+    for (const pfn of take.pfns) if (pfn !== this.mem.zeroPfn) this.mem.putPage(pfn);
+  }
+
+  #detectWrongRelease(take: Take, how: BioRelease): void {
+    const pfn = take.pfns[0]!;
+    const tracking = trackingOf(this.mem);
+    const holders = take.ref === 'pin' ? tracking.holdersOf(pfn, pfn + 1, (r) => r.owner === this.owner).map(provenanceOf) : [];
+    const taken = holders.length > 0 ? ` (pinned by ${describeProvenance(holders[holders.length - 1]!)})` : '';
+    if (how === 'put') {
+      tracking.detect('EPINNED', `bio release put_page on pfn ${pfn}, which the bio holds as a pin${taken}: policy '${this.policy}' releases pins with unpin`, holders);
+    } else {
+      tracking.detect('ENOTPINNED', `bio release unpins pfn ${pfn}, which the bio holds as a plain reference (bioAddPage under policy 'flagged')`, holders);
+    }
+  }
+}
+
+const POLICIES: readonly BioPolicy[] = ['flagged', 'all-pins'];
+const RELEASES: readonly BioRelease[] = ['unpin', 'put'];
+
+/**
+ * Builds a bio over `count` user pages from virtual page `start` of `mm`, pinned with
+ * pin_user_pages_fast (FOLL_PIN; FOLL_WRITE when the device writes). Under both policies these
+ * references are pins. A partial pin gives a shorter bio (see {@link Bio.pages}).
+ * @throws PinlabError as {@link AddressSpace.pinUserPagesFast}
+ */
+export function bioFromUserPages(mm: AddressSpace, start: number, count: number, options: BioOptions): Bio {
+  const bio = new Bio(mm.mem, options);
+  const pfns = mm.pinUserPagesAs('bioFromUserPages', integer('start', start), integer('count', count), {
+    write: bio.write,
+    ...(bio.owner === null ? {} : { owner: bio.owner }),
+  });
+  bio.addTake('pin', pfns);
+  return bio;
+}
+
+/**
+ * bio_add_page of a page-cache page (not user memory): under `'flagged'` the bio takes a plain
+ * reference and flags the bvec; under `'all-pins'` it takes a pin instead (the reference is
+ * "converted" to a pin, Jan Kara's rule), so completion can always unpin.
+ * @throws PinlabError `EFREE` for a free page, `ERANGE`, `EINVAL` if the bio completed
+ */
+export function bioAddPage(bio: Bio, pfn: number, options?: BioAddPageOptions): void {
+  if (!(bio instanceof Bio)) invalid(`bio must be a Bio (got ${show(bio)})`);
+  if (bio.completed) invalid('the bio already completed');
+  const o = optionsObject('bioAddPage options', options, ['count']);
+  const first = pfnArg('pfn', pfn);
+  const count = o['count'] === undefined ? 1 : integer('count', o['count']);
+  if (count < 1) invalid(`count must be >= 1 (got ${count})`);
+  const pfns = new Uint32Array(count);
+  for (let i = 0; i < count; i++) pfns[i] = first + i;
+  if (bio.policy === 'all-pins') {
+    bio.mem.pinPagesAs('bioAddPage', pfns, bio.write, bio.owner);
+    bio.addTake('pin', pfns);
+    return;
+  }
+  getPagesAllOrNothing(bio.mem, pfns);
+  bio.addTake('get', pfns);
+}
+
+function getPagesAllOrNothing(mem: PageArray, pfns: Uint32Array): void {
+  let i = 0;
+  try {
+    for (; i < pfns.length; i++) mem.getPage(pfns[i]!);
+  } catch (e) {
+    for (let j = 0; j < i; j++) mem.putPage(pfns[j]!);
+    throw e;
+  }
+}

@@ -1,0 +1,408 @@
+// A file modelled as its own page-cache folios, with layout leases (seed 000: Ira Weiny's
+// "fail truncate with a lease", Jan Kara's vaddr_pin_leased_pages). Mapping it into an
+// AddressSpace (mmap with `file`) maps these very folios shared; truncate and hole punch zap
+// those mappings, drop the page cache's references, and respect long-term pins.
+import { PinlabError, invalid } from '../errors.js';
+import { provenanceOf, type PinRecord } from '../owners/ledger.js';
+import type { PinOwner } from '../owners/owner.js';
+import { clipRuns, runPages, showRun } from '../owners/runs.js';
+import { describeProvenance } from '../owners/tracking.js';
+import { nativeOf, trackingOf, type PageArray } from '../page-array.js';
+import { integer, optionsObject, show } from '../validate.js';
+
+/** Options of {@link PageCacheFile}'s constructor. */
+export interface PageCacheFileOptions {
+  /** The file's name, used in reports and errors. */
+  name: string;
+  /** Size in pages (4 KiB each), a multiple of the folio size. Pages are allocated when first mapped. */
+  pages: number;
+  /** Order of the page-cache folios (0: 4 KiB, 9: 2 MiB). Default 0. */
+  folioOrder?: number;
+}
+
+/** What a layout change was: a truncate (shrinking the file) or a hole punch. */
+export type LayoutChange = 'truncate' | 'punchHole';
+
+/** A lease break, as reported to the lease holder's `onBreak` and listed by {@link PageCacheFile.leaseBreaks}. */
+export interface LeaseBreak {
+  /** The file's name. */
+  file: string;
+  /** The lease holder's name. */
+  owner: string;
+  /** What broke it. */
+  reason: LayoutChange;
+  /** First file page removed. */
+  offset: number;
+  /** File pages removed. */
+  count: number;
+  /** Pages in the removed range the holder still held long-term pins on: they leave the file and stay allocated until unpinned. */
+  pinnedPages: number;
+}
+
+/** Options of {@link PageCacheFile.takeLease}. */
+export interface LeaseOptions {
+  /** Called once, after the layout change that broke the lease has completed. */
+  onBreak?: (event: LeaseBreak) => void;
+}
+
+/** What a truncate or hole punch did. */
+export interface LayoutChangeReport {
+  /** File pages removed from the page cache. */
+  removedPages: number;
+  /** Of those, pages whose folio stayed allocated (pinned, or referenced elsewhere) after the page cache let go. */
+  stillReferencedPages: number;
+  /** Leases broken by the change. */
+  brokenLeases: LeaseBreak[];
+  /** Page-table entries zapped in the address spaces that mapped the range. */
+  zappedMappings: number;
+}
+
+/**
+ * A layout lease (F_LAYOUT-style) on a {@link PageCacheFile}: its holder may keep long-term
+ * pins on the file's pages through a truncate or hole punch, which then breaks the lease and
+ * tells the holder. Without a lease, such pins make the layout change fail with `EBUSY`.
+ */
+export class Lease {
+  /** The file. */
+  readonly file: PageCacheFile;
+  /** The holder. */
+  readonly owner: PinOwner;
+  /** The break that ended the lease, or null while it holds. */
+  breakReport: LeaseBreak | null = null;
+  #released = false;
+  readonly #onBreak: ((event: LeaseBreak) => void) | undefined;
+
+  /** @internal Use {@link PageCacheFile.takeLease}. */
+  constructor(file: PageCacheFile, owner: PinOwner, onBreak?: (event: LeaseBreak) => void) {
+    this.file = file;
+    this.owner = owner;
+    this.#onBreak = onBreak;
+  }
+
+  /** Whether the lease still protects its holder's pins (not broken, not released, holder not dropped). */
+  get held(): boolean {
+    return this.breakReport === null && !this.#released && !this.owner.dropped;
+  }
+
+  /** Gives the lease up. */
+  release(): void {
+    this.#released = true;
+  }
+
+  /** @internal */
+  breakWith(event: LeaseBreak): void {
+    this.breakReport = event;
+  }
+
+  /** @internal */
+  notify(): void {
+    if (this.breakReport !== null) this.#onBreak?.(this.breakReport);
+  }
+}
+
+interface HeldPages {
+  pages: number;
+  pfn: number;
+  count: number;
+}
+
+/** A live mapping of a file range into an address space. @internal */
+export interface FileMapping {
+  /** Identifies the address space (held weakly, so a dropped one is not kept alive). */
+  readonly mm: WeakRef<object>;
+  start: number;
+  offset: number;
+  count: number;
+  /** Zaps [start, start+count) of the address space (no-op once it is gone). */
+  readonly zap: (start: number, count: number) => void;
+}
+
+/**
+ * A file as page-cache folios of one order. The page cache holds one reference per folio;
+ * mapping the file maps these folios shared (every mapping sees the same pages, writes never
+ * copy). Truncate and hole punch remove folios: they are refused with `EBUSY` while an owner
+ * without a layout lease holds long-term pins there.
+ *
+ * @example
+ * ```ts
+ * const file = new PageCacheFile(mem, { name: 'data', pages: 1024 });
+ * mm.mmap({ start: 0, count: 1024, file });
+ * const rdma = mem.pinOwner('rdma', { kind: 'device' });
+ * mm.pinUserPagesFast(0, 256, { write: true, longterm: true, owner: rdma });
+ * file.truncate(0);                       // EBUSY: 'rdma' pins pages 0..255 without a lease
+ * file.takeLease(rdma, { onBreak: (b) => console.log(b) });
+ * file.truncate(0);                       // proceeds; the lease breaks and rdma is told
+ * ```
+ */
+export class PageCacheFile {
+  /** The page array the page cache lives in. */
+  readonly mem: PageArray;
+  /** The file's name. */
+  readonly name: string;
+  /** Order of its folios. */
+  readonly folioOrder: number;
+  #size: number;
+  #heads: Array<number | null> = []; // per folio index: head PFN, or null (a hole)
+  readonly #mappings = new Set<FileMapping>();
+  readonly #leases: Lease[] = [];
+  readonly #breaks: LeaseBreak[] = [];
+
+  /**
+   * @throws PinlabError `EINVAL` naming a bad option (a size that is not a multiple of the folio size)
+   */
+  constructor(mem: PageArray, options: PageCacheFileOptions) {
+    nativeOf(mem);
+    const o = optionsObject('file options', options, ['name', 'pages', 'folioOrder']);
+    if (options === undefined) invalid('file options are required ({ name, pages })');
+    if (typeof o['name'] !== 'string' || o['name'].length === 0) invalid(`name must be a non-empty string (got ${show(o['name'])})`);
+    const order = o['folioOrder'] === undefined ? 0 : integer('folioOrder', o['folioOrder']);
+    if (order < 0 || order > 18) invalid(`folioOrder must be 0..18 (got ${order})`);
+    this.mem = mem;
+    this.name = o['name'];
+    this.folioOrder = order;
+    this.#size = this.#checkSize('pages', integer('pages', o['pages']));
+    this.#heads = new Array<number | null>(this.#size >> order).fill(null);
+  }
+
+  /** Size in pages. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The PFN caching file page `index`, or null for a hole (never mapped, or punched). */
+  pfnAt(index: number): number | null {
+    const i = integer('index', index);
+    if (i < 0 || i >= this.#size) throw new PinlabError('ERANGE', `file page ${i} is beyond the end of '${this.name}' (size ${this.#size})`);
+    const head = this.#heads[i >> this.folioOrder]!;
+    return head === null ? null : head + (i & ((1 << this.folioOrder) - 1));
+  }
+
+  /** Pages the page cache holds (holes excluded). */
+  get cachedPages(): number {
+    return this.#heads.filter((h) => h !== null).length << this.folioOrder;
+  }
+
+  /**
+   * Takes a layout lease for `owner`: its long-term pins on this file no longer block a
+   * truncate or hole punch, which instead breaks the lease and reports it.
+   * @throws PinlabError `EINVAL` if the owner already holds a lease on this file, is dropped, or belongs to another page array
+   */
+  takeLease(owner: PinOwner, options?: LeaseOptions): Lease {
+    const o = optionsObject('lease options', options, ['onBreak']);
+    if (o['onBreak'] !== undefined && typeof o['onBreak'] !== 'function') invalid(`onBreak must be a function (got ${show(o['onBreak'])})`);
+    if (owner?.mem !== this.mem) invalid(`owner must be a PinOwner of this file's page array (got ${show(owner)})`);
+    if (owner.dropped) invalid(`owner '${owner.name}' was dropped`);
+    if (this.#leaseOf(owner) !== undefined) invalid(`owner '${owner.name}' already holds a lease on '${this.name}'`);
+    const lease = new Lease(this, owner, o['onBreak'] as LeaseOptions['onBreak']);
+    this.#leases.push(lease);
+    return lease;
+  }
+
+  /** The leases that still hold. */
+  leases(): Lease[] {
+    return this.#leases.filter((l) => l.held);
+  }
+
+  /** Every lease break so far, oldest first. */
+  leaseBreaks(): LeaseBreak[] {
+    return [...this.#breaks];
+  }
+
+  /**
+   * Sets the size to `pages`. Growing adds holes; shrinking removes the tail as
+   * {@link PageCacheFile.punchHole} does (and the same `EBUSY` rule applies).
+   * @throws PinlabError `EINVAL` for a size that is not a multiple of the folio size; `EBUSY`
+   *   when an owner without a lease holds long-term pins in the removed range (nothing changes)
+   */
+  truncate(pages: number): LayoutChangeReport {
+    const size = this.#checkSize('pages', integer('pages', pages));
+    if (size >= this.#size) {
+      this.#heads.push(...new Array<number | null>((size - this.#size) >> this.folioOrder).fill(null));
+      this.#size = size;
+      return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
+    }
+    const report = this.#remove(size, this.#size - size, 'truncate');
+    this.#heads.length = size >> this.folioOrder;
+    this.#size = size;
+    return report;
+  }
+
+  /**
+   * Removes `count` pages from `offset` (FALLOC_FL_PUNCH_HOLE): their mappings are zapped (a
+   * later access is `EFAULT`, the model's SIGBUS) and the page cache drops its references.
+   * @throws PinlabError `EINVAL` for a misaligned or out-of-file range; `EBUSY` as {@link PageCacheFile.truncate}
+   */
+  punchHole(offset: number, count: number): LayoutChangeReport {
+    const off = this.#checkSize('offset', integer('offset', offset));
+    const n = this.#checkSize('count', integer('count', count));
+    if (off + n > this.#size) invalid(`hole ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.#size})`);
+    return this.#remove(off, n, 'punchHole');
+  }
+
+  // ---- for AddressSpace (internal) ---------------------------------------------------------
+
+  /**
+   * @internal The PFNs of file pages [offset, offset+count), allocating folios for holes, and
+   * an undo that gives back the folios this call allocated (for a mapping that then fails).
+   */
+  pagesFor(offset: number, count: number): { pfns: Uint32Array; undo: () => void } {
+    if (offset < 0 || count < 1 || offset + count > this.#size) {
+      invalid(`file range ${offset}..${offset + count - 1} is outside '${this.name}' (size ${this.#size})`);
+    }
+    const first = offset >> this.folioOrder;
+    const last = (offset + count - 1) >> this.folioOrder;
+    const allocated: number[] = [];
+    const undo = (): void => {
+      for (const f of allocated) {
+        this.mem.putPage(this.#heads[f]!);
+        this.#heads[f] = null;
+      }
+    };
+    try {
+      for (let f = first; f <= last; f++) {
+        if (this.#heads[f] !== null) continue;
+        this.#heads[f] = this.mem.allocFolio(this.folioOrder); // normal zone: never migrated
+        allocated.push(f);
+      }
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    const pfns = new Uint32Array(count);
+    for (let i = 0; i < count; i++) pfns[i] = this.pfnAt(offset + i)!;
+    return { pfns, undo };
+  }
+
+  /** @internal */
+  addMapping(m: FileMapping): void {
+    this.#mappings.add(m);
+  }
+
+  /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
+  unmapped(mm: object, start: number, count: number): void {
+    const end = start + count;
+    for (const m of [...this.#mappings]) {
+      if (m.mm.deref() !== mm) continue;
+      const mEnd = m.start + m.count;
+      if (mEnd <= start || m.start >= end) continue;
+      this.#mappings.delete(m);
+      if (m.start < start) this.#mappings.add({ ...m, count: start - m.start });
+      if (mEnd > end) this.#mappings.add({ ...m, start: end, offset: m.offset + (end - m.start), count: mEnd - end });
+    }
+  }
+
+  /** @internal The mappings `mm` has of this file (for fork). */
+  mappingsOf(mm: object): FileMapping[] {
+    return [...this.#mappings].filter((m) => m.mm.deref() === mm);
+  }
+
+  // ---- layout changes ---------------------------------------------------------------------
+
+  #remove(offset: number, count: number, reason: LayoutChange): LayoutChangeReport {
+    const folios = this.#presentFolios(offset, count);
+    const holders = this.#longtermHolders(folios);
+    this.#refuseUnleased(holders, offset, count, reason);
+    const brokenLeases = this.#breakLeases(holders, offset, count, reason);
+    const zappedMappings = this.#zap(offset, count);
+    let stillReferencedPages = 0;
+    const np = nativeOf(this.mem);
+    for (const { index, head } of folios) {
+      // The page cache's own reference: a pinned (or otherwise held) folio outlives it.
+      if (!np.putPage(head, 1)) stillReferencedPages += 1 << this.folioOrder;
+      this.#heads[index] = null;
+    }
+    for (const lease of brokenLeases) lease.notify();
+    return {
+      removedPages: folios.length << this.folioOrder,
+      stillReferencedPages,
+      brokenLeases: brokenLeases.map((l) => l.breakReport!),
+      zappedMappings,
+    };
+  }
+
+  #presentFolios(offset: number, count: number): Array<{ index: number; head: number }> {
+    const out: Array<{ index: number; head: number }> = [];
+    for (let f = offset >> this.folioOrder; f < (offset + count) >> this.folioOrder; f++) {
+      const head = this.#heads[f];
+      if (head !== null && head !== undefined) out.push({ index: f, head });
+    }
+    return out;
+  }
+
+  /** Long-term pins on the folios: per pin call, the pages it pins there and its first run there. */
+  #longtermHolders(folios: Array<{ head: number }>): Map<PinRecord, HeldPages> {
+    const tracking = trackingOf(this.mem);
+    const size = 1 << this.folioOrder;
+    const holders = new Map<PinRecord, HeldPages>();
+    for (const { head } of folios) {
+      for (const r of tracking.holdersOf(head, head + size, (rec) => rec.longterm)) {
+        const part = clipRuns(r.runs, head, head + size);
+        const held = holders.get(r) ?? { pages: 0, pfn: part[0]!, count: part[1]! };
+        held.pages += runPages(part);
+        holders.set(r, held);
+      }
+    }
+    return holders;
+  }
+
+  #refuseUnleased(holders: Map<PinRecord, HeldPages>, offset: number, count: number, reason: LayoutChange): void {
+    const blocking = [...holders.keys()].filter((r) => r.owner === null || this.#leaseOf(r.owner) === undefined);
+    if (blocking.length === 0) return;
+    const first = blocking[0]!;
+    const { pfn, count: runCount, pages } = holders.get(first)!;
+    const what = reason === 'truncate' ? 'truncate' : 'hole punch';
+    throw new PinlabError(
+      'EBUSY',
+      `${what} of '${this.name}' pages ${showRun(offset, count)} refused: ${pages} ${pages === 1 ? 'page' : 'pages'} from pfn ${showRun(pfn, runCount)} long-term pinned by ` +
+        `${describeProvenance(provenanceOf(first))} without a layout lease` +
+        (blocking.length > 1 ? ` (and ${blocking.length - 1} more pin calls)` : ''),
+      { provenance: blocking.map(provenanceOf) },
+    );
+  }
+
+  /** Every held lease breaks on a layout change; the holder's pinned pages in the range are reported. */
+  #breakLeases(holders: Map<PinRecord, HeldPages>, offset: number, count: number, reason: LayoutChange): Lease[] {
+    const broken: Lease[] = [];
+    for (const lease of this.leases()) {
+      let pinnedPages = 0;
+      for (const [r, held] of holders) if (r.owner === lease.owner) pinnedPages += held.pages;
+      const event: LeaseBreak = { file: this.name, owner: lease.owner.name, reason, offset, count, pinnedPages };
+      lease.breakWith(event);
+      this.#breaks.push(event);
+      broken.push(lease);
+    }
+    return broken;
+  }
+
+  #zap(offset: number, count: number): number {
+    let zapped = 0;
+    const end = offset + count;
+    for (const m of [...this.#mappings]) {
+      if (m.mm.deref() === undefined) {
+        this.#mappings.delete(m);
+        continue;
+      }
+      const a = Math.max(offset, m.offset);
+      const b = Math.min(end, m.offset + m.count);
+      if (a >= b) continue;
+      m.zap(m.start + (a - m.offset), b - a);
+      zapped++;
+    }
+    return zapped;
+  }
+
+  #leaseOf(owner: PinOwner): Lease | undefined {
+    return this.#leases.find((l) => l.owner === owner && l.held);
+  }
+
+  #checkSize(name: string, n: number): number {
+    const size = 1 << this.folioOrder;
+    if (n < 0 || n % size !== 0) invalid(`${name} must be a non-negative multiple of the folio size ${size} (got ${n})`);
+    return n;
+  }
+}
+
+/** @internal Whether a value is a PageCacheFile (for option checks). */
+export function isPageCacheFile(value: unknown): value is PageCacheFile {
+  return value instanceof PageCacheFile;
+}
