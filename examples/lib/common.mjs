@@ -1,0 +1,121 @@
+// Shared helpers of the worked examples: command-line options, a seeded PRNG, an aligned text
+// table, and the --out files (a Vega-Lite chart rendered to SVG, and the table rows as JSON).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { renderSvg } from '../../dist/index.js';
+
+/** `--seed N` (default 1), `--out DIR`, `--quick`. Unknown options stop with a usage line. */
+export function parseArgs(name, argv = process.argv.slice(2)) {
+  const usage = `usage: node examples/${name}.mjs [--seed N] [--out DIR] [--quick]`;
+  const opts = { seed: 1, out: null, quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') opts.quick = true;
+    else if (a === '--seed' && /^\d+$/.test(argv[i + 1] ?? '')) opts.seed = Number(argv[++i]);
+    else if (a === '--out' && argv[i + 1] !== undefined) opts.out = argv[++i];
+    else if (a === '--help' || a === '-h') {
+      console.log(usage);
+      process.exit(0);
+    } else {
+      console.error(`${name}: bad argument ${JSON.stringify(a)}\n${usage}`);
+      process.exit(2);
+    }
+  }
+  return opts;
+}
+
+/** A seeded PRNG (mulberry32) with the few draws the examples need. Same seed, same numbers. */
+export class Rng {
+  #a;
+  constructor(seed) {
+    this.#a = seed >>> 0;
+  }
+  /** A float in [0, 1). */
+  next() {
+    this.#a = (this.#a + 0x6d2b79f5) >>> 0;
+    let t = this.#a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  /** An integer in [lo, hi]. */
+  int(lo, hi) {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  /** true with probability p. */
+  chance(p) {
+    return this.next() < p;
+  }
+  /** One element of a non-empty array. */
+  pick(items) {
+    return items[Math.floor(this.next() * items.length)];
+  }
+}
+
+/** A seed per scheme/policy name, so each row's run does not depend on the rows before it. */
+export function subSeed(seed, name) {
+  let h = seed >>> 0;
+  for (const c of name) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * Formats rows as an aligned text table: `columns` is [[key, header], ...]; numbers are right
+ * aligned (fixed to `digits` decimals when not integers), text left aligned.
+ */
+export function formatTable(columns, rows, digits = 1) {
+  const cell = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : String(v));
+  const cells = rows.map((r) => columns.map(([key]) => cell(r[key])));
+  const widths = columns.map(([, h], i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const numeric = columns.map(([key]) => rows.length > 0 && rows.every((r) => typeof r[key] === 'number'));
+  const line = (vals) => vals.map((v, i) => (numeric[i] ? v.padStart(widths[i]) : v.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(columns.map(([, h]) => h)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
+
+/** A grouped bar chart, values on the bars: one group per `x`, one bar per series (`values`: {x, series, value}). */
+export function groupedBarSpec({ title, xTitle, yTitle, values, xOrder, seriesOrder }) {
+  const font = { labelFont: 'sans-serif', titleFont: 'sans-serif' };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    width: 320,
+    height: 200,
+    data: { values },
+    encoding: {
+      x: { field: 'x', type: 'nominal', title: xTitle, sort: xOrder, axis: { labelAngle: 0 } },
+      xOffset: { field: 'series', type: 'nominal', sort: seriesOrder },
+      y: { field: 'value', type: 'quantitative', title: yTitle },
+      color: { field: 'series', type: 'nominal', title: null, sort: seriesOrder, legend: { labelLimit: 0 } },
+    },
+    layer: [
+      { mark: 'bar' },
+      { mark: { type: 'text', dy: -5, fontSize: 9 }, encoding: { text: { field: 'value', type: 'quantitative' }, color: { value: '#333' } } },
+    ],
+    config: { background: 'white', font: 'sans-serif', axis: font, legend: font, title: { font: 'sans-serif' } },
+  };
+}
+
+/**
+ * With `--out DIR`: writes DIR/<name>.svg (the chart) and DIR/<name>.json ({ example, seed,
+ * quick, rows, ...extra }). Returns the paths written (none without --out).
+ */
+export async function writeOutputs(opts, name, rows, spec, extra = {}) {
+  if (opts.out === null) return [];
+  mkdirSync(opts.out, { recursive: true });
+  const svgPath = join(opts.out, `${name}.svg`);
+  const jsonPath = join(opts.out, `${name}.json`);
+  writeFileSync(svgPath, await renderSvg(spec));
+  writeFileSync(jsonPath, `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`);
+  return [svgPath, jsonPath];
+}
+
+/** Stops the example with a message when an invariant it demonstrates does not hold. */
+export function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+/** Sums one numeric field over a list of stats objects. */
+export function sum(list, key) {
+  return list.reduce((n, s) => n + s[key], 0);
+}
