@@ -137,7 +137,7 @@ export interface AddressSpaceStats {
   cowReuses: number;
   /** Pages fork copied at once because they were maybe pinned in an mm that has pinned. */
   earlyCowCopies: number;
-  /** ... of which the page held no real pin (known exactly: debug mode or an exact scheme). */
+  /** ... of which the folio held no real pin, in pages like `earlyCowCopies` (known exactly: debug mode or an exact scheme). */
   earlyCowFalsePositives: number;
   /** Pages moved by migrate, compact and FOLL_LONGTERM (4 KiB units). */
   migratedPages: number;
@@ -149,7 +149,7 @@ export interface AddressSpaceStats {
   migrationBusy: number;
   /** Folios moved out of ZONE_MOVABLE for long-term pins. */
   longtermMigrations: number;
-  /** Early-COW copies and migration refusals whose pins were not known exactly (bias-counted folios without debug mode). */
+  /** Early-COW copies (pages) and migration refusals (folios) whose pins were not known exactly (bias-counted folios without debug mode). */
   unclassified: number;
 }
 
@@ -375,6 +375,7 @@ export class AddressSpace {
 
   #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean): void {
     if (offset < 0) invalid(`offset must be >= 0 (got ${offset})`);
+    this.#native.checkCanMap(start, count); // before the file allocates anything
     const { pfns, undo } = file.pagesFor(offset, count);
     try {
       this.#native.mapShared(start, pfns, write);

@@ -151,7 +151,7 @@ export class Bio {
   /** @internal Adds pages the bio now holds by `ref`. */
   addTake(ref: BvecReference, pfns: Uint32Array): void {
     this.#takes.push({ ref, pfns });
-    for (const b of this.mem.toBvecs(pfns)) this.#bvecs.push({ ...b, ref });
+    for (const b of this.mem.toBvecs(pfns)) this.#bvecs.push({ pfn: b.pfn, count: b.count, ref });
   }
 
   #checkOpen(): void {
@@ -167,7 +167,11 @@ export class Bio {
       });
       return;
     }
-    for (const pfn of take.pfns) if (pfn !== this.mem.zeroPfn) this.mem.putPage(pfn);
+    for (const pfn of take.pfns) {
+      if (pfn === this.mem.zeroPfn) continue;
+      if (this.write) this.mem.setDirty(pfn); // the device filled it, as unpin's dirty does for pins
+      this.mem.putPage(pfn);
+    }
   }
 
   #detectWrongRelease(take: Take, how: BioRelease): void {

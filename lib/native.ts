@@ -28,7 +28,7 @@ export interface NativeInfo {
 }
 
 /** The addon returns the public statistics object as is. @internal */
-export type NativeStats = PageArrayStats;
+export type NativeStats = Omit<PageArrayStats, 'imbalances'>;
 
 /** @internal */
 export interface NativePageArray {
@@ -39,6 +39,7 @@ export interface NativePageArray {
   pincount(pfn: number): number | null;
   maybeDmaPinned(pfn: number): boolean;
   isDirty(pfn: number): boolean;
+  setDirty(pfn: number): void;
   getPage(pfn: number, refs: number): void;
   tryGetPage(pfn: number, refs: number): boolean;
   putPage(pfn: number, refs: number): boolean;
@@ -87,6 +88,7 @@ export interface NativeAddressSpace {
   mapShared(start: number, pfns: Uint32Array, write: boolean): void;
   /** zap_page_range: clears and puts every entry of the range; the regions stay. */
   zap(start: number, count: number): void;
+  checkCanMap(start: number, count: number): void;
   touch(start: number, count: number, write: boolean): void;
   gup(start: number, count: number, flags: number): Uint32Array;
   unpinUserPages(pfns: Uint32Array, write: boolean, dirty: boolean): void;

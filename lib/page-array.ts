@@ -438,18 +438,20 @@ export class PageArray {
   #releaseAll(owner: PinOwner): number {
     if (!this.#tracking.active) return 0;
     const records = this.#tracking.ledger.records(owner);
-    const done: typeof records = [];
-    let pages = 0;
+    const runs: Array<{ pfn: number; count: number; flags: number }> = [];
+    for (const r of records) {
+      for (let i = 0; i < r.runs.length; i += 2) runs.push({ pfn: r.runs[i]!, count: r.runs[i + 1]!, flags: r.write ? PinFlag.Write : 0 });
+    }
+    let done = 0;
     try {
-      for (const r of records) {
-        for (let i = 0; i < r.runs.length; i += 2) this.#native.unpinRange(r.runs[i]!, r.runs[i + 1]!, r.write ? PinFlag.Write : 0);
-        done.push(r);
-      }
+      for (; done < runs.length; done++) this.#native.unpinRange(runs[done]!.pfn, runs[done]!.count, runs[done]!.flags);
     } catch (e) {
-      // Roll back: re-pin what this drop already released (the pages are still allocated).
-      for (const r of done) for (let i = 0; i < r.runs.length; i += 2) this.#native.pinRange(r.runs[i]!, r.runs[i + 1]!, r.write ? PinFlag.Write : 0);
+      // Roll back run by run: re-pin what this drop already released (those pages are still
+      // allocated: the owner's pins held them).
+      for (let i = 0; i < done; i++) this.#native.pinRange(runs[i]!.pfn, runs[i]!.count, runs[i]!.flags);
       throw e;
     }
+    let pages = 0;
     for (const r of records) {
       pages += r.pages;
       this.#tracking.ledger.commit({ owner, steps: [{ record: r, keeps: null }] });
@@ -491,6 +493,15 @@ export class PageArray {
   /** Whether `pfn`'s folio was marked dirty by an unpin with `dirty: true`. */
   isDirty(pfn: number): boolean {
     return this.#native.isDirty(pfnArg('pfn', pfn));
+  }
+
+  /**
+   * set_page_dirty: marks `pfn`'s folio dirty (as a completed read I/O does to the pages it
+   * filled). {@link PageArray.unpinPages} with `dirty` does the same for pinned pages.
+   * @throws PinlabError `EFREE` on a free folio, `ERANGE`
+   */
+  setDirty(pfn: number): void {
+    this.#native.setDirty(pfnArg('pfn', pfn));
   }
 
   /** How many listed base pages are maybe pinned, in one native scan. */

@@ -193,6 +193,33 @@ describe.each(POLICIES)('policy %s', (policy) => {
   });
 });
 
+describe('dirtying', () => {
+  it.each(POLICIES)("%s: a write bio dirties every page it completes, page-cache pages included", (policy) => {
+    const { mem, mm, cache, user } = world();
+    const bio = bioFromUserPages(mm, 0, 2, { policy, write: true });
+    bioAddPage(bio, cache[0]!);
+    bio.complete();
+    expect([mem.isDirty(user[0]!), mem.isDirty(user[1]!), mem.isDirty(cache[0]!), mem.isDirty(cache[1]!)]).toEqual([true, true, true, false]);
+  });
+
+  it.each(POLICIES)('%s: a bio the device reads from leaves the pages clean', (policy) => {
+    const { mem, mm, cache, user } = world();
+    const bio = bioFromUserPages(mm, 0, 2, { policy });
+    bioAddPage(bio, cache[0]!);
+    bio.complete();
+    expect([mem.isDirty(user[0]!), mem.isDirty(cache[0]!)]).toEqual([false, false]);
+  });
+
+  it('setDirty marks a live folio dirty; a free one is EFREE, a bad pfn ERANGE', () => {
+    const mem = new PageArray({ pages: 16, populated: false });
+    const head = mem.allocFolio(2);
+    mem.setDirty(head + 3);
+    expect(mem.isDirty(head)).toBe(true);
+    expectPinlabError(() => mem.setDirty(8), 'EFREE');
+    expectPinlabError(() => mem.setDirty(16), 'ERANGE');
+  });
+});
+
 describe('releasing the wrong way', () => {
   it("debug: release('put') of pins is EPINNED naming the pfn and the pin call; nothing changes", () => {
     for (const policy of POLICIES) {

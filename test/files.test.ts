@@ -461,6 +461,15 @@ describe('layout leases', () => {
     expect(mem.refcount(pfns[5]!)).toBe(1 + 1 + 1024); // cache, entry, pin
   });
 
+  it('an empty hole punch is no layout change: no lease breaks', () => {
+    const { mem, file } = world({ pages: 8 });
+    const o = mem.pinOwner('o', { kind: 'file' });
+    const lease = file.takeLease(o);
+    expect(file.punchHole(4, 0)).toEqual({ removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 });
+    expect(lease.held).toBe(true);
+    expect(file.leaseBreaks()).toEqual([]);
+  });
+
   it('a broken lease protects no more: the holder\'s remaining long-term pins block the next change', () => {
     const w = world({ pages: 8 });
     const { mem, mm, file } = w;

@@ -221,9 +221,10 @@ export class PageCacheFile {
       this.#size = size;
       return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
     }
-    const report = this.#remove(size, this.#size - size, 'truncate');
+    const { report, broken } = this.#remove(size, this.#size - size, 'truncate');
     this.#heads.length = size >> this.folioOrder;
     this.#size = size;
+    for (const lease of broken) lease.notify(); // once the change is complete
     return report;
   }
 
@@ -236,7 +237,10 @@ export class PageCacheFile {
     const off = this.#checkSize('offset', integer('offset', offset));
     const n = this.#checkSize('count', integer('count', count));
     if (off + n > this.#size) invalid(`hole ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.#size})`);
-    return this.#remove(off, n, 'punchHole');
+    if (n === 0) return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
+    const { report, broken } = this.#remove(off, n, 'punchHole');
+    for (const lease of broken) lease.notify(); // once the change is complete
+    return report;
   }
 
   // ---- for AddressSpace (internal) ---------------------------------------------------------
@@ -298,7 +302,8 @@ export class PageCacheFile {
 
   // ---- layout changes ---------------------------------------------------------------------
 
-  #remove(offset: number, count: number, reason: LayoutChange): LayoutChangeReport {
+  /** Removes the range; the caller finishes its own state, then notifies the broken leases. */
+  #remove(offset: number, count: number, reason: LayoutChange): { report: LayoutChangeReport; broken: Lease[] } {
     const folios = this.#presentFolios(offset, count);
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
@@ -311,13 +316,13 @@ export class PageCacheFile {
       if (!np.putPage(head, 1)) stillReferencedPages += 1 << this.folioOrder;
       this.#heads[index] = null;
     }
-    for (const lease of brokenLeases) lease.notify();
-    return {
+    const report: LayoutChangeReport = {
       removedPages: folios.length << this.folioOrder,
       stillReferencedPages,
       brokenLeases: brokenLeases.map((l) => l.breakReport!),
       zappedMappings,
     };
+    return { report, broken: brokenLeases };
   }
 
   #presentFolios(offset: number, count: number): Array<{ index: number; head: number }> {

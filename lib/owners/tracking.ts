@@ -142,7 +142,7 @@ export function describeProvenance(p: PinProvenance): string {
 export function describeLeaks(leaks: readonly OutstandingPin[]): string {
   const lines = leaks.slice(0, 10).map((l) => {
     const flags = [l.write ? 'write' : 'read', ...(l.longterm ? ['long-term'] : [])].join(', ');
-    return `${describeProvenance(l)}: pfn ${showRun(l.pfn, l.count)} (${l.count} pages, ${flags})`;
+    return `${describeProvenance(l)}: pfn ${showRun(l.pfn, l.count)} (${l.count} ${l.count === 1 ? 'page' : 'pages'}, ${flags})`;
   });
   if (leaks.length > 10) lines.push(`... and ${leaks.length - 10} more runs`);
   return lines.join('; ');

@@ -29,6 +29,7 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::munmap>("munmap"),
                          InstanceMethod<&AddressSpaceWrap::mprotect>("mprotect"),
                          InstanceMethod<&AddressSpaceWrap::map_shared>("mapShared"),
+                         InstanceMethod<&AddressSpaceWrap::check_can_map>("checkCanMap"),
                          InstanceMethod<&AddressSpaceWrap::zap>("zap"),
                          InstanceMethod<&AddressSpaceWrap::touch>("touch"),
                          InstanceMethod<&AddressSpaceWrap::gup>("gup"),
@@ -81,6 +82,10 @@ Napi::Value AddressSpaceWrap::map_shared(const Napi::CallbackInfo& info) {
 }
 Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->zap(int_arg(info, 0), int_arg(info, 1)));
+  return info.Env().Undefined();
+}
+Napi::Value AddressSpaceWrap::check_can_map(const Napi::CallbackInfo& info) {
+  check(info.Env(), core_->check_can_map(int_arg(info, 0), int_arg(info, 1)));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::touch(const Napi::CallbackInfo& info) {

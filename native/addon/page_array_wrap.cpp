@@ -58,6 +58,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::pincount>("pincount"),
           InstanceMethod<&PageArrayWrap::maybe_dma_pinned>("maybeDmaPinned"),
           InstanceMethod<&PageArrayWrap::is_dirty>("isDirty"),
+          InstanceMethod<&PageArrayWrap::set_dirty>("setDirty"),
           InstanceMethod<&PageArrayWrap::get_page>("getPage"),
           InstanceMethod<&PageArrayWrap::try_get_page>("tryGetPage"),
           InstanceMethod<&PageArrayWrap::put_page>("putPage"),
@@ -147,6 +148,10 @@ Napi::Value PageArrayWrap::maybe_dma_pinned(const Napi::CallbackInfo& info) {
 }
 Napi::Value PageArrayWrap::is_dirty(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), core_->is_dirty(pfn_arg(info, 0)));
+}
+Napi::Value PageArrayWrap::set_dirty(const Napi::CallbackInfo& info) {
+  check(info.Env(), core_->set_dirty(pfn_arg(info, 0)));
+  return info.Env().Undefined();
 }
 
 Napi::Value PageArrayWrap::get_page(const Napi::CallbackInfo& info) {

@@ -26,6 +26,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value pincount(const Napi::CallbackInfo& info);
   Napi::Value maybe_dma_pinned(const Napi::CallbackInfo& info);
   Napi::Value is_dirty(const Napi::CallbackInfo& info);
+  Napi::Value set_dirty(const Napi::CallbackInfo& info);
   Napi::Value get_page(const Napi::CallbackInfo& info);
   Napi::Value try_get_page(const Napi::CallbackInfo& info);
   Napi::Value put_page(const Napi::CallbackInfo& info);

@@ -123,6 +123,12 @@ Status AddressSpace::check_unmapped(int64_t start, int64_t count) const {
   return Status::Ok();
 }
 
+Status AddressSpace::check_can_map(int64_t start, int64_t count) const {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  return check_unmapped(start, count);
+}
+
 Status AddressSpace::mmap(const MmapArgs& a) {
   if (Status st = check_range(a.start, a.count); !st.ok()) return st;
   const auto start = uint64_t(a.start), end = start + uint64_t(a.count);
@@ -464,10 +470,11 @@ uint64_t AddressSpace::writable_bit(uint64_t vpage) const {
   return r != nullptr && r->write ? entry::kWritable : 0;
 }
 
-void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive) {
+void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive,
+                                           uint64_t units) {
   const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
-  if (!pins) stats_.add(MmStat::kUnclassified, 1);
-  else if (*pins == 0) stats_.add(false_positive, 1);
+  if (!pins) stats_.add(MmStat::kUnclassified, units);
+  else if (*pins == 0) stats_.add(false_positive, units);
 }
 
 Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
@@ -489,7 +496,8 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
   const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
   if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
-    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives);
+    // Counted in pages, as kEarlyCowCopies is (a THP leaf is 512 of them).
+    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
     uint64_t copy = 0;
     if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
     if (refs > 1) (void)mem_->get_page(copy, refs - 1);

@@ -43,13 +43,13 @@ enum class MmStat : uint8_t {
   kCowCopies,              // write faults that copied a shared page
   kCowReuses,              // write faults that reused an exclusively owned page
   kEarlyCowCopies,         // pages fork copied at once because they were maybe pinned
-  kEarlyCowFalsePositives, // ... of which the page held no real pin
+  kEarlyCowFalsePositives, // ... of which the folio held no real pin (pages, as above)
   kMigrated,               // pages moved by migrate/compact/longterm (4 KiB units)
   kMigrationRefusals,      // folios migration refused because they were maybe pinned
   kMigrationFalsePositives,// ... of which the folio held no real pin
   kMigrationBusy,          // folios refused for other references (shared, racing gup)
   kLongtermMigrations,     // folios moved out of ZONE_MOVABLE for FOLL_LONGTERM
-  kUnclassified,           // early-COW copies and refusals whose pins were not exactly known
+  kUnclassified,           // early-COW copies (pages) and refusals (folios), pins not exactly known
   kCount
 };
 
@@ -112,6 +112,10 @@ class AddressSpace {
   // reference per PTE on its folio. Writable iff `write`. All or nothing: EINVAL (range,
   // overlap, count 0, the zero page), ERANGE (a PFN >= pages), EFREE (a free folio).
   Status map_shared(int64_t start, const uint32_t* pfns, uint64_t count, bool write);
+  // EINVAL exactly where mmap/map_shared of [start, start + count) would fail on the range
+  // (outside the address space, count < 1, overlapping a region); changes nothing. Lets a
+  // caller validate before it allocates the pages it will map.
+  Status check_can_map(int64_t start, int64_t count) const;
   // zap_page_range: clears every entry in the range and drops its references as munmap does
   // (a PMD leaf partly covered is split first), but keeps the regions. Holes are fine.
   Status zap(int64_t start, int64_t count);
@@ -186,7 +190,10 @@ class AddressSpace {
   // fork: copies one present entry (a PTE, or a PMD leaf when huge) into the child.
   Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                     uint64_t vpage, bool huge, bool pinned_mm);
-  void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat);
+  // A maybe-pinned decision: `units` more false positives if the folio held no real pin, or
+  // unclassified if its pins are not exactly known (pages for early COW, folios for migration).
+  void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat,
+                               uint64_t units = 1);
   Status gup_slow_locked(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out,
                          uint64_t* done);
 

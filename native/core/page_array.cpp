@@ -135,6 +135,16 @@ bool PageArray::is_dirty(uint64_t pfn) const {
   return (meta_at(folio_head(pfn)).load(std::memory_order_relaxed) & kFlagDirty) != 0;
 }
 
+Status PageArray::set_dirty(uint64_t pfn) {
+  if (Status st = check_pfn(pfn); !st.ok()) return st;
+  const uint64_t head = folio_head(pfn);
+  // relaxed: a liveness check for the caller's error, not a synchronisation point.
+  if (ref_at(head).load(std::memory_order_relaxed) <= 0)
+    return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
+  mark_dirty(head);
+  return Status::Ok();
+}
+
 bool PageArray::mark_dirty(uint64_t head) {
   auto meta = meta_at(head);
   // Test before set: a store on an already-dirty head would bounce its cache line for nothing.
