@@ -1,7 +1,7 @@
 // SVG charts of a BenchResults document: Vega-Lite specs (./chart-specs.ts) compiled to Vega and
 // rendered headless (renderer 'none': no canvas, no DOM, text widths estimated).
-import { View, parse } from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+// vega and vega-lite load on first use: importing pinlab (e.g. to embed the engine) stays cheap.
+import type { TopLevelSpec, compile as CompileFn } from 'vega-lite';
 
 import { bvecSpeedupSpec, modelVsKernelSpec, throughputSpec } from './chart-specs.js';
 import type { BenchResults } from './types.js';
@@ -14,7 +14,7 @@ export interface BenchChart {
   svg: string;
 }
 
-type Logger = NonNullable<NonNullable<Parameters<typeof compile>[1]>['logger']>;
+type Logger = NonNullable<NonNullable<Parameters<typeof CompileFn>[1]>['logger']>;
 
 /** A logger that drops everything: Vega-Lite's warnings are not the report's business. */
 function silentLogger(): Logger {
@@ -48,6 +48,7 @@ function silentLogger(): Logger {
  * @returns the SVG document
  */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const [{ View, parse }, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const vg = compile(spec, { logger: silentLogger() }).spec;
   const view = new View(parse(vg), { renderer: 'none', logLevel: 0 });
   try {
