@@ -66,6 +66,7 @@ export {
   type Bvec,
   type MemoryUsage,
   type OutstandingPinsOptions,
+  type PinnedRun,
   type PageArrayOptions,
   type PageArrayStats,
   type PageSet,

@@ -122,6 +122,16 @@ const CONSTRUCTOR_OPTIONS = [
 const IMBALANCE_MODES: readonly ImbalanceMode[] = ['throw', 'count'];
 const OWNER_KINDS: readonly OwnerKind[] = ['mm', 'file', 'device'];
 
+/** A run of pages with the same exact pin count (see {@link PageArray.debugPinnedRuns}). */
+export interface PinnedRun {
+  /** First PFN. */
+  pfn: number;
+  /** Pages in the run. */
+  count: number;
+  /** Pins on each page of the run. */
+  pins: number;
+}
+
 /** Options of {@link PageArray.outstandingPins}. */
 export interface OutstandingPinsOptions {
   /** Only this owner's pins. Default: every owner's (and in debug mode the ownerless ones). */
@@ -385,6 +395,26 @@ export class PageArray {
     if (untracked > 0) parts.push(`${untracked} pins taken without an owner are not released (debug: true lists their runs)`);
     this.#tracking.detect('ELEAK', parts.join('; '), leaks, leaks);
     return leaks;
+  }
+
+  /**
+   * Debug mode's exact truth: the runs of consecutive pages holding the same non-zero number of
+   * pins (the per-page debug counts, whoever took the pins). Exact once no call is running.
+   * @throws PinlabError `EINVAL` outside debug mode
+   */
+  debugPinnedRuns(): PinnedRun[] {
+    const flat = this.#native.debugPinnedRuns();
+    const runs: PinnedRun[] = new Array<PinnedRun>(flat.length / 3);
+    for (let i = 0; i < runs.length; i++) runs[i] = { pfn: flat[3 * i]!, count: flat[3 * i + 1]!, pins: flat[3 * i + 2]! };
+    return runs;
+  }
+
+  /**
+   * Debug mode: the exact pins of each page of a range (an `Int32Array`, one count per page).
+   * @throws PinlabError `EINVAL` outside debug mode, `ERANGE`
+   */
+  debugPagePins(range: { start: number; count: number }): Int32Array {
+    return this.#native.debugPagePins(...rangeArgs(range));
   }
 
   /** The most recent detected imbalances (up to 1024), oldest first, with their provenance. */

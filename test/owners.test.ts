@@ -621,6 +621,23 @@ describe('write-bias: a release must match the pin kind', () => {
 });
 
 describe('debug provenance', () => {
+  it('debugPinnedRuns / debugPagePins give the exact per-page truth, whoever pinned; EINVAL outside debug', () => {
+    const mem = new PageArray({ pages: 64, debug: true, scheme: 'bias' });
+    const o = mem.pinOwner('o');
+    mem.pinPages({ start: 3, count: 4 });
+    mem.pinPages({ start: 5, count: 4 }, { owner: o });
+    expect(mem.debugPinnedRuns()).toEqual([
+      { pfn: 3, count: 2, pins: 1 },
+      { pfn: 5, count: 2, pins: 2 },
+      { pfn: 7, count: 2, pins: 1 },
+    ]);
+    expect([...mem.debugPagePins({ start: 2, count: 8 })]).toEqual([0, 1, 1, 2, 2, 1, 1, 0]);
+    expectPinlabError(() => mem.debugPagePins({ start: 60, count: 8 }), 'ERANGE');
+    const plain = new PageArray({ pages: 8 });
+    expectPinlabError(() => plain.debugPinnedRuns(), 'EINVAL', /debug/);
+    expectPinlabError(() => plain.debugPagePins({ start: 0, count: 1 }), 'EINVAL', /debug/);
+  });
+
   it('every pin call is recorded, owner or not, and unpinning without an owner balances', () => {
     const mem = new PageArray({ pages: 64, populated: false, debug: true });
     const mm = new AddressSpace(mem, { pages: 64 });
