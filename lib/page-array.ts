@@ -447,7 +447,7 @@ export class PageArray {
 
   /** @internal Records a pin call that succeeded. */
   recordPins(owner: PinOwner | null, operation: PinOperation, write: boolean, longterm: boolean, runs: Uint32Array, via: string | null): void {
-    this.#tracking.record(owner, { operation, write, longterm, via }, runs);
+    this.#tracking.record(owner, { operation, write, longterm, via, stack: null }, runs);
   }
 
   #recordPins(owner: PinOwner | null, operation: PinOperation, flags: number, runs: Uint32Array): void {

@@ -6,18 +6,25 @@ import type { PinOwner } from './owner.js';
 import { RunBuilder, forEachPage, runPages, sameRuns } from './runs.js';
 import type { OutstandingPin, PinOperation, PinProvenance } from './types.js';
 
-/** One recorded pin call and the pages it still holds. @internal */
-export interface PinRecord {
-  readonly id: number;
-  readonly owner: PinOwner | null;
-  readonly operation: PinOperation;
-  readonly write: boolean;
-  readonly longterm: boolean;
-  readonly via: string | null;
-  readonly stack: string | null;
-  /** Flat [pfn, count, ...]: the pages still pinned by this call. */
-  runs: Uint32Array;
-  pages: number;
+/** One recorded pin call and the pages it still holds (a class: one hidden shape, no spreads on the pin path). @internal */
+export class PinRecord {
+  constructor(
+    readonly id: number,
+    readonly owner: PinOwner | null,
+    readonly operation: PinOperation,
+    readonly write: boolean,
+    readonly longterm: boolean,
+    readonly via: string | null,
+    readonly stack: string | null,
+    /** Flat [pfn, count, ...]: the pages still pinned by this call. */
+    public runs: Uint32Array,
+    public pages: number,
+  ) {}
+
+  /** The same call holding `runs` (a released part, for the history). */
+  withRuns(runs: Uint32Array): PinRecord {
+    return new PinRecord(this.id, this.owner, this.operation, this.write, this.longterm, this.via, this.stack, runs, runPages(runs));
+  }
 }
 
 /** What a pin call records. @internal */
@@ -43,7 +50,7 @@ export interface ReleaseMiss {
 
 interface OwnerBook {
   records: Map<number, PinRecord>; // by id: insertion order is call order
-  byKey: Map<string, PinRecord[]>;
+  byFirstPfn: Map<number, PinRecord[]>; // the exact-match index: candidates by first PFN
 }
 
 const HISTORY = 256;
@@ -53,7 +60,8 @@ export class PinLedger {
   #nextId = 1;
   #books = new Map<PinOwner | null, OwnerBook>();
   #livePages = 0;
-  #released: PinRecord[] = [];
+  readonly #released: Array<PinRecord | undefined> = new Array<PinRecord | undefined>(HISTORY);
+  #releasedNext = 0; // ring buffer: the next slot to overwrite
   /** Under write-bias a write unpin must release a write pin: match the write flag. */
   readonly #matchWrite: boolean;
 
@@ -69,7 +77,7 @@ export class PinLedger {
   /** Records a pin call that pinned `runs` (already done: recording cannot fail). */
   record(owner: PinOwner | null, call: PinCall, runs: Uint32Array): PinRecord {
     const pages = runPages(runs);
-    const record: PinRecord = { id: this.#nextId++, owner, ...call, runs, pages };
+    const record = new PinRecord(this.#nextId++, owner, call.operation, call.write, call.longterm, call.via, call.stack, runs, pages);
     if (pages === 0) return record;
     const book = this.#book(owner);
     book.records.set(record.id, record);
@@ -83,8 +91,12 @@ export class PinLedger {
     const book = this.#books.get(owner);
     if (runs.length === 0) return { owner, steps: [] };
     if (book === undefined) return { pfn: runs[0]! };
-    const exact = book.byKey.get(this.#key(runs, write))?.find((r) => sameRuns(r.runs, runs));
-    if (exact !== undefined) return { owner, steps: [{ record: exact, keeps: null }] };
+    const candidates = book.byFirstPfn.get(runs[0]!);
+    if (candidates !== undefined) {
+      for (const r of candidates) {
+        if ((!this.#matchWrite || r.write === write) && sameRuns(r.runs, runs)) return { owner, steps: [{ record: r, keeps: null }] };
+      }
+    }
     return this.#planPageByPage(owner, book, runs, write);
   }
 
@@ -94,19 +106,18 @@ export class PinLedger {
     if (book === undefined) return;
     for (const { record, keeps } of plan.steps) {
       this.#unindex(book, record);
-      const before = record.pages;
-      const released = keeps === null ? record.runs : subtractRuns(record.runs, keeps);
-      this.#remember({ ...record, runs: released, pages: runPages(released) });
-      if (keeps === null || keeps.length === 0) {
+      if (keeps === null) {
+        this.#remember(record); // all of it: the record itself becomes history
         book.records.delete(record.id);
-        record.runs = new Uint32Array(0);
-        record.pages = 0;
-      } else {
-        record.runs = keeps;
-        record.pages = runPages(keeps);
-        this.#index(book, record);
+        this.#livePages -= record.pages;
+        continue;
       }
-      this.#livePages -= before - record.pages;
+      const released = record.withRuns(subtractRuns(record.runs, keeps));
+      this.#remember(released);
+      record.runs = keeps;
+      record.pages -= released.pages;
+      this.#livePages -= released.pages;
+      this.#index(book, record);
     }
     if (book.records.size === 0) this.#books.delete(plan.owner);
   }
@@ -137,8 +148,9 @@ export class PinLedger {
 
   /** The most recent released part of a call that covered `pfn`, if still remembered. */
   lastReleaseOf(pfn: number, owner?: PinOwner | null): PinRecord | undefined {
-    for (let i = this.#released.length - 1; i >= 0; i--) {
-      const r = this.#released[i]!;
+    for (let k = 1; k <= HISTORY; k++) {
+      const r = this.#released[(this.#releasedNext - k + HISTORY) % HISTORY];
+      if (r === undefined) return undefined;
       if ((owner === undefined || r.owner === owner) && overlaps(r.runs, pfn, pfn + 1)) return r;
     }
     return undefined;
@@ -173,35 +185,31 @@ export class PinLedger {
   #book(owner: PinOwner | null): OwnerBook {
     let book = this.#books.get(owner);
     if (book === undefined) {
-      book = { records: new Map(), byKey: new Map() };
+      book = { records: new Map(), byFirstPfn: new Map() };
       this.#books.set(owner, book);
     }
     return book;
   }
 
-  #key(runs: Uint32Array, write: boolean): string {
-    return `${runs[0]}:${runs.length}:${runPages(runs)}:${this.#matchWrite && write ? 'w' : 'r'}`;
-  }
-
   #index(book: OwnerBook, record: PinRecord): void {
-    const key = this.#key(record.runs, record.write);
-    const list = book.byKey.get(key);
-    if (list === undefined) book.byKey.set(key, [record]);
+    const key = record.runs[0]!;
+    const list = book.byFirstPfn.get(key);
+    if (list === undefined) book.byFirstPfn.set(key, [record]);
     else list.push(record);
   }
 
   #unindex(book: OwnerBook, record: PinRecord): void {
-    const key = this.#key(record.runs, record.write);
-    const list = book.byKey.get(key);
+    const key = record.runs[0]!;
+    const list = book.byFirstPfn.get(key);
     if (list === undefined) return;
     const i = list.indexOf(record);
     if (i >= 0) list.splice(i, 1);
-    if (list.length === 0) book.byKey.delete(key);
+    if (list.length === 0) book.byFirstPfn.delete(key);
   }
 
   #remember(released: PinRecord): void {
-    this.#released.push(released);
-    if (this.#released.length > HISTORY) this.#released.shift();
+    this.#released[this.#releasedNext] = released;
+    this.#releasedNext = (this.#releasedNext + 1) % HISTORY;
   }
 }
 

@@ -58,9 +58,9 @@ export class PinTracking {
   // ---- recording ------------------------------------------------------------------------------
 
   /** Records a pin call that succeeded; `runs` are its pages (zero page excluded). */
-  record(owner: PinOwner | null, call: Omit<PinCall, 'stack'>, runs: Uint32Array): PinRecord {
-    const stack = this.captureStacks ? captureStack() : null;
-    return this.ledger.record(owner, { ...call, stack }, runs);
+  record(owner: PinOwner | null, call: PinCall, runs: Uint32Array): PinRecord {
+    if (this.captureStacks) call.stack = captureStack();
+    return this.ledger.record(owner, call, runs);
   }
 
   /**
