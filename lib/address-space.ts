@@ -287,7 +287,7 @@ export class AddressSpace {
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);
     const tracked = owner !== null || trackingOf(this.mem).recordsAll;
-    const runs = tracked ? this.mem.pfnRuns(withoutPfn(list, this.mem.zeroPfn)) : null;
+    const runs = tracked ? this.mem.pfnRunsView(withoutPfn(list, this.mem.zeroPfn)) : null;
     this.mem.releasePins(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
   }
 

@@ -60,6 +60,7 @@ export interface NativePageArray {
   isMovable(pfn: number): boolean;
   /** Maximal runs of consecutive ascending PFNs in list order, flat [pfn, count, ...]. */
   pfnRuns(pfns: Uint32Array): Uint32Array;
+  pfnRunsInto(pfns: Uint32Array, out: Uint32Array): number;
   /** Debug mode only: runs of pages with the same non-zero exact pin count, flat [pfn, count, pins, ...]. */
   debugPinnedRuns(): Uint32Array;
   /** Debug mode only: the exact pin count of each page of a range. */

@@ -73,6 +73,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::count_range>("countMaybeDmaPinnedRange"),
           InstanceMethod<&PageArrayWrap::count_list>("countMaybeDmaPinnedList"),
           InstanceMethod<&PageArrayWrap::pfn_runs>("pfnRuns"),
+          InstanceMethod<&PageArrayWrap::pfn_runs_into>("pfnRunsInto"),
           InstanceMethod<&PageArrayWrap::debug_pinned_runs>("debugPinnedRuns"),
           InstanceMethod<&PageArrayWrap::debug_page_pins>("debugPagePins"),
           InstanceMethod<&PageArrayWrap::stats>("stats"),
@@ -227,6 +228,21 @@ Napi::Value PageArrayWrap::pfn_runs(const Napi::CallbackInfo& info) {
   auto out = Napi::Uint32Array::New(info.Env(), size_t(runs * 2));
   PageArray::write_pfn_runs(arr.Data(), arr.ElementLength(), out.Data());
   return out;
+}
+
+// pfnRunsInto(list, out) -> entries written: pfnRuns into the caller's scratch buffer, which
+// must hold 2 * list.length entries (the most a list can need). No allocation: the side table
+// calls this on every owner-tracked pin and unpin.
+Napi::Value PageArrayWrap::pfn_runs_into(const Napi::CallbackInfo& info) {
+  auto arr = info[0].As<Napi::Uint32Array>();
+  auto out = info[1].As<Napi::Uint32Array>();
+  if (out.ElementLength() < 2 * arr.ElementLength())
+    throw_status(info.Env(), Status::BadOption("out", int64_t(out.ElementLength()),
+                                               "at least 2 entries per listed PFN"));
+  uint64_t runs = 0;
+  check(info.Env(), core_->count_pfn_runs(arr.Data(), arr.ElementLength(), &runs));
+  PageArray::write_pfn_runs(arr.Data(), arr.ElementLength(), out.Data());
+  return Napi::Number::New(info.Env(), double(runs * 2));
 }
 
 // debugPinnedRuns() -> Uint32Array [pfn, count, pins, ...]

@@ -41,6 +41,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value count_range(const Napi::CallbackInfo& info);
   Napi::Value count_list(const Napi::CallbackInfo& info);
   Napi::Value pfn_runs(const Napi::CallbackInfo& info);
+  Napi::Value pfn_runs_into(const Napi::CallbackInfo& info);
   Napi::Value debug_pinned_runs(const Napi::CallbackInfo& info);
   Napi::Value debug_page_pins(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
