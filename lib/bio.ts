@@ -151,6 +151,10 @@ export class Bio {
   /** @internal Adds pages the bio now holds by `ref`. */
   addTake(ref: BvecReference, pfns: Uint32Array): void {
     this.#takes.push({ ref, pfns });
+    if (pfns.length === 1) {
+      this.#bvecs.push({ pfn: pfns[0]!, count: 1, ref }); // one page is one bvec: no scan
+      return;
+    }
     for (const b of this.mem.toBvecs(pfns)) this.#bvecs.push({ pfn: b.pfn, count: b.count, ref });
   }
 

@@ -51,7 +51,14 @@ export interface PageArrayOptions {
 }
 
 /** A page list: a contiguous PFN range, or a `Uint32Array` of PFNs (any order, repeats allowed). */
-export type PageSet = { start: number; count: number } | Uint32Array;
+export type PageSet =
+  | {
+      /** First PFN. */
+      start: number;
+      /** Number of pages. */
+      count: number;
+    }
+  | Uint32Array;
 
 /** Options of {@link PageArray.pinPages}. */
 export interface PinOptions {

@@ -667,6 +667,31 @@ TEST(map_shared_is_all_or_nothing) {
   CHECK_EQ(mm.as->mapped_pages(), uint64_t(0));
 }
 
+TEST(check_can_map_refuses_what_mmap_would_and_changes_nothing) {
+  auto mm = make_mm(Scheme::kHybrid);
+  CHECK_OK(mm.as->check_can_map(0, 16));
+  CHECK_OK(mm.as->mmap(MmapArgs{10, 4, true, false, false}));
+  CHECK_CODE(mm.as->check_can_map(8, 4), Code::kEINVAL);    // overlap
+  CHECK_CODE(mm.as->check_can_map(0, 0), Code::kEINVAL);    // empty
+  CHECK_CODE(mm.as->check_can_map(4094, 5), Code::kEINVAL); // past the end
+  CHECK_OK(mm.as->check_can_map(14, 4));                    // right after the region
+  CHECK_EQ(mm.as->regions(), uint64_t(1));
+}
+
+TEST(set_dirty_marks_a_live_folio_and_refuses_a_free_one) {
+  auto mm = make_mm(Scheme::kBias);
+  uint64_t head = 0;
+  CHECK_OK(mm.mem->alloc_folio(2, false, &head));
+  CHECK(!mm.mem->is_dirty(head));
+  CHECK_OK(mm.mem->set_dirty(head + 3));
+  CHECK(mm.mem->is_dirty(head));
+  bool freed = false;
+  CHECK_OK(mm.mem->put_page(head, 1, &freed));
+  CHECK(freed);
+  CHECK_CODE(mm.mem->set_dirty(head), Code::kEFREE);
+  CHECK_CODE(mm.mem->set_dirty(mm.mem->pages()), Code::kERANGE);
+}
+
 TEST_TAGGED(gup_fast_racing_zap_of_shared_pages_balances, "concurrency") {
   for (Scheme s : {Scheme::kBias, Scheme::kHybrid}) {
     auto mm = make_mm(s, 4096, 2048);
