@@ -6,6 +6,7 @@ import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION, type BenchResults } from './type
 
 /** One row present in both runs. */
 export interface RowChange {
+  /** The row's `id`, shared by both runs. */
   id: string;
   /** Median ns per page of the earlier run. */
   previous: number;

@@ -6,23 +6,39 @@
 /** A JSON value type name as JSON Schema spells it. */
 export type JsonTypeName = 'object' | 'array' | 'string' | 'number' | 'integer' | 'boolean' | 'null';
 
-/** The subset of JSON Schema (draft 2020-12) that {@link validateJson} understands. */
+/** The subset of JSON Schema (draft 2020-12) that `validateJson` understands. */
 export interface JsonSchema {
+  /** URI of the JSON Schema dialect (annotation, not checked). */
   $schema?: string;
+  /** URI identifying this schema (annotation, not checked). */
   $id?: string;
+  /** Local reference `#/$defs/NAME`: the value is checked against that definition instead. */
   $ref?: string;
+  /** Named subschemas for `$ref` (resolved against the root schema only). */
   $defs?: Record<string, JsonSchema>;
+  /** Short title (annotation, not checked). */
   title?: string;
+  /** Explanation (annotation, not checked). */
   description?: string;
+  /** Allowed JSON type(s); `number` also accepts integers. */
   type?: JsonTypeName | readonly JsonTypeName[];
+  /** Allowed values (matched with `Array.prototype.includes`). */
   enum?: readonly unknown[];
+  /** The one allowed value, compared with `===`. */
   const?: unknown;
+  /** Subschemas of an object's named properties. */
   properties?: Record<string, JsonSchema>;
+  /** Properties an object must have. */
   required?: readonly string[];
+  /** Properties not in `properties`: `false` forbids them, a schema checks them. */
   additionalProperties?: boolean | JsonSchema;
+  /** Subschema every array element must match. */
   items?: JsonSchema;
+  /** Inclusive lower bound of a number. */
   minimum?: number;
+  /** Inclusive upper bound of a number. */
   maximum?: number;
+  /** Minimum length of a string, in UTF-16 code units. */
   minLength?: number;
 }
 

@@ -11,7 +11,9 @@ import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION, type BenchResults } from './type
 
 /** Progress of a run: configurations (and trials) done out of the total. */
 export interface BenchProgressEvent {
+  /** Steps done: each configuration's setup and calibration, then each of its trials. */
   done: number;
+  /** Steps in the whole run: configurations x (trials + 1). */
   total: number;
   /** What runs now, e.g. `pin-unpin/bias/bvec/o9/range/shared/t2`. */
   label: string;
