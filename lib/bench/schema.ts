@@ -22,8 +22,9 @@ const spread = closed({ median: NON_NEG, min: NON_NEG, max: NON_NEG, q1: NON_NEG
 const kernelFigures = closed({
   pinNsPerPage: NON_NEG,
   unpinNsPerPage: NON_NEG,
-  nrFollPinAcquiredDelta: { type: 'integer', minimum: 0 },
-  nrFollPinReleasedDelta: { type: 'integer', minimum: 0 },
+  // -1: /proc/vmstat has no such counter on this kernel (the probe still measured the times).
+  nrFollPinAcquiredDelta: { type: 'integer', minimum: -1 },
+  nrFollPinReleasedDelta: { type: 'integer', minimum: -1 },
   thpConfirmed: { type: ['boolean', 'null'] },
 });
 
