@@ -15,7 +15,7 @@ import {
   type PageArrayOptions,
   type PinlabErrorCode,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError } from './helpers.js';
+import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged } from './helpers.js';
 import { pfnsOf, pinRefs } from './mm-helpers.js';
 
 const POLICIES: readonly BioPolicy[] = ['flagged', 'all-pins'];
@@ -53,11 +53,7 @@ function memState(mem: PageArray) {
 }
 
 function refused(mem: PageArray, fn: () => unknown, code: PinlabErrorCode, ...msgs: RegExp[]) {
-  const before = memState(mem);
-  const err = expectPinlabError(fn, code);
-  for (const m of msgs) expect(err.message).toMatch(m);
-  expect(memState(mem), `state changed by a call that threw ${code}`).toEqual(before);
-  return err;
+  return expectRefusedUnchanged(() => memState(mem), fn, code, msgs);
 }
 
 describe('bio construction', () => {

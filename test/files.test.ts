@@ -3,8 +3,6 @@
 // pages stay allocated), EBUSY for long-term pins without a lease (nothing changes), and lease
 // breaks reported to their holders.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 import { describe, expect, it } from 'vitest';
 
@@ -17,7 +15,7 @@ import {
   type PageArrayOptions,
   type PinlabErrorCode,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError, range } from './helpers.js';
+import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
 import { pinRefs } from './mm-helpers.js';
 
 interface World {
@@ -60,16 +58,7 @@ function state(w: World, mms: AddressSpace[] = [w.mm], vpages = 64) {
 }
 
 function refused(w: World, fn: () => unknown, code: PinlabErrorCode, msgs: RegExp[], mms?: AddressSpace[]) {
-  const before = state(w, mms);
-  const err = expectPinlabError(fn, code);
-  for (const m of msgs) expect(err.message).toMatch(m);
-  expect(state(w, mms), `state changed by a call that threw ${code}`).toEqual(before);
-  return err;
-}
-
-function gcFunction(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
+  return expectRefusedUnchanged(() => state(w, mms), fn, code, msgs);
 }
 
 describe('PageCacheFile', () => {

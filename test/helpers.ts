@@ -1,4 +1,7 @@
 // Shared test helpers: a seeded PRNG, error assertions and full state snapshots.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
 import { expect } from 'vitest';
 
 import { PageArray, PinlabError, type PageArrayOptions, type PinlabErrorCode } from '../lib/index.js';
@@ -141,4 +144,22 @@ export function diffAgainstModel(pa: PageArray, model: PinModel, pfns: Iterable<
 
 export function range(n: number, start = 0): number[] {
   return Array.from({ length: n }, (_, i) => start + i);
+}
+
+/**
+ * Asserts `fn` throws `code` with a message matching every pattern and that `snapshot()` is
+ * the same after as before (a refused call changes nothing).
+ */
+export function expectRefusedUnchanged<S>(snapshot: () => S, fn: () => unknown, code: PinlabErrorCode, msgs: readonly RegExp[]): PinlabError {
+  const before = snapshot();
+  const err = expectPinlabError(fn, code);
+  for (const m of msgs) expect(err.message).toMatch(m);
+  expect(snapshot(), `state changed by a call that threw ${code}`).toEqual(before);
+  return err;
+}
+
+/** A real gc() inside a test: V8 exposes it to a fresh context once the flag is set. */
+export function gcFunction(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
 }

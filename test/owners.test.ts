@@ -3,8 +3,6 @@
 // the owner's records; drop and checkBalanced report leaks by owner, call and run. Each refused
 // call is checked to change nothing (refcounts, pin counts, outstanding pins, counters).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 
 import { describe, expect, it } from 'vitest';
 
@@ -16,7 +14,7 @@ import {
   type PageArrayOptions,
   type PinlabErrorCode,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError, range } from './helpers.js';
+import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
 import { pfnsOf, pinRefs, pinVisible } from './mm-helpers.js';
 
 type SchemeName = (typeof SCHEME_LIST)[number];
@@ -51,17 +49,7 @@ function memState(mem: PageArray) {
 
 /** Asserts `fn` throws `code` with a message matching every pattern and changes nothing. */
 function refused(mem: PageArray, fn: () => unknown, code: PinlabErrorCode, ...msgs: RegExp[]) {
-  const before = memState(mem);
-  const err = expectPinlabError(fn, code);
-  for (const m of msgs) expect(err.message).toMatch(m);
-  expect(memState(mem), `state changed by a call that threw ${code}`).toEqual(before);
-  return err;
-}
-
-/** A real gc() (v8 exposes it to a fresh context once the flag is set). */
-function gcFunction(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
+  return expectRefusedUnchanged(() => memState(mem), fn, code, msgs);
 }
 
 describe('pinOwner', () => {
