@@ -9,6 +9,7 @@
 #include "address_space.h"
 #include "fixtures.h"
 #include "gup_ops.h"
+#include "scan.h"
 #include "stress.h"
 
 namespace pinlab::test {
@@ -729,6 +730,140 @@ TEST_TAGGED(gup_fast_racing_zap_of_shared_pages_balances, "concurrency") {
     CHECK_OK(mm.as->munmap(0, n));
     CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
     for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);  // the file's alone
+    for (uint32_t p : file) CHECK_EQ(mm.mem->pincount(p).value_or(-1), int64_t(0));
+  }
+}
+
+// ---- shared mappings: review cases (fork error path, split regions, races) -----------------
+
+TEST(fork_failing_mid_way_gives_back_the_shared_references_it_took) {
+  auto mm = make_mm(Scheme::kBias, 64, 1024);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 1});
+  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));  // PTEs 0..3, forked first
+  CHECK_OK(mm.as->mmap(MmapArgs{600, 1, true, true, false}));       // a later PMD
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_OK(mm.as->gup_fast(600, 1, pin_flags(true), out.data(), &done));  // early COW due
+  std::vector<uint64_t> hog;  // no page left for the early copy: ENOMEM after the shared PTEs
+  for (uint64_t p = 0; mm.mem->alloc_folio(0, false, &p).ok();) hog.push_back(p);
+  std::unique_ptr<AddressSpace> child;
+  CHECK_CODE(mm.as->fork(&child), Code::kENOMEM);
+  CHECK(child == nullptr);
+  CHECK_EQ(mm.mem->refcount(file[0]), 2);      // the file's and the parent's PTE
+  CHECK_EQ(mm.mem->refcount(file[2]), 1 + 2);  // order 1: one per PTE
+  for (uint64_t i = 0; i < file.size(); ++i) {
+    const Translation tr = mm.as->translate(i);
+    CHECK(tr.shared && tr.writable);
+    CHECK_EQ(tr.pfn, uint64_t(file[i]));
+  }
+  CHECK(mm.as->translate(600).writable);  // the pinned page was not write-protected
+  CHECK_EQ(mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(0));
+  for (uint64_t p : hog) {
+    bool freed = false;
+    CHECK_OK(mm.mem->put_page(p, 1, &freed));
+  }
+  CHECK_OK(mm.as->fork(&child));  // and with memory it works
+  CHECK_EQ(mm.mem->refcount(file[0]), 3);
+  child.reset();
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+  mm.as.reset();
+  drop_file(*mm.mem, file);
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+}
+
+TEST(regions_split_by_munmap_mprotect_and_fork_stay_shared) {
+  auto mm = make_mm(Scheme::kHybrid);
+  const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 0, 0, 0, 0, 0, 0});
+  CHECK_OK(mm.as->map_shared(0, file.data(), 8, true));
+  CHECK_OK(mm.as->munmap(3, 2));     // [0,3) and [5,8)
+  CHECK_OK(mm.as->mprotect(1, 1, false));  // [0,1) [1,2) [2,3) [5,8)
+  CHECK_EQ(mm.as->regions(), uint64_t(4));
+  CHECK_OK(mm.as->zap(0, 8));
+  std::unique_ptr<AddressSpace> child;
+  CHECK_OK(mm.as->fork(&child));
+  for (AddressSpace* as : {mm.as.get(), child.get()}) {
+    for (int64_t v : {0, 1, 2, 5, 7}) {  // every piece is still a shared region: SIGBUS
+      const Status st = as->touch(v, 1, false);
+      CHECK_CODE(st, Code::kEFAULT);
+      CHECK(st.reason == Reason::kSharedNoPage);
+      CHECK(!as->translate(uint64_t(v)).present);  // no anonymous page faulted in
+    }
+    CHECK_CODE(as->touch(3, 1, false), Code::kEFAULT);  // the munmapped hole
+  }
+  CHECK_EQ(mm.as->stat(MmStat::kFaults), uint64_t(8));  // map_shared's alone
+  child.reset();
+  mm.as.reset();
+  for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);
+}
+
+TEST(pfn_run_scans_agree_at_every_length_and_at_the_top_of_the_pfn_space) {
+  // Runs of every length 1..300 (the 16-entry probe, 64-entry blocks and the tail block), at
+  // offsets 0..3 in the list, between breaking neighbours.
+  for (uint32_t len = 1; len <= 300; ++len) {
+    for (uint32_t off = 0; off < 4; ++off) {
+      std::vector<uint32_t> list;
+      for (uint32_t k = 0; k < off; ++k) list.push_back(1000 + 7 * k);  // runs of one
+      for (uint32_t k = 0; k < len; ++k) list.push_back(5000 + k);
+      list.push_back(5000 + len + 1);  // breaks the run
+      CHECK_EQ(ascending_run(list.data() + off, len + 1), uint64_t(len));
+      CHECK_EQ(ascending_run(list.data() + off, len), uint64_t(len));  // run to the end
+      CHECK_EQ(count_ascending_runs(list.data(), list.size()), uint64_t(off) + 2);
+    }
+  }
+  CHECK_EQ(count_ascending_runs(nullptr, 0), uint64_t(0));
+  const uint32_t one = 7;
+  CHECK_EQ(count_ascending_runs(&one, 1), uint64_t(1));
+  CHECK_EQ(ascending_run(&one, 1), uint64_t(1));
+  // The largest PFNs: the two scans must agree with each other (write_pfn_runs relies on it).
+  const uint32_t top[] = {UINT32_MAX - 1, UINT32_MAX, 0, 1, UINT32_MAX};
+  uint64_t written = 0;
+  for (uint64_t i = 0; i < 5; i += ascending_run(top + i, 5 - i)) ++written;
+  CHECK_EQ(written, count_ascending_runs(top, 5));
+  auto pa = make_array(64, Scheme::kBias);
+  uint64_t runs = 0;
+  CHECK_CODE(pa->count_pfn_runs(top, 5, &runs), Code::kERANGE);  // never reaches the writer
+}
+
+TEST_TAGGED(gup_fast_pins_of_shared_pages_racing_fork_and_mprotect_balance, "concurrency") {
+  for (Scheme s : {Scheme::kBias, Scheme::kHybrid, Scheme::kWriteBias}) {
+    auto mm = make_mm(s, 4096, 2048);
+    const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 2, 0, 1});
+    const auto n = int64_t(file.size());
+    CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> bad{0}, calls{0};
+    std::thread pinner([&] {
+      std::vector<uint32_t> out(file.size());
+      for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        uint64_t done = 0;
+        GupFlags f = pin_flags(i & 1);
+        f.fast_only = (i & 2) != 0;
+        if (!mm.as->gup_fast(0, n, f, out.data(), &done).ok()) continue;
+        for (uint64_t k = 0; k < done; ++k) bad += out[k] != file[k];
+        if (!mm.as->unpin_user_pages(out.data(), done, f.write, false).ok()) ++bad;
+        calls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    auto pinner_behind = [&] { return calls.load(std::memory_order_relaxed) < 300; };
+    for (int round = 0; round < 300 || (pinner_behind() && round < 1000000); ++round) {
+      if (round % 3 == 0) {
+        std::unique_ptr<AddressSpace> child;
+        CHECK_OK(mm.as->fork(&child));
+        for (int64_t v = 0; v < n; ++v) bad += child->translate(uint64_t(v)).pfn != file[size_t(v)];
+      } else {
+        CHECK_OK(mm.as->mprotect(round % (n - 1), 1 + round % 2, round % 3 == 2));
+        if (round % 5 == 0) CHECK_OK(mm.as->mprotect(0, n, true));
+      }
+    }
+    stop = true;
+    pinner.join();
+    CHECK_EQ(bad.load(), uint64_t(0));
+    CHECK(calls.load() >= 300);
+    for (int64_t v = 0; v < n; ++v) CHECK(mm.as->translate(uint64_t(v)).shared);
+    CHECK_EQ(mm.as->stat(MmStat::kCowCopies) + mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(0));
+    CHECK_OK(mm.as->munmap(0, n));
+    CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
+    for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);
     for (uint32_t p : file) CHECK_EQ(mm.mem->pincount(p).value_or(-1), int64_t(0));
   }
 }
