@@ -3,6 +3,7 @@ import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, native, type NativeAddressSpace } from './native.js';
 import type { PinOwner } from './owners/owner.js';
 import { withoutPfn } from './owners/runs.js';
+import type { PinTracking } from './owners/tracking.js';
 import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
 import { bool, integer, optionsObject, show } from './validate.js';
 
@@ -183,6 +184,7 @@ export class AddressSpace {
   readonly id: number;
 
   readonly #native: NativeAddressSpace;
+  readonly #tracking: PinTracking;
   readonly #files = new Set<PageCacheFile>();
 
   /**
@@ -197,6 +199,7 @@ export class AddressSpace {
     const pages = integer('pages', o['pages']);
     this.#native = adopting ?? new native.NativeAddressSpace(handle, pages);
     this.mem = mem;
+    this.#tracking = trackingOf(mem);
     this.pages = this.#native.info().pages;
     this.id = nextId++;
   }
@@ -286,14 +289,19 @@ export class AddressSpace {
     const write = bool('write', o['write'], false);
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);
-    const tracked = owner !== null || trackingOf(this.mem).recordsAll;
+    const tracked = owner !== null || this.#tracking.recordsAll;
     const runs = tracked ? this.mem.pfnRunsView(withoutPfn(list, this.mem.zeroPfn)) : null;
     this.mem.releasePins(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
   }
 
   /** Releases FOLL_GET references from {@link AddressSpace.getUserPagesFast} (put_page each; the zero page skipped). */
   putUserPages(pfns: Uint32Array): void {
-    this.#native.putUserPages(pfnList(pfns));
+    const list = pfnList(pfns);
+    try {
+      this.#native.putUserPages(list);
+    } catch (e) {
+      this.#tracking.coreError(e, list[0] ?? 0, (list[0] ?? 0) + 1); // debug EPINNED: counted in 'count' mode
+    }
   }
 
   /**
@@ -408,7 +416,7 @@ export class AddressSpace {
     const owner = pin ? ownerOption(this.mem, o['owner']) : null;
     const s = integer('start', start);
     const pfns = this.#native.gup(s, integer('count', count), flags);
-    if (op !== 'getUserPagesFast' && pfns.length > 0 && (owner !== null || trackingOf(this.mem).recordsAll)) {
+    if (op !== 'getUserPagesFast' && pfns.length > 0 && (owner !== null || this.#tracking.recordsAll)) {
       const runs = this.mem.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
       const via = `mm#${this.id} vpages ${s}..${s + pfns.length - 1}`;
       this.mem.recordPins(owner, op, write, longterm, runs, via);

@@ -2,7 +2,7 @@
 // pages, and one of the two 2019 release policies decides how their references are taken and
 // dropped: Glisse's per-bvec flag, or Jan Kara's "every bio reference is a pin".
 import type { AddressSpace } from './address-space.js';
-import { invalid } from './errors.js';
+import { PinlabError, invalid } from './errors.js';
 import type { PinOwner } from './owners/owner.js';
 import { describeProvenance } from './owners/tracking.js';
 import { provenanceOf } from './owners/ledger.js';
@@ -128,18 +128,18 @@ export class Bio {
    * reference taken the other way is caught before anything changes: `EPINNED` for a put of a
    * pin, `ENOTPINNED` for an unpin of a plain reference, naming the page and the call that took
    * it (in `'count'` mode counted, and the bio is completed correctly instead). Outside debug
-   * mode the wrong release goes through, as it would in the kernel.
+   * mode a put of a pin goes through, as it would in the kernel (the pins leak, and
+   * `checkBalanced()` finds them); an unpin of a plain reference is refused in every mode, before
+   * anything changes (the core has no pin there to release).
    */
   release(how: BioRelease): void {
     const h = oneOf('release', how, RELEASES, 'unpin');
     this.#checkOpen();
-    if (this.mem.debug) {
-      const wrong = this.#takes.find((t) => (t.ref === 'pin') !== (h === 'unpin'));
-      if (wrong !== undefined) {
-        this.#detectWrongRelease(wrong, h);
-        this.complete(); // 'count' mode: counted; release the right way
-        return;
-      }
+    const wrong = this.#takes.find((t) => (t.ref === 'pin') !== (h === 'unpin'));
+    if (wrong !== undefined && (this.mem.debug || h === 'unpin')) {
+      this.#detectWrongRelease(wrong, h);
+      this.complete(); // 'count' mode: counted; release the right way
+      return;
     }
     while (this.#takes.length > 0) {
       this.#releaseTake(this.#takes[0]!, h === 'unpin' ? 'pin' : 'get');
@@ -214,15 +214,24 @@ export function bioFromUserPages(mm: AddressSpace, start: number, count: number,
  * bio_add_page of a page-cache page (not user memory): under `'flagged'` the bio takes a plain
  * reference and flags the bvec; under `'all-pins'` it takes a pin instead (the reference is
  * "converted" to a pin, Jan Kara's rule), so completion can always unpin.
- * @throws PinlabError `EFREE` for a free page, `ERANGE`, `EINVAL` if the bio completed
+ * @throws PinlabError `EFREE` for a free page, `ERANGE`, `EINVAL` if the bio completed, its
+ *   owner was dropped, or the range holds the zero page
  */
 export function bioAddPage(bio: Bio, pfn: number, options?: BioAddPageOptions): void {
   if (!(bio instanceof Bio)) invalid(`bio must be a Bio (got ${show(bio)})`);
   if (bio.completed) invalid('the bio already completed');
+  if (bio.owner?.dropped === true) invalid(`the bio's owner '${bio.owner.name}' was dropped and takes no new pins`);
   const o = optionsObject('bioAddPage options', options, ['count']);
   const first = pfnArg('pfn', pfn);
   const count = o['count'] === undefined ? 1 : integer('count', o['count']);
   if (count < 1) invalid(`count must be >= 1 (got ${count})`);
+  if (first + count > bio.mem.pages) {
+    throw new PinlabError('ERANGE', `pages ${first}..${first + count - 1} are out of range (pages: ${bio.mem.pages})`);
+  }
+  const zero = bio.mem.zeroPfn;
+  if (zero !== null && zero >= first && zero < first + count) {
+    invalid(`pfn ${zero} is the zero page, which a bio of page-cache pages cannot hold (it is never counted)`);
+  }
   const pfns = new Uint32Array(count);
   for (let i = 0; i < count; i++) pfns[i] = first + i;
   if (bio.policy === 'all-pins') {

@@ -59,7 +59,6 @@ export interface NativePageArray {
   zeroPfn(): number | null;
   isMovable(pfn: number): boolean;
   /** Maximal runs of consecutive ascending PFNs in list order, flat [pfn, count, ...]. */
-  pfnRuns(pfns: Uint32Array): Uint32Array;
   pfnRunsInto(pfns: Uint32Array, out: Uint32Array): number;
   /** Debug mode only: runs of pages with the same non-zero exact pin count, flat [pfn, count, pins, ...]. */
   debugPinnedRuns(): Uint32Array;

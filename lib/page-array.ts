@@ -2,8 +2,9 @@ import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
 import { PinOwner, type OwnerHost, type PinOwnerOptions } from './owners/owner.js';
-import { rangeRuns } from './owners/runs.js';
-import { PinTracking, describeLeaks } from './owners/tracking.js';
+import type { PinRecord } from './owners/ledger.js';
+import { forEachPage, rangeRuns } from './owners/runs.js';
+import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
 import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
@@ -482,21 +483,31 @@ export class PageArray {
     return n;
   }
 
+  /**
+   * Unpins everything `owner` holds, all or nothing: one native (all-or-nothing) unpin per kind
+   * of pin (read and write are told apart only under write-bias), so a refused unpin changes
+   * nothing. Under write-bias with both kinds held, a refusal of the second call is undone by
+   * re-pinning the first, which holds unless the first call freed a folio its pins alone kept.
+   */
   #releaseAll(owner: PinOwner): number {
     if (!this.#tracking.active) return 0;
     const records = this.#tracking.ledger.records(owner);
-    const runs: Array<{ pfn: number; count: number; flags: number }> = [];
-    for (const r of records) {
-      for (let i = 0; i < r.runs.length; i += 2) runs.push({ pfn: r.runs[i]!, count: r.runs[i + 1]!, flags: r.write ? PinFlag.Write : 0 });
-    }
+    const classes = this.scheme === 'write-bias' ? [false, true] : [null];
+    const lists = classes.map((write) => ({ write, pfns: pagesOf(records.filter((r) => write === null || r.write === write)) }));
     let done = 0;
     try {
-      for (; done < runs.length; done++) this.#native.unpinRange(runs[done]!.pfn, runs[done]!.count, runs[done]!.flags);
+      for (; done < lists.length; done++) {
+        const { write, pfns } = lists[done]!;
+        if (pfns.length > 0) this.#native.unpinList(pfns, write === true ? PinFlag.Write : 0);
+      }
     } catch (e) {
-      // Roll back run by run: re-pin what this drop already released (those pages are still
-      // allocated: the owner's pins held them).
-      for (let i = 0; i < done; i++) this.#native.pinRange(runs[i]!.pfn, runs[i]!.count, runs[i]!.flags);
-      throw e;
+      for (let i = 0; i < done; i++) {
+        const { write, pfns } = lists[i]!;
+        if (pfns.length > 0) this.#native.pinList(pfns, write === true ? PinFlag.Write : 0);
+      }
+      const first = lists[done]!.pfns[0] ?? 0;
+      this.#tracking.coreError(e, first, first + 1); // 'count' mode: counted, the owner stays
+      throw new DropSkipped();
     }
     let pages = 0;
     for (const r of records) {
@@ -505,6 +516,7 @@ export class PageArray {
     }
     return pages;
   }
+
 
   /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
   toBvecs(pages: PageSet): Bvec[] {
@@ -603,6 +615,16 @@ function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
   if (oneOf('path', o['path'], PATHS, 'bvec') === 'per-page') flags |= PinFlag.PerPage;
   if (dirty) flags |= PinFlag.Dirty;
   return flags;
+}
+
+/** Every page the records pin, one entry per pin (a PFN list for one native unpin). */
+function pagesOf(records: readonly PinRecord[]): Uint32Array {
+  let n = 0;
+  for (const r of records) n += r.pages;
+  const out = new Uint32Array(n);
+  let k = 0;
+  for (const r of records) forEachPage(r.runs, (p) => (out[k++] = p));
+  return out;
 }
 
 /** The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */

@@ -262,7 +262,7 @@ describe('truncate and hole punch', () => {
     const rdma = mem.pinOwner('rdma');
     const { pfns } = mm.pinUserPagesFast(5, 2, { write: true, longterm: true, owner: rdma });
     const err = refused(w, () => file.truncate(4), 'EBUSY', [
-      new RegExp(`^EBUSY: truncate of 'data' pages 4\\.\\.7 refused: 2 pages from pfn ${pfns[0]} long-term pinned by owner 'rdma' \\(device\\) call #1 pinUserPagesFast via mm#${mm.id} vpages 5\\.\\.6 without a layout lease$`),
+      new RegExp(`^EBUSY: truncate of 'data' pages 4\\.\\.7 refused: 2 pages from pfn ${pfns[0]}\\.\\.${pfns[1]} long-term pinned by owner 'rdma' \\(device\\) call #1 pinUserPagesFast via mm#${mm.id} vpages 5\\.\\.6 without a layout lease$`),
     ]);
     expect(err.provenance).toEqual([
       { callId: 1, owner: 'rdma', ownerKind: 'device', operation: 'pinUserPagesFast', via: `mm#${mm.id} vpages 5..6`, stack: null },
@@ -535,7 +535,7 @@ describe('layout leases', () => {
     expect(o.drop({ pins: 'report' }).leaked.length).toBe(1);
     expect(lease.held).toBe(false);
     expect(file.leases()).toEqual([]);
-    refused(w, () => file.truncate(0), 'EBUSY', [new RegExp(`2 pages from pfn ${pfns[0]} long-term pinned by owner 'o' \\(device\\) call #1`)]);
+    refused(w, () => file.truncate(0), 'EBUSY', [new RegExp(`2 pages from pfn ${pfns[0]}\\.\\.${pfns[1]} long-term pinned by owner 'o' \\(device\\) call #1`)]);
     // the dropped owner may still unpin; then the truncate proceeds
     mm.unpinUserPages(pfns, { owner: o });
     expect(file.truncate(0)).toMatchObject({ removedPages: 4, stillReferencedPages: 0, brokenLeases: [] });

@@ -4,8 +4,8 @@
 // those mappings, drop the page cache's references, and respect long-term pins.
 import { PinlabError, invalid } from '../errors.js';
 import { provenanceOf, type PinRecord } from '../owners/ledger.js';
-import type { PinOwner } from '../owners/owner.js';
-import { clipRuns, runPages, showRun } from '../owners/runs.js';
+import { PinOwner } from '../owners/owner.js';
+import { showRun } from '../owners/runs.js';
 import { describeProvenance } from '../owners/tracking.js';
 import { nativeOf, trackingOf, type PageArray } from '../page-array.js';
 import { integer, optionsObject, show } from '../validate.js';
@@ -190,10 +190,11 @@ export class PageCacheFile {
   takeLease(owner: PinOwner, options?: LeaseOptions): Lease {
     const o = optionsObject('lease options', options, ['onBreak']);
     if (o['onBreak'] !== undefined && typeof o['onBreak'] !== 'function') invalid(`onBreak must be a function (got ${show(o['onBreak'])})`);
-    if (owner?.mem !== this.mem) invalid(`owner must be a PinOwner of this file's page array (got ${show(owner)})`);
+    if (!(owner instanceof PinOwner) || owner.mem !== this.mem) invalid(`owner must be a PinOwner of this file's page array (got ${show(owner)})`);
     if (owner.dropped) invalid(`owner '${owner.name}' was dropped`);
     if (this.#leaseOf(owner) !== undefined) invalid(`owner '${owner.name}' already holds a lease on '${this.name}'`);
     const lease = new Lease(this, owner, o['onBreak'] as LeaseOptions['onBreak']);
+    this.#pruneLeases();
     this.#leases.push(lease);
     return lease;
   }
@@ -203,7 +204,7 @@ export class PageCacheFile {
     return this.#leases.filter((l) => l.held);
   }
 
-  /** Every lease break so far, oldest first. */
+  /** The lease breaks so far, oldest first (the most recent 1024). */
   leaseBreaks(): LeaseBreak[] {
     return [...this.#breaks];
   }
@@ -217,14 +218,14 @@ export class PageCacheFile {
   truncate(pages: number): LayoutChangeReport {
     const size = this.#checkSize('pages', integer('pages', pages));
     if (size >= this.#size) {
-      this.#heads.push(...new Array<number | null>((size - this.#size) >> this.folioOrder).fill(null));
+      for (let f = this.#heads.length; f < size >> this.folioOrder; f++) this.#heads.push(null);
       this.#size = size;
       return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
     }
     const { report, broken } = this.#remove(size, this.#size - size, 'truncate');
     this.#heads.length = size >> this.folioOrder;
     this.#size = size;
-    for (const lease of broken) lease.notify(); // once the change is complete
+    notifyAll(broken); // once the change is complete
     return report;
   }
 
@@ -239,7 +240,7 @@ export class PageCacheFile {
     if (off + n > this.#size) invalid(`hole ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.#size})`);
     if (n === 0) return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
     const { report, broken } = this.#remove(off, n, 'punchHole');
-    for (const lease of broken) lease.notify(); // once the change is complete
+    notifyAll(broken); // once the change is complete
     return report;
   }
 
@@ -279,6 +280,7 @@ export class PageCacheFile {
 
   /** @internal */
   addMapping(m: FileMapping): void {
+    this.#pruneMappings();
     this.#mappings.add(m);
   }
 
@@ -297,6 +299,7 @@ export class PageCacheFile {
 
   /** @internal The mappings `mm` has of this file (for fork). */
   mappingsOf(mm: object): FileMapping[] {
+    this.#pruneMappings();
     return [...this.#mappings].filter((m) => m.mm.deref() === mm);
   }
 
@@ -334,19 +337,35 @@ export class PageCacheFile {
     return out;
   }
 
-  /** Long-term pins on the folios: per pin call, the pages it pins there and its first run there. */
+  /**
+   * Long-term pins on the folios: per pin call, the pages it pins there and its first run
+   * there. One pass over the long-term records, each run located among the sorted folio heads
+   * by binary search: the cost follows the records and runs, not records x folios.
+   */
   #longtermHolders(folios: Array<{ head: number }>): Map<PinRecord, HeldPages> {
     const tracking = trackingOf(this.mem);
-    const size = 1 << this.folioOrder;
     const holders = new Map<PinRecord, HeldPages>();
-    for (const { head } of folios) {
-      for (const r of tracking.holdersOf(head, head + size, (rec) => rec.longterm)) {
-        const part = clipRuns(r.runs, head, head + size);
-        const held = holders.get(r) ?? { pages: 0, pfn: part[0]!, count: part[1]! };
-        held.pages += runPages(part);
-        holders.set(r, held);
+    if (folios.length === 0 || !tracking.active) return holders;
+    const size = 1 << this.folioOrder;
+    const heads = folios.map((f) => f.head).sort((a, b) => a - b);
+    tracking.ledger.forEachRecord((r) => {
+      if (!r.longterm) return;
+      for (let i = 0; i < r.runs.length; i += 2) {
+        const lo = r.runs[i]!;
+        const hi = lo + r.runs[i + 1]!;
+        for (let k = firstHeadEndingAfter(heads, lo, size); k < heads.length && heads[k]! < hi; k++) {
+          const a = Math.max(lo, heads[k]!);
+          const b = Math.min(hi, heads[k]! + size);
+          const held = holders.get(r);
+          if (held === undefined) {
+            holders.set(r, { pages: b - a, pfn: a, count: b - a });
+            continue;
+          }
+          held.pages += b - a;
+          if (a === held.pfn + held.count) held.count += b - a; // the first run, grown across folios
+        }
       }
-    }
+    });
     return holders;
   }
 
@@ -374,6 +393,7 @@ export class PageCacheFile {
       const event: LeaseBreak = { file: this.name, owner: lease.owner.name, reason, offset, count, pinnedPages };
       lease.breakWith(event);
       this.#breaks.push(event);
+      if (this.#breaks.length > BREAK_HISTORY) this.#breaks.shift();
       broken.push(lease);
     }
     return broken;
@@ -382,11 +402,8 @@ export class PageCacheFile {
   #zap(offset: number, count: number): number {
     let zapped = 0;
     const end = offset + count;
+    this.#pruneMappings();
     for (const m of [...this.#mappings]) {
-      if (m.mm.deref() === undefined) {
-        this.#mappings.delete(m);
-        continue;
-      }
       const a = Math.max(offset, m.offset);
       const b = Math.min(end, m.offset + m.count);
       if (a >= b) continue;
@@ -403,11 +420,50 @@ export class PageCacheFile {
   #checkSize(name: string, n: number): number {
     const size = 1 << this.folioOrder;
     if (n < 0 || n % size !== 0) invalid(`${name} must be a non-negative multiple of the folio size ${size} (got ${n})`);
+    if (n > MAX_FILE_PAGES) invalid(`${name} ${n} is too large (at most ${MAX_FILE_PAGES} pages, the largest page array)`);
     return n;
+  }
+
+  /** Leases that no longer hold are dropped from the list (their breaks stay in leaseBreaks). */
+  #pruneLeases(): void {
+    for (let i = this.#leases.length - 1; i >= 0; i--) if (!this.#leases[i]!.held) this.#leases.splice(i, 1);
+  }
+
+  /** Mappings of collected address spaces are dropped (called wherever the list is walked). */
+  #pruneMappings(): void {
+    for (const m of this.#mappings) if (m.mm.deref() === undefined) this.#mappings.delete(m);
   }
 }
 
-/** @internal Whether a value is a PageCacheFile (for option checks). */
-export function isPageCacheFile(value: unknown): value is PageCacheFile {
-  return value instanceof PageCacheFile;
+const BREAK_HISTORY = 1024;
+const MAX_FILE_PAGES = 2 ** 31;
+
+/** The index of the first sorted head whose folio [head, head+size) ends after `pfn`. */
+function firstHeadEndingAfter(heads: readonly number[], pfn: number, size: number): number {
+  let lo = 0;
+  let hi = heads.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (heads[mid]! + size <= pfn) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Tells every broken lease's holder, even if one `onBreak` throws; the first error is rethrown
+ * once all were told (the layout change itself is complete by then).
+ */
+function notifyAll(broken: readonly Lease[]): void {
+  let first: unknown;
+  let failed = false;
+  for (const lease of broken) {
+    try {
+      lease.notify();
+    } catch (e) {
+      if (!failed) first = e;
+      failed = true;
+    }
+  }
+  if (failed) throw first;
 }

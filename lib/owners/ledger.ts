@@ -122,6 +122,11 @@ export class PinLedger {
     if (book.records.size === 0) this.#books.delete(plan.owner);
   }
 
+  /** Calls `fn` for every live record, in no particular order (no copy, no sort). */
+  forEachRecord(fn: (r: PinRecord) => void): void {
+    for (const book of this.#books.values()) for (const r of book.records.values()) fn(r);
+  }
+
   /** The records of one owner (or of all owners), in call order. */
   records(owner?: PinOwner | null): PinRecord[] {
     if (owner !== undefined) return [...(this.#books.get(owner)?.records.values() ?? [])];

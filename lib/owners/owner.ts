@@ -4,7 +4,7 @@
 import { invalid } from '../errors.js';
 import type { PageArray } from '../page-array.js';
 import { oneOf, optionsObject, show } from '../validate.js';
-import { describeLeaks, type PinTracking } from './tracking.js';
+import { DropSkipped, describeLeaks, type PinTracking } from './tracking.js';
 import type { OutstandingPin, OwnerKind } from './types.js';
 
 /** Options of {@link PageArray.pinOwner}. */
@@ -30,7 +30,10 @@ export interface DropOptions {
 export interface DropReport {
   /** Pages unpinned by the `'release'` policy. */
   releasedPages: number;
-  /** Runs left pinned (the `'report'` policy in `'count'` mode). */
+  /**
+   * Runs left pinned: the `'report'` policy in `'count'` mode (the owner is dropped), or a
+   * `'release'` the core refused in `'count'` mode (counted; the owner stays live).
+   */
   leaked: OutstandingPin[];
 }
 
@@ -91,16 +94,27 @@ export class PinOwner {
     const policy = dropPolicy(options);
     if (this.#dropped) invalid(`owner '${this.name}' was already dropped`);
     if (policy === 'release') {
-      const releasedPages = this.#host.releaseAll(this);
-      this.#dropped = true;
+      let releasedPages: number;
+      try {
+        releasedPages = this.#host.releaseAll(this);
+      } catch (e) {
+        if (e instanceof DropSkipped) return { releasedPages: 0, leaked: this.outstandingPins() }; // counted; the owner stays
+        throw e;
+      }
+      this.#markDropped();
       return { releasedPages, leaked: [] };
     }
     const leaked = this.outstandingPins();
     if (leaked.length > 0) {
       this.#host.tracking.detect('ELEAK', `owner '${this.name}' dropped with pins held: ${describeLeaks(leaked)}`, leaked, leaked);
     }
-    this.#dropped = true;
+    this.#markDropped();
     return { releasedPages: 0, leaked };
+  }
+
+  #markDropped(): void {
+    this.#dropped = true;
+    this.#host.tracking.forgetOwner(this); // its name is free again; its leaked pins stay listed
   }
 }
 

@@ -43,17 +43,6 @@ export function forEachPage(runs: Uint32Array, fn: (pfn: number) => void): void 
   }
 }
 
-/** The runs' overlap with [lo, hi): flat runs (possibly empty). @internal */
-export function clipRuns(runs: Uint32Array, lo: number, hi: number): Uint32Array {
-  const out = new RunBuilder();
-  for (let i = 0; i < runs.length; i += 2) {
-    const a = Math.max(runs[i]!, lo);
-    const b = Math.min(runs[i]! + runs[i + 1]!, hi);
-    if (a < b) out.push(a, b - a);
-  }
-  return out.finish();
-}
-
 /** The range `{start, count}` as flat runs. @internal */
 export function rangeRuns(start: number, count: number): Uint32Array {
   return count > 0 ? Uint32Array.of(start, count) : new Uint32Array(0);

@@ -9,6 +9,9 @@ import type { Imbalance, ImbalanceCounts, ImbalanceKind, ImbalanceMode, Outstand
 
 const LOG_LIMIT = 1024;
 
+/** @internal Thrown by a release-all that the core refused and `'count'` mode counted: nothing changed. */
+export class DropSkipped extends Error {}
+
 /** What {@link PinTracking.coreError} returns when a detection was counted and the call skipped. @internal */
 export const SKIPPED: unique symbol = Symbol('skipped');
 
@@ -53,6 +56,11 @@ export class PinTracking {
     const live = this.#owners.get(owner.name);
     if (live !== undefined && !live.dropped) invalid(`owner name ${show(owner.name)} is already in use`);
     this.#owners.set(owner.name, owner);
+  }
+
+  /** A dropped owner's name is free again (the registry does not grow with dropped owners). */
+  forgetOwner(owner: PinOwner): void {
+    if (this.#owners.get(owner.name) === owner) this.#owners.delete(owner.name);
   }
 
   // ---- recording ------------------------------------------------------------------------------

@@ -73,11 +73,13 @@ Napi::Value AddressSpaceWrap::mprotect(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->mprotect(int_arg(info, 0), int_arg(info, 1), bool_arg(info, 2)));
   return info.Env().Undefined();
 }
-// mapShared(start, pfns: Uint32Array, write): the list is read in place.
+// mapShared(start, pfns: Uint32Array, write): the list is copied first, since map_shared
+// reads it three times (validate, take references, install) and a SharedArrayBuffer could
+// change under it in between.
 Napi::Value AddressSpaceWrap::map_shared(const Napi::CallbackInfo& info) {
-  auto pfns = info[1].As<Napi::Uint32Array>();
-  check(info.Env(),
-        core_->map_shared(int_arg(info, 0), pfns.Data(), pfns.ElementLength(), bool_arg(info, 2)));
+  auto arr = info[1].As<Napi::Uint32Array>();
+  const std::vector<uint32_t> pfns(arr.Data(), arr.Data() + arr.ElementLength());
+  check(info.Env(), core_->map_shared(int_arg(info, 0), pfns.data(), pfns.size(), bool_arg(info, 2)));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {

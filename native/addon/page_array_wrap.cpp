@@ -72,7 +72,6 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::bvecs_list>("bvecsList"),
           InstanceMethod<&PageArrayWrap::count_range>("countMaybeDmaPinnedRange"),
           InstanceMethod<&PageArrayWrap::count_list>("countMaybeDmaPinnedList"),
-          InstanceMethod<&PageArrayWrap::pfn_runs>("pfnRuns"),
           InstanceMethod<&PageArrayWrap::pfn_runs_into>("pfnRunsInto"),
           InstanceMethod<&PageArrayWrap::debug_pinned_runs>("debugPinnedRuns"),
           InstanceMethod<&PageArrayWrap::debug_page_pins>("debugPagePins"),
@@ -218,16 +217,6 @@ Napi::Value PageArrayWrap::count_list(const Napi::CallbackInfo& info) {
   uint64_t n = 0;
   check(info.Env(), core_->count_maybe_dma_pinned(list_arg(info, 0), &n));
   return Napi::Number::New(info.Env(), double(n));
-}
-
-// pfnRuns(list) -> Uint32Array [pfn, count, ...]: sized by a first pass, then written in place.
-Napi::Value PageArrayWrap::pfn_runs(const Napi::CallbackInfo& info) {
-  auto arr = info[0].As<Napi::Uint32Array>();
-  uint64_t runs = 0;
-  check(info.Env(), core_->count_pfn_runs(arr.Data(), arr.ElementLength(), &runs));
-  auto out = Napi::Uint32Array::New(info.Env(), size_t(runs * 2));
-  PageArray::write_pfn_runs(arr.Data(), arr.ElementLength(), out.Data());
-  return out;
 }
 
 // pfnRunsInto(list, out) -> entries written: pfnRuns into the caller's scratch buffer, which

@@ -40,7 +40,6 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value bvecs_list(const Napi::CallbackInfo& info);
   Napi::Value count_range(const Napi::CallbackInfo& info);
   Napi::Value count_list(const Napi::CallbackInfo& info);
-  Napi::Value pfn_runs(const Napi::CallbackInfo& info);
   Napi::Value pfn_runs_into(const Napi::CallbackInfo& info);
   Napi::Value debug_pinned_runs(const Napi::CallbackInfo& info);
   Napi::Value debug_page_pins(const Napi::CallbackInfo& info);

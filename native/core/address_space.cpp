@@ -496,10 +496,10 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
   const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
   if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
-    // Counted in pages, as kEarlyCowCopies is (a THP leaf is 512 of them).
-    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
     uint64_t copy = 0;
     if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
+    // Counted once the copy exists, in pages as kEarlyCowCopies is (a THP leaf is 512).
+    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
     if (refs > 1) (void)mem_->get_page(copy, refs - 1);
     mem_->copy_folio_flags(head, copy);
     const uint64_t kind = huge ? entry::kHuge : 0;

@@ -137,6 +137,7 @@ bool PageArray::is_dirty(uint64_t pfn) const {
 
 Status PageArray::set_dirty(uint64_t pfn) {
   if (Status st = check_pfn(pfn); !st.ok()) return st;
+  if (is_zero_page(pfn)) return Status::Fail(Code::kEINVAL, Reason::kZeroPageDirty, int64_t(pfn));
   const uint64_t head = folio_head(pfn);
   // relaxed: a liveness check for the caller's error, not a synchronisation point.
   if (ref_at(head).load(std::memory_order_relaxed) <= 0)

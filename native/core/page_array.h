@@ -137,7 +137,8 @@ class PageArray {
   // pins under write-bias, which that scheme hides on purpose).
   bool maybe_dma_pinned(uint64_t pfn) const;
   bool is_dirty(uint64_t pfn) const;
-  // set_page_dirty of a referenced page: marks pfn's folio dirty (EFREE on a free folio).
+  // set_page_dirty of a referenced page: marks pfn's folio dirty (EFREE on a free folio,
+  // EINVAL for the zero page, which is never counted nor dirtied).
   Status set_dirty(uint64_t pfn);
 
   // Plain references, counted on the folio.

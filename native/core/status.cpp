@@ -80,6 +80,8 @@ std::string describe(const Status& s) {
       return "virtual page " + v + " of a shared mapping has no page (truncated)";
     case Reason::kZeroPageShared:
       return "pfn " + v + " is the zero page, which a shared mapping cannot map";
+    case Reason::kZeroPageDirty:
+      return "pfn " + v + " is the zero page, which is never dirtied (nor counted)";
     case Reason::kDebugOnly:
       return std::string(s.subject ? s.subject : "?") +
              " needs debug mode (create the page array with debug: true)";

@@ -63,6 +63,7 @@ enum class Reason : uint8_t {
   kGupIncomplete,     // value = start, limit = pages done (benchmark: a partial gup)
   kSharedNoPage,      // value = virtual page (a shared mapping's hole: SIGBUS)
   kZeroPageShared,    // value = pfn (mapShared of the zero page)
+  kZeroPageDirty,     // value = pfn (setDirty of the zero page)
   kDebugOnly,         // subject names the call that needs debug mode
   // Files (snapshot.h). `subject` is the path, interned: it stays valid for the process.
   kFileNotFound,      // subject = path

@@ -668,6 +668,31 @@ TEST(map_shared_is_all_or_nothing) {
   CHECK_EQ(mm.as->mapped_pages(), uint64_t(0));
 }
 
+TEST(early_cow_false_positive_not_counted_when_the_copy_fails) {
+  auto mm = make_mm(Scheme::kBias, 64, 1024);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 2, true, true, false}));
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_OK(mm.as->gup_fast(1, 1, pin_flags(true), out.data(), &done));  // the mm has pinned
+  CHECK_OK(mm.mem->get_page(mm.as->translate(0).pfn, 1024));  // maybe pinned, no real pin
+  std::vector<uint64_t> hog;
+  for (uint64_t p = 0; mm.mem->alloc_folio(0, false, &p).ok();) hog.push_back(p);
+  std::unique_ptr<AddressSpace> child;
+  CHECK_CODE(mm.as->fork(&child), Code::kENOMEM);
+  CHECK_EQ(mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(0));
+  CHECK_EQ(mm.as->stat(MmStat::kEarlyCowFalsePositives), uint64_t(0));
+}
+
+TEST(set_dirty_refuses_the_zero_page) {
+  auto mm = make_mm(Scheme::kHybrid);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 1, true, false, false}));
+  CHECK_OK(mm.as->touch(0, 1, false));  // a read fault maps the zero page
+  const uint64_t z = mm.as->translate(0).pfn;
+  CHECK(mm.mem->is_zero_page(z));
+  CHECK_CODE(mm.mem->set_dirty(z), Code::kEINVAL);
+  CHECK(!mm.mem->is_dirty(z));
+}
+
 TEST(check_can_map_refuses_what_mmap_would_and_changes_nothing) {
   auto mm = make_mm(Scheme::kHybrid);
   CHECK_OK(mm.as->check_can_map(0, 16));
