@@ -2,6 +2,7 @@
 // migration, shared (file-backed) mappings and zap, and the stress harness (tagged for the
 // ThreadSanitizer build).
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -718,40 +719,49 @@ TEST(set_dirty_marks_a_live_folio_and_refuses_a_free_one) {
   CHECK_CODE(mm.mem->set_dirty(mm.mem->pages()), Code::kERANGE);
 }
 
+// A pinner thread takes gup_fast pins (read and write, fast-only or not) of the shared mapping
+// of `file` at virtual page 0 and checks every PFN it is handed, while this thread runs
+// `mutate(round, bad)` for at least 300 rounds and on until the pinner has really run beside
+// them. Every pin must name the file's page and be released.
+void race_pins_of_shared_pages(Mm& mm, const std::vector<uint32_t>& file,
+                               const std::function<void(int, std::atomic<uint64_t>&)>& mutate) {
+  const auto n = int64_t(file.size());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> bad{0}, calls{0};
+  std::thread pinner([&] {
+    std::vector<uint32_t> out(file.size());
+    for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      uint64_t done = 0;
+      GupFlags f = pin_flags(i & 1);
+      f.fast_only = (i & 2) != 0;
+      if (!mm.as->gup_fast(0, n, f, out.data(), &done).ok()) continue;  // e.g. a hole at 0
+      for (uint64_t k = 0; k < done; ++k) bad += out[k] != file[k];
+      if (!mm.as->unpin_user_pages(out.data(), done, f.write, false).ok()) ++bad;
+      calls.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  // relaxed: a progress count, nothing is published through it.
+  auto pinner_behind = [&] { return calls.load(std::memory_order_relaxed) < 300; };
+  for (int round = 0; round < 300 || (pinner_behind() && round < 1000000); ++round) mutate(round, bad);
+  stop = true;
+  pinner.join();
+  CHECK_EQ(bad.load(), uint64_t(0));
+  CHECK(calls.load() >= 300);
+}
+
 TEST_TAGGED(gup_fast_racing_zap_of_shared_pages_balances, "concurrency") {
   for (Scheme s : {Scheme::kBias, Scheme::kHybrid}) {
     auto mm = make_mm(s, 4096, 2048);
     const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 0, 0, 2, 2});
     const auto n = int64_t(file.size());
     CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> bad{0}, calls{0};
-    std::thread pinner([&] {
-      std::vector<uint32_t> out(file.size());
-      for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-        uint64_t done = 0;
-        GupFlags f = pin_flags(i & 1);
-        f.fast_only = (i & 2) != 0;
-        if (!mm.as->gup_fast(0, n, f, out.data(), &done).ok()) continue;  // a hole at 0
-        for (uint64_t k = 0; k < done; ++k) bad += out[k] != file[k];
-        if (!mm.as->unpin_user_pages(out.data(), done, f.write, false).ok()) ++bad;
-        calls.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-    // At least 300 rounds, and on until the pinner has really run beside them (relaxed: a
-    // progress count, nothing is published through it).
-    auto pinner_behind = [&] { return calls.load(std::memory_order_relaxed) < 300; };
-    for (int round = 0; round < 300 || (pinner_behind() && round < 1000000); ++round) {
+    race_pins_of_shared_pages(mm, file, [&](int round, std::atomic<uint64_t>&) {
       CHECK_OK(mm.as->zap(round % n, 1 + round % 3));
       if (round % 4 == 3) {  // truncate and map the file again
         CHECK_OK(mm.as->munmap(0, n));
         CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
       }
-    }
-    stop = true;
-    pinner.join();
-    CHECK_EQ(bad.load(), uint64_t(0));
-    CHECK(calls.load() >= 300);
+    });
     CHECK_OK(mm.as->munmap(0, n));
     CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
     for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);  // the file's alone
@@ -855,22 +865,7 @@ TEST_TAGGED(gup_fast_pins_of_shared_pages_racing_fork_and_mprotect_balance, "con
     const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 2, 0, 1});
     const auto n = int64_t(file.size());
     CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> bad{0}, calls{0};
-    std::thread pinner([&] {
-      std::vector<uint32_t> out(file.size());
-      for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-        uint64_t done = 0;
-        GupFlags f = pin_flags(i & 1);
-        f.fast_only = (i & 2) != 0;
-        if (!mm.as->gup_fast(0, n, f, out.data(), &done).ok()) continue;
-        for (uint64_t k = 0; k < done; ++k) bad += out[k] != file[k];
-        if (!mm.as->unpin_user_pages(out.data(), done, f.write, false).ok()) ++bad;
-        calls.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-    auto pinner_behind = [&] { return calls.load(std::memory_order_relaxed) < 300; };
-    for (int round = 0; round < 300 || (pinner_behind() && round < 1000000); ++round) {
+    race_pins_of_shared_pages(mm, file, [&](int round, std::atomic<uint64_t>& bad) {
       if (round % 3 == 0) {
         std::unique_ptr<AddressSpace> child;
         CHECK_OK(mm.as->fork(&child));
@@ -879,11 +874,7 @@ TEST_TAGGED(gup_fast_pins_of_shared_pages_racing_fork_and_mprotect_balance, "con
         CHECK_OK(mm.as->mprotect(round % (n - 1), 1 + round % 2, round % 3 == 2));
         if (round % 5 == 0) CHECK_OK(mm.as->mprotect(0, n, true));
       }
-    }
-    stop = true;
-    pinner.join();
-    CHECK_EQ(bad.load(), uint64_t(0));
-    CHECK(calls.load() >= 300);
+    });
     for (int64_t v = 0; v < n; ++v) CHECK(mm.as->translate(uint64_t(v)).shared);
     CHECK_EQ(mm.as->stat(MmStat::kCowCopies) + mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(0));
     CHECK_OK(mm.as->munmap(0, n));
