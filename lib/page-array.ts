@@ -627,8 +627,8 @@ function pagesOf(records: readonly PinRecord[]): Uint32Array {
   return out;
 }
 
-/** The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */
-function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false): PinOwner | null {
+/** @internal The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */
+export function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false): PinOwner | null {
   if (value === undefined) return null;
   if (!(value instanceof PinOwner)) invalid(`owner must be a PinOwner from mem.pinOwner() (got ${show(value)})`);
   if (value.mem !== mem) invalid(`owner '${value.name}' belongs to another page array`);
@@ -636,8 +636,6 @@ function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false): PinO
   return value;
 }
 
-/** @internal */
-export { ownerOption };
 
 function pageRange(pages: unknown): { start: number; count: number } {
   if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { profileChartSpecs, renderProfileCharts } from '../lib/profile/charts.js';
 import { formatProfileMarkdown } from '../lib/profile/markdown.js';
+import { PRESETS } from '../lib/profile/presets.js';
 import { writeProfileReport } from '../lib/profile/report.js';
 import { PROFILE_RESULTS_SCHEMA, validateProfileResults } from '../lib/profile/schema.js';
 import { formatProfileTable } from '../lib/profile/table.js';
@@ -21,25 +22,8 @@ const PAGES = 1 << 22;
 const INT32_MAX = 2 ** 31 - 1;
 const SWEEP = Array.from({ length: 13 }, (_, i) => 2 ** (i + 4)); // 16 .. 65536
 
-const POPULATION: Population = {
-  pages: PAGES,
-  seed: 1,
-  orders: [
-    { order: 0, weight: 0.75 },
-    { order: 9, weight: 0.25 },
-  ],
-  refs: {
-    kind: 'mixture',
-    parts: [
-      { weight: 0.85, dist: { kind: 'uniform', min: 1, max: 3 } },
-      { weight: 0.15, dist: { kind: 'zipf', s: 0.9, max: 4096 } },
-    ],
-  },
-  freeFraction: 0.2,
-  pinnedFraction: 0.002,
-  pinsPerPinned: { kind: 'fixed', value: 1 },
-  writeFraction: 0.7,
-};
+/** The desktop preset's population: the fixture below claims to come from it. */
+const POPULATION: Population = PRESETS.desktop.population;
 
 function wilson(count: number, total: number): Rate {
   if (total === 0) return { count, total, rate: 0, low: 0, high: 0 };
