@@ -8,11 +8,8 @@ import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
 import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
-/** The pin-counting schemes (see the README's table). */
-export type Scheme = 'bias' | 'hybrid' | 'separate' | 'write-bias';
-
-/** Every scheme, in the order the README lists them. */
-export const SCHEMES: readonly Scheme[] = ['bias', 'hybrid', 'separate', 'write-bias'];
+import { SCHEMES, type Scheme } from './schemes.js';
+export { SCHEMES, type Scheme };
 
 /** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
 export type PinPath = 'per-page' | 'bvec';
