@@ -181,6 +181,16 @@ export interface NativeProfileRun {
   scanPagesPerSecond: number;
 }
 
+/** One registered scheme, as the addon describes it. @internal */
+export interface NativeSchemeInfo {
+  name: string;
+  summary: string;
+  pincount: 'none' | 'large-folios' | 'every-folio';
+  readPinsVisible: boolean;
+  bytesPerPage: number;
+  debugBytesPerPage: number;
+}
+
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
@@ -202,6 +212,8 @@ export interface NativeModule {
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ pages: number; folios: number; foliosByOrder: Record<string, number>; allocatedPages: number; source: string }>;
   distributionTail(dist: Distribution, k: number): number;
+  /** The registered schemes (native/core/pages/schemes/registry.h), in registry order. */
+  schemes(): NativeSchemeInfo[];
   setErrorClass(cls: typeof PinlabError): void;
 }
 

@@ -13,7 +13,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const work = mkdtempSync(join(tmpdir(), 'pinlab-gyp-'));
 let ok = false;
 try {
-  for (const entry of ['binding.gyp', 'package.json', 'native']) cpSync(join(root, entry), join(work, entry), { recursive: true });
+  for (const entry of ['binding.gyp', 'package.json', 'native', 'scripts']) cpSync(join(root, entry), join(work, entry), { recursive: true });
   symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'));
   // Build offline against the local Node headers (as npm's own node-gyp does here).
   const args = [join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), 'rebuild', '-j', '2'];

@@ -132,13 +132,19 @@ describe('binding.gyp and CMake build the same sources', () => {
     }
     const target = gyp.targets.find((t) => t.target_name === 'pinlab');
     if (!target) expect.fail('binding.gyp has no "pinlab" target');
-    return target.sources ?? [];
+    // gyp expands <!@(command) into the command's whitespace-separated output.
+    return (target.sources ?? []).flatMap((src) => {
+      const cmd = /^<!@\((.*)\)$/.exec(src);
+      if (!cmd) return [src];
+      const [bin, ...args] = cmd[1]!.split(' ');
+      return execFileSync(bin === 'node' ? process.execPath : bin!, args, { cwd: root, encoding: 'utf8' }).trim().split(/\s+/);
+    });
   }
 
   function cppUnder(dir: string): string[] {
-    return readdirSync(join(root, dir), { withFileTypes: true })
-      .filter((d) => d.isFile() && d.name.endsWith('.cpp'))
-      .map((d) => `${dir}/${d.name}`);
+    return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((d) =>
+      d.isDirectory() ? cppUnder(`${dir}/${d.name}`) : d.isFile() && d.name.endsWith('.cpp') ? [`${dir}/${d.name}`] : [],
+    );
   }
 
   it('"sources" equals the .cpp files of native/core and native/addon, no more, no less, no repeats', () => {
@@ -153,9 +159,9 @@ describe('binding.gyp and CMake build the same sources', () => {
     expect([...listed].sort()).toEqual([...onDisk].sort());
   });
 
-  it('CMake globs exactly those two directories for the addon', () => {
+  it('CMake globs exactly those two directories for the addon (the core with its layer folders)', () => {
     const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8');
-    expect(cmake).toMatch(/file\(GLOB\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/core\/\*\.cpp\)/);
+    expect(cmake).toMatch(/file\(GLOB_RECURSE\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/core\/\*\.cpp\)/);
     expect(cmake).toMatch(/file\(GLOB\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/addon\/\*\.cpp\)/);
   });
 });

@@ -40,6 +40,7 @@
 // maps, and after one pin sampled pages hold the exact refcount and pincount the scheme
 // prescribes.
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
@@ -54,9 +55,9 @@
 #include <thread>
 #include <vector>
 
-#include "address_space.h"
+#include "mm/address_space.h"
 #include "bench_util.h"
-#include "page_array.h"
+#include "pages/page_array.h"
 
 using namespace pinlab;
 using namespace pinlab::bench;
@@ -280,15 +281,13 @@ Expect expect_pinned(const Arena& a) {
   const int64_t m = a.mapped_ref();
   const int64_t k = a.huge ? 512 : 1;  // subpages of the folio pinned once each
   const int64_t bias = a.pa->pin_bias();
-  switch (a.scheme) {
-    case Scheme::kBias: return {m + k * bias, std::nullopt};
-    case Scheme::kHybrid:
-      if ((a.huge ? 9u : 0u) >= a.pa->pincount_min_order()) return {m + k, k};
-      return {m + k * bias, std::nullopt};
-    case Scheme::kSeparate: return {m + k, k};
-    case Scheme::kWriteBias: return {m + k * (kWrite ? bias : 1), std::nullopt};
-  }
-  return {0, std::nullopt};
+  return dispatch_scheme(a.scheme, [&](auto tag) -> Expect {
+    using P = SchemePolicy<decltype(tag)::value>;
+    const SchemeParams params{uint32_t(std::countr_zero(uint64_t(bias))), a.pa->pincount_min_order()};
+    const PinCost cost = P::pin_cost(params, a.huge ? 9u : 0u, k, kWrite);
+    const bool exact = P::kPincount != PincountHome::kNone && P::keeps_pincount(params, a.huge ? 9u : 0u);
+    return {m + cost.ref, exact ? std::optional<int64_t>(cost.pin) : std::nullopt};
+  });
 }
 
 void check_idle_region(const Arena& a, int region, const std::string& where) {
@@ -548,8 +547,7 @@ void measure(std::vector<Cell*>& cells, const Options& o) {
 
 // ---- the report -----------------------------------------------------------------------------
 
-constexpr Scheme kSchemes[] = {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate,
-                               Scheme::kWriteBias};
+// kSchemes: every registered scheme (pages/scheme.h).
 
 struct Target {
   std::string id, what;

@@ -28,6 +28,7 @@
 // atomic per page and bvec one per folio run) and sampled pages must be back to refcount 1,
 // pincount 0, not pinned.
 #include <algorithm>
+#include <bit>
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
@@ -42,7 +43,7 @@
 #include <vector>
 
 #include "bench_util.h"
-#include "page_array.h"
+#include "pages/page_array.h"
 
 using namespace pinlab;
 using namespace pinlab::bench;
@@ -70,15 +71,16 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
+  std::string schemes;  // the registered names, "bias|hybrid|..."
+  for (Scheme s : kSchemes) schemes += (schemes.empty() ? "" : "|") + std::string(scheme_name(s));
   std::fprintf(stderr,
                "pinlab_bench: %s\n"
                "usage: pinlab_bench [--trials N] [--trial-ms MS] [--quick] [--json] [--strict]\n"
-               "       pinlab_bench --single [--pages N] [--count N] [--scheme bias|hybrid|"
-               "separate|write-bias]\n"
+               "       pinlab_bench --single [--pages N] [--count N] [--scheme %s]\n"
                "                    [--folio-order K] [--path per-page|bvec] [--input range|list]"
                " [--write]\n"
                "                    [--trials N] [--trial-ms MS] [--json]\n",
-               why);
+               why, schemes.c_str());
   std::exit(64);
 }
 
@@ -298,15 +300,13 @@ struct Expect {
 };
 Expect expect_pinned(const Cell& c, uint64_t pinned_subpages) {
   const int64_t k = int64_t(pinned_subpages), bias = c.pa->pin_bias();
-  switch (c.scheme) {
-    case Scheme::kBias: return {1 + k * bias, std::nullopt};
-    case Scheme::kHybrid:
-      if (c.order >= c.pa->pincount_min_order()) return {1 + k, k};
-      return {1 + k * bias, std::nullopt};
-    case Scheme::kSeparate: return {1 + k, k};
-    case Scheme::kWriteBias: return {1 + k * (c.pin.write ? bias : 1), std::nullopt};
-  }
-  return {0, std::nullopt};
+  return dispatch_scheme(c.scheme, [&](auto tag) -> Expect {
+    using P = SchemePolicy<decltype(tag)::value>;
+    const SchemeParams params{uint32_t(std::countr_zero(uint64_t(bias))), c.pa->pincount_min_order()};
+    const PinCost cost = P::pin_cost(params, c.order, k, c.pin.write);
+    const bool exact = P::kPincount != PincountHome::kNone && P::keeps_pincount(params, c.order);
+    return {1 + cost.ref, exact ? std::optional<int64_t>(cost.pin) : std::nullopt};
+  });
 }
 
 void check_idle_pages(const Cell& c, const char* when) {
@@ -472,8 +472,7 @@ std::vector<uint32_t> identity_list(uint64_t n) {
 
 // ---- the table ------------------------------------------------------------------------------
 
-constexpr Scheme kSchemes[] = {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate,
-                               Scheme::kWriteBias};
+// kSchemes: every registered scheme (pages/scheme.h).
 constexpr uint32_t kOrders[] = {0, 9};
 
 struct Target {

@@ -4,7 +4,7 @@
 
 #include "errors.h"
 #include "page_array_wrap.h"
-#include "stress.h"
+#include "engines/stress.h"
 
 namespace pinlab::addon {
 
@@ -292,7 +292,7 @@ Napi::Value run_stress_async(const Napi::CallbackInfo& info) {
   StressConfig cfg;
   const std::string scheme = o.Get("scheme").As<Napi::String>().Utf8Value();
   if (!parse_scheme(scheme.c_str(), &cfg.scheme))
-    throw_status(env, Status::Fail(Code::kEINVAL, Reason::kOptionScheme));
+    throw_status(env, unknown_scheme_status());
   cfg.threads = o.Get("threads").As<Napi::Number>().Int64Value();
   cfg.duration_ms = o.Get("durationMs").As<Napi::Number>().Int64Value();
   cfg.region_pages = o.Get("regionPages").As<Napi::Number>().Int64Value();

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "address_space.h"
+#include "mm/address_space.h"
 
 namespace pinlab::addon {
 

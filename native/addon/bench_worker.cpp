@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "bench_engine.h"
+#include "engines/bench_engine.h"
 #include "errors.h"
 
 namespace pinlab::addon {
@@ -39,7 +39,7 @@ BenchSpec spec_from(Napi::Object o, Napi::Env env) {
   s.op = parse_op(o.Get("op").As<Napi::String>().Utf8Value(), env);
   const std::string scheme = o.Get("scheme").As<Napi::String>().Utf8Value();
   if (!parse_scheme(scheme.c_str(), &s.scheme))
-    throw_status(env, Status::Fail(Code::kEINVAL, Reason::kOptionScheme));
+    throw_status(env, unknown_scheme_status());
   s.per_page = o.Get("perPage").As<Napi::Boolean>().Value();
   s.order = o.Get("order").As<Napi::Number>().Uint32Value();
   s.list_input = o.Get("listInput").As<Napi::Boolean>().Value();

@@ -4,7 +4,7 @@
 
 #include <napi.h>
 
-#include "status.h"
+#include "base/status.h"
 
 namespace pinlab::addon {
 

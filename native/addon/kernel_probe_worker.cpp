@@ -1,6 +1,6 @@
 #include "kernel_probe_worker.h"
 
-#include "kernel_probe.h"
+#include "host/kernel_probe.h"
 
 namespace pinlab::addon {
 

@@ -91,7 +91,7 @@ PageArrayWrap::PageArrayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   cfg.pages = opts.Get("pages").As<Napi::Number>().Int64Value();
   const std::string scheme = opts.Get("scheme").As<Napi::String>().Utf8Value();
   if (!parse_scheme(scheme.c_str(), &cfg.scheme))
-    throw_status(env, Status::Fail(Code::kEINVAL, Reason::kOptionScheme));
+    throw_status(env, unknown_scheme_status());
   cfg.pin_bias = opts.Get("pinBias").As<Napi::Number>().Int64Value();
   cfg.pincount_min_order = opts.Get("pincountMinOrder").As<Napi::Number>().Int64Value();
   cfg.folio_order = opts.Get("folioOrder").As<Napi::Number>().Int64Value();

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "page_array.h"
+#include "pages/page_array.h"
 
 namespace pinlab::addon {
 

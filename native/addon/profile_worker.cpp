@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "errors.h"
-#include "profile_engine.h"
-#include "snapshot.h"
+#include "engines/profile_engine.h"
+#include "host/snapshot.h"
 
 namespace pinlab::addon {
 
@@ -271,7 +271,7 @@ Napi::Value run_profile_async(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < schemes.Length(); ++i) {
     Scheme s;
     const std::string name = schemes.Get(i).As<Napi::String>().Utf8Value();
-    if (!parse_scheme(name.c_str(), &s)) throw_status(env, Status::Fail(Code::kEINVAL, Reason::kOptionScheme));
+    if (!parse_scheme(name.c_str(), &s)) throw_status(env, unknown_scheme_status());
     cfg.schemes.push_back(s);
   }
   cfg.biases.clear();

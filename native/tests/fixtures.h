@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "check.h"
-#include "page_array.h"
+#include "pages/page_array.h"
 
 namespace pinlab::test {
 
@@ -24,8 +24,8 @@ inline std::unique_ptr<PageArray> make_array(uint64_t pages, Scheme scheme, bool
   return pa;
 }
 
-inline constexpr Scheme kAllSchemes[] = {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate,
-                                         Scheme::kWriteBias};
+// Every registered scheme (pages/schemes/registry.h).
+inline constexpr const auto& kAllSchemes = kSchemes;
 
 inline PinFlags bvec(bool write = false) { return PinFlags{write, false, false}; }
 inline PinFlags per_page(bool write = false) { return PinFlags{write, true, false}; }

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "check.h"
-#include "status.h"
+#include "base/status.h"
 
 namespace pinlab::test {
 

@@ -1,0 +1,251 @@
+#include "engines/stress.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "mm/address_space.h"
+
+namespace pinlab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Shared by the threads of one run.
+struct Run {
+  const StressConfig& cfg;
+  std::shared_ptr<PageArray> mem;
+  std::unique_ptr<AddressSpace> as;
+  Clock::time_point deadline;
+  std::mutex violations_mu;
+  std::atomic<uint64_t> violations{0};
+  std::string first_violation;
+  std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
+  std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0};
+
+  uint64_t slot_start(uint64_t k) const { return k * uint64_t(cfg.region_pages); }
+  bool huge_slot(uint64_t k) const { return k % 2 == 1; }
+  bool running() const { return Clock::now() < deadline; }
+
+  void violation(const std::string& what) {
+    if (violations.fetch_add(1, std::memory_order_relaxed) == 0) {
+      std::lock_guard<std::mutex> lock(violations_mu);
+      first_violation = what;
+    }
+  }
+  void expect_ok(const Status& st, const char* op) {
+    if (!st.ok()) violation(std::string(op) + ": " + describe(st));
+  }
+};
+
+// A pin the harness was handed must be real: the page is allocated, answers maybe-pinned
+// (zero false negatives; write-bias hides read pins by design), holds an exact pin in debug
+// mode, and is outside ZONE_MOVABLE for a long-term pin.
+void check_pinned(Run& run, uint32_t pfn, const GupFlags& f) {
+  PageArray& mem = *run.mem;
+  if (mem.is_zero_page(pfn)) return;
+  const bool visible = f.write || scheme_info(mem.scheme()).read_pins_visible;
+  if (mem.refcount(pfn) <= 0) run.violation("pinned pfn " + std::to_string(pfn) + " is free");
+  if (visible && !mem.maybe_dma_pinned(pfn))
+    run.violation("pinned pfn " + std::to_string(pfn) + " reads not maybe-pinned");
+  if (mem.debug() && mem.pincount(pfn).value_or(0) < 1)
+    run.violation("pinned pfn " + std::to_string(pfn) + " holds no exact pin");
+  if (f.longterm && mem.is_movable(pfn))
+    run.violation("long-term pin of pfn " + std::to_string(pfn) + " in ZONE_MOVABLE");
+  run.checked.fetch_add(1, std::memory_order_relaxed);
+}
+
+void pinner(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
+  std::vector<uint32_t> pfns(span);
+  const uint64_t start = rng() % span;
+  const uint64_t count = 1 + (rng() % 4 == 0 ? rng() % (span - start) : rng() % 64 % (span - start));
+  GupFlags f;
+  f.pin = rng() % 8 != 0;  // some FOLL_GET too
+  f.write = rng() % 2 == 0;
+  f.longterm = f.pin && rng() % 8 == 0;
+  f.fast_only = rng() % 16 == 0;
+  uint64_t done = 0;
+  const Status st = as.gup_fast(int64_t(start), int64_t(count), f, pfns.data(), &done);
+  run.pin_calls.fetch_add(1, std::memory_order_relaxed);
+  if (!st.ok()) {
+    run.failed.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (done < count) run.partial.fetch_add(1, std::memory_order_relaxed);
+  if (done == 0) return;
+  run.pinned_pages.fetch_add(done, std::memory_order_relaxed);
+  if (f.pin)
+    for (uint64_t i = 0; i < done; ++i) check_pinned(run, pfns[i], f);
+  std::this_thread::yield();  // hold the pins while the mm changes under them
+  if (f.pin) {
+    for (uint64_t i = 0; i < done; ++i) check_pinned(run, pfns[i], f);
+    run.expect_ok(as.unpin_user_pages(pfns.data(), done, f.write, rng() % 2 == 0),
+                  "unpin_user_pages");
+  } else {
+    run.expect_ok(as.put_user_pages(pfns.data(), done), "put_user_pages");
+  }
+}
+
+void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
+  const uint64_t rp = uint64_t(run.cfg.region_pages);
+  const uint64_t k = rng() % uint64_t(run.cfg.regions);
+  const uint64_t s = run.slot_start(k);
+  const uint64_t off = rng() % rp, n = 1 + rng() % std::min<uint64_t>(64, rp - off);
+  switch (rng() % 4) {
+    case 0: {  // remap the whole slot
+      run.expect_ok(as.munmap(int64_t(s), int64_t(rp)), "munmap");
+      MmapArgs a{int64_t(s), int64_t(rp), true, rng() % 2 == 0, run.huge_slot(k)};
+      const Status st = as.mmap(a);
+      if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "mmap");
+      run.munmaps.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 1: {  // write-protect a stretch and give write access back
+      const Status st = as.mprotect(int64_t(s + off), int64_t(n), false);
+      if (st.ok()) run.expect_ok(as.mprotect(int64_t(s + off), int64_t(n), true), "mprotect");
+      run.mprotects.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 2:  // write faults: fault-in and COW breaks
+      (void)as.touch(int64_t(s + off), int64_t(n), true);
+      break;
+    default: {  // punch a hole and map it again (splits huge mappings)
+      run.expect_ok(as.munmap(int64_t(s + off), int64_t(n)), "munmap");
+      const Status st = as.mmap(MmapArgs{int64_t(s + off), int64_t(n), true, false, false});
+      if (!st.ok() && st.code != Code::kENOMEM && st.code != Code::kEINVAL)
+        run.expect_ok(st, "mmap");
+      run.munmaps.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void migrator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
+  switch (rng() % 3) {
+    case 0: {
+      const uint64_t s = rng() % span;
+      uint64_t moved = 0;
+      run.expect_ok(as.migrate(int64_t(s), int64_t(1 + rng() % std::min<uint64_t>(1024, span - s)),
+                               &moved), "migrate");
+      break;
+    }
+    case 1: {
+      uint64_t moved = 0;
+      run.expect_ok(as.compact(&moved), "compact");
+      run.compactions.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    default: {  // fork; the child writes (COW breaks), pins, and exits
+      std::unique_ptr<AddressSpace> child;
+      const Status st = as.fork(&child);
+      if (!st.ok()) {
+        if (st.code != Code::kENOMEM) run.expect_ok(st, "fork");
+        break;
+      }
+      run.forks.fetch_add(1, std::memory_order_relaxed);
+      const uint64_t s = rng() % span;
+      (void)child->touch(int64_t(s), int64_t(1 + rng() % std::min<uint64_t>(64, span - s)), true);
+      pinner(run, *child, rng, span);
+    }
+  }
+}
+
+}  // namespace
+
+Status validate_stress(const StressConfig& c) {
+  if (c.threads < 4 || c.threads > 256)
+    return Status::BadOption("threads", c.threads, "an integer in 4..256");
+  if (c.duration_ms < 1 || c.duration_ms > 600000)
+    return Status::BadOption("durationMs", c.duration_ms, "an integer in 1..600000");
+  if (c.region_pages < 512 || c.region_pages > (int64_t{1} << 20) || c.region_pages % 512 != 0)
+    return Status::BadOption("regionPages", c.region_pages, "a multiple of 512 in 512..1048576");
+  if (c.regions < 1 || c.regions > 64)
+    return Status::BadOption("regions", c.regions, "an integer in 1..64");
+  return Status::Ok();
+}
+
+Status run_stress(const StressConfig& cfg, StressReport* out) {
+  if (Status st = validate_stress(cfg); !st.ok()) return st;
+  const uint64_t span = uint64_t(cfg.regions * cfg.region_pages);
+  // Four times the address space: room for forks' COW copies and migration targets. Half is
+  // ZONE_MOVABLE, so long-term pins must migrate what faults put there.
+  PageArrayConfig pc;
+  pc.pages = int64_t(span * 4);
+  pc.scheme = cfg.scheme;
+  pc.debug = cfg.debug;
+  pc.populated = false;
+  pc.movable_pages = int64_t(span * 2);
+  std::unique_ptr<PageArray> pa;
+  if (Status st = PageArray::create(pc, &pa); !st.ok()) return st;
+  Run run{cfg, std::shared_ptr<PageArray>(std::move(pa)), nullptr, {}, {}, {}, {}};
+  if (Status st = AddressSpace::create(run.mem, int64_t(span), &run.as); !st.ok()) return st;
+  for (int64_t k = 0; k < cfg.regions; ++k) {
+    MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
+    if (Status st = run.as->mmap(a); !st.ok()) return st;
+  }
+  run.deadline = Clock::now() + std::chrono::milliseconds(cfg.duration_ms);
+  std::vector<std::thread> threads;
+  for (int64_t t = 0; t < cfg.threads; ++t) {
+    threads.emplace_back([&run, t, span] {
+      std::mt19937_64 rng(uint64_t(run.cfg.seed) * 7919 + uint64_t(t));
+      while (run.running()) {
+        if (t == 0) mm_mutator(run, *run.as, rng);
+        else if (t == 1) migrator(run, *run.as, rng, span);
+        else pinner(run, *run.as, rng, span);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+
+  StressReport& r = *out;
+  const AddressSpace& as = *run.as;
+  r.fast_pages = as.stat(MmStat::kFastPages);
+  r.slow_fallbacks = as.stat(MmStat::kSlowFallbacks);
+  r.recheck_failures = as.stat(MmStat::kRecheckFailures);
+  r.seq_retries = as.stat(MmStat::kSeqRetries);
+  r.cow_copies = as.stat(MmStat::kCowCopies);
+  r.early_cow_copies = as.stat(MmStat::kEarlyCowCopies);
+  r.migrated = as.stat(MmStat::kMigrated);
+  r.migration_refusals = as.stat(MmStat::kMigrationRefusals);
+  r.migration_busy = as.stat(MmStat::kMigrationBusy);
+  run.as.reset();  // unmaps everything: every page must go back to the allocator
+
+  PageArray& mem = *run.mem;
+  r.pin_acquired = mem.stat(Stat::kPinAcquired);
+  r.pin_released = mem.stat(Stat::kPinReleased);
+  if (r.pin_acquired != r.pin_released)
+    run.violation("pins acquired " + std::to_string(r.pin_acquired) + " != released " +
+                  std::to_string(r.pin_released));
+  const uint64_t zero = mem.zero_pfn() >= 0 ? 1 : 0;
+  if (mem.free_pages() != mem.pages() - zero)
+    run.violation("free pages " + std::to_string(mem.free_pages()) + " != " +
+                  std::to_string(mem.pages() - zero) + ": a reference leaked");
+  for (uint64_t p = 0; p < mem.pages(); ++p) {
+    if (mem.is_zero_page(p)) continue;
+    if (mem.refcount(p) != 0 || mem.pincount(p).value_or(0) != 0) {
+      run.violation("pfn " + std::to_string(p) + " not free at the end (refcount " +
+                    std::to_string(mem.refcount(p)) + ")");
+      break;
+    }
+  }
+  r.pin_calls = run.pin_calls;
+  r.pinned_pages = run.pinned_pages;
+  r.partial_calls = run.partial;
+  r.failed_calls = run.failed;
+  r.pins_checked = run.checked;
+  r.munmaps = run.munmaps;
+  r.mprotects = run.mprotects;
+  r.forks = run.forks;
+  r.compactions = run.compactions;
+  r.violations = run.violations;
+  r.first_violation = run.first_violation;
+  r.balanced = r.violations == 0;
+  return Status::Ok();
+}
+
+}  // namespace pinlab

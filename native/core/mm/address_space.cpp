@@ -1,0 +1,551 @@
+// AddressSpace: regions, faults, munmap/mprotect, fork. The walk of gup is in gup.cpp and
+// migration in migrate.cpp.
+#include "mm/address_space.h"
+
+#include <algorithm>
+
+#include "base/scan.h"
+
+namespace pinlab {
+
+namespace {
+constexpr uint64_t pmd_base(uint64_t pmd_index) { return pmd_index << kPmdShift; }
+constexpr uint64_t pte_index(uint64_t vpage) { return vpage & (kPtesPerTable - 1); }
+
+// How many entries from p[0] (at most n) are consecutive subpages of p[0]'s folio: the pages
+// one reference operation covers.
+uint64_t folio_run(const PageArray& mem, const uint32_t* p, uint64_t n) {
+  const uint64_t pfn = p[0], head = mem.folio_head(pfn);
+  const uint64_t limit = std::min(n, head + (uint64_t{1} << mem.folio_order(head)) - pfn);
+  return limit > 1 ? consecutive_run(p, limit, uint32_t(pfn)) : 1;  // PFNs < 2^31
+}
+}  // namespace
+
+AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages)
+    : mem_(std::move(mem)), pages_(pages), pt_(pages) {}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
+                            std::unique_ptr<AddressSpace>* out) {
+  if (pages < 1 || uint64_t(pages) > kMaxPages)
+    return Status::BadOption("pages", pages, "an integer in 1..2147483648");
+  out->reset(new AddressSpace(std::move(mem), uint64_t(pages)));
+  return Status::Ok();
+}
+
+AddressSpace::~AddressSpace() {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  unmap_range(0, pages_);
+}
+
+Status AddressSpace::check_range(int64_t start, int64_t count) const {
+  if (count < 1) return Status::Fail(Code::kEINVAL, Reason::kBadCount, count);
+  if (start < 0 || uint64_t(start) >= pages_ || uint64_t(count) > pages_ - uint64_t(start))
+    return Status::Fail(Code::kEINVAL, Reason::kVaOutOfRange, start, count);
+  return Status::Ok();
+}
+
+const Region* AddressSpace::region_at(uint64_t vpage, uint64_t* region_start) const {
+  auto it = regions_.upper_bound(vpage);
+  if (it == regions_.begin()) return nullptr;
+  --it;
+  if (vpage >= it->first + it->second.count) return nullptr;
+  *region_start = it->first;
+  return &it->second;
+}
+
+void AddressSpace::split_region_at(uint64_t vpage) {
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  if (r == nullptr || rs == vpage) return;
+  Region upper = *r;
+  upper.count = rs + r->count - vpage;
+  regions_[rs].count = vpage - rs;
+  regions_.emplace(vpage, upper);
+}
+
+uint64_t AddressSpace::regions() const {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  return regions_.size();
+}
+
+std::atomic<uint64_t>* AddressSpace::pte_slot(uint64_t vpage) const {
+  const uint64_t i = vpage >> kPmdShift;
+  if (!entry::table(pt_.pmd(i).load(std::memory_order_acquire))) return nullptr;
+  std::atomic<uint64_t>* t = pt_.table(i);
+  return t ? t + pte_index(vpage) : nullptr;
+}
+
+Translation AddressSpace::translate(uint64_t vpage) const {
+  Translation tr;
+  if (vpage >= pages_) return tr;
+  // acquire: a snapshot that sees the entries a table's publication covers.
+  const uint64_t pe = pt_.pmd(vpage >> kPmdShift).load(std::memory_order_acquire);
+  uint64_t e = 0;
+  if (entry::huge(pe)) {
+    e = pe;
+    tr.pfn = entry::pfn(pe) + pte_index(vpage);
+    tr.huge = true;
+  } else if (std::atomic<uint64_t>* slot = pte_slot(vpage)) {
+    e = slot->load(std::memory_order_acquire);
+    tr.pfn = entry::pfn(e);
+  }
+  tr.present = entry::present(e);
+  if (!tr.present) return Translation{};
+  tr.writable = entry::writable(e);
+  tr.special = entry::special(e);
+  tr.shared = entry::shared(e);
+  return tr;
+}
+
+uint64_t AddressSpace::mapped_pages() const {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
+    const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
+    if (entry::huge(pe)) n += kPtesPerTable;
+    if (!entry::table(pe)) continue;
+    const std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k)
+      n += entry::present(t[k].load(std::memory_order_relaxed));
+  }
+  return n;
+}
+
+// ---- mmap ------------------------------------------------------------------------------------
+
+Status AddressSpace::check_unmapped(int64_t start, int64_t count) const {
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  // Overlap: the first region at or after start, or the one before it reaching into start.
+  uint64_t rs = 0;
+  auto next = regions_.lower_bound(s);
+  if (region_at(s, &rs) != nullptr || (next != regions_.end() && next->first < e))
+    return Status::Fail(Code::kEINVAL, Reason::kRegionOverlap, start, count);
+  return Status::Ok();
+}
+
+Status AddressSpace::check_can_map(int64_t start, int64_t count) const {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  return check_unmapped(start, count);
+}
+
+Status AddressSpace::mmap(const MmapArgs& a) {
+  if (Status st = check_range(a.start, a.count); !st.ok()) return st;
+  const auto start = uint64_t(a.start), end = start + uint64_t(a.count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = check_unmapped(a.start, a.count); !st.ok()) return st;
+  regions_.emplace(start, Region{uint64_t(a.count), a.write, a.huge});
+  if (!a.populate) return Status::Ok();
+  // MAP_POPULATE: fault everything in now (a write fault where writable). All or nothing.
+  for (uint64_t v = start; v < end; ++v) {
+    if (Status st = handle_fault(v, a.write); !st.ok()) {
+      unmap_range(start, end);
+      regions_.erase(start);
+      return st;
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- shared mappings --------------------------------------------------------------------------
+
+Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
+                                bool write) {
+  if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
+  // Validate before we mutate: every PFN in range, none the zero page (never counted, so
+  // its references could not balance), and then every folio live (EFREE: undone).
+  if (Status st = mem_->check_page_set(PageSet::pfns(pfns, count)); !st.ok()) return st;
+  if (const int64_t zero = mem_->zero_pfn(); zero >= 0 && any_equal(pfns, count, uint32_t(zero)))
+    return Status::Fail(Code::kEINVAL, Reason::kZeroPageShared, zero);
+  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
+  const auto s = uint64_t(start);
+  regions_.emplace(s, Region{count, write, false, true});
+  // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
+  const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
+  std::atomic<uint64_t>* t = nullptr;
+  for (uint64_t v = s; v < s + count; ++v) {
+    if (t == nullptr || pte_index(v) == 0) t = pte_table(v >> kPmdShift);
+    // release: a walker that reads the entry finds the folio with our reference in it.
+    t[pte_index(v)].store(entry::make(pfns[v - s], flags), std::memory_order_release);
+  }
+  stats_.add(MmStat::kFaults, count);  // as MAP_POPULATE faults each page in
+  return Status::Ok();
+}
+
+Status AddressSpace::take_shared_refs(const uint32_t* pfns, uint64_t count) {
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t n = folio_run(*mem_, pfns + i, count - i);
+    // get_page refuses a free folio (refcount 0) without touching it: no revival.
+    if (Status st = mem_->get_page(pfns[i], int64_t(n)); !st.ok()) {
+      put_shared_refs(pfns, i);
+      return st;
+    }
+    i += n;
+  }
+  return Status::Ok();
+}
+
+void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
+  // The runs are the same as take's: our references keep every folio's shape as it was.
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t n = folio_run(*mem_, pfns + i, count - i);
+    mem_->put_folio_refs(mem_->folio_head(pfns[i]), int64_t(n));
+    i += n;
+  }
+}
+
+Status AddressSpace::zap(int64_t start, int64_t count) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
+  return Status::Ok();
+}
+
+// ---- munmap, mprotect -----------------------------------------------------------------------
+
+Status AddressSpace::munmap(int64_t start, int64_t count) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  unmap_range(s, e);
+  split_region_at(s);
+  split_region_at(e);
+  regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
+  return Status::Ok();
+}
+
+Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // Validate before we mutate: every page must be mapped.
+  for (uint64_t v = s; v < e;) {
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
+    v = rs + r->count;
+  }
+  split_region_at(s);
+  split_region_at(e);
+  for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
+    it->second.write = write;
+  // Removing write access takes it from the entries now; granting it leaves them read-only
+  // until a write fault decides between reuse and copy, as for COW.
+  if (!write) write_protect_range(s, e);
+  return Status::Ok();
+}
+
+void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
+  for (uint64_t i = start >> kPmdShift; i <= (end - 1) >> kPmdShift; ++i) {
+    const uint64_t base = pmd_base(i);
+    const uint64_t lo = std::max(start, base), hi = std::min(end, base + kPtesPerTable);
+    std::atomic<uint64_t>& pmd = pt_.pmd(i);
+    uint64_t pe = pmd.load(std::memory_order_relaxed);  // only the lock holder changes PMDs
+    if (entry::huge(pe)) {
+      if (lo == base && hi == base + kPtesPerTable) {
+        // Clear the entry first, then put: a racing gup_fast either grabbed before (and keeps
+        // the folio alive with its own reference) or sees the cleared entry on its recheck.
+        pmd.store(0, std::memory_order_seq_cst);
+        mem_->put_folio_refs(entry::pfn(pe), int64_t(kPtesPerTable));
+        continue;
+      }
+      split_pmd(i);
+      pe = pmd.load(std::memory_order_relaxed);
+    }
+    if (!entry::table(pe)) continue;
+    std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t v = lo; v < hi; ++v) {
+      // seq_cst: as above, clear first, then put.
+      const uint64_t old = t[pte_index(v)].exchange(0, std::memory_order_seq_cst);
+      if (!entry::present(old) || entry::special(old)) continue;
+      mem_->put_folio_refs(mem_->folio_head(entry::pfn(old)), 1);
+    }
+  }
+}
+
+void AddressSpace::split_pmd(uint64_t i) {
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  const uint64_t pe = pmd.load(std::memory_order_relaxed);
+  std::atomic<uint64_t>* t = pt_.ensure_table(i);
+  const uint64_t flags = entry::kPresent | (pe & (entry::kWritable | entry::kExclusive));
+  // Relaxed entry stores: the PMD store below publishes them. The folio keeps its 512
+  // references, now one per PTE.
+  for (uint64_t k = 0; k < kPtesPerTable; ++k)
+    t[k].store(entry::make(entry::pfn(pe) + k, flags), std::memory_order_relaxed);
+  // seq_cst (a release at least): a walker that sees the table sees its entries; one that
+  // grabbed through the old leaf sees the PMD change on its recheck and lets go.
+  pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_seq_cst);
+}
+
+void AddressSpace::write_protect_range(uint64_t start, uint64_t end) {
+  for (uint64_t i = start >> kPmdShift; i <= (end - 1) >> kPmdShift; ++i) {
+    const uint64_t base = pmd_base(i);
+    const uint64_t lo = std::max(start, base), hi = std::min(end, base + kPtesPerTable);
+    std::atomic<uint64_t>& pmd = pt_.pmd(i);
+    uint64_t pe = pmd.load(std::memory_order_relaxed);
+    if (entry::huge(pe)) {
+      if (lo == base && hi == base + kPtesPerTable) {
+        pmd.store(pe & ~entry::kWritable, std::memory_order_seq_cst);
+        continue;
+      }
+      split_pmd(i);
+      pe = pmd.load(std::memory_order_relaxed);
+    }
+    if (!entry::table(pe)) continue;
+    std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t v = lo; v < hi; ++v)
+      t[pte_index(v)].fetch_and(~entry::kWritable, std::memory_order_seq_cst);
+  }
+}
+
+// ---- faults --------------------------------------------------------------------------------
+
+Status AddressSpace::touch(int64_t start, int64_t count, bool write) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  for (uint64_t v = s; v < e;) {  // validate the whole range first
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
+    if (write && !r->write) return Status::Fail(Code::kEFAULT, Reason::kReadOnly, int64_t(v));
+    v = rs + r->count;
+  }
+  for (uint64_t v = s; v < e; ++v)
+    if (Status st = handle_fault(v, write); !st.ok()) return st;
+  return Status::Ok();
+}
+
+Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(vpage));
+  if (write && !r->write) return Status::Fail(Code::kEFAULT, Reason::kReadOnly, int64_t(vpage));
+  const uint64_t pe = pt_.pmd(vpage >> kPmdShift).load(std::memory_order_relaxed);
+  uint64_t e = pe;
+  if (!entry::huge(pe)) {
+    std::atomic<uint64_t>* slot = pte_slot(vpage);
+    e = slot ? slot->load(std::memory_order_relaxed) : 0;
+  }
+  if (!entry::present(e)) {
+    // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
+    if (r->shared) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+    return fault_in_missing(vpage, write, *r, rs);
+  }
+  if (write && !entry::writable(e)) return handle_write_protect_fault(vpage);
+  return Status::Ok();
+}
+
+Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& r,
+                                      uint64_t region_start) {
+  const uint64_t i = vpage >> kPmdShift, base = pmd_base(i);
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  const uint64_t pe = pmd.load(std::memory_order_relaxed);
+  // A huge region maps whole, aligned 2 MiB stretches with one PMD leaf when the slot is
+  // empty; otherwise (or with no order-9 block free) it falls back to 4 KiB pages.
+  if (r.huge && base >= region_start && base + kPtesPerTable <= region_start + r.count) {
+    // Empty: no entry, or a PTE table with nothing in it (it stays allocated for later).
+    std::atomic<uint64_t>* t = pt_.table(i);
+    bool empty = !entry::present(pe) || entry::table(pe);
+    for (uint64_t k = 0; empty && entry::table(pe) && k < kPtesPerTable; ++k)
+      empty = t[k].load(std::memory_order_relaxed) == 0;  // relaxed: we hold the mmap lock
+    uint64_t head = 0;
+    if (empty && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
+      (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
+      const uint64_t w = r.write ? entry::kWritable : 0;
+      // seq_cst (a release at least): publishes the new folio with the entry.
+      pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
+                std::memory_order_seq_cst);
+      stats_.add(MmStat::kFaults, kPtesPerTable);
+      return Status::Ok();
+    }
+  }
+  std::atomic<uint64_t>* t = pte_table(i);
+  uint64_t pfn = 0, flags = entry::kPresent;
+  if (!write) {
+    // A read fault of anonymous memory maps the shared zero page (never counted).
+    if (Status st = mem_->zero_page(&pfn); !st.ok()) return st;
+    flags |= entry::kSpecial;
+  } else {
+    if (Status st = mem_->alloc_folio(0, true, &pfn); !st.ok()) return st;
+    flags |= entry::kWritable | entry::kExclusive;
+  }
+  t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
+  stats_.add(MmStat::kFaults, 1);
+  return Status::Ok();
+}
+
+std::atomic<uint64_t>* AddressSpace::pte_table(uint64_t i) {
+  std::atomic<uint64_t>* t = pt_.ensure_table(i);
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  // relaxed load: only the mmap lock holder changes PMDs. seq_cst store (a release at least):
+  // a walker that sees the table entry sees the table's zeroed entries.
+  if (!entry::table(pmd.load(std::memory_order_relaxed)))
+    pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_seq_cst);
+  return t;
+}
+
+Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
+  const uint64_t i = vpage >> kPmdShift;
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  const uint64_t pe = pmd.load(std::memory_order_relaxed);
+  if (entry::huge(pe)) {
+    // Ours alone (exclusive, or one reference per subpage and nothing else): reuse in place.
+    if (entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {
+      pmd.store(pe | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
+      stats_.add(MmStat::kCowReuses, kPtesPerTable);
+      return Status::Ok();
+    }
+    split_pmd(i);  // then copy just the 4 KiB written, as THP COW falls back to
+  }
+  std::atomic<uint64_t>* slot = pte_slot(vpage);
+  const uint64_t e = slot->load(std::memory_order_relaxed);
+  if (entry::shared(e)) {
+    // A page-cache page of a region made writable again: written in place, never copied.
+    // seq_cst: every entry change is one a walker's recheck compares against.
+    slot->store(e | entry::kWritable, std::memory_order_seq_cst);
+    return Status::Ok();
+  }
+  if (!entry::special(e)) {
+    const uint64_t head = mem_->folio_head(entry::pfn(e));
+    if (entry::exclusive(e) || (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)) {
+      slot->store(e | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
+      stats_.add(MmStat::kCowReuses, 1);
+      return Status::Ok();
+    }
+  }
+  return cow_copy_pte(slot, e, true);
+}
+
+Status AddressSpace::unshare(uint64_t vpage) {
+  const uint64_t i = vpage >> kPmdShift;
+  std::atomic<uint64_t>& pmd = pt_.pmd(i);
+  const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::huge(pe)) {
+    if (entry::exclusive(pe)) return Status::Ok();
+    if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {  // ours alone again
+      pmd.store(pe | entry::kExclusive, std::memory_order_seq_cst);
+      stats_.add(MmStat::kCowReuses, kPtesPerTable);
+      return Status::Ok();
+    }
+    split_pmd(i);
+  }
+  std::atomic<uint64_t>* slot = pte_slot(vpage);
+  const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
+  // Nothing to unshare: a hole, the zero page, ours already, or a page-cache page (a shared
+  // mapping's page is the one to pin, whoever else maps it).
+  if (!entry::present(e) || entry::special(e) || entry::exclusive(e) || entry::shared(e))
+    return Status::Ok();
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
+    slot->store(e | entry::kExclusive, std::memory_order_seq_cst);
+    stats_.add(MmStat::kCowReuses, 1);
+    return Status::Ok();
+  }
+  return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
+}
+
+Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable) {
+  uint64_t fresh = 0;
+  if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+  const bool zero = entry::special(old);
+  const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
+  if (!zero) mem_->copy_folio_flags(old_head, fresh);
+  // Replace, then put the shared page (clear-then-put, as unmap).
+  const uint64_t w = writable ? entry::kWritable : 0;
+  slot->store(entry::make(fresh, entry::kPresent | entry::kExclusive | w),
+              std::memory_order_seq_cst);
+  if (!zero) mem_->put_folio_refs(old_head, 1);
+  stats_.add(MmStat::kCowCopies, 1);
+  return Status::Ok();
+}
+
+// ---- fork ----------------------------------------------------------------------------------
+
+uint64_t AddressSpace::writable_bit(uint64_t vpage) const {
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  return r != nullptr && r->write ? entry::kWritable : 0;
+}
+
+void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive,
+                                           uint64_t units) {
+  const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
+  if (!pins) stats_.add(MmStat::kUnclassified, units);
+  else if (*pins == 0) stats_.add(false_positive, units);
+}
+
+Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                               uint64_t vpage, bool huge, bool pinned_mm) {
+  const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::special(e)) {  // the zero page: shared as is, never counted
+    child_slot.store(e, std::memory_order_relaxed);
+    return Status::Ok();
+  }
+  if (entry::shared(e)) {
+    // A page-cache page: the child maps it as it is (one more reference), writable as it
+    // was; never write-protected, never copied early (a shared mapping has no COW to break).
+    if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
+    child_slot.store(e, std::memory_order_relaxed);  // the child is not visible yet
+    return Status::Ok();
+  }
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  const uint32_t order = mem_->folio_order(head);
+  const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
+  if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
+    // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
+    uint64_t copy = 0;
+    if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
+    // Counted once the copy exists, in pages as kEarlyCowCopies is (a THP leaf is 512).
+    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
+    if (refs > 1) (void)mem_->get_page(copy, refs - 1);
+    mem_->copy_folio_flags(head, copy);
+    const uint64_t kind = huge ? entry::kHuge : 0;
+    child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
+                                           writable_bit(vpage)),
+                     std::memory_order_relaxed);
+    stats_.add(MmStat::kEarlyCowCopies, uint64_t(refs));
+    return Status::Ok();
+  }
+  if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
+  // Shared copy-on-write: both sides read-only, neither exclusive. seq_cst on the parent's
+  // entry: a walker that grabbed through the writable entry sees the change on its recheck.
+  const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
+  if (shared != e) slot.store(shared, std::memory_order_seq_cst);
+  child_slot.store(shared, std::memory_order_relaxed);  // the child is not visible yet
+  return Status::Ok();
+}
+
+Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
+  child->regions_ = regions_;
+  // Odd while we write-protect: gup_fast pins that overlap fork back off (write_protect_seq).
+  // seq_cst: pairs with gup_fast's samples before and after its walk.
+  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
+  const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
+  Status st = Status::Ok();
+  for (uint64_t i = 0; i < pt_.pmd_count() && st.ok(); ++i) {
+    std::atomic<uint64_t>& pmd = pt_.pmd(i);
+    const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the lock
+    if (entry::huge(pe)) {
+      st = fork_entry(pmd, child->pt_.pmd(i), pmd_base(i), true, pinned_mm);
+      continue;
+    }
+    if (!entry::table(pe)) continue;
+    std::atomic<uint64_t>* t = pt_.table(i);
+    std::atomic<uint64_t>* ct = child->pt_.ensure_table(i);
+    child->pt_.pmd(i).store(pe, std::memory_order_relaxed);
+    for (uint64_t k = 0; k < kPtesPerTable && st.ok(); ++k)
+      if (entry::present(t[k].load(std::memory_order_relaxed)))
+        st = fork_entry(t[k], ct[k], pmd_base(i) + k, false, pinned_mm);
+  }
+  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
+  if (!st.ok()) return st;  // the child's destructor drops what it took
+  *out = std::move(child);
+  return Status::Ok();
+}
+
+}  // namespace pinlab

@@ -1,0 +1,232 @@
+// AddressSpace: a process's memory map over a PageArray (the kernel's mm_struct).
+//
+// Regions of anonymous private memory, a real two-level page table, faults (the zero page on
+// read, COW on write), munmap/mprotect, fork with early COW of maybe-pinned pages, migration
+// and compaction, and get/pin_user_pages with the lockless gup_fast walk (gup.cpp).
+//
+// Shared regions (MAP_SHARED of a file) map page-cache folios that the caller allocated and
+// holds (the file's reference): map_shared installs every PTE at once (entry::kShared), and
+// nothing faults pages into them later. A hole (after zap: truncate, hole punch) faults with
+// EFAULT (SIGBUS). Their pages are never copied: no COW on write, no unshare for a pin, no
+// early COW at fork (the child maps them too), and never migrated (no reverse map for the
+// page cache in the model).
+//
+// Locking: every operation that changes the page table takes the mmap lock (exclusive; the
+// model does not need the kernel's finer page-table locks). gup_fast takes no lock and races
+// with all of them by design; the protocol that keeps it safe (grab, then recheck the entry
+// against unmap's clear, then check the count; write_protect_seq against fork) is in gup.cpp.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "pages/page_array.h"
+#include "mm/page_table.h"
+#include "base/stats.h"
+#include "base/status.h"
+
+namespace pinlab {
+
+enum class MmStat : uint8_t {
+  kGupCalls = 0,           // get/pin_user_pages* calls
+  kFastPages,              // pages the lockless walk took
+  kSlowFallbacks,          // calls that handed pages to the slow path
+  kSlowPages,              // pages the slow path took
+  kRecheckFailures,        // speculative grabs released because the PTE or PMD changed
+  kSeqRetries,             // fast walks undone because fork's write_protect_seq moved
+  kFaults,                 // pages faulted in (4 KiB units)
+  kCowCopies,              // write faults that copied a shared page
+  kCowReuses,              // write faults that reused an exclusively owned page
+  kEarlyCowCopies,         // pages fork copied at once because they were maybe pinned
+  kEarlyCowFalsePositives, // ... of which the folio held no real pin (pages, as above)
+  kMigrated,               // pages moved by migrate/compact/longterm (4 KiB units)
+  kMigrationRefusals,      // folios migration refused because they were maybe pinned
+  kMigrationFalsePositives,// ... of which the folio held no real pin
+  kMigrationBusy,          // folios refused for other references (shared, racing gup)
+  kLongtermMigrations,     // folios moved out of ZONE_MOVABLE for FOLL_LONGTERM
+  kUnclassified,           // early-COW copies (pages) and refusals (folios), pins not exactly known
+  kCount
+};
+
+struct Region {
+  uint64_t count;
+  bool write;
+  bool huge;
+  bool shared = false;  // MAP_SHARED of page-cache folios (map_shared); else anonymous private
+};
+
+struct MmapArgs {
+  int64_t start = 0;
+  int64_t count = 0;
+  bool write = true;
+  bool populate = false;
+  bool huge = false;
+};
+
+struct GupFlags {
+  bool pin = true;        // FOLL_PIN (else FOLL_GET)
+  bool write = false;     // FOLL_WRITE
+  bool longterm = false;  // FOLL_LONGTERM (pin only)
+  bool fast_only = false; // FOLL_FAST_ONLY: no slow path
+};
+
+// What a PTE or PMD maps at a virtual page, for queries and tests.
+struct Translation {
+  bool present = false;
+  uint64_t pfn = 0;
+  bool writable = false;
+  bool special = false;  // the zero page
+  bool huge = false;     // mapped by a PMD leaf
+  bool shared = false;   // a page-cache page of a shared mapping (entry::kShared)
+};
+
+// Where the lockless walk calls a race hook (tests and simulations of a racing CPU).
+enum class RacePoint : uint8_t {
+  kBeforeGrab = 0,     // the entry is read, the folio not yet grabbed
+  kBeforeRecheck,      // the folio is grabbed, the entry not yet re-read
+  kBeforeSeqCheck,     // the walk is done (pins), write_protect_seq not yet re-read
+};
+using RaceHook = std::function<void(RacePoint, uint64_t vpage)>;
+
+class AddressSpace {
+ public:
+  // pages: virtual pages, 1..2^31.
+  static Status create(std::shared_ptr<PageArray> mem, int64_t pages,
+                       std::unique_ptr<AddressSpace>* out);
+  ~AddressSpace();  // unmaps everything (pins taken through it stay valid)
+
+  uint64_t pages() const { return pages_; }
+  PageArray& mem() const { return *mem_; }
+  const std::shared_ptr<PageArray>& mem_ptr() const { return mem_; }
+
+  Status mmap(const MmapArgs& args);
+  Status munmap(int64_t start, int64_t count);
+  Status mprotect(int64_t start, int64_t count, bool write);
+  // mmap(MAP_SHARED) of a file's pages, populated: a shared region [start, start + count)
+  // whose page start + i maps pfns[i] by a PTE (a large folio is PTE-mapped), taking one
+  // reference per PTE on its folio. Writable iff `write`. All or nothing: EINVAL (range,
+  // overlap, count 0, the zero page), ERANGE (a PFN >= pages), EFREE (a free folio).
+  Status map_shared(int64_t start, const uint32_t* pfns, uint64_t count, bool write);
+  // EINVAL exactly where mmap/map_shared of [start, start + count) would fail on the range
+  // (outside the address space, count < 1, overlapping a region); changes nothing. Lets a
+  // caller validate before it allocates the pages it will map.
+  Status check_can_map(int64_t start, int64_t count) const;
+  // zap_page_range: clears every entry in the range and drops its references as munmap does
+  // (a PMD leaf partly covered is split first), but keeps the regions. Holes are fine.
+  Status zap(int64_t start, int64_t count);
+  // Faults the pages in as a read or write access would (EFAULT outside a region, or a write
+  // to a read-only region).
+  Status touch(int64_t start, int64_t count, bool write);
+
+  // get/pin_user_pages_fast: the lockless walk, then the slow path for the rest. Writes the
+  // PFNs to out[0..*done). Partial success is success; an error only when nothing was done.
+  Status gup_fast(int64_t start, int64_t count, const GupFlags& flags, uint32_t* out,
+                  uint64_t* done);
+  // pin_user_pages / get_user_pages: the slow path alone, under the mmap lock.
+  Status gup_slow(int64_t start, int64_t count, const GupFlags& flags, uint32_t* out,
+                  uint64_t* done);
+  // unpin_user_pages(_dirty_lock): batched by folio run; the zero page is skipped. `write`
+  // must match the pin under write-bias. All or nothing, as PageArray::unpin_pages.
+  Status unpin_user_pages(const uint32_t* pfns, uint64_t count, bool write, bool dirty);
+  // Releases FOLL_GET references (put_page each); the zero page is skipped.
+  Status put_user_pages(const uint32_t* pfns, uint64_t count);
+
+  Status fork(std::unique_ptr<AddressSpace>* child);
+  // Moves mapped pages to new folios; maybe-pinned ones are refused and stay. *moved: pages.
+  Status migrate(int64_t start, int64_t count, uint64_t* moved);
+  // Moves order-0 pages down to the lowest free PFNs, freeing higher blocks. *moved: pages.
+  Status compact(uint64_t* moved);
+
+  // Calls `hook` at each RacePoint of the lockless walk on this address space, so a test can
+  // run munmap, migrate, fork or mprotect exactly there (the walk holds no lock). Set it only
+  // while no gup_fast runs; an empty hook costs one predictable branch per entry.
+  void set_race_hook(RaceHook hook) { race_hook_ = std::move(hook); }
+
+  Translation translate(uint64_t vpage) const;  // lock-free snapshot
+  bool has_pinned() const { return has_pinned_.load(std::memory_order_relaxed); }
+  uint64_t stat(MmStat s) const { return stats_.read(s); }
+  uint64_t regions() const;
+  uint64_t mapped_pages() const;  // present PTE/PMD-mapped pages (4 KiB units)
+
+ private:
+  AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages);
+
+  // ---- helpers under the mmap lock (address_space.cpp) -------------------------------------
+  Status check_range(int64_t start, int64_t count) const;
+  // EINVAL unless no region overlaps [start, start + count) (a checked range).
+  Status check_unmapped(int64_t start, int64_t count) const;
+  const Region* region_at(uint64_t vpage, uint64_t* region_start) const;
+  void split_region_at(uint64_t vpage);
+  uint64_t writable_bit(uint64_t vpage) const;  // kWritable if vpage's region is writable
+  std::atomic<uint64_t>* pte_slot(uint64_t vpage) const;  // null without a PTE table
+  // The slot's PTE table, allocated and linked from its PMD on first use (never under a leaf).
+  std::atomic<uint64_t>* pte_table(uint64_t pmd_index);
+  // map_shared's references: one get per run of consecutive subpages of one folio. take is
+  // all or nothing (EFREE on a free folio gives back what it took); put is its inverse.
+  Status take_shared_refs(const uint32_t* pfns, uint64_t count);
+  void put_shared_refs(const uint32_t* pfns, uint64_t count);
+  // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
+  void split_pmd(uint64_t pmd_index);
+  void unmap_range(uint64_t start, uint64_t end);
+  void write_protect_range(uint64_t start, uint64_t end);
+  // Fault handling: makes vpage present (and writable for a write), allocating as needed.
+  Status handle_fault(uint64_t vpage, bool write);
+  Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
+  Status handle_write_protect_fault(uint64_t vpage);
+  // Replaces a shared (or zero-page) entry with a private copy of its page.
+  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable);
+  // FOLL_PIN on a COW-shared page makes it exclusive first (the kernel's FOLL_UNSHARE): reuse
+  // if ours alone, else copy without granting write. A pin must hold this mm's page.
+  Status unshare(uint64_t vpage);
+  // Migration of the folio mapped at vpage to a new folio (movable or not); a refused folio
+  // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
+  enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };
+  MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower);
+  // fork: copies one present entry (a PTE, or a PMD leaf when huge) into the child.
+  Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                    uint64_t vpage, bool huge, bool pinned_mm);
+  // A maybe-pinned decision: `units` more false positives if the folio held no real pin, or
+  // unclassified if its pins are not exactly known (pages for early COW, folios for migration).
+  void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat,
+                               uint64_t units = 1);
+  Status gup_slow_locked(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out,
+                         uint64_t* done);
+
+  // ---- the lockless walk (gup.cpp) ---------------------------------------------------------
+  // What maps a virtual page for the walk: a PMD leaf (n: the subpages this call wants from
+  // it) or a PTE (n = 1), with the values read, for the recheck.
+  struct WalkEntry {
+    std::atomic<uint64_t>* pmd;
+    uint64_t pe;
+    std::atomic<uint64_t>* pte;  // null for a leaf
+    uint64_t e;
+    uint64_t pfn;
+    uint64_t n;
+  };
+  // Reads the entry for v; false where the fast path must stop (absent, special, read-only
+  // for a write, COW-shared for a pin, ZONE_MOVABLE for a long-term pin).
+  bool read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f, WalkEntry* w) const;
+  bool walk_entry_unchanged(const WalkEntry& w) const;
+  void call_race_hook(RacePoint point, uint64_t vpage);
+  template <Scheme S>
+  uint64_t gup_fast_walk(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out);
+  template <Scheme S>
+  void release_grabbed(const uint32_t* pfns, uint64_t n, const GupFlags& flags);
+
+  std::shared_ptr<PageArray> mem_;
+  uint64_t pages_;
+  PageTable pt_;
+  mutable std::mutex mmap_lock_;
+  std::map<uint64_t, Region> regions_;  // by start page; never overlapping
+  std::atomic<bool> has_pinned_{false};  // MMF_HAS_PINNED: sticky once set
+  std::atomic<uint64_t> write_protect_seq_{0};  // odd while fork write-protects
+  mutable ShardedCounters<MmStat> stats_;
+  RaceHook race_hook_;
+};
+
+}  // namespace pinlab

@@ -1,0 +1,111 @@
+// Migration: the client of "maybe pinned" that must never move a pinned page. Page-cache
+// pages of shared mappings are never moved (migrate counts them busy, compact skips them).
+//
+// Protocol for one folio, under the mmap lock, racing gup_fast: refuse if maybe pinned; take
+// the target folio; clear the entry (the migration entry); freeze the count from exactly the
+// mapping's references to 0, which fails if any pin or other reference (a racing gup_fast's
+// speculative grab included) is there, and then the entry goes back. gup_fast grabs, then
+// re-reads the entry: with both sides seq_cst, either it sees the cleared entry and lets go,
+// or the freeze sees its grab.
+#include <algorithm>
+#include <vector>
+
+#include "mm/address_space.h"
+
+namespace pinlab {
+
+AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_movable,
+                                                       bool only_lower) {
+  const uint64_t i = vpage >> kPmdShift;
+  std::atomic<uint64_t>* slot = &pt_.pmd(i);
+  uint64_t e = slot->load(std::memory_order_relaxed);
+  uint32_t order = kPmdOrder;
+  int32_t expected = int32_t(kPtesPerTable);
+  if (!entry::huge(e)) {
+    slot = pte_slot(vpage);
+    e = slot ? slot->load(std::memory_order_relaxed) : 0;
+    if (!entry::present(e) || entry::special(e)) return MigrateOutcome::kNotMapped;
+    if (entry::shared(e)) {  // page cache: the model has no reverse map to move it by
+      stats_.add(MmStat::kMigrationBusy, 1);
+      return MigrateOutcome::kBusy;
+    }
+    order = 0;
+    expected = 1;
+  }
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  if (mem_->folio_order(head) != order) {  // a PTE-mapped large folio: not modelled
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
+  if (mem_->maybe_pinned_head(head, order)) {
+    note_maybe_pinned_event(head, order, MmStat::kMigrationFalsePositives);
+    stats_.add(MmStat::kMigrationRefusals, 1);
+    return MigrateOutcome::kPinned;
+  }
+  uint64_t target = 0;
+  const uint64_t below = only_lower ? head : PageArray::kNoLimit;
+  if (!mem_->alloc_folio_below(order, to_movable, below, &target).ok())
+    return only_lower ? MigrateOutcome::kNotLower : MigrateOutcome::kNoMemory;
+  // seq_cst exchange, then the seq_cst freeze: the unmap half of the pair (see above).
+  const uint64_t old = slot->exchange(0, std::memory_order_seq_cst);
+  if (!mem_->try_freeze(head, expected)) {
+    slot->store(old, std::memory_order_seq_cst);
+    mem_->put_folio_refs(target, 1);
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
+  mem_->copy_folio_flags(head, target);
+  if (expected > 1) (void)mem_->get_page(target, expected - 1);
+  const uint64_t flags = old & ((uint64_t{1} << entry::kPfnShift) - 1);
+  slot->store(entry::make(target, flags), std::memory_order_seq_cst);
+  mem_->free_frozen_folio(head);
+  stats_.add(MmStat::kMigrated, uint64_t{1} << order);
+  return MigrateOutcome::kMoved;
+}
+
+Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  uint64_t pages = 0;
+  for (uint64_t v = s; v < e;) {
+    const bool leaf = entry::huge(pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed));
+    const uint64_t next = leaf ? ((v >> kPmdShift) + 1) << kPmdShift : v + 1;
+    // A leaf moves whole (its folio); stay in the same zone as the page was.
+    const Translation tr = translate(v);
+    if (tr.present && migrate_one(v, mem_->is_movable(tr.pfn), false) == MigrateOutcome::kMoved)
+      pages += leaf ? kPtesPerTable : 1;
+    v = next;
+  }
+  *moved = pages;
+  return Status::Ok();
+}
+
+Status AddressSpace::compact(uint64_t* moved) {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // Order-0 pages from the highest PFN down, each to the lowest free page below it; once no
+  // free page lies below the highest page left, none lies below the others either.
+  std::vector<std::pair<uint64_t, uint64_t>> mapped;  // (pfn, vpage)
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
+    if (!entry::table(pt_.pmd(i).load(std::memory_order_relaxed))) continue;
+    const std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+      const uint64_t e = t[k].load(std::memory_order_relaxed);
+      // Anonymous order-0 pages only: page cache (kShared) is never moved, just skipped.
+      if (entry::present(e) && !entry::special(e) && !entry::shared(e) &&
+          mem_->folio_order(entry::pfn(e)) == 0)
+        mapped.emplace_back(entry::pfn(e), (i << kPmdShift) + k);
+    }
+  }
+  std::sort(mapped.rbegin(), mapped.rend());
+  uint64_t pages = 0;
+  for (const auto& [pfn, vpage] : mapped) {
+    const MigrateOutcome out = migrate_one(vpage, mem_->is_movable(pfn), true);
+    if (out == MigrateOutcome::kMoved) ++pages;
+    if (out == MigrateOutcome::kNotLower || out == MigrateOutcome::kNoMemory) break;
+  }
+  *moved = pages;
+  return Status::Ok();
+}
+
+}  // namespace pinlab

@@ -1,0 +1,84 @@
+// The page array's allocator side: zones, alloc_folio, and freeing when a count reaches zero.
+#include <algorithm>
+
+#include "pages/page_array.h"
+
+namespace pinlab {
+
+Status PageArray::alloc_folio(int64_t order, bool movable, uint64_t* head) {
+  return alloc_folio_below(order, movable, kNoLimit, head);
+}
+
+Status PageArray::alloc_folio_below(int64_t order, bool movable, uint64_t below,
+                                    uint64_t* head) {
+  if (order < 0 || order > kMaxOrder)
+    return Status::Fail(Code::kEINVAL, Reason::kBadOrder, order);
+  const auto k = uint32_t(order);
+  uint64_t block = 0;
+  auto take = [&](BuddyAllocator* zone) {
+    if (zone == nullptr) return false;
+    return below == kNoLimit ? zone->try_take(k, &block) : zone->try_take_lowest(k, below, &block);
+  };
+  // Movable allocations fall back to the normal zone; compaction's targets stay in their zone.
+  const bool got = below == kNoLimit
+                       ? (movable && take(movable_zone_.get())) || take(normal_zone_.get())
+                       : take(movable ? movable_zone_.get() : normal_zone_.get());
+  if (!got) return Status::Fail(Code::kENOMEM, Reason::kNoFreeBlock, order);
+  // The block's pages were reset to order 0 when freed; give them the folio's order. Relaxed:
+  // the head's count below publishes them.
+  for (uint64_t p = block; p < block + (uint64_t{1} << k); ++p)
+    meta_at(p).store(uint8_t(k), std::memory_order_relaxed);
+  // release: whoever takes the folio with an acquiring add-unless-zero sees its shape.
+  ref_at(block).store(1, std::memory_order_release);
+  *head = block;
+  return Status::Ok();
+}
+
+void PageArray::free_folio(uint64_t head) {
+  const uint32_t order = load_order(head);
+  const uint64_t end = head + (uint64_t{1} << order);
+  // A count can only reach zero with no pins left, but a non-debug put may have eaten a pin's
+  // references: never leave a stale pincount behind for the block's next user.
+  if (order >= 1) ref_at(head + 1).store(0, std::memory_order_relaxed);
+  if (!pincount_.empty())
+    std::atomic_ref<int32_t>(pincount_.data()[head]).store(0, std::memory_order_relaxed);
+  // Every page becomes an order-0 free page, dirty flag cleared: no stale order byte may point
+  // a later query (or a speculative gup_fast) at a head that the allocator hands out again.
+  for (uint64_t p = head; p < end; ++p) meta_at(p).store(0, std::memory_order_relaxed);
+  stats_.add(Stat::kFoliosFreed, 1);
+  // The zone's mutex orders these stores before the block's next allocation.
+  zone_of(head).give(head, order);
+}
+
+void PageArray::init_folio_unshared(uint64_t head, uint32_t order, int32_t refs) {
+  // relaxed: nothing else can see the array yet; the caller publishes it as a whole.
+  const uint64_t end = head + (uint64_t{1} << order);
+  for (uint64_t p = head; p < end; ++p) {
+    meta_at(p).store(refs > 0 ? uint8_t(order) : 0, std::memory_order_relaxed);
+    ref_at(p).store(0, std::memory_order_relaxed);
+  }
+  ref_at(head).store(refs, std::memory_order_relaxed);
+}
+
+uint64_t PageArray::free_pages() const {
+  return normal_zone_->free_pages() + (movable_zone_ ? movable_zone_->free_pages() : 0);
+}
+
+Status PageArray::zero_page(uint64_t* pfn) {
+  // acquire: pairs with the release store below; the zero page is set once.
+  int64_t z = zero_pfn_.load(std::memory_order_acquire);
+  if (z < 0) {
+    std::lock_guard<std::mutex> lock(zero_mu_);
+    z = zero_pfn_.load(std::memory_order_relaxed);
+    if (z < 0) {
+      uint64_t head = 0;
+      if (Status st = alloc_folio(0, false, &head); !st.ok()) return st;
+      z = int64_t(head);
+      zero_pfn_.store(z, std::memory_order_release);
+    }
+  }
+  *pfn = uint64_t(z);
+  return Status::Ok();
+}
+
+}  // namespace pinlab

@@ -1,0 +1,76 @@
+// gup_fast's grab and release of a folio, specialised per scheme. Internal to the core.
+//
+// The fast path may race with a folio being freed and its pages reused in another shape, so
+// its grab is the kernel's speculative one: add-unless-zero on the head that pfn's order byte
+// names, then a check that pfn still belongs to a folio of that order. The caller then
+// re-reads the page table entry; if it changed, it releases with release_folio_refs.
+#pragma once
+
+#include <climits>
+
+#include "pages/scheme_ops.h"
+
+namespace pinlab {
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t refs, bool pin,
+                                                         bool write, uint64_t* head_out,
+                                                         uint32_t* order_out) {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
+  if (cost.ref > INT32_MAX) [[unlikely]]
+    return false;
+  // A PMD leaf's run read with a stale (smaller) order would spill past the folio it names.
+  if (pfn - head + uint64_t(refs) > (uint64_t{1} << order)) [[unlikely]]
+    return false;
+  MaybeFolioGuard guard(debug_locks_.get(), head);
+  auto ref = ref_at(head);
+  // Add-unless-zero of the whole cost in one CAS: the folio may be free, or be a tail slot of
+  // a reused block (0, or a hybrid pincount: then the shape check below undoes us). Refusing
+  // here rather than after an add leaves no transient overflow for others to see.
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur <= 0 || int64_t{cur} + cost.ref > INT32_MAX) [[unlikely]]
+      return false;
+    // seq_cst: the Dekker pair with unmap and migration. We grab, then re-read the PTE; they
+    // clear the PTE, then read the count. One of the two sees the other.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + cost.ref), std::memory_order_seq_cst,
+                                      std::memory_order_relaxed));
+  // The shape check: acquire would do, seq_cst keeps TSan's model simple (architecture.md).
+  if ((meta_at(pfn).load(std::memory_order_seq_cst) & kOrderMask) != order) [[unlikely]] {
+    // Not the folio we meant: put back exactly what we added (it may be the last reference of
+    // a folio freed meanwhile by its owner, whose put our grab made miss zero: free it then).
+    if (int64_t{ref.fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)
+      free_folio(head);
+    return false;
+  }
+  if (pin) {
+    // seq_cst: fork reads the pincount (seq_cst) after bumping write_protect_seq; this add
+    // and that read must not both miss each other (the store-buffer pattern).
+    if (PinSlot pc = pincount_slot<S>(head, order))
+      pc.fetch_add(int32_t(cost.pin), std::memory_order_seq_cst);
+    if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
+  }
+  *head_out = head;
+  *order_out = order;
+  return true;
+}
+
+template <Scheme S>
+void PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
+                                   bool pin, bool write) {
+  MaybeFolioGuard guard(debug_locks_.get(), head);
+  const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
+  if (pin) {
+    if (cfg_.debug) debug_drop_pins(pfn, uint64_t(refs), write);
+    // relaxed: the refcount release below orders the whole release.
+    if (PinSlot pc = pincount_slot<S>(head, order))
+      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
+  }
+  // acq_rel: put_and_test (see try_release_pin).
+  if (int64_t{ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)
+    free_folio(head);
+}
+
+}  // namespace pinlab

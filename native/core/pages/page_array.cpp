@@ -1,0 +1,273 @@
+#include "pages/page_array.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "base/scan.h"
+#include "pages/scheme_ops.h"
+
+namespace pinlab {
+
+namespace {
+
+Status validate(const PageArrayConfig& cfg) {
+  if (cfg.pages < 1 || uint64_t(cfg.pages) > kMaxPages)
+    return Status::BadOption("pages", cfg.pages, "an integer in 1..2147483648");
+  if (cfg.pin_bias < kMinBias || cfg.pin_bias > kMaxBias ||
+      !std::has_single_bit(uint64_t(cfg.pin_bias)))
+    return Status::BadOption("pinBias", cfg.pin_bias, "a power of two in 2..1048576");
+  if (cfg.pincount_min_order < 1 || cfg.pincount_min_order > int64_t{kMaxOrder} + 1)
+    return Status::BadOption("pincountMinOrder", cfg.pincount_min_order, "an integer in 1..31");
+  if (cfg.folio_order < 0 || cfg.folio_order > kMaxOrder ||
+      (int64_t{1} << cfg.folio_order) > cfg.pages ||
+      cfg.pages % (int64_t{1} << cfg.folio_order) != 0)
+    return Status::BadOption("folioOrder", cfg.folio_order,
+                             "an order in 0..30 whose folio size divides pages");
+  // Folios never straddle zones: the boundary falls between initial folios.
+  if (cfg.movable_pages < 0 || cfg.movable_pages > cfg.pages ||
+      cfg.movable_pages % (int64_t{1} << cfg.folio_order) != 0)
+    return Status::BadOption("movablePages", cfg.movable_pages,
+                             "an integer in 0..pages, a multiple of the folio size");
+  return Status::Ok();
+}
+
+}  // namespace
+
+PageArray::PageArray(const PageArrayConfig& cfg)
+    : cfg_(cfg),
+      params_{uint32_t(std::countr_zero(uint64_t(cfg.pin_bias))), uint32_t(cfg.pincount_min_order)} {}
+
+Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
+  if (Status st = validate(cfg); !st.ok()) return st;
+  std::unique_ptr<PageArray> pa(new PageArray(cfg));
+  if (Status st = pa->allocate_and_populate(); !st.ok()) return st;
+  *out = std::move(pa);
+  return Status::Ok();
+}
+
+Status PageArray::allocate_and_populate() {
+  const uint64_t n = pages();
+  auto fail = [](uint64_t bytes) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(bytes));
+  };
+  if (!refcount_.allocate(n)) return fail(n * sizeof(int32_t));
+  if (!meta_.allocate(n)) return fail(n);
+  // Pay only for what the configuration uses: the side arrays exist only when needed.
+  const SchemeInfo& scheme = scheme_info(cfg_.scheme);
+  if (scheme.pincount == PincountHome::kSideArray && !pincount_.allocate(n)) return fail(n * 4);
+  if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
+  if (cfg_.debug) debug_locks_ = std::make_unique<StripedLocks>();
+  // A scheme whose read and write pins cost differently needs the write pins counted apart.
+  if (cfg_.debug && !scheme.read_pins_visible && !dbg_write_.allocate(n))
+    return fail(n * 4);
+
+  const uint64_t movable_start = n - uint64_t(cfg_.movable_pages);
+  normal_zone_ = std::make_unique<BuddyAllocator>(0, movable_start);
+  if (movable_start < n) movable_zone_ = std::make_unique<BuddyAllocator>(movable_start, n);
+  if (!cfg_.populated) {
+    // Every page free: refcount 0 and order 0 (the mapping is zeroed), all blocks in the zones.
+    normal_zone_->add_whole_zone();
+    if (movable_zone_) movable_zone_->add_whole_zone();
+    return Status::Ok();
+  }
+  // Every aligned block of 2^folio_order pages is one allocated folio: refcount 1 on its
+  // head, tails 0 (already zero from the mapping), and the order on every page. Plain stores:
+  // nothing else can see the array before create() returns.
+  std::fill_n(meta_.data(), n, uint8_t(cfg_.folio_order));
+  if (cfg_.folio_order == 0) {
+    std::fill_n(refcount_.data(), n, int32_t{1});
+  } else {
+    const uint64_t step = uint64_t{1} << cfg_.folio_order;
+    for (uint64_t head = 0; head < n; head += step) refcount_.data()[head] = 1;
+  }
+  return Status::Ok();
+}
+
+MemoryUse PageArray::memory() const {
+  const uint64_t bytes = refcount_.bytes() + meta_.bytes() + pincount_.bytes() +
+                         dbg_pins_.bytes() + dbg_write_.bytes();
+  return {bytes, double(bytes) / double(pages())};
+}
+
+Status PageArray::check_pfn(uint64_t pfn) const {
+  if (pfn >= pages())
+    return Status::Fail(Code::kERANGE, Reason::kPfnOutOfRange, int64_t(pfn), cfg_.pages);
+  return Status::Ok();
+}
+
+Status PageArray::check_page_set(const PageSet& set) const {
+  if (set.is_list()) {
+    // Validate before we mutate: one branch-free pass (scan.h), and a search for the first
+    // bad entry only when there is one, to name it.
+    if (!any_at_least(set.list, set.count, uint32_t(pages()))) return Status::Ok();  // <= 2^31
+    const uint32_t* bad = std::find_if(set.list, set.list + set.count,
+                                       [n = pages()](uint32_t pfn) { return pfn >= n; });
+    return check_pfn(*bad);
+  }
+  if (set.start > pages() || set.count > pages() - set.start)
+    return Status::Fail(Code::kERANGE, Reason::kRangeOutOfBounds, int64_t(set.start),
+                        int64_t(set.count));
+  return Status::Ok();
+}
+
+int32_t PageArray::refcount(uint64_t pfn) const {
+  // relaxed: a snapshot for the caller; nothing is published through it.
+  return ref_at(folio_head(pfn)).load(std::memory_order_relaxed);
+}
+
+std::optional<int64_t> PageArray::pincount(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
+    if (PinSlot pc = pincount_slot<decltype(tag)::value>(head, order))
+      return pc.load(std::memory_order_relaxed);
+    if (cfg_.debug) return debug_folio_pins(head, order);
+    return std::nullopt;
+  });
+}
+
+bool PageArray::maybe_dma_pinned(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return maybe_pinned_folio<decltype(tag)::value>(head, order);
+  });
+}
+
+bool PageArray::is_dirty(uint64_t pfn) const {
+  return (meta_at(folio_head(pfn)).load(std::memory_order_relaxed) & kFlagDirty) != 0;
+}
+
+Status PageArray::set_dirty(uint64_t pfn) {
+  if (Status st = check_pfn(pfn); !st.ok()) return st;
+  if (is_zero_page(pfn)) return Status::Fail(Code::kEINVAL, Reason::kZeroPageDirty, int64_t(pfn));
+  const uint64_t head = folio_head(pfn);
+  // relaxed: a liveness check for the caller's error, not a synchronisation point.
+  if (ref_at(head).load(std::memory_order_relaxed) <= 0)
+    return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
+  mark_dirty(head);
+  return Status::Ok();
+}
+
+bool PageArray::mark_dirty(uint64_t head) {
+  auto meta = meta_at(head);
+  // Test before set: a store on an already-dirty head would bounce its cache line for nothing.
+  // relaxed: the flag is a fact about the data, ordered by the unpin's release that follows.
+  if (meta.load(std::memory_order_relaxed) & kFlagDirty) return false;
+  return (meta.fetch_or(kFlagDirty, std::memory_order_relaxed) & kFlagDirty) == 0;
+}
+
+void PageArray::clear_dirty(uint64_t head) {
+  meta_at(head).fetch_and(uint8_t(~kFlagDirty), std::memory_order_relaxed);
+}
+
+namespace {
+Status check_refs(int64_t refs) {
+  if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
+  return Status::Ok();
+}
+}  // namespace
+
+Status PageArray::get_page(uint64_t pfn, int64_t refs) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  auto ref = ref_at(folio_head(pfn));
+  // A CAS loop, not add-then-check: an add on a free folio, even undone at once, could revive
+  // it under an allocation that just stored its count.
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
+    if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
+    if (int64_t{cur} + refs > INT32_MAX) {
+      stats_.add(Stat::kOverflowRefusals, 1);
+      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+    }
+    // relaxed: get_page's caller already holds the folio alive; taking a reference publishes
+    // nothing.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_relaxed,
+                                      std::memory_order_relaxed));
+  return Status::Ok();
+}
+
+Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  auto ref = ref_at(folio_head(pfn));
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur <= 0) {  // free, or in the negative guard band
+      *got = false;
+      return Status::Ok();
+    }
+    if (int64_t{cur} + refs > INT32_MAX) {
+      stats_.add(Stat::kOverflowRefusals, 1);
+      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
+    }
+    // acquire on success: add-unless-zero is how a lockless finder takes a folio; pairs with
+    // the release that published the folio (creation, split, or the last put's acq_rel).
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_acquire,
+                                      std::memory_order_relaxed));
+  *got = true;
+  return Status::Ok();
+}
+
+Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
+  if (Status st = check_refs(refs); !st.ok()) return st;
+  const uint64_t head = folio_head(pfn);
+  if (Status st = put_refs_checked(pfn, refs, freed); !st.ok()) return st;
+  if (*freed) free_folio(head);
+  return Status::Ok();
+}
+
+Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
+  for (uint64_t i = 0; i < count; ++i)  // validate before we mutate
+    if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
+  std::vector<uint64_t> zeroed;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (int64_t(pfns[i]) == skip_pfn) continue;
+    bool reached_zero = false;
+    if (Status st = put_refs_checked(pfns[i], 1, &reached_zero); !st.ok()) {
+      // Give back what this call took. A folio it took to zero is not freed yet, and nothing
+      // can have taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
+      for (uint64_t j = 0; j < i; ++j)
+        if (int64_t(pfns[j]) != skip_pfn)
+          ref_at(folio_head(pfns[j])).fetch_add(1, std::memory_order_relaxed);
+      stats_.add(Stat::kRollbacks, 1);
+      return st;
+    }
+    if (reached_zero) zeroed.push_back(folio_head(pfns[i]));
+  }
+  for (uint64_t head : zeroed) free_folio(head);  // only now: the call succeeded
+  return Status::Ok();
+}
+
+Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  if (cfg_.debug) {
+    // Debug: the references that pins hold may not be eaten by a plain put (seed 001). The
+    // folio's lock keeps its pins and refcount consistent while we compare them.
+    FolioGuard<true> guard(debug_locks_.get(), head);
+    const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+      return debug_pin_references<decltype(tag)::value>(head, order);
+    });
+    return put_refs(pfn, head, refs, owed_to_pins, reached_zero);
+  }
+  return put_refs(pfn, head, refs, 0, reached_zero);
+}
+
+Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
+                           bool* reached_zero) {
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (int64_t{cur} - refs < 0)
+      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfn), refs);
+    if (int64_t{cur} - refs < owed_to_pins)
+      return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfn));
+    // acq_rel: put_and_test; see try_release_pin.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed));
+  *reached_zero = (cur == refs);  // the caller frees
+  return Status::Ok();
+}
+
+}  // namespace pinlab

@@ -1,0 +1,336 @@
+// PageArray: a dense, struct-of-arrays model of struct page for millions of base pages,
+// with folios, plain references (FOLL_GET) and pins (FOLL_PIN) under a chosen scheme.
+//
+// Layout (bytes per base page):
+//   refcount_  int32  the folio's count lives in its head's slot; tails' slots are unused
+//                     except the first tail's, which holds a hybrid large folio's pincount
+//                     (as the kernel keeps _pincount in page[1]).            4 bytes, always
+//   meta_      uint8  bits 0-4: the folio's order (on every page, so head = pfn & ~mask costs
+//                     one byte load); bit 5: dirty (on the head).             1 byte, always
+//   pincount_  int32  exact per-folio pincount in the head's slot.          4 bytes, separate
+//   dbg_pins_  int32  exact pins per subpage (the page_ext idea, seed 001). 4 bytes, debug
+//   dbg_write_ int32  of those, write pins per subpage.      4 more bytes, debug + write-bias
+//
+// Thread safety: gets, puts, pins, unpins and queries may run concurrently from any number of
+// threads; without debug mode they are lock-free. Debug mode serialises each folio's count
+// changes with its debug accounting (striped_lock.h), so its detections are exact. makeFolio/splitFolio change a folio's shape and need the caller to own the pages
+// (as the kernel needs the folio locked and frozen); they freeze the refcount while they work.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "pages/buddy_allocator.h"
+#include "base/mapped_array.h"
+#include "pages/scheme.h"
+#include "base/stats.h"
+#include "base/status.h"
+#include "base/striped_lock.h"
+
+namespace pinlab {
+
+constexpr uint64_t kMaxPages = uint64_t{1} << 31;
+constexpr uint32_t kMaxOrder = 30;
+constexpr uint32_t kMinBias = 2;
+constexpr uint32_t kMaxBias = uint32_t{1} << 20;
+constexpr uint32_t kDefaultBias = uint32_t{1} << 10;  // GUP_PIN_COUNTING_BIAS
+constexpr uint8_t kOrderMask = 0x1f;
+constexpr uint8_t kFlagDirty = 0x20;
+
+static_assert(std::atomic_ref<int32_t>::is_always_lock_free, "refcounts must be lock-free");
+static_assert(std::atomic_ref<int32_t>::required_alignment == sizeof(int32_t),
+              "refcount slots are plain aligned int32s");
+static_assert(std::atomic_ref<uint8_t>::is_always_lock_free, "meta flags must be lock-free");
+static_assert(kMaxOrder <= kOrderMask, "order fits the meta byte");
+// Headroom: even the largest bias leaves room for 2^10 pins of a small page, and the default
+// one for 2^21 pins above 2^10 plain references (pin-semantics.md section 2).
+static_assert((int64_t{INT32_MAX} >> 20) + 1 >= 1024, "max bias leaves 1024 pins");
+static_assert((int64_t{INT32_MAX} + 1) / kDefaultBias == (int64_t{1} << 21), "2^21 pins at 1024");
+
+// A folio's exact pincount. Hybrid keeps it negated in the first tail's refcount slot: that
+// slot is then never positive, so a speculative add-unless-zero that lands there through a
+// stale order read always fails (a positive pincount would look like a live folio's count).
+class PinSlot {
+ public:
+  PinSlot() = default;  // the scheme keeps no pincount for this folio
+  PinSlot(int32_t* p, bool negated) : p_(p), negated_(negated) {}
+  explicit operator bool() const { return p_ != nullptr; }
+  int32_t load(std::memory_order mo) const { return sign(ref().load(mo)); }
+  // Adds n pins (n may be negative) and returns the pincount before.
+  int32_t fetch_add(int32_t n, std::memory_order mo) const { return sign(ref().fetch_add(sign(n), mo)); }
+
+ private:
+  std::atomic_ref<int32_t> ref() const { return std::atomic_ref<int32_t>(*p_); }
+  int32_t sign(int32_t v) const { return negated_ ? -v : v; }  // |v| <= INT32_MAX
+  int32_t* p_ = nullptr;
+  bool negated_ = false;
+};
+
+// Signed fields so that a bad value from a caller is reported as given (e.g. pinBias -4).
+struct PageArrayConfig {
+  int64_t pages = 0;
+  Scheme scheme = Scheme::kHybrid;
+  int64_t pin_bias = kDefaultBias;
+  int64_t pincount_min_order = 1;  // hybrid: 1 = 64-bit mainline, 2 = v5.7 / 32-bit
+  int64_t folio_order = 0;         // initial folio order of every aligned block
+  bool debug = false;
+  bool populated = true;           // false: every page starts free, for the allocator
+  int64_t movable_pages = 0;       // the top movable_pages PFNs form ZONE_MOVABLE
+};
+
+// The page list of a call: a PFN range, or a list of PFNs (any order, repeats allowed).
+struct PageSet {
+  const uint32_t* list = nullptr;
+  uint64_t start = 0;
+  uint64_t count = 0;
+
+  static PageSet range(uint64_t start, uint64_t count) { return {nullptr, start, count}; }
+  static PageSet pfns(const uint32_t* list, uint64_t count) { return {list, 0, count}; }
+  bool is_list() const { return list != nullptr; }
+};
+
+struct PinFlags {
+  bool write = false;     // FOLL_WRITE: only write-bias counts it differently
+  bool per_page = false;  // one grab per subpage instead of one per folio run (bvec)
+  bool dirty = false;     // unpin only: mark the folios dirty first
+};
+
+// One bio_vec-like run: `count` physically consecutive subpages of one folio from `pfn`.
+struct Bvec {
+  uint64_t pfn;
+  uint64_t count;
+};
+
+struct MemoryUse {
+  uint64_t bytes;          // bytes reserved for the per-page arrays
+  double bytes_per_page;   // bytes / pages
+};
+
+class PageArray {
+ public:
+  // Validates `cfg` (EINVAL naming the option) and allocates the arrays (ENOMEM).
+  static Status create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out);
+
+  uint64_t pages() const { return uint64_t(cfg_.pages); }
+  Scheme scheme() const { return cfg_.scheme; }
+  uint32_t pin_bias() const { return uint32_t(cfg_.pin_bias); }
+  uint32_t pincount_min_order() const { return uint32_t(cfg_.pincount_min_order); }
+  uint32_t initial_folio_order() const { return uint32_t(cfg_.folio_order); }
+  bool debug() const { return cfg_.debug; }
+  MemoryUse memory() const;
+
+  // ERANGE unless pfn < pages. Every per-PFN query below requires a checked pfn.
+  Status check_pfn(uint64_t pfn) const;
+  // ERANGE unless every page of the set is in range.
+  Status check_page_set(const PageSet& set) const;
+
+  uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
+  uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
+  int32_t refcount(uint64_t pfn) const;
+  // Exact pins of pfn's folio where the scheme (or debug mode) counts them, else nullopt.
+  std::optional<int64_t> pincount(uint64_t pfn) const;
+  // The scheme's fuzzy answer: false positives allowed, false negatives not (but for read
+  // pins under write-bias, which that scheme hides on purpose).
+  bool maybe_dma_pinned(uint64_t pfn) const;
+  bool is_dirty(uint64_t pfn) const;
+  // set_page_dirty of a referenced page: marks pfn's folio dirty (EFREE on a free folio,
+  // EINVAL for the zero page, which is never counted nor dirtied).
+  Status set_dirty(uint64_t pfn);
+
+  // Plain references, counted on the folio.
+  Status get_page(uint64_t pfn, int64_t refs);                     // EFREE on a free folio
+  Status try_get_page(uint64_t pfn, int64_t refs, bool* got);      // add-unless-zero
+  Status put_page(uint64_t pfn, int64_t refs, bool* freed);        // EINVAL below 0
+  // One put per listed PFN (skip_pfn excepted: the zero page), all or nothing: folios that
+  // reach zero are freed only once every put succeeded.
+  Status put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn);
+
+  // Folio shape.
+  Status make_folio(uint64_t head, int64_t order);
+  Status split_folio(uint64_t head);
+
+  // Pins. All or nothing: on failure nothing stays pinned (or unpinned).
+  Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
+  Status unpin_pages(const PageSet& set, const PinFlags& flags);
+  Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
+  Status count_maybe_dma_pinned(const PageSet& set, uint64_t* out) const;
+  // pfnRuns: the maximal runs of consecutive ascending PFNs of a list, in list order (a run
+  // may cross folios; repeats start new runs). ERANGE for a PFN >= pages. Two steps, so the
+  // caller sizes its output exactly: count_pfn_runs, then write_pfn_runs fills 2 * runs
+  // entries [pfn, count, ...] (of a list count_pfn_runs accepted).
+  Status count_pfn_runs(const uint32_t* list, uint64_t n, uint64_t* runs) const;
+  static void write_pfn_runs(const uint32_t* list, uint64_t n, uint32_t* out);
+
+  // Debug mode only (EINVAL otherwise): the exact per-page pin counts (dbg_pins_), read as a
+  // snapshot (exact while no pin or unpin runs). Pinned runs: maximal runs of consecutive
+  // pages whose count is the same non-zero value, flat [pfn, count, pins, ...]. Page pins:
+  // those of a range (ERANGE outside the array, negative values included).
+  Status debug_pinned_runs(std::vector<uint32_t>* out) const;
+  Status debug_page_pins(int64_t start, int64_t count, std::vector<int32_t>* out) const;
+
+  uint64_t stat(Stat s) const { return stats_.read(s); }
+
+  // ---- the page allocator (allocator.cpp) -----------------------------------------------------
+  // A free, aligned block of 2^order pages becomes one folio with refcount 1 (ENOMEM when none
+  // is left). Movable allocations (user memory) prefer ZONE_MOVABLE and fall back to the normal
+  // zone; others come from the normal zone only. A folio whose refcount reaches 0 returns to
+  // its zone by itself (every put that reaches zero frees).
+  Status alloc_folio(int64_t order, bool movable, uint64_t* head);
+  // The lowest free block below PFN `below` (compaction's target); ENOMEM if there is none.
+  Status alloc_folio_below(int64_t order, bool movable, uint64_t below, uint64_t* head);
+  static constexpr uint64_t kNoLimit = ~uint64_t{0};
+  // Pages in ZONE_MOVABLE may not be pinned long-term: FOLL_LONGTERM migrates them first.
+  bool is_movable(uint64_t pfn) const { return pfn >= pages() - uint64_t(cfg_.movable_pages); }
+  uint64_t free_pages() const;
+  // The shared zero page, allocated (order 0, normal zone) on first use and never freed.
+  Status zero_page(uint64_t* pfn);
+  // The zero page's PFN, or -1 before first use.
+  int64_t zero_pfn() const { return zero_pfn_.load(std::memory_order_acquire); }
+  bool populated() const { return cfg_.populated; }
+  uint64_t movable_pages() const { return uint64_t(cfg_.movable_pages); }
+
+  // ---- building blocks for gup and the mm layer (gup_ops.h, mm_ops.cpp) --------------------
+  // gup_fast's speculative grab: add-unless-zero of the whole cost of `refs` subpage pins (or
+  // gets) in one CAS on the head of pfn's folio, then a check that pfn still belongs to that
+  // folio (a freed folio's pages may have been reused in another shape). On success *head and
+  // *order name the folio that release_folio_refs must release.
+  template <Scheme S>
+  bool try_grab_folio_fast(uint64_t pfn, int64_t refs, bool pin, bool write, uint64_t* head,
+                           uint32_t* order);
+  // The inverse of a grab (pin: unpin; get: put), freeing the folio if it reaches zero.
+  template <Scheme S>
+  void release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool pin,
+                          bool write);
+  // Slow-path grab of a stable folio (the caller holds its mapping): refs gets or pins.
+  Status grab_folio(uint64_t pfn, int64_t refs, bool pin, bool write);
+  // Drops references a mapping held (unmap, COW): put_and_test, freeing at zero.
+  void put_folio_refs(uint64_t head, int64_t refs);
+  // Exact pins of a folio where known: debug mode, or an exact scheme for this folio.
+  std::optional<int64_t> exact_folio_pins(uint64_t head, uint32_t order) const;
+  // Debug mode: the exact write pins of a folio (write-bias tracks them apart), else 0.
+  int64_t exact_folio_write_pins(uint64_t head, uint32_t order) const {
+    return cfg_.debug ? debug_folio_write_pins(head, order) : 0;
+  }
+  // seq_cst for fork, whose read pairs with gup_fast's seq_cst grab (write_protect_seq).
+  bool maybe_pinned_head(uint64_t head, uint32_t order,
+                         std::memory_order mo = std::memory_order_relaxed) const;
+  // Freezes a folio's refcount from `expected` to 0 (migration's protocol); false if it was not
+  // exactly `expected` (a pin, a reference, or a gup_fast speculative grab is in the way).
+  bool try_freeze(uint64_t head, int32_t expected);
+  // Frees a frozen folio (refcount 0) into its zone.
+  void free_frozen_folio(uint64_t head) { free_folio(head); }
+  // The copy gets the original's dirty flag (migration, COW and early-COW copies).
+  void copy_folio_flags(uint64_t from_head, uint64_t to_head);
+  // gup's statistics land in the array's: logical subpage pins, as the kernel counts them.
+  void add_stat(Stat s, uint64_t n) { stats_.add(s, n); }
+  // Sets a folio's shape and plain references directly, for building a population before any
+  // other thread sees the array (the profiler). refs 0 leaves the folio free (outside the
+  // allocator: such arrays are not allocated from).
+  void init_folio_unshared(uint64_t head, uint32_t order, int32_t refs);
+  // The zero page is never counted: gup and unpin skip it.
+  bool is_zero_page(uint64_t pfn) const { return int64_t(pfn) == zero_pfn(); }
+
+ private:
+  explicit PageArray(const PageArrayConfig& cfg);
+  Status allocate_and_populate();
+  // A put reached zero: return the folio's pages to their zone.
+  void free_folio(uint64_t head);
+  BuddyAllocator& zone_of(uint64_t pfn) {
+    return movable_zone_ && movable_zone_->contains(pfn) ? *movable_zone_ : *normal_zone_;
+  }
+
+  // ---- one-line accessors over the arrays -------------------------------------------------
+  std::atomic_ref<int32_t> ref_at(uint64_t pfn) const {
+    return std::atomic_ref<int32_t>(refcount_.data()[pfn]);
+  }
+  std::atomic_ref<uint8_t> meta_at(uint64_t pfn) const {
+    return std::atomic_ref<uint8_t>(meta_.data()[pfn]);
+  }
+  uint32_t load_order(uint64_t pfn) const {
+    // relaxed: a folio's order only changes while its owner holds it frozen (make/split).
+    return meta_at(pfn).load(std::memory_order_relaxed) & kOrderMask;
+  }
+  static uint64_t head_of(uint64_t pfn, uint32_t order) {
+    return pfn & ~((uint64_t{1} << order) - 1);
+  }
+  uint32_t bias_shift() const { return params_.bias_shift; }
+
+  // ---- the scheme, specialised at compile time (scheme_ops.h) -------------------------------
+  template <Scheme S>
+  PinCost pin_cost(uint32_t order, int64_t refs, bool write) const;
+  template <Scheme S>
+  PinSlot pincount_slot(uint64_t head, uint32_t order) const;
+  template <Scheme S>
+  bool maybe_pinned_folio(uint64_t head, uint32_t order,
+                          std::memory_order mo = std::memory_order_relaxed) const;
+  template <Scheme S>
+  Reason try_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+  template <Scheme S>
+  Reason try_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write, bool* freed);
+  template <Scheme S>
+  void undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+  template <Scheme S>
+  void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+
+  // put_page's CAS loop: drops refs unless the count would go below 0 or below owed_to_pins.
+  // Reports reaching zero; freeing is the caller's (so a batch can defer it).
+  Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
+                  bool* reached_zero);
+  // put_refs with debug mode's check that pins' references are not eaten.
+  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero);
+  // makeFolio: freezes an order-0, refcount-1, unpinned page (1 -> 0); false otherwise.
+  bool try_freeze_idle_page(uint64_t pfn);
+
+  // ---- debug accounting (debug_pins.cpp) ----------------------------------------------------
+  void debug_note_pins(uint64_t pfn, uint64_t n, bool write);
+  Status debug_take_pins(uint64_t pfn, uint64_t n, bool write);  // ENOTPINNED, no change
+  void debug_drop_pins(uint64_t pfn, uint64_t n, bool write);  // unchecked inverse of note
+  bool debug_tracks_writes() const { return !dbg_write_.empty(); }
+  int64_t debug_folio_pins(uint64_t head, uint32_t order) const;
+  int64_t debug_folio_write_pins(uint64_t head, uint32_t order) const;
+  template <Scheme S>
+  int64_t debug_pin_references(uint64_t head, uint32_t order) const;
+  // Sets the folio's dirty flag; true if it was clean before.
+  bool mark_dirty(uint64_t head);
+  void clear_dirty(uint64_t head);
+
+  // ---- the paths (pin_paths.cpp) ------------------------------------------------------------
+  template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+  Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
+  template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+  Status unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done, uint64_t* grabs,
+                    std::vector<uint64_t>* freed, std::vector<uint64_t>* dirtied);
+  template <Scheme S, bool kDebug, typename Cursor>
+  void undo_pins(Cursor cursor, bool write);
+  template <Scheme S, bool kDebug, typename Cursor>
+  void undo_unpins(Cursor cursor, bool write);
+  template <Scheme S, bool kPerPage, bool kDebug>
+  Status pin_set(const PageSet& set, bool write);
+  template <Scheme S, bool kPerPage, bool kDebug>
+  Status unpin_set(const PageSet& set, const PinFlags& flags);
+
+  PageArrayConfig cfg_;
+  SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_
+  MappedArray<int32_t> refcount_;
+  MappedArray<uint8_t> meta_;
+  MappedArray<int32_t> pincount_;
+  MappedArray<int32_t> dbg_pins_;
+  MappedArray<int32_t> dbg_write_;
+  mutable ShardedStats stats_;
+  std::unique_ptr<StripedLocks> debug_locks_;  // debug mode only (striped_lock.h)
+  std::unique_ptr<BuddyAllocator> normal_zone_;
+  std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
+  std::atomic<int64_t> zero_pfn_{-1};
+  std::mutex zero_mu_;
+
+  template <bool kPerPage>
+  friend class RangeCursor;
+  template <bool kPerPage>
+  friend class ListCursor;
+};
+
+}  // namespace pinlab

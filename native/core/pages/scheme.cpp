@@ -1,0 +1,75 @@
+#include "pages/scheme.h"
+
+#include <string>
+
+#include "base/status.h"
+
+namespace pinlab {
+namespace {
+
+template <typename P>
+constexpr SchemeInfo info_of(Scheme s) {
+  return SchemeInfo{s,
+                    P::kName,
+                    P::kSummary,
+                    P::kPincount,
+                    P::kReadPinsVisible,
+                    P::kPincount == PincountHome::kSideArray ? 9u : 5u,
+                    P::kReadPinsVisible ? 4u : 8u};
+}
+
+constexpr SchemeInfo kInfo[] = {
+#define PINLAB_SCHEME_INFO(id, Policy) info_of<Policy>(Scheme::id),
+    PINLAB_SCHEME_REGISTRY(PINLAB_SCHEME_INFO)
+#undef PINLAB_SCHEME_INFO
+};
+static_assert(sizeof(kInfo) / sizeof(kInfo[0]) == kSchemeCount);
+
+constexpr bool names_unique() {
+  for (size_t i = 0; i < kSchemeCount; ++i)
+    for (size_t j = i + 1; j < kSchemeCount; ++j)
+      if (kInfo[i].name == kInfo[j].name) return false;
+  return true;
+}
+static_assert(names_unique(), "two registered schemes share a name");
+
+}  // namespace
+
+const SchemeInfo& scheme_info(Scheme s) {
+  for (const SchemeInfo& i : kInfo)
+    if (i.scheme == s) return i;
+  return kInfo[0];
+}
+
+const char* scheme_name(Scheme s) { return scheme_info(s).name.data(); }
+
+bool parse_scheme(std::string_view name, Scheme* out) {
+  for (const SchemeInfo& i : kInfo) {
+    if (i.name == name) {
+      *out = i.scheme;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* scheme_names_rule() {
+  static const std::string rule = [] {
+    std::string r;
+    for (size_t i = 0; i < kSchemeCount; ++i) {
+      if (i > 0) r.append(i + 1 == kSchemeCount ? " or " : ", ");
+      r.append(1, '\'').append(kInfo[i].name).append(1, '\'');
+    }
+    return r;
+  }();
+  return rule.c_str();
+}
+
+Status unknown_scheme_status() {
+  Status st = Status::Fail(Code::kEINVAL, Reason::kOptionScheme);
+  st.subject = "scheme";
+  st.rule = scheme_names_rule();
+  return st;
+}
+
+}  // namespace pinlab

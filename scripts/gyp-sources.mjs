@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// Prints the addon's C++ sources for binding.gyp (`<!@(node scripts/gyp-sources.mjs)`): every
+// .cpp under native/core (all layers) and native/addon, as CMakeLists.txt globs them, so the
+// two builds cannot drift and no file lists them by hand.
+import { readdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function cppFiles(dir) {
+  const out = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...cppFiles(p));
+    else if (e.name.endsWith('.cpp')) out.push(relative(root, p).split('\\').join('/'));
+  }
+  return out;
+}
+
+console.log([...cppFiles(join(root, 'native', 'core')), ...cppFiles(join(root, 'native', 'addon'))].join(' '));

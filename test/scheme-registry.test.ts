@@ -1,0 +1,61 @@
+// The scheme registry (native/core/pages/schemes/registry.h) is the one list of schemes: the
+// generated TypeScript list, the addon's schemes() and every message agree with it.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { PageArray, PinlabError, SCHEMES } from '../lib/index.js';
+import { native } from '../lib/native.js';
+
+const root = join(import.meta.dirname, '..');
+
+describe('scheme registry', () => {
+  it('lib/schemes.ts is what scripts/gen-schemes.mjs makes of the registry', () => {
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'gen-schemes.mjs'), '--check'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('the addon registers the same schemes, in the same order', () => {
+    expect(native.schemes().map((s) => s.name)).toEqual([...SCHEMES]);
+  });
+
+  it('the generator reads the registry, not a list of its own', () => {
+    const out = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', `import { readRegistry } from ${JSON.stringify(join(root, 'scripts', 'gen-schemes.mjs'))}; console.log(JSON.stringify(readRegistry()));`],
+      { encoding: 'utf8' },
+    );
+    const registry = JSON.parse(out) as { id: string; type: string; name: string; file: string }[];
+    expect(registry.map((s) => s.name)).toEqual([...SCHEMES]);
+    for (const s of registry) expect(s.file).toMatch(/^\w+\.h$/);
+  });
+
+  it('each scheme describes itself: pincount home, read-pin visibility, bytes per page', () => {
+    const info = new Map(native.schemes().map((s) => [s.name, s]));
+    expect(info.get('bias')).toMatchObject({ pincount: 'none', readPinsVisible: true, bytesPerPage: 5, debugBytesPerPage: 4 });
+    expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', readPinsVisible: true, bytesPerPage: 5 });
+    expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', readPinsVisible: true, bytesPerPage: 9 });
+    expect(info.get('write-bias')).toMatchObject({ pincount: 'none', readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
+  });
+
+  it('bytes per page from the registry match what a PageArray of each scheme reports', () => {
+    for (const s of native.schemes()) {
+      const mem = new PageArray({ pages: 1 << 16, scheme: s.name as (typeof SCHEMES)[number] });
+      expect(mem.memoryUsage().bytesPerPage, s.name).toBeCloseTo(s.bytesPerPage, 1);
+    }
+  });
+
+  it("the native error for an unknown scheme names every registered one", () => {
+    let err: unknown;
+    try {
+      new native.NativePageArray({ pages: 16, scheme: 'nope' } as never);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PinlabError);
+    const msg = (err as Error).message;
+    for (const s of SCHEMES) expect(msg).toContain(`'${s}'`);
+  });
+});
