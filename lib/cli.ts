@@ -8,6 +8,7 @@ import { compareResults, formatComparison, hasRegressions } from './bench/compar
 import type { BenchOptions, ModelOp } from './bench/matrix.js';
 import { pinlabVersion } from './bench/machine.js';
 import { writeReport } from './bench/report.js';
+import { REPORT_FILES, prepareOutputDir } from './report/files.js';
 import { runBench } from './bench/run.js';
 import { UsageError, progressReporter, type CliIo } from './cli-util.js';
 import { profileCommand, snapshotCommand } from './profile/cli.js';
@@ -98,6 +99,8 @@ async function bench(args: string[], io: CliIo): Promise<number> {
   }
   const previous = values.compare !== undefined ? readPrevious(values.compare) : undefined;
   const options = benchOptions(values);
+  // A bad --out fails now, not after the run.
+  if (values.out !== undefined) await prepareOutputDir(values.out, REPORT_FILES);
   const progress = progressReporter(io.err);
   let results: BenchResults;
   try {

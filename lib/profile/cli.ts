@@ -6,6 +6,7 @@ import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
 import type { Scheme } from '../page-array.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { writeProfileReport } from './report.js';
+import { REPORT_FILES, prepareOutputDir } from '../report/files.js';
 import { runProfile, type ProfileOptions } from './run.js';
 import { formatProfileTable } from './table.js';
 import type { Population } from './types.js';
@@ -65,6 +66,8 @@ export async function profileCommand(args: string[], io: CliIo): Promise<number>
   if (values['bias'] !== undefined) options.bias = int(String(values['bias']), 'bias');
   if (values['bias-sweep']) options.biasSweep = true;
   if (values['threads'] !== undefined) options.threads = int(String(values['threads']), 'threads');
+  // A bad --out fails now, not after the run.
+  if (values['out'] !== undefined) await prepareOutputDir(String(values['out']), REPORT_FILES);
   const progress = progressReporter(io.err, 'pinlab profile');
   let results;
   try {

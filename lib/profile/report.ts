@@ -1,8 +1,7 @@
 // `pinlab profile --out DIR`: results.json, results.md and the SVG charts of one run, together.
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
 
 import { PinlabError } from '../errors.js';
+import { writeReportFiles } from '../report/files.js';
 import { renderProfileCharts } from './charts.js';
 import { formatProfileMarkdown } from './markdown.js';
 import { validateProfileResults } from './schema.js';
@@ -21,7 +20,9 @@ export interface ProfileReportPaths {
 /**
  * Writes a profile's report into `dir` (created if missing, like `mkdir -p`): results.json (the
  * document, pretty-printed), the SVG charts the document has data for, and results.md linking
- * them. Existing files of those names are replaced; nothing else in `dir` is touched.
+ * them. Existing regular files of those names are replaced atomically (a temporary beside each,
+ * renamed into place); a symbolic link or other non-regular file there is refused, never written
+ * through; nothing else in `dir` is touched.
  *
  * @param results - the document; it must be valid
  * @param dir - the output folder
@@ -34,16 +35,12 @@ export async function writeProfileReport(results: ProfileResults, dir: string): 
     const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : '';
     throw new PinlabError('EINVAL', `invalid profile results: ${errors.slice(0, 5).join('; ')}${more}`);
   }
-  const root = resolve(dir);
   const charts = await renderProfileCharts(results);
-  await mkdir(root, { recursive: true });
-  const paths: ProfileReportPaths = {
-    json: join(root, 'results.json'),
-    markdown: join(root, 'results.md'),
-    charts: charts.map((c) => join(root, `${c.name}.svg`)),
-  };
-  await writeFile(paths.json, `${JSON.stringify(results, null, 2)}\n`);
-  await Promise.all(charts.map((c, i) => writeFile(paths.charts[i] ?? '', c.svg)));
-  await writeFile(paths.markdown, formatProfileMarkdown(results, { charts: charts.map((c) => `${c.name}.svg`) }));
+  const [json, markdown, ...svgs] = await writeReportFiles(dir, [
+    { name: 'results.json', data: `${JSON.stringify(results, null, 2)}\n` },
+    { name: 'results.md', data: formatProfileMarkdown(results, { charts: charts.map((c) => `${c.name}.svg`) }) },
+    ...charts.map((c) => ({ name: `${c.name}.svg`, data: c.svg })),
+  ]);
+  const paths: ProfileReportPaths = { json: json!, markdown: markdown!, charts: svgs };
   return paths;
 }

@@ -301,6 +301,8 @@ Napi::Value take_snapshot_async(const Napi::CallbackInfo& info) {
   const auto max_pages = uint64_t(info[1].As<Napi::Number>().Int64Value());
   Napi::Function on_progress =
       info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  // A bad --out fails now, not after the whole of /proc/kpage* has been read.
+  if (Status st = check_snapshot_output(path); !st.ok()) throw_status(env, st);
   auto* worker = new SnapshotWorker(env, path, max_pages, on_progress);
   Napi::Promise p = worker->promise();
   worker->Queue();

@@ -91,6 +91,10 @@ std::string describe(const Status& s) {
     case Reason::kFileNotFound: return "no such file: " + subj;
     case Reason::kFileNoAccess: return "permission denied: " + subj;
     case Reason::kKpageNoAccess: return "needs root (CAP_SYS_ADMIN) to read " + subj;
+    case Reason::kNotRegularFile:
+      return subj + " is " + (s.rule ? s.rule : "not a regular file") + ", not a regular file";
+    case Reason::kOutputPath:
+      return "will not write " + subj + ": " + (s.rule ? s.rule : "bad output path");
     case Reason::kFileIo:
       return "I/O error on " + subj + ": " + std::strerror(static_cast<int>(s.value)) + " (errno " +
              v + ")";

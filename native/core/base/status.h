@@ -69,6 +69,8 @@ enum class Reason : uint8_t {
   kFileNotFound,      // subject = path
   kFileNoAccess,      // subject = path
   kKpageNoAccess,     // subject = path of /proc/kpagecount or /proc/kpageflags
+  kNotRegularFile,    // subject = path, rule = what it is (a FIFO, a device, a directory, ...)
+  kOutputPath,        // subject = path, rule = why pinlab will not write there
   kFileIo,            // subject = path, value = errno
   kKpageLengthOdd,    // subject = path, value = its length in bytes
   kKpageLengthDiffer, // value = kpagecount bytes, limit = kpageflags bytes

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -602,16 +605,71 @@ Status read_host_snapshot(const std::string& kpagecount, const std::string& kpag
   return Status::Ok();
 }
 
+static const char* file_kind(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+Status check_snapshot_output(const std::string& path) {
+  if (path.empty() || path.back() == '/')
+    return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "it names a directory");
+  struct stat st {};
+  // lstat: the path itself, never what a link points to.
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode))
+      return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, file_kind(st.st_mode));
+  } else if (errno != ENOENT) {
+    return errno_status(errno, path, false);
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0) return errno_status(errno, dir, false);
+  if (!S_ISDIR(st.st_mode))
+    return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "its folder is not a directory");
+  if (::access(dir.c_str(), W_OK) != 0) return errno_status(errno, dir, false);
+  return Status::Ok();
+}
+
+namespace {
+
+// A temporary name next to `path` that nobody can have planted: pid, a counter and clock bits.
+std::string temp_name_for(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  // relaxed: uniqueness only.
+  const uint64_t n = counter.fetch_add(1, std::memory_order_relaxed);
+  const auto t = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  char suffix[64];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%d-%llx-%llx", int(::getpid()),
+                static_cast<unsigned long long>(n), static_cast<unsigned long long>(t & 0xffffffffffULL));
+  return path + suffix;
+}
+
+}  // namespace
+
 Status write_snapshot(const std::string& path, const HostSnapshot& snap) {
+  if (Status st = check_snapshot_output(path); !st.ok()) return st;
   std::vector<uint8_t> file;
   try {
     if (Status st = encode(path, snap, &file); !st.ok()) return st;
   } catch (const std::bad_alloc&) {
     return Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
   }
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_status(errno, path, false);
+  // O_EXCL | O_NOFOLLOW: a name planted in the folder (a link, a FIFO, a file) is never opened;
+  // we retry with a fresh name rather than write through it. rename() then replaces the target
+  // entry itself and never follows a link there.
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+    tmp = temp_name_for(path);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST && errno != ELOOP) return errno_status(errno, path, false);
+  }
+  if (fd < 0) return errno_status(EEXIST, path, false);
   size_t put = 0;
   while (put < file.size()) {
     const ssize_t n = ::write(fd, file.data() + put, file.size() - put);
@@ -639,11 +697,14 @@ Status write_snapshot(const std::string& path, const HostSnapshot& snap) {
 
 Status read_snapshot(const std::string& path, HostSnapshot* out) {
   *out = HostSnapshot{};
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused
+  // by the fstat below before a byte is read.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) return errno_status(errno, path, false);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno_status(errno, path, false);
-  if (S_ISDIR(st.st_mode)) return errno_status(EISDIR, path, false);
+  if (!S_ISREG(st.st_mode))
+    return path_fail(Code::kEINVAL, Reason::kNotRegularFile, path, 0, 0, file_kind(st.st_mode));
   try {
     std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
     size_t got = 0;

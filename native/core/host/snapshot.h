@@ -155,6 +155,10 @@ Status read_host_snapshot(const std::string& kpagecount, const std::string& kpag
 // Writes `snap` as a .pksnap file (through a temporary file in the same directory, renamed
 // over `path`, so a failed write never leaves a partial file under that name).
 Status write_snapshot(const std::string& path, const HostSnapshot& snap);
+// Whether write_snapshot could write `path`: EINVAL if it exists as anything but a regular file
+// (a symbolic link, a FIFO, a directory: never written through) or its folder is not a writable
+// directory. Called before a long read, so a bad --out fails at once.
+Status check_snapshot_output(const std::string& path);
 
 // Reads a .pksnap file into `out` (replaced; left empty on error).
 Status read_snapshot(const std::string& path, HostSnapshot* out);

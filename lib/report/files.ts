@@ -1,0 +1,121 @@
+// Where reports are written: output folders checked before a long run, files written through a
+// temporary that nobody can have planted (O_CREAT | O_EXCL | O_NOFOLLOW, next to the target)
+// and renamed into place, and never through a symbolic link.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+
+import { PinlabError } from '../errors.js';
+
+function kind(s: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+  if (s.isSymbolicLink()) return 'a symbolic link';
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a FIFO';
+  if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
+  if (s.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function refuse(path: string, why: string): never {
+  throw new PinlabError('EINVAL', `will not write ${path}: ${why}`);
+}
+
+/** lstat, or undefined where nothing is there. */
+async function lstatOrNone(path: string) {
+  try {
+    return await lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Makes sure a report can be written into `dir` before any work starts: the folder exists (it
+ * is created, like `mkdir -p`) and is a directory, and none of `names` in it is anything but a
+ * regular file (a symbolic link, a FIFO or a directory there is refused, not written through).
+ *
+ * @returns the folder's absolute path
+ * @throws PinlabError `EINVAL` naming the path and the reason
+ */
+export async function prepareOutputDir(dir: string, names: readonly string[]): Promise<string> {
+  const root = resolve(dir);
+  const there = await lstatOrNone(root);
+  if (there === undefined) {
+    try {
+      await mkdir(root, { recursive: true });
+    } catch (e) {
+      refuse(root, (e as Error).message);
+    }
+  } else {
+    // The folder itself may be a link to a folder (the user's own choice of path).
+    const s = there.isSymbolicLink() ? await stat(root).catch(() => undefined) : there;
+    if (s === undefined || !s.isDirectory()) refuse(root, `it is ${s === undefined ? 'a dangling symbolic link' : kind(s)}, not a directory`);
+  }
+  for (const name of names) {
+    const s = await lstatOrNone(join(root, name));
+    if (s !== undefined && !s.isFile()) refuse(join(root, name), `it is ${kind(s)}`);
+  }
+  return root;
+}
+
+/**
+ * Writes `data` to `path` atomically: into a fresh temporary beside it (created with
+ * O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name is never opened), then renamed over the
+ * target, which replaces the directory entry and never follows a link. A target that is a
+ * symbolic link or not a regular file is refused, and nothing is left behind on failure.
+ *
+ * @throws PinlabError `EINVAL` if the target is not a regular file
+ */
+export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const target = resolve(path);
+  const before = await lstatOrNone(target);
+  if (before !== undefined && !before.isFile()) refuse(target, `it is ${kind(before)}`);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  let tmp = '';
+  let handle;
+  for (let attempt = 0; handle === undefined; attempt++) {
+    tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    try {
+      handle = await open(tmp, flags, 0o644);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'EEXIST' && code !== 'ELOOP') || attempt >= 8) throw e;
+    }
+  }
+  try {
+    await handle.writeFile(data);
+    await handle.close();
+    const now = await lstatOrNone(target);
+    if (now !== undefined && !now.isFile()) refuse(target, `it is ${kind(now)}`);
+    await rename(tmp, target);
+  } catch (e) {
+    await handle.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** One file of a report. */
+export interface ReportFile {
+  /** The file's name inside the report folder. */
+  name: string;
+  /** Its contents. */
+  data: string;
+}
+
+/**
+ * Writes a report's files into `dir` (see {@link prepareOutputDir}), each atomically.
+ *
+ * @returns the absolute paths written, in the order given
+ */
+export async function writeReportFiles(dir: string, files: readonly ReportFile[]): Promise<string[]> {
+  const root = await prepareOutputDir(dir, files.map((f) => f.name));
+  const paths = files.map((f) => join(root, f.name));
+  for (let i = 0; i < files.length; i++) await writeFileAtomic(paths[i]!, files[i]!.data);
+  return paths;
+}
+
+/** The files every report folder holds whatever the run: checked before a run starts. */
+export const REPORT_FILES = ['results.json', 'results.md'] as const;
