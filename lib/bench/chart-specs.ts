@@ -1,5 +1,6 @@
 // Vega-Lite specifications of the three benchmark charts, built from BenchResults rows. Each
 // builder returns null when the results lack the rows its chart needs.
+import { appendAll } from '../arrays.js';
 import type { TopLevelSpec } from 'vega-lite';
 
 import { orderLabel, orderWords } from './format.js';
@@ -142,7 +143,7 @@ export function modelVsKernelSpec(results: BenchResults): TopLevelSpec | null {
       const src = op === 'gup-fast' ? one.filter((r) => r.kind === 'model' && r.op === op) : pins;
       const best = new Map<string | null, BenchRow>();
       for (const r of src) if (r.order === order && !best.has(r.scheme)) best.set(r.scheme, r);
-      model.push(...[...best.values()].sort(compareRows));
+      appendAll(model, [...best.values()].sort(compareRows));
     }
     if (model.length === 0) continue;
     for (const r of [k, ...model]) {

@@ -1,4 +1,5 @@
 // `--compare OLD.json`: the change of each row's median against an earlier run.
+import { appendAll, maxOf } from '../arrays.js';
 import { PinlabError } from '../errors.js';
 import { fmt } from './format.js';
 import { validateBenchResults } from './schema.js';
@@ -108,12 +109,12 @@ function pct(ratio: number): string {
 
 function changeLines(title: string, list: readonly RowChange[]): string[] {
   if (list.length === 0) return [];
-  const w = Math.max(...list.map((c) => c.id.length));
-  const fw = Math.max(...list.map((c) => fmt(c.previous).length));
-  return [
-    `${title} (${list.length}):`,
-    ...list.map((c) => `  ${c.id.padEnd(w)}  ${fmt(c.previous).padStart(fw)} -> ${fmt(c.current)} ns/page  ${pct(c.ratio)}`),
-  ];
+  const w = maxOf(list.map((c) => c.id.length), 0);
+  const fw = maxOf(list.map((c) => fmt(c.previous).length), 0);
+  return appendAll(
+    [`${title} (${list.length}):`],
+    list.map((c) => `  ${c.id.padEnd(w)}  ${fmt(c.previous).padStart(fw)} -> ${fmt(c.current)} ns/page  ${pct(c.ratio)}`),
+  );
 }
 
 /**
@@ -125,16 +126,16 @@ function changeLines(title: string, list: readonly RowChange[]): string[] {
  */
 export function formatComparison(cmp: BenchComparison): string {
   const pctT = `${(cmp.threshold * 100).toFixed(cmp.threshold * 100 < 1 ? 2 : 0)}%`;
-  const lines = [
+  const lines: string[] = [
     `compared ${cmp.rows.length} rows (median ns/page, threshold ${pctT}): ` +
       `${cmp.regressions.length} regression${cmp.regressions.length === 1 ? '' : 's'}, ` +
       `${cmp.improvements.length} improvement${cmp.improvements.length === 1 ? '' : 's'}, ` +
       `${cmp.added.length} new, ${cmp.removed.length} gone`,
-    ...changeLines('regressions', cmp.regressions),
-    ...changeLines('improvements', cmp.improvements),
   ];
-  if (cmp.added.length > 0) lines.push(`only in this run (${cmp.added.length}):`, ...cmp.added.map((id) => `  ${id}`));
-  if (cmp.removed.length > 0) lines.push(`only in the previous run (${cmp.removed.length}):`, ...cmp.removed.map((id) => `  ${id}`));
+  appendAll(lines, changeLines('regressions', cmp.regressions));
+  appendAll(lines, changeLines('improvements', cmp.improvements));
+  if (cmp.added.length > 0) appendAll(lines, [`only in this run (${cmp.added.length}):`, ...cmp.added.map((id) => `  ${id}`)]);
+  if (cmp.removed.length > 0) appendAll(lines, [`only in the previous run (${cmp.removed.length}):`, ...cmp.removed.map((id) => `  ${id}`)]);
   if (cmp.regressions.length === 0) lines.push('no regressions');
   return `${lines.join('\n')}\n`;
 }

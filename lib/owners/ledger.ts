@@ -2,6 +2,7 @@
 // touched by the per-page hot path. Releases are matched against an owner's records: a release
 // of exactly a call's pages (the common case: unpin what you pinned) is one hash lookup; any
 // other release is matched page by page, oldest record first.
+import { appendAll } from '../arrays.js';
 import type { PinOwner } from './owner.js';
 import { RunBuilder, forEachPage, runPages, sameRuns } from './runs.js';
 import type { OutstandingPin, PinOperation, PinProvenance } from './types.js';
@@ -131,16 +132,32 @@ export class PinLedger {
   records(owner?: PinOwner | null): PinRecord[] {
     if (owner !== undefined) return [...(this.#books.get(owner)?.records.values() ?? [])];
     const all: PinRecord[] = [];
-    for (const book of this.#books.values()) all.push(...book.records.values());
-    return all.sort((a, b) => a.id - b.id);
+    for (const book of this.#books.values()) appendAll(all, book.records.values());
+    // Each book is in call order already: one book needs no sort.
+    return this.#books.size <= 1 ? all : all.sort((a, b) => a.id - b.id);
   }
 
   /** Every run still pinned, by call, for reports. */
   outstanding(owner?: PinOwner | null): OutstandingPin[] {
     const out: OutstandingPin[] = [];
     for (const r of this.records(owner)) {
+      // One literal per run (no spread: a million-record report stays linear and fast).
+      const name = r.owner?.name ?? null;
+      const kind = r.owner?.kind ?? null;
       for (let i = 0; i < r.runs.length; i += 2) {
-        out.push({ ...provenanceOf(r), ownerObject: r.owner, pfn: r.runs[i]!, count: r.runs[i + 1]!, write: r.write, longterm: r.longterm });
+        out.push({
+          callId: r.id,
+          owner: name,
+          ownerKind: kind,
+          operation: r.operation,
+          via: r.via,
+          stack: r.stack,
+          ownerObject: r.owner,
+          pfn: r.runs[i]!,
+          count: r.runs[i + 1]!,
+          write: r.write,
+          longterm: r.longterm,
+        });
       }
     }
     return out;

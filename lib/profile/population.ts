@@ -12,8 +12,11 @@ const KINDS: Record<string, string[]> = {
   mixture: ['parts'],
 };
 
+/** How deep mixtures may nest (a mixture of mixtures is 2), as the core allows. */
+export const MAX_MIXTURE_DEPTH = 8;
+
 /** Checks a distribution's shape; `at` names where it sits, for the message. */
-export function checkDistribution(d: unknown, at: string): asserts d is Distribution {
+export function checkDistribution(d: unknown, at: string, depth = 1): asserts d is Distribution {
   if (d === null || typeof d !== 'object') invalid(`${at} must be a distribution object`);
   const kind = (d as { kind?: unknown }).kind;
   if (typeof kind !== 'string' || !(kind in KINDS)) {
@@ -25,10 +28,11 @@ export function checkDistribution(d: unknown, at: string): asserts d is Distribu
   if (kind === 'mixture') {
     const parts = (d as { parts: unknown }).parts;
     if (!Array.isArray(parts) || parts.length === 0) invalid(`${at}.parts must be a non-empty array`);
+    if (depth > MAX_MIXTURE_DEPTH) invalid(`${at}: mixtures nest at most ${MAX_MIXTURE_DEPTH} deep`);
     parts.forEach((p: unknown, i) => {
       const w = (p as { weight?: unknown } | null)?.weight;
       if (typeof w !== 'number' || !(w > 0)) invalid(`${at}.parts[${i}].weight must be a positive number`);
-      checkDistribution((p as { dist?: unknown }).dist, `${at}.parts[${i}].dist`);
+      checkDistribution((p as { dist?: unknown }).dist, `${at}.parts[${i}].dist`, depth + 1);
     });
   } else {
     for (const field of KINDS[kind]!) {

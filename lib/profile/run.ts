@@ -62,10 +62,11 @@ export async function runProfile(options: ProfileOptions = {}): Promise<ProfileR
   if (presetName !== null && !(presetName in PRESETS)) {
     invalid(`unknown preset '${String(presetName)}' (known: ${Object.keys(PRESETS).join(', ')})`);
   }
-  const population: Population = structuredClone(options.population ?? PRESETS[presetName!].population);
-  if (options.pages !== undefined) population.pages = options.pages;
-  if (options.seed !== undefined) population.seed = options.seed;
-  checkPopulation(population);
+  const source = options.population ?? PRESETS[presetName!].population;
+  const overrides = { ...(options.pages === undefined ? {} : { pages: options.pages }), ...(options.seed === undefined ? {} : { seed: options.seed }) };
+  // Check the shape before copying: the check is bounded in depth, structuredClone is not.
+  checkPopulation(source === null || typeof source !== 'object' ? source : { ...source, ...overrides });
+  const population: Population = { ...structuredClone(source), ...overrides };
   const schemes = options.schemes ?? [...SCHEMES];
   for (const s of schemes) if (!SCHEMES.includes(s)) invalid(`unknown scheme '${String(s)}'`);
   const bias = options.bias ?? 1024;

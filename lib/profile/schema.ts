@@ -3,6 +3,7 @@
 // benchmark's validator (../bench/json-schema.ts) has no keyword for, so this file adds `oneOf`
 // on top of it: each node's own checks go to validateJson, the walk into children and the choice
 // of a `oneOf` branch happen here.
+import { appendAll } from '../arrays.js';
 import { validateJson, type JsonSchema } from '../bench/json-schema.js';
 import { PROFILE_SCHEMA_ID, PROFILE_SCHEMA_VERSION } from './types.js';
 
@@ -207,7 +208,7 @@ function walk(root: S, schema: S, value: unknown, path: string, errors: string[]
   }
   const own = validateJson(shallow(s), value);
   const where = path === '' ? '(document)' : path;
-  errors.push(...own.map((e) => (e.startsWith('(document)') ? where + e.slice('(document)'.length) : e)));
+  appendAll(errors, own.map((e) => (e.startsWith('(document)') ? where + e.slice('(document)'.length) : e)));
   if (own.length > 0 && s.type !== undefined && validateJson({ type: s.type }, value).length > 0) return;
   if (Array.isArray(value) && s.items !== undefined) {
     const items = s.items;

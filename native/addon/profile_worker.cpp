@@ -17,8 +17,9 @@ double num(Napi::Object o, const char* key, double fallback = 0) {
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
 }
 
-// A distribution object from lib/ (shapes checked there; values checked by the core).
-Distribution distribution_from(Napi::Object o, Napi::Env env) {
+// A distribution object from lib/ (shapes checked there; values checked by the core). Mixtures
+// nest at most kMaxMixtureDepth deep: the recursion here must not exhaust the stack.
+Distribution distribution_from(Napi::Object o, Napi::Env env, int depth = 1) {
   Distribution d;
   const std::string kind = o.Get("kind").As<Napi::String>().Utf8Value();
   using K = Distribution::Kind;
@@ -44,10 +45,12 @@ Distribution distribution_from(Napi::Object o, Napi::Env env) {
     d.c = num(o, "max", 0);
   } else if (kind == "mixture") {
     d.kind = K::kMixture;
+    if (depth > kMaxMixtureDepth)
+      throw_status(env, Status::BadOption("mixture depth", depth, "mixtures nested at most 8 deep"));
     auto parts = o.Get("parts").As<Napi::Array>();
     for (uint32_t i = 0; i < parts.Length(); ++i) {
       auto part = parts.Get(i).As<Napi::Object>();
-      d.parts.emplace_back(num(part, "weight"), distribution_from(part.Get("dist").As<Napi::Object>(), env));
+      d.parts.emplace_back(num(part, "weight"), distribution_from(part.Get("dist").As<Napi::Object>(), env, depth + 1));
     }
   } else {
     throw_status(env, Status{Code::kEINVAL, Reason::kFlags, "unknown distribution kind"});

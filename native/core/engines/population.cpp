@@ -11,7 +11,7 @@ Status bad(const char* name, double value, const char* rule) {
 }
 }  // namespace
 
-Status validate_distribution(const Distribution& d, const char* name) {
+Status validate_distribution(const Distribution& d, const char* name, int depth) {
   using K = Distribution::Kind;
   switch (d.kind) {
     case K::kFixed:
@@ -33,9 +33,10 @@ Status validate_distribution(const Distribution& d, const char* name) {
       return Status::Ok();
     case K::kMixture: {
       if (d.parts.empty()) return bad(name, 0, "mixture: at least one part");
+      if (depth > kMaxMixtureDepth) return bad(name, depth, "mixture: nested at most 8 deep");
       for (const auto& [w, part] : d.parts) {
         if (!(w > 0)) return bad(name, w, "mixture: weights > 0");
-        if (Status st = validate_distribution(part, name); !st.ok()) return st;
+        if (Status st = validate_distribution(part, name, depth + 1); !st.ok()) return st;
       }
       return Status::Ok();
     }

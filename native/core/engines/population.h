@@ -24,7 +24,11 @@ struct Distribution {
   std::vector<std::pair<double, Distribution>> parts;  // mixture: (weight, distribution)
 };
 
-Status validate_distribution(const Distribution& d, const char* name);
+// Mixtures may nest this deep (a mixture of mixtures is depth 2): conversion, validation and
+// sampling recurse, so a hostile nesting is refused rather than allowed to exhaust the stack.
+constexpr int kMaxMixtureDepth = 8;
+
+Status validate_distribution(const Distribution& d, const char* name, int depth = 1);
 // P(X >= k): the analytic tail the profiler sets beside its measurements.
 double distribution_tail(const Distribution& d, uint64_t k);
 
