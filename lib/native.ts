@@ -1,7 +1,6 @@
 // The raw addon surface, typed by hand in one place and loaded with createRequire.
 // Everything here trusts its arguments' types: lib/page-array.ts checks them first.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
@@ -217,18 +216,31 @@ export interface NativeModule {
   setErrorClass(cls: typeof PinlabError): void;
 }
 
-// cmake-js and node-gyp both put the addon in build/Release; lib/ and dist/ sit at the same
-// depth, so one relative path serves the sources and the compiled package.
-const candidates = ['../build/Release/pinlab.node', '../build/Debug/pinlab.node'];
+// node-gyp-build finds the addon the ecosystem's way: a source build first (build/Release, then
+// build/Debug, where cmake-js and node-gyp both put it), then a prebuilt shipped in the package
+// (prebuilds/<platform>-<arch>/pinlab[.<tags>].node, Node-API so any Node ABI). lib/ and dist/ sit
+// at the same depth, so '..' is the package root for the sources and the compiled package alike.
+/** node-gyp-build's loader: `resolve(dir)` returns the path it would load, or throws. */
+interface NodeGypBuild {
+  (dir: string): unknown;
+  resolve(dir: string): string;
+}
 
 function loadAddon(): NativeModule {
   const require = createRequire(import.meta.url);
-  const override = process.env['PINLAB_ADDON'];
-  const found = override ?? candidates.find((p) => existsSync(fileURLToPath(new URL(p, import.meta.url))));
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  let found = process.env['PINLAB_ADDON'];
   if (found === undefined) {
-    throw new Error(
-      'pinlab: native addon not built (looked for build/Release/pinlab.node); run `npm install` or `npm run build`',
-    );
+    try {
+      found = (require('node-gyp-build') as NodeGypBuild).resolve(root);
+    } catch (e) {
+      throw new Error(
+        `pinlab: native addon not built (looked for build/Release/pinlab.node and a prebuilt in ` +
+          `prebuilds/${process.platform}-${process.arch}/ under ${root}); run \`npm install\` ` +
+          `(or \`npm install --build-from-source\`) or \`npm run build\``,
+        { cause: e },
+      );
+    }
   }
   const mod = require(found) as NativeModule;
   mod.setErrorClass(PinlabError);
