@@ -1,5 +1,5 @@
 import { native } from './native.js';
-import { SCHEMES, type Scheme } from './page-array.js';
+import { SCHEMES, type Scheme } from './schemes.js';
 import { bool, integer, oneOf, optionsObject } from './validate.js';
 
 /** Options of {@link runStress}. */

@@ -1,6 +1,7 @@
 // The false-positive profiler's inputs and result document (what `runProfile` resolves with,
 // `pinlab profile --json` prints and `--out DIR` writes as results.json). Versioned like the
 // benchmark's: a change that breaks readers bumps PROFILE_SCHEMA_VERSION.
+import type { Scheme } from '../schemes.js';
 
 /** Schema identifier of {@link ProfileResults} documents. */
 export const PROFILE_SCHEMA_ID = 'pinlab-profile';
@@ -95,7 +96,7 @@ export interface DownstreamCost {
 
 /** One scheme at one bias. */
 export interface ProfileScheme {
-  scheme: 'bias' | 'hybrid' | 'separate' | 'write-bias';
+  scheme: Scheme;
   bias: number;
   overall: ProfileCounts;
   byOrder: ProfileBucket[];
