@@ -5,6 +5,7 @@ import type { PinOwner } from './owners/owner.js';
 import { withoutPfn } from './owners/runs.js';
 import type { PinTracking } from './owners/tracking.js';
 import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
+import type { AddressSpaceStats } from './types/address-space.js';
 import { bool, integer, optionsObject, show } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
@@ -115,44 +116,6 @@ export type RacePoint = 'beforeGrab' | 'beforeRecheck' | 'beforeSeqCheck';
 
 /** A race hook: runs synchronously inside the walk, which holds no lock. */
 export type RaceHook = (point: RacePoint, vpage: number) => void;
-
-/** Event counters of an {@link AddressSpace}. */
-export interface AddressSpaceStats {
-  /** get/pin_user_pages calls. */
-  gupCalls: number;
-  /** Pages the lockless walk took. */
-  fastPathPages: number;
-  /** Calls that handed pages to the slow path. */
-  slowPathFallbacks: number;
-  /** Pages the slow path took. */
-  slowPathPages: number;
-  /** Speculative grabs released because the PTE or PMD changed under them. */
-  recheckFailures: number;
-  /** Fast walks given up because fork's write_protect_seq was odd or moved. */
-  seqRetries: number;
-  /** Pages faulted in (4 KiB units; a THP fault counts 512). */
-  faults: number;
-  /** Write faults that copied a shared (COW) or zero page. */
-  cowCopies: number;
-  /** Write faults that reused an exclusively owned page (4 KiB units). */
-  cowReuses: number;
-  /** Pages fork copied at once because they were maybe pinned in an mm that has pinned. */
-  earlyCowCopies: number;
-  /** ... of which the folio held no real pin, in pages like `earlyCowCopies` (known exactly: debug mode or an exact scheme). */
-  earlyCowFalsePositives: number;
-  /** Pages moved by migrate, compact and FOLL_LONGTERM (4 KiB units). */
-  migratedPages: number;
-  /** Folios migration refused because they were maybe pinned. */
-  migrationRefusals: number;
-  /** ... of which the folio held no real pin (known exactly). */
-  migrationFalsePositives: number;
-  /** Folios refused for other references (COW-shared, a racing gup_fast, PTE-mapped THP). */
-  migrationBusy: number;
-  /** Folios moved out of ZONE_MOVABLE for long-term pins. */
-  longtermMigrations: number;
-  /** Early-COW copies (pages) and migration refusals (folios) whose pins were not known exactly (bias-counted folios without debug mode). */
-  unclassified: number;
-}
 
 let adopting: NativeAddressSpace | undefined;
 let nextId = 1;

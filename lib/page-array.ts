@@ -1,15 +1,13 @@
-import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
-import { PinOwner, type OwnerHost, type PinOwnerOptions } from './owners/owner.js';
+import { PinOwner, type OwnerHost } from './owners/owner.js';
 import type { PinRecord } from './owners/ledger.js';
 import { forEachPage, rangeRuns } from './owners/runs.js';
 import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
-import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
-import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
-
 import { SCHEMES, type Scheme } from './schemes.js';
-export { SCHEMES, type Scheme };
+import type { Imbalance, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation, PinOwnerOptions } from './types/owners.js';
+import type { PageArrayStats } from './types/page-array.js';
+import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
 export type PinPath = 'per-page' | 'bvec';
@@ -83,24 +81,6 @@ export interface Bvec {
   pfn: number;
   /** Number of base pages in the run. */
   count: number;
-}
-
-/** Event counters of a {@link PageArray}, exact once no call is running. */
-export interface PageArrayStats {
-  /** Logical subpage pins taken (like the kernel's nr_foll_pin_acquired). */
-  pinAcquired: number;
-  /** Logical subpage pins released (nr_foll_pin_released). */
-  pinReleased: number;
-  /** Atomic grab and release operations the pin paths made on folio heads. */
-  grabs: number;
-  /** Folios whose refcount reached 0. */
-  foliosFreed: number;
-  /** Gets and pins refused with `EOVERFLOW`. */
-  overflowRefusals: number;
-  /** Multi-page calls that failed and rolled back. */
-  rollbacks: number;
-  /** Detected imbalances by kind (see {@link PageArrayOptions.onImbalance}). */
-  imbalances: ImbalanceCounts;
 }
 
 /** Bytes the per-page arrays take for this configuration. */

@@ -14,7 +14,8 @@ import { PRESETS } from '../lib/profile/presets.js';
 import { writeProfileReport } from '../lib/profile/report.js';
 import { PROFILE_RESULTS_SCHEMA, validateProfileResults } from '../lib/profile/schema.js';
 import { formatProfileTable } from '../lib/profile/table.js';
-import type { Population, ProfileBucket, ProfileResults, ProfileScheme, Rate } from '../lib/profile/types.js';
+import type { ProfileBucket, ProfileResults, ProfileScheme, Rate } from '../lib/profile/types.js';
+import type { Population } from '../lib/types/population.js';
 import { SCHEMES } from '../lib/schemes.js';
 
 type Scheme = ProfileScheme['scheme'];

@@ -8,6 +8,7 @@ import { PinOwner } from '../owners/owner.js';
 import { showRun } from '../owners/runs.js';
 import { describeProvenance } from '../owners/tracking.js';
 import { nativeOf, trackingOf, type PageArray } from '../page-array.js';
+import type { PinOwnerRef } from '../types/owners.js';
 import { integer, optionsObject, show } from '../validate.js';
 
 /** Options of {@link PageCacheFile}'s constructor. */
@@ -413,7 +414,7 @@ export class PageCacheFile {
     return zapped;
   }
 
-  #leaseOf(owner: PinOwner): Lease | undefined {
+  #leaseOf(owner: PinOwnerRef): Lease | undefined {
     return this.#leases.find((l) => l.owner === owner && l.held);
   }
 

@@ -3,39 +3,9 @@
 // is gone, and dropping the owner releases or reports them by an explicit policy.
 import { invalid } from '../errors.js';
 import type { PageArray } from '../page-array.js';
+import type { DropOptions, DropPolicy, DropReport, OutstandingPin, OwnerKind, PinOwnerRef } from '../types/owners.js';
 import { oneOf, optionsObject, show } from '../validate.js';
 import { DropSkipped, describeLeaks, type PinTracking } from './tracking.js';
-import type { OutstandingPin, OwnerKind } from './types.js';
-
-/** Options of {@link PageArray.pinOwner}. */
-export interface PinOwnerOptions {
-  /** What holds the pins: a process, an open file (e.g. an RDMA file), or a driver. Default `'device'`. */
-  kind?: OwnerKind;
-}
-
-/** What {@link PinOwner.drop} does with pins the owner still holds. */
-export type DropPolicy = 'release' | 'report';
-
-/** Options of {@link PinOwner.drop}: the policy is required, so the choice is explicit. */
-export interface DropOptions {
-  /**
-   * `'release'`: unpin every page the owner still holds (the device is torn down cleanly).
-   * `'report'`: an outstanding pin is a leak: `ELEAK` naming each run (and in `'count'` mode the
-   * owner is dropped anyway, its pins left pinned and listed as leaked).
-   */
-  pins: DropPolicy;
-}
-
-/** What {@link PinOwner.drop} did. */
-export interface DropReport {
-  /** Pages unpinned by the `'release'` policy. */
-  releasedPages: number;
-  /**
-   * Runs left pinned: the `'report'` policy in `'count'` mode (the owner is dropped), or a
-   * `'release'` the core refused in `'count'` mode (counted; the owner stays live).
-   */
-  leaked: OutstandingPin[];
-}
 
 /** Internal operations an owner needs from its page array. @internal */
 export interface OwnerHost {
@@ -56,7 +26,7 @@ export interface OwnerHost {
  * mr.drop({ pins: 'release' });          // unpins them
  * ```
  */
-export class PinOwner {
+export class PinOwner implements PinOwnerRef {
   /** The owner's name, unique among the live owners of its page array. */
   readonly name: string;
   /** The owner's kind. */

@@ -4,11 +4,11 @@ import { parseArgs } from 'node:util';
 
 import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
+import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { writeProfileReport } from './report.js';
 import { runProfile, type ProfileOptions } from './run.js';
 import { formatProfileTable } from './table.js';
-import type { Population } from './types.js';
 
 const PROFILE_HELP = `usage: pinlab profile [options]
 
