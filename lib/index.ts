@@ -58,9 +58,9 @@ export {
 export type { AddressSpaceStats } from './types/address-space.js';
 export { runStress, type StressOptions } from './stress.js';
 export type { StressReport } from './types/stress.js';
-export { PinOwner } from './owners/owner.js';
 export {
   PageArray,
+  PinOwner,
   type AllocOptions,
   type Bvec,
   type MemoryUsage,
