@@ -1,10 +1,10 @@
 import { invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, native, type NativeAddressSpace } from './native.js';
-import type { PinOwner } from './owners/owner.js';
+import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
-import type { PinTracking } from './owners/tracking.js';
-import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
+import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
+import type { AddressSpaceStats } from './types/address-space.js';
 import { bool, integer, optionsObject, show } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
@@ -116,44 +116,6 @@ export type RacePoint = 'beforeGrab' | 'beforeRecheck' | 'beforeSeqCheck';
 /** A race hook: runs synchronously inside the walk, which holds no lock. */
 export type RaceHook = (point: RacePoint, vpage: number) => void;
 
-/** Event counters of an {@link AddressSpace}. */
-export interface AddressSpaceStats {
-  /** get/pin_user_pages calls. */
-  gupCalls: number;
-  /** Pages the lockless walk took. */
-  fastPathPages: number;
-  /** Calls that handed pages to the slow path. */
-  slowPathFallbacks: number;
-  /** Pages the slow path took. */
-  slowPathPages: number;
-  /** Speculative grabs released because the PTE or PMD changed under them. */
-  recheckFailures: number;
-  /** Fast walks given up because fork's write_protect_seq was odd or moved. */
-  seqRetries: number;
-  /** Pages faulted in (4 KiB units; a THP fault counts 512). */
-  faults: number;
-  /** Write faults that copied a shared (COW) or zero page. */
-  cowCopies: number;
-  /** Write faults that reused an exclusively owned page (4 KiB units). */
-  cowReuses: number;
-  /** Pages fork copied at once because they were maybe pinned in an mm that has pinned. */
-  earlyCowCopies: number;
-  /** ... of which the folio held no real pin, in pages like `earlyCowCopies` (known exactly: debug mode or an exact scheme). */
-  earlyCowFalsePositives: number;
-  /** Pages moved by migrate, compact and FOLL_LONGTERM (4 KiB units). */
-  migratedPages: number;
-  /** Folios migration refused because they were maybe pinned. */
-  migrationRefusals: number;
-  /** ... of which the folio held no real pin (known exactly). */
-  migrationFalsePositives: number;
-  /** Folios refused for other references (COW-shared, a racing gup_fast, PTE-mapped THP). */
-  migrationBusy: number;
-  /** Folios moved out of ZONE_MOVABLE for long-term pins. */
-  longtermMigrations: number;
-  /** Early-COW copies (pages) and migration refusals (folios) whose pins were not known exactly (bias-counted folios without debug mode). */
-  unclassified: number;
-}
-
 let adopting: NativeAddressSpace | undefined;
 let nextId = 1;
 
@@ -184,7 +146,7 @@ export class AddressSpace {
   readonly id: number;
 
   readonly #native: NativeAddressSpace;
-  readonly #tracking: PinTracking;
+  readonly #pins: PinBookkeeping;
   readonly #files = new Set<PageCacheFile>();
 
   /**
@@ -199,7 +161,7 @@ export class AddressSpace {
     const pages = integer('pages', o['pages']);
     this.#native = adopting ?? new native.NativeAddressSpace(handle, pages);
     this.mem = mem;
-    this.#tracking = trackingOf(mem);
+    this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
     this.id = nextId++;
   }
@@ -289,9 +251,8 @@ export class AddressSpace {
     const write = bool('write', o['write'], false);
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);
-    const tracked = owner !== null || this.#tracking.recordsAll;
-    const runs = tracked ? this.mem.pfnRunsView(withoutPfn(list, this.mem.zeroPfn)) : null;
-    this.mem.releasePins(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
+    const runs = this.#pins.records(owner) ? this.#pins.pfnRunsView(withoutPfn(list, this.mem.zeroPfn)) : null;
+    this.#pins.release(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
   }
 
   /** Releases FOLL_GET references from {@link AddressSpace.getUserPagesFast} (put_page each; the zero page skipped). */
@@ -300,7 +261,7 @@ export class AddressSpace {
     try {
       this.#native.putUserPages(list);
     } catch (e) {
-      this.#tracking.coreError(e, list[0] ?? 0, (list[0] ?? 0) + 1); // debug EPINNED: counted in 'count' mode
+      this.#pins.tracking.coreError(e, list[0] ?? 0, (list[0] ?? 0) + 1); // debug EPINNED: counted in 'count' mode
     }
   }
 
@@ -416,10 +377,10 @@ export class AddressSpace {
     const owner = pin ? ownerOption(this.mem, o['owner']) : null;
     const s = integer('start', start);
     const pfns = this.#native.gup(s, integer('count', count), flags);
-    if (op !== 'getUserPagesFast' && pfns.length > 0 && (owner !== null || this.#tracking.recordsAll)) {
-      const runs = this.mem.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+    if (op !== 'getUserPagesFast' && pfns.length > 0 && this.#pins.records(owner)) {
+      const runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
       const via = `mm#${this.id} vpages ${s}..${s + pfns.length - 1}`;
-      this.mem.recordPins(owner, op, write, longterm, runs, via);
+      this.#pins.record(owner, op, write, longterm, runs, via);
     }
     return { pfns, count: pfns.length };
   }

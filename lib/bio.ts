@@ -3,11 +3,11 @@
 // dropped: Glisse's per-bvec flag, or Jan Kara's "every bio reference is a pin".
 import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
-import type { PinOwner } from './owners/owner.js';
-import { describeProvenance } from './owners/tracking.js';
+import { PinFlag } from './native.js';
 import { provenanceOf } from './owners/ledger.js';
 import { withoutPfn } from './owners/runs.js';
-import { ownerOption, trackingOf, type PageArray } from './page-array.js';
+import { describeProvenance } from './owners/tracking.js';
+import { ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /**
@@ -180,7 +180,7 @@ export class Bio {
 
   #detectWrongRelease(take: Take, how: BioRelease): void {
     const pfn = take.pfns[0]!;
-    const tracking = trackingOf(this.mem);
+    const tracking = pinsOf(this.mem).tracking;
     const holders = take.ref === 'pin' ? tracking.holdersOf(pfn, pfn + 1, (r) => r.owner === this.owner).map(provenanceOf) : [];
     const taken = holders.length > 0 ? ` (pinned by ${describeProvenance(holders[holders.length - 1]!)})` : '';
     if (how === 'put') {
@@ -235,7 +235,7 @@ export function bioAddPage(bio: Bio, pfn: number, options?: BioAddPageOptions): 
   const pfns = new Uint32Array(count);
   for (let i = 0; i < count; i++) pfns[i] = first + i;
   if (bio.policy === 'all-pins') {
-    bio.mem.pinPagesAs('bioAddPage', pfns, bio.write, bio.owner);
+    pinsOf(bio.mem).pinList('bioAddPage', pfns, bio.write ? PinFlag.Write : 0, bio.owner);
     bio.addTake('pin', pfns);
     return;
   }

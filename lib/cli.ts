@@ -15,7 +15,8 @@ import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
 import { formatTable } from './bench/table.js';
 import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION, type BenchResults, type BenchSharing } from './bench/types.js';
-import type { PinPath, Scheme } from './page-array.js';
+import type { PinPath } from './page-array.js';
+import { SCHEMES, type Scheme } from './schemes.js';
 
 /** Exit statuses of the CLI. */
 export const EXIT = { ok: 0, regression: 1, failed: 2, usage: 64 } as const;
@@ -28,7 +29,7 @@ space, the raw-atomic baselines, and the host kernel's own pins (io_uring) where
 
   --quick               a short run for CI (3 short trials, at most 2 threads)
   --threads LIST        thread counts, e.g. 1,2,4 or 'all' (default: 1 and every core)
-  --scheme LIST         bias,hybrid,separate,write-bias (default: all)
+  --scheme LIST         ${SCHEMES.join(',')} (default: all)
   --order LIST          folio orders, e.g. 0,9,18 (default: 0,9)
   --op LIST             pin-unpin,get-put,gup-fast,mixed (default: pin-unpin,gup-fast)
   --path LIST           per-page,bvec (default: both)

@@ -1,4 +1,4 @@
-import type { OutstandingPin, PinProvenance } from './owners/types.js';
+import type { OutstandingPin, PinProvenance } from './types/owners.js';
 
 /**
  * Error codes, errno-like. Each names one class of failure; the message names the bad value.

@@ -5,14 +5,10 @@
  * @packageDocumentation
  */
 export { PinlabError, type PinlabErrorCode, type PinlabErrorDetails } from './errors.js';
-export {
-  PinOwner,
-  type DropOptions,
-  type DropPolicy,
-  type DropReport,
-  type PinOwnerOptions,
-} from './owners/owner.js';
 export type {
+  DropOptions,
+  DropPolicy,
+  DropReport,
   Imbalance,
   ImbalanceCounts,
   ImbalanceKind,
@@ -20,8 +16,10 @@ export type {
   OutstandingPin,
   OwnerKind,
   PinOperation,
+  PinOwnerOptions,
+  PinOwnerRef,
   PinProvenance,
-} from './owners/types.js';
+} from './types/owners.js';
 export {
   Lease,
   PageCacheFile,
@@ -45,7 +43,6 @@ export {
 export {
   AddressSpace,
   type AddressSpaceOptions,
-  type AddressSpaceStats,
   type GetUserOptions,
   type GupResult,
   type MmapOptions,
@@ -58,21 +55,23 @@ export {
   type UnpinUserOptions,
   type VirtualRange,
 } from './address-space.js';
-export { runStress, type StressOptions, type StressReport } from './stress.js';
+export type { AddressSpaceStats } from './types/address-space.js';
+export { runStress, type StressOptions } from './stress.js';
+export type { StressReport } from './types/stress.js';
 export {
   PageArray,
+  PinOwner,
   type AllocOptions,
-  SCHEMES,
   type Bvec,
   type MemoryUsage,
   type OutstandingPinsOptions,
   type PinnedRun,
   type PageArrayOptions,
-  type PageArrayStats,
   type PageSet,
   type PinOptions,
   type PinPath,
-  type Scheme,
   type UnpinOptions,
 } from './page-array.js';
+export type { PageArrayStats } from './types/page-array.js';
+export { SCHEMES, type Scheme } from './schemes.js';
 export * from './bench/index.js';

@@ -4,10 +4,10 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
-import type { AddressSpaceStats } from './address-space.js';
-import type { PageArrayStats } from './page-array.js';
-import type { StressReport } from './stress.js';
-import type { Distribution, Population } from './profile/types.js';
+import type { AddressSpaceStats } from './types/address-space.js';
+import type { PageArrayStats } from './types/page-array.js';
+import type { Distribution, Population } from './types/population.js';
+import type { StressReport } from './types/stress.js';
 
 /** Flag bits understood by the addon's pin calls. @internal */
 export const PinFlag = { Write: 1, PerPage: 2, Dirty: 4 } as const;

@@ -1,15 +1,25 @@
-import type { AddressSpace } from './address-space.js';
+// PageArray, the page array's API, and PinOwner, the owners of its pins (the two name each
+// other: owner.mem, mem.pinOwner()). The owner and debug bookkeeping around the pin calls lives
+// in ./owners/bookkeeping.ts; the other classes of lib/ reach it and the addon object through
+// pinsOf(mem) and nativeOf(mem).
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
-import { PinOwner, type OwnerHost, type PinOwnerOptions } from './owners/owner.js';
-import type { PinRecord } from './owners/ledger.js';
-import { forEachPage, rangeRuns } from './owners/runs.js';
-import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
-import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
-import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
-
+import { PinBookkeeping } from './owners/bookkeeping.js';
+import { DropSkipped } from './owners/tracking.js';
 import { SCHEMES, type Scheme } from './schemes.js';
-export { SCHEMES, type Scheme };
+import type {
+  DropOptions,
+  DropPolicy,
+  DropReport,
+  Imbalance,
+  ImbalanceMode,
+  OutstandingPin,
+  OwnerKind,
+  PinOwnerOptions,
+  PinOwnerRef,
+} from './types/owners.js';
+import type { PageArrayStats } from './types/page-array.js';
+import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
 export type PinPath = 'per-page' | 'bvec';
@@ -85,24 +95,6 @@ export interface Bvec {
   count: number;
 }
 
-/** Event counters of a {@link PageArray}, exact once no call is running. */
-export interface PageArrayStats {
-  /** Logical subpage pins taken (like the kernel's nr_foll_pin_acquired). */
-  pinAcquired: number;
-  /** Logical subpage pins released (nr_foll_pin_released). */
-  pinReleased: number;
-  /** Atomic grab and release operations the pin paths made on folio heads. */
-  grabs: number;
-  /** Folios whose refcount reached 0. */
-  foliosFreed: number;
-  /** Gets and pins refused with `EOVERFLOW`. */
-  overflowRefusals: number;
-  /** Multi-page calls that failed and rolled back. */
-  rollbacks: number;
-  /** Detected imbalances by kind (see {@link PageArrayOptions.onImbalance}). */
-  imbalances: ImbalanceCounts;
-}
-
 /** Bytes the per-page arrays take for this configuration. */
 export interface MemoryUsage {
   /** Bytes reserved for the per-page arrays. */
@@ -149,20 +141,28 @@ export interface AllocOptions {
   movable?: boolean;
 }
 
-const handles = new WeakMap<PageArray, NativePageArray>();
+/** What the other classes of lib/ reach behind a PageArray. */
+interface Internals {
+  native: NativePageArray;
+  pins: PinBookkeeping;
+}
+const internals = new WeakMap<PageArray, Internals>();
+
+function internalsOf(mem: PageArray): Internals {
+  const i = mem instanceof PageArray ? internals.get(mem) : undefined;
+  if (i === undefined) invalid(`mem must be a PageArray (got ${show(mem)})`);
+  return i;
+}
 
 /** The addon object behind a PageArray (for the other classes of lib/). @internal */
 export function nativeOf(mem: PageArray): NativePageArray {
-  const h = mem instanceof PageArray ? handles.get(mem) : undefined;
-  if (h === undefined) invalid(`mem must be a PageArray (got ${show(mem)})`);
-  return h;
+  return internalsOf(mem).native;
 }
-/** The pin tracking of a page array (for the other classes of lib/). @internal */
-export function trackingOf(mem: PageArray): PinTracking {
-  nativeOf(mem);
-  return trackings.get(mem)!;
+
+/** The owner and debug bookkeeping of a page array's pin calls (for the other classes of lib/). @internal */
+export function pinsOf(mem: PageArray): PinBookkeeping {
+  return internalsOf(mem).pins;
 }
-const trackings = new WeakMap<PageArray, PinTracking>();
 
 const PIN_OPTIONS = ['write', 'path', 'owner'] as const;
 const UNPIN_OPTIONS = ['write', 'path', 'dirty', 'owner'] as const;
@@ -200,8 +200,7 @@ export class PageArray {
   readonly options: Readonly<Required<PageArrayOptions>>;
 
   readonly #native: NativePageArray;
-  readonly #tracking: PinTracking;
-  #scratch = new Uint32Array(1024);
+  readonly #pins: PinBookkeeping;
 
   /**
    * @param options - see {@link PageArrayOptions}
@@ -223,14 +222,14 @@ export class PageArray {
       captureStacks: bool('captureStacks', o['captureStacks'], false),
     };
     this.#native = new native.NativePageArray(resolved);
-    handles.set(this, this.#native);
-    this.#tracking = new PinTracking({
+    this.#pins = new PinBookkeeping(this.#native, {
+      pages: resolved.pages,
       debug: resolved.debug,
-      mode: resolved.onImbalance,
+      onImbalance: resolved.onImbalance,
       captureStacks: resolved.captureStacks,
-      matchWrite: resolved.scheme === 'write-bias',
+      writePinsApart: resolved.scheme === 'write-bias',
     });
-    trackings.set(this, this.#tracking);
+    internals.set(this, { native: this.#native, pins: this.#pins });
     this.pages = resolved.pages;
     this.scheme = resolved.scheme;
     this.pinBias = resolved.pinBias;
@@ -290,14 +289,7 @@ export class PageArray {
    *   put would eat references that belong to pins. Nothing changes on error.
    */
   putPage(pfn: number, refs = 1): boolean {
-    const p = pfnArg('pfn', pfn);
-    const n = integer('refs', refs);
-    try {
-      return this.#native.putPage(p, n);
-    } catch (e) {
-      this.#tracking.coreError(e, p, p + 1);
-      return false; // counted, and skipped
-    }
+    return this.#pins.putPage(pfnArg('pfn', pfn), integer('refs', refs));
   }
 
   // ---- pins (FOLL_PIN) ----------------------------------------------------------------------
@@ -311,11 +303,9 @@ export class PageArray {
     const o = optionsObject('pin options', options, PIN_OPTIONS);
     const flags = pinFlags(o, false);
     const owner = ownerOption(this, o['owner']);
-    if (pages instanceof Uint32Array) return this.#pinList('pinPages', pages, flags, owner);
+    if (pages instanceof Uint32Array) return this.#pins.pinList('pinPages', pages, flags, owner);
     const { start, count } = pageRange(pages);
-    const n = this.#native.pinRange(start, count, flags);
-    if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, 'pinPages', flags, rangeRuns(start, count));
-    return n;
+    return this.#pins.pinRange(start, count, flags, owner);
   }
 
   /**
@@ -328,30 +318,12 @@ export class PageArray {
     const o = optionsObject('unpin options', options, UNPIN_OPTIONS);
     const flags = pinFlags(o, bool('dirty', o['dirty'], false));
     const owner = ownerOption(this, o['owner'], true);
-    const write = (flags & PinFlag.Write) !== 0;
     if (pages instanceof Uint32Array) {
-      if (owner !== null || this.#tracking.recordsAll) {
-        this.releasePins(owner, this.pfnRunsView(pages), write, () => this.#native.unpinList(pages, flags));
-        return;
-      }
-      try {
-        this.#native.unpinList(pages, flags);
-      } catch (e) {
-        this.#tracking.coreError(e, pages[0] ?? 0, (pages[0] ?? 0) + 1);
-      }
+      this.#pins.unpinList(pages, flags, owner);
       return;
     }
     const { start, count } = pageRange(pages);
-    if (owner !== null || this.#tracking.recordsAll) {
-      if (start + count > this.pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
-      this.releasePins(owner, rangeRuns(start, count), write, () => this.#native.unpinRange(start, count, flags));
-      return;
-    }
-    try {
-      this.#native.unpinRange(start, count, flags);
-    } catch (e) {
-      this.#tracking.coreError(e, start, start + count);
-    }
+    this.#pins.unpinRange(start, count, flags, owner);
   }
 
   // ---- owners, leaks and debug provenance ---------------------------------------------------
@@ -366,9 +338,8 @@ export class PageArray {
     if (typeof name !== 'string' || name.length === 0) invalid(`owner name must be a non-empty string (got ${show(name)})`);
     const o = optionsObject('owner options', options, ['kind']);
     const kind = oneOf('kind', o['kind'], OWNER_KINDS, 'device');
-    const host: OwnerHost = { tracking: this.#tracking, releaseAll: (owner) => this.#releaseAll(owner) };
-    const owner = new PinOwner(this, host, name, kind);
-    this.#tracking.registerOwner(owner);
+    const owner = new PinOwner(this, this.#pins, name, kind);
+    this.#pins.tracking.registerOwner(owner);
     return owner;
   }
 
@@ -378,9 +349,7 @@ export class PageArray {
    */
   outstandingPins(options?: OutstandingPinsOptions): OutstandingPin[] {
     const o = optionsObject('outstandingPins options', options, ['owner']);
-    const owner = ownerOption(this, o['owner'], true);
-    if (!this.#tracking.active) return [];
-    return owner === null ? this.#tracking.ledger.outstanding() : this.#tracking.ledger.outstanding(owner);
+    return this.#pins.outstanding(ownerOption(this, o['owner'], true));
   }
 
   /**
@@ -391,16 +360,7 @@ export class PageArray {
    * @throws PinlabError `ELEAK`
    */
   checkBalanced(): OutstandingPin[] {
-    const leaks = this.outstandingPins();
-    const { pinAcquired, pinReleased } = this.#native.stats();
-    const tracked = this.#tracking.active ? this.#tracking.ledger.livePages : 0;
-    const untracked = pinAcquired - pinReleased - tracked;
-    if (leaks.length === 0 && untracked <= 0) return leaks;
-    const parts: string[] = [];
-    if (leaks.length > 0) parts.push(`${leaks.length} ${leaks.length === 1 ? 'run' : 'runs'} still pinned: ${describeLeaks(leaks)}`);
-    if (untracked > 0) parts.push(`${untracked} pins taken without an owner are not released (debug: true lists their runs)`);
-    this.#tracking.detect('ELEAK', parts.join('; '), leaks, leaks);
-    return leaks;
+    return this.#pins.checkBalanced();
   }
 
   /**
@@ -425,95 +385,8 @@ export class PageArray {
 
   /** The most recent detected imbalances (up to 1024), oldest first, with their provenance. */
   imbalances(): Imbalance[] {
-    return this.#tracking.log();
+    return this.#pins.tracking.log();
   }
-
-  /** @internal The flat runs of consecutive PFNs of a list (the side table's unit): a fresh array the side table may keep. */
-  pfnRuns(pfns: Uint32Array): Uint32Array {
-    return this.pfnRunsView(pfns).slice();
-  }
-
-  /**
-   * @internal The same runs as a view of a scratch buffer, valid until the next call (for
-   * matching a release): no allocation in the addon, whose typed arrays cost ~0.5 us each.
-   */
-  pfnRunsView(pfns: Uint32Array): Uint32Array {
-    if (this.#scratch.length < 2 * pfns.length) this.#scratch = new Uint32Array(2 * pfns.length);
-    return this.#scratch.subarray(0, this.#native.pfnRunsInto(pfns, this.#scratch));
-  }
-
-  /**
-   * @internal A release through the ledger: matched against `owner`'s records first (nothing
-   * changes on a mismatch), then `unpin`, then committed. `runs` null: not tracked (the core's
-   * detections still count in `'count'` mode).
-   */
-  releasePins(owner: PinOwner | null, runs: Uint32Array | null, write: boolean, unpin: () => void): void {
-    const lo = runs !== null && runs.length > 0 ? runs[0]! : 0;
-    const plan = runs === null ? null : this.#tracking.planRelease(owner, runs, write);
-    if (runs !== null && plan === null) return; // counted, and skipped
-    try {
-      unpin();
-    } catch (e) {
-      this.#tracking.coreError(e, lo, lo + 1);
-      return;
-    }
-    if (plan !== null) this.#tracking.ledger.commit(plan);
-  }
-
-  /** @internal Records a pin call that succeeded. */
-  recordPins(owner: PinOwner | null, operation: PinOperation, write: boolean, longterm: boolean, runs: Uint32Array, via: string | null): void {
-    this.#tracking.record(owner, { operation, write, longterm, via, stack: null }, runs);
-  }
-
-  #recordPins(owner: PinOwner | null, operation: PinOperation, flags: number, runs: Uint32Array): void {
-    this.recordPins(owner, operation, (flags & PinFlag.Write) !== 0, false, runs, null);
-  }
-
-  /** @internal pinPages of a PFN list on behalf of `operation` (bios). */
-  pinPagesAs(operation: PinOperation, pfns: Uint32Array, write: boolean, owner: PinOwner | null): number {
-    return this.#pinList(operation, pfns, write ? PinFlag.Write : 0, owner);
-  }
-
-  #pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwner | null): number {
-    const n = this.#native.pinList(pfns, flags);
-    if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, operation, flags, this.pfnRuns(pfns));
-    return n;
-  }
-
-  /**
-   * Unpins everything `owner` holds, all or nothing: one native (all-or-nothing) unpin per kind
-   * of pin (read and write are told apart only under write-bias), so a refused unpin changes
-   * nothing. Under write-bias with both kinds held, a refusal of the second call is undone by
-   * re-pinning the first, which holds unless the first call freed a folio its pins alone kept.
-   */
-  #releaseAll(owner: PinOwner): number {
-    if (!this.#tracking.active) return 0;
-    const records = this.#tracking.ledger.records(owner);
-    const classes = this.scheme === 'write-bias' ? [false, true] : [null];
-    const lists = classes.map((write) => ({ write, pfns: pagesOf(records.filter((r) => write === null || r.write === write)) }));
-    let done = 0;
-    try {
-      for (; done < lists.length; done++) {
-        const { write, pfns } = lists[done]!;
-        if (pfns.length > 0) this.#native.unpinList(pfns, write === true ? PinFlag.Write : 0);
-      }
-    } catch (e) {
-      for (let i = 0; i < done; i++) {
-        const { write, pfns } = lists[i]!;
-        if (pfns.length > 0) this.#native.pinList(pfns, write === true ? PinFlag.Write : 0);
-      }
-      const first = lists[done]!.pfns[0] ?? 0;
-      this.#tracking.coreError(e, first, first + 1); // 'count' mode: counted, the owner stays
-      throw new DropSkipped();
-    }
-    let pages = 0;
-    for (const r of records) {
-      pages += r.pages;
-      this.#tracking.ledger.commit({ owner, steps: [{ record: r, keeps: null }] });
-    }
-    return pages;
-  }
-
 
   /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
   toBvecs(pages: PageSet): Bvec[] {
@@ -568,7 +441,7 @@ export class PageArray {
 
   /** Event counters (see {@link PageArrayStats}). */
   stats(): PageArrayStats {
-    return { ...this.#native.stats(), imbalances: this.#tracking.counts() };
+    return { ...this.#native.stats(), imbalances: this.#pins.tracking.counts() };
   }
 
   // ---- the allocator ------------------------------------------------------------------------
@@ -606,22 +479,96 @@ export class PageArray {
   }
 }
 
+/**
+ * A pin owner (see {@link PageArray.pinOwner}): pass it as the `owner` option of any pin call
+ * (`pinPages`, `pinUserPages`, `pinUserPagesFast`, bios) and of the matching unpin. This is the
+ * vaddr_pin idea of seed 000: the owner's pins stay traceable (`outstandingPins`,
+ * `checkBalanced`, `ELEAK`) after the mapping that produced them is gone, and dropping the owner
+ * releases or reports them by an explicit policy.
+ *
+ * @example
+ * ```ts
+ * const mr = mem.pinOwner('rdma-mr-1', { kind: 'device' });
+ * const { pfns } = mm.pinUserPagesFast(0, 512, { write: true, longterm: true, owner: mr });
+ * mm.munmap({ start: 0, count: 512 });   // the pins stay, and stay traceable
+ * mr.outstandingPins();                  // [{ owner: 'rdma-mr-1', pfn, count: 512, ... }]
+ * mr.drop({ pins: 'release' });          // unpins them
+ * ```
+ */
+export class PinOwner implements PinOwnerRef {
+  /** The owner's name, unique among the live owners of its page array. */
+  readonly name: string;
+  /** The owner's kind. */
+  readonly kind: OwnerKind;
+  /** The page array whose pins this owner holds. */
+  readonly mem: PageArray;
+  readonly #pins: PinBookkeeping;
+  #dropped = false;
+
+  /** @internal Use {@link PageArray.pinOwner}. */
+  constructor(mem: PageArray, pins: PinBookkeeping, name: string, kind: OwnerKind) {
+    this.mem = mem;
+    this.#pins = pins;
+    this.name = name;
+    this.kind = kind;
+  }
+
+  /** Whether {@link PinOwner.drop} has dropped it: it takes no new pins (it may still unpin). */
+  get dropped(): boolean {
+    return this.#dropped;
+  }
+
+  /** The runs this owner still holds pinned, by pin call. */
+  outstandingPins(): OutstandingPin[] {
+    return this.#pins.outstanding(this);
+  }
+
+  /**
+   * Drops the owner. With `pins: 'release'` its outstanding pins are unpinned first (all or
+   * nothing); with `pins: 'report'` outstanding pins are a leak (`ELEAK`, or counted).
+   * @throws PinlabError `EINVAL` for a missing or bad policy or an owner already dropped;
+   *   `ELEAK` (the owner stays live, nothing changes)
+   */
+  drop(options: DropOptions): DropReport {
+    const policy = dropPolicy(options);
+    if (this.#dropped) invalid(`owner '${this.name}' was already dropped`);
+    if (policy === 'release') {
+      let releasedPages: number;
+      try {
+        releasedPages = this.#pins.releaseAll(this);
+      } catch (e) {
+        if (e instanceof DropSkipped) return { releasedPages: 0, leaked: this.outstandingPins() }; // counted; the owner stays
+        throw e;
+      }
+      this.#markDropped();
+      return { releasedPages, leaked: [] };
+    }
+    const leaked = this.outstandingPins();
+    this.#pins.reportDropped(this, leaked);
+    this.#markDropped();
+    return { releasedPages: 0, leaked };
+  }
+
+  #markDropped(): void {
+    this.#dropped = true;
+    this.#pins.tracking.forgetOwner(this); // its name is free again; its leaked pins stay listed
+  }
+}
+
+const POLICIES: readonly DropPolicy[] = ['release', 'report'];
+
+function dropPolicy(options: unknown): DropPolicy {
+  const o = optionsObject('drop options', options, ['pins']);
+  if (o['pins'] === undefined) invalid(`drop needs { pins: 'release' | 'report' } (got ${show(options)})`);
+  return oneOf('pins', o['pins'], POLICIES, 'release');
+}
+
 function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
   let flags = 0;
   if (bool('write', o['write'], false)) flags |= PinFlag.Write;
   if (oneOf('path', o['path'], PATHS, 'bvec') === 'per-page') flags |= PinFlag.PerPage;
   if (dirty) flags |= PinFlag.Dirty;
   return flags;
-}
-
-/** Every page the records pin, one entry per pin (a PFN list for one native unpin). */
-function pagesOf(records: readonly PinRecord[]): Uint32Array {
-  let n = 0;
-  for (const r of records) n += r.pages;
-  const out = new Uint32Array(n);
-  let k = 0;
-  for (const r of records) forEachPage(r.runs, (p) => (out[k++] = p));
-  return out;
 }
 
 /** @internal The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */
@@ -632,7 +579,6 @@ export function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false
   if (value.dropped && !mayBeDropped) invalid(`owner '${value.name}' was dropped and takes no new pins`);
   return value;
 }
-
 
 function pageRange(pages: unknown): { start: number; count: number } {
   if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {

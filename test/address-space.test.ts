@@ -3,8 +3,8 @@
 // to the allocator.
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError } from './helpers.js';
+import { AddressSpace, PageArray, SCHEMES } from '../lib/index.js';
+import { expectPinlabError } from './helpers.js';
 import { PMD, delta, expectCode, expectCodeNoChange, makeMm, pfnsOf, zeroDelta } from './mm-helpers.js';
 
 describe('new AddressSpace', () => {
@@ -400,7 +400,7 @@ describe('PMD leaves (huge: true)', () => {
   });
 });
 
-describe.each(SCHEME_LIST)('scheme %s: every page goes back to the allocator', (scheme) => {
+describe.each(SCHEMES)('scheme %s: every page goes back to the allocator', (scheme) => {
   it('after faults, huge leaves, splits, COW and munmap of everything', () => {
     const { mem, mm } = makeMm({ scheme, pages: 4096 });
     mm.mmap({ start: 0, count: 1024, huge: true, populate: true });

@@ -2,8 +2,8 @@
 // merging, ZONE_MOVABLE, freePages and the zero page.
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray } from '../lib/index.js';
-import { SCHEME_LIST, expectErrorNoChange, expectPinlabError, snapshot } from './helpers.js';
+import { AddressSpace, PageArray, SCHEMES } from '../lib/index.js';
+import { expectErrorNoChange, expectPinlabError, snapshot } from './helpers.js';
 import { BIAS, expectCode, pinRefs } from './mm-helpers.js';
 
 function free(pages = 64, extra: { movablePages?: number; debug?: boolean } = {}): PageArray {
@@ -147,7 +147,7 @@ describe('freeing when the refcount reaches 0', () => {
     expect(mem.isDirty(p)).toBe(false);
   });
 
-  describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+  describe.each(SCHEMES)('scheme %s', (scheme) => {
     it('an unpin that drops the last reference frees the folio (order 0 and order 3)', () => {
       const mem = new PageArray({ pages: 64, populated: false, scheme });
       const small = mem.allocFolio(0);

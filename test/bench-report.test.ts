@@ -16,16 +16,16 @@ import { writeReport } from '../lib/bench/report.js';
 import { BENCH_RESULTS_SCHEMA, validateBenchResults } from '../lib/bench/schema.js';
 import { formatTable } from '../lib/bench/table.js';
 import type { BenchOp, BenchResults, BenchRow, BenchSharing, BenchTarget } from '../lib/bench/types.js';
+import { SCHEMES } from '../lib/schemes.js';
 
 type Scheme = BenchRow['scheme'];
 type Path = BenchRow['path'];
 
-const SCHEMES: Scheme[] = ['bias', 'hybrid', 'separate', 'write-bias'];
 const PAGES = 16384;
 
 /** ns/page at 1 thread of each configuration, roughly the development machine's. */
 function baseNs(op: BenchOp, scheme: Scheme, path: Path, order: number, input: BenchRow['input']): number {
-  const s = SCHEMES.indexOf(scheme) >= 0 ? 1 + 0.05 * SCHEMES.indexOf(scheme) : 1;
+  const s = scheme !== null ? 1 + 0.05 * SCHEMES.indexOf(scheme) : 1;
   const list = input === 'list' ? 1.3 : 1;
   switch (op) {
     case 'pin-unpin':

@@ -9,13 +9,14 @@ import {
   Bio,
   PageArray,
   PageCacheFile,
+  SCHEMES,
   bioAddPage,
   bioFromUserPages,
   type BioPolicy,
   type PageArrayOptions,
   type PinlabErrorCode,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged } from './helpers.js';
+import { expectPinlabError, expectRefusedUnchanged } from './helpers.js';
 import { pfnsOf, pinRefs } from './mm-helpers.js';
 
 const POLICIES: readonly BioPolicy[] = ['flagged', 'all-pins'];
@@ -121,7 +122,7 @@ describe.each(POLICIES)('policy %s', (policy) => {
     });
   }
 
-  it.each(SCHEME_LIST)('scheme %s: write bio pin effects and their release', (scheme) => {
+  it.each(SCHEMES)('scheme %s: write bio pin effects and their release', (scheme) => {
     const { mem, mm, user, cache } = world({ scheme });
     const bio = bioFromUserPages(mm, 1, 2, { policy, write: true });
     bioAddPage(bio, cache[0]!, { count: 2 });

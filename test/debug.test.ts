@@ -2,20 +2,20 @@
 // refusal leaving the array unchanged, and compared with what non-debug mode lets through.
 import { describe, expect, it } from 'vitest';
 
-import { PageArray, type PinPath } from '../lib/index.js';
-import { SCHEME_LIST, expectErrorNoChange, range, snapshot } from './helpers.js';
+import { PageArray, SCHEMES, type PinPath, type Scheme } from '../lib/index.js';
+import { expectErrorNoChange, range, snapshot } from './helpers.js';
 
 const PATHS: PinPath[] = ['per-page', 'bvec'];
 
 /** 32 pages: order-2 folio at 4, order-3 folio at 8, order-0 elsewhere. */
-function layout(scheme: (typeof SCHEME_LIST)[number], debug: boolean, pinBias = 1024): PageArray {
+function layout(scheme: Scheme, debug: boolean, pinBias = 1024): PageArray {
   const pa = new PageArray({ pages: 32, scheme, debug, pinBias });
   pa.makeFolio(4, 2);
   pa.makeFolio(8, 3);
   return pa;
 }
 
-describe.each(SCHEME_LIST)('scheme %s, debug', (scheme) => {
+describe.each(SCHEMES)('scheme %s, debug', (scheme) => {
   const write = scheme === 'write-bias';
 
   it('pincount() is exact and non-null for every folio', () => {
@@ -215,7 +215,7 @@ describe('write-bias, debug: the write flag of an unpin must match the pin', () 
   });
 
   it('other schemes ignore the write flag on unpin', () => {
-    for (const scheme of ['bias', 'hybrid', 'separate'] as const) {
+    for (const scheme of SCHEMES.filter((s) => s !== 'write-bias')) {
       const pa = layout(scheme, true);
       pa.pinPages(new Uint32Array([1, 9]), { write: true });
       pa.unpinPages(new Uint32Array([1, 9]), { write: false });
@@ -226,7 +226,7 @@ describe('write-bias, debug: the write flag of an unpin must match the pin', () 
 });
 
 describe('debug: splitFolio and makeFolio see pins the refcount cannot show', () => {
-  it.each(SCHEME_LIST)('%s: a pinned folio or page whose refcount is back to 1 stays busy', (scheme) => {
+  it.each(SCHEMES)('%s: a pinned folio or page whose refcount is back to 1 stays busy', (scheme) => {
     const pa = layout(scheme, true);
     // read pins: under write-bias (and hybrid large folios, separate) a pin costs one reference
     pa.pinPages(new Uint32Array([9, 20]), { write: false });

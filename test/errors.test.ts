@@ -2,10 +2,9 @@
 // fail midway; constructor option errors naming the option; a 2^28-page array.
 import { describe, expect, it } from 'vitest';
 
-import { PageArray, PinlabError, type PageSet, type PinPath } from '../lib/index.js';
+import { PageArray, PinlabError, SCHEMES, type PageSet, type PinPath, type Scheme } from '../lib/index.js';
 import {
   INT32_MAX,
-  SCHEME_LIST,
   codeOf,
   expectErrorNoChange,
   expectPinlabError,
@@ -97,19 +96,19 @@ describe('constructor options', () => {
     expect(new PageArray({ pages: 16, folioOrder: 4 }).folioOrder(15)).toBe(4);
     expect(new PageArray({ pages: 48, folioOrder: 4 }).folioHead(47)).toBe(32);
     expect(new PageArray({ pages: 4, pincountMinOrder: 2 }).pincountMinOrder).toBe(2);
-    for (const scheme of SCHEME_LIST) expect(new PageArray({ pages: 2, scheme }).scheme).toBe(scheme);
+    for (const scheme of SCHEMES) expect(new PageArray({ pages: 2, scheme }).scheme).toBe(scheme);
   });
 });
 
 /** A 64-page array: order-3 folio at 8, order-2 folio at 16, order-0 pages elsewhere. */
-function layout(scheme: (typeof SCHEME_LIST)[number], debug = false): PageArray {
+function layout(scheme: Scheme, debug = false): PageArray {
   const pa = new PageArray({ pages: 64, scheme, debug });
   pa.makeFolio(8, 3);
   pa.makeFolio(16, 2);
   return pa;
 }
 
-describe.each(SCHEME_LIST)('scheme %s: argument errors change nothing', (scheme) => {
+describe.each(SCHEMES)('scheme %s: argument errors change nothing', (scheme) => {
   const pfnMethods: [string, (pa: PageArray, pfn: number) => unknown][] = [
     ['folioHead', (pa, p) => pa.folioHead(p)],
     ['folioOrder', (pa, p) => pa.folioOrder(p)],
@@ -226,7 +225,7 @@ describe.each(SCHEME_LIST)('scheme %s: argument errors change nothing', (scheme)
   });
 });
 
-describe.each(SCHEME_LIST)('scheme %s: refused operations change nothing', (scheme) => {
+describe.each(SCHEMES)('scheme %s: refused operations change nothing', (scheme) => {
   const write = scheme === 'write-bias';
 
   it('putPage below 0 -> EINVAL', () => {
@@ -375,7 +374,7 @@ function arm(pa: PageArray, kind: Failure, asList: boolean, write: boolean): { s
   }
 }
 
-describe.each(SCHEME_LIST)('scheme %s: a pin that fails midway rolls back', (scheme) => {
+describe.each(SCHEMES)('scheme %s: a pin that fails midway rolls back', (scheme) => {
   const kinds: Failure[] = ['free-middle', 'free-end', 'overflow-last-small', 'overflow-last-large'];
   describe.each(PATHS)('path %s', (path) => {
     describe.each([
@@ -407,7 +406,7 @@ describe.each(SCHEME_LIST)('scheme %s: a pin that fails midway rolls back', (sch
   });
 });
 
-describe.each(SCHEME_LIST)('scheme %s: an unpin that fails midway rolls back (dirty flags too)', (scheme) => {
+describe.each(SCHEMES)('scheme %s: an unpin that fails midway rolls back (dirty flags too)', (scheme) => {
   const write = scheme === 'write-bias';
   describe.each(PATHS)('path %s', (path) => {
     it.each([

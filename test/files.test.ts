@@ -11,11 +11,12 @@ import {
   Lease,
   PageArray,
   PageCacheFile,
+  SCHEMES,
   type LeaseBreak,
   type PageArrayOptions,
   type PinlabErrorCode,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
+import { expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
 import { pinRefs } from './mm-helpers.js';
 
 interface World {
@@ -588,7 +589,7 @@ describe('layout leases', () => {
     expect(mem.freePages()).toBe(4096 - 512);
   });
 
-  it.each(SCHEME_LIST)('scheme %s: a leased long-term write pin survives truncate with its exact references', (scheme) => {
+  it.each(SCHEMES)('scheme %s: a leased long-term write pin survives truncate with its exact references', (scheme) => {
     const { mem, mm, file } = world({ pages: 2, mem: { scheme } });
     mm.mmap({ start: 0, count: 2, file });
     const o = mem.pinOwner('o');

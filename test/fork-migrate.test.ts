@@ -3,18 +3,15 @@
 // maybe-pinned folios, busy folios, false positives), and their statistics.
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray } from '../lib/index.js';
-import { SCHEME_LIST } from './helpers.js';
+import { AddressSpace, PageArray, SCHEMES, type Scheme } from '../lib/index.js';
 import { BIAS, PMD, delta, expectCode, expectCodeNoChange, makeMm, pfnsOf, pinRefs, pinVisible, zeroDelta } from './mm-helpers.js';
 
-type SchemeName = (typeof SCHEME_LIST)[number];
-
 /** Whether plain references (or mapping references) of an order-`order` folio can read as a pin. */
-function biasCounted(scheme: SchemeName, order: number): boolean {
+function biasCounted(scheme: Scheme, order: number): boolean {
   return scheme === 'bias' || scheme === 'write-bias' || (scheme === 'hybrid' && order === 0);
 }
 
-describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+describe.each(SCHEMES)('scheme %s', (scheme) => {
   describe('fork', () => {
     it('without pins: private pages are shared copy-on-write, both sides write-protected', () => {
       const { mem, mm } = makeMm({ scheme, pages: 4096 });

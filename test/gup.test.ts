@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray, type RacePoint } from '../lib/index.js';
-import { SCHEME_LIST } from './helpers.js';
+import { AddressSpace, PageArray, SCHEMES, type RacePoint, type Scheme } from '../lib/index.js';
 import {
   PMD,
   delta,
@@ -28,13 +27,13 @@ import {
 } from './mm-helpers.js';
 
 /** An mm with `count` writable pages faulted in at 0 (PFNs 0..count-1 of a fresh array). */
-function populated(scheme: (typeof SCHEME_LIST)[number], count = 8, pages = 256) {
+function populated(scheme: Scheme, count = 8, pages = 256) {
   const { mem, mm } = makeMm({ scheme, pages, vpages: 4096 });
   mm.mmap({ start: 0, count, populate: true });
   return { mem, mm, pfns: pfnsOf(mm, 0, count) };
 }
 
-describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+describe.each(SCHEMES)('scheme %s', (scheme) => {
   describe('fast path: success', () => {
     for (const write of [true, false]) {
       it(`pinUserPagesFast (write ${write}) takes every present page locklessly`, () => {

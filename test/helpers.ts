@@ -8,7 +8,6 @@ import { PageArray, PinlabError, type PageArrayOptions, type PinlabErrorCode } f
 import { PinModel } from './model.js';
 
 export const INT32_MAX = 2 ** 31 - 1;
-export const SCHEME_LIST = ['bias', 'hybrid', 'separate', 'write-bias'] as const;
 
 /** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {

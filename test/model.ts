@@ -8,12 +8,11 @@
 // Every mutating call is all or nothing: the model applies a call entry by entry (the per-page
 // view) on the live state and restores a snapshot on failure. Because pins only add and unpins only
 // subtract, the first failing entry and its error code are the same whatever the batching.
-
-export type ModelScheme = 'bias' | 'hybrid' | 'separate' | 'write-bias';
+import type { Scheme } from '../lib/schemes.js';
 
 export interface ModelOptions {
   pages: number;
-  scheme?: ModelScheme;
+  scheme?: Scheme;
   pinBias?: number;
   pincountMinOrder?: number;
   folioOrder?: number;
@@ -48,7 +47,7 @@ function fail(code: string, message: string): never {
 
 export class PinModel {
   readonly pages: number;
-  readonly scheme: ModelScheme;
+  readonly scheme: Scheme;
   readonly bias: number;
   readonly minOrder: number;
   readonly debug: boolean;

@@ -10,14 +10,14 @@ import {
   AddressSpace,
   PageArray,
   PinOwner,
+  SCHEMES,
   type OutstandingPin,
   type PageArrayOptions,
   type PinlabErrorCode,
+  type Scheme,
 } from '../lib/index.js';
-import { SCHEME_LIST, expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
+import { expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
 import { pfnsOf, pinRefs, pinVisible } from './mm-helpers.js';
-
-type SchemeName = (typeof SCHEME_LIST)[number];
 
 /** A free array (pages allocated by mmap) and one address space over it. */
 function setup(opts: Partial<PageArrayOptions> = {}, pages = 256): { mem: PageArray; mm: AddressSpace } {
@@ -544,7 +544,7 @@ describe('checkBalanced', () => {
   });
 });
 
-describe.each(SCHEME_LIST)('scheme %s: an owner\'s pins through their life', (scheme: SchemeName) => {
+describe.each(SCHEMES)('scheme %s: an owner\'s pins through their life', (scheme: Scheme) => {
   for (const write of [false, true]) {
     it(`write ${write}: pin, munmap, refused wrong releases, unpin by the owner frees the pages`, () => {
       const { mem, mm } = setup({ scheme });

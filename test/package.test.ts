@@ -1,14 +1,16 @@
 // Packaging: the package resolves itself by name through its exports (dist/), and node-gyp's
 // binding.gyp builds exactly the sources CMake builds.
 //
-// This file deliberately does not import ../lib: the addon keeps one error class per process, and
-// the compiled dist/ copy is the one under test here.
+// This file deliberately does not import ../lib's classes: the addon keeps one error class per
+// process, and the compiled dist/ copy is the one under test here. (lib/schemes.ts loads nothing.)
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
+
+import { SCHEMES } from '../lib/schemes.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DIST_HINT = 'dist/ is missing or incomplete: build it with `npx tsc -p tsconfig.build.json` (npm run build:ts)';
@@ -54,7 +56,11 @@ describe('package self-reference', () => {
     const mod = (await import(/* @vite-ignore */ specifier)) as typeof import('../lib/index.js');
     expect(typeof mod.PageArray).toBe('function');
     expect(typeof mod.PinlabError).toBe('function');
-    expect([...mod.SCHEMES].sort()).toEqual(['bias', 'hybrid', 'separate', 'write-bias']);
+    // The package's scheme list is the source's (lib/schemes.ts): not empty, no repeats.
+    expect(mod.SCHEMES).toEqual(SCHEMES);
+    expect(mod.SCHEMES.length).toBeGreaterThan(0);
+    expect(new Set(mod.SCHEMES).size).toBe(mod.SCHEMES.length);
+    expect(mod.SCHEMES).toContain('hybrid'); // the default scheme
     const pa = new mod.PageArray({ pages: 16, scheme: 'hybrid' });
     pa.makeFolio(8, 3);
     expect(pa.pinPages({ start: 8, count: 8 })).toBe(8);

@@ -4,8 +4,8 @@
 // statistics must agree.
 import { describe, expect, it } from 'vitest';
 
-import { PageArray, type PageArrayOptions, type PageSet, type PinPath } from '../lib/index.js';
-import { INT32_MAX, Rng, SCHEME_LIST, diffAgainstModel, pageState, range } from './helpers.js';
+import { PageArray, SCHEMES, type PageArrayOptions, type PageSet, type PinPath } from '../lib/index.js';
+import { INT32_MAX, Rng, diffAgainstModel, pageState, range } from './helpers.js';
 import { PinModel } from './model.js';
 
 const PAGES = 1024;
@@ -152,7 +152,7 @@ interface Config {
 }
 
 const CONFIGS: Config[] = [
-  ...SCHEME_LIST.flatMap((scheme) =>
+  ...SCHEMES.flatMap((scheme) =>
     [false, true].map((debug) => ({ name: `${scheme}${debug ? ' debug' : ''}`, opts: { scheme, debug } })),
   ),
   { name: 'hybrid pincountMinOrder 2', opts: { scheme: 'hybrid', pincountMinOrder: 2 } },

@@ -14,7 +14,9 @@ import { PRESETS } from '../lib/profile/presets.js';
 import { writeProfileReport } from '../lib/profile/report.js';
 import { PROFILE_RESULTS_SCHEMA, validateProfileResults } from '../lib/profile/schema.js';
 import { formatProfileTable } from '../lib/profile/table.js';
-import type { Population, ProfileBucket, ProfileResults, ProfileScheme, Rate } from '../lib/profile/types.js';
+import type { ProfileBucket, ProfileResults, ProfileScheme, Rate } from '../lib/profile/types.js';
+import type { Population } from '../lib/types/population.js';
+import { SCHEMES } from '../lib/schemes.js';
 
 type Scheme = ProfileScheme['scheme'];
 
@@ -118,7 +120,7 @@ function sample(): ProfileResults {
 
 function build(): ProfileResults {
   const schemes: ProfileScheme[] = [];
-  for (const scheme of ['bias', 'hybrid', 'separate', 'write-bias'] as const) {
+  for (const scheme of SCHEMES) {
     const biases = scheme === 'bias' || scheme === 'hybrid' ? [1024, ...SWEEP.filter((b) => b !== 1024)] : [1024];
     for (const bias of biases) schemes.push(entry(scheme, bias));
   }
@@ -225,7 +227,7 @@ describe('PROFILE_RESULTS_SCHEMA and validateProfileResults', () => {
     doc.schemes[3].byRefs[0].falsePositives.rate = Number.NaN;
     doc.scanPagesPerSecond = -1;
     const errors = validateProfileResults(doc);
-    expect(errors).toContain('schemes[0].scheme: must be one of "bias", "hybrid", "separate", "write-bias" (got "rcu")');
+    expect(errors).toContain(`schemes[0].scheme: must be one of ${SCHEMES.map((s) => JSON.stringify(s)).join(', ')} (got "rcu")`);
     expect(errors).toContain('schemes[0].bias: must be integer (got number 1.5)');
     expect(errors).toContain("schemes[0]: unknown property 'extra'");
     expect(errors).toContain('schemes[1].overall.hiddenReadPins: must be object or null (got string)');
@@ -270,7 +272,8 @@ describe('formatProfileTable', () => {
     expect(row('hybrid', 16)).toMatch(/ DISAGREE /);
     expect(row('separate', 1024)).toMatch(/ 0% .* agree +0 +- +0 +\d+ +2147483645$/);
     expect(row('write-bias', 1024)).toMatch(/ agree +0 +\d+ \(\d+(\.\d+)?%\) +0 /);
-    const entries = lines.filter((l) => /^(bias|hybrid|separate|write-bias) +\d+ +[\d.e-]+% /.test(l));
+    const entry = new RegExp(`^(${SCHEMES.join('|')}) +\\d+ +[\\d.e-]+% `);
+    const entries = lines.filter((l) => entry.test(l));
     expect(entries).toHaveLength(28);
     expect(entries.filter((l) => l.startsWith('bias ')).map((l) => Number(l.split(/ +/)[1]))).toEqual(SWEEP); // ascending
     expect(text).toMatch(/^scheme +bias +false positives +95% CI +FP\/unpinned +expected +verdict +false negatives +hidden read pins +overflow refusals +pins taken +pin budget$/m);
@@ -281,7 +284,7 @@ describe('formatProfileTable', () => {
     expect(text).toMatch(new RegExp(`^bias +1024 +${d.needlessEarlyCowPages} \\([\\d.]+ MiB\\) +${d.unmovablePages} \\(.*\\) +${d.unreclaimablePages} \\(.*\\) +524288 +x6\\.40$`, 'm'));
     expect(text).toContain('(each scheme at its first bias; the JSON document has every bias)');
     const titles = lines.filter((l) => l.startsWith('# '));
-    expect(titles).toEqual(['# bias bias 1024', '# hybrid bias 1024', '# separate bias 1024', '# write-bias bias 1024']);
+    expect(titles).toEqual(SCHEMES.map((s) => `# ${s} bias 1024`));
     const hybrid = text.split('# hybrid bias 1024\n')[1]?.split('\n# ')[0] ?? '';
     expect(hybrid).toMatch(/^order 9 \(2M\) +838861 +0% /m);
     expect(hybrid).toMatch(/^refs 1024\.\.2047 +\d+ +75\.0% /m);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { PinlabError } from '../lib/index.js';
 import { runProfile, wilson } from '../lib/profile/run.js';
-import type { Population } from '../lib/profile/types.js';
+import type { Population } from '../lib/types/population.js';
 
 function population(over: Partial<Population> = {}): Population {
   return {

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { PageArray, SCHEMES, type PinPath, type Scheme } from '../lib/index.js';
-import { SCHEME_LIST, diffAgainstModel, pair, range } from './helpers.js';
+import { diffAgainstModel, pair, range } from './helpers.js';
 import { PinModel } from './model.js';
 
 const PATHS: PinPath[] = ['per-page', 'bvec'];
@@ -21,9 +21,20 @@ function contractTracks(scheme: Scheme, order: number, minOrder = 1): boolean {
   return scheme === 'separate' || (scheme === 'hybrid' && order >= minOrder);
 }
 
+/** Bytes per page of each scheme's per-page arrays, without and with debug accounting (the contract's table). */
+const BYTES_PER_PAGE: Partial<Record<Scheme, readonly [plain: number, debug: number]>> = {
+  bias: [5, 9],
+  hybrid: [5, 9],
+  separate: [9, 13],
+  'write-bias': [5, 13],
+};
+
 describe('exports and options', () => {
-  it('SCHEMES lists the four schemes', () => {
-    expect([...SCHEMES].sort()).toEqual(['bias', 'hybrid', 'separate', 'write-bias']);
+  it('SCHEMES: not empty, no repeats, and it holds every scheme the contract tables here cover', () => {
+    expect(SCHEMES.length).toBeGreaterThan(0);
+    expect(new Set(SCHEMES).size).toBe(SCHEMES.length);
+    expect(Object.keys(BYTES_PER_PAGE).length).toBeGreaterThan(0);
+    expect(SCHEMES).toEqual(expect.arrayContaining(Object.keys(BYTES_PER_PAGE)));
   });
 
   it('defaults: hybrid, bias 1024, pincountMinOrder 1, folioOrder 0, debug off', () => {
@@ -55,7 +66,7 @@ describe('exports and options', () => {
   });
 
   it('every page starts allocated: aligned folios of 2^folioOrder with refcount 1, no pins', () => {
-    for (const scheme of SCHEME_LIST) {
+    for (const scheme of SCHEMES) {
       const pa = new PageArray({ pages: 32, scheme, folioOrder: 3 });
       for (let p = 0; p < 32; p++) {
         expect(pa.folioHead(p)).toBe(p & ~7);
@@ -78,16 +89,12 @@ describe('exports and options', () => {
     }
   });
 
-  it.each([
-    ['bias', false, 5],
-    ['hybrid', false, 5],
-    ['write-bias', false, 5],
-    ['separate', false, 9],
-    ['bias', true, 9],
-    ['hybrid', true, 9],
-    ['separate', true, 13],
-    ['write-bias', true, 13],
-  ] as const)('memoryUsage %s debug=%s: %d bytes per page', (scheme, debug, perPage) => {
+  it.each(
+    (Object.entries(BYTES_PER_PAGE) as [Scheme, readonly [number, number]][]).flatMap(([scheme, [plain, debug]]) => [
+      [scheme, false, plain] as const,
+      [scheme, true, debug] as const,
+    ]),
+  )('memoryUsage %s debug=%s: %d bytes per page', (scheme, debug, perPage) => {
     const pa = new PageArray({ pages: 4096, scheme, debug });
     const m = pa.memoryUsage();
     expect(m.bytesPerPage).toBe(perPage);
@@ -134,7 +141,7 @@ describe('plain references and folio shape', () => {
   });
 
   it('a split folio can be pinned page by page and rebuilt', () => {
-    for (const scheme of SCHEME_LIST) {
+    for (const scheme of SCHEMES) {
       const { pa, model } = pair({ pages: 32, scheme, folioOrder: 3 });
       pa.pinPages({ start: 0, count: 8 });
       model.pinPages({ start: 0, count: 8 });
@@ -154,7 +161,7 @@ describe('plain references and folio shape', () => {
   });
 });
 
-describe.each(SCHEME_LIST)('scheme %s: pin arithmetic', (scheme) => {
+describe.each(SCHEMES)('scheme %s: pin arithmetic', (scheme) => {
   const B = 1024;
 
   describe.each(PATHS)('path %s', (path) => {
@@ -272,7 +279,7 @@ describe('hybrid: pincountMinOrder 1 (64-bit mainline) vs 2 (v5.7 / 32-bit)', ()
 
 describe('maybeDmaPinned around the bias (plain references only)', () => {
   describe.each([1024, 8, 2])('pinBias %d', (B) => {
-    it.each(SCHEME_LIST)('%s, order-0 page', (scheme) => {
+    it.each(SCHEMES)('%s, order-0 page', (scheme) => {
       const pa = new PageArray({ pages: 4, scheme, pinBias: B });
       // refcount B-1: no scheme may call this pinned
       if (B > 2) pa.getPage(1, B - 2);
@@ -289,7 +296,7 @@ describe('maybeDmaPinned around the bias (plain references only)', () => {
       expect(pa.maybeDmaPinned(0)).toBe(false);
     });
 
-    it.each(SCHEME_LIST)('%s, order-2 folio', (scheme) => {
+    it.each(SCHEMES)('%s, order-2 folio', (scheme) => {
       const pa = new PageArray({ pages: 8, scheme, pinBias: B, folioOrder: 2 });
       pa.getPage(5, B - 1);
       expect(pa.refcount(4)).toBe(B);
@@ -301,7 +308,7 @@ describe('maybeDmaPinned around the bias (plain references only)', () => {
 });
 
 describe('zero false negatives', () => {
-  it.each(SCHEME_LIST)('%s: every folio with a pin reports maybe pinned', (scheme) => {
+  it.each(SCHEMES)('%s: every folio with a pin reports maybe pinned', (scheme) => {
     for (const B of [1024, 2]) {
       const pa = new PageArray({ pages: 256, scheme, pinBias: B });
       // a mixed layout
@@ -371,7 +378,7 @@ describe('write-bias: read and write pins', () => {
 });
 
 describe('dirty flags', () => {
-  it.each(SCHEME_LIST)('%s: unpin with dirty marks exactly the folios of the listed pages', (scheme) => {
+  it.each(SCHEMES)('%s: unpin with dirty marks exactly the folios of the listed pages', (scheme) => {
     const write = scheme === 'write-bias';
     const pa = new PageArray({ pages: 32, scheme });
     pa.makeFolio(8, 3);
@@ -404,7 +411,7 @@ describe('dirty flags', () => {
 });
 
 describe('countMaybeDmaPinned', () => {
-  it.each(SCHEME_LIST)('%s: ranges and lists, weighted by listed base pages', (scheme) => {
+  it.each(SCHEMES)('%s: ranges and lists, weighted by listed base pages', (scheme) => {
     const write = scheme === 'write-bias';
     const { pa, model } = pair({ pages: 64, scheme });
     for (const m of [pa, model]) {
@@ -509,7 +516,7 @@ describe('toBvecs', () => {
 });
 
 describe('statistics count logical subpage pins', () => {
-  it.each(SCHEME_LIST)('%s: pinAcquired / pinReleased balance, foliosFreed counts frees by unpin', (scheme) => {
+  it.each(SCHEMES)('%s: pinAcquired / pinReleased balance, foliosFreed counts frees by unpin', (scheme) => {
     const write = scheme === 'write-bias';
     const pa = new PageArray({ pages: 1024, scheme, folioOrder: 9 });
     expect(pa.pinPages({ start: 0, count: 1024 }, { write })).toBe(1024);
@@ -527,7 +534,7 @@ describe('statistics count logical subpage pins', () => {
 });
 
 describe('page sets: views, empty sets, edges', () => {
-  it.each(SCHEME_LIST)('%s: a Uint32Array view (subarray / byteOffset) pins only the viewed PFNs', (scheme) => {
+  it.each(SCHEMES)('%s: a Uint32Array view (subarray / byteOffset) pins only the viewed PFNs', (scheme) => {
     for (const path of PATHS) {
       const pa = new PageArray({ pages: 32, scheme });
       pa.makeFolio(8, 3); // 8..15
@@ -552,7 +559,7 @@ describe('page sets: views, empty sets, edges', () => {
     }
   });
 
-  it.each(SCHEME_LIST)('%s: empty sets pin nothing and change nothing', (scheme) => {
+  it.each(SCHEMES)('%s: empty sets pin nothing and change nothing', (scheme) => {
     const pa = new PageArray({ pages: 16, scheme });
     for (const path of PATHS) {
       expect(pa.pinPages({ start: 0, count: 0 }, { path })).toBe(0);

@@ -3,8 +3,7 @@
 // balance and every page must go back to the allocator.
 import { describe, expect, it } from 'vitest';
 
-import { PinlabError, runStress, type StressOptions, type StressReport } from '../lib/index.js';
-import { SCHEME_LIST } from './helpers.js';
+import { PinlabError, SCHEMES, runStress, type StressOptions, type StressReport } from '../lib/index.js';
 
 function expectSound(r: StressReport): void {
   expect(r.firstViolation).toBeNull();
@@ -28,7 +27,7 @@ function expectSound(r: StressReport): void {
   expect(r.partialCalls + r.failedCalls).toBeLessThanOrEqual(r.pinCalls);
 }
 
-describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+describe.each(SCHEMES)('scheme %s', (scheme) => {
   it('balances under load (4 threads, ~300 ms)', async () => {
     const t0 = Date.now();
     const r = await runStress({ scheme, threads: 4, durationMs: 300 });

@@ -3,11 +3,11 @@
 import { appendAll } from '../arrays.js';
 import type { TopLevelSpec } from 'vega-lite';
 
+import { SCHEMES } from '../schemes.js';
 import { orderLabel, orderWords } from './format.js';
 import { compareRows } from './groups.js';
 import type { BenchOp, BenchResults, BenchRow } from './types.js';
 
-const SCHEMES = ['bias', 'hybrid', 'separate', 'write-bias'];
 const MODEL_OPS: readonly BenchOp[] = ['pin-unpin', 'get-put', 'mixed', 'gup-fast'];
 const FONT = { font: 'sans-serif', labelFont: 'sans-serif', titleFont: 'sans-serif' };
 const CONFIG = { background: 'white', view: { stroke: '#ddd' }, axis: FONT, legend: FONT, header: FONT, title: FONT };
@@ -68,7 +68,7 @@ export function throughputSpec(results: BenchResults): TopLevelSpec | null {
       encoding: {
         x: { field: 'threads', type: 'quantitative', title: 'threads', axis: { tickMinStep: 1 }, scale: { zero: false } },
         y: { field: 'mpps', type: 'quantitative', title: 'Mpages/s, all threads' },
-        color: { field: 'scheme', type: 'nominal', scale: { domain: SCHEMES } },
+        color: { field: 'scheme', type: 'nominal', scale: { domain: [...SCHEMES] } },
       },
       layer: [
         {
@@ -111,10 +111,10 @@ export function bvecSpeedupSpec(results: BenchResults): TopLevelSpec | null {
       mark: 'bar',
       encoding: {
         x: { field: 'order', type: 'nominal', title: 'folio', sort: orders, axis: { labelAngle: 0 } },
-        xOffset: { field: 'scheme', type: 'nominal', scale: { domain: SCHEMES } },
+        xOffset: { field: 'scheme', type: 'nominal', scale: { domain: [...SCHEMES] } },
         y: { field: 'speedup', type: 'quantitative', title: 'per-page / bvec (x, log)', scale: { type: 'log' } },
         y2: { datum: 1 },
-        color: { field: 'scheme', type: 'nominal', scale: { domain: SCHEMES } },
+        color: { field: 'scheme', type: 'nominal', scale: { domain: [...SCHEMES] } },
       },
     },
     config: CONFIG,

@@ -1,5 +1,6 @@
 // The display order of BenchResults rows: model rows by op then folio order, the host kernel's
 // rows beside the model's gup-fast (else pin-unpin) rows of the same mapping, then baselines.
+import { SCHEMES } from '../schemes.js';
 import { orderWords } from './format.js';
 import type { BenchOp, BenchRow } from './types.js';
 
@@ -19,7 +20,7 @@ const OP_ORDER: readonly BenchOp[] = [
   'raw-per-page',
   'raw-per-folio',
 ];
-const SCHEME_ORDER = ['bias', 'hybrid', 'separate', 'write-bias', null];
+const SCHEME_ORDER = [...SCHEMES, null];
 const PATH_ORDER = ['per-page', 'bvec', null];
 const INPUT_ORDER = ['range', 'list'];
 const SHARING_ORDER = ['private', 'shared', 'interleaved'];

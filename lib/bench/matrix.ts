@@ -2,8 +2,8 @@
 // list of native specs (the default matrix answers the headline question).
 import { invalid } from '../errors.js';
 import type { NativeBenchSpec } from '../native.js';
-import type { PinPath, Scheme } from '../page-array.js';
-import { SCHEMES } from '../page-array.js';
+import type { PinPath } from '../page-array.js';
+import { SCHEMES, type Scheme } from '../schemes.js';
 import type { BenchOp, BenchSharing } from './types.js';
 
 /** The operations a user can ask for (the raw baselines are always added beside them). */

@@ -1,4 +1,5 @@
 // The JSON Schema of a BenchResults document (./types.ts), and its validator.
+import { SCHEMES } from '../schemes.js';
 import { validateJson, type JsonSchema } from './json-schema.js';
 import { BENCH_SCHEMA_ID, BENCH_SCHEMA_VERSION } from './types.js';
 
@@ -33,7 +34,7 @@ const row = closed(
     id: { type: 'string', minLength: 1 },
     kind: { enum: ['model', 'baseline', 'kernel'] },
     op: { enum: ['pin-unpin', 'get-put', 'gup-fast', 'mixed', 'raw-per-page', 'raw-per-folio', 'io_uring-register'] },
-    scheme: { enum: ['bias', 'hybrid', 'separate', 'write-bias', null] },
+    scheme: { enum: [...SCHEMES, null] },
     path: { enum: ['per-page', 'bvec', null] },
     order: { type: 'integer', minimum: 0, maximum: 30 },
     input: { enum: ['range', 'list'] },

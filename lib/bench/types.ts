@@ -1,6 +1,7 @@
 // The benchmark's result document: what `runBench` resolves with, what `pinlab bench --json`
 // prints and `--out DIR` writes as results.json. Versioned: a change that breaks readers bumps
 // BENCH_SCHEMA_VERSION; the JSON Schema in ./schema.ts describes exactly these types.
+import type { Scheme } from '../schemes.js';
 
 /** Schema identifier of {@link BenchResults} documents. */
 export const BENCH_SCHEMA_ID = 'pinlab-bench';
@@ -46,7 +47,7 @@ export interface BenchRow {
   /** The operation measured. */
   op: BenchOp;
   /** Pin scheme (null for baselines and the kernel). */
-  scheme: 'bias' | 'hybrid' | 'separate' | 'write-bias' | null;
+  scheme: Scheme | null;
   /** Pin path (null where it does not apply: gup-fast, baselines per folio, kernel). */
   path: 'per-page' | 'bvec' | null;
   /** Folio order of the buffer (gup-fast and kernel: 0 = 4 KiB mappings, 9 = 2 MiB). */

@@ -4,10 +4,10 @@
 // those mappings, drop the page cache's references, and respect long-term pins.
 import { PinlabError, invalid } from '../errors.js';
 import { provenanceOf, type PinRecord } from '../owners/ledger.js';
-import { PinOwner } from '../owners/owner.js';
 import { showRun } from '../owners/runs.js';
 import { describeProvenance } from '../owners/tracking.js';
-import { nativeOf, trackingOf, type PageArray } from '../page-array.js';
+import { PinOwner, nativeOf, pinsOf, type PageArray } from '../page-array.js';
+import type { PinOwnerRef } from '../types/owners.js';
 import { integer, optionsObject, show } from '../validate.js';
 
 /** Options of {@link PageCacheFile}'s constructor. */
@@ -343,7 +343,7 @@ export class PageCacheFile {
    * by binary search: the cost follows the records and runs, not records x folios.
    */
   #longtermHolders(folios: Array<{ head: number }>): Map<PinRecord, HeldPages> {
-    const tracking = trackingOf(this.mem);
+    const tracking = pinsOf(this.mem).tracking;
     const holders = new Map<PinRecord, HeldPages>();
     if (folios.length === 0 || !tracking.active) return holders;
     const size = 1 << this.folioOrder;
@@ -413,7 +413,7 @@ export class PageCacheFile {
     return zapped;
   }
 
-  #leaseOf(owner: PinOwner): Lease | undefined {
+  #leaseOf(owner: PinOwnerRef): Lease | undefined {
     return this.#leases.find((l) => l.owner === owner && l.held);
   }
 

@@ -3,15 +3,14 @@
 // of exactly a call's pages (the common case: unpin what you pinned) is one hash lookup; any
 // other release is matched page by page, oldest record first.
 import { appendAll } from '../arrays.js';
-import type { PinOwner } from './owner.js';
+import type { OutstandingPin, PinOperation, PinOwnerRef, PinProvenance } from '../types/owners.js';
 import { RunBuilder, forEachPage, runPages, sameRuns } from './runs.js';
-import type { OutstandingPin, PinOperation, PinProvenance } from './types.js';
 
 /** One recorded pin call and the pages it still holds (a class: one hidden shape, no spreads on the pin path). @internal */
 export class PinRecord {
   constructor(
     readonly id: number,
-    readonly owner: PinOwner | null,
+    readonly owner: PinOwnerRef | null,
     readonly operation: PinOperation,
     readonly write: boolean,
     readonly longterm: boolean,
@@ -39,7 +38,7 @@ export interface PinCall {
 
 /** A release the ledger accepted, applied by {@link PinLedger.commit} once the unpin succeeded. @internal */
 export interface ReleasePlan {
-  readonly owner: PinOwner | null;
+  readonly owner: PinOwnerRef | null;
   /** Each touched record and what it keeps (null: all of it goes). */
   readonly steps: ReadonlyArray<{ record: PinRecord; keeps: Uint32Array | null }>;
 }
@@ -59,7 +58,7 @@ const HISTORY = 256;
 /** @internal */
 export class PinLedger {
   #nextId = 1;
-  #books = new Map<PinOwner | null, OwnerBook>();
+  #books = new Map<PinOwnerRef | null, OwnerBook>();
   #livePages = 0;
   readonly #released: Array<PinRecord | undefined> = new Array<PinRecord | undefined>(HISTORY);
   #releasedNext = 0; // ring buffer: the next slot to overwrite
@@ -76,7 +75,7 @@ export class PinLedger {
   }
 
   /** Records a pin call that pinned `runs` (already done: recording cannot fail). */
-  record(owner: PinOwner | null, call: PinCall, runs: Uint32Array): PinRecord {
+  record(owner: PinOwnerRef | null, call: PinCall, runs: Uint32Array): PinRecord {
     const pages = runPages(runs);
     const record = new PinRecord(this.#nextId++, owner, call.operation, call.write, call.longterm, call.via, call.stack, runs, pages);
     if (pages === 0) return record;
@@ -88,7 +87,7 @@ export class PinLedger {
   }
 
   /** Matches a release of `runs` against `owner`'s records without changing anything. */
-  planRelease(owner: PinOwner | null, runs: Uint32Array, write: boolean): ReleasePlan | ReleaseMiss {
+  planRelease(owner: PinOwnerRef | null, runs: Uint32Array, write: boolean): ReleasePlan | ReleaseMiss {
     const book = this.#books.get(owner);
     if (runs.length === 0) return { owner, steps: [] };
     if (book === undefined) return { pfn: runs[0]! };
@@ -129,7 +128,7 @@ export class PinLedger {
   }
 
   /** The records of one owner (or of all owners), in call order. */
-  records(owner?: PinOwner | null): PinRecord[] {
+  records(owner?: PinOwnerRef | null): PinRecord[] {
     if (owner !== undefined) return [...(this.#books.get(owner)?.records.values() ?? [])];
     const all: PinRecord[] = [];
     for (const book of this.#books.values()) appendAll(all, book.records.values());
@@ -138,7 +137,7 @@ export class PinLedger {
   }
 
   /** Every run still pinned, by call, for reports. */
-  outstanding(owner?: PinOwner | null): OutstandingPin[] {
+  outstanding(owner?: PinOwnerRef | null): OutstandingPin[] {
     const out: OutstandingPin[] = [];
     for (const r of this.records(owner)) {
       // One literal per run (no spread: a million-record report stays linear and fast).
@@ -169,7 +168,7 @@ export class PinLedger {
   }
 
   /** The most recent released part of a call that covered `pfn`, if still remembered. */
-  lastReleaseOf(pfn: number, owner?: PinOwner | null): PinRecord | undefined {
+  lastReleaseOf(pfn: number, owner?: PinOwnerRef | null): PinRecord | undefined {
     for (let k = 1; k <= HISTORY; k++) {
       const r = this.#released[(this.#releasedNext - k + HISTORY) % HISTORY];
       if (r === undefined) return undefined;
@@ -178,7 +177,7 @@ export class PinLedger {
     return undefined;
   }
 
-  #planPageByPage(owner: PinOwner | null, book: OwnerBook, runs: Uint32Array, write: boolean): ReleasePlan | ReleaseMiss {
+  #planPageByPage(owner: PinOwnerRef | null, book: OwnerBook, runs: Uint32Array, write: boolean): ReleasePlan | ReleaseMiss {
     const need = new Map<number, number>();
     forEachPage(runs, (p) => need.set(p, (need.get(p) ?? 0) + 1));
     let left = runPages(runs);
@@ -204,7 +203,7 @@ export class PinLedger {
     return { pfn: runs[0]! };
   }
 
-  #book(owner: PinOwner | null): OwnerBook {
+  #book(owner: PinOwnerRef | null): OwnerBook {
     let book = this.#books.get(owner);
     if (book === undefined) {
       book = { records: new Map(), byFirstPfn: new Map() };

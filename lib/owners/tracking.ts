@@ -1,11 +1,19 @@
 // Per-PageArray pin tracking: the ledger (created on first use), the owners, and what happens
-// on a detected imbalance. The classes of lib/ reach it through trackingOf(mem).
+// on a detected imbalance. It sits under ./bookkeeping.ts (the classes of lib/ reach both
+// through pinsOf(mem)) and touches no native state.
 import { PinlabError, invalid } from '../errors.js';
 import { show } from '../validate.js';
+import type {
+  Imbalance,
+  ImbalanceCounts,
+  ImbalanceKind,
+  ImbalanceMode,
+  OutstandingPin,
+  PinOwnerRef,
+  PinProvenance,
+} from '../types/owners.js';
 import { PinLedger, isMiss, provenanceOf, type PinCall, type PinRecord, type ReleasePlan } from './ledger.js';
-import type { PinOwner } from './owner.js';
 import { showRun } from './runs.js';
-import type { Imbalance, ImbalanceCounts, ImbalanceKind, ImbalanceMode, OutstandingPin, PinProvenance } from './types.js';
 
 const LOG_LIMIT = 1024;
 
@@ -22,7 +30,7 @@ export class PinTracking {
   readonly captureStacks: boolean;
   readonly #matchWrite: boolean;
   #ledger: PinLedger | null = null;
-  readonly #owners = new Map<string, PinOwner>();
+  readonly #owners = new Map<string, PinOwnerRef>();
   readonly #counts: ImbalanceCounts = { EPINNED: 0, ENOTPINNED: 0, ELEAK: 0 };
   readonly #log: Imbalance[] = [];
 
@@ -52,21 +60,21 @@ export class PinTracking {
 
   // ---- owners ---------------------------------------------------------------------------------
 
-  registerOwner(owner: PinOwner): void {
+  registerOwner(owner: PinOwnerRef): void {
     const live = this.#owners.get(owner.name);
     if (live !== undefined && !live.dropped) invalid(`owner name ${show(owner.name)} is already in use`);
     this.#owners.set(owner.name, owner);
   }
 
   /** A dropped owner's name is free again (the registry does not grow with dropped owners). */
-  forgetOwner(owner: PinOwner): void {
+  forgetOwner(owner: PinOwnerRef): void {
     if (this.#owners.get(owner.name) === owner) this.#owners.delete(owner.name);
   }
 
   // ---- recording ------------------------------------------------------------------------------
 
   /** Records a pin call that succeeded; `runs` are its pages (zero page excluded). */
-  record(owner: PinOwner | null, call: PinCall, runs: Uint32Array): PinRecord {
+  record(owner: PinOwnerRef | null, call: PinCall, runs: Uint32Array): PinRecord {
     if (this.captureStacks) call.stack = captureStack();
     return this.ledger.record(owner, call, runs);
   }
@@ -75,7 +83,7 @@ export class PinTracking {
    * Plans a release of `runs` by `owner`: the plan, or (after a detection in `'count'` mode)
    * null, meaning the caller must skip the release. Throws ENOTPINNED in `'throw'` mode.
    */
-  planRelease(owner: PinOwner | null, runs: Uint32Array, write: boolean): ReleasePlan | null {
+  planRelease(owner: PinOwnerRef | null, runs: Uint32Array, write: boolean): ReleasePlan | null {
     const plan = this.ledger.planRelease(owner, runs, write);
     if (!isMiss(plan)) return plan;
     this.detect('ENOTPINNED', this.#notPinnedMessage(owner, plan.pfn, write), this.#provenanceAt(plan.pfn, owner));
@@ -121,13 +129,13 @@ export class PinTracking {
     return [...this.#log];
   }
 
-  #provenanceAt(pfn: number, owner: PinOwner | null): PinProvenance[] {
+  #provenanceAt(pfn: number, owner: PinOwnerRef | null): PinProvenance[] {
     const holders = this.holdersOf(pfn, pfn + 1).map(provenanceOf);
     const last = this.#ledger?.lastReleaseOf(pfn, owner);
     return last === undefined ? holders : [...holders, provenanceOf(last)];
   }
 
-  #notPinnedMessage(owner: PinOwner | null, pfn: number, write: boolean): string {
+  #notPinnedMessage(owner: PinOwnerRef | null, pfn: number, write: boolean): string {
     const who = owner === null ? 'no untracked' : `owner ${show(owner.name)} holds no`;
     const kind = this.#matchWrite ? (write ? ' write' : ' read') : '';
     let msg = `pfn ${pfn}: ${who}${kind} pin to release`;

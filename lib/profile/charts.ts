@@ -3,6 +3,7 @@
 import type { TopLevelSpec } from 'vega-lite';
 
 import { renderSvg } from '../bench/charts.js';
+import { SCHEMES } from '../schemes.js';
 import { entryLabel, firstBiases } from './table.js';
 import type { ProfileResults, ProfileScheme } from './types.js';
 
@@ -14,17 +15,16 @@ export interface ProfileChart {
   svg: string;
 }
 
-const SCHEMES = ['bias', 'hybrid', 'separate', 'write-bias'];
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 const FONT = { font: 'sans-serif', labelFont: 'sans-serif', titleFont: 'sans-serif' };
 const CONFIG = { background: 'white', view: { stroke: '#ddd' }, axis: FONT, legend: FONT, title: FONT };
-/** Each scheme's color, the same in every chart (Vega's tableau10, in SCHEMES order). */
-const SCHEME_COLORS: Record<string, string> = { bias: '#4c78a8', hybrid: '#f58518', separate: '#e45756', 'write-bias': '#72b7b2' };
+/** Vega's tableau10: each scheme's color is the one at its index in SCHEMES, the same in every chart. */
+const TABLEAU10 = ['#4c78a8', '#f58518', '#e45756', '#72b7b2', '#54a24b', '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac'];
 
 /** A color encoding by scheme whose legend lists only the schemes drawn. */
 function colorBy(schemes: readonly string[]) {
   const domain = SCHEMES.filter((s) => schemes.includes(s));
-  return { field: 'scheme', type: 'nominal', scale: { domain, range: domain.map((s) => SCHEME_COLORS[s] ?? '#888') } } as const;
+  return { field: 'scheme', type: 'nominal', scale: { domain, range: domain.map((s) => TABLEAU10[SCHEMES.indexOf(s) % TABLEAU10.length]!) } } as const;
 }
 const RATE_AXIS = { format: '.2~%' };
 /** Bias tick labels: 16, 512, 1K, 64K. */

@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
-import type { Scheme } from '../page-array.js';
+import { SCHEMES, type Scheme } from '../schemes.js';
+import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { writeProfileReport } from './report.js';
 import { REPORT_FILES, prepareOutputDir } from '../report/files.js';
 import { runProfile, type ProfileOptions } from './run.js';
 import { formatProfileTable } from './table.js';
-import type { Population } from './types.js';
 
 const PROFILE_HELP = `usage: pinlab profile [options]
 
@@ -23,7 +23,7 @@ analytic expectation beside every rate, and optionally a sweep of the bias.
   --snapshot FILE       a host snapshot from \`pinlab snapshot\` instead of a synthetic population
   --pages N             override the population's size in 4 KiB pages
   --seed N              override the population's seed
-  --scheme LIST         bias,hybrid,separate,write-bias (default: all)
+  --scheme LIST         ${SCHEMES.join(',')} (default: all)
   --bias N              the bias (default 1024)
   --bias-sweep          also every bias 2^4..2^16
   --threads N           native threads (default: every core)

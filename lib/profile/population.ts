@@ -1,7 +1,7 @@
 // Shape checks of a population object from JS (values are checked again by the core, which
 // names the bad field).
 import { invalid } from '../errors.js';
-import type { Distribution, Population } from './types.js';
+import type { Distribution, Population } from '../types/population.js';
 
 const KINDS: Record<string, string[]> = {
   fixed: ['value'],

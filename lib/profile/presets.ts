@@ -1,5 +1,5 @@
 // Named populations for `pinlab profile --preset`: documented, reproducible starting points.
-import type { Population } from './types.js';
+import type { Population } from '../types/population.js';
 
 /** The preset names. */
 export type PresetName = 'desktop' | 'database-server' | 'rdma-node';

@@ -4,13 +4,13 @@ import os from 'node:os';
 import { invalid } from '../errors.js';
 import { describeMachine } from '../bench/machine.js';
 import { native, type NativeProfileRun, type NativeProfileTally } from '../native.js';
-import { SCHEMES, type Scheme } from '../page-array.js';
+import { SCHEMES, type Scheme } from '../schemes.js';
+import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
 import { checkPopulation } from './population.js';
 import {
   PROFILE_SCHEMA_ID,
   PROFILE_SCHEMA_VERSION,
-  type Population,
   type ProfileBucket,
   type ProfileCounts,
   type ProfileResults,

@@ -5,6 +5,7 @@
 // of a `oneOf` branch happen here.
 import { appendAll } from '../arrays.js';
 import { validateJson, type JsonSchema } from '../bench/json-schema.js';
+import { SCHEMES } from '../schemes.js';
 import { PROFILE_SCHEMA_ID, PROFILE_SCHEMA_VERSION } from './types.js';
 
 /** {@link JsonSchema} plus `oneOf` (exactly one branch must match), recursively. */
@@ -79,7 +80,7 @@ const countsProps = {
 const bucket = closed({ label: { type: 'string', minLength: 1 }, key: COUNT, ...countsProps });
 
 const scheme = closed({
-  scheme: { enum: ['bias', 'hybrid', 'separate', 'write-bias'] },
+  scheme: { enum: SCHEMES },
   bias: { type: 'integer', minimum: 1 },
   overall: closed(countsProps),
   byOrder: { type: 'array', items: ref('bucket') },

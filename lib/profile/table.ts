@@ -1,7 +1,8 @@
 // The plain-text report of a ProfileResults document, for stdout, and the figures it shares with
 // results.md (./markdown.ts): labels of rates, sizes and sources, and the cells of each table.
 import { durationLabel, fmt, orderLabel } from '../bench/format.js';
-import type { Distribution, ProfileBucket, ProfileResults, ProfileScheme, Rate } from './types.js';
+import type { Distribution } from '../types/population.js';
+import type { ProfileBucket, ProfileResults, ProfileScheme, Rate } from './types.js';
 
 /** Options of {@link formatProfileTable}. */
 export interface ProfileTableOptions {

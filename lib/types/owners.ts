@@ -1,5 +1,5 @@
-// Public types of pin ownership and debug provenance (seeds 000 and 001).
-import type { PinOwner } from './owner.js';
+// Public types of pin ownership and debug provenance (seeds 000 and 001): what pin records,
+// errors and reports say about owners, shared by lib/errors.ts, lib/owners/ and the classes.
 
 /**
  * What kind of context holds a pin, after Ira Weiny's vaddr_pin (seed 000): a process (`'mm'`),
@@ -31,10 +31,58 @@ export interface PinProvenance {
   stack: string | null;
 }
 
+/** Options of {@link PageArray.pinOwner}. */
+export interface PinOwnerOptions {
+  /** What holds the pins: a process, an open file (e.g. an RDMA file), or a driver. Default `'device'`. */
+  kind?: OwnerKind;
+}
+
+/** What {@link PinOwner.drop} does with pins the owner still holds. */
+export type DropPolicy = 'release' | 'report';
+
+/** Options of {@link PinOwner.drop}: the policy is required, so the choice is explicit. */
+export interface DropOptions {
+  /**
+   * `'release'`: unpin every page the owner still holds (the device is torn down cleanly).
+   * `'report'`: an outstanding pin is a leak: `ELEAK` naming each run (and in `'count'` mode the
+   * owner is dropped anyway, its pins left pinned and listed as leaked).
+   */
+  pins: DropPolicy;
+}
+
+/** What {@link PinOwner.drop} did. */
+export interface DropReport {
+  /** Pages unpinned by the `'release'` policy. */
+  releasedPages: number;
+  /**
+   * Runs left pinned: the `'report'` policy in `'count'` mode (the owner is dropped), or a
+   * `'release'` the core refused in `'count'` mode (counted; the owner stays live).
+   */
+  leaked: OutstandingPin[];
+}
+
+/**
+ * A {@link PinOwner} as pin records, reports and errors hold it: every member of the class but
+ * its page array (`mem`). Each `PinOwnerRef` pinlab hands out is a `PinOwner` (narrow with
+ * `instanceof PinOwner` to pass it back as an `owner` option).
+ */
+export interface PinOwnerRef {
+  /** The owner's name, unique among the live owners of its page array. */
+  readonly name: string;
+  /** The owner's kind. */
+  readonly kind: OwnerKind;
+  /** Whether {@link PinOwner.drop} has dropped it: it takes no new pins (it may still unpin). */
+  readonly dropped: boolean;
+  /** The runs this owner still holds pinned, by pin call. */
+  outstandingPins(): OutstandingPin[];
+  /** Drops the owner (see {@link PinOwner.drop}). */
+  drop(options: DropOptions): DropReport;
+}
+
 /** One run of consecutive pages a pin call still holds pinned. */
 export interface OutstandingPin extends PinProvenance {
-  /** The owner object, or null without an owner. */
-  ownerObject: PinOwner | null;
+  /** The owner object (a {@link PinOwner}), or null without an owner. */
+  ownerObject: PinOwnerRef | null;
   /** First PFN of the run. */
   pfn: number;
   /** Pages in the run (each holds one pin from this call). */

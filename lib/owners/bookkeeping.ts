@@ -1,0 +1,220 @@
+// The owner and debug bookkeeping around one page array's pin calls: which calls are recorded
+// (an owner's always, every call in debug mode), how a release is matched against the records
+// before the native unpin runs, what a detected imbalance does (throw, or count and skip), and
+// the leak checks. PageArray, AddressSpace, Bio and PageCacheFile pin and unpin through here
+// (reached with pinsOf(mem)); the per-page hot path without owners skips all of it.
+import { PinlabError } from '../errors.js';
+import { PinFlag, type NativePageArray } from '../native.js';
+import type { ImbalanceMode, OutstandingPin, PinOperation, PinOwnerRef } from '../types/owners.js';
+import type { PinRecord } from './ledger.js';
+import { forEachPage, rangeRuns } from './runs.js';
+import { DropSkipped, PinTracking, describeLeaks } from './tracking.js';
+
+/** How a page array's bookkeeping is set up (its constructor options, resolved). @internal */
+export interface BookkeepingOptions {
+  /** Base pages of the array (a range past them is `ERANGE`). */
+  pages: number;
+  /** Debug mode: every pin call is recorded, owner or not. */
+  debug: boolean;
+  /** What a detected imbalance does. */
+  onImbalance: ImbalanceMode;
+  /** Keep the JS stack of every recorded pin call. */
+  captureStacks: boolean;
+  /** Write-bias: read and write pins are told apart (an unpin must name the kind it releases). */
+  writePinsApart: boolean;
+}
+
+/** The owner and debug bookkeeping of one page array's pin calls. @internal */
+export class PinBookkeeping {
+  /** The ledger, the registry of live owners and the detected imbalances. */
+  readonly tracking: PinTracking;
+  readonly #native: NativePageArray;
+  readonly #pages: number;
+  readonly #writePinsApart: boolean;
+  #scratch = new Uint32Array(1024);
+
+  constructor(handle: NativePageArray, options: BookkeepingOptions) {
+    this.#native = handle;
+    this.#pages = options.pages;
+    this.#writePinsApart = options.writePinsApart;
+    this.tracking = new PinTracking({
+      debug: options.debug,
+      mode: options.onImbalance,
+      captureStacks: options.captureStacks,
+      matchWrite: options.writePinsApart,
+    });
+  }
+
+  /** Whether a pin call by `owner` (null: none) is recorded: an owner's always, every call in debug mode. */
+  records(owner: PinOwnerRef | null): boolean {
+    return owner !== null || this.tracking.recordsAll;
+  }
+
+  // ---- pins and unpins of a page array --------------------------------------------------------
+
+  /** pinPages of a range: the native pin, then its record. */
+  pinRange(start: number, count: number, flags: number, owner: PinOwnerRef | null): number {
+    const n = this.#native.pinRange(start, count, flags);
+    if (this.records(owner)) this.record(owner, 'pinPages', (flags & PinFlag.Write) !== 0, false, rangeRuns(start, count), null);
+    return n;
+  }
+
+  /** A pin of a PFN list on behalf of `operation` (pinPages, bios): the native pin, then its record. */
+  pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): number {
+    const n = this.#native.pinList(pfns, flags);
+    if (this.records(owner)) this.record(owner, operation, (flags & PinFlag.Write) !== 0, false, this.pfnRuns(pfns), null);
+    return n;
+  }
+
+  /** unpinPages of a range: matched against the records first where recorded. */
+  unpinRange(start: number, count: number, flags: number, owner: PinOwnerRef | null): void {
+    if (this.records(owner)) {
+      if (start + count > this.#pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
+      this.release(owner, rangeRuns(start, count), (flags & PinFlag.Write) !== 0, () => this.#native.unpinRange(start, count, flags));
+      return;
+    }
+    try {
+      this.#native.unpinRange(start, count, flags);
+    } catch (e) {
+      this.tracking.coreError(e, start, start + count);
+    }
+  }
+
+  /** unpinPages of a PFN list: matched against the records first where recorded. */
+  unpinList(pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): void {
+    if (this.records(owner)) {
+      this.release(owner, this.pfnRunsView(pfns), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(pfns, flags));
+      return;
+    }
+    try {
+      this.#native.unpinList(pfns, flags);
+    } catch (e) {
+      this.tracking.coreError(e, pfns[0] ?? 0, (pfns[0] ?? 0) + 1);
+    }
+  }
+
+  /** putPage: a put the core refuses in debug mode (it would eat a pin's references) is a detection. */
+  putPage(pfn: number, refs: number): boolean {
+    try {
+      return this.#native.putPage(pfn, refs);
+    } catch (e) {
+      this.tracking.coreError(e, pfn, pfn + 1);
+      return false; // counted, and skipped
+    }
+  }
+
+  // ---- records and releases (for every pin call of lib/) --------------------------------------
+
+  /** Records a pin call that succeeded; `runs` are its pages (zero page excluded). */
+  record(owner: PinOwnerRef | null, operation: PinOperation, write: boolean, longterm: boolean, runs: Uint32Array, via: string | null): void {
+    this.tracking.record(owner, { operation, write, longterm, via, stack: null }, runs);
+  }
+
+  /**
+   * A release through the ledger: matched against `owner`'s records first (nothing changes on a
+   * mismatch), then `unpin`, then committed. `runs` null: not tracked (the core's detections
+   * still count in `'count'` mode).
+   */
+  release(owner: PinOwnerRef | null, runs: Uint32Array | null, write: boolean, unpin: () => void): void {
+    const lo = runs !== null && runs.length > 0 ? runs[0]! : 0;
+    const plan = runs === null ? null : this.tracking.planRelease(owner, runs, write);
+    if (runs !== null && plan === null) return; // counted, and skipped
+    try {
+      unpin();
+    } catch (e) {
+      this.tracking.coreError(e, lo, lo + 1);
+      return;
+    }
+    if (plan !== null) this.tracking.ledger.commit(plan);
+  }
+
+  /** The flat runs of consecutive PFNs of a list (the ledger's unit): a fresh array the ledger may keep. */
+  pfnRuns(pfns: Uint32Array): Uint32Array {
+    return this.pfnRunsView(pfns).slice();
+  }
+
+  /**
+   * The same runs as a view of a scratch buffer, valid until the next call (for matching a
+   * release): no allocation in the addon, whose typed arrays cost ~0.5 us each.
+   */
+  pfnRunsView(pfns: Uint32Array): Uint32Array {
+    if (this.#scratch.length < 2 * pfns.length) this.#scratch = new Uint32Array(2 * pfns.length);
+    return this.#scratch.subarray(0, this.#native.pfnRunsInto(pfns, this.#scratch));
+  }
+
+  // ---- owners and leaks -----------------------------------------------------------------------
+
+  /** The runs still pinned: `owner`'s, or (null) every owner's and in debug mode the ownerless ones. */
+  outstanding(owner: PinOwnerRef | null): OutstandingPin[] {
+    if (!this.tracking.active) return [];
+    return owner === null ? this.tracking.ledger.outstanding() : this.tracking.ledger.outstanding(owner);
+  }
+
+  /**
+   * Every pin outstanding, or `ELEAK` naming each owner, call and run (and, outside debug mode,
+   * how many pins were taken without an owner and not released). Counted, not thrown, in
+   * `'count'` mode.
+   */
+  checkBalanced(): OutstandingPin[] {
+    const leaks = this.outstanding(null);
+    const { pinAcquired, pinReleased } = this.#native.stats();
+    const tracked = this.tracking.active ? this.tracking.ledger.livePages : 0;
+    const untracked = pinAcquired - pinReleased - tracked;
+    if (leaks.length === 0 && untracked <= 0) return leaks;
+    const parts: string[] = [];
+    if (leaks.length > 0) parts.push(`${leaks.length} ${leaks.length === 1 ? 'run' : 'runs'} still pinned: ${describeLeaks(leaks)}`);
+    if (untracked > 0) parts.push(`${untracked} pins taken without an owner are not released (debug: true lists their runs)`);
+    this.tracking.detect('ELEAK', parts.join('; '), leaks, leaks);
+    return leaks;
+  }
+
+  /** A dropped owner's outstanding pins are a leak: `ELEAK` naming each run (counted in `'count'` mode). */
+  reportDropped(owner: PinOwnerRef, leaked: readonly OutstandingPin[]): void {
+    if (leaked.length > 0) this.tracking.detect('ELEAK', `owner '${owner.name}' dropped with pins held: ${describeLeaks(leaked)}`, leaked, leaked);
+  }
+
+  /**
+   * Unpins everything `owner` holds, all or nothing: one native (all-or-nothing) unpin per kind
+   * of pin (read and write are told apart only under write-bias), so a refused unpin changes
+   * nothing. Under write-bias with both kinds held, a refusal of the second call is undone by
+   * re-pinning the first, which holds unless the first call freed a folio its pins alone kept.
+   * @throws DropSkipped when the core refused and `'count'` mode counted it (the owner stays)
+   */
+  releaseAll(owner: PinOwnerRef): number {
+    if (!this.tracking.active) return 0;
+    const records = this.tracking.ledger.records(owner);
+    const classes = this.#writePinsApart ? [false, true] : [null];
+    const lists = classes.map((write) => ({ write, pfns: pagesOf(records.filter((r) => write === null || r.write === write)) }));
+    let done = 0;
+    try {
+      for (; done < lists.length; done++) {
+        const { write, pfns } = lists[done]!;
+        if (pfns.length > 0) this.#native.unpinList(pfns, write === true ? PinFlag.Write : 0);
+      }
+    } catch (e) {
+      for (let i = 0; i < done; i++) {
+        const { write, pfns } = lists[i]!;
+        if (pfns.length > 0) this.#native.pinList(pfns, write === true ? PinFlag.Write : 0);
+      }
+      const first = lists[done]!.pfns[0] ?? 0;
+      this.tracking.coreError(e, first, first + 1); // 'count' mode: counted, the owner stays
+      throw new DropSkipped();
+    }
+    let pages = 0;
+    for (const r of records) {
+      pages += r.pages;
+      this.tracking.ledger.commit({ owner, steps: [{ record: r, keeps: null }] });
+    }
+    return pages;
+  }
+}
+
+/** Every page the records pin, one entry per pin (a PFN list for one native unpin). */
+function pagesOf(records: readonly PinRecord[]): Uint32Array {
+  let n = 0;
+  for (const r of records) n += r.pages;
+  const out = new Uint32Array(n);
+  let k = 0;
+  for (const r of records) forEachPage(r.runs, (p) => (out[k++] = p));
+  return out;
+}
