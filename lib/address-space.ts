@@ -5,7 +5,7 @@ import type { PinOwner } from './owners/owner.js';
 import { withoutPfn } from './owners/runs.js';
 import type { PinTracking } from './owners/tracking.js';
 import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
-import { bool, integer, optionsObject, show } from './validate.js';
+import { bool, integer, optionsObject, show, uint32List } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
 export interface AddressSpaceOptions {
@@ -434,6 +434,5 @@ function virtualRange(what: string, range: unknown): VirtualRange {
 }
 
 function pfnList(pfns: unknown): Uint32Array {
-  if (!(pfns instanceof Uint32Array)) invalid(`pfns must be a Uint32Array (got ${show(pfns)})`);
-  return pfns;
+  return uint32List('pfns', pfns);
 }

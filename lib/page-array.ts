@@ -6,7 +6,7 @@ import type { PinRecord } from './owners/ledger.js';
 import { forEachPage, rangeRuns } from './owners/runs.js';
 import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
 import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
-import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
+import { bool, integer, isUint32Array, oneOf, optionsObject, pfnArg, show, uint32List } from './validate.js';
 
 import { SCHEMES, type Scheme } from './schemes.js';
 export { SCHEMES, type Scheme };
@@ -311,7 +311,7 @@ export class PageArray {
     const o = optionsObject('pin options', options, PIN_OPTIONS);
     const flags = pinFlags(o, false);
     const owner = ownerOption(this, o['owner']);
-    if (pages instanceof Uint32Array) return this.#pinList('pinPages', pages, flags, owner);
+    if (isUint32Array(pages)) return this.#pinList('pinPages', pages, flags, owner);
     const { start, count } = pageRange(pages);
     const n = this.#native.pinRange(start, count, flags);
     if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, 'pinPages', flags, rangeRuns(start, count));
@@ -329,7 +329,7 @@ export class PageArray {
     const flags = pinFlags(o, bool('dirty', o['dirty'], false));
     const owner = ownerOption(this, o['owner'], true);
     const write = (flags & PinFlag.Write) !== 0;
-    if (pages instanceof Uint32Array) {
+    if (isUint32Array(pages)) {
       if (owner !== null || this.#tracking.recordsAll) {
         this.releasePins(owner, this.pfnRunsView(pages), write, () => this.#native.unpinList(pages, flags));
         return;
@@ -438,6 +438,7 @@ export class PageArray {
    * matching a release): no allocation in the addon, whose typed arrays cost ~0.5 us each.
    */
   pfnRunsView(pfns: Uint32Array): Uint32Array {
+    uint32List('pfns', pfns);
     if (this.#scratch.length < 2 * pfns.length) this.#scratch = new Uint32Array(2 * pfns.length);
     return this.#scratch.subarray(0, this.#native.pfnRunsInto(pfns, this.#scratch));
   }
@@ -518,7 +519,7 @@ export class PageArray {
   /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
   toBvecs(pages: PageSet): Bvec[] {
     const flat =
-      pages instanceof Uint32Array
+      isUint32Array(pages)
         ? this.#native.bvecsList(pages)
         : this.#native.bvecsRange(...rangeArgs(pages));
     const runs: Bvec[] = new Array<Bvec>(flat.length / 2);
@@ -562,7 +563,7 @@ export class PageArray {
 
   /** How many listed base pages are maybe pinned, in one native scan. */
   countMaybeDmaPinned(pages: PageSet): number {
-    if (pages instanceof Uint32Array) return this.#native.countMaybeDmaPinnedList(pages);
+    if (isUint32Array(pages)) return this.#native.countMaybeDmaPinnedList(pages);
     return this.#native.countMaybeDmaPinnedRange(...rangeArgs(pages));
   }
 
@@ -635,7 +636,7 @@ export function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false
 
 
 function pageRange(pages: unknown): { start: number; count: number } {
-  if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {
+  if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages) || pages instanceof Uint32Array) {
     invalid(`pages must be { start, count } or a Uint32Array (got ${show(pages)})`);
   }
   const p = pages as { start?: unknown; count?: unknown };

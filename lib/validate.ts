@@ -12,6 +12,22 @@ export function show(value: unknown): string {
   return ArrayBuffer.isView(value) ? `a ${name}` : `an object (${name})`;
 }
 
+// %TypedArray%.prototype[Symbol.toStringTag]'s getter reads the array's internal type name:
+// a prototype swap, an own toStringTag, a Proxy or a DataView cannot fake it.
+const typedArrayName = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+  .get as (this: unknown) => string | undefined;
+
+/** Whether `value` really is a Uint32Array (not one by prototype only, nor a Proxy of one). @internal */
+export function isUint32Array(value: unknown): value is Uint32Array {
+  return typedArrayName.call(value) === 'Uint32Array';
+}
+
+/** A real Uint32Array, or EINVAL naming `name`. @internal */
+export function uint32List(name: string, value: unknown): Uint32Array {
+  if (!isUint32Array(value)) invalid(`${name} must be a Uint32Array (got ${show(value)})`);
+  return value;
+}
+
 /** An integer (any sign) or EINVAL naming `name`. @internal */
 export function integer(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
