@@ -5,7 +5,7 @@ import type { PinOwner } from './owners/owner.js';
 import { withoutPfn } from './owners/runs.js';
 import type { PinTracking } from './owners/tracking.js';
 import { nativeOf, ownerOption, trackingOf, type PageArray } from './page-array.js';
-import { bool, integer, optionsObject, show, uint32List } from './validate.js';
+import { bool, integer, optionsObject, show, stableList, uint32List } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
 export interface AddressSpaceOptions {
@@ -285,7 +285,7 @@ export class AddressSpace {
    */
   unpinUserPages(pfns: Uint32Array, options?: UnpinUserOptions): void {
     const o = optionsObject('unpin options', options, ['dirty', 'write', 'owner']);
-    const list = pfnList(pfns);
+    const list = stableList(pfnList(pfns)); // read once: the ledger releases what the core unpins
     const write = bool('write', o['write'], false);
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);

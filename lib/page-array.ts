@@ -6,7 +6,7 @@ import type { PinRecord } from './owners/ledger.js';
 import { forEachPage, rangeRuns } from './owners/runs.js';
 import { DropSkipped, PinTracking, describeLeaks } from './owners/tracking.js';
 import type { Imbalance, ImbalanceCounts, ImbalanceMode, OutstandingPin, OwnerKind, PinOperation } from './owners/types.js';
-import { bool, integer, isUint32Array, oneOf, optionsObject, pfnArg, show, uint32List } from './validate.js';
+import { bool, integer, isUint32Array, oneOf, optionsObject, pfnArg, show, stableList, uint32List } from './validate.js';
 
 import { SCHEMES, type Scheme } from './schemes.js';
 export { SCHEMES, type Scheme };
@@ -331,7 +331,8 @@ export class PageArray {
     const write = (flags & PinFlag.Write) !== 0;
     if (isUint32Array(pages)) {
       if (owner !== null || this.#tracking.recordsAll) {
-        this.releasePins(owner, this.pfnRunsView(pages), write, () => this.#native.unpinList(pages, flags));
+        const list = stableList(pages); // the ledger releases what the core unpins
+        this.releasePins(owner, this.pfnRunsView(list), write, () => this.#native.unpinList(list, flags));
         return;
       }
       try {
@@ -476,8 +477,10 @@ export class PageArray {
   }
 
   #pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwner | null): number {
-    const n = this.#native.pinList(pfns, flags);
-    if (owner !== null || this.#tracking.recordsAll) this.#recordPins(owner, operation, flags, this.pfnRuns(pfns));
+    const tracked = owner !== null || this.#tracking.recordsAll;
+    const list = tracked ? stableList(pfns) : pfns; // the ledger records what the core pinned
+    const n = this.#native.pinList(list, flags);
+    if (tracked) this.#recordPins(owner, operation, flags, this.pfnRuns(list));
     return n;
   }
 

@@ -22,6 +22,17 @@ export function isUint32Array(value: unknown): value is Uint32Array {
   return typedArrayName.call(value) === 'Uint32Array';
 }
 
+const bufferOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!
+  .get as (this: unknown) => ArrayBufferLike;
+
+/**
+ * A list read once: a copy if it lives in a SharedArrayBuffer (another thread may rewrite it
+ * between the ledger's read and the addon's), else the list itself. @internal
+ */
+export function stableList(list: Uint32Array): Uint32Array {
+  return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
+}
+
 /** A real Uint32Array, or EINVAL naming `name`. @internal */
 export function uint32List(name: string, value: unknown): Uint32Array {
   if (!isUint32Array(value)) invalid(`${name} must be a Uint32Array (got ${show(value)})`);
