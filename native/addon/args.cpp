@@ -193,14 +193,41 @@ Uint32View uint32_array_value(Napi::Env env, napi_value v, const char* name) {
   return view;
 }
 
+namespace {
+
+// The per-thread buffer big lists are copied into (the JS thread's, in practice).
+struct KeptBuffer {
+  std::unique_ptr<uint32_t[]> data;
+  size_t capacity = 0;
+  bool in_use = false;  // a list holds it (a nested call takes the heap instead)
+};
+thread_local KeptBuffer t_kept;
+
+}  // namespace
+
+PfnList::~PfnList() {
+  if (holds_kept_) t_kept.in_use = false;
+}
+
 PfnList::PfnList(const Napi::CallbackInfo& info, size_t i, const char* name) {
   const Uint32View v = uint32_array_value(info.Env(), info[i], name);
   size_ = v.length;
   if (size_ == 0) return;
   uint32_t* dst = inline_;
   if (size_ > kInline) {
-    heap_.reset(new uint32_t[size_]);  // uninitialised: filled just below
-    dst = heap_.get();
+    if (size_ <= kKeptEntries && !t_kept.in_use) {
+      if (t_kept.capacity < size_) {
+        t_kept.data.reset();
+        t_kept.capacity = 0;
+        t_kept.data.reset(new uint32_t[size_]);  // uninitialised: filled just below
+        t_kept.capacity = size_;
+      }
+      t_kept.in_use = holds_kept_ = true;
+      dst = t_kept.data.get();
+    } else {
+      heap_.reset(new uint32_t[size_]);
+      dst = heap_.get();
+    }
   }
   // One read of each entry. Another thread may write a shared buffer meanwhile: what is
   // copied is then some mix of old and new values, each checked by the core like any other.

@@ -61,11 +61,15 @@ struct Uint32View {
 Uint32View uint32_array_value(Napi::Env env, napi_value v, const char* name);
 
 // A PFN list argument, copied into memory the addon owns: inline for up to kInline entries
-// (no allocation on the hot path), on the heap beyond (std::bad_alloc: ENOMEM).
+// (no allocation on the hot path); beyond, a per-thread buffer kept between calls (up to
+// kKeptEntries, so a big list costs a copy, not an allocation and its page faults each
+// time), or the heap while that buffer is in use or for a bigger list (std::bad_alloc: ENOMEM).
 class PfnList {
  public:
   static constexpr size_t kInline = 1024;
+  static constexpr size_t kKeptEntries = size_t{1} << 22;  // 16 MiB
   PfnList(const Napi::CallbackInfo& info, size_t i, const char* name);
+  ~PfnList();
   PfnList(const PfnList&) = delete;
   PfnList& operator=(const PfnList&) = delete;
   const uint32_t* data() const { return data_; }
@@ -76,6 +80,7 @@ class PfnList {
   std::unique_ptr<uint32_t[]> heap_;
   const uint32_t* data_ = inline_;
   size_t size_ = 0;
+  bool holds_kept_ = false;  // this list uses the thread's kept buffer
 };
 
 // New typed arrays that cannot abort the process: napi_create_arraybuffer (V8's
