@@ -102,21 +102,21 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
       });
     } catch (...) {
     }
-    const Report report = [&](size_t done, size_t total, const std::string& label) {
-      try {
-        const RunEvent e{false, done, total, label};
-        progress.Send(&e, 1);
-      } catch (...) {  // no memory for the event: progress is optional
-      }
-    };
     try {
+      const Report report = [&](size_t done, size_t total, const std::string& label) {
+        try {
+          const RunEvent e{false, done, total, label};
+          progress.Send(&e, 1);
+        } catch (...) {  // no memory for the event: progress is optional
+        }
+      };
       status_ = run(control_, report);
     } catch (const std::bad_alloc&) {
       status_ = Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
     } catch (const std::length_error&) {
       status_ = Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
     } catch (...) {
-      status_ = Status{Code::kEINVAL, Reason::kFlags, "unexpected native failure"};
+      status_ = Status{Code::kEINVAL, Reason::kInternal, "an unexpected C++ exception in a native run"};
     }
     if (watchdog.joinable()) {
       {

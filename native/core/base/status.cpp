@@ -90,6 +90,7 @@ std::string describe(const Status& s) {
       return "could not start native thread " + std::to_string(s.value + 1) + " of " + l + " (" +
              (s.rule ? s.rule : "thread limit") + ")";
     case Reason::kCancelled: return std::string(s.subject ? s.subject : "the run") + " was cancelled";
+    case Reason::kInternal: return std::string("internal error: ") + (s.subject ? s.subject : "?");
     case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
     case Reason::kMigrateBusy:
       return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";

@@ -68,6 +68,7 @@ enum class Reason : uint8_t {
   kDebugOnly,         // subject names the call that needs debug mode
   kThreadStart,       // value = threads started, limit = threads wanted, rule = the system's reason
   kCancelled,         // subject names the run stopped early by its caller (RunControl)
+  kInternal,          // subject says what went wrong that should not have
   // Files (snapshot.h). `subject` is the path, interned: it stays valid for the process.
   kFileNotFound,      // subject = path
   kFileNoAccess,      // subject = path
