@@ -126,12 +126,9 @@ namespace {
 
 }  // namespace
 
-int64_t int_value(Napi::Env env, napi_value v, const char* name, int64_t lo, int64_t hi) {
-  // One Node-API call on the hot path: napi_get_value_double refuses anything not a number.
-  double d = 0;
-  if (v == nullptr || napi_get_value_double(env, v, &d) != napi_ok || !std::isfinite(d) ||
-      d != std::trunc(d))
-    bad_int(env, v, name, lo, hi);
+int64_t int_value_slow(Napi::Env env, napi_value v, double d, bool is_number, const char* name,
+                       int64_t lo, int64_t hi) {
+  if (!is_number || !std::isfinite(d) || d != std::trunc(d)) bad_int(env, v, name, lo, hi);
   // Saturating: 2^63 and past are INT64_MAX, -2^63 and below INT64_MIN.
   const int64_t n = d >= 9223372036854775808.0 ? INT64_MAX
                     : d <= -9223372036854775808.0 ? INT64_MIN
