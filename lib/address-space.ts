@@ -5,7 +5,7 @@ import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats } from './types/address-space.js';
-import { bool, integer, optionsObject, show } from './validate.js';
+import { bool, integer, optionsObject, show, stableList, uint32List } from './validate.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
 export interface AddressSpaceOptions {
@@ -247,7 +247,7 @@ export class AddressSpace {
    */
   unpinUserPages(pfns: Uint32Array, options?: UnpinUserOptions): void {
     const o = optionsObject('unpin options', options, ['dirty', 'write', 'owner']);
-    const list = pfnList(pfns);
+    const list = stableList(pfnList(pfns)); // read once: the ledger releases what the core unpins
     const write = bool('write', o['write'], false);
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);
@@ -395,6 +395,5 @@ function virtualRange(what: string, range: unknown): VirtualRange {
 }
 
 function pfnList(pfns: unknown): Uint32Array {
-  if (!(pfns instanceof Uint32Array)) invalid(`pfns must be a Uint32Array (got ${show(pfns)})`);
-  return pfns;
+  return uint32List('pfns', pfns);
 }

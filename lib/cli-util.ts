@@ -4,6 +4,18 @@ import type { BenchProgressEvent } from './bench/run.js';
 /** A bad command line: the CLI prints it and exits 64. */
 export class UsageError extends Error {}
 
+/**
+ * A decimal integer option in min..max (both inclusive, safe integers): refused, not wrapped
+ * or rounded, when it is out of range (`--threads 4294967297` is not 1).
+ */
+export function intOption(s: string, name: string, min: number, max: number): number {
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name}: '${s}' is not an integer in ${min}..${max}`);
+  }
+  return n;
+}
+
 /** Where the CLI writes: stdout for results, stderr for progress and messages. */
 export interface CliIo {
   out: NodeJS.WritableStream;

@@ -10,7 +10,7 @@ import { pinlabVersion } from './bench/machine.js';
 import { writeReport } from './bench/report.js';
 import { REPORT_FILES, prepareOutputDir } from './report/files.js';
 import { runBench } from './bench/run.js';
-import { UsageError, progressReporter, type CliIo } from './cli-util.js';
+import { UsageError, intOption, progressReporter, type CliIo } from './cli-util.js';
 import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
 import { formatTable } from './bench/table.js';
@@ -28,17 +28,17 @@ Runs the benchmark matrix on native threads: every scheme, per-page versus bvec,
 space, the raw-atomic baselines, and the host kernel's own pins (io_uring) where it allows.
 
   --quick               a short run for CI (3 short trials, at most 2 threads)
-  --threads LIST        thread counts, e.g. 1,2,4 or 'all' (default: 1 and every core)
+  --threads LIST        thread counts in 1..1024, e.g. 1,2,4 or 'all' (default: 1 and every core)
   --scheme LIST         ${SCHEMES.join(',')} (default: all)
-  --order LIST          folio orders, e.g. 0,9,18 (default: 0,9)
+  --order LIST          folio orders in 0..18, e.g. 0,9,18 (default: 0,9)
   --op LIST             pin-unpin,get-put,gup-fast,mixed (default: pin-unpin,gup-fast)
   --path LIST           per-page,bvec (default: both)
   --sharing LIST        private,shared,interleaved (default: private,shared)
   --input LIST          range,list (default: range)
-  --size SIZE           buffer per thread, e.g. 64M, 1G, or pages (default 64M)
-  --pages-per-call N    pages per call, like gup_test -n (default: the whole buffer)
-  --duration MS         length of one trial in ms (default 25; --quick 2)
-  --trials N            trials per configuration (default 11; --quick 3)
+  --size SIZE           buffer per thread, e.g. 64M, 1G, or pages, at most 2^26 pages (default 64M)
+  --pages-per-call N    pages per call, like gup_test -n, 0..2^26 (default 0: the whole buffer)
+  --duration MS         length of one trial in ms, up to 60000 (default 25; --quick 2)
+  --trials N            trials per configuration, 1..1000 (default 11; --quick 3)
   --no-kernel           skip the host kernel probe
   --json                print the result document (JSON) instead of the table
   --out DIR             write results.json, results.md and SVG charts to DIR
@@ -164,30 +164,34 @@ export function benchOptions(v: CliValues): BenchOptions {
   const o: BenchOptions = {};
   if (v.quick) o.quick = true;
   if (v.threads !== undefined) {
-    o.threads = v.threads === 'all' ? [...new Set([1, os.availableParallelism()])] : list(v.threads, 'threads').map((t) => integer(t, 'threads'));
+    o.threads = v.threads === 'all'
+      ? [...new Set([1, Math.min(os.availableParallelism(), MAX_THREADS)])]
+      : list(v.threads, 'threads').map((t) => intOption(t, 'threads', 1, MAX_THREADS));
   }
   if (v.scheme !== undefined) o.schemes = list(v.scheme, 'scheme') as Scheme[];
-  if (v.order !== undefined) o.orders = list(v.order, 'order').map((k) => integer(k, 'order'));
+  if (v.order !== undefined) o.orders = list(v.order, 'order').map((k) => intOption(k, 'order', 0, 18));
   if (v.op !== undefined) o.ops = list(v.op, 'op') as ModelOp[];
   if (v.path !== undefined) o.paths = list(v.path, 'path') as PinPath[];
   if (v.sharing !== undefined) o.sharing = list(v.sharing, 'sharing') as BenchSharing[];
   if (v.input !== undefined) o.inputs = list(v.input, 'input') as ('range' | 'list')[];
   if (v.size !== undefined) o.bufferPages = sizeToPages(v.size);
-  if (v['pages-per-call'] !== undefined) o.pagesPerCall = integer(v['pages-per-call'], 'pages-per-call');
-  if (v.duration !== undefined) o.trialMs = positive(v.duration, 'duration');
-  if (v.trials !== undefined) o.trials = integer(v.trials, 'trials');
+  if (v['pages-per-call'] !== undefined) o.pagesPerCall = intOption(v['pages-per-call'], 'pages-per-call', 0, MAX_BUFFER_PAGES);
+  if (v.duration !== undefined) o.trialMs = positive(v.duration, 'duration', MAX_TRIAL_MS);
+  if (v.trials !== undefined) o.trials = intOption(v.trials, 'trials', 1, MAX_TRIALS);
   if (v['no-kernel']) o.kernel = false;
   return o;
 }
 
-/** `64M`, `1G`, `512K` (bytes, 4 KiB pages) or a plain page count. */
+/** `64M`, `1G`, `512K` (bytes, 4 KiB pages) or a plain page count: 1..2^26 pages. */
 export function sizeToPages(s: string): number {
   const m = /^(\d+)([KMG])?$/i.exec(s.trim());
   if (m === null) throw new UsageError(`--size: '${s}' is not a size (e.g. 64M, 1G, or a page count)`);
   const n = Number(m[1]);
   const unit = m[2]?.toUpperCase();
-  if (unit === undefined) return n;
-  const bytes = n * { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit as 'K' | 'M' | 'G'];
+  const bytes = unit === undefined ? n * 4096 : n * { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[unit as 'K' | 'M' | 'G'];
+  if (!Number.isSafeInteger(bytes) || bytes < 4096 || bytes > MAX_BUFFER_PAGES * 4096) {
+    throw new UsageError(`--size: ${s} is not in 1..${MAX_BUFFER_PAGES} pages (4 KiB .. 256G)`);
+  }
   if (bytes % 4096 !== 0) throw new UsageError(`--size: ${s} is not a whole number of 4 KiB pages`);
   return bytes / 4096;
 }
@@ -198,14 +202,15 @@ function list(s: string, name: string): string[] {
   return items;
 }
 
-function integer(s: string, name: string): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`--${name}: '${s}' is not a non-negative integer`);
-  return Number(s);
-}
+// The documented limits of the numeric options (the addon enforces the same).
+const MAX_THREADS = 1024;
+const MAX_TRIALS = 1000;
+const MAX_TRIAL_MS = 60000;
+const MAX_BUFFER_PAGES = 2 ** 26;
 
-function positive(s: string, name: string): number {
+function positive(s: string, name: string, max: number): number {
   const n = Number(s);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name}: '${s}' is not a positive number`);
+  if (!Number.isFinite(n) || n <= 0 || n > max) throw new UsageError(`--${name}: '${s}' is not a positive number up to ${max}`);
   return n;
 }
 

@@ -10,10 +10,13 @@ import type { OutstandingPin, PinProvenance } from './types/owners.js';
  * - `EBUSY`: a folio is referenced or pinned and cannot change shape
  * - `EPINNED`: debug mode: a plain put would eat a pin's references or free a pinned folio
  * - `ENOTPINNED`: unpin of a page that holds no such pin
- * - `ENOMEM`: the page array could not be mapped, or no free block of the order asked for is left
+ * - `ENOMEM`: the page array could not be mapped, no free block of the order asked for is left,
+ *   or an allocation failed (a size that cannot be allocated is refused, never fatal)
  * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
  * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root)
  * - `ENOENT`: a file does not exist
+ * - `EAGAIN`: a native thread could not be started (RLIMIT_NPROC, or no memory for its stack);
+ *   the threads already started were stopped and joined
  * - `ELEAK`: pins are still held where none may be ({@link PageArray.checkBalanced}, dropping an
  *   owner with `pins: 'report'`); the error's `leaks` name each owner, call and page run
  */
@@ -29,6 +32,7 @@ export type PinlabErrorCode =
   | 'EFAULT'
   | 'EACCES'
   | 'ENOENT'
+  | 'EAGAIN'
   | 'ELEAK';
 
 /**

@@ -1,5 +1,7 @@
 // The raw addon surface, typed by hand in one place and loaded with createRequire.
-// Everything here trusts its arguments' types: lib/page-array.ts checks them first.
+// lib/page-array.ts checks arguments first for good messages; the addon checks them again
+// itself (types, integer ranges, the real type of typed arrays), so nothing here is unsafe to
+// call with anything.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 

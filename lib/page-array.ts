@@ -19,7 +19,7 @@ import type {
   PinOwnerRef,
 } from './types/owners.js';
 import type { PageArrayStats } from './types/page-array.js';
-import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
+import { bool, integer, isUint32Array, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
 export type PinPath = 'per-page' | 'bvec';
@@ -303,7 +303,7 @@ export class PageArray {
     const o = optionsObject('pin options', options, PIN_OPTIONS);
     const flags = pinFlags(o, false);
     const owner = ownerOption(this, o['owner']);
-    if (pages instanceof Uint32Array) return this.#pins.pinList('pinPages', pages, flags, owner);
+    if (isUint32Array(pages)) return this.#pins.pinList('pinPages', pages, flags, owner);
     const { start, count } = pageRange(pages);
     return this.#pins.pinRange(start, count, flags, owner);
   }
@@ -318,7 +318,7 @@ export class PageArray {
     const o = optionsObject('unpin options', options, UNPIN_OPTIONS);
     const flags = pinFlags(o, bool('dirty', o['dirty'], false));
     const owner = ownerOption(this, o['owner'], true);
-    if (pages instanceof Uint32Array) {
+    if (isUint32Array(pages)) {
       this.#pins.unpinList(pages, flags, owner);
       return;
     }
@@ -391,7 +391,7 @@ export class PageArray {
   /** The runs the bvec path would use for `pages`: consecutive subpages of one folio each. */
   toBvecs(pages: PageSet): Bvec[] {
     const flat =
-      pages instanceof Uint32Array
+      isUint32Array(pages)
         ? this.#native.bvecsList(pages)
         : this.#native.bvecsRange(...rangeArgs(pages));
     const runs: Bvec[] = new Array<Bvec>(flat.length / 2);
@@ -435,7 +435,7 @@ export class PageArray {
 
   /** How many listed base pages are maybe pinned, in one native scan. */
   countMaybeDmaPinned(pages: PageSet): number {
-    if (pages instanceof Uint32Array) return this.#native.countMaybeDmaPinnedList(pages);
+    if (isUint32Array(pages)) return this.#native.countMaybeDmaPinnedList(pages);
     return this.#native.countMaybeDmaPinnedRange(...rangeArgs(pages));
   }
 
@@ -581,7 +581,7 @@ export function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false
 }
 
 function pageRange(pages: unknown): { start: number; count: number } {
-  if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages)) {
+  if (pages === null || typeof pages !== 'object' || Array.isArray(pages) || ArrayBuffer.isView(pages) || pages instanceof Uint32Array) {
     invalid(`pages must be { start, count } or a Uint32Array (got ${show(pages)})`);
   }
   const p = pages as { start?: unknown; count?: unknown };

@@ -12,6 +12,34 @@ export function show(value: unknown): string {
   return ArrayBuffer.isView(value) ? `a ${name}` : `an object (${name})`;
 }
 
+// %TypedArray%.prototype[Symbol.toStringTag]'s getter reads the array's internal type name:
+// a prototype swap, an own toStringTag, a Proxy or a DataView cannot fake it.
+const typedArrayName = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+  .get as (this: unknown) => string | undefined;
+
+/** Whether `value` really is a Uint32Array (not one by prototype only, nor a Proxy of one). @internal */
+export function isUint32Array(value: unknown): value is Uint32Array {
+  // instanceof first: a range object answers at the cost of today's check (the hot path).
+  return value instanceof Uint32Array && typedArrayName.call(value) === 'Uint32Array';
+}
+
+const bufferOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!
+  .get as (this: unknown) => ArrayBufferLike;
+
+/**
+ * A list read once: a copy if it lives in a SharedArrayBuffer (another thread may rewrite it
+ * between the ledger's read and the addon's), else the list itself. @internal
+ */
+export function stableList(list: Uint32Array): Uint32Array {
+  return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
+}
+
+/** A real Uint32Array, or EINVAL naming `name`. @internal */
+export function uint32List(name: string, value: unknown): Uint32Array {
+  if (!isUint32Array(value)) invalid(`${name} must be a Uint32Array (got ${show(value)})`);
+  return value;
+}
+
 /** An integer (any sign) or EINVAL naming `name`. @internal */
 export function integer(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {

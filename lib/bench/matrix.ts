@@ -70,15 +70,15 @@ export function resolveBenchOptions(o: BenchOptions, cores: number): ResolvedBen
   nonEmpty('ops', r.ops, MODEL_OPS);
   nonEmpty('sharing', r.sharing, SHARINGS);
   nonEmpty('inputs', r.inputs, ['range', 'list']);
-  for (const t of r.threads) positiveInt('threads', t);
+  for (const t of r.threads) positiveInt('threads', t, 1024);
   for (const k of r.orders) if (!Number.isInteger(k) || k < 0 || k > 18) invalid(`orders: ${k} is not a folio order in 0..18`);
   if (r.ops.includes('gup-fast') && !r.orders.some((k) => k === 0 || k === 9)) {
     invalid(`orders: gup-fast maps 4 KiB (order 0) or 2 MiB (order 9) pages; got ${r.orders.join(',')}`);
   }
-  positiveInt('bufferPages', r.bufferPages);
-  if (!Number.isInteger(r.pagesPerCall) || r.pagesPerCall < 0) invalid(`pagesPerCall must be an integer >= 0 (got ${r.pagesPerCall})`);
-  positiveInt('trials', r.trials);
-  if (!(r.trialMs > 0)) invalid(`trialMs must be a positive number (got ${r.trialMs})`);
+  positiveInt('bufferPages', r.bufferPages, 2 ** 26);
+  if (!Number.isInteger(r.pagesPerCall) || r.pagesPerCall < 0 || r.pagesPerCall > 2 ** 26) invalid(`pagesPerCall must be an integer in 0..${2 ** 26} (got ${r.pagesPerCall})`);
+  positiveInt('trials', r.trials, 1000);
+  if (!(r.trialMs > 0 && r.trialMs <= 60000)) invalid(`trialMs must be a number in (0, 60000] (got ${r.trialMs})`);
   return r;
 }
 
@@ -138,6 +138,6 @@ function nonEmpty<T>(name: string, values: readonly T[], allowed: readonly T[]):
   for (const v of values) if (!allowed.includes(v)) invalid(`${name}: unknown value ${String(v)} (known: ${allowed.join(', ')})`);
 }
 
-function positiveInt(name: string, v: number): void {
-  if (!Number.isInteger(v) || v < 1) invalid(`${name} must be a positive integer (got ${v})`);
+function positiveInt(name: string, v: number, max: number): void {
+  if (!Number.isInteger(v) || v < 1 || v > max) invalid(`${name} must be an integer in 1..${max} (got ${v})`);
 }

@@ -9,6 +9,7 @@ import type { ImbalanceMode, OutstandingPin, PinOperation, PinOwnerRef } from '.
 import type { PinRecord } from './ledger.js';
 import { forEachPage, rangeRuns } from './runs.js';
 import { DropSkipped, PinTracking, describeLeaks } from './tracking.js';
+import { stableList, uint32List } from '../validate.js';
 
 /** How a page array's bookkeeping is set up (its constructor options, resolved). @internal */
 export interface BookkeepingOptions {
@@ -61,8 +62,10 @@ export class PinBookkeeping {
 
   /** A pin of a PFN list on behalf of `operation` (pinPages, bios): the native pin, then its record. */
   pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): number {
-    const n = this.#native.pinList(pfns, flags);
-    if (this.records(owner)) this.record(owner, operation, (flags & PinFlag.Write) !== 0, false, this.pfnRuns(pfns), null);
+    const tracked = this.records(owner);
+    const list = tracked ? stableList(pfns) : pfns; // read once: the ledger records what the core pinned
+    const n = this.#native.pinList(list, flags);
+    if (tracked) this.record(owner, operation, (flags & PinFlag.Write) !== 0, false, this.pfnRuns(list), null);
     return n;
   }
 
@@ -83,7 +86,8 @@ export class PinBookkeeping {
   /** unpinPages of a PFN list: matched against the records first where recorded. */
   unpinList(pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): void {
     if (this.records(owner)) {
-      this.release(owner, this.pfnRunsView(pfns), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(pfns, flags));
+      const list = stableList(pfns); // read once: the ledger releases what the core unpins
+      this.release(owner, this.pfnRunsView(list), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(list, flags));
       return;
     }
     try {
@@ -138,6 +142,7 @@ export class PinBookkeeping {
    * release): no allocation in the addon, whose typed arrays cost ~0.5 us each.
    */
   pfnRunsView(pfns: Uint32Array): Uint32Array {
+    uint32List('pfns', pfns);
     if (this.#scratch.length < 2 * pfns.length) this.#scratch = new Uint32Array(2 * pfns.length);
     return this.#scratch.subarray(0, this.#native.pfnRunsInto(pfns, this.#scratch));
   }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
+import { UsageError, intOption, progressReporter, type CliIo } from '../cli-util.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
 import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
@@ -21,12 +21,12 @@ analytic expectation beside every rate, and optionally a sweep of the bias.
   --preset NAME         ${Object.keys(PRESETS).join(' | ')} (default desktop)
   --population FILE     a population JSON object (see the README) instead of a preset
   --snapshot FILE       a host snapshot from \`pinlab snapshot\` instead of a synthetic population
-  --pages N             override the population's size in 4 KiB pages
-  --seed N              override the population's seed
+  --pages N             override the population's size in 4 KiB pages (1..2^31)
+  --seed N              override the population's seed (0..2^53-1)
   --scheme LIST         ${SCHEMES.join(',')} (default: all)
-  --bias N              the bias (default 1024)
+  --bias N              the bias, a power of two in 2..2^20 (default 1024)
   --bias-sweep          also every bias 2^4..2^16
-  --threads N           native threads (default: every core)
+  --threads N           native threads, 1..1024 (default: every core)
   --json                print the result document (JSON) instead of the report
   --out DIR             write results.json, results.md and SVG charts to DIR
   -h, --help            this help
@@ -60,12 +60,12 @@ export async function profileCommand(args: string[], io: CliIo): Promise<number>
   }
   if (values['population'] !== undefined) options.population = readJson(String(values['population'])) as Population;
   if (values['snapshot'] !== undefined) options.snapshot = String(values['snapshot']);
-  if (values['pages'] !== undefined) options.pages = int(String(values['pages']), 'pages');
-  if (values['seed'] !== undefined) options.seed = int(String(values['seed']), 'seed');
+  if (values['pages'] !== undefined) options.pages = intOption(String(values['pages']), 'pages', 1, 2 ** 31);
+  if (values['seed'] !== undefined) options.seed = intOption(String(values['seed']), 'seed', 0, Number.MAX_SAFE_INTEGER);
   if (values['scheme'] !== undefined) options.schemes = String(values['scheme']).split(',') as Scheme[];
-  if (values['bias'] !== undefined) options.bias = int(String(values['bias']), 'bias');
+  if (values['bias'] !== undefined) options.bias = intOption(String(values['bias']), 'bias', 2, 2 ** 20);
   if (values['bias-sweep']) options.biasSweep = true;
-  if (values['threads'] !== undefined) options.threads = int(String(values['threads']), 'threads');
+  if (values['threads'] !== undefined) options.threads = intOption(String(values['threads']), 'threads', 1, 1024);
   // A bad --out fails now, not after the run.
   if (values['out'] !== undefined) await prepareOutputDir(String(values['out']), REPORT_FILES);
   const progress = progressReporter(io.err, 'pinlab profile');
@@ -83,7 +83,7 @@ export async function profileCommand(args: string[], io: CliIo): Promise<number>
   return results.disagreements.length > 0 ? 1 : 0;
 }
 
-const SNAPSHOT_HELP = `usage: pinlab snapshot --out FILE [--max-pages N]
+const SNAPSHOT_HELP = `usage: pinlab snapshot --out FILE [--max-pages N (0: all, up to 2^40)]
 
 Reads this host's /proc/kpagecount and /proc/kpageflags (root, CAP_SYS_ADMIN) and saves the
 page population (folios, orders, map counts, kinds) in a compact .pksnap file that
@@ -102,7 +102,7 @@ export async function snapshotCommand(args: string[], io: CliIo): Promise<number
   let summary;
   try {
     summary = await takeSnapshot(String(values['out']), {
-      maxPages: values['max-pages'] === undefined ? 0 : int(String(values['max-pages']), 'max-pages'),
+      maxPages: values['max-pages'] === undefined ? 0 : intOption(String(values['max-pages']), 'max-pages', 0, 2 ** 40),
       onProgress: (done: number, total: number) => progress.update({ done, total, label: 'reading /proc/kpage*' }),
     });
   } finally {
@@ -120,11 +120,6 @@ function parse(args: string[], options: Spec): Record<string, string | boolean |
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-}
-
-function int(s: string, name: string): number {
-  if (!/^\d+$/.test(s)) throw new UsageError(`--${name}: '${s}' is not a non-negative integer`);
-  return Number(s);
 }
 
 function readJson(file: string): unknown {

@@ -8,7 +8,11 @@
 #include "profile_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
+#include "args.h"
+#include "base/threads.h"
 #include "pages/scheme.h"
+
+#include <cstdlib>
 
 namespace pinlab::addon {
 
@@ -41,6 +45,17 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// A module function under guard(): std::bad_alloc is ENOMEM, never an abort.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value guarded_fn(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&] { return F(info); });
+}
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+void export_fn(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, guarded_fn<F>, name));
+}
+
 }  // namespace
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -52,14 +67,24 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   Napi::Function address_space = AddressSpaceWrap::define(env);
   data->address_space_ctor = Napi::Persistent(address_space);
   exports.Set("NativeAddressSpace", address_space);
-  exports.Set("runStress", Napi::Function::New(env, run_stress_async, "runStress"));
-  exports.Set("runBench", Napi::Function::New(env, run_bench_async, "runBench"));
-  exports.Set("probeKernel", Napi::Function::New(env, probe_kernel_async, "probeKernel"));
-  exports.Set("runProfile", Napi::Function::New(env, run_profile_async, "runProfile"));
-  exports.Set("distributionTail", Napi::Function::New(env, distribution_tail_sync, "distributionTail"));
-  exports.Set("takeSnapshot", Napi::Function::New(env, take_snapshot_async, "takeSnapshot"));
-  exports.Set("schemes", Napi::Function::New(env, schemes, "schemes"));
-  exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
+  // The typed-array constructors as they are now (large results are made through them).
+  Napi::Object global = env.Global();
+  if (Napi::Value c = global.Get("Uint32Array"); c.IsFunction())
+    data->uint32_ctor = Napi::Persistent(c.As<Napi::Function>());
+  if (Napi::Value c = global.Get("Int32Array"); c.IsFunction())
+    data->int32_ctor = Napi::Persistent(c.As<Napi::Function>());
+  // Test hook: PINLAB_TEST_THREAD_LIMIT=k makes every native thread start after the first k
+  // fail as if the system refused it (see set_thread_start_limit_for_testing).
+  if (const char* limit = std::getenv("PINLAB_TEST_THREAD_LIMIT"); limit != nullptr && *limit)
+    set_thread_start_limit_for_testing(std::strtoll(limit, nullptr, 10));
+  export_fn<run_stress_async>(env, exports, "runStress");
+  export_fn<run_bench_async>(env, exports, "runBench");
+  export_fn<probe_kernel_async>(env, exports, "probeKernel");
+  export_fn<run_profile_async>(env, exports, "runProfile");
+  export_fn<distribution_tail_sync>(env, exports, "distributionTail");
+  export_fn<take_snapshot_async>(env, exports, "takeSnapshot");
+  export_fn<schemes>(env, exports, "schemes");
+  export_fn<set_error_class>(env, exports, "setErrorClass");
   return exports;
 }
 

@@ -1,7 +1,12 @@
 #include "address_space_wrap.h"
 
+#include <cstring>
+#include <new>
 #include <string>
+#include <vector>
+#include <algorithm>
 
+#include "async_run.h"
 #include "errors.h"
 #include "page_array_wrap.h"
 #include "engines/stress.h"
@@ -13,126 +18,195 @@ namespace {
 constexpr uint32_t kGupWrite = 1, kGupLongterm = 2, kGupFastOnly = 4, kGupPin = 8,
                    kGupSlowOnly = 16;
 
-int64_t int_arg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::Number>().Int64Value();
-}
-bool bool_arg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::Boolean>().Value();
-}
+// A forked child on its way from fork() to the constructor.
+struct ForkedChild {
+  std::unique_ptr<AddressSpace> as;
+};
+
+constexpr int64_t kGupAllFlags = kGupWrite | kGupLongterm | kGupFastOnly | kGupPin | kGupSlowOnly;
+
+// Up to this many pages a gup's result is written straight into the JS array it returns (the
+// hot path); a bigger call walks in chunks of this size (see gup()).
+constexpr int64_t kGupDirect = int64_t{1} << 16;
 
 }  // namespace
 
 Napi::Function AddressSpaceWrap::define(Napi::Env env) {
   return DefineClass(env, "NativeAddressSpace",
                      {
-                         InstanceMethod<&AddressSpaceWrap::mmap>("mmap"),
-                         InstanceMethod<&AddressSpaceWrap::munmap>("munmap"),
-                         InstanceMethod<&AddressSpaceWrap::mprotect>("mprotect"),
-                         InstanceMethod<&AddressSpaceWrap::map_shared>("mapShared"),
-                         InstanceMethod<&AddressSpaceWrap::check_can_map>("checkCanMap"),
-                         InstanceMethod<&AddressSpaceWrap::zap>("zap"),
-                         InstanceMethod<&AddressSpaceWrap::touch>("touch"),
-                         InstanceMethod<&AddressSpaceWrap::gup>("gup"),
-                         InstanceMethod<&AddressSpaceWrap::unpin_user_pages>("unpinUserPages"),
-                         InstanceMethod<&AddressSpaceWrap::put_user_pages>("putUserPages"),
-                         InstanceMethod<&AddressSpaceWrap::fork>("fork"),
-                         InstanceMethod<&AddressSpaceWrap::migrate>("migrate"),
-                         InstanceMethod<&AddressSpaceWrap::compact>("compact"),
-                         InstanceMethod<&AddressSpaceWrap::translate>("translate"),
-                         InstanceMethod<&AddressSpaceWrap::stats>("stats"),
-                         InstanceMethod<&AddressSpaceWrap::info_>("info"),
-                         InstanceMethod<&AddressSpaceWrap::set_race_hook>("setRaceHook"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::mmap>>("mmap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::munmap>>("munmap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::mprotect>>("mprotect"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_shared>>("mapShared"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::check_can_map>>("checkCanMap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap>>("zap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::touch>>("touch"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::gup>>("gup"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::unpin_user_pages>>("unpinUserPages"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::put_user_pages>>("putUserPages"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::fork>>("fork"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::migrate>>("migrate"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::compact>>("compact"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::translate>>("translate"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::stats>>("stats"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::info_>>("info"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::set_race_hook>>("setRaceHook"),
                      });
 }
 
 AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<AddressSpaceWrap>(info) {
-  if (info[0].IsExternal()) {  // a child from fork()
-    std::unique_ptr<AddressSpace> child(info[0].As<Napi::External<AddressSpace>>().Data());
-    core_ = std::move(child);
-    return;
-  }
-  PageArrayWrap* mem = PageArrayWrap::Unwrap(info[0].As<Napi::Object>());
-  std::unique_ptr<AddressSpace> as;
-  check(info.Env(), AddressSpace::create(mem->core(), int_arg(info, 1), &as));
-  core_ = std::move(as);
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    if (info[0].IsExternal()) {  // a child from fork(): only an External fork() tagged
+      bool tagged = false;
+      if (napi_check_object_type_tag(env, info[0], &kForkedSpaceTag, &tagged) != napi_ok ||
+          !tagged)
+        throw_invalid(env, "NativeAddressSpace: an external that is not a forked address space");
+      auto* slot = static_cast<ForkedChild*>(info[0].As<Napi::External<void>>().Data());
+      if (slot == nullptr || !slot->as)
+        throw_invalid(env, "NativeAddressSpace: this fork was already adopted");
+      core_ = std::move(slot->as);  // adopted exactly once; the External's finalizer frees the rest
+      return env.Undefined();
+    }
+    PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
+    const int64_t pages = int_arg(info, 1, "pages");
+    std::unique_ptr<AddressSpace> as;
+    check(env, AddressSpace::create(mem->core(), pages, &as));
+    core_ = std::move(as);
+    return env.Undefined();
+  });
 }
 
 // mmap(start, count, write, populate, huge)
 Napi::Value AddressSpaceWrap::mmap(const Napi::CallbackInfo& info) {
-  MmapArgs a{int_arg(info, 0), int_arg(info, 1), bool_arg(info, 2), bool_arg(info, 3),
-             bool_arg(info, 4)};
+  MmapArgs a{int_arg(info, 0, "start"), int_arg(info, 1, "count"), bool_arg(info, 2, "write"),
+             bool_arg(info, 3, "populate"), bool_arg(info, 4, "huge")};
   check(info.Env(), core_->mmap(a));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::munmap(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->munmap(int_arg(info, 0), int_arg(info, 1)));
+  check(info.Env(), core_->munmap(int_arg(info, 0, "start"), int_arg(info, 1, "count")));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::mprotect(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->mprotect(int_arg(info, 0), int_arg(info, 1), bool_arg(info, 2)));
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  check(info.Env(), core_->mprotect(start, count, bool_arg(info, 2, "write")));
   return info.Env().Undefined();
 }
 // mapShared(start, pfns: Uint32Array, write): the list is copied first, since map_shared
 // reads it three times (validate, take references, install) and a SharedArrayBuffer could
 // change under it in between.
 Napi::Value AddressSpaceWrap::map_shared(const Napi::CallbackInfo& info) {
-  auto arr = info[1].As<Napi::Uint32Array>();
-  const std::vector<uint32_t> pfns(arr.Data(), arr.Data() + arr.ElementLength());
-  check(info.Env(), core_->map_shared(int_arg(info, 0), pfns.data(), pfns.size(), bool_arg(info, 2)));
+  const int64_t start = int_arg(info, 0, "start");
+  const PfnList pfns(info, 1, "pfns");
+  const bool write = bool_arg(info, 2, "write");
+  check(info.Env(), core_->map_shared(start, pfns.data(), pfns.size(), write));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->zap(int_arg(info, 0), int_arg(info, 1)));
+  check(info.Env(), core_->zap(int_arg(info, 0, "start"), int_arg(info, 1, "count")));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::check_can_map(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->check_can_map(int_arg(info, 0), int_arg(info, 1)));
+  check(info.Env(), core_->check_can_map(int_arg(info, 0, "start"), int_arg(info, 1, "count")));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::touch(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->touch(int_arg(info, 0), int_arg(info, 1), bool_arg(info, 2)));
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  check(info.Env(), core_->touch(start, count, bool_arg(info, 2, "write")));
   return info.Env().Undefined();
 }
 
 // gup(start, count, flags) -> Uint32Array of the PFNs taken (its length is the count done).
 Napi::Value AddressSpaceWrap::gup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int64_t start = int_arg(info, 0), count = int_arg(info, 1);
-  const uint32_t bits = info[2].As<Napi::Number>().Uint32Value();
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  const auto bits = uint32_t(int_arg(info, 2, "flags", 0, kGupAllFlags));
   GupFlags f;
   f.write = bits & kGupWrite;
   f.longterm = bits & kGupLongterm;
   f.fast_only = bits & kGupFastOnly;
   f.pin = bits & kGupPin;
-  // The core checks the range (EFAULT) before touching out: a bad count allocates nothing.
-  auto out = Napi::Uint32Array::New(env, count > 0 && count <= int64_t(core_->pages()) ? size_t(count) : 0);
-  uint64_t done = 0;
-  const Status st = (bits & kGupSlowOnly) ? core_->gup_slow(start, count, f, out.Data(), &done)
-                                          : core_->gup_fast(start, count, f, out.Data(), &done);
-  if (hook_error_) {
-    // The walk finished cleanly; now the hook's exception surfaces. What the call took stays
-    // taken (the caller sees the exception, so give it back first).
-    if (done > 0) {
-      if (f.pin) (void)core_->unpin_user_pages(out.Data(), done, f.write, false);
-      else (void)core_->put_user_pages(out.Data(), done);
-    }
+  const bool slow_only = (bits & kGupSlowOnly) != 0;
+  auto walk = [&](uint32_t* out, uint64_t* done) {
+    return slow_only ? core_->gup_slow(start, count, f, out, done)
+                     : core_->gup_fast(start, count, f, out, done);
+  };
+  // What the call took, given back (the caller gets an exception instead of the pages).
+  auto give_back = [&](const uint32_t* pfns, uint64_t done) {
+    if (done == 0) return;
+    if (f.pin) (void)core_->unpin_user_pages(pfns, done, f.write, false);
+    else (void)core_->put_user_pages(pfns, done);
+  };
+  auto rethrow_hook_error = [&] {
     std::unique_ptr<Napi::Error> err = std::move(hook_error_);
     throw *err;
+  };
+  // The range is checked against the address space before any result is allocated (the
+  // core's own check, EFAULT / EINVAL, is the same: it runs before the walk touches `out`).
+  const uint64_t pages = core_->pages();
+  const bool in_range = count >= 0 && start >= 0 && uint64_t(start) <= pages &&
+                        uint64_t(count) <= pages - uint64_t(start);
+  if (!in_range || count == 0 || count <= kGupDirect) {
+    auto out = Napi::Uint32Array::New(env, in_range ? size_t(count) : 0);
+    uint64_t done = 0;
+    const Status st = walk(in_range ? out.Data() : nullptr, &done);
+    if (hook_error_) {
+      // The walk finished cleanly; now the hook's exception surfaces.
+      give_back(out.Data(), done);
+      rethrow_hook_error();
+    }
+    check(env, st);
+    return Napi::Uint32Array::New(env, size_t(done), out.ArrayBuffer(), 0);
   }
-  check(env, st);
-  return Napi::Uint32Array::New(env, size_t(done), out.ArrayBuffer(), 0);
+  // A big call runs in chunks of kGupDirect pages into memory the addon owns, grown as pages
+  // are taken: a count the mapping cannot fill allocates nothing for the pages it lacks. It
+  // stops where a chunk comes back short (the end of what is mapped, or fast-only's end), as
+  // the single call would; an error after some pages is partial success, as in the core.
+  // (Each chunk is a gup call of its own in the statistics, like the kernel's batches.)
+  std::vector<uint32_t> pfns;
+  uint64_t done = 0;
+  Status st = Status::Ok();
+  try {
+    while (done < uint64_t(count)) {
+      const uint64_t chunk = std::min<uint64_t>(uint64_t(kGupDirect), uint64_t(count) - done);
+      pfns.resize(size_t(done + chunk));
+      uint64_t got = 0;
+      st = slow_only ? core_->gup_slow(start + int64_t(done), int64_t(chunk), f, pfns.data() + done, &got)
+                     : core_->gup_fast(start + int64_t(done), int64_t(chunk), f, pfns.data() + done, &got);
+      done += got;
+      if (hook_error_ || !st.ok() || got < chunk) break;
+    }
+  } catch (...) {  // no memory to grow the list: give back what was taken, then ENOMEM
+    give_back(pfns.data(), done);
+    throw;
+  }
+  if (hook_error_) {
+    give_back(pfns.data(), done);
+    rethrow_hook_error();
+  }
+  if (done == 0) check(env, st);
+  Napi::Uint32Array result;
+  try {
+    result = new_uint32_array(env, size_t(done));
+  } catch (const Napi::Error&) {
+    give_back(pfns.data(), done);  // a refused call changes nothing
+    throw;
+  }
+  if (done > 0) std::memcpy(result.Data(), pfns.data(), size_t(done) * sizeof(uint32_t));
+  return result;
 }
 
 Napi::Value AddressSpaceWrap::unpin_user_pages(const Napi::CallbackInfo& info) {
-  auto arr = info[0].As<Napi::Uint32Array>();
-  check(info.Env(), core_->unpin_user_pages(arr.Data(), arr.ElementLength(), bool_arg(info, 1),
-                                            bool_arg(info, 2)));
+  const PfnList pfns(info, 0, "pfns");
+  const bool write = bool_arg(info, 1, "write"), dirty = bool_arg(info, 2, "dirty");
+  check(info.Env(), core_->unpin_user_pages(pfns.data(), pfns.size(), write, dirty));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::put_user_pages(const Napi::CallbackInfo& info) {
-  auto arr = info[0].As<Napi::Uint32Array>();
-  check(info.Env(), core_->put_user_pages(arr.Data(), arr.ElementLength()));
+  const PfnList pfns(info, 0, "pfns");
+  check(info.Env(), core_->put_user_pages(pfns.data(), pfns.size()));
   return info.Env().Undefined();
 }
 
@@ -141,14 +215,20 @@ Napi::Value AddressSpaceWrap::fork(const Napi::CallbackInfo& info) {
   std::unique_ptr<AddressSpace> child;
   check(env, core_->fork(&child));
   auto* data = env.GetInstanceData<InstanceData>();
-  // The constructor adopts the pointer; if it threw before that, the child would leak, but it
-  // cannot: adopting is its first statement.
-  return data->address_space_ctor.New({Napi::External<AddressSpace>::New(env, child.release())});
+  // The child travels to the constructor in a tagged External that owns it until adopted (its
+  // finalizer frees a child the constructor never took).
+  auto slot = std::make_unique<ForkedChild>();
+  slot->as = std::move(child);
+  auto ext = Napi::External<ForkedChild>::New(env, slot.get(),
+                                              [](Napi::Env, ForkedChild* c) { delete c; });
+  slot.release();
+  napi_type_tag_object(env, ext, &kForkedSpaceTag);
+  return data->address_space_ctor.New({ext});
 }
 
 Napi::Value AddressSpaceWrap::migrate(const Napi::CallbackInfo& info) {
   uint64_t moved = 0;
-  check(info.Env(), core_->migrate(int_arg(info, 0), int_arg(info, 1), &moved));
+  check(info.Env(), core_->migrate(int_arg(info, 0, "start"), int_arg(info, 1, "count"), &moved));
   return Napi::Number::New(info.Env(), double(moved));
 }
 Napi::Value AddressSpaceWrap::compact(const Napi::CallbackInfo& info) {
@@ -159,7 +239,7 @@ Napi::Value AddressSpaceWrap::compact(const Napi::CallbackInfo& info) {
 
 Napi::Value AddressSpaceWrap::translate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int64_t v = int_arg(info, 0);
+  const int64_t v = int_arg(info, 0, "vpage");
   const Translation tr = v < 0 ? Translation{} : core_->translate(uint64_t(v));
   if (!tr.present) return env.Null();
   auto o = Napi::Object::New(env);
@@ -213,6 +293,9 @@ Napi::Value AddressSpaceWrap::set_race_hook(const Napi::CallbackInfo& info) {
     race_hook_.Reset();
     return info.Env().Undefined();
   }
+  if (!is_function(info.Env(), info[0]))
+    throw_invalid(info.Env(), "setRaceHook: the hook must be a function or null (got " +
+                                  describe_value(info.Env(), info[0]) + ")");
   race_hook_ = Napi::Persistent(info[0].As<Napi::Function>());
   Napi::Env env = info.Env();
   core_->set_race_hook([this, env](RacePoint point, uint64_t vpage) {
@@ -232,21 +315,17 @@ Napi::Value AddressSpaceWrap::set_race_hook(const Napi::CallbackInfo& info) {
 
 namespace {
 
-class StressWorker : public Napi::AsyncWorker {
+class StressWorker : public AsyncRun {
  public:
   StressWorker(Napi::Env env, const StressConfig& cfg)
-      : Napi::AsyncWorker(env), cfg_(cfg), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
+      : AsyncRun(env, "pinlab.runStress", Napi::Function()), cfg_(cfg) {}
 
-  // No Node-API here: the worker thread only runs the core.
-  void Execute() override { status_ = run_stress(cfg_, &report_); }
+ private:
+  Status run(const RunControl& control, const Report&) override {
+    return run_stress(cfg_, &report_, &control);
+  }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      reject_with_status(env, deferred_, status_);
-      return;
-    }
+  Napi::Value result(Napi::Env env) override {
     const StressReport& r = report_;
     auto o = Napi::Object::New(env);
     o.Set("pinCalls", double(r.pin_calls));
@@ -273,13 +352,10 @@ class StressWorker : public Napi::AsyncWorker {
     o.Set("firstViolation", r.first_violation.empty() ? env.Null()
                                                       : Napi::String::New(env, r.first_violation));
     o.Set("balanced", r.balanced);
-    deferred_.Resolve(o);
+    return o;
   }
 
- private:
   StressConfig cfg_;
-  Napi::Promise::Deferred deferred_;
-  Status status_;
   StressReport report_;
 };
 
@@ -288,17 +364,18 @@ class StressWorker : public Napi::AsyncWorker {
 // runStress({ scheme, threads, durationMs, regionPages, regions, seed, debug })
 Napi::Value run_stress_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto o = info[0].As<Napi::Object>();
+  auto o = object_value(env, info[0], "stress options");
   StressConfig cfg;
-  const std::string scheme = o.Get("scheme").As<Napi::String>().Utf8Value();
+  const std::string scheme = string_value(env, option(o, "scheme"), "scheme");
   if (!parse_scheme(scheme.c_str(), &cfg.scheme))
     throw_status(env, unknown_scheme_status());
-  cfg.threads = o.Get("threads").As<Napi::Number>().Int64Value();
-  cfg.duration_ms = o.Get("durationMs").As<Napi::Number>().Int64Value();
-  cfg.region_pages = o.Get("regionPages").As<Napi::Number>().Int64Value();
-  cfg.regions = o.Get("regions").As<Napi::Number>().Int64Value();
-  cfg.seed = o.Get("seed").As<Napi::Number>().Int64Value();
-  cfg.debug = o.Get("debug").As<Napi::Boolean>().Value();
+  // Integers read checked (no wrapping); their ranges are validate_stress's.
+  cfg.threads = int_value(env, option(o, "threads"), "threads");
+  cfg.duration_ms = int_value(env, option(o, "durationMs"), "durationMs");
+  cfg.region_pages = int_value(env, option(o, "regionPages"), "regionPages");
+  cfg.regions = int_value(env, option(o, "regions"), "regions");
+  cfg.seed = int_value(env, option(o, "seed"), "seed", -kMaxSafeInteger, kMaxSafeInteger);
+  cfg.debug = bool_value(env, option(o, "debug"), "debug");
   check(env, validate_stress(cfg));  // bad options throw now, before any thread starts
   auto* worker = new StressWorker(env, cfg);
   Napi::Promise p = worker->promise();

@@ -1,11 +1,12 @@
 // The JS-facing AddressSpace and the stress harness's async entry point. Argument
-// conversion only: types are checked in lib/, values in the core.
+// conversion, checked here (args.h) whatever lib/ checked; values are checked in the core.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
 
+#include "args.h"
 #include "mm/address_space.h"
 
 namespace pinlab::addon {
@@ -15,6 +16,8 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   static Napi::Function define(Napi::Env env);
   // new NativeAddressSpace(nativePageArray, pages), or (External<AddressSpace>) from fork.
   explicit AddressSpaceWrap(const Napi::CallbackInfo& info);
+
+  PINLAB_GUARDED_METHODS(AddressSpaceWrap)
 
  private:
   Napi::Value mmap(const Napi::CallbackInfo& info);

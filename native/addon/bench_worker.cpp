@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
+#include "async_run.h"
 #include "engines/bench_engine.h"
 #include "errors.h"
 
@@ -10,11 +12,10 @@ namespace pinlab::addon {
 
 namespace {
 
-struct Progress {
-  size_t done;
-  size_t total;
-  std::string label;
-};
+// The documented limits of a run's timing (lib/bench/matrix.ts says the same).
+constexpr int64_t kMaxTrials = 1000;
+constexpr double kMaxTrialMs = 60000;
+constexpr size_t kMaxSpecs = 100000;
 
 BenchOp parse_op(const std::string& s, Napi::Env env) {
   if (s == "pin-unpin") return BenchOp::kPinUnpin;
@@ -33,56 +34,40 @@ BenchSharing parse_sharing(const std::string& s, Napi::Env env) {
   throw_status(env, Status{Code::kEINVAL, Reason::kFlags, "unknown sharing"});
 }
 
-// A spec object from lib/ (types checked there; values checked here by the core).
-BenchSpec spec_from(Napi::Object o, Napi::Env env) {
+// A spec object, checked here (types, and integers read without wrapping); the core checks
+// the values' ranges and combinations (validate_bench_spec).
+BenchSpec spec_from(Napi::Value v, Napi::Env env) {
+  Napi::Object o = object_value(env, v, "benchmark spec");
   BenchSpec s;
-  s.op = parse_op(o.Get("op").As<Napi::String>().Utf8Value(), env);
-  const std::string scheme = o.Get("scheme").As<Napi::String>().Utf8Value();
+  s.op = parse_op(string_value(env, option(o, "op"), "op"), env);
+  const std::string scheme = string_value(env, option(o, "scheme"), "scheme");
   if (!parse_scheme(scheme.c_str(), &s.scheme))
     throw_status(env, unknown_scheme_status());
-  s.per_page = o.Get("perPage").As<Napi::Boolean>().Value();
-  s.order = o.Get("order").As<Napi::Number>().Uint32Value();
-  s.list_input = o.Get("listInput").As<Napi::Boolean>().Value();
-  s.threads = o.Get("threads").As<Napi::Number>().Uint32Value();
-  s.sharing = parse_sharing(o.Get("sharing").As<Napi::String>().Utf8Value(), env);
-  s.buffer_pages = uint64_t(o.Get("bufferPages").As<Napi::Number>().Int64Value());
-  s.pages_per_call = uint64_t(o.Get("pagesPerCall").As<Napi::Number>().Int64Value());
+  s.per_page = bool_value(env, option(o, "perPage"), "perPage");
+  s.order = uint32_t(int_value(env, option(o, "order"), "order", 0, 18));
+  s.list_input = bool_value(env, option(o, "listInput"), "listInput");
+  s.threads = uint32_t(int_value(env, option(o, "threads"), "threads", 1, 1024));
+  s.sharing = parse_sharing(string_value(env, option(o, "sharing"), "sharing"), env);
+  s.buffer_pages = uint64_t(int_value(env, option(o, "bufferPages"), "bufferPages", 1, int64_t{1} << 26));
+  s.pages_per_call = uint64_t(int_value(env, option(o, "pagesPerCall"), "pagesPerCall", 0, int64_t{1} << 26));
   check(env, validate_bench_spec(s));  // bad values throw now, before any thread starts
   return s;
 }
 
-class BenchWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class BenchWorker : public AsyncRun {
  public:
   BenchWorker(Napi::Env env, std::vector<BenchSpec> specs, BenchTiming timing,
               Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env),
-        specs_(std::move(specs)),
-        timing_(timing),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
+      : AsyncRun(env, "pinlab.runBench", on_progress), specs_(std::move(specs)), timing_(timing) {}
 
-  // No Node-API here: only the core, reporting through the queue.
-  void Execute(const ExecutionProgress& progress) override {
-    results_ = run_bench(specs_, timing_, [&](size_t done, size_t total, const std::string& l) {
-      Progress p{done, total, l};
-      progress.Send(&p, 1);
-    });
+ private:
+  Status run(const RunControl& control, const Report& report) override {
+    Status st;
+    results_ = run_bench(specs_, timing_, report, &control, &st);
+    return st;
   }
 
-  void OnProgress(const Progress* data, size_t count) override {
-    if (on_progress_.IsEmpty()) return;
-    Napi::Env env = Env();
-    for (size_t i = 0; i < count; ++i) {
-      on_progress_.Call({Napi::Number::New(env, double(data[i].done)),
-                         Napi::Number::New(env, double(data[i].total)),
-                         Napi::String::New(env, data[i].label)});
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value result(Napi::Env env) override {
     auto out = Napi::Array::New(env, results_.size());
     for (size_t i = 0; i < results_.size(); ++i) {
       const BenchResult& r = results_[i];
@@ -96,16 +81,11 @@ class BenchWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       o.Set("roundsPerTrial", double(r.rounds_per_trial));
       out[i] = o;
     }
-    deferred_.Resolve(out);
+    return out;
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
   std::vector<BenchSpec> specs_;
   BenchTiming timing_;
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference on_progress_;
   std::vector<BenchResult> results_;
 };
 
@@ -114,17 +94,22 @@ class BenchWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 // runBench(specs[], { trials, trialMs }, onProgress?)
 Napi::Value run_bench_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto arr = info[0].As<Napi::Array>();
+  auto arr = array_value(env, info[0], "specs");
+  const uint32_t n = arr.Length();
+  if (n > kMaxSpecs)
+    throw_invalid(env, "specs: " + std::to_string(n) + " configurations, more than " +
+                           std::to_string(kMaxSpecs));
   std::vector<BenchSpec> specs;
-  specs.reserve(arr.Length());
-  for (uint32_t i = 0; i < arr.Length(); ++i)
-    specs.push_back(spec_from(arr.Get(i).As<Napi::Object>(), env));
-  auto t = info[1].As<Napi::Object>();
+  specs.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) specs.push_back(spec_from(arr.Get(i), env));
+  auto t = object_value(env, info[1], "timing");
   BenchTiming timing;
-  timing.trials = t.Get("trials").As<Napi::Number>().Uint32Value();
-  timing.trial_ms = t.Get("trialMs").As<Napi::Number>().DoubleValue();
-  Napi::Function on_progress =
-      info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  timing.trials = uint32_t(int_value(env, option(t, "trials"), "trials", 1, kMaxTrials));
+  timing.trial_ms = number_value(env, option(t, "trialMs"), "trialMs");
+  if (!(timing.trial_ms > 0) || timing.trial_ms > kMaxTrialMs)
+    throw_invalid(env, "trialMs must be a number in (0, 60000] (got " +
+                           describe_value(env, option(t, "trialMs")) + ")");
+  Napi::Function on_progress = progress_arg(info, 2);
   auto* worker = new BenchWorker(env, std::move(specs), timing, on_progress);
   Napi::Promise p = worker->promise();
   worker->Queue();

@@ -1,5 +1,7 @@
 #include "kernel_probe_worker.h"
 
+#include "args.h"
+#include "async_run.h"
 #include "host/kernel_probe.h"
 
 namespace pinlab::addon {
@@ -12,16 +14,20 @@ Napi::Array numbers(Napi::Env env, const std::vector<double>& v) {
   return a;
 }
 
-class KernelProbeWorker : public Napi::AsyncWorker {
+class KernelProbeWorker : public AsyncRun {
  public:
   KernelProbeWorker(Napi::Env env, const KernelProbeConfig& cfg)
-      : Napi::AsyncWorker(env), cfg_(cfg), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() const { return deferred_.Promise(); }
+      : AsyncRun(env, "pinlab.probeKernel", Napi::Function()), cfg_(cfg) {}
 
-  void Execute() override { result_ = probe_kernel_pins(cfg_); }  // no Node-API here
+ private:
+  Status run(const RunControl& control, const Report&) override {
+    KernelProbeConfig cfg = cfg_;
+    cfg.control = &control;
+    result_ = probe_kernel_pins(cfg);
+    return Status::Ok();
+  }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value result(Napi::Env env) override {
     const KernelProbeResult& r = result_;
     auto o = Napi::Object::New(env);
     o.Set("available", r.available);
@@ -33,25 +39,25 @@ class KernelProbeWorker : public Napi::AsyncWorker {
     o.Set("nrFollPinReleasedDelta", double(r.nr_foll_pin_released_delta));
     o.Set("thpConfirmed", r.thp_confirmed);
     o.Set("anonHugeKb", double(r.anon_huge_kb));
-    deferred_.Resolve(o);
+    return o;
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
   KernelProbeConfig cfg_;
-  Napi::Promise::Deferred deferred_;
   KernelProbeResult result_;
 };
 
 }  // namespace
 
+// probeKernel({ bufferBytes, huge, trials }): integers read checked; the probe itself
+// validates their ranges (and reports a refusal as unavailable, with the reason).
 Napi::Value probe_kernel_async(const Napi::CallbackInfo& info) {
-  auto o = info[0].As<Napi::Object>();
+  Napi::Env env = info.Env();
+  auto o = object_value(env, info[0], "probe options");
   KernelProbeConfig cfg;
-  cfg.buffer_bytes = uint64_t(o.Get("bufferBytes").As<Napi::Number>().Int64Value());
-  cfg.huge = o.Get("huge").As<Napi::Boolean>().Value();
-  cfg.trials = o.Get("trials").As<Napi::Number>().Uint32Value();
-  auto* worker = new KernelProbeWorker(info.Env(), cfg);
+  cfg.buffer_bytes = uint64_t(int_value(env, option(o, "bufferBytes"), "bufferBytes", 1, kMaxSafeInteger));
+  cfg.huge = bool_value(env, option(o, "huge"), "huge");
+  cfg.trials = uint32_t(int_value(env, option(o, "trials"), "trials", 1, UINT32_MAX));
+  auto* worker = new KernelProbeWorker(env, cfg);
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;

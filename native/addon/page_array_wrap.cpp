@@ -11,36 +11,30 @@ namespace pinlab::addon {
 namespace {
 
 constexpr uint32_t kFlagWrite = 1, kFlagPerPage = 2, kFlagDirty = 4;
-
-int64_t int_arg(const Napi::CallbackInfo& info, size_t i) {
-  return info[i].As<Napi::Number>().Int64Value();
-}
+constexpr int64_t kAllFlags = kFlagWrite | kFlagPerPage | kFlagDirty;
 
 PinFlags flags_arg(const Napi::CallbackInfo& info, size_t i) {
-  const uint32_t bits = info[i].As<Napi::Number>().Uint32Value();
+  const auto bits = uint32_t(int_arg(info, i, "flags", 0, kAllFlags));
   return PinFlags{(bits & kFlagWrite) != 0, (bits & kFlagPerPage) != 0, (bits & kFlagDirty) != 0};
 }
 
 // A { start, count } range from two JS integers; negative values are out of range too.
 PageSet range_arg(const Napi::CallbackInfo& info, size_t i) {
-  const int64_t start = int_arg(info, i), count = int_arg(info, i + 1);
+  const int64_t start = int_arg(info, i, "start"), count = int_arg(info, i + 1, "count");
   if (start < 0 || count < 0)
     throw_status(info.Env(), Status::Fail(Code::kERANGE, Reason::kRangeOutOfBounds, start, count));
   return PageSet::range(uint64_t(start), uint64_t(count));
 }
 
-// A Uint32Array read in place: no copy of the PFN list.
-PageSet list_arg(const Napi::CallbackInfo& info, size_t i) {
-  auto arr = info[i].As<Napi::Uint32Array>();
-  return PageSet::pfns(arr.Data(), arr.ElementLength());
-}
+PageSet list_set(const PfnList& list) { return PageSet::pfns(list.data(), list.size()); }
 
 Napi::Value bvecs_value(Napi::Env env, const std::vector<Bvec>& runs) {
   // Flattened [pfn, count, pfn, count, ...]: lib/ turns it into objects.
-  auto out = Napi::Uint32Array::New(env, runs.size() * 2);
+  auto out = new_uint32_array(env, runs.size() * 2);
+  uint32_t* d = out.Data();
   for (size_t i = 0; i < runs.size(); ++i) {
-    out[2 * i] = uint32_t(runs[i].pfn);
-    out[2 * i + 1] = uint32_t(runs[i].count);
+    d[2 * i] = uint32_t(runs[i].pfn);
+    d[2 * i + 1] = uint32_t(runs[i].count);
   }
   return out;
 }
@@ -51,60 +45,78 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
   return DefineClass(
       env, "NativePageArray",
       {
-          InstanceMethod<&PageArrayWrap::info_>("info"),
-          InstanceMethod<&PageArrayWrap::folio_head>("folioHead"),
-          InstanceMethod<&PageArrayWrap::folio_order>("folioOrder"),
-          InstanceMethod<&PageArrayWrap::refcount>("refcount"),
-          InstanceMethod<&PageArrayWrap::pincount>("pincount"),
-          InstanceMethod<&PageArrayWrap::maybe_dma_pinned>("maybeDmaPinned"),
-          InstanceMethod<&PageArrayWrap::is_dirty>("isDirty"),
-          InstanceMethod<&PageArrayWrap::set_dirty>("setDirty"),
-          InstanceMethod<&PageArrayWrap::get_page>("getPage"),
-          InstanceMethod<&PageArrayWrap::try_get_page>("tryGetPage"),
-          InstanceMethod<&PageArrayWrap::put_page>("putPage"),
-          InstanceMethod<&PageArrayWrap::make_folio>("makeFolio"),
-          InstanceMethod<&PageArrayWrap::split_folio>("splitFolio"),
-          InstanceMethod<&PageArrayWrap::pin_range>("pinRange"),
-          InstanceMethod<&PageArrayWrap::pin_list>("pinList"),
-          InstanceMethod<&PageArrayWrap::unpin_range>("unpinRange"),
-          InstanceMethod<&PageArrayWrap::unpin_list>("unpinList"),
-          InstanceMethod<&PageArrayWrap::bvecs_range>("bvecsRange"),
-          InstanceMethod<&PageArrayWrap::bvecs_list>("bvecsList"),
-          InstanceMethod<&PageArrayWrap::count_range>("countMaybeDmaPinnedRange"),
-          InstanceMethod<&PageArrayWrap::count_list>("countMaybeDmaPinnedList"),
-          InstanceMethod<&PageArrayWrap::pfn_runs_into>("pfnRunsInto"),
-          InstanceMethod<&PageArrayWrap::debug_pinned_runs>("debugPinnedRuns"),
-          InstanceMethod<&PageArrayWrap::debug_page_pins>("debugPagePins"),
-          InstanceMethod<&PageArrayWrap::stats>("stats"),
-          InstanceMethod<&PageArrayWrap::alloc_folio>("allocFolio"),
-          InstanceMethod<&PageArrayWrap::free_pages>("freePages"),
-          InstanceMethod<&PageArrayWrap::zero_pfn>("zeroPfn"),
-          InstanceMethod<&PageArrayWrap::is_movable>("isMovable"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::info_>>("info"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::folio_head>>("folioHead"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::folio_order>>("folioOrder"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::refcount>>("refcount"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pincount>>("pincount"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::maybe_dma_pinned>>("maybeDmaPinned"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::is_dirty>>("isDirty"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::set_dirty>>("setDirty"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::get_page>>("getPage"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::try_get_page>>("tryGetPage"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::put_page>>("putPage"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::make_folio>>("makeFolio"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::split_folio>>("splitFolio"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pin_range>>("pinRange"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pin_list>>("pinList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_range>>("unpinRange"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_list>>("unpinList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_range>>("bvecsRange"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_list>>("bvecsList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::count_range>>("countMaybeDmaPinnedRange"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::count_list>>("countMaybeDmaPinnedList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pfn_runs_into>>("pfnRunsInto"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::debug_pinned_runs>>("debugPinnedRuns"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::debug_page_pins>>("debugPagePins"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::stats>>("stats"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::alloc_folio>>("allocFolio"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::free_pages>>("freePages"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::zero_pfn>>("zeroPfn"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::is_movable>>("isMovable"),
       });
 }
 
-// new NativePageArray({ pages, scheme, pinBias, pincountMinOrder, folioOrder, debug })
+// new NativePageArray({ pages, scheme, pinBias, pincountMinOrder, folioOrder, debug, populated,
+// movablePages })
 PageArrayWrap::PageArrayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PageArrayWrap>(info) {
   Napi::Env env = info.Env();
-  auto opts = info[0].As<Napi::Object>();
-  PageArrayConfig cfg;
-  cfg.pages = opts.Get("pages").As<Napi::Number>().Int64Value();
-  const std::string scheme = opts.Get("scheme").As<Napi::String>().Utf8Value();
-  if (!parse_scheme(scheme.c_str(), &cfg.scheme))
-    throw_status(env, unknown_scheme_status());
-  cfg.pin_bias = opts.Get("pinBias").As<Napi::Number>().Int64Value();
-  cfg.pincount_min_order = opts.Get("pincountMinOrder").As<Napi::Number>().Int64Value();
-  cfg.folio_order = opts.Get("folioOrder").As<Napi::Number>().Int64Value();
-  cfg.debug = opts.Get("debug").As<Napi::Boolean>().Value();
-  cfg.populated = opts.Get("populated").As<Napi::Boolean>().Value();
-  cfg.movable_pages = opts.Get("movablePages").As<Napi::Number>().Int64Value();
-  std::unique_ptr<PageArray> pa;
-  check(env, PageArray::create(cfg, &pa));
-  core_ = std::move(pa);
+  guard(env, [&] {
+    auto opts = object_value(env, info[0], "PageArray options");
+    PageArrayConfig cfg;
+    cfg.pages = int_value(env, option(opts, "pages"), "pages");
+    const std::string scheme = string_value(env, option(opts, "scheme"), "scheme");
+    if (!parse_scheme(scheme.c_str(), &cfg.scheme)) throw_status(env, unknown_scheme_status());
+    cfg.pin_bias = int_value(env, option(opts, "pinBias"), "pinBias");
+    cfg.pincount_min_order = int_value(env, option(opts, "pincountMinOrder"), "pincountMinOrder");
+    cfg.folio_order = int_value(env, option(opts, "folioOrder"), "folioOrder");
+    cfg.debug = bool_value(env, option(opts, "debug"), "debug");
+    cfg.populated = bool_value(env, option(opts, "populated"), "populated");
+    cfg.movable_pages = int_value(env, option(opts, "movablePages"), "movablePages");
+    std::unique_ptr<PageArray> pa;
+    check(env, PageArray::create(cfg, &pa));
+    core_ = std::move(pa);
+    // Tagged, so that NativeAddressSpace can tell a real page array from an impostor.
+    napi_type_tag_object(env, info.This(), &kPageArrayTag);
+    return env.Undefined();
+  });
+}
+
+PageArrayWrap* PageArrayWrap::from(Napi::Env env, napi_value v, const char* name) {
+  bool tagged = false;
+  napi_valuetype t = napi_undefined;
+  if (v == nullptr || napi_typeof(env, v, &t) != napi_ok || t != napi_object ||
+      napi_check_object_type_tag(env, v, &kPageArrayTag, &tagged) != napi_ok || !tagged)
+    throw_invalid(env, std::string(name) + " must be a NativePageArray (got " +
+                           describe_value(env, v) + ")");
+  void* p = nullptr;
+  if (napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
+    throw_invalid(env, std::string(name) + " is not a live NativePageArray");
+  return static_cast<PageArrayWrap*>(p);
 }
 
 uint64_t PageArrayWrap::pfn_arg(const Napi::CallbackInfo& info, size_t index) const {
-  const int64_t pfn = int_arg(info, index);
+  const int64_t pfn = int_arg(info, index, "pfn");
   if (pfn < 0)
     throw_status(info.Env(), Status::Fail(Code::kERANGE, Reason::kPfnOutOfRange, pfn,
                                           int64_t(core_->pages())));
@@ -155,22 +167,22 @@ Napi::Value PageArrayWrap::set_dirty(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PageArrayWrap::get_page(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->get_page(pfn_arg(info, 0), int_arg(info, 1)));
+  check(info.Env(), core_->get_page(pfn_arg(info, 0), int_arg(info, 1, "refs")));
   return info.Env().Undefined();
 }
 Napi::Value PageArrayWrap::try_get_page(const Napi::CallbackInfo& info) {
   bool got = false;
-  check(info.Env(), core_->try_get_page(pfn_arg(info, 0), int_arg(info, 1), &got));
+  check(info.Env(), core_->try_get_page(pfn_arg(info, 0), int_arg(info, 1, "refs"), &got));
   return Napi::Boolean::New(info.Env(), got);
 }
 Napi::Value PageArrayWrap::put_page(const Napi::CallbackInfo& info) {
   bool freed = false;
-  check(info.Env(), core_->put_page(pfn_arg(info, 0), int_arg(info, 1), &freed));
+  check(info.Env(), core_->put_page(pfn_arg(info, 0), int_arg(info, 1, "refs"), &freed));
   return Napi::Boolean::New(info.Env(), freed);
 }
 
 Napi::Value PageArrayWrap::make_folio(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->make_folio(pfn_arg(info, 0), int_arg(info, 1)));
+  check(info.Env(), core_->make_folio(pfn_arg(info, 0), int_arg(info, 1, "order")));
   return info.Env().Undefined();
 }
 Napi::Value PageArrayWrap::split_folio(const Napi::CallbackInfo& info) {
@@ -179,21 +191,29 @@ Napi::Value PageArrayWrap::split_folio(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PageArrayWrap::pin_range(const Napi::CallbackInfo& info) {
+  const PageSet range = range_arg(info, 0);
+  const PinFlags flags = flags_arg(info, 2);
   uint64_t pinned = 0;
-  check(info.Env(), core_->pin_pages(range_arg(info, 0), flags_arg(info, 2), &pinned));
+  check(info.Env(), core_->pin_pages(range, flags, &pinned));
   return Napi::Number::New(info.Env(), double(pinned));
 }
 Napi::Value PageArrayWrap::pin_list(const Napi::CallbackInfo& info) {
+  const PfnList list(info, 0, "pfns");
+  const PinFlags flags = flags_arg(info, 1);
   uint64_t pinned = 0;
-  check(info.Env(), core_->pin_pages(list_arg(info, 0), flags_arg(info, 1), &pinned));
+  check(info.Env(), core_->pin_pages(list_set(list), flags, &pinned));
   return Napi::Number::New(info.Env(), double(pinned));
 }
 Napi::Value PageArrayWrap::unpin_range(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->unpin_pages(range_arg(info, 0), flags_arg(info, 2)));
+  const PageSet range = range_arg(info, 0);
+  const PinFlags flags = flags_arg(info, 2);
+  check(info.Env(), core_->unpin_pages(range, flags));
   return info.Env().Undefined();
 }
 Napi::Value PageArrayWrap::unpin_list(const Napi::CallbackInfo& info) {
-  check(info.Env(), core_->unpin_pages(list_arg(info, 0), flags_arg(info, 1)));
+  const PfnList list(info, 0, "pfns");
+  const PinFlags flags = flags_arg(info, 1);
+  check(info.Env(), core_->unpin_pages(list_set(list), flags));
   return info.Env().Undefined();
 }
 
@@ -204,7 +224,8 @@ Napi::Value PageArrayWrap::bvecs_range(const Napi::CallbackInfo& info) {
 }
 Napi::Value PageArrayWrap::bvecs_list(const Napi::CallbackInfo& info) {
   std::vector<Bvec> runs;
-  check(info.Env(), core_->to_bvecs(list_arg(info, 0), &runs));
+  const PfnList list(info, 0, "pfns");
+  check(info.Env(), core_->to_bvecs(list_set(list), &runs));
   return bvecs_value(info.Env(), runs);
 }
 
@@ -215,7 +236,8 @@ Napi::Value PageArrayWrap::count_range(const Napi::CallbackInfo& info) {
 }
 Napi::Value PageArrayWrap::count_list(const Napi::CallbackInfo& info) {
   uint64_t n = 0;
-  check(info.Env(), core_->count_maybe_dma_pinned(list_arg(info, 0), &n));
+  const PfnList list(info, 0, "pfns");
+  check(info.Env(), core_->count_maybe_dma_pinned(list_set(list), &n));
   return Napi::Number::New(info.Env(), double(n));
 }
 
@@ -223,14 +245,14 @@ Napi::Value PageArrayWrap::count_list(const Napi::CallbackInfo& info) {
 // must hold 2 * list.length entries (the most a list can need). No allocation: the side table
 // calls this on every owner-tracked pin and unpin.
 Napi::Value PageArrayWrap::pfn_runs_into(const Napi::CallbackInfo& info) {
-  auto arr = info[0].As<Napi::Uint32Array>();
-  auto out = info[1].As<Napi::Uint32Array>();
-  if (out.ElementLength() < 2 * arr.ElementLength())
-    throw_status(info.Env(), Status::BadOption("out", int64_t(out.ElementLength()),
+  const PfnList list(info, 0, "pfns");
+  const Uint32View out = uint32_array_value(info.Env(), info[1], "out");
+  if (out.length < 2 * list.size())
+    throw_status(info.Env(), Status::BadOption("out", int64_t(out.length),
                                                "at least 2 entries per listed PFN"));
   uint64_t runs = 0;
-  check(info.Env(), core_->count_pfn_runs(arr.Data(), arr.ElementLength(), &runs));
-  PageArray::write_pfn_runs(arr.Data(), arr.ElementLength(), out.Data());
+  check(info.Env(), core_->count_pfn_runs(list.data(), list.size(), &runs));
+  PageArray::write_pfn_runs(list.data(), list.size(), out.data);
   return Napi::Number::New(info.Env(), double(runs * 2));
 }
 
@@ -238,17 +260,17 @@ Napi::Value PageArrayWrap::pfn_runs_into(const Napi::CallbackInfo& info) {
 Napi::Value PageArrayWrap::debug_pinned_runs(const Napi::CallbackInfo& info) {
   std::vector<uint32_t> runs;
   check(info.Env(), core_->debug_pinned_runs(&runs));
-  auto out = Napi::Uint32Array::New(info.Env(), runs.size());
-  std::memcpy(out.Data(), runs.data(), runs.size() * sizeof(uint32_t));
+  auto out = new_uint32_array(info.Env(), runs.size());
+  if (!runs.empty()) std::memcpy(out.Data(), runs.data(), runs.size() * sizeof(uint32_t));
   return out;
 }
 
 // debugPagePins(start, count) -> Int32Array of the exact pins of each page
 Napi::Value PageArrayWrap::debug_page_pins(const Napi::CallbackInfo& info) {
   std::vector<int32_t> pins;
-  check(info.Env(), core_->debug_page_pins(int_arg(info, 0), int_arg(info, 1), &pins));
-  auto out = Napi::Int32Array::New(info.Env(), pins.size());
-  std::memcpy(out.Data(), pins.data(), pins.size() * sizeof(int32_t));
+  check(info.Env(), core_->debug_page_pins(int_arg(info, 0, "start"), int_arg(info, 1, "count"), &pins));
+  auto out = new_int32_array(info.Env(), pins.size());
+  if (!pins.empty()) std::memcpy(out.Data(), pins.data(), pins.size() * sizeof(int32_t));
   return out;
 }
 
@@ -265,7 +287,9 @@ Napi::Value PageArrayWrap::stats(const Napi::CallbackInfo& info) {
 
 Napi::Value PageArrayWrap::alloc_folio(const Napi::CallbackInfo& info) {
   uint64_t head = 0;
-  check(info.Env(), core_->alloc_folio(int_arg(info, 0), info[1].As<Napi::Boolean>().Value(), &head));
+  const int64_t order = int_arg(info, 0, "order");
+  const bool movable = bool_arg(info, 1, "movable");
+  check(info.Env(), core_->alloc_folio(order, movable, &head));
   return Napi::Number::New(info.Env(), double(head));
 }
 Napi::Value PageArrayWrap::free_pages(const Napi::CallbackInfo& info) {

@@ -1,11 +1,14 @@
-// The JS-facing PageArray: argument conversion only. Types are checked in lib/; the core
-// validates values and returns a Status, turned into a PinlabError here.
+// The JS-facing PageArray: argument conversion, checked here (args.h: types, integer ranges,
+// the real type of typed arrays; PFN lists copied once into memory the addon owns), whatever
+// lib/ checked before; the core validates values and returns a Status, turned into a
+// PinlabError here. Every method runs under guard(): std::bad_alloc is ENOMEM.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
 
+#include "args.h"
 #include "pages/page_array.h"
 
 namespace pinlab::addon {
@@ -17,6 +20,12 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
 
   // Held by shared_ptr so asynchronous workers can keep the core alive past GC.
   std::shared_ptr<PageArray> core() const { return core_; }
+
+  // The PageArrayWrap behind `v`, checked by its type tag (EINVAL naming `name` otherwise):
+  // an object of another class, or a plain object with NativePageArray's prototype, is refused.
+  static PageArrayWrap* from(Napi::Env env, napi_value v, const char* name);
+
+  PINLAB_GUARDED_METHODS(PageArrayWrap)
 
  private:
   Napi::Value info_(const Napi::CallbackInfo& info);

@@ -4,6 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
+#include "async_run.h"
+#include "base/memory.h"
 #include "errors.h"
 #include "engines/profile_engine.h"
 #include "host/snapshot.h"
@@ -12,45 +15,51 @@ namespace pinlab::addon {
 
 namespace {
 
-double num(Napi::Object o, const char* key, double fallback = 0) {
-  Napi::Value v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+// o[key] as a finite number; `fallback` when absent (undefined). EINVAL for anything else.
+double num(Napi::Env env, Napi::Object o, const char* key, double fallback = 0) {
+  Napi::Value v = option(o, key);
+  if (v.IsUndefined()) return fallback;
+  return number_value(env, v, key);
 }
 
-// A distribution object from lib/ (shapes checked there; values checked by the core). Mixtures
+// A distribution object (shapes checked here as well as in lib/; values by the core). Mixtures
 // nest at most kMaxMixtureDepth deep: the recursion here must not exhaust the stack.
-Distribution distribution_from(Napi::Object o, Napi::Env env, int depth = 1) {
+Distribution distribution_from(Napi::Value v, Napi::Env env, int depth = 1) {
+  Napi::Object o = object_value(env, v, "distribution");
   Distribution d;
-  const std::string kind = o.Get("kind").As<Napi::String>().Utf8Value();
+  const std::string kind = string_value(env, option(o, "kind"), "distribution kind");
   using K = Distribution::Kind;
   if (kind == "fixed") {
     d.kind = K::kFixed;
-    d.a = num(o, "value");
+    d.a = num(env, o, "value");
   } else if (kind == "uniform") {
     d.kind = K::kUniform;
-    d.a = num(o, "min");
-    d.b = num(o, "max");
+    d.a = num(env, o, "min");
+    d.b = num(env, o, "max");
   } else if (kind == "geometric") {
     d.kind = K::kGeometric;
-    d.a = num(o, "p");
-    d.b = num(o, "min", 1);
+    d.a = num(env, o, "p");
+    d.b = num(env, o, "min", 1);
   } else if (kind == "zipf") {
     d.kind = K::kZipf;
-    d.a = num(o, "s");
-    d.b = num(o, "max");
+    d.a = num(env, o, "s");
+    d.b = num(env, o, "max");
   } else if (kind == "lognormal") {
     d.kind = K::kLognormal;
-    d.a = num(o, "mu");
-    d.b = num(o, "sigma");
-    d.c = num(o, "max", 0);
+    d.a = num(env, o, "mu");
+    d.b = num(env, o, "sigma");
+    d.c = num(env, o, "max", 0);
   } else if (kind == "mixture") {
     d.kind = K::kMixture;
     if (depth > kMaxMixtureDepth)
       throw_status(env, Status::BadOption("mixture depth", depth, "mixtures nested at most 8 deep"));
-    auto parts = o.Get("parts").As<Napi::Array>();
-    for (uint32_t i = 0; i < parts.Length(); ++i) {
-      auto part = parts.Get(i).As<Napi::Object>();
-      d.parts.emplace_back(num(part, "weight"), distribution_from(part.Get("dist").As<Napi::Object>(), env, depth + 1));
+    auto parts = array_value(env, option(o, "parts"), "mixture parts");
+    const uint32_t n = parts.Length();
+    if (n > 1024) throw_invalid(env, "mixture: more than 1024 parts");
+    for (uint32_t i = 0; i < n; ++i) {
+      auto part = object_value(env, parts.Get(i), "mixture part");
+      const double weight = num(env, part, "weight");
+      d.parts.emplace_back(weight, distribution_from(option(part, "dist"), env, depth + 1));
     }
   } else {
     throw_status(env, Status{Code::kEINVAL, Reason::kFlags, "unknown distribution kind"});
@@ -58,21 +67,25 @@ Distribution distribution_from(Napi::Object o, Napi::Env env, int depth = 1) {
   return d;
 }
 
-PopulationSpec population_from(Napi::Object o, Napi::Env env) {
+PopulationSpec population_from(Napi::Value v, Napi::Env env) {
+  Napi::Object o = object_value(env, v, "population");
   PopulationSpec p;
-  p.pages = uint64_t(num(o, "pages"));
-  p.seed = uint64_t(num(o, "seed"));
+  p.pages = uint64_t(int_value(env, option(o, "pages"), "pages", 1, int64_t(kMaxPages)));
+  p.seed = uint64_t(int_value(env, option(o, "seed"), "seed", -kMaxSafeInteger, kMaxSafeInteger));
   p.orders.clear();
-  auto orders = o.Get("orders").As<Napi::Array>();
-  for (uint32_t i = 0; i < orders.Length(); ++i) {
-    auto e = orders.Get(i).As<Napi::Object>();
-    p.orders.emplace_back(uint32_t(num(e, "order")), num(e, "weight"));
+  auto orders = array_value(env, option(o, "orders"), "orders");
+  const uint32_t n = orders.Length();
+  if (n > 1024) throw_invalid(env, "orders: more than 1024 entries");
+  for (uint32_t i = 0; i < n; ++i) {
+    auto e = object_value(env, orders.Get(i), "orders entry");
+    p.orders.emplace_back(uint32_t(int_value(env, option(e, "order"), "orders: order", 0, UINT32_MAX)),
+                          num(env, e, "weight"));
   }
-  p.refs = distribution_from(o.Get("refs").As<Napi::Object>(), env);
-  p.free_fraction = num(o, "freeFraction");
-  p.pinned_fraction = num(o, "pinnedFraction");
-  p.pins_per_pinned = distribution_from(o.Get("pinsPerPinned").As<Napi::Object>(), env);
-  p.write_fraction = num(o, "writeFraction");
+  p.refs = distribution_from(option(o, "refs"), env);
+  p.free_fraction = num(env, o, "freeFraction");
+  p.pinned_fraction = num(env, o, "pinnedFraction");
+  p.pins_per_pinned = distribution_from(option(o, "pinsPerPinned"), env);
+  p.write_fraction = num(env, o, "writeFraction");
   check(env, validate_population(p));
   return p;
 }
@@ -103,62 +116,44 @@ Napi::Array tallies_value(Napi::Env env, const std::array<ProfileTally, N>& a) {
   return arr;
 }
 
-struct Progress {
-  size_t done;
-  size_t total;
-  std::string what;
-};
-
-class ProfileWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class ProfileWorker : public AsyncRun {
  public:
   ProfileWorker(Napi::Env env, PopulationSpec pop, std::string snapshot, ProfileConfig cfg,
                 Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env),
+      : AsyncRun(env, "pinlab.runProfile", on_progress),
         pop_(std::move(pop)),
         snapshot_(std::move(snapshot)),
-        cfg_(std::move(cfg)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
+        cfg_(std::move(cfg)) {}
 
-  void Execute(const ExecutionProgress& progress) override {  // no Node-API here
-    Progress start{0, cfg_.schemes.size() * cfg_.biases.size(), "building the population"};
-    progress.Send(&start, 1);
+ private:
+  Status run(const RunControl& control, const Report& report) override {
+    report(0, cfg_.schemes.size() * cfg_.biases.size(), "building the population");
     std::vector<PopFolio> folios;
     uint64_t pages = pop_.pages;
     if (snapshot_.empty()) {
+      // At most one folio per page, reserved up front: a size memory cannot hold is ENOMEM.
+      if (!fits_in_memory(pages, sizeof(PopFolio)))
+        return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(pages * sizeof(PopFolio)));
       folios = draw_population(pop_);
     } else {
       HostSnapshot snap;
-      status_ = read_snapshot(snapshot_, &snap);
-      if (!status_.ok()) return;
+      // A PageArray holds at most kMaxPages: a bigger snapshot is refused before its folios
+      // are expanded, and a population of one entry per page must fit in memory.
+      if (Status st = read_snapshot(snapshot_, &snap, kMaxPages); !st.ok()) return st;
+      if (!fits_in_memory(snap.pages, sizeof(PopFolio)))
+        return Status::Fail(Code::kENOMEM, Reason::kNoMemory,
+                            int64_t(snap.pages * sizeof(PopFolio)));
+      if (control.stop_requested())
+        return Status{Code::kEINVAL, Reason::kCancelled, "the profile run"};
       folios = population_from_snapshot(snap, pop_);
       pages = snap.pages;
     }
     folios_ = folios.size();
     pages_ = pages;
-    status_ = run_profile(folios, pages, cfg_, [&](size_t d, size_t t, const std::string& w) {
-      Progress p{d, t, w};
-      progress.Send(&p, 1);
-    }, &runs_);
+    return run_profile(folios, pages, cfg_, report, &runs_, &control);
   }
 
-  void OnProgress(const Progress* data, size_t count) override {
-    if (on_progress_.IsEmpty()) return;
-    Napi::Env env = Env();
-    for (size_t i = 0; i < count; ++i)
-      on_progress_.Call({Napi::Number::New(env, double(data[i].done)),
-                         Napi::Number::New(env, double(data[i].total)),
-                         Napi::String::New(env, data[i].what)});
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      reject_with_status(env, deferred_, status_);
-      return;
-    }
+  Napi::Value result(Napi::Env env) override {
     auto out = Napi::Object::New(env);
     out.Set("folios", double(folios_));
     out.Set("pages", double(pages_));
@@ -180,53 +175,42 @@ class ProfileWorker : public Napi::AsyncProgressQueueWorker<Progress> {
       runs[i] = o;
     }
     out.Set("runs", runs);
-    deferred_.Resolve(out);
+    return out;
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
   PopulationSpec pop_;
   std::string snapshot_;
   ProfileConfig cfg_;
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference on_progress_;
-  Status status_;
   std::vector<ProfileRun> runs_;
   size_t folios_ = 0;
   uint64_t pages_ = 0;
 };
 
-class SnapshotWorker : public Napi::AsyncProgressQueueWorker<Progress> {
+class SnapshotWorker : public AsyncRun {
  public:
   SnapshotWorker(Napi::Env env, std::string path, uint64_t max_pages, Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env),
+      : AsyncRun(env, "pinlab.takeSnapshot", on_progress),
         path_(std::move(path)),
-        max_pages_(max_pages),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise promise() const { return deferred_.Promise(); }
+        max_pages_(max_pages) {}
 
-  void Execute(const ExecutionProgress& progress) override {  // no Node-API here
-    status_ = read_host_snapshot("/proc/kpagecount", "/proc/kpageflags", max_pages_,
-                                 [&](uint64_t done, uint64_t total) {
-                                   Progress p{size_t(done), size_t(total), "reading"};
-                                   progress.Send(&p, 1);
-                                 }, &snap_);
-    if (status_.ok()) status_ = write_snapshot(path_, snap_);
+ private:
+  Status run(const RunControl& control, const Report& report) override {
+    Status st = read_host_snapshot(
+        "/proc/kpagecount", "/proc/kpageflags", max_pages_,
+        [&](uint64_t done, uint64_t total) { report(size_t(done), size_t(total), "reading"); },
+        &snap_, &control);
+    if (st.ok()) st = write_snapshot(path_, snap_);
+    return st;
   }
-  void OnProgress(const Progress* data, size_t count) override {
-    if (on_progress_.IsEmpty() || count == 0) return;
-    Napi::Env env = Env();
-    on_progress_.Call({Napi::Number::New(env, double(data[count - 1].done)),
-                       Napi::Number::New(env, double(data[count - 1].total))});
+
+  // onProgress(done, total), for the latest of the queued events only.
+  void deliver(Napi::Env env, Napi::Function cb, const RunEvent* events, size_t n) override {
+    if (n == 0) return;
+    cb.Call({Napi::Number::New(env, double(events[n - 1].done)),
+             Napi::Number::New(env, double(events[n - 1].total))});
   }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (!status_.ok()) {
-      reject_with_status(env, deferred_, status_);
-      return;
-    }
+
+  Napi::Value result(Napi::Env env) override {
     auto o = Napi::Object::New(env);
     o.Set("pages", double(snap_.pages));
     o.Set("folios", double(snap_.folios.size()));
@@ -241,16 +225,11 @@ class SnapshotWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("foliosByOrder", orders);
     o.Set("allocatedPages", double(allocated));
     o.Set("source", snap_.source);
-    deferred_.Resolve(o);
+    return o;
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
- private:
   std::string path_;
   uint64_t max_pages_;
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference on_progress_;
-  Status status_;
   HostSnapshot snap_;
 };
 
@@ -259,38 +238,49 @@ class SnapshotWorker : public Napi::AsyncProgressQueueWorker<Progress> {
 // distributionTail(dist, k): P(X >= k), the analytic expectation's building block.
 Napi::Value distribution_tail_sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const Distribution d = distribution_from(info[0].As<Napi::Object>(), env);
+  const Distribution d = distribution_from(info[0], env);
   check(env, validate_distribution(d, "distribution"));
-  return Napi::Number::New(env, distribution_tail(d, uint64_t(info[1].As<Napi::Number>().Int64Value())));
+  const int64_t k = int_arg(info, 1, "k", 0, INT64_MAX);
+  return Napi::Number::New(env, distribution_tail(d, uint64_t(k)));
 }
 
-// runProfile({ population, schemes, biases, threads, sampleFolios }, onProgress?)
+// runProfile({ population, schemes, biases, threads, sampleFolios, snapshot? }, onProgress?)
 Napi::Value run_profile_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto req = info[0].As<Napi::Object>();
-  PopulationSpec pop = population_from(req.Get("population").As<Napi::Object>(), env);
+  auto req = object_value(env, info[0], "profile request");
+  PopulationSpec pop = population_from(option(req, "population"), env);
   ProfileConfig cfg;
-  auto schemes = req.Get("schemes").As<Napi::Array>();
-  for (uint32_t i = 0; i < schemes.Length(); ++i) {
+  auto schemes = array_value(env, option(req, "schemes"), "schemes");
+  const uint32_t ns = schemes.Length();
+  if (ns > 1024) throw_invalid(env, "schemes: more than 1024 entries");
+  for (uint32_t i = 0; i < ns; ++i) {
     Scheme s;
-    const std::string name = schemes.Get(i).As<Napi::String>().Utf8Value();
+    const std::string name = string_value(env, schemes.Get(i), "scheme");
     if (!parse_scheme(name.c_str(), &s)) throw_status(env, unknown_scheme_status());
     cfg.schemes.push_back(s);
   }
   cfg.biases.clear();
-  auto biases = req.Get("biases").As<Napi::Array>();
-  for (uint32_t i = 0; i < biases.Length(); ++i) {
-    const auto b = int64_t(biases.Get(i).As<Napi::Number>().Int64Value());
+  auto biases = array_value(env, option(req, "biases"), "biases");
+  const uint32_t nb = biases.Length();
+  if (nb > 1024) throw_invalid(env, "biases: more than 1024 entries");
+  for (uint32_t i = 0; i < nb; ++i) {
+    const int64_t b = int_value(env, biases.Get(i), "bias");
     if (b < kMinBias || b > kMaxBias || (b & (b - 1)) != 0)
       throw_status(env, Status::BadOption("bias", b, "a power of two in 2..1048576"));
     cfg.biases.push_back(uint32_t(b));
   }
-  cfg.threads = uint32_t(num(req, "threads", 1));
-  const std::string snapshot =
-      req.Get("snapshot").IsString() ? req.Get("snapshot").As<Napi::String>().Utf8Value() : "";
-  cfg.sample_folios = uint64_t(num(req, "sampleFolios", 4096));
-  Napi::Function on_progress =
-      info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  Napi::Value threads = option(req, "threads");
+  cfg.threads = threads.IsUndefined()
+                    ? 1
+                    : uint32_t(int_value(env, threads, "threads", 1, kMaxProfileThreads));
+  check(env, validate_profile_config(cfg));
+  Napi::Value snap = option(req, "snapshot");
+  const std::string snapshot = snap.IsUndefined() ? "" : string_value(env, snap, "snapshot");
+  Napi::Value sample = option(req, "sampleFolios");
+  cfg.sample_folios = sample.IsUndefined()
+                          ? 4096
+                          : uint64_t(int_value(env, sample, "sampleFolios", 0, kMaxSafeInteger));
+  Napi::Function on_progress = progress_arg(info, 1);
   auto* worker = new ProfileWorker(env, std::move(pop), snapshot, std::move(cfg), on_progress);
   Napi::Promise p = worker->promise();
   worker->Queue();
@@ -300,10 +290,9 @@ Napi::Value run_profile_async(const Napi::CallbackInfo& info) {
 // takeSnapshot(path, maxPages, onProgress?) -> Promise<summary>
 Napi::Value take_snapshot_async(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::string path = info[0].As<Napi::String>().Utf8Value();
-  const auto max_pages = uint64_t(info[1].As<Napi::Number>().Int64Value());
-  Napi::Function on_progress =
-      info.Length() > 2 && info[2].IsFunction() ? info[2].As<Napi::Function>() : Napi::Function();
+  const std::string path = string_value(env, info[0], "path");
+  const auto max_pages = uint64_t(int_arg(info, 1, "maxPages", 0, int64_t(kSnapMaxPages)));
+  Napi::Function on_progress = progress_arg(info, 2);
   // A bad --out fails now, not after the whole of /proc/kpage* has been read.
   if (Status st = check_snapshot_output(path); !st.ok()) throw_status(env, st);
   auto* worker = new SnapshotWorker(env, path, max_pages, on_progress);

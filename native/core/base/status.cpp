@@ -19,6 +19,7 @@ const char* code_name(Code code) {
     case Code::kEFAULT: return "EFAULT";
     case Code::kEACCES: return "EACCES";
     case Code::kENOENT: return "ENOENT";
+    case Code::kEAGAIN: return "EAGAIN";
   }
   return "EUNKNOWN";
 }
@@ -85,6 +86,11 @@ std::string describe(const Status& s) {
     case Reason::kDebugOnly:
       return std::string(s.subject ? s.subject : "?") +
              " needs debug mode (create the page array with debug: true)";
+    case Reason::kThreadStart:
+      return "could not start native thread " + std::to_string(s.value + 1) + " of " + l + " (" +
+             (s.rule ? s.rule : "thread limit") + ")";
+    case Reason::kCancelled: return std::string(s.subject ? s.subject : "the run") + " was cancelled";
+    case Reason::kInternal: return std::string("internal error: ") + (s.subject ? s.subject : "?");
     case Reason::kBadCount: return "count " + v + " is invalid (must be at least 1)";
     case Reason::kMigrateBusy:
       return "virtual page " + v + " is in ZONE_MOVABLE and could not be migrated for a long-term pin";
@@ -116,6 +122,8 @@ std::string describe(const Status& s) {
       return subj + ": bad header: " + (s.rule ? s.rule : "?");
     case Reason::kSnapBadRecord:
       return subj + ": bad folio record at byte " + v + ": " + (s.rule ? s.rule : "?");
+    case Reason::kSnapTooLarge:
+      return subj + " spans " + v + " pages, more than the " + l + " this can use";
     case Reason::kSnapFolioOrder:
       return subj + ": folio at pfn " + v + " is out of order (previous folio ends at pfn " + l + ")";
     case Reason::kSnapFolioBeyond:

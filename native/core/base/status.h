@@ -24,6 +24,7 @@ enum class Code : uint8_t {
                 // shared mapping's page that is gone (SIGBUS)
   kEACCES,      // a file could not be opened or read for lack of permission
   kENOENT,      // a file does not exist
+  kEAGAIN,      // a native thread could not be started (thread or memory limits)
 };
 
 // Which message template explains the failure; `value` and `limit` fill it in.
@@ -65,6 +66,9 @@ enum class Reason : uint8_t {
   kZeroPageShared,    // value = pfn (mapShared of the zero page)
   kZeroPageDirty,     // value = pfn (setDirty of the zero page)
   kDebugOnly,         // subject names the call that needs debug mode
+  kThreadStart,       // value = threads started, limit = threads wanted, rule = the system's reason
+  kCancelled,         // subject names the run stopped early by its caller (RunControl)
+  kInternal,          // subject says what went wrong that should not have
   // Files (snapshot.h). `subject` is the path, interned: it stays valid for the process.
   kFileNotFound,      // subject = path
   kFileNoAccess,      // subject = path
@@ -82,6 +86,7 @@ enum class Reason : uint8_t {
   kSnapChecksum,      // subject = path
   kSnapBadHeader,     // subject = path, rule = the header field that is wrong
   kSnapBadRecord,     // subject = path, value = byte offset of the record, rule = what is wrong
+  kSnapTooLarge,      // subject = path, value = its pages, limit = the most the reader takes
   kSnapFolioOrder,    // subject = path, value = pfn, limit = previous folio's end
   kSnapFolioBeyond,   // subject = path, value = pfn, limit = pages
   kSnapFolioOrderBad, // subject = path, value = order, limit = pfn

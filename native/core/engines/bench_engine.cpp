@@ -14,6 +14,7 @@
 #include "engines/bench_workloads.h"
 #include "mm/page_table.h"
 #include "base/stats.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -72,27 +73,35 @@ void pin_to_cpu(uint32_t t) {
 }
 
 // Runs `rounds` rounds on every thread, released together by a start barrier; returns the
-// wall time from the release to the last thread's end, or a failed thread's status.
+// wall time from the release to the last thread's end, or a failed thread's status. If a
+// thread cannot be started, the started ones are released without working and joined, and
+// the status is EAGAIN.
 Status run_trial(Workload& w, uint32_t threads, uint64_t rounds, double* ns) {
   std::vector<ThreadSlot> slots(threads);
   std::atomic<uint32_t> ready{0};
-  std::atomic<bool> go{false};
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
+  std::atomic<bool> go{false}, abandon{false};
+  ThreadGroup pool;
   for (uint32_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
+    Status st = pool.start([&, t] {
       pin_to_cpu(t);
       ready.fetch_add(1, std::memory_order_relaxed);
       // acquire: pairs with the release of `go`; everything set up before it is visible.
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      if (abandon.load(std::memory_order_relaxed)) return;
       for (uint64_t r = 0; r < rounds && slots[t].status.ok(); ++r) slots[t].status = w.round(t);
       slots[t].end = Clock::now();
-    });
+    }, threads);
+    if (!st.ok()) {
+      abandon.store(true, std::memory_order_relaxed);
+      go.store(true, std::memory_order_release);
+      pool.join();
+      return st;
+    }
   }
   while (ready.load(std::memory_order_relaxed) < threads) std::this_thread::yield();
   const Clock::time_point start = Clock::now();
   go.store(true, std::memory_order_release);  // release: the start barrier opens
-  for (auto& th : pool) th.join();
+  pool.join();
   Clock::time_point end = start;
   for (const ThreadSlot& s : slots) {
     if (!s.status.ok()) return s.status;
@@ -109,8 +118,15 @@ struct Config {
   bool alive = false;
 };
 
-// A trial plus its checks; marks the configuration failed on the first problem.
-void measure(Config& c, bool record) {
+// A status that ends the whole run (no thread could be started, or a stop was requested),
+// rather than one configuration.
+bool ends_run(const Status& st) {
+  return st.code == Code::kEAGAIN || st.reason == Reason::kCancelled;
+}
+
+// A trial plus its checks; marks the configuration failed on the first problem. A status
+// that ends the run is returned (the configuration marked failed with it).
+Status measure(Config& c, bool record) {
   Workload& w = *c.work;
   w.begin_trial();
   double ns = 0;
@@ -120,15 +136,16 @@ void measure(Config& c, bool record) {
     c.alive = false;
     c.result.ok = false;
     c.result.error = problem;
-    return;
+    return ends_run(st) ? st : Status::Ok();
   }
-  if (!record) return;
+  if (!record) return Status::Ok();
   c.result.ns_per_page.push_back(ns / (double(c.rounds) * double(w.pages_per_thread())));
   c.result.atomics_per_page = w.atomics_per_page(c.rounds);
+  return Status::Ok();
 }
 
 // Warm-up, then rounds per trial so that a trial lasts about trial_ms.
-void calibrate(Config& c, double trial_ms) {
+Status calibrate(Config& c, double trial_ms) {
   Workload& w = *c.work;
   double ns = 0;
   for (int i = 0; i < 2 && c.alive; ++i) {  // the second run is the estimate
@@ -138,9 +155,11 @@ void calibrate(Config& c, double trial_ms) {
     if (!problem.empty()) {
       c.alive = false;
       c.result.error = problem;
+      if (ends_run(st)) return st;
     }
   }
   c.rounds = std::max<uint64_t>(1, uint64_t(trial_ms * 1e6 / std::max(ns, 1.0)));
+  return Status::Ok();
 }
 
 }  // namespace
@@ -179,14 +198,21 @@ std::string bench_label(const BenchSpec& s) {
 }
 
 std::vector<BenchResult> run_bench(const std::vector<BenchSpec>& specs, const BenchTiming& timing,
-                                   const BenchProgress& progress) {
+                                   const BenchProgress& progress, const RunControl* control,
+                                   Status* status) {
   std::vector<Config> configs(specs.size());
   const size_t total = specs.size() * (timing.trials + 1);
   size_t done = 0;
+  Status fatal = Status::Ok();
   auto step = [&](const BenchSpec& s) {
     if (progress) progress(++done, total, bench_label(s));
   };
-  for (size_t i = 0; i < specs.size(); ++i) {  // set up and calibrate everything first
+  auto stopped = [&] {
+    if (fatal.ok() && stop_requested(control))
+      fatal = Status{Code::kEINVAL, Reason::kCancelled, "the benchmark run"};
+    return !fatal.ok();
+  };
+  for (size_t i = 0; i < specs.size() && !stopped(); ++i) {  // set up and calibrate everything first
     Config& c = configs[i];
     c.result.spec = specs[i];
     if (Status st = validate_bench_spec(specs[i]); !st.ok()) {
@@ -196,25 +222,29 @@ std::vector<BenchResult> run_bench(const std::vector<BenchSpec>& specs, const Be
       Status st2 = c.work->setup();
       c.alive = st2.ok();
       if (!st2.ok()) c.result.error = describe(st2);
-      if (c.alive) calibrate(c, timing.trial_ms);
+      if (c.alive) fatal = calibrate(c, timing.trial_ms);
     }
     step(specs[i]);
   }
   // Interleaved trials: trial k of every configuration before trial k+1 of any, so that a
   // burst of noise spreads over the matrix instead of ruining one row.
-  for (uint32_t k = 0; k < timing.trials; ++k) {
-    for (size_t i = 0; i < configs.size(); ++i) {
-      if (configs[i].alive) measure(configs[i], true);
+  for (uint32_t k = 0; k < timing.trials && !stopped(); ++k) {
+    for (size_t i = 0; i < configs.size() && !stopped(); ++i) {
+      if (configs[i].alive) fatal = measure(configs[i], true);
       step(specs[i]);
     }
   }
   std::vector<BenchResult> out;
   out.reserve(configs.size());
-  for (Config& c : configs) {
-    c.result.ok = c.alive && !c.result.ns_per_page.empty();
+  for (size_t i = 0; i < configs.size(); ++i) {
+    Config& c = configs[i];
+    c.result.spec = specs[i];
+    c.result.ok = fatal.ok() && c.alive && !c.result.ns_per_page.empty();
+    if (!fatal.ok() && c.result.error.empty()) c.result.error = describe(fatal);
     c.result.rounds_per_trial = c.rounds;
     out.push_back(std::move(c.result));
   }
+  if (status != nullptr) *status = fatal;
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include "pages/scheme.h"
 #include "base/status.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -62,7 +63,12 @@ Status validate_bench_spec(const BenchSpec& spec);
 std::string bench_label(const BenchSpec& spec);
 // Runs every configuration; a configuration whose checks fail reports ok = false with the
 // reason and no figures (the others still run).
+// A thread that cannot be started (EAGAIN) or a stop requested through `control` (kCancelled)
+// ends the whole run: the started threads are joined, *status (if given) says why, and the
+// results so far come back (the configurations not measured marked failed). Otherwise
+// *status is ok: a configuration that fails its own checks is marked in its result.
 std::vector<BenchResult> run_bench(const std::vector<BenchSpec>& specs, const BenchTiming& timing,
-                                   const BenchProgress& progress);
+                                   const BenchProgress& progress,
+                                   const RunControl* control = nullptr, Status* status = nullptr);
 
 }  // namespace pinlab

@@ -213,7 +213,7 @@ std::vector<PopFolio> population_from_snapshot(const HostSnapshot& snap, const P
 }
 
 Status build_population_array(const std::vector<PopFolio>& folios, uint64_t pages, Scheme scheme,
-                              uint32_t bias, BuiltArray* out) {
+                              uint32_t bias, BuiltArray* out, const RunControl* control) {
   PageArrayConfig cfg;
   cfg.pages = int64_t(pages);
   cfg.scheme = scheme;
@@ -223,8 +223,10 @@ Status build_population_array(const std::vector<PopFolio>& folios, uint64_t page
   if (Status st = PageArray::create(cfg, &mem); !st.ok()) return st;
   for (const PopFolio& f : folios) mem->init_folio_unshared(f.head, f.order, int32_t(f.refs));
   std::mt19937_64 rng(pages * 7919 + bias);  // where on the folio each pin lands
-  uint64_t taken = 0, refused = 0;
+  uint64_t taken = 0, refused = 0, seen = 0;
   for (const PopFolio& f : folios) {
+    if ((++seen & 0xffff) == 0 && stop_requested(control))
+      return Status{Code::kEINVAL, Reason::kCancelled, "the profile run"};
     const uint64_t n = uint64_t(1) << f.order;
     for (uint32_t k = 0; k < f.reads + f.writes; ++k) {
       const uint64_t pfn = f.head + (n == 1 ? 0 : rng() % n);

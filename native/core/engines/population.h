@@ -12,6 +12,7 @@
 #include "pages/page_array.h"
 #include "host/snapshot.h"
 #include "base/status.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -84,7 +85,9 @@ struct BuiltArray {
 // A PageArray (debug accounting on: the exact truth) holding `folios`: every folio's order
 // and plain references set directly, then its pins taken one by one (a pin the refcount
 // budget cannot take is refused with EOVERFLOW and counted).
+// kCancelled if `control` asks to stop (checked every 64 Ki folios).
 Status build_population_array(const std::vector<PopFolio>& folios, uint64_t pages,
-                              Scheme scheme, uint32_t bias, BuiltArray* out);
+                              Scheme scheme, uint32_t bias, BuiltArray* out,
+                              const RunControl* control = nullptr);
 
 }  // namespace pinlab

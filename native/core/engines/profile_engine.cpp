@@ -7,6 +7,7 @@
 
 #include "mm/address_space.h"
 #include "base/stats.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -71,28 +72,33 @@ void classify(const PageArray& mem, const std::vector<PopFolio>& folios, size_t 
   }
 }
 
+// f(t) for t in 0..threads-1, one thread each. EAGAIN if a thread cannot be started: the
+// started ones finish their part and are joined, the caller's results are incomplete.
 template <typename F>
-void in_threads(uint32_t threads, F&& f) {
-  std::vector<std::thread> pool;
-  for (uint32_t t = 0; t < threads; ++t) pool.emplace_back([&f, t] { f(t); });
-  for (auto& th : pool) th.join();
+Status in_threads(uint32_t threads, F&& f) {
+  ThreadGroup pool;
+  for (uint32_t t = 0; t < threads; ++t)
+    if (Status st = pool.start([&f, t] { f(t); }, threads); !st.ok()) return st;
+  return Status::Ok();  // the pool joins
 }
 
 // count_maybe_dma_pinned over the whole array in `threads` slices: base pages per second.
-double scan_speed(const PageArray& mem, uint32_t threads) {
+Status scan_speed(const PageArray& mem, uint32_t threads, double* speed) {
   const uint64_t pages = mem.pages();
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {  // best of three: a scan is short
     const auto t0 = std::chrono::steady_clock::now();
-    in_threads(threads, [&](uint32_t t) {
+    Status st = in_threads(threads, [&](uint32_t t) {
       const uint64_t lo = pages * t / threads, hi = pages * (t + 1) / threads;
       uint64_t n = 0;
       (void)mem.count_maybe_dma_pinned(PageSet::range(lo, hi - lo), &n);
     });
+    if (!st.ok()) return st;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, double(pages) / std::max(s, 1e-9));
   }
-  return best;
+  *speed = best;
+  return Status::Ok();
 }
 
 // The kernel clients on a sample: the first `count` allocated folios of the population, each
@@ -145,27 +151,41 @@ Status run_clients(const std::vector<PopFolio>& folios, Scheme scheme, uint32_t 
 
 }  // namespace
 
+Status validate_profile_config(const ProfileConfig& cfg) {
+  if (cfg.threads < 1 || cfg.threads > kMaxProfileThreads)
+    return Status::BadOption("threads", cfg.threads, "an integer in 1..1024");
+  return Status::Ok();
+}
+
 Status run_profile(const std::vector<PopFolio>& folios, uint64_t pages, const ProfileConfig& cfg,
-                   const ProfileProgress& progress, std::vector<ProfileRun>* out) {
+                   const ProfileProgress& progress, std::vector<ProfileRun>* out,
+                   const RunControl* control) {
+  if (Status st = validate_profile_config(cfg); !st.ok()) return st;
+  const Status cancelled{Code::kEINVAL, Reason::kCancelled, "the profile run"};
   const uint32_t threads = std::max<uint32_t>(1, cfg.threads);
   const size_t total = cfg.schemes.size() * cfg.biases.size();
   size_t done = 0;
   out->clear();
   for (Scheme scheme : cfg.schemes) {
     for (uint32_t bias : cfg.biases) {
+      if (stop_requested(control)) return cancelled;
       ProfileRun run;
       run.scheme = scheme;
       run.bias = bias;
       BuiltArray built;
-      if (Status st = build_population_array(folios, pages, scheme, bias, &built); !st.ok())
+      if (Status st = build_population_array(folios, pages, scheme, bias, &built, control);
+          !st.ok())
         return st;
       run.pins_taken = built.pins_taken;
       run.overflow_refusals = built.overflow_refusals;
       std::vector<ThreadTally> tallies(threads);  // ~60 KB each
-      in_threads(threads, [&](uint32_t t) {
-        classify(*built.mem, folios, folios.size() * t / threads, folios.size() * (t + 1) / threads,
-                 !scheme_info(scheme).read_pins_visible, &tallies[t]);
-      });
+      if (Status st = in_threads(threads, [&](uint32_t t) {
+            classify(*built.mem, folios, folios.size() * t / threads,
+                     folios.size() * (t + 1) / threads, !scheme_info(scheme).read_pins_visible,
+                     &tallies[t]);
+          });
+          !st.ok())
+        return st;
       for (const ThreadTally& t : tallies) {
         for (size_t k = 0; k < kProfileOrders; ++k) {
           for (size_t b = 0; b < kProfileRefBuckets; ++b) {
@@ -175,7 +195,9 @@ Status run_profile(const std::vector<PopFolio>& folios, uint64_t pages, const Pr
           }
         }
       }
-      run.scan_pages_per_second = scan_speed(*built.mem, threads);
+      if (Status st = scan_speed(*built.mem, threads, &run.scan_pages_per_second); !st.ok())
+        return st;
+      if (stop_requested(control)) return cancelled;
       built.mem.reset();  // free the big array before the clients' small one
       if (cfg.sample_folios > 0)
         if (Status st = run_clients(folios, scheme, bias, cfg.sample_folios, &run); !st.ok())

@@ -11,6 +11,7 @@
 
 #include "engines/population.h"
 #include "base/status.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -43,16 +44,24 @@ struct ProfileRun {
   double scan_pages_per_second = 0;  // count_maybe_dma_pinned over the array, all threads
 };
 
+constexpr uint32_t kMaxProfileThreads = 1024;
+
 struct ProfileConfig {
   std::vector<Scheme> schemes;
   std::vector<uint32_t> biases{1024};
-  uint32_t threads = 1;
+  uint32_t threads = 1;           // 1..kMaxProfileThreads
   uint64_t sample_folios = 4096;  // for the AddressSpace clients (0: none)
 };
 
 using ProfileProgress = std::function<void(size_t done, size_t total, const std::string& what)>;
 
+// EINVAL naming a bad field (threads 1..1024).
+Status validate_profile_config(const ProfileConfig& cfg);
+
+// EAGAIN if a thread cannot be started (the started ones are joined first); kCancelled if
+// `control` asked the run to stop (checked between runs and while a population is built).
 Status run_profile(const std::vector<PopFolio>& folios, uint64_t pages, const ProfileConfig& cfg,
-                   const ProfileProgress& progress, std::vector<ProfileRun>* out);
+                   const ProfileProgress& progress, std::vector<ProfileRun>* out,
+                   const RunControl* control = nullptr);
 
 }  // namespace pinlab

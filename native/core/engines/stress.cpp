@@ -28,10 +28,15 @@ struct Run {
   std::string first_violation;
   std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
   std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0};
+  const RunControl* control = nullptr;
+  std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
   uint64_t slot_start(uint64_t k) const { return k * uint64_t(cfg.region_pages); }
   bool huge_slot(uint64_t k) const { return k % 2 == 1; }
-  bool running() const { return Clock::now() < deadline; }
+  bool running() const {
+    return Clock::now() < deadline && !abandon.load(std::memory_order_relaxed) &&
+           !stop_requested(control);
+  }
 
   void violation(const std::string& what) {
     if (violations.fetch_add(1, std::memory_order_relaxed) == 0) {
@@ -169,7 +174,7 @@ Status validate_stress(const StressConfig& c) {
   return Status::Ok();
 }
 
-Status run_stress(const StressConfig& cfg, StressReport* out) {
+Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* control) {
   if (Status st = validate_stress(cfg); !st.ok()) return st;
   const uint64_t span = uint64_t(cfg.regions * cfg.region_pages);
   // Four times the address space: room for forks' COW copies and migration targets. Half is
@@ -189,18 +194,25 @@ Status run_stress(const StressConfig& cfg, StressReport* out) {
     if (Status st = run.as->mmap(a); !st.ok()) return st;
   }
   run.deadline = Clock::now() + std::chrono::milliseconds(cfg.duration_ms);
-  std::vector<std::thread> threads;
+  run.control = control;
+  ThreadGroup threads;
   for (int64_t t = 0; t < cfg.threads; ++t) {
-    threads.emplace_back([&run, t, span] {
+    Status st = threads.start([&run, t, span] {
       std::mt19937_64 rng(uint64_t(run.cfg.seed) * 7919 + uint64_t(t));
       while (run.running()) {
         if (t == 0) mm_mutator(run, *run.as, rng);
         else if (t == 1) migrator(run, *run.as, rng, span);
         else pinner(run, *run.as, rng, span);
       }
-    });
+    }, uint64_t(cfg.threads));
+    if (!st.ok()) {
+      run.abandon.store(true, std::memory_order_relaxed);
+      threads.join();
+      return st;
+    }
   }
-  for (auto& th : threads) th.join();
+  threads.join();
+  if (stop_requested(control)) return Status{Code::kEINVAL, Reason::kCancelled, "the stress run"};
 
   StressReport& r = *out;
   const AddressSpace& as = *run.as;

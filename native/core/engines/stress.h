@@ -9,6 +9,7 @@
 
 #include "pages/page_array.h"
 #include "base/status.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -35,6 +36,8 @@ struct StressReport {
 };
 
 Status validate_stress(const StressConfig& cfg);
-Status run_stress(const StressConfig& cfg, StressReport* out);
+// EAGAIN if a thread cannot be started (the started ones are stopped and joined first);
+// kCancelled if `control` asked the run to stop (the threads stop at their next check).
+Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* control = nullptr);
 
 }  // namespace pinlab

@@ -383,6 +383,7 @@ std::string probe(const KernelProbeConfig& cfg, KernelProbeResult* r) {
   r->pin_ns_per_page.reserve(cfg.trials);
   r->unpin_ns_per_page.reserve(cfg.trials);
   for (uint32_t t = 0; t <= cfg.trials; ++t) {  // round 0 is the warm-up
+    if (stop_requested(cfg.control)) return "cancelled";
     if (std::string why = pin_round(ring.get(), iov, bytes, t > 0, r, &deltas); !why.empty())
       return why;
   }

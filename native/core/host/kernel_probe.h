@@ -17,12 +17,15 @@
 #include <string>
 #include <vector>
 
+#include "base/threads.h"
+
 namespace pinlab {
 
 struct KernelProbeConfig {
   uint64_t buffer_bytes = 64ull << 20;  // rounded up to 2 MiB
   bool huge = false;                    // THP buffer (2 MiB pages) instead of 4 KiB pages
   uint32_t trials = 7;                  // register+unregister rounds measured (after 1 warm-up)
+  const RunControl* control = nullptr;  // may stop the probe between rounds ("cancelled")
 };
 
 struct KernelProbeResult {

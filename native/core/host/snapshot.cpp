@@ -2,6 +2,8 @@
 // See snapshot.h for the grouping rules and the file format.
 #include "host/snapshot.h"
 
+#include "base/memory.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -19,6 +21,7 @@
 #include <new>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace pinlab {
 
@@ -279,7 +282,7 @@ constexpr char kMagic[8] = {'P', 'K', 'S', 'N', 'A', 'P', '1', '\0'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderBytes = 60;  // up to the source string
 constexpr uint32_t kMaxSource = 65536;
-constexpr uint64_t kMaxPages = uint64_t{1} << 40;
+constexpr uint64_t kMaxPages = kSnapMaxPages;
 
 uint64_t fnv1a64(const uint8_t* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -417,7 +420,8 @@ bool get_varint(const uint8_t* p, size_t end, size_t* pos, uint64_t* v, const ch
   return true;
 }
 
-Status decode(const std::string& path, const std::vector<uint8_t>& b, HostSnapshot* out) {
+Status decode(const std::string& path, const std::vector<uint8_t>& b, uint64_t max_pages,
+              HostSnapshot* out) {
   const uint64_t size = b.size();
   if (size > 0 && std::memcmp(b.data(), kMagic, std::min<uint64_t>(size, 8)) != 0)
     return path_fail(Code::kEINVAL, Reason::kSnapBadMagic, path);
@@ -452,6 +456,9 @@ Status decode(const std::string& path, const std::vector<uint8_t>& b, HostSnapsh
     return path_fail(Code::kEINVAL, Reason::kSnapChecksum, path);
   if (pages > kMaxPages)
     return path_fail(Code::kEINVAL, Reason::kSnapBadHeader, path, 0, 0, "pages is over 2^40");
+  if (pages > max_pages)
+    return path_fail(Code::kEINVAL, Reason::kSnapTooLarge, path, static_cast<int64_t>(pages),
+                     static_cast<int64_t>(max_pages));
   if (folios > pages)
     return path_fail(Code::kEINVAL, Reason::kSnapBadHeader, path, 0, 0,
                      "more folios than pages");
@@ -459,75 +466,92 @@ Status decode(const std::string& path, const std::vector<uint8_t>& b, HostSnapsh
     return path_fail(Code::kEINVAL, Reason::kSnapBadHeader, path, 0, 0,
                      "blank_free is more than pages");
 
+  // Two passes over the records: the first checks every record and that their folios add up
+  // to the header's count, allocating nothing; only then is the folio list allocated, once,
+  // at its exact size. A few bytes of runs can stand for billions of folios: a count that
+  // physical memory cannot hold is refused (ENOMEM) before anything is allocated.
+  const size_t body_start = kHeaderBytes + source_len;
+  const size_t end = body_start + body_bytes;
+  auto records = [&](bool emit) -> Status {
+    size_t pos = body_start;
+    uint64_t run_end = 0, seen = 0;
+    while (pos < end) {
+      const size_t at = pos;
+      uint64_t gap, order, flags, refs, count;
+      const char* why = nullptr;
+      if (!get_varint(p, end, &pos, &gap, &why) || !get_varint(p, end, &pos, &order, &why) ||
+          !get_varint(p, end, &pos, &flags, &why) || !get_varint(p, end, &pos, &refs, &why) ||
+          !get_varint(p, end, &pos, &count, &why))
+        return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at),
+                         0, why);
+      if (count == 0)
+        return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at), 0,
+                         "folio count is 0");
+      if (count > folios - seen)
+        return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at), 0,
+                         "more folios than the header says");
+      if (gap > pages - run_end)
+        return path_fail(
+            Code::kEINVAL, Reason::kSnapFolioBeyond, path,
+            static_cast<int64_t>(std::min<uint64_t>(gap, INT64_MAX - run_end) + run_end),
+            static_cast<int64_t>(pages));
+      const uint64_t pfn = run_end + gap;
+      if (order > kMaxOrder)
+        return path_fail(Code::kEINVAL, Reason::kSnapFolioOrderBad, path,
+                         static_cast<int64_t>(std::min<uint64_t>(order, INT64_MAX)),
+                         static_cast<int64_t>(pfn));
+      if (flags > kSnapAllFlags)
+        return path_fail(Code::kEINVAL, Reason::kSnapFolioFlags, path,
+                         static_cast<int64_t>(std::min<uint64_t>(flags, INT64_MAX)),
+                         static_cast<int64_t>(pfn));
+      if (refs == 0 || refs > kMaxRefs)
+        return path_fail(Code::kEINVAL, Reason::kSnapFolioRefs, path,
+                         static_cast<int64_t>(std::min<uint64_t>(refs, INT64_MAX)),
+                         static_cast<int64_t>(pfn));
+      const uint64_t fsize = uint64_t{1} << order;
+      if (pfn % fsize != 0)
+        return path_fail(Code::kEINVAL, Reason::kSnapFolioMisaligned, path,
+                         static_cast<int64_t>(pfn), static_cast<int64_t>(order));
+      // The whole run must fit: count * fsize <= pages - pfn, without overflow.
+      const uint64_t room = pages - pfn;
+      if (count > room / fsize) {
+        const uint64_t bad = pfn + (room / fsize) * fsize;
+        return path_fail(Code::kEINVAL, Reason::kSnapFolioBeyond, path, static_cast<int64_t>(bad),
+                         static_cast<int64_t>(pages));
+      }
+      if (emit) {
+        for (uint64_t i = 0; i < count; ++i)
+          out->folios.push_back(SnapshotFolio{pfn + i * fsize, static_cast<uint8_t>(order),
+                                              static_cast<uint32_t>(refs),
+                                              static_cast<uint16_t>(flags)});
+      }
+      seen += count;
+      run_end = pfn + count * fsize;
+    }
+    if (seen != folios)
+      return path_fail(Code::kEINVAL, Reason::kSnapBadHeader, path, 0, 0,
+                       "folio count does not match the records");
+    return Status::Ok();
+  };
+  if (Status st = records(false); !st.ok()) return st;
+  if (!fits_in_memory(folios, sizeof(SnapshotFolio)))
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory,
+                        static_cast<int64_t>(std::min<uint64_t>(
+                            folios, uint64_t(INT64_MAX) / sizeof(SnapshotFolio)) *
+                                             sizeof(SnapshotFolio)));
   out->pages = pages;
   out->odd_runs = odd_runs;
   out->blank_free = blank_free;
   out->source.assign(reinterpret_cast<const char*>(p + kHeaderBytes), source_len);
-  out->folios.reserve(std::min<uint64_t>(folios, uint64_t{1} << 24));
-  const size_t body_start = kHeaderBytes + source_len;
-  const size_t end = body_start + body_bytes;
-  size_t pos = body_start;
-  uint64_t run_end = 0;
-  while (pos < end) {
-    const size_t at = pos;
-    uint64_t gap, order, flags, refs, count;
-    const char* why = nullptr;
-    if (!get_varint(p, end, &pos, &gap, &why) || !get_varint(p, end, &pos, &order, &why) ||
-        !get_varint(p, end, &pos, &flags, &why) || !get_varint(p, end, &pos, &refs, &why) ||
-        !get_varint(p, end, &pos, &count, &why))
-      return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at), 0,
-                       why);
-    if (count == 0)
-      return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at), 0,
-                       "folio count is 0");
-    if (count > folios - out->folios.size())
-      return path_fail(Code::kEINVAL, Reason::kSnapBadRecord, path, static_cast<int64_t>(at), 0,
-                       "more folios than the header says");
-    if (gap > pages - run_end)
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioBeyond, path,
-                       static_cast<int64_t>(std::min<uint64_t>(gap, INT64_MAX - run_end) + run_end),
-                       static_cast<int64_t>(pages));
-    const uint64_t pfn = run_end + gap;
-    if (order > kMaxOrder)
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioOrderBad, path,
-                       static_cast<int64_t>(std::min<uint64_t>(order, INT64_MAX)),
-                       static_cast<int64_t>(pfn));
-    if (flags > kSnapAllFlags)
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioFlags, path,
-                       static_cast<int64_t>(std::min<uint64_t>(flags, INT64_MAX)),
-                       static_cast<int64_t>(pfn));
-    if (refs == 0 || refs > kMaxRefs)
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioRefs, path,
-                       static_cast<int64_t>(std::min<uint64_t>(refs, INT64_MAX)),
-                       static_cast<int64_t>(pfn));
-    const uint64_t fsize = uint64_t{1} << order;
-    if (pfn % fsize != 0)
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioMisaligned, path,
-                       static_cast<int64_t>(pfn), static_cast<int64_t>(order));
-    // The whole run must fit: count * fsize <= pages - pfn, without overflow.
-    const uint64_t room = pages - pfn;
-    if (count > room / fsize) {
-      const uint64_t bad = pfn + (room / fsize) * fsize;
-      return path_fail(Code::kEINVAL, Reason::kSnapFolioBeyond, path, static_cast<int64_t>(bad),
-                       static_cast<int64_t>(pages));
-    }
-    for (uint64_t i = 0; i < count; ++i)
-      out->folios.push_back(SnapshotFolio{pfn + i * fsize, static_cast<uint8_t>(order),
-                                          static_cast<uint32_t>(refs),
-                                          static_cast<uint16_t>(flags)});
-    run_end = pfn + count * fsize;
-  }
-  if (out->folios.size() != folios)
-    return path_fail(Code::kEINVAL, Reason::kSnapBadHeader, path, 0, 0,
-                     "folio count does not match the records");
-  return Status::Ok();
+  out->folios.reserve(folios);
+  return records(true);
 }
 
 }  // namespace
 
 Status read_host_snapshot(const std::string& kpagecount, const std::string& kpageflags,
                           uint64_t max_pages, const SnapshotProgress& progress,
-                          HostSnapshot* out) {
+                          HostSnapshot* out, const RunControl* control) {
   *out = HostSnapshot{};
   Fd cfd(::open(kpagecount.c_str(), O_RDONLY | O_CLOEXEC));
   if (cfd.get() < 0) return errno_status(errno, kpagecount, true);
@@ -564,6 +588,10 @@ Status read_host_snapshot(const std::string& kpagecount, const std::string& kpag
     std::vector<uint64_t> flags(counts.size());
     uint64_t done = 0;
     while (done < pages) {
+      if (stop_requested(control)) {
+        *out = HostSnapshot{};
+        return Status{Code::kEINVAL, Reason::kCancelled, "the snapshot"};
+      }
       const uint64_t n = std::min(kBlockEntries, pages - done);
       size_t got = 0;
       if (int err = pread_full(cfd.get(), counts.data(), n * 8, done * 8, &got); err != 0)
@@ -695,26 +723,32 @@ Status write_snapshot(const std::string& path, const HostSnapshot& snap) {
   return Status::Ok();
 }
 
-Status read_snapshot(const std::string& path, HostSnapshot* out) {
+Status read_snapshot(const std::string& path, HostSnapshot* out, uint64_t max_pages) {
   *out = HostSnapshot{};
-  // O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused
-  // by the fstat below before a byte is read.
+  // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; anything but a regular
+  // file is refused by the fstat below before a byte is read.
   Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) return errno_status(errno, path, false);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno_status(errno, path, false);
   if (!S_ISREG(st.st_mode))
     return path_fail(Code::kEINVAL, Reason::kNotRegularFile, path, 0, 0, file_kind(st.st_mode));
+  // The whole file is read into memory: one that physical memory cannot hold is refused.
+  if (!fits_in_memory(static_cast<uint64_t>(st.st_size), 1))
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, static_cast<int64_t>(st.st_size));
   try {
     std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
     size_t got = 0;
     if (int err = pread_full(fd.get(), bytes.data(), bytes.size(), 0, &got); err != 0)
       return errno_status(err, path, false);
     bytes.resize(got);
-    Status s = decode(path, bytes, out);
+    Status s = decode(path, bytes, max_pages, out);
     if (!s.ok()) *out = HostSnapshot{};
     return s;
   } catch (const std::bad_alloc&) {
+    *out = HostSnapshot{};
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
+  } catch (const std::length_error&) {
     *out = HostSnapshot{};
     return Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
   }

@@ -94,6 +94,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/threads.h"
 
 namespace pinlab {
 
@@ -149,8 +150,10 @@ using SnapshotProgress = std::function<void(uint64_t done, uint64_t total)>;
 // into `out` (replaced). Errors: ENOENT for a missing file; EACCES naming the file and what
 // is needed ("needs root (CAP_SYS_ADMIN) to read /proc/kpagecount"); EINVAL for files of
 // different lengths, a length not a multiple of 8, or a file that ends early while read.
+// `control` may stop the read between blocks (kCancelled).
 Status read_host_snapshot(const std::string& kpagecount, const std::string& kpageflags,
-                          uint64_t max_pages, const SnapshotProgress& progress, HostSnapshot* out);
+                          uint64_t max_pages, const SnapshotProgress& progress, HostSnapshot* out,
+                          const RunControl* control = nullptr);
 
 // Writes `snap` as a .pksnap file (through a temporary file in the same directory, renamed
 // over `path`, so a failed write never leaves a partial file under that name).
@@ -160,7 +163,16 @@ Status write_snapshot(const std::string& path, const HostSnapshot& snap);
 // directory. Called before a long read, so a bad --out fails at once.
 Status check_snapshot_output(const std::string& path);
 
-// Reads a .pksnap file into `out` (replaced; left empty on error).
-Status read_snapshot(const std::string& path, HostSnapshot* out);
+// The most pages a .pksnap file may span (the format's limit).
+inline constexpr uint64_t kSnapMaxPages = uint64_t{1} << 40;
+
+// Reads a .pksnap file into `out` (replaced; left empty on error). A snapshot spanning more
+// than `max_pages` pages is refused (EINVAL) before its folios are decoded, so a reader that
+// can only use so many (the profiler: a PageArray's 2^31) never expands a bigger one. Sizes
+// are checked before anything is allocated: a file that is not a regular file is refused
+// (a FIFO is never waited on), and a file or folio list that physical memory cannot hold is
+// ENOMEM.
+Status read_snapshot(const std::string& path, HostSnapshot* out,
+                     uint64_t max_pages = kSnapMaxPages);
 
 }  // namespace pinlab

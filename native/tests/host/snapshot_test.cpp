@@ -559,3 +559,80 @@ TEST(snapshot_real_host_first_65536) {
 
 }  // namespace
 }  // namespace pinlab::test
+
+// ---- sizes checked before anything is allocated ----
+
+namespace pinlab::test {
+namespace {
+
+void put_varint_bytes(std::vector<uint8_t>& b, uint64_t v) {
+  while (v >= 0x80) {
+    b.push_back(uint8_t(v | 0x80));
+    v >>= 7;
+  }
+  b.push_back(uint8_t(v));
+}
+
+// A .pksnap with one run record (gap 0, flags 1, refs 1) and the header's pages and folios.
+std::vector<uint8_t> one_run_file(uint64_t pages, uint64_t folios, uint64_t order, uint64_t count) {
+  std::vector<uint8_t> body;
+  for (uint64_t v : {uint64_t{0}, order, uint64_t{1}, uint64_t{1}, count}) put_varint_bytes(body, v);
+  std::vector<uint8_t> f(60, 0);
+  std::memcpy(f.data(), "PKSNAP1\0", 8);
+  auto put = [&](size_t at, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) f[at + i] = uint8_t(v >> (8 * i));
+  };
+  put(8, 1, 4);
+  put(16, pages, 8);
+  put(24, folios, 8);
+  put(48, body.size(), 8);
+  for (uint8_t c : body) f.push_back(c);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint8_t c : f) h = (h ^ c) * 0x100000001b3ull;
+  for (int i = 0; i < 8; ++i) f.push_back(uint8_t(h >> (8 * i)));
+  return f;
+}
+
+std::string write_bytes(const std::string& dir, const char* name, const std::vector<uint8_t>& b) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+  return path;
+}
+
+TEST(snapshot_sizes_are_checked_before_allocating) {
+  char tmpl[] = "/tmp/pinlab-snaplimits-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  HostSnapshot snap;
+  // A few bytes claiming 2^40 folios: refused by a reader that takes at most 2^31 pages,
+  // before any folio is decoded; the format's own limit still reads the header.
+  const std::string huge = write_bytes(dir, "huge.pksnap", one_run_file(uint64_t{1} << 40, uint64_t{1} << 40, 0, uint64_t{1} << 40));
+  Status st = read_snapshot(huge, &snap, uint64_t{1} << 31);
+  CHECK_CODE(st, Code::kEINVAL);
+  CHECK(st.reason == Reason::kSnapTooLarge);
+  CHECK(snap.folios.empty());
+  // Read with the format's limit: 16 TiB of folios cannot be held: ENOMEM, not an attempt.
+  st = read_snapshot(huge, &snap);
+  CHECK_CODE(st, Code::kENOMEM);
+  CHECK(snap.folios.empty() && snap.pages == 0);
+  // Records that add up to fewer folios than the header claims are refused in the first
+  // pass, before the list is allocated at the claimed size.
+  const std::string short_by_one =
+      write_bytes(dir, "short.pksnap", one_run_file(uint64_t{1} << 40, (uint64_t{1} << 40) - 1, 0, 1));
+  CHECK_CODE(read_snapshot(short_by_one, &snap), Code::kEINVAL);
+  // A small honest file still reads.
+  const std::string small = write_bytes(dir, "small.pksnap", one_run_file(1024, 2, 9, 2));
+  CHECK_OK(read_snapshot(small, &snap, 1024));
+  CHECK_EQ(snap.folios.size(), size_t{2});
+  CHECK_CODE(read_snapshot(small, &snap, 1023), Code::kEINVAL);
+  // A FIFO is refused at once (opening it used to wait for a writer forever).
+  const std::string fifo = dir + "/fifo.pksnap";
+  if (::mkfifo(fifo.c_str(), 0600) == 0) {
+    CHECK_CODE(read_snapshot(fifo, &snap), Code::kEINVAL);
+    ::unlink(fifo.c_str());
+  }
+  for (const std::string& p : {huge, short_by_one, small}) ::unlink(p.c_str());
+  ::rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace pinlab::test
