@@ -182,6 +182,7 @@ Status AddressSpace::take_shared_refs(const uint32_t* pfns, uint64_t count) {
       put_shared_refs(pfns, i);
       return st;
     }
+    mem_->add_mapped_refs(mem_->folio_head(pfns[i]), int64_t(n));  // the PTEs' references
     i += n;
   }
   return Status::Ok();
@@ -191,7 +192,9 @@ void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
   // The runs are the same as take's: our references keep every folio's shape as it was.
   for (uint64_t i = 0; i < count;) {
     const uint64_t n = folio_run(*mem_, pfns + i, count - i);
-    mem_->put_folio_refs(mem_->folio_head(pfns[i]), int64_t(n));
+    const uint64_t head = mem_->folio_head(pfns[i]);
+    mem_->add_mapped_refs(head, -int64_t(n));
+    mem_->put_folio_refs(head, int64_t(n));
     i += n;
   }
 }
@@ -248,6 +251,7 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
         // Clear the entry first, then put: a racing gup_fast either grabbed before (and keeps
         // the folio alive with its own reference) or sees the cleared entry on its recheck.
         pmd.store(0, std::memory_order_seq_cst);
+        mem_->add_mapped_refs(entry::pfn(pe), -int64_t(kPtesPerTable));
         mem_->put_folio_refs(entry::pfn(pe), int64_t(kPtesPerTable));
         continue;
       }
@@ -260,7 +264,9 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
       // seq_cst: as above, clear first, then put.
       const uint64_t old = t[pte_index(v)].exchange(0, std::memory_order_seq_cst);
       if (!entry::present(old) || entry::special(old)) continue;
-      mem_->put_folio_refs(mem_->folio_head(entry::pfn(old)), 1);
+      const uint64_t head = mem_->folio_head(entry::pfn(old));
+      mem_->add_mapped_refs(head, -1);  // uncounted before the put: refcount >= mapped refs
+      mem_->put_folio_refs(head, 1);
     }
   }
 }
@@ -354,6 +360,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     uint64_t head = 0;
     if (empty && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
+      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
       const uint64_t w = r.write ? entry::kWritable : 0;
       // seq_cst (a release at least): publishes the new folio with the entry.
       pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
@@ -370,6 +377,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     flags |= entry::kSpecial;
   } else {
     if (Status st = mem_->alloc_folio(0, true, &pfn); !st.ok()) return st;
+    mem_->add_mapped_refs(pfn, 1);
     flags |= entry::kWritable | entry::kExclusive;
   }
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
@@ -453,11 +461,15 @@ Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, boo
   const bool zero = entry::special(old);
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
   if (!zero) mem_->copy_folio_flags(old_head, fresh);
+  mem_->add_mapped_refs(fresh, 1);
   // Replace, then put the shared page (clear-then-put, as unmap).
   const uint64_t w = writable ? entry::kWritable : 0;
   slot->store(entry::make(fresh, entry::kPresent | entry::kExclusive | w),
               std::memory_order_seq_cst);
-  if (!zero) mem_->put_folio_refs(old_head, 1);
+  if (!zero) {
+    mem_->add_mapped_refs(old_head, -1);
+    mem_->put_folio_refs(old_head, 1);
+  }
   stats_.add(MmStat::kCowCopies, 1);
   return Status::Ok();
 }
@@ -488,6 +500,7 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     // A page-cache page: the child maps it as it is (one more reference), writable as it
     // was; never write-protected, never copied early (a shared mapping has no COW to break).
     if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
+    mem_->add_mapped_refs(mem_->folio_head(entry::pfn(e)), 1);
     child_slot.store(e, std::memory_order_relaxed);  // the child is not visible yet
     return Status::Ok();
   }
@@ -502,6 +515,7 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
     if (refs > 1) (void)mem_->get_page(copy, refs - 1);
     mem_->copy_folio_flags(head, copy);
+    mem_->add_mapped_refs(copy, refs);
     const uint64_t kind = huge ? entry::kHuge : 0;
     child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
                                            writable_bit(vpage)),
@@ -510,6 +524,7 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     return Status::Ok();
   }
   if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
+  mem_->add_mapped_refs(head, refs);
   // Shared copy-on-write: both sides read-only, neither exclusive. seq_cst on the parent's
   // entry: a walker that grabbed through the writable entry sees the change on its recheck.
   const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);

@@ -1,0 +1,182 @@
+// Trust under misuse: the mm layer's calls are all or nothing, a write pin never takes a page
+// a write could not touch, a gup over a PMD leaf stays inside its region, and the page
+// array refuses shape changes and puts that would free memory an address space still maps.
+// Every case here failed before its fix (the "trust_" prefix: --filter trust_).
+#include <memory>
+#include <vector>
+
+#include "fixtures.h"
+#include "mm/address_space.h"
+
+namespace pinlab::test {
+namespace {
+
+struct Mm {
+  std::shared_ptr<PageArray> mem;
+  std::unique_ptr<AddressSpace> as;
+};
+
+Mm make_mm(Scheme scheme, uint64_t pages, uint64_t vpages, bool debug = true) {
+  PageArrayConfig cfg;
+  cfg.pages = int64_t(pages);
+  cfg.scheme = scheme;
+  cfg.debug = debug;
+  cfg.populated = false;
+  std::unique_ptr<PageArray> pa;
+  Status st = PageArray::create(cfg, &pa);
+  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
+  st = AddressSpace::create(mm.mem, int64_t(vpages), &mm.as);
+  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  return mm;
+}
+
+// Everything a failed call must leave as it was: every entry, every page's counts and shape,
+// the free memory, and both sets of statistics.
+struct Snapshot {
+  std::vector<Translation> entries;
+  std::vector<int64_t> pages;  // per pfn: refcount, pincount (-1 unknown), order, dirty
+  uint64_t free_pages = 0, regions = 0, mapped = 0;
+  std::vector<uint64_t> mm_stats, mem_stats;
+  bool has_pinned = false;
+};
+
+Snapshot snapshot(const AddressSpace& as) {
+  const PageArray& mem = as.mem();
+  Snapshot s;
+  for (uint64_t v = 0; v < as.pages(); ++v) s.entries.push_back(as.translate(v));
+  for (uint64_t p = 0; p < mem.pages(); ++p) {
+    s.pages.push_back(mem.refcount(p));
+    s.pages.push_back(mem.pincount(p).value_or(-1));
+    s.pages.push_back(mem.folio_order(p));
+    s.pages.push_back(mem.is_dirty(p));
+  }
+  s.free_pages = mem.free_pages();
+  s.regions = as.regions();
+  s.mapped = as.mapped_pages();
+  for (size_t k = 0; k < size_t(MmStat::kCount); ++k) s.mm_stats.push_back(as.stat(MmStat(k)));
+  // Not kRollbacks nor kOverflowRefusals: those count failed calls (as test/mm-helpers.ts).
+  for (Stat k : {Stat::kPinAcquired, Stat::kPinReleased, Stat::kGrabs, Stat::kFoliosFreed})
+    s.mem_stats.push_back(mem.stat(k));
+  s.has_pinned = as.has_pinned();
+  return s;
+}
+
+bool same(const Translation& a, const Translation& b) {
+  return a.present == b.present && a.pfn == b.pfn && a.writable == b.writable &&
+         a.special == b.special && a.huge == b.huge && a.shared == b.shared;
+}
+
+void check_unchanged(const Snapshot& a, const Snapshot& b, const char* file, int line) {
+  for (size_t v = 0; v < a.entries.size(); ++v) {
+    if (!same(a.entries[v], b.entries[v])) {
+      fail(file, line, "the entry of virtual page " + std::to_string(v) + " changed");
+      break;
+    }
+  }
+  for (size_t i = 0; i < a.pages.size(); ++i) {
+    if (a.pages[i] != b.pages[i]) {
+      static const char* const kWhat[] = {"refcount", "pincount", "order", "dirty flag"};
+      fail(file, line, std::string("the ") + kWhat[i % 4] + " of pfn " + std::to_string(i / 4) +
+                           " changed: " + std::to_string(a.pages[i]) + " -> " +
+                           std::to_string(b.pages[i]));
+      break;
+    }
+  }
+  if (a.free_pages != b.free_pages) fail(file, line, "free pages changed");
+  if (a.regions != b.regions || a.mapped != b.mapped) fail(file, line, "regions or mapped pages changed");
+  for (size_t k = 0; k < a.mm_stats.size(); ++k)
+    if (a.mm_stats[k] != b.mm_stats[k]) fail(file, line, "mm statistic " + std::to_string(k) + " changed");
+  for (size_t k = 0; k < a.mem_stats.size(); ++k)
+    if (a.mem_stats[k] != b.mem_stats[k]) fail(file, line, "page statistic " + std::to_string(k) + " changed");
+  if (a.has_pinned != b.has_pinned) fail(file, line, "has_pinned changed");
+}
+#define CHECK_UNCHANGED(a, b) check_unchanged(a, b, __FILE__, __LINE__)
+// ---- item 9: shape changes and puts under mapped pages --------------------------------------
+
+TEST(trust_make_folio_refuses_pages_an_address_space_maps) {
+  auto mm = make_mm(Scheme::kHybrid, 64, 64);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 4, true, true, false}));
+  for (uint64_t v = 0; v < 4; ++v) CHECK_EQ(mm.as->translate(v).pfn, v);  // pfns 0..3
+  const Snapshot before = snapshot(*mm.as);
+  CHECK_CODE(mm.mem->make_folio(0, 2), Code::kEBUSY);  // each looks idle: refcount 1
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_OK(mm.as->munmap(0, 1));
+  CHECK_EQ(mm.mem->free_pages(), uint64_t(64 - 3));  // page 0 alone went back
+  for (uint64_t v = 1; v < 4; ++v) CHECK_EQ(mm.mem->refcount(mm.as->translate(v).pfn), 1);
+  uint64_t again = 0;
+  CHECK_OK(mm.mem->alloc_folio(0, false, &again));
+  CHECK_EQ(again, uint64_t(0));  // never a page that is still mapped
+  CHECK_OK(mm.as->munmap(0, 4));
+  bool freed = false;
+  CHECK_OK(mm.mem->put_page(again, 1, &freed));
+  CHECK_EQ(mm.mem->free_pages(), uint64_t(64));
+}
+
+TEST(trust_split_folio_refuses_a_mapped_folio) {
+  auto mm = make_mm(Scheme::kSeparate, 64, 64);
+  uint64_t head = 0;
+  CHECK_OK(mm.mem->alloc_folio(2, false, &head));  // a page-cache folio: the file's reference
+  const uint32_t sub = uint32_t(head + 1);
+  CHECK_OK(mm.as->map_shared(0, &sub, 1, true));
+  bool freed = false;
+  CHECK_OK(mm.mem->put_page(head, 1, &freed));  // the file lets go; the PTE still maps it
+  CHECK(!freed);
+  const Snapshot before = snapshot(*mm.as);
+  CHECK_CODE(mm.mem->split_folio(head), Code::kEBUSY);
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_OK(mm.as->munmap(0, 1));  // the last reference: the whole folio goes back
+  CHECK_EQ(mm.mem->free_pages(), uint64_t(64));
+}
+
+TEST(trust_a_put_never_frees_a_page_an_address_space_maps) {
+  auto mm = make_mm(Scheme::kBias, 2048, 2048, false);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 512, true, true, true}));  // one PMD leaf: 512 references
+  CHECK_OK(mm.as->mmap(MmapArgs{512, 1, true, true, false}));
+  const uint64_t thp = mm.as->translate(0).pfn, small = mm.as->translate(512).pfn;
+  const Snapshot before = snapshot(*mm.as);
+  bool freed = false;
+  CHECK_CODE(mm.mem->put_page(small, 1, &freed), Code::kEBUSY);
+  CHECK_CODE(mm.mem->put_page(thp + 3, 1, &freed), Code::kEBUSY);
+  const uint32_t list[] = {uint32_t(small)};
+  CHECK_CODE(mm.mem->put_pages(list, 1, -1), Code::kEBUSY);
+  CHECK_CODE(mm.as->put_user_pages(list, 1), Code::kEBUSY);
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_CODE(mm.mem->split_folio(thp), Code::kEBUSY);
+  // A reference of the caller's own on top of the mapping's is put as ever.
+  CHECK_OK(mm.mem->get_page(small, 1));
+  CHECK_OK(mm.mem->put_page(small, 1, &freed));
+  CHECK(!freed);
+  mm.as.reset();
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
+}
+
+TEST(trust_the_zero_page_is_never_got_or_put) {
+  auto mm = make_mm(Scheme::kHybrid, 64, 64);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 2, true, false, false}));
+  CHECK_OK(mm.as->touch(0, 2, false));  // both map the zero page
+  const uint64_t zero = mm.as->translate(0).pfn;
+  CHECK(mm.mem->is_zero_page(zero));
+  uint64_t buddy = 0;  // the zero page's buddy, idle: a folio of the two would look fine
+  CHECK_OK(mm.mem->alloc_folio(0, false, &buddy));
+  CHECK_EQ(buddy, zero ^ 1);
+  const Snapshot before = snapshot(*mm.as);
+  bool freed = false;
+  CHECK_CODE(mm.mem->put_page(zero, 1, &freed), Code::kEINVAL);
+  CHECK_CODE(mm.mem->get_page(zero, 1), Code::kEINVAL);
+  bool got = false;
+  CHECK_CODE(mm.mem->try_get_page(zero, 1, &got), Code::kEINVAL);
+  const uint32_t list[] = {uint32_t(zero)};
+  CHECK_CODE(mm.mem->put_pages(list, 1, -1), Code::kEINVAL);
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_OK(mm.as->put_user_pages(list, 1));  // gup hands it out uncounted: skipped
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_CODE(mm.mem->make_folio(zero & ~uint64_t(1), 1), Code::kEBUSY);
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  uint64_t other = 0;
+  CHECK_OK(mm.mem->alloc_folio(0, false, &other));
+  CHECK(other != zero);
+}
+
+}  // namespace
+}  // namespace pinlab::test

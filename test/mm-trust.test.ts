@@ -1,0 +1,62 @@
+// Trust under misuse: a write pin never takes a page a write could not touch (PMD leaves split
+// where protection changes), the page array refuses shape changes and puts under pages an
+// address space maps, and fork, MAP_POPULATE and a THP's COW are all or nothing. Each case
+// failed before its fix.
+import { describe, expect, it } from 'vitest';
+
+import { SCHEME_LIST } from './helpers.js';
+import { PMD, expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
+
+describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+  describe('shape changes and puts under mapped pages', () => {
+    it('makeFolio of pages an address space maps: EBUSY, nothing changes, and munmap frees only its page', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 64, vpages: 64 });
+      mm.mmap({ start: 0, count: 4, populate: true });
+      expect(pfnsOf(mm, 0, 4)).toEqual([0, 1, 2, 3]);
+      expectCodeNoChange(mm, () => mem.makeFolio(0, 2), 'EBUSY', { mmStats: 'unchanged' });
+      mm.munmap({ start: 0, count: 1 });
+      expect(mem.freePages()).toBe(64 - 3);
+      for (const p of pfnsOf(mm, 1, 3)) expect(mem.refcount(p)).toBe(1);
+      expect(mem.allocFolio(0)).toBe(0); // never a page that is still mapped
+    });
+
+    it('splitFolio of a folio a PMD maps, or a put of the PMD\'s references: EBUSY, nothing changes', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 2048, vpages: 1024 });
+      mm.mmap({ start: 0, count: PMD, populate: true, huge: true });
+      const head = mm.translate(0)!.pfn;
+      expectCodeNoChange(mm, () => mem.splitFolio(head), 'EBUSY', { vpages: PMD });
+      expectCodeNoChange(mm, () => mem.putPage(head + 5), 'EBUSY', { vpages: PMD }); // the PMD's reference
+      mm.munmap({ start: 0, count: PMD });
+      expect(mem.freePages()).toBe(2048);
+    });
+
+    it('putPage of a page only its mapping holds: EBUSY (the page stays allocated)', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 64, vpages: 64 });
+      mm.mmap({ start: 0, count: 2, populate: true });
+      const [p] = pfnsOf(mm, 0, 1);
+      expectCodeNoChange(mm, () => mem.putPage(p!), 'EBUSY', { mmStats: 'unchanged' });
+      expectCodeNoChange(mm, () => mm.putUserPages(new Uint32Array([p!])), 'EBUSY');
+      const g = mm.getUserPagesFast(0, 1); // a reference of the caller's own: put as ever
+      mm.putUserPages(g.pfns);
+      expect(mem.refcount(p!)).toBe(1);
+    });
+
+    it('the zero page is never got or put: EINVAL, it stays mapped and allocated', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 64, vpages: 64 });
+      mm.mmap({ start: 0, count: 2 });
+      mm.touch(0, 2);
+      const zero = mem.zeroPfn!;
+      expect(mm.translate(0)).toMatchObject({ pfn: zero, zeroPage: true });
+      expectCodeNoChange(mm, () => mem.putPage(zero), 'EINVAL', { mmStats: 'unchanged' });
+      expectCodeNoChange(mm, () => mem.getPage(zero), 'EINVAL', { mmStats: 'unchanged' });
+      const pins = mm.pinUserPagesFast(0, 2); // handed out uncounted...
+      expect(Array.from(pins.pfns)).toEqual([zero, zero]);
+      mm.unpinUserPages(pins.pfns); // ...and skipped on release
+      const gets = mm.getUserPagesFast(0, 2);
+      mm.putUserPages(gets.pfns);
+      expect(mem.refcount(zero)).toBe(1);
+      expect(mem.allocFolio(0)).not.toBe(zero);
+    });
+  });
+
+});
