@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { SCHEME_LIST } from './helpers.js';
-import { PMD, expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
+import { PMD, expectCode, expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
 
 describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
   describe('shape changes and puts under mapped pages', () => {
@@ -56,6 +56,45 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
       mm.putUserPages(gets.pfns);
       expect(mem.refcount(zero)).toBe(1);
       expect(mem.allocFolio(0)).not.toBe(zero);
+    });
+  });
+
+  describe('write pins and PMD leaves under mprotect', () => {
+    it.each(['pinUserPagesFast', 'pinUserPages'] as const)(
+      '%s with write stops at the read-only part of a THP made writable again in part',
+      (how) => {
+        const { mem, mm } = makeMm({ scheme, pages: 2048, vpages: 2048 });
+        mm.mmap({ start: 0, count: PMD, populate: true, huge: true });
+        expect(mm.translate(0)!.huge).toBe(true);
+        mm.mprotect({ start: 0, count: PMD, write: false });
+        mm.mprotect({ start: 0, count: 8, write: true });
+        const r = mm[how](0, 16, { write: true });
+        expect(r.pfns.length).toBe(8); // partial: page 8 is read-only
+        for (const v of [8, 100, PMD - 1]) {
+          expect(mm.translate(v)!.writable).toBe(false);
+          expectCode(() => mm.touch(v, 1, { write: true }), 'EFAULT');
+          expectCodeNoChange(mm, () => mm.pinUserPagesFast(v, 1, { write: true }), 'EFAULT', { vpages: PMD });
+          expectCodeNoChange(mm, () => mm.pinUserPages(v, 1, { write: true }), 'EFAULT', { vpages: PMD });
+        }
+        mm.unpinUserPages(r.pfns, { write: true });
+        expect(mem.stats().pinAcquired).toBe(mem.stats().pinReleased);
+      },
+    );
+
+    it('a read-only THP made writable in part is split there; a read pin still takes it all', () => {
+      const { mm } = makeMm({ scheme, pages: 2048, vpages: 2048 });
+      mm.mmap({ start: 0, count: PMD, write: false, populate: true, huge: true });
+      expect(mm.translate(0)).toMatchObject({ huge: true, writable: false });
+      mm.mprotect({ start: PMD - 8, count: 8, write: true });
+      expect(mm.translate(0)!.huge).toBe(false);
+      expectCode(() => mm.pinUserPagesFast(PMD - 12, 12, { write: true }), 'EFAULT');
+      const w = mm.pinUserPagesFast(PMD - 8, 8, { write: true });
+      expect(w.pfns.length).toBe(8);
+      expectCode(() => mm.touch(PMD - 9, 1, { write: true }), 'EFAULT');
+      mm.unpinUserPages(w.pfns, { write: true });
+      const r = mm.pinUserPagesFast(0, PMD);
+      expect(r.pfns.length).toBe(PMD);
+      mm.unpinUserPages(r.pfns);
     });
   });
 

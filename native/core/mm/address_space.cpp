@@ -57,6 +57,11 @@ void AddressSpace::split_region_at(uint64_t vpage) {
   uint64_t rs = 0;
   const Region* r = region_at(vpage, &rs);
   if (r == nullptr || rs == vpage) return;
+  // A PMD leaf never crosses a region boundary (the kernel's vma_adjust_trans_huge): split the
+  // leaf the new boundary cuts, so that every leaf lies in one region and has that region's
+  // protection. gup_fast, which cannot look at regions, may then take a leaf's pages in one
+  // grab, and a write fault that makes a leaf writable makes only its region's pages so.
+  split_pmd_across(vpage);
   Region upper = *r;
   upper.count = rs + r->count - vpage;
   regions_[rs].count = vpage - rs;
@@ -202,6 +207,7 @@ void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
 Status AddressSpace::zap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mmap_lock_);
+  reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
   return Status::Ok();
 }
@@ -212,9 +218,11 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  unmap_range(s, e);
+  // Host memory first (PTE tables, the region map's nodes), then the pages.
+  reserve_split_tables(s, e);
   split_region_at(s);
   split_region_at(e);
+  unmap_range(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -230,6 +238,9 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
     if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
     v = rs + r->count;
   }
+  reserve_split_tables(s, e);
+  // Both ways: a leaf the range covers in part is split (at the region boundaries), whether
+  // the change takes write access away or gives it back.
   split_region_at(s);
   split_region_at(e);
   for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
@@ -268,6 +279,22 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
       mem_->add_mapped_refs(head, -1);  // uncounted before the put: refcount >= mapped refs
       mem_->put_folio_refs(head, 1);
     }
+  }
+}
+
+void AddressSpace::split_pmd_across(uint64_t vpage) {
+  if (pte_index(vpage) != 0 && entry::huge(pt_.pmd(vpage >> kPmdShift).load(std::memory_order_relaxed)))
+    split_pmd(vpage >> kPmdShift);
+}
+
+void AddressSpace::reserve_split_tables(uint64_t start, uint64_t end) {
+  // The PTE tables a split at start or end would need, allocated now: host memory can fail
+  // (an exception), and it must do so before the call changes anything. Unlinked until used.
+  for (const uint64_t v : {start, end}) {
+    const uint64_t i = v >> kPmdShift;
+    if (pte_index(v) != 0 && i < pt_.pmd_count() &&
+        entry::huge(pt_.pmd(i).load(std::memory_order_relaxed)))
+      pt_.ensure_table(i);
   }
 }
 

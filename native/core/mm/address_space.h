@@ -172,6 +172,10 @@ class AddressSpace {
   void put_shared_refs(const uint32_t* pfns, uint64_t count);
   // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
   void split_pmd(uint64_t pmd_index);
+  // Splits the PMD leaf that vpage cuts in two (vpage not 2 MiB aligned), if there is one.
+  void split_pmd_across(uint64_t vpage);
+  // Allocates the PTE tables that splits at start and end would need, before any change.
+  void reserve_split_tables(uint64_t start, uint64_t end);
   void unmap_range(uint64_t start, uint64_t end);
   void write_protect_range(uint64_t start, uint64_t end);
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.

@@ -178,5 +178,67 @@ TEST(trust_the_zero_page_is_never_got_or_put) {
   CHECK(other != zero);
 }
 
+GupFlags pin(bool write) {
+  GupFlags f;
+  f.write = write;
+  return f;
+}
+
+// ---- item 8: write pins and PMD leaves under mprotect ---------------------------------------
+
+// A THP made read-only whole, then writable again for its first 8 pages only: pages 8.. stay
+// read-only, and no write pin, fast or slow, may take one of them.
+TEST(trust_write_pins_stop_at_a_read_only_part_of_a_thp) {
+  for (Scheme s : kAllSchemes) {
+    for (bool slow : {false, true}) {
+      auto mm = make_mm(s, 2048, 2048);
+      CHECK_OK(mm.as->mmap(MmapArgs{0, 512, true, true, true}));
+      CHECK(mm.as->translate(0).huge);
+      CHECK_OK(mm.as->mprotect(0, 512, false));
+      CHECK_OK(mm.as->mprotect(0, 8, true));
+      std::vector<uint32_t> out(16);
+      uint64_t done = 0;
+      const GupFlags w = pin(true);
+      CHECK_OK(slow ? mm.as->gup_slow(0, 16, w, out.data(), &done)
+                    : mm.as->gup_fast(0, 16, w, out.data(), &done));
+      CHECK_EQ(done, uint64_t(8));  // partial: page 8 is read-only
+      CHECK(mm.as->translate(7).writable);
+      for (uint64_t v : {8, 100, 511}) {
+        CHECK(!mm.as->translate(v).writable);
+        CHECK_CODE(mm.as->touch(int64_t(v), 1, true), Code::kEFAULT);
+        uint32_t one = 0;
+        uint64_t got = 0;
+        CHECK_CODE(mm.as->gup_fast(int64_t(v), 1, w, &one, &got), Code::kEFAULT);
+        CHECK_CODE(mm.as->gup_slow(int64_t(v), 1, w, &one, &got), Code::kEFAULT);
+        CHECK_EQ(got, uint64_t(0));
+      }
+      CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+      CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
+    }
+  }
+}
+
+// The same from a region that was never writable (a read fault maps the THP read-only), and
+// a read pin over the whole leaf still gets every page.
+TEST(trust_mprotect_writable_splits_a_read_only_thp_it_covers_in_part) {
+  auto mm = make_mm(Scheme::kHybrid, 2048, 2048);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 512, false, true, true}));
+  CHECK(mm.as->translate(0).huge && !mm.as->translate(0).writable);
+  CHECK_OK(mm.as->mprotect(504, 8, true));
+  CHECK(!mm.as->translate(0).huge);  // split where the protection changes
+  std::vector<uint32_t> out(512);
+  uint64_t done = 0;
+  CHECK_CODE(mm.as->gup_fast(500, 12, pin(true), out.data(), &done), Code::kEFAULT);
+  CHECK_EQ(done, uint64_t(0));  // page 500 is read-only: nothing
+  CHECK_OK(mm.as->gup_fast(504, 8, pin(true), out.data(), &done));
+  CHECK_EQ(done, uint64_t(8));
+  CHECK_CODE(mm.as->touch(503, 1, true), Code::kEFAULT);
+  CHECK(!mm.as->translate(503).writable);
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+  CHECK_OK(mm.as->gup_fast(0, 512, pin(false), out.data(), &done));
+  CHECK_EQ(done, uint64_t(512));
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, false, false));
+}
+
 }  // namespace
 }  // namespace pinlab::test
