@@ -98,4 +98,38 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
     });
   });
 
+  describe('fork is all or nothing', () => {
+    it('ENOMEM part way through the early-COW copies: the parent, its counts and its statistics are as before', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 128, vpages: 1024 });
+      mm.mmap({ start: 0, count: 8, populate: true }); // shared copy-on-write at fork
+      mm.mmap({ start: 8, count: 8, populate: true }); // pinned: copied early
+      mm.mmap({ start: 600, count: 2 });
+      mm.touch(600, 1); // the zero page
+      mm.touch(601, 1, { write: true });
+      const pins = mm.pinUserPagesFast(8, 8, { write: true });
+      const hog: number[] = [];
+      while (mem.freePages() > 3) hog.push(mem.allocFolio(0)); // 3 of the 8 copies fit
+      expectCodeNoChange(mm, () => mm.fork(), 'ENOMEM', { mmStats: 'unchanged' });
+      for (let v = 0; v < 16; v++) expect(mm.translate(v)!.writable).toBe(true);
+      for (const p of hog) mem.putPage(p);
+      const child = mm.fork();
+      expect(mm.stats().earlyCowCopies).toBe(8);
+      expect(child.translate(0)!.writable).toBe(false);
+      child.munmap({ start: 0, count: 1024 });
+      mm.unpinUserPages(pins.pfns, { write: true });
+    });
+
+    it('ENOMEM for a pinned THP copy after small pages were prepared: nothing changes', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 1024, vpages: 2048 });
+      mm.mmap({ start: 0, count: 4, populate: true });
+      mm.mmap({ start: PMD, count: PMD, populate: true, huge: true });
+      const pin = mm.pinUserPagesFast(PMD + 100, 1, { write: true });
+      expectCodeNoChange(mm, () => mm.fork(), 'ENOMEM', { mmStats: 'unchanged' });
+      mm.unpinUserPages(pin.pfns, { write: true });
+      const child = mm.fork();
+      expect(child.translate(PMD)).toMatchObject({ huge: true, writable: false });
+      expect(mem.refcount(mm.translate(PMD)!.pfn)).toBe(2 * PMD);
+    });
+  });
+
 });

@@ -517,8 +517,9 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
 }
 
 Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
-                               uint64_t vpage, bool huge, bool pinned_mm) {
+                               uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally) {
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  // relaxed stores into the child's table: the child is not visible to anyone yet.
   if (entry::special(e)) {  // the zero page: shared as is, never counted
     child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
@@ -528,7 +529,7 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     // was; never write-protected, never copied early (a shared mapping has no COW to break).
     if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
     mem_->add_mapped_refs(mem_->folio_head(entry::pfn(e)), 1);
-    child_slot.store(e, std::memory_order_relaxed);  // the child is not visible yet
+    child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
   }
   const uint64_t head = mem_->folio_head(entry::pfn(e));
@@ -538,54 +539,111 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
     uint64_t copy = 0;
     if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
-    // Counted once the copy exists, in pages as kEarlyCowCopies is (a THP leaf is 512).
-    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
-    if (refs > 1) (void)mem_->get_page(copy, refs - 1);
+    if (refs > 1) (void)mem_->get_page(copy, refs - 1);  // a fresh folio: cannot fail
     mem_->copy_folio_flags(head, copy);
     mem_->add_mapped_refs(copy, refs);
     const uint64_t kind = huge ? entry::kHuge : 0;
     child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
                                            writable_bit(vpage)),
                      std::memory_order_relaxed);
-    stats_.add(MmStat::kEarlyCowCopies, uint64_t(refs));
+    // Counted once fork succeeds, in pages (a THP leaf is 512).
+    tally->early_cow_copies += uint64_t(refs);
+    const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
+    if (!pins) tally->unclassified += uint64_t(refs);
+    else if (*pins == 0) tally->false_positives += uint64_t(refs);
     return Status::Ok();
   }
+  // Shared copy-on-write: the child's entry read-only and not exclusive now; the parent's is
+  // write-protected by fork's commit pass once every entry is prepared.
   if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
   mem_->add_mapped_refs(head, refs);
-  // Shared copy-on-write: both sides read-only, neither exclusive. seq_cst on the parent's
-  // entry: a walker that grabbed through the writable entry sees the change on its recheck.
-  const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
-  if (shared != e) slot.store(shared, std::memory_order_seq_cst);
-  child_slot.store(shared, std::memory_order_relaxed);  // the child is not visible yet
+  child_slot.store(e & ~(entry::kWritable | entry::kExclusive), std::memory_order_relaxed);
   return Status::Ok();
 }
 
-Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
-  std::lock_guard<std::mutex> lock(mmap_lock_);
-  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
-  child->regions_ = regions_;
-  // Odd while we write-protect: gup_fast pins that overlap fork back off (write_protect_seq).
-  // seq_cst: pairs with gup_fast's samples before and after its walk.
-  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
-  const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
-  Status st = Status::Ok();
-  for (uint64_t i = 0; i < pt_.pmd_count() && st.ok(); ++i) {
+// Calls fn(parent slot, child slot, huge) for every present entry of the parent.
+template <typename Fn>
+void AddressSpace::for_each_fork_pair(AddressSpace& child, Fn&& fn) {
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     std::atomic<uint64_t>& pmd = pt_.pmd(i);
     const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the lock
     if (entry::huge(pe)) {
-      st = fork_entry(pmd, child->pt_.pmd(i), pmd_base(i), true, pinned_mm);
+      fn(pmd, child.pt_.pmd(i), pmd_base(i), true);
       continue;
     }
     if (!entry::table(pe)) continue;
     std::atomic<uint64_t>* t = pt_.table(i);
-    std::atomic<uint64_t>* ct = child->pt_.ensure_table(i);
-    child->pt_.pmd(i).store(pe, std::memory_order_relaxed);
-    for (uint64_t k = 0; k < kPtesPerTable && st.ok(); ++k)
+    std::atomic<uint64_t>* ct = child.pt_.table(i);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k)
       if (entry::present(t[k].load(std::memory_order_relaxed)))
-        st = fork_entry(t[k], ct[k], pmd_base(i) + k, false, pinned_mm);
+        fn(t[k], ct[k], pmd_base(i) + k, false);
   }
+}
+
+void AddressSpace::abandon_fork(AddressSpace& child) {
+  // Gives back exactly what fork_entry took, entry by entry, and clears the child's entries
+  // (so its destructor finds nothing). The parent's entries still map the shared folios, so
+  // these puts never free one; the early copies, never seen by anyone, go back unused.
+  for_each_fork_pair(child, [&](std::atomic<uint64_t>&, std::atomic<uint64_t>& child_slot,
+                                uint64_t, bool huge) {
+    const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
+    if (!entry::present(ce) || entry::special(ce)) return;  // not reached, or the zero page
+    const uint64_t head = mem_->folio_head(entry::pfn(ce));
+    const int64_t refs = huge && !entry::shared(ce) ? int64_t(kPtesPerTable) : 1;
+    mem_->add_mapped_refs(head, -refs);
+    // An early copy is exclusive in the child; a shared page (COW or page cache) never is.
+    if (entry::exclusive(ce)) mem_->give_back_unused(head);
+    else mem_->put_folio_refs(head, refs);
+  });
+}
+
+Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // All or nothing: everything that can fail comes before the parent changes. First the
+  // child and its page tables (host memory: an exception, and nothing has changed). Then,
+  // with write_protect_seq odd, the child's entries: its references on the shared folios and
+  // the early-COW copies (EOVERFLOW, ENOMEM). Only then does the parent change, by a pass
+  // that cannot fail: its COW-shared entries lose write access. A failed fork gives back what
+  // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
+  // they were.
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
+  child->regions_ = regions_;
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
+    const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
+    if (!entry::table(pe)) continue;
+    child->pt_.ensure_table(i);
+    child->pt_.pmd(i).store(pe, std::memory_order_relaxed);  // the child is not visible yet
+  }
+  // Odd while we write-protect: gup_fast pins that overlap fork back off (write_protect_seq).
+  // seq_cst: pairs with gup_fast's samples before and after its walk.
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
-  if (!st.ok()) return st;  // the child's destructor drops what it took
+  const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
+  ForkTally tally;
+  Status st = Status::Ok();
+  for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                                 uint64_t vpage, bool huge) {
+    if (st.ok()) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
+  });
+  if (!st.ok()) {
+    abandon_fork(*child);
+    write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
+    return st;
+  }
+  // Commit. seq_cst on the parent's entry: a walker that grabbed through the writable entry
+  // sees the change on its recheck.
+  for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                                 uint64_t, bool) {
+    const uint64_t e = slot.load(std::memory_order_relaxed);
+    if (entry::special(e) || entry::shared(e)) return;  // never write-protected
+    // Shared COW (an early copy has a PFN of its own): both sides read-only, neither exclusive.
+    if (entry::pfn(child_slot.load(std::memory_order_relaxed)) != entry::pfn(e)) return;
+    const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
+    if (cow != e) slot.store(cow, std::memory_order_seq_cst);
+  });
+  stats_.add(MmStat::kEarlyCowCopies, tally.early_cow_copies);
+  stats_.add(MmStat::kEarlyCowFalsePositives, tally.false_positives);
+  stats_.add(MmStat::kUnclassified, tally.unclassified);
+  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
   *out = std::move(child);
   return Status::Ok();
 }

@@ -191,9 +191,20 @@ class AddressSpace {
   // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
   enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };
   MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower);
-  // fork: copies one present entry (a PTE, or a PMD leaf when huge) into the child.
+  // fork's statistics, added only once the fork succeeds (pages, as the stats count them).
+  struct ForkTally {
+    uint64_t early_cow_copies = 0;
+    uint64_t false_positives = 0;
+    uint64_t unclassified = 0;
+  };
+  // fork: prepares the child's copy of one present entry (a PTE, or a PMD leaf when huge):
+  // its references on a shared folio, or an early-COW copy. Changes nothing of the parent's.
   Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
-                    uint64_t vpage, bool huge, bool pinned_mm);
+                    uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally);
+  template <typename Fn>
+  void for_each_fork_pair(AddressSpace& child, Fn&& fn);
+  // A failed fork: gives back what fork_entry took for the child (never re-taking anything).
+  void abandon_fork(AddressSpace& child);
   // A maybe-pinned decision: `units` more false positives if the folio held no real pin, or
   // unclassified if its pins are not exactly known (pages for early COW, folios for migration).
   void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat,

@@ -240,5 +240,80 @@ TEST(trust_mprotect_writable_splits_a_read_only_thp_it_covers_in_part) {
   CHECK_OK(mm.as->unpin_user_pages(out.data(), done, false, false));
 }
 
+
+// Takes every free page of order 0 but `leave`, so that an allocation fails after `leave`.
+std::vector<uint64_t> hog_all_but(PageArray& mem, uint64_t leave) {
+  std::vector<uint64_t> hog;
+  while (mem.free_pages() > leave) {
+    uint64_t p = 0;
+    if (!mem.alloc_folio(0, false, &p).ok()) break;
+    hog.push_back(p);
+  }
+  return hog;
+}
+
+void release(PageArray& mem, const std::vector<uint64_t>& hog) {
+  for (uint64_t p : hog) {
+    bool freed = false;
+    CHECK_OK(mem.put_page(p, 1, &freed));
+  }
+}
+
+// ---- item 10: fork is all or nothing --------------------------------------------------------
+
+// Pinned pages need early-COW copies; memory runs out part way. Before the fix the parent's
+// earlier pages stayed write-protected and shared and the copies made were counted.
+TEST(trust_fork_that_runs_out_of_memory_changes_nothing) {
+  for (Scheme s : kAllSchemes) {
+    auto mm = make_mm(s, 128, 1024);
+    CHECK_OK(mm.as->mmap(MmapArgs{0, 8, true, true, false}));   // shared COW at fork
+    CHECK_OK(mm.as->mmap(MmapArgs{8, 8, true, true, false}));   // pinned: early COW
+    CHECK_OK(mm.as->mmap(MmapArgs{600, 2, true, false, false}));
+    CHECK_OK(mm.as->touch(600, 1, false));  // the zero page
+    CHECK_OK(mm.as->touch(601, 1, true));
+    std::vector<uint32_t> out(8);
+    uint64_t done = 0;
+    CHECK_OK(mm.as->gup_fast(8, 8, pin(true), out.data(), &done));
+    CHECK_EQ(done, uint64_t(8));
+    CHECK_OK(mm.mem->set_dirty(out[3]));
+    const std::vector<uint64_t> hog = hog_all_but(*mm.mem, 3);  // 3 of the 8 copies fit
+    const Snapshot before = snapshot(*mm.as);
+    std::unique_ptr<AddressSpace> child;
+    CHECK_CODE(mm.as->fork(&child), Code::kENOMEM);
+    CHECK(child == nullptr);
+    CHECK_UNCHANGED(before, snapshot(*mm.as));
+    for (uint64_t v = 0; v < 8; ++v) CHECK(mm.as->translate(v).writable);
+    release(*mm.mem, hog);
+    CHECK_OK(mm.as->fork(&child));  // with memory it works
+    CHECK_EQ(mm.as->stat(MmStat::kEarlyCowCopies), uint64_t(8));
+    CHECK(!mm.as->translate(0).writable && !child->translate(0).writable);
+    CHECK(mm.as->translate(8).writable);
+    CHECK(child->translate(11).pfn != out[3]);
+    CHECK(mm.mem->is_dirty(child->translate(11).pfn));
+    child.reset();
+    CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
+    mm.as.reset();
+    CHECK_EQ(mm.mem->free_pages(), mm.mem->pages() - 1);  // the zero page stays
+  }
+}
+
+// A pinned THP needs an order-9 copy: the small pages before it were already shared.
+TEST(trust_fork_that_finds_no_block_for_a_thp_copy_changes_nothing) {
+  auto mm = make_mm(Scheme::kHybrid, 1024, 2048);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 4, true, true, false}));
+  CHECK_OK(mm.as->mmap(MmapArgs{512, 512, true, true, true}));
+  CHECK(mm.as->translate(512).huge);
+  std::vector<uint32_t> out(1);
+  uint64_t done = 0;
+  CHECK_OK(mm.as->gup_fast(700, 1, pin(false), out.data(), &done));
+  const Snapshot before = snapshot(*mm.as);  // 508 pages free, no order-9 block
+  std::unique_ptr<AddressSpace> child;
+  CHECK_CODE(mm.as->fork(&child), Code::kENOMEM);
+  CHECK_UNCHANGED(before, snapshot(*mm.as));
+  CHECK_OK(mm.as->unpin_user_pages(out.data(), done, false, false));
+  CHECK_OK(mm.as->fork(&child));  // unpinned: shared, no copy needed
+  CHECK(!mm.as->translate(600).writable && child->translate(600).huge);
+}
+
 }  // namespace
 }  // namespace pinlab::test
