@@ -132,4 +132,28 @@ describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
     });
   });
 
+  describe('the same class elsewhere', () => {
+    it('mmap populate that runs out of memory: nothing changes, statistics included', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 64, vpages: 256 });
+      mm.mmap({ start: 0, count: 4, populate: true });
+      const hog: number[] = [];
+      while (mem.freePages() > 10) hog.push(mem.allocFolio(0));
+      expectCodeNoChange(mm, () => mm.mmap({ start: 100, count: 20, populate: true }), 'ENOMEM', { mmStats: 'unchanged' });
+      mm.mmap({ start: 100, count: 10, populate: true });
+      expect(mem.freePages()).toBe(0);
+    });
+
+    it('a write to a THP another mm shares, with no page for the copy: ENOMEM, the leaf stays whole', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 1024, vpages: 1024 });
+      mm.mmap({ start: 0, count: PMD, populate: true, huge: true });
+      const child = mm.fork();
+      const hog: number[] = [];
+      while (mem.freePages() > 0) hog.push(mem.allocFolio(0));
+      expectCodeNoChange(mm, () => mm.touch(7, 1, { write: true }), 'ENOMEM', { mmStats: 'unchanged' });
+      expect(mm.translate(7)!.huge).toBe(true);
+      for (const p of hog) mem.putPage(p);
+      mm.touch(7, 1, { write: true });
+      expect(mm.translate(8)!.pfn).toBe(child.translate(8)!.pfn);
+    });
+  });
 });

@@ -141,14 +141,85 @@ Status AddressSpace::mmap(const MmapArgs& a) {
   if (Status st = check_unmapped(a.start, a.count); !st.ok()) return st;
   regions_.emplace(start, Region{uint64_t(a.count), a.write, a.huge});
   if (!a.populate) return Status::Ok();
-  // MAP_POPULATE: fault everything in now (a write fault where writable). All or nothing.
-  for (uint64_t v = start; v < end; ++v) {
-    if (Status st = handle_fault(v, a.write); !st.ok()) {
-      unmap_range(start, end);
-      regions_.erase(start);
+  if (Status st = populate(start, end, a.write, a.huge); !st.ok()) {
+    regions_.erase(start);
+    return st;
+  }
+  return Status::Ok();
+}
+
+Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool huge) {
+  // MAP_POPULATE, all or nothing: every folio is allocated before the first entry is written,
+  // and an allocation that fails gives back the ones before it unused (nobody saw them: no
+  // statistic moves, no page stays taken). Then the entries, as the faults would have made
+  // them: a PMD leaf for each whole 2 MiB stretch of a huge region while order-9 blocks last,
+  // else a page per 4 KiB (the zero page for a read-only region).
+  auto leaf_at = [&](uint64_t v) { return huge && pte_index(v) == 0 && v + kPtesPerTable <= end; };
+  std::vector<uint32_t> heads;  // what was allocated, in address order (PFNs < 2^31)
+  std::vector<bool> leaves;     // per 2 MiB stretch from start's: mapped by a leaf
+  auto give_back = [&] {
+    for (uint32_t head : heads) mem_->give_back_unused(head);
+  };
+  bool need_zero = false;
+  try {  // host memory (this list, PTE tables) fails by exception: give back, pass it on
+    heads.reserve(std::min(end - start, mem_->free_pages()));
+    leaves.resize(((end - 1) >> kPmdShift) - (start >> kPmdShift) + 1);
+    for (uint64_t v = start; v < end;) {
+      uint64_t head = 0;
+      if (leaf_at(v) && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
+        heads.push_back(uint32_t(head));
+        leaves[(v >> kPmdShift) - (start >> kPmdShift)] = true;
+        v += kPtesPerTable;
+        continue;
+      }
+      if (pte_index(v) == 0 || v == start) pt_.ensure_table(v >> kPmdShift);  // unlinked yet
+      if (!write) {
+        need_zero = true;  // a read fault of anonymous memory maps the shared zero page
+      } else if (Status st = mem_->alloc_folio(0, true, &head); !st.ok()) {
+        give_back();
+        return st;
+      } else {
+        heads.push_back(uint32_t(head));
+      }
+      ++v;
+    }
+  } catch (...) {
+    give_back();
+    throw;
+  }
+  uint64_t zero = 0;  // last: once allocated it stays (never freed), so nothing may fail after
+  if (need_zero) {
+    if (Status st = mem_->zero_page(&zero); !st.ok()) {
+      give_back();
       return st;
     }
   }
+  const uint64_t w = write ? entry::kWritable : 0;
+  std::atomic<uint64_t>* t = nullptr;
+  size_t k = 0;
+  for (uint64_t v = start; v < end;) {
+    const uint64_t i = v >> kPmdShift;
+    if (leaves[i - (start >> kPmdShift)]) {
+      const uint64_t head = heads[k++];
+      (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
+      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
+      // seq_cst (a release at least): publishes the new folio with the entry.
+      pt_.pmd(i).store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
+                       std::memory_order_seq_cst);
+      v += kPtesPerTable;
+      continue;
+    }
+    if (t == nullptr || pte_index(v) == 0) t = pte_table(i);  // allocated above: links it
+    uint64_t e = entry::make(zero, entry::kPresent | entry::kSpecial);
+    if (write) {
+      const uint64_t pfn = heads[k++];
+      mem_->add_mapped_refs(pfn, 1);
+      e = entry::make(pfn, entry::kPresent | entry::kExclusive | entry::kWritable);
+    }
+    t[pte_index(v)].store(e, std::memory_order_seq_cst);
+    ++v;
+  }
+  stats_.add(MmStat::kFaults, end - start);
   return Status::Ok();
 }
 
@@ -164,8 +235,10 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   if (Status st = mem_->check_page_set(PageSet::pfns(pfns, count)); !st.ok()) return st;
   if (const int64_t zero = mem_->zero_pfn(); zero >= 0 && any_equal(pfns, count, uint32_t(zero)))
     return Status::Fail(Code::kEINVAL, Reason::kZeroPageShared, zero);
-  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
   const auto s = uint64_t(start);
+  // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
+  for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
+  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
   regions_.emplace(s, Region{count, write, false, true});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
   const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
@@ -433,7 +506,11 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
     }
-    split_pmd(i);  // then copy just the 4 KiB written, as THP COW falls back to
+    // Split, then copy just the 4 KiB written, as THP COW falls back to.
+    uint64_t fresh = 0;
+    if (Status st = split_pmd_for_copy(i, &fresh); !st.ok()) return st;
+    std::atomic<uint64_t>* slot = pte_slot(vpage);
+    return cow_copy_pte(slot, slot->load(std::memory_order_relaxed), true, fresh);
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot->load(std::memory_order_relaxed);
@@ -465,7 +542,12 @@ Status AddressSpace::unshare(uint64_t vpage) {
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
     }
-    split_pmd(i);
+    // Another mm shares the THP: split, and a copy of this 4 KiB, access unchanged.
+    uint64_t fresh = 0;
+    if (Status st = split_pmd_for_copy(i, &fresh); !st.ok()) return st;
+    std::atomic<uint64_t>* slot = pte_slot(vpage);
+    const uint64_t e = slot->load(std::memory_order_relaxed);
+    return cow_copy_pte(slot, e, entry::writable(e), fresh);
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
@@ -482,9 +564,20 @@ Status AddressSpace::unshare(uint64_t vpage) {
   return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
 }
 
-Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable) {
-  uint64_t fresh = 0;
-  if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+Status AddressSpace::split_pmd_for_copy(uint64_t i, uint64_t* fresh) {
+  // What can fail comes first: the PTE table (host memory, an exception) and the copy's page
+  // (ENOMEM), so that a failed COW leaves the leaf as it was.
+  pt_.ensure_table(i);
+  if (Status st = mem_->alloc_folio(0, true, fresh); !st.ok()) return st;
+  split_pmd(i);
+  return Status::Ok();
+}
+
+Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable,
+                                  uint64_t fresh) {
+  if (fresh == kAllocate) {
+    if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+  }
   const bool zero = entry::special(old);
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
   if (!zero) mem_->copy_folio_flags(old_head, fresh);

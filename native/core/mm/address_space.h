@@ -178,12 +178,20 @@ class AddressSpace {
   void reserve_split_tables(uint64_t start, uint64_t end);
   void unmap_range(uint64_t start, uint64_t end);
   void write_protect_range(uint64_t start, uint64_t end);
+  // mmap's MAP_POPULATE of a new region [start, end): all or nothing.
+  Status populate(uint64_t start, uint64_t end, bool write, bool huge);
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.
   Status handle_fault(uint64_t vpage, bool write);
   Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
   Status handle_write_protect_fault(uint64_t vpage);
-  // Replaces a shared (or zero-page) entry with a private copy of its page.
-  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable);
+  // Replaces a shared (or zero-page) entry with a private copy of its page: `fresh`, a page the
+  // caller allocated, or one allocated here (kAllocate).
+  static constexpr uint64_t kAllocate = ~uint64_t{0};
+  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable,
+                      uint64_t fresh = kAllocate);
+  // COW of one 4 KiB of a shared PMD leaf: allocates the copy's page, then splits the leaf
+  // (ENOMEM: the leaf stays as it was).
+  Status split_pmd_for_copy(uint64_t pmd_index, uint64_t* fresh);
   // FOLL_PIN on a COW-shared page makes it exclusive first (the kernel's FOLL_UNSHARE): reuse
   // if ours alone, else copy without granting write. A pin must hold this mm's page.
   Status unshare(uint64_t vpage);

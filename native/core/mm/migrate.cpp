@@ -50,7 +50,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   const uint64_t old = slot->exchange(0, std::memory_order_seq_cst);
   if (!mem_->try_freeze(head, expected)) {
     slot->store(old, std::memory_order_seq_cst);
-    mem_->put_folio_refs(target, 1);
+    mem_->give_back_unused(target);  // never mapped: back as if never taken
     stats_.add(MmStat::kMigrationBusy, 1);
     return MigrateOutcome::kBusy;
   }

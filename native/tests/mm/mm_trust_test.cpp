@@ -315,5 +315,67 @@ TEST(trust_fork_that_finds_no_block_for_a_thp_copy_changes_nothing) {
   CHECK(!mm.as->translate(600).writable && child->translate(600).huge);
 }
 
+// ---- the same class elsewhere: a COW of a shared THP, MAP_POPULATE -----------------------------
+
+// A write fault (or a pin's unshare) on a THP another mm shares splits the leaf and copies the
+// 4 KiB touched. With no page for the copy, it used to split first and fail after.
+TEST(trust_a_thp_cow_that_finds_no_page_leaves_the_leaf_as_it_was) {
+  for (bool pin_it : {false, true}) {
+    auto mm = make_mm(Scheme::kHybrid, 1024, 1024);
+    CHECK_OK(mm.as->mmap(MmapArgs{0, 512, true, true, true}));
+    std::unique_ptr<AddressSpace> child;
+    CHECK_OK(mm.as->fork(&child));  // the leaf is shared, read-only on both sides
+    const std::vector<uint64_t> hog = hog_all_but(*mm.mem, 0);
+    const Snapshot before = snapshot(*mm.as);
+    std::vector<uint32_t> out(1);
+    uint64_t done = 0;
+    CHECK_CODE(pin_it ? mm.as->gup_slow(7, 1, pin(false), out.data(), &done)
+                      : mm.as->touch(7, 1, true),
+               Code::kENOMEM);
+    Snapshot after = snapshot(*mm.as);
+    if (pin_it) {  // a gup call counts, and sets has_pinned first, refused or not (the kernel's)
+      after.mm_stats[size_t(MmStat::kGupCalls)] = before.mm_stats[size_t(MmStat::kGupCalls)];
+      after.has_pinned = before.has_pinned;
+    }
+    CHECK_UNCHANGED(before, after);
+    CHECK(mm.as->translate(7).huge);
+    release(*mm.mem, hog);
+    CHECK_OK(mm.as->touch(7, 1, true));  // with a page it splits and copies
+    CHECK(!mm.as->translate(7).huge && mm.as->translate(8).pfn == child->translate(8).pfn);
+  }
+}
+
+// ---- MAP_POPULATE ---------------------------------------------------------------------------
+
+// populate used to fault pages in one by one and unmap them again on ENOMEM: the entries came
+// back, but the faults and the freed folios stayed counted.
+TEST(trust_mmap_populate_that_runs_out_of_memory_changes_nothing) {
+  for (bool huge : {false, true}) {
+    auto mm = make_mm(Scheme::kHybrid, 1024, 2048);
+    CHECK_OK(mm.as->mmap(MmapArgs{0, 4, true, true, false}));
+    const std::vector<uint64_t> hog = hog_all_but(*mm.mem, 10);
+    const Snapshot before = snapshot(*mm.as);
+    CHECK_CODE(mm.as->mmap(MmapArgs{512, 20, true, true, huge}), Code::kENOMEM);
+    CHECK_UNCHANGED(before, snapshot(*mm.as));
+    CHECK_OK(mm.as->mmap(MmapArgs{512, 10, true, true, huge}));  // the range is free again
+    CHECK_EQ(mm.mem->free_pages(), uint64_t(0));
+    release(*mm.mem, hog);
+  }
+}
+
+TEST(trust_mmap_populate_maps_leaves_while_blocks_last_then_pages) {
+  auto mm = make_mm(Scheme::kBias, 1024, 4096);
+  CHECK_OK(mm.as->mmap(MmapArgs{0, 4, true, true, false}));  // one order-9 block left
+  CHECK_OK(mm.as->mmap(MmapArgs{2048, 1024, false, true, true}));  // read-only, huge
+  CHECK(mm.as->translate(2048).huge && !mm.as->translate(2048).writable);
+  CHECK(mm.as->translate(2560).special && !mm.as->translate(2560).huge);  // the zero page
+  CHECK_EQ(mm.as->mapped_pages(), uint64_t(4 + 1024));
+  CHECK_EQ(mm.as->stat(MmStat::kFaults), uint64_t(4 + 1024));
+  CHECK_OK(mm.as->mmap(MmapArgs{1000, 30, true, true, true}));  // unaligned: pages only
+  CHECK(!mm.as->translate(1024).huge && mm.as->translate(1024).writable);
+  mm.as.reset();
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages() - 1);
+}
+
 }  // namespace
 }  // namespace pinlab::test
