@@ -64,6 +64,13 @@ std::string describe(const Status& s) {
     case Reason::kNotLargeFolio: return "pfn " + v + " is not in a large folio (order 0)";
     case Reason::kFolioNotIdle:
       return "pfn " + v + " is not an idle order-0 page (refcount 1, unpinned)";
+    case Reason::kFolioMapped:
+      return "pfn " + v + " is mapped by an address space (or is the zero page): munmap it first";
+    case Reason::kPutEatsMapping:
+      return "put on pfn " + v +
+             " would release references that its page-table mappings hold (munmap drops those)";
+    case Reason::kZeroPageCounted:
+      return "pfn " + v + " is the zero page, which is never counted (no get or put)";
     case Reason::kFolioBusy:
       return "folio at head " + v + " is busy (refcount must be 1 and no pins)";
     case Reason::kNoMemory: return "could not allocate " + v + " bytes";

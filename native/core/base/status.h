@@ -52,6 +52,9 @@ enum class Reason : uint8_t {
   kNotLargeFolio,     // value = pfn
   kFolioNotIdle,      // value = pfn (makeFolio: a page is not order 0 / refcount 1 / unpinned)
   kFolioBusy,         // value = head (split: refcount != 1 or pinned)
+  kFolioMapped,       // value = pfn (makeFolio/splitFolio: a page table maps it, or the zero page)
+  kPutEatsMapping,    // value = pfn (a put would take references its mappings hold)
+  kZeroPageCounted,   // value = pfn (get or put of the zero page, which is never counted)
   kNoMemory,          // value = bytes
   kNoFreeBlock,       // value = order
   kNoMapping,         // value = virtual page (no region there)

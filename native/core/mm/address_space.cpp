@@ -57,6 +57,11 @@ void AddressSpace::split_region_at(uint64_t vpage) {
   uint64_t rs = 0;
   const Region* r = region_at(vpage, &rs);
   if (r == nullptr || rs == vpage) return;
+  // A PMD leaf never crosses a region boundary (the kernel's vma_adjust_trans_huge): split the
+  // leaf the new boundary cuts, so that every leaf lies in one region and has that region's
+  // protection. gup_fast, which cannot look at regions, may then take a leaf's pages in one
+  // grab, and a write fault that makes a leaf writable makes only its region's pages so.
+  split_pmd_across(vpage);
   Region upper = *r;
   upper.count = rs + r->count - vpage;
   regions_[rs].count = vpage - rs;
@@ -136,14 +141,85 @@ Status AddressSpace::mmap(const MmapArgs& a) {
   if (Status st = check_unmapped(a.start, a.count); !st.ok()) return st;
   regions_.emplace(start, Region{uint64_t(a.count), a.write, a.huge});
   if (!a.populate) return Status::Ok();
-  // MAP_POPULATE: fault everything in now (a write fault where writable). All or nothing.
-  for (uint64_t v = start; v < end; ++v) {
-    if (Status st = handle_fault(v, a.write); !st.ok()) {
-      unmap_range(start, end);
-      regions_.erase(start);
+  if (Status st = populate(start, end, a.write, a.huge); !st.ok()) {
+    regions_.erase(start);
+    return st;
+  }
+  return Status::Ok();
+}
+
+Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool huge) {
+  // MAP_POPULATE, all or nothing: every folio is allocated before the first entry is written,
+  // and an allocation that fails gives back the ones before it unused (nobody saw them: no
+  // statistic moves, no page stays taken). Then the entries, as the faults would have made
+  // them: a PMD leaf for each whole 2 MiB stretch of a huge region while order-9 blocks last,
+  // else a page per 4 KiB (the zero page for a read-only region).
+  auto leaf_at = [&](uint64_t v) { return huge && pte_index(v) == 0 && v + kPtesPerTable <= end; };
+  std::vector<uint32_t> heads;  // what was allocated, in address order (PFNs < 2^31)
+  std::vector<bool> leaves;     // per 2 MiB stretch from start's: mapped by a leaf
+  auto give_back = [&] {
+    for (uint32_t head : heads) mem_->give_back_unused(head);
+  };
+  bool need_zero = false;
+  try {  // host memory (this list, PTE tables) fails by exception: give back, pass it on
+    heads.reserve(std::min(end - start, mem_->free_pages()));
+    leaves.resize(((end - 1) >> kPmdShift) - (start >> kPmdShift) + 1);
+    for (uint64_t v = start; v < end;) {
+      uint64_t head = 0;
+      if (leaf_at(v) && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
+        heads.push_back(uint32_t(head));
+        leaves[(v >> kPmdShift) - (start >> kPmdShift)] = true;
+        v += kPtesPerTable;
+        continue;
+      }
+      if (pte_index(v) == 0 || v == start) pt_.ensure_table(v >> kPmdShift);  // unlinked yet
+      if (!write) {
+        need_zero = true;  // a read fault of anonymous memory maps the shared zero page
+      } else if (Status st = mem_->alloc_folio(0, true, &head); !st.ok()) {
+        give_back();
+        return st;
+      } else {
+        heads.push_back(uint32_t(head));
+      }
+      ++v;
+    }
+  } catch (...) {
+    give_back();
+    throw;
+  }
+  uint64_t zero = 0;  // last: once allocated it stays (never freed), so nothing may fail after
+  if (need_zero) {
+    if (Status st = mem_->zero_page(&zero); !st.ok()) {
+      give_back();
       return st;
     }
   }
+  const uint64_t w = write ? entry::kWritable : 0;
+  std::atomic<uint64_t>* t = nullptr;
+  size_t k = 0;
+  for (uint64_t v = start; v < end;) {
+    const uint64_t i = v >> kPmdShift;
+    if (leaves[i - (start >> kPmdShift)]) {
+      const uint64_t head = heads[k++];
+      (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
+      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
+      // seq_cst (a release at least): publishes the new folio with the entry.
+      pt_.pmd(i).store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
+                       std::memory_order_seq_cst);
+      v += kPtesPerTable;
+      continue;
+    }
+    if (t == nullptr || pte_index(v) == 0) t = pte_table(i);  // allocated above: links it
+    uint64_t e = entry::make(zero, entry::kPresent | entry::kSpecial);
+    if (write) {
+      const uint64_t pfn = heads[k++];
+      mem_->add_mapped_refs(pfn, 1);
+      e = entry::make(pfn, entry::kPresent | entry::kExclusive | entry::kWritable);
+    }
+    t[pte_index(v)].store(e, std::memory_order_seq_cst);
+    ++v;
+  }
+  stats_.add(MmStat::kFaults, end - start);
   return Status::Ok();
 }
 
@@ -159,8 +235,10 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   if (Status st = mem_->check_page_set(PageSet::pfns(pfns, count)); !st.ok()) return st;
   if (const int64_t zero = mem_->zero_pfn(); zero >= 0 && any_equal(pfns, count, uint32_t(zero)))
     return Status::Fail(Code::kEINVAL, Reason::kZeroPageShared, zero);
-  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
   const auto s = uint64_t(start);
+  // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
+  for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
+  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
   regions_.emplace(s, Region{count, write, false, true});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
   const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
@@ -182,6 +260,7 @@ Status AddressSpace::take_shared_refs(const uint32_t* pfns, uint64_t count) {
       put_shared_refs(pfns, i);
       return st;
     }
+    mem_->add_mapped_refs(mem_->folio_head(pfns[i]), int64_t(n));  // the PTEs' references
     i += n;
   }
   return Status::Ok();
@@ -191,7 +270,9 @@ void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
   // The runs are the same as take's: our references keep every folio's shape as it was.
   for (uint64_t i = 0; i < count;) {
     const uint64_t n = folio_run(*mem_, pfns + i, count - i);
-    mem_->put_folio_refs(mem_->folio_head(pfns[i]), int64_t(n));
+    const uint64_t head = mem_->folio_head(pfns[i]);
+    mem_->add_mapped_refs(head, -int64_t(n));
+    mem_->put_folio_refs(head, int64_t(n));
     i += n;
   }
 }
@@ -199,6 +280,7 @@ void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
 Status AddressSpace::zap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mmap_lock_);
+  reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
   return Status::Ok();
 }
@@ -209,9 +291,11 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  unmap_range(s, e);
+  // Host memory first (PTE tables, the region map's nodes), then the pages.
+  reserve_split_tables(s, e);
   split_region_at(s);
   split_region_at(e);
+  unmap_range(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -227,6 +311,9 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
     if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
     v = rs + r->count;
   }
+  reserve_split_tables(s, e);
+  // Both ways: a leaf the range covers in part is split (at the region boundaries), whether
+  // the change takes write access away or gives it back.
   split_region_at(s);
   split_region_at(e);
   for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
@@ -248,6 +335,7 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
         // Clear the entry first, then put: a racing gup_fast either grabbed before (and keeps
         // the folio alive with its own reference) or sees the cleared entry on its recheck.
         pmd.store(0, std::memory_order_seq_cst);
+        mem_->add_mapped_refs(entry::pfn(pe), -int64_t(kPtesPerTable));
         mem_->put_folio_refs(entry::pfn(pe), int64_t(kPtesPerTable));
         continue;
       }
@@ -260,8 +348,26 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
       // seq_cst: as above, clear first, then put.
       const uint64_t old = t[pte_index(v)].exchange(0, std::memory_order_seq_cst);
       if (!entry::present(old) || entry::special(old)) continue;
-      mem_->put_folio_refs(mem_->folio_head(entry::pfn(old)), 1);
+      const uint64_t head = mem_->folio_head(entry::pfn(old));
+      mem_->add_mapped_refs(head, -1);  // uncounted before the put: refcount >= mapped refs
+      mem_->put_folio_refs(head, 1);
     }
+  }
+}
+
+void AddressSpace::split_pmd_across(uint64_t vpage) {
+  if (pte_index(vpage) != 0 && entry::huge(pt_.pmd(vpage >> kPmdShift).load(std::memory_order_relaxed)))
+    split_pmd(vpage >> kPmdShift);
+}
+
+void AddressSpace::reserve_split_tables(uint64_t start, uint64_t end) {
+  // The PTE tables a split at start or end would need, allocated now: host memory can fail
+  // (an exception), and it must do so before the call changes anything. Unlinked until used.
+  for (const uint64_t v : {start, end}) {
+    const uint64_t i = v >> kPmdShift;
+    if (pte_index(v) != 0 && i < pt_.pmd_count() &&
+        entry::huge(pt_.pmd(i).load(std::memory_order_relaxed)))
+      pt_.ensure_table(i);
   }
 }
 
@@ -354,6 +460,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     uint64_t head = 0;
     if (empty && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
+      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
       const uint64_t w = r.write ? entry::kWritable : 0;
       // seq_cst (a release at least): publishes the new folio with the entry.
       pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
@@ -370,6 +477,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     flags |= entry::kSpecial;
   } else {
     if (Status st = mem_->alloc_folio(0, true, &pfn); !st.ok()) return st;
+    mem_->add_mapped_refs(pfn, 1);
     flags |= entry::kWritable | entry::kExclusive;
   }
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
@@ -398,7 +506,11 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
     }
-    split_pmd(i);  // then copy just the 4 KiB written, as THP COW falls back to
+    // Split, then copy just the 4 KiB written, as THP COW falls back to.
+    uint64_t fresh = 0;
+    if (Status st = split_pmd_for_copy(i, &fresh); !st.ok()) return st;
+    std::atomic<uint64_t>* slot = pte_slot(vpage);
+    return cow_copy_pte(slot, slot->load(std::memory_order_relaxed), true, fresh);
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot->load(std::memory_order_relaxed);
@@ -430,7 +542,12 @@ Status AddressSpace::unshare(uint64_t vpage) {
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
     }
-    split_pmd(i);
+    // Another mm shares the THP: split, and a copy of this 4 KiB, access unchanged.
+    uint64_t fresh = 0;
+    if (Status st = split_pmd_for_copy(i, &fresh); !st.ok()) return st;
+    std::atomic<uint64_t>* slot = pte_slot(vpage);
+    const uint64_t e = slot->load(std::memory_order_relaxed);
+    return cow_copy_pte(slot, e, entry::writable(e), fresh);
   }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
@@ -447,17 +564,32 @@ Status AddressSpace::unshare(uint64_t vpage) {
   return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
 }
 
-Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable) {
-  uint64_t fresh = 0;
-  if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+Status AddressSpace::split_pmd_for_copy(uint64_t i, uint64_t* fresh) {
+  // What can fail comes first: the PTE table (host memory, an exception) and the copy's page
+  // (ENOMEM), so that a failed COW leaves the leaf as it was.
+  pt_.ensure_table(i);
+  if (Status st = mem_->alloc_folio(0, true, fresh); !st.ok()) return st;
+  split_pmd(i);
+  return Status::Ok();
+}
+
+Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable,
+                                  uint64_t fresh) {
+  if (fresh == kAllocate) {
+    if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+  }
   const bool zero = entry::special(old);
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
   if (!zero) mem_->copy_folio_flags(old_head, fresh);
+  mem_->add_mapped_refs(fresh, 1);
   // Replace, then put the shared page (clear-then-put, as unmap).
   const uint64_t w = writable ? entry::kWritable : 0;
   slot->store(entry::make(fresh, entry::kPresent | entry::kExclusive | w),
               std::memory_order_seq_cst);
-  if (!zero) mem_->put_folio_refs(old_head, 1);
+  if (!zero) {
+    mem_->add_mapped_refs(old_head, -1);
+    mem_->put_folio_refs(old_head, 1);
+  }
   stats_.add(MmStat::kCowCopies, 1);
   return Status::Ok();
 }
@@ -478,8 +610,9 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
 }
 
 Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
-                               uint64_t vpage, bool huge, bool pinned_mm) {
+                               uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally) {
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  // relaxed stores into the child's table: the child is not visible to anyone yet.
   if (entry::special(e)) {  // the zero page: shared as is, never counted
     child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
@@ -488,7 +621,8 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     // A page-cache page: the child maps it as it is (one more reference), writable as it
     // was; never write-protected, never copied early (a shared mapping has no COW to break).
     if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
-    child_slot.store(e, std::memory_order_relaxed);  // the child is not visible yet
+    mem_->add_mapped_refs(mem_->folio_head(entry::pfn(e)), 1);
+    child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
   }
   const uint64_t head = mem_->folio_head(entry::pfn(e));
@@ -498,52 +632,111 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
     uint64_t copy = 0;
     if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
-    // Counted once the copy exists, in pages as kEarlyCowCopies is (a THP leaf is 512).
-    note_maybe_pinned_event(head, order, MmStat::kEarlyCowFalsePositives, uint64_t(refs));
-    if (refs > 1) (void)mem_->get_page(copy, refs - 1);
+    if (refs > 1) (void)mem_->get_page(copy, refs - 1);  // a fresh folio: cannot fail
     mem_->copy_folio_flags(head, copy);
+    mem_->add_mapped_refs(copy, refs);
     const uint64_t kind = huge ? entry::kHuge : 0;
     child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
                                            writable_bit(vpage)),
                      std::memory_order_relaxed);
-    stats_.add(MmStat::kEarlyCowCopies, uint64_t(refs));
+    // Counted once fork succeeds, in pages (a THP leaf is 512).
+    tally->early_cow_copies += uint64_t(refs);
+    const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
+    if (!pins) tally->unclassified += uint64_t(refs);
+    else if (*pins == 0) tally->false_positives += uint64_t(refs);
     return Status::Ok();
   }
+  // Shared copy-on-write: the child's entry read-only and not exclusive now; the parent's is
+  // write-protected by fork's commit pass once every entry is prepared.
   if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
-  // Shared copy-on-write: both sides read-only, neither exclusive. seq_cst on the parent's
-  // entry: a walker that grabbed through the writable entry sees the change on its recheck.
-  const uint64_t shared = e & ~(entry::kWritable | entry::kExclusive);
-  if (shared != e) slot.store(shared, std::memory_order_seq_cst);
-  child_slot.store(shared, std::memory_order_relaxed);  // the child is not visible yet
+  mem_->add_mapped_refs(head, refs);
+  child_slot.store(e & ~(entry::kWritable | entry::kExclusive), std::memory_order_relaxed);
   return Status::Ok();
 }
 
-Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
-  std::lock_guard<std::mutex> lock(mmap_lock_);
-  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
-  child->regions_ = regions_;
-  // Odd while we write-protect: gup_fast pins that overlap fork back off (write_protect_seq).
-  // seq_cst: pairs with gup_fast's samples before and after its walk.
-  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
-  const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
-  Status st = Status::Ok();
-  for (uint64_t i = 0; i < pt_.pmd_count() && st.ok(); ++i) {
+// Calls fn(parent slot, child slot, huge) for every present entry of the parent.
+template <typename Fn>
+void AddressSpace::for_each_fork_pair(AddressSpace& child, Fn&& fn) {
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     std::atomic<uint64_t>& pmd = pt_.pmd(i);
     const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the lock
     if (entry::huge(pe)) {
-      st = fork_entry(pmd, child->pt_.pmd(i), pmd_base(i), true, pinned_mm);
+      fn(pmd, child.pt_.pmd(i), pmd_base(i), true);
       continue;
     }
     if (!entry::table(pe)) continue;
     std::atomic<uint64_t>* t = pt_.table(i);
-    std::atomic<uint64_t>* ct = child->pt_.ensure_table(i);
-    child->pt_.pmd(i).store(pe, std::memory_order_relaxed);
-    for (uint64_t k = 0; k < kPtesPerTable && st.ok(); ++k)
+    std::atomic<uint64_t>* ct = child.pt_.table(i);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k)
       if (entry::present(t[k].load(std::memory_order_relaxed)))
-        st = fork_entry(t[k], ct[k], pmd_base(i) + k, false, pinned_mm);
+        fn(t[k], ct[k], pmd_base(i) + k, false);
   }
+}
+
+void AddressSpace::abandon_fork(AddressSpace& child) {
+  // Gives back exactly what fork_entry took, entry by entry, and clears the child's entries
+  // (so its destructor finds nothing). The parent's entries still map the shared folios, so
+  // these puts never free one; the early copies, never seen by anyone, go back unused.
+  for_each_fork_pair(child, [&](std::atomic<uint64_t>&, std::atomic<uint64_t>& child_slot,
+                                uint64_t, bool huge) {
+    const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
+    if (!entry::present(ce) || entry::special(ce)) return;  // not reached, or the zero page
+    const uint64_t head = mem_->folio_head(entry::pfn(ce));
+    const int64_t refs = huge && !entry::shared(ce) ? int64_t(kPtesPerTable) : 1;
+    mem_->add_mapped_refs(head, -refs);
+    // An early copy is exclusive in the child; a shared page (COW or page cache) never is.
+    if (entry::exclusive(ce)) mem_->give_back_unused(head);
+    else mem_->put_folio_refs(head, refs);
+  });
+}
+
+Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // All or nothing: everything that can fail comes before the parent changes. First the
+  // child and its page tables (host memory: an exception, and nothing has changed). Then,
+  // with write_protect_seq odd, the child's entries: its references on the shared folios and
+  // the early-COW copies (EOVERFLOW, ENOMEM). Only then does the parent change, by a pass
+  // that cannot fail: its COW-shared entries lose write access. A failed fork gives back what
+  // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
+  // they were.
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
+  child->regions_ = regions_;
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
+    const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
+    if (!entry::table(pe)) continue;
+    child->pt_.ensure_table(i);
+    child->pt_.pmd(i).store(pe, std::memory_order_relaxed);  // the child is not visible yet
+  }
+  // Odd while we write-protect: gup_fast pins that overlap fork back off (write_protect_seq).
+  // seq_cst: pairs with gup_fast's samples before and after its walk.
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
-  if (!st.ok()) return st;  // the child's destructor drops what it took
+  const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
+  ForkTally tally;
+  Status st = Status::Ok();
+  for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                                 uint64_t vpage, bool huge) {
+    if (st.ok()) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
+  });
+  if (!st.ok()) {
+    abandon_fork(*child);
+    write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
+    return st;
+  }
+  // Commit. seq_cst on the parent's entry: a walker that grabbed through the writable entry
+  // sees the change on its recheck.
+  for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                                 uint64_t, bool) {
+    const uint64_t e = slot.load(std::memory_order_relaxed);
+    if (entry::special(e) || entry::shared(e)) return;  // never write-protected
+    // Shared COW (an early copy has a PFN of its own): both sides read-only, neither exclusive.
+    if (entry::pfn(child_slot.load(std::memory_order_relaxed)) != entry::pfn(e)) return;
+    const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
+    if (cow != e) slot.store(cow, std::memory_order_seq_cst);
+  });
+  stats_.add(MmStat::kEarlyCowCopies, tally.early_cow_copies);
+  stats_.add(MmStat::kEarlyCowFalsePositives, tally.false_positives);
+  stats_.add(MmStat::kUnclassified, tally.unclassified);
+  write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
   *out = std::move(child);
   return Status::Ok();
 }

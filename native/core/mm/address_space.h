@@ -172,14 +172,26 @@ class AddressSpace {
   void put_shared_refs(const uint32_t* pfns, uint64_t count);
   // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
   void split_pmd(uint64_t pmd_index);
+  // Splits the PMD leaf that vpage cuts in two (vpage not 2 MiB aligned), if there is one.
+  void split_pmd_across(uint64_t vpage);
+  // Allocates the PTE tables that splits at start and end would need, before any change.
+  void reserve_split_tables(uint64_t start, uint64_t end);
   void unmap_range(uint64_t start, uint64_t end);
   void write_protect_range(uint64_t start, uint64_t end);
+  // mmap's MAP_POPULATE of a new region [start, end): all or nothing.
+  Status populate(uint64_t start, uint64_t end, bool write, bool huge);
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.
   Status handle_fault(uint64_t vpage, bool write);
   Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
   Status handle_write_protect_fault(uint64_t vpage);
-  // Replaces a shared (or zero-page) entry with a private copy of its page.
-  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable);
+  // Replaces a shared (or zero-page) entry with a private copy of its page: `fresh`, a page the
+  // caller allocated, or one allocated here (kAllocate).
+  static constexpr uint64_t kAllocate = ~uint64_t{0};
+  Status cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, bool writable,
+                      uint64_t fresh = kAllocate);
+  // COW of one 4 KiB of a shared PMD leaf: allocates the copy's page, then splits the leaf
+  // (ENOMEM: the leaf stays as it was).
+  Status split_pmd_for_copy(uint64_t pmd_index, uint64_t* fresh);
   // FOLL_PIN on a COW-shared page makes it exclusive first (the kernel's FOLL_UNSHARE): reuse
   // if ours alone, else copy without granting write. A pin must hold this mm's page.
   Status unshare(uint64_t vpage);
@@ -187,9 +199,20 @@ class AddressSpace {
   // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
   enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };
   MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower);
-  // fork: copies one present entry (a PTE, or a PMD leaf when huge) into the child.
+  // fork's statistics, added only once the fork succeeds (pages, as the stats count them).
+  struct ForkTally {
+    uint64_t early_cow_copies = 0;
+    uint64_t false_positives = 0;
+    uint64_t unclassified = 0;
+  };
+  // fork: prepares the child's copy of one present entry (a PTE, or a PMD leaf when huge):
+  // its references on a shared folio, or an early-COW copy. Changes nothing of the parent's.
   Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
-                    uint64_t vpage, bool huge, bool pinned_mm);
+                    uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally);
+  template <typename Fn>
+  void for_each_fork_pair(AddressSpace& child, Fn&& fn);
+  // A failed fork: gives back what fork_entry took for the child (never re-taking anything).
+  void abandon_fork(AddressSpace& child);
   // A maybe-pinned decision: `units` more false positives if the folio held no real pin, or
   // unclassified if its pins are not exactly known (pages for early COW, folios for migration).
   void note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive_stat,

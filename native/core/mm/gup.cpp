@@ -52,7 +52,9 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   w->e = w->pe;
   w->n = 1;
   if (entry::huge(w->pe)) {
-    // One grab of every subpage this call wants from the 2 MiB leaf.
+    // One grab of every subpage this call wants from the 2 MiB leaf. A leaf lies in one
+    // region (split_region_at splits any leaf a region boundary would cut), so its entry's
+    // protection is every one of its pages' and the grab never runs past the region.
     const uint64_t off = v & (kPtesPerTable - 1);
     w->n = std::min(end - v, kPtesPerTable - off);
     w->pfn = entry::pfn(w->pe) + off;
@@ -228,7 +230,14 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
       stats_.add(MmStat::kLongtermMigrations, 1);
       tr = translate(v);
     }
-    const uint64_t n = tr.huge ? std::min(count - i, kPtesPerTable - (v & (kPtesPerTable - 1))) : 1;
+    // A PMD leaf: the subpages this call wants, to the leaf's end and never past the region's
+    // (a leaf lies in one region, split_region_at keeps it so: the bound is a second guard).
+    uint64_t n = 1;
+    if (tr.huge) {
+      uint64_t rs = 0;
+      const Region* r = region_at(v, &rs);  // handle_fault found it
+      n = std::min({count - i, kPtesPerTable - (v & (kPtesPerTable - 1)), rs + r->count - v});
+    }
     st = mem_->grab_folio(tr.pfn, int64_t(n), f.pin, f.write);
     if (!st.ok()) break;
     for (uint64_t k = 0; k < n; ++k) out[i + k] = uint32_t(tr.pfn + k);

@@ -50,14 +50,17 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   const uint64_t old = slot->exchange(0, std::memory_order_seq_cst);
   if (!mem_->try_freeze(head, expected)) {
     slot->store(old, std::memory_order_seq_cst);
-    mem_->put_folio_refs(target, 1);
+    mem_->give_back_unused(target);  // never mapped: back as if never taken
     stats_.add(MmStat::kMigrationBusy, 1);
     return MigrateOutcome::kBusy;
   }
   mem_->copy_folio_flags(head, target);
   if (expected > 1) (void)mem_->get_page(target, expected - 1);
+  // The mapping's references move with it: counted on the target, gone from the old folio.
+  mem_->add_mapped_refs(target, expected);
   const uint64_t flags = old & ((uint64_t{1} << entry::kPfnShift) - 1);
   slot->store(entry::make(target, flags), std::memory_order_seq_cst);
+  mem_->add_mapped_refs(head, -int64_t(expected));
   mem_->free_frozen_folio(head);
   stats_.add(MmStat::kMigrated, uint64_t{1} << order);
   return MigrateOutcome::kMoved;

@@ -35,7 +35,18 @@ Status PageArray::alloc_folio_below(int64_t order, bool movable, uint64_t below,
 }
 
 void PageArray::free_folio(uint64_t head) {
+  stats_.add(Stat::kFoliosFreed, 1);
+  return_to_zone(head);
+}
+
+void PageArray::return_to_zone(uint64_t head) {
   const uint32_t order = load_order(head);
+  // A folio is freed unmapped (mappings hold references); should a bug free one that is
+  // still counted mapped, its overflow entry must not outlive it.
+  if (uint8_t(meta_at(head).load(std::memory_order_relaxed) >> kMapShift) == kMapOverflow) {
+    std::lock_guard<std::mutex> lock(map_mu_);
+    map_overflow_.erase(head);
+  }
   const uint64_t end = head + (uint64_t{1} << order);
   // A count can only reach zero with no pins left, but a non-debug put may have eaten a pin's
   // references: never leave a stale pincount behind for the block's next user.
@@ -45,7 +56,6 @@ void PageArray::free_folio(uint64_t head) {
   // Every page becomes an order-0 free page, dirty flag cleared: no stale order byte may point
   // a later query (or a speculative gup_fast) at a head that the allocator hands out again.
   for (uint64_t p = head; p < end; ++p) meta_at(p).store(0, std::memory_order_relaxed);
-  stats_.add(Stat::kFoliosFreed, 1);
   // The zone's mutex orders these stores before the block's next allocation.
   zone_of(head).give(head, order);
 }

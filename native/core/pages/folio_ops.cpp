@@ -3,6 +3,11 @@
 // Both follow the kernel's freeze protocol: the refcount is swapped from its expected value
 // to 0 first (so concurrent add-unless-zero fails and slow-path pins see a free folio), the
 // shape is rewritten, and the refcount is released last. The caller must own the pages.
+//
+// A page a page table maps is never the caller's, even at refcount 1 (the mapping's reference
+// looks idle): both refuse it (EBUSY) by its mapped references, and so the zero page, which
+// every read fault maps uncounted. Both check every page before they freeze the first, so a
+// refusal changes nothing; a freeze that still fails (a racing reference) thaws what it froze.
 #include "pages/page_array.h"
 #include "pages/scheme_ops.h"
 
@@ -12,14 +17,22 @@ namespace {
 constexpr uint64_t folio_pages(uint32_t order) { return uint64_t{1} << order; }
 }  // namespace
 
-bool PageArray::try_freeze_idle_page(uint64_t pfn) {
+Reason PageArray::idle_page_fault(uint64_t pfn) const {
   // relaxed: the caller owns the page; other threads only race through bugs of theirs.
   auto zero_at = [pfn](const MappedArray<int32_t>& a) {
     return a.empty() ||
            std::atomic_ref<int32_t>(a.data()[pfn]).load(std::memory_order_relaxed) == 0;
   };
+  if (is_zero_page(pfn) || mapped_refs(pfn) != 0) return Reason::kFolioMapped;
   const bool unpinned = zero_at(pincount_) && zero_at(dbg_pins_);
-  if (load_order(pfn) != 0 || !unpinned) return false;
+  if (load_order(pfn) != 0 || !unpinned ||
+      ref_at(pfn).load(std::memory_order_relaxed) != 1)
+    return Reason::kFolioNotIdle;
+  return Reason::kNone;
+}
+
+bool PageArray::try_freeze_idle_page(uint64_t pfn) {
+  if (idle_page_fault(pfn) != Reason::kNone) return false;
   int32_t expected = 1;
   // acquire: we take the page over from its last user.
   return ref_at(pfn).compare_exchange_strong(expected, 0, std::memory_order_acquire,
@@ -39,7 +52,12 @@ Status PageArray::make_folio(uint64_t head, int64_t order_arg) {
   if (is_movable(head) != is_movable(end - 1))  // a folio never straddles zones
     return Status::Fail(Code::kEINVAL, Reason::kFolioStraddlesZones, int64_t(head), order);
 
-  // Freeze every page 1 -> 0; on the first page that is not idle, thaw the ones before it.
+  // Validate before we mutate: every page idle and unmapped, or nothing changes.
+  for (uint64_t p = head; p < end; ++p)
+    if (const Reason r = idle_page_fault(p); r != Reason::kNone)
+      return Status::Fail(Code::kEBUSY, r, int64_t(p));
+  // Freeze every page 1 -> 0; on the first page that is not idle (a racing reference), thaw
+  // the ones before it.
   for (uint64_t p = head; p < end; ++p) {
     if (!try_freeze_idle_page(p)) {
       // release: publish the unchanged pages again.
@@ -68,19 +86,29 @@ Status PageArray::split_folio(uint64_t head) {
   if (head_of(head, order) != head)
     return Status::Fail(Code::kEINVAL, Reason::kNotHead, int64_t(head));
   const uint64_t end = head + folio_pages(order);
+  auto pinned = [&] {
+    return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+      const PinSlot pc = pincount_slot<decltype(tag)::value>(head, order);
+      return (pc && pc.load(std::memory_order_relaxed) != 0) ||
+             (cfg_.debug && debug_folio_pins(head, order) != 0);
+    });
+  };
+  // Validate before we mutate. A mapped folio is not the caller's to reshape (a PMD leaf maps
+  // it whole, or PTEs map its pages), whatever its refcount says.
+  if (mapped_refs(head) != 0)
+    return Status::Fail(Code::kEBUSY, Reason::kFolioMapped, int64_t(head));
+  // relaxed: a check for the caller's error; the freeze below is the decision.
+  if (pinned() || ref_at(head).load(std::memory_order_relaxed) != 1)
+    return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
 
-  // Freeze 1 -> 0: only an idle folio (its single owner's reference) may be split.
+  // Freeze 1 -> 0: only an idle folio (its single owner's reference) may be split. A pin or a
+  // mapping that raced in after the checks above is seen once the count is frozen.
   int32_t expected = 1;
   // acquire: take the folio over from its last user.
   if (!ref_at(head).compare_exchange_strong(expected, 0, std::memory_order_acquire,
                                             std::memory_order_relaxed))
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
-  const bool pinned = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    const PinSlot pc = pincount_slot<decltype(tag)::value>(head, order);
-    return (pc && pc.load(std::memory_order_relaxed) != 0) ||
-           (cfg_.debug && debug_folio_pins(head, order) != 0);
-  });
-  if (pinned) {
+  if (pinned() || mapped_refs(head) != 0) {
     ref_at(head).store(1, std::memory_order_release);  // release: thaw unchanged
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
   }

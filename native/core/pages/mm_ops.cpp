@@ -1,5 +1,8 @@
 // Page-array operations the mm layer (address_space, gup) builds on: slow-path grabs of
-// stable folios, mapping puts, exact pin queries, and migration's freeze.
+// stable folios, mapping puts, exact pin queries, migration's freeze, and the count of the
+// references page-table entries hold (mapped_refs).
+#include <algorithm>
+
 #include "pages/page_array.h"
 #include "pages/scheme_ops.h"
 
@@ -55,6 +58,51 @@ bool PageArray::try_freeze(uint64_t head, int32_t expected) {
 
 void PageArray::copy_folio_flags(uint64_t from_head, uint64_t to_head) {
   if (meta_at(from_head).load(std::memory_order_relaxed) & kFlagDirty) mark_dirty(to_head);
+}
+
+// ---- mapped references ----------------------------------------------------------------------
+
+int64_t PageArray::mapped_refs_locked(uint64_t head) const {
+  // relaxed: the map lock orders this folio's updates, and we hold it.
+  const auto code = uint8_t(meta_at(head).load(std::memory_order_relaxed) >> kMapShift);
+  if (code != kMapOverflow) return code;
+  std::lock_guard<std::mutex> lock(map_mu_);
+  const auto it = map_overflow_.find(head);
+  return it == map_overflow_.end() ? 0 : it->second;  // always found: set with the code
+}
+
+int64_t PageArray::mapped_refs(uint64_t pfn) const {
+  const uint64_t head = folio_head(pfn);
+  // acquire: pairs with add_mapped_refs' release; 0..2 need no lock.
+  const auto code = uint8_t(meta_at(head).load(std::memory_order_acquire) >> kMapShift);
+  if (code != kMapOverflow) return code;
+  FolioGuard<true> guard(map_locks_.get(), head);
+  return mapped_refs_locked(head);
+}
+
+void PageArray::add_mapped_refs(uint64_t head, int64_t n) {
+  FolioGuard<true> guard(map_locks_.get(), head);
+  const int64_t before = mapped_refs_locked(head);
+  const int64_t after = before + n;  // >= 0: the mm layer subtracts only what it added
+  if (before >= kMapOverflow || after >= kMapOverflow) {
+    std::lock_guard<std::mutex> lock(map_mu_);
+    if (after >= kMapOverflow) map_overflow_[head] = after;
+    else map_overflow_.erase(head);
+  }
+  const auto code = uint8_t(std::min<int64_t>(after, kMapOverflow) << kMapShift);
+  auto meta = meta_at(head);
+  uint8_t m = meta.load(std::memory_order_relaxed);
+  // A CAS loop, not a store: mark_dirty sets the dirty bit in the same byte without our lock.
+  // release: a lock-free reader that sees the new count sees what preceded it (the table).
+  while (!meta.compare_exchange_weak(m, uint8_t((m & ~kMapMask) | code), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+  }
+}
+
+void PageArray::give_back_unused(uint64_t head) {
+  // relaxed: nobody else ever saw the folio; the zone's mutex orders its next allocation.
+  ref_at(head).store(0, std::memory_order_relaxed);
+  return_to_zone(head);
 }
 
 }  // namespace pinlab

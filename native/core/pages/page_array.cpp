@@ -57,6 +57,7 @@ Status PageArray::allocate_and_populate() {
   if (scheme.pincount == PincountHome::kSideArray && !pincount_.allocate(n)) return fail(n * 4);
   if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
   if (cfg_.debug) debug_locks_ = std::make_unique<StripedLocks>();
+  map_locks_ = std::make_unique<StripedLocks>();  // 64 KiB, whatever the size
   // A scheme whose read and write pins cost differently needs the write pins counted apart.
   if (cfg_.debug && !scheme.read_pins_visible && !dbg_write_.allocate(n))
     return fail(n * 4);
@@ -166,10 +167,14 @@ Status check_refs(int64_t refs) {
   if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
   return Status::Ok();
 }
+Status zero_page_counted(uint64_t pfn) {
+  return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
+}
 }  // namespace
 
 Status PageArray::get_page(uint64_t pfn, int64_t refs) {
   if (Status st = check_refs(refs); !st.ok()) return st;
+  if (is_zero_page(pfn)) return zero_page_counted(pfn);
   auto ref = ref_at(folio_head(pfn));
   // A CAS loop, not add-then-check: an add on a free folio, even undone at once, could revive
   // it under an allocation that just stored its count.
@@ -190,6 +195,7 @@ Status PageArray::get_page(uint64_t pfn, int64_t refs) {
 
 Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
   if (Status st = check_refs(refs); !st.ok()) return st;
+  if (is_zero_page(pfn)) return zero_page_counted(pfn);
   auto ref = ref_at(folio_head(pfn));
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
@@ -211,6 +217,8 @@ Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
 
 Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
   if (Status st = check_refs(refs); !st.ok()) return st;
+  // The zero page is never counted: a put would free the page every read fault maps.
+  if (is_zero_page(pfn)) return zero_page_counted(pfn);
   const uint64_t head = folio_head(pfn);
   if (Status st = put_refs_checked(pfn, refs, freed); !st.ok()) return st;
   if (*freed) free_folio(head);
@@ -218,28 +226,74 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
 }
 
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
-  for (uint64_t i = 0; i < count; ++i)  // validate before we mutate
+  for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
+    if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn) return zero_page_counted(pfns[i]);
+  }
+  // The puts summed per folio (a run of one folio's pages at a time, then merged by head), so
+  // that the whole call is checked before its first reference goes: one put per folio.
+  struct FolioPuts {
+    uint64_t head;
+    int64_t refs;
+    uint64_t first;  // the first listed page of the folio: the one an error names
+  };
+  std::vector<FolioPuts> puts;
+  for (uint64_t i = 0; i < count;) {
+    if (int64_t(pfns[i]) == skip_pfn) {
+      ++i;
+      continue;
+    }
+    const uint64_t head = folio_head(pfns[i]);
+    uint64_t j = i + 1;
+    while (j < count && int64_t(pfns[j]) != skip_pfn && folio_head(pfns[j]) == head) ++j;
+    puts.push_back({head, int64_t(j - i), i});
+    i = j;
+  }
+  auto by_head = [](const FolioPuts& a, const FolioPuts& b) { return a.head < b.head; };
+  // A list of ascending folios (gup's output, a range) has no folio twice: nothing to merge.
+  const bool ascending = std::adjacent_find(puts.begin(), puts.end(), [](const auto& a, const auto& b) {
+                           return a.head >= b.head;
+                         }) == puts.end();
+  if (!ascending) {
+    std::sort(puts.begin(), puts.end(), by_head);
+    size_t merged = 0;
+    for (const FolioPuts& f : puts) {
+      if (merged > 0 && puts[merged - 1].head == f.head) {
+        puts[merged - 1].refs += f.refs;
+        puts[merged - 1].first = std::min(puts[merged - 1].first, f.first);
+      } else {
+        puts[merged++] = f;
+      }
+    }
+    puts.resize(merged);
+    std::sort(puts.begin(), puts.end(),
+              [](const FolioPuts& a, const FolioPuts& b) { return a.first < b.first; });
+  }
+  for (const FolioPuts& f : puts) {  // refused as a whole, before any change
+    bool unused = false;
+    if (Status st = put_refs_checked(pfns[f.first], f.refs, &unused, true); !st.ok()) return st;
+  }
   std::vector<uint64_t> zeroed;
-  for (uint64_t i = 0; i < count; ++i) {
-    if (int64_t(pfns[i]) == skip_pfn) continue;
+  for (size_t k = 0; k < puts.size(); ++k) {
     bool reached_zero = false;
-    if (Status st = put_refs_checked(pfns[i], 1, &reached_zero); !st.ok()) {
-      // Give back what this call took. A folio it took to zero is not freed yet, and nothing
-      // can have taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
-      for (uint64_t j = 0; j < i; ++j)
-        if (int64_t(pfns[j]) != skip_pfn)
-          ref_at(folio_head(pfns[j])).fetch_add(1, std::memory_order_relaxed);
+    if (Status st = put_refs_checked(pfns[puts[k].first], puts[k].refs, &reached_zero);
+        !st.ok()) {
+      // Only a racing put of the same references (another thread's bug) gets here: give back
+      // what this call took. A folio it took to zero is not freed yet, and nothing can have
+      // taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
+      for (size_t j = 0; j < k; ++j)
+        ref_at(puts[j].head).fetch_add(int32_t(puts[j].refs), std::memory_order_relaxed);
       stats_.add(Stat::kRollbacks, 1);
       return st;
     }
-    if (reached_zero) zeroed.push_back(folio_head(pfns[i]));
+    if (reached_zero) zeroed.push_back(puts[k].head);
   }
   for (uint64_t head : zeroed) free_folio(head);  // only now: the call succeeded
   return Status::Ok();
 }
 
-Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
+Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero,
+                                   bool check_only) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (cfg_.debug) {
@@ -249,13 +303,22 @@ Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zer
     const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
       return debug_pin_references<decltype(tag)::value>(head, order);
     });
-    return put_refs(pfn, head, refs, owed_to_pins, reached_zero);
+    return put_refs(pfn, head, refs, owed_to_pins, reached_zero, check_only);
   }
-  return put_refs(pfn, head, refs, 0, reached_zero);
+  return put_refs(pfn, head, refs, 0, reached_zero, check_only);
 }
 
 Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                           bool* reached_zero) {
+                           bool* reached_zero, bool check_only) {
+  // A mapped folio: its mappings' references are not the caller's to put. Under the folio's
+  // map lock its mapped references hold still, and every one of them is already in the
+  // refcount (the mm layer takes a reference before it counts it mapped), so the check never
+  // refuses a put of references the caller really holds. An unmapped folio (every folio of a
+  // page array without an address space) takes the lock-free path: one byte load more.
+  // acquire: pairs with add_mapped_refs' release, for the byte's lock-free readers.
+  const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
+  MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
+  const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
@@ -263,6 +326,9 @@ Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t ow
       return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfn), refs);
     if (int64_t{cur} - refs < owed_to_pins)
       return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfn));
+    if (int64_t{cur} - refs < owed_to_pins + owed_to_mappings)
+      return Status::Fail(Code::kEBUSY, Reason::kPutEatsMapping, int64_t(pfn));
+    if (check_only) return Status::Ok();
     // acq_rel: put_and_test; see try_release_pin.
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
                                       std::memory_order_relaxed));

@@ -6,7 +6,9 @@
 //                     except the first tail's, which holds a hybrid large folio's pincount
 //                     (as the kernel keeps _pincount in page[1]).            4 bytes, always
 //   meta_      uint8  bits 0-4: the folio's order (on every page, so head = pfn & ~mask costs
-//                     one byte load); bit 5: dirty (on the head).             1 byte, always
+//                     one byte load); bit 5: dirty (on the head); bits 6-7: the folio's mapped
+//                     references 0..2 (on the head; 3: more, counted in a side table, see
+//                     mapped_refs).                                           1 byte, always
 //   pincount_  int32  exact per-folio pincount in the head's slot.          4 bytes, separate
 //   dbg_pins_  int32  exact pins per subpage (the page_ext idea, seed 001). 4 bytes, debug
 //   dbg_write_ int32  of those, write pins per subpage.      4 more bytes, debug + write-bias
@@ -22,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "pages/buddy_allocator.h"
@@ -40,6 +43,15 @@ constexpr uint32_t kMaxBias = uint32_t{1} << 20;
 constexpr uint32_t kDefaultBias = uint32_t{1} << 10;  // GUP_PIN_COUNTING_BIAS
 constexpr uint8_t kOrderMask = 0x1f;
 constexpr uint8_t kFlagDirty = 0x20;
+// The head's mapped references: 0..2 in the byte itself, kMapOverflow: 3 or more, the exact
+// count in PageArray's overflow table (a THP's PMD leaf holds 512, so every mapped THP is there;
+// a small page only when three page-table entries map it).
+constexpr unsigned kMapShift = 6;
+constexpr uint8_t kMapMask = 0xc0;
+constexpr uint8_t kMapOverflow = 3;
+static_assert((kOrderMask | kFlagDirty | kMapMask) == 0xff && !(kOrderMask & kFlagDirty) &&
+                  !((kOrderMask | kFlagDirty) & kMapMask),
+              "the meta byte's fields do not overlap");
 
 static_assert(std::atomic_ref<int32_t>::is_always_lock_free, "refcounts must be lock-free");
 static_assert(std::atomic_ref<int32_t>::required_alignment == sizeof(int32_t),
@@ -141,17 +153,21 @@ class PageArray {
   // EINVAL for the zero page, which is never counted nor dirtied).
   Status set_dirty(uint64_t pfn);
 
-  // Plain references, counted on the folio.
+  // Plain references, counted on the folio. The zero page is never counted: EINVAL for it.
   Status get_page(uint64_t pfn, int64_t refs);                     // EFREE on a free folio
   Status try_get_page(uint64_t pfn, int64_t refs, bool* got);      // add-unless-zero
-  Status put_page(uint64_t pfn, int64_t refs, bool* freed);        // EINVAL below 0
-  // One put per listed PFN (skip_pfn excepted: the zero page), all or nothing: folios that
-  // reach zero are freed only once every put succeeded.
+  // EINVAL below 0; EBUSY where the put would take references that page-table entries hold
+  // (only unmapping drops those: a put that did would free a page still mapped).
+  Status put_page(uint64_t pfn, int64_t refs, bool* freed);
+  // One put per listed PFN (skip_pfn excepted: the zero page, which gup hands out uncounted;
+  // any other listing of it is EINVAL), all or nothing: folios that reach zero are freed only
+  // once every put succeeded.
   Status put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn);
 
-  // Folio shape.
+  // Folio shape. The caller owns the pages: each must be idle (order 0, refcount 1, unpinned)
+  // and mapped by no page table (EBUSY, nothing changed: a mapping's reference looks idle).
   Status make_folio(uint64_t head, int64_t order);
-  Status split_folio(uint64_t head);
+  Status split_folio(uint64_t head);  // EBUSY unless refcount 1, unpinned and unmapped
 
   // Pins. All or nothing: on failure nothing stays pinned (or unpinned).
   Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
@@ -223,6 +239,18 @@ class PageArray {
   bool try_freeze(uint64_t head, int32_t expected);
   // Frees a frozen folio (refcount 0) into its zone.
   void free_frozen_folio(uint64_t head) { free_folio(head); }
+  // A folio the caller allocated, took references on and never published (no entry maps it,
+  // nobody else holds it): back to its zone as if it had never been taken, no statistic. A
+  // failed call's allocations, given back so that the call leaves nothing behind.
+  void give_back_unused(uint64_t head);
+  // Mapped references: the part of a folio's refcount that page-table entries hold (a PTE
+  // holds 1, a PMD leaf 512): the kernel's mapcount, counted in references. The mm layer adds
+  // them once it holds the references and subtracts them before it drops them, so a folio's
+  // refcount never falls below them; a page array no address space maps has none. Updates of
+  // one folio are serialised by its map lock (map_locks_); reads of 0..2 are lock-free.
+  int64_t mapped_refs(uint64_t pfn) const;  // of pfn's folio
+  bool folio_mapped(uint64_t pfn) const { return mapped_refs(pfn) != 0; }
+  void add_mapped_refs(uint64_t head, int64_t n);  // n < 0 subtracts
   // The copy gets the original's dirty flag (migration, COW and early-COW copies).
   void copy_folio_flags(uint64_t from_head, uint64_t to_head);
   // gup's statistics land in the array's: logical subpage pins, as the kernel counts them.
@@ -239,6 +267,9 @@ class PageArray {
   Status allocate_and_populate();
   // A put reached zero: return the folio's pages to their zone.
   void free_folio(uint64_t head);
+  void return_to_zone(uint64_t head);  // free_folio without the statistic
+  // mapped_refs of a head whose map lock the caller holds.
+  int64_t mapped_refs_locked(uint64_t head) const;
   BuddyAllocator& zone_of(uint64_t pfn) {
     return movable_zone_ && movable_zone_->contains(pfn) ? *movable_zone_ : *normal_zone_;
   }
@@ -276,13 +307,19 @@ class PageArray {
   template <Scheme S>
   void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
 
-  // put_page's CAS loop: drops refs unless the count would go below 0 or below owed_to_pins.
-  // Reports reaching zero; freeing is the caller's (so a batch can defer it).
+  // put_page's CAS loop: drops refs unless the count would go below 0, below owed_to_pins,
+  // or below the references the folio's mappings hold. Reports reaching zero; freeing is the
+  // caller's (so a batch can defer it).
+  // check_only: the same checks against the count as it is now, and no change.
   Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                  bool* reached_zero);
+                  bool* reached_zero, bool check_only = false);
   // put_refs with debug mode's check that pins' references are not eaten.
-  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero);
-  // makeFolio: freezes an order-0, refcount-1, unpinned page (1 -> 0); false otherwise.
+  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero,
+                          bool check_only = false);
+  // makeFolio: why pfn may not join a folio (kNone: an idle order-0 page: refcount 1,
+  // unpinned, unmapped, not the zero page). A read, no change.
+  Reason idle_page_fault(uint64_t pfn) const;
+  // makeFolio: freezes an idle page (1 -> 0); false otherwise.
   bool try_freeze_idle_page(uint64_t pfn);
 
   // ---- debug accounting (debug_pins.cpp) ----------------------------------------------------
@@ -322,6 +359,11 @@ class PageArray {
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;
   std::unique_ptr<StripedLocks> debug_locks_;  // debug mode only (striped_lock.h)
+  // Mapped references: one lock per folio stripe orders each folio's updates (and a put's
+  // check against them); counts of 3 or more live in the overflow table (map_mu_).
+  std::unique_ptr<StripedLocks> map_locks_;
+  mutable std::mutex map_mu_;
+  std::unordered_map<uint64_t, int64_t> map_overflow_;
   std::unique_ptr<BuddyAllocator> normal_zone_;
   std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
   std::atomic<int64_t> zero_pfn_{-1};
