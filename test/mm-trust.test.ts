@@ -4,10 +4,10 @@
 // failed before its fix.
 import { describe, expect, it } from 'vitest';
 
-import { SCHEME_LIST } from './helpers.js';
+import { SCHEMES } from '../lib/index.js';
 import { PMD, expectCode, expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
 
-describe.each(SCHEME_LIST)('scheme %s', (scheme) => {
+describe.each(SCHEMES)('scheme %s', (scheme) => {
   describe('shape changes and puts under mapped pages', () => {
     it('makeFolio of pages an address space maps: EBUSY, nothing changes, and munmap frees only its page', () => {
       const { mem, mm } = makeMm({ scheme, pages: 64, vpages: 64 });
