@@ -26,7 +26,7 @@ class RangeCursor {
   RangeCursor(const PageArray& pa, uint64_t start, uint64_t count)
       : pa_(pa), start_(start), pfn_(start), end_(start + count) {}
 
-  bool next(Run* run) {
+  [[gnu::always_inline]] bool next(Run* run) {
     if (pfn_ >= end_) return false;
     const uint32_t order = pa_.load_order(pfn_);
     const uint64_t head = PageArray::head_of(pfn_, order);
@@ -37,8 +37,10 @@ class RangeCursor {
     pfn_ += n;
     return true;
   }
-  // The first `pages` pages of this set, as bvec runs: what rollback must undo.
+  // The first `pages` pages of this set, as bvec runs: what a refused pin gives back.
   RangeCursor<false> prefix(uint64_t pages) const { return {pa_, start_, pages}; }
+  // The whole set as bvec runs, from its start: what validation walks (per folio, not page).
+  RangeCursor<false> runs() const { return {pa_, start_, end_ - start_}; }
 
  private:
   const PageArray& pa_;
@@ -53,7 +55,7 @@ class ListCursor {
   ListCursor(const PageArray& pa, const uint32_t* list, uint64_t count)
       : pa_(pa), list_(list), i_(0), n_(count) {}
 
-  bool next(Run* run) {
+  [[gnu::always_inline]] bool next(Run* run) {
     if (i_ >= n_) return false;
     const uint64_t pfn = list_[i_];
     const uint32_t order = pa_.load_order(pfn);
@@ -69,6 +71,7 @@ class ListCursor {
     return true;
   }
   ListCursor<false> prefix(uint64_t entries) const { return {pa_, list_, entries}; }
+  ListCursor<false> runs() const { return {pa_, list_, n_}; }
 
  private:
   const PageArray& pa_;

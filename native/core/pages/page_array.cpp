@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "base/scan.h"
+#include "pages/call_tallies.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
@@ -157,10 +158,6 @@ bool PageArray::mark_dirty(uint64_t head) {
   return (meta.fetch_or(kFlagDirty, std::memory_order_relaxed) & kFlagDirty) == 0;
 }
 
-void PageArray::clear_dirty(uint64_t head) {
-  meta_at(head).fetch_and(uint8_t(~kFlagDirty), std::memory_order_relaxed);
-}
-
 namespace {
 Status check_refs(int64_t refs) {
   if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
@@ -217,26 +214,79 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
   return Status::Ok();
 }
 
+// relaxed loads: a snapshot to decide on; the puts that follow are CASes that check again.
+template <bool kMapped>
+Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+                             bool* unordered) const {
+  Tallies<kMapped> folios;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (int64_t(pfns[i]) == skip_pfn) continue;
+    const uint32_t order = load_order(pfns[i]);
+    const uint64_t head = head_of(pfns[i], order);
+    bool fresh = false;
+    Tally* t = folios.find(head, &fresh);
+    if (t == nullptr) [[unlikely]] {
+      *unordered = true;
+      return Status::Ok();
+    }
+    if (fresh) {
+      t->count = ref_at(head).load(std::memory_order_relaxed);
+      // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
+      if (cfg_.debug) {
+        t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+          return debug_pin_references<decltype(tag)::value>(head, order);
+        });
+      }
+    }
+    t->total += 1;
+    if (t->count - t->total < 0)
+      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfns[i]), 1);
+    if (t->count - t->total < t->pins)
+      return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfns[i]));
+  }
+  return Status::Ok();
+}
+
+Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const {
+  bool unordered = false;
+  Status st = check_puts<false>(pfns, count, skip_pfn, &unordered);
+  if (unordered) [[unlikely]]
+    st = check_puts<true>(pfns, count, skip_pfn, &unordered);
+  return st;
+}
+
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
   for (uint64_t i = 0; i < count; ++i)  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
+  // As unpin_pages (pin_paths.cpp): the whole call is validated before the first put, and no
+  // put is ever taken back (a folio we let go of may be freed and reused by its other holders
+  // at once). Debug mode holds the stripes of every folio of the call throughout.
+  HeldStripes held(debug_locks_.get());
+  held.lock_keys([&](auto&& f) {
+    for (uint64_t i = 0; i < count; ++i)
+      if (int64_t(pfns[i]) != skip_pfn) f(folio_head(pfns[i]));
+  });
+  if (Status st = validate_puts(pfns, count, skip_pfn); !st.ok()) {
+    stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+    return st;
+  }
   std::vector<uint64_t> zeroed;
+  Status raced = Status::Ok();
   for (uint64_t i = 0; i < count; ++i) {
     if (int64_t(pfns[i]) == skip_pfn) continue;
+    const uint64_t head = folio_head(pfns[i]);
     bool reached_zero = false;
-    if (Status st = put_refs_checked(pfns[i], 1, &reached_zero); !st.ok()) {
-      // Give back what this call took. A folio it took to zero is not freed yet, and nothing
-      // can have taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
-      for (uint64_t j = 0; j < i; ++j)
-        if (int64_t(pfns[j]) != skip_pfn)
-          ref_at(folio_head(pfns[j])).fetch_add(1, std::memory_order_relaxed);
-      stats_.add(Stat::kRollbacks, 1);
-      return st;
+    // Refused only if another call put these references since validation (a put of a
+    // reference the caller did not hold): skip it, put the rest, report the first.
+    if (Status st = put_refs(pfns[i], head, 1, 0, &reached_zero); !st.ok()) [[unlikely]] {
+      if (raced.ok()) raced = Status::Fail(Code::kEINVAL, Reason::kPutRaced, int64_t(pfns[i]));
+      continue;
     }
-    if (reached_zero) zeroed.push_back(folio_head(pfns[i]));
+    if (reached_zero) zeroed.push_back(head);
   }
-  for (uint64_t head : zeroed) free_folio(head);  // only now: the call succeeded
-  return Status::Ok();
+  held.unlock();
+  for (uint64_t head : zeroed) free_folio(head);  // only now: the pass is done
+  return raced;
 }
 
 Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
