@@ -41,9 +41,9 @@ namespace pinlab::test {
 namespace {
 
 #if defined(__SANITIZE_THREAD__)
-constexpr int kOpsPerThread = 1500;
+constexpr int kOpsPerThread = 5000;
 #else
-constexpr int kOpsPerThread = 6000;
+constexpr int kOpsPerThread = 25000;
 #endif
 constexpr int kThreads = 4;
 
