@@ -22,9 +22,17 @@
 //   - maybe-pinned reads P: a pin counts from its second step (a grab that is refused never
 //     reaches P) to its release's first step, and no refused call ever moves P.
 // The invariant only breaks when a plain put eats the references that pins hold (a misuse that
-// debug mode refuses with EPINNED). For that case each second step still checks (a CAS) and,
-// refused, gives back its first step: the one place a refused grab or release can be seen, and
-// only on a folio already corrupted that way.
+// debug mode refuses with EPINNED). For that case each second step still checks (a CAS). A
+// grab refused there gives back its refcount step: the one place a refused grab can be seen,
+// and only on a folio already corrupted that way. A release refused there keeps its pincount
+// step (the put already took the references the refcount would have given back) and reports
+// kRefsEaten; unpin_pages validates the refcount too, so it meets this only in a race.
+//
+// Calls of many runs (pin_paths.cpp): unpin_pages and put_pages validate the whole call before
+// the first release and never take a release back (once a folio is left to its other holders
+// they may free it, and a re-take would revive it); pin_pages gives back its grabs if one is
+// refused midway, as unpins of pins it holds (try_release_pin: it cannot revive anything, and
+// if an over-unpin took one of them meanwhile, nothing is given back twice).
 //
 // Memory orders: a physical-level pin is the kernel's slow-path grab, whose caller vouches
 // that the folio stays allocated, so the grab itself only counts (relaxed). The release that
