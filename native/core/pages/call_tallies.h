@@ -5,11 +5,11 @@
 // call adds or takes (a list may name one folio many times, in any order) against one snapshot
 // of the folio's counts, taken when the folio is first met. Ranges and ascending lists meet each
 // key in one stretch, so only the current key is kept (no memory, no hashing on the hot path);
-// an unordered list is validated again with a map (kMapped).
+// an unordered list is validated again with a hash table (kMapped).
 #pragma once
 
 #include <cstdint>
-#include <unordered_map>
+#include <vector>
 
 namespace pinlab {
 
@@ -27,6 +27,7 @@ class Tallies;
 template <>
 class Tallies<false> {
  public:
+  Tallies(uint64_t, int) {}
   // The tally of `key`; *fresh says it was just created (take its snapshot). nullptr when a
   // key decreases: validate again, mapped.
   [[gnu::always_inline]] Tally* find(uint64_t key, bool* fresh) {
@@ -48,18 +49,49 @@ class Tallies<false> {
   Tally cur_;
 };
 
-// Any order: a map.
+// Any order: an open-addressing table (linear probing) in a buffer each thread keeps, so an
+// unordered list costs no allocation once the thread has met one as long.
 template <>
 class Tallies<true> {
  public:
+  // `keys`: at most this many distinct keys will be met (the call's entries or pages).
+  // `table`: which of the thread's two buffers (a validation uses at most two tables).
+  Tallies(uint64_t keys, int table) {
+    uint64_t cap = 16;
+    while (cap < 2 * keys) cap <<= 1;
+    mask_ = cap - 1;
+    std::vector<Slot>& b = buffer(table);
+    b.assign(cap, Slot{});
+    slots_ = b.data();
+  }
   Tally* find(uint64_t key, bool* fresh) {
-    auto [it, inserted] = map_.try_emplace(key);
-    *fresh = inserted;
-    return &it->second;  // unordered_map: stable across rehashing
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.key == key) {
+        *fresh = false;
+        return &s.tally;
+      }
+      if (s.key == kNone) {
+        s.key = key;
+        *fresh = true;
+        return &s.tally;
+      }
+    }
   }
 
  private:
-  std::unordered_map<uint64_t, Tally> map_;
+  static constexpr uint64_t kNone = ~uint64_t{0};  // no PFN is this large
+  struct Slot {
+    uint64_t key = kNone;
+    Tally tally;
+  };
+  // Two per thread: a validation never nests in another on the same thread.
+  static std::vector<Slot>& buffer(int table) {
+    thread_local std::vector<Slot> b[2];
+    return b[table];
+  }
+  Slot* slots_ = nullptr;
+  uint64_t mask_ = 0;
 };
 
 }  // namespace pinlab

@@ -41,6 +41,7 @@ class RangeCursor {
   RangeCursor<false> prefix(uint64_t pages) const { return {pa_, start_, pages}; }
   // The whole set as bvec runs, from its start: what validation walks (per folio, not page).
   RangeCursor<false> runs() const { return {pa_, start_, end_ - start_}; }
+  uint64_t size() const { return end_ - start_; }  // pages in the set
 
  private:
   const PageArray& pa_;
@@ -72,6 +73,7 @@ class ListCursor {
   }
   ListCursor<false> prefix(uint64_t entries) const { return {pa_, list_, entries}; }
   ListCursor<false> runs() const { return {pa_, list_, n_}; }
+  uint64_t size() const { return n_; }  // entries in the list
 
  private:
   const PageArray& pa_;

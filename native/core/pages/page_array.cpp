@@ -218,7 +218,7 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
 template <bool kMapped>
 Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
                              bool* unordered) const {
-  Tallies<kMapped> folios;
+  Tallies<kMapped> folios(count, 0);
   for (uint64_t i = 0; i < count; ++i) {
     if (int64_t(pfns[i]) == skip_pfn) continue;
     const uint32_t order = load_order(pfns[i]);

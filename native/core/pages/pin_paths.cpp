@@ -66,7 +66,8 @@ template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
 Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const {
   // A local: the atomics in the loop would make the compiler reload the member every time.
   const SchemeParams params = params_;
-  Tallies<kMapped> folios, subpages;  // subpages: debug mode's exact pins
+  // subpages: debug mode's exact pins. The cursor's size bounds both tables' keys.
+  Tallies<kMapped> folios(cursor.size(), 0), subpages(kDebug ? cursor.size() : 0, 1);
   Run r;
   while (cursor.next(&r)) {
     bool fresh = true;
