@@ -1,5 +1,5 @@
 // Running totals of one call per key (a folio head; a subpage for debug mode's exact pins),
-// for the validation pass of pin_pages / unpin_pages / put_pages. Internal to the core.
+// for the validation pass of unpin_pages and put_pages. Internal to the core.
 //
 // A call is checked as a whole before its first write: for each folio, the sum of what the
 // call adds or takes (a list may name one folio many times, in any order) against one snapshot
@@ -49,8 +49,8 @@ class Tallies<false> {
   Tally cur_;
 };
 
-// Any order: an open-addressing table (linear probing) in a buffer each thread keeps, so an
-// unordered list costs no allocation once the thread has met one as long.
+// Any order: an open-addressing table (linear probing) in a buffer each thread keeps, so a
+// short unordered list costs no allocation once the thread has met one as long.
 template <>
 class Tallies<true> {
  public:
@@ -60,7 +60,8 @@ class Tallies<true> {
     uint64_t cap = 16;
     while (cap < 2 * keys) cap <<= 1;
     mask_ = cap - 1;
-    std::vector<Slot>& b = buffer(table);
+    // A long list gets a table of its own, freed after the call: the thread's buffer stays small.
+    std::vector<Slot>& b = cap <= kKeptSlots ? buffer(table) : own_;
     b.assign(cap, Slot{});
     slots_ = b.data();
   }
@@ -90,6 +91,8 @@ class Tallies<true> {
     thread_local std::vector<Slot> b[2];
     return b[table];
   }
+  static constexpr uint64_t kKeptSlots = uint64_t{1} << 12;  // 160 KiB a table
+  std::vector<Slot> own_;
   Slot* slots_ = nullptr;
   uint64_t mask_ = 0;
 };
