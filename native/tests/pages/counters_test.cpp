@@ -405,6 +405,22 @@ TEST(unpin_and_put_validate_the_sum_per_folio_of_an_unordered_list) {
       CHECK_EQ(pa->free_pages(), 1u);
     }
   }
+  // A long unordered list (its own table): every page of a range backwards, pinned once; the
+  // same list with one page named again at the end is refused whole, the list itself is not.
+  auto pa = make_array(1 << 15, Scheme::kSeparate);
+  std::vector<uint32_t> back;
+  for (uint32_t p = 1 << 14; p-- > 0;) back.push_back(p);
+  uint64_t n = 0;
+  CHECK_OK(pa->pin_pages(PageSet::range(0, 1 << 14), bvec(), &n));
+  back.push_back(1234);
+  const Status st = pa->unpin_pages(PageSet::pfns(back.data(), back.size()), per_page());
+  CHECK_CODE(st, Code::kENOTPINNED);
+  CHECK_EQ(st.value, int64_t{1234});
+  CHECK_EQ(pa->pincount(1234).value_or(-1), int64_t{1});
+  back.pop_back();
+  CHECK_OK(pa->unpin_pages(PageSet::pfns(back.data(), back.size()), per_page()));
+  CHECK_EQ(pa->pincount(1234).value_or(-1), int64_t{0});
+  CHECK_EQ(pa->stat(Stat::kPinReleased), uint64_t{1} << 14);
 }
 
 }  // namespace
