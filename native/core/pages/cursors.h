@@ -39,8 +39,8 @@ class RangeCursor {
   }
   // The first `pages` pages of this set, as bvec runs: what a refused pin gives back.
   RangeCursor<false> prefix(uint64_t pages) const { return {pa_, start_, pages}; }
-  // The whole set as bvec runs, from its start: what validation walks (per folio, not page).
-  RangeCursor<false> runs() const { return {pa_, start_, end_ - start_}; }
+  // The whole set from its start, as validation walks it: by folio (bvec runs), not page.
+  RangeCursor<false> for_validation() const { return {pa_, start_, end_ - start_}; }
   uint64_t size() const { return end_ - start_; }  // pages in the set
 
  private:
@@ -63,16 +63,20 @@ class ListCursor {
     const uint64_t head = PageArray::head_of(pfn, order);
     uint64_t n = 1;
     if constexpr (!kPerPage) {
-      // A small folio is a run of one: no call (the scan is out of line, multiversioned).
-      const uint64_t limit = std::min(n_ - i_, head + (uint64_t{1} << order) - pfn);
-      if (limit > 1) n = consecutive_run(list_ + i_, limit, uint32_t(pfn));  // PFNs < 2^31
+      // A small folio is a run of one: no call (the scan is out of line, multiversioned), and
+      // order 0 is tested first, as in RangeCursor, so a list of small folios pays one branch.
+      if (order != 0) {
+        const uint64_t limit = std::min(n_ - i_, head + (uint64_t{1} << order) - pfn);
+        if (limit > 1) n = consecutive_run(list_ + i_, limit, uint32_t(pfn));  // PFNs < 2^31
+      }
     }
     *run = Run{pfn, head, order, n};
     i_ += n;
     return true;
   }
   ListCursor<false> prefix(uint64_t entries) const { return {pa_, list_, entries}; }
-  ListCursor<false> runs() const { return {pa_, list_, n_}; }
+  // The whole list as bvec runs: per run, not entry (a large folio's run is one scan).
+  ListCursor<false> for_validation() const { return {pa_, list_, n_}; }
   uint64_t size() const { return n_; }  // entries in the list
 
  private:

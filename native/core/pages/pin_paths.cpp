@@ -66,9 +66,36 @@ template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
 Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const {
   // A local: the atomics in the loop would make the compiler reload the member every time.
   const SchemeParams params = params_;
+  Run r;
+  if constexpr (!kMapped && !kDebug) {
+    // The hot path (a range or an ascending list, no debug): the current folio's tally in
+    // locals, so the loop keeps it in registers.
+    uint64_t head = ~uint64_t{0};  // no folio yet: no PFN is this large
+    int64_t total = 0, count = 0, pins = 0;
+    bool exact = false;
+    while (cursor.next(&r)) {
+      if (r.head != head) {
+        if (r.head < head && head != ~uint64_t{0}) [[unlikely]] {
+          *unordered = true;
+          return Status::Ok();
+        }
+        head = r.head;
+        total = 0;
+        count = ref_at(head).load(std::memory_order_relaxed);
+        const PinSlot pc = pincount_slot<S>(head, r.order);
+        exact = bool(pc);
+        pins = exact ? pc.load(std::memory_order_relaxed) : 0;
+      }
+      total += int64_t(r.count);
+      // As below: the pincount must hold the call's pins so far, the refcount their references.
+      const PinCost cost = SchemePolicy<S>::pin_cost(params, r.order, total, write);
+      if ((exact && cost.pin > pins) || cost.ref > count) [[unlikely]]
+        return pin_fault(Reason::kNotPinned, r.pfn);
+    }
+    return Status::Ok();
+  }
   // subpages: debug mode's exact pins. The cursor's size bounds both tables' keys.
   Tallies<kMapped> folios(cursor.size(), 0), subpages(kDebug ? cursor.size() : 0, 1);
-  Run r;
   while (cursor.next(&r)) {
     bool fresh = true;
     if constexpr (kDebug) {
@@ -117,8 +144,8 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
 
 // Validation walks maximal runs whatever the path: its verdict depends only on each folio's
 // (and subpage's) totals, which grow along the call, so both walks refuse the same calls, and
-// the bvec walk costs per folio. A refused per-page call is walked again on its own runs to
-// name the page where a walk in call order fails.
+// the bvec walk costs per run, not page. A refused per-page call is walked again on its own
+// runs to name the page where a walk in call order fails.
 template <Scheme S, bool kDebug, typename Cursor>
 Status PageArray::validate_unpins(Cursor cursor, bool write) const {
   auto check = [&](auto runs) {
@@ -128,8 +155,8 @@ Status PageArray::validate_unpins(Cursor cursor, bool write) const {
       st = check_unpins<S, kDebug, true>(runs, write, &unordered);
     return st;
   };
-  Status st = check(cursor.runs());
-  if (!st.ok() && !std::is_same_v<Cursor, decltype(cursor.runs())>) [[unlikely]]
+  Status st = check(cursor.for_validation());
+  if (!st.ok() && !std::is_same_v<Cursor, decltype(cursor.for_validation())>) [[unlikely]]
     st = check(cursor);
   return st;
 }
