@@ -234,14 +234,15 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
                              uint64_t* grabs, std::vector<uint64_t>* freed) {
-  uint64_t pages = 0, runs = 0;
-  Status raced = Status::Ok();
+  // Counters and the first skipped run in locals, as in pin_walk.
+  uint64_t pages = 0, runs = 0, skipped_pfn = 0;
+  Reason skipped = Reason::kNone;
   Run r;
   while (cursor.next(&r)) {
     if constexpr (kDebug) {
       // Validated under the call's stripes, which every pin and unpin takes: it holds.
       if (!debug_take_pins(r.pfn, r.count, flags.write).ok()) [[unlikely]] {
-        if (raced.ok()) raced = Status::Fail(Code::kENOTPINNED, Reason::kReleaseRaced, int64_t(r.pfn));
+        if (skipped == Reason::kNone) skipped = Reason::kReleaseRaced, skipped_pfn = r.pfn;
         continue;
       }
     }
@@ -256,10 +257,10 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
       if constexpr (kDebug) {
         if (fault != Reason::kRefsEaten) debug_note_pins(r.pfn, r.count, flags.write);
       }
-      if (raced.ok())
-        raced = Status::Fail(Code::kENOTPINNED,
-                             fault == Reason::kRefsEaten ? fault : Reason::kReleaseRaced,
-                             int64_t(r.pfn));
+      if (skipped == Reason::kNone) {
+        skipped = fault == Reason::kRefsEaten ? fault : Reason::kReleaseRaced;
+        skipped_pfn = r.pfn;
+      }
       continue;
     }
     pages += r.count;
@@ -269,7 +270,9 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
   }
   *done = pages;
   *grabs = runs;
-  return raced;
+  if (skipped != Reason::kNone) [[unlikely]]
+    return Status::Fail(Code::kENOTPINNED, skipped, int64_t(skipped_pfn));
+  return Status::Ok();
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
