@@ -41,6 +41,7 @@ class StripedLocks {
     for (uint16_t i : *stripes) lock_at(i);
   }
   void unlock_stripes(const std::vector<uint16_t>& stripes) {
+    // release: publishes the call's critical section, as unlock().
     for (uint16_t i : stripes) stripes_[i].locked.store(false, std::memory_order_release);
   }
 
