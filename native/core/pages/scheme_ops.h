@@ -99,21 +99,14 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t orde
   auto ref = ref_at(head);
   // relaxed: counting only (see the header comment); the caller vouches the folio is live.
   int32_t cur = ref.load(std::memory_order_relaxed);
-  const PinSlot pc = pincount_slot<S>(head, order);
-  if (pc) {
-    // The refcount's verdict first (the reason a caller sees when both would overflow), then
-    // the pincount's, both before any write. After the refcount took the pin the pincount add
-    // cannot overflow (P <= R, header comment): this load only refuses a corrupted folio early.
-    if (Reason why = refcount_grab_refusal(cur, cost.ref); why != Reason::kNone) return why;
-    if (int64_t{pc.load(std::memory_order_relaxed)} + cost.pin > INT32_MAX) [[unlikely]]
-      return Reason::kPincountOverflow;
-  }
   do {
     if (Reason why = refcount_grab_refusal(cur, cost.ref); why != Reason::kNone) return why;
     // relaxed: counting only.
   } while (!ref.compare_exchange_weak(cur, int32_t(cur + cost.ref), std::memory_order_relaxed,
                                       std::memory_order_relaxed));
-  if (pc) {
+  // The pincount second: our pin is in the refcount now, so P + pin <= R <= INT32_MAX and the
+  // add fits (header comment). Looked up only now: the loop above stays as light as bias's.
+  if (const PinSlot pc = pincount_slot<S>(head, order)) {
     // relaxed: counting only. Refused only when a plain put ate pins' references (P > R):
     // give back the references we just took, as a put (they may be the last ones now).
     if (!pc.add_within(cost.pin, std::memory_order_relaxed)) [[unlikely]] {
