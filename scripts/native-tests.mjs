@@ -2,7 +2,10 @@
 // Builds and runs the native (C++) tests of the core with plain CMake (no Node-API).
 //   node scripts/native-tests.mjs          release build, every case      (build-native/)
 //   node scripts/native-tests.mjs --tsan   ThreadSanitizer build, the concurrency cases (build-tsan/)
-// Writes .test-results/native[-tsan].json = { passed, failed } for the summary in scripts/test.mjs.
+//   node scripts/native-tests.mjs --soak   release build, the linearizability histories for
+//                                          PINLAB_SOAK_SECONDS (default 60) seconds each
+// Writes .test-results/native[-tsan].json = { passed, failed } for the summary in scripts/test.mjs
+// (the soak writes native-soak.json, which the summary does not read).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,8 +13,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tsan = process.argv.includes('--tsan');
+const soak = process.argv.includes('--soak');
 const buildDir = join(root, tsan ? 'build-tsan' : 'build-native');
-const label = tsan ? 'native-tsan' : 'native';
+const label = tsan ? 'native-tsan' : soak ? 'native-soak' : 'native';
 
 function run(cmd, args, options = {}) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...options });
@@ -38,7 +42,8 @@ if (run('cmake', ['--build', buildDir, '--parallel', '2', '--target', 'pinlab_co
   process.exit(1);
 }
 
-const testArgs = tsan ? ['--tag', 'concurrency'] : [];
+const soakSeconds = process.env.PINLAB_SOAK_SECONDS ?? '60';
+const testArgs = soak ? ['--soak', soakSeconds] : tsan ? ['--tag', 'concurrency'] : [];
 const env = { ...process.env };
 // Make any data race fail the run, not just print a report.
 if (tsan) env.TSAN_OPTIONS = `halt_on_error=1 exitcode=66 ${env.TSAN_OPTIONS ?? ''}`.trim();

@@ -1,6 +1,9 @@
 // Runs the registered native tests. `--tag concurrency` runs only the concurrency cases (the
-// ThreadSanitizer build); `--filter S` runs cases whose name contains S. Prints one line per
-// case and ends with "N passed, N failed"; exits non-zero on any failure.
+// ThreadSanitizer build); `--filter S` runs cases whose name contains S; `--soak SECONDS` runs
+// only the "history" cases, each for that long (the same as PINLAB_SOAK_SECONDS=SECONDS with
+// `--tag history`). Prints one line per case and ends with "N passed, N failed"; exits
+// non-zero on any failure.
+#include <cstdlib>
 #include <cstring>
 
 #include "check.h"
@@ -31,6 +34,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--tag") == 0) tag = argv[++i];
     else if (std::strcmp(argv[i], "--filter") == 0) filter = argv[++i];
+    else if (std::strcmp(argv[i], "--soak") == 0) {
+      setenv("PINLAB_SOAK_SECONDS", argv[++i], 1);  // read by the history cases
+      tag = "history";
+    }
   }
   int passed = 0, failed = 0;
   for (const Case& c : registry()) {

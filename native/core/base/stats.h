@@ -16,7 +16,8 @@ enum class Stat : uint8_t {
   kGrabs,             // atomic grab/release operations on folio heads by pin paths
   kFoliosFreed,       // folios whose refcount reached 0
   kOverflowRefusals,  // pins/gets refused with EOVERFLOW
-  kRollbacks,         // multi-page calls that failed and undid their work
+  kRollbacks,         // multi-page calls refused whole (validated unpins and puts change
+                      // nothing; a pin gives back what it took)
   kCount
 };
 

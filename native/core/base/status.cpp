@@ -53,6 +53,17 @@ std::string describe(const Status& s) {
     case Reason::kNotPinned: return "pfn " + v + " is not pinned";
     case Reason::kNotWritePinned: return "pfn " + v + " holds no write pin";
     case Reason::kNotReadPinned: return "pfn " + v + " holds no read pin";
+    case Reason::kReleaseRaced:
+      return "pins of pfn " + v +
+             " were released by another call after this one validated them (the rest of "
+             "this call was released)";
+    case Reason::kRefsEaten:
+      return "pin of pfn " + v +
+             " left the pincount, but its references were already gone: a plain put ate them";
+    case Reason::kPutRaced:
+      return "references of pfn " + v +
+             " were put by another call after this one validated them (the rest of this "
+             "call was put)";
     case Reason::kHeadMisaligned:
       return "head " + v + " is not aligned to order " + l;
     case Reason::kFolioTooLarge:

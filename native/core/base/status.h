@@ -44,6 +44,9 @@ enum class Reason : uint8_t {
   kNotPinned,         // value = pfn
   kNotWritePinned,    // value = pfn (write-bias debug: write unpin without a write pin)
   kNotReadPinned,     // value = pfn (write-bias debug: read unpin without a read pin)
+  kReleaseRaced,      // value = pfn (another call released these pins after validation)
+  kRefsEaten,         // value = pfn (the pin's references were already put: a plain put ate them)
+  kPutRaced,          // value = pfn (another call put these references after validation)
   kHeadMisaligned,    // value = head, limit = order
   kFolioTooLarge,     // value = head, limit = order
   kFolioStraddlesZones,  // value = head, limit = order

@@ -26,7 +26,7 @@ class RangeCursor {
   RangeCursor(const PageArray& pa, uint64_t start, uint64_t count)
       : pa_(pa), start_(start), pfn_(start), end_(start + count) {}
 
-  bool next(Run* run) {
+  [[gnu::always_inline]] bool next(Run* run) {
     if (pfn_ >= end_) return false;
     const uint32_t order = pa_.load_order(pfn_);
     const uint64_t head = PageArray::head_of(pfn_, order);
@@ -37,8 +37,11 @@ class RangeCursor {
     pfn_ += n;
     return true;
   }
-  // The first `pages` pages of this set, as bvec runs: what rollback must undo.
+  // The first `pages` pages of this set, as bvec runs: what a refused pin gives back.
   RangeCursor<false> prefix(uint64_t pages) const { return {pa_, start_, pages}; }
+  // The whole set from its start, as validation walks it: by folio (bvec runs), not page.
+  RangeCursor<false> for_validation() const { return {pa_, start_, end_ - start_}; }
+  uint64_t size() const { return end_ - start_; }  // pages in the set
 
  private:
   const PageArray& pa_;
@@ -53,22 +56,28 @@ class ListCursor {
   ListCursor(const PageArray& pa, const uint32_t* list, uint64_t count)
       : pa_(pa), list_(list), i_(0), n_(count) {}
 
-  bool next(Run* run) {
+  [[gnu::always_inline]] bool next(Run* run) {
     if (i_ >= n_) return false;
     const uint64_t pfn = list_[i_];
     const uint32_t order = pa_.load_order(pfn);
     const uint64_t head = PageArray::head_of(pfn, order);
     uint64_t n = 1;
     if constexpr (!kPerPage) {
-      // A small folio is a run of one: no call (the scan is out of line, multiversioned).
-      const uint64_t limit = std::min(n_ - i_, head + (uint64_t{1} << order) - pfn);
-      if (limit > 1) n = consecutive_run(list_ + i_, limit, uint32_t(pfn));  // PFNs < 2^31
+      // A small folio is a run of one: no call (the scan is out of line, multiversioned), and
+      // order 0 is tested first, as in RangeCursor, so a list of small folios pays one branch.
+      if (order != 0) {
+        const uint64_t limit = std::min(n_ - i_, head + (uint64_t{1} << order) - pfn);
+        if (limit > 1) n = consecutive_run(list_ + i_, limit, uint32_t(pfn));  // PFNs < 2^31
+      }
     }
     *run = Run{pfn, head, order, n};
     i_ += n;
     return true;
   }
   ListCursor<false> prefix(uint64_t entries) const { return {pa_, list_, entries}; }
+  // The whole list as bvec runs: per run, not entry (a large folio's run is one scan).
+  ListCursor<false> for_validation() const { return {pa_, list_, n_}; }
+  uint64_t size() const { return n_; }  // entries in the list
 
  private:
   const PageArray& pa_;

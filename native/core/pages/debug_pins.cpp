@@ -57,6 +57,24 @@ Status PageArray::debug_take_pins(uint64_t pfn, uint64_t n, bool write) {
   return Status::Ok();
 }
 
+int32_t PageArray::debug_pins_at(uint64_t pfn) const {
+  return slot(dbg_pins_, pfn).load(std::memory_order_relaxed);
+}
+
+int32_t PageArray::debug_write_pins_at(uint64_t pfn) const {
+  return debug_tracks_writes() ? slot(dbg_write_, pfn).load(std::memory_order_relaxed) : 0;
+}
+
+Reason PageArray::debug_unpin_refusal(int64_t taken, int64_t pins, int64_t writes,
+                                      bool write) const {
+  if (debug_tracks_writes()) {
+    // write-bias: a write unpin needs a write pin, a read unpin a read pin.
+    if (write && taken > writes) return Reason::kNotWritePinned;
+    if (!write && taken > pins - writes) return Reason::kNotReadPinned;
+  }
+  return taken > pins ? Reason::kNotPinned : Reason::kNone;
+}
+
 int64_t PageArray::debug_folio_pins(uint64_t head, uint32_t order) const {
   int64_t sum = 0;
   for (uint64_t p = head; p < head + (uint64_t{1} << order); ++p)

@@ -41,15 +41,21 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   if ((meta_at(pfn).load(std::memory_order_seq_cst) & kOrderMask) != order) [[unlikely]] {
     // Not the folio we meant: put back exactly what we added (it may be the last reference of
     // a folio freed meanwhile by its owner, whose put our grab made miss zero: free it then).
-    if (int64_t{ref.fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)
-      free_folio(head);
+    if (put_and_test(head, cost.ref)) free_folio(head);
     return false;
   }
   if (pin) {
+    // The pincount second, as every grab (scheme_ops.h): our pin is in the refcount now, so
+    // P + pin <= R <= INT32_MAX and the add fits. It still checks (a CAS, not an unchecked
+    // add that could wrap the pincount): refused only on a folio whose pins' references a
+    // plain put ate, and then we give back our grab as above.
     // seq_cst: fork reads the pincount (seq_cst) after bumping write_protect_seq; this add
     // and that read must not both miss each other (the store-buffer pattern).
-    if (PinSlot pc = pincount_slot<S>(head, order))
-      pc.fetch_add(int32_t(cost.pin), std::memory_order_seq_cst);
+    if (PinSlot pc = pincount_slot<S>(head, order);
+        pc && !pc.add_within(cost.pin, std::memory_order_seq_cst)) [[unlikely]] {
+      if (put_and_test(head, cost.ref)) free_folio(head);
+      return false;
+    }
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
   }
   *head_out = head;
@@ -58,19 +64,23 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
 }
 
 template <Scheme S>
-void PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
+bool PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs,
                                    bool pin, bool write) {
   MaybeFolioGuard guard(debug_locks_.get(), head);
-  const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
+  bool freed = false;
   if (pin) {
+    // The unpin of pins this call holds: refused only if another call's over-unpin took them
+    // meanwhile (then that unpin released them, and nothing may go below zero: scheme_ops.h).
+    if (try_release_pin<S>(head, order, refs, write, &freed) != Reason::kNone) [[unlikely]]
+      return false;
     if (cfg_.debug) debug_drop_pins(pfn, uint64_t(refs), write);
-    // relaxed: the refcount release below orders the whole release.
-    if (PinSlot pc = pincount_slot<S>(head, order))
-      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
+  } else {
+    // The put of references this call holds: refused only if another call put them (EINVAL).
+    if (!put_refs(pfn, head, refs, 0, &freed).ok()) [[unlikely]]
+      return false;
   }
-  // acq_rel: put_and_test (see try_release_pin).
-  if (int64_t{ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)
-    free_folio(head);
+  if (freed) free_folio(head);
+  return true;
 }
 
 }  // namespace pinlab

@@ -29,9 +29,7 @@ Status PageArray::grab_folio(uint64_t pfn, int64_t refs, bool pin, bool write) {
 }
 
 void PageArray::put_folio_refs(uint64_t head, int64_t refs) {
-  // acq_rel: put_and_test (see try_release_pin); the last put frees.
-  if (int64_t{ref_at(head).fetch_sub(int32_t(refs), std::memory_order_acq_rel)} == refs)
-    free_folio(head);
+  if (put_and_test(head, refs)) free_folio(head);  // the last put frees
 }
 
 std::optional<int64_t> PageArray::exact_folio_pins(uint64_t head, uint32_t order) const {

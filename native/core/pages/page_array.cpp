@@ -4,6 +4,7 @@
 #include <bit>
 
 #include "base/scan.h"
+#include "pages/call_tallies.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
@@ -158,10 +159,6 @@ bool PageArray::mark_dirty(uint64_t head) {
   return (meta.fetch_or(kFlagDirty, std::memory_order_relaxed) & kFlagDirty) == 0;
 }
 
-void PageArray::clear_dirty(uint64_t head) {
-  meta_at(head).fetch_and(uint8_t(~kFlagDirty), std::memory_order_relaxed);
-}
-
 namespace {
 Status check_refs(int64_t refs) {
   if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
@@ -225,75 +222,98 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
   return Status::Ok();
 }
 
+// relaxed loads: a snapshot to decide on; the puts that follow are CASes that check again.
+template <bool kMapped>
+Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+                             bool* unordered) const {
+  Tallies<kMapped> folios(count, 0);
+  Status eats = Status::Ok();  // the first put that would eat a pin's or a mapping's reference
+  for (uint64_t i = 0; i < count; ++i) {
+    if (int64_t(pfns[i]) == skip_pfn) continue;
+    const uint32_t order = load_order(pfns[i]);
+    const uint64_t head = head_of(pfns[i], order);
+    bool fresh = false;
+    Tally* t = folios.find(head, &fresh);
+    if (t == nullptr) [[unlikely]] {
+      *unordered = true;
+      return Status::Ok();
+    }
+    if (fresh) {
+      // The count and the mappings' references read as one snapshot: under the folio's map
+      // lock its mapped references hold still (as in put_refs). Lock-free when unmapped.
+      // acquire: pairs with add_mapped_refs' release, for the byte's lock-free readers.
+      const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
+      MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
+      t->mapped = mapped ? mapped_refs_locked(head) : 0;
+      t->count = ref_at(head).load(std::memory_order_relaxed);
+      // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
+      if (cfg_.debug) {
+        t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+          return debug_pin_references<decltype(tag)::value>(head, order);
+        });
+      }
+    }
+    t->total += 1;
+    // More puts than references is the caller's plain error and wins: the other two are
+    // reported only if the whole call stays above zero.
+    if (t->count - t->total < 0)
+      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfns[i]), 1);
+    if (!eats.ok()) continue;
+    if (t->count - t->total < t->pins)
+      eats = Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfns[i]));
+    // The references page-table entries hold are not the caller's to put (only unmapping
+    // drops them): the put would free a page still mapped.
+    else if (t->count - t->total < t->pins + t->mapped)
+      eats = Status::Fail(Code::kEBUSY, Reason::kPutEatsMapping, int64_t(pfns[i]));
+  }
+  return eats;
+}
+
+Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const {
+  bool unordered = false;
+  Status st = check_puts<false>(pfns, count, skip_pfn, &unordered);
+  if (unordered) [[unlikely]]
+    st = check_puts<true>(pfns, count, skip_pfn, &unordered);
+  return st;
+}
+
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
   for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
     if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn) return zero_page_counted(pfns[i]);
   }
-  // The puts summed per folio (a run of one folio's pages at a time, then merged by head), so
-  // that the whole call is checked before its first reference goes: one put per folio.
-  struct FolioPuts {
-    uint64_t head;
-    int64_t refs;
-    uint64_t first;  // the first listed page of the folio: the one an error names
-  };
-  std::vector<FolioPuts> puts;
-  for (uint64_t i = 0; i < count;) {
-    if (int64_t(pfns[i]) == skip_pfn) {
-      ++i;
-      continue;
-    }
-    const uint64_t head = folio_head(pfns[i]);
-    uint64_t j = i + 1;
-    while (j < count && int64_t(pfns[j]) != skip_pfn && folio_head(pfns[j]) == head) ++j;
-    puts.push_back({head, int64_t(j - i), i});
-    i = j;
-  }
-  auto by_head = [](const FolioPuts& a, const FolioPuts& b) { return a.head < b.head; };
-  // A list of ascending folios (gup's output, a range) has no folio twice: nothing to merge.
-  const bool ascending = std::adjacent_find(puts.begin(), puts.end(), [](const auto& a, const auto& b) {
-                           return a.head >= b.head;
-                         }) == puts.end();
-  if (!ascending) {
-    std::sort(puts.begin(), puts.end(), by_head);
-    size_t merged = 0;
-    for (const FolioPuts& f : puts) {
-      if (merged > 0 && puts[merged - 1].head == f.head) {
-        puts[merged - 1].refs += f.refs;
-        puts[merged - 1].first = std::min(puts[merged - 1].first, f.first);
-      } else {
-        puts[merged++] = f;
-      }
-    }
-    puts.resize(merged);
-    std::sort(puts.begin(), puts.end(),
-              [](const FolioPuts& a, const FolioPuts& b) { return a.first < b.first; });
-  }
-  for (const FolioPuts& f : puts) {  // refused as a whole, before any change
-    bool unused = false;
-    if (Status st = put_refs_checked(pfns[f.first], f.refs, &unused, true); !st.ok()) return st;
+  // As unpin_pages (pin_paths.cpp): the whole call is validated before the first put, and no
+  // put is ever taken back (a folio we let go of may be freed and reused by its other holders
+  // at once). Debug mode holds the stripes of every folio of the call throughout.
+  HeldStripes held(debug_locks_.get());
+  held.lock_keys([&](auto&& f) {
+    for (uint64_t i = 0; i < count; ++i)
+      if (int64_t(pfns[i]) != skip_pfn) f(folio_head(pfns[i]));
+  });
+  if (Status st = validate_puts(pfns, count, skip_pfn); !st.ok()) {
+    stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+    return st;
   }
   std::vector<uint64_t> zeroed;
-  for (size_t k = 0; k < puts.size(); ++k) {
+  Status raced = Status::Ok();
+  for (uint64_t i = 0; i < count; ++i) {
+    if (int64_t(pfns[i]) == skip_pfn) continue;
+    const uint64_t head = folio_head(pfns[i]);
     bool reached_zero = false;
-    if (Status st = put_refs_checked(pfns[puts[k].first], puts[k].refs, &reached_zero);
-        !st.ok()) {
-      // Only a racing put of the same references (another thread's bug) gets here: give back
-      // what this call took. A folio it took to zero is not freed yet, and nothing can have
-      // taken it meanwhile (add-unless-zero refuses 0), so it comes back to life.
-      for (size_t j = 0; j < k; ++j)
-        ref_at(puts[j].head).fetch_add(int32_t(puts[j].refs), std::memory_order_relaxed);
-      stats_.add(Stat::kRollbacks, 1);
-      return st;
+    // Refused only if another call put these references since validation (a put of a
+    // reference the caller did not hold): skip it, put the rest, report the first.
+    if (Status st = put_refs(pfns[i], head, 1, 0, &reached_zero); !st.ok()) [[unlikely]] {
+      if (raced.ok()) raced = Status::Fail(Code::kEINVAL, Reason::kPutRaced, int64_t(pfns[i]));
+      continue;
     }
-    if (reached_zero) zeroed.push_back(puts[k].head);
+    if (reached_zero) zeroed.push_back(head);
   }
-  for (uint64_t head : zeroed) free_folio(head);  // only now: the call succeeded
-  return Status::Ok();
+  held.unlock();
+  for (uint64_t head : zeroed) free_folio(head);  // only now: the pass is done
+  return raced;
 }
 
-Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero,
-                                   bool check_only) {
+Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (cfg_.debug) {
@@ -303,13 +323,13 @@ Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zer
     const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
       return debug_pin_references<decltype(tag)::value>(head, order);
     });
-    return put_refs(pfn, head, refs, owed_to_pins, reached_zero, check_only);
+    return put_refs(pfn, head, refs, owed_to_pins, reached_zero);
   }
-  return put_refs(pfn, head, refs, 0, reached_zero, check_only);
+  return put_refs(pfn, head, refs, 0, reached_zero);
 }
 
 Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                           bool* reached_zero, bool check_only) {
+                           bool* reached_zero) {
   // A mapped folio: its mappings' references are not the caller's to put. Under the folio's
   // map lock its mapped references hold still, and every one of them is already in the
   // refcount (the mm layer takes a reference before it counts it mapped), so the check never
@@ -328,7 +348,6 @@ Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t ow
       return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfn));
     if (int64_t{cur} - refs < owed_to_pins + owed_to_mappings)
       return Status::Fail(Code::kEBUSY, Reason::kPutEatsMapping, int64_t(pfn));
-    if (check_only) return Status::Ok();
     // acq_rel: put_and_test; see try_release_pin.
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
                                       std::memory_order_relaxed));

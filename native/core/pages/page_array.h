@@ -74,6 +74,19 @@ class PinSlot {
   int32_t load(std::memory_order mo) const { return sign(ref().load(mo)); }
   // Adds n pins (n may be negative) and returns the pincount before.
   int32_t fetch_add(int32_t n, std::memory_order mo) const { return sign(ref().fetch_add(sign(n), mo)); }
+  // Adds n pins (n may be negative) unless the pincount would leave 0..INT32_MAX: then it
+  // changes nothing and returns false. A CAS loop, so a refused change is never visible.
+  // `success` orders the add; a refusal writes nothing and needs no order (relaxed).
+  bool add_within(int64_t n, std::memory_order success) const {
+    auto r = ref();
+    int32_t raw = r.load(std::memory_order_relaxed);
+    for (;;) {
+      const int64_t next = int64_t{sign(raw)} + n;
+      if (next < 0 || next > INT32_MAX) return false;
+      if (r.compare_exchange_weak(raw, sign(int32_t(next)), success, std::memory_order_relaxed))
+        return true;
+    }
+  }
 
  private:
   std::atomic_ref<int32_t> ref() const { return std::atomic_ref<int32_t>(*p_); }
@@ -160,8 +173,10 @@ class PageArray {
   // (only unmapping drops those: a put that did would free a page still mapped).
   Status put_page(uint64_t pfn, int64_t refs, bool* freed);
   // One put per listed PFN (skip_pfn excepted: the zero page, which gup hands out uncounted;
-  // any other listing of it is EINVAL), all or nothing: folios that reach zero are freed only
-  // once every put succeeded.
+  // any other listing of it is EINVAL). The whole list is validated before the first put
+  // (EINVAL, EBUSY, debug EPINNED: nothing changed); no put is ever taken back, and folios that
+  // reach zero are freed after the pass. Only if another call put the same references after
+  // validation is a put skipped: EINVAL (kPutRaced), the rest put.
   Status put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn);
 
   // Folio shape. The caller owns the pages: each must be idle (order 0, refcount 1, unpinned)
@@ -169,7 +184,10 @@ class PageArray {
   Status make_folio(uint64_t head, int64_t order);
   Status split_folio(uint64_t head);  // EBUSY unless refcount 1, unpinned and unmapped
 
-  // Pins. All or nothing: on failure nothing stays pinned (or unpinned).
+  // Pins. All or nothing. pin_pages grabs run by run and, refused midway, gives back what it
+  // took. unpin_pages validates the whole set first (ENOTPINNED: nothing changed) and then
+  // releases every run, never taking one back: only a run whose pins another call released
+  // after validation is skipped (ENOTPINNED, kReleaseRaced; the rest released). pin_paths.cpp.
   Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
   Status unpin_pages(const PageSet& set, const PinFlags& flags);
   Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
@@ -217,9 +235,11 @@ class PageArray {
   template <Scheme S>
   bool try_grab_folio_fast(uint64_t pfn, int64_t refs, bool pin, bool write, uint64_t* head,
                            uint32_t* order);
-  // The inverse of a grab (pin: unpin; get: put), freeing the folio if it reaches zero.
+  // The inverse of a grab (pin: unpin; get: put), freeing the folio if it reaches zero. A CAS
+  // that never goes below zero: false (nothing changed) if another call's over-release took
+  // what this one held.
   template <Scheme S>
-  void release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool pin,
+  bool release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, int64_t refs, bool pin,
                           bool write);
   // Slow-path grab of a stable folio (the caller holds its mapping): refs gets or pins.
   Status grab_folio(uint64_t pfn, int64_t refs, bool pin, bool write);
@@ -303,19 +323,17 @@ class PageArray {
   template <Scheme S>
   Reason try_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write, bool* freed);
   template <Scheme S>
-  void undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
-  template <Scheme S>
-  void undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+  bool release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
+  // fetch_sub of refs references we hold (acq_rel); true if that reached zero (caller frees).
+  bool put_and_test(uint64_t head, int64_t refs);
 
   // put_page's CAS loop: drops refs unless the count would go below 0, below owed_to_pins,
   // or below the references the folio's mappings hold. Reports reaching zero; freeing is the
   // caller's (so a batch can defer it).
-  // check_only: the same checks against the count as it is now, and no change.
   Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                  bool* reached_zero, bool check_only = false);
+                  bool* reached_zero);
   // put_refs with debug mode's check that pins' references are not eaten.
-  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero,
-                          bool check_only = false);
+  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero);
   // makeFolio: why pfn may not join a folio (kNone: an idle order-0 page: refcount 1,
   // unpinned, unmapped, not the zero page). A read, no change.
   Reason idle_page_fault(uint64_t pfn) const;
@@ -326,6 +344,12 @@ class PageArray {
   void debug_note_pins(uint64_t pfn, uint64_t n, bool write);
   Status debug_take_pins(uint64_t pfn, uint64_t n, bool write);  // ENOTPINNED, no change
   void debug_drop_pins(uint64_t pfn, uint64_t n, bool write);  // unchecked inverse of note
+  // The exact pins (all, and write pins where tracked apart) of one subpage, for validation.
+  int32_t debug_pins_at(uint64_t pfn) const;
+  int32_t debug_write_pins_at(uint64_t pfn) const;
+  // Why releasing `taken` pins of a subpage that holds `pins` (of which `writes` write pins)
+  // must be refused (kNone: they are there). As debug_take_pins decides, for a running total.
+  Reason debug_unpin_refusal(int64_t taken, int64_t pins, int64_t writes, bool write) const;
   bool debug_tracks_writes() const { return !dbg_write_.empty(); }
   int64_t debug_folio_pins(uint64_t head, uint32_t order) const;
   int64_t debug_folio_write_pins(uint64_t head, uint32_t order) const;
@@ -333,22 +357,32 @@ class PageArray {
   int64_t debug_pin_references(uint64_t head, uint32_t order) const;
   // Sets the folio's dirty flag; true if it was clean before.
   bool mark_dirty(uint64_t head);
-  void clear_dirty(uint64_t head);
 
   // ---- the paths (pin_paths.cpp) ------------------------------------------------------------
+  // Validation of unpin_pages and put_pages: the whole call checked against one snapshot of
+  // each folio before the first write, with the call's running total per folio (a list may
+  // repeat one; call_tallies.h). kMapped: the keys
+  // go back and forth (an unordered list), so the totals live in a map; unmapped validation
+  // sets *unordered and stops when it meets such a list.
+  template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
+  Status check_unpins(Cursor cursor, bool write, bool* unordered) const;
+  template <Scheme S, bool kDebug, typename Cursor>
+  Status validate_unpins(Cursor cursor, bool write) const;
+  Status validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const;
+  template <bool kMapped>
+  Status check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+                    bool* unordered) const;
   template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
   Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
   template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
   Status unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done, uint64_t* grabs,
-                    std::vector<uint64_t>* freed, std::vector<uint64_t>* dirtied);
+                    std::vector<uint64_t>* freed);
   template <Scheme S, bool kDebug, typename Cursor>
-  void undo_pins(Cursor cursor, bool write);
-  template <Scheme S, bool kDebug, typename Cursor>
-  void undo_unpins(Cursor cursor, bool write);
+  void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status pin_set(const PageSet& set, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status unpin_set(const PageSet& set, const PinFlags& flags);
+  Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_

@@ -1,14 +1,166 @@
-// pin_pages / unpin_pages over the per-page and bvec paths, with all-or-nothing rollback,
-// and the scans that read the scheme (to_bvecs, count_maybe_dma_pinned) or only the list
-// (pfn runs).
+// pin_pages / unpin_pages over the per-page and bvec paths, and the scans that read the
+// scheme (to_bvecs, count_maybe_dma_pinned) or only the list (pfn runs).
+//
+// scheme_ops.h has the protocol of one grab or release; this file has the protocol of a call.
+//
+//   pin       One grab per run, each a CAS that refuses without writing. A call refused midway
+//             gives back what it took as unpins of its own pins (acq_rel CASes; a folio whose
+//             other holders all let go meanwhile is freed then, never leaked), so it is all or
+//             nothing, but its grabs were real for that moment: another thread may have seen
+//             extra pins (a maybe-pinned false positive, which the contract allows) or, on a
+//             folio within a grab of INT32_MAX, had a grab refused. Validating pins ahead
+//             would close that window at the price of a second pass over the counts, about
+//             1 ns a page, which the per-page budget (bench target 1) has no room for; what a
+//             refused pin shows is extra pins only, never a missing one.
+//   unpin     First the whole call against one snapshot of each folio: the call's running
+//             total per folio head (a list may name one folio many times, call_tallies.h)
+//             against its pincount and refcount, and in debug mode per subpage against the
+//             exact pins. A call refused here wrote nothing, and names the run where a walk in
+//             call order would have failed. Then one release per run, none of which is ever
+//             taken back. Re-taking a reference after letting it go is not safe without a
+//             lock: once a release leaves a folio to its other holders they may drop it to zero
+//             and free it, and the allocator may hand its pages to someone else; a rollback
+//             would revive a free folio (a double free later) or pin a stranger's. Validation
+//             makes the release pass certain for every caller that releases only pins it holds.
+//             It can be refused only when another call released the same pins after our
+//             snapshot (two callers unpinning one pin: one of them is wrong): that run is
+//             skipped, never driven below zero, the rest of the call is released, and the call
+//             reports ENOTPINNED (kReleaseRaced) for the first skipped run. Where both released
+//             the same pins the counts read as if this call had released them and the other
+//             had been refused. Folios the pass takes to zero are freed after it.
+//   debug     The call holds the stripes of all its folios from validation to its last change
+//             (HeldStripes), so against other debug-mode calls it is one critical section and
+//             its release pass is never refused.
+#include <type_traits>
 #include <vector>
 
+#include "pages/call_tallies.h"
 #include "pages/cursors.h"
 #include "pages/page_array.h"
 #include "base/scan.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
+
+namespace {
+// Calls f(head) for every run of the cursor: the keys of the call's debug stripes.
+template <typename Cursor>
+auto heads_of(Cursor cursor) {
+  return [cursor](auto&& f) {
+    Cursor c = cursor;
+    Run r;
+    while (c.next(&r)) f(r.head);
+  };
+}
+}  // namespace
+
+// ---- validation -----------------------------------------------------------------------------
+
+// A range's maximal runs are each a folio of its own, met once: no tallies needed.
+template <typename Cursor>
+constexpr bool kDistinctFolios = std::is_same_v<Cursor, RangeCursor<false>>;
+
+// relaxed loads throughout: a snapshot to decide on; the releases that follow are CASes that
+// check again, so a stale snapshot can only make the release pass refuse, never overshoot.
+template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
+Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const {
+  // A local: the atomics in the loop would make the compiler reload the member every time.
+  const SchemeParams params = params_;
+  Run r;
+  if constexpr (!kMapped && !kDebug && !kDistinctFolios<Cursor>) {
+    // The hot path of an ascending list (no debug): the current folio's tally in locals, so
+    // the loop keeps it in registers. (A range meets each folio once: the loop below, with no
+    // tally kept at all, measured faster for it.)
+    uint64_t head = ~uint64_t{0};  // no folio yet: no PFN is this large
+    int64_t total = 0, count = 0, pins = 0;
+    bool exact = false;
+    while (cursor.next(&r)) {
+      if (r.head != head) {
+        if (r.head < head && head != ~uint64_t{0}) [[unlikely]] {
+          *unordered = true;
+          return Status::Ok();
+        }
+        head = r.head;
+        total = 0;
+        count = ref_at(head).load(std::memory_order_relaxed);
+        const PinSlot pc = pincount_slot<S>(head, r.order);
+        exact = bool(pc);
+        pins = exact ? pc.load(std::memory_order_relaxed) : 0;
+      }
+      total += int64_t(r.count);
+      // As below: the pincount must hold the call's pins so far, the refcount their references.
+      const PinCost cost = SchemePolicy<S>::pin_cost(params, r.order, total, write);
+      if ((exact && cost.pin > pins) || cost.ref > count) [[unlikely]]
+        return pin_fault(Reason::kNotPinned, r.pfn);
+    }
+    return Status::Ok();
+  }
+  // subpages: debug mode's exact pins. The cursor's size bounds both tables' keys.
+  Tallies<kMapped> folios(cursor.size(), 0), subpages(kDebug ? cursor.size() : 0, 1);
+  while (cursor.next(&r)) {
+    bool fresh = true;
+    if constexpr (kDebug) {
+      // Debug first, as the walk did: the exact per-subpage pins name the precise reason.
+      for (uint64_t p = r.pfn; p < r.pfn + r.count; ++p) {
+        Tally* t = subpages.find(p, &fresh);
+        if (t == nullptr) [[unlikely]] {
+          *unordered = true;
+          return Status::Ok();
+        }
+        if (fresh) {
+          t->count = debug_pins_at(p);
+          t->pins = debug_write_pins_at(p);
+        }
+        t->total += 1;
+        const Reason missing = debug_unpin_refusal(t->total, t->count, t->pins, write);
+        if (missing != Reason::kNone) return Status::Fail(Code::kENOTPINNED, missing, int64_t(p));
+      }
+    }
+    Tally one;
+    Tally* t = &one;
+    fresh = true;
+    if constexpr (!kDistinctFolios<Cursor>) {
+      t = folios.find(r.head, &fresh);
+      if (t == nullptr) [[unlikely]] {
+        *unordered = true;
+        return Status::Ok();
+      }
+    }
+    if (fresh) {
+      t->count = ref_at(r.head).load(std::memory_order_relaxed);
+      if (PinSlot pc = pincount_slot<S>(r.head, r.order)) {
+        t->pins = pc.load(std::memory_order_relaxed);
+        t->exact = true;
+      }
+    }
+    t->total += int64_t(r.count);
+    // The release of the call's pins so far: the pincount must hold them, and the refcount
+    // their references (below either, the walk would have failed here).
+    const PinCost cost = SchemePolicy<S>::pin_cost(params, r.order, t->total, write);
+    if ((t->exact && cost.pin > t->pins) || cost.ref > t->count) [[unlikely]]
+      return pin_fault(Reason::kNotPinned, r.pfn);
+  }
+  return Status::Ok();
+}
+
+// Validation walks maximal runs whatever the path: its verdict depends only on each folio's
+// (and subpage's) totals, which grow along the call, so both walks refuse the same calls, and
+// the bvec walk costs per run, not page. A refused per-page call is walked again on its own
+// runs to name the page where a walk in call order fails.
+template <Scheme S, bool kDebug, typename Cursor>
+Status PageArray::validate_unpins(Cursor cursor, bool write) const {
+  auto check = [&](auto runs) {
+    bool unordered = false;
+    Status st = check_unpins<S, kDebug, false>(runs, write, &unordered);
+    if (unordered) [[unlikely]]
+      st = check_unpins<S, kDebug, true>(runs, write, &unordered);
+    return st;
+  };
+  Status st = check(cursor.for_validation());
+  if (!st.ok() && !std::is_same_v<Cursor, decltype(cursor.for_validation())>) [[unlikely]]
+    st = check(cursor);
+  return st;
+}
 
 // ---- pin ------------------------------------------------------------------------------------
 
@@ -20,7 +172,6 @@ Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* 
   Status st = Status::Ok();
   Run r;
   while (cursor.next(&r)) {
-    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     // One grab per run: the run's length in one atomic (bvec), or 1 (per-page).
     const Reason fault = try_grab_pin<S>(r.head, r.order, int64_t(r.count), write);
     if (fault != Reason::kNone) [[unlikely]] {
@@ -37,27 +188,29 @@ Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* 
 }
 
 template <Scheme S, bool kDebug, typename Cursor>
-void PageArray::undo_pins(Cursor cursor, bool write) {
+void PageArray::release_own_pins(Cursor cursor, bool write) {
   Run r;
   while (cursor.next(&r)) {
-    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     if constexpr (kDebug) debug_drop_pins(r.pfn, r.count, write);
-    undo_grab_pin<S>(r.head, r.order, int64_t(r.count), write);
+    if (release_own_pin<S>(r.head, r.order, int64_t(r.count), write)) [[unlikely]]
+      free_folio(r.head);  // every other holder let go while we held it: ours to free
   }
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
 Status PageArray::pin_set(const PageSet& set, bool write) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
+    HeldStripes held(debug_locks_.get());
+    if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
     Status st = pin_walk<S, kPerPage, kDebug>(cursor, write, &done, &grabs);
-    if (!st.ok()) {
-      undo_pins<S, kDebug>(cursor.prefix(done), write);
-      stats_.add(Stat::kRollbacks, 1);
-      if (st.code == Code::kEOVERFLOW) stats_.add(Stat::kOverflowRefusals, 1);
+    if (st.ok()) {
+      stats_.add(Stat::kGrabs, grabs);
       return st;
     }
-    stats_.add(Stat::kGrabs, grabs);
+    release_own_pins<S, kDebug>(cursor.prefix(done), write);
+    stats_.add(Stat::kRollbacks, 1);
+    if (st.code == Code::kEOVERFLOW) stats_.add(Stat::kOverflowRefusals, 1);
     return st;
   });
 }
@@ -81,27 +234,35 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
-                             uint64_t* grabs, std::vector<uint64_t>* freed,
-                             std::vector<uint64_t>* dirtied) {
-  uint64_t pages = 0, runs = 0;
-  Status st = Status::Ok();
+                             uint64_t* grabs, std::vector<uint64_t>* freed) {
+  // Counters and the first skipped run in locals, as in pin_walk.
+  uint64_t pages = 0, runs = 0, skipped_pfn = 0;
+  Reason skipped = Reason::kNone;
   Run r;
   while (cursor.next(&r)) {
-    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
     if constexpr (kDebug) {
-      // Debug first: an unpin of a page with no such pin is refused before any count moves.
-      st = debug_take_pins(r.pfn, r.count, flags.write);
-      if (!st.ok()) break;
+      // Validated under the call's stripes, which every pin and unpin takes: it holds.
+      if (!debug_take_pins(r.pfn, r.count, flags.write).ok()) [[unlikely]] {
+        if (skipped == Reason::kNone) skipped = Reason::kReleaseRaced, skipped_pfn = r.pfn;
+        continue;
+      }
     }
     // Dirty before the release, as unpin_user_pages_dirty_lock: the release may free it.
-    if (flags.dirty && mark_dirty(r.head)) dirtied->push_back(r.head);
+    if (flags.dirty) mark_dirty(r.head);
     bool reached_zero = false;
     const Reason fault =
         try_release_pin<S>(r.head, r.order, int64_t(r.count), flags.write, &reached_zero);
     if (fault != Reason::kNone) [[unlikely]] {
-      if constexpr (kDebug) debug_note_pins(r.pfn, r.count, flags.write);
-      st = pin_fault(fault, r.pfn);
-      break;
+      // Another call released these pins since validation: skip the run, never take back
+      // what this pass already released (see the top of the file).
+      if constexpr (kDebug) {
+        if (fault != Reason::kRefsEaten) debug_note_pins(r.pfn, r.count, flags.write);
+      }
+      if (skipped == Reason::kNone) {
+        skipped = fault == Reason::kRefsEaten ? fault : Reason::kReleaseRaced;
+        skipped_pfn = r.pfn;
+      }
+      continue;
     }
     pages += r.count;
     if (reached_zero) [[unlikely]]
@@ -110,36 +271,27 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
   }
   *done = pages;
   *grabs = runs;
-  return st;
-}
-
-template <Scheme S, bool kDebug, typename Cursor>
-void PageArray::undo_unpins(Cursor cursor, bool write) {
-  Run r;
-  while (cursor.next(&r)) {
-    FolioGuard<kDebug> guard(debug_locks_.get(), r.head);
-    undo_release_pin<S>(r.head, r.order, int64_t(r.count), write);
-    if constexpr (kDebug) debug_note_pins(r.pfn, r.count, write);
-  }
+  if (skipped != Reason::kNone) [[unlikely]]
+    return Status::Fail(Code::kENOTPINNED, skipped, int64_t(skipped_pfn));
+  return Status::Ok();
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags) {
+Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
-    uint64_t done = 0, grabs = 0;
-    std::vector<uint64_t> freed, dirtied;
-    Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, &done, &grabs, &freed, &dirtied);
-    if (!st.ok()) {
-      // Re-take what this call released (a folio it took to zero comes back to life: nothing
-      // else may have touched it, since freeing is only acted on after success), and clear
-      // the dirty flags it set.
-      undo_unpins<S, kDebug>(cursor.prefix(done), flags.write);
-      for (uint64_t head : dirtied) clear_dirty(head);
-      stats_.add(Stat::kRollbacks, 1);
+    HeldStripes held(debug_locks_.get());
+    if constexpr (kDebug) held.lock_keys(heads_of(cursor));
+    *released = 0;
+    if (Status st = validate_unpins<S, kDebug>(cursor, flags.write); !st.ok()) {
+      stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
       return st;
     }
+    uint64_t grabs = 0;
+    std::vector<uint64_t> freed;
+    const Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, released, &grabs, &freed);
+    held.unlock();
     stats_.add(Stat::kGrabs, grabs);
-    // Only now, with the whole call done, do the folios this call took to zero go free.
+    // Only now, with the pass done, do the folios it took to zero go free.
     for (uint64_t head : freed) free_folio(head);
     return st;
   });
@@ -147,14 +299,15 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags) {
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   if (Status st = check_page_set(set); !st.ok()) return st;
+  uint64_t released = 0;
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags);
+        return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released);
       });
     });
   });
-  if (st.ok()) stats_.add(Stat::kPinReleased, set.count);
+  stats_.add(Stat::kPinReleased, released);
   return st;
 }
 

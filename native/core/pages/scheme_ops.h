@@ -1,10 +1,43 @@
 // The schemes' arithmetic and their grab/release primitives. Internal to the core.
 //
-// Each primitive wraps the atomic operations of one grab or release of `refs` subpages of a
-// folio and fails with nothing changed (a failed grab undoes its own add before returning).
+// Check, then change: every primitive decides with a compare-and-swap loop that refuses
+// without writing, never by an add that is undone afterwards. An add-then-undo is seen by
+// every other thread in its window: a pin that fits refused with EOVERFLOW, the unpin of a
+// held pin refused with ENOTPINNED, the put of a held reference refused with EINVAL, and, under
+// an exact pincount, maybe-pinned false on a pinned folio (the false negative fork's early COW
+// must never see). A refused call therefore leaves no trace in any count, not even for a moment.
+//
+// Two counters (an exact pincount beside the refcount) cannot change in one atomic step, so
+// their order is the protocol. It rests on one invariant, P <= R: the pincount P counts a
+// subset of the pins whose references the refcount R holds, because
+//   - a grab adds to R first (a CAS with the full check: the only step that refuses) and to P
+//     second, and
+//   - a release takes from P first (a CAS that refuses below zero: the only step that refuses)
+//     and from R second.
+// Every pin is thus in R before it is in P and leaves P before it leaves R. Hence:
+//   - grab, second step: P + pin <= R <= INT32_MAX, since our own pin is already in R: the
+//     pincount add cannot overflow once the refcount took the pin;
+//   - release, second step: our pin left P, so R still holds at least its references: the
+//     refcount release cannot go below zero once the pincount released the pin;
+//   - maybe-pinned reads P: a pin counts from its second step (a grab that is refused never
+//     reaches P) to its release's first step, and no refused call ever moves P.
+// The invariant only breaks when a plain put eats the references that pins hold (a misuse that
+// debug mode refuses with EPINNED). For that case each second step still checks (a CAS). A
+// grab refused there gives back its refcount step: the one place a refused grab can be seen,
+// and only on a folio already corrupted that way. A release refused there keeps its pincount
+// step (the put already took the references the refcount would have given back) and reports
+// kRefsEaten; unpin_pages validates the refcount too, so it meets this only in a race.
+//
+// Calls of many runs (pin_paths.cpp): unpin_pages and put_pages validate the whole call before
+// the first release and never take a release back (once a folio is left to its other holders
+// they may free it, and a re-take would revive it); pin_pages gives back its grabs if one is
+// refused midway, as unpins of pins it holds (try_release_pin: it cannot revive anything, and
+// if an over-unpin took one of them meanwhile, nothing is given back twice).
+//
 // Memory orders: a physical-level pin is the kernel's slow-path grab, whose caller vouches
 // that the folio stays allocated, so the grab itself only counts (relaxed). The release that
-// may drop the last reference is acq_rel, the put_and_test pattern.
+// may drop the last reference is acq_rel, the put_and_test pattern; a refused CAS publishes
+// nothing and takes nothing over (relaxed).
 #pragma once
 
 #include <climits>
@@ -49,31 +82,35 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
 // The grab and release primitives return a Reason (kNone on success), not a Status: they run
 // once per page on the per-page path, and a 40-byte Status built and copied per page cost
 // more than the atomics. The walk turns a failure into a Status (pin_fault) once.
+
+// Why a grab of `add` references on a refcount of `cur` must be refused (kNone: it fits).
+PINLAB_ALWAYS_INLINE Reason refcount_grab_refusal(int32_t cur, int64_t add) {
+  if (cur <= 0) [[unlikely]]
+    return cur == 0 ? Reason::kPageFree : Reason::kRefcountGuard;
+  if (int64_t{cur} + add > INT32_MAX) [[unlikely]]
+    return Reason::kRefcountOverflow;
+  return Reason::kNone;
+}
+
 template <Scheme S>
 PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t order, int64_t refs,
                                                     bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
   auto ref = ref_at(head);
-  // relaxed: a sanity check, not a synchronisation; the caller vouches the folio is live.
-  const int32_t cur = ref.load(std::memory_order_relaxed);
-  if (cur <= 0) [[unlikely]]
-    return cur == 0 ? Reason::kPageFree : Reason::kRefcountGuard;
-  if (cost.ref > INT32_MAX) [[unlikely]]
-    return Reason::kRefcountOverflow;
-  // relaxed: counting only (see the header comment).
-  const int32_t old = ref.fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-  // old <= 0: a concurrent grab pushed the count into the negative guard band (or the folio
-  // was freed) between our load and our add; that grab undoes its own add, and so do we.
-  if (old <= 0 || int64_t{old} + cost.ref > INT32_MAX) [[unlikely]] {
-    ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
-    return old == 0 ? Reason::kPageFree : Reason::kRefcountOverflow;
-  }
-  if (PinSlot pc = pincount_slot<S>(head, order)) {
-    // cost.pin <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
-    if (int64_t{pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed)} + cost.pin >
-        INT32_MAX) [[unlikely]] {
-      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
-      ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
+  // relaxed: counting only (see the header comment); the caller vouches the folio is live.
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (Reason why = refcount_grab_refusal(cur, cost.ref); why != Reason::kNone) return why;
+    // relaxed: counting only.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + cost.ref), std::memory_order_relaxed,
+                                      std::memory_order_relaxed));
+  // The pincount second: our pin is in the refcount now, so P + pin <= R <= INT32_MAX and the
+  // add fits (header comment). Looked up only now: the loop above stays as light as bias's.
+  if (const PinSlot pc = pincount_slot<S>(head, order)) {
+    // relaxed: counting only. Refused only when a plain put ate pins' references (P > R):
+    // give back the references we just took, as a put (they may be the last ones now).
+    if (!pc.add_within(cost.pin, std::memory_order_relaxed)) [[unlikely]] {
+      if (put_and_test(head, cost.ref)) free_folio(head);
       return Reason::kPincountOverflow;
     }
   }
@@ -88,23 +125,26 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   if (cost.ref > INT32_MAX) [[unlikely]]
     return Reason::kNotPinned;
   const PinSlot pc = pincount_slot<S>(head, order);
-  if (pc) {
-    // relaxed: the refcount release below carries the ordering for the whole unpin.
-    if (int64_t{pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0)
-        [[unlikely]] {
-      pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
-      return Reason::kNotPinned;
-    }
-  }
-  // acq_rel: release orders our use of the page before the drop; acquire lets the thread that
-  // reaches zero see every other holder's accesses before the folio is freed.
-  const int32_t old = ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel);
-  if (int64_t{old} - cost.ref < 0) [[unlikely]] {
-    ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-    if (pc) pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+  // relaxed: the refcount release below carries the ordering for the whole unpin. Refused
+  // below zero with nothing written: an over-unpin never dips the pincount (maybe-pinned).
+  if (pc && !pc.add_within(-cost.pin, std::memory_order_relaxed)) [[unlikely]]
     return Reason::kNotPinned;
-  }
-  *freed = (int64_t{old} == cost.ref);
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (int64_t{cur} - cost.ref < 0) [[unlikely]] {
+      // Only when a plain put ate the pin's references (P > R, header comment), or when no
+      // pincount checks first and another call released these references since the caller
+      // validated them (unpin_walk skips the run). The pincount release stands: the put
+      // already took the references that the refcount would have given back.
+      return pc ? Reason::kRefsEaten : Reason::kNotPinned;
+    }
+    // acq_rel: release orders our use of the page before the drop; acquire lets the thread
+    // that reaches zero see every other holder's accesses before the folio is freed. relaxed
+    // on failure: nothing was written.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - cost.ref), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed));
+  *freed = (int64_t{cur} == cost.ref);
   return Reason::kNone;
 }
 
@@ -112,25 +152,25 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
 inline Status pin_fault(Reason reason, uint64_t pfn) {
   const Code code = reason == Reason::kPageFree    ? Code::kEFREE
                     : reason == Reason::kNotPinned ? Code::kENOTPINNED
+                    : reason == Reason::kRefsEaten ? Code::kENOTPINNED
                                                    : Code::kEOVERFLOW;
   return Status::Fail(code, reason, int64_t(pfn));
 }
 
-// Exact inverses used by rollback: they cannot fail, since they undo what this call did.
+// Gives back the pins this call grabbed (a pin call refused midway): the unpin of pins the
+// call holds, so it is refused only if another call's over-unpin took them meanwhile (that
+// unpin then released them for us: nothing is left to give back, and nothing goes below zero).
+// Returns whether the refcount reached zero (every other holder let go): the caller frees.
 template <Scheme S>
-void PageArray::undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
-  const PinCost cost = pin_cost<S>(order, refs, write);
-  if (PinSlot pc = pincount_slot<S>(head, order))
-    pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
-  ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
+bool PageArray::release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
+  bool freed = false;
+  (void)try_release_pin<S>(head, order, refs, write, &freed);
+  return freed;
 }
 
-template <Scheme S>
-void PageArray::undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
-  const PinCost cost = pin_cost<S>(order, refs, write);
-  ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-  if (PinSlot pc = pincount_slot<S>(head, order))
-    pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+inline bool PageArray::put_and_test(uint64_t head, int64_t refs) {
+  // acq_rel: put_and_test (see try_release_pin).
+  return int64_t{ref_at(head).fetch_sub(int32_t(refs), std::memory_order_acq_rel)} == refs;
 }
 
 }  // namespace pinlab

@@ -15,20 +15,6 @@ namespace {
 constexpr int kThreads = 4;
 constexpr int kIterations = 3000;
 
-void run_threads(int n, const std::function<void(int)>& body) {
-  std::vector<std::thread> threads;
-  std::atomic<int> ready{0};
-  for (int t = 0; t < n; ++t) {
-    threads.emplace_back([&, t] {
-      // acq_rel start barrier: every thread starts together, so they really overlap.
-      ready.fetch_add(1, std::memory_order_acq_rel);
-      while (ready.load(std::memory_order_acquire) < n) std::this_thread::yield();
-      body(t);
-    });
-  }
-  for (auto& th : threads) th.join();
-}
-
 TEST_TAGGED(concurrent_pins_unpins_gets_puts_balance, "concurrency") {
   for (Scheme s : kAllSchemes) {
     for (bool debug : {false, true}) {

@@ -1,0 +1,101 @@
+// Running totals of one call per key (a folio head; a subpage for debug mode's exact pins),
+// for the validation pass of unpin_pages and put_pages. Internal to the core.
+//
+// A call is checked as a whole before its first write: for each folio, the sum of what the
+// call adds or takes (a list may name one folio many times, in any order) against one snapshot
+// of the folio's counts, taken when the folio is first met. Ranges and ascending lists meet each
+// key in one stretch, so only the current key is kept (no memory, no hashing on the hot path);
+// an unordered list is validated again with a hash table (kMapped).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace pinlab {
+
+struct Tally {
+  int64_t total = 0;   // what the call adds or takes so far
+  int64_t count = 0;   // the snapshot: refcount (or debug pins of a subpage)
+  int64_t pins = 0;    // the snapshot: pincount (or debug write pins of a subpage)
+  int64_t mapped = 0;  // the snapshot: references the folio's mappings hold (puts only)
+  bool exact = false;  // the folio keeps a pincount (pins is meaningful)
+};
+
+template <bool kMapped>
+class Tallies;
+
+// Keys that never decrease: only the current key's tally (kept in registers on the hot path).
+template <>
+class Tallies<false> {
+ public:
+  Tallies(uint64_t, int) {}
+  // The tally of `key`; *fresh says it was just created (take its snapshot). nullptr when a
+  // key decreases: validate again, mapped.
+  [[gnu::always_inline]] Tally* find(uint64_t key, bool* fresh) {
+    if (key == key_) [[likely]] {
+      *fresh = false;
+      return &cur_;
+    }
+    if (key < key_ && key_ != kNone) [[unlikely]]
+      return nullptr;
+    key_ = key;
+    cur_ = Tally{};
+    *fresh = true;
+    return &cur_;
+  }
+
+ private:
+  static constexpr uint64_t kNone = ~uint64_t{0};  // no PFN is this large
+  uint64_t key_ = kNone;
+  Tally cur_;
+};
+
+// Any order: an open-addressing table (linear probing) in a buffer each thread keeps, so a
+// short unordered list costs no allocation once the thread has met one as long.
+template <>
+class Tallies<true> {
+ public:
+  // `keys`: at most this many distinct keys will be met (the call's entries or pages).
+  // `table`: which of the thread's two buffers (a validation uses at most two tables).
+  Tallies(uint64_t keys, int table) {
+    uint64_t cap = 16;
+    while (cap < 2 * keys) cap <<= 1;
+    mask_ = cap - 1;
+    // A long list gets a table of its own, freed after the call: the thread's buffer stays small.
+    std::vector<Slot>& b = cap <= kKeptSlots ? buffer(table) : own_;
+    b.assign(cap, Slot{});
+    slots_ = b.data();
+  }
+  Tally* find(uint64_t key, bool* fresh) {
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.key == key) {
+        *fresh = false;
+        return &s.tally;
+      }
+      if (s.key == kNone) {
+        s.key = key;
+        *fresh = true;
+        return &s.tally;
+      }
+    }
+  }
+
+ private:
+  static constexpr uint64_t kNone = ~uint64_t{0};  // no PFN is this large
+  struct Slot {
+    uint64_t key = kNone;
+    Tally tally;
+  };
+  // Two per thread: a validation never nests in another on the same thread.
+  static std::vector<Slot>& buffer(int table) {
+    thread_local std::vector<Slot> b[2];
+    return b[table];
+  }
+  static constexpr uint64_t kKeptSlots = uint64_t{1} << 12;  // 160 KiB a table
+  std::vector<Slot> own_;
+  Slot* slots_ = nullptr;
+  uint64_t mask_ = 0;
+};
+
+}  // namespace pinlab
