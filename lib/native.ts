@@ -184,7 +184,10 @@ export interface NativeProfileRun {
 export interface NativeSchemeInfo {
   name: string;
   summary: string;
-  pincount: 'none' | 'large-folios' | 'every-folio';
+  /** Where the exact pincount lives: none, a large folio's first tail, a side array, or the scheme's own store. */
+  pincount: 'none' | 'large-folios' | 'every-folio' | 'own';
+  /** int32 pincount words per page (0, 1 for a side array, or an own store's). */
+  pinWords: number;
   readPinsVisible: boolean;
   bytesPerPage: number;
   debugBytesPerPage: number;

@@ -33,10 +33,11 @@ describe('scheme registry', () => {
 
   it('each scheme describes itself: pincount home, read-pin visibility, bytes per page', () => {
     const info = new Map(native.schemes().map((s) => [s.name, s]));
-    expect(info.get('bias')).toMatchObject({ pincount: 'none', readPinsVisible: true, bytesPerPage: 5, debugBytesPerPage: 4 });
-    expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', readPinsVisible: true, bytesPerPage: 5 });
-    expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', readPinsVisible: true, bytesPerPage: 9 });
-    expect(info.get('write-bias')).toMatchObject({ pincount: 'none', readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    expect(info.get('bias')).toMatchObject({ pincount: 'none', pinWords: 0, readPinsVisible: true, bytesPerPage: 5, debugBytesPerPage: 4 });
+    expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', pinWords: 0, readPinsVisible: true, bytesPerPage: 5 });
+    expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', pinWords: 1, readPinsVisible: true, bytesPerPage: 9 });
+    expect(info.get('write-bias')).toMatchObject({ pincount: 'none', pinWords: 0, readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    for (const s of info.values()) expect(s.bytesPerPage, s.name).toBe(5 + 4 * s.pinWords);
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
   });
 

@@ -19,8 +19,9 @@ const char* pincount_home_name(PincountHome h) {
     case PincountHome::kNone: return "none";
     case PincountHome::kFirstTail: return "large-folios";
     case PincountHome::kSideArray: return "every-folio";
+    case PincountHome::kOwn: return "own";
   }
-  return "none";
+  return "unknown";
 }
 
 // schemes(): the registered schemes (pages/schemes/registry.h), in registry order.
@@ -33,6 +34,7 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
     o.Set("name", std::string(s.name));
     o.Set("summary", std::string(s.summary));
     o.Set("pincount", pincount_home_name(s.pincount));
+    o.Set("pinWords", s.pin_words);
     o.Set("readPinsVisible", s.read_pins_visible);
     o.Set("bytesPerPage", s.bytes_per_page);
     o.Set("debugBytesPerPage", s.debug_bytes_per_page);

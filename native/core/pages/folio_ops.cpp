@@ -18,7 +18,14 @@ bool PageArray::try_freeze_idle_page(uint64_t pfn) {
     return a.empty() ||
            std::atomic_ref<int32_t>(a.data()[pfn]).load(std::memory_order_relaxed) == 0;
   };
-  const bool unpinned = zero_at(pincount_) && zero_at(dbg_pins_);
+  // An order-0 page's own pincount (separate's side array, a kOwn store: their pins() of it).
+  const bool pins_zero = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (P::kPincount == PincountHome::kOwn)
+      return P::pins(pin_words(), pfn, 0, std::memory_order_relaxed) == 0;
+    else return zero_at(pincount_);
+  });
+  const bool unpinned = pins_zero && zero_at(dbg_pins_);
   if (load_order(pfn) != 0 || !unpinned) return false;
   int32_t expected = 1;
   // acquire: we take the page over from its last user.
@@ -76,8 +83,8 @@ Status PageArray::split_folio(uint64_t head) {
                                             std::memory_order_relaxed))
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));
   const bool pinned = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    const PinSlot pc = pincount_slot<decltype(tag)::value>(head, order);
-    return (pc && pc.load(std::memory_order_relaxed) != 0) ||
+    constexpr Scheme S = decltype(tag)::value;
+    return (keeps_pins<S>(order) && load_pins<S>(head, order, std::memory_order_relaxed) != 0) ||
            (cfg_.debug && debug_folio_pins(head, order) != 0);
   });
   if (pinned) {

@@ -48,8 +48,7 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   if (pin) {
     // seq_cst: fork reads the pincount (seq_cst) after bumping write_protect_seq; this add
     // and that read must not both miss each other (the store-buffer pattern).
-    if (PinSlot pc = pincount_slot<S>(head, order))
-      pc.fetch_add(int32_t(cost.pin), std::memory_order_seq_cst);
+    if (keeps_pins<S>(order)) adjust_pins<S>(head, order, cost.pin, std::memory_order_seq_cst);
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
   }
   *head_out = head;
@@ -65,8 +64,7 @@ void PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, 
   if (pin) {
     if (cfg_.debug) debug_drop_pins(pfn, uint64_t(refs), write);
     // relaxed: the refcount release below orders the whole release.
-    if (PinSlot pc = pincount_slot<S>(head, order))
-      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
+    if (keeps_pins<S>(order)) adjust_pins<S>(head, order, -cost.pin, std::memory_order_relaxed);
   }
   // acq_rel: put_and_test (see try_release_pin).
   if (int64_t{ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel)} == cost.ref)

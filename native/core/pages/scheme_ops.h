@@ -36,11 +36,86 @@ PinSlot PageArray::pincount_slot(uint64_t head, uint32_t order) const {
   return PinSlot();
 }
 
+// ---- the pin side: a folio's exact pincount, wherever the scheme keeps it -------------------
+// Callers ask keeps_pins first; the others are only called for a folio that keeps one. A
+// built-in home (first tail, side array) is one int32 behind a PinSlot; a kOwn scheme's store
+// is its own (scheme_api.h, OwnPinStore). Everything here inlines into the paths: no scheme
+// pays for another's store.
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE bool PageArray::keeps_pins(uint32_t order) const {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kNone) {
+    (void)order;
+    return false;
+  } else {
+    return P::keeps_pincount(params_, order);
+  }
+}
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, int64_t pins,
+                                                 std::memory_order mo) {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::grab_pins(pin_words(), head, order, pins, mo);
+  } else {
+    const PinSlot pc = pincount_slot<S>(head, order);
+    // pins <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
+    if (int64_t{pc.fetch_add(int32_t(pins), mo)} + pins > INT32_MAX) [[unlikely]] {
+      pc.fetch_add(-int32_t(pins), std::memory_order_relaxed);
+      return Reason::kPincountOverflow;
+    }
+    return Reason::kNone;
+  }
+}
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE Reason PageArray::release_pins(uint64_t head, uint32_t order, int64_t pins) {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::release_pins(pin_words(), head, order, pins);
+  } else {
+    const PinSlot pc = pincount_slot<S>(head, order);
+    // relaxed: the refcount release that follows carries the ordering for the whole unpin.
+    if (int64_t{pc.fetch_add(-int32_t(pins), std::memory_order_relaxed)} - pins < 0) [[unlikely]] {
+      pc.fetch_add(int32_t(pins), std::memory_order_relaxed);
+      return Reason::kNotPinned;
+    }
+    return Reason::kNone;
+  }
+}
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE void PageArray::adjust_pins(uint64_t head, uint32_t order, int64_t delta,
+                                                 std::memory_order mo) {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    P::adjust_pins(pin_words(), head, order, delta, mo);
+  } else {
+    pincount_slot<S>(head, order).fetch_add(int32_t(delta), mo);
+  }
+}
+
+template <Scheme S>
+int64_t PageArray::load_pins(uint64_t head, uint32_t order, std::memory_order mo) const {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::pins(pin_words(), head, order, mo);
+  } else {
+    return pincount_slot<S>(head, order).load(mo);
+  }
+}
+
 template <Scheme S>
 bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
   // relaxed by default: the answer is a snapshot by contract. fork passes seq_cst: its read
   // pairs with gup_fast's seq_cst grab (the store-buffer pattern of write_protect_seq).
-  if (PinSlot slot = pincount_slot<S>(head, order)) return slot.load(mo) > 0;
+  using P = SchemePolicy<S>;
+  if (keeps_pins<S>(order)) {
+    if constexpr (P::kPincount == PincountHome::kOwn) return P::maybe_pinned(pin_words(), head, order, mo);
+    else return load_pins<S>(head, order, mo) > 0;
+  }
   // Unsigned compare: a refcount in the negative guard band (overflow) reads as pinned.
   const auto ref = static_cast<uint32_t>(ref_at(head).load(mo));
   return ref >= cfg_.pin_bias;
@@ -68,13 +143,12 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t orde
     ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
     return old == 0 ? Reason::kPageFree : Reason::kRefcountOverflow;
   }
-  if (PinSlot pc = pincount_slot<S>(head, order)) {
-    // cost.pin <= cost.ref <= INT32_MAX (every scheme adds at least refs to the refcount).
-    if (int64_t{pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed)} + cost.pin >
-        INT32_MAX) [[unlikely]] {
-      pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
-      ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
-      return Reason::kPincountOverflow;
+  if (keeps_pins<S>(order)) {
+    // relaxed: counting only, as the refcount add above.
+    if (const Reason r = grab_pins<S>(head, order, cost.pin, std::memory_order_relaxed);
+        r != Reason::kNone) [[unlikely]] {
+      ref.fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);  // undo our own add
+      return r;
     }
   }
   return Reason::kNone;
@@ -87,21 +161,17 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   // A release larger than any count can hold was never pinned (cost.pin <= cost.ref).
   if (cost.ref > INT32_MAX) [[unlikely]]
     return Reason::kNotPinned;
-  const PinSlot pc = pincount_slot<S>(head, order);
-  if (pc) {
-    // relaxed: the refcount release below carries the ordering for the whole unpin.
-    if (int64_t{pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed)} - cost.pin < 0)
-        [[unlikely]] {
-      pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
-      return Reason::kNotPinned;
-    }
+  const bool pins = keeps_pins<S>(order);
+  if (pins) {
+    if (const Reason r = release_pins<S>(head, order, cost.pin); r != Reason::kNone) [[unlikely]]
+      return r;
   }
   // acq_rel: release orders our use of the page before the drop; acquire lets the thread that
   // reaches zero see every other holder's accesses before the folio is freed.
   const int32_t old = ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_acq_rel);
   if (int64_t{old} - cost.ref < 0) [[unlikely]] {
     ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-    if (pc) pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+    if (pins) adjust_pins<S>(head, order, cost.pin, std::memory_order_relaxed);
     return Reason::kNotPinned;
   }
   *freed = (int64_t{old} == cost.ref);
@@ -120,8 +190,7 @@ inline Status pin_fault(Reason reason, uint64_t pfn) {
 template <Scheme S>
 void PageArray::undo_grab_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
-  if (PinSlot pc = pincount_slot<S>(head, order))
-    pc.fetch_add(-int32_t(cost.pin), std::memory_order_relaxed);
+  if (keeps_pins<S>(order)) adjust_pins<S>(head, order, -cost.pin, std::memory_order_relaxed);
   ref_at(head).fetch_sub(int32_t(cost.ref), std::memory_order_relaxed);
 }
 
@@ -129,8 +198,7 @@ template <Scheme S>
 void PageArray::undo_release_pin(uint64_t head, uint32_t order, int64_t refs, bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
   ref_at(head).fetch_add(int32_t(cost.ref), std::memory_order_relaxed);
-  if (PinSlot pc = pincount_slot<S>(head, order))
-    pc.fetch_add(int32_t(cost.pin), std::memory_order_relaxed);
+  if (keeps_pins<S>(order)) adjust_pins<S>(head, order, cost.pin, std::memory_order_relaxed);
 }
 
 }  // namespace pinlab
