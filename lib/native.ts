@@ -178,6 +178,12 @@ export interface NativeProfileRun {
   sampleEarlyCowFalsePositives: number;
   sampleMigrationFalsePositives: number;
   scanPagesPerSecond: number;
+  /** From the scheme's policy: whether folios of order k keep an exact pincount (index k). */
+  exactOrders: boolean[];
+  /** The refcount cost of one write pin of a small folio (the pin budget's unit). */
+  pinRefCost: number;
+  /** Whether maybe-pinned sees read pins (false: write-bias hides them by design). */
+  readPinsVisible: boolean;
 }
 
 /** One registered scheme, as the addon describes it. @internal */

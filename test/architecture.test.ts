@@ -274,3 +274,47 @@ describe('the scheme list lives in lib/schemes.ts only', () => {
     }
   });
 });
+
+// ---- per-scheme decisions -----------------------------------------------------------------------
+
+/**
+ * Where a source decides by a scheme's name: `x === 'write-bias'`, `'separate' !== s`,
+ * `case 'hybrid':`. What a scheme is (exact pincount, read pins visible, pin cost) comes from
+ * its policy through the addon (schemes(), the profiler's runs); a branch on a name would
+ * treat a scheme registered later like none of the four, silently.
+ */
+function nameDecisions(path: string, text = readFileSync(path, 'utf8')): string[] {
+  const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const out: string[] = [];
+  const isName = (n: ts.Node): boolean => ts.isStringLiteralLike(n) && NAMES.includes(n.text);
+  const note = (n: ts.Node): void => {
+    const line = source.getLineAndCharacterOfPosition(n.getStart(source)).line;
+    out.push(`${show(path)}:${line + 1}: ${n.getText(source).slice(0, 120)}`);
+  };
+  const visit = (n: ts.Node): void => {
+    if (ts.isBinaryExpression(n)) {
+      const op = n.operatorToken.kind;
+      const eq = [ts.SyntaxKind.EqualsEqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsEqualsToken, ts.SyntaxKind.EqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsToken];
+      if (eq.includes(op) && (isName(n.left) || isName(n.right))) note(n);
+    } else if (ts.isCaseClause(n) && isName(n.expression)) note(n);
+    ts.forEachChild(n, visit);
+  };
+  visit(source);
+  return out;
+}
+
+describe('lib/ knows no scheme by name', () => {
+  it('the finder sees a comparison and a case on a name, and not a default value', () => {
+    const [a, b] = [NAMES[0]!, NAMES[NAMES.length - 1]!];
+    const probe = join(root, 'lib', 'probe.ts'); // not a file: nameDecisions() is given the text
+    expect(nameDecisions(probe, `const w = scheme === '${b}';`)).toHaveLength(1);
+    expect(nameDecisions(probe, `if ('${a}' !== s) f();`)).toHaveLength(1);
+    expect(nameDecisions(probe, `switch (s) { case '${a}': break; }`)).toHaveLength(1);
+    expect(nameDecisions(probe, `const s = oneOf('scheme', v, SCHEMES, '${a}');`)).toEqual([]);
+  });
+
+  it('no lib/ source branches on a scheme name (the policy says what a scheme is)', () => {
+    const found = filesUnder(lib, (n) => /\.(m|c)?ts$/.test(n) && !n.endsWith('.d.ts')).flatMap((f) => nameDecisions(f));
+    expect(found).toEqual([]);
+  });
+});
