@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Generates lib/schemes.ts (the TypeScript SCHEMES list and Scheme type) from the native
-// registry, native/core/pages/schemes/registry.h, so the scheme list is written in one place.
-//   node scripts/gen-schemes.mjs           writes lib/schemes.ts if it changed
-//   node scripts/gen-schemes.mjs --check   exits 1 if lib/schemes.ts is out of date
+// registry, native/core/pages/schemes/registry.h, so the scheme list is written in one place,
+// and keeps the scheme enum of docs/bench-results.schema.json (the published JSON Schema of
+// `pinlab bench` results, which test/bench-run.test.ts holds equal to lib/bench/schema.ts) in step.
+//   node scripts/gen-schemes.mjs           writes the files that changed
+//   node scripts/gen-schemes.mjs --check   exits 1 if one is out of date
 // Runs in `npm install` / `npm run build` before tsc; test/architecture.test.ts runs --check and
 // compares the list with the addon's own schemes().
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemesDir = join(root, 'native', 'core', 'pages', 'schemes');
 const target = join(root, 'lib', 'schemes.ts');
+const docsSchema = join(root, 'docs', 'bench-results.schema.json');
 
 /** The registered schemes, in registry order: [{ id, type, name, summary, file }]. */
 export function readRegistry() {
@@ -46,21 +49,51 @@ export type Scheme = (typeof SCHEMES)[number];
 `;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const text = render(readRegistry());
-  let current = '';
-  try {
-    current = readFileSync(target, 'utf8');
-  } catch {
-    // not generated yet
-  }
-  if (process.argv.includes('--check')) {
-    if (current !== text) {
-      console.error('lib/schemes.ts is out of date: run `node scripts/gen-schemes.mjs`');
-      process.exit(1);
+/**
+ * A JSON Schema document's text with every `"scheme": { "enum": [...] }` listing `names` (and
+ * null where it allowed null), formatted as JSON.stringify(doc, null, 2) writes it.
+ */
+export function renderDocsSchema(text, names) {
+  const doc = JSON.parse(text);
+  let found = 0;
+  const visit = (node) => {
+    if (node === null || typeof node !== 'object') return;
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'scheme' && value !== null && typeof value === 'object' && Array.isArray(value.enum)) {
+        value.enum = [...names, ...(value.enum.includes(null) ? [null] : [])];
+        found++;
+      }
+      visit(value);
     }
-  } else if (current !== text) {
-    writeFileSync(target, text);
-    console.error('gen-schemes: wrote lib/schemes.ts');
+  };
+  visit(doc);
+  if (found === 0) throw new Error('no "scheme": { "enum": [...] } in the JSON Schema');
+  return JSON.stringify(doc, null, 2) + '\n';
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const schemes = readRegistry();
+  const read = (path) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return ''; // not generated yet
+    }
+  };
+  const docsText = read(docsSchema);
+  const outputs = [[target, read(target), render(schemes)]];
+  if (docsText !== '') outputs.push([docsSchema, docsText, renderDocsSchema(docsText, schemes.map((s) => s.name))]);
+  let stale = false;
+  for (const [path, current, text] of outputs) {
+    if (current === text) continue;
+    const name = path.slice(root.length + 1);
+    if (process.argv.includes('--check')) {
+      console.error(`${name} is out of date: run \`node scripts/gen-schemes.mjs\``);
+      stale = true;
+    } else {
+      writeFileSync(path, text);
+      console.error(`gen-schemes: wrote ${name}`);
+    }
   }
+  if (stale) process.exit(1);
 }

@@ -139,7 +139,7 @@ function check(what, ok, detail = '') {
 }
 
 try {
-  for (const entry of ['CMakeLists.txt', 'native', 'bench/native', 'scripts/gen-schemes.mjs', 'lib/schemes.ts'])
+  for (const entry of ['CMakeLists.txt', 'native', 'bench/native', 'scripts/gen-schemes.mjs', 'lib/schemes.ts', 'docs/bench-results.schema.json'])
     cpSync(join(root, entry), join(work, entry), { recursive: true });
   const schemes = join(work, 'native', 'core', 'pages', 'schemes');
 
@@ -165,6 +165,9 @@ try {
   const gen = spawnSync(process.execPath, [join(work, 'scripts', 'gen-schemes.mjs')], { cwd: work, encoding: 'utf8' });
   const ts = readFileSync(join(work, 'lib', 'schemes.ts'), 'utf8');
   check('gen-schemes puts both into lib/schemes.ts, last', gen.status === 0 && /SCHEMES = \[[^\]]*'bias-twin', 'two-shard'\]/.test(ts), gen.stderr);
+  const docs = JSON.parse(readFileSync(join(work, 'docs', 'bench-results.schema.json'), 'utf8'));
+  const docsEnum = JSON.stringify(docs).match(/"scheme":\{"enum":\[([^\]]*)\]/)?.[1] ?? '';
+  check('gen-schemes puts both into the scheme enum of docs/bench-results.schema.json', /"bias-twin","two-shard",null$/.test(docsEnum), docsEnum);
 
   // The core, its native tests and the benchmarks build, and every registry-driven test runs for it.
   const build = join(work, 'build');

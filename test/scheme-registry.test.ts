@@ -16,6 +16,15 @@ describe('scheme registry', () => {
     expect(r.status).toBe(0);
   });
 
+  it('the generator also keeps the scheme enum of docs/bench-results.schema.json', async () => {
+    const { readFileSync } = await import('node:fs');
+    const gen = (await import(join(root, 'scripts', 'gen-schemes.mjs'))) as { renderDocsSchema(text: string, names: readonly string[]): string };
+    const text = readFileSync(join(root, 'docs', 'bench-results.schema.json'), 'utf8');
+    expect(gen.renderDocsSchema(text, SCHEMES)).toBe(text); // --check above covers it too
+    const more = JSON.stringify(JSON.parse(gen.renderDocsSchema(text, [...SCHEMES, 'sharded'])));
+    expect(more).toContain(`"scheme":{"enum":${JSON.stringify([...SCHEMES, 'sharded', null])}}`);
+  });
+
   it('the addon registers the same schemes, in the same order', () => {
     expect(native.schemes().map((s) => s.name)).toEqual([...SCHEMES]);
   });
