@@ -16,21 +16,44 @@ const schemesDir = join(root, 'native', 'core', 'pages', 'schemes');
 const target = join(root, 'lib', 'schemes.ts');
 const docsSchema = join(root, 'docs', 'bench-results.schema.json');
 
-/** The registered schemes, in registry order: [{ id, type, name, summary, file }]. */
-export function readRegistry() {
-  const registry = readFileSync(join(schemesDir, 'registry.h'), 'utf8');
-  const includes = [...registry.matchAll(/#include "pages\/schemes\/([\w.]+\.h)"/g)].map((m) => m[1]);
-  const block = /#define PINLAB_SCHEME_REGISTRY\(X\)((?:[^\n]*\\\n)*[^\n]*)/.exec(registry);
+/** C++ text without its comments (string and character literals kept as they are). */
+export function stripComments(text) {
+  return text.replace(/"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|\/\/[^\n]*|\/\*[\s\S]*?\*\//g, (m) =>
+    m.startsWith('/') ? m.replace(/[^\n]/g, ' ') : m,
+  );
+}
+
+/** The body of `struct <type> ... { ... }` in C++ text (comments stripped), or null. */
+function structBody(text, type) {
+  const m = new RegExp(`\\bstruct\\s+${type}\\b[^;{]*\\{`).exec(text);
+  if (!m) return null;
+  let depth = 1;
+  for (let i = m.index + m[0].length; i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}' && --depth === 0) return text.slice(m.index + m[0].length, i);
+  }
+  return null;
+}
+
+/** The registered schemes, in registry order: [{ id, type, name, file }]. */
+export function readRegistry(dir = schemesDir) {
+  const registry = stripComments(readFileSync(join(dir, 'registry.h'), 'utf8'));
+  const includes = [...registry.matchAll(/#\s*include\s+"pages\/schemes\/([\w.]+\.h)"/g)].map((m) => m[1]);
+  const block = /#\s*define\s+PINLAB_SCHEME_REGISTRY\(X\)((?:[^\n]*\\\n)*[^\n]*)/.exec(registry);
   if (!block) throw new Error('registry.h: no PINLAB_SCHEME_REGISTRY(X) definition');
   const entries = [...block[1].matchAll(/X\(\s*(\w+)\s*,\s*(\w+)\s*\)/g)].map((m) => ({ id: m[1], type: m[2] }));
   if (entries.length === 0) throw new Error('registry.h: PINLAB_SCHEME_REGISTRY lists no scheme');
-  const headers = includes.filter((f) => f !== 'scheme_api.h').map((f) => ({ file: f, text: readFileSync(join(schemesDir, f), 'utf8') }));
+  const headers = includes
+    .filter((f) => f !== 'scheme_api.h')
+    .map((f) => ({ file: f, text: stripComments(readFileSync(join(dir, f), 'utf8')) }));
   return entries.map(({ id, type }) => {
-    const h = headers.find((x) => new RegExp(`struct\\s+${type}\\b`).test(x.text));
-    if (!h) throw new Error(`registry.h: ${type} is not defined in an included header of pages/schemes/`);
-    const name = new RegExp(`kName\\s*=\\s*"([^"]+)"`).exec(h.text)?.[1];
-    if (!name) throw new Error(`${h.file}: ${type} has no kName = "..."`);
-    return { id, type, name, file: h.file };
+    const found = headers.map((h) => ({ ...h, body: structBody(h.text, type) })).filter((h) => h.body !== null);
+    if (found.length === 0) throw new Error(`registry.h: ${type} is not defined in an included header of pages/schemes/`);
+    if (found.length > 1) throw new Error(`registry.h: ${type} is defined in ${found.map((h) => h.file).join(' and ')}`);
+    const { file, body } = found[0];
+    const names = [...body.matchAll(/\bkName\s*(?:=\s*|\{\s*)"([^"]+)"/g)].map((m) => m[1]);
+    if (names.length !== 1) throw new Error(`${file}: ${type} needs exactly one kName = "..." (found ${names.length})`);
+    return { id, type, name: names[0], file };
   });
 }
 

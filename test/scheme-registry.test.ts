@@ -25,6 +25,43 @@ describe('scheme registry', () => {
     expect(more).toContain(`"scheme":{"enum":${JSON.stringify([...SCHEMES, 'sharded', null])}}`);
   });
 
+  it('the generator reads each struct for its own kName, past comments, and refuses what is unclear', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const gen = (await import(join(root, 'scripts', 'gen-schemes.mjs'))) as {
+      readRegistry(dir?: string): { id: string; type: string; name: string; file: string }[];
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'pinlab-registry-'));
+    try {
+      const registry = (lines: string) =>
+        `#pragma once\n#include "pages/schemes/sharded.h"\n// #include "pages/schemes/old.h"\n#define PINLAB_SCHEME_REGISTRY(X) \\\n${lines}\n`;
+      writeFileSync(
+        join(dir, 'sharded.h'),
+        `// struct OldScheme { static constexpr std::string_view kName = "old"; };
+struct ShardedScheme;
+struct ShardedScheme {
+  // static constexpr std::string_view kName = "was-sharded";
+  static constexpr std::string_view kName = "sharded";
+  struct Shard { int n; };
+};
+/* struct LazyScheme { kName = "commented"; } */
+struct LazyScheme final {
+  static constexpr std::string_view kName = "sharded-lazy";
+};
+`,
+      );
+      writeFileSync(join(dir, 'registry.h'), registry('  X(kSharded, ShardedScheme) /* X(kOld, OldScheme) */ \\\n  X(kLazy, LazyScheme)'));
+      expect(gen.readRegistry(dir).map((s) => [s.id, s.name])).toEqual([
+        ['kSharded', 'sharded'],
+        ['kLazy', 'sharded-lazy'],
+      ]);
+      writeFileSync(join(dir, 'registry.h'), registry('  X(kOld, OldScheme)'));
+      expect(() => gen.readRegistry(dir)).toThrow(/OldScheme is not defined/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the addon registers the same schemes, in the same order', () => {
     expect(native.schemes().map((s) => s.name)).toEqual([...SCHEMES]);
   });
