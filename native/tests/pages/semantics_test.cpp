@@ -343,6 +343,14 @@ TEST(pfn_runs_are_the_maximal_ascending_runs_in_list_order) {
   CHECK_EQ(st.value, int64_t(70000));
 }
 
+TEST(count_pfn_runs_refuses_the_largest_pfns_before_the_writer) {
+  // The largest PFNs (base/scan_test.cpp checks the two scans agree there): out of range.
+  const uint32_t top[] = {UINT32_MAX - 1, UINT32_MAX, 0, 1, UINT32_MAX};
+  auto pa = make_array(64, Scheme::kBias);
+  uint64_t runs = 0;
+  CHECK_CODE(pa->count_pfn_runs(top, 5, &runs), Code::kERANGE);  // never reaches the writer
+}
+
 TEST(debug_pinned_runs_and_page_pins_report_exact_per_page_pins) {
   for (Scheme s : kAllSchemes) {
     auto pa = make_array(4096, s, true);
