@@ -251,7 +251,18 @@ function loadAddon(): NativeModule {
       );
     }
   }
-  const mod = require(found) as NativeModule;
+  let mod: NativeModule;
+  try {
+    mod = require(found) as NativeModule;
+  } catch (e) {
+    // A prebuilt that the install script's load test accepted elsewhere (node_modules copied to
+    // another system), or a build for another Node-API: say what to do, not only dlopen's words.
+    throw new Error(
+      `pinlab: the native addon ${found} does not load here (${String((e as Error).message).split('\n')[0]}); ` +
+        `build it for this system: \`npm rebuild pinlab --build-from-source\` (needs CMake and a C++20 compiler)`,
+      { cause: e },
+    );
+  }
   mod.setErrorClass(PinlabError);
   return mod;
 }
