@@ -105,7 +105,9 @@ concept PinScheme = requires(const SchemeParams& p, uint32_t order, int64_t refs
   { T::kSummary } -> std::convertible_to<std::string_view>;  // one line for help and docs
   { T::kPincount } -> std::convertible_to<PincountHome>;
   { T::kReadPinsVisible } -> std::convertible_to<bool>;
-  // The cost of a grab; a release subtracts the same cost.
+  // The cost of a grab; a release subtracts the same cost. Linear in refs (the cost of refs
+  // pins is refs times the cost of one): the bvec path grabs a run of subpages at once, the
+  // per-page path one by one, and both must leave the same counts.
   { T::pin_cost(p, order, refs, write) } -> std::same_as<PinCost>;
   // Whether this folio's exact pincount exists (only asked when kPincount != kNone).
   { T::keeps_pincount(p, order) } -> std::same_as<bool>;
