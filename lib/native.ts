@@ -222,6 +222,8 @@ export interface NativeModule {
   distributionTail(dist: Distribution, k: number): number;
   /** The registered schemes (native/core/pages/schemes/registry.h), in registry order. */
   schemes(): NativeSchemeInfo[];
+  /** Per order 0..30, one subpage pin: exact pincount kept, refcount cost of a read and a write pin. */
+  schemeArithmetic(scheme: string, pinBias: number, pincountMinOrder: number): { exact: boolean[]; read: number[]; write: number[] };
   setErrorClass(cls: typeof PinlabError): void;
 }
 

@@ -87,6 +87,25 @@ struct LazyScheme final {
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
   });
 
+  it("each scheme's policy (schemeArithmetic) agrees with the test model's written-out arithmetic", async () => {
+    const { PinModel } = await import('./model.js');
+    for (const scheme of SCHEMES) {
+      for (const [pinBias, pincountMinOrder] of [[1024, 1], [64, 2], [2, 9], [1 << 20, 30]] as const) {
+        const a = native.schemeArithmetic(scheme, pinBias, pincountMinOrder);
+        const m = new PinModel({ pages: 1, scheme, pinBias, pincountMinOrder });
+        for (let order = 0; order <= 30; order++) {
+          const at = `${scheme} bias ${pinBias} min order ${pincountMinOrder} order ${order}`;
+          expect(a.exact[order], at).toBe(m.tracked(order));
+          expect(a.read[order], at).toBe(m.pinRefCost(order, false));
+          expect(a.write[order], at).toBe(m.pinRefCost(order, true));
+        }
+      }
+    }
+    expect(() => native.schemeArithmetic('nope', 1024, 1)).toThrow(PinlabError);
+    expect(() => native.schemeArithmetic(SCHEMES[0], 1000, 1)).toThrow(/pinBias/);
+    expect(() => native.schemeArithmetic(SCHEMES[0], 1024, 0)).toThrow(/pincountMinOrder/);
+  });
+
   it('bytes per page from the registry match what a PageArray of each scheme reports', () => {
     for (const s of native.schemes()) {
       const mem = new PageArray({ pages: 1 << 16, scheme: s.name as (typeof SCHEMES)[number] });

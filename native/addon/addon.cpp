@@ -2,12 +2,15 @@
 // native/addon; native/core knows nothing of it.
 #include <napi.h>
 
+#include <bit>
+
 #include "address_space_wrap.h"
 #include "bench_worker.h"
 #include "kernel_probe_worker.h"
 #include "profile_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
+#include "pages/page_array.h"
 #include "pages/scheme.h"
 
 namespace pinlab::addon {
@@ -43,6 +46,37 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// schemeArithmetic(name, pinBias, pincountMinOrder): what the scheme's policy does to one
+// subpage pin of a folio of each order 0..kMaxOrder: { exact: bool[], read: number[], write:
+// number[] } (whether the folio keeps an exact pincount; the refcount cost of a read and of a
+// write pin). For tools and test oracles that must not know schemes by name.
+Napi::Value scheme_arithmetic(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Scheme scheme;
+  if (info.Length() < 3 || !info[0].IsString() || !parse_scheme(info[0].As<Napi::String>().Utf8Value(), &scheme))
+    throw_status(env, unknown_scheme_status());
+  const int64_t bias = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+  const int64_t min_order = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : -1;
+  if (bias < kMinBias || bias > kMaxBias || (bias & (bias - 1)) != 0)
+    throw_status(env, Status::BadOption("pinBias", bias, "a power of two in 2..1048576"));
+  if (min_order < 1 || min_order > kMaxOrder)
+    throw_status(env, Status::BadOption("pincountMinOrder", min_order, "an integer in 1..30"));
+  const SchemeParams p{uint32_t(std::countr_zero(uint64_t(bias))), uint32_t(min_order)};
+  Napi::Array exact = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array read = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array write = Napi::Array::New(env, kMaxOrder + 1);
+  for (uint32_t k = 0; k <= kMaxOrder; ++k) {
+    exact.Set(k, scheme_keeps_pincount(scheme, p, k));
+    read.Set(k, double(scheme_pin_cost(scheme, p, k, 1, false).ref));
+    write.Set(k, double(scheme_pin_cost(scheme, p, k, 1, true).ref));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("exact", exact);
+  out.Set("read", read);
+  out.Set("write", write);
+  return out;
+}
+
 }  // namespace
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -61,6 +95,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("distributionTail", Napi::Function::New(env, distribution_tail_sync, "distributionTail"));
   exports.Set("takeSnapshot", Napi::Function::New(env, take_snapshot_async, "takeSnapshot"));
   exports.Set("schemes", Napi::Function::New(env, schemes, "schemes"));
+  exports.Set("schemeArithmetic", Napi::Function::New(env, scheme_arithmetic, "schemeArithmetic"));
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
   return exports;
 }
