@@ -4,11 +4,14 @@
 // In a scratch copy of the sources it adds two: 'bias-twin' (the bias arithmetic under another
 // name: a scheme that only states its PinCost) and 'two-shard' (a pincount store and grab,
 // release and maybe-pinned of its own, PincountHome::kOwn: the shape of a sharded scheme),
-// regenerates lib/schemes.ts, builds the native tests and runs them: every test that iterates
-// the registry (semantics, concurrency, mm, one stress case per scheme) must now also run, and
-// pass, for both. Writes .test-results/scheme-extension.json = { passed, failed }.
+// regenerates lib/schemes.ts and the docs' JSON Schema, builds the native tests and runs them:
+// every test that iterates the registry (semantics, concurrency, mm, one stress case per
+// scheme) must now also run, and pass, for both. Then (unless --native-only) the addon and
+// dist/: the vitest files that iterate SCHEMES (the property tests against the model among
+// them), and the CLI's help, bench (results and charts) and profile (whose expectations must
+// agree) with the new schemes. Nothing but the new file and the registry line is edited. Writes .test-results/scheme-extension.json = { passed, failed }.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,12 +138,22 @@ const work = mkdtempSync(join(tmpdir(), 'pinlab-scheme-'));
 const checks = [];
 function check(what, ok, detail = '') {
   checks.push(ok);
-  console.log(`${ok ? 'ok  ' : 'FAIL'}  ${what}${detail && !ok ? `: ${detail}` : ''}`);
+  console.log(`${ok ? 'ok  ' : 'FAIL'}  ${what}${detail && !ok ? `: ${String(detail).slice(-4000)}` : ''}`);
 }
+const tail = (r) => `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n');
+
+/** The vitest files that iterate SCHEMES or ask a scheme's traits (the property tests among them): all must pass for the new ones. */
+const JS_TESTS = readdirSync(join(root, 'test'))
+  .filter((f) => f.endsWith('.test.ts') && f !== 'install-prebuilt.test.ts')
+  .filter((f) => /\bSCHEMES\b|schemeTraits/.test(readFileSync(join(root, 'test', f), 'utf8')))
+  .map((f) => `test/${f}`);
+const jsStage = !process.argv.includes('--native-only');
 
 try {
-  for (const entry of ['CMakeLists.txt', 'native', 'bench/native', 'scripts/gen-schemes.mjs', 'lib/schemes.ts', 'docs/bench-results.schema.json'])
-    cpSync(join(root, entry), join(work, entry), { recursive: true });
+  // The whole checkout but what a build makes; node_modules is linked, not copied.
+  const skip = new Set(['node_modules', '.git', 'build', 'build-native', 'build-tsan', 'dist', 'prebuilds', '.test-results', 'bench-results']);
+  cpSync(root, work, { recursive: true, filter: (src) => src === root || !skip.has(src.slice(root.length + 1).split('/')[0]) });
+  symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'));
   const schemes = join(work, 'native', 'core', 'pages', 'schemes');
 
   // 1. The new files: one scheme of pin_cost arithmetic only, one with a pincount store and
@@ -161,7 +174,7 @@ try {
   check('registry.h took the new lines', registry.includes('X(kBiasTwin, BiasTwinScheme)') && registry.includes('X(kTwoShard, TwoShardScheme)'));
   writeFileSync(registryPath, registry);
 
-  // The TypeScript list follows the registry.
+  // Nothing else changes: from here on, only generators and builds touch the copy.
   const gen = spawnSync(process.execPath, [join(work, 'scripts', 'gen-schemes.mjs')], { cwd: work, encoding: 'utf8' });
   const ts = readFileSync(join(work, 'lib', 'schemes.ts'), 'utf8');
   check('gen-schemes puts both into lib/schemes.ts, last', gen.status === 0 && /SCHEMES = \[[^\]]*'bias-twin', 'two-shard'\]/.test(ts), gen.stderr);
@@ -170,20 +183,52 @@ try {
   check('gen-schemes puts both into the scheme enum of docs/bench-results.schema.json', /"bias-twin","two-shard",null$/.test(docsEnum), docsEnum);
 
   // The core, its native tests and the benchmarks build, and every registry-driven test runs for it.
-  const build = join(work, 'build');
+  const build = join(work, 'build-native');
   const cfg = spawnSync('cmake', ['-S', work, '-B', build, '-DCMAKE_BUILD_TYPE=Release'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const make = cfg.status === 0
     ? spawnSync('cmake', ['--build', build, '--parallel', '2'], { stdio: ['ignore', 'ignore', 'inherit'] })
     : cfg;
-  check('core, native tests and benchmarks build with the fifth scheme', make.status === 0);
+  check('core, native tests and benchmarks build with the new schemes', make.status === 0);
   if (make.status === 0) {
     const run = spawnSync(join(build, 'pinlab_core_tests'), [], { encoding: 'utf8' });
     const summary = /^(\d+) passed, (\d+) failed$/m.exec(run.stdout ?? '');
-    check('native tests pass with the fifth scheme', run.status === 0 && summary !== null && summary[2] === '0', (run.stdout ?? '').split('\n').filter((l) => l.startsWith('FAIL')).join('; '));
+    check('native tests pass with the new schemes', run.status === 0 && summary !== null && summary[2] === '0', (run.stdout ?? '').split('\n').filter((l) => l.startsWith('FAIL')).join('; '));
     for (const name of ['bias_twin', 'two_shard'])
       check(`a stress case runs for ${name}`, new RegExp(`^\\s*ok\\s+stress_${name}$`, 'm').test(run.stdout ?? ''));
     const bench = spawnSync(join(build, 'pinlab_bench'), ['--quick', '--trials', '3', '--trial-ms', '1'], { encoding: 'utf8' });
-    check('the native benchmark lists and checks it', bench.status === 0 && /bias-twin/.test(bench.stdout ?? '') && /two-shard/.test(bench.stdout ?? '') && /all state checks passed/.test(bench.stdout ?? ''), bench.stderr);
+    check('the native benchmark lists and checks them', bench.status === 0 && /bias-twin/.test(bench.stdout ?? '') && /two-shard/.test(bench.stdout ?? '') && /all state checks passed/.test(bench.stdout ?? ''), bench.stderr);
+  }
+
+  if (jsStage) {
+    // The addon and dist/, as `npm run build` makes them, then the TypeScript side: the vitest
+    // files that iterate SCHEMES, and the CLI's help, bench and profile with the new schemes.
+    const addon = spawnSync(process.execPath, [join(work, 'node_modules', 'cmake-js', 'bin', 'cmake-js'), 'compile', '--out', 'build'], { cwd: work, encoding: 'utf8' });
+    const tsc = addon.status === 0 ? spawnSync(process.execPath, [join(work, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: work, encoding: 'utf8' }) : addon;
+    check('the addon and dist/ build with the new schemes', addon.status === 0 && tsc.status === 0, tail(tsc));
+    if (addon.status === 0 && tsc.status === 0) {
+      const vitest = spawnSync(process.execPath, [join(work, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...JS_TESTS], { cwd: work, encoding: 'utf8', maxBuffer: 256 << 20 });
+      check(`the vitest files that iterate SCHEMES pass with the new schemes (${JS_TESTS.length} files)`, vitest.status === 0, tail(vitest));
+      const cli = (...args) => spawnSync(process.execPath, [join(work, 'dist', 'bin.js'), ...args], { cwd: work, encoding: 'utf8', maxBuffer: 64 << 20 });
+      for (const cmd of ['bench', 'profile']) {
+        const help = cli(cmd, '--help');
+        check(`pinlab ${cmd} --help lists them`, help.status === 0 && /--scheme LIST\s+[\w,-]*bias-twin,two-shard\b/.test(help.stdout), help.stdout);
+      }
+      const out = join(work, 'bench-out');
+      const bench = cli('bench', '--quick', '--no-kernel', '--threads', '1', '--scheme', 'bias-twin,two-shard', '--out', out);
+      const doc = bench.status === 0 ? JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) : { rows: [] };
+      const benched = new Set(doc.rows.map((r) => r.scheme));
+      check('pinlab bench runs them, and writes results and charts', bench.status === 0 && benched.has('bias-twin') && benched.has('two-shard') && readdirSync(out).some((f) => f.endsWith('.svg')), tail(bench));
+      // Exit 1 if a rate disagrees with its expectation: the profiler must know from the policy
+      // that two-shard counts every folio exactly (no false positives expected) and bias-twin not.
+      const profile = cli('profile', '--scheme', 'bias-twin,two-shard', '--pages', '65536', '--threads', '1', '--json');
+      const prof = profile.status === 0 ? JSON.parse(profile.stdout) : { schemes: [] };
+      const by = new Map(prof.schemes.map((x) => [x.scheme, x]));
+      check(
+        'pinlab profile runs them and its expectations agree (two-shard exact, bias-twin as bias)',
+        profile.status === 0 && by.get('two-shard')?.overall.falsePositives.count === 0 && by.get('two-shard')?.pinBudget > by.get('bias-twin')?.pinBudget,
+        tail(profile),
+      );
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

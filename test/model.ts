@@ -84,8 +84,8 @@ export class PinModel {
 
   /** A scheme not written out here: its policy's arithmetic, from the addon. */
   private readonly policy: { exact: boolean[]; read: number[]; write: number[] } | null = null;
-  /** Read and write pins cost differently: debug mode counts write pins apart. */
-  private readonly writesApart: boolean;
+  /** Maybe-pinned does not see read pins (write-bias): read and write pins cost differently, so debug mode counts write pins apart. */
+  readonly readPinsHidden: boolean;
 
   constructor(o: ModelOptions) {
     this.pages = o.pages;
@@ -95,9 +95,9 @@ export class PinModel {
     this.debug = o.debug ?? false;
     if (!WRITTEN_OUT.includes(this.scheme)) {
       this.policy = native.schemeArithmetic(this.scheme, this.bias, this.minOrder);
-      this.writesApart = native.schemes().find((x) => x.name === this.scheme)?.readPinsVisible === false;
+      this.readPinsHidden = native.schemes().find((x) => x.name === this.scheme)?.readPinsVisible === false;
     } else {
-      this.writesApart = this.scheme === 'write-bias';
+      this.readPinsHidden = this.scheme === 'write-bias';
     }
     const fo = o.folioOrder ?? 0;
     this.order = new Uint8Array(this.pages).fill(fo);
@@ -358,7 +358,7 @@ export class PinModel {
     for (const [pfn, n] of need) {
       const w = this.dbgW[pfn]!;
       const all = this.dbg[pfn]!;
-      const held = this.writesApart ? (write ? w : all - w) : all;
+      const held = this.readPinsHidden ? (write ? w : all - w) : all;
       if (held < n) fail('ENOTPINNED', `pfn ${pfn} (ledger)`);
     }
   }
@@ -380,7 +380,7 @@ export class PinModel {
         if (this.tracked(o)) this.pin[h]! += 1;
         if (this.debug) {
           this.dbg[pfn]! += 1;
-          if (write && this.writesApart) this.dbgW[pfn]! += 1;
+          if (write && this.readPinsHidden) this.dbgW[pfn]! += 1;
         }
       }
     } catch (e) {
@@ -406,11 +406,11 @@ export class PinModel {
         if (this.debug) {
           const w = this.dbgW[pfn]!;
           const all = this.dbg[pfn]!;
-          if (this.writesApart) {
+          if (this.readPinsHidden) {
             if (write ? w <= 0 : all - w <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
           } else if (all <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
           this.dbg[pfn] = all - 1;
-          if (write && this.writesApart) this.dbgW[pfn] = w - 1;
+          if (write && this.readPinsHidden) this.dbgW[pfn] = w - 1;
         }
         if (dirty) this.dirty[h] = 1;
         if (this.tracked(o)) {
