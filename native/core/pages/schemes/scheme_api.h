@@ -57,7 +57,8 @@ enum class PincountHome : uint8_t {
 
 // A kOwn scheme's store: kPinWords int32 words per page, word-major (word w of page p at
 // w * pages + p), so each word is an array of its own and a shard's counters never share a
-// cache line with another shard's. All zero at creation and whenever a folio is freed.
+// cache line with another shard's. A folio's pincount lives in the words of its head page:
+// all zero at creation, and the page array zeroes the head's words when the folio is freed.
 class PinWords {
  public:
   PinWords(int32_t* base, uint64_t pages) : base_(base), pages_(pages) {}
