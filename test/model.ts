@@ -17,8 +17,6 @@
 import { native } from '../lib/native.js';
 import type { Scheme } from '../lib/schemes.js';
 
-/** The schemes this model writes out (the rest come from their policy). */
-const WRITTEN_OUT: readonly string[] = ['bias', 'hybrid', 'separate', 'write-bias'];
 
 export interface ModelOptions {
   pages: number;
@@ -93,7 +91,8 @@ export class PinModel {
     this.bias = o.pinBias ?? 1024;
     this.minOrder = o.pincountMinOrder ?? 1;
     this.debug = o.debug ?? false;
-    if (!WRITTEN_OUT.includes(this.scheme)) {
+    if (this.writtenOutCost(0, true) === null) {
+      // not one of the schemes written out below: its policy's arithmetic
       this.policy = native.schemeArithmetic(this.scheme, this.bias, this.minOrder);
       this.readPinsHidden = native.schemes().find((x) => x.name === this.scheme)?.readPinsVisible === false;
     } else {
@@ -127,6 +126,13 @@ export class PinModel {
   /** What one subpage pin adds to the folio's refcount. */
   pinRefCost(order: number, write: boolean): number {
     if (this.policy !== null) return (write ? this.policy.write : this.policy.read)[order]!;
+    const cost = this.writtenOutCost(order, write);
+    if (cost === null) throw new Error(`model: no arithmetic for scheme '${this.scheme}'`);
+    return cost;
+  }
+
+  /** The contract's table for the schemes this model writes out; null for any other. */
+  private writtenOutCost(order: number, write: boolean): number | null {
     switch (this.scheme) {
       case 'bias':
         return this.bias;
@@ -137,7 +143,7 @@ export class PinModel {
       case 'write-bias':
         return write ? this.bias : 1;
     }
-    throw new Error(`model: no arithmetic for scheme '${this.scheme}'`);
+    return null;
   }
 
   private checkPfn(pfn: number): void {
