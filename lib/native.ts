@@ -180,13 +180,22 @@ export interface NativeProfileRun {
   sampleEarlyCowFalsePositives: number;
   sampleMigrationFalsePositives: number;
   scanPagesPerSecond: number;
+  /** From the scheme's policy: whether folios of order k keep an exact pincount (index k). */
+  exactOrders: boolean[];
+  /** The refcount cost of one write pin of a small folio (the pin budget's unit). */
+  pinRefCost: number;
+  /** Whether maybe-pinned sees read pins (false: write-bias hides them by design). */
+  readPinsVisible: boolean;
 }
 
 /** One registered scheme, as the addon describes it. @internal */
 export interface NativeSchemeInfo {
   name: string;
   summary: string;
-  pincount: 'none' | 'large-folios' | 'every-folio';
+  /** Where the exact pincount lives: none, a large folio's first tail, a side array, or the scheme's own store. */
+  pincount: 'none' | 'large-folios' | 'every-folio' | 'own';
+  /** int32 pincount words per page (0, 1 for a side array, or an own store's). */
+  pinWords: number;
   readPinsVisible: boolean;
   bytesPerPage: number;
   debugBytesPerPage: number;
@@ -215,6 +224,8 @@ export interface NativeModule {
   distributionTail(dist: Distribution, k: number): number;
   /** The registered schemes (native/core/pages/schemes/registry.h), in registry order. */
   schemes(): NativeSchemeInfo[];
+  /** Per order 0..30, one subpage pin: exact pincount kept, refcount cost of a read and a write pin. */
+  schemeArithmetic(scheme: string, pinBias: number, pincountMinOrder: number): { exact: boolean[]; read: number[]; write: number[] };
   setErrorClass(cls: typeof PinlabError): void;
 }
 
@@ -244,7 +255,18 @@ function loadAddon(): NativeModule {
       );
     }
   }
-  const mod = require(found) as NativeModule;
+  let mod: NativeModule;
+  try {
+    mod = require(found) as NativeModule;
+  } catch (e) {
+    // A prebuilt that the install script's load test accepted elsewhere (node_modules copied to
+    // another system), or a build for another Node-API: say what to do, not only dlopen's words.
+    throw new Error(
+      `pinlab: the native addon ${found} does not load here (${String((e as Error).message).split('\n')[0]}); ` +
+        `build it for this system: \`npm rebuild pinlab --build-from-source\` (needs CMake and a C++20 compiler)`,
+      { cause: e },
+    );
+  }
   mod.setErrorClass(PinlabError);
   return mod;
 }

@@ -117,6 +117,11 @@ const CONSTRUCTOR_OPTIONS = [
 ] as const;
 
 const IMBALANCE_MODES: readonly ImbalanceMode[] = ['throw', 'count'];
+/**
+ * The schemes whose read pins maybe-pinned does not see (their read and write pins cost
+ * differently, so an unpin must match its pin's kind), from each scheme's policy in the addon.
+ */
+const READ_PINS_HIDDEN: ReadonlySet<string> = new Set(native.schemes().filter((s) => !s.readPinsVisible).map((s) => s.name));
 const OWNER_KINDS: readonly OwnerKind[] = ['mm', 'file', 'device'];
 
 /** A run of pages with the same exact pin count (see {@link PageArray.debugPinnedRuns}). */
@@ -227,7 +232,7 @@ export class PageArray {
       debug: resolved.debug,
       onImbalance: resolved.onImbalance,
       captureStacks: resolved.captureStacks,
-      writePinsApart: resolved.scheme === 'write-bias',
+      writePinsApart: READ_PINS_HIDDEN.has(resolved.scheme),
     });
     internals.set(this, { native: this.#native, pins: this.#pins });
     this.pages = resolved.pages;

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Generates lib/schemes.ts (the TypeScript SCHEMES list and Scheme type) from the native
-// registry, native/core/pages/schemes/registry.h, so the scheme list is written in one place.
-//   node scripts/gen-schemes.mjs           writes lib/schemes.ts if it changed
-//   node scripts/gen-schemes.mjs --check   exits 1 if lib/schemes.ts is out of date
+// registry, native/core/pages/schemes/registry.h, so the scheme list is written in one place,
+// and keeps the scheme enum of docs/bench-results.schema.json (the published JSON Schema of
+// `pinlab bench` results, which test/bench-run.test.ts holds equal to lib/bench/schema.ts) in step.
+//   node scripts/gen-schemes.mjs           writes the files that changed
+//   node scripts/gen-schemes.mjs --check   exits 1 if one is out of date
 // Runs in `npm install` / `npm run build` before tsc; test/architecture.test.ts runs --check and
 // compares the list with the addon's own schemes().
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -12,22 +14,46 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemesDir = join(root, 'native', 'core', 'pages', 'schemes');
 const target = join(root, 'lib', 'schemes.ts');
+const docsSchema = join(root, 'docs', 'bench-results.schema.json');
 
-/** The registered schemes, in registry order: [{ id, type, name, summary, file }]. */
-export function readRegistry() {
-  const registry = readFileSync(join(schemesDir, 'registry.h'), 'utf8');
-  const includes = [...registry.matchAll(/#include "pages\/schemes\/([\w.]+\.h)"/g)].map((m) => m[1]);
-  const block = /#define PINLAB_SCHEME_REGISTRY\(X\)((?:[^\n]*\\\n)*[^\n]*)/.exec(registry);
+/** C++ text without its comments (string and character literals kept as they are). */
+export function stripComments(text) {
+  return text.replace(/"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|\/\/[^\n]*|\/\*[\s\S]*?\*\//g, (m) =>
+    m.startsWith('/') ? m.replace(/[^\n]/g, ' ') : m,
+  );
+}
+
+/** The body of `struct <type> ... { ... }` in C++ text (comments stripped), or null. */
+function structBody(text, type) {
+  const m = new RegExp(`\\bstruct\\s+${type}\\b[^;{]*\\{`).exec(text);
+  if (!m) return null;
+  let depth = 1;
+  for (let i = m.index + m[0].length; i < text.length; i++) {
+    if (text[i] === '{') depth++;
+    else if (text[i] === '}' && --depth === 0) return text.slice(m.index + m[0].length, i);
+  }
+  return null;
+}
+
+/** The registered schemes, in registry order: [{ id, type, name, file }]. */
+export function readRegistry(dir = schemesDir) {
+  const registry = stripComments(readFileSync(join(dir, 'registry.h'), 'utf8'));
+  const includes = [...registry.matchAll(/#\s*include\s+"pages\/schemes\/([\w.]+\.h)"/g)].map((m) => m[1]);
+  const block = /#\s*define\s+PINLAB_SCHEME_REGISTRY\(X\)((?:[^\n]*\\\n)*[^\n]*)/.exec(registry);
   if (!block) throw new Error('registry.h: no PINLAB_SCHEME_REGISTRY(X) definition');
   const entries = [...block[1].matchAll(/X\(\s*(\w+)\s*,\s*(\w+)\s*\)/g)].map((m) => ({ id: m[1], type: m[2] }));
   if (entries.length === 0) throw new Error('registry.h: PINLAB_SCHEME_REGISTRY lists no scheme');
-  const headers = includes.filter((f) => f !== 'scheme_api.h').map((f) => ({ file: f, text: readFileSync(join(schemesDir, f), 'utf8') }));
+  const headers = includes
+    .filter((f) => f !== 'scheme_api.h')
+    .map((f) => ({ file: f, text: stripComments(readFileSync(join(dir, f), 'utf8')) }));
   return entries.map(({ id, type }) => {
-    const h = headers.find((x) => new RegExp(`struct\\s+${type}\\b`).test(x.text));
-    if (!h) throw new Error(`registry.h: ${type} is not defined in an included header of pages/schemes/`);
-    const name = new RegExp(`kName\\s*=\\s*"([^"]+)"`).exec(h.text)?.[1];
-    if (!name) throw new Error(`${h.file}: ${type} has no kName = "..."`);
-    return { id, type, name, file: h.file };
+    const found = headers.map((h) => ({ ...h, body: structBody(h.text, type) })).filter((h) => h.body !== null);
+    if (found.length === 0) throw new Error(`registry.h: ${type} is not defined in an included header of pages/schemes/`);
+    if (found.length > 1) throw new Error(`registry.h: ${type} is defined in ${found.map((h) => h.file).join(' and ')}`);
+    const { file, body } = found[0];
+    const names = [...body.matchAll(/\bkName\s*(?:=\s*|\{\s*)"([^"]+)"/g)].map((m) => m[1]);
+    if (names.length !== 1) throw new Error(`${file}: ${type} needs exactly one kName = "..." (found ${names.length})`);
+    return { id, type, name: names[0], file };
   });
 }
 
@@ -46,21 +72,51 @@ export type Scheme = (typeof SCHEMES)[number];
 `;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const text = render(readRegistry());
-  let current = '';
-  try {
-    current = readFileSync(target, 'utf8');
-  } catch {
-    // not generated yet
-  }
-  if (process.argv.includes('--check')) {
-    if (current !== text) {
-      console.error('lib/schemes.ts is out of date: run `node scripts/gen-schemes.mjs`');
-      process.exit(1);
+/**
+ * A JSON Schema document's text with every `"scheme": { "enum": [...] }` listing `names` (and
+ * null where it allowed null), formatted as JSON.stringify(doc, null, 2) writes it.
+ */
+export function renderDocsSchema(text, names) {
+  const doc = JSON.parse(text);
+  let found = 0;
+  const visit = (node) => {
+    if (node === null || typeof node !== 'object') return;
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'scheme' && value !== null && typeof value === 'object' && Array.isArray(value.enum)) {
+        value.enum = [...names, ...(value.enum.includes(null) ? [null] : [])];
+        found++;
+      }
+      visit(value);
     }
-  } else if (current !== text) {
-    writeFileSync(target, text);
-    console.error('gen-schemes: wrote lib/schemes.ts');
+  };
+  visit(doc);
+  if (found === 0) throw new Error('no "scheme": { "enum": [...] } in the JSON Schema');
+  return JSON.stringify(doc, null, 2) + '\n';
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const schemes = readRegistry();
+  const read = (path) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return ''; // not generated yet
+    }
+  };
+  const docsText = read(docsSchema);
+  const outputs = [[target, read(target), render(schemes)]];
+  if (docsText !== '') outputs.push([docsSchema, docsText, renderDocsSchema(docsText, schemes.map((s) => s.name))]);
+  let stale = false;
+  for (const [path, current, text] of outputs) {
+    if (current === text) continue;
+    const name = path.slice(root.length + 1);
+    if (process.argv.includes('--check')) {
+      console.error(`${name} is out of date: run \`node scripts/gen-schemes.mjs\``);
+      stale = true;
+    } else {
+      writeFileSync(path, text);
+      console.error(`gen-schemes: wrote ${name}`);
+    }
   }
+  if (stale) process.exit(1);
 }

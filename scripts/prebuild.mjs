@@ -44,7 +44,7 @@ copyFileSync(built, dest);
 // Strip as `prebuildify --strip` does (linux: --strip-all, darwin: -Sx).
 if (os === 'linux' || os === 'darwin') {
   const strip = process.env.PREBUILD_STRIP_BIN ?? 'strip';
-  const r = spawnSync(strip, os === 'darwin' ? [dest, '-Sx'] : [dest, '--strip-all'], { stdio: 'inherit' });
+  const r = spawnSync(strip, os === 'darwin' ? [dest, '-Sx'] : [dest, '--strip-all'], { stdio: ['ignore', 2, 2] });
   if (r.status !== 0) {
     console.error(`prebuild: ${strip} failed on ${relative(root, dest)}`);
     process.exit(1);
@@ -56,4 +56,4 @@ if (typeof addon.NativePageArray !== 'function') {
   console.error(`prebuild: ${relative(root, dest)} does not export NativePageArray`);
   process.exit(1);
 }
-console.log(`prebuild: ${relative(root, dest)} (${statSync(dest).size} bytes, stripped from ${statSync(built).size})`);
+console.error(`prebuild: ${relative(root, dest)} (${statSync(dest).size} bytes, stripped from ${statSync(built).size})`);

@@ -235,8 +235,13 @@ function restatements(path: string, text = readFileSync(path, 'utf8')): string[]
 
 describe('the scheme list lives in lib/schemes.ts only', () => {
   const code = (n: string): boolean => /\.(m|c)?(ts|js)$/.test(n) || n.endsWith('.json');
-  const files = ['lib', 'test', 'bench', 'examples'].flatMap((d) => filesUnder(join(root, d), code));
+  // docs/: its own files (the published JSON Schema); docs/bench/ and docs/profile/ hold recorded
+  // runs, whose documents name the schemes they ran as data.
+  const docs = filesUnder(join(root, 'docs'), code).filter((f) => dirname(f) === join(root, 'docs'));
+  const files = [...['lib', 'test', 'bench', 'examples', 'scripts'].flatMap((d) => filesUnder(join(root, d), code)), ...docs];
   const schemes = join(lib, 'schemes.ts');
+  /** Written by scripts/gen-schemes.mjs from the registry, as lib/schemes.ts is. */
+  const generated = new Set([schemes, join(root, 'docs', 'bench-results.schema.json')]);
 
   it('the finder sees every form a restatement takes', () => {
     expect(NAMES.length).toBeGreaterThan(1);
@@ -267,10 +272,55 @@ describe('the scheme list lives in lib/schemes.ts only', () => {
     }
   });
 
-  it('no file of lib/, test/, bench/ or examples/ but lib/schemes.ts spells out the whole list', () => {
-    const found = files.filter((f) => f !== schemes).flatMap((f) => restatements(f));
+  it('no file of lib/, test/, bench/, examples/, scripts/ or docs/ but the generated ones spells out the whole list', () => {
+    expect(files).toContain(join(root, 'docs', 'bench-results.schema.json'));
+    const found = files.filter((f) => !generated.has(f)).flatMap((f) => restatements(f));
     if (found.length > 0) {
       expect.fail(`the scheme list is restated (take it from SCHEMES, lib/schemes.ts):\n  ${found.join('\n  ')}`);
     }
+  });
+});
+
+// ---- per-scheme decisions -----------------------------------------------------------------------
+
+/**
+ * Where a source decides by a scheme's name: `x === 'write-bias'`, `'separate' !== s`,
+ * `case 'hybrid':`. What a scheme is (exact pincount, read pins visible, pin cost) comes from
+ * its policy through the addon (schemes(), the profiler's runs); a branch on a name would
+ * treat a scheme registered later like none of the four, silently.
+ */
+function nameDecisions(path: string, text = readFileSync(path, 'utf8')): string[] {
+  const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const out: string[] = [];
+  const isName = (n: ts.Node): boolean => ts.isStringLiteralLike(n) && NAMES.includes(n.text);
+  const note = (n: ts.Node): void => {
+    const line = source.getLineAndCharacterOfPosition(n.getStart(source)).line;
+    out.push(`${show(path)}:${line + 1}: ${n.getText(source).slice(0, 120)}`);
+  };
+  const visit = (n: ts.Node): void => {
+    if (ts.isBinaryExpression(n)) {
+      const op = n.operatorToken.kind;
+      const eq = [ts.SyntaxKind.EqualsEqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsEqualsToken, ts.SyntaxKind.EqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsToken];
+      if (eq.includes(op) && (isName(n.left) || isName(n.right))) note(n);
+    } else if (ts.isCaseClause(n) && isName(n.expression)) note(n);
+    ts.forEachChild(n, visit);
+  };
+  visit(source);
+  return out;
+}
+
+describe('lib/ knows no scheme by name', () => {
+  it('the finder sees a comparison and a case on a name, and not a default value', () => {
+    const [a, b] = [NAMES[0]!, NAMES[NAMES.length - 1]!];
+    const probe = join(root, 'lib', 'probe.ts'); // not a file: nameDecisions() is given the text
+    expect(nameDecisions(probe, `const w = scheme === '${b}';`)).toHaveLength(1);
+    expect(nameDecisions(probe, `if ('${a}' !== s) f();`)).toHaveLength(1);
+    expect(nameDecisions(probe, `switch (s) { case '${a}': break; }`)).toHaveLength(1);
+    expect(nameDecisions(probe, `const s = oneOf('scheme', v, SCHEMES, '${a}');`)).toEqual([]);
+  });
+
+  it('no lib/ source branches on a scheme name (the policy says what a scheme is)', () => {
+    const found = filesUnder(lib, (n) => /\.(m|c)?ts$/.test(n) && !n.endsWith('.d.ts')).flatMap((f) => nameDecisions(f));
+    expect(found).toEqual([]);
   });
 });

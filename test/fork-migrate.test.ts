@@ -5,10 +5,11 @@ import { describe, expect, it } from 'vitest';
 
 import { AddressSpace, PageArray, SCHEMES, type Scheme } from '../lib/index.js';
 import { BIAS, PMD, delta, expectCode, expectCodeNoChange, makeMm, pfnsOf, pinRefs, pinVisible, zeroDelta } from './mm-helpers.js';
+import { schemeTraits } from './scheme-traits.js';
 
 /** Whether plain references (or mapping references) of an order-`order` folio can read as a pin. */
 function biasCounted(scheme: Scheme, order: number): boolean {
-  return scheme === 'bias' || scheme === 'write-bias' || (scheme === 'hybrid' && order === 0);
+  return !schemeTraits(scheme).exact(order); // bias, write-bias, hybrid's order-0 folios
 }
 
 describe.each(SCHEMES)('scheme %s', (scheme) => {
@@ -245,7 +246,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       const pfns = pfnsOf(mm, 0, 4);
       const r = mm.pinUserPagesFast(0, 1, { write: true }); // a real pin
       mem.getPage(pfns[1]!, BIAS - 1); // a false positive where bias-counted
-      expect(mem.pincount(pfns[0]!)).toBe(scheme === 'separate' ? 1 : null);
+      expect(mem.pincount(pfns[0]!)).toBe(schemeTraits(scheme).exact(0) ? 1 : null); // separate
       const s0 = mm.stats();
       mm.fork();
       const fp = biasCounted(scheme, 0);

@@ -90,6 +90,7 @@ const toolbin = join(work, 'bin');
 const barePath = toolbin;
 let packed: { filename: string; size: number; unpackedSize: number; files: { path: string }[] };
 let installLog = '';
+let prepackStdout = '';
 
 // A scratch node_modules and a build tree: removing them can take a while on a busy disk.
 afterAll(() => rmSync(work, { recursive: true, force: true }), 5 * MINUTES);
@@ -100,7 +101,7 @@ describe.runIf(supported)('npm pack, then install without a compiler (linux-x64)
     // The pack: prepack (cmake-js compile + prebuilds/), the tarball, postpack (prebuilds/ goes).
     const env = cleanEnv();
     try {
-      ok(run('npm', ['run', 'prepack'], root, env), 'npm run prepack');
+      prepackStdout = ok(run('npm', ['run', 'prepack'], root, env), 'npm run prepack');
       const out = ok(run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], root, env), 'npm pack');
       packed = (JSON.parse(out) as (typeof packed)[])[0]!;
     } finally {
@@ -131,7 +132,7 @@ describe.runIf(supported)('npm pack, then install without a compiler (linux-x64)
   it('the tarball holds the prebuilt, dist/ and every source a build from source needs', () => {
     const files = new Set(packed.files.map((f) => f.path));
     expect(files).toContain(PREBUILT);
-    for (const f of ['package.json', 'README.md', 'CMakeLists.txt', 'binding.gyp', 'scripts/gyp-sources.mjs', 'dist/index.js', 'dist/native.js']) {
+    for (const f of ['package.json', 'README.md', 'CMakeLists.txt', 'binding.gyp', 'scripts/gyp-sources.mjs', 'scripts/install.mjs', 'dist/index.js', 'dist/native.js']) {
       expect(files).toContain(f);
     }
     // native/core and native/addon whole, subfolders included.
@@ -144,6 +145,11 @@ describe.runIf(supported)('npm pack, then install without a compiler (linux-x64)
     expect(sources.filter((f) => !files.has(f))).toEqual([]);
     expect([...files].filter((f) => f.startsWith('build/') || f.startsWith('node_modules/'))).toEqual([]);
     expect([...files].filter((f) => f.startsWith('prebuilds/'))).toEqual([PREBUILT]);
+  });
+
+  it('prepack writes nothing to stdout but npm\'s own lines, so `npm pack --json` stays JSON', () => {
+    const own = prepackStdout.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('> '));
+    expect(own).toEqual([]);
   });
 
   it('pack leaves no prebuilds/ in the checkout', () => {
@@ -190,9 +196,13 @@ describe.runIf(supported)('npm pack, then install without a compiler (linux-x64)
     expect(existsSync(join(installed, 'build'))).toBe(false);
 
     // Each switch makes the install script run cmake-js, which finds no compiler on this PATH.
+    const fromSource = (value: string) => cleanEnv({ PATH: barePath, npm_config_build_from_source: value });
     const tries: [string, string[], NodeJS.ProcessEnv][] = [
       ['--build-from-source', ['--build-from-source'], bare],
-      ['npm_config_build_from_source=true', [], cleanEnv({ PATH: barePath, npm_config_build_from_source: 'true' })],
+      ['npm_config_build_from_source=true', [], fromSource('true')],
+      ['npm_config_build_from_source=1', [], fromSource('1')],
+      ['npm_config_build_from_source=TRUE', [], fromSource('TRUE')],
+      [`npm_config_build_from_source=${pkg.name} (this package only)`, [], fromSource(`other,${pkg.name}`)],
       ['--arch=arm64 (no prebuilt)', ['--arch=arm64'], bare],
     ];
     for (const [what, flags, env] of tries) {
@@ -202,6 +212,41 @@ describe.runIf(supported)('npm pack, then install without a compiler (linux-x64)
       expect(out, what).toMatch(/cmake-js compile --out build/);
       expect(out, what).toMatch(/Compiler toolset is not available|CMake.*not found/i);
     }
+    // ... and these do not: another package named, or false.
+    for (const value of ['other-package', 'false', '']) {
+      ok(run('npm', ['rebuild', pkg.name, '--foreground-scripts'], scratch, fromSource(value)), `npm rebuild, npm_config_build_from_source=${value}`);
+      expect(existsSync(join(installed, 'build')), value).toBe(false);
+    }
+  });
+
+  it('a prebuilt that does not load here (another libc, an older system) falls back to a build, PINLAB set or not', () => {
+    const prebuilt = join(installed, PREBUILT);
+    const good = readFileSync(prebuilt);
+    try {
+      writeFileSync(prebuilt, 'not an ELF shared object'); // dlopen fails, as on a mismatched system
+      const extras: Record<string, string>[] = [{}, { PINLAB: '1' }];
+      for (const extra of extras) {
+        const r = run('npm', ['rebuild', pkg.name, '--foreground-scripts'], scratch, cleanEnv({ PATH: barePath, ...extra }));
+        const out = r.stdout + r.stderr;
+        const what = JSON.stringify(extra);
+        expect(r.status, `${what}: ${out}`).not.toBe(0);
+        expect(out, what).toMatch(/no usable prebuilt addon/);
+        expect(out, what).toMatch(/cmake-js compile --out build/);
+      }
+    } finally {
+      writeFileSync(prebuilt, good);
+    }
+    ok(run('npm', ['rebuild', pkg.name, '--foreground-scripts'], scratch, cleanEnv({ PATH: barePath })), 'npm rebuild with the prebuilt back');
+    expect(existsSync(join(installed, 'build'))).toBe(false);
+  });
+
+  it("the README states the tarball's size as npm pack measures it (within 2%)", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const size = Number(/`size`\s*(\d+) bytes/.exec(readme)?.[1]);
+    const unpacked = Number(/`unpackedSize`\s*(\d+) bytes/.exec(readme)?.[1]);
+    const measured = `measured: size ${packed.size} bytes, unpackedSize ${packed.unpackedSize} bytes`;
+    expect(Math.abs(size / packed.size - 1), measured).toBeLessThan(0.02);
+    expect(Math.abs(unpacked / packed.unpackedSize - 1), measured).toBeLessThan(0.02);
   });
 
   it(

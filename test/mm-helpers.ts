@@ -13,6 +13,7 @@ import {
   type Translation,
 } from '../lib/index.js';
 import { expectPinlabError } from './helpers.js';
+import { schemeTraits } from './scheme-traits.js';
 
 export const BIAS = 1024;
 export const PMD = 512;
@@ -65,11 +66,13 @@ export function pinRefs(scheme: Scheme, order: number, write: boolean, n = 1, pi
     case 'write-bias':
       return write ? n * BIAS : n;
   }
+  // A scheme registered later: its policy's cost (test/scheme-traits.ts).
+  return n * schemeTraits(scheme, BIAS, pincountMinOrder).cost(order, write);
 }
 
 /** Whether a pin is visible to maybeDmaPinned (write-bias read pins are not, by design). */
 export function pinVisible(scheme: Scheme, write: boolean): boolean {
-  return !(scheme === 'write-bias' && !write);
+  return !(schemeTraits(scheme).readPinsHidden && !write);
 }
 
 /** Numeric difference of two stats objects, key by key. */

@@ -8,7 +8,15 @@
 // Every mutating call is all or nothing: the model applies a call entry by entry (the per-page
 // view) on the live state and restores a snapshot on failure. Because pins only add and unpins only
 // subtract, the first failing entry and its error code are the same whatever the batching.
+//
+// The four schemes of the 2019 debate are written out here, independently of the native code. A
+// scheme registered later (one file in native/core/pages/schemes/) has no arithmetic of its own
+// here: the model takes its pin costs, exact orders and read-pin visibility from its policy
+// through the addon (schemeArithmetic, schemes()), so every property test runs for it too and
+// checks the paths, rollback and overflow machinery against that policy.
+import { native } from '../lib/native.js';
 import type { Scheme } from '../lib/schemes.js';
+
 
 export interface ModelOptions {
   pages: number;
@@ -72,12 +80,24 @@ export class PinModel {
     rollbacks: 0,
   };
 
+  /** A scheme not written out here: its policy's arithmetic, from the addon. */
+  private readonly policy: { exact: boolean[]; read: number[]; write: number[] } | null = null;
+  /** Maybe-pinned does not see read pins (write-bias): read and write pins cost differently, so debug mode counts write pins apart. */
+  readonly readPinsHidden: boolean;
+
   constructor(o: ModelOptions) {
     this.pages = o.pages;
     this.scheme = o.scheme ?? 'hybrid';
     this.bias = o.pinBias ?? 1024;
     this.minOrder = o.pincountMinOrder ?? 1;
     this.debug = o.debug ?? false;
+    if (this.writtenOutCost(0, true) === null) {
+      // not one of the schemes written out below: its policy's arithmetic
+      this.policy = native.schemeArithmetic(this.scheme, this.bias, this.minOrder);
+      this.readPinsHidden = native.schemes().find((x) => x.name === this.scheme)?.readPinsVisible === false;
+    } else {
+      this.readPinsHidden = this.scheme === 'write-bias';
+    }
     const fo = o.folioOrder ?? 0;
     this.order = new Uint8Array(this.pages).fill(fo);
     this.ref = new Float64Array(this.pages);
@@ -97,6 +117,7 @@ export class PinModel {
 
   /** Whether the scheme keeps an exact pincount for a folio of this order. */
   tracked(order: number): boolean {
+    if (this.policy !== null) return this.policy.exact[order]!;
     if (this.scheme === 'separate') return true;
     if (this.scheme === 'hybrid') return order >= this.minOrder;
     return false;
@@ -104,6 +125,14 @@ export class PinModel {
 
   /** What one subpage pin adds to the folio's refcount. */
   pinRefCost(order: number, write: boolean): number {
+    if (this.policy !== null) return (write ? this.policy.write : this.policy.read)[order]!;
+    const cost = this.writtenOutCost(order, write);
+    if (cost === null) throw new Error(`model: no arithmetic for scheme '${this.scheme}'`);
+    return cost;
+  }
+
+  /** The contract's table for the schemes this model writes out; null for any other. */
+  private writtenOutCost(order: number, write: boolean): number | null {
     switch (this.scheme) {
       case 'bias':
         return this.bias;
@@ -114,6 +143,7 @@ export class PinModel {
       case 'write-bias':
         return write ? this.bias : 1;
     }
+    return null;
   }
 
   private checkPfn(pfn: number): void {
@@ -334,7 +364,7 @@ export class PinModel {
     for (const [pfn, n] of need) {
       const w = this.dbgW[pfn]!;
       const all = this.dbg[pfn]!;
-      const held = this.scheme === 'write-bias' ? (write ? w : all - w) : all;
+      const held = this.readPinsHidden ? (write ? w : all - w) : all;
       if (held < n) fail('ENOTPINNED', `pfn ${pfn} (ledger)`);
     }
   }
@@ -356,7 +386,7 @@ export class PinModel {
         if (this.tracked(o)) this.pin[h]! += 1;
         if (this.debug) {
           this.dbg[pfn]! += 1;
-          if (write && this.scheme === 'write-bias') this.dbgW[pfn]! += 1;
+          if (write && this.readPinsHidden) this.dbgW[pfn]! += 1;
         }
       }
     } catch (e) {
@@ -382,11 +412,11 @@ export class PinModel {
         if (this.debug) {
           const w = this.dbgW[pfn]!;
           const all = this.dbg[pfn]!;
-          if (this.scheme === 'write-bias') {
+          if (this.readPinsHidden) {
             if (write ? w <= 0 : all - w <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
           } else if (all <= 0) fail('ENOTPINNED', `pfn ${pfn} (debug)`);
           this.dbg[pfn] = all - 1;
-          if (write && this.scheme === 'write-bias') this.dbgW[pfn] = w - 1;
+          if (write && this.readPinsHidden) this.dbgW[pfn] = w - 1;
         }
         if (dirty) this.dirty[h] = 1;
         if (this.tracked(o)) {

@@ -18,6 +18,7 @@ import {
 } from '../lib/index.js';
 import { expectPinlabError, expectRefusedUnchanged, gcFunction, range } from './helpers.js';
 import { pfnsOf, pinRefs, pinVisible } from './mm-helpers.js';
+import { schemeTraits } from './scheme-traits.js';
 
 /** A free array (pages allocated by mmap) and one address space over it. */
 function setup(opts: Partial<PageArrayOptions> = {}, pages = 256): { mem: PageArray; mm: AddressSpace } {
@@ -561,7 +562,7 @@ describe.each(SCHEMES)('scheme %s: an owner\'s pins through their life', (scheme
       mm.munmap({ start: 0, count: 4 });
       for (const p of pfns) expect(mem.refcount(p)).toBe(pinRefs(scheme, 0, write));
       refused(mem, () => mm.unpinUserPages(pinned, { owner: other, write }), 'ENOTPINNED', /owner 'other' holds no/, /its pins belong to owner 'owner'/);
-      if (scheme === 'write-bias') {
+      if (schemeTraits(scheme).readPinsHidden) {
         // the release must be of the kind pinned: the bias belongs to write pins only
         refused(
           mem,

@@ -171,3 +171,47 @@ describe('binding.gyp and CMake build the same sources', () => {
     expect(cmake).toMatch(/file\(GLOB\s+\w+\s+(CONFIGURE_DEPENDS\s+)?\S*native\/addon\/\*\.cpp\)/);
   });
 });
+
+describe('the install script (scripts/install.mjs)', () => {
+  it('reads npm_config_build_from_source as the ecosystem writes it', async () => {
+    const script = join(root, 'scripts', 'install.mjs'); // a path: the .mjs has no type declarations
+    const { buildFromSourceAsked } = (await import(script)) as {
+      buildFromSourceAsked(value: string | undefined, name?: string): boolean;
+    };
+    for (const v of ['true', 'TRUE', ' True ', '1', 'yes', 'on', 'pinlab', 'PINLAB', 'sharp,pinlab', 'sharp, pinlab']) {
+      expect(buildFromSourceAsked(v, 'pinlab'), v).toBe(true);
+    }
+    for (const v of [undefined, '', 'false', '0', 'no', 'sharp', 'pinlab-extra', 'pin']) {
+      expect(buildFromSourceAsked(v, 'pinlab'), String(v)).toBe(false);
+    }
+  });
+
+  it('is what package.json runs on install, and ships in the package', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; files: string[] };
+    expect(pkg.scripts['install']).toBe('node scripts/install.mjs');
+    expect(pkg.files).toContain('scripts/install.mjs');
+  });
+});
+
+describe('the addon loader (lib/native.ts)', () => {
+  it('an addon that does not load says how to build one for this system', async () => {
+    requireDist();
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { spawnSync } = await import('node:child_process');
+    const dir = mkdtempSync(join(tmpdir(), 'pinlab-loader-'));
+    try {
+      const bad = join(dir, 'pinlab.node');
+      writeFileSync(bad, 'not an ELF shared object');
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'dist', 'index.js'))});`], {
+        env: { ...process.env, PINLAB_ADDON: bad },
+        encoding: 'utf8',
+      });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(`pinlab: the native addon ${bad} does not load here`);
+      expect(r.stderr).toContain('npm rebuild pinlab --build-from-source');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

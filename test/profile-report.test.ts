@@ -17,6 +17,7 @@ import { formatProfileTable } from '../lib/profile/table.js';
 import type { ProfileBucket, ProfileResults, ProfileScheme, Rate } from '../lib/profile/types.js';
 import type { Population } from '../lib/types/population.js';
 import { SCHEMES } from '../lib/schemes.js';
+import { schemeTraits } from './scheme-traits.js';
 
 type Scheme = ProfileScheme['scheme'];
 
@@ -55,20 +56,29 @@ const PINNED = Math.round(ALLOCATED * 0.002);
 const UNPINNED = ALLOCATED - PINNED;
 /** Reference-count buckets 1..1, 2..3, ..., 4096..8191, and an empty 8192..16383. */
 const REF_BUCKETS = Array.from({ length: 15 }, (_, b) => ({ lo: 2 ** b, hi: 2 ** (b + 1) - 1 }));
-/** Share of pages whose folios count pins with the bias (the rest count them exactly). */
-const BIASED_SHARE: Record<Scheme, number> = { bias: 1, hybrid: 0.75, separate: 0, 'write-bias': 1 };
+/** The fixture's folios: 75% of the pages in order-0 folios, 25% in order-9 ones. */
+const ORDER_WEIGHTS: readonly [order: number, weight: number][] = [
+  [0, 0.75],
+  [9, 0.25],
+];
+
+/** Share of pages whose folios count pins with the bias (the rest count them exactly): bias and write-bias 1, hybrid 0.75, separate 0. */
+function biasedShare(scheme: Scheme): number {
+  const t = schemeTraits(scheme);
+  return ORDER_WEIGHTS.reduce((a, [order, w]) => a + (t.exact(order) ? 0 : w), 0);
+}
 
 function counts(pages: number, fp: number, unpinned: number, pinned: number, scheme: Scheme, hidden: number): Omit<ProfileBucket, 'label' | 'key'> {
   return {
     pages,
     falsePositives: wilson(fp, unpinned),
     falseNegatives: wilson(0, pinned),
-    hiddenReadPins: scheme === 'write-bias' ? wilson(hidden, Math.round(pinned * 0.3)) : null,
+    hiddenReadPins: schemeTraits(scheme).readPinsHidden ? wilson(hidden, Math.round(pinned * 0.3)) : null,
   };
 }
 
 function entry(scheme: Scheme, bias: number): ProfileScheme {
-  const share = BIASED_SHARE[scheme];
+  const share = biasedShare(scheme);
   const byRefs: ProfileBucket[] = REF_BUCKETS.map(({ lo, hi }) => {
     const pages = Math.round(ALLOCATED * mass(lo, hi));
     const unpinned = Math.round(pages * (1 - 0.002));
@@ -77,9 +87,9 @@ function entry(scheme: Scheme, bias: number): ProfileScheme {
   });
   const fp = byRefs.reduce((a, b) => a + b.falsePositives.count, 0);
   const tail = mass(bias, INT32_MAX);
-  const byOrder: ProfileBucket[] = [0, 9].map((order) => {
-    const w = order === 0 ? 0.75 : 0.25;
-    const orderFp = scheme === 'hybrid' ? (order === 0 ? fp : 0) : Math.round(fp * w);
+  const byOrder: ProfileBucket[] = ORDER_WEIGHTS.map(([order, w]) => {
+    // the false positives fall on the bias-counted orders (hybrid: all on order 0)
+    const orderFp = schemeTraits(scheme).exact(order) ? 0 : Math.round((fp * w) / share);
     return { label: `order ${order}`, key: order, ...counts(Math.round(ALLOCATED * w), orderFp, Math.round(UNPINNED * w), Math.round(PINNED * w), scheme, 0) };
   });
   const hidden = Math.round(PINNED * 0.3 * (1 - tail));
@@ -104,7 +114,7 @@ function entry(scheme: Scheme, bias: number): ProfileScheme {
       samplePages,
       scale,
     },
-    pinBudget: Math.floor((INT32_MAX - 2) / (scheme === 'separate' ? 1 : bias)),
+    pinBudget: Math.floor((INT32_MAX - 2) / schemeTraits(scheme, bias).cost(0, true)), // separate: 1 a pin, else the bias
   };
 }
 
@@ -253,7 +263,7 @@ describe('formatProfileTable', () => {
   const row = (scheme: string, bias: number): string => lines.find((l) => new RegExp(`^${scheme} +${bias} `).test(l)) ?? '';
 
   it('has the header: machine, source, pages, threads, duration, scan speed', () => {
-    expect(lines[0]).toBe('pinlab 0.1.0 profile, 2026-11-24T10:00:00.000Z, 28 scheme/bias entries');
+    expect(lines[0]).toBe(`pinlab 0.1.0 profile, 2026-11-24T10:00:00.000Z, ${sample().schemes.length} scheme/bias entries`);
     expect(text).toContain('machine: Test CPU @ 2.0GHz, 16 logical cores, linux x64, kernel 6.1.0-test, node v20.20.2, build Release');
     expect(text).toContain('source: synthetic population, preset desktop');
     expect(text).toContain('population: 4194304 pages (16 GiB), folios 75% 4K, 25% 2M, 20% free, refs mixture(85% uniform 1..3, 15% zipf s=0.9 1..4096), seed 1');
@@ -274,7 +284,7 @@ describe('formatProfileTable', () => {
     expect(row('write-bias', 1024)).toMatch(/ agree +0 +\d+ \(\d+(\.\d+)?%\) +0 /);
     const entry = new RegExp(`^(${SCHEMES.join('|')}) +\\d+ +[\\d.e-]+% `);
     const entries = lines.filter((l) => entry.test(l));
-    expect(entries).toHaveLength(28);
+    expect(entries).toHaveLength(sample().schemes.length); // 28 for the four
     expect(entries.filter((l) => l.startsWith('bias ')).map((l) => Number(l.split(/ +/)[1]))).toEqual(SWEEP); // ascending
     expect(text).toMatch(/^scheme +bias +false positives +95% CI +FP\/unpinned +expected +verdict +false negatives +hidden read pins +overflow refusals +pins taken +pin budget$/m);
   });

@@ -16,6 +16,52 @@ describe('scheme registry', () => {
     expect(r.status).toBe(0);
   });
 
+  it('the generator also keeps the scheme enum of docs/bench-results.schema.json', async () => {
+    const { readFileSync } = await import('node:fs');
+    const gen = (await import(join(root, 'scripts', 'gen-schemes.mjs'))) as { renderDocsSchema(text: string, names: readonly string[]): string };
+    const text = readFileSync(join(root, 'docs', 'bench-results.schema.json'), 'utf8');
+    expect(gen.renderDocsSchema(text, SCHEMES)).toBe(text); // --check above covers it too
+    const more = JSON.stringify(JSON.parse(gen.renderDocsSchema(text, [...SCHEMES, 'sharded'])));
+    expect(more).toContain(`"scheme":{"enum":${JSON.stringify([...SCHEMES, 'sharded', null])}}`);
+  });
+
+  it('the generator reads each struct for its own kName, past comments, and refuses what is unclear', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const gen = (await import(join(root, 'scripts', 'gen-schemes.mjs'))) as {
+      readRegistry(dir?: string): { id: string; type: string; name: string; file: string }[];
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'pinlab-registry-'));
+    try {
+      const registry = (lines: string) =>
+        `#pragma once\n#include "pages/schemes/sharded.h"\n// #include "pages/schemes/old.h"\n#define PINLAB_SCHEME_REGISTRY(X) \\\n${lines}\n`;
+      writeFileSync(
+        join(dir, 'sharded.h'),
+        `// struct OldScheme { static constexpr std::string_view kName = "old"; };
+struct ShardedScheme;
+struct ShardedScheme {
+  // static constexpr std::string_view kName = "was-sharded";
+  static constexpr std::string_view kName = "sharded";
+  struct Shard { int n; };
+};
+/* struct LazyScheme { kName = "commented"; } */
+struct LazyScheme final {
+  static constexpr std::string_view kName = "sharded-lazy";
+};
+`,
+      );
+      writeFileSync(join(dir, 'registry.h'), registry('  X(kSharded, ShardedScheme) /* X(kOld, OldScheme) */ \\\n  X(kLazy, LazyScheme)'));
+      expect(gen.readRegistry(dir).map((s) => [s.id, s.name])).toEqual([
+        ['kSharded', 'sharded'],
+        ['kLazy', 'sharded-lazy'],
+      ]);
+      writeFileSync(join(dir, 'registry.h'), registry('  X(kOld, OldScheme)'));
+      expect(() => gen.readRegistry(dir)).toThrow(/OldScheme is not defined/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the addon registers the same schemes, in the same order', () => {
     expect(native.schemes().map((s) => s.name)).toEqual([...SCHEMES]);
   });
@@ -33,11 +79,31 @@ describe('scheme registry', () => {
 
   it('each scheme describes itself: pincount home, read-pin visibility, bytes per page', () => {
     const info = new Map(native.schemes().map((s) => [s.name, s]));
-    expect(info.get('bias')).toMatchObject({ pincount: 'none', readPinsVisible: true, bytesPerPage: 5, debugBytesPerPage: 4 });
-    expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', readPinsVisible: true, bytesPerPage: 5 });
-    expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', readPinsVisible: true, bytesPerPage: 9 });
-    expect(info.get('write-bias')).toMatchObject({ pincount: 'none', readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    expect(info.get('bias')).toMatchObject({ pincount: 'none', pinWords: 0, readPinsVisible: true, bytesPerPage: 5, debugBytesPerPage: 4 });
+    expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', pinWords: 0, readPinsVisible: true, bytesPerPage: 5 });
+    expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', pinWords: 1, readPinsVisible: true, bytesPerPage: 9 });
+    expect(info.get('write-bias')).toMatchObject({ pincount: 'none', pinWords: 0, readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    for (const s of info.values()) expect(s.bytesPerPage, s.name).toBe(5 + 4 * s.pinWords);
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
+  });
+
+  it("each scheme's policy (schemeArithmetic) agrees with the test model's written-out arithmetic", async () => {
+    const { PinModel } = await import('./model.js');
+    for (const scheme of SCHEMES) {
+      for (const [pinBias, pincountMinOrder] of [[1024, 1], [64, 2], [2, 9], [1 << 20, 30]] as const) {
+        const a = native.schemeArithmetic(scheme, pinBias, pincountMinOrder);
+        const m = new PinModel({ pages: 1, scheme, pinBias, pincountMinOrder });
+        for (let order = 0; order <= 30; order++) {
+          const at = `${scheme} bias ${pinBias} min order ${pincountMinOrder} order ${order}`;
+          expect(a.exact[order], at).toBe(m.tracked(order));
+          expect(a.read[order], at).toBe(m.pinRefCost(order, false));
+          expect(a.write[order], at).toBe(m.pinRefCost(order, true));
+        }
+      }
+    }
+    expect(() => native.schemeArithmetic('nope', 1024, 1)).toThrow(PinlabError);
+    expect(() => native.schemeArithmetic(SCHEMES[0], 1000, 1)).toThrow(/pinBias/);
+    expect(() => native.schemeArithmetic(SCHEMES[0], 1024, 0)).toThrow(/pincountMinOrder/);
   });
 
   it('bytes per page from the registry match what a PageArray of each scheme reports', () => {

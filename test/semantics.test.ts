@@ -5,20 +5,25 @@ import { describe, expect, it } from 'vitest';
 import { PageArray, SCHEMES, type PinPath, type Scheme } from '../lib/index.js';
 import { diffAgainstModel, pair, range } from './helpers.js';
 import { PinModel } from './model.js';
+import { schemeTraits } from './scheme-traits.js';
 
 const PATHS: PinPath[] = ['per-page', 'bvec'];
 
-/** Refcount added by one subpage pin, straight from the contract's table. */
+/** Refcount added by one subpage pin, straight from the contract's table (a later scheme: its policy). */
 function contractRefCost(scheme: Scheme, order: number, write: boolean, B: number, minOrder = 1): number {
   if (scheme === 'bias') return B;
   if (scheme === 'hybrid') return order >= minOrder ? 1 : B;
   if (scheme === 'separate') return 1;
-  return write ? B : 1;
+  if (scheme === 'write-bias') return write ? B : 1;
+  return schemeTraits(scheme, B, minOrder).cost(order, write);
 }
 
-/** Whether the scheme keeps an exact pincount for the folio (non-debug). */
+/** Whether the scheme keeps an exact pincount for the folio (non-debug; a later scheme: its policy). */
 function contractTracks(scheme: Scheme, order: number, minOrder = 1): boolean {
-  return scheme === 'separate' || (scheme === 'hybrid' && order >= minOrder);
+  if (scheme === 'separate') return true;
+  if (scheme === 'hybrid') return order >= minOrder;
+  if (scheme === 'bias' || scheme === 'write-bias') return false;
+  return schemeTraits(scheme, 1024, minOrder).exact(order);
 }
 
 /** Bytes per page of each scheme's per-page arrays, without and with debug accounting (the contract's table). */
@@ -172,7 +177,7 @@ describe.each(SCHEMES)('scheme %s: pin arithmetic', (scheme) => {
       expect(pa.refcount(3)).toBe(1 + cost);
       expect(pa.pincount(3)).toBe(contractTracks(scheme, 0) ? 1 : null);
       // Every scheme sees a pin, except a read pin under write-bias (invisible by design).
-      expect(pa.maybeDmaPinned(3)).toBe(!(scheme === 'write-bias' && !write));
+      expect(pa.maybeDmaPinned(3)).toBe(!(schemeTraits(scheme).readPinsHidden && !write));
       // Neighbours untouched.
       expect(pa.refcount(2)).toBe(1);
       expect(pa.refcount(4)).toBe(1);
@@ -196,7 +201,7 @@ describe.each(SCHEMES)('scheme %s: pin arithmetic', (scheme) => {
       const size = 2 ** order;
       const pages = size * 4;
       const head = size * 2;
-      const write = scheme === 'write-bias';
+      const write = schemeTraits(scheme).readPinsHidden; // write pins, so that every scheme sees them
       const pa = new PageArray({ pages, scheme, folioOrder: order });
       const model = new PinModel({ pages, scheme, folioOrder: order });
       const cost = contractRefCost(scheme, order, write, B);
@@ -289,7 +294,7 @@ describe('maybeDmaPinned around the bias (plain references only)', () => {
       // refcount B: the bias schemes see a (false positive) pin, the exact counter does not
       pa.getPage(1);
       expect(pa.refcount(1)).toBe(B);
-      const falsePositive = scheme !== 'separate';
+      const falsePositive = !contractTracks(scheme, 0); // every scheme but separate
       expect(pa.maybeDmaPinned(1)).toBe(falsePositive);
       pa.getPage(1, B);
       expect(pa.maybeDmaPinned(1)).toBe(falsePositive);
@@ -301,7 +306,7 @@ describe('maybeDmaPinned around the bias (plain references only)', () => {
       pa.getPage(5, B - 1);
       expect(pa.refcount(4)).toBe(B);
       // bias and write-bias use the bias on every folio; hybrid and separate count large folios exactly
-      const falsePositive = scheme === 'bias' || scheme === 'write-bias';
+      const falsePositive = !contractTracks(scheme, 2); // bias and write-bias
       for (let p = 4; p < 8; p++) expect(pa.maybeDmaPinned(p)).toBe(falsePositive);
     });
   });
@@ -319,7 +324,7 @@ describe('zero false negatives', () => {
       // plus plenty of plain references around (must not hide pins)
       for (let p = 0; p < 256; p += 3) pa.getPage(p, (p % 7) + 1);
       const pinned = [0, 9, 17, 40, 63, 64, 200, 255, 130];
-      const write = scheme === 'write-bias';
+      const write = schemeTraits(scheme).readPinsHidden; // write pins, so that every scheme sees them
       pa.pinPages(new Uint32Array(pinned), { write });
       for (const p of pinned) expect(pa.maybeDmaPinned(p), `pfn ${p}`).toBe(true);
       // every page of a pinned folio counts
@@ -379,7 +384,7 @@ describe('write-bias: read and write pins', () => {
 
 describe('dirty flags', () => {
   it.each(SCHEMES)('%s: unpin with dirty marks exactly the folios of the listed pages', (scheme) => {
-    const write = scheme === 'write-bias';
+    const write = schemeTraits(scheme).readPinsHidden; // write pins, so that every scheme sees them
     const pa = new PageArray({ pages: 32, scheme });
     pa.makeFolio(8, 3);
     pa.makeFolio(16, 2);
@@ -412,7 +417,7 @@ describe('dirty flags', () => {
 
 describe('countMaybeDmaPinned', () => {
   it.each(SCHEMES)('%s: ranges and lists, weighted by listed base pages', (scheme) => {
-    const write = scheme === 'write-bias';
+    const write = schemeTraits(scheme).readPinsHidden; // write pins, so that every scheme sees them
     const { pa, model } = pair({ pages: 64, scheme });
     for (const m of [pa, model]) {
       m.makeFolio(16, 4); // 16..31
@@ -517,7 +522,7 @@ describe('toBvecs', () => {
 
 describe('statistics count logical subpage pins', () => {
   it.each(SCHEMES)('%s: pinAcquired / pinReleased balance, foliosFreed counts frees by unpin', (scheme) => {
-    const write = scheme === 'write-bias';
+    const write = schemeTraits(scheme).readPinsHidden; // write pins, so that every scheme sees them
     const pa = new PageArray({ pages: 1024, scheme, folioOrder: 9 });
     expect(pa.pinPages({ start: 0, count: 1024 }, { write })).toBe(1024);
     expect(pa.stats().pinAcquired).toBe(1024);
@@ -551,7 +556,7 @@ describe('page sets: views, empty sets, edges', () => {
         { pfn: 4, count: 1 },
         { pfn: 5, count: 1 },
       ]); // order-0 pages: one run each
-      expect(pa.countMaybeDmaPinned(viaOffset)).toBe(scheme === 'write-bias' ? 0 : 2);
+      expect(pa.countMaybeDmaPinned(viaOffset)).toBe(schemeTraits(scheme).readPinsHidden ? 0 : 2); // read pins
       expect(pa.stats().pinAcquired).toBe(5);
       pa.unpinPages(view, { path });
       pa.unpinPages(viaOffset, { path });

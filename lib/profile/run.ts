@@ -121,22 +121,19 @@ export function wilson(count: number, total: number): Rate {
 
 // Rates count folios: a folio answers once for all its pages, so folios are the independent
 // trials (a 2 MiB folio is one answer, not 512). Page counts are in `pages` and the costs.
-function counts(t: NativeProfileTally, writeBias: boolean): ProfileCounts {
+// hiddenReads: the scheme hides read pins by design (write-bias), so they are counted apart.
+function counts(t: NativeProfileTally, hiddenReads: boolean): ProfileCounts {
   return {
     pages: t.pages,
     falsePositives: wilson(t.falsePositiveFolios, t.unpinnedFolios),
     falseNegatives: wilson(t.falseNegativeFolios, t.pinnedFolios),
-    hiddenReadPins: writeBias ? wilson(t.hiddenReadFolios, t.readOnlyFolios) : null,
+    hiddenReadPins: hiddenReads ? wilson(t.hiddenReadFolios, t.readOnlyFolios) : null,
   };
 }
 
-/** Whether a scheme counts pins exactly on folios of this order (no false positives there). */
-function exact(scheme: string, order: number): boolean {
-  return scheme === 'separate' || (scheme === 'hybrid' && order >= 1);
-}
-
 function schemeResult(run: NativeProfileRun, population: Population | null, median: number): ProfileScheme {
-  const wb = run.scheme === 'write-bias';
+  // What the scheme is comes from its policy, through the addon: never from its name.
+  const wb = !run.readPinsVisible;
   const byOrder: ProfileBucket[] = run.byOrder.flatMap((t, order) =>
     t.pages > 0 ? [{ label: `order ${order}`, key: order, ...counts(t, wb) }] : [],
   );
@@ -148,13 +145,14 @@ function schemeResult(run: NativeProfileRun, population: Population | null, medi
   const tail = population === null ? 0 : native.distributionTail(population.refs, run.bias);
   let expectedFolios = 0;
   run.byOrder.forEach((t, order) => {
-    if (!exact(run.scheme, order)) expectedFolios += t.unpinnedFolios * tail;
+    // Folios with an exact pincount have no false positives.
+    if (run.exactOrders[order] !== true) expectedFolios += t.unpinnedFolios * tail;
   });
   const overall = counts(run.overall, wb);
   const expectedRate = run.overall.unpinnedFolios > 0 ? expectedFolios / run.overall.unpinnedFolios : 0;
   const fp = overall.falsePositives;
   const scale = run.samplePages > 0 ? run.overall.pages / run.samplePages : 0;
-  const perPin = run.scheme === 'separate' ? 1 : run.bias;
+  const perPin = run.pinRefCost;
   return {
     scheme: run.scheme as ProfileScheme['scheme'],
     bias: run.bias,

@@ -2,6 +2,8 @@
 // native/addon; native/core knows nothing of it.
 #include <napi.h>
 
+#include <bit>
+
 #include "address_space_wrap.h"
 #include "bench_worker.h"
 #include "kernel_probe_worker.h"
@@ -10,6 +12,7 @@
 #include "page_array_wrap.h"
 #include "args.h"
 #include "base/threads.h"
+#include "pages/page_array.h"
 #include "pages/scheme.h"
 
 #include <cstdlib>
@@ -23,8 +26,9 @@ const char* pincount_home_name(PincountHome h) {
     case PincountHome::kNone: return "none";
     case PincountHome::kFirstTail: return "large-folios";
     case PincountHome::kSideArray: return "every-folio";
+    case PincountHome::kOwn: return "own";
   }
-  return "none";
+  return "unknown";
 }
 
 // schemes(): the registered schemes (pages/schemes/registry.h), in registry order.
@@ -37,6 +41,7 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
     o.Set("name", std::string(s.name));
     o.Set("summary", std::string(s.summary));
     o.Set("pincount", pincount_home_name(s.pincount));
+    o.Set("pinWords", s.pin_words);
     o.Set("readPinsVisible", s.read_pins_visible);
     o.Set("bytesPerPage", s.bytes_per_page);
     o.Set("debugBytesPerPage", s.debug_bytes_per_page);
@@ -54,6 +59,37 @@ Napi::Value guarded_fn(const Napi::CallbackInfo& info) {
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 void export_fn(Napi::Env env, Napi::Object exports, const char* name) {
   exports.Set(name, Napi::Function::New(env, guarded_fn<F>, name));
+}
+
+// schemeArithmetic(name, pinBias, pincountMinOrder): what the scheme's policy does to one
+// subpage pin of a folio of each order 0..kMaxOrder: { exact: bool[], read: number[], write:
+// number[] } (whether the folio keeps an exact pincount; the refcount cost of a read and of a
+// write pin). For tools and test oracles that must not know schemes by name.
+Napi::Value scheme_arithmetic(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Scheme scheme;
+  if (info.Length() < 3 || !info[0].IsString() || !parse_scheme(info[0].As<Napi::String>().Utf8Value(), &scheme))
+    throw_status(env, unknown_scheme_status());
+  const int64_t bias = info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+  const int64_t min_order = info[2].IsNumber() ? info[2].As<Napi::Number>().Int64Value() : -1;
+  if (bias < kMinBias || bias > kMaxBias || (bias & (bias - 1)) != 0)
+    throw_status(env, Status::BadOption("pinBias", bias, "a power of two in 2..1048576"));
+  if (min_order < 1 || min_order > kMaxOrder)
+    throw_status(env, Status::BadOption("pincountMinOrder", min_order, "an integer in 1..30"));
+  const SchemeParams p{uint32_t(std::countr_zero(uint64_t(bias))), uint32_t(min_order)};
+  Napi::Array exact = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array read = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array write = Napi::Array::New(env, kMaxOrder + 1);
+  for (uint32_t k = 0; k <= kMaxOrder; ++k) {
+    exact.Set(k, scheme_keeps_pincount(scheme, p, k));
+    read.Set(k, double(scheme_pin_cost(scheme, p, k, 1, false).ref));
+    write.Set(k, double(scheme_pin_cost(scheme, p, k, 1, true).ref));
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("exact", exact);
+  out.Set("read", read);
+  out.Set("write", write);
+  return out;
 }
 
 }  // namespace
@@ -84,6 +120,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   export_fn<distribution_tail_sync>(env, exports, "distributionTail");
   export_fn<take_snapshot_async>(env, exports, "takeSnapshot");
   export_fn<schemes>(env, exports, "schemes");
+  export_fn<scheme_arithmetic>(env, exports, "schemeArithmetic");
   export_fn<set_error_class>(env, exports, "setErrorClass");
   return exports;
 }

@@ -14,7 +14,7 @@ namespace pinlab::test {
 
 inline std::unique_ptr<PageArray> make_array(uint64_t pages, Scheme scheme, bool debug = false,
                                              uint32_t folio_order = 0, uint32_t min_order = 1,
-                                             uint32_t bias = kDefaultBias) {
+                                             uint32_t bias = kDefaultBias, bool populated = true) {
   PageArrayConfig cfg;
   cfg.pages = int64_t(pages);
   cfg.scheme = scheme;
@@ -22,6 +22,7 @@ inline std::unique_ptr<PageArray> make_array(uint64_t pages, Scheme scheme, bool
   cfg.folio_order = folio_order;
   cfg.pincount_min_order = min_order;
   cfg.pin_bias = bias;
+  cfg.populated = populated;  // false: every page free, for the allocator
   std::unique_ptr<PageArray> pa;
   const Status st = PageArray::create(cfg, &pa);
   if (!st.ok()) fail(__FILE__, __LINE__, "create: " + describe(st));

@@ -178,6 +178,11 @@ Status run_profile(const std::vector<PopFolio>& folios, uint64_t pages, const Pr
         return st;
       run.pins_taken = built.pins_taken;
       run.overflow_refusals = built.overflow_refusals;
+      const SchemeParams params{uint32_t(std::countr_zero(bias)), built.mem->pincount_min_order()};
+      for (uint32_t k = 0; k < kProfileOrders; ++k)
+        if (scheme_keeps_pincount(scheme, params, k)) run.exact_orders |= uint32_t{1} << k;
+      run.pin_ref_cost = scheme_pin_cost(scheme, params, 0, 1, true).ref;
+      run.read_pins_visible = scheme_info(scheme).read_pins_visible;
       std::vector<ThreadTally> tallies(threads);  // ~60 KB each
       if (Status st = in_threads(threads, [&](uint32_t t) {
             classify(*built.mem, folios, folios.size() * t / threads,

@@ -42,6 +42,13 @@ struct ProfileRun {
   uint64_t pins_taken = 0, overflow_refusals = 0;
   uint64_t sample_pages = 0, sample_early_cow_fp = 0, sample_migration_fp = 0;
   double scan_pages_per_second = 0;  // count_maybe_dma_pinned over the array, all threads
+  // What the scheme is, from its policy (the report must not know schemes by name): the
+  // orders < kProfileOrders whose folios keep an exact pincount (bit k: order k; no false
+  // positives there), the refcount cost of one write pin of a small folio (the pin budget's
+  // unit) and whether read pins are visible to maybe-pinned.
+  uint32_t exact_orders = 0;
+  int64_t pin_ref_cost = 1;
+  bool read_pins_visible = true;
 };
 
 constexpr uint32_t kMaxProfileThreads = 1024;

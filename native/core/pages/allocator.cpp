@@ -51,8 +51,9 @@ void PageArray::return_to_zone(uint64_t head) {
   // A count can only reach zero with no pins left, but a non-debug put may have eaten a pin's
   // references: never leave a stale pincount behind for the block's next user.
   if (order >= 1) ref_at(head + 1).store(0, std::memory_order_relaxed);
-  if (!pincount_.empty())
-    std::atomic_ref<int32_t>(pincount_.data()[head]).store(0, std::memory_order_relaxed);
+  // ... nor stale pincount words (separate's side array, a kOwn scheme's store).
+  for (uint64_t w = 0; w < pin_words_per_page_; ++w)
+    std::atomic_ref<int32_t>(pincount_.data()[w * pages() + head]).store(0, std::memory_order_relaxed);
   // Every page becomes an order-0 free page, dirty flag cleared: no stale order byte may point
   // a later query (or a speculative gup_fast) at a head that the allocator hands out again.
   for (uint64_t p = head; p < end; ++p) meta_at(p).store(0, std::memory_order_relaxed);

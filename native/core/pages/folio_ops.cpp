@@ -24,7 +24,14 @@ Reason PageArray::idle_page_fault(uint64_t pfn) const {
            std::atomic_ref<int32_t>(a.data()[pfn]).load(std::memory_order_relaxed) == 0;
   };
   if (is_zero_page(pfn) || mapped_refs(pfn) != 0) return Reason::kFolioMapped;
-  const bool unpinned = zero_at(pincount_) && zero_at(dbg_pins_);
+  // An order-0 page's own pincount (separate's side array, a kOwn store: their pins() of it).
+  const bool pins_zero = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (P::kPincount == PincountHome::kOwn)
+      return P::pins(pin_words(), pfn, 0, std::memory_order_relaxed) == 0;
+    else return zero_at(pincount_);
+  });
+  const bool unpinned = pins_zero && zero_at(dbg_pins_);
   if (load_order(pfn) != 0 || !unpinned ||
       ref_at(pfn).load(std::memory_order_relaxed) != 1)
     return Reason::kFolioNotIdle;
@@ -88,8 +95,8 @@ Status PageArray::split_folio(uint64_t head) {
   const uint64_t end = head + folio_pages(order);
   auto pinned = [&] {
     return dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      const PinSlot pc = pincount_slot<decltype(tag)::value>(head, order);
-      return (pc && pc.load(std::memory_order_relaxed) != 0) ||
+      constexpr Scheme S = decltype(tag)::value;
+      return (keeps_pins<S>(order) && load_pins<S>(head, order, std::memory_order_relaxed) != 0) ||
              (cfg_.debug && debug_folio_pins(head, order) != 0);
     });
   };

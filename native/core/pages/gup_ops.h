@@ -51,8 +51,8 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
     // plain put ate, and then we give back our grab as above.
     // seq_cst: fork reads the pincount (seq_cst) after bumping write_protect_seq; this add
     // and that read must not both miss each other (the store-buffer pattern).
-    if (PinSlot pc = pincount_slot<S>(head, order);
-        pc && !pc.add_within(cost.pin, std::memory_order_seq_cst)) [[unlikely]] {
+    if (keeps_pins<S>(order) &&
+        grab_pins<S>(head, order, cost.pin, std::memory_order_seq_cst) != Reason::kNone) [[unlikely]] {
       if (put_and_test(head, cost.ref)) free_folio(head);
       return false;
     }

@@ -35,8 +35,8 @@ void PageArray::put_folio_refs(uint64_t head, int64_t refs) {
 std::optional<int64_t> PageArray::exact_folio_pins(uint64_t head, uint32_t order) const {
   if (cfg_.debug) return debug_folio_pins(head, order);
   return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
-    if (PinSlot pc = pincount_slot<decltype(tag)::value>(head, order))
-      return pc.load(std::memory_order_relaxed);
+    constexpr Scheme S = decltype(tag)::value;
+    if (keeps_pins<S>(order)) return load_pins<S>(head, order, std::memory_order_relaxed);
     return std::nullopt;
   });
 }

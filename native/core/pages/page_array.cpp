@@ -55,7 +55,10 @@ Status PageArray::allocate_and_populate() {
   if (!meta_.allocate(n)) return fail(n);
   // Pay only for what the configuration uses: the side arrays exist only when needed.
   const SchemeInfo& scheme = scheme_info(cfg_.scheme);
-  if (scheme.pincount == PincountHome::kSideArray && !pincount_.allocate(n)) return fail(n * 4);
+  // The pincount words (separate's side array, a kOwn scheme's store), word-major.
+  pin_words_per_page_ = scheme.pin_words;
+  if (scheme.pin_words > 0 && !pincount_.allocate(n * scheme.pin_words))
+    return fail(n * 4 * scheme.pin_words);
   if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
   if (cfg_.debug) debug_locks_ = std::make_unique<StripedLocks>();
   map_locks_ = std::make_unique<StripedLocks>();  // 64 KiB, whatever the size
@@ -121,8 +124,8 @@ std::optional<int64_t> PageArray::pincount(uint64_t pfn) const {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   return dispatch_scheme(cfg_.scheme, [&](auto tag) -> std::optional<int64_t> {
-    if (PinSlot pc = pincount_slot<decltype(tag)::value>(head, order))
-      return pc.load(std::memory_order_relaxed);
+    constexpr Scheme S = decltype(tag)::value;
+    if (keeps_pins<S>(order)) return load_pins<S>(head, order, std::memory_order_relaxed);
     if (cfg_.debug) return debug_folio_pins(head, order);
     return std::nullopt;
   });

@@ -10,6 +10,7 @@
 //                     references 0..2 (on the head; 3: more, counted in a side table, see
 //                     mapped_refs).                                           1 byte, always
 //   pincount_  int32  exact per-folio pincount in the head's slot.          4 bytes, separate
+//                     (a kOwn scheme's store: kPinWords such arrays, word-major; 4 each)
 //   dbg_pins_  int32  exact pins per subpage (the page_ext idea, seed 001). 4 bytes, debug
 //   dbg_write_ int32  of those, write pins per subpage.      4 more bytes, debug + write-bias
 //
@@ -314,7 +315,19 @@ class PageArray {
   template <Scheme S>
   PinCost pin_cost(uint32_t order, int64_t refs, bool write) const;
   template <Scheme S>
-  PinSlot pincount_slot(uint64_t head, uint32_t order) const;
+  PinSlot pincount_slot(uint64_t head, uint32_t order) const;  // built-in homes only
+  // The pin side, wherever the scheme keeps its pincount (scheme_ops.h): keeps_pins first,
+  // then the others for a folio that keeps one. grab_pins and release_pins refuse with
+  // nothing written (kPincountOverflow, kNotPinned).
+  template <Scheme S>
+  bool keeps_pins(uint32_t order) const;
+  template <Scheme S>
+  Reason grab_pins(uint64_t head, uint32_t order, int64_t pins, std::memory_order mo);
+  template <Scheme S>
+  Reason release_pins(uint64_t head, uint32_t order, int64_t pins);
+  template <Scheme S>
+  int64_t load_pins(uint64_t head, uint32_t order, std::memory_order mo) const;
+  PinWords pin_words() const { return PinWords(pincount_.data(), pages()); }
   template <Scheme S>
   bool maybe_pinned_folio(uint64_t head, uint32_t order,
                           std::memory_order mo = std::memory_order_relaxed) const;
@@ -389,6 +402,7 @@ class PageArray {
   MappedArray<int32_t> refcount_;
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;
+  uint64_t pin_words_per_page_ = 0;  // pincount_'s words per page (scheme_info().pin_words)
   MappedArray<int32_t> dbg_pins_;
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;

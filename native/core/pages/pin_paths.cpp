@@ -83,9 +83,8 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
         head = r.head;
         total = 0;
         count = ref_at(head).load(std::memory_order_relaxed);
-        const PinSlot pc = pincount_slot<S>(head, r.order);
-        exact = bool(pc);
-        pins = exact ? pc.load(std::memory_order_relaxed) : 0;
+        exact = keeps_pins<S>(r.order);
+        pins = exact ? load_pins<S>(head, r.order, std::memory_order_relaxed) : 0;
       }
       total += int64_t(r.count);
       // As below: the pincount must hold the call's pins so far, the refcount their references.
@@ -128,8 +127,8 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
     }
     if (fresh) {
       t->count = ref_at(r.head).load(std::memory_order_relaxed);
-      if (PinSlot pc = pincount_slot<S>(r.head, r.order)) {
-        t->pins = pc.load(std::memory_order_relaxed);
+      if (keeps_pins<S>(r.order)) {
+        t->pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
         t->exact = true;
       }
     }

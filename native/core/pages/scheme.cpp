@@ -13,8 +13,9 @@ constexpr SchemeInfo info_of(Scheme s) {
                     P::kName,
                     P::kSummary,
                     P::kPincount,
+                    pin_words_of<P>(),
                     P::kReadPinsVisible,
-                    P::kPincount == PincountHome::kSideArray ? 9u : 5u,
+                    5u + 4u * pin_words_of<P>(),
                     P::kReadPinsVisible ? 4u : 8u};
 }
 
@@ -39,6 +40,19 @@ const SchemeInfo& scheme_info(Scheme s) {
   for (const SchemeInfo& i : kInfo)
     if (i.scheme == s) return i;
   return kInfo[0];
+}
+
+bool scheme_keeps_pincount(Scheme s, const SchemeParams& p, uint32_t order) {
+  return dispatch_scheme(s, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    return P::kPincount != PincountHome::kNone && P::keeps_pincount(p, order);
+  });
+}
+
+PinCost scheme_pin_cost(Scheme s, const SchemeParams& p, uint32_t order, int64_t refs, bool write) {
+  return dispatch_scheme(s, [&](auto tag) {
+    return SchemePolicy<decltype(tag)::value>::pin_cost(p, order, refs, write);
+  });
 }
 
 const char* scheme_name(Scheme s) { return scheme_info(s).name.data(); }

@@ -72,12 +72,18 @@ struct SchemeInfo {
   std::string_view name;
   std::string_view summary;
   PincountHome pincount;
+  uint32_t pin_words;             // int32 pincount words per page: 0, 1 (side array) or kOwn's
   bool read_pins_visible;
-  uint32_t bytes_per_page;        // refcount + meta, plus a side-array pincount
+  uint32_t bytes_per_page;        // refcount + meta, plus the pincount words
   uint32_t debug_bytes_per_page;  // what debug mode adds: per-page pins (+ write pins apart)
 };
 
 const SchemeInfo& scheme_info(Scheme s);
+// The scheme's arithmetic at run time, for the tools that report it (the profiler's exact
+// orders and pin budget): whether a folio of `order` has an exact pincount, and the cost of
+// one grab of `refs` subpages.
+bool scheme_keeps_pincount(Scheme s, const SchemeParams& p, uint32_t order);
+PinCost scheme_pin_cost(Scheme s, const SchemeParams& p, uint32_t order, int64_t refs, bool write);
 const char* scheme_name(Scheme s);
 // Parses a registered name ("bias", "hybrid", ...); false if unknown.
 bool parse_scheme(std::string_view name, Scheme* out);

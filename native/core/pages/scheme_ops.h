@@ -69,11 +69,68 @@ PinSlot PageArray::pincount_slot(uint64_t head, uint32_t order) const {
   return PinSlot();
 }
 
+// ---- the pin side: a folio's exact pincount, wherever the scheme keeps it -------------------
+// Callers ask keeps_pins first; the others are only called for a folio that keeps one. A
+// built-in home (first tail, side array) is one int32 behind a PinSlot; a kOwn scheme's store
+// is its own (scheme_api.h, OwnPinStore). Everything here inlines into the paths: no scheme
+// pays for another's store.
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE bool PageArray::keeps_pins(uint32_t order) const {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kNone) {
+    (void)order;
+    return false;
+  } else {
+    return P::keeps_pincount(params_, order);
+  }
+}
+
+// Both refuse with nothing written (a CAS, never an add that is undone: header comment).
+template <Scheme S>
+PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, int64_t pins,
+                                                 std::memory_order mo) {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::grab_pins(pin_words(), head, order, pins, mo);
+  } else {
+    return pincount_slot<S>(head, order).add_within(pins, mo) ? Reason::kNone
+                                                               : Reason::kPincountOverflow;
+  }
+}
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE Reason PageArray::release_pins(uint64_t head, uint32_t order, int64_t pins) {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::release_pins(pin_words(), head, order, pins);
+  } else {
+    // relaxed: the refcount release that follows carries the ordering for the whole unpin.
+    return pincount_slot<S>(head, order).add_within(-pins, std::memory_order_relaxed)
+               ? Reason::kNone
+               : Reason::kNotPinned;
+  }
+}
+
+template <Scheme S>
+int64_t PageArray::load_pins(uint64_t head, uint32_t order, std::memory_order mo) const {
+  using P = SchemePolicy<S>;
+  if constexpr (P::kPincount == PincountHome::kOwn) {
+    return P::pins(pin_words(), head, order, mo);
+  } else {
+    return pincount_slot<S>(head, order).load(mo);
+  }
+}
+
 template <Scheme S>
 bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
   // relaxed by default: the answer is a snapshot by contract. fork passes seq_cst: its read
   // pairs with gup_fast's seq_cst grab (the store-buffer pattern of write_protect_seq).
-  if (PinSlot slot = pincount_slot<S>(head, order)) return slot.load(mo) > 0;
+  using P = SchemePolicy<S>;
+  if (keeps_pins<S>(order)) {
+    if constexpr (P::kPincount == PincountHome::kOwn) return P::maybe_pinned(pin_words(), head, order, mo);
+    else return load_pins<S>(head, order, mo) > 0;
+  }
   // Unsigned compare: a refcount in the negative guard band (overflow) reads as pinned.
   const auto ref = static_cast<uint32_t>(ref_at(head).load(mo));
   return ref >= cfg_.pin_bias;
@@ -106,12 +163,13 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t orde
                                       std::memory_order_relaxed));
   // The pincount second: our pin is in the refcount now, so P + pin <= R <= INT32_MAX and the
   // add fits (header comment). Looked up only now: the loop above stays as light as bias's.
-  if (const PinSlot pc = pincount_slot<S>(head, order)) {
+  if (keeps_pins<S>(order)) {
     // relaxed: counting only. Refused only when a plain put ate pins' references (P > R):
     // give back the references we just took, as a put (they may be the last ones now).
-    if (!pc.add_within(cost.pin, std::memory_order_relaxed)) [[unlikely]] {
+    if (const Reason why = grab_pins<S>(head, order, cost.pin, std::memory_order_relaxed);
+        why != Reason::kNone) [[unlikely]] {
       if (put_and_test(head, cost.ref)) free_folio(head);
-      return Reason::kPincountOverflow;
+      return why;
     }
   }
   return Reason::kNone;
@@ -124,11 +182,13 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   // A release larger than any count can hold was never pinned (cost.pin <= cost.ref).
   if (cost.ref > INT32_MAX) [[unlikely]]
     return Reason::kNotPinned;
-  const PinSlot pc = pincount_slot<S>(head, order);
-  // relaxed: the refcount release below carries the ordering for the whole unpin. Refused
-  // below zero with nothing written: an over-unpin never dips the pincount (maybe-pinned).
-  if (pc && !pc.add_within(-cost.pin, std::memory_order_relaxed)) [[unlikely]]
-    return Reason::kNotPinned;
+  const bool pc = keeps_pins<S>(order);
+  // Refused below zero with nothing written: an over-unpin never dips the pincount
+  // (maybe-pinned). The refcount release below carries the ordering for the whole unpin.
+  if (pc) {
+    if (const Reason why = release_pins<S>(head, order, cost.pin); why != Reason::kNone) [[unlikely]]
+      return why;
+  }
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {

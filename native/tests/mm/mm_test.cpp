@@ -1,4 +1,4 @@
-// The mm layer: allocator, page table, faults, gup_fast and its slow path, fork's early COW,
+// The mm layer: page table, faults, gup_fast and its slow path, fork's early COW,
 // migration, shared (file-backed) mappings and zap (concurrency cases tagged for the
 // ThreadSanitizer build). The stress harness's cases are in engines/stress_test.cpp.
 #include <atomic>
@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/scan.h"
 #include "fixtures.h"
 #include "mm/address_space.h"
 #include "pages/gup_ops.h"
@@ -42,26 +41,6 @@ GupFlags pin_flags(bool write = false, bool longterm = false) {
   f.write = write;
   f.longterm = longterm;
   return f;
-}
-
-TEST(allocator_hands_out_aligned_blocks_and_merges_them_back) {
-  auto mm = make_mm(Scheme::kHybrid, 1024, 512, false);
-  PageArray& mem = *mm.mem;
-  CHECK_EQ(mem.free_pages(), uint64_t(1024));
-  uint64_t a = 0, b = 0, big = 0;
-  CHECK(mem.alloc_folio(0, false, &a).ok());
-  CHECK(mem.alloc_folio(9, false, &b).ok());
-  CHECK_EQ(b % 512, uint64_t(0));
-  CHECK_EQ(mem.refcount(b + 7), 1);
-  CHECK_EQ(mem.folio_order(b + 7), uint32_t(9));
-  CHECK(mem.alloc_folio(10, false, &big).code == Code::kENOMEM);
-  bool freed = false;
-  CHECK(mem.put_page(a, 1, &freed).ok());
-  CHECK(freed);
-  CHECK(mem.put_page(b, 1, &freed).ok());
-  CHECK_EQ(mem.free_pages(), uint64_t(1024));
-  CHECK(mem.alloc_folio(10, false, &big).ok());  // merged back into one block
-  CHECK_EQ(big, uint64_t(0));
 }
 
 TEST(fast_path_pins_populated_pages_and_huge_leaves_in_one_grab) {
@@ -828,34 +807,6 @@ TEST(regions_split_by_munmap_mprotect_and_fork_stay_shared) {
   child.reset();
   mm.as.reset();
   for (uint32_t p : file) CHECK_EQ(mm.mem->refcount(p), 1);
-}
-
-TEST(pfn_run_scans_agree_at_every_length_and_at_the_top_of_the_pfn_space) {
-  // Runs of every length 1..300 (the 16-entry probe, 64-entry blocks and the tail block), at
-  // offsets 0..3 in the list, between breaking neighbours.
-  for (uint32_t len = 1; len <= 300; ++len) {
-    for (uint32_t off = 0; off < 4; ++off) {
-      std::vector<uint32_t> list;
-      for (uint32_t k = 0; k < off; ++k) list.push_back(1000 + 7 * k);  // runs of one
-      for (uint32_t k = 0; k < len; ++k) list.push_back(5000 + k);
-      list.push_back(5000 + len + 1);  // breaks the run
-      CHECK_EQ(ascending_run(list.data() + off, len + 1), uint64_t(len));
-      CHECK_EQ(ascending_run(list.data() + off, len), uint64_t(len));  // run to the end
-      CHECK_EQ(count_ascending_runs(list.data(), list.size()), uint64_t(off) + 2);
-    }
-  }
-  CHECK_EQ(count_ascending_runs(nullptr, 0), uint64_t(0));
-  const uint32_t one = 7;
-  CHECK_EQ(count_ascending_runs(&one, 1), uint64_t(1));
-  CHECK_EQ(ascending_run(&one, 1), uint64_t(1));
-  // The largest PFNs: the two scans must agree with each other (write_pfn_runs relies on it).
-  const uint32_t top[] = {UINT32_MAX - 1, UINT32_MAX, 0, 1, UINT32_MAX};
-  uint64_t written = 0;
-  for (uint64_t i = 0; i < 5; i += ascending_run(top + i, 5 - i)) ++written;
-  CHECK_EQ(written, count_ascending_runs(top, 5));
-  auto pa = make_array(64, Scheme::kBias);
-  uint64_t runs = 0;
-  CHECK_CODE(pa->count_pfn_runs(top, 5, &runs), Code::kERANGE);  // never reaches the writer
 }
 
 TEST_TAGGED(gup_fast_pins_of_shared_pages_racing_fork_and_mprotect_balance, "concurrency") {

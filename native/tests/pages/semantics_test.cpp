@@ -71,6 +71,18 @@ TEST(scheme_deltas_small_and_large) {
         CHECK_EQ(small, 1 + 1024);
         CHECK_EQ(large, 1 + 512 * 1024);
         break;
+      default: {  // a scheme registered after these four: what its own policy says
+        const SchemeParams p{10, 1};
+        const PinCost one = scheme_pin_cost(s, p, 0, 1, true);
+        const PinCost all = scheme_pin_cost(s, p, 9, 512, true);
+        CHECK_EQ(small, 1 + one.ref);
+        CHECK_EQ(large, 1 + all.ref);
+        if (scheme_keeps_pincount(s, p, 9)) CHECK_EQ(pa->pincount(600).value_or(-1), all.pin);
+        else CHECK(!pa->pincount(600).has_value());
+        if (scheme_keeps_pincount(s, p, 0)) CHECK_EQ(pa->pincount(3).value_or(-1), one.pin);
+        else CHECK(!pa->pincount(3).has_value());
+        break;
+      }
     }
     CHECK(pa->maybe_dma_pinned(3));
     CHECK(pa->maybe_dma_pinned(1000));
@@ -111,7 +123,7 @@ TEST(false_positive_at_the_bias) {
     CHECK_OK(pa->get_page(0, 62));  // refcount 63 = B - 1
     CHECK(!pa->maybe_dma_pinned(0));
     CHECK_OK(pa->get_page(0, 1));  // refcount 64 = B: looks pinned unless counted exactly
-    CHECK_EQ(pa->maybe_dma_pinned(0), s != Scheme::kSeparate);
+    CHECK_EQ(pa->maybe_dma_pinned(0), !scheme_keeps_pincount(s, {6, 1}, 0));  // not separate
   }
 }
 
@@ -258,6 +270,11 @@ TEST(memory_per_page) {
   CHECK_EQ(make_array(1 << 20, Scheme::kHybrid)->memory().bytes_per_page, 5.0);
   CHECK_EQ(make_array(1 << 20, Scheme::kSeparate)->memory().bytes_per_page, 9.0);
   CHECK_EQ(make_array(1 << 20, Scheme::kBias, true)->memory().bytes_per_page, 9.0);
+  for (Scheme s : kAllSchemes) {  // what schemes() reports is what an array takes
+    CHECK_EQ(make_array(1 << 16, s)->memory().bytes_per_page, double(scheme_info(s).bytes_per_page));
+    CHECK_EQ(make_array(1 << 16, s, true)->memory().bytes_per_page,
+             double(scheme_info(s).bytes_per_page + scheme_info(s).debug_bytes_per_page));
+  }
 }
 
 TEST(count_maybe_dma_pinned_weights_runs) {
@@ -324,6 +341,14 @@ TEST(pfn_runs_are_the_maximal_ascending_runs_in_list_order) {
   const Status st = pa->count_pfn_runs(bad.data(), bad.size(), &runs);
   CHECK_CODE(st, Code::kERANGE);
   CHECK_EQ(st.value, int64_t(70000));
+}
+
+TEST(count_pfn_runs_refuses_the_largest_pfns_before_the_writer) {
+  // The largest PFNs (base/scan_test.cpp checks the two scans agree there): out of range.
+  const uint32_t top[] = {UINT32_MAX - 1, UINT32_MAX, 0, 1, UINT32_MAX};
+  auto pa = make_array(64, Scheme::kBias);
+  uint64_t runs = 0;
+  CHECK_CODE(pa->count_pfn_runs(top, 5, &runs), Code::kERANGE);  // never reaches the writer
 }
 
 TEST(debug_pinned_runs_and_page_pins_report_exact_per_page_pins) {
