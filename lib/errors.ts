@@ -14,6 +14,8 @@ import type { OutstandingPin, PinProvenance } from './types/owners.js';
  * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
  * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root)
  * - `ENOENT`: a file does not exist
+ * - `EAGAIN`: a native thread could not be started (RLIMIT_NPROC, or no memory for its stack);
+ *   the threads already started were stopped and joined
  * - `ELEAK`: pins are still held where none may be ({@link PageArray.checkBalanced}, dropping an
  *   owner with `pins: 'report'`); the error's `leaks` name each owner, call and page run
  */
@@ -29,6 +31,7 @@ export type PinlabErrorCode =
   | 'EFAULT'
   | 'EACCES'
   | 'ENOENT'
+  | 'EAGAIN'
   | 'ELEAK';
 
 /**

@@ -5,6 +5,7 @@
 #include "address_space_wrap.h"
 #include "bench_worker.h"
 #include "kernel_probe_worker.h"
+#include "ops_wrap.h"
 #include "profile_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
@@ -60,6 +61,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("takeSnapshot", Napi::Function::New(env, take_snapshot_async, "takeSnapshot"));
   exports.Set("schemes", Napi::Function::New(env, schemes, "schemes"));
   exports.Set("setErrorClass", Napi::Function::New(env, set_error_class, "setErrorClass"));
+  define_ops(env, exports);
   return exports;
 }
 

@@ -16,6 +16,9 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   // new NativeAddressSpace(nativePageArray, pages), or (External<AddressSpace>) from fork.
   explicit AddressSpaceWrap(const Napi::CallbackInfo& info);
 
+  // The core address space (op streams' submit runs ops on it).
+  const std::shared_ptr<AddressSpace>& core() const { return core_; }
+
  private:
   Napi::Value mmap(const Napi::CallbackInfo& info);
   Napi::Value munmap(const Napi::CallbackInfo& info);

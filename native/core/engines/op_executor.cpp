@@ -38,13 +38,13 @@ Executor::Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces)
 
 AddressSpace* Executor::space(uint32_t id) const {
   if (id >= spaces_->by_id.size()) return nullptr;
-  return spaces_->by_id[id].get();
+  return spaces_->by_id[id];
 }
 
 Status Executor::create_space(uint32_t id, int64_t pages) {
   std::unique_ptr<AddressSpace> as;
   if (Status st = AddressSpace::create(mem_, pages, &as); !st.ok()) return st;
-  spaces_->by_id[id] = std::move(as);
+  spaces_->adopt(id, std::move(as));
   return Status::Ok();
 }
 
@@ -249,7 +249,7 @@ int32_t Executor::execute(const Record* rec) {
     case Op::kFork: {
       std::unique_ptr<AddressSpace> child;
       if (Status st = as->fork(&child); !st.ok()) return fail(st);
-      spaces_->by_id[a] = std::move(child);
+      spaces_->adopt(a, std::move(child));
       return 0;
     }
     case Op::kMigrate: {

@@ -26,9 +26,20 @@
 
 namespace pinlab::ops {
 
-// Address spaces by id (index 0 unused). Sized before a run: creations fill their slots.
+// Address spaces by id (index 0 unused). Sized before a run (resize): creations fill their
+// slots. `by_id` is what ops use: spaces the caller keeps alive (a submit's live address
+// spaces) or the ones this table created, which `owned` holds until someone takes them.
 struct SpaceTable {
-  std::vector<std::shared_ptr<AddressSpace>> by_id;
+  std::vector<AddressSpace*> by_id;
+  std::vector<std::unique_ptr<AddressSpace>> owned;
+  void resize(size_t ids) {
+    by_id.resize(ids, nullptr);
+    owned.resize(ids);
+  }
+  void adopt(uint32_t id, std::unique_ptr<AddressSpace> as) {
+    by_id[id] = as.get();
+    owned[id] = std::move(as);
+  }
 };
 
 inline constexpr size_t kResultCodes = size_t(Code::kEAGAIN) + 1;

@@ -3,6 +3,7 @@
 #include "engines/op_format.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cstring>
@@ -64,18 +65,14 @@ constexpr OpInfo kOps[] = {
 };
 #undef PL_FLAGS
 
-// Opcode -> index into kOps (or -1), built once.
-struct OpIndex {
-  int16_t by_code[256];
-  OpIndex() {
-    std::fill(std::begin(by_code), std::end(by_code), int16_t(-1));
-    for (size_t i = 0; i < std::size(kOps); ++i) by_code[uint8_t(kOps[i].op)] = int16_t(i);
-  }
-};
-const OpIndex& op_index() {
-  static const OpIndex index;
-  return index;
+// Opcode -> index into kOps (or -1), built at compile time (no guard on the hot path).
+constexpr std::array<int16_t, 256> make_op_index() {
+  std::array<int16_t, 256> by_code{};
+  for (auto& i : by_code) i = -1;
+  for (size_t i = 0; i < std::size(kOps); ++i) by_code[uint8_t(kOps[i].op)] = int16_t(i);
+  return by_code;
 }
+constexpr std::array<int16_t, 256> kOpIndex = make_op_index();
 
 void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
@@ -132,7 +129,7 @@ Status check_header_values(const Header& h, const char* source) {
 std::span<const OpInfo> all_ops() { return {kOps, std::size(kOps)}; }
 
 const OpInfo* op_info(uint8_t opcode) {
-  const int16_t i = op_index().by_code[opcode];
+  const int16_t i = kOpIndex[opcode];
   return i < 0 ? nullptr : &kOps[i];
 }
 
@@ -304,10 +301,38 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
   return Status::Ok();
 }
 
+inline bool FramingChecker::feed_simple(const Record& r) {
+  // One pass of simple tests; anything else, valid or not, takes the full check.
+  const int16_t i = kOpIndex[opcode_of(r)];
+  if (i < 0 || data_left_ != 0) return false;
+  const OpInfo& op = kOps[i];
+  const uint8_t fl = flags_of(r);
+  const bool simple = !op.mm && r.w[1] == 0 && r.w[4] == 0 && (fl & ~op.flags) == 0 &&
+                      (op.entries == Entries::kNone ||
+                       (op.entries == Entries::kIfList && (fl & (flag::kList | flag::kRefs)) == 0)) &&
+                      (op.a == Arg::kValue || r.w[2] == 0) && (op.b == Arg::kValue || r.w[3] == 0) &&
+                      op.op != Op::kAllocFolio;
+  if (!simple) return false;
+  ++index_;
+  ++f_.ops;
+  ++f_.records;
+  if (tag_of(r) > f_.max_tag) f_.max_tag = tag_of(r);
+  return true;
+}
+
+Status FramingChecker::feed(const Record* r, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (feed_simple(r[i])) [[likely]] continue;
+    if (Status st = feed(r[i]); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
 Status FramingChecker::feed(const Record& r) {
+  if (feed_simple(r)) return Status::Ok();
   ++index_;
   const uint8_t code = opcode_of(r);
-  if (data_left_ > 0) {
+  if (data_left_ > 0) [[unlikely]] {
     if (code != uint8_t(Op::kData)) return bad("a data record is missing (its op owes more entries)", op_index_);
     const uint32_t k = uint32_t(std::min<uint64_t>(kEntriesPerData, entries_left_));
     if (flags_of(r) != k) return bad("a data record holds the wrong number of entries", flags_of(r));

@@ -291,11 +291,7 @@ class FramingChecker {
  public:
   FramingChecker(const char* source, IdRules rules);
   Status feed(const Record& r);
-  Status feed(const Record* r, size_t n) {
-    for (size_t i = 0; i < n; ++i)
-      if (Status st = feed(r[i]); !st.ok()) return st;
-    return Status::Ok();
-  }
+  Status feed(const Record* r, size_t n);
   // The stream ends here: refused if an op's data records are missing.
   Status finish() const;
   const Framing& framing() const { return f_; }
@@ -303,6 +299,8 @@ class FramingChecker {
   const std::vector<uint32_t>& creator_tags() const { return creator_tag_; }
 
  private:
+  // The common op: a page-array op without entries, flags it takes, unused words 0.
+  bool feed_simple(const Record& r);
   Status bad(const char* what, uint64_t value) const;
   Status check_op(const Record& r, const OpInfo& op);
   Status check_id(uint32_t id, uint32_t tag);

@@ -47,7 +47,7 @@ class Synth {
  public:
   Synth(const SynthConfig& c, std::shared_ptr<PageArray> mem, OpWriter* w)
       : c_(c), rng_(c.seed), mem_(mem), w_(w), exec_(mem, &spaces_), held_(c.threads), produced_(c.threads) {
-    spaces_.by_id.resize(1);
+    spaces_.resize(1);
   }
 
   // Runs one op (with its input entries) on the live array and writes it with its result;
@@ -82,7 +82,7 @@ class Synth {
 
   Status setup() {
     if (c_.mix != SynthMix::kMm) return Status::Ok();
-    spaces_.by_id.resize(c_.threads + 1);
+    spaces_.resize(c_.threads + 1);
     for (uint32_t t = 0; t < c_.threads; ++t) {
       const uint32_t id = t + 1;
       int32_t res = 0;
@@ -182,7 +182,7 @@ class Synth {
     }
     if (x == 22 && rng_.chance(10)) {  // fork; the child writes a little and exits
       const uint32_t child = next_id_++;
-      spaces_.by_id.resize(next_id_);
+      spaces_.resize(next_id_);
       if (Status st = emit(make_op(Op::kFork, 0, t, id, child, 0, 0, 0), &res); !st.ok()) return st;
       const uint32_t start = uint32_t(rng_.below(kThpStart - 8));
       if (Status st = emit(make_op(Op::kTouch, flag::kWrite, t, child, start, 8, 0, 0), &res); !st.ok()) return st;

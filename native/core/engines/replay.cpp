@@ -103,7 +103,7 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
   if (Status st = PageArray::create(replay_config(s.header, v, debug), &pa); !st.ok()) return st;
   std::shared_ptr<PageArray> mem(std::move(pa));
   SpaceTable table;
-  table.by_id.resize(std::max<uint32_t>(1, s.framing.next_id));
+  table.resize(std::max<uint32_t>(1, s.framing.next_id));
   std::vector<std::unique_ptr<Executor>> execs;
   for (uint32_t t = 0; t < threads; ++t) execs.push_back(std::make_unique<Executor>(mem, &table));
   std::vector<Tally> tallies(threads);
@@ -138,8 +138,8 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
   for (size_t i = 0; i < r.stats.size(); ++i) r.stats[i] = mem->stat(Stat(i));
   std::vector<std::pair<uint32_t, const AddressSpace*>> spaces;
   for (uint32_t id = 1; id < table.by_id.size(); ++id) {
-    if (!table.by_id[id]) continue;
-    spaces.emplace_back(id, table.by_id[id].get());
+    if (table.by_id[id] == nullptr) continue;
+    spaces.emplace_back(id, table.by_id[id]);
     for (size_t i = 0; i < r.mm_stats.size(); ++i) r.mm_stats[i] += table.by_id[id]->stat(MmStat(i));
   }
   r.spaces = spaces.size();

@@ -447,7 +447,7 @@ TEST(ops_synth_and_replay_every_scheme) {
 TEST(ops_recorded_outputs_follow_the_pages) {
   auto mem = shared_array(64, Scheme::kBias, true, false, 2);
   SpaceTable table;
-  table.by_id.resize(3);
+  table.resize(3);
   Executor exec(mem, &table);
   std::vector<Record> stream;
   auto emit = [&](Record op, std::vector<uint32_t> entries = {}) {

@@ -1,0 +1,592 @@
+// Op streams in the addon: the format's constants for lib/, submit (a batch of ops in one
+// call), writing a recording, the state digest, and the asynchronous jobs (replay, synthesis,
+// conversion) with progress and a cancel function. Argument conversion and checks only: the
+// core (engines/op_*.h, replay.h) does the work.
+#include "ops_wrap.h"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "address_space_wrap.h"
+#include "engines/op_executor.h"
+#include "engines/op_files.h"
+#include "engines/op_format.h"
+#include "engines/op_state.h"
+#include "engines/op_synth.h"
+#include "engines/replay.h"
+#include "errors.h"
+#include "page_array_wrap.h"
+
+namespace pinlab::addon {
+
+namespace {
+
+using namespace pinlab::ops;
+
+[[noreturn]] void bad_arg(Napi::Env env, const char* what) {
+  throw_status(env, Status{Code::kEINVAL, Reason::kFlags, what});
+}
+
+// An integer argument in [lo, hi] (EINVAL naming `name` otherwise).
+int64_t int_value(Napi::Env env, Napi::Value v, const char* name, int64_t lo, int64_t hi) {
+  if (!v.IsNumber()) throw_status(env, Status::BadOption(name, 0, "a number"));
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= double(lo) && d <= double(hi)) || d != double(int64_t(d)))
+    throw_status(env, Status::BadOption(name, int64_t(d), "an integer in range"));
+  return int64_t(d);
+}
+
+bool bool_value(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsBoolean()) throw_status(env, Status::BadOption(name, 0, "a boolean"));
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string string_value(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsString()) throw_status(env, Status::BadOption(name, 0, "a string"));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+// A real Uint32Array (not another view that happens to be 4-byte) whose length is a whole
+// number of records.
+Napi::Uint32Array records_value(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw_status(env, Status::BadOption(name, 0, "a Uint32Array"));
+  auto a = v.As<Napi::Uint32Array>();
+  if (a.ElementLength() % kRecordWords != 0)
+    throw_status(env, Status::BadOption(name, int64_t(a.ElementLength()), "a whole number of 6-word records"));
+  return a;
+}
+
+PageArrayWrap* page_array_value(Napi::Env env, Napi::Value v) {
+  auto* data = env.GetInstanceData<InstanceData>();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data->page_array_ctor.Value()))
+    bad_arg(env, "mem must be a native page array");
+  return PageArrayWrap::Unwrap(v.As<Napi::Object>());
+}
+
+AddressSpaceWrap* address_space_value(Napi::Env env, Napi::Value v) {
+  auto* data = env.GetInstanceData<InstanceData>();
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data->address_space_ctor.Value()))
+    bad_arg(env, "an address space must be a native address space");
+  return AddressSpaceWrap::Unwrap(v.As<Napi::Object>());
+}
+
+// [[id, nativeAddressSpace], ...]: the live address spaces of a page array, by id.
+std::vector<std::pair<uint32_t, AddressSpaceWrap*>> spaces_value(Napi::Env env, Napi::Value v, const PageArray& mem) {
+  std::vector<std::pair<uint32_t, AddressSpaceWrap*>> out;
+  if (v.IsNull() || v.IsUndefined()) return out;
+  if (!v.IsArray()) bad_arg(env, "spaces must be an array of [id, address space] pairs");
+  auto arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value e = arr.Get(i);
+    if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) bad_arg(env, "spaces must be an array of [id, address space] pairs");
+    const auto pair = e.As<Napi::Array>();
+    const auto id = uint32_t(int_value(env, pair.Get(uint32_t(0)), "address space id", 1, kMaxSpaces));
+    AddressSpaceWrap* as = address_space_value(env, pair.Get(uint32_t(1)));
+    if (&as->core()->mem() != &mem) bad_arg(env, "an address space of another page array");
+    out.emplace_back(id, as);
+  }
+  return out;
+}
+
+// Hands an address space the executor created to JS, as fork() does (the constructor adopts
+// the pointer as its first statement).
+Napi::Value wrap_new_space(Napi::Env env, std::unique_ptr<AddressSpace> as) {
+  auto* data = env.GetInstanceData<InstanceData>();
+  return data->address_space_ctor.New({Napi::External<AddressSpace>::New(env, as.release())});
+}
+
+std::string hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+Napi::Object stats_object(Napi::Env env, const std::array<uint64_t, size_t(Stat::kCount)>& s) {
+  auto o = Napi::Object::New(env);
+  for (size_t i = 0; i < s.size(); ++i) o.Set(stat_key(Stat(i)), double(s[i]));
+  return o;
+}
+
+Napi::Object mm_stats_object(Napi::Env env, const std::array<uint64_t, size_t(MmStat::kCount)>& s) {
+  auto o = Napi::Object::New(env);
+  for (size_t i = 0; i < s.size(); ++i) o.Set(mm_stat_key(MmStat(i)), double(s[i]));
+  return o;
+}
+
+Napi::Object digest_object(Napi::Env env, const StateDigest& d) {
+  auto o = Napi::Object::New(env);
+  o.Set("pages", hex(d.pages));
+  o.Set("freeBlocks", hex(d.free_blocks));
+  o.Set("freePages", double(d.free_pages));
+  o.Set("zeroPfn", d.zero_pfn < 0 ? env.Null() : Napi::Number::New(env, double(d.zero_pfn)));
+  o.Set("stats", stats_object(env, d.stats));
+  o.Set("spaces", hex(d.spaces));
+  o.Set("spaceCount", double(d.space_count));
+  o.Set("mmStats", mm_stats_object(env, d.mm_stats));
+  return o;
+}
+
+Napi::Object header_object(Napi::Env env, const Header& h) {
+  auto o = Napi::Object::New(env);
+  o.Set("pages", double(h.pages));
+  o.Set("movablePages", double(h.movable_pages));
+  o.Set("folioOrder", double(h.folio_order));
+  o.Set("pincountMinOrder", double(h.pincount_min_order));
+  o.Set("pinBias", double(h.pin_bias));
+  o.Set("debug", h.debug());
+  o.Set("populated", h.populated());
+  o.Set("scheme", h.scheme);
+  o.Set("threads", double(h.threads));
+  o.Set("records", double(h.records));
+  o.Set("ops", double(h.ops));
+  return o;
+}
+
+Header header_value(Napi::Env env, Napi::Value v) {
+  if (!v.IsObject()) bad_arg(env, "header must be an object");
+  auto o = v.As<Napi::Object>();
+  Header h;
+  h.pages = uint64_t(int_value(env, o.Get("pages"), "pages", 1, int64_t(kMaxPages)));
+  h.movable_pages = uint64_t(int_value(env, o.Get("movablePages"), "movablePages", 0, int64_t(kMaxPages)));
+  h.folio_order = uint8_t(int_value(env, o.Get("folioOrder"), "folioOrder", 0, kMaxOrder));
+  h.pincount_min_order = uint8_t(int_value(env, o.Get("pincountMinOrder"), "pincountMinOrder", 0, kMaxOrder));
+  h.pin_bias = uint32_t(int_value(env, o.Get("pinBias"), "pinBias", 0, UINT32_MAX));
+  h.flags = (bool_value(env, o.Get("debug"), "debug") ? kHeaderDebug : 0) |
+            (bool_value(env, o.Get("populated"), "populated") ? kHeaderPopulated : 0);
+  h.scheme = string_value(env, o.Get("scheme"), "scheme");
+  h.threads = 1;
+  return h;
+}
+
+Napi::Function optional_function(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && info[i].IsFunction() ? info[i].As<Napi::Function>() : Napi::Function();
+}
+
+// ---- asynchronous jobs ---------------------------------------------------------------------------
+
+struct Progress {
+  uint64_t done;
+  uint64_t total;
+  std::string label;
+};
+
+// A job on a pool thread with progress events, a promise, and a stop flag its cancel function
+// sets (shared: the flag outlives whichever of the two ends first).
+class Job : public Napi::AsyncProgressQueueWorker<Progress> {
+ public:
+  Job(Napi::Env env, const char* name, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<Progress>(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        stop_(std::make_shared<std::atomic<bool>>(false)) {
+    if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
+  }
+
+  // { promise, cancel }: queues the job.
+  Napi::Object start(Napi::Env env) {
+    auto o = Napi::Object::New(env);
+    o.Set("promise", deferred_.Promise());
+    std::shared_ptr<std::atomic<bool>> stop = stop_;
+    o.Set("cancel", Napi::Function::New(env, [stop](const Napi::CallbackInfo& info) {
+            // relaxed: an advisory request; the job's results are published by its completion.
+            stop->store(true, std::memory_order_relaxed);
+            return info.Env().Undefined();
+          }, "cancel"));
+    Queue();
+    return o;
+  }
+
+ protected:
+  virtual Status run(const ExecutionProgress& progress) = 0;
+  virtual Napi::Value result(Napi::Env env) = 0;
+  const std::atomic<bool>* stop() const { return stop_.get(); }
+  void report(const ExecutionProgress& progress, uint64_t done, uint64_t total, const std::string& label) {
+    try {
+      const Progress p{done, total, label};
+      progress.Send(&p, 1);
+    } catch (...) {  // progress is optional; no memory for the event is no reason to fail
+    }
+  }
+
+ private:
+  void Execute(const ExecutionProgress& progress) final {  // no Node-API here
+    try {
+      status_ = run(progress);
+    } catch (const std::bad_alloc&) {
+      status_ = Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
+    } catch (const std::length_error&) {
+      status_ = Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
+    }
+  }
+  void OnProgress(const Progress* data, size_t count) final {
+    if (on_progress_.IsEmpty() || count == 0) return;
+    Napi::Env env = Env();
+    const Progress& p = data[count - 1];  // the latest is enough
+    on_progress_.Call({Napi::Number::New(env, double(p.done)), Napi::Number::New(env, double(p.total)),
+                       Napi::String::New(env, p.label)});
+  }
+  void OnOK() final {
+    Napi::Env env = Env();
+    if (!status_.ok()) {
+      reject_with_status(env, deferred_, status_);
+      return;
+    }
+    try {
+      deferred_.Resolve(result(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) final { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference on_progress_;
+  std::shared_ptr<std::atomic<bool>> stop_;
+  Status status_;
+};
+
+class ReplayJob : public Job {
+ public:
+  ReplayJob(Napi::Env env, std::string file, ReplayRequest req, Napi::Function on_progress)
+      : Job(env, "pinlab.replay", on_progress), file_(std::move(file)), req_(std::move(req)) {}
+
+ protected:
+  Status run(const ExecutionProgress& progress) override {
+    report(progress, 0, 1, "reading " + file_);
+    if (Status st = read_op_stream(file_, &stream_); !st.ok()) return st;
+    for (ReplayVariant& v : req_.variants) {  // the stream's own bias and rule where asked
+      if (v.pin_bias == 0) v.pin_bias = stream_.header.pin_bias;
+      if (v.pincount_min_order == kNoValue) v.pincount_min_order = stream_.header.pincount_min_order;
+    }
+    req_.stop = stop();
+    return replay_stream(stream_, req_, [&](uint64_t done, uint64_t total, const std::string& what) {
+      report(progress, done, total, what);
+    }, &results_);
+  }
+
+  Napi::Value result(Napi::Env env) override {
+    auto o = Napi::Object::New(env);
+    o.Set("stream", header_object(env, stream_.header));
+    auto arr = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      const ReplayResult& r = results_[i];
+      auto e = Napi::Object::New(env);
+      e.Set("scheme", scheme_name(r.variant.scheme));
+      e.Set("bias", double(r.variant.pin_bias));
+      e.Set("pincountMinOrder", double(r.variant.pincount_min_order));
+      e.Set("debug", r.debug);
+      e.Set("threads", double(r.threads));
+      e.Set("ops", double(r.tally.ops));
+      e.Set("refused", double(r.tally.refused));
+      e.Set("diverged", double(r.tally.diverged));
+      auto codes = Napi::Object::New(env);
+      for (size_t c = 1; c < r.tally.by_code.size(); ++c)
+        if (r.tally.by_code[c] > 0) codes.Set(code_name(Code(c)), double(r.tally.by_code[c]));
+      e.Set("refusals", codes);
+      e.Set("seconds", r.seconds);
+      e.Set("stats", stats_object(env, r.stats));
+      e.Set("mmStats", mm_stats_object(env, r.mm_stats));
+      e.Set("spaces", double(r.spaces));
+      auto rc = Napi::Object::New(env);
+      rc.Set("folios", double(r.reclaim.folios));
+      rc.Set("maybePinned", double(r.reclaim.maybe_pinned));
+      rc.Set("falsePositives", double(r.reclaim.false_positives));
+      rc.Set("unclassified", double(r.reclaim.unclassified));
+      rc.Set("missed", double(r.reclaim.missed));
+      e.Set("reclaim", rc);
+      e.Set("pinsOutstanding", double(r.pins_outstanding));
+      e.Set("debugPinnedPages", double(r.debug_pinned_pages));
+      e.Set("balanced", r.balanced);
+      e.Set("digest", r.has_digest ? Napi::Value(digest_object(env, r.digest)) : env.Null());
+      arr[i] = e;
+    }
+    o.Set("results", arr);
+    return o;
+  }
+
+ private:
+  std::string file_;
+  ReplayRequest req_;
+  OpStream stream_;
+  std::vector<ReplayResult> results_;
+};
+
+class SynthJob : public Job {
+ public:
+  SynthJob(Napi::Env env, std::string path, SynthConfig c, Napi::Function on_progress)
+      : Job(env, "pinlab.synth", on_progress), path_(std::move(path)), c_(c) {}
+
+ protected:
+  Status run(const ExecutionProgress& progress) override {
+    return synth_stream(c_, path_, stop(), [&](uint64_t done, uint64_t total) {
+      report(progress, done, total, "writing " + path_);
+    }, &records_);
+  }
+  Napi::Value result(Napi::Env env) override {
+    auto o = Napi::Object::New(env);
+    o.Set("path", path_);
+    o.Set("ops", double(c_.ops));
+    o.Set("records", double(records_));
+    return o;
+  }
+
+ private:
+  std::string path_;
+  SynthConfig c_;
+  uint64_t records_ = 0;
+};
+
+class ConvertJob : public Job {
+ public:
+  ConvertJob(Napi::Env env, std::string in, std::string out, Napi::Function on_progress)
+      : Job(env, "pinlab.convert", on_progress), in_(std::move(in)), out_(std::move(out)) {}
+
+ protected:
+  Status run(const ExecutionProgress& progress) override {
+    report(progress, 0, 1, "converting " + in_);
+    Status st = convert_op_stream(in_, out_, stop(), &records_);
+    if (st.ok()) report(progress, 1, 1, "done");
+    return st;
+  }
+  Napi::Value result(Napi::Env env) override {
+    auto o = Napi::Object::New(env);
+    o.Set("records", double(records_));
+    return o;
+  }
+
+ private:
+  std::string in_, out_;
+  uint64_t records_ = 0;
+};
+
+// ---- synchronous entry points ------------------------------------------------------------------
+
+// opFormat() -> the format's constants, for lib/ (never restated there).
+Napi::Value op_format(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  o.Set("version", double(kVersion));
+  o.Set("headerBytes", double(kHeaderBytes));
+  o.Set("recordWords", double(kRecordWords));
+  o.Set("entriesPerData", double(kEntriesPerData));
+  o.Set("dataOpcode", double(uint8_t(Op::kData)));
+  o.Set("outputWindow", double(kOutputWindow));
+  o.Set("notRun", double(kNotRun));
+  o.Set("noValue", double(kNoValue));
+  auto ops = Napi::Object::New(env);
+  for (const OpInfo& op : all_ops()) ops.Set(op.name, double(uint8_t(op.op)));
+  o.Set("ops", ops);
+  auto flags = Napi::Object::New(env);
+  flags.Set("write", double(flag::kWrite));
+  flags.Set("perPage", double(flag::kPerPage));
+  flags.Set("dirty", double(flag::kDirty));
+  flags.Set("list", double(flag::kList));
+  flags.Set("movable", double(flag::kMovable));
+  flags.Set("populate", double(flag::kPopulate));
+  flags.Set("huge", double(flag::kHuge));
+  flags.Set("fastOnly", double(flag::kFastOnly));
+  flags.Set("longterm", double(flag::kLongterm));
+  flags.Set("refs", double(flag::kRefs));
+  o.Set("flags", flags);
+  auto codes = Napi::Array::New(env);
+  const auto names = code_names();
+  for (size_t i = 0; i < names.size(); ++i) codes[uint32_t(i)] = names[i];
+  o.Set("codes", codes);
+  return o;
+}
+
+// submitOps(mem, ops, stopOnError, spaces, firstNewId) -> Int32Array, or, when the batch
+// creates address spaces, [Int32Array, created, nextId]: created is [[id, nativeAddressSpace],
+// ...] for the ones made (a failed creation uses up its id too), nextId the id after them.
+Napi::Value submit_ops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    PageArrayWrap* mem = page_array_value(env, info[0]);
+    Napi::Uint32Array ops = records_value(env, info[1], "ops");
+    const bool stop_on_error = bool_value(env, info[2], "stopOnError");
+    const auto live = spaces_value(env, info[3], *mem->core());
+    const auto first_new = uint32_t(int_value(env, info[4], "firstNewId", 1, kMaxSpaces));
+    // The batch, read once into memory pinlab owns: checked and run from the same copy.
+    const size_t n = ops.ElementLength() / kRecordWords;
+    std::vector<Record> recs(n);
+    if (n > 0) std::memcpy(recs.data(), ops.Data(), n * kRecordBytes);
+    IdRules rules;
+    rules.first_new = first_new;
+    rules.live.assign(first_new, false);
+    for (const auto& [id, as] : live) {
+      if (id >= first_new) bad_arg(env, "a live address space id must be below firstNewId");
+      rules.live[id] = true;
+    }
+    FramingChecker checker("ops", std::move(rules));
+    check(env, checker.feed(recs.data(), recs.size()));
+    check(env, checker.finish());
+    const Framing& f = checker.framing();
+    SpaceTable table;
+    table.resize(f.next_id);
+    for (const auto& [id, as] : live) table.by_id[id] = as->core().get();
+    auto results = Napi::Int32Array::New(env, f.ops);
+    Executor exec(mem->core(), &table);
+    RunOptions o;
+    o.stop_on_error = stop_on_error;
+    exec.run(recs.data(), recs.size(), o, f.ops > 0 ? results.Data() : nullptr, nullptr);
+    if (f.next_id == first_new) return results;
+    auto created = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (uint32_t id = first_new; id < f.next_id; ++id) {
+      if (!table.owned[id]) continue;
+      auto pair = Napi::Array::New(env, 2);
+      pair[uint32_t(0)] = Napi::Number::New(env, id);
+      pair[uint32_t(1)] = wrap_new_space(env, std::move(table.owned[id]));
+      created[k++] = pair;
+    }
+    auto out = Napi::Array::New(env, 3);
+    out[uint32_t(0)] = results;
+    out[uint32_t(1)] = created;
+    out[uint32_t(2)] = Napi::Number::New(env, f.next_id);
+    return out;
+  } catch (const std::bad_alloc&) {
+    throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
+  }
+}
+
+// writeOps(path, header, chunks) -> { records, ops }: a recording, written through a
+// temporary renamed into place (binary or text by the path's extension).
+Napi::Value write_ops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const std::string path = string_value(env, info[0], "path");
+    Header h = header_value(env, info[1]);
+    if (!info[2].IsArray()) bad_arg(env, "chunks must be an array of Uint32Arrays");
+    auto chunks = info[2].As<Napi::Array>();
+    if (is_text_path(path)) {
+      // The text header names its threads up front: the most any record can have.
+      h.threads = kMaxTags;
+      for (uint32_t i = 0; i < chunks.Length(); ++i) (void)records_value(env, chunks.Get(i), "chunk");
+      uint32_t max_tag = 0;
+      for (uint32_t i = 0; i < chunks.Length(); ++i) {
+        auto c = chunks.Get(i).As<Napi::Uint32Array>();
+        for (size_t r = 0; r + kRecordWords <= c.ElementLength(); r += kRecordWords)
+          max_tag = std::max(max_tag, c[r] >> 16);
+      }
+      h.threads = max_tag + 1;
+    }
+    OpWriter w;
+    check(env, w.open(path, h));
+    for (uint32_t i = 0; i < chunks.Length(); ++i) {
+      auto c = records_value(env, chunks.Get(i), "chunk");
+      check(env, w.append(reinterpret_cast<const Record*>(c.Data()), c.ElementLength() / kRecordWords));
+    }
+    const uint64_t records = w.records(), nops = w.ops();
+    check(env, w.finish());
+    auto o = Napi::Object::New(env);
+    o.Set("records", double(records));
+    o.Set("ops", double(nops));
+    return o;
+  } catch (const std::bad_alloc&) {
+    throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
+  }
+}
+
+// stateDigest(mem, spaces) -> the digest of the array and the given address spaces.
+Napi::Value state_digest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    PageArrayWrap* mem = page_array_value(env, info[0]);
+    const auto live = spaces_value(env, info[1], *mem->core());
+    std::vector<std::pair<uint32_t, const AddressSpace*>> spaces;
+    for (const auto& [id, as] : live) spaces.emplace_back(id, as->core().get());
+    std::sort(spaces.begin(), spaces.end());
+    return digest_object(env, digest_state(*mem->core(), spaces));
+  } catch (const std::bad_alloc&) {
+    throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
+  }
+}
+
+Scheme scheme_value(Napi::Env env, Napi::Value v) {
+  Scheme s;
+  if (!v.IsString() || !parse_scheme(v.As<Napi::String>().Utf8Value(), &s)) throw_status(env, unknown_scheme_status());
+  return s;
+}
+
+// startReplay({ file, variants: [{ scheme, bias, pincountMinOrder }], threads, debug, digest },
+//             onProgress?) -> { promise, cancel }
+Napi::Value start_replay(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) bad_arg(env, "replay request must be an object");
+  auto req = info[0].As<Napi::Object>();
+  const std::string file = string_value(env, req.Get("file"), "file");
+  ReplayRequest r;
+  if (!req.Get("variants").IsArray()) bad_arg(env, "variants must be an array");
+  auto variants = req.Get("variants").As<Napi::Array>();
+  if (variants.Length() == 0 || variants.Length() > 4096) bad_arg(env, "variants must hold 1..4096 entries");
+  for (uint32_t i = 0; i < variants.Length(); ++i) {
+    if (!variants.Get(i).IsObject()) bad_arg(env, "a variant must be an object");
+    auto v = variants.Get(i).As<Napi::Object>();
+    ReplayVariant rv;
+    rv.scheme = scheme_value(env, v.Get("scheme"));
+    // bias 0 and pincountMinOrder -1: the stream's own (its header is read by the job).
+    rv.pin_bias = uint32_t(int_value(env, v.Get("bias"), "bias", 0, kMaxBias));
+    if (rv.pin_bias != 0 && (rv.pin_bias < kMinBias || (rv.pin_bias & (rv.pin_bias - 1)) != 0))
+      throw_status(env, Status::BadOption("bias", rv.pin_bias, "a power of two in 2..1048576"));
+    const int64_t rule = int_value(env, v.Get("pincountMinOrder"), "pincountMinOrder", -1, kMaxOrder);
+    rv.pincount_min_order = rule < 0 ? kNoValue : uint32_t(rule);
+    r.variants.push_back(rv);
+  }
+  r.threads = uint32_t(int_value(env, req.Get("threads"), "threads", 0, 1024));
+  r.debug = int(int_value(env, req.Get("debug"), "debug", -1, 1));
+  r.digest = bool_value(env, req.Get("digest"), "digest");
+  auto* job = new ReplayJob(env, file, std::move(r), optional_function(info, 1));
+  return job->start(env);
+}
+
+// startSynth(path, { ops, seed, threads, pages, scheme, bias, debug, mix }, onProgress?)
+Napi::Value start_synth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = string_value(env, info[0], "path");
+  if (!info[1].IsObject()) bad_arg(env, "synth options must be an object");
+  auto o = info[1].As<Napi::Object>();
+  SynthConfig c;
+  c.ops = uint64_t(int_value(env, o.Get("ops"), "ops", 1, int64_t{1} << 40));
+  c.seed = uint64_t(int_value(env, o.Get("seed"), "seed", 0, int64_t{1} << 53));
+  c.threads = uint32_t(int_value(env, o.Get("threads"), "threads", 1, 1024));
+  c.pages = uint64_t(int_value(env, o.Get("pages"), "pages", 1, int64_t(kMaxPages)));
+  c.scheme = scheme_value(env, o.Get("scheme"));
+  c.pin_bias = uint32_t(int_value(env, o.Get("bias"), "bias", kMinBias, kMaxBias));
+  c.debug = bool_value(env, o.Get("debug"), "debug");
+  const std::string mix = string_value(env, o.Get("mix"), "mix");
+  if (mix == "pages") c.mix = SynthMix::kPages;
+  else if (mix == "mm") c.mix = SynthMix::kMm;
+  else bad_arg(env, "mix must be 'pages' or 'mm'");
+  check(env, validate_synth(c));
+  check(env, check_op_output(path));  // a bad --out fails now
+  auto* job = new SynthJob(env, path, c, optional_function(info, 2));
+  return job->start(env);
+}
+
+// startConvert(in, out, onProgress?)
+Napi::Value start_convert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string in = string_value(env, info[0], "in");
+  const std::string out = string_value(env, info[1], "out");
+  check(env, check_op_output(out));
+  auto* job = new ConvertJob(env, in, out, optional_function(info, 2));
+  return job->start(env);
+}
+
+}  // namespace
+
+void define_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("opFormat", Napi::Function::New(env, op_format, "opFormat"));
+  exports.Set("submitOps", Napi::Function::New(env, submit_ops, "submitOps"));
+  exports.Set("writeOps", Napi::Function::New(env, write_ops, "writeOps"));
+  exports.Set("stateDigest", Napi::Function::New(env, state_digest, "stateDigest"));
+  exports.Set("startReplay", Napi::Function::New(env, start_replay, "startReplay"));
+  exports.Set("startSynth", Napi::Function::New(env, start_synth, "startSynth"));
+  exports.Set("startConvert", Napi::Function::New(env, start_convert, "startConvert"));
+}
+
+}  // namespace pinlab::addon
