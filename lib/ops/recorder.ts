@@ -289,7 +289,7 @@ export class OpRecorder {
         this.#call(() => (orig as unknown as PA['splitFolio']).call(h, head), () => this.#op(C['split-folio'], 0, 0, u32(head), 0, 0)),
       allocFolio: (orig) => (order: number, movable: boolean) =>
         this.#call(() => (orig as unknown as PA['allocFolio']).call(h, order, movable), (head) =>
-          this.#op(C['alloc-folio'], movable ? F.movable : 0, 0, 0, u32(order), head ?? 0),
+          this.#op(C['alloc-folio'], movable ? F.movable : 0, 0, 0, u32(order), head ?? 0, head === null ? null : [head]),
         ),
       setDirty: (orig) => (pfn: number) =>
         this.#call(() => (orig as unknown as PA['setDirty']).call(h, pfn), () => this.#op(C['set-dirty'], 0, 0, u32(pfn), 0, 0)),

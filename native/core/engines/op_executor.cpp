@@ -199,11 +199,12 @@ int32_t Executor::execute(const Record* rec) {
     case Op::kAllocFolio: {
       uint64_t head = 0;
       if (Status st = mem_->alloc_folio(b, has(fl, flag::kMovable), &head); !st.ok()) return fail(st);
-      // The head this op returned when recorded names the folio returned now, page by page.
-      const int32_t was = result_of(r);
-      if (was >= 0) {
+      // The head this op returned when recorded (its data entry) names the folio returned
+      // now, page by page.
+      if (entries_of(r) == 1) {
+        const uint64_t was = data[0].w[1];
         const uint64_t n = uint64_t{1} << b;
-        for (uint64_t i = 0; i < n && uint64_t(was) + i < pages_; ++i) note_output(uint32_t(was + i), uint32_t(head + i));
+        for (uint64_t i = 0; i < n && was + i < pages_; ++i) note_output(uint32_t(was + i), uint32_t(head + i));
       }
       return count_result(head);
     }

@@ -36,7 +36,7 @@ constexpr OpInfo kOps[] = {
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
     {Op::kSplitFolio, "split-folio", false, false, A::kValue, A::kNone, E::kNone, 0,
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
-    {Op::kAllocFolio, "alloc-folio", false, false, A::kNone, A::kValue, E::kNone, 4,
+    {Op::kAllocFolio, "alloc-folio", false, false, A::kNone, A::kValue, E::kOutput, 4,
      PL_FLAGS(nullptr, nullptr, "movable", nullptr)},
     {Op::kSetDirty, "set-dirty", false, false, A::kValue, A::kNone, E::kNone, 0,
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
@@ -274,13 +274,17 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
       break;
     case Entries::kInput: break;
     case Entries::kOutput:
+      if (op.op == Op::kAllocFolio) {  // the head it returned, if recorded: not numbered
+        if (n > 1) return bad("alloc-folio records one head at most", n);
+        if (n > 0) f_.has_outputs = true;
+        break;
+      }
       if (n > b) return bad("more recorded PFNs than pages asked for", n);
       if (n > 0) f_.has_outputs = true;
       if (outputs_.size() <= tag) outputs_.resize(size_t(tag) + 1, 0);
       outputs_[tag] += n;
       break;
   }
-  if (op.op == Op::kAllocFolio) f_.has_outputs = true;
   if (!op.mm) {
     if (mm != 0) return bad("an address space on a page-array op", mm);
     return Status::Ok();

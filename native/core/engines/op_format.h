@@ -54,7 +54,7 @@
 //   05  try-get        -    pfn      refs     -                -            1 if taken
 //   06  make-folio     -    head     order    -                -            0
 //   07  split-folio    -    head     -        -                -            0
-//   08  alloc-folio    -    -        order    -                M            the head
+//   08  alloc-folio    -    -        order    the head it gave M            the head
 //   09  set-dirty      -    pfn      -        -                -            0
 //   20  mm-new         new  pages    -        -                -            0
 //   21  mmap           id   start    count    -                W O H        0
@@ -89,7 +89,8 @@
 // numbers instead of PFNs (each the number's low 32 bits, within the last 2^20 outputs of the
 // op's tag): it names exactly the pages those gups returned in this run, whatever their PFNs.
 // A plain PFN that a gup (or alloc-folio's result) returned when recorded names the page the
-// latest such op returned in this run.
+// latest such op returned in this run; so does a PFN of the folio whose head an alloc-folio
+// recorded as its one data entry (its result field alone names nothing: 0 is a head too).
 #pragma once
 
 #include <cstddef>
@@ -196,7 +197,8 @@ enum class Entries : uint8_t {
   kNone,      // the op has none
   kIfList,    // pin/unpin: a PFN list when the L flag is set (a and b are 0 then)
   kInput,     // a PFN list the op takes (mmap-file, unpin-user, put-user)
-  kOutput,    // the PFNs the op returned when recorded (gups): optional, any number
+  kOutput,    // the PFNs the op returned when recorded (gups: any number, numbered as the
+              // tag's outputs; alloc-folio: its head, one at most, not numbered): optional
 };
 
 struct OpInfo {
