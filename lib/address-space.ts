@@ -1,7 +1,7 @@
 import { invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
-import { createSpace, forkSpace, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { createSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
@@ -345,6 +345,7 @@ export class AddressSpace {
   setRaceHook(hook: RaceHook | null): void {
     if (hook !== null && typeof hook !== 'function') invalid(`hook must be a function or null (got ${show(hook)})`);
     this.#native.setRaceHook(hook as ((point: string, vpage: number) => void) | null);
+    markRaceHook(this.#native, hook !== null);
   }
 
   /** Event counters (see {@link AddressSpaceStats}). */

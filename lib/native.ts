@@ -292,13 +292,15 @@ export interface NativeModule {
   schemes(): NativeSchemeInfo[];
   setErrorClass(cls: typeof PinlabError): void;
   opFormat(): NativeOpFormat;
+  /** The results: their count (in `scratch`) or a fresh array; with the address spaces made, if any. */
   submitOps(
     mem: NativePageArray,
     ops: Uint32Array,
     stopOnError: boolean,
     spaces: [number, NativeAddressSpace][] | null,
     firstNewId: number,
-  ): Int32Array | [Int32Array, [number, NativeAddressSpace][], number];
+    scratch: Int32Array,
+  ): number | Int32Array | [number | Int32Array, [number, NativeAddressSpace][], number];
   writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number };
   stateDigest(mem: NativePageArray, spaces: [number, NativeAddressSpace][]): NativeStateDigest;
   startReplay(

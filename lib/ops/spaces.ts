@@ -116,6 +116,19 @@ export function liveSpaces(mem: NativePageArray): [number, NativeAddressSpace][]
   return out;
 }
 
+const hooked = new WeakSet<NativeAddressSpace>();
+
+/** Notes whether `handle` has a race hook (a batch does not run ops on one that has). @internal */
+export function markRaceHook(handle: NativeAddressSpace, on: boolean): void {
+  if (on) hooked.add(handle);
+  else hooked.delete(handle);
+}
+
+/** Whether `handle` has a race hook. @internal */
+export function hasRaceHook(handle: NativeAddressSpace): boolean {
+  return hooked.has(handle);
+}
+
 /** Makes the JS object of an address space a submitted batch created. @internal */
 export type SpaceAdopter = (mem: object, id: number, handle: NativeAddressSpace) => object;
 

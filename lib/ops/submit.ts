@@ -5,7 +5,7 @@ import { native, type NativeOpHeader, type NativePageArray } from '../native.js'
 import { optionsObject, show } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
-import { adoptSpaces, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
+import { adoptSpaces, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
 
 /** Options of {@link PageArray.submit}. */
 export interface SubmitOptions {
@@ -18,21 +18,30 @@ export interface SubmitOptions {
 
 const recorders = new WeakMap<NativePageArray, OpRecorder>();
 
+/** Where the addon writes a batch's results, one buffer per thread, copied out at once. */
+const scratch = new Int32Array(4096);
+
 /** @internal PageArray.submit: checks, the native call, the address spaces it made, the recording. */
 export function submitOps(memObject: object, mem: NativePageArray, ops: unknown, options: unknown): Int32Array {
   const o = optionsObject('submit options', options, ['onError']);
   const onError = o['onError'] ?? 'stop';
   if (onError !== 'stop' && onError !== 'continue') invalid(`onError must be 'stop' | 'continue' (got ${show(onError)})`);
   if (!(ops instanceof Uint32Array)) invalid(`ops must be a Uint32Array of op records (got ${show(ops)})`);
-  const out = native.submitOps(mem, ops, onError === 'stop', liveSpaces(mem), nextSpaceId(mem));
-  let results: Int32Array;
+  const spaces = liveSpaces(mem);
+  const hooked = spaces.find(([, h]) => hasRaceHook(h));
+  if (hooked !== undefined) {
+    throw new PinlabError('EBUSY', `mm#${hooked[0]} has a race hook: remove it (setRaceHook(null)) before submitting a batch (a hook runs JS inside the walk)`);
+  }
+  const out = native.submitOps(mem, ops, onError === 'stop', spaces, nextSpaceId(mem), scratch);
+  let r: number | Int32Array;
   if (Array.isArray(out)) {
-    const [r, created, nextId] = out;
-    results = r;
+    const [first, created, nextId] = out;
+    r = first;
     adoptSpaces(memObject, mem, created, nextId);
   } else {
-    results = out;
+    r = out;
   }
+  const results = typeof r === 'number' ? scratch.slice(0, r) : r;
   const rec = recorders.get(mem);
   if (rec?.active === true) rec.appendBatch(ops, results, OP_NOT_RUN);
   return results;

@@ -50,15 +50,30 @@ std::string string_value(Napi::Env env, Napi::Value v, const char* name) {
   return v.As<Napi::String>().Utf8Value();
 }
 
-// A real Uint32Array (not another view that happens to be 4-byte) whose length is a whole
-// number of records.
-Napi::Uint32Array records_value(Napi::Env env, Napi::Value v, const char* name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-    throw_status(env, Status::BadOption(name, 0, "a Uint32Array"));
-  auto a = v.As<Napi::Uint32Array>();
-  if (a.ElementLength() % kRecordWords != 0)
-    throw_status(env, Status::BadOption(name, int64_t(a.ElementLength()), "a whole number of 6-word records"));
-  return a;
+// A typed array's elements, read with one Node-API call: false unless `v` is a real typed
+// array of `type` (a DataView, or another view with the same element size, is not).
+template <typename T>
+bool typed_array_data(napi_env env, napi_value v, napi_typedarray_type type, T** data, size_t* length) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type t;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(env, v, &t, length, &p, nullptr, nullptr) != napi_ok || t != type) return false;
+  *data = static_cast<T*>(p);
+  return true;
+}
+
+// A real Uint32Array whose length is a whole number of records.
+struct RecordWords {
+  const uint32_t* data;
+  size_t words;
+};
+RecordWords records_value(Napi::Env env, Napi::Value v, const char* name) {
+  uint32_t* data = nullptr;
+  size_t n = 0;
+  if (!typed_array_data(env, v, napi_uint32_array, &data, &n)) throw_status(env, Status::BadOption(name, 0, "a Uint32Array"));
+  if (n % kRecordWords != 0) throw_status(env, Status::BadOption(name, int64_t(n), "a whole number of 6-word records"));
+  return {data, n};
 }
 
 PageArrayWrap* page_array_value(Napi::Env env, Napi::Value v) {
@@ -399,41 +414,77 @@ Napi::Value op_format(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// submitOps(mem, ops, stopOnError, spaces, firstNewId) -> Int32Array, or, when the batch
-// creates address spaces, [Int32Array, created, nextId]: created is [[id, nativeAddressSpace],
-// ...] for the ones made (a failed creation uses up its id too), nextId the id after them.
+// The records of a batch, copied once into memory pinlab owns: a buffer kept per thread and
+// reused, so a small batch costs no allocation (a batch submitted from inside another, by a
+// race hook, gets a buffer of its own).
+struct BatchBuffer {
+  std::vector<Record> records;
+  int depth = 0;
+};
+thread_local BatchBuffer tl_batch;
+
+class BatchCopy {
+ public:
+  BatchCopy(const uint32_t* words, size_t n) {
+    std::vector<Record>& buf = tl_batch.depth++ == 0 ? tl_batch.records : own_;
+    if (buf.size() < n) buf.resize(n);
+    if (n > 0) std::memcpy(buf.data(), words, n * kRecordBytes);
+    data_ = buf.data();
+    n_ = n;
+  }
+  ~BatchCopy() { --tl_batch.depth; }
+  BatchCopy(const BatchCopy&) = delete;
+  BatchCopy& operator=(const BatchCopy&) = delete;
+  const Record* data() const { return data_; }
+  size_t size() const { return n_; }
+
+ private:
+  std::vector<Record> own_;
+  const Record* data_ = nullptr;
+  size_t n_ = 0;
+};
+
+// submitOps(mem, ops, stopOnError, spaces, firstNewId, scratch) -> the results: a number n when
+// they fit in `scratch` (an Int32Array the caller keeps: results in scratch[0..n)), else a fresh
+// Int32Array. When the batch creates address spaces: [that, created, nextId], created being
+// [[id, nativeAddressSpace], ...] for the ones made (a failed creation uses up its id too) and
+// nextId the id after them.
 Napi::Value submit_ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
     PageArrayWrap* mem = page_array_value(env, info[0]);
-    Napi::Uint32Array ops = records_value(env, info[1], "ops");
+    const RecordWords ops = records_value(env, info[1], "ops");
     const bool stop_on_error = bool_value(env, info[2], "stopOnError");
     const auto live = spaces_value(env, info[3], *mem->core());
     const auto first_new = uint32_t(int_value(env, info[4], "firstNewId", 1, kMaxSpaces));
-    // The batch, read once into memory pinlab owns: checked and run from the same copy.
-    const size_t n = ops.ElementLength() / kRecordWords;
-    std::vector<Record> recs(n);
-    if (n > 0) std::memcpy(recs.data(), ops.Data(), n * kRecordBytes);
+    size_t scratch_length = 0;
+    int32_t* scratch = nullptr;
+    if (!typed_array_data(env, info[5], napi_int32_array, &scratch, &scratch_length)) bad_arg(env, "scratch must be an Int32Array");
+    const BatchCopy recs(ops.data, ops.words / kRecordWords);
     IdRules rules;
     rules.first_new = first_new;
-    rules.live.assign(first_new, false);
+    if (!live.empty()) rules.live.assign(first_new, false);
     for (const auto& [id, as] : live) {
       if (id >= first_new) bad_arg(env, "a live address space id must be below firstNewId");
       rules.live[id] = true;
     }
+    // Every record checked before the first op runs: a bad batch changes nothing.
     FramingChecker checker("ops", std::move(rules));
     check(env, checker.feed(recs.data(), recs.size()));
     check(env, checker.finish());
     const Framing& f = checker.framing();
     SpaceTable table;
-    table.resize(f.next_id);
+    if (f.next_id > 1) table.resize(f.next_id);
     for (const auto& [id, as] : live) table.by_id[id] = as->core().get();
-    auto results = Napi::Int32Array::New(env, f.ops);
+    const bool fits = scratch_length >= f.ops;
+    Napi::Int32Array fresh = fits ? Napi::Int32Array() : Napi::Int32Array::New(env, f.ops);
+    int32_t* results = fits ? scratch : fresh.Data();
     Executor exec(mem->core(), &table);
     RunOptions o;
     o.stop_on_error = stop_on_error;
-    exec.run(recs.data(), recs.size(), o, f.ops > 0 ? results.Data() : nullptr, nullptr);
-    if (f.next_id == first_new) return results;
+    exec.run(recs.data(), recs.size(), o, f.ops > 0 ? results : nullptr, nullptr);
+    Napi::Value out = fits ? Napi::Value(Napi::Number::New(env, double(f.ops))) : Napi::Value(fresh);
+    if (f.next_id == first_new) return out;
     auto created = Napi::Array::New(env);
     uint32_t k = 0;
     for (uint32_t id = first_new; id < f.next_id; ++id) {
@@ -443,11 +494,11 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
       pair[uint32_t(1)] = wrap_new_space(env, std::move(table.owned[id]));
       created[k++] = pair;
     }
-    auto out = Napi::Array::New(env, 3);
-    out[uint32_t(0)] = results;
-    out[uint32_t(1)] = created;
-    out[uint32_t(2)] = Napi::Number::New(env, f.next_id);
-    return out;
+    auto both = Napi::Array::New(env, 3);
+    both[uint32_t(0)] = out;
+    both[uint32_t(1)] = created;
+    both[uint32_t(2)] = Napi::Number::New(env, f.next_id);
+    return both;
   } catch (const std::bad_alloc&) {
     throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
   }
@@ -465,20 +516,18 @@ Napi::Value write_ops(const Napi::CallbackInfo& info) {
     if (is_text_path(path)) {
       // The text header names its threads up front: the most any record can have.
       h.threads = kMaxTags;
-      for (uint32_t i = 0; i < chunks.Length(); ++i) (void)records_value(env, chunks.Get(i), "chunk");
       uint32_t max_tag = 0;
       for (uint32_t i = 0; i < chunks.Length(); ++i) {
-        auto c = chunks.Get(i).As<Napi::Uint32Array>();
-        for (size_t r = 0; r + kRecordWords <= c.ElementLength(); r += kRecordWords)
-          max_tag = std::max(max_tag, c[r] >> 16);
+        const RecordWords c = records_value(env, chunks.Get(i), "chunk");
+        for (size_t r = 0; r + kRecordWords <= c.words; r += kRecordWords) max_tag = std::max(max_tag, c.data[r] >> 16);
       }
       h.threads = max_tag + 1;
     }
     OpWriter w;
     check(env, w.open(path, h));
     for (uint32_t i = 0; i < chunks.Length(); ++i) {
-      auto c = records_value(env, chunks.Get(i), "chunk");
-      check(env, w.append(reinterpret_cast<const Record*>(c.Data()), c.ElementLength() / kRecordWords));
+      const RecordWords c = records_value(env, chunks.Get(i), "chunk");
+      if (c.words > 0) check(env, w.append(reinterpret_cast<const Record*>(c.data), c.words / kRecordWords));
     }
     const uint64_t records = w.records(), nops = w.ops();
     check(env, w.finish());
