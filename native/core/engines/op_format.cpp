@@ -74,6 +74,28 @@ constexpr std::array<int16_t, 256> make_op_index() {
 }
 constexpr std::array<int16_t, 256> kOpIndex = make_op_index();
 
+// What a "simple" record of each opcode looks like, for the framing check's fast path: a
+// page-array op without entries (pin and unpin of a range included) whose flags are among
+// `flags` and whose words under the masks are 0. `ok` false: always the full check.
+struct SimpleShape {
+  bool ok = false;
+  uint8_t flags = 0;
+  uint32_t a_zero = 0, b_zero = 0;  // all ones where the word must be 0
+};
+constexpr std::array<SimpleShape, 256> make_simple_shapes() {
+  std::array<SimpleShape, 256> shapes{};
+  for (const OpInfo& op : kOps) {
+    if (op.mm || op.entries == Entries::kInput || op.entries == Entries::kOutput) continue;
+    SimpleShape& sh = shapes[uint8_t(op.op)];
+    sh.ok = true;
+    sh.flags = uint8_t(op.flags & ~(flag::kList | flag::kRefs));
+    sh.a_zero = op.a == Arg::kNone ? 0xffffffffu : 0;
+    sh.b_zero = op.b == Arg::kNone ? 0xffffffffu : 0;
+  }
+  return shapes;
+}
+constexpr std::array<SimpleShape, 256> kSimple = make_simple_shapes();
+
 void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
 }
@@ -306,16 +328,10 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
 }
 
 inline bool FramingChecker::feed_simple(const Record& r) {
-  // One pass of simple tests; anything else, valid or not, takes the full check.
-  const int16_t i = kOpIndex[opcode_of(r)];
-  if (i < 0 || data_left_ != 0) return false;
-  const OpInfo& op = kOps[i];
-  const uint8_t fl = flags_of(r);
-  const bool simple = !op.mm && r.w[1] == 0 && r.w[4] == 0 && (fl & ~op.flags) == 0 &&
-                      (op.entries == Entries::kNone ||
-                       (op.entries == Entries::kIfList && (fl & (flag::kList | flag::kRefs)) == 0)) &&
-                      (op.a == Arg::kValue || r.w[2] == 0) && (op.b == Arg::kValue || r.w[3] == 0) &&
-                      op.op != Op::kAllocFolio;
+  // One table lookup and a few tests; anything else, valid or not, takes the full check.
+  const SimpleShape& sh = kSimple[opcode_of(r)];
+  const bool simple = sh.ok && data_left_ == 0 && (flags_of(r) & ~sh.flags) == 0 &&
+                      (r.w[1] | r.w[4] | (r.w[2] & sh.a_zero) | (r.w[3] & sh.b_zero)) == 0;
   if (!simple) return false;
   ++index_;
   ++f_.ops;
