@@ -275,6 +275,26 @@ describe('pinlab replay and pinlab trace', () => {
   });
 });
 
+describe('an example traced once replays to every scheme\'s live figures', () => {
+  it('fork-storm --trace: the replay of the bias run under each scheme is the example\'s own row for it', async () => {
+    const trace = join(dir, 'fork-storm.pkops');
+    const out = join(dir, 'fork-storm-out');
+    const r = spawnSync(process.execPath, [join(root, 'examples', 'fork-storm.mjs'), '--quick', '--seed', '5', '--out', out, '--trace', trace], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*fork-storm\.pkops: \d+ ops of the bias run/);
+    const rows = (JSON.parse(readFileSync(join(out, 'fork-storm.json'), 'utf8')) as { rows: { scheme: string; copied: number; fpPages: number }[] }).rows;
+    const doc = await runReplay({ file: trace });
+    expect(doc.stream.scheme).toBe(SCHEMES[0]);
+    for (const s of doc.schemes) {
+      const live = rows.find((x) => x.scheme === s.scheme)!;
+      expect(s.decisions.earlyCow.decisions, s.scheme).toBe(live.copied);
+      expect(s.decisions.earlyCow.falsePositives, s.scheme).toBe(live.fpPages);
+      expect(s.balanced).toBe(true);
+      expect(s.refused).toBe(0);
+    }
+  }, 60_000);
+});
+
 describe('Ctrl-C leaves no half-written output', () => {
   const bin = join(root, 'dist', 'bin.js');
 
