@@ -626,16 +626,28 @@ Napi::Value start_convert(const Napi::CallbackInfo& info) {
   return job->start(env);
 }
 
+// Every entry point: an allocation that fails is ENOMEM, never a crash.
+template <Napi::Value (*Fn)(const Napi::CallbackInfo&)>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return Fn(info);
+  } catch (const std::bad_alloc&) {
+    throw_status(info.Env(), Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
+  } catch (const std::length_error&) {
+    throw_status(info.Env(), Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
+  }
+}
+
 }  // namespace
 
 void define_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("opFormat", Napi::Function::New(env, op_format, "opFormat"));
-  exports.Set("submitOps", Napi::Function::New(env, submit_ops, "submitOps"));
-  exports.Set("writeOps", Napi::Function::New(env, write_ops, "writeOps"));
-  exports.Set("stateDigest", Napi::Function::New(env, state_digest, "stateDigest"));
-  exports.Set("startReplay", Napi::Function::New(env, start_replay, "startReplay"));
-  exports.Set("startSynth", Napi::Function::New(env, start_synth, "startSynth"));
-  exports.Set("startConvert", Napi::Function::New(env, start_convert, "startConvert"));
+  exports.Set("opFormat", Napi::Function::New(env, guarded<op_format>, "opFormat"));
+  exports.Set("submitOps", Napi::Function::New(env, guarded<submit_ops>, "submitOps"));
+  exports.Set("writeOps", Napi::Function::New(env, guarded<write_ops>, "writeOps"));
+  exports.Set("stateDigest", Napi::Function::New(env, guarded<state_digest>, "stateDigest"));
+  exports.Set("startReplay", Napi::Function::New(env, guarded<start_replay>, "startReplay"));
+  exports.Set("startSynth", Napi::Function::New(env, guarded<start_synth>, "startSynth"));
+  exports.Set("startConvert", Napi::Function::New(env, guarded<start_convert>, "startConvert"));
 }
 
 }  // namespace pinlab::addon

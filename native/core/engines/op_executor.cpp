@@ -129,11 +129,15 @@ int32_t Executor::gup(const Record& r, const Record* data, AddressSpace& as) {
   const int64_t start = r.w[2], count = r.w[3];
   // As the addon: room for the pages only for a count the core can accept (it checks the
   // range before it writes anything).
-  out_.resize(count > 0 && uint64_t(count) <= as.pages() ? size_t(count) : 1);
+  const uint64_t room = count > 0 && uint64_t(count) <= as.pages() ? uint64_t(count) : 1;
+  if (room > out_capacity_) {
+    out_.reset(new uint32_t[room]);  // default-initialised: untouched pages cost nothing
+    out_capacity_ = room;
+  }
   uint64_t done = 0;
   last_gup_done_ = 0;
-  const Status st = op == Op::kPinUser ? as.gup_slow(start, count, g, out_.data(), &done)
-                                       : as.gup_fast(start, count, g, out_.data(), &done);
+  const Status st = op == Op::kPinUser ? as.gup_slow(start, count, g, out_.get(), &done)
+                                       : as.gup_fast(start, count, g, out_.get(), &done);
   if (!st.ok()) return fail(st);
   last_gup_done_ = done;
   const uint64_t recorded = entries_of(r);

@@ -82,7 +82,7 @@ class Executor {
   uint64_t run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally* tally);
 
   // The PFNs the last gup op returned (valid until the next op).
-  const uint32_t* last_gup_pfns() const { return out_.data(); }
+  const uint32_t* last_gup_pfns() const { return out_.get(); }
   uint64_t last_gup_count() const { return last_gup_done_; }
   // Numbers the last gup's PFNs as its tag's next outputs, as if the op had carried them as
   // recorded outputs (for a generator that writes what it runs).
@@ -109,7 +109,10 @@ class Executor {
   SpaceTable* spaces_;
   uint64_t pages_;
   std::vector<uint32_t> list_;  // an op's input entries
-  std::vector<uint32_t> out_;   // a gup's output PFNs
+  // A gup's output PFNs: room for the count asked, never initialised (only what the gup writes
+  // is touched, so a huge count over a sparse mapping costs no memory).
+  std::unique_ptr<uint32_t[]> out_;
+  uint64_t out_capacity_ = 0;
   uint64_t last_gup_done_ = 0;
   MappedArray<uint32_t> xlat_;  // recorded PFN -> page now + 1 (0: itself); mapped on first use
   // Per tag: the outputs its gups returned in this run, the last kOutputWindow of them, by
