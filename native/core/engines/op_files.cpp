@@ -484,20 +484,28 @@ Status convert_op_stream(const std::string& in, const std::string& out,
     *records = writer.records();
     return writer.finish();
   }
+  if (is_text_path(out)) {
+    // Text to text: its header line must name the tags used, known only at the end of the
+    // input, so the input is read whole first (text streams are for people: small).
+    OpStream stream;
+    if (Status st = read_op_stream(in, &stream); !st.ok()) return st;
+    if (Status st = writer.open(out, stream.header); !st.ok()) return st;
+    if (Status st = writer.append(stream.records.data(), stream.records.size()); !st.ok()) return st;
+    *records = stream.records.size();
+    return writer.finish();
+  }
   Fd fd;
   uint64_t size = 0;
   if (Status st = open_input(in, &fd.fd, &size); !st.ok()) return st;
-  // A text input's header comes first; the writer opens once it is known. Its threads field
-  // may be below the tags used (text headers may leave it out): the binary writer computes it.
+  // A text input's header comes first; the writer opens once it is known (the binary writer
+  // computes threads from the tags it sees).
   bool opened = false;
   Header header;
   uint64_t count = 0;
   Status st = read_text(fd.fd, in, &header, [&](const Record* r, size_t n) {
     if (stopped()) return stop_status;
     if (!opened) {
-      Header h = header;
-      if (is_text_path(out)) h.threads = kMaxTags;  // its header line: every tag allowed
-      if (Status s = writer.open(out, h); !s.ok()) return s;
+      if (Status s = writer.open(out, header); !s.ok()) return s;
       opened = true;
     }
     count += n;
