@@ -14,6 +14,19 @@ namespace {
 
 constexpr uint32_t kMaxReplayThreads = 1024;
 
+// relaxed: a test hook's counter; tests set it while no replay runs.
+std::atomic<int64_t> g_starts_left{-1};
+
+// Whether the test hook refuses this start (it consumes one start otherwise).
+bool start_refused_for_testing() {
+  int64_t left = g_starts_left.load(std::memory_order_relaxed);
+  while (left >= 0) {
+    if (left == 0) return true;
+    if (g_starts_left.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return false;
+  }
+  return false;
+}
+
 // The threads of one variant's run: started up front and held at a barrier, so a failed start
 // (EAGAIN) lets the ones already started go home before any op runs; then released together.
 class ReplayThreads {
@@ -30,6 +43,7 @@ class ReplayThreads {
     }
     for (uint32_t t = 1; t < n; ++t) {
       try {
+        if (start_refused_for_testing()) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
         pool_.emplace_back([this, fn, t] {
           // acquire: pairs with go()'s release, so the thread sees everything set up before it.
           while (!go_.load(std::memory_order_acquire)) std::this_thread::yield();
@@ -160,6 +174,8 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
 }
 
 }  // namespace
+
+void set_replay_thread_starts_for_testing(int64_t n) { g_starts_left.store(n, std::memory_order_relaxed); }
 
 PageArrayConfig replay_config(const Header& h, const ReplayVariant& v, bool debug) {
   PageArrayConfig cfg;

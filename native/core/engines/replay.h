@@ -73,6 +73,10 @@ using ReplayProgress = std::function<void(uint64_t done, uint64_t total, const s
 Status replay_stream(const OpStream& stream, const ReplayRequest& request,
                      const ReplayProgress& progress, std::vector<ReplayResult>* out);
 
+// Test hook: after `n` more thread starts, every replay thread start fails as if the system
+// refused it (n < 0: never, the default). Process-wide; for the EAGAIN path's tests.
+void set_replay_thread_starts_for_testing(int64_t n);
+
 // The page array a replay builds for a variant (for tests and the submit path's checks).
 PageArrayConfig replay_config(const Header& h, const ReplayVariant& v, bool debug);
 

@@ -538,3 +538,35 @@ TEST_TAGGED(ops_replay_tags_on_threads, "concurrency") {
 }
 
 }  // namespace pinlab::test
+
+namespace pinlab::test {
+
+// A thread that cannot start: EAGAIN naming how far it got, the threads already started are let
+// go and joined (the call returns), and the next replay runs normally.
+TEST(ops_replay_thread_start_failure_is_eagain) {
+  using namespace pinlab::ops;
+  SynthConfig c;
+  c.ops = 5000;
+  c.threads = 4;
+  c.pages = 4096;
+  const std::string path = "/tmp/pinlab-ops-eagain-" + std::to_string(::getpid()) + ".pkops";
+  uint64_t records = 0;
+  CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
+  OpStream s;
+  CHECK_OK(read_op_stream(path, &s));
+  ReplayRequest req;
+  req.variants.push_back(ReplayVariant{Scheme::kBias, 1024, 1});
+  std::vector<ReplayResult> out;
+  set_replay_thread_starts_for_testing(2);  // threads 1 and 2 start, 3 does not
+  const Status st = replay_stream(s, req, nullptr, &out);
+  set_replay_thread_starts_for_testing(-1);
+  CHECK_CODE(st, Code::kEAGAIN);
+  CHECK_EQ(st.value, int64_t(3));
+  CHECK_EQ(st.limit, int64_t(4));
+  CHECK(out.empty());
+  CHECK_OK(replay_stream(s, req, nullptr, &out));
+  CHECK(out.size() == 1 && out[0].balanced && out[0].threads == 4);
+  std::remove(path.c_str());
+}
+
+}  // namespace pinlab::test
