@@ -104,6 +104,7 @@ export {
   renderReplayCharts,
   replayChartSpecs,
   writeReplayReport,
+  type ReplayChart,
   type ReplayMarkdownOptions,
   type ReplayReportPaths,
 } from './ops/report.js';

@@ -200,9 +200,17 @@ export function replayChartSpecs(r: ReplayResults): [string, TopLevelSpec][] {
   ];
 }
 
+/** One rendered chart of a replay report. */
+export interface ReplayChart {
+  /** File name stem: `throughput` or `false-positives` (written as NAME.svg). */
+  name: string;
+  /** The SVG document. */
+  svg: string;
+}
+
 /** The report's charts as SVG documents. */
-export async function renderReplayCharts(r: ReplayResults): Promise<{ name: string; svg: string }[]> {
-  const out: { name: string; svg: string }[] = [];
+export async function renderReplayCharts(r: ReplayResults): Promise<ReplayChart[]> {
+  const out: ReplayChart[] = [];
   for (const [name, spec] of replayChartSpecs(r)) out.push({ name, svg: await renderSvg(spec) });
   return out;
 }

@@ -97,8 +97,13 @@ export interface ReplayScheme {
   };
   /** Every decision's false positives added up (early-COW pages + migration and reclaim folios). */
   falsePositives: number;
-  /** Reclaim's end-state scan: allocated folios, and those holding pins that read as not maybe pinned (write-bias's read pins). */
-  reclaimScan: { folios: number; missed: number };
+  /** Reclaim's end-state scan. */
+  reclaimScan: {
+    /** Allocated folios at the end. */
+    folios: number;
+    /** Of those, folios holding pins that read as not maybe pinned (write-bias's read pins, by design). */
+    missed: number;
+  };
   /** Pins acquired and not released at the end (`pinAcquired - pinReleased`). */
   pinsOutstanding: number;
   /** Debug mode: pages still holding pins at the end (0 otherwise). */
