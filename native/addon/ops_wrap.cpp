@@ -76,16 +76,53 @@ RecordWords records_value(Napi::Env env, Napi::Value v, const char* name) {
   return {data, n};
 }
 
+// The two classes' prototypes, looked up once per JS environment (a "prototype" property read
+// per call cost more than a small batch's ops). Per thread: an environment runs on one thread;
+// its cleanup hook forgets them, so a later environment never sees a stale reference.
+struct Prototypes {
+  napi_env env = nullptr;
+  napi_ref page_array = nullptr;
+  napi_ref address_space = nullptr;
+};
+thread_local Prototypes tl_prototypes;
+
+napi_value prototype_of_class(Napi::Env e, napi_ref Prototypes::*slot, const Napi::FunctionReference& ctor) {
+  const napi_env env = e;
+  Prototypes& p = tl_prototypes;
+  if (p.env != env) {
+    p = Prototypes{env, nullptr, nullptr};
+    napi_add_env_cleanup_hook(env, [](void*) { tl_prototypes = Prototypes{}; }, nullptr);
+  }
+  napi_value proto = nullptr;
+  if (p.*slot == nullptr) {
+    if (napi_get_named_property(env, ctor.Value(), "prototype", &proto) != napi_ok) return nullptr;
+    if (napi_create_reference(env, proto, 1, &(p.*slot)) != napi_ok) return proto;
+    return proto;
+  }
+  if (napi_get_reference_value(env, p.*slot, &proto) != napi_ok) return nullptr;
+  return proto;
+}
+
+// Whether `v` is an object made by the class (its prototype is the class's): what InstanceOf
+// answers for these classes, without InstanceOf's walk through Symbol.hasInstance. The handles
+// come from lib/, never from users.
+bool made_by(Napi::Env env, Napi::Value v, napi_ref Prototypes::*slot, const Napi::FunctionReference& ctor) {
+  if (!v.IsObject()) return false;
+  napi_value proto = nullptr;
+  const napi_value class_proto = prototype_of_class(env, slot, ctor);
+  bool same = false;
+  return class_proto != nullptr && napi_get_prototype(env, v, &proto) == napi_ok &&
+         napi_strict_equals(env, proto, class_proto, &same) == napi_ok && same;
+}
+
 PageArrayWrap* page_array_value(Napi::Env env, Napi::Value v) {
-  auto* data = env.GetInstanceData<InstanceData>();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data->page_array_ctor.Value()))
+  if (!made_by(env, v, &Prototypes::page_array, env.GetInstanceData<InstanceData>()->page_array_ctor))
     bad_arg(env, "mem must be a native page array");
   return PageArrayWrap::Unwrap(v.As<Napi::Object>());
 }
 
 AddressSpaceWrap* address_space_value(Napi::Env env, Napi::Value v) {
-  auto* data = env.GetInstanceData<InstanceData>();
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data->address_space_ctor.Value()))
+  if (!made_by(env, v, &Prototypes::address_space, env.GetInstanceData<InstanceData>()->address_space_ctor))
     bad_arg(env, "an address space must be a native address space");
   return AddressSpaceWrap::Unwrap(v.As<Napi::Object>());
 }
