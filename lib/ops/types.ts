@@ -44,7 +44,12 @@ export interface ReplayDecision {
   decisions: number;
   /** Of those, the ones whose folio held no pin (debug accounting or an exact pincount is the truth). */
   falsePositives: number;
-  /** Of those, the ones whose pins were not exactly known (bias-counted folios without debug mode). */
+  /**
+   * Of those, the ones whose pins were not exactly known (bias-counted folios without debug
+   * mode). The mm layer counts early COW's and migration's together (`stats().unclassified`):
+   * the count is reported under whichever of the two decisions was taken, under early COW when
+   * both were.
+   */
   unclassified: number;
 }
 
