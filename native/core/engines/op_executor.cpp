@@ -85,31 +85,25 @@ const uint32_t* Executor::entries(const Record& r, const Record* data, bool tran
   return out;
 }
 
+PageSet Executor::pages_named(const Record& r, const Record* data) {
+  if (flags_of(r) & flag::kList) return PageSet::pfns(entries(r, data, true), entries_of(r));
+  const uint64_t start = r.w[2], count = r.w[3];
+  if (count == 0 || start >= pages_ || start + count > pages_) return PageSet::range(start, count);
+  // A range whose pages a recorded output moved: as the list of the pages it names now (the
+  // same pages, in the same order, so the same runs where they are still contiguous).
+  bool moved = false;
+  for (uint64_t p = start; p < start + count && !moved; ++p) moved = map_pfn(uint32_t(p)) != p;
+  if (!moved) return PageSet::range(start, count);
+  list_.resize(count);
+  for (uint64_t i = 0; i < count; ++i) list_[i] = map_pfn(uint32_t(start + i));
+  return PageSet::pfns(list_.data(), count);
+}
+
 int32_t Executor::pin_or_unpin(const Record& r, const Record* data, bool pin) {
   const uint8_t fl = flags_of(r);
-  PinFlags f{has(fl, flag::kWrite), has(fl, flag::kPerPage), !pin && has(fl, flag::kDirty)};
-  PageSet set;
-  if (has(fl, flag::kList)) {
-    set = PageSet::pfns(entries(r, data, true), entries_of(r));
-  } else {
-    uint64_t start = r.w[2];
-    const uint64_t count = r.w[3];
-    if (!xlat_.empty() && count > 0 && start < pages_) {
-      // A range whose pages a recorded output moved: as the list of the pages it names now
-      // (the same pages, in the same order, so the same runs where they are still contiguous).
-      bool moved = false;
-      for (uint64_t p = start; p < std::min(start + count, pages_) && !moved; ++p) moved = map_pfn(uint32_t(p)) != p;
-      if (moved && start + count <= pages_) {
-        list_.resize(count);
-        for (uint64_t i = 0; i < count; ++i) list_[i] = map_pfn(uint32_t(start + i));
-        set = PageSet::pfns(list_.data(), count);
-      } else {
-        set = PageSet::range(start, count);
-      }
-    } else {
-      set = PageSet::range(start, count);
-    }
-  }
+  const PinFlags f{has(fl, flag::kWrite), has(fl, flag::kPerPage), !pin && has(fl, flag::kDirty)};
+  // The common case, a range with no recorded output to follow, straight to the core.
+  const PageSet set = (fl & flag::kList) || !xlat_.empty() ? pages_named(r, data) : PageSet::range(r.w[2], r.w[3]);
   if (pin) {
     uint64_t pinned = 0;
     const Status st = mem_->pin_pages(set, f, &pinned);
@@ -217,10 +211,17 @@ int32_t Executor::execute(const Record* rec) {
       if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
       return ok_or(mem_->set_dirty(pfn), 0);
     }
-    case Op::kMmNew: return ok_or(create_space(r.w[1], a), 0);
     case Op::kData: return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing forbids it
-    default: break;
+    default: return execute_mm(rec);
   }
+}
+
+int32_t Executor::execute_mm(const Record* rec) {
+  const Record& r = rec[0];
+  const Record* data = rec + 1;
+  const uint8_t fl = flags_of(r);
+  const uint32_t a = r.w[2], b = r.w[3];
+  if (Op(opcode_of(r)) == Op::kMmNew) return ok_or(create_space(r.w[1], a), 0);
   // Address-space ops: the framing checked the id was created earlier; its creation may have
   // failed, which the op reports (as a JS call on a space that does not exist could not run).
   AddressSpace* as = space(r.w[1]);

@@ -90,7 +90,12 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
+  // The address-space ops (out of line: the page-array ops' path stays short).
+  [[gnu::noinline]] int32_t execute_mm(const Record* r);
   int32_t pin_or_unpin(const Record& r, const Record* data, bool pin);
+  // The pages a pin or unpin names: its list, or its range (as the pages recorded outputs moved
+  // it to, if any).
+  [[gnu::noinline]] PageSet pages_named(const Record& r, const Record* data);
   int32_t gup(const Record& r, const Record* data, AddressSpace& as);
   // The entries of an op from its data records, translated where `translate`.
   const uint32_t* entries(const Record& r, const Record* data, bool translate);
