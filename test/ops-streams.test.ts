@@ -110,6 +110,26 @@ describe('OpRecorder', () => {
     expect(fresh.isDirty(0)).toBe(true);
   });
 
+  it('records a submitted batch too, its output references moved after the outputs before it', async () => {
+    const mem = new PageArray({ pages: 4096, populated: false, debug: true });
+    const rec = mem.record();
+    const mm = new AddressSpace(mem, { pages: 256 });
+    mm.mmap({ start: 0, count: 64, populate: true });
+    const { pfns } = mm.pinUserPagesFast(0, 8); // outputs 0..7 of the recording
+    // A batch numbers its own gup outputs from 0: its unpin names them as &0, &1.
+    const batch = new Uint32Array([
+      OP_CODES['pin-user-fast'], mm.id, 16, 2, 2, 2, 0xff | (2 << 8), mm.translate(16)!.pfn, mm.translate(17)!.pfn, 0, 0, 0,
+      OP_CODES['unpin-user'] | (OP_FLAGS.refs << 8), mm.id, 0, 0, 2, 0, 0xff | (2 << 8), 0, 1, 0, 0, 0,
+    ]);
+    expect([...mem.submit(batch)]).toEqual([2, 2]);
+    mm.unpinUserPages(pfns);
+    rec.stop();
+    const file = join(dir, 'batch-in-recording.pkops');
+    rec.save(file);
+    const doc = await runReplay({ file, schemes: ['hybrid'] });
+    expect(doc.schemes[0]).toMatchObject({ ops: 6, refused: 0, diverged: 0, balanced: true });
+  });
+
   it('must start before the first address space, and one at a time', () => {
     const mem = new PageArray({ pages: 1024, populated: false });
     new AddressSpace(mem, { pages: 16 });

@@ -63,8 +63,10 @@ export class OpRecorder {
   #ops = 0;
   #records = 0;
   #active = true;
-  /** Outputs numbered so far (tag 0: a JS recording has one thread). */
+  /** Outputs numbered so far, tag 0 (the JS API's calls are all tag 0). */
   #outputs = 0;
+  /** Outputs numbered so far by the other tags, which only submitted batches use. */
+  #tagOutputs = new Map<number, number>();
   #gupOutputs = new WeakMap<ArrayBufferLike, GupOutputs>();
   readonly #tapped: { handle: object; names: string[] }[] = [];
   /** Where the last op record was written (its result word is at + 5). */
@@ -136,27 +138,56 @@ export class OpRecorder {
   }
 
   /**
-   * @internal A submitted batch: its records that ran (`results[k]` is not `notRun`), with
-   * their results. Its gups' recorded outputs (if it carried any) are numbered like ours.
+   * @internal A submitted batch: its records that ran (`results[k]` is not `notRun`), with their
+   * results. A batch numbers its gups' outputs from 0 per tag; in the recording they follow the
+   * tag's earlier outputs, so its output references are moved up by as many.
    */
   appendBatch(ops: Uint32Array, results: Int32Array, notRun: number): void {
     if (!this.#active) return;
+    const base = new Map<number, number>();
+    const baseOf = (tag: number): number => {
+      let b = base.get(tag);
+      if (b === undefined) base.set(tag, (b = this.#producedBy(tag)));
+      return b;
+    };
     let k = 0;
     for (let i = 0; i < ops.length; k++) {
       const n = ops[i + 4]!;
       const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
+      const tag = ops[i]! >>> 16;
+      const flags = (ops[i]! >>> 8) & 0xff;
+      const code = ops[i]! & 0xff;
+      const b = baseOf(tag); // the tag's outputs before the batch, taken at its first record
       if (results[k] !== notRun) {
         this.#reserve(span);
-        this.#cur.set(ops.subarray(i, i + span), this.#pos);
-        this.#cur[this.#pos + 5] = results[k]!;
+        const at = this.#pos;
+        this.#cur.set(ops.subarray(i, i + span), at);
+        this.#cur[at + 5] = results[k]!;
+        if ((flags & OP_FLAGS.refs) !== 0) {
+          for (let e = 0; e < n; e++) {
+            const w = at + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA);
+            this.#cur[w] = (this.#cur[w]! + b) >>> 0;
+          }
+        }
         this.#pos += span;
         this.#records += span / OP_RECORD_WORDS;
         this.#ops++;
-        const code = ops[i]! & 0xff;
-        if (code === OP_CODES['pin-user-fast'] || code === OP_CODES['pin-user'] || code === OP_CODES['get-user-fast']) this.#outputs += n;
+      }
+      // A gup that ran numbers the outputs it carries, whatever its result (as the executor does).
+      if ((code === OP_CODES['pin-user-fast'] || code === OP_CODES['pin-user'] || code === OP_CODES['get-user-fast']) && results[k] !== notRun) {
+        this.#addProduced(tag, n);
       }
       i += span;
     }
+  }
+
+  #producedBy(tag: number): number {
+    return tag === 0 ? this.#outputs : (this.#tagOutputs.get(tag) ?? 0);
+  }
+
+  #addProduced(tag: number, n: number): void {
+    if (tag === 0) this.#outputs += n;
+    else this.#tagOutputs.set(tag, (this.#tagOutputs.get(tag) ?? 0) + n);
   }
 
   // ---- encoding -------------------------------------------------------------------------------

@@ -132,12 +132,13 @@ int32_t Executor::gup(const Record& r, const Record* data, AddressSpace& as) {
   last_gup_done_ = 0;
   const Status st = op == Op::kPinUser ? as.gup_slow(start, count, g, out_.get(), &done)
                                        : as.gup_fast(start, count, g, out_.get(), &done);
-  if (!st.ok()) return fail(st);
+  if (!st.ok()) done = 0;
   last_gup_done_ = done;
   const uint64_t recorded = entries_of(r);
   if (recorded > 0) {
-    // The recorded outputs take the tag's next output numbers; each names the page this run
-    // returned in its place (the recorded PFN where this run returned fewer).
+    // The recorded outputs take the tag's next output numbers, whatever this run's result (the
+    // framing numbered them so); each names the page this run returned in its place (the
+    // recorded PFN where this run returned fewer, or failed).
     TagOutputs& t = outputs_of(tag_of(r));
     for (uint64_t i = 0; i < recorded; ++i) {
       const uint32_t was = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
@@ -147,7 +148,7 @@ int32_t Executor::gup(const Record& r, const Record* data, AddressSpace& as) {
     }
     t.produced += recorded;
   }
-  return count_result(done);
+  return st.ok() ? count_result(done) : fail(st);
 }
 
 void Executor::number_last_gup_outputs(uint32_t tag) {

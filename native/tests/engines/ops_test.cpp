@@ -570,3 +570,32 @@ TEST(ops_replay_thread_start_failure_is_eagain) {
 }
 
 }  // namespace pinlab::test
+
+namespace pinlab::test {
+
+// A gup that fails in a replay still numbers the outputs it carries (the framing numbered them
+// statically), so references to later outputs name the right pages.
+TEST(ops_failed_gup_still_numbers_its_outputs) {
+  using namespace pinlab::ops;
+  Batch b;
+  b.op(Op::kMmNew, 0, 1, 64, 0).op(Op::kMmap, flag::kWrite | flag::kPopulate, 1, 0, 8);
+  b.op(Op::kPinUserFast, 0, 1, 32, 1, {12345});  // outside any region now: EFAULT
+  b.op(Op::kPinUserFast, 0, 1, 0, 2, {777, 778}); // recorded PFNs that mean nothing here
+  Record unpin = make_op(Op::kUnpinUser, flag::kRefs, 0, 1, 0, 0, 2, 0);
+  b.r.push_back(unpin);
+  const uint32_t refs[] = {1, 2};  // the second gup's outputs: numbers 1 and 2
+  append_data(0, refs, 2, &b.r);
+  CHECK_OK(check_batch(b.r));
+  auto mem = shared_array(256, Scheme::kHybrid, true, false);
+  SpaceTable table;
+  table.resize(2);
+  Executor exec(mem, &table);
+  std::vector<int32_t> res(5);
+  exec.run(b.r.data(), b.r.size(), RunOptions{}, res.data(), nullptr);
+  CHECK_EQ(res[2], -int32_t(Code::kEFAULT));
+  CHECK_EQ(res[3], 2);
+  CHECK_EQ(res[4], 2);  // the unpin released exactly the pages the second gup pinned
+  CHECK_EQ(mem->stat(Stat::kPinAcquired), mem->stat(Stat::kPinReleased));
+}
+
+}  // namespace pinlab::test
