@@ -4,9 +4,12 @@
 // caught by debug tracking (throw and count modes), and as it slips through without debug mode
 // until checkBalanced() reports the leaked pins by owner.
 //
-//   node examples/direct-io.mjs [--seed N] [--out DIR] [--quick]
+//   node examples/direct-io.mjs [--seed N] [--out DIR] [--quick] [--trace FILE]
+//
+// --trace FILE records the 'flagged' policy's process (its bios, warm-up included) as an op
+// stream (npx pinlab replay FILE).
 import { AddressSpace, PageArray, PageCacheFile, PinlabError, bioAddPage, bioFromUserPages } from '../dist/index.js';
-import { Rng, check, formatTable, groupedBarSpec, parseArgs, writeOutputs } from './lib/common.mjs';
+import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'direct-io';
 const opts = parseArgs(NAME);
@@ -18,14 +21,15 @@ const FILE_AT = 4096; // virtual page where the file is mapped shared
 const FILE_PAGES = 512; // data.db: 2 MiB of 16 KiB page-cache folios
 
 /** A process with a 4 MiB anonymous buffer, a 4 MiB THP buffer, and data.db mapped shared. */
-function setup(memOptions) {
+function setup(memOptions, traced = false) {
   const mem = new PageArray({ pages: 1 << 14, populated: false, ...memOptions });
+  const trace = traced ? startTrace(opts, mem) : null;
   const mm = new AddressSpace(mem, { pages: 8192 });
   mm.mmap({ start: 0, count: 1024, populate: true });
   mm.mmap({ start: 1024, count: 1024, populate: true, huge: true });
   const file = new PageCacheFile(mem, { name: 'data.db', pages: FILE_PAGES, folioOrder: 2 });
   mm.mmap({ start: FILE_AT, count: FILE_PAGES, file });
-  return { mem, mm, file };
+  return { mem, mm, file, trace };
 }
 
 /** The workload, the same for both policies: user buffer, direction, page-cache pages added. */
@@ -50,7 +54,7 @@ function submit(mm, file, w, policy, owner) {
 
 /** One policy's process and counters: `run(ws)` submits and completes bios (µs per bio). */
 function prepare(policy) {
-  const { mem, mm, file } = setup({ scheme: 'hybrid' });
+  const { mem, mm, file, trace } = setup({ scheme: 'hybrid' }, policy === POLICIES[0]);
   const owner = mem.pinOwner(`dio:${policy}`, { kind: 'file' });
   const row = { policy, bios: 0, pages: 0, pins: 0, plainRefs: 0, usPerBio: 0, leaks: 0 };
   const run = (ws) => {
@@ -74,6 +78,7 @@ function prepare(policy) {
     mm.munmap({ start: 0, count: 8192 });
     file.truncate(0);
     check(mem.freePages() === mem.pages, `${policy}: pages not back in the allocator`);
+    finishTrace(opts, trace, `the '${policy}' process`);
     return row;
   };
   return { run, reset, finish };

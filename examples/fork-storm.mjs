@@ -4,9 +4,11 @@
 // and again. fork copies every "maybe pinned" page of a pinning mm at once (early COW): how many
 // of those copies were false positives, and did any scheme miss a real pin?
 //
-//   node examples/fork-storm.mjs [--seed N] [--out DIR] [--quick]
+//   node examples/fork-storm.mjs [--seed N] [--out DIR] [--quick] [--trace FILE]
+//
+// --trace FILE records the first scheme's run as an op stream (npx pinlab replay FILE).
 import { AddressSpace, PageArray, SCHEMES } from '../dist/index.js';
-import { Rng, check, formatTable, groupedBarSpec, parseArgs, writeOutputs } from './lib/common.mjs';
+import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'fork-storm';
 const opts = parseArgs(NAME);
@@ -50,6 +52,7 @@ function churn(rng, mm, hot) {
 function runScheme(scheme) {
   const rng = new Rng(opts.seed); // the same draws for every scheme
   const mem = new PageArray({ pages: 1 << 16, scheme, pinBias: BIAS, populated: false, debug: true });
+  const trace = scheme === SCHEMES[0] ? startTrace(opts, mem) : null;
   const parent = new AddressSpace(mem, { pages: VPAGES });
   parent.mmap({ start: 0, count: THPS * 512, populate: true, huge: true });
   parent.mmap({ start: SMALL_AT, count: SMALL, populate: true });
@@ -88,6 +91,7 @@ function runScheme(scheme) {
   const leaks = mem.checkBalanced(); // throws ELEAK naming owner 'parent' if a pin were left
   parent.munmap({ start: 0, count: VPAGES });
   check(mem.freePages() === mem.pages, `${scheme}: pages not back in the allocator`);
+  finishTrace(opts, trace, `the ${scheme} run`);
   return {
     scheme,
     forks: FORKS,

@@ -4,9 +4,11 @@
 // For each pin scheme: how many migrations were refused as "maybe pinned", and how many of those
 // refusals were false positives (debug mode knows every folio's exact pins).
 //
-//   node examples/rdma-churn.mjs [--seed N] [--out DIR] [--quick]
+//   node examples/rdma-churn.mjs [--seed N] [--out DIR] [--quick] [--trace FILE]
+//
+// --trace FILE records the first scheme's run as an op stream (npx pinlab replay FILE).
 import { AddressSpace, PageArray, PinlabError, SCHEMES } from '../dist/index.js';
-import { Rng, check, formatTable, groupedBarSpec, parseArgs, sum, writeOutputs } from './lib/common.mjs';
+import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, sum, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'rdma-churn';
 const opts = parseArgs(NAME);
@@ -74,6 +76,7 @@ function deregister(proc, mr) {
 function runScheme(scheme) {
   const rng = new Rng(opts.seed); // the same draws for every scheme
   const mem = new PageArray({ pages: TOTAL, scheme, populated: false, movablePages: MOVABLE, debug: true });
+  const trace = scheme === SCHEMES[0] ? startTrace(opts, mem) : null;
   const procs = Array.from({ length: PROCS }, (_, i) => new Proc(mem, i));
   const row = { scheme, mrs: 0, regFailed: 0 };
   const t0 = performance.now();
@@ -109,6 +112,7 @@ function runScheme(scheme) {
   check(leaks.length === 0, `${scheme}: pins left after deregistering everything`);
   for (const p of procs) p.mm.munmap({ start: 0, count: HUGE + THPS * 512 });
   check(mem.freePages() === mem.pages, `${scheme}: ${mem.pages - mem.freePages()} pages not back in the allocator`);
+  finishTrace(opts, trace, `the ${scheme} run`);
   const st = procs.map((p) => p.mm.stats());
   return {
     ...row,

@@ -1,6 +1,7 @@
 import { invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
-import { GupFlag, native, type NativeAddressSpace } from './native.js';
+import { GupFlag, type NativeAddressSpace } from './native.js';
+import { createSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
@@ -116,8 +117,8 @@ export type RacePoint = 'beforeGrab' | 'beforeRecheck' | 'beforeSeqCheck';
 /** A race hook: runs synchronously inside the walk, which holds no lock. */
 export type RaceHook = (point: RacePoint, vpage: number) => void;
 
-let adopting: NativeAddressSpace | undefined;
-let nextId = 1;
+/** A native address space (and its id) the next constructor call adopts: fork's child, or a batch's. */
+let adopting: { handle: NativeAddressSpace; id: number } | undefined;
 
 /**
  * A process address space over a {@link PageArray}: anonymous private regions, a real
@@ -142,7 +143,10 @@ export class AddressSpace {
   readonly mem: PageArray;
   /** Virtual pages. */
   readonly pages: number;
-  /** Names this address space in pin provenance (`'mm#3 vpages 0..511'`): 1, 2, ... in creation order. */
+  /**
+   * Names this address space in pin provenance (`'mm#3 vpages 0..511'`) and in op streams: 1, 2,
+   * ... in creation order per page array (a creation the core refuses uses up its id too).
+   */
   readonly id: number;
 
   readonly #native: NativeAddressSpace;
@@ -159,11 +163,22 @@ export class AddressSpace {
     if (options === undefined) invalid('AddressSpace options are required ({ pages })');
     const o = optionsObject('AddressSpace options', options, ['pages']);
     const pages = integer('pages', o['pages']);
-    this.#native = adopting ?? new native.NativeAddressSpace(handle, pages);
+    const made = adopting ?? createSpace(handle, pages);
+    this.#native = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
-    this.id = nextId++;
+    this.id = made.id;
+    registerSpaceObject(handle, this.id, this);
+  }
+
+  /**
+   * The live address space of `mem` with this `id`, or null: for address spaces that a batch
+   * ({@link PageArray.submit}) created, which have no other name in JS.
+   */
+  static byId(mem: PageArray, id: number): AddressSpace | null {
+    const found = spaceObject(nativeOf(mem), integer('id', id));
+    return found instanceof AddressSpace ? found : null;
   }
 
   /**
@@ -272,7 +287,7 @@ export class AddressSpace {
    * @throws PinlabError `ENOMEM` when an early-COW copy finds no free page (no child is made)
    */
   fork(): AddressSpace {
-    adopting = this.#native.fork();
+    adopting = forkSpace(nativeOf(this.mem), this.#native, this.id);
     let child: AddressSpace;
     try {
       child = new AddressSpace(this.mem, { pages: this.pages });
@@ -330,6 +345,7 @@ export class AddressSpace {
   setRaceHook(hook: RaceHook | null): void {
     if (hook !== null && typeof hook !== 'function') invalid(`hook must be a function or null (got ${show(hook)})`);
     this.#native.setRaceHook(hook as ((point: string, vpage: number) => void) | null);
+    markRaceHook(this.#native, hook !== null);
   }
 
   /** Event counters (see {@link AddressSpaceStats}). */
@@ -387,6 +403,17 @@ export class AddressSpace {
 }
 
 type GupOperation = 'pinUserPagesFast' | 'pinUserPages' | 'getUserPagesFast' | 'bioFromUserPages';
+
+// A batch's new address spaces become AddressSpace objects here (ops/spaces.ts cannot import
+// this class: the page array, which submits batches, is imported by it).
+setSpaceAdopter((mem, id, handle) => {
+  adopting = { handle, id };
+  try {
+    return new AddressSpace(mem as PageArray, { pages: handle.info().pages });
+  } finally {
+    adopting = undefined;
+  }
+});
 
 function virtualRange(what: string, range: unknown): VirtualRange {
   const o = optionsObject(`${what} range`, range, ['start', 'count']);

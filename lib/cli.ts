@@ -11,6 +11,7 @@ import { writeReport } from './bench/report.js';
 import { REPORT_FILES, prepareOutputDir } from './report/files.js';
 import { runBench } from './bench/run.js';
 import { UsageError, intOption, progressReporter, type CliIo } from './cli-util.js';
+import { replayCommand, traceCommand } from './ops/cli.js';
 import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
 import { formatTable } from './bench/table.js';
@@ -59,6 +60,10 @@ commands:
             (pinlab profile --help)
   snapshot  save this host's page population (/proc/kpagecount, /proc/kpageflags) to a file
             (pinlab snapshot --help)
+  replay    replay an op stream (.pkops) natively under every scheme, side by side
+            (pinlab replay --help)
+  trace     make a synthetic op stream, or convert one between binary and text
+            (pinlab trace --help)
 
   -v, --version   the pinlab version`;
 
@@ -81,6 +86,8 @@ export async function main(argv: string[], io: CliIo = { out: process.stdout, er
     if (command === 'bench') return await bench(rest, io);
     if (command === 'profile') return await profileCommand(rest, io);
     if (command === 'snapshot') return await snapshotCommand(rest, io);
+    if (command === 'replay') return await replayCommand(rest, io);
+    if (command === 'trace') return await traceCommand(rest, io);
     throw new UsageError(`unknown command '${command}' (try pinlab --help)`);
   } catch (e) {
     if (e instanceof UsageError || (e instanceof PinlabError && e.code === 'EINVAL')) {

@@ -74,4 +74,38 @@ export {
 } from './page-array.js';
 export type { PageArrayStats } from './types/page-array.js';
 export { SCHEMES, type Scheme } from './schemes.js';
+export { OpRecorder, type OpSaveResult } from './ops/recorder.js';
+export type { SubmitOptions } from './ops/submit.js';
+export {
+  OP_CODES,
+  OP_FLAGS,
+  OP_NOT_RUN,
+  OP_RECORD_WORDS,
+  OpBatch,
+  opResultName,
+  type OpFields,
+  type OpFlagName,
+  type OpName,
+} from './ops/format.js';
+export { stateDigest, type StateDigest } from './ops/state.js';
+export { runReplay, type ReplayOptions } from './ops/replay.js';
+export {
+  REPLAY_SCHEMA_ID,
+  REPLAY_SCHEMA_VERSION,
+  type ReplayDecision,
+  type ReplayResults,
+  type ReplayScheme,
+  type ReplayStream,
+} from './ops/types.js';
+export { REPLAY_RESULTS_SCHEMA, validateReplayResults } from './ops/schema.js';
+export {
+  formatReplayMarkdown,
+  formatReplayTable,
+  renderReplayCharts,
+  replayChartSpecs,
+  writeReplayReport,
+  type ReplayChart,
+  type ReplayMarkdownOptions,
+  type ReplayReportPaths,
+} from './ops/report.js';
 export * from './bench/index.js';

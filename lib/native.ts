@@ -201,6 +201,83 @@ export interface NativeSchemeInfo {
   debugBytesPerPage: number;
 }
 
+/** The op stream format's constants, from the addon (engines/op_format.h). @internal */
+export interface NativeOpFormat {
+  version: number;
+  headerBytes: number;
+  recordWords: number;
+  entriesPerData: number;
+  dataOpcode: number;
+  outputWindow: number;
+  notRun: number;
+  noValue: number;
+  /** Opcode by op name. */
+  ops: Record<string, number>;
+  /** Flag bits by name. */
+  flags: Record<'write' | 'perPage' | 'dirty' | 'list' | 'movable' | 'populate' | 'huge' | 'fastOnly' | 'longterm' | 'refs', number>;
+  /** Error code names by number (index 0 is OK). */
+  codes: string[];
+}
+
+/** A stream header's page-array fields, as writeOps takes them. @internal */
+export interface NativeOpHeader {
+  pages: number;
+  movablePages: number;
+  folioOrder: number;
+  pincountMinOrder: number;
+  pinBias: number;
+  debug: boolean;
+  populated: boolean;
+  scheme: string;
+}
+
+/** A stream's header as the replay read it. @internal */
+export interface NativeStreamInfo extends NativeOpHeader {
+  threads: number;
+  records: number;
+  ops: number;
+}
+
+/** The digest of a page array's (and its address spaces') whole state. @internal */
+export interface NativeStateDigest {
+  pages: string;
+  freeBlocks: string;
+  freePages: number;
+  zeroPfn: number | null;
+  stats: Record<string, number>;
+  spaces: string;
+  spaceCount: number;
+  mmStats: Record<string, number>;
+}
+
+/** One variant of a native replay. @internal */
+export interface NativeReplayRun {
+  scheme: string;
+  bias: number;
+  pincountMinOrder: number;
+  debug: boolean;
+  threads: number;
+  ops: number;
+  refused: number;
+  diverged: number;
+  refusals: Record<string, number>;
+  seconds: number;
+  stats: Record<string, number>;
+  mmStats: Record<string, number>;
+  spaces: number;
+  reclaim: { folios: number; maybePinned: number; falsePositives: number; unclassified: number; missed: number };
+  pinsOutstanding: number;
+  debugPinnedPages: number;
+  balanced: boolean;
+  digest: NativeStateDigest | null;
+}
+
+/** An asynchronous native job: its promise and a function that asks it to stop. @internal */
+export interface NativeJob<T> {
+  promise: Promise<T>;
+  cancel(): void;
+}
+
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
@@ -227,6 +304,28 @@ export interface NativeModule {
   /** Per order 0..30, one subpage pin: exact pincount kept, refcount cost of a read and a write pin. */
   schemeArithmetic(scheme: string, pinBias: number, pincountMinOrder: number): { exact: boolean[]; read: number[]; write: number[] };
   setErrorClass(cls: typeof PinlabError): void;
+  opFormat(): NativeOpFormat;
+  /** The results: their count (in `scratch`) or a fresh array; with the address spaces made, if any. */
+  submitOps(
+    mem: NativePageArray,
+    ops: Uint32Array,
+    stopOnError: boolean,
+    spaces: [number, NativeAddressSpace][] | null,
+    firstNewId: number,
+    scratch: Int32Array,
+  ): number | Int32Array | [number | Int32Array, [number, NativeAddressSpace][], number];
+  writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number };
+  stateDigest(mem: NativePageArray, spaces: [number, NativeAddressSpace][]): NativeStateDigest;
+  startReplay(
+    request: { file: string; variants: { scheme: string; bias: number; pincountMinOrder: number }[]; threads: number; debug: number; digest: boolean },
+    onProgress?: (done: number, total: number, what: string) => void,
+  ): NativeJob<{ stream: NativeStreamInfo; results: NativeReplayRun[] }>;
+  startSynth(
+    path: string,
+    options: { ops: number; seed: number; threads: number; pages: number; scheme: string; bias: number; debug: boolean; mix: string },
+    onProgress?: (done: number, total: number, what: string) => void,
+  ): NativeJob<{ path: string; ops: number; records: number }>;
+  startConvert(in_: string, out: string, onProgress?: (done: number, total: number, what: string) => void): NativeJob<{ records: number }>;
 }
 
 // node-gyp-build finds the addon the ecosystem's way: a source build first (build/Release, then

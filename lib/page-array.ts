@@ -4,6 +4,8 @@
 // pinsOf(mem) and nativeOf(mem).
 import { PinlabError, invalid } from './errors.js';
 import { native, PinFlag, type NativePageArray } from './native.js';
+import type { OpRecorder } from './ops/recorder.js';
+import { startRecording, submitOps, type SubmitOptions } from './ops/submit.js';
 import { PinBookkeeping } from './owners/bookkeeping.js';
 import { DropSkipped } from './owners/tracking.js';
 import { SCHEMES, type Scheme } from './schemes.js';
@@ -481,6 +483,47 @@ export class PageArray {
   memoryUsage(): MemoryUsage {
     const info = this.#native.info();
     return { bytes: info.memoryBytes, bytesPerPage: info.bytesPerPage };
+  }
+
+  // ---- op streams (lib/ops/) ----------------------------------------------------------------
+
+  /**
+   * Starts recording every engine-level call this page array's JS API makes (its own calls, its
+   * address spaces', and those owners, bios and files make for them) as an op stream: see
+   * {@link OpRecorder}. Start it right after construction: a replay starts from a fresh page
+   * array built from this one's options, and names address spaces by the ids they get here.
+   * @throws PinlabError `EBUSY` if a recorder is already active, or an address space was created
+   *   over this array before
+   */
+  record(): OpRecorder {
+    const o = this.options;
+    return startRecording(this.#native, {
+      pages: o.pages,
+      movablePages: o.movablePages,
+      folioOrder: o.folioOrder,
+      pincountMinOrder: o.pincountMinOrder,
+      pinBias: o.pinBias,
+      debug: o.debug,
+      populated: o.populated,
+      scheme: o.scheme,
+    });
+  }
+
+  /**
+   * Runs a batch of ops in one native call: `ops` is a `Uint32Array` of op-stream records (the
+   * `.pkops` record layout: {@link OpBatch} builds them, {@link OpRecorder.buffer} returns them).
+   * Each op runs exactly as its one-by-one call would, all or nothing, and its result lands in the
+   * returned `Int32Array` (one entry per op): a count (pages pinned, unpinned, taken or moved; 1
+   * for a put that freed or a tryGet that took; an allocated folio's head; else 0), or a negative
+   * error code (`-1` EINVAL, ...: {@link opResultName}). Address spaces are named by their `id`;
+   * ones the batch creates (`mm-new`, `fork`) take the next ids and live as long as this array
+   * (`AddressSpace.byId`). The batch goes around the JS bookkeeping: owners, debug provenance and
+   * `'count'` mode see none of it (the core's own checks all apply).
+   * @throws PinlabError `EINVAL` naming the first bad record (unknown opcode, flags, framing, an
+   *   address space that does not exist) before any op runs: then nothing changed
+   */
+  submit(ops: Uint32Array, options?: SubmitOptions): Int32Array {
+    return submitOps(this, this.#native, ops, options);
   }
 }
 

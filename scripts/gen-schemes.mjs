@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Generates lib/schemes.ts (the TypeScript SCHEMES list and Scheme type) from the native
 // registry, native/core/pages/schemes/registry.h, so the scheme list is written in one place,
-// and keeps the scheme enum of docs/bench-results.schema.json (the published JSON Schema of
-// `pinlab bench` results, which test/bench-run.test.ts holds equal to lib/bench/schema.ts) in step.
+// and keeps the scheme enums of docs/bench-results.schema.json and docs/replay-results.schema.json
+// (the published JSON Schemas of `pinlab bench` and `pinlab replay` results) in step.
 //   node scripts/gen-schemes.mjs           writes the files that changed
 //   node scripts/gen-schemes.mjs --check   exits 1 if one is out of date
 // Runs in `npm install` / `npm run build` before tsc; test/architecture.test.ts runs --check and
@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemesDir = join(root, 'native', 'core', 'pages', 'schemes');
 const target = join(root, 'lib', 'schemes.ts');
-const docsSchema = join(root, 'docs', 'bench-results.schema.json');
+// The published JSON Schemas whose scheme enums follow the registry.
+export const DOCS_SCHEMAS = ['bench-results.schema.json', 'replay-results.schema.json'].map((f) => join(root, 'docs', f));
 
 /** C++ text without its comments (string and character literals kept as they are). */
 export function stripComments(text) {
@@ -103,9 +104,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       return ''; // not generated yet
     }
   };
-  const docsText = read(docsSchema);
   const outputs = [[target, read(target), render(schemes)]];
-  if (docsText !== '') outputs.push([docsSchema, docsText, renderDocsSchema(docsText, schemes.map((s) => s.name))]);
+  for (const docsSchema of DOCS_SCHEMAS) {
+    const docsText = read(docsSchema);
+    if (docsText !== '') outputs.push([docsSchema, docsText, renderDocsSchema(docsText, schemes.map((s) => s.name))]);
+  }
   let stale = false;
   for (const [path, current, text] of outputs) {
     if (current === text) continue;

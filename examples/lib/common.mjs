@@ -5,15 +5,16 @@ import { join } from 'node:path';
 
 import { renderSvg } from '../../dist/index.js';
 
-/** `--seed N` (default 1), `--out DIR`, `--quick`. Unknown options stop with a usage line. */
+/** `--seed N` (default 1), `--out DIR`, `--quick`, `--trace FILE`. Unknown options stop with a usage line. */
 export function parseArgs(name, argv = process.argv.slice(2)) {
-  const usage = `usage: node examples/${name}.mjs [--seed N] [--out DIR] [--quick]`;
-  const opts = { seed: 1, out: null, quick: false };
+  const usage = `usage: node examples/${name}.mjs [--seed N] [--out DIR] [--quick] [--trace FILE]`;
+  const opts = { seed: 1, out: null, quick: false, trace: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--seed' && /^\d+$/.test(argv[i + 1] ?? '')) opts.seed = Number(argv[++i]);
     else if (a === '--out' && argv[i + 1] !== undefined) opts.out = argv[++i];
+    else if (a === '--trace' && argv[i + 1] !== undefined) opts.trace = argv[++i];
     else if (a === '--help' || a === '-h') {
       console.log(usage);
       process.exit(0);
@@ -108,6 +109,22 @@ export async function writeOutputs(opts, name, rows, spec, extra = {}) {
   writeFileSync(svgPath, await renderSvg(spec));
   writeFileSync(jsonPath, `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`);
   return [svgPath, jsonPath];
+}
+
+/**
+ * With `--trace FILE`: starts recording `mem`'s engine-level calls (call it right after
+ * `new PageArray`); returns the recorder, or null without --trace.
+ */
+export function startTrace(opts, mem) {
+  return opts.trace === null ? null : mem.record();
+}
+
+/** Saves a recording started by startTrace to --trace FILE and says how to replay it. */
+export function finishTrace(opts, rec, what) {
+  if (rec === null) return;
+  rec.stop();
+  const r = rec.save(opts.trace);
+  console.log(`wrote ${r.path}: ${r.ops} ops of ${what} (${r.bytes} bytes); replay it under every scheme with: npx pinlab replay ${r.path}`);
 }
 
 /** Stops the example with a message when an invariant it demonstrates does not hold. */

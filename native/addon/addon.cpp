@@ -7,6 +7,7 @@
 #include "address_space_wrap.h"
 #include "bench_worker.h"
 #include "kernel_probe_worker.h"
+#include "ops_wrap.h"
 #include "profile_worker.h"
 #include "errors.h"
 #include "page_array_wrap.h"
@@ -122,6 +123,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   export_fn<schemes>(env, exports, "schemes");
   export_fn<scheme_arithmetic>(env, exports, "schemeArithmetic");
   export_fn<set_error_class>(env, exports, "setErrorClass");
+  define_ops(env, exports);
   return exports;
 }
 

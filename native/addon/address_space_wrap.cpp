@@ -67,13 +67,15 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
       if (slot == nullptr || !slot->as)
         throw_invalid(env, "NativeAddressSpace: this fork was already adopted");
       core_ = std::move(slot->as);  // adopted exactly once; the External's finalizer frees the rest
-      return env.Undefined();
+    } else {
+      PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
+      const int64_t pages = int_arg(info, 1, "pages");
+      std::unique_ptr<AddressSpace> as;
+      check(env, AddressSpace::create(mem->core(), pages, &as));
+      core_ = std::move(as);
     }
-    PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
-    const int64_t pages = int_arg(info, 1, "pages");
-    std::unique_ptr<AddressSpace> as;
-    check(env, AddressSpace::create(mem->core(), pages, &as));
-    core_ = std::move(as);
+    // Tagged, so that the op batches can tell a real address space from an impostor.
+    napi_type_tag_object(env, info.This(), &kAddressSpaceTag);
     return env.Undefined();
   });
 }
@@ -214,16 +216,33 @@ Napi::Value AddressSpaceWrap::fork(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::unique_ptr<AddressSpace> child;
   check(env, core_->fork(&child));
+  return adopt(env, std::move(child));
+}
+
+Napi::Value AddressSpaceWrap::adopt(Napi::Env env, std::unique_ptr<AddressSpace> as) {
   auto* data = env.GetInstanceData<InstanceData>();
-  // The child travels to the constructor in a tagged External that owns it until adopted (its
-  // finalizer frees a child the constructor never took).
+  // The address space travels to the constructor in a tagged External that owns it until
+  // adopted (its finalizer frees one the constructor never took).
   auto slot = std::make_unique<ForkedChild>();
-  slot->as = std::move(child);
+  slot->as = std::move(as);
   auto ext = Napi::External<ForkedChild>::New(env, slot.get(),
                                               [](Napi::Env, ForkedChild* c) { delete c; });
   slot.release();
   napi_type_tag_object(env, ext, &kForkedSpaceTag);
   return data->address_space_ctor.New({ext});
+}
+
+AddressSpaceWrap* AddressSpaceWrap::from(Napi::Env env, napi_value v, const char* name) {
+  bool tagged = false;
+  napi_valuetype t = napi_undefined;
+  if (v == nullptr || napi_typeof(env, v, &t) != napi_ok || t != napi_object ||
+      napi_check_object_type_tag(env, v, &kAddressSpaceTag, &tagged) != napi_ok || !tagged)
+    throw_invalid(env, std::string(name) + " must be a NativeAddressSpace (got " +
+                           describe_value(env, v) + ")");
+  void* p = nullptr;
+  if (napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
+    throw_invalid(env, std::string(name) + " is not a live NativeAddressSpace");
+  return static_cast<AddressSpaceWrap*>(p);
 }
 
 Napi::Value AddressSpaceWrap::migrate(const Napi::CallbackInfo& info) {

@@ -19,6 +19,14 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
 
   PINLAB_GUARDED_METHODS(AddressSpaceWrap)
 
+  // The NativeAddressSpace `v` (EINVAL naming `name` for anything else, impostors included).
+  static AddressSpaceWrap* from(Napi::Env env, napi_value v, const char* name);
+  // A new NativeAddressSpace that owns `as` (fork, and the address spaces an op batch makes).
+  static Napi::Value adopt(Napi::Env env, std::unique_ptr<AddressSpace> as);
+
+  // The core address space (op streams' submit runs ops on it).
+  const std::shared_ptr<AddressSpace>& core() const { return core_; }
+
  private:
   Napi::Value mmap(const Napi::CallbackInfo& info);
   Napi::Value munmap(const Napi::CallbackInfo& info);

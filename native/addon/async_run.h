@@ -26,6 +26,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
@@ -61,7 +62,8 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
 
   AsyncRun(Napi::Env env, const char* name, Napi::Function on_progress)
       : Napi::AsyncProgressQueueWorker<RunEvent>(env, name),
-        deferred_(Napi::Promise::Deferred::New(env)) {
+        deferred_(Napi::Promise::Deferred::New(env)),
+        control_(std::make_shared<RunControl>()) {
     if (!on_progress.IsEmpty()) on_progress_ = Napi::Persistent(on_progress);
   }
   Napi::Promise promise() const { return deferred_.Promise(); }
@@ -70,6 +72,8 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
   using Report = std::function<void(size_t done, size_t total, const std::string& label)>;
 
  protected:
+  // The run's stop control, for a cancel function that JS may call after the run ended.
+  std::shared_ptr<RunControl> shared_control() const { return control_; }
   // The run itself, on a pool thread: the core only, no Node-API.
   virtual Status run(const RunControl& control, const Report& report) = 0;
   // The resolved value, on the JS thread, once run() returned ok.
@@ -110,7 +114,7 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
         } catch (...) {  // no memory for the event: progress is optional
         }
       };
-      status_ = run(control_, report);
+      status_ = run(*control_, report);
     } catch (const std::bad_alloc&) {
       status_ = Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0);
     } catch (const std::length_error&) {
@@ -132,7 +136,7 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
     try {
       progress_events(events, count);
     } catch (...) {  // nothing may escape into Node: stop the run instead
-      control_.request_stop();
+      control_->request_stop();
     }
   }
 
@@ -145,7 +149,7 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
         if (!env_can_run_js(env)) abandon();
         continue;
       }
-      if (!on_progress_.IsEmpty() && !control_.stop_requested()) pending.push_back(events[i]);
+      if (!on_progress_.IsEmpty() && !control_->stop_requested()) pending.push_back(events[i]);
     }
     if (abandoned_ || pending.empty()) return;
     try {
@@ -161,9 +165,9 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
         if (progress_error_.IsEmpty()) progress_error_ = Napi::Reference<Napi::Value>::New(Napi::Value(e.Value()), 1);
       } catch (...) {
       }
-      control_.request_stop();
+      control_->request_stop();
     } catch (...) {
-      control_.request_stop();
+      control_->request_stop();
     }
   }
 
@@ -199,13 +203,13 @@ class AsyncRun : public Napi::AsyncProgressQueueWorker<RunEvent> {
 
   void abandon() {
     abandoned_ = true;
-    control_.request_stop();
+    control_->request_stop();
   }
 
   Napi::Promise::Deferred deferred_;
   Napi::FunctionReference on_progress_;
   Napi::Reference<Napi::Value> progress_error_;
-  RunControl control_;
+  std::shared_ptr<RunControl> control_;  // shared: a cancel function may outlive the run
   Status status_;
   bool abandoned_ = false;  // JS thread only
 };

@@ -22,6 +22,7 @@ struct InstanceData {
 // passed back is checked to be what it claims before it is unwrapped.
 extern const napi_type_tag kPageArrayTag;
 extern const napi_type_tag kForkedSpaceTag;
+extern const napi_type_tag kAddressSpaceTag;
 
 // Throws (as a C++ exception that node-addon-api rethrows into JS) a PinlabError whose
 // `code` is the status code and whose message names the offending value.

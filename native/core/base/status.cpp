@@ -154,6 +154,25 @@ std::string describe(const Status& s) {
       return subj + ": folio at pfn " + l + " has bad refs " + v + " (must be 1..2147483647)";
     case Reason::kSnapFolioFlags:
       return subj + ": folio at pfn " + l + " has unknown flag bits " + v;
+    case Reason::kOpsBadMagic: return subj + " is not a pinlab op stream (bad magic)";
+    case Reason::kOpsBadVersion:
+      return subj + ": unsupported op stream version " + v + " (this build reads version " + l + ")";
+    case Reason::kOpsBadHeader:
+      return subj + ": bad header: " + (s.rule ? s.rule : "?") + " (found " + v + ")";
+    case Reason::kOpsTruncated:
+      return subj + " is truncated: " + v + " bytes, its header needs " + l;
+    case Reason::kOpsTrailing:
+      return subj + " has trailing bytes: " + v + " bytes long, its header says " + l;
+    case Reason::kOpsChecksum:
+      return subj + ": " + (s.rule ? s.rule : "?") + " checksum mismatch (the stream is corrupt)";
+    case Reason::kOpsRecord:
+      return subj + ": record " + v + ": " + (s.rule ? s.rule : "?") + " (" + l + ")";
+    case Reason::kOpsText: return subj + ": line " + v + ": " + (s.rule ? s.rule : "?");
+    case Reason::kOpsNoSpace:
+      return "address space " + v + " does not exist (its mm-new or fork failed)";
+    case Reason::kOpsStopped: return subj + " stopped at the caller's request";
+    case Reason::kThreadStartOps:
+      return "could not start native thread " + v + " of " + l + " (thread or memory limits)";
   }
   return code_name(s.code);
 }

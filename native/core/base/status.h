@@ -99,6 +99,18 @@ enum class Reason : uint8_t {
   kSnapFolioMisaligned,  // subject = path, value = pfn, limit = order
   kSnapFolioRefs,     // subject = path, value = refs, limit = pfn
   kSnapFolioFlags,    // subject = path, value = flags, limit = pfn
+  // Op streams (engines/op_format.h). `subject` names the stream (a path, interned, or "ops").
+  kOpsBadMagic,       // subject = source
+  kOpsBadVersion,     // subject = source, value = version found, limit = version supported
+  kOpsBadHeader,      // subject = source, value = the field's value, rule = the field and its rule
+  kOpsTruncated,      // subject = source, value = its length, limit = the length its header needs
+  kOpsTrailing,       // subject = source, value = its length, limit = the length it should have
+  kOpsChecksum,       // subject = source, rule = "header" or "body"
+  kOpsRecord,         // subject = source, value = record index, limit = the bad value, rule = what
+  kOpsText,           // subject = source, value = line number, rule = what is wrong
+  kOpsNoSpace,        // value = address-space id (its creation failed, so later ops cannot use it)
+  kOpsStopped,        // subject = what was stopped (a replay, a conversion) at the caller's request
+  kThreadStartOps,    // value = threads started, limit = threads wanted
 };
 
 struct Status {

@@ -25,6 +25,8 @@ class RunControl {
  public:
   bool stop_requested() const { return stop_.load(std::memory_order_acquire); }
   void request_stop() { stop_.store(true, std::memory_order_release); }
+  // The flag itself, for engines that take a plain stop flag (the op-stream engines).
+  const std::atomic<bool>* flag() const { return &stop_; }
 
  private:
   std::atomic<bool> stop_{false};

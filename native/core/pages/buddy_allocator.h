@@ -34,6 +34,14 @@ class BuddyAllocator {
   // Gives back a block (a freed folio), merging it with free buddies.
   void give(uint64_t head, uint32_t order);
   uint64_t free_pages() const;
+  // Calls fn(head, order) for every free block, order by order, lowest head first (a snapshot
+  // under the allocator's lock: fn must not call back into the allocator).
+  template <typename F>
+  void for_each_free_block(F&& fn) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint32_t k = 0; k < kOrders; ++k)
+      for (uint64_t head : free_[k]) fn(head, k);
+  }
 
  private:
   void give_locked(uint64_t head, uint32_t order);

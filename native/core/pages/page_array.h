@@ -227,6 +227,14 @@ class PageArray {
   int64_t zero_pfn() const { return zero_pfn_.load(std::memory_order_acquire); }
   bool populated() const { return cfg_.populated; }
   uint64_t movable_pages() const { return uint64_t(cfg_.movable_pages); }
+  // Every free block of the allocator: fn(movable_zone, head, order), the normal zone first, then
+  // ZONE_MOVABLE; within a zone order by order, lowest head first (for state comparisons).
+  template <typename F>
+  void for_each_free_block(F&& fn) const {
+    normal_zone_->for_each_free_block([&](uint64_t head, uint32_t order) { fn(false, head, order); });
+    if (movable_zone_)
+      movable_zone_->for_each_free_block([&](uint64_t head, uint32_t order) { fn(true, head, order); });
+  }
 
   // ---- building blocks for gup and the mm layer (gup_ops.h, mm_ops.cpp) --------------------
   // gup_fast's speculative grab: add-unless-zero of the whole cost of `refs` subpage pins (or

@@ -1,0 +1,177 @@
+// The op stream format as lib/ sees it: the constants come from the addon (the core's
+// engines/op_format.h is the one definition), and OpBatch builds records for PageArray.submit.
+import { invalid } from '../errors.js';
+import { native } from '../native.js';
+import { show } from '../validate.js';
+
+const FORMAT = native.opFormat();
+
+/** Words (u32) per record: a batch for {@link PageArray.submit} is a `Uint32Array` of records. */
+export const OP_RECORD_WORDS: number = FORMAT.recordWords;
+
+/** Data entries (PFNs or output references) per data record. @internal */
+export const OP_ENTRIES_PER_DATA: number = FORMAT.entriesPerData;
+
+/** The opcode of a data record. @internal */
+export const OP_DATA: number = FORMAT.dataOpcode;
+
+/** How many of its tag's latest gup outputs an output reference may name. @internal */
+export const OP_OUTPUT_WINDOW: number = FORMAT.outputWindow;
+
+/** An argument that does not fit a u32 is recorded as this value, which every op refuses. @internal */
+export const OP_NO_VALUE: number = FORMAT.noValue;
+
+/**
+ * The result {@link PageArray.submit} reports for an op that did not run (after the first error
+ * with `onError: 'stop'`): -2^31, below every error code.
+ */
+export const OP_NOT_RUN: number = FORMAT.notRun;
+
+/** The ops of a stream, by name: `pin`, `unpin`, `get`, ..., `mm-new`, `mmap`, ... (README: Op streams). */
+export type OpName =
+  | 'pin'
+  | 'unpin'
+  | 'get'
+  | 'put'
+  | 'try-get'
+  | 'make-folio'
+  | 'split-folio'
+  | 'alloc-folio'
+  | 'set-dirty'
+  | 'mm-new'
+  | 'mmap'
+  | 'mmap-file'
+  | 'munmap'
+  | 'mprotect'
+  | 'zap'
+  | 'touch'
+  | 'pin-user-fast'
+  | 'pin-user'
+  | 'get-user-fast'
+  | 'unpin-user'
+  | 'put-user'
+  | 'fork'
+  | 'migrate'
+  | 'compact';
+
+/** An op's flags by name (which ones an op takes: README, Op streams). */
+export type OpFlagName = 'write' | 'perPage' | 'dirty' | 'list' | 'movable' | 'populate' | 'huge' | 'fastOnly' | 'longterm' | 'refs';
+
+/** Opcodes by op name, as the addon reports them. */
+export const OP_CODES: Readonly<Record<OpName, number>> = Object.freeze(FORMAT.ops as Record<OpName, number>);
+
+/** Flag bits by name. */
+export const OP_FLAGS: Readonly<Record<OpFlagName, number>> = Object.freeze({ ...FORMAT.flags });
+
+/** The error code names a negative result stands for, by number (index 0: `'OK'`). @internal */
+export const OP_CODE_NAMES: readonly string[] = Object.freeze([...FORMAT.codes]);
+
+const CODE_NUMBERS = new Map(OP_CODE_NAMES.map((name, i) => [name, i]));
+
+/** The number a {@link PinlabError} code is recorded as (negated in a result), or undefined. @internal */
+export function codeNumber(code: string): number | undefined {
+  const n = CODE_NUMBERS.get(code);
+  return n === undefined || n === 0 ? undefined : n;
+}
+
+/**
+ * The name of an op result: `'EINVAL'` for `-1`, ..., `'NOT_RUN'` for {@link OP_NOT_RUN}, or null
+ * for a result that is not an error (a count).
+ */
+export function opResultName(result: number): string | null {
+  if (result === OP_NOT_RUN) return 'NOT_RUN';
+  if (result >= 0) return null;
+  return OP_CODE_NAMES[-result] ?? null;
+}
+
+/** A u32 argument as the format records it: values outside 0..2^32-1 become {@link OP_NO_VALUE}. @internal */
+export function u32(v: number): number {
+  return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : OP_NO_VALUE;
+}
+
+/** The fields of one op for {@link OpBatch.push}. */
+export interface OpFields {
+  /** First argument (a PFN, head, start, pages, or a fork's child id): see README, Op streams. Default 0. */
+  a?: number;
+  /** Second argument (a count, refs, or order). Default 0. */
+  b?: number;
+  /** The address space (its `id`) for mm ops; 0 (default) for page-array ops. */
+  mm?: number;
+  /** The thread that replays it (0..65535). Default 0. */
+  tag?: number;
+  /** The op's flags. `list` is set by itself when `entries` are given to `pin` or `unpin`. */
+  flags?: readonly OpFlagName[];
+  /** A PFN list (pin/unpin lists, mmap-file, unpin-user, put-user) or a gup's recorded output PFNs. */
+  entries?: ArrayLike<number>;
+}
+
+/**
+ * Builds a batch of ops in the `.pkops` record layout for {@link PageArray.submit}.
+ *
+ * @example
+ * ```ts
+ * const batch = new OpBatch();
+ * for (let pfn = 0; pfn < 1024; pfn++) batch.push('pin', { a: pfn, b: 1 }).push('unpin', { a: pfn, b: 1 });
+ * const results = mem.submit(batch.toArray()); // one Int32Array entry per op: 1, 1, ...
+ * ```
+ */
+export class OpBatch {
+  #words = new Uint32Array(6 * 64);
+  #length = 0;
+  #ops = 0;
+
+  /** Ops pushed so far. */
+  get count(): number {
+    return this.#ops;
+  }
+
+  /**
+   * Appends one op (and the data records of its entries).
+   * @throws PinlabError `EINVAL` for an unknown op or flag name, or a tag outside 0..65535
+   */
+  push(op: OpName, fields: OpFields = {}): this {
+    const code = (OP_CODES as Record<string, number | undefined>)[op];
+    if (code === undefined) invalid(`unknown op ${show(op)} (known: ${Object.keys(OP_CODES).join(', ')})`);
+    let flags = 0;
+    for (const f of fields.flags ?? []) {
+      const bit = (OP_FLAGS as Record<string, number | undefined>)[f];
+      if (bit === undefined) invalid(`unknown op flag ${show(f)} (known: ${Object.keys(OP_FLAGS).join(', ')})`);
+      flags |= bit;
+    }
+    const entries = fields.entries ?? [];
+    if ((op === 'pin' || op === 'unpin') && fields.entries !== undefined) flags |= OP_FLAGS.list;
+    const tag = fields.tag ?? 0;
+    if (!Number.isInteger(tag) || tag < 0 || tag > 0xffff) invalid(`tag must be an integer in 0..65535 (got ${show(tag)})`);
+    this.#reserve(6 * (1 + Math.ceil(entries.length / OP_ENTRIES_PER_DATA)));
+    const w = this.#words;
+    let at = this.#length;
+    w[at] = code | (flags << 8) | (tag << 16);
+    w[at + 1] = u32(fields.mm ?? 0);
+    w[at + 2] = u32(fields.a ?? 0);
+    w[at + 3] = u32(fields.b ?? 0);
+    w[at + 4] = entries.length;
+    w[at + 5] = 0;
+    at += 6;
+    for (let i = 0; i < entries.length; i += OP_ENTRIES_PER_DATA) {
+      const k = Math.min(OP_ENTRIES_PER_DATA, entries.length - i);
+      w[at] = OP_DATA | (k << 8) | (tag << 16);
+      for (let j = 0; j < OP_ENTRIES_PER_DATA; j++) w[at + 1 + j] = j < k ? u32(entries[i + j]!) : 0;
+      at += 6;
+    }
+    this.#length = at;
+    this.#ops++;
+    return this;
+  }
+
+  /** The records so far, as a `Uint32Array` of their own. */
+  toArray(): Uint32Array {
+    return this.#words.slice(0, this.#length);
+  }
+
+  #reserve(words: number): void {
+    if (this.#length + words <= this.#words.length) return;
+    const next = new Uint32Array(Math.max(this.#words.length * 2, this.#length + words));
+    next.set(this.#words.subarray(0, this.#length));
+    this.#words = next;
+  }
+}

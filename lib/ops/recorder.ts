@@ -1,0 +1,388 @@
+// OpRecorder: captures every engine-level call a page array's JS API makes (its own calls, its
+// address spaces', and those that owners, bios and files make on their behalf) as op-stream
+// records, in order, with the arguments the engine received (defaults filled in) and the result
+// it gave (a count, or -code for a refusal). It listens where the calls reach the engine: the
+// addon objects behind the page array and its address spaces, whose state-changing methods it
+// shadows while recording (own properties over the prototype's, removed by stop()), so a page
+// array that is not recording pays nothing.
+import { statSync } from 'node:fs';
+
+import { PinlabError } from '../errors.js';
+import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
+import { OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
+import { setSpaceListener, type SpaceListener } from './spaces.js';
+
+/** What {@link OpRecorder.save} wrote. */
+export interface OpSaveResult {
+  /** The file written (binary `.pkops`, or the text form for a name ending in `.txt`). */
+  path: string;
+  /** Ops in it. */
+  ops: number;
+  /** Records in it (ops and their data records). */
+  records: number;
+  /** Its size in bytes. */
+  bytes: number;
+}
+
+const CHUNK_WORDS = OP_RECORD_WORDS * 65536;
+
+/** The recorded output PFNs of a gup's returned array, for output references. */
+interface GupOutputs {
+  /** The output number of its first element. */
+  base: number;
+  /** The PFNs as recorded (a copy: the caller may change its array). */
+  values: Uint32Array;
+}
+
+type Method = (...args: never[]) => unknown;
+
+/**
+ * A recording of a page array's engine-level calls (see {@link PageArray.record}): every call the
+ * JS API makes into the engine, in order, with its arguments after defaults and its result,
+ * refusals included. Save it as a `.pkops` op stream (`pinlab replay` replays it under every
+ * scheme) or take it as a batch for {@link PageArray.submit}.
+ *
+ * @example
+ * ```ts
+ * const mem = new PageArray({ pages: 1 << 16, populated: false, debug: true });
+ * const rec = mem.record();                    // before the first call
+ * const mm = new AddressSpace(mem, { pages: 4096 });
+ * mm.mmap({ start: 0, count: 512, populate: true });
+ * const { pfns } = mm.pinUserPagesFast(0, 64, { write: true });
+ * mm.unpinUserPages(pfns, { write: true });
+ * rec.stop();
+ * rec.save('sim.pkops');                       // then: npx pinlab replay sim.pkops
+ * ```
+ */
+export class OpRecorder {
+  readonly #mem: NativePageArray;
+  readonly #header: NativeOpHeader;
+  #chunks: Uint32Array[] = [];
+  #cur = new Uint32Array(CHUNK_WORDS);
+  #pos = 0;
+  #ops = 0;
+  #records = 0;
+  #active = true;
+  /** Outputs numbered so far, tag 0 (the JS API's calls are all tag 0). */
+  #outputs = 0;
+  /** Outputs numbered so far by the other tags, which only submitted batches use. */
+  #tagOutputs = new Map<number, number>();
+  #gupOutputs = new WeakMap<ArrayBufferLike, GupOutputs>();
+  readonly #tapped: { handle: object; names: string[] }[] = [];
+  /** Where the last op record was written (its result word is at + 5). */
+  #last: { words: Uint32Array; at: number } = { words: this.#cur, at: 0 };
+
+  /** @internal Use {@link PageArray.record}. */
+  constructor(mem: NativePageArray, header: NativeOpHeader) {
+    this.#mem = mem;
+    this.#header = { ...header };
+    this.#tapPageArray(mem);
+    const listener: SpaceListener = {
+      created: (id, pages, handle, error) => {
+        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), 0, 0));
+        if (handle !== null) this.#tapSpace(handle, id);
+      },
+      forked: (parent, id, handle, error) => {
+        this.#result(error, () => this.#op(OP_CODES.fork, 0, parent, id, 0, 0));
+        if (handle !== null) this.#tapSpace(handle, id);
+      },
+      adopted: (id, handle) => this.#tapSpace(handle, id),
+    };
+    setSpaceListener(mem, listener);
+  }
+
+  /** Ops recorded so far. */
+  get count(): number {
+    return this.#ops;
+  }
+
+  /** Whether the recorder still records (until {@link OpRecorder.stop}). */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** Stops recording: later calls are not recorded (what was recorded stays, to save or take). */
+  stop(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    for (const { handle, names } of this.#tapped) for (const n of names) delete (handle as Record<string, unknown>)[n];
+    this.#tapped.length = 0;
+    setSpaceListener(this.#mem, null);
+  }
+
+  /**
+   * Writes the recording to `path`: the binary `.pkops` format, or the text form when the name
+   * ends in `.txt` (`trace.pkops.txt`). The file appears whole or not at all (a temporary beside
+   * it, renamed into place); a symbolic link, FIFO or folder at `path` is refused. Synchronous.
+   * @throws PinlabError `EINVAL` for a bad path, `ENOENT`/`EACCES` when the folder cannot be written
+   */
+  save(path: string): OpSaveResult {
+    const chunks = [...this.#chunks, this.#cur.subarray(0, this.#pos)];
+    const { records, ops } = native.writeOps(String(path), this.#header, chunks);
+    return { path: String(path), ops, records, bytes: statSync(String(path)).size };
+  }
+
+  /**
+   * The recorded ops as one `Uint32Array` of records: the layout {@link PageArray.submit} takes,
+   * so `fresh.submit(rec.buffer())` replays the recording on another page array in one call.
+   */
+  buffer(): Uint32Array {
+    const out = new Uint32Array(this.#records * OP_RECORD_WORDS);
+    let at = 0;
+    for (const c of this.#chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    out.set(this.#cur.subarray(0, this.#pos), at);
+    return out;
+  }
+
+  /**
+   * @internal A submitted batch: its records that ran (`results[k]` is not `notRun`), with their
+   * results. A batch numbers its gups' outputs from 0 per tag; in the recording they follow the
+   * tag's earlier outputs, so its output references are moved up by as many.
+   */
+  appendBatch(ops: Uint32Array, results: Int32Array, notRun: number): void {
+    if (!this.#active) return;
+    const base = new Map<number, number>();
+    const baseOf = (tag: number): number => {
+      let b = base.get(tag);
+      if (b === undefined) base.set(tag, (b = this.#producedBy(tag)));
+      return b;
+    };
+    let k = 0;
+    for (let i = 0; i < ops.length; k++) {
+      const n = ops[i + 4]!;
+      const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
+      const tag = ops[i]! >>> 16;
+      const flags = (ops[i]! >>> 8) & 0xff;
+      const code = ops[i]! & 0xff;
+      const b = baseOf(tag); // the tag's outputs before the batch, taken at its first record
+      if (results[k] !== notRun) {
+        this.#reserve(span);
+        const at = this.#pos;
+        this.#cur.set(ops.subarray(i, i + span), at);
+        this.#cur[at + 5] = results[k]!;
+        if ((flags & OP_FLAGS.refs) !== 0) {
+          for (let e = 0; e < n; e++) {
+            const w = at + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA);
+            this.#cur[w] = (this.#cur[w]! + b) >>> 0;
+          }
+        }
+        this.#pos += span;
+        this.#records += span / OP_RECORD_WORDS;
+        this.#ops++;
+      }
+      // A gup that ran numbers the outputs it carries, whatever its result (as the executor does).
+      if ((code === OP_CODES['pin-user-fast'] || code === OP_CODES['pin-user'] || code === OP_CODES['get-user-fast']) && results[k] !== notRun) {
+        this.#addProduced(tag, n);
+      }
+      i += span;
+    }
+  }
+
+  #producedBy(tag: number): number {
+    return tag === 0 ? this.#outputs : (this.#tagOutputs.get(tag) ?? 0);
+  }
+
+  #addProduced(tag: number, n: number): void {
+    if (tag === 0) this.#outputs += n;
+    else this.#tagOutputs.set(tag, (this.#tagOutputs.get(tag) ?? 0) + n);
+  }
+
+  // ---- encoding -------------------------------------------------------------------------------
+
+  #reserve(words: number): void {
+    if (this.#pos + words <= this.#cur.length) return;
+    this.#chunks.push(this.#cur.subarray(0, this.#pos));
+    this.#cur = new Uint32Array(Math.max(CHUNK_WORDS, words));
+    this.#pos = 0;
+  }
+
+  /** One op record and the data records of `entries`. */
+  #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null): void {
+    const n = entries === null ? 0 : entries.length;
+    this.#reserve(OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
+    const w = this.#cur;
+    let at = this.#pos;
+    this.#last = { words: w, at };
+    w[at] = code | (flags << 8);
+    w[at + 1] = mm;
+    w[at + 2] = a;
+    w[at + 3] = b;
+    w[at + 4] = n;
+    w[at + 5] = result;
+    at += OP_RECORD_WORDS;
+    for (let i = 0; i < n; i += OP_ENTRIES_PER_DATA) {
+      const k = Math.min(OP_ENTRIES_PER_DATA, n - i);
+      w[at] = OP_DATA | (k << 8);
+      for (let j = 0; j < OP_ENTRIES_PER_DATA; j++) w[at + 1 + j] = j < k ? entries![i + j]! : 0;
+      at += OP_RECORD_WORDS;
+    }
+    this.#records += (at - this.#pos) / OP_RECORD_WORDS;
+    this.#pos = at;
+    this.#ops++;
+  }
+
+  /**
+   * Records the op `emit(result)` describes: with `error` null the result `emit` was given, a
+   * PinlabError as -code; any other exception is not the engine's refusal and is not recorded.
+   */
+  #result(error: unknown, emit: () => void): void {
+    if (error === null) {
+      emit();
+      return;
+    }
+    const n = error instanceof PinlabError ? codeNumber(error.code) : undefined;
+    if (n === undefined) return;
+    emit();
+    this.#last.words[this.#last.at + 5] = -n;
+  }
+
+  /** A list the engine takes: output references where it is (part of) a gup's own array, unchanged. */
+  #list(list: Uint32Array): { entries: Uint32Array; refs: boolean } {
+    const g = this.#gupOutputs.get(list.buffer);
+    if (g !== undefined && list.length > 0) {
+      const off = list.byteOffset / 4;
+      const first = g.base + off;
+      if (off + list.length <= g.values.length && this.#outputs - first <= OP_OUTPUT_WINDOW) {
+        let same = true;
+        for (let i = 0; i < list.length && same; i++) same = list[i] === g.values[off + i];
+        if (same) {
+          const refs = new Uint32Array(list.length);
+          for (let i = 0; i < list.length; i++) refs[i] = (first + i) >>> 0;
+          return { entries: refs, refs: true };
+        }
+      }
+    }
+    return { entries: list, refs: false };
+  }
+
+  // ---- the taps -------------------------------------------------------------------------------
+
+  #shadow(handle: object, methods: Record<string, (orig: Method) => Method>): void {
+    const proto = Object.getPrototypeOf(handle) as Record<string, Method>;
+    const names = Object.keys(methods);
+    for (const name of names) {
+      const orig = proto[name]!;
+      Object.defineProperty(handle, name, { value: methods[name]!(orig), configurable: true, writable: true, enumerable: false });
+    }
+    this.#tapped.push({ handle, names });
+  }
+
+  /** Runs `call`; records `emit(result)` on success or the refusal, and returns or rethrows. */
+  #call<T>(call: () => T, emit: (value: T | null) => void): T {
+    let value: T;
+    try {
+      value = call();
+    } catch (e) {
+      this.#result(e, () => emit(null));
+      throw e;
+    }
+    emit(value);
+    return value;
+  }
+
+  #tapPageArray(h: NativePageArray): void {
+    const F = OP_FLAGS;
+    const C = OP_CODES;
+    const pinBits = F.write | F.perPage;
+    const unpinBits = F.write | F.perPage | F.dirty;
+    type PA = NativePageArray;
+    this.#shadow(h, {
+      pinRange: (orig) => (start: number, count: number, flags: number) =>
+        this.#call(() => (orig as unknown as PA['pinRange']).call(h, start, count, flags), (n) => this.#op(C.pin, flags & pinBits, 0, u32(start), u32(count), n ?? 0)),
+      pinList: (orig) => (pfns: Uint32Array, flags: number) => {
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as PA['pinList']).call(h, pfns, flags), (n) =>
+          this.#op(C.pin, (flags & pinBits) | F.list | (refs ? F.refs : 0), 0, 0, 0, n ?? 0, entries),
+        );
+      },
+      unpinRange: (orig) => (start: number, count: number, flags: number) =>
+        this.#call(() => (orig as unknown as PA['unpinRange']).call(h, start, count, flags), (ok) =>
+          this.#op(C.unpin, flags & unpinBits, 0, u32(start), u32(count), ok === null ? 0 : Math.min(count, 0x7fffffff)),
+        ),
+      unpinList: (orig) => (pfns: Uint32Array, flags: number) => {
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as PA['unpinList']).call(h, pfns, flags), (ok) =>
+          this.#op(C.unpin, (flags & unpinBits) | F.list | (refs ? F.refs : 0), 0, 0, 0, ok === null ? 0 : pfns.length, entries),
+        );
+      },
+      getPage: (orig) => (pfn: number, refs: number) =>
+        this.#call(() => (orig as unknown as PA['getPage']).call(h, pfn, refs), () => this.#op(C.get, 0, 0, u32(pfn), u32(refs), 0)),
+      tryGetPage: (orig) => (pfn: number, refs: number) =>
+        this.#call(() => (orig as unknown as PA['tryGetPage']).call(h, pfn, refs), (got) => this.#op(C['try-get'], 0, 0, u32(pfn), u32(refs), got === true ? 1 : 0)),
+      putPage: (orig) => (pfn: number, refs: number) =>
+        this.#call(() => (orig as unknown as PA['putPage']).call(h, pfn, refs), (freed) => this.#op(C.put, 0, 0, u32(pfn), u32(refs), freed === true ? 1 : 0)),
+      makeFolio: (orig) => (head: number, order: number) =>
+        this.#call(() => (orig as unknown as PA['makeFolio']).call(h, head, order), () => this.#op(C['make-folio'], 0, 0, u32(head), u32(order), 0)),
+      splitFolio: (orig) => (head: number) =>
+        this.#call(() => (orig as unknown as PA['splitFolio']).call(h, head), () => this.#op(C['split-folio'], 0, 0, u32(head), 0, 0)),
+      allocFolio: (orig) => (order: number, movable: boolean) =>
+        this.#call(() => (orig as unknown as PA['allocFolio']).call(h, order, movable), (head) =>
+          this.#op(C['alloc-folio'], movable ? F.movable : 0, 0, 0, u32(order), head ?? 0, head === null ? null : [head]),
+        ),
+      setDirty: (orig) => (pfn: number) =>
+        this.#call(() => (orig as unknown as PA['setDirty']).call(h, pfn), () => this.#op(C['set-dirty'], 0, 0, u32(pfn), 0, 0)),
+    });
+  }
+
+  #tapSpace(h: NativeAddressSpace, id: number): void {
+    if (!this.#active) return;
+    const F = OP_FLAGS;
+    const C = OP_CODES;
+    type AS = NativeAddressSpace;
+    this.#shadow(h, {
+      mmap: (orig) => (start: number, count: number, write: boolean, populate: boolean, huge: boolean) =>
+        this.#call(() => (orig as unknown as AS['mmap']).call(h, start, count, write, populate, huge), () =>
+          this.#op(C.mmap, (write ? F.write : 0) | (populate ? F.populate : 0) | (huge ? F.huge : 0), id, u32(start), u32(count), 0),
+        ),
+      mapShared: (orig) => (start: number, pfns: Uint32Array, write: boolean) => {
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as AS['mapShared']).call(h, start, pfns, write), () =>
+          this.#op(C['mmap-file'], (write ? F.write : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
+        );
+      },
+      munmap: (orig) => (start: number, count: number) =>
+        this.#call(() => (orig as unknown as AS['munmap']).call(h, start, count), () => this.#op(C.munmap, 0, id, u32(start), u32(count), 0)),
+      mprotect: (orig) => (start: number, count: number, write: boolean) =>
+        this.#call(() => (orig as unknown as AS['mprotect']).call(h, start, count, write), () =>
+          this.#op(C.mprotect, write ? F.write : 0, id, u32(start), u32(count), 0),
+        ),
+      zap: (orig) => (start: number, count: number) =>
+        this.#call(() => (orig as unknown as AS['zap']).call(h, start, count), () => this.#op(C.zap, 0, id, u32(start), u32(count), 0)),
+      touch: (orig) => (start: number, count: number, write: boolean) =>
+        this.#call(() => (orig as unknown as AS['touch']).call(h, start, count, write), () => this.#op(C.touch, write ? F.write : 0, id, u32(start), u32(count), 0)),
+      gup: (orig) => (start: number, count: number, flags: number) => {
+        const pin = (flags & GupFlag.Pin) !== 0;
+        const code = !pin ? C['get-user-fast'] : (flags & GupFlag.SlowOnly) !== 0 ? C['pin-user'] : C['pin-user-fast'];
+        const bits = ((flags & GupFlag.Write) !== 0 ? F.write : 0) | ((flags & GupFlag.FastOnly) !== 0 ? F.fastOnly : 0) | ((flags & GupFlag.Longterm) !== 0 ? F.longterm : 0);
+        return this.#call(() => (orig as unknown as AS['gup']).call(h, start, count, flags), (pfns) => {
+          if (pfns === null) {
+            this.#op(code, bits, id, u32(start), u32(count), 0);
+            return;
+          }
+          // The PFNs it returned: recorded (they name its pages in a replay) and numbered.
+          this.#op(code, bits, id, u32(start), u32(count), pfns.length, pfns);
+          this.#gupOutputs.set(pfns.buffer, { base: this.#outputs, values: pfns.slice() });
+          this.#outputs += pfns.length;
+        });
+      },
+      unpinUserPages: (orig) => (pfns: Uint32Array, write: boolean, dirty: boolean) => {
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as AS['unpinUserPages']).call(h, pfns, write, dirty), (ok) =>
+          this.#op(C['unpin-user'], (write ? F.write : 0) | (dirty ? F.dirty : 0) | (refs ? F.refs : 0), id, 0, 0, ok === null ? 0 : pfns.length, entries),
+        );
+      },
+      putUserPages: (orig) => (pfns: Uint32Array) => {
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as AS['putUserPages']).call(h, pfns), (ok) =>
+          this.#op(C['put-user'], refs ? F.refs : 0, id, 0, 0, ok === null ? 0 : pfns.length, entries),
+        );
+      },
+      migrate: (orig) => (start: number, count: number) =>
+        this.#call(() => (orig as unknown as AS['migrate']).call(h, start, count), (moved) => this.#op(C.migrate, 0, id, u32(start), u32(count), moved ?? 0)),
+      compact: (orig) => () => this.#call(() => (orig as unknown as AS['compact']).call(h), (moved) => this.#op(C.compact, 0, id, 0, 0, moved ?? 0)),
+    });
+  }
+}

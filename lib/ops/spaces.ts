@@ -1,0 +1,156 @@
+// The address spaces of each page array, by id. Ids are per page array, 1, 2, ... in creation
+// order, and a creation that fails uses up its id too: an op stream names address spaces the
+// same way (op_format.h), so a recording, a replay and a batch submitted to a live array agree
+// on every id. The registry holds weak references only: an address space still dies with its
+// JS object. An active recorder hears of every creation here.
+import { native, type NativeAddressSpace, type NativePageArray } from '../native.js';
+
+/** What the registry tells an active recorder. @internal */
+export interface SpaceListener {
+  /** An address space `id` was created (`pages`) or its creation failed (`error`). */
+  created(id: number, pages: number, handle: NativeAddressSpace | null, error: unknown): void;
+  /** `parent` forked into `id` (`handle` null and `error` set when the fork failed). */
+  forked(parent: number, id: number, handle: NativeAddressSpace | null, error: unknown): void;
+  /** An address space made by a submitted batch (its ops are recorded with the batch). */
+  adopted(id: number, handle: NativeAddressSpace): void;
+}
+
+interface Registry {
+  nextId: number;
+  handles: Map<number, WeakRef<NativeAddressSpace>>;
+  objects: Map<number, WeakRef<object>>;
+  /**
+   * The address spaces submitted batches created: nothing else holds them, and a batch's later
+   * ops name them by id, so they live as long as the page array (their objects, or their
+   * handles before the AddressSpace class is loaded).
+   */
+  held: Map<number, object>;
+  listener: SpaceListener | null;
+}
+
+const registries = new WeakMap<NativePageArray, Registry>();
+
+function registryOf(mem: NativePageArray): Registry {
+  let r = registries.get(mem);
+  if (r === undefined) {
+    r = { nextId: 1, handles: new Map(), objects: new Map(), held: new Map(), listener: null };
+    registries.set(mem, r);
+  }
+  return r;
+}
+
+/** The id the next address space of `mem` gets. @internal */
+export function nextSpaceId(mem: NativePageArray): number {
+  return registryOf(mem).nextId;
+}
+
+/** Whether any address space was ever created over `mem`. @internal */
+export function hasSpaces(mem: NativePageArray): boolean {
+  return registryOf(mem).nextId > 1;
+}
+
+/** Sets (or clears) the listener of `mem`'s creations. @internal */
+export function setSpaceListener(mem: NativePageArray, listener: SpaceListener | null): void {
+  registryOf(mem).listener = listener;
+}
+
+/**
+ * `new AddressSpace(mem, { pages })`'s native half: the next id, the address space (its id is
+ * used up even if the core refuses it), and the listener told.
+ * @internal
+ */
+export function createSpace(mem: NativePageArray, pages: number): { handle: NativeAddressSpace; id: number } {
+  const r = registryOf(mem);
+  const id = r.nextId++;
+  let handle: NativeAddressSpace;
+  try {
+    handle = new native.NativeAddressSpace(mem, pages);
+  } catch (e) {
+    r.listener?.created(id, pages, null, e);
+    throw e;
+  }
+  r.handles.set(id, new WeakRef(handle));
+  r.listener?.created(id, pages, handle, null);
+  return { handle, id };
+}
+
+/** fork()'s native half: the child's id (used up even if the fork fails), and the listener told. @internal */
+export function forkSpace(mem: NativePageArray, parent: NativeAddressSpace, parentId: number): { handle: NativeAddressSpace; id: number } {
+  const r = registryOf(mem);
+  const id = r.nextId++;
+  let handle: NativeAddressSpace;
+  try {
+    handle = parent.fork();
+  } catch (e) {
+    r.listener?.forked(parentId, id, null, e);
+    throw e;
+  }
+  r.handles.set(id, new WeakRef(handle));
+  r.listener?.forked(parentId, id, handle, null);
+  return { handle, id };
+}
+
+/** Notes the JS object of address space `id` (for {@link spaceObject}). @internal */
+export function registerSpaceObject(mem: NativePageArray, id: number, object: object): void {
+  registryOf(mem).objects.set(id, new WeakRef(object));
+}
+
+/** The JS object of address space `id` of `mem`, if it is alive. @internal */
+export function spaceObject(mem: NativePageArray, id: number): object | undefined {
+  return registryOf(mem).objects.get(id)?.deref();
+}
+
+/** [id, handle] of every live address space of `mem`, by id (dead ones are forgotten). @internal */
+export function liveSpaces(mem: NativePageArray): [number, NativeAddressSpace][] {
+  const r = registryOf(mem);
+  const out: [number, NativeAddressSpace][] = [];
+  for (const [id, ref] of r.handles) {
+    const h = ref.deref();
+    if (h === undefined) {
+      r.handles.delete(id);
+      r.objects.delete(id);
+    } else {
+      out.push([id, h]);
+    }
+  }
+  return out;
+}
+
+const hooked = new WeakSet<NativeAddressSpace>();
+
+/** Notes whether `handle` has a race hook (a batch does not run ops on one that has). @internal */
+export function markRaceHook(handle: NativeAddressSpace, on: boolean): void {
+  if (on) hooked.add(handle);
+  else hooked.delete(handle);
+}
+
+/** Whether `handle` has a race hook. @internal */
+export function hasRaceHook(handle: NativeAddressSpace): boolean {
+  return hooked.has(handle);
+}
+
+/** Makes the JS object of an address space a submitted batch created. @internal */
+export type SpaceAdopter = (mem: object, id: number, handle: NativeAddressSpace) => object;
+
+let adopter: SpaceAdopter | null = null;
+
+/** Set once by the AddressSpace class: how a batch's new address spaces become objects. @internal */
+export function setSpaceAdopter(fn: SpaceAdopter): void {
+  adopter = fn;
+}
+
+/**
+ * The address spaces a submitted batch created (ids up to `nextId`): each gets its JS object,
+ * held for the life of the page array (see Registry.held), and the registry's next id follows
+ * the batch's.
+ * @internal
+ */
+export function adoptSpaces(memObject: object, mem: NativePageArray, created: [number, NativeAddressSpace][], nextId: number): void {
+  const r = registryOf(mem);
+  r.nextId = Math.max(r.nextId, nextId);
+  for (const [id, handle] of created) {
+    r.handles.set(id, new WeakRef(handle));
+    r.held.set(id, adopter === null ? handle : adopter(memObject, id, handle));
+    r.listener?.adopted(id, handle);
+  }
+}

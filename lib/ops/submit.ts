@@ -1,0 +1,64 @@
+// PageArray.submit and PageArray.record, behind the page array: a batch of ops in one native
+// call, and the recorder's start.
+import { PinlabError, invalid } from '../errors.js';
+import { native, type NativeOpHeader, type NativePageArray } from '../native.js';
+import { optionsObject, show } from '../validate.js';
+import { OP_NOT_RUN } from './format.js';
+import { OpRecorder } from './recorder.js';
+import { adoptSpaces, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
+
+/** Options of {@link PageArray.submit}. */
+export interface SubmitOptions {
+  /**
+   * `'stop'` (default): the first op refused ends the batch; the ops after it do not run and
+   * report {@link OP_NOT_RUN}. `'continue'`: every op runs, whatever the ones before it did.
+   */
+  onError?: 'stop' | 'continue';
+}
+
+const recorders = new WeakMap<NativePageArray, OpRecorder>();
+
+/** Where the addon writes a batch's results, one buffer per thread, copied out at once. */
+const scratch = new Int32Array(4096);
+
+/** @internal PageArray.submit: checks, the native call, the address spaces it made, the recording. */
+export function submitOps(memObject: object, mem: NativePageArray, ops: unknown, options: unknown): Int32Array {
+  const o = optionsObject('submit options', options, ['onError']);
+  const onError = o['onError'] ?? 'stop';
+  if (onError !== 'stop' && onError !== 'continue') invalid(`onError must be 'stop' | 'continue' (got ${show(onError)})`);
+  if (!(ops instanceof Uint32Array)) invalid(`ops must be a Uint32Array of op records (got ${show(ops)})`);
+  const spaces = liveSpaces(mem);
+  const hooked = spaces.find(([, h]) => hasRaceHook(h));
+  if (hooked !== undefined) {
+    throw new PinlabError('EBUSY', `mm#${hooked[0]} has a race hook: remove it (setRaceHook(null)) before submitting a batch (a hook runs JS inside the walk)`);
+  }
+  const out = native.submitOps(mem, ops, onError === 'stop', spaces, nextSpaceId(mem), scratch);
+  let r: number | Int32Array;
+  if (Array.isArray(out)) {
+    const [first, created, nextId] = out;
+    r = first;
+    adoptSpaces(memObject, mem, created, nextId);
+  } else {
+    r = out;
+  }
+  const results = typeof r === 'number' ? scratch.slice(0, r) : r;
+  const rec = recorders.get(mem);
+  if (rec?.active === true) rec.appendBatch(ops, results, OP_NOT_RUN);
+  return results;
+}
+
+/** @internal PageArray.record: one recorder at a time, started before any address space exists. */
+export function startRecording(mem: NativePageArray, header: NativeOpHeader): OpRecorder {
+  if (recorders.get(mem)?.active === true) {
+    throw new PinlabError('EBUSY', 'this page array is already recording (stop() the recorder first)');
+  }
+  if (hasSpaces(mem)) {
+    throw new PinlabError(
+      'EBUSY',
+      'record() must start before the first address space is created: a replay builds its address spaces from the stream',
+    );
+  }
+  const rec = new OpRecorder(mem, header);
+  recorders.set(mem, rec);
+  return rec;
+}

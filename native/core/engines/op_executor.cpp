@@ -1,0 +1,336 @@
+// The op-stream executor: one switch over the opcode, each case the core call the addon makes
+// for the JS call the record stands for.
+#include "engines/op_executor.h"
+
+#include <algorithm>
+#include <new>
+
+namespace pinlab::ops {
+
+namespace {
+
+int32_t fail(const Status& st) { return -int32_t(st.code); }
+
+// A count as a result: counts above INT32_MAX (a 2^31-page array's whole range) saturate.
+int32_t count_result(uint64_t n) { return n > uint64_t(INT32_MAX) ? INT32_MAX : int32_t(n); }
+
+int32_t ok_or(const Status& st, int32_t value) { return st.ok() ? value : fail(st); }
+
+bool has(uint8_t flags, uint8_t bit) { return (flags & bit) != 0; }
+
+}  // namespace
+
+void Tally::add(const Tally& o) {
+  ops += o.ops;
+  refused += o.refused;
+  diverged += o.diverged;
+  for (size_t i = 0; i < by_code.size(); ++i) by_code[i] += o.by_code[i];
+}
+
+uint64_t count_ops(const Record* r, uint64_t n) {
+  uint64_t ops = 0;
+  for (uint64_t i = 0; i < n; i += 1 + data_records_for(entries_of(r[i]))) ++ops;
+  return ops;
+}
+
+Executor::Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces)
+    : mem_(std::move(mem)), spaces_(spaces), pages_(mem_->pages()) {}
+
+AddressSpace* Executor::space(uint32_t id) const {
+  if (id >= spaces_->by_id.size()) return nullptr;
+  return spaces_->by_id[id];
+}
+
+Status Executor::create_space(uint32_t id, int64_t pages) {
+  std::unique_ptr<AddressSpace> as;
+  if (Status st = AddressSpace::create(mem_, pages, &as); !st.ok()) return st;
+  spaces_->adopt(id, std::move(as));
+  return Status::Ok();
+}
+
+void Executor::note_output(uint32_t was, uint32_t now) {
+  if (was >= pages_) return;
+  if (xlat_.empty()) {
+    if (was == now) return;  // still itself: nothing to remember
+    if (!xlat_.allocate(pages_)) throw std::bad_alloc();
+  }
+  xlat_.data()[was] = was == now ? 0 : now + 1;
+}
+
+Executor::TagOutputs& Executor::outputs_of(uint32_t tag) {
+  if (outputs_.size() <= tag) outputs_.resize(size_t(tag) + 1);
+  TagOutputs& t = outputs_[tag];
+  if (t.ring.empty() && !t.ring.allocate(kOutputWindow)) throw std::bad_alloc();
+  return t;
+}
+
+const uint32_t* Executor::entries(const Record& r, const Record* data, bool translate) {
+  const uint32_t n = entries_of(r);
+  list_.resize(n);
+  uint32_t* out = list_.data();
+  if (flags_of(r) & flag::kRefs) {
+    // Output references (the framing checked each names one of the tag's last outputs).
+    const TagOutputs& t = outputs_of(tag_of(r));
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t number = 0;
+      const uint32_t e = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
+      out[i] = resolve_output(e, t.produced, &number) ? t.ring.data()[number & (kOutputWindow - 1)] : kNoValue;
+    }
+    return out;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t e = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
+    out[i] = translate ? map_pfn(e) : e;
+  }
+  return out;
+}
+
+PageSet Executor::pages_named(const Record& r, const Record* data) {
+  if (flags_of(r) & flag::kList) return PageSet::pfns(entries(r, data, true), entries_of(r));
+  const uint64_t start = r.w[2], count = r.w[3];
+  if (count == 0 || start >= pages_ || start + count > pages_) return PageSet::range(start, count);
+  // A range whose pages a recorded output moved: as the list of the pages it names now (the
+  // same pages, in the same order, so the same runs where they are still contiguous).
+  bool moved = false;
+  for (uint64_t p = start; p < start + count && !moved; ++p) moved = map_pfn(uint32_t(p)) != p;
+  if (!moved) return PageSet::range(start, count);
+  list_.resize(count);
+  for (uint64_t i = 0; i < count; ++i) list_[i] = map_pfn(uint32_t(start + i));
+  return PageSet::pfns(list_.data(), count);
+}
+
+int32_t Executor::pin_or_unpin(const Record& r, const Record* data, bool pin) {
+  const uint8_t fl = flags_of(r);
+  const PinFlags f{has(fl, flag::kWrite), has(fl, flag::kPerPage), !pin && has(fl, flag::kDirty)};
+  // The common case, a range with no recorded output to follow, straight to the core.
+  const PageSet set = (fl & flag::kList) || !xlat_.empty() ? pages_named(r, data) : PageSet::range(r.w[2], r.w[3]);
+  if (pin) {
+    uint64_t pinned = 0;
+    const Status st = mem_->pin_pages(set, f, &pinned);
+    return ok_or(st, count_result(pinned));
+  }
+  return ok_or(mem_->unpin_pages(set, f), count_result(set.count));
+}
+
+int32_t Executor::gup(const Record& r, const Record* data, AddressSpace& as) {
+  const uint8_t fl = flags_of(r);
+  const Op op = Op(opcode_of(r));
+  GupFlags g;
+  g.pin = op != Op::kGetUserFast;
+  g.write = has(fl, flag::kWrite);
+  g.fast_only = has(fl, flag::kFastOnly);
+  g.longterm = has(fl, flag::kLongterm);
+  const int64_t start = r.w[2], count = r.w[3];
+  // As the addon: room for the pages only for a count the core can accept (it checks the
+  // range before it writes anything).
+  const uint64_t room = count > 0 && uint64_t(count) <= as.pages() ? uint64_t(count) : 1;
+  if (room > out_capacity_) {
+    out_.reset(new uint32_t[room]);  // default-initialised: untouched pages cost nothing
+    out_capacity_ = room;
+  }
+  uint64_t done = 0;
+  last_gup_done_ = 0;
+  const Status st = op == Op::kPinUser ? as.gup_slow(start, count, g, out_.get(), &done)
+                                       : as.gup_fast(start, count, g, out_.get(), &done);
+  if (!st.ok()) done = 0;
+  last_gup_done_ = done;
+  const uint64_t recorded = entries_of(r);
+  if (recorded > 0) {
+    // The recorded outputs take the tag's next output numbers, whatever this run's result (the
+    // framing numbered them so); each names the page this run returned in its place (the
+    // recorded PFN where this run returned fewer, or failed).
+    TagOutputs& t = outputs_of(tag_of(r));
+    for (uint64_t i = 0; i < recorded; ++i) {
+      const uint32_t was = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
+      const uint32_t now = i < done ? out_[i] : was;
+      t.ring.data()[(t.produced + i) & (kOutputWindow - 1)] = now;
+      if (i < done) note_output(was, now);
+    }
+    t.produced += recorded;
+  }
+  return st.ok() ? count_result(done) : fail(st);
+}
+
+void Executor::number_last_gup_outputs(uint32_t tag) {
+  if (last_gup_done_ == 0) return;
+  TagOutputs& t = outputs_of(tag);
+  for (uint64_t i = 0; i < last_gup_done_; ++i) t.ring.data()[(t.produced + i) & (kOutputWindow - 1)] = out_[i];
+  t.produced += last_gup_done_;
+}
+
+int32_t Executor::execute(const Record* rec) {
+  const Record& r = rec[0];
+  const Record* data = rec + 1;
+  const uint8_t fl = flags_of(r);
+  const uint32_t a = r.w[2], b = r.w[3];
+  switch (Op(opcode_of(r))) {
+    case Op::kPin: return pin_or_unpin(r, data, true);
+    case Op::kUnpin: return pin_or_unpin(r, data, false);
+    case Op::kGet: {
+      const uint32_t pfn = map_pfn(a);
+      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
+      return ok_or(mem_->get_page(pfn, b), 0);
+    }
+    case Op::kPut: {
+      const uint32_t pfn = map_pfn(a);
+      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
+      bool freed = false;
+      const Status st = mem_->put_page(pfn, b, &freed);
+      return ok_or(st, freed ? 1 : 0);
+    }
+    case Op::kTryGet: {
+      const uint32_t pfn = map_pfn(a);
+      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
+      bool got = false;
+      const Status st = mem_->try_get_page(pfn, b, &got);
+      return ok_or(st, got ? 1 : 0);
+    }
+    case Op::kMakeFolio: {
+      const uint32_t head = map_pfn(a);
+      if (Status st = mem_->check_pfn(head); !st.ok()) return fail(st);
+      return ok_or(mem_->make_folio(head, b), 0);
+    }
+    case Op::kSplitFolio: {
+      const uint32_t head = map_pfn(a);
+      if (Status st = mem_->check_pfn(head); !st.ok()) return fail(st);
+      return ok_or(mem_->split_folio(head), 0);
+    }
+    case Op::kAllocFolio: {
+      uint64_t head = 0;
+      if (Status st = mem_->alloc_folio(b, has(fl, flag::kMovable), &head); !st.ok()) return fail(st);
+      // The head this op returned when recorded (its data entry) names the folio returned
+      // now, page by page.
+      if (entries_of(r) == 1) {
+        const uint64_t was = data[0].w[1];
+        const uint64_t n = uint64_t{1} << b;
+        for (uint64_t i = 0; i < n && was + i < pages_; ++i) note_output(uint32_t(was + i), uint32_t(head + i));
+      }
+      return count_result(head);
+    }
+    case Op::kSetDirty: {
+      const uint32_t pfn = map_pfn(a);
+      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
+      return ok_or(mem_->set_dirty(pfn), 0);
+    }
+    case Op::kData: return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing forbids it
+    default: return execute_mm(rec);
+  }
+}
+
+int32_t Executor::execute_mm(const Record* rec) {
+  const Record& r = rec[0];
+  const Record* data = rec + 1;
+  const uint8_t fl = flags_of(r);
+  const uint32_t a = r.w[2], b = r.w[3];
+  if (Op(opcode_of(r)) == Op::kMmNew) return ok_or(create_space(r.w[1], a), 0);
+  // Address-space ops: the framing checked the id was created earlier; its creation may have
+  // failed, which the op reports (as a JS call on a space that does not exist could not run).
+  AddressSpace* as = space(r.w[1]);
+  if (as == nullptr) return fail(Status::Fail(Code::kEINVAL, Reason::kOpsNoSpace, r.w[1]));
+  switch (Op(opcode_of(r))) {
+    case Op::kMmap: {
+      const MmapArgs m{a, b, has(fl, flag::kWrite), has(fl, flag::kPopulate), has(fl, flag::kHuge)};
+      return ok_or(as->mmap(m), 0);
+    }
+    case Op::kMmapFile: {
+      const uint32_t* pfns = entries(r, data, true);
+      return ok_or(as->map_shared(a, pfns, entries_of(r), has(fl, flag::kWrite)), 0);
+    }
+    case Op::kMunmap: return ok_or(as->munmap(a, b), 0);
+    case Op::kMprotect: return ok_or(as->mprotect(a, b, has(fl, flag::kWrite)), 0);
+    case Op::kZap: return ok_or(as->zap(a, b), 0);
+    case Op::kTouch: return ok_or(as->touch(a, b, has(fl, flag::kWrite)), 0);
+    case Op::kPinUserFast:
+    case Op::kPinUser:
+    case Op::kGetUserFast: return gup(r, data, *as);
+    case Op::kUnpinUser: {
+      const uint32_t* pfns = entries(r, data, true);
+      const uint32_t n = entries_of(r);
+      return ok_or(as->unpin_user_pages(pfns, n, has(fl, flag::kWrite), has(fl, flag::kDirty)), count_result(n));
+    }
+    case Op::kPutUser: {
+      const uint32_t* pfns = entries(r, data, true);
+      const uint32_t n = entries_of(r);
+      return ok_or(as->put_user_pages(pfns, n), count_result(n));
+    }
+    case Op::kFork: {
+      std::unique_ptr<AddressSpace> child;
+      if (Status st = as->fork(&child); !st.ok()) return fail(st);
+      spaces_->adopt(a, std::move(child));
+      return 0;
+    }
+    case Op::kMigrate: {
+      uint64_t moved = 0;
+      const Status st = as->migrate(a, b, &moved);
+      return ok_or(st, count_result(moved));
+    }
+    case Op::kCompact: {
+      uint64_t moved = 0;
+      const Status st = as->compact(&moved);
+      return ok_or(st, count_result(moved));
+    }
+    default: break;
+  }
+  return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing checked every opcode
+}
+
+int32_t Executor::run_op(const Record* r) noexcept {
+  try {
+    return execute(r);
+  } catch (const std::bad_alloc&) {
+    return -int32_t(Code::kENOMEM);
+  } catch (const std::length_error&) {
+    return -int32_t(Code::kENOMEM);
+  }
+}
+
+uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
+                       Tally* tally) {
+  Tally t;
+  uint64_t i = 0, op_index = 0, since_check = 0, done_since = 0;
+  bool stopped = false;
+  while (i < n) {
+    const Record& op = r[i];
+    const uint64_t span = 1 + data_records_for(entries_of(op));
+    if (o.tag_modulus == 0 || tag_of(op) % o.tag_modulus == o.tag_remainder) {
+      const int32_t res = run_op(&r[i]);
+      ++t.ops;
+      ++done_since;
+      if (res < 0) {
+        ++t.refused;
+        ++t.by_code[std::min<size_t>(size_t(-int64_t(res)), kResultCodes - 1)];
+      }
+      if (res != result_of(op)) ++t.diverged;
+      if (results != nullptr) results[op_index] = res;
+      if (res < 0 && o.stop_on_error) {
+        stopped = true;
+        i += span;
+        ++op_index;
+        break;
+      }
+    }
+    i += span;
+    ++op_index;
+    since_check += span;
+    if (since_check >= kStopCheckRecords) [[unlikely]] {
+      since_check = 0;
+      // relaxed: progress and the stop request are advisory; nothing else is published.
+      if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
+      done_since = 0;
+      if (o.on_check != nullptr) (*o.on_check)();
+      if (o.stop != nullptr && o.stop->load(std::memory_order_relaxed)) {
+        stopped = true;
+        break;
+      }
+    }
+  }
+  if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
+  if (stopped && results != nullptr) {
+    // The ops after the stop did not run.
+    for (uint64_t k = i; k < n; k += 1 + data_records_for(entries_of(r[k]))) results[op_index++] = kNotRun;
+  }
+  if (tally != nullptr) tally->add(t);
+  return i;
+}
+
+}  // namespace pinlab::ops
