@@ -34,9 +34,25 @@ export function stableList(list: Uint32Array): Uint32Array {
   return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
 }
 
-/** A real Uint32Array, or EINVAL naming `name`. @internal */
+const sliceBuffer = ArrayBuffer.prototype.slice;
+
+/** Whether a typed array's buffer was detached (transferred): only an empty view can be. */
+function isDetached(value: Uint32Array): boolean {
+  if (value.byteLength !== 0) return false;
+  const buffer = bufferOf.call(value);
+  if (buffer instanceof SharedArrayBuffer) return false; // a SharedArrayBuffer cannot be detached
+  try {
+    sliceBuffer.call(buffer, 0, 0); // throws on a detached buffer (Node 20 has no .detached)
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** A real Uint32Array over a live buffer, or EINVAL naming `name`. @internal */
 export function uint32List(name: string, value: unknown): Uint32Array {
   if (!isUint32Array(value)) invalid(`${name} must be a Uint32Array (got ${show(value)})`);
+  if (isDetached(value)) invalid(`${name} is a Uint32Array over a detached buffer`);
   return value;
 }
 
