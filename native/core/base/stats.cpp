@@ -2,11 +2,10 @@
 
 namespace pinlab {
 
-size_t my_stat_shard(size_t shards) {
+size_t take_stat_ticket() {
   // relaxed: only uniqueness of the ticket matters, not ordering.
   static std::atomic<size_t> next{0};
-  thread_local const size_t ticket = next.fetch_add(1, std::memory_order_relaxed);
-  return ticket % shards;
+  return next.fetch_add(1, std::memory_order_relaxed) & ~kNoStatTicket;
 }
 
 }  // namespace pinlab

@@ -23,20 +23,29 @@ enum class Stat : uint8_t {
 
 constexpr size_t kCacheLine = 64;
 
-// The shard index of the calling thread: threads get tickets round-robin.
-size_t my_stat_shard(size_t shards);
+// The calling thread's ticket: threads get tickets round-robin, on their first event. The
+// thread_local is constant-initialised (no guard, no wrapper call: the hot paths add a
+// statistic or two per call), and the ticket taken out of line once per thread.
+constexpr size_t kNoStatTicket = size_t{1} << (sizeof(size_t) * 8 - 1);
+size_t take_stat_ticket();  // never kNoStatTicket
+inline size_t my_stat_ticket() {
+  static thread_local size_t ticket = kNoStatTicket;
+  if (ticket == kNoStatTicket) [[unlikely]] ticket = take_stat_ticket();
+  return ticket;
+}
 
 // Counters named by an enum class E with a kCount member.
 template <typename E>
 class ShardedCounters {
  public:
   static constexpr size_t kShards = 32;
+  static_assert((kShards & (kShards - 1)) == 0, "a mask picks the shard");
   static constexpr size_t kFields = static_cast<size_t>(E::kCount);
 
   ShardedCounters() { reset(); }
   void add(E e, uint64_t n) {
     // relaxed: a statistic orders nothing; sums are read after the writers finish.
-    shards_[my_stat_shard(kShards)].field[static_cast<size_t>(e)].fetch_add(
+    shards_[my_stat_ticket() & (kShards - 1)].field[static_cast<size_t>(e)].fetch_add(
         n, std::memory_order_relaxed);
   }
   uint64_t read(E e) const {

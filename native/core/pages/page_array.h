@@ -117,6 +117,7 @@ struct PageSet {
   static PageSet range(uint64_t start, uint64_t count) { return {nullptr, start, count}; }
   static PageSet pfns(const uint32_t* list, uint64_t count) { return {list, 0, count}; }
   bool is_list() const { return list != nullptr; }
+  uint64_t first() const { return is_list() ? list[0] : start; }  // count >= 1
 };
 
 struct PinFlags {
@@ -404,6 +405,12 @@ class PageArray {
   Status pin_set(const PageSet& set, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
+  // A call of one page outside debug mode: the walks' semantics for one run, without their
+  // machinery (pin_paths.cpp).
+  template <Scheme S>
+  Status pin_one(uint64_t pfn, bool write);
+  template <Scheme S>
+  Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released);
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_
