@@ -6,13 +6,55 @@ import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats } from './types/address-space.js';
-import { bool, integer, optionsObject, show, stableList, uint32List } from './validate.js';
+import { bool, integer, oneOf, optionsObject, show, stableList, uint32List } from './validate.js';
+
+/** The named kernel rule sets (see {@link KernelRules}): today's mainline, or the kernels of 2019. */
+export type KernelRuleSet = 'mainline' | '2019';
+
+/**
+ * The kernel rules an address space follows where the kernel changed them since 2019, as named
+ * switches (the README's "Kernel rules" table gives each one's kernel version or proposal).
+ */
+export interface KernelRules {
+  /**
+   * Linux 6.2 (commit 84209e87c696): a FOLL_LONGTERM read pin of the shared zero page (an
+   * untouched page) in a private mapping unshares it first: the process gets its own page, the
+   * pin holds it, and the process's later writes land in the pinned page. Off (2019): the pin
+   * gets the zero page and the next write goes to a new page the pin never sees.
+   */
+  zeroPageUnshare: boolean;
+  /**
+   * FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a file that needs dirty tracking (a
+   * {@link PageCacheFile} without `shmem`): `'refuse'` answers `EFAULT` and pins nothing (Linux
+   * 6.5, commit 0b295316b3a9); `'allow'` pins as any page (2019; the layout-lease proposal guards
+   * such pins, see {@link PageCacheFile.takeLease}). shmem and anonymous memory are always allowed.
+   */
+  longtermFileWrites: 'refuse' | 'allow';
+  /**
+   * Migration of a PTE-mapped large folio (a THP after a partial munmap, mprotect or
+   * MADV_DONTNEED) moves its mapped pages, as the kernel splits the folio and migrates the
+   * pieces; so FOLL_LONGTERM pins of such ranges in ZONE_MOVABLE succeed. Off: refused as busy
+   * (pinlab before issue 13).
+   */
+  migratePteMappedThp: boolean;
+}
 
 /** Options of {@link AddressSpace}'s constructor. */
 export interface AddressSpaceOptions {
   /** Virtual pages (4 KiB each), integer 1..2^31. */
   pages: number;
+  /**
+   * The kernel rules to follow: a named set, or switches over mainline's (keys left out keep
+   * mainline's value). Default `'mainline'`. Fork's child inherits them.
+   */
+  rules?: KernelRuleSet | Partial<KernelRules>;
 }
+
+/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK. */
+export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork';
+
+/** The advice's number for the addon. */
+const ADVICE: Record<MadviseAdvice, number> = { dontneed: 0, dontfork: 1, dofork: 2 };
 
 /** A virtual page range. */
 export interface VirtualRange {
@@ -148,6 +190,8 @@ export class AddressSpace {
    * ... in creation order per page array (a creation the core refuses uses up its id too).
    */
   readonly id: number;
+  /** The kernel rules this address space follows, resolved (see {@link AddressSpaceOptions.rules}). */
+  readonly rules: Readonly<KernelRules>;
 
   readonly #native: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
@@ -161,14 +205,15 @@ export class AddressSpace {
   constructor(mem: PageArray, options: AddressSpaceOptions) {
     const handle = nativeOf(mem);
     if (options === undefined) invalid('AddressSpace options are required ({ pages })');
-    const o = optionsObject('AddressSpace options', options, ['pages']);
+    const o = optionsObject('AddressSpace options', options, ['pages', 'rules']);
     const pages = integer('pages', o['pages']);
-    const made = adopting ?? createSpace(handle, pages);
+    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']));
     this.#native = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
     this.id = made.id;
+    this.rules = Object.freeze(this.#native.info().rules);
     registerSpaceObject(handle, this.id, this);
   }
 
@@ -209,6 +254,22 @@ export class AddressSpace {
     const { start, count } = virtualRange('munmap', range);
     this.#native.munmap(start, count);
     for (const file of this.#files) file.unmapped(this, start, count);
+  }
+
+  /**
+   * madvise(2) on anonymous memory. `'dontneed'` (MADV_DONTNEED) zaps the range like a partial
+   * munmap that keeps the regions: the next access faults a fresh zero-filled page (the zero
+   * page on a read), and a pinned page stays allocated by its pins alone. `'dontfork'`
+   * (MADV_DONTFORK) keeps the range out of fork's children; `'dofork'` undoes it.
+   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers);
+   *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled).
+   *   Nothing changes on an error.
+   */
+  madvise(range: VirtualRange, advice: MadviseAdvice): void {
+    const { start, count } = virtualRange('madvise', range);
+    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork'] as const, 'dontneed');
+    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork' or 'dofork')");
+    this.#native.madvise(start, count, ADVICE[a]);
   }
 
   /**
@@ -363,7 +424,7 @@ export class AddressSpace {
     this.#native.checkCanMap(start, count); // before the file allocates anything
     const { pfns, undo } = file.pagesFor(offset, count);
     try {
-      this.#native.mapShared(start, pfns, write);
+      this.#native.mapShared(start, pfns, write, !file.shmem);
     } catch (e) {
       undo();
       throw e;
@@ -414,6 +475,18 @@ setSpaceAdopter((mem, id, handle) => {
     adopting = undefined;
   }
 });
+
+function rulesOption(value: unknown): KernelRuleSet | Partial<KernelRules> | undefined {
+  if (value === undefined || typeof value === 'string') {
+    return value === undefined ? undefined : oneOf('rules', value, ['mainline', '2019'] as const, 'mainline');
+  }
+  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp']);
+  const r: Partial<KernelRules> = {};
+  if (o['zeroPageUnshare'] !== undefined) r.zeroPageUnshare = bool('rules.zeroPageUnshare', o['zeroPageUnshare'], true);
+  if (o['longtermFileWrites'] !== undefined) r.longtermFileWrites = oneOf('rules.longtermFileWrites', o['longtermFileWrites'], ['refuse', 'allow'] as const, 'refuse');
+  if (o['migratePteMappedThp'] !== undefined) r.migratePteMappedThp = bool('rules.migratePteMappedThp', o['migratePteMappedThp'], true);
+  return r;
+}
 
 function virtualRange(what: string, range: unknown): VirtualRange {
   const o = optionsObject(`${what} range`, range, ['start', 'count']);

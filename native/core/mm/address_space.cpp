@@ -21,14 +21,27 @@ uint64_t folio_run(const PageArray& mem, const uint32_t* p, uint64_t n) {
 }
 }  // namespace
 
-AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages)
-    : mem_(std::move(mem)), pages_(pages), pt_(pages) {}
+AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules)
+    : mem_(std::move(mem)), pages_(pages), rules_(rules), pt_(pages) {}
+
+Status check_mm_rules(const MmRules& rules) {
+  const auto files = uint8_t(rules.longterm_file_writes);
+  if (files > uint8_t(LongtermFileWrites::kAllow))
+    return Status::BadOption("longtermFileWrites", files, "'refuse' or 'allow'");
+  return Status::Ok();
+}
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
                             std::unique_ptr<AddressSpace>* out) {
+  return create(std::move(mem), pages, MmRules::mainline(), out);
+}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                            std::unique_ptr<AddressSpace>* out) {
   if (pages < 1 || uint64_t(pages) > kMaxPages)
     return Status::BadOption("pages", pages, "an integer in 1..2147483648");
-  out->reset(new AddressSpace(std::move(mem), uint64_t(pages)));
+  if (Status st = check_mm_rules(rules); !st.ok()) return st;
+  out->reset(new AddressSpace(std::move(mem), uint64_t(pages), rules));
   return Status::Ok();
 }
 
@@ -226,7 +239,7 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
 // ---- shared mappings --------------------------------------------------------------------------
 
 Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
-                                bool write) {
+                                bool write, bool dirty_tracked) {
   if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
   std::lock_guard<std::mutex> lock(mmap_lock_);
   if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
@@ -239,7 +252,7 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
   for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
   if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
-  regions_.emplace(s, Region{count, write, false, true});
+  regions_.emplace(s, Region{count, write, false, true, dirty_tracked});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
   const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
   std::atomic<uint64_t>* t = nullptr;
@@ -283,6 +296,44 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
   return Status::Ok();
+}
+
+// ---- madvise ---------------------------------------------------------------------------------
+
+Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
+  if (uint8_t(advice) > uint8_t(Advice::kDoFork))
+    return Status::BadOption("advice", uint8_t(advice), "'dontneed', 'dontfork' or 'dofork'");
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // Validate before we mutate: every page in an anonymous region.
+  for (uint64_t v = s; v < e;) {
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
+    if (r->shared)
+      return Status{Code::kEINVAL, Reason::kFlags,
+                    "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+    v = rs + r->count;
+  }
+  reserve_split_tables(s, e);  // host memory first
+  if (advice == Advice::kDontNeed) {
+    // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
+    // the regions stay, so the next access faults a fresh page in.
+    unmap_range(s, e);
+    return Status::Ok();
+  }
+  split_region_at(s);
+  split_region_at(e);
+  for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
+    it->second.dontfork = advice == Advice::kDontFork;
+  return Status::Ok();
+}
+
+bool AddressSpace::forks_at(uint64_t vpage) const {
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  return r == nullptr || !r->dontfork;
 }
 
 // ---- munmap, mprotect -----------------------------------------------------------------------
@@ -564,6 +615,27 @@ Status AddressSpace::unshare(uint64_t vpage) {
   return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
 }
 
+Status AddressSpace::unshare_zero_page(uint64_t vpage) {
+  std::atomic<uint64_t>* slot = pte_slot(vpage);
+  const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
+  if (!entry::present(e) || !entry::special(e)) return Status::Ok();
+  // Exclusive and as writable as the zero-page entry was (never): the next write fault reuses
+  // this very page, which the pin holds.
+  return cow_copy_pte(slot, e, false);
+}
+
+Status AddressSpace::check_gup_region(uint64_t vpage, const GupFlags& f) const {
+  if (!f.longterm || !f.write || rules_.longterm_file_writes != LongtermFileWrites::kRefuse)
+    return Status::Ok();
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  if (r != nullptr && r->shared && r->dirty_tracked)
+    return Status{Code::kEFAULT, Reason::kFlags,
+                  "FOLL_LONGTERM|FOLL_WRITE of a shared file mapping that needs dirty tracking "
+                  "(refused since 6.5: rules.longtermFileWrites 'refuse')"};
+  return Status::Ok();
+}
+
 Status AddressSpace::split_pmd_for_copy(uint64_t i, uint64_t* fresh) {
   // What can fail comes first: the PTE table (host memory, an exception) and the copy's page
   // (ENOMEM), so that a failed COW leaves the leaf as it was.
@@ -699,8 +771,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // that cannot fail: its COW-shared entries lose write access. A failed fork gives back what
   // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
   // they were.
-  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_, rules_));
   child->regions_ = regions_;
+  std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -715,7 +788,8 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   Status st = Status::Ok();
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                  uint64_t vpage, bool huge) {
-    if (st.ok()) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
+    // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
+    if (st.ok() && forks_at(vpage)) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
   if (!st.ok()) {
     abandon_fork(*child);
@@ -728,8 +802,10 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
                                  uint64_t, bool) {
     const uint64_t e = slot.load(std::memory_order_relaxed);
     if (entry::special(e) || entry::shared(e)) return;  // never write-protected
+    const uint64_t ce = child_slot.load(std::memory_order_relaxed);
+    if (!entry::present(ce)) return;  // MADV_DONTFORK: the child does not map it
     // Shared COW (an early copy has a PFN of its own): both sides read-only, neither exclusive.
-    if (entry::pfn(child_slot.load(std::memory_order_relaxed)) != entry::pfn(e)) return;
+    if (entry::pfn(ce) != entry::pfn(e)) return;
     const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
     if (cow != e) slot.store(cow, std::memory_order_seq_cst);
   });
