@@ -130,19 +130,26 @@ Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  uint64_t pages = 0;
-  std::unordered_set<uint64_t> large_seen;  // PTE-mapped large folios met (moved once, whole)
+  // First the folios the range maps, one virtual page each (a folio moves whole: a PMD leaf,
+  // or every PTE of a PTE-mapped large folio), then the moves: so that no page a move made is
+  // met again.
+  std::vector<uint64_t> firsts;
+  std::unordered_set<uint64_t> large_seen;
   for (uint64_t v = s; v < e;) {
     const bool leaf = entry::huge(pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed));
     const uint64_t here = v;
     v = leaf ? ((v >> kPmdShift) + 1) << kPmdShift : v + 1;
-    // A leaf moves whole (its folio); stay in the same zone as the page was.
     const Translation tr = translate(here);
     if (!tr.present || tr.special) continue;
     const uint64_t head = mem_->folio_head(tr.pfn);
     if (!leaf && !tr.shared && mem_->folio_order(head) > 0 && !large_seen.insert(head).second) continue;
+    firsts.push_back(here);
+  }
+  uint64_t pages = 0;
+  for (const uint64_t v : firsts) {
+    const Translation tr = translate(v);  // stay in the same zone as the page was
     uint64_t moved = 0;
-    if (migrate_one(here, mem_->is_movable(tr.pfn), false, &moved) == MigrateOutcome::kMoved)
+    if (migrate_one(v, mem_->is_movable(tr.pfn), false, &moved) == MigrateOutcome::kMoved)
       pages += moved;
   }
   *moved = pages;
