@@ -26,7 +26,7 @@ export interface KernelRules {
   /**
    * FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a file that needs dirty tracking (a
    * {@link PageCacheFile} without `shmem`): `'refuse'` answers `EFAULT` and pins nothing (Linux
-   * 6.5, commit 0b295316b3a9); `'allow'` pins as any page (2019; the layout-lease proposal guards
+   * 6.5, commits 8ac268436e6d and a6e79df92e4a); `'allow'` pins as any page (2019; the layout-lease proposal guards
    * such pins, see {@link PageCacheFile.takeLease}). shmem and anonymous memory are always allowed.
    */
   longtermFileWrites: 'refuse' | 'allow';

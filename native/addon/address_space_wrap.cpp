@@ -412,6 +412,7 @@ class StressWorker : public AsyncRun {
     o.Set("recheckFailures", double(r.recheck_failures));
     o.Set("seqRetries", double(r.seq_retries));
     o.Set("munmaps", double(r.munmaps));
+    o.Set("madvises", double(r.madvises));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

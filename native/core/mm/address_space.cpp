@@ -619,9 +619,15 @@ Status AddressSpace::unshare_zero_page(uint64_t vpage) {
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
   if (!entry::present(e) || !entry::special(e)) return Status::Ok();
+  // The page comes from outside ZONE_MOVABLE where it can (the long-term pin would migrate it
+  // there next; the kernel allocates movable and migrates, the result is the same page kind).
+  uint64_t fresh = 0;
+  if (!mem_->alloc_folio(0, false, &fresh).ok()) {
+    if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+  }
   // Exclusive and as writable as the zero-page entry was (never): the next write fault reuses
   // this very page, which the pin holds.
-  return cow_copy_pte(slot, e, false);
+  return cow_copy_pte(slot, e, false, fresh);
 }
 
 Status AddressSpace::check_gup_region(uint64_t vpage, const GupFlags& f) const {

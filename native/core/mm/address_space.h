@@ -66,7 +66,7 @@ struct Region {
 
 // FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a dirty-tracked file (see MmRules).
 enum class LongtermFileWrites : uint8_t {
-  kRefuse = 0,  // EFAULT (mainline since 6.5, commit 0b295316b3a9)
+  kRefuse = 0,  // EFAULT (mainline since 6.5, commits 8ac268436e6d and a6e79df92e4a)
   kAllow,       // pinned as any page (the 2019 kernels; the lease proposal guards them)
 };
 
