@@ -6,8 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
-import type { KernelRules } from './address-space.js';
-import type { AddressSpaceStats } from './types/address-space.js';
+import type { AddressSpaceStats, KernelRules } from './types/address-space.js';
 import type { PageArrayStats } from './types/page-array.js';
 import type { Distribution, Population } from './types/population.js';
 import type { StressReport } from './types/stress.js';
