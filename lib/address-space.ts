@@ -19,6 +19,14 @@ export interface AddressSpaceOptions {
    * mainline's value). Default `'mainline'`. Fork's child inherits them.
    */
   rules?: KernelRuleSet | Partial<KernelRules>;
+  /**
+   * Per-size THP enablement (the kernel's `hugepages-<size>kB/enabled`, mTHP, Linux 6.8, set to
+   * "madvise"): the folio orders, 2..9, that regions mapped with `huge` may get. 9 is the 2 MiB
+   * PMD-mapped THP; 2..8 (16 KiB..1 MiB) are PTE-mapped folios that write faults allocate (the
+   * largest enabled order whose aligned block lies in the region with nothing mapped there yet,
+   * then smaller ones, then 4 KiB). `populate` maps 2 MiB leaves only. Default `[9]`.
+   */
+  thpOrders?: number[];
 }
 
 /** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK. */
@@ -163,6 +171,8 @@ export class AddressSpace {
   readonly id: number;
   /** The kernel rules this address space follows, resolved (see {@link AddressSpaceOptions.rules}). */
   readonly rules: Readonly<KernelRules>;
+  /** The THP orders enabled for `huge` regions (see {@link AddressSpaceOptions.thpOrders}), ascending. */
+  readonly thpOrders: readonly number[];
 
   readonly #native: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
@@ -176,15 +186,17 @@ export class AddressSpace {
   constructor(mem: PageArray, options: AddressSpaceOptions) {
     const handle = nativeOf(mem);
     if (options === undefined) invalid('AddressSpace options are required ({ pages })');
-    const o = optionsObject('AddressSpace options', options, ['pages', 'rules']);
+    const o = optionsObject('AddressSpace options', options, ['pages', 'rules', 'thpOrders']);
     const pages = integer('pages', o['pages']);
-    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']));
+    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']), thpOrdersOption(o['thpOrders']));
     this.#native = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
     this.id = made.id;
-    this.rules = Object.freeze(this.#native.info().rules);
+    const info = this.#native.info();
+    this.rules = Object.freeze(info.rules);
+    this.thpOrders = Object.freeze([2, 3, 4, 5, 6, 7, 8, 9].filter((k) => (info.thpOrders & (1 << k)) !== 0));
     registerSpaceObject(handle, this.id, this);
   }
 
@@ -446,6 +458,19 @@ setSpaceAdopter((mem, id, handle) => {
     adopting = undefined;
   }
 });
+
+function thpOrdersOption(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) invalid(`thpOrders must be an array of orders 2..9 (got ${show(value)})`);
+  let mask = 0;
+  for (const v of value as unknown[]) {
+    const k = integer('thpOrders entry', v);
+    if (k < 2 || k > 9) invalid(`thpOrders entries must be orders 2..9 (got ${k})`);
+    if ((mask & (1 << k)) !== 0) invalid(`thpOrders lists order ${k} twice`);
+    mask |= 1 << k;
+  }
+  return mask;
+}
 
 function rulesOption(value: unknown): KernelRuleSet | Partial<KernelRules> | undefined {
   if (value === undefined || typeof value === 'string') {

@@ -101,7 +101,7 @@ export interface NativeAddressSpace {
   compact(): number;
   translate(vpage: number): NativeTranslation | null;
   stats(): AddressSpaceStats;
-  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules };
+  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
 }
 
@@ -283,7 +283,7 @@ export interface NativeJob<T> {
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
-  NativeAddressSpace: new (mem: NativePageArray, pages: number, rules?: string | Partial<KernelRules>) => NativeAddressSpace;
+  NativeAddressSpace: new (mem: NativePageArray, pages: number, rules?: string | Partial<KernelRules>, thpOrders?: number) => NativeAddressSpace;
   runStress(options: NativeStressOptions): Promise<StressReport>;
   runBench(
     specs: NativeBenchSpec[],

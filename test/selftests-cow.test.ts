@@ -27,9 +27,9 @@ interface Area {
   size: number;
 }
 
-function world(scheme: Scheme, rules: KernelRuleSet): World {
+function world(scheme: Scheme, rules: KernelRuleSet, thpOrders: number[] = [9]): World {
   const mem = new PageArray({ pages: 8192, populated: false, scheme });
-  const mm = new AddressSpace(mem, { pages: 4096, rules });
+  const mm = new AddressSpace(mem, { pages: 4096, rules, thpOrders });
   return { mem, mm };
 }
 
@@ -59,16 +59,67 @@ function write(mm: AddressSpace, a: Area): void {
 
 interface AnonMemory {
   name: string;
+  /** The THP sizes enabled (the selftest enables the one it tests and disables the PMD size). */
+  thpOrders?: number[];
   setup(w: World): Area;
 }
 
-/** A populated THP at BASE (a 2 * THP mapping, as the selftest maps for alignment). */
-function thp(w: World): Area {
-  w.mm.mmap({ start: BASE, count: 2 * PMD, huge: true });
+/** A populated THP of 2^order pages at BASE (a mapping of twice its size, as the selftest maps for alignment). */
+function thp(w: World, order: number): Area {
+  const size = 1 << order;
+  w.mm.mmap({ start: BASE, count: 2 * size, huge: true });
   w.mm.touch(BASE, 1, { write: true }); // mem[0] = 1: faults the whole THP
-  expect(w.mm.translate(BASE + PMD - 1)?.huge).toBe(true); // "Did not get a THP populated" otherwise
-  w.mm.touch(BASE, PMD, { write: true }); // memset(mem, 1, thpsize)
-  return { start: BASE, size: PMD };
+  expect(w.mm.translate(BASE + size - 1)).not.toBeNull(); // "Did not get a THP populated" otherwise
+  expect(w.mem.folioOrder(w.mm.translate(BASE)!.pfn)).toBe(order);
+  w.mm.touch(BASE, size, { write: true }); // memset(mem, 1, thpsize)
+  return { start: BASE, size };
+}
+
+/** The memory types run_anon_test_case runs for one THP size (order 9: the PMD size). */
+function thpMemories(order: number): AnonMemory[] {
+  const size = 1 << order;
+  const label = `(${4 << order} kB)`;
+  const orders = [order];
+  const types: AnonMemory[] = [];
+  if (order === 9) types.push({ name: `THP ${label}`, thpOrders: orders, setup: (w) => thp(w, order) });
+  types.push(
+    {
+      name: `PTE-mapped THP ${label}`,
+      thpOrders: orders,
+      setup: (w) => {
+        const a = thp(w, order);
+        w.mm.mprotect({ start: a.start + 1, count: 1, write: false }); // PTE-maps a PMD THP
+        w.mm.mprotect({ start: a.start + 1, count: 1, write: true });
+        expect(w.mm.translate(a.start)?.huge).toBe(false);
+        return a;
+      },
+    },
+    {
+      name: `single PTE of THP ${label}`,
+      thpOrders: orders,
+      setup: (w) => {
+        const a = thp(w, order);
+        w.mm.madvise({ start: a.start + 1, count: size - 1 }, 'dontneed'); // all but one subpage
+        expect(w.mm.translate(a.start + 1)).toBeNull();
+        return { start: a.start, size: 1 };
+      },
+    },
+    {
+      name: `partially shared THP ${label}`,
+      thpOrders: orders,
+      setup: (w) => {
+        const a = thp(w, order);
+        // Share the first page with a child that quits: the rest of the THP was never shared.
+        w.mm.madvise({ start: a.start + 1, count: size - 1 }, 'dontfork');
+        const child = w.mm.fork();
+        expect(child.translate(a.start + 1)).toBeNull();
+        exit(child);
+        w.mm.madvise({ start: a.start + 1, count: size - 1 }, 'dofork');
+        return a;
+      },
+    },
+  );
+  return types;
 }
 
 const ANON_MEMORY: readonly AnonMemory[] = [
@@ -80,39 +131,8 @@ const ANON_MEMORY: readonly AnonMemory[] = [
       return { start: BASE, size: 1 };
     },
   },
-  { name: 'THP (2048 kB)', setup: thp },
-  {
-    name: 'PTE-mapped THP (2048 kB)',
-    setup: (w) => {
-      const a = thp(w);
-      w.mm.mprotect({ start: a.start + 1, count: 1, write: false }); // PTE-maps the THP
-      w.mm.mprotect({ start: a.start + 1, count: 1, write: true });
-      expect(w.mm.translate(a.start)?.huge).toBe(false);
-      return a;
-    },
-  },
-  {
-    name: 'single PTE of THP (2048 kB)',
-    setup: (w) => {
-      const a = thp(w);
-      w.mm.madvise({ start: a.start + 1, count: PMD - 1 }, 'dontneed'); // all but one subpage
-      expect(w.mm.translate(a.start + 1)).toBeNull();
-      return { start: a.start, size: 1 };
-    },
-  },
-  {
-    name: 'partially shared THP (2048 kB)',
-    setup: (w) => {
-      const a = thp(w);
-      // Share the first page with a child that quits: the rest of the THP was never shared.
-      w.mm.madvise({ start: a.start + 1, count: PMD - 1 }, 'dontfork');
-      const child = w.mm.fork();
-      expect(child.translate(a.start + 1)).toBeNull();
-      exit(child);
-      w.mm.madvise({ start: a.start + 1, count: PMD - 1 }, 'dofork');
-      return a;
-    },
-  },
+  // The THP sizes of an mTHP kernel, orders 2..9 (16 kB .. 2048 kB), smallest first as detected.
+  ...[2, 3, 4, 5, 6, 7, 8, 9].flatMap(thpMemories),
 ];
 
 // ---- the anonymous test cases (anon_test_cases) -------------------------------------------------
@@ -268,7 +288,7 @@ for (const scheme of SCHEMES) {
         for (const [name, fn] of ANON_CASES) {
           for (const m of ANON_MEMORY) {
             it(`${name} ... with ${m.name}`, () => {
-              const w = world(scheme, rules);
+              const w = world(scheme, rules, m.thpOrders);
               fn(w, m.setup(w));
               expectBalanced(w);
             });

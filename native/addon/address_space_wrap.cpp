@@ -116,8 +116,10 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
       PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
       const int64_t pages = int_arg(info, 1, "pages");
       const MmRules rules = rules_value(env, info[2]);
+      const int64_t thp_orders =
+          info[3].IsUndefined() ? int64_t(kPmdThpOrders) : int_arg(info, 3, "thpOrders");
       std::unique_ptr<AddressSpace> as;
-      check(env, AddressSpace::create(mem->core(), pages, rules, &as));
+      check(env, AddressSpace::create(mem->core(), pages, rules, thp_orders, &as));
       core_ = std::move(as);
     }
     // Tagged, so that the op batches can tell a real address space from an impostor.
@@ -357,6 +359,7 @@ Napi::Value AddressSpaceWrap::info_(const Napi::CallbackInfo& info) {
   o.Set("regions", double(core_->regions()));
   o.Set("mappedPages", double(core_->mapped_pages()));
   o.Set("rules", rules_object(env, core_->rules()));
+  o.Set("thpOrders", double(core_->thp_orders()));
   return o;
 }
 

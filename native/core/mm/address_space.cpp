@@ -21,8 +21,15 @@ uint64_t folio_run(const PageArray& mem, const uint32_t* p, uint64_t n) {
 }
 }  // namespace
 
-AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules)
-    : mem_(std::move(mem)), pages_(pages), rules_(rules), pt_(pages) {}
+AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
+                           uint32_t thp_orders)
+    : mem_(std::move(mem)), pages_(pages), rules_(rules), thp_orders_(thp_orders), pt_(pages) {}
+
+Status check_thp_orders(int64_t orders) {
+  if (orders < 0 || (uint64_t(orders) & ~uint64_t(kAllThpOrders)) != 0)
+    return Status::BadOption("thpOrders", orders, "a set of orders in 2..9");
+  return Status::Ok();
+}
 
 Status check_mm_rules(const MmRules& rules) {
   const auto files = uint8_t(rules.longterm_file_writes);
@@ -38,10 +45,16 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
                             std::unique_ptr<AddressSpace>* out) {
+  return create(std::move(mem), pages, rules, kPmdThpOrders, out);
+}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                            int64_t thp_orders, std::unique_ptr<AddressSpace>* out) {
   if (pages < 1 || uint64_t(pages) > kMaxPages)
     return Status::BadOption("pages", pages, "an integer in 1..2147483648");
   if (Status st = check_mm_rules(rules); !st.ok()) return st;
-  out->reset(new AddressSpace(std::move(mem), uint64_t(pages), rules));
+  if (Status st = check_thp_orders(thp_orders); !st.ok()) return st;
+  out->reset(new AddressSpace(std::move(mem), uint64_t(pages), rules, uint32_t(thp_orders)));
   return Status::Ok();
 }
 
@@ -167,7 +180,9 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
   // statistic moves, no page stays taken). Then the entries, as the faults would have made
   // them: a PMD leaf for each whole 2 MiB stretch of a huge region while order-9 blocks last,
   // else a page per 4 KiB (the zero page for a read-only region).
-  auto leaf_at = [&](uint64_t v) { return huge && pte_index(v) == 0 && v + kPtesPerTable <= end; };
+  auto leaf_at = [&](uint64_t v) {
+    return huge && pmd_thp_enabled() && pte_index(v) == 0 && v + kPtesPerTable <= end;
+  };
   std::vector<uint32_t> heads;  // what was allocated, in address order (PFNs < 2^31)
   std::vector<bool> leaves;     // per 2 MiB stretch from start's: mapped by a leaf
   auto give_back = [&] {
@@ -502,7 +517,8 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   // A huge region maps whole, aligned 2 MiB stretches with one PMD leaf when the slot is
   // empty; otherwise (or with no order-9 block free) it falls back to 4 KiB pages.
-  if (r.huge && base >= region_start && base + kPtesPerTable <= region_start + r.count) {
+  if (r.huge && pmd_thp_enabled() && base >= region_start &&
+      base + kPtesPerTable <= region_start + r.count) {
     // Empty: no entry, or a PTE table with nothing in it (it stays allocated for later).
     std::atomic<uint64_t>* t = pt_.table(i);
     bool empty = !entry::present(pe) || entry::table(pe);
@@ -521,6 +537,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     }
   }
   std::atomic<uint64_t>* t = pte_table(i);
+  if (write && r.huge && fault_in_mthp(vpage, t, r, region_start)) return Status::Ok();
   uint64_t pfn = 0, flags = entry::kPresent;
   if (!write) {
     // A read fault of anonymous memory maps the shared zero page (never counted).
@@ -534,6 +551,29 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
   stats_.add(MmStat::kFaults, 1);
   return Status::Ok();
+}
+
+bool AddressSpace::fault_in_mthp(uint64_t vpage, std::atomic<uint64_t>* t, const Region& r,
+                                 uint64_t region_start) {
+  for (uint32_t order = kPmdOrder - 1; order >= 2; --order) {
+    if ((thp_orders_ & (uint32_t{1} << order)) == 0) continue;
+    const uint64_t n = uint64_t{1} << order, first = vpage & ~(n - 1);
+    if (first < region_start || first + n > region_start + r.count) continue;
+    bool empty = true;  // relaxed loads: we hold the mmap lock
+    for (uint64_t k = 0; empty && k < n; ++k)
+      empty = t[pte_index(first + k)].load(std::memory_order_relaxed) == 0;
+    uint64_t head = 0;
+    if (!empty || !mem_->alloc_folio(order, true, &head).ok()) continue;
+    (void)mem_->get_page(head, int64_t(n) - 1);  // one reference per PTE (a fresh folio)
+    mem_->add_mapped_refs(head, int64_t(n));
+    const uint64_t flags = entry::kPresent | entry::kExclusive | (r.write ? entry::kWritable : 0);
+    // seq_cst (a release at least): publishes the folio, its references taken, with each entry.
+    for (uint64_t k = 0; k < n; ++k)
+      t[pte_index(first + k)].store(entry::make(head + k, flags), std::memory_order_seq_cst);
+    stats_.add(MmStat::kFaults, n);
+    return true;
+  }
+  return false;
 }
 
 std::atomic<uint64_t>* AddressSpace::pte_table(uint64_t i) {
@@ -777,7 +817,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // that cannot fail: its COW-shared entries lose write access. A failed fork gives back what
   // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
   // they were.
-  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_, rules_));
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_, rules_, thp_orders_));
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {

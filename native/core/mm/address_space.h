@@ -87,6 +87,17 @@ struct MmRules {
 // EINVAL for a value outside its enumeration (rules built from untrusted numbers).
 Status check_mm_rules(const MmRules& rules);
 
+// Per-size THP enablement, the kernel's /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/
+// enabled (mTHP, Linux 6.8) set to "madvise": bit k lets a region mapped `huge` get anonymous
+// folios of order k. Order 9 is the PMD-mapped THP (the default, alone); orders 2..8 are
+// PTE-mapped, allocated by write faults (the largest enabled order whose aligned block lies in
+// the region with every PTE empty; smaller ones, then 4 KiB, as fallbacks). MAP_POPULATE maps
+// PMD leaves only (its other pages are 4 KiB).
+constexpr uint32_t kPmdThpOrders = uint32_t{1} << 9;
+constexpr uint32_t kAllThpOrders = 0x3FCu;  // orders 2..9
+// EINVAL unless `orders` has bits of orders 2..9 only.
+Status check_thp_orders(int64_t orders);
+
 // madvise(2) advice the model implements.
 enum class Advice : uint8_t {
   kDontNeed = 0,  // MADV_DONTNEED: zap the range; the next touch faults fresh zero-filled pages
@@ -135,10 +146,14 @@ class AddressSpace {
   // With kernel rules other than mainline's: EINVAL (nothing created) for a bad rule value.
   static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
                        std::unique_ptr<AddressSpace>* out);
+  // With per-size THP enablement too (see kAllThpOrders): EINVAL for a bad mask.
+  static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                       int64_t thp_orders, std::unique_ptr<AddressSpace>* out);
   ~AddressSpace();  // unmaps everything (pins taken through it stay valid)
 
   uint64_t pages() const { return pages_; }
   const MmRules& rules() const { return rules_; }
+  uint32_t thp_orders() const { return thp_orders_; }
   PageArray& mem() const { return *mem_; }
   const std::shared_ptr<PageArray>& mem_ptr() const { return mem_; }
 
@@ -198,7 +213,8 @@ class AddressSpace {
   uint64_t mapped_pages() const;  // present PTE/PMD-mapped pages (4 KiB units)
 
  private:
-  AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules);
+  AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
+               uint32_t thp_orders);
 
   // ---- helpers under the mmap lock (address_space.cpp) -------------------------------------
   Status check_range(int64_t start, int64_t count) const;
@@ -227,6 +243,11 @@ class AddressSpace {
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.
   Status handle_fault(uint64_t vpage, bool write);
   Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
+  // A write fault in a huge region: maps an mTHP (an enabled order below the PMD's) over the
+  // aligned block around vpage if one fits and can be allocated; false: nothing changed.
+  bool fault_in_mthp(uint64_t vpage, std::atomic<uint64_t>* table, const Region& r,
+                     uint64_t region_start);
+  bool pmd_thp_enabled() const { return (thp_orders_ & kPmdThpOrders) != 0; }
   Status handle_write_protect_fault(uint64_t vpage);
   // Replaces a shared (or zero-page) entry with a private copy of its page: `fresh`, a page the
   // caller allocated, or one allocated here (kAllocate).
@@ -303,6 +324,7 @@ class AddressSpace {
   std::shared_ptr<PageArray> mem_;
   uint64_t pages_;
   const MmRules rules_;
+  const uint32_t thp_orders_;
   PageTable pt_;
   mutable std::mutex mmap_lock_;
   std::map<uint64_t, Region> regions_;  // by start page; never overlapping
