@@ -248,6 +248,53 @@ TEST(madvise_dontfork_keeps_a_range_out_of_the_child_and_dofork_undoes_it) {
   }
 }
 
+TEST(mthp_write_faults_map_the_largest_enabled_order_that_fits) {
+  PageArrayConfig cfg;
+  cfg.pages = 8192;
+  cfg.populated = false;
+  cfg.debug = true;
+  std::unique_ptr<PageArray> pa;
+  CHECK_OK(PageArray::create(cfg, &pa));
+  std::shared_ptr<PageArray> mem(std::move(pa));
+  std::unique_ptr<AddressSpace> as;
+  CHECK_CODE(AddressSpace::create(mem, 4096, MmRules::mainline(), int64_t{1} << 1, &as), Code::kEINVAL);
+  CHECK_CODE(AddressSpace::create(mem, 4096, MmRules::mainline(), int64_t{1} << 10, &as), Code::kEINVAL);
+  CHECK(as == nullptr);
+  CHECK_OK(AddressSpace::create(mem, 4096, MmRules::mainline(), (1 << 4) | (1 << 2), &as));
+  CHECK_OK(as->mmap(MmapArgs{1024, 44, true, false, true}));  // [1024, 1068)
+  CHECK_OK(as->touch(1025, 1, true));  // order 4: [1024, 1040)
+  const uint64_t head = as->translate(1024).pfn;
+  CHECK_EQ(mem->folio_order(head), uint32_t(4));
+  CHECK_EQ(mem->refcount(head), int32_t(16));
+  CHECK(!as->translate(1024).huge);
+  CHECK_OK(as->touch(1060, 1, true));  // [1056, 1072) leaves the region: order 2 [1060, 1064)
+  CHECK_EQ(mem->folio_order(as->translate(1060).pfn), uint32_t(2));
+  CHECK_OK(as->touch(1064, 1, false));  // a read fault maps the zero page
+  CHECK(as->translate(1064).special);
+  CHECK_OK(as->touch(1066, 1, true));  // order 2 cannot: 1064 is mapped; order 0
+  CHECK_EQ(mem->folio_order(as->translate(1066).pfn), uint32_t(0));
+  // A pin of an mTHP's subpages through the lockless walk, fork and COW, then migration.
+  std::vector<uint32_t> out(16);
+  uint64_t done = 0;
+  GupFlags f;
+  f.write = true;
+  CHECK_OK(as->gup_fast(1024, 16, f, out.data(), &done));
+  CHECK_EQ(done, uint64_t(16));
+  CHECK_EQ(as->stat(MmStat::kSlowFallbacks), uint64_t(0));
+  std::unique_ptr<AddressSpace> child;
+  CHECK_OK(as->fork(&child));  // pinned: the child gets copies
+  CHECK(child->translate(1024).pfn != head);
+  CHECK_EQ(as->translate(1024).pfn, head);
+  CHECK_OK(as->unpin_user_pages(out.data(), done, true, false));
+  child.reset();
+  uint64_t moved = 0;
+  CHECK_OK(as->migrate(1024, 16, &moved));
+  CHECK_EQ(moved, uint64_t(16));
+  CHECK_EQ(mem->refcount(head), 0);
+  CHECK_OK(as->munmap(0, 4096));
+  CHECK_EQ(mem->free_pages() + 1, mem->pages());  // the zero page stays
+}
+
 // gup_fast races madvise(DONTNEED) and a PTE-mapped THP's migration: every pin it returns
 // holds the page it pinned, and everything balances.
 TEST_TAGGED(gup_fast_races_dontneed_and_pte_mapped_thp_migration, "concurrency") {
