@@ -204,7 +204,12 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   std::unique_ptr<PageArray> pa;
   if (Status st = PageArray::create(pc, &pa); !st.ok()) return st;
   Run run{cfg, std::shared_ptr<PageArray>(std::move(pa)), nullptr, {}, {}, {}, {}};
-  if (Status st = AddressSpace::create(run.mem, int64_t(span), &run.as); !st.ok()) return st;
+  // Huge slots get every THP size: PMD leaves where a whole 2 MiB stretch is free, mTHPs
+  // (orders 2..8, PTE-mapped) where write faults find smaller free blocks.
+  if (Status st = AddressSpace::create(run.mem, int64_t(span), MmRules::mainline(), kAllThpOrders,
+                                       &run.as);
+      !st.ok())
+    return st;
   for (int64_t k = 0; k < cfg.regions; ++k) {
     MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
     if (Status st = run.as->mmap(a); !st.ok()) return st;
