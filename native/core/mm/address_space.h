@@ -11,6 +11,11 @@
 // early COW at fork (the child maps them too), and never migrated (no reverse map for the
 // page cache in the model).
 //
+// Kernel rules (MmRules) select where the model follows today's mainline or the 2019 kernels:
+// the zero page's long-term read pin, long-term write pins of dirty-tracked files, migration of
+// PTE-mapped large folios. Huge regions get THPs of the enabled orders (kPmdThpOrders by
+// default; mTHPs of orders 2..8 are PTE-mapped). madvise: DONTNEED, DONTFORK, DOFORK.
+//
 // Locking: every operation that changes the page table takes the mmap lock (exclusive; the
 // model does not need the kernel's finer page-table locks). gup_fast takes no lock and races
 // with all of them by design; the protocol that keeps it safe (grab, then recheck the entry
