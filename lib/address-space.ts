@@ -5,14 +5,35 @@ import { createSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdop
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
-import type { AddressSpaceStats } from './types/address-space.js';
-import { bool, integer, optionsObject, show, stableList, uint32List } from './validate.js';
+import type { AddressSpaceStats, KernelRules, KernelRuleSet } from './types/address-space.js';
+import { bool, integer, oneOf, optionsObject, show, stableList, uint32List } from './validate.js';
+
+export type { KernelRules, KernelRuleSet } from './types/address-space.js';
 
 /** Options of {@link AddressSpace}'s constructor. */
 export interface AddressSpaceOptions {
   /** Virtual pages (4 KiB each), integer 1..2^31. */
   pages: number;
+  /**
+   * The kernel rules to follow: a named set, or switches over mainline's (keys left out keep
+   * mainline's value). Default `'mainline'`. Fork's child inherits them.
+   */
+  rules?: KernelRuleSet | Partial<KernelRules>;
+  /**
+   * Per-size THP enablement (the kernel's `hugepages-<size>kB/enabled`, mTHP, Linux 6.8, set to
+   * "madvise"): the folio orders, 2..9, that regions mapped with `huge` may get. 9 is the 2 MiB
+   * PMD-mapped THP; 2..8 (16 KiB..1 MiB) are PTE-mapped folios that write faults allocate (the
+   * largest enabled order whose aligned block lies in the region with nothing mapped there yet,
+   * then smaller ones, then 4 KiB). `populate` maps 2 MiB leaves only. Default `[9]`.
+   */
+  thpOrders?: number[];
 }
+
+/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK. */
+export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork';
+
+/** The advice's number for the addon. */
+const ADVICE: Record<MadviseAdvice, number> = { dontneed: 0, dontfork: 1, dofork: 2 };
 
 /** A virtual page range. */
 export interface VirtualRange {
@@ -148,6 +169,10 @@ export class AddressSpace {
    * ... in creation order per page array (a creation the core refuses uses up its id too).
    */
   readonly id: number;
+  /** The kernel rules this address space follows, resolved (see {@link AddressSpaceOptions.rules}). */
+  readonly rules: Readonly<KernelRules>;
+  /** The THP orders enabled for `huge` regions (see {@link AddressSpaceOptions.thpOrders}), ascending. */
+  readonly thpOrders: readonly number[];
 
   readonly #native: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
@@ -161,14 +186,17 @@ export class AddressSpace {
   constructor(mem: PageArray, options: AddressSpaceOptions) {
     const handle = nativeOf(mem);
     if (options === undefined) invalid('AddressSpace options are required ({ pages })');
-    const o = optionsObject('AddressSpace options', options, ['pages']);
+    const o = optionsObject('AddressSpace options', options, ['pages', 'rules', 'thpOrders']);
     const pages = integer('pages', o['pages']);
-    const made = adopting ?? createSpace(handle, pages);
+    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']), thpOrdersOption(o['thpOrders']));
     this.#native = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
     this.id = made.id;
+    const info = this.#native.info();
+    this.rules = Object.freeze(info.rules);
+    this.thpOrders = Object.freeze([2, 3, 4, 5, 6, 7, 8, 9].filter((k) => (info.thpOrders & (1 << k)) !== 0));
     registerSpaceObject(handle, this.id, this);
   }
 
@@ -209,6 +237,22 @@ export class AddressSpace {
     const { start, count } = virtualRange('munmap', range);
     this.#native.munmap(start, count);
     for (const file of this.#files) file.unmapped(this, start, count);
+  }
+
+  /**
+   * madvise(2) on anonymous memory. `'dontneed'` (MADV_DONTNEED) zaps the range like a partial
+   * munmap that keeps the regions: the next access faults a fresh zero-filled page (the zero
+   * page on a read), and a pinned page stays allocated by its pins alone. `'dontfork'`
+   * (MADV_DONTFORK) keeps the range out of fork's children; `'dofork'` undoes it.
+   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers);
+   *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled).
+   *   Nothing changes on an error.
+   */
+  madvise(range: VirtualRange, advice: MadviseAdvice): void {
+    const { start, count } = virtualRange('madvise', range);
+    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork'] as const, 'dontneed');
+    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork' or 'dofork')");
+    this.#native.madvise(start, count, ADVICE[a]);
   }
 
   /**
@@ -363,7 +407,7 @@ export class AddressSpace {
     this.#native.checkCanMap(start, count); // before the file allocates anything
     const { pfns, undo } = file.pagesFor(offset, count);
     try {
-      this.#native.mapShared(start, pfns, write);
+      this.#native.mapShared(start, pfns, write, !file.shmem);
     } catch (e) {
       undo();
       throw e;
@@ -414,6 +458,31 @@ setSpaceAdopter((mem, id, handle) => {
     adopting = undefined;
   }
 });
+
+function thpOrdersOption(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) invalid(`thpOrders must be an array of orders 2..9 (got ${show(value)})`);
+  let mask = 0;
+  for (const v of value as unknown[]) {
+    const k = integer('thpOrders entry', v);
+    if (k < 2 || k > 9) invalid(`thpOrders entries must be orders 2..9 (got ${k})`);
+    if ((mask & (1 << k)) !== 0) invalid(`thpOrders lists order ${k} twice`);
+    mask |= 1 << k;
+  }
+  return mask;
+}
+
+function rulesOption(value: unknown): KernelRuleSet | Partial<KernelRules> | undefined {
+  if (value === undefined || typeof value === 'string') {
+    return value === undefined ? undefined : oneOf('rules', value, ['mainline', '2019'] as const, 'mainline');
+  }
+  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp']);
+  const r: Partial<KernelRules> = {};
+  if (o['zeroPageUnshare'] !== undefined) r.zeroPageUnshare = bool('rules.zeroPageUnshare', o['zeroPageUnshare'], true);
+  if (o['longtermFileWrites'] !== undefined) r.longtermFileWrites = oneOf('rules.longtermFileWrites', o['longtermFileWrites'], ['refuse', 'allow'] as const, 'refuse');
+  if (o['migratePteMappedThp'] !== undefined) r.migratePteMappedThp = bool('rules.migratePteMappedThp', o['migratePteMappedThp'], true);
+  return r;
+}
 
 function virtualRange(what: string, range: unknown): VirtualRange {
   const o = optionsObject(`${what} range`, range, ['start', 'count']);

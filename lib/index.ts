@@ -54,6 +54,9 @@ export {
   type Translation,
   type UnpinUserOptions,
   type VirtualRange,
+  type KernelRules,
+  type KernelRuleSet,
+  type MadviseAdvice,
 } from './address-space.js';
 export type { AddressSpaceStats } from './types/address-space.js';
 export { runStress, type StressOptions } from './stress.js';

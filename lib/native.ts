@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
-import type { AddressSpaceStats } from './types/address-space.js';
+import type { AddressSpaceStats, KernelRules } from './types/address-space.js';
 import type { PageArrayStats } from './types/page-array.js';
 import type { Distribution, Population } from './types/population.js';
 import type { StressReport } from './types/stress.js';
@@ -86,7 +86,9 @@ export interface NativeAddressSpace {
   munmap(start: number, count: number): void;
   mprotect(start: number, count: number, write: boolean): void;
   /** A shared region at start mapping pfns[i] at start + i (PTEs, one reference each). */
-  mapShared(start: number, pfns: Uint32Array, write: boolean): void;
+  mapShared(start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean): void;
+  /** madvise: 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK. */
+  madvise(start: number, count: number, advice: number): void;
   /** zap_page_range: clears and puts every entry of the range; the regions stay. */
   zap(start: number, count: number): void;
   checkCanMap(start: number, count: number): void;
@@ -99,7 +101,7 @@ export interface NativeAddressSpace {
   compact(): number;
   translate(vpage: number): NativeTranslation | null;
   stats(): AddressSpaceStats;
-  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number };
+  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
 }
 
@@ -281,7 +283,7 @@ export interface NativeJob<T> {
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
-  NativeAddressSpace: new (mem: NativePageArray, pages: number) => NativeAddressSpace;
+  NativeAddressSpace: new (mem: NativePageArray, pages: number, rules?: string | Partial<KernelRules>, thpOrders?: number) => NativeAddressSpace;
   runStress(options: NativeStressOptions): Promise<StressReport>;
   runBench(
     specs: NativeBenchSpec[],

@@ -12,6 +12,7 @@ import {
   PageArray,
   PageCacheFile,
   SCHEMES,
+  type KernelRuleSet,
   type LeaseBreak,
   type PageArrayOptions,
   type PinlabErrorCode,
@@ -26,9 +27,10 @@ interface World {
 }
 
 /** A free array, an address space and a file of `pages` pages (folios of `folioOrder`). */
-function world(o: { pages?: number; folioOrder?: number; mem?: Partial<PageArrayOptions> } = {}): World {
+/** rules '2019' where a test needs long-term write pins of a file (the lease proposal's kernels). */
+function world(o: { pages?: number; folioOrder?: number; mem?: Partial<PageArrayOptions>; rules?: KernelRuleSet } = {}): World {
   const mem = new PageArray({ pages: 4096, populated: false, scheme: 'hybrid', ...o.mem });
-  const mm = new AddressSpace(mem, { pages: 4096 });
+  const mm = new AddressSpace(mem, { pages: 4096, rules: o.rules ?? 'mainline' });
   const file = new PageCacheFile(mem, { name: 'data', pages: o.pages ?? 8, folioOrder: o.folioOrder ?? 0 });
   return { mem, mm, file };
 }
@@ -257,7 +259,7 @@ describe('truncate and hole punch', () => {
   });
 
   it('a long-term pin by an owner without a lease: truncate is EBUSY naming owner, call and pfn; nothing changes', () => {
-    const w = world({ pages: 8 });
+    const w = world({ pages: 8, rules: '2019' });
     const { mem, mm, file } = w;
     mm.mmap({ start: 0, count: 8, file });
     const rdma = mem.pinOwner('rdma');
@@ -380,7 +382,7 @@ describe('truncate and hole punch', () => {
 
 describe('layout leases', () => {
   it('with a lease the truncate proceeds: the lease breaks, is reported and notified once, after the change', () => {
-    const { mem, mm, file } = world({ pages: 8 });
+    const { mem, mm, file } = world({ pages: 8, rules: '2019' });
     mm.mmap({ start: 0, count: 8, file });
     const pfns = filePfns(file);
     const rdma = mem.pinOwner('rdma');
@@ -564,7 +566,7 @@ describe('layout leases', () => {
   });
 
   it('folioOrder 9: a leased pin of a few subpages keeps the whole 2 MiB folio allocated', () => {
-    const { mem, mm, file } = world({ pages: 1024, folioOrder: 9 });
+    const { mem, mm, file } = world({ pages: 1024, folioOrder: 9, rules: '2019' });
     mm.mmap({ start: 0, count: 1024, file });
     const head = file.pfnAt(512)!;
     const o = mem.pinOwner('o');
@@ -590,7 +592,7 @@ describe('layout leases', () => {
   });
 
   it.each(SCHEMES)('scheme %s: a leased long-term write pin survives truncate with its exact references', (scheme) => {
-    const { mem, mm, file } = world({ pages: 2, mem: { scheme } });
+    const { mem, mm, file } = world({ pages: 2, mem: { scheme }, rules: '2019' });
     mm.mmap({ start: 0, count: 2, file });
     const o = mem.pinOwner('o');
     const { pfns } = mm.pinUserPagesFast(0, 2, { write: true, longterm: true, owner: o });

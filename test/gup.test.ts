@@ -992,8 +992,8 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
   });
 
   describe('FOLL_LONGTERM', () => {
-    function movable() {
-      const { mem, mm } = makeMm({ scheme, pages: 4096, movablePages: 2048 });
+    function movable(rules: 'mainline' | '2019' = 'mainline') {
+      const { mem, mm } = makeMm({ scheme, pages: 4096, movablePages: 2048, rules });
       return { mem, mm };
     }
 
@@ -1031,8 +1031,24 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       mm.unpinUserPages(st.pfns, { write: true });
     });
 
-    it('a long-term read pin of an unpopulated page gets the zero page: outside ZONE_MOVABLE, never counted', () => {
-      const { mem, mm } = movable();
+    it('mainline (6.2): a long-term read pin of an unpopulated page unshares: its own page, outside ZONE_MOVABLE, and later writes land there', () => {
+      const { mem, mm } = movable('mainline');
+      mm.mmap({ start: 0, count: 4 });
+      const r = mm.pinUserPagesFast(0, 4, { longterm: true });
+      expect(r.count).toBe(4);
+      const zero = mem.zeroPfn;
+      for (const p of r.pfns) {
+        expect(p).not.toBe(zero);
+        expect(mem.isMovable(p)).toBe(false);
+      }
+      for (let v = 0; v < 4; v++) expect(mm.translate(v)).toMatchObject({ pfn: r.pfns[v], writable: false, zeroPage: false });
+      mm.touch(0, 4, { write: true }); // reuses the exclusive page: the pin sees the write
+      expect(pfnsOf(mm, 0, 4)).toEqual(Array.from(r.pfns));
+      mm.unpinUserPages(r.pfns);
+    });
+
+    it('2019: a long-term read pin of an unpopulated page gets the zero page: outside ZONE_MOVABLE, never counted', () => {
+      const { mem, mm } = movable('2019');
       mm.mmap({ start: 0, count: 4 });
       const m0 = mem.stats();
       const s0 = mm.stats();

@@ -5,6 +5,7 @@ import {
   AddressSpace,
   PageArray,
   PinlabError,
+  type AddressSpaceOptions,
   type AddressSpaceStats,
   type PinlabErrorCode,
   type PageArrayStats,
@@ -39,6 +40,7 @@ export interface MmOptions {
   vpages?: number;
   movablePages?: number;
   debug?: boolean;
+  rules?: AddressSpaceOptions['rules'];
 }
 
 /** A free, debug page array and an address space over it. */
@@ -50,7 +52,7 @@ export function makeMm(o: MmOptions = {}): { mem: PageArray; mm: AddressSpace } 
     scheme: o.scheme ?? 'hybrid',
     movablePages: o.movablePages ?? 0,
   });
-  const mm = new AddressSpace(mem, { pages: o.vpages ?? 4096 });
+  const mm = new AddressSpace(mem, { pages: o.vpages ?? 4096, ...(o.rules === undefined ? {} : { rules: o.rules }) });
   return { mem, mm };
 }
 

@@ -1,4 +1,4 @@
-// The native stress harness: gup_fast pins against munmap/mmap, mprotect, migration,
+// The native stress harness: gup_fast pins against munmap/mmap, mprotect, madvise, migration,
 // compaction, fork and COW breaks on one address space, under every scheme. Every count must
 // balance and every page must go back to the allocator.
 import { describe, expect, it } from 'vitest';
@@ -33,6 +33,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
     const r = await runStress({ scheme, threads: 4, durationMs: 300 });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
     expectSound(r);
+    expect(r.madvises).toBeGreaterThan(0); // MADV_DONTNEED/DONTFORK/DOFORK raced the pinners
   });
 });
 

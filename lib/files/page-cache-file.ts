@@ -8,7 +8,7 @@ import { showRun } from '../owners/runs.js';
 import { describeProvenance } from '../owners/tracking.js';
 import { PinOwner, nativeOf, pinsOf, type PageArray } from '../page-array.js';
 import type { PinOwnerRef } from '../types/owners.js';
-import { integer, optionsObject, show } from '../validate.js';
+import { bool, integer, optionsObject, show } from '../validate.js';
 
 /** Options of {@link PageCacheFile}'s constructor. */
 export interface PageCacheFileOptions {
@@ -18,6 +18,12 @@ export interface PageCacheFileOptions {
   pages: number;
   /** Order of the page-cache folios (0: 4 KiB, 9: 2 MiB). Default 0. */
   folioOrder?: number;
+  /**
+   * A shmem/memfd file (tmpfs): no dirty tracking by write faults, so FOLL_LONGTERM|FOLL_WRITE
+   * pins of its shared mappings stay allowed under every rule set. Default false: a regular
+   * file of a file system that needs dirty tracking (see {@link KernelRules.longtermFileWrites}).
+   */
+  shmem?: boolean;
 }
 
 /** What a layout change was: a truncate (shrinking the file) or a hole punch. */
@@ -141,6 +147,8 @@ export class PageCacheFile {
   readonly name: string;
   /** Order of its folios. */
   readonly folioOrder: number;
+  /** A shmem/memfd file (see {@link PageCacheFileOptions.shmem}). */
+  readonly shmem: boolean;
   #size: number;
   #heads: Array<number | null> = []; // per folio index: head PFN, or null (a hole)
   readonly #mappings = new Set<FileMapping>();
@@ -152,7 +160,7 @@ export class PageCacheFile {
    */
   constructor(mem: PageArray, options: PageCacheFileOptions) {
     nativeOf(mem);
-    const o = optionsObject('file options', options, ['name', 'pages', 'folioOrder']);
+    const o = optionsObject('file options', options, ['name', 'pages', 'folioOrder', 'shmem']);
     if (options === undefined) invalid('file options are required ({ name, pages })');
     if (typeof o['name'] !== 'string' || o['name'].length === 0) invalid(`name must be a non-empty string (got ${show(o['name'])})`);
     const order = o['folioOrder'] === undefined ? 0 : integer('folioOrder', o['folioOrder']);
@@ -160,6 +168,7 @@ export class PageCacheFile {
     this.mem = mem;
     this.name = o['name'];
     this.folioOrder = order;
+    this.shmem = bool('shmem', o['shmem'], false);
     this.#size = this.#checkSize('pages', integer('pages', o['pages']));
     this.#heads = new Array<number | null>(this.#size >> order).fill(null);
   }

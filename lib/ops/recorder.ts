@@ -337,9 +337,9 @@ export class OpRecorder {
         this.#call(() => (orig as unknown as AS['mmap']).call(h, start, count, write, populate, huge), () =>
           this.#op(C.mmap, (write ? F.write : 0) | (populate ? F.populate : 0) | (huge ? F.huge : 0), id, u32(start), u32(count), 0),
         ),
-      mapShared: (orig) => (start: number, pfns: Uint32Array, write: boolean) => {
+      mapShared: (orig) => (start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean) => {
         const { entries, refs } = this.#list(pfns);
-        return this.#call(() => (orig as unknown as AS['mapShared']).call(h, start, pfns, write), () =>
+        return this.#call(() => (orig as unknown as AS['mapShared']).call(h, start, pfns, write, dirtyTracked), () =>
           this.#op(C['mmap-file'], (write ? F.write : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
         );
       },

@@ -37,3 +37,34 @@ export interface AddressSpaceStats {
   /** Early-COW copies (pages) and migration refusals (folios) whose pins were not known exactly (bias-counted folios without debug mode). */
   unclassified: number;
 }
+
+/** The named kernel rule sets (see {@link KernelRules}): today's mainline, or the kernels of 2019. */
+export type KernelRuleSet = 'mainline' | '2019';
+
+/**
+ * The kernel rules an address space follows where the kernel changed them since 2019, as named
+ * switches (the README's "Kernel rules" table gives each one's kernel version or proposal).
+ */
+export interface KernelRules {
+  /**
+   * Linux 6.2 (commit 84209e87c696): a FOLL_LONGTERM read pin of the shared zero page (an
+   * untouched page) in a private mapping unshares it first: the process gets its own page, the
+   * pin holds it, and the process's later writes land in the pinned page. Off (2019): the pin
+   * gets the zero page and the next write goes to a new page the pin never sees.
+   */
+  zeroPageUnshare: boolean;
+  /**
+   * FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a file that needs dirty tracking (a
+   * PageCacheFile without `shmem`): `'refuse'` answers `EFAULT` and pins nothing (Linux
+   * 6.5, commits 8ac268436e6d and a6e79df92e4a); `'allow'` pins as any page (2019; the layout-lease proposal guards
+   * such pins, see PageCacheFile.takeLease). shmem and anonymous memory are always allowed.
+   */
+  longtermFileWrites: 'refuse' | 'allow';
+  /**
+   * Migration of a PTE-mapped large folio (a THP after a partial munmap, mprotect or
+   * MADV_DONTNEED) moves its mapped pages, as the kernel splits the folio and migrates the
+   * pieces; so FOLL_LONGTERM pins of such ranges in ZONE_MOVABLE succeed. Off: refused as busy
+   * (pinlab before issue 13).
+   */
+  migratePteMappedThp: boolean;
+}

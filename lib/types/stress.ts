@@ -24,6 +24,8 @@ export interface StressReport {
   munmaps: number;
   /** mprotect round trips. */
   mprotects: number;
+  /** madvise calls (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK on a stretch of a region). */
+  madvises: number;
   /** forks (each child writes, pins and exits). */
   forks: number;
   /** COW copies in the parent (write faults on shared pages). */

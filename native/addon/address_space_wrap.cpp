@@ -23,6 +23,50 @@ struct ForkedChild {
   std::unique_ptr<AddressSpace> as;
 };
 
+// The kernel rules of a new address space: undefined (mainline), a preset's name ('mainline',
+// '2019'), or an object of named switches over mainline's. EINVAL for an unknown preset, key or
+// value: the constructor then creates nothing.
+MmRules rules_value(Napi::Env env, Napi::Value v) {
+  if (v.IsUndefined()) return MmRules::mainline();
+  if (v.IsString()) {
+    const std::string name = v.As<Napi::String>().Utf8Value();
+    if (name == "mainline") return MmRules::mainline();
+    if (name == "2019") return MmRules::v2019();
+    throw_invalid(env, "rules must be 'mainline', '2019' or an object of rule switches (got '" +
+                           name + "')");
+  }
+  Napi::Object o = object_value(env, v, "rules");
+  MmRules r = MmRules::mainline();
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string key = Napi::Value(keys[i]).ToString().Utf8Value();
+    const Napi::Value val = option(o, key.c_str());
+    if (key == "zeroPageUnshare") {
+      r.zero_page_unshare = bool_value(env, val, "rules.zeroPageUnshare");
+    } else if (key == "migratePteMappedThp") {
+      r.migrate_pte_mapped_thp = bool_value(env, val, "rules.migratePteMappedThp");
+    } else if (key == "longtermFileWrites") {
+      const std::string w = string_value(env, val, "rules.longtermFileWrites");
+      if (w != "refuse" && w != "allow")
+        throw_invalid(env, "rules.longtermFileWrites must be 'refuse' or 'allow' (got '" + w + "')");
+      r.longterm_file_writes = w == "refuse" ? LongtermFileWrites::kRefuse : LongtermFileWrites::kAllow;
+    } else {
+      throw_invalid(env, "rules: unknown rule '" + key +
+                             "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp)");
+    }
+  }
+  return r;
+}
+
+Napi::Object rules_object(Napi::Env env, const MmRules& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("zeroPageUnshare", r.zero_page_unshare);
+  o.Set("longtermFileWrites",
+        r.longterm_file_writes == LongtermFileWrites::kRefuse ? "refuse" : "allow");
+  o.Set("migratePteMappedThp", r.migrate_pte_mapped_thp);
+  return o;
+}
+
 constexpr int64_t kGupAllFlags = kGupWrite | kGupLongterm | kGupFastOnly | kGupPin | kGupSlowOnly;
 
 // Up to this many pages a gup's result is written straight into the JS array it returns (the
@@ -40,6 +84,7 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_shared>>("mapShared"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::check_can_map>>("checkCanMap"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap>>("zap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::madvise>>("madvise"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::touch>>("touch"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::gup>>("gup"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::unpin_user_pages>>("unpinUserPages"),
@@ -70,8 +115,11 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
     } else {
       PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
       const int64_t pages = int_arg(info, 1, "pages");
+      const MmRules rules = rules_value(env, info[2]);
+      const int64_t thp_orders =
+          info[3].IsUndefined() ? int64_t(kPmdThpOrders) : int_arg(info, 3, "thpOrders");
       std::unique_ptr<AddressSpace> as;
-      check(env, AddressSpace::create(mem->core(), pages, &as));
+      check(env, AddressSpace::create(mem->core(), pages, rules, thp_orders, &as));
       core_ = std::move(as);
     }
     // Tagged, so that the op batches can tell a real address space from an impostor.
@@ -96,18 +144,26 @@ Napi::Value AddressSpaceWrap::mprotect(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->mprotect(start, count, bool_arg(info, 2, "write")));
   return info.Env().Undefined();
 }
-// mapShared(start, pfns: Uint32Array, write): the list is copied first, since map_shared
+// mapShared(start, pfns: Uint32Array, write, dirtyTracked = true): the list is copied first, since map_shared
 // reads it three times (validate, take references, install) and a SharedArrayBuffer could
 // change under it in between.
 Napi::Value AddressSpaceWrap::map_shared(const Napi::CallbackInfo& info) {
   const int64_t start = int_arg(info, 0, "start");
   const PfnList pfns(info, 1, "pfns");
   const bool write = bool_arg(info, 2, "write");
-  check(info.Env(), core_->map_shared(start, pfns.data(), pfns.size(), write));
+  const bool dirty_tracked = info[3].IsUndefined() || bool_arg(info, 3, "dirtyTracked");
+  check(info.Env(), core_->map_shared(start, pfns.data(), pfns.size(), write, dirty_tracked));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->zap(int_arg(info, 0, "start"), int_arg(info, 1, "count")));
+  return info.Env().Undefined();
+}
+// madvise(start, count, advice): 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK.
+Napi::Value AddressSpaceWrap::madvise(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  const auto advice = Advice(int_arg(info, 2, "advice", 0, int64_t(Advice::kDoFork)));
+  check(info.Env(), core_->madvise(start, count, advice));
   return info.Env().Undefined();
 }
 Napi::Value AddressSpaceWrap::check_can_map(const Napi::CallbackInfo& info) {
@@ -302,6 +358,8 @@ Napi::Value AddressSpaceWrap::info_(const Napi::CallbackInfo& info) {
   o.Set("hasPinned", core_->has_pinned());
   o.Set("regions", double(core_->regions()));
   o.Set("mappedPages", double(core_->mapped_pages()));
+  o.Set("rules", rules_object(env, core_->rules()));
+  o.Set("thpOrders", double(core_->thp_orders()));
   return o;
 }
 
@@ -357,6 +415,7 @@ class StressWorker : public AsyncRun {
     o.Set("recheckFailures", double(r.recheck_failures));
     o.Set("seqRetries", double(r.seq_retries));
     o.Set("munmaps", double(r.munmaps));
+    o.Set("madvises", double(r.madvises));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

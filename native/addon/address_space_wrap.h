@@ -33,6 +33,7 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value mprotect(const Napi::CallbackInfo& info);
   Napi::Value map_shared(const Napi::CallbackInfo& info);
   Napi::Value zap(const Napi::CallbackInfo& info);
+  Napi::Value madvise(const Napi::CallbackInfo& info);
   Napi::Value check_can_map(const Napi::CallbackInfo& info);
   Napi::Value touch(const Napi::CallbackInfo& info);
   Napi::Value gup(const Napi::CallbackInfo& info);

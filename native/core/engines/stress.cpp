@@ -27,7 +27,7 @@ struct Run {
   std::atomic<uint64_t> violations{0};
   std::string first_violation;
   std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
-  std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0};
+  std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0}, madvises{0};
   const RunControl* control = nullptr;
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
@@ -102,7 +102,21 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
   const uint64_t k = rng() % uint64_t(run.cfg.regions);
   const uint64_t s = run.slot_start(k);
   const uint64_t off = rng() % rp, n = 1 + rng() % std::min<uint64_t>(64, rp - off);
-  switch (rng() % 4) {
+  switch (rng() % 8) {
+    case 4: {  // MADV_DONTNEED a stretch: racing pins keep their pages; the next touch refaults
+      const Status st = as.madvise(int64_t(s + off), int64_t(n), Advice::kDontNeed);
+      if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise");  // ENOMEM: a hole
+      if (st.ok()) (void)as.touch(int64_t(s + off), int64_t(n), true);  // fresh pages fault in
+      run.madvises.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 5: {  // MADV_DONTFORK or MADV_DOFORK a stretch: forks' children leave it out or map it
+      const Advice a = rng() % 2 == 0 ? Advice::kDontFork : Advice::kDoFork;
+      const Status st = as.madvise(int64_t(s + off), int64_t(n), a);
+      if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise");
+      run.madvises.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
     case 0: {  // remap the whole slot
       run.expect_ok(as.munmap(int64_t(s), int64_t(rp)), "munmap");
       MmapArgs a{int64_t(s), int64_t(rp), true, rng() % 2 == 0, run.huge_slot(k)};
@@ -118,6 +132,8 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
       break;
     }
     case 2:  // write faults: fault-in and COW breaks
+    case 6:
+    case 7:
       (void)as.touch(int64_t(s + off), int64_t(n), true);
       break;
     default: {  // punch a hole and map it again (splits huge mappings)
@@ -188,7 +204,12 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   std::unique_ptr<PageArray> pa;
   if (Status st = PageArray::create(pc, &pa); !st.ok()) return st;
   Run run{cfg, std::shared_ptr<PageArray>(std::move(pa)), nullptr, {}, {}, {}, {}};
-  if (Status st = AddressSpace::create(run.mem, int64_t(span), &run.as); !st.ok()) return st;
+  // Huge slots get every THP size: PMD leaves where a whole 2 MiB stretch is free, mTHPs
+  // (orders 2..8, PTE-mapped) where write faults find smaller free blocks.
+  if (Status st = AddressSpace::create(run.mem, int64_t(span), MmRules::mainline(), kAllThpOrders,
+                                       &run.as);
+      !st.ok())
+    return st;
   for (int64_t k = 0; k < cfg.regions; ++k) {
     MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
     if (Status st = run.as->mmap(a); !st.ok()) return st;
@@ -250,6 +271,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.partial_calls = run.partial;
   r.failed_calls = run.failed;
   r.pins_checked = run.checked;
+  r.madvises = run.madvises;
   r.munmaps = run.munmaps;
   r.mprotects = run.mprotects;
   r.forks = run.forks;

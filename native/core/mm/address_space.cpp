@@ -21,14 +21,40 @@ uint64_t folio_run(const PageArray& mem, const uint32_t* p, uint64_t n) {
 }
 }  // namespace
 
-AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages)
-    : mem_(std::move(mem)), pages_(pages), pt_(pages) {}
+AddressSpace::AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
+                           uint32_t thp_orders)
+    : mem_(std::move(mem)), pages_(pages), rules_(rules), thp_orders_(thp_orders), pt_(pages) {}
+
+Status check_thp_orders(int64_t orders) {
+  if (orders < 0 || (uint64_t(orders) & ~uint64_t(kAllThpOrders)) != 0)
+    return Status::BadOption("thpOrders", orders, "a set of orders in 2..9");
+  return Status::Ok();
+}
+
+Status check_mm_rules(const MmRules& rules) {
+  const auto files = uint8_t(rules.longterm_file_writes);
+  if (files > uint8_t(LongtermFileWrites::kAllow))
+    return Status::BadOption("longtermFileWrites", files, "'refuse' or 'allow'");
+  return Status::Ok();
+}
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
                             std::unique_ptr<AddressSpace>* out) {
+  return create(std::move(mem), pages, MmRules::mainline(), out);
+}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                            std::unique_ptr<AddressSpace>* out) {
+  return create(std::move(mem), pages, rules, kPmdThpOrders, out);
+}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                            int64_t thp_orders, std::unique_ptr<AddressSpace>* out) {
   if (pages < 1 || uint64_t(pages) > kMaxPages)
     return Status::BadOption("pages", pages, "an integer in 1..2147483648");
-  out->reset(new AddressSpace(std::move(mem), uint64_t(pages)));
+  if (Status st = check_mm_rules(rules); !st.ok()) return st;
+  if (Status st = check_thp_orders(thp_orders); !st.ok()) return st;
+  out->reset(new AddressSpace(std::move(mem), uint64_t(pages), rules, uint32_t(thp_orders)));
   return Status::Ok();
 }
 
@@ -154,7 +180,9 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
   // statistic moves, no page stays taken). Then the entries, as the faults would have made
   // them: a PMD leaf for each whole 2 MiB stretch of a huge region while order-9 blocks last,
   // else a page per 4 KiB (the zero page for a read-only region).
-  auto leaf_at = [&](uint64_t v) { return huge && pte_index(v) == 0 && v + kPtesPerTable <= end; };
+  auto leaf_at = [&](uint64_t v) {
+    return huge && pmd_thp_enabled() && pte_index(v) == 0 && v + kPtesPerTable <= end;
+  };
   std::vector<uint32_t> heads;  // what was allocated, in address order (PFNs < 2^31)
   std::vector<bool> leaves;     // per 2 MiB stretch from start's: mapped by a leaf
   auto give_back = [&] {
@@ -226,7 +254,7 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
 // ---- shared mappings --------------------------------------------------------------------------
 
 Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
-                                bool write) {
+                                bool write, bool dirty_tracked) {
   if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
   std::lock_guard<std::mutex> lock(mmap_lock_);
   if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
@@ -239,7 +267,7 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
   for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
   if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
-  regions_.emplace(s, Region{count, write, false, true});
+  regions_.emplace(s, Region{count, write, false, true, dirty_tracked});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
   const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
   std::atomic<uint64_t>* t = nullptr;
@@ -283,6 +311,44 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
   return Status::Ok();
+}
+
+// ---- madvise ---------------------------------------------------------------------------------
+
+Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
+  if (uint8_t(advice) > uint8_t(Advice::kDoFork))
+    return Status::BadOption("advice", uint8_t(advice), "'dontneed', 'dontfork' or 'dofork'");
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // Validate before we mutate: every page in an anonymous region.
+  for (uint64_t v = s; v < e;) {
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
+    if (r->shared)
+      return Status{Code::kEINVAL, Reason::kFlags,
+                    "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+    v = rs + r->count;
+  }
+  reserve_split_tables(s, e);  // host memory first
+  if (advice == Advice::kDontNeed) {
+    // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
+    // the regions stay, so the next access faults a fresh page in.
+    unmap_range(s, e);
+    return Status::Ok();
+  }
+  split_region_at(s);
+  split_region_at(e);
+  for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
+    it->second.dontfork = advice == Advice::kDontFork;
+  return Status::Ok();
+}
+
+bool AddressSpace::forks_at(uint64_t vpage) const {
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  return r == nullptr || !r->dontfork;
 }
 
 // ---- munmap, mprotect -----------------------------------------------------------------------
@@ -451,7 +517,8 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   // A huge region maps whole, aligned 2 MiB stretches with one PMD leaf when the slot is
   // empty; otherwise (or with no order-9 block free) it falls back to 4 KiB pages.
-  if (r.huge && base >= region_start && base + kPtesPerTable <= region_start + r.count) {
+  if (r.huge && pmd_thp_enabled() && base >= region_start &&
+      base + kPtesPerTable <= region_start + r.count) {
     // Empty: no entry, or a PTE table with nothing in it (it stays allocated for later).
     std::atomic<uint64_t>* t = pt_.table(i);
     bool empty = !entry::present(pe) || entry::table(pe);
@@ -470,6 +537,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     }
   }
   std::atomic<uint64_t>* t = pte_table(i);
+  if (write && r.huge && fault_in_mthp(vpage, t, r, region_start)) return Status::Ok();
   uint64_t pfn = 0, flags = entry::kPresent;
   if (!write) {
     // A read fault of anonymous memory maps the shared zero page (never counted).
@@ -483,6 +551,29 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
   t[pte_index(vpage)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
   stats_.add(MmStat::kFaults, 1);
   return Status::Ok();
+}
+
+bool AddressSpace::fault_in_mthp(uint64_t vpage, std::atomic<uint64_t>* t, const Region& r,
+                                 uint64_t region_start) {
+  for (uint32_t order = kPmdOrder - 1; order >= 2; --order) {
+    if ((thp_orders_ & (uint32_t{1} << order)) == 0) continue;
+    const uint64_t n = uint64_t{1} << order, first = vpage & ~(n - 1);
+    if (first < region_start || first + n > region_start + r.count) continue;
+    bool empty = true;  // relaxed loads: we hold the mmap lock
+    for (uint64_t k = 0; empty && k < n; ++k)
+      empty = t[pte_index(first + k)].load(std::memory_order_relaxed) == 0;
+    uint64_t head = 0;
+    if (!empty || !mem_->alloc_folio(order, true, &head).ok()) continue;
+    (void)mem_->get_page(head, int64_t(n) - 1);  // one reference per PTE (a fresh folio)
+    mem_->add_mapped_refs(head, int64_t(n));
+    const uint64_t flags = entry::kPresent | entry::kExclusive | (r.write ? entry::kWritable : 0);
+    // seq_cst (a release at least): publishes the folio, its references taken, with each entry.
+    for (uint64_t k = 0; k < n; ++k)
+      t[pte_index(first + k)].store(entry::make(head + k, flags), std::memory_order_seq_cst);
+    stats_.add(MmStat::kFaults, n);
+    return true;
+  }
+  return false;
 }
 
 std::atomic<uint64_t>* AddressSpace::pte_table(uint64_t i) {
@@ -562,6 +653,33 @@ Status AddressSpace::unshare(uint64_t vpage) {
     return Status::Ok();
   }
   return cow_copy_pte(slot, e, entry::writable(e));  // a copy, access unchanged
+}
+
+Status AddressSpace::unshare_zero_page(uint64_t vpage) {
+  std::atomic<uint64_t>* slot = pte_slot(vpage);
+  const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
+  if (!entry::present(e) || !entry::special(e)) return Status::Ok();
+  // The page comes from outside ZONE_MOVABLE where it can (the long-term pin would migrate it
+  // there next; the kernel allocates movable and migrates, the result is the same page kind).
+  uint64_t fresh = 0;
+  if (!mem_->alloc_folio(0, false, &fresh).ok()) {
+    if (Status st = mem_->alloc_folio(0, true, &fresh); !st.ok()) return st;
+  }
+  // Exclusive and as writable as the zero-page entry was (never): the next write fault reuses
+  // this very page, which the pin holds.
+  return cow_copy_pte(slot, e, false, fresh);
+}
+
+Status AddressSpace::check_gup_region(uint64_t vpage, const GupFlags& f) const {
+  if (!f.longterm || !f.write || rules_.longterm_file_writes != LongtermFileWrites::kRefuse)
+    return Status::Ok();
+  uint64_t rs = 0;
+  const Region* r = region_at(vpage, &rs);
+  if (r != nullptr && r->shared && r->dirty_tracked)
+    return Status{Code::kEFAULT, Reason::kFlags,
+                  "FOLL_LONGTERM|FOLL_WRITE of a shared file mapping that needs dirty tracking "
+                  "(refused since 6.5: rules.longtermFileWrites 'refuse')"};
+  return Status::Ok();
 }
 
 Status AddressSpace::split_pmd_for_copy(uint64_t i, uint64_t* fresh) {
@@ -699,8 +817,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // that cannot fail: its COW-shared entries lose write access. A failed fork gives back what
   // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
   // they were.
-  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_));
+  std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_, rules_, thp_orders_));
   child->regions_ = regions_;
+  std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -715,7 +834,8 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   Status st = Status::Ok();
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                  uint64_t vpage, bool huge) {
-    if (st.ok()) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
+    // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
+    if (st.ok() && forks_at(vpage)) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
   if (!st.ok()) {
     abandon_fork(*child);
@@ -728,8 +848,10 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
                                  uint64_t, bool) {
     const uint64_t e = slot.load(std::memory_order_relaxed);
     if (entry::special(e) || entry::shared(e)) return;  // never write-protected
+    const uint64_t ce = child_slot.load(std::memory_order_relaxed);
+    if (!entry::present(ce)) return;  // MADV_DONTFORK: the child does not map it
     // Shared COW (an early copy has a PFN of its own): both sides read-only, neither exclusive.
-    if (entry::pfn(child_slot.load(std::memory_order_relaxed)) != entry::pfn(e)) return;
+    if (entry::pfn(ce) != entry::pfn(e)) return;
     const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
     if (cow != e) slot.store(cow, std::memory_order_seq_cst);
   });

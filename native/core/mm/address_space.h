@@ -11,6 +11,11 @@
 // early COW at fork (the child maps them too), and never migrated (no reverse map for the
 // page cache in the model).
 //
+// Kernel rules (MmRules) select where the model follows today's mainline or the 2019 kernels:
+// the zero page's long-term read pin, long-term write pins of dirty-tracked files, migration of
+// PTE-mapped large folios. Huge regions get THPs of the enabled orders (kPmdThpOrders by
+// default; mTHPs of orders 2..8 are PTE-mapped). madvise: DONTNEED, DONTFORK, DOFORK.
+//
 // Locking: every operation that changes the page table takes the mmap lock (exclusive; the
 // model does not need the kernel's finer page-table locks). gup_fast takes no lock and races
 // with all of them by design; the protocol that keeps it safe (grab, then recheck the entry
@@ -58,6 +63,51 @@ struct Region {
   bool write;
   bool huge;
   bool shared = false;  // MAP_SHARED of page-cache folios (map_shared); else anonymous private
+  // A shared mapping of a file system that tracks dirty pages through write faults (a regular
+  // file); false for shmem/memfd-like files. Decides FOLL_LONGTERM|FOLL_WRITE under kRefuse.
+  bool dirty_tracked = false;
+  bool dontfork = false;  // MADV_DONTFORK: fork's child does not map the region
+};
+
+// FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a dirty-tracked file (see MmRules).
+enum class LongtermFileWrites : uint8_t {
+  kRefuse = 0,  // EFAULT (mainline since 6.5, commits 8ac268436e6d and a6e79df92e4a)
+  kAllow,       // pinned as any page (the 2019 kernels; the lease proposal guards them)
+};
+
+// The kernel rules an address space follows where they changed since 2019 (README: "Kernel
+// rules"). Fixed at creation; fork's child inherits them. The lockless walk reads them freely.
+struct MmRules {
+  // 6.2 (84209e87c696): a FOLL_LONGTERM read pin of the zero page in a private (COW) mapping
+  // unshares it first: the process gets its own page, and the pin holds it.
+  bool zero_page_unshare = true;
+  LongtermFileWrites longterm_file_writes = LongtermFileWrites::kRefuse;
+  // Migration of a PTE-mapped large folio (after a partial munmap, mprotect or MADV_DONTNEED)
+  // moves its mapped pages one by one (the kernel splits the folio); false: refused as busy.
+  bool migrate_pte_mapped_thp = true;
+
+  static MmRules mainline() { return MmRules{}; }
+  static MmRules v2019() { return MmRules{false, LongtermFileWrites::kAllow, false}; }
+};
+// EINVAL for a value outside its enumeration (rules built from untrusted numbers).
+Status check_mm_rules(const MmRules& rules);
+
+// Per-size THP enablement, the kernel's /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/
+// enabled (mTHP, Linux 6.8) set to "madvise": bit k lets a region mapped `huge` get anonymous
+// folios of order k. Order 9 is the PMD-mapped THP (the default, alone); orders 2..8 are
+// PTE-mapped, allocated by write faults (the largest enabled order whose aligned block lies in
+// the region with every PTE empty; smaller ones, then 4 KiB, as fallbacks). MAP_POPULATE maps
+// PMD leaves only (its other pages are 4 KiB).
+constexpr uint32_t kPmdThpOrders = uint32_t{1} << 9;
+constexpr uint32_t kAllThpOrders = 0x3FCu;  // orders 2..9
+// EINVAL unless `orders` has bits of orders 2..9 only.
+Status check_thp_orders(int64_t orders);
+
+// madvise(2) advice the model implements.
+enum class Advice : uint8_t {
+  kDontNeed = 0,  // MADV_DONTNEED: zap the range; the next touch faults fresh zero-filled pages
+  kDontFork,      // MADV_DONTFORK: fork's child does not map the range
+  kDoFork,        // MADV_DOFORK: undoes kDontFork
 };
 
 struct MmapArgs {
@@ -98,9 +148,17 @@ class AddressSpace {
   // pages: virtual pages, 1..2^31.
   static Status create(std::shared_ptr<PageArray> mem, int64_t pages,
                        std::unique_ptr<AddressSpace>* out);
+  // With kernel rules other than mainline's: EINVAL (nothing created) for a bad rule value.
+  static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                       std::unique_ptr<AddressSpace>* out);
+  // With per-size THP enablement too (see kAllThpOrders): EINVAL for a bad mask.
+  static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                       int64_t thp_orders, std::unique_ptr<AddressSpace>* out);
   ~AddressSpace();  // unmaps everything (pins taken through it stay valid)
 
   uint64_t pages() const { return pages_; }
+  const MmRules& rules() const { return rules_; }
+  uint32_t thp_orders() const { return thp_orders_; }
   PageArray& mem() const { return *mem_; }
   const std::shared_ptr<PageArray>& mem_ptr() const { return mem_; }
 
@@ -111,7 +169,9 @@ class AddressSpace {
   // whose page start + i maps pfns[i] by a PTE (a large folio is PTE-mapped), taking one
   // reference per PTE on its folio. Writable iff `write`. All or nothing: EINVAL (range,
   // overlap, count 0, the zero page), ERANGE (a PFN >= pages), EFREE (a free folio).
-  Status map_shared(int64_t start, const uint32_t* pfns, uint64_t count, bool write);
+  // dirty_tracked: a regular file's pages (false: shmem/memfd), see MmRules.
+  Status map_shared(int64_t start, const uint32_t* pfns, uint64_t count, bool write,
+                    bool dirty_tracked = true);
   // EINVAL exactly where mmap/map_shared of [start, start + count) would fail on the range
   // (outside the address space, count < 1, overlapping a region); changes nothing. Lets a
   // caller validate before it allocates the pages it will map.
@@ -119,6 +179,10 @@ class AddressSpace {
   // zap_page_range: clears every entry in the range and drops its references as munmap does
   // (a PMD leaf partly covered is split first), but keeps the regions. Holes are fine.
   Status zap(int64_t start, int64_t count);
+  // madvise(2): every page of the range must lie in a region (ENOMEM, as the kernel answers
+  // for unmapped addresses) of anonymous memory (EINVAL for a shared file mapping: not
+  // modelled); EINVAL for an unknown advice. Validated whole before any change.
+  Status madvise(int64_t start, int64_t count, Advice advice);
   // Faults the pages in as a read or write access would (EFAULT outside a region, or a write
   // to a read-only region).
   Status touch(int64_t start, int64_t count, bool write);
@@ -154,7 +218,8 @@ class AddressSpace {
   uint64_t mapped_pages() const;  // present PTE/PMD-mapped pages (4 KiB units)
 
  private:
-  AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages);
+  AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
+               uint32_t thp_orders);
 
   // ---- helpers under the mmap lock (address_space.cpp) -------------------------------------
   Status check_range(int64_t start, int64_t count) const;
@@ -183,6 +248,11 @@ class AddressSpace {
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.
   Status handle_fault(uint64_t vpage, bool write);
   Status fault_in_missing(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
+  // A write fault in a huge region: maps an mTHP (an enabled order below the PMD's) over the
+  // aligned block around vpage if one fits and can be allocated; false: nothing changed.
+  bool fault_in_mthp(uint64_t vpage, std::atomic<uint64_t>* table, const Region& r,
+                     uint64_t region_start);
+  bool pmd_thp_enabled() const { return (thp_orders_ & kPmdThpOrders) != 0; }
   Status handle_write_protect_fault(uint64_t vpage);
   // Replaces a shared (or zero-page) entry with a private copy of its page: `fresh`, a page the
   // caller allocated, or one allocated here (kAllocate).
@@ -195,10 +265,25 @@ class AddressSpace {
   // FOLL_PIN on a COW-shared page makes it exclusive first (the kernel's FOLL_UNSHARE): reuse
   // if ours alone, else copy without granting write. A pin must hold this mm's page.
   Status unshare(uint64_t vpage);
+  // FOLL_LONGTERM read pin under zero_page_unshare: a zero-page entry at vpage becomes a
+  // private page of its own (exclusive, access unchanged), so the pin sees later writes.
+  Status unshare_zero_page(uint64_t vpage);
+  // check_vma_flags: EFAULT where the rules refuse this gup on vpage's region (FOLL_LONGTERM|
+  // FOLL_WRITE on a dirty-tracked shared file mapping under kRefuse); changes nothing.
+  Status check_gup_region(uint64_t vpage, const GupFlags& flags) const;
+  // Whether fork's child maps vpage (not in a MADV_DONTFORK region).
+  bool forks_at(uint64_t vpage) const;
   // Migration of the folio mapped at vpage to a new folio (movable or not); a refused folio
   // sets *refused. Shared by migrate, compact and FOLL_LONGTERM.
   enum class MigrateOutcome { kMoved, kNotMapped, kPinned, kBusy, kNoMemory, kNotLower };
-  MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower);
+  // *moved_pages (if given): the pages moved (4 KiB units).
+  MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower,
+                             uint64_t* moved_pages = nullptr);
+  // A large folio mapped by PTEs (vpage maps its subpage): every PTE of this mm that maps it
+  // moves to an order-0 page of its own, all or nothing, and the folio is freed (the kernel
+  // splits it and migrates the pieces). Busy if anything but those PTEs holds it.
+  MigrateOutcome migrate_pte_mapped_folio(uint64_t vpage, uint64_t head, uint32_t order,
+                                          bool to_movable, uint64_t* moved_pages);
   // fork's statistics, added only once the fork succeeds (pages, as the stats count them).
   struct ForkTally {
     uint64_t early_cow_copies = 0;
@@ -243,6 +328,8 @@ class AddressSpace {
 
   std::shared_ptr<PageArray> mem_;
   uint64_t pages_;
+  const MmRules rules_;
+  const uint32_t thp_orders_;
   PageTable pt_;
   mutable std::mutex mmap_lock_;
   std::map<uint64_t, Region> regions_;  // by start page; never overlapping

@@ -70,6 +70,12 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   // A pin of a COW-shared anonymous page must unshare it first: the slow path does that. A
   // page-cache page of a shared mapping is pinned as it is (never unshared).
   if (f.pin && !entry::exclusive(e) && !entry::shared(e)) return false;
+  // FOLL_LONGTERM|FOLL_WRITE of page cache: whether the file needs dirty tracking is the
+  // region's to say, which the walk cannot see (the kernel's gup_fast also leaves these to
+  // the slow path's check_vma_flags).
+  if (f.longterm && f.write && entry::shared(e) &&
+      rules_.longterm_file_writes == LongtermFileWrites::kRefuse)
+    return false;
   // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so the
   // PFN answers before any grab): the slow path migrates it first.
   return !(f.longterm && mem_->is_movable(w->pfn));
@@ -200,7 +206,11 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
   uint64_t i = 0;
   while (i < count) {
     const uint64_t v = start + i;
-    st = handle_fault(v, f.write);  // EFAULT outside a region or on a read-only one
+    st = check_gup_region(v, f);  // EFAULT where the rules refuse this pin: nothing taken
+    if (st.ok()) st = handle_fault(v, f.write);  // EFAULT outside a region or on a read-only one
+    // A long-term read pin must see the process's later writes: not through the zero page
+    // (a private region: every anonymous one here, since mprotect may make it writable).
+    if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_zero_page(v);
     if (st.ok() && f.pin) st = unshare(v);  // a pin holds this mm's own page
     if (!st.ok()) break;
     Translation tr = translate(v);

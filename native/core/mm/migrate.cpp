@@ -8,6 +8,7 @@
 // re-reads the entry: with both sides seq_cst, either it sees the cleared entry and lets go,
 // or the freeze sees its grab.
 #include <algorithm>
+#include <unordered_set>
 #include <vector>
 
 #include "mm/address_space.h"
@@ -15,7 +16,7 @@
 namespace pinlab {
 
 AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_movable,
-                                                       bool only_lower) {
+                                                       bool only_lower, uint64_t* moved_pages) {
   const uint64_t i = vpage >> kPmdShift;
   std::atomic<uint64_t>* slot = &pt_.pmd(i);
   uint64_t e = slot->load(std::memory_order_relaxed);
@@ -33,7 +34,10 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
     expected = 1;
   }
   const uint64_t head = mem_->folio_head(entry::pfn(e));
-  if (mem_->folio_order(head) != order) {  // a PTE-mapped large folio: not modelled
+  if (mem_->folio_order(head) != order) {  // a PTE-mapped large folio
+    if (rules_.migrate_pte_mapped_thp && !only_lower)
+      return migrate_pte_mapped_folio(vpage, head, mem_->folio_order(head), to_movable,
+                                      moved_pages);
     stats_.add(MmStat::kMigrationBusy, 1);
     return MigrateOutcome::kBusy;
   }
@@ -63,6 +67,62 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   mem_->add_mapped_refs(head, -int64_t(expected));
   mem_->free_frozen_folio(head);
   stats_.add(MmStat::kMigrated, uint64_t{1} << order);
+  if (moved_pages != nullptr) *moved_pages = uint64_t{1} << order;
+  return MigrateOutcome::kMoved;
+}
+
+AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpage, uint64_t head,
+                                                                    uint32_t order, bool to_movable,
+                                                                    uint64_t* moved_pages) {
+  // The PTEs of this mm that map the folio: subpage k lies at vbase + k (an anonymous folio
+  // is mapped where it was faulted in; nothing here moves it to other addresses).
+  const uint64_t pfn = entry::pfn(pte_slot(vpage)->load(std::memory_order_relaxed));
+  const uint64_t n = uint64_t{1} << order, vbase = vpage - (pfn - head);
+  std::vector<std::atomic<uint64_t>*> slots;
+  std::vector<uint64_t> olds, targets;
+  slots.reserve(n);  // host memory first: an exception changes nothing
+  olds.reserve(n);
+  targets.reserve(n);
+  for (uint64_t k = 0; k < n && vbase + k < pages_; ++k) {
+    std::atomic<uint64_t>* slot = pte_slot(vbase + k);
+    const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
+    if (entry::present(e) && !entry::special(e) && !entry::shared(e) && entry::pfn(e) == head + k)
+      slots.push_back(slot);
+  }
+  if (mem_->maybe_pinned_head(head, order)) {
+    note_maybe_pinned_event(head, order, MmStat::kMigrationFalsePositives);
+    stats_.add(MmStat::kMigrationRefusals, 1);
+    return MigrateOutcome::kPinned;
+  }
+  // The pieces' pages, all before the first change (ENOMEM: the ones taken go back unused).
+  for (size_t k = 0; k < slots.size(); ++k) {
+    uint64_t target = 0;
+    if (!mem_->alloc_folio(0, to_movable, &target).ok()) {
+      for (const uint64_t t : targets) mem_->give_back_unused(t);
+      return MigrateOutcome::kNoMemory;
+    }
+    targets.push_back(target);
+  }
+  // seq_cst exchanges, then the seq_cst freeze from exactly our PTEs' references: the unmap
+  // half of the pair with gup_fast's grab-then-recheck (see the top).
+  for (std::atomic<uint64_t>* slot : slots) olds.push_back(slot->exchange(0, std::memory_order_seq_cst));
+  const auto expected = int32_t(slots.size());
+  if (!mem_->try_freeze(head, expected)) {
+    for (size_t k = 0; k < slots.size(); ++k) slots[k]->store(olds[k], std::memory_order_seq_cst);
+    for (const uint64_t t : targets) mem_->give_back_unused(t);
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
+  constexpr uint64_t kFlagMask = (uint64_t{1} << entry::kPfnShift) - 1;
+  for (size_t k = 0; k < slots.size(); ++k) {
+    mem_->copy_folio_flags(head, targets[k]);
+    mem_->add_mapped_refs(targets[k], 1);
+    slots[k]->store(entry::make(targets[k], olds[k] & kFlagMask), std::memory_order_seq_cst);
+  }
+  mem_->add_mapped_refs(head, -int64_t(expected));
+  mem_->free_frozen_folio(head);  // the unmapped subpages go with it
+  stats_.add(MmStat::kMigrated, slots.size());
+  if (moved_pages != nullptr) *moved_pages = slots.size();
   return MigrateOutcome::kMoved;
 }
 
@@ -70,15 +130,27 @@ Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  uint64_t pages = 0;
+  // First the folios the range maps, one virtual page each (a folio moves whole: a PMD leaf,
+  // or every PTE of a PTE-mapped large folio), then the moves: so that no page a move made is
+  // met again.
+  std::vector<uint64_t> firsts;
+  std::unordered_set<uint64_t> large_seen;
   for (uint64_t v = s; v < e;) {
     const bool leaf = entry::huge(pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed));
-    const uint64_t next = leaf ? ((v >> kPmdShift) + 1) << kPmdShift : v + 1;
-    // A leaf moves whole (its folio); stay in the same zone as the page was.
-    const Translation tr = translate(v);
-    if (tr.present && migrate_one(v, mem_->is_movable(tr.pfn), false) == MigrateOutcome::kMoved)
-      pages += leaf ? kPtesPerTable : 1;
-    v = next;
+    const uint64_t here = v;
+    v = leaf ? ((v >> kPmdShift) + 1) << kPmdShift : v + 1;
+    const Translation tr = translate(here);
+    if (!tr.present || tr.special) continue;
+    const uint64_t head = mem_->folio_head(tr.pfn);
+    if (!leaf && !tr.shared && mem_->folio_order(head) > 0 && !large_seen.insert(head).second) continue;
+    firsts.push_back(here);
+  }
+  uint64_t pages = 0;
+  for (const uint64_t v : firsts) {
+    const Translation tr = translate(v);  // stay in the same zone as the page was
+    uint64_t moved = 0;
+    if (migrate_one(v, mem_->is_movable(tr.pfn), false, &moved) == MigrateOutcome::kMoved)
+      pages += moved;
   }
   *moved = pages;
   return Status::Ok();

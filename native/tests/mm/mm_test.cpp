@@ -446,7 +446,7 @@ TEST(a_longterm_pin_of_a_movable_shared_page_is_refused_not_migrated) {
   auto mm = make_mm(Scheme::kSeparate, 8192, 4096, true, 4096);
   const std::vector<uint32_t> file = make_file(*mm.mem, {0}, true);
   CHECK(mm.mem->is_movable(file[0]));
-  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true));
+  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true, false));  // shmem: write pins allowed
   std::vector<uint32_t> out(1);
   uint64_t done = 0;
   CHECK_CODE(mm.as->gup_fast(0, 1, pin_flags(true, true), out.data(), &done), Code::kEBUSY);
@@ -457,7 +457,7 @@ TEST(a_longterm_pin_of_a_movable_shared_page_is_refused_not_migrated) {
   CHECK_EQ(mm.mem->pincount(file[0]).value_or(-1), int64_t(0));
   // A normal-zone file page pins long-term as it is.
   const std::vector<uint32_t> normal = make_file(*mm.mem, {0});
-  CHECK_OK(mm.as->map_shared(1, normal.data(), 1, true));
+  CHECK_OK(mm.as->map_shared(1, normal.data(), 1, true, false));
   CHECK_OK(mm.as->gup_fast(1, 1, pin_flags(true, true), out.data(), &done));
   CHECK_EQ(out[0], normal[0]);
   CHECK_OK(mm.as->unpin_user_pages(out.data(), done, true, false));
