@@ -411,6 +411,7 @@ class PageArray {
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;
   uint64_t pin_words_per_page_ = 0;  // pincount_'s words per page (scheme_info().pin_words)
+  bool pin_words_span_folio_ = false;  // a kOwn store may use its folio's tail words too
   MappedArray<int32_t> dbg_pins_;
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;
