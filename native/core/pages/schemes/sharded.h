@@ -4,10 +4,11 @@
 //
 // Store: one int32 word per page (PincountHome::kOwn, kPinWords = 1: the same 4 bytes a page as
 // separate's side array). A folio below kShardMinOrder keeps its exact pincount in its head's
-// word, as separate does. A folio of order >= kShardMinOrder spans at least 4 cache lines of
+// word, as separate does. A folio of order >= kShardMinOrder spans at least 8 cache lines of
 // words, of which the head's word is the only one any other scheme uses: its head word becomes
 // the *summary* (the number of shards whose count is non-zero) and the first word of each
-// following line of the folio a *shard* (up to kMaxShards). So the shard state costs no memory
+// following line of the folio a *shard* (a power of two of them: 4 at order 7, 8 at order 8,
+// kMaxShards = 16 from order 9). So the shard state costs no memory
 // at all, and exists exactly for the folios large enough to be shared by many pinning threads.
 // Every word of an unpinned folio is 0 (the page array zeroes a freed folio's words; split and
 // make-folio only run on unpinned folios, whose tail words are then a plain 0 pincount).
@@ -34,11 +35,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <climits>
 #include <cstdint>
 #include <thread>
 
 #include "pages/schemes/scheme_api.h"
+
+// The per-page path calls a grab and a release per subpage: their fast paths must not be calls.
+#define PINLAB_SHARD_INLINE [[gnu::always_inline]] inline
 
 namespace pinlab {
 
@@ -51,13 +56,10 @@ struct ShardedScheme {
   static constexpr uint32_t kPinWords = 1;
 
   static constexpr uint32_t kLineWords = 64 / sizeof(int32_t);  // words per cache line
-  static constexpr uint32_t kShardMinOrder = 6;                 // 64 pages: summary + 3 shards
-  static constexpr uint32_t kMaxShards = 16;
+  static constexpr uint32_t kShardMinOrder = 7;  // 128 pages, 8 lines: summary + 4 shards
+  static constexpr uint32_t kMaxShards = 16;     // from order 9 (2 MiB) up
   static constexpr int32_t kBusy = int32_t{1} << 30;
   static constexpr int32_t kShardMax = kBusy - 1;  // the most pins one shard counts
-  static_assert((uint64_t{1} << kShardMinOrder) / kLineWords >= 2, "a sharded folio has shard lines");
-  // The shards of a sharded folio hold any pincount a refcount can (P <= R <= INT32_MAX).
-  static_assert(int64_t{kShardMax} * (((int64_t{1} << kShardMinOrder) / kLineWords) - 1) >= INT32_MAX);
 
   static constexpr PinCost pin_cost(const SchemeParams&, uint32_t, int64_t refs, bool) {
     return {refs, refs};
@@ -66,26 +68,37 @@ struct ShardedScheme {
 
   // ---- layout ----------------------------------------------------------------------------
   static constexpr bool is_sharded(uint32_t order) { return order >= kShardMinOrder; }
-  static constexpr uint32_t shard_count(uint32_t order) {
-    const uint64_t lines = (uint64_t{1} << std::min<uint32_t>(order, 20)) / kLineWords;
-    return uint32_t(std::min<uint64_t>(lines - 1, kMaxShards));
+  // The largest power of two of shards whose lines fit after the summary's: 4 at order 7, 8 at
+  // order 8, kMaxShards from order 9.
+  static constexpr uint32_t shard_count_pow2(uint32_t order) {
+    return uint32_t{1} << std::min<uint32_t>(order - 5, std::countr_zero(kMaxShards));
   }
+  static constexpr uint32_t shard_count(uint32_t order) { return shard_count_pow2(order); }
   static std::atomic_ref<int32_t> summary(const PinWords& w, uint64_t head) { return w.at(0, head); }
   static std::atomic_ref<int32_t> shard(const PinWords& w, uint64_t head, uint32_t s) {
     return w.at(0, head + uint64_t{kLineWords} * (s + 1));
   }
-  // This thread's registration index (taken once, on its first pin of a sharded folio).
-  static uint32_t thread_index() {
-    static std::atomic<uint32_t> next{0};
+  // This thread's registration index, taken on its first pin of a sharded folio from a
+  // process-wide counter (threads registered one after another get different shards). Kept
+  // +1 in a zero-initialised initial-exec TLS word: one load, no guard, no __tls_get_addr.
+  static inline std::atomic<uint32_t> next_thread_{0};
+  [[gnu::tls_model("initial-exec")]] static inline thread_local uint32_t thread_index_plus1_ = 0;
+  [[gnu::noinline, gnu::cold]] static uint32_t register_thread() {
     // relaxed: only uniqueness matters, not order.
-    thread_local const uint32_t mine = next.fetch_add(1, std::memory_order_relaxed);
-    return mine;
+    thread_index_plus1_ = next_thread_.fetch_add(1, std::memory_order_relaxed) + 1;
+    return thread_index_plus1_;
   }
-  static uint32_t my_shard(uint32_t order) { return thread_index() % shard_count(order); }
-  static void cpu_relax() { std::this_thread::yield(); }
+  PINLAB_SHARD_INLINE static uint32_t thread_index() {
+    const uint32_t v = thread_index_plus1_;
+    return (v != 0 ? v : register_thread()) - 1;
+  }
+  PINLAB_SHARD_INLINE static uint32_t my_shard(uint32_t order) {
+    return thread_index() & (shard_count(order) - 1);
+  }
+  [[gnu::noinline, gnu::cold]] static void cpu_relax() { std::this_thread::yield(); }
 
   // ---- small folios: one exact count in the head's word, as separate's side array -----------
-  static bool try_add_within(std::atomic_ref<int32_t> c, int64_t delta, std::memory_order mo) {
+  PINLAB_SHARD_INLINE static bool try_add_within(std::atomic_ref<int32_t> c, int64_t delta, std::memory_order mo) {
     int32_t cur = c.load(std::memory_order_relaxed);
     do {
       const int64_t next = int64_t{cur} + delta;
@@ -97,7 +110,7 @@ struct ShardedScheme {
 
   // ---- one shard, lock-free -------------------------------------------------------------
   // Adds pins to shard s unless it has no room (false: nothing written).
-  static bool try_grab_shard(const PinWords& w, uint64_t head, uint32_t s, int64_t pins,
+  PINLAB_SHARD_INLINE static bool try_grab_shard(const PinWords& w, uint64_t head, uint32_t s, int64_t pins,
                              std::memory_order mo) {
     auto c = shard(w, head, s);
     int32_t cur = c.load(std::memory_order_relaxed);
@@ -123,7 +136,7 @@ struct ShardedScheme {
   }
 
   // Takes pins from shard s unless it holds fewer (false: nothing written).
-  static bool try_release_shard(const PinWords& w, uint64_t head, uint32_t s, int64_t pins) {
+  PINLAB_SHARD_INLINE static bool try_release_shard(const PinWords& w, uint64_t head, uint32_t s, int64_t pins) {
     auto c = shard(w, head, s);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
@@ -183,7 +196,7 @@ struct ShardedScheme {
     if (delta != 0) summary(w, head).fetch_add(delta, mo);
   }
 
-  static Reason slow_grab(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
+  [[gnu::noinline]] static Reason slow_grab(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
                           std::memory_order mo) {
     const uint32_t n = shard_count(order);
     int32_t before[kMaxShards], after[kMaxShards];
@@ -206,7 +219,7 @@ struct ShardedScheme {
     return Reason::kNone;
   }
 
-  static Reason slow_release(const PinWords& w, uint64_t head, uint32_t order, int64_t pins) {
+  [[gnu::noinline]] static Reason slow_release(const PinWords& w, uint64_t head, uint32_t order, int64_t pins) {
     const uint32_t n = shard_count(order);
     int32_t before[kMaxShards], after[kMaxShards];
     freeze_all(w, head, n, before);
@@ -230,7 +243,7 @@ struct ShardedScheme {
   }
 
   // ---- OwnPinStore ----------------------------------------------------------------------
-  static Reason grab_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
+  PINLAB_SHARD_INLINE static Reason grab_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
                           std::memory_order mo) {
     if (!is_sharded(order))
       return try_add_within(w.at(0, head), pins, mo) ? Reason::kNone : Reason::kPincountOverflow;
@@ -238,7 +251,7 @@ struct ShardedScheme {
     return slow_grab(w, head, order, pins, mo);
   }
 
-  static Reason release_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins) {
+  PINLAB_SHARD_INLINE static Reason release_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins) {
     if (!is_sharded(order)) {
       // relaxed: the refcount release that follows carries the ordering for the whole unpin.
       return try_add_within(w.at(0, head), -pins, std::memory_order_relaxed) ? Reason::kNone
@@ -260,12 +273,18 @@ struct ShardedScheme {
     return sum;
   }
 
-  static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {
+  PINLAB_SHARD_INLINE static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {
     if (!is_sharded(order)) return w.at(0, head).load(mo) > 0;
     return summary(w, head).load(mo) > 0;
   }
 };
 
 static_assert(PinScheme<ShardedScheme>);
+// A power of two of shards (a mask picks the thread's), each on a line of its own after the
+// summary's, within the folio's own words.
+static_assert((ShardedScheme::kMaxShards & (ShardedScheme::kMaxShards - 1)) == 0);
+static_assert(ShardedScheme::shard_count_pow2(ShardedScheme::kShardMinOrder) + 1 <= (uint64_t{1} << ShardedScheme::kShardMinOrder) / ShardedScheme::kLineWords);
+// The shards of a sharded folio hold any pincount a refcount can (P <= R <= INT32_MAX).
+static_assert(int64_t{ShardedScheme::kShardMax} * ShardedScheme::shard_count_pow2(ShardedScheme::kShardMinOrder) >= INT32_MAX);
 
 }  // namespace pinlab
