@@ -89,6 +89,9 @@ class PinWords {
 // refused midway gives back its grabs through release_pins (scheme_ops.h).
 //   pins          the exact pincount (a snapshot).
 //   maybe_pinned  the scheme's answer for the folio: pins() > 0, or a cheaper exact summary.
+//   holds_pins    optional, (w, head, order, pins) -> bool: whether pins() >= pins (a snapshot
+//                 for the validation of an unpin call), where the scheme can tell cheaper than
+//                 by summing its store (a sharded one: the caller's own shard first).
 template <typename T>
 concept OwnPinStore = requires(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
                                std::memory_order mo) {

@@ -273,6 +273,15 @@ struct ShardedScheme {
     return sum;
   }
 
+  // Unpin validation (optional member of OwnPinStore): the caller's own shard usually holds
+  // the pins it releases, and then no other thread's line is read.
+  PINLAB_SHARD_INLINE static bool holds_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t n) {
+    if (!is_sharded(order)) return w.at(0, head).load(std::memory_order_relaxed) >= n;
+    // relaxed: a snapshot; the releases that follow check again.
+    if ((shard(w, head, my_shard(order)).load(std::memory_order_relaxed) & kShardMax) >= n) return true;
+    return pins(w, head, order, std::memory_order_relaxed) >= n;
+  }
+
   PINLAB_SHARD_INLINE static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {
     if (!is_sharded(order)) return w.at(0, head).load(mo) > 0;
     return summary(w, head).load(mo) > 0;
