@@ -81,6 +81,24 @@ for (const scheme of SCHEMES) {
   targets.push(t);
 }
 
+// ---- 1b. shard state of schemes that count pins in per-thread shards -----------------------
+// (their shardMinOrder trait, from the addon): what the shards cost beyond one exact int32
+// pincount per page (separate's side array, 9 B/page in all), which is their target.
+const EXACT_BYTES = 9;
+const shards = [];
+for (const s of native.schemes()) {
+  if (s.shardMinOrder === null) continue;
+  const row = perPage.find((r) => r.scheme === s.name);
+  shards.push({ scheme: s.name, shardMinOrder: s.shardMinOrder, bytesPerPage: row.base, beyondExact: row.base - EXACT_BYTES });
+  targets.push({
+    what: `${s.name}: bytes per page with its shard state`,
+    value: row.base,
+    limit: EXACT_BYTES,
+    met: row.base <= EXACT_BYTES,
+    unit: 'B/page',
+  });
+}
+
 // ---- 2. resident memory of 2^28 pages, in a fresh process ---------------------------------
 
 function measureRss() {
@@ -130,12 +148,20 @@ if (!rss.skipped) {
 const allMet = targets.every((t) => t.met);
 
 if (json) {
-  process.stdout.write(JSON.stringify({ bytesPerPage: perPage, rss, targets, allMet }) + '\n');
+  process.stdout.write(JSON.stringify({ bytesPerPage: perPage, shards, rss, targets, allMet }) + '\n');
 } else {
   console.log('pinlab memory: bytes per page (memoryUsage().bytesPerPage)');
   console.log(`${'scheme'.padEnd(12)}${'plain'.padStart(8)}${'debug'.padStart(8)}${'debug adds'.padStart(12)}`);
   for (const r of perPage) {
     console.log(`${r.scheme.padEnd(12)}${String(r.base).padStart(8)}${String(r.debug).padStart(8)}${`+${r.debugAdds}`.padStart(12)}`);
+  }
+  for (const s of shards) {
+    console.log(
+      `shard state: ${s.scheme} counts the pins of folios of order >= ${s.shardMinOrder} in shards kept in the ` +
+        `folio's own tail pages' pincount words: ${s.bytesPerPage} B/page in all, ` +
+        `${s.beyondExact >= 0 ? '+' : ''}${s.beyondExact} B/page beyond one exact int32 pincount per page ` +
+        `(${((s.beyondExact * RSS_PAGES) / GiB).toFixed(2)} GiB more at 2^28 pages); no allocation per folio`,
+    );
   }
   console.log('');
   if (rss.skipped) {

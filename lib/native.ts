@@ -201,6 +201,8 @@ export interface NativeSchemeInfo {
   readPinsVisible: boolean;
   bytesPerPage: number;
   debugBytesPerPage: number;
+  /** The smallest folio order whose pins it counts in per-thread shards (null: it never shards). */
+  shardMinOrder: number | null;
 }
 
 /** The op stream format's constants, from the addon (engines/op_format.h). @internal */

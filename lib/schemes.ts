@@ -4,7 +4,7 @@
 // checks it against the registry and the addon's own list.
 
 /** The pin-counting schemes (see the README's table), in registry order. */
-export const SCHEMES = ['bias', 'hybrid', 'separate', 'write-bias'] as const;
+export const SCHEMES = ['bias', 'hybrid', 'separate', 'write-bias', 'sharded'] as const;
 
 /** A pin-counting scheme's name. */
 export type Scheme = (typeof SCHEMES)[number];

@@ -83,6 +83,10 @@ struct LazyScheme final {
     expect(info.get('hybrid')).toMatchObject({ pincount: 'large-folios', pinWords: 0, readPinsVisible: true, bytesPerPage: 5 });
     expect(info.get('separate')).toMatchObject({ pincount: 'every-folio', pinWords: 1, readPinsVisible: true, bytesPerPage: 9 });
     expect(info.get('write-bias')).toMatchObject({ pincount: 'none', pinWords: 0, readPinsVisible: false, bytesPerPage: 5, debugBytesPerPage: 8 });
+    // sharded: its own store, one word a page (the shards of folios of order >= 7 live in their
+    // own tail pages' words), so the same bytes per page as separate.
+    expect(info.get('sharded')).toMatchObject({ pincount: 'own', pinWords: 1, readPinsVisible: true, bytesPerPage: 9, shardMinOrder: 7 });
+    for (const n of ['bias', 'hybrid', 'separate', 'write-bias']) expect(info.get(n)?.shardMinOrder, n).toBeNull();
     for (const s of info.values()) expect(s.bytesPerPage, s.name).toBe(5 + 4 * s.pinWords);
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
   });

@@ -1,5 +1,6 @@
 // The issue's targets, checked on the rows of a run; a target whose rows the run did not
 // measure is reported as skipped, never as met.
+import { native } from '../native.js';
 import type { BenchRow, BenchTarget } from './types.js';
 
 type Find = Partial<Pick<BenchRow, 'op' | 'scheme' | 'path' | 'order' | 'input' | 'threads' | 'sharing'>>;
@@ -30,6 +31,31 @@ export function checkTargets(rows: readonly BenchRow[], durationMs: number, defa
     target('scaling-2-private', '2 threads on private buffers at least 1.8x one thread\'s throughput (bias per-page, 4 KiB)', private2?.speedupVsOneThread, '>=', 1.8, 'needs 2 threads, private'),
     target('bvec-2m-shared-2', 'on shared 2 MiB folios at 2 threads, bvec keeps at least 20x over per-page', shared2?.bvecSpeedup, '>=', 20, 'needs 2 threads, shared, order 9, both paths'),
   ];
+  out.push(...shardedTargets(rows));
   out.push(target('default-run-time', 'the default run finishes in under 2 minutes', defaultRun ? durationMs / 1000 : null, '<=', 120, 'only checked on a default run (no options)'));
+  return out;
+}
+
+/**
+ * The scaling targets of every scheme that counts a 2 MiB folio's pins in per-thread shards
+ * (its `shardMinOrder` trait from the addon, never its name): pin+unpin of one shared 2 MiB
+ * folio from 2 threads at least 1.7x one thread's throughput, on both paths; private buffers
+ * within 1.5x of the exact single-counter scheme's (separate's) time per page.
+ */
+function shardedTargets(rows: readonly BenchRow[]): BenchTarget[] {
+  const out: BenchTarget[] = [];
+  for (const s of native.schemes()) {
+    if (s.shardMinOrder === null || s.shardMinOrder > 9) continue;
+    const scheme = s.name as BenchRow['scheme'];
+    const q = { op: 'pin-unpin' as const, order: 9, input: 'range' as const, threads: 2 };
+    for (const path of ['bvec', 'per-page'] as const) {
+      const shared = find(rows, { ...q, scheme, path, sharing: 'shared' });
+      out.push(target(`${s.name}-shared-2m-${path}-2`, `${s.name}: ${path} pin+unpin of one shared 2 MiB folio at 2 threads at least 1.7x one thread's throughput`, shared?.speedupVsOneThread, '>=', 1.7, `needs pin-unpin, ${s.name}, ${path}, order 9, 1 and 2 threads, shared`));
+    }
+    const mine = find(rows, { ...q, scheme, path: 'bvec', sharing: 'private' });
+    const exact = find(rows, { ...q, scheme: 'separate', path: 'bvec', sharing: 'private' });
+    const ratio = mine && exact ? mine.nsPerPage.median / exact.nsPerPage.median : null;
+    out.push(target(`${s.name}-private-vs-separate`, `${s.name}: bvec pin+unpin of private 2 MiB folios at 2 threads within 1.5x of separate's time per page`, ratio, '<=', 1.5, `needs pin-unpin, ${s.name} and separate, bvec, order 9, 2 threads, private`));
+  }
   return out;
 }

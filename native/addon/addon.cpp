@@ -46,6 +46,8 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
     o.Set("readPinsVisible", s.read_pins_visible);
     o.Set("bytesPerPage", s.bytes_per_page);
     o.Set("debugBytesPerPage", s.debug_bytes_per_page);
+    if (s.shard_min_order >= 0) o.Set("shardMinOrder", s.shard_min_order);
+    else o.Set("shardMinOrder", env.Null());
     out.Set(uint32_t(i), o);
   }
   return out;

@@ -51,9 +51,12 @@ void PageArray::return_to_zone(uint64_t head) {
   // A count can only reach zero with no pins left, but a non-debug put may have eaten a pin's
   // references: never leave a stale pincount behind for the block's next user.
   if (order >= 1) ref_at(head + 1).store(0, std::memory_order_relaxed);
-  // ... nor stale pincount words (separate's side array, a kOwn scheme's store).
+  // ... nor stale pincount words (separate's side array, a kOwn scheme's store, which may
+  // keep state in its folio's tail words too: a sharded scheme's shards, scheme_api.h).
+  const uint64_t words_end = pin_words_span_folio_ ? end : head + 1;
   for (uint64_t w = 0; w < pin_words_per_page_; ++w)
-    std::atomic_ref<int32_t>(pincount_.data()[w * pages() + head]).store(0, std::memory_order_relaxed);
+    for (uint64_t p = head; p < words_end; ++p)
+      std::atomic_ref<int32_t>(pincount_.data()[w * pages() + p]).store(0, std::memory_order_relaxed);
   // Every page becomes an order-0 free page, dirty flag cleared: no stale order byte may point
   // a later query (or a speculative gup_fast) at a head that the allocator hands out again.
   for (uint64_t p = head; p < end; ++p) meta_at(p).store(0, std::memory_order_relaxed);

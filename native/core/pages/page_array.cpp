@@ -57,6 +57,7 @@ Status PageArray::allocate_and_populate() {
   const SchemeInfo& scheme = scheme_info(cfg_.scheme);
   // The pincount words (separate's side array, a kOwn scheme's store), word-major.
   pin_words_per_page_ = scheme.pin_words;
+  pin_words_span_folio_ = scheme.pincount == PincountHome::kOwn;
   if (scheme.pin_words > 0 && !pincount_.allocate(n * scheme.pin_words))
     return fail(n * 4 * scheme.pin_words);
   if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);

@@ -336,6 +336,14 @@ class PageArray {
   Reason release_pins(uint64_t head, uint32_t order, int64_t pins);
   template <Scheme S>
   int64_t load_pins(uint64_t head, uint32_t order, std::memory_order mo) const;
+  // Unpin validation: whether the folio holds at least `pins` pins (a snapshot). A kOwn scheme
+  // with an optional holds_pins answers it cheaper than load_pins (scheme_api.h).
+  template <Scheme S>
+  static constexpr bool kOwnHoldsPins = requires(const PinWords& w) {
+    SchemePolicy<S>::holds_pins(w, uint64_t{0}, uint32_t{0}, int64_t{0});
+  };
+  template <Scheme S>
+  bool holds_pins(uint64_t head, uint32_t order, int64_t pins) const;
   PinWords pin_words() const { return PinWords(pincount_.data(), pages()); }
   template <Scheme S>
   bool maybe_pinned_folio(uint64_t head, uint32_t order,
@@ -418,6 +426,7 @@ class PageArray {
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;
   uint64_t pin_words_per_page_ = 0;  // pincount_'s words per page (scheme_info().pin_words)
+  bool pin_words_span_folio_ = false;  // a kOwn store may use its folio's tail words too
   MappedArray<int32_t> dbg_pins_;
   MappedArray<int32_t> dbg_write_;
   mutable ShardedStats stats_;

@@ -84,12 +84,16 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
         total = 0;
         count = ref_at(head).load(std::memory_order_relaxed);
         exact = keeps_pins<S>(r.order);
-        pins = exact ? load_pins<S>(head, r.order, std::memory_order_relaxed) : 0;
+        // (A kOwn store that answers holds_pins itself is asked per run below instead.)
+        pins = exact && !kOwnHoldsPins<S> ? load_pins<S>(head, r.order, std::memory_order_relaxed) : 0;
       }
       total += int64_t(r.count);
       // As below: the pincount must hold the call's pins so far, the refcount their references.
       const PinCost cost = SchemePolicy<S>::pin_cost(params, r.order, total, write);
-      if ((exact && cost.pin > pins) || cost.ref > count) [[unlikely]]
+      bool short_of_pins;
+      if constexpr (kOwnHoldsPins<S>) short_of_pins = exact && !holds_pins<S>(head, r.order, cost.pin);
+      else short_of_pins = exact && cost.pin > pins;
+      if (short_of_pins || cost.ref > count) [[unlikely]]
         return pin_fault(Reason::kNotPinned, r.pfn);
     }
     return Status::Ok();
@@ -128,7 +132,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
     if (fresh) {
       t->count = ref_at(r.head).load(std::memory_order_relaxed);
       if (keeps_pins<S>(r.order)) {
-        t->pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
+        if constexpr (!kOwnHoldsPins<S>) t->pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
         t->exact = true;
       }
     }
@@ -136,7 +140,10 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
     // The release of the call's pins so far: the pincount must hold them, and the refcount
     // their references (below either, the walk would have failed here).
     const PinCost cost = SchemePolicy<S>::pin_cost(params, r.order, t->total, write);
-    if ((t->exact && cost.pin > t->pins) || cost.ref > t->count) [[unlikely]]
+    bool short_of_pins;
+    if constexpr (kOwnHoldsPins<S>) short_of_pins = t->exact && !holds_pins<S>(r.head, r.order, cost.pin);
+    else short_of_pins = t->exact && cost.pin > t->pins;
+    if (short_of_pins || cost.ref > t->count) [[unlikely]]
       return pin_fault(Reason::kNotPinned, r.pfn);
   }
   return Status::Ok();
@@ -245,7 +252,7 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
   // references. relaxed: a snapshot to decide on; the release below is a CAS that checks again.
   const PinCost cost = pin_cost<S>(order, 1, flags.write);
   const bool exact = keeps_pins<S>(order);
-  if ((exact && cost.pin > load_pins<S>(head, order, std::memory_order_relaxed)) ||
+  if ((exact && !holds_pins<S>(head, order, cost.pin)) ||
       cost.ref > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
     stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
     return pin_fault(Reason::kNotPinned, pfn);

@@ -16,7 +16,8 @@ constexpr SchemeInfo info_of(Scheme s) {
                     pin_words_of<P>(),
                     P::kReadPinsVisible,
                     5u + 4u * pin_words_of<P>(),
-                    P::kReadPinsVisible ? 4u : 8u};
+                    P::kReadPinsVisible ? 4u : 8u,
+                    shard_min_order_of<P>()};
 }
 
 constexpr SchemeInfo kInfo[] = {

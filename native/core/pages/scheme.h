@@ -76,6 +76,7 @@ struct SchemeInfo {
   bool read_pins_visible;
   uint32_t bytes_per_page;        // refcount + meta, plus the pincount words
   uint32_t debug_bytes_per_page;  // what debug mode adds: per-page pins (+ write pins apart)
+  int32_t shard_min_order;        // the smallest order it counts pins in shards (-1: none)
 };
 
 const SchemeInfo& scheme_info(Scheme s);

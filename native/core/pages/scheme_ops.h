@@ -123,6 +123,13 @@ int64_t PageArray::load_pins(uint64_t head, uint32_t order, std::memory_order mo
 }
 
 template <Scheme S>
+PINLAB_ALWAYS_INLINE bool PageArray::holds_pins(uint64_t head, uint32_t order, int64_t pins) const {
+  // relaxed: a snapshot to validate an unpin call with; its releases check again (CAS).
+  if constexpr (kOwnHoldsPins<S>) return SchemePolicy<S>::holds_pins(pin_words(), head, order, pins);
+  else return load_pins<S>(head, order, std::memory_order_relaxed) >= pins;
+}
+
+template <Scheme S>
 bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
   // relaxed by default: the answer is a snapshot by contract. fork passes seq_cst: its read
   // pairs with gup_fast's seq_cst grab (the store-buffer pattern of write_protect_seq).

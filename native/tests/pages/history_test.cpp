@@ -296,12 +296,14 @@ Verdict check_history(const std::vector<Op>& ops, const std::vector<Folio>& foli
 
 struct Scenario {
   Scheme scheme;
-  uint32_t min_order;  // hybrid: 1, so the order-3 folio keeps an exact pincount
+  uint32_t min_order;  // hybrid: 1, so the big folio keeps an exact pincount
   bool near_limit;     // counts raised to INT32_MAX - 3 subpage pins; pins of 4 overflow
+  uint32_t big_order;  // 3, or 9: a 2 MiB folio, large enough for a scheme to shard its count
 };
 
 std::string scenario_name(const Scenario& s) {
-  return std::string(scheme_name(s.scheme)) + (s.near_limit ? ", near INT32_MAX" : ", low counts");
+  return std::string(scheme_name(s.scheme)) + (s.near_limit ? ", near INT32_MAX" : ", low counts") +
+         ", order " + std::to_string(s.big_order);
 }
 
 // What one thread holds, so that most of its releases are legitimate.
@@ -439,7 +441,7 @@ class Workload {
   }
 
   void one(std::mt19937& rng, Held* h, std::vector<Op>* out) {
-    const uint8_t f = uint8_t(rng() % 2);  // 0: order 0, 1: order 3
+    const uint8_t f = uint8_t(rng() % 2);  // 0: order 0, 1: the big folio (order 3 or 9)
     const int64_t subpages = int64_t{1} << folios_[f].order;
     const uint32_t dice = rng() % 100;
     if (sc_.near_limit) {
@@ -479,7 +481,10 @@ class Workload {
     } else if (dice < 42) {
       // Over-unpins: the whole big folio (never that many pins: always refused), or one
       // subpage of a folio this thread holds no pin of (refused, or it takes another's pin).
-      if (f == 1) call_unpin(f, subpages, h, out);
+      // On a 2 MiB folio, also one subpage while holding none: it takes another thread's pin
+      // (pins counted in another thread's shard, where a scheme shards them) or is refused.
+      if (f == 1 && sc_.big_order >= 9 && h->pins[1] == 0 && rng() % 2 == 0) call_unpin(f, 1, h, out);
+      else if (f == 1) call_unpin(f, subpages, h, out);
       else if (h->pins[0] == 0) call_unpin(f, 1, h, out);
     } else if (dice < 50) {
       if (f == 0 || may_pin_big(*h)) call_fast_pin(f, 1, h, out);
@@ -511,12 +516,13 @@ class Workload {
 // counts. Returns the number of violations (printing the first few).
 size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
   const uint32_t bias = sc.near_limit ? (1u << 20) : kDefaultBias;
-  auto pa = make_array(64, sc.scheme, false, 0, sc.min_order, bias);
-  CHECK_OK(pa->make_folio(8, 3));
+  const uint64_t big = uint64_t{1} << sc.big_order;
+  auto pa = make_array(std::max<uint64_t>(64, 2 * big), sc.scheme, false, 0, sc.min_order, bias);
+  CHECK_OK(pa->make_folio(big, sc.big_order));
   std::vector<Folio> folios(2);
   folios[0].head = 0;
-  folios[1].head = 8;
-  folios[1].order = 3;
+  folios[1].head = big;
+  folios[1].order = sc.big_order;
   for (Folio& f : folios) {
     // What one subpage pin costs this folio, measured: the checker's model of the scheme.
     const int32_t r0 = pa->refcount(f.head);
@@ -576,7 +582,8 @@ size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
 std::vector<Scenario> scenarios() {
   std::vector<Scenario> v;
   for (Scheme s : kAllSchemes)
-    for (bool near : {false, true}) v.push_back({s, 1, near});
+    for (uint32_t big_order : {3u, 9u})
+      for (bool near : {false, true}) v.push_back({s, 1, near, big_order});
   return v;
 }
 

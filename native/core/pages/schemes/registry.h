@@ -8,6 +8,7 @@
 #include "pages/schemes/bias.h"
 #include "pages/schemes/hybrid.h"
 #include "pages/schemes/separate.h"
+#include "pages/schemes/sharded.h"
 #include "pages/schemes/write_bias.h"
 
 // X(enumerator, policy type)
@@ -15,4 +16,5 @@
   X(kBias, BiasScheme)            \
   X(kHybrid, HybridScheme)        \
   X(kSeparate, SeparateScheme)    \
-  X(kWriteBias, WriteBiasScheme)
+  X(kWriteBias, WriteBiasScheme)  \
+  X(kSharded, ShardedScheme)

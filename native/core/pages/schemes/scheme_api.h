@@ -59,6 +59,11 @@ enum class PincountHome : uint8_t {
 // w * pages + p), so each word is an array of its own and a shard's counters never share a
 // cache line with another shard's. A folio's pincount lives in the words of its head page:
 // all zero at creation, and the page array zeroes the head's words when the folio is freed.
+// A kOwn scheme may also keep state in the words of its folio's tail pages (which no page's
+// own pincount uses while they are tails: a large folio's lines of words, one shard per cache
+// line, cost no memory): the page array zeroes the words of every page of a freed folio, and
+// the scheme must leave every word of an unpinned folio 0 (split and make-folio run only on
+// unpinned folios, after which each page's word is its own pincount again).
 class PinWords {
  public:
   PinWords(int32_t* base, uint64_t pages) : base_(base), pages_(pages) {}
@@ -84,6 +89,9 @@ class PinWords {
 // refused midway gives back its grabs through release_pins (scheme_ops.h).
 //   pins          the exact pincount (a snapshot).
 //   maybe_pinned  the scheme's answer for the folio: pins() > 0, or a cheaper exact summary.
+//   holds_pins    optional, (w, head, order, pins) -> bool: whether pins() >= pins (a snapshot
+//                 for the validation of an unpin call), where the scheme can tell cheaper than
+//                 by summing its store (a sharded one: the caller's own shard first).
 template <typename T>
 concept OwnPinStore = requires(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
                                std::memory_order mo) {
@@ -99,6 +107,16 @@ template <typename T>
 constexpr uint32_t pin_words_of() {
   if constexpr (T::kPincount == PincountHome::kOwn) return T::kPinWords;
   else return T::kPincount == PincountHome::kSideArray ? 1u : 0u;
+}
+
+// The smallest order at which a scheme counts a folio's pins in shards (per-thread counts a
+// shared folio's pinning threads do not contend on), from its optional kShardMinOrder; -1 if it
+// never does. A trait for the tools: the benchmark checks the scaling targets of shared
+// folios for such a scheme, the memory benchmark prints its shard state's cost.
+template <typename T>
+constexpr int32_t shard_min_order_of() {
+  if constexpr (requires { T::kShardMinOrder; }) return int32_t(T::kShardMinOrder);
+  else return -1;
 }
 
 template <typename T>
