@@ -1,10 +1,10 @@
 import { invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
-import { createSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
-import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
+import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats } from './types/address-space.js';
 import { bool, integer, optionsObject, show, stableList, uint32List } from './validate.js';
 
@@ -149,8 +149,9 @@ export class AddressSpace {
    */
   readonly id: number;
 
-  readonly #native: NativeAddressSpace;
+  readonly #handle: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
+  #disposed = false;
   readonly #files = new Set<PageCacheFile>();
 
   /**
@@ -164,12 +165,47 @@ export class AddressSpace {
     const o = optionsObject('AddressSpace options', options, ['pages']);
     const pages = integer('pages', o['pages']);
     const made = adopting ?? createSpace(handle, pages);
-    this.#native = made.handle;
+    this.#handle = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
     this.id = made.id;
     registerSpaceObject(handle, this.id, this);
+  }
+
+  /**
+   * The native half, for a call: `EINVAL` once this address space or its page array was
+   * disposed (the addon refuses a disposed address space too).
+   */
+  get #native(): NativeAddressSpace {
+    if (this.#disposed) invalid('this AddressSpace was disposed: no call can use it');
+    if (isDisposedArray(this.mem)) invalid("this AddressSpace's PageArray was disposed: no call can use it");
+    return this.#handle;
+  }
+
+  /**
+   * Frees the address space's native memory now (its page table), instead of when the garbage
+   * collector gets to it: everything is unmapped, as at process exit (pins taken through it stay
+   * valid and are released with {@link AddressSpace.unpinUserPages} or their owner). Afterwards
+   * every call on it throws `EINVAL`, and {@link AddressSpace.byId} no longer finds it.
+   * Idempotent. `using mm = new AddressSpace(...)` calls it at the end of the scope; disposing
+   * the page array disposes its address spaces too.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (!isDisposedArray(this.mem)) forgetSpace(nativeOf(this.mem), this.id);
+    this.#handle.dispose();
+  }
+
+  /** `using` support: the same as {@link AddressSpace.dispose}. */
+  [DISPOSE](): void {
+    this.dispose();
+  }
+
+  /** Whether this address space was disposed (by {@link AddressSpace.dispose} or its page array's). */
+  get disposed(): boolean {
+    return this.#disposed || this.#handle.isDisposed();
   }
 
   /**
@@ -375,7 +411,7 @@ export class AddressSpace {
     const self = new WeakRef<AddressSpace>(this);
     const zap = (s: number, c: number): void => {
       const mm = self.deref();
-      if (mm !== undefined) mm.#native.zap(s, c);
+      if (mm !== undefined && !mm.#disposed) mm.#handle.zap(s, c); // a disposed one maps nothing
     };
     file.addMapping({ mm: self, start, offset, count, zap });
     this.#files.add(file);

@@ -59,6 +59,9 @@ export interface NativePageArray {
   freePages(): number;
   zeroPfn(): number | null;
   isMovable(pfn: number): boolean;
+  /** Idempotent; every later call is EINVAL. The core goes with its last holder. */
+  dispose(): void;
+  isDisposed(): boolean;
   /** Maximal runs of consecutive ascending PFNs in list order, flat [pfn, count, ...]. */
   pfnRunsInto(pfns: Uint32Array, out: Uint32Array): number;
   /** Debug mode only: runs of pages with the same non-zero exact pin count, flat [pfn, count, pins, ...]. */
@@ -101,6 +104,9 @@ export interface NativeAddressSpace {
   stats(): AddressSpaceStats;
   info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
+  /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
+  dispose(): void;
+  isDisposed(): boolean;
 }
 
 /** @internal */

@@ -73,6 +73,8 @@ export class PinBookkeeping {
   unpinRange(start: number, count: number, flags: number, owner: PinOwnerRef | null): void {
     if (this.records(owner)) {
       if (start + count > this.#pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
+      const zero = this.#native.zeroPfn();
+      if (zero !== null && zero >= start && zero - start < count) refuseZeroPage(zero); // as the core does, before the ledger
       this.release(owner, rangeRuns(start, count), (flags & PinFlag.Write) !== 0, () => this.#native.unpinRange(start, count, flags));
       return;
     }
@@ -87,6 +89,8 @@ export class PinBookkeeping {
   unpinList(pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): void {
     if (this.records(owner)) {
       const list = stableList(pfns); // read once: the ledger releases what the core unpins
+      const zero = this.#native.zeroPfn();
+      if (zero !== null && list.includes(zero)) refuseZeroPage(zero); // as the core does, before the ledger
       this.release(owner, this.pfnRunsView(list), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(list, flags));
       return;
     }
@@ -212,6 +216,11 @@ export class PinBookkeeping {
     }
     return pages;
   }
+}
+
+/** The core's refusal of a pin or unpin naming the zero page, for the ledger's path. */
+function refuseZeroPage(pfn: number): never {
+  throw new PinlabError('EINVAL', `pfn ${pfn} is the zero page, which is never counted (no get, put, pin or unpin)`);
 }
 
 /** Every page the records pin, one entry per pin (a PFN list for one native unpin). */

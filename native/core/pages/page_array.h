@@ -153,6 +153,9 @@ class PageArray {
   Status check_pfn(uint64_t pfn) const;
   // ERANGE unless every page of the set is in range.
   Status check_page_set(const PageSet& set) const;
+  // EINVAL (kZeroPageCounted) if `set` names the zero page `zero` (< 0: none yet): pins and
+  // unpins never count it (gup hands it out uncounted).
+  static Status refuse_zero_page(const PageSet& set, int64_t zero);
 
   uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
   uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
@@ -401,7 +404,7 @@ class PageArray {
   template <Scheme S, bool kDebug, typename Cursor>
   void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status pin_set(const PageSet& set, bool write);
+  Status pin_set(const PageSet& set, bool write, int64_t zero_at_check);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
 

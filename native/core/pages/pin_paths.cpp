@@ -197,12 +197,19 @@ void PageArray::release_own_pins(Cursor cursor, bool write) {
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::pin_set(const PageSet& set, bool write) {
+Status PageArray::pin_set(const PageSet& set, bool write, int64_t zero_at_check) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
     Status st = pin_walk<S, kPerPage, kDebug>(cursor, write, &done, &grabs);
+    // The zero page is made once, from a free page: if it appeared during the walk on a page
+    // the call named (a page that was free when the call was checked, and allocated as the
+    // zero page before its grab), the call gives back its own pins and is refused as if the
+    // zero page had been there first. One load when the zero page exists already.
+    if (st.ok() && zero_at_check < 0) [[unlikely]] {
+      if (Status z = refuse_zero_page(set, zero_pfn()); !z.ok()) st = z;
+    }
     if (st.ok()) {
       stats_.add(Stat::kGrabs, grabs);
       return st;
@@ -214,12 +221,23 @@ Status PageArray::pin_set(const PageSet& set, bool write) {
   });
 }
 
+Status PageArray::refuse_zero_page(const PageSet& set, int64_t zero) {
+  if (zero < 0) return Status::Ok();
+  const bool named = set.is_list() ? any_equal(set.list, set.count, uint32_t(zero))
+                                   : uint64_t(zero) >= set.start && uint64_t(zero) - set.start < set.count;
+  if (named) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, zero);
+  return Status::Ok();
+}
+
 Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned) {
   if (Status st = check_page_set(set); !st.ok()) return st;
+  // acquire (zero_pfn): the zero page is published once, with a release store.
+  const int64_t zero = zero_pfn();
+  if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write);
+        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero);
       });
     });
   });
@@ -298,6 +316,9 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t*
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   if (Status st = check_page_set(set); !st.ok()) return st;
+  // The zero page is never counted, so it holds no pin to release (a page that becomes the
+  // zero page after this check was free: validation refuses it, ENOTPINNED).
+  if (Status st = refuse_zero_page(set, zero_pfn()); !st.ok()) return st;
   uint64_t released = 0;
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
