@@ -1,4 +1,4 @@
-import { invalid } from './errors.js';
+import { PinlabError, invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
 import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
@@ -430,9 +430,22 @@ export class AddressSpace {
     const s = integer('start', start);
     const pfns = this.#native.gup(s, integer('count', count), flags);
     if (op !== 'getUserPagesFast' && pfns.length > 0 && this.#pins.records(owner)) {
-      const runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+      // The call holds its pins (or references) until recorded: any failure from here gives
+      // them back, so the call is all or nothing.
+      const giveBack = (): void => {
+        if (pin) this.#handle.unpinUserPages(pfns, write, false);
+        else this.#handle.putUserPages(pfns);
+      };
+      let runs: Uint32Array;
+      try {
+        runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+      } catch (e) {
+        giveBack();
+        if (e instanceof PinlabError) throw e;
+        throw new PinlabError('ENOMEM', `the pin call's record could not be made (${e instanceof Error ? e.message : String(e)}); its pins were given back`);
+      }
       const via = `mm#${this.id} vpages ${s}..${s + pfns.length - 1}`;
-      this.#pins.record(owner, op, write, longterm, runs, via);
+      this.#pins.recordOrGiveBack(owner, op, write, longterm, runs, via, giveBack);
     }
     return { pfns, count: pfns.length };
   }

@@ -50,6 +50,8 @@ export interface NativePageArray {
   pinList(pfns: Uint32Array, flags: number): number;
   unpinRange(start: number, count: number, flags: number): void;
   unpinList(pfns: Uint32Array, flags: number): void;
+  /** The read pins of `reads` and the write pins of `writes` as one all-or-nothing unpin. */
+  unpinLists(reads: Uint32Array, writes: Uint32Array): void;
   bvecsRange(start: number, count: number): Uint32Array;
   bvecsList(pfns: Uint32Array): Uint32Array;
   countMaybeDmaPinnedRange(start: number, count: number): number;

@@ -62,6 +62,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pin_list>>("pinList"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_range>>("unpinRange"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_list>>("unpinList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_lists>>("unpinLists"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_range>>("bvecsRange"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_list>>("bvecsList"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::count_range>>("countMaybeDmaPinnedRange"),
@@ -237,6 +238,15 @@ Napi::Value PageArrayWrap::unpin_list(const Napi::CallbackInfo& info) {
   const PfnList list(info, 0, "pfns");
   const PinFlags flags = flags_arg(info, 1);
   check(info.Env(), core_->unpin_pages(list_set(list), flags));
+  return info.Env().Undefined();
+}
+
+// unpinLists(reads, writes): the read pins of one list and the write pins of the other, as one
+// all-or-nothing call (an owner's drop under write-bias).
+Napi::Value PageArrayWrap::unpin_lists(const Napi::CallbackInfo& info) {
+  const PfnList reads(info, 0, "reads");
+  const PfnList writes(info, 1, "writes");
+  check(info.Env(), core_->unpin_pages_both(reads.data(), reads.size(), writes.data(), writes.size()));
   return info.Env().Undefined();
 }
 

@@ -56,6 +56,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value pin_list(const Napi::CallbackInfo& info);
   Napi::Value unpin_range(const Napi::CallbackInfo& info);
   Napi::Value unpin_list(const Napi::CallbackInfo& info);
+  Napi::Value unpin_lists(const Napi::CallbackInfo& info);
   Napi::Value bvecs_range(const Napi::CallbackInfo& info);
   Napi::Value bvecs_list(const Napi::CallbackInfo& info);
   Napi::Value count_range(const Napi::CallbackInfo& info);

@@ -194,6 +194,12 @@ class PageArray {
   // after validation is skipped (ENOTPINNED, kReleaseRaced; the rest released). pin_paths.cpp.
   Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
   Status unpin_pages(const PageSet& set, const PinFlags& flags);
+  // unpin_pages of the read pins `reads` and the write pins `writes` (bvec path, no dirty) as
+  // one call: both lists are validated against one snapshot, their effects on a folio summed,
+  // before either is released, so a refusal changes nothing (write-bias tells the two kinds
+  // apart, and an owner's drop releases both all or nothing, never re-pinning one to undo).
+  Status unpin_pages_both(const uint32_t* reads, uint64_t n_reads, const uint32_t* writes,
+                          uint64_t n_writes);
   Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
   Status count_maybe_dma_pinned(const PageSet& set, uint64_t* out) const;
   // pfnRuns: the maximal runs of consecutive ascending PFNs of a list, in list order (a run
@@ -407,6 +413,8 @@ class PageArray {
   Status pin_set(const PageSet& set, bool write, int64_t zero_at_check);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
+  template <Scheme S, bool kDebug>
+  Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_

@@ -32,6 +32,7 @@
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
 //             its release pass is never refused.
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "pages/call_tallies.h"
@@ -325,6 +326,102 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
         return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released);
       });
+    });
+  });
+  stats_.add(Stat::kPinReleased, released);
+  return st;
+}
+
+// ---- unpin of read and write pins as one call --------------------------------------------------
+
+template <Scheme S, bool kDebug>
+Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released) {
+  const ListCursor<false> rc(*this, reads.list, reads.count), wc(*this, writes.list, writes.count);
+  HeldStripes held(debug_locks_.get());
+  if constexpr (kDebug) {
+    held.lock_keys([&](auto&& f) {
+      heads_of(rc)(f);
+      heads_of(wc)(f);
+    });
+  }
+  *released = 0;
+  // Validation of both lists against one snapshot of each folio (and, in debug mode, of each
+  // subpage's exact pins): the read and write totals so far, their costs summed. Not the hot
+  // path (an owner's drop): hash maps, whatever the order. relaxed loads, as check_unpins.
+  struct Folio {
+    int64_t reads = 0, writes = 0, count = 0, pins = 0;
+    bool exact = false;
+  };
+  struct Subpage {
+    int64_t reads = 0, writes = 0, pins = 0, write_pins = 0;
+  };
+  std::unordered_map<uint64_t, Folio> folios;
+  std::unordered_map<uint64_t, Subpage> subpages;
+  const SchemeParams params = params_;
+  auto check = [&](ListCursor<false> c, bool write) -> Status {
+    Run r;
+    while (c.next(&r)) {
+      if constexpr (kDebug) {
+        for (uint64_t p = r.pfn; p < r.pfn + r.count; ++p) {
+          auto [it, fresh] = subpages.try_emplace(p);
+          Subpage& t = it->second;
+          if (fresh) {
+            t.pins = debug_pins_at(p);
+            t.write_pins = debug_write_pins_at(p);
+          }
+          (write ? t.writes : t.reads) += 1;
+          Reason missing = debug_unpin_refusal(write ? t.writes : t.reads, t.pins, t.write_pins, write);
+          if (missing == Reason::kNone && t.reads + t.writes > t.pins) missing = Reason::kNotPinned;
+          if (missing != Reason::kNone) return Status::Fail(Code::kENOTPINNED, missing, int64_t(p));
+        }
+      }
+      auto [it, fresh] = folios.try_emplace(r.head);
+      Folio& t = it->second;
+      if (fresh) {
+        t.count = ref_at(r.head).load(std::memory_order_relaxed);
+        if (keeps_pins<S>(r.order)) {
+          t.pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
+          t.exact = true;
+        }
+      }
+      (write ? t.writes : t.reads) += int64_t(r.count);
+      const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t.reads, false);
+      const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t.writes, true);
+      if ((t.exact && cr.pin + cw.pin > t.pins) || cr.ref + cw.ref > t.count) [[unlikely]]
+        return pin_fault(Reason::kNotPinned, r.pfn);
+    }
+    return Status::Ok();
+  };
+  Status st = check(rc, false);
+  if (st.ok()) st = check(wc, true);
+  if (!st.ok()) {
+    stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+    return st;
+  }
+  // The release passes, as unpin_set's: never taken back; folios taken to zero freed after both.
+  uint64_t done_r = 0, done_w = 0, grabs_r = 0, grabs_w = 0;
+  std::vector<uint64_t> freed;
+  const Status sr = unpin_walk<S, false, kDebug>(rc, PinFlags{false, false, false}, &done_r, &grabs_r, &freed);
+  const Status sw = unpin_walk<S, false, kDebug>(wc, PinFlags{true, false, false}, &done_w, &grabs_w, &freed);
+  held.unlock();
+  stats_.add(Stat::kGrabs, grabs_r + grabs_w);
+  *released = done_r + done_w;
+  for (uint64_t head : freed) free_folio(head);
+  return sr.ok() ? sw : sr;
+}
+
+Status PageArray::unpin_pages_both(const uint32_t* reads, uint64_t n_reads, const uint32_t* writes,
+                                   uint64_t n_writes) {
+  const PageSet rs = PageSet::pfns(reads, n_reads), ws = PageSet::pfns(writes, n_writes);
+  if (Status st = check_page_set(rs); !st.ok()) return st;
+  if (Status st = check_page_set(ws); !st.ok()) return st;
+  const int64_t zero = zero_pfn();
+  if (Status st = refuse_zero_page(rs, zero); !st.ok()) return st;
+  if (Status st = refuse_zero_page(ws, zero); !st.ok()) return st;
+  uint64_t released = 0;
+  Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return dispatch_bool(cfg_.debug, [&](auto debug) {
+      return unpin_both<decltype(tag)::value, debug()>(rs, ws, &released);
     });
   });
   stats_.add(Stat::kPinReleased, released);
