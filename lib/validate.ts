@@ -26,11 +26,18 @@ export function isUint32Array(value: unknown): value is Uint32Array {
 const bufferOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!
   .get as (this: unknown) => ArrayBufferLike;
 
+const lengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!
+  .get as (this: unknown) => number;
+
 /**
  * A list read once: a copy if it lives in a SharedArrayBuffer (another thread may rewrite it
  * between the ledger's read and the addon's), else the list itself. @internal
  */
 export function stableList(list: Uint32Array): Uint32Array {
+  // A detached list reads as empty (length 0): a fresh empty list then, which every later step
+  // (scans, the ledger, the addon) takes as the empty list it is, never a detached buffer that
+  // some array method refuses with a TypeError. The intrinsic getter: an own `length` cannot lie.
+  if (lengthOf.call(list) === 0) return new Uint32Array(0);
   return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
 }
 

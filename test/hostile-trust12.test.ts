@@ -1,0 +1,95 @@
+// Issue 12 item 6, the hostile review: each confirmed finding as a test (crash cases in a
+// child process).
+import { describe, expect, it } from 'vitest';
+import { AddressSpace, PageArray, PinlabError } from '../lib/index.js';
+import { DIST_NATIVE, describeChild, root, runChild } from './child.js';
+import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+
+const DIST_FORMAT = pathToFileURL(join(root, 'dist', 'ops', 'format.js')).href;
+
+const setup = `
+  import { native } from '${DIST_NATIVE}';
+  import { OpBatch } from '${DIST_FORMAT}';
+  const m = new native.NativePageArray({ pages: 4096, scheme: 'hybrid', pinBias: 1024, pincountMinOrder: 1, folioOrder: 0, debug: false, populated: false, movablePages: 0 });
+  const a = new native.NativeAddressSpace(m, 4096);
+  a.mmap(0, 64, true, true, false);
+  const batch = new OpBatch().push('pin-user-fast', { mm: 1, a: 0, b: 8 });
+  const result = (f) => { try { const r = f(); return ArrayBuffer.isView(r) ? Array.from(r) : r; } catch (e) { return e.code ?? String(e); } };
+`;
+
+describe('hostile arguments to op batches (native submitOps)', () => {
+  it('a getter in the spaces list that detaches the ops buffer: the batch reads as empty, no use-after-free', () => {
+    const r = runChild(`${setup}
+      const ops = batch.toArray();
+      const spaces = [];
+      Object.defineProperty(spaces, 0, { enumerable: true, get() { structuredClone(ops.buffer, { transfer: [ops.buffer] }); return [1, a]; } });
+      const out = result(() => native.submitOps(m, ops, true, spaces, 2, new Int32Array(16)));
+      console.log(JSON.stringify({ out, pages: a.info().mappedPages }));`);
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ out: 0, pages: 64 });
+  });
+
+  it('a getter in the spaces list that disposes the page array or an address space: EINVAL, nothing runs', () => {
+    const r = runChild(`${setup}
+      const ops = batch.toArray();
+      const b = new native.NativeAddressSpace(m, 64);
+      const s1 = [[1, a]];
+      Object.defineProperty(s1, 1, { enumerable: true, get() { b.dispose(); return [2, a]; } });
+      const one = result(() => native.submitOps(m, ops, true, [[2, b], s1[1]], 3, new Int32Array(16)));
+      const s2 = [];
+      Object.defineProperty(s2, 0, { enumerable: true, get() { m.dispose(); return [1, a]; } });
+      const two = result(() => native.submitOps(m, ops, true, s2, 2, new Int32Array(16)));
+      const digest = result(() => native.stateDigest(m, []));
+      console.log(JSON.stringify({ one, two, digest, gup: a.gup(0, 4, 0).length }));`);
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ one: 'EINVAL', two: 'EINVAL', digest: 'EINVAL', gup: 4 });
+  });
+
+  it('a race hook that detaches the scratch array during the batch: results land in a fresh array', () => {
+    const r = runChild(`${setup}
+      const scratch = new Int32Array(16);
+      let fired = 0;
+      a.setRaceHook(() => { if (fired++ === 0) structuredClone(scratch.buffer, { transfer: [scratch.buffer] }); });
+      const out = result(() => native.submitOps(m, batch.toArray(), true, [[1, a]], 2, scratch));
+      console.log(JSON.stringify({ out, fired: fired > 0 }));`);
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ out: [8], fired: true });
+  });
+
+  it('a race hook that disposes the address space and the page array during the batch', () => {
+    const r = runChild(`${setup}
+      a.setRaceHook(() => { a.dispose(); m.dispose(); });
+      const out = result(() => native.submitOps(m, batch.toArray(), true, [[1, a]], 2, new Int32Array(16)));
+      console.log(JSON.stringify({ out, disposed: a.isDisposed() && m.isDisposed(), after: result(() => a.info()) }));`);
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ out: 1, disposed: true, after: 'EINVAL' });
+  });
+});
+
+describe('hostile lists in the ledger paths', () => {
+  it('a detached list to unpinUserPages / pinPages / unpinPages with an owner is the empty list, never a TypeError', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false, debug: true });
+    const mm = new AddressSpace(mem, { pages: 1 << 12 });
+    mm.mmap({ start: 0, count: 64, populate: true });
+    const owner = mem.pinOwner('dev');
+    const detached = () => {
+      const l = new Uint32Array([1, 2, 3]);
+      structuredClone(l.buffer, { transfer: [l.buffer] });
+      return l;
+    };
+    for (const call of [
+      () => mm.unpinUserPages(detached(), { owner }),
+      () => mem.pinPages(detached(), { owner }),
+      () => mem.unpinPages(detached(), { owner }),
+      () => mem.unpinPages(detached()),
+    ]) {
+      try {
+        call();
+      } catch (e) {
+        expect(e).toBeInstanceOf(PinlabError);
+      }
+    }
+    expect(mem.checkBalanced()).toEqual([]);
+  });
+});
