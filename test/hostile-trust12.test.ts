@@ -93,3 +93,29 @@ describe('hostile lists in the ledger paths', () => {
     expect(mem.checkBalanced()).toEqual([]);
   });
 });
+
+describe('OpBatch with hostile entries', () => {
+  it('a length past what a record can count, or not an integer, is EINVAL (not a RangeError)', async () => {
+    const { OpBatch } = await import('../lib/ops/format.js');
+    for (const length of [2 ** 40, -1, 1.5, NaN, '3', 2 ** 26 + 1]) {
+      let err: unknown;
+      try {
+        new OpBatch().push('pin', { entries: { length } as unknown as ArrayLike<number> });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(PinlabError);
+      expect((err as PinlabError).code).toBe('EINVAL');
+    }
+  });
+
+  it('a length getter that changes between reads cannot make the records disagree with themselves', async () => {
+    const { OpBatch } = await import('../lib/ops/format.js');
+    let reads = 0;
+    const entries = { get length() { return reads++ === 0 ? 2 : 50; }, 0: 1, 1: 2 } as unknown as ArrayLike<number>;
+    const ops = new OpBatch().push('pin', { entries }).toArray();
+    const mem = new PageArray({ pages: 64 });
+    expect(Array.from(mem.submit(ops))).toEqual([2]);
+    expect(reads).toBe(1);
+  });
+});
