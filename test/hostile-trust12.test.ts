@@ -119,3 +119,45 @@ describe('OpBatch with hostile entries', () => {
     expect(reads).toBe(1);
   });
 });
+
+describe('workers terminated in the middle of op-stream jobs and with native memory held', () => {
+  it('runReplay, synth, convert and disposing/undisposed page arrays: terminate() mid-run never takes the process down', () => {
+    const r = runChild(`
+      import { Worker } from 'node:worker_threads';
+      import { mkdtempSync } from 'node:fs';
+      import { tmpdir } from 'node:os';
+      import { join } from 'node:path';
+      const DIST = ${JSON.stringify(pathToFileURL(join(root, 'dist', 'index.js')).href)};
+      const NATIVE = ${JSON.stringify(DIST_NATIVE)};
+      const dir = mkdtempSync(join(tmpdir(), 'pinlab-term-'));
+      const file = join(dir, 'big.pkops');
+      // A stream big enough that a replay or convert is still running when terminated.
+      const { native } = await import(NATIVE);
+      const job = native.startSynth(file, { ops: 3_000_000, seed: 1, threads: 2, pages: 1 << 16, scheme: 'hybrid', bias: 1024, debug: false, mix: 'mm' });
+      await job.promise;
+      const bodies = [
+        "await p.runReplay({ file: " + JSON.stringify(file) + ", threads: 2 });",
+        "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startSynth(" + JSON.stringify(join(dir, 'synth2.pkops')) + ", { ops: 50_000_000, seed: 2, threads: 2, pages: 1 << 16, scheme: 'bias', bias: 1024, debug: false, mix: 'pages' }).promise;",
+        "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startConvert(" + JSON.stringify(file) + ", " + JSON.stringify(join(dir, 'big.txt')) + ").promise;",
+        "const m = new p.PageArray({ pages: 1 << 22 }); const mm = new p.AddressSpace(m, { pages: 1 << 20 }); mm.mmap({ start: 0, count: 1 << 16, populate: true }); mm.fork(); const d = new p.PageArray({ pages: 1 << 20 }); d.dispose(); await new Promise(() => {});",
+        "const m = new p.PageArray({ pages: 1 << 22 }); process.exit(5);",
+      ];
+      let terminated = 0;
+      for (let round = 0; round < 2; round++) {
+        for (const body of bodies) {
+          const w = new Worker("const { parentPort } = require('node:worker_threads'); import(" + JSON.stringify(DIST) + ").then(async (p) => { parentPort.postMessage('started'); " + body + " });", { eval: true });
+          await new Promise((res) => w.once('message', res).once('error', res).once('exit', res));
+          await new Promise((res) => setTimeout(res, 20 + 40 * round));
+          await w.terminate();
+          terminated++;
+        }
+      }
+      const { PageArray } = await import(DIST);
+      const after = new PageArray({ pages: 64 });
+      after.pinPages({ start: 0, count: 64 });
+      after.unpinPages({ start: 0, count: 64 });
+      console.log(JSON.stringify({ terminated }));`, { timeoutMs: 120_000 });
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ terminated: 10 });
+  }, 130_000);
+});
