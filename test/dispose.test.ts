@@ -120,6 +120,27 @@ describe('native memory and dispose', () => {
     expect(code(() => mm.pinUserPagesFast(0, 1))).toBe('EINVAL');
   });
 
+  it('every AddressSpace method of a disposed address space is EINVAL', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false });
+    const mm = new AddressSpace(mem, { pages: 1 << 12 });
+    mm.mmap({ start: 0, count: 64, populate: true });
+    using scoped = new AddressSpace(mem, { pages: 16 });
+    expect(scoped.disposed).toBe(false);
+    mm[Symbol.dispose]();
+    const pfns = new Uint32Array([1]);
+    const calls: Record<string, () => unknown> = {
+      mmap: () => mm.mmap({ start: 100, count: 1 }), munmap: () => mm.munmap({ start: 0, count: 1 }),
+      mprotect: () => mm.mprotect({ start: 0, count: 1, write: false }), touch: () => mm.touch(0, 1),
+      pinUserPagesFast: () => mm.pinUserPagesFast(0, 1), getUserPagesFast: () => mm.getUserPagesFast(0, 1),
+      pinUserPages: () => mm.pinUserPages(0, 1), unpinUserPages: () => mm.unpinUserPages(pfns),
+      putUserPages: () => mm.putUserPages(pfns), fork: () => mm.fork(), migrate: () => mm.migrate({ start: 0, count: 1 }),
+      compact: () => mm.compact(), translate: () => mm.translate(0), hasPinned: () => mm.hasPinned,
+      regions: () => mm.regions, mappedPages: () => mm.mappedPages, stats: () => mm.stats(), setRaceHook: () => mm.setRaceHook(null),
+    };
+    for (const [name, call] of Object.entries(calls)) expect(`${name}: ${code(call)}`).toBe(`${name}: EINVAL`);
+    expect(mem.freePages()).toBe(mem.pages); // its pages went back with it
+  });
+
   it('a race hook that disposes its address space mid-walk: the walk finishes, then it is freed', () => {
     const mem = new PageArray({ pages: 1 << 12, populated: false });
     const mm = new AddressSpace(mem, { pages: 1 << 12 });
