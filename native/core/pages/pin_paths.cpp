@@ -28,6 +28,10 @@
 //             reports ENOTPINNED (kReleaseRaced) for the first skipped run. Where both released
 //             the same pins the counts read as if this call had released them and the other
 //             had been refused. Folios the pass takes to zero are freed after it.
+//   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it is EINVAL
+//             before the first change (one vectorised scan of a list, once the zero page
+//             exists). A pin whose walk met a page that became the zero page meanwhile (it was
+//             free when the call was checked) gives back its own pins and is refused the same.
 //   debug     The call holds the stripes of all its folios from validation to its last change
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
 //             its release pass is never refused.
