@@ -34,10 +34,17 @@ const lengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Arra
  * between the ledger's read and the addon's), else the list itself. @internal
  */
 export function stableList(list: Uint32Array): Uint32Array {
-  // A detached list reads as empty (length 0): a fresh empty list then, which every later step
-  // (scans, the ledger, the addon) takes as the empty list it is, never a detached buffer that
-  // some array method refuses with a TypeError. The intrinsic getter: an own `length` cannot lie.
-  if (lengthOf.call(list) === 0) return new Uint32Array(0);
+  // A detached list is EINVAL, as the addon refuses it, before any step of the ledger meets it
+  // (array methods throw a TypeError on a detached buffer). Only an empty-looking list can be
+  // detached; the intrinsic getters, as an own `length` or `buffer` cannot lie.
+  if (lengthOf.call(list) === 0) {
+    try {
+      new Uint8Array(bufferOf.call(list), 0, 0); // throws a TypeError on a detached buffer
+    } catch {
+      invalid('pfns must be a Uint32Array whose buffer is not detached');
+    }
+    return new Uint32Array(0);
+  }
   return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
 }
 

@@ -68,7 +68,7 @@ describe('hostile arguments to op batches (native submitOps)', () => {
 });
 
 describe('hostile lists in the ledger paths', () => {
-  it('a detached list to unpinUserPages / pinPages / unpinPages with an owner is the empty list, never a TypeError', () => {
+  it('a detached list to unpinUserPages / pinPages / unpinPages with an owner is EINVAL, never a TypeError', () => {
     const mem = new PageArray({ pages: 1 << 12, populated: false, debug: true });
     const mm = new AddressSpace(mem, { pages: 1 << 12 });
     mm.mmap({ start: 0, count: 64, populate: true });
