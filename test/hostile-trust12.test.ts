@@ -145,8 +145,9 @@ describe('workers terminated in the middle of op-stream jobs and with native mem
       let terminated = 0;
       for (let round = 0; round < 2; round++) {
         for (const body of bodies) {
-          const w = new Worker("const { parentPort } = require('node:worker_threads'); import(" + JSON.stringify(DIST) + ").then(async (p) => { parentPort.postMessage('started'); " + body + " });", { eval: true });
-          await new Promise((res) => w.once('message', res).once('error', res).once('exit', res));
+          const w = new Worker("const { parentPort } = require('node:worker_threads'); import(" + JSON.stringify(DIST) + ").then(async (p) => { parentPort.postMessage('started'); " + body + " });", { eval: true, execArgv: [] });
+          const started = await new Promise((res) => w.once('message', () => res(true)).once('error', (e) => res(String(e))).once('exit', () => res(false)));
+          if (started !== true) throw new Error('a worker did not start: ' + started);
           await new Promise((res) => setTimeout(res, 20 + 40 * round));
           await w.terminate();
           terminated++;
@@ -160,4 +161,45 @@ describe('workers terminated in the middle of op-stream jobs and with native mem
     expect(r.status, describeChild(r)).toBe(0);
     expect(r.out).toEqual({ terminated: 10 });
   }, 130_000);
+});
+
+describe('recording reads each input once', () => {
+  it('an owner drop under write-bias while recording is recorded, and the replay reaches the same state', async () => {
+    const { stateDigest } = await import('../lib/ops/state.js');
+    const mem = new PageArray({ pages: 64, scheme: 'write-bias' });
+    const rec = mem.record();
+    const owner = mem.pinOwner('dev');
+    mem.pinPages(new Uint32Array([1, 2, 3]), { owner });
+    mem.pinPages(new Uint32Array([3, 4]), { owner, write: true });
+    owner.drop({ pins: 'release' });
+    rec.stop();
+    const fresh = new PageArray({ pages: 64, scheme: 'write-bias' });
+    const results = fresh.submit(rec.buffer());
+    expect(Array.from(results).every((r) => r >= 0)).toBe(true);
+    expect(stateDigest(fresh)).toEqual(stateDigest(mem));
+  });
+
+  it('a batch in a SharedArrayBuffer that another thread rewrites: the recording is what ran', () => {
+    const r = runChild(`
+      import { Worker } from 'node:worker_threads';
+      const { PageArray, OpBatch, stateDigest } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'index.js')).href)});
+      const words = new OpBatch().push('get', { a: 1, b: 1 }).toArray();
+      const sab = new SharedArrayBuffer(words.byteLength);
+      const ops = new Uint32Array(sab);
+      ops.set(words);
+      // A worker flips the op's PFN between 1 and 2 as fast as it can.
+      const w = new Worker("const { workerData } = require('node:worker_threads'); const a = new Uint32Array(workerData); for (;;) { Atomics.store(a, 2, 1); Atomics.store(a, 2, 2); }", { eval: true, workerData: sab, execArgv: [] });
+      await new Promise((res) => setTimeout(res, 50));
+      const mem = new PageArray({ pages: 64 });
+      const rec = mem.record();
+      for (let i = 0; i < 20000; i++) mem.submit(ops);
+      rec.stop();
+      await w.terminate();
+      const fresh = new PageArray({ pages: 64 });
+      fresh.submit(rec.buffer());
+      const same = JSON.stringify(stateDigest(fresh)) === JSON.stringify(stateDigest(mem));
+      console.log(JSON.stringify({ same, refs: mem.refcount(1) + mem.refcount(2) }));`, { timeoutMs: 60_000 });
+    expect(r.status, describeChild(r)).toBe(0);
+    expect(r.out).toEqual({ same: true, refs: 20002 });
+  });
 });
