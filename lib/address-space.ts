@@ -1,10 +1,10 @@
-import { invalid } from './errors.js';
+import { PinlabError, invalid } from './errors.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
-import { createSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
-import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
+import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats, KernelRules, KernelRuleSet } from './types/address-space.js';
 import { bool, integer, oneOf, optionsObject, show, stableList, uint32List } from './validate.js';
 
@@ -174,8 +174,9 @@ export class AddressSpace {
   /** The THP orders enabled for `huge` regions (see {@link AddressSpaceOptions.thpOrders}), ascending. */
   readonly thpOrders: readonly number[];
 
-  readonly #native: NativeAddressSpace;
+  readonly #handle: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
+  #disposed = false;
   readonly #files = new Set<PageCacheFile>();
 
   /**
@@ -189,7 +190,7 @@ export class AddressSpace {
     const o = optionsObject('AddressSpace options', options, ['pages', 'rules', 'thpOrders']);
     const pages = integer('pages', o['pages']);
     const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']), thpOrdersOption(o['thpOrders']));
-    this.#native = made.handle;
+    this.#handle = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
     this.pages = this.#native.info().pages;
@@ -198,6 +199,41 @@ export class AddressSpace {
     this.rules = Object.freeze(info.rules);
     this.thpOrders = Object.freeze([2, 3, 4, 5, 6, 7, 8, 9].filter((k) => (info.thpOrders & (1 << k)) !== 0));
     registerSpaceObject(handle, this.id, this);
+  }
+
+  /**
+   * The native half, for a call: `EINVAL` once this address space or its page array was
+   * disposed (the addon refuses a disposed address space too).
+   */
+  get #native(): NativeAddressSpace {
+    if (this.#disposed) invalid('this AddressSpace was disposed: no call can use it');
+    if (isDisposedArray(this.mem)) invalid("this AddressSpace's PageArray was disposed: no call can use it");
+    return this.#handle;
+  }
+
+  /**
+   * Frees the address space's native memory now (its page table), instead of when the garbage
+   * collector gets to it: everything is unmapped, as at process exit (pins taken through it stay
+   * valid and are released with {@link AddressSpace.unpinUserPages} or their owner). Afterwards
+   * every call on it throws `EINVAL`, and {@link AddressSpace.byId} no longer finds it.
+   * Idempotent. `using mm = new AddressSpace(...)` calls it at the end of the scope; disposing
+   * the page array disposes its address spaces too.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (!isDisposedArray(this.mem)) forgetSpace(nativeOf(this.mem), this.id);
+    this.#handle.dispose();
+  }
+
+  /** `using` support: the same as {@link AddressSpace.dispose}. */
+  [DISPOSE](): void {
+    this.dispose();
+  }
+
+  /** Whether this address space was disposed (by {@link AddressSpace.dispose} or its page array's). */
+  get disposed(): boolean {
+    return this.#disposed || this.#handle.isDisposed();
   }
 
   /**
@@ -419,7 +455,7 @@ export class AddressSpace {
     const self = new WeakRef<AddressSpace>(this);
     const zap = (s: number, c: number): void => {
       const mm = self.deref();
-      if (mm !== undefined) mm.#native.zap(s, c);
+      if (mm !== undefined && !mm.#disposed) mm.#handle.zap(s, c); // a disposed one maps nothing
     };
     file.addMapping({ mm: self, start, offset, count, zap });
     this.#files.add(file);
@@ -438,9 +474,22 @@ export class AddressSpace {
     const s = integer('start', start);
     const pfns = this.#native.gup(s, integer('count', count), flags);
     if (op !== 'getUserPagesFast' && pfns.length > 0 && this.#pins.records(owner)) {
-      const runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+      // The call holds its pins (or references) until recorded: any failure from here gives
+      // them back, so the call is all or nothing.
+      const giveBack = (): void => {
+        if (pin) this.#handle.unpinUserPages(pfns, write, false);
+        else this.#handle.putUserPages(pfns);
+      };
+      let runs: Uint32Array;
+      try {
+        runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+      } catch (e) {
+        giveBack();
+        if (e instanceof PinlabError) throw e;
+        throw new PinlabError('ENOMEM', `the pin call's record could not be made (${e instanceof Error ? e.message : String(e)}); its pins were given back`);
+      }
       const via = `mm#${this.id} vpages ${s}..${s + pfns.length - 1}`;
-      this.#pins.record(owner, op, write, longterm, runs, via);
+      this.#pins.recordOrGiveBack(owner, op, write, longterm, runs, via, giveBack);
     }
     return { pfns, count: pfns.length };
   }

@@ -1,4 +1,6 @@
 // What the pinlab commands share: usage errors, where they write, progress reporting.
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+
 import type { BenchProgressEvent } from './bench/run.js';
 
 /** A bad command line: the CLI prints it and exits 64. */
@@ -14,6 +16,45 @@ export function intOption(s: string, name: string, min: number, max: number): nu
     throw new UsageError(`--${name}: '${s}' is not an integer in ${min}..${max}`);
   }
   return n;
+}
+
+/** The most an input file (a population, a previous result) may hold: 64 MiB. */
+export const MAX_INPUT_BYTES = 64 << 20;
+
+/**
+ * Reads a small input file named on the command line as UTF-8: opened without blocking
+ * (O_NONBLOCK, so a FIFO with no writer cannot hang the command), then checked on the open
+ * descriptor itself (no race with the path): a regular file of at most `maxBytes`, else a
+ * UsageError naming `option`, the path and the reason (a FIFO, a directory, a device, too large).
+ */
+export function readInputFile(file: string, option: string, maxBytes = MAX_INPUT_BYTES): string {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new UsageError(`${option}: cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    const what = st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : st.isFile() ? null : 'not a regular file';
+    if (what !== null) throw new UsageError(`${option}: cannot read ${file}: it is ${what}, not a regular file`);
+    if (st.size > maxBytes) throw new UsageError(`${option}: cannot read ${file}: it is too large (${st.size} bytes; at most ${maxBytes})`);
+    // Read to the end, never past the cap (the file may grow while it is read).
+    const buf = Buffer.alloc(Math.min(maxBytes, st.size) + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n === buf.length) throw new UsageError(`${option}: cannot read ${file}: it is too large (it grew while read)`);
+    }
+    return buf.toString('utf8', 0, n);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${option}: cannot read ${file}: ${(e as Error).message}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Where the CLI writes: stdout for results, stderr for progress and messages. */

@@ -1,5 +1,4 @@
 // The `pinlab` command: `pinlab bench` runs the benchmark matrix (the main job).
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 
@@ -10,7 +9,7 @@ import { pinlabVersion } from './bench/machine.js';
 import { writeReport } from './bench/report.js';
 import { REPORT_FILES, prepareOutputDir } from './report/files.js';
 import { runBench } from './bench/run.js';
-import { UsageError, intOption, progressReporter, type CliIo } from './cli-util.js';
+import { UsageError, intOption, progressReporter, readInputFile, type CliIo } from './cli-util.js';
 import { replayCommand, traceCommand } from './ops/cli.js';
 import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
@@ -230,8 +229,9 @@ function fraction(s: string): number {
 function readPrevious(file: string): BenchResults {
   let doc: unknown;
   try {
-    doc = JSON.parse(readFileSync(file, 'utf8'));
+    doc = JSON.parse(readInputFile(file, '--compare'));
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError(`--compare: cannot read ${file}: ${(e as Error).message}`);
   }
   // Checked before the run, so a bad file fails fast rather than after minutes of work.

@@ -50,6 +50,8 @@ export interface NativePageArray {
   pinList(pfns: Uint32Array, flags: number): number;
   unpinRange(start: number, count: number, flags: number): void;
   unpinList(pfns: Uint32Array, flags: number): void;
+  /** The read pins of `reads` and the write pins of `writes` as one all-or-nothing unpin. */
+  unpinLists(reads: Uint32Array, writes: Uint32Array): void;
   bvecsRange(start: number, count: number): Uint32Array;
   bvecsList(pfns: Uint32Array): Uint32Array;
   countMaybeDmaPinnedRange(start: number, count: number): number;
@@ -59,6 +61,9 @@ export interface NativePageArray {
   freePages(): number;
   zeroPfn(): number | null;
   isMovable(pfn: number): boolean;
+  /** Idempotent; every later call is EINVAL. The core goes with its last holder. */
+  dispose(): void;
+  isDisposed(): boolean;
   /** Maximal runs of consecutive ascending PFNs in list order, flat [pfn, count, ...]. */
   pfnRunsInto(pfns: Uint32Array, out: Uint32Array): number;
   /** Debug mode only: runs of pages with the same non-zero exact pin count, flat [pfn, count, pins, ...]. */
@@ -103,6 +108,9 @@ export interface NativeAddressSpace {
   stats(): AddressSpaceStats;
   info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
+  /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
+  dispose(): void;
+  isDisposed(): boolean;
 }
 
 /** @internal */

@@ -26,11 +26,25 @@ export function isUint32Array(value: unknown): value is Uint32Array {
 const bufferOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'buffer')!
   .get as (this: unknown) => ArrayBufferLike;
 
+const lengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!
+  .get as (this: unknown) => number;
+
 /**
  * A list read once: a copy if it lives in a SharedArrayBuffer (another thread may rewrite it
  * between the ledger's read and the addon's), else the list itself. @internal
  */
 export function stableList(list: Uint32Array): Uint32Array {
+  // A detached list is EINVAL, as the addon refuses it, before any step of the ledger meets it
+  // (array methods throw a TypeError on a detached buffer). Only an empty-looking list can be
+  // detached; the intrinsic getters, as an own `length` or `buffer` cannot lie.
+  if (lengthOf.call(list) === 0) {
+    try {
+      new Uint8Array(bufferOf.call(list), 0, 0); // throws a TypeError on a detached buffer
+    } catch {
+      invalid('pfns must be a Uint32Array whose buffer is not detached');
+    }
+    return new Uint32Array(0);
+  }
   return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
 }
 

@@ -34,6 +34,8 @@ export interface ChildOptions {
   timeoutMs?: number;
   /** Runs the child under `sh -c 'ulimit L1 && ulimit L2 && ...'`, e.g. ['-v 4000000'] (KB). */
   ulimits?: string[];
+  /** Flags for the child `node` itself, e.g. ['--expose-gc', '--max-old-space-size=64']. */
+  nodeArgs?: string[];
 }
 
 export function runChild(script: string, options: ChildOptions = {}): ChildResult {
@@ -44,7 +46,7 @@ export function runChild(script: string, options: ChildOptions = {}): ChildResul
   const t0 = Date.now();
   const res =
     options.ulimits === undefined
-      ? spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      ? spawnSync(process.execPath, [...(options.nodeArgs ?? []), '--input-type=module', '-e', script], {
           cwd: root,
           env,
           encoding: 'utf8',
@@ -53,7 +55,7 @@ export function runChild(script: string, options: ChildOptions = {}): ChildResul
         })
       : spawnSync(
           '/bin/sh',
-          ['-c', `${options.ulimits.map((l) => `ulimit ${l} && `).join('')}exec "$0" --input-type=module -e "$PINLAB_CHILD_SCRIPT"`, process.execPath],
+          ['-c', `${options.ulimits.map((l) => `ulimit ${l} && `).join('')}exec "$0" ${(options.nodeArgs ?? []).join(' ')} --input-type=module -e "$PINLAB_CHILD_SCRIPT"`, process.execPath],
           { cwd: root, env, encoding: 'utf8', timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 << 20 },
         );
   const stdout = res.stdout ?? '';

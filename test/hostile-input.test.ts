@@ -24,12 +24,20 @@ describe('a PFN list in a SharedArrayBuffer that a worker rewrites during the ca
     const mm = new AddressSpace(mem2, { pages: 4096 });
     const shared = new Uint32Array(new SharedArrayBuffer(4 * N));
     const good = new Uint32Array(new SharedArrayBuffer(4 * N)).fill(1);
-    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const stop = new Int32Array(new SharedArrayBuffer(12)); // [stop, pause, paused]
     const worker = new Worker(\`
       const { workerData: d } = require('node:worker_threads');
       const a = new Uint32Array(d.shared), g = new Uint32Array(d.good), stop = new Int32Array(d.stop);
       let j = 0;
       while (Atomics.load(stop, 0) === 0) {
+        // Paused while the main thread swaps the good list (else a copy of a stale good entry,
+        // read just before the swap, could land in the new list: a valid PFN of the old list).
+        if (Atomics.load(stop, 1) === 1) {
+          Atomics.store(stop, 2, 1);
+          while (Atomics.load(stop, 1) === 1 && Atomics.load(stop, 0) === 0);
+          Atomics.store(stop, 2, 0);
+          continue;
+        }
         j = (j * 7 + 13) % a.length;
         a[j] = \${HUGE};
         for (let k = 0; k < 20; k++) a[(j + 1) % a.length] = g[(j + 1) % a.length];
@@ -48,7 +56,13 @@ describe('a PFN list in a SharedArrayBuffer that a worker rewrites during the ca
         unexpected.push(name + ': ' + String(e && e.message)); return { ok: false };
       }
     }
-    function setGood(values) { good.set(values); shared.set(values); }
+    function setGood(values) {
+      Atomics.store(stop, 1, 1);
+      while (Atomics.load(stop, 2) !== 1);
+      good.set(values);
+      shared.set(values);
+      Atomics.store(stop, 1, 0);
+    }
     // Pages 0..N-1 of the page array, in a shuffled order with a repeat.
     const plain = new Uint32Array(N).map((_, i) => (i * 37) % N);
     plain[N - 1] = plain[0];

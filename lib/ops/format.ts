@@ -1,6 +1,6 @@
 // The op stream format as lib/ sees it: the constants come from the addon (the core's
 // engines/op_format.h is the one definition), and OpBatch builds records for PageArray.submit.
-import { invalid } from '../errors.js';
+import { PinlabError, invalid } from '../errors.js';
 import { native } from '../native.js';
 import { show } from '../validate.js';
 
@@ -85,6 +85,9 @@ export function opResultName(result: number): string | null {
 }
 
 /** A u32 argument as the format records it: values outside 0..2^32-1 become {@link OP_NO_VALUE}. @internal */
+/** The most entries one op may carry in a batch (2^26: 256 MiB of records). */
+const OP_MAX_ENTRIES = 2 ** 26;
+
 export function u32(v: number): number {
   return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : OP_NO_VALUE;
 }
@@ -139,21 +142,27 @@ export class OpBatch {
       flags |= bit;
     }
     const entries = fields.entries ?? [];
+    // The length read once, checked (a getter or Proxy cannot make the records disagree with
+    // it, nor ask for an allocation past what a record can count: RangeError was not EINVAL).
+    const n: unknown = entries.length;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > OP_MAX_ENTRIES) {
+      invalid(`entries must be an array-like of at most ${OP_MAX_ENTRIES} PFNs (got length ${show(n)})`);
+    }
     if ((op === 'pin' || op === 'unpin') && fields.entries !== undefined) flags |= OP_FLAGS.list;
     const tag = fields.tag ?? 0;
     if (!Number.isInteger(tag) || tag < 0 || tag > 0xffff) invalid(`tag must be an integer in 0..65535 (got ${show(tag)})`);
-    this.#reserve(6 * (1 + Math.ceil(entries.length / OP_ENTRIES_PER_DATA)));
+    this.#reserve(6 * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
     const w = this.#words;
     let at = this.#length;
     w[at] = code | (flags << 8) | (tag << 16);
     w[at + 1] = u32(fields.mm ?? 0);
     w[at + 2] = u32(fields.a ?? 0);
     w[at + 3] = u32(fields.b ?? 0);
-    w[at + 4] = entries.length;
+    w[at + 4] = n;
     w[at + 5] = 0;
     at += 6;
-    for (let i = 0; i < entries.length; i += OP_ENTRIES_PER_DATA) {
-      const k = Math.min(OP_ENTRIES_PER_DATA, entries.length - i);
+    for (let i = 0; i < n; i += OP_ENTRIES_PER_DATA) {
+      const k = Math.min(OP_ENTRIES_PER_DATA, n - i);
       w[at] = OP_DATA | (k << 8) | (tag << 16);
       for (let j = 0; j < OP_ENTRIES_PER_DATA; j++) w[at + 1 + j] = j < k ? u32(entries[i + j]!) : 0;
       at += 6;
@@ -170,7 +179,12 @@ export class OpBatch {
 
   #reserve(words: number): void {
     if (this.#length + words <= this.#words.length) return;
-    const next = new Uint32Array(Math.max(this.#words.length * 2, this.#length + words));
+    let next: Uint32Array<ArrayBuffer>;
+    try {
+      next = new Uint32Array(Math.max(this.#words.length * 2, this.#length + words));
+    } catch (e) {
+      throw new PinlabError('ENOMEM', `the batch cannot grow to ${this.#length + words} words: ${(e as Error).message}`);
+    }
     next.set(this.#words.subarray(0, this.#length));
     this.#words = next;
   }

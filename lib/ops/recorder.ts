@@ -11,6 +11,7 @@ import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
 import { OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
 import { setSpaceListener, type SpaceListener } from './spaces.js';
+import { stableList } from '../validate.js';
 
 /** What {@link OpRecorder.save} wrote. */
 export interface OpSaveResult {
@@ -293,6 +294,7 @@ export class OpRecorder {
       pinRange: (orig) => (start: number, count: number, flags: number) =>
         this.#call(() => (orig as unknown as PA['pinRange']).call(h, start, count, flags), (n) => this.#op(C.pin, flags & pinBits, 0, u32(start), u32(count), n ?? 0)),
       pinList: (orig) => (pfns: Uint32Array, flags: number) => {
+        pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as PA['pinList']).call(h, pfns, flags), (n) =>
           this.#op(C.pin, (flags & pinBits) | F.list | (refs ? F.refs : 0), 0, 0, 0, n ?? 0, entries),
@@ -303,10 +305,25 @@ export class OpRecorder {
           this.#op(C.unpin, flags & unpinBits, 0, u32(start), u32(count), ok === null ? 0 : Math.min(count, 0x7fffffff)),
         ),
       unpinList: (orig) => (pfns: Uint32Array, flags: number) => {
+        pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as PA['unpinList']).call(h, pfns, flags), (ok) =>
           this.#op(C.unpin, (flags & unpinBits) | F.list | (refs ? F.refs : 0), 0, 0, 0, ok === null ? 0 : pfns.length, entries),
         );
+      },
+      // An owner's drop under write-bias: the read and write unpins as one call, recorded as
+      // the two unpins it is made of once it succeeded (replayed one after the other they
+      // release the same pins). A refused one changed nothing and is not recorded: its two
+      // halves replayed apart could not be refused together.
+      unpinLists: (orig) => (reads: Uint32Array, writes: Uint32Array) => {
+        reads = stableList(reads);
+        writes = stableList(writes);
+        const r = this.#list(reads);
+        const w = this.#list(writes);
+        const result = (orig as unknown as PA['unpinLists']).call(h, reads, writes);
+        if (reads.length > 0) this.#op(C.unpin, F.list | (r.refs ? F.refs : 0), 0, 0, 0, reads.length, r.entries);
+        if (writes.length > 0) this.#op(C.unpin, F.write | F.list | (w.refs ? F.refs : 0), 0, 0, 0, writes.length, w.entries);
+        return result;
       },
       getPage: (orig) => (pfn: number, refs: number) =>
         this.#call(() => (orig as unknown as PA['getPage']).call(h, pfn, refs), () => this.#op(C.get, 0, 0, u32(pfn), u32(refs), 0)),
@@ -338,6 +355,7 @@ export class OpRecorder {
           this.#op(C.mmap, (write ? F.write : 0) | (populate ? F.populate : 0) | (huge ? F.huge : 0), id, u32(start), u32(count), 0),
         ),
       mapShared: (orig) => (start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean) => {
+        pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as AS['mapShared']).call(h, start, pfns, write, dirtyTracked), () =>
           this.#op(C['mmap-file'], (write ? F.write : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
@@ -369,12 +387,14 @@ export class OpRecorder {
         });
       },
       unpinUserPages: (orig) => (pfns: Uint32Array, write: boolean, dirty: boolean) => {
+        pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as AS['unpinUserPages']).call(h, pfns, write, dirty), (ok) =>
           this.#op(C['unpin-user'], (write ? F.write : 0) | (dirty ? F.dirty : 0) | (refs ? F.refs : 0), id, 0, 0, ok === null ? 0 : pfns.length, entries),
         );
       },
       putUserPages: (orig) => (pfns: Uint32Array) => {
+        pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as AS['putUserPages']).call(h, pfns), (ok) =>
           this.#op(C['put-user'], refs ? F.refs : 0, id, 0, 0, ok === null ? 0 : pfns.length, entries),

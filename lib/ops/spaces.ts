@@ -100,6 +100,23 @@ export function spaceObject(mem: NativePageArray, id: number): object | undefine
   return registryOf(mem).objects.get(id)?.deref();
 }
 
+/** Forgets address space `id` of `mem` (disposed): no batch, byId or digest names it again. @internal */
+export function forgetSpace(mem: NativePageArray, id: number): void {
+  const r = registryOf(mem);
+  r.handles.delete(id);
+  r.objects.delete(id);
+  r.held.delete(id);
+}
+
+/** Disposes every address space of `mem` (the page array is being disposed). @internal */
+export function disposeSpaces(mem: NativePageArray): void {
+  const r = registryOf(mem);
+  for (const ref of r.handles.values()) ref.deref()?.dispose();
+  r.handles.clear();
+  r.objects.clear();
+  r.held.clear();
+}
+
 /** [id, handle] of every live address space of `mem`, by id (dead ones are forgotten). @internal */
 export function liveSpaces(mem: NativePageArray): [number, NativeAddressSpace][] {
   const r = registryOf(mem);

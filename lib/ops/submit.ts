@@ -32,7 +32,12 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   if (hooked !== undefined) {
     throw new PinlabError('EBUSY', `mm#${hooked[0]} has a race hook: remove it (setRaceHook(null)) before submitting a batch (a hook runs JS inside the walk)`);
   }
-  const out = native.submitOps(mem, ops, onError === 'stop', spaces, nextSpaceId(mem), scratch);
+  // Recording: the batch is read once, into a copy of our own, which both the addon runs and
+  // the recording keeps (a SharedArrayBuffer another thread rewrites could otherwise make the
+  // recording differ from what ran). Without a recorder the addon copies it itself.
+  const rec = recorders.get(mem);
+  const batch = rec?.active === true ? Uint32Array.prototype.slice.call(ops) : ops;
+  const out = native.submitOps(mem, batch, onError === 'stop', spaces, nextSpaceId(mem), scratch);
   let r: number | Int32Array;
   if (Array.isArray(out)) {
     const [first, created, nextId] = out;
@@ -42,8 +47,7 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
     r = out;
   }
   const results = typeof r === 'number' ? scratch.slice(0, r) : r;
-  const rec = recorders.get(mem);
-  if (rec?.active === true) rec.appendBatch(ops, results, OP_NOT_RUN);
+  if (rec?.active === true) rec.appendBatch(batch, results, OP_NOT_RUN);
   return results;
 }
 

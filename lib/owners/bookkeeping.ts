@@ -53,26 +53,52 @@ export class PinBookkeeping {
 
   // ---- pins and unpins of a page array --------------------------------------------------------
 
-  /** pinPages of a range: the native pin, then its record. */
+  /**
+   * pinPages of a range: its record's runs made first, then the native pin, then the record
+   * (if recording fails the call gives back the pins it took: all or nothing).
+   */
   pinRange(start: number, count: number, flags: number, owner: PinOwnerRef | null): number {
+    const runs = this.records(owner) ? rangeRuns(start, count) : null;
     const n = this.#native.pinRange(start, count, flags);
-    if (this.records(owner)) this.record(owner, 'pinPages', (flags & PinFlag.Write) !== 0, false, rangeRuns(start, count), null);
+    if (runs !== null) this.recordOrGiveBack(owner, 'pinPages', (flags & PinFlag.Write) !== 0, false, runs, null, () => this.#native.unpinRange(start, count, flags));
     return n;
   }
 
-  /** A pin of a PFN list on behalf of `operation` (pinPages, bios): the native pin, then its record. */
+  /**
+   * A pin of a PFN list on behalf of `operation` (pinPages, bios): the list read once and its
+   * runs made first, then the native pin, then its record (given back if recording fails).
+   */
   pinList(operation: PinOperation, pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): number {
     const tracked = this.records(owner);
     const list = tracked ? stableList(pfns) : pfns; // read once: the ledger records what the core pinned
+    const runs = tracked ? this.pfnRuns(list) : null; // allocated before any pin is taken
     const n = this.#native.pinList(list, flags);
-    if (tracked) this.record(owner, operation, (flags & PinFlag.Write) !== 0, false, this.pfnRuns(list), null);
+    if (runs !== null) this.recordOrGiveBack(owner, operation, (flags & PinFlag.Write) !== 0, false, runs, null, () => this.#native.unpinList(list, flags));
     return n;
+  }
+
+  /**
+   * Records a pin call that succeeded natively; if the record cannot be made (no memory, a Map
+   * past its size limit) the call's own pins are given back through `giveBack` (an unpin of
+   * pins this call holds, not a re-take) and the call fails with `ENOMEM`: every public call is
+   * all or nothing, and no pin is left that no call could release.
+   */
+  recordOrGiveBack(owner: PinOwnerRef | null, operation: PinOperation, write: boolean, longterm: boolean, runs: Uint32Array, via: string | null, giveBack: () => void): void {
+    try {
+      this.record(owner, operation, write, longterm, runs, via);
+    } catch (e) {
+      giveBack();
+      if (e instanceof PinlabError) throw e;
+      throw new PinlabError('ENOMEM', `the pin call's record could not be kept (${e instanceof Error ? e.message : String(e)}); its pins were given back`);
+    }
   }
 
   /** unpinPages of a range: matched against the records first where recorded. */
   unpinRange(start: number, count: number, flags: number, owner: PinOwnerRef | null): void {
     if (this.records(owner)) {
       if (start + count > this.#pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
+      const zero = this.#native.zeroPfn();
+      if (zero !== null && zero >= start && zero - start < count) refuseZeroPage(zero); // as the core does, before the ledger
       this.release(owner, rangeRuns(start, count), (flags & PinFlag.Write) !== 0, () => this.#native.unpinRange(start, count, flags));
       return;
     }
@@ -87,6 +113,8 @@ export class PinBookkeeping {
   unpinList(pfns: Uint32Array, flags: number, owner: PinOwnerRef | null): void {
     if (this.records(owner)) {
       const list = stableList(pfns); // read once: the ledger releases what the core unpins
+      const zero = this.#native.zeroPfn();
+      if (zero !== null && list.includes(zero)) refuseZeroPage(zero); // as the core does, before the ledger
       this.release(owner, this.pfnRunsView(list), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(list, flags));
       return;
     }
@@ -179,29 +207,28 @@ export class PinBookkeeping {
   }
 
   /**
-   * Unpins everything `owner` holds, all or nothing: one native (all-or-nothing) unpin per kind
-   * of pin (read and write are told apart only under write-bias), so a refused unpin changes
-   * nothing. Under write-bias with both kinds held, a refusal of the second call is undone by
-   * re-pinning the first, which holds unless the first call freed a folio its pins alone kept.
+   * Unpins everything `owner` holds, all or nothing: one native all-or-nothing call. Under
+   * write-bias, where read and write pins are told apart, the read and write lists go to the
+   * core as one call (unpinLists) that validates both before releasing either: a refusal
+   * changes nothing, and nothing is ever re-pinned to undo a release.
    * @throws DropSkipped when the core refused and `'count'` mode counted it (the owner stays)
    */
   releaseAll(owner: PinOwnerRef): number {
     if (!this.tracking.active) return 0;
     const records = this.tracking.ledger.records(owner);
-    const classes = this.#writePinsApart ? [false, true] : [null];
-    const lists = classes.map((write) => ({ write, pfns: pagesOf(records.filter((r) => write === null || r.write === write)) }));
-    let done = 0;
+    let first = 0;
     try {
-      for (; done < lists.length; done++) {
-        const { write, pfns } = lists[done]!;
-        if (pfns.length > 0) this.#native.unpinList(pfns, write === true ? PinFlag.Write : 0);
+      if (this.#writePinsApart) {
+        const reads = pagesOf(records.filter((r) => !r.write));
+        const writes = pagesOf(records.filter((r) => r.write));
+        first = reads[0] ?? writes[0] ?? 0;
+        if (reads.length > 0 || writes.length > 0) this.#native.unpinLists(reads, writes);
+      } else {
+        const pfns = pagesOf(records);
+        first = pfns[0] ?? 0;
+        if (pfns.length > 0) this.#native.unpinList(pfns, 0);
       }
     } catch (e) {
-      for (let i = 0; i < done; i++) {
-        const { write, pfns } = lists[i]!;
-        if (pfns.length > 0) this.#native.pinList(pfns, write === true ? PinFlag.Write : 0);
-      }
-      const first = lists[done]!.pfns[0] ?? 0;
       this.tracking.coreError(e, first, first + 1); // 'count' mode: counted, the owner stays
       throw new DropSkipped();
     }
@@ -212,6 +239,11 @@ export class PinBookkeeping {
     }
     return pages;
   }
+}
+
+/** The core's refusal of a pin or unpin naming the zero page, for the ledger's path. */
+function refuseZeroPage(pfn: number): never {
+  throw new PinlabError('EINVAL', `pfn ${pfn} is the zero page, which is never counted (no get, put, pin or unpin)`);
 }
 
 /** Every page the records pin, one entry per pin (a PFN list for one native unpin). */

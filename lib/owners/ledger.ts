@@ -81,7 +81,12 @@ export class PinLedger {
     if (pages === 0) return record;
     const book = this.#book(owner);
     book.records.set(record.id, record);
-    this.#index(book, record);
+    try {
+      this.#index(book, record);
+    } catch (e) {
+      book.records.delete(record.id); // all or nothing: the caller gives its pins back
+      throw e;
+    }
     this.#livePages += pages;
     return record;
   }

@@ -1,8 +1,7 @@
 // `pinlab profile` and `pinlab snapshot`.
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-import { UsageError, intOption, progressReporter, type CliIo } from '../cli-util.js';
+import { UsageError, intOption, progressReporter, readInputFile, type CliIo } from '../cli-util.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
 import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
@@ -124,8 +123,9 @@ function parse(args: string[], options: Spec): Record<string, string | boolean |
 
 function readJson(file: string): unknown {
   try {
-    return JSON.parse(readFileSync(file, 'utf8'));
+    return JSON.parse(readInputFile(file, '--population'));
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError(`--population: cannot read ${file}: ${(e as Error).message}`);
   }
 }

@@ -96,11 +96,13 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::stats>>("stats"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::info_>>("info"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::set_race_hook>>("setRaceHook"),
+                         InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
+                         InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
 }
 
 AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<AddressSpaceWrap>(info) {
+    : Napi::ObjectWrap<AddressSpaceWrap>(info), env_(info.Env()) {
   Napi::Env env = info.Env();
   guard(env, [&] {
     if (info[0].IsExternal()) {  // a child from fork(): only an External fork() tagged
@@ -124,8 +126,42 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
     }
     // Tagged, so that the op batches can tell a real address space from an impostor.
     napi_type_tag_object(env, info.This(), &kAddressSpaceTag);
+    sync_memory();  // its page table, reported to V8 (a fork's copy included)
     return env.Undefined();
   });
+}
+
+AddressSpaceWrap::~AddressSpaceWrap() {
+  // Collected without dispose(): the bytes reported go back with it (core_ frees the rest).
+  adjust_external_memory(env_, -reported_);
+  reported_ = 0;
+}
+
+void AddressSpaceWrap::sync_memory() {
+  if (!core_) return;
+  const int64_t now = int64_t(core_->memory_bytes());
+  if (now == reported_) return;
+  adjust_external_memory(env_, now - reported_);
+  reported_ = now;
+}
+
+void AddressSpaceWrap::release() {
+  if (!core_) return;
+  core_->set_race_hook(nullptr);
+  race_hook_.Reset();
+  adjust_external_memory(env_, -reported_);
+  reported_ = 0;
+  core_.reset();  // unmaps everything; the page array's core goes with its last holder
+}
+
+Napi::Value AddressSpaceWrap::dispose(const Napi::CallbackInfo& info) {
+  disposed_ = true;
+  if (depth_ == 0) release();  // else when the call in progress returns (a race hook's dispose)
+  return info.Env().Undefined();
+}
+
+Napi::Value AddressSpaceWrap::is_disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
 }
 
 // mmap(start, count, write, populate, huge)
@@ -298,7 +334,9 @@ AddressSpaceWrap* AddressSpaceWrap::from(Napi::Env env, napi_value v, const char
   void* p = nullptr;
   if (napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
     throw_invalid(env, std::string(name) + " is not a live NativeAddressSpace");
-  return static_cast<AddressSpaceWrap*>(p);
+  auto* w = static_cast<AddressSpaceWrap*>(p);
+  if (w->disposed_ || !w->core_) throw_invalid(env, std::string(name) + " was disposed");
+  return w;
 }
 
 Napi::Value AddressSpaceWrap::migrate(const Napi::CallbackInfo& info) {

@@ -16,18 +16,32 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   static Napi::Function define(Napi::Env env);
   // new NativeAddressSpace(nativePageArray, pages), or (External<AddressSpace>) from fork.
   explicit AddressSpaceWrap(const Napi::CallbackInfo& info);
+  ~AddressSpaceWrap() override;
 
-  PINLAB_GUARDED_METHODS(AddressSpaceWrap)
+  PINLAB_DISPOSABLE_METHODS(AddressSpaceWrap, "this AddressSpace")
 
-  // The NativeAddressSpace `v` (EINVAL naming `name` for anything else, impostors included).
+  // The NativeAddressSpace `v` (EINVAL naming `name` for anything else, impostors and disposed
+  // address spaces included).
   static AddressSpaceWrap* from(Napi::Env env, napi_value v, const char* name);
+  bool disposed() const { return disposed_; }
+  bool has_race_hook() const { return !race_hook_.IsEmpty(); }
+  // Reports to V8 what the address space's native memory grew by since the last report.
+  void sync_memory();
   // A new NativeAddressSpace that owns `as` (fork, and the address spaces an op batch makes).
   static Napi::Value adopt(Napi::Env env, std::unique_ptr<AddressSpace> as);
 
-  // The core address space (op streams' submit runs ops on it).
+  // The core address space (op streams' submit runs ops on it). Null once disposed (from()
+  // refuses a disposed object).
   const std::shared_ptr<AddressSpace>& core() const { return core_; }
 
  private:
+  // dispose(): idempotent; unmaps everything (pins taken through it stay valid) and frees the
+  // page table; every later call is EINVAL.
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value is_disposed(const Napi::CallbackInfo& info);
+  void release();
+  void after_call() { sync_memory(); }
+
   Napi::Value mmap(const Napi::CallbackInfo& info);
   Napi::Value munmap(const Napi::CallbackInfo& info);
   Napi::Value mprotect(const Napi::CallbackInfo& info);
@@ -52,6 +66,10 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   // the core must finish its protocol: unwinding through it would leak grabs).
   Napi::FunctionReference race_hook_;
   std::unique_ptr<Napi::Error> hook_error_;
+  napi_env env_;
+  int64_t reported_ = 0;  // bytes reported to V8 for this address space
+  bool disposed_ = false;
+  int depth_ = 0;  // calls in progress on this object
 };
 
 // runStress(options) -> Promise<report>: the harness runs on a worker thread.

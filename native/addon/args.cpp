@@ -294,4 +294,14 @@ void rethrow_as_pinlab_error(Napi::Env env) {
   }
 }
 
+void adjust_external_memory(napi_env env, int64_t delta) {
+  if (delta == 0) return;
+  int64_t total = 0;
+  (void)napi_adjust_external_memory(env, delta, &total);  // a hint: its failure changes nothing
+}
+
+void throw_disposed(Napi::Env env, const char* what) {
+  throw_invalid(env, std::string(what) + " was disposed: no call can use it");
+}
+
 }  // namespace pinlab::addon

@@ -121,6 +121,38 @@ Napi::Value guard(Napi::Env env, F&& body) {
 
 }  // namespace pinlab::addon
 
+namespace pinlab::addon {
+// Tells V8 about `delta` bytes of native memory held (positive) or given back (negative), so
+// that its GC runs when dropped objects hold a lot of it (napi_adjust_external_memory).
+void adjust_external_memory(napi_env env, int64_t delta);
+// EINVAL: "`what` was disposed".
+[[noreturn]] void throw_disposed(Napi::Env env, const char* what);
+}  // namespace pinlab::addon
+
+// Declares, for a class with dispose(), a member template `guarded<&Class::method>` that runs
+// the method under guard(), refuses it with EINVAL once the object was disposed, and counts the
+// calls in progress (depth_): a dispose() from inside one (a race hook, a getter, re-entrant)
+// releases the native state only when the outermost call returns, never under a running call.
+// After every call the class's after_call() runs (memory accounting). The class defines
+// `bool disposed_`, `int depth_`, `void release()` and `void after_call()`.
+#define PINLAB_DISPOSABLE_METHODS(Class, what)                                       \
+  template <Napi::Value (Class::*M)(const Napi::CallbackInfo&)>                      \
+  Napi::Value guarded(const Napi::CallbackInfo& info) {                              \
+    return ::pinlab::addon::guard(info.Env(), [&] {                                  \
+      if (this->disposed_) ::pinlab::addon::throw_disposed(info.Env(), what);        \
+      struct InCall {                                                                \
+        Class* w;                                                                    \
+        ~InCall() {                                                                  \
+          w->after_call();                                                           \
+          if (--w->depth_ == 0 && w->disposed_) w->release();                        \
+        }                                                                            \
+      };                                                                             \
+      ++this->depth_;                                                                \
+      InCall in_call{this};                                                          \
+      return (this->*M)(info);                                                       \
+    });                                                                              \
+  }
+
 // Declares a member template `guarded<&Class::method>` that runs the method under guard():
 // register methods as InstanceMethod<&Class::guarded<&Class::method>>("name").
 #define PINLAB_GUARDED_METHODS(Class)                                             \

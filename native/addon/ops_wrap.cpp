@@ -86,9 +86,16 @@ AddressSpaceWrap* address_space_value(Napi::Env env, Napi::Value v) {
   return AddressSpaceWrap::from(env, v, "an address space");
 }
 
-// [[id, nativeAddressSpace], ...]: the live address spaces of a page array, by id.
-std::vector<std::pair<uint32_t, AddressSpaceWrap*>> spaces_value(Napi::Env env, Napi::Value v, const PageArray& mem) {
-  std::vector<std::pair<uint32_t, AddressSpaceWrap*>> out;
+// [[id, nativeAddressSpace], ...]: the live address spaces of a page array, by id. Each
+// address space's core is held here (a getter met later in the list, or in another argument,
+// may dispose an address space already read: the call then refuses it, see recheck_live).
+struct LiveSpace {
+  uint32_t id;
+  AddressSpaceWrap* wrap;
+  std::shared_ptr<AddressSpace> core;
+};
+std::vector<LiveSpace> spaces_value(Napi::Env env, Napi::Value v, const PageArray& mem) {
+  std::vector<LiveSpace> out;
   if (v.IsNull() || v.IsUndefined()) return out;
   if (!v.IsArray()) bad_arg(env, "spaces must be an array of [id, address space] pairs");
   auto arr = v.As<Napi::Array>();
@@ -99,9 +106,18 @@ std::vector<std::pair<uint32_t, AddressSpaceWrap*>> spaces_value(Napi::Env env, 
     const auto id = uint32_t(int_value(env, pair.Get(uint32_t(0)), "address space id", 1, kMaxSpaces));
     AddressSpaceWrap* as = address_space_value(env, pair.Get(uint32_t(1)));
     if (&as->core()->mem() != &mem) bad_arg(env, "an address space of another page array");
-    out.emplace_back(id, as);
+    out.push_back({id, as, as->core()});
   }
   return out;
+}
+
+// After every argument was read (getters and Proxy traps have run): EINVAL if one of them
+// disposed the page array or an address space the call names. Their cores are held, so this
+// is the call's answer, not a memory-safety check.
+void recheck_live(Napi::Env env, const PageArrayWrap* mem, const std::vector<LiveSpace>& live) {
+  if (mem->disposed()) throw_disposed(env, "mem");
+  for (const LiveSpace& s : live)
+    if (s.wrap->disposed()) throw_disposed(env, "an address space");
 }
 
 // Hands an address space the executor created to JS, as fork() does.
@@ -406,20 +422,25 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
     PageArrayWrap* mem = page_array_value(env, info[0]);
-    const RecordWords ops = records_value(env, info[1], "ops");
+    const std::shared_ptr<PageArray> mem_core = mem->core();  // held through the call
+    // Arguments that can run JS (getters, Proxy traps: the spaces list) are read first, then
+    // the typed arrays: a getter could otherwise detach or shrink the ops buffer under a
+    // pointer already taken. The records are copied before anything else can run.
+    const auto live = spaces_value(env, info[3], *mem_core);
     const bool stop_on_error = bool_value(env, info[2], "stopOnError");
-    const auto live = spaces_value(env, info[3], *mem->core());
     const auto first_new = uint32_t(int_value(env, info[4], "firstNewId", 1, kMaxSpaces));
+    recheck_live(env, mem, live);
+    const RecordWords ops = records_value(env, info[1], "ops");
+    const BatchCopy recs(ops.data, ops.words / kRecordWords);
     size_t scratch_length = 0;
     int32_t* scratch = nullptr;
     if (!typed_array_data(env, info[5], napi_int32_array, &scratch, &scratch_length)) bad_arg(env, "scratch must be an Int32Array");
-    const BatchCopy recs(ops.data, ops.words / kRecordWords);
     IdRules rules;
     rules.first_new = first_new;
     if (!live.empty()) rules.live.assign(first_new, false);
-    for (const auto& [id, as] : live) {
-      if (id >= first_new) bad_arg(env, "a live address space id must be below firstNewId");
-      rules.live[id] = true;
+    for (const LiveSpace& s : live) {
+      if (s.id >= first_new) bad_arg(env, "a live address space id must be below firstNewId");
+      rules.live[s.id] = true;
     }
     // Every record checked before the first op runs: a bad batch changes nothing.
     FramingChecker checker("ops", std::move(rules));
@@ -428,14 +449,29 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
     const Framing& f = checker.framing();
     SpaceTable table;
     if (f.next_id > 1) table.resize(f.next_id);
-    for (const auto& [id, as] : live) table.by_id[id] = as->core().get();
-    const bool fits = scratch_length >= f.ops;
-    Napi::Int32Array fresh = fits ? Napi::Int32Array() : Napi::Int32Array::New(env, f.ops);
-    int32_t* results = fits ? scratch : fresh.Data();
-    Executor exec(mem->core(), &table);
+    for (const LiveSpace& s : live) table.by_id[s.id] = s.core.get();
+    // A live address space with a race hook runs JS during the batch's gups: that JS could
+    // detach or shrink the scratch array, so the results then go to memory the addon owns and
+    // are copied out after the run, into whatever array is there then.
+    bool hooked = false;
+    for (const LiveSpace& s : live) hooked = hooked || s.wrap->has_race_hook();
+    bool fits = scratch_length >= f.ops;
+    std::vector<int32_t> owned_results(hooked ? f.ops : 0);
+    Napi::Int32Array fresh = fits || hooked ? Napi::Int32Array() : Napi::Int32Array::New(env, f.ops);
+    int32_t* results = hooked ? owned_results.data() : fits ? scratch : fresh.Data();
+    Executor exec(mem_core, &table);
     RunOptions o;
     o.stop_on_error = stop_on_error;
     exec.run(recs.data(), recs.size(), o, f.ops > 0 ? results : nullptr, nullptr);
+    for (const LiveSpace& s : live) s.wrap->sync_memory();  // page tables the batch grew
+    if (hooked && f.ops > 0) {
+      fits = typed_array_data(env, info[5], napi_int32_array, &scratch, &scratch_length) &&
+             scratch_length >= f.ops;
+      if (!fits) fresh = Napi::Int32Array::New(env, f.ops);
+      std::memcpy(fits ? scratch : fresh.Data(), owned_results.data(), f.ops * sizeof(int32_t));
+    } else if (hooked) {
+      fits = true;
+    }
     Napi::Value out = fits ? Napi::Value(Napi::Number::New(env, double(f.ops))) : Napi::Value(fresh);
     if (f.next_id == first_new) return out;
     auto created = Napi::Array::New(env);
@@ -498,11 +534,13 @@ Napi::Value state_digest(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
     PageArrayWrap* mem = page_array_value(env, info[0]);
-    const auto live = spaces_value(env, info[1], *mem->core());
+    const std::shared_ptr<PageArray> mem_core = mem->core();  // held through the call
+    const auto live = spaces_value(env, info[1], *mem_core);
+    recheck_live(env, mem, live);
     std::vector<std::pair<uint32_t, const AddressSpace*>> spaces;
-    for (const auto& [id, as] : live) spaces.emplace_back(id, as->core().get());
+    for (const LiveSpace& s : live) spaces.emplace_back(s.id, s.core.get());
     std::sort(spaces.begin(), spaces.end());
-    return digest_object(env, digest_state(*mem->core(), spaces));
+    return digest_object(env, digest_state(*mem_core, spaces));
   } catch (const std::bad_alloc&) {
     throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
   }

@@ -62,6 +62,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pin_list>>("pinList"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_range>>("unpinRange"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_list>>("unpinList"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::unpin_lists>>("unpinLists"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_range>>("bvecsRange"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::bvecs_list>>("bvecsList"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::count_range>>("countMaybeDmaPinnedRange"),
@@ -74,6 +75,8 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::free_pages>>("freePages"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::zero_pfn>>("zeroPfn"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::is_movable>>("isMovable"),
+          InstanceMethod<&PageArrayWrap::dispose>("dispose"),
+          InstanceMethod<&PageArrayWrap::is_disposed>("isDisposed"),
       });
 }
 
@@ -95,7 +98,16 @@ PageArrayWrap::PageArrayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     cfg.movable_pages = int_value(env, option(opts, "movablePages"), "movablePages");
     std::unique_ptr<PageArray> pa;
     check(env, PageArray::create(cfg, &pa));
-    core_ = std::move(pa);
+    // The per-page arrays' bytes, reported to V8 while the core lives: so that dropping page
+    // arrays in a loop lets the GC see what they hold. The deleter runs on the JS thread (every
+    // holder of the core is a JS object's, or a synchronous call's).
+    const int64_t bytes = int64_t(pa->memory().bytes);
+    adjust_external_memory(env, bytes);
+    PageArray* raw = pa.release();
+    core_ = std::shared_ptr<PageArray>(raw, [env = napi_env(env), bytes](PageArray* p) {
+      delete p;
+      adjust_external_memory(env, -bytes);
+    });  // (bad_alloc: the deleter has run, the bytes are given back)
     // Tagged, so that NativeAddressSpace can tell a real page array from an impostor.
     napi_type_tag_object(env, info.This(), &kPageArrayTag);
     return env.Undefined();
@@ -112,7 +124,19 @@ PageArrayWrap* PageArrayWrap::from(Napi::Env env, napi_value v, const char* name
   void* p = nullptr;
   if (napi_unwrap(env, v, &p) != napi_ok || p == nullptr)
     throw_invalid(env, std::string(name) + " is not a live NativePageArray");
-  return static_cast<PageArrayWrap*>(p);
+  auto* w = static_cast<PageArrayWrap*>(p);
+  if (w->disposed_ || !w->core_) throw_invalid(env, std::string(name) + " was disposed");
+  return w;
+}
+
+Napi::Value PageArrayWrap::dispose(const Napi::CallbackInfo& info) {
+  disposed_ = true;
+  if (depth_ == 0) release();  // else when the call in progress returns
+  return info.Env().Undefined();
+}
+
+Napi::Value PageArrayWrap::is_disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), disposed_);
 }
 
 uint64_t PageArrayWrap::pfn_arg(const Napi::CallbackInfo& info, size_t index) const {
@@ -214,6 +238,15 @@ Napi::Value PageArrayWrap::unpin_list(const Napi::CallbackInfo& info) {
   const PfnList list(info, 0, "pfns");
   const PinFlags flags = flags_arg(info, 1);
   check(info.Env(), core_->unpin_pages(list_set(list), flags));
+  return info.Env().Undefined();
+}
+
+// unpinLists(reads, writes): the read pins of one list and the write pins of the other, as one
+// all-or-nothing call (an owner's drop under write-bias).
+Napi::Value PageArrayWrap::unpin_lists(const Napi::CallbackInfo& info) {
+  const PfnList reads(info, 0, "reads");
+  const PfnList writes(info, 1, "writes");
+  check(info.Env(), core_->unpin_pages_both(reads.data(), reads.size(), writes.data(), writes.size()));
   return info.Env().Undefined();
 }
 

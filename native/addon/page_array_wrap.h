@@ -18,16 +18,27 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   static Napi::Function define(Napi::Env env);
   explicit PageArrayWrap(const Napi::CallbackInfo& info);
 
-  // Held by shared_ptr so asynchronous workers can keep the core alive past GC.
-  std::shared_ptr<PageArray> core() const { return core_; }
+  // Held by shared_ptr: address spaces over the array (and a running op batch) keep the core
+  // alive past this object's dispose() or collection. The core's bytes are reported to V8
+  // (napi_adjust_external_memory) from its creation until the last holder lets go of it.
+  // Null once disposed (from() refuses a disposed object, so callers never see that).
+  const std::shared_ptr<PageArray>& core() const { return core_; }
+  bool disposed() const { return disposed_; }
 
   // The PageArrayWrap behind `v`, checked by its type tag (EINVAL naming `name` otherwise):
-  // an object of another class, or a plain object with NativePageArray's prototype, is refused.
+  // an object of another class, a plain object with NativePageArray's prototype, or a
+  // disposed page array is refused.
   static PageArrayWrap* from(Napi::Env env, napi_value v, const char* name);
 
-  PINLAB_GUARDED_METHODS(PageArrayWrap)
+  PINLAB_DISPOSABLE_METHODS(PageArrayWrap, "this PageArray")
 
  private:
+  // dispose(): idempotent; every later call is EINVAL. The core goes when its last holder does.
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value is_disposed(const Napi::CallbackInfo& info);
+  void release() { core_.reset(); }
+  void after_call() {}
+
   Napi::Value info_(const Napi::CallbackInfo& info);
   Napi::Value folio_head(const Napi::CallbackInfo& info);
   Napi::Value folio_order(const Napi::CallbackInfo& info);
@@ -45,6 +56,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value pin_list(const Napi::CallbackInfo& info);
   Napi::Value unpin_range(const Napi::CallbackInfo& info);
   Napi::Value unpin_list(const Napi::CallbackInfo& info);
+  Napi::Value unpin_lists(const Napi::CallbackInfo& info);
   Napi::Value bvecs_range(const Napi::CallbackInfo& info);
   Napi::Value bvecs_list(const Napi::CallbackInfo& info);
   Napi::Value count_range(const Napi::CallbackInfo& info);
@@ -62,6 +74,8 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   uint64_t pfn_arg(const Napi::CallbackInfo& info, size_t index) const;
 
   std::shared_ptr<PageArray> core_;
+  bool disposed_ = false;
+  int depth_ = 0;  // calls in progress on this object
 };
 
 }  // namespace pinlab::addon

@@ -216,6 +216,9 @@ class AddressSpace {
   uint64_t stat(MmStat s) const { return stats_.read(s); }
   uint64_t regions() const;
   uint64_t mapped_pages() const;  // present PTE/PMD-mapped pages (4 KiB units)
+  // Native bytes this address space holds (its page table; regions are small): for the
+  // embedder's memory accounting. Grows as PTE tables are allocated; any thread.
+  uint64_t memory_bytes() const { return sizeof(AddressSpace) + pt_.memory_bytes(); }
 
  private:
   AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,

@@ -19,6 +19,8 @@ std::atomic<uint64_t>* PageTable::ensure_table(uint64_t pmd_index) {
   owned_[pmd_index].reset(new std::atomic<uint64_t>[kPtesPerTable]);
   auto* t = owned_[pmd_index].get();
   for (uint64_t i = 0; i < kPtesPerTable; ++i) t[i].store(0, std::memory_order_relaxed);
+  // relaxed: a statistic (memory_bytes), ordered by nothing.
+  tables_allocated_.fetch_add(1, std::memory_order_relaxed);
   // release: a walker that loads the pointer (acquire) sees the zeroed entries.
   tables_[pmd_index].store(t, std::memory_order_release);
   return t;

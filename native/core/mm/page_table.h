@@ -59,9 +59,19 @@ class PageTable {
   }
   // The slot's PTE table, allocated on first use (caller holds the mmap lock).
   std::atomic<uint64_t>* ensure_table(uint64_t pmd_index);
+  // Bytes the table holds: its PMD level and the PTE tables allocated so far (they are kept
+  // until the table dies, so this only grows). Readable from any thread.
+  uint64_t memory_bytes() const {
+    // relaxed: a statistic for the embedder's memory accounting, not a synchronisation point.
+    return pmds_ * (sizeof(std::atomic<uint64_t>) + sizeof(std::atomic<uint64_t>*) +
+                    sizeof(std::unique_ptr<std::atomic<uint64_t>[]>)) +
+           tables_allocated_.load(std::memory_order_relaxed) * kPtesPerTable *
+               sizeof(std::atomic<uint64_t>);
+  }
 
  private:
   uint64_t pmds_;
+  std::atomic<uint64_t> tables_allocated_{0};
   std::unique_ptr<std::atomic<uint64_t>[]> pmd_;
   std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> tables_;
   std::unique_ptr<std::unique_ptr<std::atomic<uint64_t>[]>[]> owned_;

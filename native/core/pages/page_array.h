@@ -154,6 +154,9 @@ class PageArray {
   Status check_pfn(uint64_t pfn) const;
   // ERANGE unless every page of the set is in range.
   Status check_page_set(const PageSet& set) const;
+  // EINVAL (kZeroPageCounted) if `set` names the zero page `zero` (< 0: none yet): pins and
+  // unpins never count it (gup hands it out uncounted).
+  static Status refuse_zero_page(const PageSet& set, int64_t zero);
 
   uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
   uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
@@ -192,6 +195,12 @@ class PageArray {
   // after validation is skipped (ENOTPINNED, kReleaseRaced; the rest released). pin_paths.cpp.
   Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
   Status unpin_pages(const PageSet& set, const PinFlags& flags);
+  // unpin_pages of the read pins `reads` and the write pins `writes` (bvec path, no dirty) as
+  // one call: both lists are validated against one snapshot, their effects on a folio summed,
+  // before either is released, so a refusal changes nothing (write-bias tells the two kinds
+  // apart, and an owner's drop releases both all or nothing, never re-pinning one to undo).
+  Status unpin_pages_both(const uint32_t* reads, uint64_t n_reads, const uint32_t* writes,
+                          uint64_t n_writes);
   Status to_bvecs(const PageSet& set, std::vector<Bvec>* out) const;
   Status count_maybe_dma_pinned(const PageSet& set, uint64_t* out) const;
   // pfnRuns: the maximal runs of consecutive ascending PFNs of a list, in list order (a run
@@ -410,15 +419,17 @@ class PageArray {
   template <Scheme S, bool kDebug, typename Cursor>
   void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status pin_set(const PageSet& set, bool write);
+  Status pin_set(const PageSet& set, bool write, int64_t zero_at_check);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
   // A call of one page outside debug mode: the walks' semantics for one run, without their
   // machinery (pin_paths.cpp).
   template <Scheme S>
-  Status pin_one(uint64_t pfn, bool write);
+  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check);
   template <Scheme S>
   Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released);
+  template <Scheme S, bool kDebug>
+  Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_

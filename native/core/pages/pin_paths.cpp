@@ -28,10 +28,15 @@
 //             reports ENOTPINNED (kReleaseRaced) for the first skipped run. Where both released
 //             the same pins the counts read as if this call had released them and the other
 //             had been refused. Folios the pass takes to zero are freed after it.
+//   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it is EINVAL
+//             before the first change (one vectorised scan of a list, once the zero page
+//             exists). A pin whose walk met a page that became the zero page meanwhile (it was
+//             free when the call was checked) gives back its own pins and is refused the same.
 //   debug     The call holds the stripes of all its folios from validation to its last change
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
 //             its release pass is never refused.
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #include "pages/call_tallies.h"
@@ -204,12 +209,19 @@ void PageArray::release_own_pins(Cursor cursor, bool write) {
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::pin_set(const PageSet& set, bool write) {
+Status PageArray::pin_set(const PageSet& set, bool write, int64_t zero_at_check) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
     Status st = pin_walk<S, kPerPage, kDebug>(cursor, write, &done, &grabs);
+    // The zero page is made once, from a free page: if it appeared during the walk on a page
+    // the call named (a page that was free when the call was checked, and allocated as the
+    // zero page before its grab), the call gives back its own pins and is refused as if the
+    // zero page had been there first. One load when the zero page exists already.
+    if (st.ok() && zero_at_check < 0) [[unlikely]] {
+      if (Status z = refuse_zero_page(set, zero_pfn()); !z.ok()) st = z;
+    }
     if (st.ok()) {
       stats_.add(Stat::kGrabs, grabs);
       return st;
@@ -229,7 +241,7 @@ Status PageArray::pin_set(const PageSet& set, bool write) {
 // through the walks, 366 here; pinlab_bench --single --count 1: 2.2x faster).
 
 template <Scheme S>
-Status PageArray::pin_one(uint64_t pfn, bool write) {
+Status PageArray::pin_one(uint64_t pfn, bool write, int64_t zero_at_check) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (const Reason fault = try_grab_pin<S>(head, order, 1, write); fault != Reason::kNone)
@@ -238,6 +250,13 @@ Status PageArray::pin_one(uint64_t pfn, bool write) {
     stats_.add(Stat::kRollbacks, 1);  // as pin_set: refused whole (nothing was taken)
     if (st.code == Code::kEOVERFLOW) stats_.add(Stat::kOverflowRefusals, 1);
     return st;
+  }
+  // As pin_set: the page became the zero page since the call was checked (it was free then):
+  // give back our own pin and refuse as if the zero page had been there first.
+  if (zero_at_check < 0 && zero_pfn() == int64_t(pfn)) [[unlikely]] {
+    if (release_own_pin<S>(head, order, 1, write)) free_folio(head);
+    stats_.add(Stat::kRollbacks, 1);
+    return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
   }
   stats_.add(Stat::kGrabs, 1);
   return Status::Ok();
@@ -273,11 +292,22 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
   return Status::Ok();
 }
 
+Status PageArray::refuse_zero_page(const PageSet& set, int64_t zero) {
+  if (zero < 0) return Status::Ok();
+  const bool named = set.is_list() ? any_equal(set.list, set.count, uint32_t(zero))
+                                   : uint64_t(zero) >= set.start && uint64_t(zero) - set.start < set.count;
+  if (named) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, zero);
+  return Status::Ok();
+}
+
 Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned) {
   if (Status st = check_page_set(set); !st.ok()) return st;
+  // acquire (zero_pfn): the zero page is published once, with a release store.
+  const int64_t zero = zero_pfn();
+  if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return pin_one<decltype(tag)::value>(set.first(), flags.write);
+      return pin_one<decltype(tag)::value>(set.first(), flags.write, zero);
     });
     if (!st.ok()) return st;
     stats_.add(Stat::kPinAcquired, 1);
@@ -287,7 +317,7 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write);
+        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero);
       });
     });
   });
@@ -366,6 +396,9 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t*
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   if (Status st = check_page_set(set); !st.ok()) return st;
+  // The zero page is never counted, so it holds no pin to release (a page that becomes the
+  // zero page after this check was free: validation refuses it, ENOTPINNED).
+  if (Status st = refuse_zero_page(set, zero_pfn()); !st.ok()) return st;
   uint64_t released = 0;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -379,6 +412,102 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
         return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released);
       });
+    });
+  });
+  stats_.add(Stat::kPinReleased, released);
+  return st;
+}
+
+// ---- unpin of read and write pins as one call --------------------------------------------------
+
+template <Scheme S, bool kDebug>
+Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released) {
+  const ListCursor<false> rc(*this, reads.list, reads.count), wc(*this, writes.list, writes.count);
+  HeldStripes held(debug_locks_.get());
+  if constexpr (kDebug) {
+    held.lock_keys([&](auto&& f) {
+      heads_of(rc)(f);
+      heads_of(wc)(f);
+    });
+  }
+  *released = 0;
+  // Validation of both lists against one snapshot of each folio (and, in debug mode, of each
+  // subpage's exact pins): the read and write totals so far, their costs summed. Not the hot
+  // path (an owner's drop): hash maps, whatever the order. relaxed loads, as check_unpins.
+  struct Folio {
+    int64_t reads = 0, writes = 0, count = 0, pins = 0;
+    bool exact = false;
+  };
+  struct Subpage {
+    int64_t reads = 0, writes = 0, pins = 0, write_pins = 0;
+  };
+  std::unordered_map<uint64_t, Folio> folios;
+  std::unordered_map<uint64_t, Subpage> subpages;
+  const SchemeParams params = params_;
+  auto check = [&](ListCursor<false> c, bool write) -> Status {
+    Run r;
+    while (c.next(&r)) {
+      if constexpr (kDebug) {
+        for (uint64_t p = r.pfn; p < r.pfn + r.count; ++p) {
+          auto [it, fresh] = subpages.try_emplace(p);
+          Subpage& t = it->second;
+          if (fresh) {
+            t.pins = debug_pins_at(p);
+            t.write_pins = debug_write_pins_at(p);
+          }
+          (write ? t.writes : t.reads) += 1;
+          Reason missing = debug_unpin_refusal(write ? t.writes : t.reads, t.pins, t.write_pins, write);
+          if (missing == Reason::kNone && t.reads + t.writes > t.pins) missing = Reason::kNotPinned;
+          if (missing != Reason::kNone) return Status::Fail(Code::kENOTPINNED, missing, int64_t(p));
+        }
+      }
+      auto [it, fresh] = folios.try_emplace(r.head);
+      Folio& t = it->second;
+      if (fresh) {
+        t.count = ref_at(r.head).load(std::memory_order_relaxed);
+        if (keeps_pins<S>(r.order)) {
+          t.pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
+          t.exact = true;
+        }
+      }
+      (write ? t.writes : t.reads) += int64_t(r.count);
+      const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t.reads, false);
+      const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t.writes, true);
+      if ((t.exact && cr.pin + cw.pin > t.pins) || cr.ref + cw.ref > t.count) [[unlikely]]
+        return pin_fault(Reason::kNotPinned, r.pfn);
+    }
+    return Status::Ok();
+  };
+  Status st = check(rc, false);
+  if (st.ok()) st = check(wc, true);
+  if (!st.ok()) {
+    stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+    return st;
+  }
+  // The release passes, as unpin_set's: never taken back; folios taken to zero freed after both.
+  uint64_t done_r = 0, done_w = 0, grabs_r = 0, grabs_w = 0;
+  std::vector<uint64_t> freed;
+  const Status sr = unpin_walk<S, false, kDebug>(rc, PinFlags{false, false, false}, &done_r, &grabs_r, &freed);
+  const Status sw = unpin_walk<S, false, kDebug>(wc, PinFlags{true, false, false}, &done_w, &grabs_w, &freed);
+  held.unlock();
+  stats_.add(Stat::kGrabs, grabs_r + grabs_w);
+  *released = done_r + done_w;
+  for (uint64_t head : freed) free_folio(head);
+  return sr.ok() ? sw : sr;
+}
+
+Status PageArray::unpin_pages_both(const uint32_t* reads, uint64_t n_reads, const uint32_t* writes,
+                                   uint64_t n_writes) {
+  const PageSet rs = PageSet::pfns(reads, n_reads), ws = PageSet::pfns(writes, n_writes);
+  if (Status st = check_page_set(rs); !st.ok()) return st;
+  if (Status st = check_page_set(ws); !st.ok()) return st;
+  const int64_t zero = zero_pfn();
+  if (Status st = refuse_zero_page(rs, zero); !st.ok()) return st;
+  if (Status st = refuse_zero_page(ws, zero); !st.ok()) return st;
+  uint64_t released = 0;
+  Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return dispatch_bool(cfg_.debug, [&](auto debug) {
+      return unpin_both<decltype(tag)::value, debug()>(rs, ws, &released);
     });
   });
   stats_.add(Stat::kPinReleased, released);
