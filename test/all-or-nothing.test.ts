@@ -2,17 +2,12 @@
 // native call (no re-pin to undo a release), and a pin call whose bookkeeping cannot be made
 // gives its pins back.
 import { describe, expect, it } from 'vitest';
-import { AddressSpace, PageArray, PinlabError } from '../lib/index.js';
+import { AddressSpace, PageArray } from '../lib/index.js';
 import { pinsOf } from '../lib/page-array.js';
+import { codeOf } from './helpers.js';
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof PinlabError ? e.code : `not a PinlabError: ${String(e)}`;
-  }
-  return 'no error';
-}
+/** The PinlabError code `fn` throws, or 'no error'. */
+const code = (fn: () => unknown): string => codeOf(fn) ?? 'no error';
 
 describe('drop under write-bias', () => {
   it('a refused release of both kinds changes nothing and re-pins nothing (crafted imbalance)', () => {

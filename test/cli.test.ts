@@ -8,24 +8,15 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { EXIT, main, sizeToPages } from '../lib/cli.js';
+import { EXIT, sizeToPages } from '../lib/cli.js';
 import { validateBenchResults } from '../lib/bench/schema.js';
 import type { BenchResults } from '../lib/bench/types.js';
+import { runCli } from './cli-run.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SMALL = ['bench', '--scheme', 'bias', '--order', '0,9', '--op', 'pin-unpin', '--threads', '1', '--size', '1024', '--trials', '2', '--duration', '1', '--no-kernel'];
 
-function sink() {
-  let text = '';
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as unknown as NodeJS.WriteStream, text: () => text };
-}
-
-async function cli(args: string[]): Promise<{ status: number; out: string; err: string }> {
-  const out = sink();
-  const err = sink();
-  const status = await main(args, { out: out.stream, err: err.stream });
-  return { status, out: out.text(), err: err.text() };
-}
+const cli = runCli;
 
 describe('pinlab CLI', () => {
   it('help, version and unknown commands', async () => {

@@ -10,20 +10,11 @@ import { describe, expect, it } from 'vitest';
 import { appendAll, maxOf } from '../lib/arrays.js';
 import { compareResults, formatComparison } from '../lib/bench/compare.js';
 import type { BenchResults } from '../lib/bench/types.js';
-import { EXIT, main } from '../lib/cli.js';
+import { EXIT } from '../lib/cli.js';
 import { PageArray, PinlabError } from '../lib/index.js';
+import { runCli } from './cli-run.js';
 
-function sink() {
-  let text = '';
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as unknown as NodeJS.WriteStream, text: () => text };
-}
-
-async function cli(args: string[]): Promise<{ status: number; out: string; err: string }> {
-  const out = sink();
-  const err = sink();
-  const status = await main(args, { out: out.stream, err: err.stream });
-  return { status, out: out.text(), err: err.text() };
-}
+const cli = runCli;
 
 describe('array helpers', () => {
   it('append and max over more elements than a call takes arguments', () => {

@@ -1,18 +1,13 @@
 // Issue 12 item 11: native memory visible to V8 (napi_adjust_external_memory) and deterministic
 // release (dispose(), Symbol.dispose for `using`); every call on a disposed object is EINVAL.
 import { describe, expect, it } from 'vitest';
-import { AddressSpace, PageArray, PinlabError } from '../lib/index.js';
+import { AddressSpace, PageArray } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { DIST, describeChild, runChild } from './child.js';
+import { codeOf } from './helpers.js';
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof PinlabError ? e.code : `not a PinlabError: ${String(e)}`;
-  }
-  return 'no error';
-}
+/** The PinlabError code `fn` throws, or 'no error'. */
+const code = (fn: () => unknown): string => codeOf(fn) ?? 'no error';
 
 describe('native memory and dispose', () => {
   it('dropped page arrays and forks do not grow the process (the GC sees their native memory)', () => {

@@ -5,11 +5,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { main } from '../lib/cli.js';
 import {
   AddressSpace,
   OP_CODES,
@@ -25,21 +23,13 @@ import {
   validateReplayResults,
   type ReplayResults,
 } from '../lib/index.js';
+import { runCli } from './cli-run.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-ops-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function cli(args: string[]): Promise<{ status: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d: Buffer) => (o += d.toString()));
-  err.on('data', (d: Buffer) => (e += d.toString()));
-  const status = await main(args, { out, err });
-  return { status, out: o, err: e };
-}
+const cli = runCli;
 
 /** A small recorded stream: an address space, pins and gets, a fork, a refusal. */
 function recordSmall(file: string): number {

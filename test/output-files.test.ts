@@ -8,22 +8,13 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { EXIT, main } from '../lib/cli.js';
+import { EXIT } from '../lib/cli.js';
 import { PinlabError } from '../lib/errors.js';
 import { prepareOutputDir, writeFileAtomic, writeReportFiles } from '../lib/report/files.js';
 import { native } from '../lib/native.js';
+import { runCli } from './cli-run.js';
 
-function sink() {
-  let text = '';
-  return { stream: { write: (s: string) => ((text += s), true), isTTY: false } as unknown as NodeJS.WriteStream, text: () => text };
-}
-
-async function cli(args: string[]): Promise<{ status: number; out: string; err: string }> {
-  const out = sink();
-  const err = sink();
-  const status = await main(args, { out: out.stream, err: err.stream });
-  return { status, out: out.text(), err: err.text() };
-}
+const cli = runCli;
 
 const scratch = () => mkdtempSync(join(tmpdir(), 'pinlab-out-'));
 // A run long enough that "refused before the run" is visible in its missing progress lines.

@@ -2,17 +2,12 @@
 // uncounted): pinPages / unpinPages naming it, as a range or a list, on either path, are EINVAL
 // and change nothing.
 import { describe, expect, it } from 'vitest';
-import { AddressSpace, PageArray, PinlabError } from '../lib/index.js';
+import { AddressSpace, PageArray } from '../lib/index.js';
 import { SCHEMES } from '../lib/schemes.js';
+import { codeOf } from './helpers.js';
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof PinlabError ? e.code : String(e);
-  }
-  return 'no error';
-}
+/** The PinlabError code `fn` throws, or 'no error'. */
+const code = (fn: () => unknown): string => codeOf(fn) ?? 'no error';
 
 describe.each(SCHEMES)('zero page in the pin paths (%s)', (scheme) => {
   it.each([false, true])('pinPages / unpinPages refuse it (debug %s)', (debug) => {
