@@ -5,7 +5,7 @@ import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject,
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
-import type { AddressSpaceStats, KernelRules, KernelRuleSet } from './types/address-space.js';
+import type { AddressSpaceStats, KernelRules, KernelRuleSet, SwapEntry, SwapUsage } from './types/address-space.js';
 import { bool, integer, oneOf, optionsObject, show, stableList, uint32List } from './validate.js';
 
 export type { KernelRules, KernelRuleSet } from './types/address-space.js';
@@ -27,13 +27,20 @@ export interface AddressSpaceOptions {
    * then smaller ones, then 4 KiB). `populate` maps 2 MiB leaves only. Default `[9]`.
    */
   thpOrders?: number[];
+  /**
+   * The swap device's size in 4 KiB slots, integer 0..2^31, for `madvise(range, 'pageout')`:
+   * shared with every fork descendant (a fork shares the swap entries). 0 is a machine without
+   * swap (pageout keeps every page); when the slots run out, the pages stay. Default: `pages`.
+   * The slot arrays are allocated on the first pageout.
+   */
+  swapPages?: number;
 }
 
-/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK. */
-export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork';
+/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT. */
+export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout';
 
 /** The advice's number for the addon. */
-const ADVICE: Record<MadviseAdvice, number> = { dontneed: 0, dontfork: 1, dofork: 2 };
+const ADVICE: Record<MadviseAdvice, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
 
 /** A virtual page range. */
 export interface VirtualRange {
@@ -187,9 +194,11 @@ export class AddressSpace {
   constructor(mem: PageArray, options: AddressSpaceOptions) {
     const handle = nativeOf(mem);
     if (options === undefined) invalid('AddressSpace options are required ({ pages })');
-    const o = optionsObject('AddressSpace options', options, ['pages', 'rules', 'thpOrders']);
+    const o = optionsObject('AddressSpace options', options, ['pages', 'rules', 'thpOrders', 'swapPages']);
     const pages = integer('pages', o['pages']);
-    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']), thpOrdersOption(o['thpOrders']));
+    const swapPages = o['swapPages'] === undefined ? undefined : integer('swapPages', o['swapPages']);
+    if (swapPages !== undefined && (swapPages < 0 || swapPages > 2 ** 31)) invalid(`swapPages must be an integer in 0..2^31 (got ${swapPages})`);
+    const made = adopting ?? createSpace(handle, pages, rulesOption(o['rules']), thpOrdersOption(o['thpOrders']), swapPages);
     this.#handle = made.handle;
     this.mem = mem;
     this.#pins = pinsOf(mem);
@@ -280,14 +289,23 @@ export class AddressSpace {
    * munmap that keeps the regions: the next access faults a fresh zero-filled page (the zero
    * page on a read), and a pinned page stays allocated by its pins alone. `'dontfork'`
    * (MADV_DONTFORK) keeps the range out of fork's children; `'dofork'` undoes it.
-   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers);
-   *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled).
-   *   Nothing changes on an error.
+   * `'pageout'` (MADV_PAGEOUT) reclaims the range's private anonymous folios to swap: each
+   * entry becomes a swap entry (see {@link AddressSpace.swapEntry}) and the folio is freed (a
+   * PMD THP is split into PTE swap entries and swapped out whole); the next access faults the
+   * page back in (swap-in). A maybe-pinned folio stays (counted in `pageoutRefusals`, its false
+   * positives in `pageoutFalsePositives`); so does one another address space maps too, one that
+   * reaches outside the range, and every page once the swap is full (`pageoutBusy`). The zero
+   * page and shared file mappings are skipped. A folio someone else holds a reference on
+   * (FOLL_GET) leaves the page tables but stays in the swap cache, and the next access maps
+   * it again.
+   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), or
+   *   the swap's slot arrays cannot be allocated; `EINVAL` for a bad range or advice, or a
+   *   shared file mapping in the range (not modelled; `'pageout'` skips them). Nothing changes on an error.
    */
   madvise(range: VirtualRange, advice: MadviseAdvice): void {
     const { start, count } = virtualRange('madvise', range);
-    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork'] as const, 'dontneed');
-    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork' or 'dofork')");
+    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout'] as const, 'dontneed');
+    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork' or 'pageout')");
     this.#native.madvise(start, count, ADVICE[a]);
   }
 
@@ -413,6 +431,25 @@ export class AddressSpace {
   /** Present pages (4 KiB units), zero-page entries included. */
   get mappedPages(): number {
     return this.#native.info().mappedPages;
+  }
+
+  /** Swap entries (pages MADV_PAGEOUT took that were not faulted back in). */
+  get swappedPages(): number {
+    return this.#native.info().swappedPages;
+  }
+
+  /**
+   * The swap entry at `vpage`, or null (present, or nothing there): pagemap's swap bit and
+   * offset, and the SWP_EXCLUSIVE marker. {@link AddressSpace.translate} reports a swapped-out
+   * page as null (not present).
+   */
+  swapEntry(vpage: number): SwapEntry | null {
+    return this.#native.swapEntry(integer('vpage', vpage));
+  }
+
+  /** The swap device this address space shares with its fork family: slots, used, cached. */
+  swapUsage(): SwapUsage {
+    return this.#native.swapUsage();
   }
 
   /**

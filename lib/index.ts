@@ -58,7 +58,7 @@ export {
   type KernelRuleSet,
   type MadviseAdvice,
 } from './address-space.js';
-export type { AddressSpaceStats } from './types/address-space.js';
+export type { AddressSpaceStats, SwapEntry, SwapUsage } from './types/address-space.js';
 export { runStress, type StressOptions } from './stress.js';
 export type { StressReport } from './types/stress.js';
 export {

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from './errors.js';
-import type { AddressSpaceStats, KernelRules } from './types/address-space.js';
+import type { AddressSpaceStats, KernelRules, SwapEntry, SwapUsage } from './types/address-space.js';
 import type { PageArrayStats } from './types/page-array.js';
 import type { Distribution, Population } from './types/population.js';
 import type { StressReport } from './types/stress.js';
@@ -92,7 +92,7 @@ export interface NativeAddressSpace {
   mprotect(start: number, count: number, write: boolean): void;
   /** A shared region at start mapping pfns[i] at start + i (PTEs, one reference each). */
   mapShared(start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean): void;
-  /** madvise: 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK. */
+  /** madvise: 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK, 3 MADV_PAGEOUT. */
   madvise(start: number, count: number, advice: number): void;
   /** zap_page_range: clears and puts every entry of the range; the regions stay. */
   zap(start: number, count: number): void;
@@ -106,8 +106,12 @@ export interface NativeAddressSpace {
   compact(): number;
   translate(vpage: number): NativeTranslation | null;
   stats(): AddressSpaceStats;
-  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number };
+  info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number; swappedPages: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
+  /** The swap entry at vpage (MADV_PAGEOUT), or null. */
+  swapEntry(vpage: number): SwapEntry | null;
+  /** The swap device of this address space's fork family. */
+  swapUsage(): SwapUsage;
   /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
   dispose(): void;
   isDisposed(): boolean;
@@ -189,6 +193,7 @@ export interface NativeProfileRun {
   samplePages: number;
   sampleEarlyCowFalsePositives: number;
   sampleMigrationFalsePositives: number;
+  samplePageoutFalsePositives: number;
   scanPagesPerSecond: number;
   /** From the scheme's policy: whether folios of order k keep an exact pincount (index k). */
   exactOrders: boolean[];
@@ -293,7 +298,7 @@ export interface NativeJob<T> {
 /** @internal */
 export interface NativeModule {
   NativePageArray: new (options: Omit<NativeInfo, 'memoryBytes' | 'bytesPerPage'>) => NativePageArray;
-  NativeAddressSpace: new (mem: NativePageArray, pages: number, rules?: string | Partial<KernelRules>, thpOrders?: number) => NativeAddressSpace;
+  NativeAddressSpace: new (mem: NativePageArray, pages: number, rules?: string | Partial<KernelRules>, thpOrders?: number, swapPages?: number) => NativeAddressSpace;
   runStress(options: NativeStressOptions): Promise<StressReport>;
   runBench(
     specs: NativeBenchSpec[],

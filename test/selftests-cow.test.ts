@@ -33,7 +33,9 @@ function world(scheme: Scheme, rules: KernelRuleSet, thpOrders: number[] = [9]):
   return { mem, mm };
 }
 
+/** What the process reads there: a read access first (it faults a swapped-out page back in, as the selftest's memcpy/memcmp does), then the pages. */
 function pfns(mm: AddressSpace, start: number, count: number): number[] {
+  mm.touch(start, count);
   const out: number[] = [];
   for (let v = start; v < start + count; v++) out.push(mm.translate(v)?.pfn ?? -1);
   return out;
@@ -173,6 +175,7 @@ function vmspliceInChild(doMprotect: boolean): AnonTest {
 /** vmsplice() in the parent (before or after fork), unmap in the parent; the child writes. */
 function vmspliceInParent(beforeFork: boolean): AnonTest {
   return ({ mm }, a) => {
+    pfns(mm, a.start, a.size); // memcpy(old, mem, size)
     let pipe = beforeFork ? mm.getUserPagesFast(a.start, a.size) : null;
     const child = mm.fork();
     pipe ??= mm.getUserPagesFast(a.start, a.size);
@@ -311,4 +314,58 @@ for (const scheme of SCHEMES) {
       });
     });
   }
+}
+
+// ---- the swapped-out memory types (run_with_base_page_swap, run_with_thp_swap,
+// run_with_pte_mapped_thp_swap, run_with_single_pte_of_thp_swap) ------------------------------
+//
+// The same setups, then MADV_PAGEOUT of the test memory, verified as the selftest verifies it
+// (range_is_swapped: pagemap reports every page swapped, here AddressSpace.swapEntry). The cases
+// then fault the pages back in: the process's reads (pfns) and writes, the pins' and vmsplice's
+// gup slow paths. Run under every scheme with mainline's rules: no rule that differs in 2019
+// touches a swapped-out page (the zero-page rule concerns untouched pages).
+
+/** MADV_PAGEOUT of the test memory; "MADV_PAGEOUT did not work" otherwise. */
+function pageout(w: World, a: Area): Area {
+  w.mm.madvise({ start: a.start, count: a.size }, 'pageout');
+  for (let v = a.start; v < a.start + a.size; v++) expect(w.mm.swapEntry(v)).not.toBeNull(); // range_is_swapped
+  expect(w.mm.translate(a.start)).toBeNull();
+  return a;
+}
+
+/** The swapped-out variants run_anon_test_case runs for one THP size. */
+function swappedThpMemories(order: number): AnonMemory[] {
+  const label = `(${4 << order} kB)`;
+  const plain = thpMemories(order);
+  const pteMapped = plain.find((m) => m.name.startsWith('PTE-mapped'))!;
+  const singlePte = plain.find((m) => m.name.startsWith('single PTE'))!;
+  const types: AnonMemory[] = [];
+  if (order === 9) types.push({ name: `swapped-out THP ${label}`, thpOrders: [order], setup: (w) => pageout(w, thp(w, order)) });
+  types.push(
+    { name: `swapped-out, PTE-mapped THP ${label}`, thpOrders: [order], setup: (w) => pageout(w, pteMapped.setup(w)) },
+    { name: `single PTE of swapped-out THP ${label}`, thpOrders: [order], setup: (w) => pageout(w, singlePte.setup(w)) },
+  );
+  return types;
+}
+
+const SWAPPED_ANON_MEMORY: readonly AnonMemory[] = [
+  { name: 'swapped out base page', setup: (w) => pageout(w, ANON_MEMORY[0]!.setup(w)) },
+  ...[2, 3, 4, 5, 6, 7, 8, 9].flatMap(swappedThpMemories),
+];
+
+for (const scheme of SCHEMES) {
+  describe(`cow.c swapped out, scheme ${scheme}, rules mainline`, () => {
+    describe('Anonymous memory tests in private mappings', () => {
+      for (const [name, fn] of ANON_CASES) {
+        for (const m of SWAPPED_ANON_MEMORY) {
+          it(`${name} ... with ${m.name}`, () => {
+            const w = world(scheme, 'mainline', m.thpOrders);
+            fn(w, m.setup(w));
+            expectBalanced(w);
+            expect(w.mm.swapUsage()).toMatchObject({ used: 0, cached: 0 }); // every slot free again
+          });
+        }
+      }
+    });
+  });
 }

@@ -34,6 +34,9 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
     expectSound(r);
     expect(r.madvises).toBeGreaterThan(0); // MADV_DONTNEED/DONTFORK/DOFORK raced the pinners
+    expect(r.pageouts).toBeGreaterThan(0); // MADV_PAGEOUT raced them too ...
+    expect(r.pagedOutPages).toBeGreaterThan(0); // ... reclaimed unpinned pages ...
+    expect(r.swapIns).toBeGreaterThan(0); // ... and the reads brought some back
   });
 });
 

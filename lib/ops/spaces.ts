@@ -59,12 +59,12 @@ export function setSpaceListener(mem: NativePageArray, listener: SpaceListener |
  * used up even if the core refuses it), and the listener told.
  * @internal
  */
-export function createSpace(mem: NativePageArray, pages: number, rules?: string | object, thpOrders?: number): { handle: NativeAddressSpace; id: number } {
+export function createSpace(mem: NativePageArray, pages: number, rules?: string | object, thpOrders?: number, swapPages?: number): { handle: NativeAddressSpace; id: number } {
   const r = registryOf(mem);
   const id = r.nextId++;
   let handle: NativeAddressSpace;
   try {
-    handle = new native.NativeAddressSpace(mem, pages, rules, thpOrders);
+    handle = new native.NativeAddressSpace(mem, pages, rules, thpOrders, swapPages);
   } catch (e) {
     r.listener?.created(id, pages, null, e);
     throw e;

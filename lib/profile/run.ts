@@ -167,6 +167,7 @@ function schemeResult(run: NativeProfileRun, population: Population | null, medi
       needlessEarlyCowPages: Math.round(run.sampleEarlyCowFalsePositives * scale),
       unmovablePages: Math.round(run.sampleMigrationFalsePositives * scale),
       unreclaimablePages: run.overall.falsePositivePages,
+      pageoutSkippedPages: Math.round(run.samplePageoutFalsePositives * scale),
       samplePages: run.samplePages,
       scale,
     },

@@ -92,6 +92,7 @@ const scheme = closed({
     needlessEarlyCowPages: COUNT,
     unmovablePages: COUNT,
     unreclaimablePages: COUNT,
+    pageoutSkippedPages: COUNT,
     samplePages: COUNT,
     scale: NON_NEG,
   }),

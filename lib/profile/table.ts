@@ -170,7 +170,7 @@ export function summaryCells(s: ProfileScheme, synthetic: boolean): string[] {
 }
 
 /** Headers of the downstream-cost table. */
-export const DOWNSTREAM_HEADERS: readonly string[] = ['scheme', 'bias', 'needless early-COW', 'unmovable', 'unreclaimable', 'sample pages', 'scale'];
+export const DOWNSTREAM_HEADERS: readonly string[] = ['scheme', 'bias', 'needless early-COW', 'unmovable', 'unreclaimable', 'pageout-skipped', 'sample pages', 'scale'];
 
 /** A count of base pages with its size: `12288 (48 MiB)`. */
 export function pagesLabel(pages: number): string {
@@ -186,6 +186,7 @@ export function downstreamCells(s: ProfileScheme): string[] {
     pagesLabel(d.needlessEarlyCowPages),
     pagesLabel(d.unmovablePages),
     pagesLabel(d.unreclaimablePages),
+    pagesLabel(d.pageoutSkippedPages),
     String(d.samplePages),
     `x${fmt(d.scale)}`,
   ];
@@ -236,6 +237,7 @@ export const NUMERIC_HEADERS: ReadonlySet<string> = new Set([
   'needless early-COW',
   'unmovable',
   'unreclaimable',
+  'pageout-skipped',
   'sample pages',
   'scale',
 ]);
@@ -271,7 +273,7 @@ function aligned(headers: readonly string[], groups: { title: string | null; row
  * false-positive rate with its 95 % interval, the analytic expectation and `agree`/`DISAGREE`
  * (synthetic populations), false negatives (which must be 0: any is announced loudly, first and
  * last), hidden read pins (write-bias), overflow refusals, pins taken and the pin budget; the
- * downstream cost (needless early-COW, unmovable and unreclaimable pages, with the sample and
+ * downstream cost (needless early-COW, unmovable, unreclaimable and pageout-skipped pages, with the sample and
  * its scale); the breakdown by folio order and by reference count (non-empty buckets) of each
  * scheme at its first bias; and the disagreements.
  *

@@ -58,8 +58,14 @@ export interface DownstreamCost {
   needlessEarlyCowPages: number;
   /** Base pages migration and compaction would refuse though unpinned (AddressSpace.migrate on a sample). */
   unmovablePages: number;
-  /** Base pages reclaim would skip though unpinned (maybe-pinned folios are not reclaimed). */
+  /** Base pages reclaim would skip though unpinned (maybe-pinned folios are not reclaimed): every false-positive page of the population, counted by the classification. */
   unreclaimablePages: number;
+  /**
+   * Base pages MADV_PAGEOUT would keep though unpinned: measured with AddressSpace.madvise
+   * 'pageout' on the sample (each folio as one exclusive 4 KiB page; try_to_unmap refuses a
+   * maybe-pinned exclusive folio), scaled like the other sample figures.
+   */
+  pageoutSkippedPages: number;
   /** Pages of the sample the clients ran over, and how many of the population they stand for. */
   samplePages: number;
   /** Scale factor from the sample to the whole population. */

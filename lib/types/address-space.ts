@@ -34,8 +34,38 @@ export interface AddressSpaceStats {
   migrationBusy: number;
   /** Folios moved out of ZONE_MOVABLE for long-term pins. */
   longtermMigrations: number;
-  /** Early-COW copies (pages) and migration refusals (folios) whose pins were not known exactly (bias-counted folios without debug mode). */
+  /** Early-COW copies (pages), migration refusals (folios) and pageout refusals (pages) whose pins were not known exactly (bias-counted folios without debug mode). */
   unclassified: number;
+  /** Pages MADV_PAGEOUT unmapped into swap entries (4 KiB units; a swapped-out THP counts 512). */
+  pagedOutPages: number;
+  /** Pages MADV_PAGEOUT kept because their folio was maybe pinned (try_to_unmap refuses an exclusive, maybe-pinned folio). */
+  pageoutRefusals: number;
+  /** ... of which the folio held no real pin, in pages (known exactly: debug mode or an exact scheme). */
+  pageoutFalsePositives: number;
+  /** Pages MADV_PAGEOUT kept for other reasons: the folio is mapped by another address space too, reaches outside the range, or the swap is full. */
+  pageoutBusy: number;
+  /** Pages faulted back in from swap entries. */
+  swapIns: number;
+  /** ... of which mapped the page the swap cache held (a parent and a child faulting the same entry map the same page). */
+  swapCacheHits: number;
+}
+
+/** A swap entry (see {@link AddressSpace.swapEntry}): where MADV_PAGEOUT put the page. */
+export interface SwapEntry {
+  /** The swap slot (pagemap's swap offset). */
+  slot: number;
+  /** SWP_EXCLUSIVE: the page was this address space's alone when it was paged out (fork clears it). */
+  exclusive: boolean;
+}
+
+/** The swap device an address space shares with its fork family (see {@link AddressSpace.swapUsage}). */
+export interface SwapUsage {
+  /** Slots (4 KiB each): the `swapPages` option. */
+  pages: number;
+  /** Slots some swap entry names. */
+  used: number;
+  /** ... of which hold a page in the swap cache (a page read in for one entry that others still name, or one that could not be freed). */
+  cached: number;
 }
 
 /** The named kernel rule sets (see {@link KernelRules}): today's mainline, or the kernels of 2019. */

@@ -96,6 +96,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::stats>>("stats"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::info_>>("info"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::set_race_hook>>("setRaceHook"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::swap_entry>>("swapEntry"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::swap_usage>>("swapUsage"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -120,8 +122,12 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
       const MmRules rules = rules_value(env, info[2]);
       const int64_t thp_orders =
           info[3].IsUndefined() ? int64_t(kPmdThpOrders) : int_arg(info, 3, "thpOrders");
+      // swapPages: undefined keeps the default (as many slots as pages).
+      const int64_t swap_pages = info[4].IsUndefined()
+                                     ? AddressSpace::kDefaultSwap
+                                     : int_arg(info, 4, "swapPages", 0, int64_t(kMaxPages));
       std::unique_ptr<AddressSpace> as;
-      check(env, AddressSpace::create(mem->core(), pages, rules, thp_orders, &as));
+      check(env, AddressSpace::create(mem->core(), pages, rules, thp_orders, swap_pages, &as));
       core_ = std::move(as);
     }
     // Tagged, so that the op batches can tell a real address space from an impostor.
@@ -195,10 +201,10 @@ Napi::Value AddressSpaceWrap::zap(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->zap(int_arg(info, 0, "start"), int_arg(info, 1, "count")));
   return info.Env().Undefined();
 }
-// madvise(start, count, advice): 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK.
+// madvise(start, count, advice): 0 MADV_DONTNEED, 1 MADV_DONTFORK, 2 MADV_DOFORK, 3 MADV_PAGEOUT.
 Napi::Value AddressSpaceWrap::madvise(const Napi::CallbackInfo& info) {
   const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
-  const auto advice = Advice(int_arg(info, 2, "advice", 0, int64_t(Advice::kDoFork)));
+  const auto advice = Advice(int_arg(info, 2, "advice", 0, int64_t(Advice::kPageOut)));
   check(info.Env(), core_->madvise(start, count, advice));
   return info.Env().Undefined();
 }
@@ -386,6 +392,12 @@ Napi::Value AddressSpaceWrap::stats(const Napi::CallbackInfo& info) {
   set("migrationBusy", MmStat::kMigrationBusy);
   set("longtermMigrations", MmStat::kLongtermMigrations);
   set("unclassified", MmStat::kUnclassified);
+  set("pagedOutPages", MmStat::kPagedOut);
+  set("pageoutRefusals", MmStat::kPageoutRefusals);
+  set("pageoutFalsePositives", MmStat::kPageoutFalsePositives);
+  set("pageoutBusy", MmStat::kPageoutBusy);
+  set("swapIns", MmStat::kSwapIns);
+  set("swapCacheHits", MmStat::kSwapCacheHits);
   return o;
 }
 
@@ -398,6 +410,30 @@ Napi::Value AddressSpaceWrap::info_(const Napi::CallbackInfo& info) {
   o.Set("mappedPages", double(core_->mapped_pages()));
   o.Set("rules", rules_object(env, core_->rules()));
   o.Set("thpOrders", double(core_->thp_orders()));
+  o.Set("swappedPages", double(core_->swapped_pages()));
+  return o;
+}
+
+// swapEntry(vpage) -> { slot, exclusive } | null: the swap entry MADV_PAGEOUT left there.
+Napi::Value AddressSpaceWrap::swap_entry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t v = int_arg(info, 0, "vpage");
+  const std::optional<SwapEntryInfo> se = v < 0 ? std::nullopt : core_->swap_entry(uint64_t(v));
+  if (!se) return env.Null();
+  auto o = Napi::Object::New(env);
+  o.Set("slot", double(se->slot));
+  o.Set("exclusive", se->exclusive);
+  return o;
+}
+
+// swapUsage() -> { pages, used, cached }: the swap device of this address space's fork family.
+Napi::Value AddressSpaceWrap::swap_usage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const SwapUsage u = core_->swap_usage();
+  auto o = Napi::Object::New(env);
+  o.Set("pages", double(u.capacity));
+  o.Set("used", double(u.used));
+  o.Set("cached", double(u.cached));
   return o;
 }
 
@@ -454,6 +490,9 @@ class StressWorker : public AsyncRun {
     o.Set("seqRetries", double(r.seq_retries));
     o.Set("munmaps", double(r.munmaps));
     o.Set("madvises", double(r.madvises));
+    o.Set("pageouts", double(r.pageouts));
+    o.Set("pagedOutPages", double(r.paged_out));
+    o.Set("swapIns", double(r.swap_ins));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

@@ -52,6 +52,12 @@ const char* mm_stat_key(MmStat s) {
     case MmStat::kMigrationBusy: return "migrationBusy";
     case MmStat::kLongtermMigrations: return "longtermMigrations";
     case MmStat::kUnclassified: return "unclassified";
+    case MmStat::kPagedOut: return "pagedOutPages";
+    case MmStat::kPageoutRefusals: return "pageoutRefusals";
+    case MmStat::kPageoutFalsePositives: return "pageoutFalsePositives";
+    case MmStat::kPageoutBusy: return "pageoutBusy";
+    case MmStat::kSwapIns: return "swapIns";
+    case MmStat::kSwapCacheHits: return "swapCacheHits";
     case MmStat::kCount: break;
   }
   return "?";

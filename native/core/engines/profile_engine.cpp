@@ -103,8 +103,11 @@ Status scan_speed(const PageArray& mem, uint32_t threads, double* speed) {
 
 // The kernel clients on a sample: the first `count` allocated folios of the population, each
 // as one mapped 4 KiB page with the folio's plain references and pins. Then fork (early COW of
-// maybe-pinned pages in an mm that has pinned) and migration count the false positives they
-// act on, known exactly through debug accounting.
+// maybe-pinned pages in an mm that has pinned), migration and reclaim (MADV_PAGEOUT, first,
+// while every page is still exclusive: pageout keeps exclusive maybe-pinned folios) count the
+// false positives they act on, known exactly through debug accounting. Pageout first changes
+// neither fork's nor migration's count: the folios they act on are the maybe-pinned ones,
+// which pageout keeps mapped as they were.
 Status run_clients(const std::vector<PopFolio>& folios, Scheme scheme, uint32_t bias,
                    uint64_t count, ProfileRun* run) {
   std::vector<const PopFolio*> sample;
@@ -138,6 +141,7 @@ Status run_clients(const std::vector<PopFolio>& folios, Scheme scheme, uint32_t 
       (void)as->gup_fast(int64_t(v), 1, g, &out, &done);  // a refused pin (overflow) is skipped
     }
   }
+  if (Status st = as->madvise(0, int64_t(n), Advice::kPageOut); !st.ok()) return st;
   std::unique_ptr<AddressSpace> child;
   if (Status st = as->fork(&child); !st.ok()) return st;
   child.reset();
@@ -146,6 +150,7 @@ Status run_clients(const std::vector<PopFolio>& folios, Scheme scheme, uint32_t 
   run->sample_pages = n;
   run->sample_early_cow_fp = as->stat(MmStat::kEarlyCowFalsePositives);
   run->sample_migration_fp = as->stat(MmStat::kMigrationFalsePositives);
+  run->sample_pageout_fp = as->stat(MmStat::kPageoutFalsePositives);
   return Status::Ok();
 }
 

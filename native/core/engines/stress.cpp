@@ -28,6 +28,7 @@ struct Run {
   std::string first_violation;
   std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
   std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0}, madvises{0};
+  std::atomic<uint64_t> pageouts{0};
   const RunControl* control = nullptr;
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
@@ -146,8 +147,21 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
   }
 }
 
+// MADV_PAGEOUT of a stretch (racing pins: maybe-pinned folios stay), then a read of part of it
+// (swap-in; a fork's child shares the swap entries and the swap cache with its parent).
+void pager(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
+  const uint64_t s = rng() % span, n = 1 + rng() % std::min<uint64_t>(1024, span - s);
+  const Status st = as.madvise(int64_t(s), int64_t(n), Advice::kPageOut);
+  if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise(PAGEOUT)");  // a hole
+  run.pageouts.fetch_add(1, std::memory_order_relaxed);
+  if (st.ok()) (void)as.touch(int64_t(s), int64_t(std::min<uint64_t>(n, 1 + rng() % 64)), false);
+}
+
 void migrator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
-  switch (rng() % 3) {
+  switch (rng() % 4) {
+    case 3:
+      pager(run, as, rng, span);
+      break;
     case 0: {
       const uint64_t s = rng() % span;
       uint64_t moved = 0;
@@ -171,6 +185,7 @@ void migrator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
       run.forks.fetch_add(1, std::memory_order_relaxed);
       const uint64_t s = rng() % span;
       (void)child->touch(int64_t(s), int64_t(1 + rng() % std::min<uint64_t>(64, span - s)), true);
+      if (rng() % 2 == 0) pager(run, *child, rng, span);
       pinner(run, *child, rng, span);
     }
   }
@@ -246,7 +261,14 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.migrated = as.stat(MmStat::kMigrated);
   r.migration_refusals = as.stat(MmStat::kMigrationRefusals);
   r.migration_busy = as.stat(MmStat::kMigrationBusy);
-  run.as.reset();  // unmaps everything: every page must go back to the allocator
+  r.paged_out = as.stat(MmStat::kPagedOut);
+  r.swap_ins = as.stat(MmStat::kSwapIns);
+  // Unmapped everything (the children are gone): every swap slot must be free again.
+  run.expect_ok(run.as->munmap(0, int64_t(span)), "munmap");
+  if (const SwapUsage u = run.as->swap_usage(); u.used != 0 || u.cached != 0)
+    run.violation("swap slots still used at the end: " + std::to_string(u.used) + " (" +
+                  std::to_string(u.cached) + " cached)");
+  run.as.reset();  // every page must go back to the allocator
 
   PageArray& mem = *run.mem;
   r.pin_acquired = mem.stat(Stat::kPinAcquired);
@@ -272,6 +294,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.failed_calls = run.failed;
   r.pins_checked = run.checked;
   r.madvises = run.madvises;
+  r.pageouts = run.pageouts;
   r.munmaps = run.munmaps;
   r.mprotects = run.mprotects;
   r.forks = run.forks;

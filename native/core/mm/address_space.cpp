@@ -50,11 +50,22 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
                             int64_t thp_orders, std::unique_ptr<AddressSpace>* out) {
+  return create(std::move(mem), pages, rules, thp_orders, kDefaultSwap, out);
+}
+
+Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                            int64_t thp_orders, int64_t swap_pages,
+                            std::unique_ptr<AddressSpace>* out) {
   if (pages < 1 || uint64_t(pages) > kMaxPages)
     return Status::BadOption("pages", pages, "an integer in 1..2147483648");
   if (Status st = check_mm_rules(rules); !st.ok()) return st;
   if (Status st = check_thp_orders(thp_orders); !st.ok()) return st;
+  if (swap_pages == kDefaultSwap) swap_pages = pages;
+  if (swap_pages < 0 || uint64_t(swap_pages) > kMaxPages)
+    return Status::BadOption("swapPages", swap_pages, "an integer in 0..2147483648");
+  auto swap = std::make_shared<SwapSpace>(uint64_t(swap_pages));  // small: its arrays come later
   out->reset(new AddressSpace(std::move(mem), uint64_t(pages), rules, uint32_t(thp_orders)));
+  (*out)->swap_ = std::move(swap);
   return Status::Ok();
 }
 
@@ -316,8 +327,9 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
 // ---- madvise ---------------------------------------------------------------------------------
 
 Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
-  if (uint8_t(advice) > uint8_t(Advice::kDoFork))
-    return Status::BadOption("advice", uint8_t(advice), "'dontneed', 'dontfork' or 'dofork'");
+  if (uint8_t(advice) > uint8_t(Advice::kPageOut))
+    return Status::BadOption("advice", uint8_t(advice),
+                             "'dontneed', 'dontfork', 'dofork' or 'pageout'");
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
@@ -326,11 +338,12 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     uint64_t rs = 0;
     const Region* r = region_at(v, &rs);
     if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
-    if (r->shared)
+    if (r->shared && advice != Advice::kPageOut)  // pageout skips them (swap.cpp)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a shared file mapping is not modelled (anonymous memory only)"};
     v = rs + r->count;
   }
+  if (advice == Advice::kPageOut) return pageout(s, e);
   reserve_split_tables(s, e);  // host memory first
   if (advice == Advice::kDontNeed) {
     // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
@@ -413,6 +426,7 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
     for (uint64_t v = lo; v < hi; ++v) {
       // seq_cst: as above, clear first, then put.
       const uint64_t old = t[pte_index(v)].exchange(0, std::memory_order_seq_cst);
+      if (entry::swap(old)) free_swap_entry(old);  // the slot loses an entry (swap.cpp)
       if (!entry::present(old) || entry::special(old)) continue;
       const uint64_t head = mem_->folio_head(entry::pfn(old));
       mem_->add_mapped_refs(head, -1);  // uncounted before the put: refcount >= mapped refs
@@ -501,6 +515,7 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
     std::atomic<uint64_t>* slot = pte_slot(vpage);
     e = slot ? slot->load(std::memory_order_relaxed) : 0;
   }
+  if (entry::swap(e)) return swap_in(vpage, pte_slot(vpage), e, write, *r);  // swap.cpp
   if (!entry::present(e)) {
     // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
     if (r->shared) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
@@ -730,6 +745,7 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
 Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally) {
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::swap(e)) return fork_swap_entry(e, child_slot);  // swap.cpp
   // relaxed stores into the child's table: the child is not visible to anyone yet.
   if (entry::special(e)) {  // the zero page: shared as is, never counted
     child_slot.store(e, std::memory_order_relaxed);
@@ -785,9 +801,10 @@ void AddressSpace::for_each_fork_pair(AddressSpace& child, Fn&& fn) {
     if (!entry::table(pe)) continue;
     std::atomic<uint64_t>* t = pt_.table(i);
     std::atomic<uint64_t>* ct = child.pt_.table(i);
-    for (uint64_t k = 0; k < kPtesPerTable; ++k)
-      if (entry::present(t[k].load(std::memory_order_relaxed)))
-        fn(t[k], ct[k], pmd_base(i) + k, false);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+      const uint64_t e = t[k].load(std::memory_order_relaxed);
+      if (entry::present(e) || entry::swap(e)) fn(t[k], ct[k], pmd_base(i) + k, false);
+    }
   }
 }
 
@@ -798,6 +815,7 @@ void AddressSpace::abandon_fork(AddressSpace& child) {
   for_each_fork_pair(child, [&](std::atomic<uint64_t>&, std::atomic<uint64_t>& child_slot,
                                 uint64_t, bool huge) {
     const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
+    if (entry::swap(ce)) free_swap_entry(ce);  // never the last: the parent's entry names it
     if (!entry::present(ce) || entry::special(ce)) return;  // not reached, or the zero page
     const uint64_t head = mem_->folio_head(entry::pfn(ce));
     const int64_t refs = huge && !entry::shared(ce) ? int64_t(kPtesPerTable) : 1;
@@ -818,6 +836,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // the child took (abandon_fork) and leaves the parent's entries, counts and statistics as
   // they were.
   std::unique_ptr<AddressSpace> child(new AddressSpace(mem_, pages_, rules_, thp_orders_));
+  child->swap_ = swap_;  // one swap device for the fork family: the entries name its slots
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
@@ -847,6 +866,12 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                  uint64_t, bool) {
     const uint64_t e = slot.load(std::memory_order_relaxed);
+    if (entry::swap(e)) {
+      // A shared swap entry: neither side keeps SWP_EXCLUSIVE (as for a present page).
+      if (entry::swap(child_slot.load(std::memory_order_relaxed)) && entry::exclusive(e))
+        slot.store(e & ~entry::kExclusive, std::memory_order_seq_cst);
+      return;
+    }
     if (entry::special(e) || entry::shared(e)) return;  // never write-protected
     const uint64_t ce = child_slot.load(std::memory_order_relaxed);
     if (!entry::present(ce)) return;  // MADV_DONTFORK: the child does not map it

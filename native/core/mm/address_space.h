@@ -32,6 +32,7 @@
 
 #include "pages/page_array.h"
 #include "mm/page_table.h"
+#include "mm/swap.h"
 #include "base/stats.h"
 #include "base/status.h"
 
@@ -55,6 +56,13 @@ enum class MmStat : uint8_t {
   kMigrationBusy,          // folios refused for other references (shared, racing gup)
   kLongtermMigrations,     // folios moved out of ZONE_MOVABLE for FOLL_LONGTERM
   kUnclassified,           // early-COW copies (pages) and refusals (folios), pins not exactly known
+  // MADV_PAGEOUT and swap-in (swap.cpp), all in pages (4 KiB units):
+  kPagedOut,               // pages MADV_PAGEOUT unmapped into swap entries
+  kPageoutRefusals,        // pages it kept because their folio was maybe pinned
+  kPageoutFalsePositives,  // ... of which the folio held no real pin (else unclassified, pages)
+  kPageoutBusy,            // pages it kept otherwise: mapped by another mm, folio partly in the range, swap full
+  kSwapIns,                // pages faulted back in from swap entries
+  kSwapCacheHits,          // ... of which mapped the page the swap cache held
   kCount
 };
 
@@ -108,6 +116,7 @@ enum class Advice : uint8_t {
   kDontNeed = 0,  // MADV_DONTNEED: zap the range; the next touch faults fresh zero-filled pages
   kDontFork,      // MADV_DONTFORK: fork's child does not map the range
   kDoFork,        // MADV_DOFORK: undoes kDontFork
+  kPageOut,       // MADV_PAGEOUT: reclaim the range's private anonymous pages to swap (swap.cpp)
 };
 
 struct MmapArgs {
@@ -154,6 +163,11 @@ class AddressSpace {
   // With per-size THP enablement too (see kAllThpOrders): EINVAL for a bad mask.
   static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
                        int64_t thp_orders, std::unique_ptr<AddressSpace>* out);
+  // With a swap device of `swap_pages` slots (0..2^31; kDefaultSwap: as many as `pages`),
+  // shared with every fork descendant: EINVAL for a bad size.
+  static constexpr int64_t kDefaultSwap = -1;
+  static Status create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
+                       int64_t thp_orders, int64_t swap_pages, std::unique_ptr<AddressSpace>* out);
   ~AddressSpace();  // unmaps everything (pins taken through it stay valid)
 
   uint64_t pages() const { return pages_; }
@@ -219,6 +233,12 @@ class AddressSpace {
   // Native bytes this address space holds (its page table; regions are small): for the
   // embedder's memory accounting. Grows as PTE tables are allocated; any thread.
   uint64_t memory_bytes() const { return sizeof(AddressSpace) + pt_.memory_bytes(); }
+
+  // ---- swap (swap.cpp) -----------------------------------------------------------------------
+  // The swap entry at vpage (a page MADV_PAGEOUT took), if there is one: lock-free snapshot.
+  std::optional<SwapEntryInfo> swap_entry(uint64_t vpage) const;
+  uint64_t swapped_pages() const;  // this mm's swap entries
+  SwapUsage swap_usage() const;    // the swap device this mm shares with its fork family
 
  private:
   AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
@@ -308,6 +328,20 @@ class AddressSpace {
   Status gup_slow_locked(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out,
                          uint64_t* done);
 
+  // ---- swap (swap.cpp), under the mmap lock ------------------------------------------------
+  // MADV_PAGEOUT of a validated range [start, end): see swap.cpp.
+  Status pageout(uint64_t start, uint64_t end);
+  // One folio met at vpage (its first entry in the range): swapped out whole, or kept.
+  void pageout_folio(uint64_t vpage, uint64_t start, uint64_t end);
+  // do_swap_page: the swap entry e at *slot becomes a present entry again.
+  Status swap_in(uint64_t vpage, std::atomic<uint64_t>* slot, uint64_t e, bool write,
+                 const Region& r);
+  // An entry naming a slot is gone (zap, munmap, a failed fork's child): count - 1, and at 0
+  // the swap-cache page is dropped and the slot freed.
+  void free_swap_entry(uint64_t e);
+  // fork: the child's copy of a swap entry (one more count; the marker cleared); EOVERFLOW.
+  Status fork_swap_entry(uint64_t e, std::atomic<uint64_t>& child_slot);
+
   // ---- the lockless walk (gup.cpp) ---------------------------------------------------------
   // What maps a virtual page for the walk: a PMD leaf (n: the subpages this call wants from
   // it) or a PTE (n = 1), with the values read, for the recheck.
@@ -340,6 +374,7 @@ class AddressSpace {
   std::atomic<uint64_t> write_protect_seq_{0};  // odd while fork write-protects
   mutable ShardedCounters<MmStat> stats_;
   RaceHook race_hook_;
+  std::shared_ptr<SwapSpace> swap_;  // shared by the fork family; set by create and fork
 };
 
 }  // namespace pinlab

@@ -26,6 +26,10 @@ constexpr uint64_t kExclusive = 1u << 5;
 // never exclusive, never a PMD leaf here, and never migrated (the model keeps no reverse map
 // for the page cache). The page's references are one per such PTE, plus the file's own.
 constexpr uint64_t kShared = 1u << 6;
+// A swap entry (never present): the PFN field holds the swap slot (mm/swap.h), kExclusive the
+// SWP_EXCLUSIVE marker (PageAnonExclusive carried across swap, Linux 5.19). Only PTEs: a PMD
+// THP is split into PTE swap entries when it is paged out.
+constexpr uint64_t kSwap = 1u << 7;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -37,6 +41,7 @@ constexpr bool huge(uint64_t e) { return e & kHuge; }
 constexpr bool table(uint64_t e) { return e & kTable; }
 constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 constexpr bool shared(uint64_t e) { return e & kShared; }
+constexpr bool swap(uint64_t e) { return (e & (kSwap | kPresent)) == kSwap; }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -45,6 +50,7 @@ constexpr uint32_t kPmdOrder = kPmdShift;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
 static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kSwap < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:

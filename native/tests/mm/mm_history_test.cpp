@@ -1,10 +1,12 @@
-// Linearizability of gup_fast against munmap, migrate and fork (issue 12), with the history
+// Linearizability of gup_fast against munmap, migrate, fork and pageout (issues 12, 13), with the history
 // checker's idea (history_test.cpp): every call is recorded with the ticks of a global clock
 // just before and just after it, and every result must be explained by some moment in between.
 //
 // One mutator thread changes the mappings of a region: munmap + mmap (fresh pages), migrate
-// (pages move to new folios; pinned ones are refused and stay) and fork (the child is dropped
-// again at once; the parent's PFNs do not change, its entries become write-protected). It is
+// (pages move to new folios; pinned ones are refused and stay), fork (the child is dropped
+// again at once; the parent's PFNs do not change, its entries become write-protected) and
+// MADV_PAGEOUT followed by a read of the region (swap-out, swap-in: new PFNs, or the same one
+// from the swap cache for a page a get held; pinned ones stay). It is
 // the only thread that changes what a virtual page maps, so after each of its operations the
 // mapping of every page, read by translate, holds until its next operation: a mapping epoch
 // (v, pfn) spans [start of the op that made it, end of the op that ends it]. Gup threads take
@@ -143,7 +145,7 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
 
   std::mt19937 rng(seed);
   for (int i = 0; i < kMutations; ++i) {
-    const uint32_t what = rng() % 3;
+    const uint32_t what = rng() % 4;
     const uint64_t s = tick();
     if (what == 0) {
       CHECK_OK(as->munmap(0, int64_t(kRegion)));
@@ -152,6 +154,12 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
       uint64_t moved = 0;
       const Status st = as->migrate(0, int64_t(kRegion), &moved);
       CHECK(st.ok() || st.code == Code::kEBUSY || st.code == Code::kENOMEM);
+    } else if (what == 3) {
+      // MADV_PAGEOUT (swap entries: gup_fast bails on them; pinned folios stay), then a read of
+      // the whole region swaps everything back in (a get's slow path may swap a page in first,
+      // within this op: the read then keeps the page it mapped).
+      CHECK_OK(as->madvise(0, int64_t(kRegion), Advice::kPageOut));
+      CHECK_OK(as->touch(0, int64_t(kRegion), false));
     } else {
       std::unique_ptr<AddressSpace> child;
       CHECK_OK(as->fork(&child));
