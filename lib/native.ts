@@ -108,6 +108,12 @@ export interface NativeAddressSpace {
   stats(): AddressSpaceStats;
   info(): { pages: number; hasPinned: boolean; regions: number; mappedPages: number; rules: KernelRules; thpOrders: number };
   setRaceHook(hook: ((point: string, vpage: number) => void) | null): void;
+  /** mremap: flags 1 MAYMOVE, 2 FIXED, 4 DONTUNMAP; newStart -1 without FIXED. Returns the new start. */
+  mremap(start: number, count: number, newCount: number, newStart: number, flags: number): number;
+  /** MADV_COLLAPSE of the range: THPs made. */
+  collapse(start: number, count: number): number;
+  /** One khugepaged pass. */
+  khugepaged(maxPtesNone: number, maxPtesShared: number): { collapsed: number; scanned: number };
   /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
   dispose(): void;
   isDisposed(): boolean;

@@ -60,6 +60,9 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value info_(const Napi::CallbackInfo& info);
   Napi::Value set_race_hook(const Napi::CallbackInfo& info);
+  Napi::Value mremap(const Napi::CallbackInfo& info);
+  Napi::Value collapse(const Napi::CallbackInfo& info);
+  Napi::Value khugepaged(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
   // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since

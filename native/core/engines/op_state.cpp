@@ -52,6 +52,12 @@ const char* mm_stat_key(MmStat s) {
     case MmStat::kMigrationBusy: return "migrationBusy";
     case MmStat::kLongtermMigrations: return "longtermMigrations";
     case MmStat::kUnclassified: return "unclassified";
+    case MmStat::kRemaps: return "remaps";
+    case MmStat::kRemapMovedPages: return "remapMovedPages";
+    case MmStat::kCollapses: return "collapses";
+    case MmStat::kCollapseMaybePinned: return "collapseMaybePinned";
+    case MmStat::kCollapseFalsePositives: return "collapseFalsePositives";
+    case MmStat::kCollapseBusy: return "collapseBusy";
     case MmStat::kCount: break;
   }
   return "?";

@@ -1,4 +1,4 @@
-// Linearizability of gup_fast against munmap, migrate and fork (issue 12), with the history
+// Linearizability of gup_fast against munmap, migrate, fork (issue 12) and mremap (issue 13), with the history
 // checker's idea (history_test.cpp): every call is recorded with the ticks of a global clock
 // just before and just after it, and every result must be explained by some moment in between.
 //
@@ -143,7 +143,7 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
 
   std::mt19937 rng(seed);
   for (int i = 0; i < kMutations; ++i) {
-    const uint32_t what = rng() % 3;
+    const uint32_t what = rng() % 4;
     const uint64_t s = tick();
     if (what == 0) {
       CHECK_OK(as->munmap(0, int64_t(kRegion)));
@@ -152,6 +152,17 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
       uint64_t moved = 0;
       const Status st = as->migrate(0, int64_t(kRegion), &moved);
       CHECK(st.ok() || st.code == Code::kEBUSY || st.code == Code::kENOMEM);
+    } else if (what == 3) {
+      // mremap (issue 13): the lower half moves over the upper (MREMAP_FIXED replaces it), and
+      // fresh pages fill the lower half: a page's mapping moves to another virtual page.
+      MremapArgs m;
+      m.start = 0;
+      m.count = m.new_count = int64_t(kRegion / 2);
+      m.new_start = int64_t(kRegion / 2);
+      m.may_move = m.fixed = true;
+      uint64_t at = 0;
+      CHECK_OK(as->mremap(m, &at));
+      CHECK_OK(as->mmap(MmapArgs{0, int64_t(kRegion / 2), true, true, false}));
     } else {
       std::unique_ptr<AddressSpace> child;
       CHECK_OK(as->fork(&child));
@@ -190,7 +201,7 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
   CHECK_EQ(mem->free_pages(), mem->pages() - (has_zero ? 1u : 0u));
 }
 
-TEST_TAGGED(gup_fast_linearizes_against_munmap_migrate_fork, "concurrency") {
+TEST_TAGGED(gup_fast_linearizes_against_munmap_migrate_fork_mremap, "concurrency") {
   uint32_t seed = 12;
   for (Scheme s : kAllSchemes)
     for (bool debug : {false, true}) run_scenario(s, debug, seed++);
