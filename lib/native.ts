@@ -195,6 +195,7 @@ export interface NativeProfileRun {
   samplePages: number;
   sampleEarlyCowFalsePositives: number;
   sampleMigrationFalsePositives: number;
+  sampleCollapseFalsePositives: number;
   scanPagesPerSecond: number;
   /** From the scheme's policy: whether folios of order k keep an exact pincount (index k). */
   exactOrders: boolean[];

@@ -80,13 +80,14 @@ describe('runProfile', () => {
     expect(c.schemes[0]!.overall.falsePositives.count).not.toBe(a.schemes[0]!.overall.falsePositives.count);
   });
 
-  it('the downstream cost comes from fork and migration on the sample', async () => {
+  it('the downstream cost comes from fork, migration and collapse on the sample', async () => {
     const r = await runProfile({ threads: 2, sampleFolios: 2048, population: population({ refs: { kind: 'fixed', value: 2000 } }), schemes: ['bias'] });
     const d = r.schemes[0]!.downstream;
     expect(d.samplePages).toBe(2048);
     // every sampled unpinned page is a false positive: fork copies it and migration refuses it
     expect(d.needlessEarlyCowPages).toBeGreaterThan(0);
     expect(d.unmovablePages).toBe(d.needlessEarlyCowPages);
+    expect(d.uncollapsiblePages).toBe(d.needlessEarlyCowPages); // collapse turns each of them away too
     expect(d.unreclaimablePages).toBe(r.schemes[0]!.overall.falsePositives.count);
   });
 

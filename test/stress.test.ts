@@ -34,6 +34,8 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
     expectSound(r);
     expect(r.madvises).toBeGreaterThan(0); // MADV_DONTNEED/DONTFORK/DOFORK raced the pinners
+    expect(r.mremaps).toBeGreaterThan(0); // mremap moved, shrank and grew stretches under them
+    expect(r.collapseCalls).toBeGreaterThan(0); // MADV_COLLAPSE and khugepaged too
   });
 });
 

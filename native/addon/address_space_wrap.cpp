@@ -498,6 +498,9 @@ class StressWorker : public AsyncRun {
     o.Set("seqRetries", double(r.seq_retries));
     o.Set("munmaps", double(r.munmaps));
     o.Set("madvises", double(r.madvises));
+    o.Set("mremaps", double(r.mremaps));
+    o.Set("collapseCalls", double(r.collapse_calls));
+    o.Set("collapsed", double(r.collapsed));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

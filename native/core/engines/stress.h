@@ -29,6 +29,8 @@ struct StressReport {
   uint64_t fast_pages = 0, slow_fallbacks = 0, recheck_failures = 0, seq_retries = 0;
   uint64_t munmaps = 0, mprotects = 0, forks = 0, cow_copies = 0, early_cow_copies = 0;
   uint64_t madvises = 0;  // madvise calls (DONTNEED, DONTFORK, DOFORK)
+  uint64_t mremaps = 0;   // mremap calls that succeeded (moves over a stretch, shrink + grow back)
+  uint64_t collapse_calls = 0, collapsed = 0;  // MADV_COLLAPSE and khugepaged calls; THPs made
   uint64_t migrated = 0, migration_refusals = 0, migration_busy = 0, compactions = 0;
   uint64_t pin_acquired = 0, pin_released = 0;
   uint64_t violations = 0;
