@@ -36,11 +36,45 @@ export interface AddressSpaceOptions {
   swapPages?: number;
 }
 
-/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT. */
-export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout';
+/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT, MADV_COLLAPSE. */
+export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse';
 
 /** The advice's number for the addon. */
-const ADVICE: Record<MadviseAdvice, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
+const ADVICE: Record<Exclude<MadviseAdvice, 'collapse'>, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
+
+/** Options of {@link AddressSpace.mremap}: mremap(2) of `[start, start + count)` to `newCount` pages. */
+export interface MremapOptions extends VirtualRange {
+  /** The new length in pages, at least 1. */
+  newCount: number;
+  /** MREMAP_MAYMOVE: may move the range when it cannot grow in place. Default false. */
+  mayMove?: boolean;
+  /** MREMAP_FIXED (needs `mayMove`): move to exactly `newStart`, unmapping what was there. Default false. */
+  fixed?: boolean;
+  /** With `fixed`: the new first page. */
+  newStart?: number;
+  /**
+   * MREMAP_DONTUNMAP (needs `mayMove` and `newCount === count`; anonymous memory only): move
+   * the pages, but keep the old range mapped, empty (its next access faults fresh pages).
+   * Default false.
+   */
+  dontUnmap?: boolean;
+}
+
+/** Options of {@link AddressSpace.khugepaged}: its sysfs limits per 2 MiB stretch. */
+export interface KhugepagedOptions {
+  /** khugepaged/max_ptes_none: empty or zero-page PTEs allowed, 0..511. Default 511. */
+  maxPtesNone?: number;
+  /** khugepaged/max_ptes_shared: PTEs of pages another mm maps too, 0..512. Default 256. */
+  maxPtesShared?: number;
+}
+
+/** What a {@link AddressSpace.khugepaged} pass did. */
+export interface KhugepagedResult {
+  /** THPs made. */
+  collapsed: number;
+  /** 2 MiB stretches of huge regions mapped by PTEs that the pass examined. */
+  scanned: number;
+}
 
 /** A virtual page range. */
 export interface VirtualRange {
@@ -298,15 +332,76 @@ export class AddressSpace {
    * page and shared file mappings are skipped. A folio someone else holds a reference on
    * (FOLL_GET) leaves the page tables but stays in the swap cache, and the next access maps
    * it again.
-   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), or
-   *   the swap's slot arrays cannot be allocated; `EINVAL` for a bad range or advice, or a
-   *   shared file mapping in the range (not modelled; `'pageout'` skips them). Nothing changes on an error.
+   * `'collapse'` (MADV_COLLAPSE) turns every 2 MiB-aligned stretch wholly inside the range that
+   * PTEs map into one PMD-mapped THP, a new folio copied from the old pages (which lose this
+   * mm's mappings: a child after fork keeps them), whatever the region's `huge` and the THP
+   * sizes enabled; a stretch already PMD-mapped counts as done.
+   * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), the
+   *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
+   *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled;
+   *   `'pageout'` skips them), or (`'collapse'`) a stretch to collapse with nothing mapped or
+   *   across mappings of different kinds; `EAGAIN` (`'collapse'`) when a page of a stretch to
+   *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's
+   *   refcount check). Nothing changes on an error (a collapse is all or nothing over the range).
    */
   madvise(range: VirtualRange, advice: MadviseAdvice): void {
     const { start, count } = virtualRange('madvise', range);
-    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout'] as const, 'dontneed');
-    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork' or 'pageout')");
+    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse'] as const, 'dontneed');
+    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork', 'pageout' or 'collapse')");
+    if (a === 'collapse') {
+      this.#native.collapse(start, count);
+      return;
+    }
     this.#native.madvise(start, count, ADVICE[a]);
+  }
+
+  /**
+   * mremap(2): shrinks in place, grows in place when the pages after the range are free, else
+   * (with `mayMove`) moves the range to the lowest free area (one at the same offset within
+   * 2 MiB preferred, so THPs move whole), or with `fixed` to `newStart`, unmapping what was
+   * there. A move moves the page-table entries: every page, pin and reference stays as it was
+   * (pins taken through the old addresses remain valid and are released as usual), a 2 MiB leaf
+   * moves whole when it lies wholly in the range and lands 2 MiB aligned (else it is split into
+   * PTEs first), and the region's attributes (write access, `huge`, MADV_DONTFORK, a file
+   * mapping's file) go with it.
+   * @returns the range's first page now
+   * @throws PinlabError `EINVAL` (bad arguments: `fixed` or `dontUnmap` without `mayMove`,
+   *   `dontUnmap` with another length or on a file mapping, `newStart` without `fixed`, a fixed
+   *   range overlapping the old one or outside the address space); `EFAULT` (the old range not
+   *   wholly mapped, or across mappings of different kinds); `ENOMEM` (it cannot grow in place
+   *   and may not move, or no free area is large enough). Nothing changes on an error.
+   */
+  mremap(options: MremapOptions): number {
+    const o = optionsObject('mremap options', options, ['start', 'count', 'newCount', 'mayMove', 'fixed', 'newStart', 'dontUnmap']);
+    if (options === undefined) invalid('mremap needs { start, count, newCount }');
+    const start = integer('start', o['start']);
+    const count = integer('count', o['count']);
+    const newCount = integer('newCount', o['newCount']);
+    const mayMove = bool('mayMove', o['mayMove'], false);
+    const fixed = bool('fixed', o['fixed'], false);
+    const dontUnmap = bool('dontUnmap', o['dontUnmap'], false);
+    const newStart = o['newStart'] === undefined ? -1 : integer('newStart', o['newStart']);
+    if (o['newStart'] !== undefined && newStart < 0) invalid(`newStart must be >= 0 (got ${newStart})`);
+    const files = [...this.#files].map((file) => ({ file, mappings: file.mappingsOf(this) }));
+    const at = this.#native.mremap(start, count, newCount, newStart, (mayMove ? 1 : 0) | (fixed ? 2 : 0) | (dontUnmap ? 4 : 0));
+    this.#remapFileMappings(files, start, count, newCount, at, fixed);
+    return at;
+  }
+
+  /**
+   * One pass of khugepaged over the huge regions (when the 2 MiB THP size is enabled): every
+   * 2 MiB-aligned stretch mapped by PTEs with at most `maxPtesNone` empty or zero-page entries,
+   * at most `maxPtesShared` entries of pages another mm maps too, and one writable entry becomes
+   * a PMD-mapped THP copied from the old pages, unless a page holds references beyond its
+   * mappings (a pin or FOLL_GET reference: skipped, see {@link AddressSpaceStats}'s
+   * `collapseMaybePinned`). Each stretch is collapsed or left as it was.
+   * @throws PinlabError `EINVAL` for a limit out of range
+   */
+  khugepaged(options?: KhugepagedOptions): KhugepagedResult {
+    const o = optionsObject('khugepaged options', options, ['maxPtesNone', 'maxPtesShared']);
+    const none = o['maxPtesNone'] === undefined ? 511 : integer('maxPtesNone', o['maxPtesNone']);
+    const shared = o['maxPtesShared'] === undefined ? 256 : integer('maxPtesShared', o['maxPtesShared']);
+    return this.#native.khugepaged(none, shared);
   }
 
   /**
@@ -486,6 +581,26 @@ export class AddressSpace {
       throw e;
     }
     this.#trackFileMapping(file, start, offset, count);
+  }
+
+  /** After an mremap: the file mappings the old range held now lie where the range went. */
+  #remapFileMappings(
+    before: { file: PageCacheFile; mappings: { start: number; offset: number; count: number }[] }[],
+    start: number,
+    count: number,
+    newCount: number,
+    at: number,
+    fixed: boolean,
+  ): void {
+    if (fixed) for (const { file } of before) file.unmapped(this, at, newCount); // MREMAP_FIXED replaced them
+    const kept = Math.min(count, newCount); // a shrink unmapped the tail
+    for (const { file, mappings } of before) {
+      file.unmapped(this, start, count); // what lies outside the old range stays
+      for (const m of mappings) {
+        const lo = Math.max(m.start, start), hi = Math.min(m.start + m.count, start + kept);
+        if (hi > lo) this.#trackFileMapping(file, at + (lo - start), m.offset + (lo - m.start), hi - lo);
+      }
+    }
   }
 
   #trackFileMapping(file: PageCacheFile, start: number, offset: number, count: number): void {

@@ -57,6 +57,9 @@ export {
   type KernelRules,
   type KernelRuleSet,
   type MadviseAdvice,
+  type MremapOptions,
+  type KhugepagedOptions,
+  type KhugepagedResult,
 } from './address-space.js';
 export type { AddressSpaceStats, SwapEntry, SwapUsage } from './types/address-space.js';
 export { runStress, type StressOptions } from './stress.js';

@@ -112,6 +112,12 @@ export interface NativeAddressSpace {
   swapEntry(vpage: number): SwapEntry | null;
   /** The swap device of this address space's fork family. */
   swapUsage(): SwapUsage;
+  /** mremap: flags 1 MAYMOVE, 2 FIXED, 4 DONTUNMAP; newStart -1 without FIXED. Returns the new start. */
+  mremap(start: number, count: number, newCount: number, newStart: number, flags: number): number;
+  /** MADV_COLLAPSE of the range: THPs made. */
+  collapse(start: number, count: number): number;
+  /** One khugepaged pass. */
+  khugepaged(maxPtesNone: number, maxPtesShared: number): { collapsed: number; scanned: number };
   /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
   dispose(): void;
   isDisposed(): boolean;
@@ -194,6 +200,7 @@ export interface NativeProfileRun {
   sampleEarlyCowFalsePositives: number;
   sampleMigrationFalsePositives: number;
   samplePageoutFalsePositives: number;
+  sampleCollapseFalsePositives: number;
   scanPagesPerSecond: number;
   /** From the scheme's policy: whether folios of order k keep an exact pincount (index k). */
   exactOrders: boolean[];

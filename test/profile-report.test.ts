@@ -110,6 +110,7 @@ function entry(scheme: Scheme, bias: number): ProfileScheme {
     downstream: {
       needlessEarlyCowPages: Math.round(Math.round((fp / scale) * 0.4) * scale),
       unmovablePages: Math.round(Math.round(fp / scale) * scale),
+      uncollapsiblePages: Math.round(Math.round((fp / scale) * 0.9) * scale),
       unreclaimablePages: fp,
       pageoutSkippedPages: Math.round(Math.round(fp / scale) * scale),
       samplePages,
@@ -292,7 +293,7 @@ describe('formatProfileTable', () => {
 
   it('has the downstream cost with the sample, the breakdowns and the disagreements', () => {
     const d = sample().schemes[0]!.downstream;
-    expect(text).toMatch(new RegExp(`^bias +1024 +${d.needlessEarlyCowPages} \\([\\d.]+ MiB\\) +${d.unmovablePages} \\(.*\\) +${d.unreclaimablePages} \\(.*\\) +${d.pageoutSkippedPages} \\(.*\\) +524288 +x6\\.40$`, 'm'));
+    expect(text).toMatch(new RegExp(`^bias +1024 +${d.needlessEarlyCowPages} \\([\\d.]+ MiB\\) +${d.unmovablePages} \\(.*\\) +${d.uncollapsiblePages} \\(.*\\) +${d.unreclaimablePages} \\(.*\\) +${d.pageoutSkippedPages} \\(.*\\) +524288 +x6\\.40$`, 'm'));
     expect(text).toContain('(each scheme at its first bias; the JSON document has every bias)');
     const titles = lines.filter((l) => l.startsWith('# '));
     expect(titles).toEqual(SCHEMES.map((s) => `# ${s} bias 1024`));

@@ -80,7 +80,7 @@ describe('runProfile', () => {
     expect(c.schemes[0]!.overall.falsePositives.count).not.toBe(a.schemes[0]!.overall.falsePositives.count);
   });
 
-  it('the downstream cost comes from fork, migration and MADV_PAGEOUT on the sample', async () => {
+  it('the downstream cost comes from fork, migration, MADV_PAGEOUT and collapse on the sample', async () => {
     const r = await runProfile({ threads: 2, sampleFolios: 2048, population: population({ refs: { kind: 'fixed', value: 2000 } }), schemes: ['bias'] });
     const d = r.schemes[0]!.downstream;
     expect(d.samplePages).toBe(2048);
@@ -88,6 +88,7 @@ describe('runProfile', () => {
     expect(d.needlessEarlyCowPages).toBeGreaterThan(0);
     expect(d.unmovablePages).toBe(d.needlessEarlyCowPages);
     expect(d.pageoutSkippedPages).toBe(d.needlessEarlyCowPages); // pageout keeps each of them mapped
+    expect(d.uncollapsiblePages).toBe(d.needlessEarlyCowPages); // collapse turns each of them away too
     expect(d.unreclaimablePages).toBe(r.schemes[0]!.overall.falsePositives.count);
     // An exact scheme answers "not pinned" for them: pageout reclaims every one.
     const exact = await runProfile({ threads: 2, sampleFolios: 2048, population: population({ refs: { kind: 'fixed', value: 2000 } }), schemes: ['separate'] });

@@ -368,4 +368,92 @@ for (const scheme of SCHEMES) {
       }
     });
   });
+// ---- issue 13: the partially mremap()'ed THP memory type, and the anonymous THP collapse cases ----
+// (blocks of their own; the cases above count without them.)
+
+/** mremap() the upper half of a THP of 2^order pages elsewhere (MREMAP_MAYMOVE|MREMAP_FIXED over a fresh PROT_NONE mapping): the test runs on the lower half. */
+function partialMremapThp(order: number): AnonMemory {
+  const size = 1 << order;
+  return {
+    name: `partially mremap()'ed THP (${4 << order} kB)`,
+    thpOrders: [order],
+    setup: (w) => {
+      const a = thp(w, order);
+      const half = size / 2;
+      const away = 3072; // mremap_mem = mmap(NULL, half, PROT_NONE, ...): somewhere free
+      w.mm.mmap({ start: away, count: half, write: false });
+      const at = w.mm.mremap({ start: a.start + half, count: half, newCount: half, mayMove: true, fixed: true, newStart: away });
+      expect(at).toBe(away);
+      expect(w.mm.translate(away)?.pfn).toBe(w.mm.translate(a.start)!.pfn + half); // the folio's upper half, moved
+      return { start: a.start, size: half };
+    },
+  };
+}
+
+const PARTIAL_MREMAP_MEMORY: readonly AnonMemory[] = [2, 3, 4, 5, 6, 7, 8, 9].map(partialMremapThp);
+
+type CollapseTest = 'unshared' | 'fully shared' | 'lower shared' | 'upper shared';
+
+/** do_test_anon_thp_collapse: PTE-map a PMD THP, MADV_COLLAPSE before or after fork(), the parent writes; the child must still read the old pages. */
+function anonThpCollapse(test: CollapseTest): AnonTest {
+  return ({ mm }, a) => {
+    const half = a.size / 2;
+    mprotectRoRwOne(mm, a.start + 1); // PTE-map the THP, so that it can be collapsed
+    expect(mm.translate(a.start)?.huge).toBe(false);
+    if (test === 'unshared') mm.madvise({ start: a.start, count: a.size }, 'collapse'); // before COW-sharing
+    if (test === 'lower shared') mm.madvise({ start: a.start + half, count: half }, 'dontfork');
+    if (test === 'upper shared') mm.madvise({ start: a.start, count: half }, 'dontfork');
+    const child = mm.fork();
+    const checked: Area = test === 'lower shared' ? { start: a.start, size: half } : test === 'upper shared' ? { start: a.start + half, size: half } : a;
+    const childView = pfns(child, checked.start, checked.size); // the child's backup
+    if (test === 'lower shared' || test === 'upper shared') mm.madvise({ start: a.start, count: a.size }, 'dofork');
+    if (test !== 'unshared') mm.madvise({ start: a.start, count: a.size }, 'collapse'); // before anyone modified the COW-shared page
+    expect(mm.translate(a.start)?.huge).toBe(true);
+    write(mm, a); // memset(mem, 0xff, size)
+    // No leak from parent into child.
+    expect(pfns(child, checked.start, checked.size)).toEqual(childView);
+    const parent = pfns(mm, checked.start, checked.size);
+    for (let i = 0; i < checked.size; i++) expect(parent[i]).not.toBe(childView[i]);
+    exit(child);
+  };
+}
+
+/** mprotect(PROT_READ) then mprotect(PROT_READ|PROT_WRITE) of one page. */
+function mprotectRoRwOne(mm: AddressSpace, page: number): void {
+  mm.mprotect({ start: page, count: 1, write: false });
+  mm.mprotect({ start: page, count: 1, write: true });
+}
+
+const ANON_THP_CASES: readonly [string, AnonTest][] = [
+  ['Basic COW after fork() when collapsing before fork()', anonThpCollapse('unshared')],
+  ['Basic COW after fork() when collapsing after fork() (fully shared)', anonThpCollapse('fully shared')],
+  ['Basic COW after fork() when collapsing after fork() (lower shared)', anonThpCollapse('lower shared')],
+  ['Basic COW after fork() when collapsing after fork() (upper shared)', anonThpCollapse('upper shared')],
+];
+
+for (const scheme of SCHEMES) {
+  for (const rules of RULE_SETS) {
+    describe(`cow.c (issue 13 memory), scheme ${scheme}, rules ${rules}`, () => {
+      describe('Anonymous memory tests in private mappings', () => {
+        for (const [name, fn] of ANON_CASES) {
+          for (const m of PARTIAL_MREMAP_MEMORY) {
+            it(`${name} ... with ${m.name}`, () => {
+              const w = world(scheme, rules, m.thpOrders);
+              fn(w, m.setup(w));
+              expectBalanced(w);
+            });
+          }
+        }
+      });
+      describe('Anonymous THP tests', () => {
+        for (const [name, fn] of ANON_THP_CASES) {
+          it(name, () => {
+            const w = world(scheme, rules, [9]);
+            fn(w, thp(w, 9)); // do_run_with_thp(THP_RUN_PMD, pmdsize)
+            expectBalanced(w);
+          });
+        }
+      });
+    });
+  }
 }

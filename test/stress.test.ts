@@ -37,6 +37,8 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
     expect(r.pageouts).toBeGreaterThan(0); // MADV_PAGEOUT raced them too ...
     expect(r.pagedOutPages).toBeGreaterThan(0); // ... reclaimed unpinned pages ...
     expect(r.swapIns).toBeGreaterThan(0); // ... and the reads brought some back
+    expect(r.mremaps).toBeGreaterThan(0); // mremap moved, shrank and grew stretches under them
+    expect(r.collapseCalls).toBeGreaterThan(0); // MADV_COLLAPSE and khugepaged too
   });
 });
 

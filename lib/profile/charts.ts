@@ -106,13 +106,13 @@ export function fpByRefsSpec(results: ProfileResults): TopLevelSpec | null {
   };
 }
 
-const COSTS = ['needless early-COW', 'unmovable', 'unreclaimable', 'pageout-skipped'];
+const COSTS = ['needless early-COW', 'unmovable', 'uncollapsible', 'unreclaimable', 'pageout-skipped'];
 /** Cost colors, apart from the scheme colors of the other charts. */
-const COST_COLORS = ['#59a14f', '#edc948', '#b07aa1', '#9c755f'];
+const COST_COLORS = ['#59a14f', '#edc948', '#ff9da7', '#b07aa1', '#9c755f'];
 
 /**
  * (c) The downstream cost per scheme (each at its first bias): needless early-COW, unmovable,
- * unreclaimable and pageout-skipped base pages, scaled from the sample to the population.
+ * uncollapsible, unreclaimable and pageout-skipped base pages, scaled from the sample to the population.
  *
  * @returns the spec, or null without schemes or without a downstream sample
  */
@@ -123,7 +123,7 @@ export function downstreamSpec(results: ProfileResults): TopLevelSpec | null {
   const label = (s: ProfileScheme): string => (bias === null ? entryLabel(s) : s.scheme);
   const values = firsts.flatMap((s) => {
     const d = s.downstream;
-    const pages = [d.needlessEarlyCowPages, d.unmovablePages, d.unreclaimablePages, d.pageoutSkippedPages];
+    const pages = [d.needlessEarlyCowPages, d.unmovablePages, d.uncollapsiblePages, d.unreclaimablePages, d.pageoutSkippedPages];
     return COSTS.map((cost, i) => ({ entry: label(s), cost, pages: pages[i] ?? 0 }));
   });
   const where = bias === null ? 'each scheme at its first bias' : `bias ${bias}`;

@@ -166,6 +166,7 @@ function schemeResult(run: NativeProfileRun, population: Population | null, medi
     downstream: {
       needlessEarlyCowPages: Math.round(run.sampleEarlyCowFalsePositives * scale),
       unmovablePages: Math.round(run.sampleMigrationFalsePositives * scale),
+      uncollapsiblePages: Math.round(run.sampleCollapseFalsePositives * scale),
       unreclaimablePages: run.overall.falsePositivePages,
       pageoutSkippedPages: Math.round(run.samplePageoutFalsePositives * scale),
       samplePages: run.samplePages,

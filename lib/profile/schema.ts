@@ -91,6 +91,7 @@ const scheme = closed({
   downstream: closed({
     needlessEarlyCowPages: COUNT,
     unmovablePages: COUNT,
+    uncollapsiblePages: COUNT,
     unreclaimablePages: COUNT,
     pageoutSkippedPages: COUNT,
     samplePages: COUNT,

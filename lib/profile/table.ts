@@ -170,7 +170,7 @@ export function summaryCells(s: ProfileScheme, synthetic: boolean): string[] {
 }
 
 /** Headers of the downstream-cost table. */
-export const DOWNSTREAM_HEADERS: readonly string[] = ['scheme', 'bias', 'needless early-COW', 'unmovable', 'unreclaimable', 'pageout-skipped', 'sample pages', 'scale'];
+export const DOWNSTREAM_HEADERS: readonly string[] = ['scheme', 'bias', 'needless early-COW', 'unmovable', 'uncollapsible', 'unreclaimable', 'pageout-skipped', 'sample pages', 'scale'];
 
 /** A count of base pages with its size: `12288 (48 MiB)`. */
 export function pagesLabel(pages: number): string {
@@ -185,6 +185,7 @@ export function downstreamCells(s: ProfileScheme): string[] {
     String(s.bias),
     pagesLabel(d.needlessEarlyCowPages),
     pagesLabel(d.unmovablePages),
+    pagesLabel(d.uncollapsiblePages),
     pagesLabel(d.unreclaimablePages),
     pagesLabel(d.pageoutSkippedPages),
     String(d.samplePages),

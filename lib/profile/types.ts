@@ -58,6 +58,13 @@ export interface DownstreamCost {
   needlessEarlyCowPages: number;
   /** Base pages migration and compaction would refuse though unpinned (AddressSpace.migrate on a sample). */
   unmovablePages: number;
+  /**
+   * Base pages khugepaged / MADV_COLLAPSE would skip whose folio the scheme reports maybe pinned
+   * though it holds no pin (MADV_COLLAPSE on a sample; the kernel's check is the refcount, so
+   * these pages hold other references: this is what a diagnosis trusting "maybe pinned" blames
+   * on pins).
+   */
+  uncollapsiblePages: number;
   /** Base pages reclaim would skip though unpinned (maybe-pinned folios are not reclaimed): every false-positive page of the population, counted by the classification. */
   unreclaimablePages: number;
   /**

@@ -66,6 +66,22 @@ export interface SwapUsage {
   used: number;
   /** ... of which hold a page in the swap cache (a page read in for one entry that others still name, or one that could not be freed). */
   cached: number;
+  /** mremap calls that changed the map (moved, grew or shrank a range). */
+  remaps: number;
+  /** Present entries mremap moved to new addresses (4 KiB units; a PMD leaf counts 512). */
+  remapMovedPages: number;
+  /** THPs made by MADV_COLLAPSE (`madvise(range, 'collapse')`) or {@link AddressSpace.khugepaged}. */
+  collapses: number;
+  /**
+   * Pages collapse turned away because their folio held references beyond its mappings and the
+   * scheme reported it maybe pinned (the kernel's check is the refcount, which any pin or
+   * FOLL_GET reference fails; this is what a diagnosis trusting "maybe pinned" blames on pins).
+   */
+  collapseMaybePinned: number;
+  /** ... of which the folio held no real pin (known exactly: debug mode or an exact scheme). */
+  collapseFalsePositives: number;
+  /** Pages collapse turned away for other references (FOLL_GET, write-bias's hidden read pins). */
+  collapseBusy: number;
 }
 
 /** The named kernel rule sets (see {@link KernelRules}): today's mainline, or the kernels of 2019. */

@@ -32,6 +32,12 @@ export interface StressReport {
   pagedOutPages: number;
   /** Pages faulted back in from swap (the parent's). */
   swapIns: number;
+  /** mremap calls that succeeded (a stretch moved within its slot with MREMAP_FIXED, sometimes MREMAP_DONTUNMAP; or shrunk and grown back in place). */
+  mremaps: number;
+  /** MADV_COLLAPSE calls (a 2 MiB stretch of a huge slot) and khugepaged passes. */
+  collapseCalls: number;
+  /** THPs those collapses made (refused ones: pins or references were there). */
+  collapsed: number;
   /** forks (each child writes, pins and exits). */
   forks: number;
   /** COW copies in the parent (write faults on shared pages). */

@@ -98,6 +98,9 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::set_race_hook>>("setRaceHook"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::swap_entry>>("swapEntry"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::swap_usage>>("swapUsage"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::mremap>>("mremap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::collapse>>("collapse"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::khugepaged>>("khugepaged"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -345,6 +348,41 @@ AddressSpaceWrap* AddressSpaceWrap::from(Napi::Env env, napi_value v, const char
   return w;
 }
 
+// mremap(start, count, newCount, newStart (-1: none), flags: 1 MAYMOVE, 2 FIXED, 4 DONTUNMAP)
+// -> the range's new start.
+Napi::Value AddressSpaceWrap::mremap(const Napi::CallbackInfo& info) {
+  MremapArgs a;
+  a.start = int_arg(info, 0, "start");
+  a.count = int_arg(info, 1, "count");
+  a.new_count = int_arg(info, 2, "newCount");
+  a.new_start = int_arg(info, 3, "newStart");
+  const auto flags = uint32_t(int_arg(info, 4, "flags", 0, 7));
+  a.may_move = (flags & 1) != 0;
+  a.fixed = (flags & 2) != 0;
+  a.dont_unmap = (flags & 4) != 0;
+  uint64_t at = 0;
+  check(info.Env(), core_->mremap(a, &at));
+  return Napi::Number::New(info.Env(), double(at));
+}
+// collapse(start, count) -> THPs made (MADV_COLLAPSE).
+Napi::Value AddressSpaceWrap::collapse(const Napi::CallbackInfo& info) {
+  uint64_t made = 0;
+  check(info.Env(), core_->collapse(int_arg(info, 0, "start"), int_arg(info, 1, "count"), &made));
+  return Napi::Number::New(info.Env(), double(made));
+}
+// khugepaged(maxPtesNone, maxPtesShared) -> { collapsed, scanned }.
+Napi::Value AddressSpaceWrap::khugepaged(const Napi::CallbackInfo& info) {
+  KhugepagedArgs a;
+  a.max_ptes_none = int_arg(info, 0, "maxPtesNone");
+  a.max_ptes_shared = int_arg(info, 1, "maxPtesShared");
+  uint64_t made = 0, scanned = 0;
+  check(info.Env(), core_->khugepaged(a, &made, &scanned));
+  auto o = Napi::Object::New(info.Env());
+  o.Set("collapsed", double(made));
+  o.Set("scanned", double(scanned));
+  return o;
+}
+
 Napi::Value AddressSpaceWrap::migrate(const Napi::CallbackInfo& info) {
   uint64_t moved = 0;
   check(info.Env(), core_->migrate(int_arg(info, 0, "start"), int_arg(info, 1, "count"), &moved));
@@ -398,6 +436,12 @@ Napi::Value AddressSpaceWrap::stats(const Napi::CallbackInfo& info) {
   set("pageoutBusy", MmStat::kPageoutBusy);
   set("swapIns", MmStat::kSwapIns);
   set("swapCacheHits", MmStat::kSwapCacheHits);
+  set("remaps", MmStat::kRemaps);
+  set("remapMovedPages", MmStat::kRemapMovedPages);
+  set("collapses", MmStat::kCollapses);
+  set("collapseMaybePinned", MmStat::kCollapseMaybePinned);
+  set("collapseFalsePositives", MmStat::kCollapseFalsePositives);
+  set("collapseBusy", MmStat::kCollapseBusy);
   return o;
 }
 
@@ -493,6 +537,9 @@ class StressWorker : public AsyncRun {
     o.Set("pageouts", double(r.pageouts));
     o.Set("pagedOutPages", double(r.paged_out));
     o.Set("swapIns", double(r.swap_ins));
+    o.Set("mremaps", double(r.mremaps));
+    o.Set("collapseCalls", double(r.collapse_calls));
+    o.Set("collapsed", double(r.collapsed));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

@@ -62,6 +62,9 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value set_race_hook(const Napi::CallbackInfo& info);
   Napi::Value swap_entry(const Napi::CallbackInfo& info);
   Napi::Value swap_usage(const Napi::CallbackInfo& info);
+  Napi::Value mremap(const Napi::CallbackInfo& info);
+  Napi::Value collapse(const Napi::CallbackInfo& info);
+  Napi::Value khugepaged(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
   // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since

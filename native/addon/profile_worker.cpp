@@ -172,6 +172,7 @@ class ProfileWorker : public AsyncRun {
       o.Set("sampleEarlyCowFalsePositives", double(r.sample_early_cow_fp));
       o.Set("sampleMigrationFalsePositives", double(r.sample_migration_fp));
       o.Set("samplePageoutFalsePositives", double(r.sample_pageout_fp));
+      o.Set("sampleCollapseFalsePositives", double(r.sample_collapse_fp));
       o.Set("scanPagesPerSecond", r.scan_pages_per_second);
       Napi::Array exact = Napi::Array::New(env, kProfileOrders);
       for (uint32_t k = 0; k < kProfileOrders; ++k) exact.Set(k, ((r.exact_orders >> k) & 1) != 0);

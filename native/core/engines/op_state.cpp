@@ -58,6 +58,12 @@ const char* mm_stat_key(MmStat s) {
     case MmStat::kPageoutBusy: return "pageoutBusy";
     case MmStat::kSwapIns: return "swapIns";
     case MmStat::kSwapCacheHits: return "swapCacheHits";
+    case MmStat::kRemaps: return "remaps";
+    case MmStat::kRemapMovedPages: return "remapMovedPages";
+    case MmStat::kCollapses: return "collapses";
+    case MmStat::kCollapseMaybePinned: return "collapseMaybePinned";
+    case MmStat::kCollapseFalsePositives: return "collapseFalsePositives";
+    case MmStat::kCollapseBusy: return "collapseBusy";
     case MmStat::kCount: break;
   }
   return "?";

@@ -42,6 +42,9 @@ struct ProfileRun {
   uint64_t pins_taken = 0, overflow_refusals = 0;
   uint64_t sample_pages = 0, sample_early_cow_fp = 0, sample_migration_fp = 0;
   uint64_t sample_pageout_fp = 0;  // pages MADV_PAGEOUT kept on the sample though unpinned
+  // Pages of the sample the collapse check (MADV_COLLAPSE / khugepaged) turned away whose folio
+  // the scheme reported maybe pinned though it held no pin (issue 13).
+  uint64_t sample_collapse_fp = 0;
   double scan_pages_per_second = 0;  // count_maybe_dma_pinned over the array, all threads
   // What the scheme is, from its policy (the report must not know schemes by name): the
   // orders < kProfileOrders whose folios keep an exact pincount (bit k: order k; no false

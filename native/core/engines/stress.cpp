@@ -29,6 +29,7 @@ struct Run {
   std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
   std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0}, madvises{0};
   std::atomic<uint64_t> pageouts{0};
+  std::atomic<uint64_t> mremaps{0}, collapse_calls{0};
   const RunControl* control = nullptr;
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
@@ -103,7 +104,64 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
   const uint64_t k = rng() % uint64_t(run.cfg.regions);
   const uint64_t s = run.slot_start(k);
   const uint64_t off = rng() % rp, n = 1 + rng() % std::min<uint64_t>(64, rp - off);
-  switch (rng() % 8) {
+  switch (rng() % 10) {
+    case 8: {  // mremap: a stretch moves within its slot (MREMAP_FIXED over what was there)
+      // or shrinks and grows back in place; pins taken through the old addresses stay valid
+      MremapArgs m;
+      m.start = int64_t(s + off);
+      m.count = m.new_count = int64_t(n);
+      const bool thp = run.huge_slot(k) && rp >= 2 * kPtesPerTable && rng() % 2 == 0;
+      if (thp) {  // whole 2 MiB stretches: PMD leaves move whole (or split when misaligned)
+        const uint64_t pmds = rp / kPtesPerTable;
+        m.start = int64_t(s + (rng() % pmds) * kPtesPerTable);
+        m.count = m.new_count = int64_t(kPtesPerTable);
+      }
+      const uint64_t len = uint64_t(m.count);
+      const uint64_t to = s + rng() % (rp - len + 1);
+      const bool disjoint = to + len <= uint64_t(m.start) || uint64_t(m.start) + len <= to;
+      Status st = Status::Ok();
+      if (disjoint && rng() % 3 != 0) {
+        m.new_start = int64_t(to);
+        m.may_move = m.fixed = true;
+        m.dont_unmap = rng() % 4 == 0;
+        uint64_t at = 0;
+        st = as.mremap(m, &at);
+        if (st.ok() && !m.dont_unmap) {  // the old place maps again (faulted in on demand)
+          const Status mm = as.mmap(MmapArgs{m.start, m.count, true, false, run.huge_slot(k)});
+          if (!mm.ok() && mm.code != Code::kENOMEM) run.expect_ok(mm, "mmap");
+        }
+      } else if (len > 1) {
+        m.new_count = int64_t(len / 2);
+        uint64_t at = 0;
+        st = as.mremap(m, &at);
+        if (st.ok()) {  // the tail is free now: it grows back in place
+          m.count = m.new_count;
+          m.new_count = int64_t(len);
+          run.expect_ok(as.mremap(m, &at), "mremap grow");
+        }
+      }
+      // EFAULT: a hole or a region boundary of another kind (MADV_DONTFORK) in the stretch.
+      if (!st.ok() && st.code != Code::kEFAULT) run.expect_ok(st, "mremap");
+      if (st.ok()) run.mremaps.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 9: {  // MADV_COLLAPSE of a 2 MiB stretch of a huge slot, or a khugepaged pass
+      uint64_t made = 0, scanned = 0;
+      Status st = Status::Ok();
+      if (rng() % 4 == 0) {
+        st = as.khugepaged(KhugepagedArgs{}, &made, &scanned);
+        run.expect_ok(st, "khugepaged");
+      } else {
+        st = as.collapse(int64_t(s + (off & ~(kPtesPerTable - 1))), int64_t(kPtesPerTable), &made);
+        // EAGAIN: a pin or reference (racing pinners); EINVAL: nothing mapped, not one kind of
+        // region; ENOMEM: a hole, or no THP free.
+        if (!st.ok() && st.code != Code::kEAGAIN && st.code != Code::kEINVAL &&
+            st.code != Code::kENOMEM)
+          run.expect_ok(st, "collapse");
+      }
+      run.collapse_calls.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
     case 4: {  // MADV_DONTNEED a stretch: racing pins keep their pages; the next touch refaults
       const Status st = as.madvise(int64_t(s + off), int64_t(n), Advice::kDontNeed);
       if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise");  // ENOMEM: a hole
@@ -263,6 +321,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.migration_busy = as.stat(MmStat::kMigrationBusy);
   r.paged_out = as.stat(MmStat::kPagedOut);
   r.swap_ins = as.stat(MmStat::kSwapIns);
+  r.collapsed = as.stat(MmStat::kCollapses);
   // Unmapped everything (the children are gone): every swap slot must be free again.
   run.expect_ok(run.as->munmap(0, int64_t(span)), "munmap");
   if (const SwapUsage u = run.as->swap_usage(); u.used != 0 || u.cached != 0)
@@ -295,6 +354,8 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.pins_checked = run.checked;
   r.madvises = run.madvises;
   r.pageouts = run.pageouts;
+  r.mremaps = run.mremaps;
+  r.collapse_calls = run.collapse_calls;
   r.munmaps = run.munmaps;
   r.mprotects = run.mprotects;
   r.forks = run.forks;

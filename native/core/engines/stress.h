@@ -31,6 +31,8 @@ struct StressReport {
   uint64_t madvises = 0;  // madvise calls (DONTNEED, DONTFORK, DOFORK)
   uint64_t pageouts = 0;  // MADV_PAGEOUT calls (racing pins; the parent's and the forks' children's)
   uint64_t paged_out = 0, swap_ins = 0;  // the parent's pages swapped out and faulted back in
+  uint64_t mremaps = 0;   // mremap calls that succeeded (moves over a stretch, shrink + grow back)
+  uint64_t collapse_calls = 0, collapsed = 0;  // MADV_COLLAPSE and khugepaged calls; THPs made
   uint64_t migrated = 0, migration_refusals = 0, migration_busy = 0, compactions = 0;
   uint64_t pin_acquired = 0, pin_released = 0;
   uint64_t violations = 0;

@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "pages/page_array.h"
 #include "mm/page_table.h"
@@ -63,6 +64,13 @@ enum class MmStat : uint8_t {
   kPageoutBusy,            // pages it kept otherwise: mapped by another mm, folio partly in the range, swap full
   kSwapIns,                // pages faulted back in from swap entries
   kSwapCacheHits,          // ... of which mapped the page the swap cache held
+  // mremap and collapse (mremap.cpp, collapse.cpp)
+  kRemaps,                 // mremap calls that changed the map (moved, grew or shrank)
+  kRemapMovedPages,        // present entries mremap moved to new addresses (4 KiB units)
+  kCollapses,              // THPs made by MADV_COLLAPSE or khugepaged
+  kCollapseMaybePinned,    // pages collapse skipped: extra references, folio maybe pinned
+  kCollapseFalsePositives, // ... of which the folio held no real pin
+  kCollapseBusy,           // pages collapse skipped for other references (FOLL_GET, racing gup)
   kCount
 };
 
@@ -125,6 +133,25 @@ struct MmapArgs {
   bool write = true;
   bool populate = false;
   bool huge = false;
+};
+
+// mremap(2) of [start, start + count) to new_count pages (mremap.cpp). may_move:
+// MREMAP_MAYMOVE; fixed: MREMAP_FIXED to new_start (needs may_move); dont_unmap:
+// MREMAP_DONTUNMAP (needs may_move and new_count == count; anonymous memory only).
+struct MremapArgs {
+  int64_t start = 0;
+  int64_t count = 0;
+  int64_t new_count = 0;
+  int64_t new_start = -1;  // with fixed only
+  bool may_move = false;
+  bool fixed = false;
+  bool dont_unmap = false;
+};
+
+// khugepaged's limits per 2 MiB range (its sysfs knobs; MADV_COLLAPSE has none).
+struct KhugepagedArgs {
+  int64_t max_ptes_none = 511;    // empty or zero-page PTEs allowed
+  int64_t max_ptes_shared = 256;  // PTEs of pages another mm maps too
 };
 
 struct GupFlags {
@@ -219,6 +246,28 @@ class AddressSpace {
   Status migrate(int64_t start, int64_t count, uint64_t* moved);
   // Moves order-0 pages down to the lowest free PFNs, freeing higher blocks. *moved: pages.
   Status compact(uint64_t* moved);
+
+  // mremap(2): shrinks in place, grows in place when the pages after the range are free, else
+  // (may_move) moves the range to a free area (or to new_start with fixed, unmapping what was
+  // there). Moving moves the entries themselves: every page, pin and reference stays as it was
+  // (a PMD leaf moves whole when it lies wholly in the range and lands 2 MiB aligned, else it
+  // is split first); the region's attributes go with it. *new_start: where the range is now.
+  // All or nothing, validated first: EINVAL (bad arguments, fixed overlapping the old range,
+  // dont_unmap of a shared file mapping), EFAULT (the old range not wholly mapped, or across
+  // regions of different attributes: several VMAs), ENOMEM (cannot grow in place and may not
+  // move, or no free area).
+  Status mremap(const MremapArgs& args, uint64_t* new_start);
+  // MADV_COLLAPSE: every 2 MiB-aligned stretch wholly inside the range that is mapped by PTEs
+  // becomes one PMD-mapped THP, copied from the old pages (which lose this mm's mappings;
+  // another mm's stay). Refused (EAGAIN) while a page has references beyond its mappings
+  // (pins, FOLL_GET: the kernel's refcount check); ENOMEM (range not mapped, no THP free);
+  // EINVAL (bad range, shared file mapping, a stretch with nothing mapped). All or nothing.
+  // *collapsed: the THPs made.
+  Status collapse(int64_t start, int64_t count, uint64_t* collapsed);
+  // One khugepaged pass over every huge region (PMD order enabled): collapses each 2 MiB
+  // stretch its limits allow (and with a writable PTE); each stretch all or nothing, skipped
+  // stretches stay as they were. *collapsed: THPs made; *scanned: stretches examined.
+  Status khugepaged(const KhugepagedArgs& args, uint64_t* collapsed, uint64_t* scanned);
 
   // Calls `hook` at each RacePoint of the lockless walk on this address space, so a test can
   // run munmap, migrate, fork or mprotect exactly there (the walk holds no lock). Set it only
@@ -327,6 +376,20 @@ class AddressSpace {
                                uint64_t units = 1);
   Status gup_slow_locked(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out,
                          uint64_t* done);
+  // ---- mremap (mremap.cpp) and collapse (collapse.cpp) -------------------------------------
+  // Moves the entries of [src, src + n) to [dst, dst + n) (disjoint; dst's entries empty, its
+  // PTE tables allocated by reserve_move_tables). Never fails.
+  void move_entries(uint64_t src, uint64_t dst, uint64_t n);
+  void reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n);
+  // The lowest free area of n pages (one congruent to `like` modulo 2 MiB preferred); false if none.
+  bool find_free_area(uint64_t n, uint64_t like, uint64_t* out) const;
+  struct CollapsePlan;
+  enum class CollapseCheck { kOk, kMapped, kNothing, kLimits, kBusy, kNotEligible };
+  CollapseCheck check_collapse(uint64_t pmd_index, const KhugepagedArgs* limits,
+                               CollapsePlan* plan);
+  Status commit_collapses(std::vector<CollapsePlan>& plans);
+  // A swap entry's slot has a swap-cache page held by more than the swap cache and mappings.
+  bool swap_cache_page_busy(uint64_t e) const;
 
   // ---- swap (swap.cpp), under the mmap lock ------------------------------------------------
   // MADV_PAGEOUT of a validated range [start, end): see swap.cpp.

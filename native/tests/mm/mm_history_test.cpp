@@ -1,4 +1,4 @@
-// Linearizability of gup_fast against munmap, migrate, fork and pageout (issues 12, 13), with the history
+// Linearizability of gup_fast against munmap, migrate, fork, pageout and mremap (issues 12, 13), with the history
 // checker's idea (history_test.cpp): every call is recorded with the ticks of a global clock
 // just before and just after it, and every result must be explained by some moment in between.
 //
@@ -145,7 +145,7 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
 
   std::mt19937 rng(seed);
   for (int i = 0; i < kMutations; ++i) {
-    const uint32_t what = rng() % 4;
+    const uint32_t what = rng() % 5;
     const uint64_t s = tick();
     if (what == 0) {
       CHECK_OK(as->munmap(0, int64_t(kRegion)));
@@ -160,6 +160,17 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
       // within this op: the read then keeps the page it mapped).
       CHECK_OK(as->madvise(0, int64_t(kRegion), Advice::kPageOut));
       CHECK_OK(as->touch(0, int64_t(kRegion), false));
+    } else if (what == 4) {
+      // mremap (issue 13): the lower half moves over the upper (MREMAP_FIXED replaces it), and
+      // fresh pages fill the lower half: a page's mapping moves to another virtual page.
+      MremapArgs m;
+      m.start = 0;
+      m.count = m.new_count = int64_t(kRegion / 2);
+      m.new_start = int64_t(kRegion / 2);
+      m.may_move = m.fixed = true;
+      uint64_t at = 0;
+      CHECK_OK(as->mremap(m, &at));
+      CHECK_OK(as->mmap(MmapArgs{0, int64_t(kRegion / 2), true, true, false}));
     } else {
       std::unique_ptr<AddressSpace> child;
       CHECK_OK(as->fork(&child));
@@ -198,7 +209,7 @@ void run_scenario(Scheme scheme, bool debug, uint32_t seed) {
   CHECK_EQ(mem->free_pages(), mem->pages() - (has_zero ? 1u : 0u));
 }
 
-TEST_TAGGED(gup_fast_linearizes_against_munmap_migrate_fork, "concurrency") {
+TEST_TAGGED(gup_fast_linearizes_against_munmap_migrate_fork_mremap, "concurrency") {
   uint32_t seed = 12;
   for (Scheme s : kAllSchemes)
     for (bool debug : {false, true}) run_scenario(s, debug, seed++);
