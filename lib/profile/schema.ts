@@ -95,7 +95,7 @@ const scheme = closed({
     unreclaimablePages: COUNT,
     samplePages: COUNT,
     scale: NON_NEG,
-  }),
+  }, ['uncollapsiblePages']),
   pinBudget: COUNT,
 });
 
