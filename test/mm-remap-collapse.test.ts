@@ -58,6 +58,28 @@ describe('mremap', () => {
     expect(() => mm.touch(at + 3, 1)).toThrow(/EFAULT|not in any mapped region/);
   });
 
+  for (const scheme of SCHEMES) {
+    it(`races gup_fast: a move between grab and recheck makes the walk let go (${scheme})`, () => {
+      const { mem, mm } = makeMm({ scheme });
+      mm.mmap({ start: 0, count: 512, populate: true, huge: true });
+      let fired = false;
+      mm.setRaceHook((point) => {
+        if (point !== 'beforeRecheck' || fired) return;
+        fired = true;
+        mm.mremap({ start: 0, count: 512, newCount: 512, mayMove: true, fixed: true, newStart: 1024 });
+      });
+      const before = mm.stats().recheckFailures;
+      const r = mm.pinUserPagesFast(0, 512, { fastOnly: true });
+      mm.setRaceHook(null);
+      expect(fired).toBe(true);
+      expect(r.count).toBe(0); // the old place is empty now: nothing pinned
+      expect(mm.stats().recheckFailures).toBe(before + 1);
+      expect(mm.translate(1024)?.huge).toBe(true);
+      const s = mem.stats();
+      expect(s.pinAcquired).toBe(s.pinReleased);
+    });
+  }
+
   it('MREMAP_DONTUNMAP leaves the old region mapped and empty', () => {
     const { mm } = makeMm();
     mm.mmap({ start: 0, count: 4, populate: true });
