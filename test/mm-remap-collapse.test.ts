@@ -223,6 +223,30 @@ describe('collapse (MADV_COLLAPSE, khugepaged)', () => {
     expectCodeNoChange(mm, () => mm.madvise({ start: 3000, count: 4 }, 'collapse'), 'EINVAL', { mmStats: 'unchanged' });
   });
 
+  it('collapses mTHPs, and a THP half of which mremap moved away (the moved half keeps the folio)', () => {
+    const mem = new PageArray({ pages: 8192, populated: false, debug: true });
+    const m2 = new AddressSpace(mem, { pages: 4096, thpOrders: [4] });
+    m2.mmap({ start: 0, count: 512, huge: true });
+    m2.touch(0, 512, { write: true }); // 32 mTHPs of 64 KiB
+    expect(mem.folioOrder(m2.translate(0)!.pfn)).toBe(4);
+    m2.madvise({ start: 0, count: 512 }, 'collapse');
+    expect(m2.translate(0)?.huge).toBe(true);
+    m2.munmap({ start: 0, count: 512 });
+    // A PMD THP, its upper half moved away: collapse the lower half's stretch.
+    const m3 = new AddressSpace(mem, { pages: 4096 });
+    m3.mmap({ start: 1024, count: 512, populate: true, huge: true });
+    const thp = pfnsOf(m3, 1024, 512);
+    m3.mremap({ start: 1024 + 256, count: 256, newCount: 256, mayMove: true, fixed: true, newStart: 3000 });
+    m3.mmap({ start: 1024 + 256, count: 256, huge: true }); // the hole, mapped again (the stretch needs one kind)
+    m3.madvise({ start: 1024, count: 512 }, 'collapse');
+    expect(m3.translate(1024)?.huge).toBe(true);
+    expect(pfnsOf(m3, 3000, 256)).toEqual(thp.slice(256)); // the moved half still maps the old folio
+    expect(mem.refcount(thp[0]!)).toBe(256);
+    m3.munmap({ start: 0, count: m3.pages });
+    m2.munmap({ start: 0, count: m2.pages });
+    expect(mem.freePages()).toBe(mem.pages);
+  });
+
   it('a forked child keeps its pages; the parent gets an exclusive THP', () => {
     const { mm } = pteMappedThp('bias');
     const child = mm.fork();
