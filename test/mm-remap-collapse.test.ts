@@ -58,6 +58,28 @@ describe('mremap', () => {
     expect(() => mm.touch(at + 3, 1)).toThrow(/EFAULT|not in any mapped region/);
   });
 
+  for (const scheme of SCHEMES) {
+    it(`races gup_fast: a move between grab and recheck makes the walk let go (${scheme})`, () => {
+      const { mem, mm } = makeMm({ scheme });
+      mm.mmap({ start: 0, count: 512, populate: true, huge: true });
+      let fired = false;
+      mm.setRaceHook((point) => {
+        if (point !== 'beforeRecheck' || fired) return;
+        fired = true;
+        mm.mremap({ start: 0, count: 512, newCount: 512, mayMove: true, fixed: true, newStart: 1024 });
+      });
+      const before = mm.stats().recheckFailures;
+      const r = mm.pinUserPagesFast(0, 512, { fastOnly: true });
+      mm.setRaceHook(null);
+      expect(fired).toBe(true);
+      expect(r.count).toBe(0); // the old place is empty now: nothing pinned
+      expect(mm.stats().recheckFailures).toBe(before + 1);
+      expect(mm.translate(1024)?.huge).toBe(true);
+      const s = mem.stats();
+      expect(s.pinAcquired).toBe(s.pinReleased);
+    });
+  }
+
   it('MREMAP_DONTUNMAP leaves the old region mapped and empty', () => {
     const { mm } = makeMm();
     mm.mmap({ start: 0, count: 4, populate: true });
@@ -199,6 +221,30 @@ describe('collapse (MADV_COLLAPSE, khugepaged)', () => {
     const file = new PageCacheFile(mem, { name: 'f', pages: 4 });
     mm.mmap({ start: 3000, count: 4, file });
     expectCodeNoChange(mm, () => mm.madvise({ start: 3000, count: 4 }, 'collapse'), 'EINVAL', { mmStats: 'unchanged' });
+  });
+
+  it('collapses mTHPs, and a THP half of which mremap moved away (the moved half keeps the folio)', () => {
+    const mem = new PageArray({ pages: 8192, populated: false, debug: true });
+    const m2 = new AddressSpace(mem, { pages: 4096, thpOrders: [4] });
+    m2.mmap({ start: 0, count: 512, huge: true });
+    m2.touch(0, 512, { write: true }); // 32 mTHPs of 64 KiB
+    expect(mem.folioOrder(m2.translate(0)!.pfn)).toBe(4);
+    m2.madvise({ start: 0, count: 512 }, 'collapse');
+    expect(m2.translate(0)?.huge).toBe(true);
+    m2.munmap({ start: 0, count: 512 });
+    // A PMD THP, its upper half moved away: collapse the lower half's stretch.
+    const m3 = new AddressSpace(mem, { pages: 4096 });
+    m3.mmap({ start: 1024, count: 512, populate: true, huge: true });
+    const thp = pfnsOf(m3, 1024, 512);
+    m3.mremap({ start: 1024 + 256, count: 256, newCount: 256, mayMove: true, fixed: true, newStart: 3000 });
+    m3.mmap({ start: 1024 + 256, count: 256, huge: true }); // the hole, mapped again (the stretch needs one kind)
+    m3.madvise({ start: 1024, count: 512 }, 'collapse');
+    expect(m3.translate(1024)?.huge).toBe(true);
+    expect(pfnsOf(m3, 3000, 256)).toEqual(thp.slice(256)); // the moved half still maps the old folio
+    expect(mem.refcount(thp[0]!)).toBe(256);
+    m3.munmap({ start: 0, count: m3.pages });
+    m2.munmap({ start: 0, count: m2.pages });
+    expect(mem.freePages()).toBe(mem.pages);
   });
 
   it('a forked child keeps its pages; the parent gets an exclusive THP', () => {

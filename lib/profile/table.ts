@@ -185,7 +185,7 @@ export function downstreamCells(s: ProfileScheme): string[] {
     String(s.bias),
     pagesLabel(d.needlessEarlyCowPages),
     pagesLabel(d.unmovablePages),
-    pagesLabel(d.uncollapsiblePages),
+    pagesLabel(d.uncollapsiblePages ?? 0),
     pagesLabel(d.unreclaimablePages),
     pagesLabel(d.pageoutSkippedPages),
     String(d.samplePages),

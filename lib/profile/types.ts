@@ -62,9 +62,9 @@ export interface DownstreamCost {
    * Base pages khugepaged / MADV_COLLAPSE would skip whose folio the scheme reports maybe pinned
    * though it holds no pin (MADV_COLLAPSE on a sample; the kernel's check is the refcount, so
    * these pages hold other references: this is what a diagnosis trusting "maybe pinned" blames
-   * on pins).
+   * on pins). Absent from documents written before issue 13 (version 1 all the same).
    */
-  uncollapsiblePages: number;
+  uncollapsiblePages?: number;
   /** Base pages reclaim would skip though unpinned (maybe-pinned folios are not reclaimed): every false-positive page of the population, counted by the classification. */
   unreclaimablePages: number;
   /**
