@@ -26,6 +26,10 @@ constexpr uint64_t kExclusive = 1u << 5;
 // never exclusive, never a PMD leaf here, and never migrated (the model keeps no reverse map
 // for the page cache). The page's references are one per such PTE, plus the file's own.
 constexpr uint64_t kShared = 1u << 6;
+// A PMD leaf of a hugetlb page (hugetlb_pool.h): never split. A 2 MiB page is one leaf; a
+// 1 GiB page is 512 consecutive leaves of one folio (no PUD level here) that are installed,
+// changed and cleared together under the mmap lock and hold ONE reference between them.
+constexpr uint64_t kHugetlb = 1u << 7;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -37,6 +41,7 @@ constexpr bool huge(uint64_t e) { return e & kHuge; }
 constexpr bool table(uint64_t e) { return e & kTable; }
 constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 constexpr bool shared(uint64_t e) { return e & kShared; }
+constexpr bool hugetlb(uint64_t e) { return e & kHugetlb; }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -44,7 +49,7 @@ constexpr uint64_t kPtesPerTable = uint64_t{1} << kPmdShift;  // 512: a 2 MiB PM
 constexpr uint32_t kPmdOrder = kPmdShift;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
-static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kHugetlb < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:
