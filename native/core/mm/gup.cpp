@@ -218,7 +218,10 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
     // A long-term read pin must see the process's later writes: not through the zero page
     // (a private region: every anonymous one here, since mprotect may make it writable).
     if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_zero_page(v);
-    if (st.ok() && f.pin) st = unshare(v);  // a pin holds this mm's own page
+    // A pin holds this mm's own page; a private hugetlb mapping's file page is unshared for
+    // FOLL_LONGTERM only (as page cache in a COW mapping: gup_must_unshare).
+    const bool file_page = (pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed) & entry::kFilePage) != 0;
+    if (st.ok() && f.pin && (f.longterm || !file_page)) st = unshare(v);
     if (!st.ok()) break;
     Translation tr = translate(v);
     if (tr.special) {  // the zero page: handed out, never counted

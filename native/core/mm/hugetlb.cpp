@@ -136,7 +136,7 @@ Status AddressSpace::map_hugetlb_file(int64_t start, const uint32_t* heads, uint
   regions_.emplace(s, r);
   // Shared: the file's pages, writable as the mapping is. Private: read-only and not
   // exclusive (another holder, the file, keeps them): the first write copies.
-  const uint64_t flags = shared ? entry::kShared | (write ? entry::kWritable : 0) : 0;
+  const uint64_t flags = shared ? entry::kShared | (write ? entry::kWritable : 0) : entry::kFilePage;
   for (uint64_t i = 0; i < n; ++i) {
     mem_->add_mapped_refs(heads[i], 1);
     install_hugetlb(s + (i << k), heads[i], k, flags);
@@ -233,10 +233,8 @@ Status AddressSpace::hugetlb_wp(uint64_t vpage, bool write) {
     if (write) set_all(entry::kWritable);
     return Status::Ok();
   }
-  uint64_t rs = 0;
-  const Region* r = region_at(vpage, &rs);
-  // Ours alone: exclusive, or only our mapping's reference and not a file's page.
-  if (entry::exclusive(pe) || (!r->hugetlb_file && mem_->refcount(head) == 1)) {
+  // Ours alone: exclusive, or an anonymous page (not the file's) with only our reference.
+  if (entry::exclusive(pe) || (!(pe & entry::kFilePage) && mem_->refcount(head) == 1)) {
     set_all(entry::kExclusive | w);
     stats_.add(MmStat::kCowReuses, pages_of(order));
     return Status::Ok();

@@ -30,6 +30,9 @@ constexpr uint64_t kShared = 1u << 6;
 // 1 GiB page is 512 consecutive leaves of one folio (no PUD level here) that are installed,
 // changed and cleared together under the mmap lock and hold ONE reference between them.
 constexpr uint64_t kHugetlb = 1u << 7;
+// A MAP_PRIVATE hugetlb leaf that maps the file's own page (not an anonymous copy): a write
+// always copies it, and only a FOLL_LONGTERM pin unshares it (gup_must_unshare of page cache).
+constexpr uint64_t kFilePage = 1u << 8;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -49,7 +52,7 @@ constexpr uint64_t kPtesPerTable = uint64_t{1} << kPmdShift;  // 512: a 2 MiB PM
 constexpr uint32_t kPmdOrder = kPmdShift;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
-static_assert(entry::kHugetlb < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kFilePage < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:
