@@ -1,4 +1,5 @@
 import { PinlabError, invalid } from './errors.js';
+import { HugetlbFile } from './files/hugetlb-file.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
 import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
@@ -6,6 +7,7 @@ import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutPfn } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats, KernelRules, KernelRuleSet, SwapEntry, SwapUsage } from './types/address-space.js';
+import type { HugetlbOrder } from './types/hugetlb.js';
 import { bool, integer, oneOf, optionsObject, show, stableList, uint32List } from './validate.js';
 
 export type { KernelRules, KernelRuleSet } from './types/address-space.js';
@@ -97,9 +99,23 @@ export interface MmapOptions extends VirtualRange {
    * mapping of the file sees the same pages, writes never copy, pins pin the page cache's
    * pages, and fork shares them. Holes in the range get folios now. Default: anonymous.
    */
-  file?: PageCacheFile;
+  file?: PageCacheFile | HugetlbFile;
   /** With `file`: the first file page mapped. Default 0. */
   offset?: number;
+  /**
+   * MAP_HUGETLB: anonymous memory of hugetlb pages from the page array's pool (see
+   * {@link PageArray.setHugetlbPages}), 9 for 2 MiB pages, 18 for 1 GiB pages. `start` and
+   * `count` must be multiples of the page size. Private mappings reserve their pages now
+   * (`ENOMEM` if the pool is short) and fault them in on first touch; hugetlb pages are never
+   * split, COW copies whole pages. With a {@link HugetlbFile} the file's order applies.
+   */
+  hugetlb?: HugetlbOrder;
+  /**
+   * With `hugetlb` or a {@link HugetlbFile}: MAP_SHARED (true) or MAP_PRIVATE (false). Shared
+   * hugetlb memory is allocated and mapped now, shared with forks and never copied. Default:
+   * false for anonymous memory, true for a file.
+   */
+  shared?: boolean;
 }
 
 /** Options of {@link AddressSpace.mprotect}. */
@@ -290,16 +306,22 @@ export class AddressSpace {
 
   /**
    * Declares an anonymous private region, faulted in on demand (or now with `populate`).
-   * @throws PinlabError `EINVAL` for a range outside the address space or overlapping a region;
-   *   `ENOMEM` when `populate` runs out of pages (then nothing is mapped)
+   * @throws PinlabError `EINVAL` for a range outside the address space or overlapping a region,
+   *   or a hugetlb range not aligned to its page size; `ENOMEM` when `populate` runs out of
+   *   pages, or the hugetlb pool has too few free unreserved pages (then nothing is mapped)
    */
   mmap(options: MmapOptions): void {
-    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset']);
+    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset', 'hugetlb', 'shared']);
     const start = integer('start', o['start']);
     const count = integer('count', o['count']);
     const write = bool('write', o['write'], true);
     const populate = bool('populate', o['populate'], false);
     const huge = bool('huge', o['huge'], false);
+    if (o['hugetlb'] !== undefined || o['file'] instanceof HugetlbFile) {
+      this.#mmapHugetlb(o, start, count, write, populate, huge);
+      return;
+    }
+    if (o['shared'] !== undefined) invalid('shared is an option of hugetlb mappings (a PageCacheFile is mapped shared)');
     if (o['file'] === undefined) {
       if (o['offset'] !== undefined) invalid('offset needs a file');
       this.#native.mmap(start, count, write, populate, huge);
@@ -339,7 +361,8 @@ export class AddressSpace {
    * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), the
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
    *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled;
-   *   `'pageout'` skips them), or (`'collapse'`) a stretch to collapse with nothing mapped or
+   *   `'pageout'` skips them), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
+   *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped or
    *   across mappings of different kinds; `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's
    *   refcount check). Nothing changes on an error (a collapse is all or nothing over the range).
@@ -367,7 +390,8 @@ export class AddressSpace {
    * @returns the range's first page now
    * @throws PinlabError `EINVAL` (bad arguments: `fixed` or `dontUnmap` without `mayMove`,
    *   `dontUnmap` with another length or on a file mapping, `newStart` without `fixed`, a fixed
-   *   range overlapping the old one or outside the address space); `EFAULT` (the old range not
+   *   range overlapping the old one or outside the address space; a hugetlb mapping: not
+   *   modelled); `EFAULT` (the old range not
    *   wholly mapped, or across mappings of different kinds); `ENOMEM` (it cannot grow in place
    *   and may not move, or no free area is large enough). Nothing changes on an error.
    */
@@ -568,6 +592,24 @@ export class AddressSpace {
   /** @internal pin_user_pages_fast on behalf of `operation` (bios): the PFNs pinned. */
   pinUserPagesAs(operation: 'bioFromUserPages', start: number, count: number, options: PinUserOptions): Uint32Array {
     return this.#gup(start, count, options, GupFlag.Pin, operation).pfns;
+  }
+
+  #mmapHugetlb(o: Record<string, unknown>, start: number, count: number, write: boolean, populate: boolean, huge: boolean): void {
+    if (huge) invalid('huge (THP) and hugetlb exclude each other');
+    const file = o['file'];
+    if (file !== undefined && !(file instanceof HugetlbFile)) invalid(`a hugetlb mapping's file must be a HugetlbFile (got ${show(file)})`);
+    const order = file === undefined ? integer('hugetlb', o['hugetlb']) : file.order;
+    if (order !== 9 && order !== 18) invalid(`hugetlb must be 9 (2 MiB) or 18 (1 GiB) (got ${order})`);
+    if (file === undefined) {
+      if (o['offset'] !== undefined) invalid('offset needs a file');
+      this.#native.mmapHugetlb(start, count, order, write, populate, bool('shared', o['shared'], false));
+      return;
+    }
+    if (file.mem !== this.mem) invalid(`file '${file.name}' lives in another page array`);
+    if (o['hugetlb'] !== undefined && integer('hugetlb', o['hugetlb']) !== file.order) invalid(`hugetlb ${show(o['hugetlb'])} differs from file '${file.name}''s order ${file.order}`);
+    if (populate) invalid('populate: a hugetlb file mapping maps the file\'s pages now anyway');
+    const offset = o['offset'] === undefined ? 0 : integer('offset', o['offset']);
+    this.#native.mapHugetlbFile(start, file.headsFor(offset, count), order, write, bool('shared', o['shared'], true));
   }
 
   #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean): void {

@@ -29,6 +29,8 @@ export {
   type LeaseOptions,
   type PageCacheFileOptions,
 } from './files/page-cache-file.js';
+export { HugetlbFile, type HugetlbFileOptions } from './files/hugetlb-file.js';
+export type { HugetlbOrder, HugetlbPoolCounts } from './types/hugetlb.js';
 export {
   Bio,
   bioAddPage,

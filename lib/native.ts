@@ -61,6 +61,11 @@ export interface NativePageArray {
   freePages(): number;
   zeroPfn(): number | null;
   isMovable(pfn: number): boolean;
+  /** nr_hugepages of one size (order 9 or 18). */
+  hugetlbSetPages(order: number, count: number): void;
+  hugetlbCounts(order: number): { total: number; free: number; reserved: number };
+  /** A hugetlb file's pages (refcount 1 each: the file's), all or nothing. */
+  hugetlbAllocPages(order: number, count: number): Uint32Array;
   /** Idempotent; every later call is EINVAL. The core goes with its last holder. */
   dispose(): void;
   isDisposed(): boolean;
@@ -96,6 +101,10 @@ export interface NativeAddressSpace {
   madvise(start: number, count: number, advice: number): void;
   /** zap_page_range: clears and puts every entry of the range; the regions stay. */
   zap(start: number, count: number): void;
+  /** mmap(MAP_HUGETLB): aligned to the page size of `order` (9 or 18). */
+  mmapHugetlb(start: number, count: number, order: number, write: boolean, populate: boolean, shared: boolean): void;
+  /** A hugetlb file's pages (heads of `order`) mapped at start, shared or private. */
+  mapHugetlbFile(start: number, heads: Uint32Array, order: number, write: boolean, shared: boolean): void;
   checkCanMap(start: number, count: number): void;
   touch(start: number, count: number, write: boolean): void;
   gup(start: number, count: number, flags: number): Uint32Array;

@@ -22,6 +22,7 @@ import type {
   PinOwnerRef,
 } from './types/owners.js';
 import type { PageArrayStats } from './types/page-array.js';
+import type { HugetlbOrder, HugetlbPoolCounts } from './types/hugetlb.js';
 import { bool, integer, isUint32Array, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /** How a pin call walks its pages: one grab per subpage, or one per run of a folio. */
@@ -534,6 +535,28 @@ export class PageArray {
   /** Whether `pfn` is in ZONE_MOVABLE (see {@link PageArrayOptions.movablePages}). */
   isMovable(pfn: number): boolean {
     return this.#native.isMovable(pfnArg('pfn', pfn));
+  }
+
+  /**
+   * Sets the hugetlb pool's size for one huge page size, as writing
+   * `/sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages` does: `order` 9 (2 MiB pages) or
+   * 18 (1 GiB pages, a page array of at least 2^18 pages). Growing takes free blocks of the
+   * normal zone (they leave {@link PageArray.freePages}); shrinking gives free, unreserved pool
+   * pages back. The pool belongs to the page array: every address space over it, forks
+   * included, draws from it (`mmap({ hugetlb })`, {@link HugetlbFile}).
+   * @throws PinlabError `EINVAL` for another order or a count outside 0..pages >> order;
+   *   `ENOMEM` if the zone has too few free aligned blocks; `EBUSY` if pages in use or
+   *   reserved keep the pool from shrinking that far. Nothing changes on an error.
+   */
+  setHugetlbPages(order: HugetlbOrder, count: number): void {
+    this.#native.hugetlbSetPages(integer('order', order), integer('count', count));
+  }
+
+  /** The hugetlb pool's counters for one size (order 9 or 18); see {@link HugetlbPoolCounts}. */
+  hugetlbPool(order: HugetlbOrder): HugetlbPoolCounts {
+    const k = integer('order', order);
+    const c = this.#native.hugetlbCounts(k);
+    return { order: k as HugetlbOrder, pageSizeKb: 4 << k, total: c.total, free: c.free, reserved: c.reserved, used: c.total - c.free };
   }
 
   /** The shared zero page's PFN, or null before the first read fault maps it. It is never counted. */

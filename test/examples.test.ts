@@ -181,8 +181,36 @@ describe('examples/fork-storm.mjs', () => {
   });
 });
 
+describe('examples/vfio-hugetlb.mjs', () => {
+  it('prints one row per scheme and backing; pins stay reliable across fork; hugetlb pays per page, bias overflows a 1 GiB page', () => {
+    const { stdout, json, svg } = run('vfio-hugetlb');
+    expect(stdout).toMatch(/^scheme\s+backing\s+grabs\/GiB \(VFIO\)\s+atomics\/GiB \(VFIO\)/m);
+    expectSvg(svg);
+    const backings = ['4KiB', '2MiB-hugetlb', '1GiB-hugetlb'];
+    expect(json.rows.map((r) => `${r['scheme']}/${r['backing']}`)).toEqual(SCHEMES.flatMap((s) => backings.map((b) => `${s}/${b}`)));
+    for (const r of json.rows) {
+      expect(r['reliable']).toBe('yes');
+      expect(r['leaks']).toBe(0);
+      expect(r['copied']).toBe(1 << 18); // every pinned page copied into the helper at fork
+      const perGrab = (r['atomicsPerGiB'] as number) / (r['grabsPerGiB'] as number);
+      expect([1, 2]).toContain(perGrab);
+    }
+    const row = (s: string, b: string): Row => json.rows.find((r) => r['scheme'] === s && r['backing'] === b)!;
+    for (const s of SCHEMES) {
+      expect(row(s, '4KiB')['grabsPerGiB']).toBe(1 << 18); // one per 4 KiB page
+      expect(row(s, '2MiB-hugetlb')['grabsPerGiB']).toBe(512); // one per 2 MiB page
+      expect(row(s, '1GiB-hugetlb')['grabsPerGiB']).toBe(512); // one per VFIO batch of 512 pages
+      expect(row(s, '1GiB-hugetlb')['oneCallGrabs']).toBeLessThan(row(s, '2MiB-hugetlb')['oneCallGrabs'] as number);
+    }
+    // 2^18 subpages x a bias of 1024 = 2^28 per full pin: the eighth overflows a 1 GiB page's refcount.
+    expect(row('bias', '1GiB-hugetlb')['fullPins']).toBe(7);
+    expect(row('hybrid', '1GiB-hugetlb')['fullPins']).toBe(9);
+    expect(row('bias', '2MiB-hugetlb')['fullPins']).toBe(9);
+  });
+});
+
 describe('examples are deterministic for a seed', () => {
-  it.each(['rdma-churn', 'direct-io', 'fork-storm'])('%s: the same rows twice (timings aside)', (name) => {
+  it.each(['rdma-churn', 'direct-io', 'fork-storm', 'vfio-hugetlb'])('%s: the same rows twice (timings aside)', (name) => {
     const saved = join(outDir, `${name}.json`);
     const first = existsSync(saved) ? (JSON.parse(readFileSync(saved, 'utf8')) as Output) : run(name).json;
     const again = mkdtempSync(join(tmpdir(), 'pinlab-examples-'));

@@ -10,7 +10,8 @@
 // Memory: /dev/zero MAP_PRIVATE is anonymous memory; /dev/zero MAP_SHARED is shmem (a shmem
 // PageCacheFile, 4 KiB folios as with the kernel's default shmem_enabled=never). The size is
 // scaled from the selftest's 128 MiB to 4 MiB (two THPs; 32 MiB for the dump run, which needs
-// page 0x1000). The hugetlb runs (-H) cannot be expressed: the model has no hugetlb.
+// page 0x1000). The hugetlb runs (-H) map the same 4 MiB with MAP_HUGETLB (two 2 MiB pages
+// from a pool of two; shared with -S), scaled from the selftest's 256 MiB.
 // GUP_BASIC_TEST's get_user_pages (slow path, FOLL_GET) is taken with getUserPagesFast: the
 // model exposes FOLL_GET only through the fast entry point (the result is the same pages).
 import { describe, expect, it } from 'vitest';
@@ -23,6 +24,7 @@ type Command = '-u' | '-U' | '-a' | '-b' | '-L' | '-c';
 interface Run {
   cmd: Command;
   thp: boolean | null; // -t, -T, or neither (the system default: no THP)
+  hugetlb?: boolean; // -H: MAP_HUGETLB, 2 MiB pages from the pool
   write: boolean; // -w (default) or -W
   shared: boolean; // -S
   nrPages: number; // -n
@@ -36,6 +38,7 @@ const SIZE = 1024;
 function commandLine(r: Run): string {
   if (r.cmd === '-c') return `./gup_test -ct -F 0x1 ${r.dump!.map((p) => (p >= 0x1000 ? `0x${p.toString(16)}` : String(p))).join(' ')}`;
   if (r.thp === null) return `./gup_test ${r.cmd}`;
+  if (r.hugetlb === true) return `./gup_test -H -m 256 ${r.cmd} ${r.write ? '-w' : '-W'}${r.shared ? ' -S' : ''} -n ${r.nrPages}`;
   return `./gup_test ${r.thp ? '-t' : '-T'} ${r.cmd} ${r.write ? '-w' : '-W'}${r.shared ? ' -S' : ''} -n ${r.nrPages}`;
 }
 
@@ -44,6 +47,16 @@ const RUNS: Run[] = [
   { cmd: '-a', thp: null, write: true, shared: false, nrPages: 1, pages: SIZE },
   { cmd: '-c', thp: true, write: true, shared: false, nrPages: 1, pages: 8 * SIZE, dump: [0, 19, 0x1000] },
 ];
+// run_gup_matrix's -H runs (`-H -m $hugetlb_mb`: 256 with 2 MiB pages), after the THP ones.
+const HUGETLB_RUNS: Run[] = [];
+for (const cmd of ['-u', '-U', '-a', '-b', '-L'] as const) {
+  for (const write of [true, false]) {
+    for (const shared of [true, false]) {
+      for (const nrPages of [1, 512, 123]) HUGETLB_RUNS.push({ cmd, thp: false, hugetlb: true, write, shared, nrPages, pages: SIZE });
+    }
+  }
+}
+
 for (const thp of [true, false]) {
   for (const cmd of ['-u', '-U', '-a', '-b', '-L'] as const) {
     for (const write of [true, false]) {
@@ -57,7 +70,11 @@ for (const thp of [true, false]) {
 function runGupTest(scheme: Scheme, r: Run): void {
   const mem = new PageArray({ pages: 2 * r.pages + 1024, populated: false, scheme, movablePages: r.pages });
   const mm = new AddressSpace(mem, { pages: r.pages });
-  if (r.shared) {
+  if (r.hugetlb === true) {
+    // The pool (the normal zone's: hugetlb pages are not movable), then MAP_HUGETLB of it all.
+    mem.setHugetlbPages(9, r.pages / 512);
+    mm.mmap({ start: 0, count: r.pages, hugetlb: 9, shared: r.shared });
+  } else if (r.shared) {
     const file = new PageCacheFile(mem, { name: '/dev/zero', pages: r.pages, shmem: true });
     mm.mmap({ start: 0, count: r.pages, file });
   } else {
@@ -104,5 +121,6 @@ function range(n: number): number[] {
 for (const scheme of SCHEMES) {
   describe(`gup_test.c (run_vmtests.sh), scheme ${scheme}`, () => {
     for (const r of RUNS) it(commandLine(r), () => runGupTest(scheme, r));
+    for (const r of HUGETLB_RUNS) it(commandLine(r), () => runGupTest(scheme, r));
   });
 }

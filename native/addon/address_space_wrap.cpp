@@ -84,6 +84,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_shared>>("mapShared"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::check_can_map>>("checkCanMap"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap>>("zap"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::mmap_hugetlb>>("mmapHugetlb"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_hugetlb_file>>("mapHugetlbFile"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::madvise>>("madvise"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::touch>>("touch"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::gup>>("gup"),

@@ -47,6 +47,8 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value mprotect(const Napi::CallbackInfo& info);
   Napi::Value map_shared(const Napi::CallbackInfo& info);
   Napi::Value zap(const Napi::CallbackInfo& info);
+  Napi::Value mmap_hugetlb(const Napi::CallbackInfo& info);      // hugetlb_wrap.cpp
+  Napi::Value map_hugetlb_file(const Napi::CallbackInfo& info);  // hugetlb_wrap.cpp
   Napi::Value madvise(const Napi::CallbackInfo& info);
   Napi::Value check_can_map(const Napi::CallbackInfo& info);
   Napi::Value touch(const Napi::CallbackInfo& info);

@@ -75,6 +75,9 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::free_pages>>("freePages"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::zero_pfn>>("zeroPfn"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::is_movable>>("isMovable"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::hugetlb_set_pages>>("hugetlbSetPages"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::hugetlb_counts>>("hugetlbCounts"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::hugetlb_alloc_pages>>("hugetlbAllocPages"),
           InstanceMethod<&PageArrayWrap::dispose>("dispose"),
           InstanceMethod<&PageArrayWrap::is_disposed>("isDisposed"),
       });

@@ -69,6 +69,10 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value free_pages(const Napi::CallbackInfo& info);
   Napi::Value zero_pfn(const Napi::CallbackInfo& info);
   Napi::Value is_movable(const Napi::CallbackInfo& info);
+  // hugetlb pool (hugetlb_wrap.cpp)
+  Napi::Value hugetlb_set_pages(const Napi::CallbackInfo& info);
+  Napi::Value hugetlb_counts(const Napi::CallbackInfo& info);
+  Napi::Value hugetlb_alloc_pages(const Napi::CallbackInfo& info);
 
   // The checked pfn in argument 0 (ERANGE otherwise).
   uint64_t pfn_arg(const Napi::CallbackInfo& info, size_t index) const;

@@ -91,6 +91,7 @@ std::string describe(const Status& s) {
       return "virtual range start " + v + " count " + l + " is outside the address space";
     case Reason::kReadOnly: return "virtual page " + v + " is in a read-only region";
     case Reason::kFlags: return std::string("invalid flags: ") + (s.subject ? s.subject : "?");
+    case Reason::kHugetlb: return std::string("hugetlb: ") + (s.subject ? s.subject : "?");
     case Reason::kRegionOverlap:
       return "range start " + v + " count " + l + " overlaps a mapped region";
     case Reason::kGupIncomplete:

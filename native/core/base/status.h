@@ -111,6 +111,7 @@ enum class Reason : uint8_t {
   kOpsNoSpace,        // value = address-space id (its creation failed, so later ops cannot use it)
   kOpsStopped,        // subject = what was stopped (a replay, a conversion) at the caller's request
   kThreadStartOps,    // value = threads started, limit = threads wanted
+  kHugetlb,           // subject says what the hugetlb pool or mapping refused (hugetlb_pool.h)
 };
 
 struct Status {

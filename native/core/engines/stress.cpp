@@ -35,6 +35,14 @@ struct Run {
 
   uint64_t slot_start(uint64_t k) const { return k * uint64_t(cfg.region_pages); }
   bool huge_slot(uint64_t k) const { return k % 2 == 1; }
+  // Two more slots after the regions: hugetlb memory of 2 MiB pages, private and shared
+  // (remaps flip them), from a pool sized for faults, COW copies, forks and migration.
+  static constexpr uint64_t kHugetlbSlots = 2;
+  uint64_t slots() const { return uint64_t(cfg.regions) + kHugetlbSlots; }
+  bool hugetlb_slot(uint64_t k) const { return k >= uint64_t(cfg.regions); }
+  // Twice the slots' pages: their own, and as many again for COW copies, forks' early copies and
+  // migration targets (it fits the normal zone, which is twice the address space).
+  uint64_t hugetlb_pool_pages() const { return 2 * kHugetlbSlots * (uint64_t(cfg.region_pages) >> 9); }
   bool running() const {
     return Clock::now() < deadline && !abandon.load(std::memory_order_relaxed) &&
            !stop_requested(control);
@@ -99,9 +107,60 @@ void pinner(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
   }
 }
 
+Status mmap_hugetlb_slot(Run& run, AddressSpace& as, uint64_t k, bool shared, bool populate) {
+  HugetlbMmapArgs a;
+  a.start = int64_t(run.slot_start(k));
+  a.count = run.cfg.region_pages;
+  a.order = kHugetlbOrder2M;
+  a.shared = shared;
+  a.populate = populate;
+  return as.mmap_hugetlb(a);
+}
+
+// A hugetlb slot: whole 2 MiB pages only (a cut is EINVAL, checked too).
+void hugetlb_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t k) {
+  const uint64_t huge_pages = uint64_t(run.cfg.region_pages) >> 9;
+  const uint64_t s = run.slot_start(k) + ((rng() % huge_pages) << 9);
+  const uint64_t n = (1 + rng() % std::min<uint64_t>(2, huge_pages - ((s - run.slot_start(k)) >> 9))) << 9;
+  switch (rng() % 6) {
+    case 0: {  // remap the whole slot, private or shared; ENOMEM: the pool is short right now
+      run.expect_ok(as.munmap(int64_t(run.slot_start(k)), run.cfg.region_pages), "munmap");
+      const Status st = mmap_hugetlb_slot(run, as, k, rng() % 2 == 0, rng() % 2 == 0);
+      if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "mmap_hugetlb");
+      run.munmaps.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 1: {  // write-protect whole pages and give write access back
+      const Status st = as.mprotect(int64_t(s), int64_t(n), false);
+      if (st.ok()) run.expect_ok(as.mprotect(int64_t(s), int64_t(n), true), "mprotect");
+      else if (st.code != Code::kEFAULT) run.expect_ok(st, "mprotect");
+      run.mprotects.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 2: {  // MADV_DONTNEED whole pages of a private slot (EINVAL: a shared one)
+      const Status st = as.madvise(int64_t(s), int64_t(n), Advice::kDontNeed);
+      if (!st.ok() && st.code != Code::kENOMEM && st.code != Code::kEINVAL) run.expect_ok(st, "madvise");
+      run.madvises.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
+    case 3: {  // a cut through a huge page is refused, and changes nothing
+      const Status st = as.munmap(int64_t(s + 1), 1);
+      if (st.code != Code::kEINVAL && !(st.ok() && as.translate(s).present == false))
+        run.violation("munmap of part of a hugetlb page: " + describe(st));
+      break;
+    }
+    default:  // write faults: fault-in (EFAULT: the pool is out) and whole-page COW breaks
+      (void)as.touch(int64_t(s), int64_t(n), true);
+  }
+}
+
 void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
   const uint64_t rp = uint64_t(run.cfg.region_pages);
-  const uint64_t k = rng() % uint64_t(run.cfg.regions);
+  const uint64_t k = rng() % run.slots();
+  if (run.hugetlb_slot(k)) {
+    hugetlb_mutator(run, as, rng, k);
+    return;
+  }
   const uint64_t s = run.slot_start(k);
   const uint64_t off = rng() % rp, n = 1 + rng() % std::min<uint64_t>(64, rp - off);
   switch (rng() % 10) {
@@ -208,6 +267,8 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
 // MADV_PAGEOUT of a stretch (racing pins: maybe-pinned folios stay), then a read of part of it
 // (swap-in; a fork's child shares the swap entries and the swap cache with its parent).
 void pager(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
+  // The anonymous slots only: MADV_PAGEOUT of hugetlb memory is EINVAL (the slots after them).
+  span = std::min<uint64_t>(span, uint64_t(run.cfg.regions) * uint64_t(run.cfg.region_pages));
   const uint64_t s = rng() % span, n = 1 + rng() % std::min<uint64_t>(1024, span - s);
   const Status st = as.madvise(int64_t(s), int64_t(n), Advice::kPageOut);
   if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise(PAGEOUT)");  // a hole
@@ -265,7 +326,7 @@ Status validate_stress(const StressConfig& c) {
 
 Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* control) {
   if (Status st = validate_stress(cfg); !st.ok()) return st;
-  const uint64_t span = uint64_t(cfg.regions * cfg.region_pages);
+  const uint64_t span = uint64_t(cfg.regions + int64_t(Run::kHugetlbSlots)) * uint64_t(cfg.region_pages);
   // Four times the address space: room for forks' COW copies and migration targets. Half is
   // ZONE_MOVABLE, so long-term pins must migrate what faults put there.
   PageArrayConfig pc;
@@ -283,10 +344,15 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
                                        &run.as);
       !st.ok())
     return st;
+  // The pool first, from the still unfragmented normal zone.
+  if (Status st = run.mem->hugetlb_set_pages(kHugetlbOrder2M, int64_t(run.hugetlb_pool_pages())); !st.ok())
+    return st;
   for (int64_t k = 0; k < cfg.regions; ++k) {
     MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
     if (Status st = run.as->mmap(a); !st.ok()) return st;
   }
+  for (uint64_t k = uint64_t(cfg.regions); k < run.slots(); ++k)
+    if (Status st = mmap_hugetlb_slot(run, *run.as, k, k % 2 == 1, true); !st.ok()) return st;
   run.deadline = Clock::now() + std::chrono::milliseconds(cfg.duration_ms);
   run.control = control;
   ThreadGroup threads;
@@ -330,6 +396,9 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   run.as.reset();  // every page must go back to the allocator
 
   PageArray& mem = *run.mem;
+  // Every hugetlb page back in the pool, nothing reserved: the pool can shrink to nothing.
+  if (Status st = mem.hugetlb_set_pages(kHugetlbOrder2M, 0); !st.ok())
+    run.violation("the hugetlb pool cannot be emptied: " + describe(st));
   r.pin_acquired = mem.stat(Stat::kPinAcquired);
   r.pin_released = mem.stat(Stat::kPinReleased);
   if (r.pin_acquired != r.pin_released)

@@ -71,6 +71,7 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 
 AddressSpace::~AddressSpace() {
   std::lock_guard<std::mutex> lock(mmap_lock_);
+  drop_hugetlb_reservations(0, pages_);
   unmap_range(0, pages_);
 }
 
@@ -319,6 +320,8 @@ void AddressSpace::put_shared_refs(const uint32_t* pfns, uint64_t count) {
 Status AddressSpace::zap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = check_hugetlb_cut(uint64_t(start), uint64_t(start) + uint64_t(count)); !st.ok())
+    return st;
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
   return Status::Ok();
@@ -341,8 +344,14 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (r->shared && advice != Advice::kPageOut)  // pageout skips them (swap.cpp)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+    if (r->hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
+      return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
+    if (r->hugetlb_file && advice == Advice::kDontNeed)
+      return Status{Code::kEINVAL, Reason::kHugetlb,
+                    "MADV_DONTNEED of a private hugetlb file mapping is not modelled"};
     v = rs + r->count;
   }
+  if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;
   if (advice == Advice::kPageOut) return pageout(s, e);
   reserve_split_tables(s, e);  // host memory first
   if (advice == Advice::kDontNeed) {
@@ -370,11 +379,13 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;  // never split: EINVAL
   // Host memory first (PTE tables, the region map's nodes), then the pages.
   reserve_split_tables(s, e);
   split_region_at(s);
   split_region_at(e);
   unmap_range(s, e);
+  drop_hugetlb_reservations(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -390,6 +401,7 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
     if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
     v = rs + r->count;
   }
+  if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;  // never split: EINVAL
   reserve_split_tables(s, e);
   // Both ways: a leaf the range covers in part is split (at the region boundaries), whether
   // the change takes write access away or gives it back.
@@ -409,6 +421,10 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
     const uint64_t lo = std::max(start, base), hi = std::min(end, base + kPtesPerTable);
     std::atomic<uint64_t>& pmd = pt_.pmd(i);
     uint64_t pe = pmd.load(std::memory_order_relaxed);  // only the lock holder changes PMDs
+    if (entry::hugetlb(pe)) {  // whole pages only (check_hugetlb_cut)
+      unmap_hugetlb_leaf(i, pe);
+      continue;
+    }
     if (entry::huge(pe)) {
       if (lo == base && hi == base + kPtesPerTable) {
         // Clear the entry first, then put: a racing gup_fast either grabbed before (and keeps
@@ -509,6 +525,7 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
   const Region* r = region_at(vpage, &rs);
   if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(vpage));
   if (write && !r->write) return Status::Fail(Code::kEFAULT, Reason::kReadOnly, int64_t(vpage));
+  if (r->hugetlb_order != 0) return hugetlb_fault(vpage, write, *r, rs);
   const uint64_t pe = pt_.pmd(vpage >> kPmdShift).load(std::memory_order_relaxed);
   uint64_t e = pe;
   if (!entry::huge(pe)) {
@@ -641,6 +658,7 @@ Status AddressSpace::unshare(uint64_t vpage) {
   const uint64_t i = vpage >> kPmdShift;
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
+  if (entry::hugetlb(pe)) return entry::exclusive(pe) ? Status::Ok() : hugetlb_wp(vpage, false);
   if (entry::huge(pe)) {
     if (entry::exclusive(pe)) return Status::Ok();
     if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {  // ours alone again
@@ -746,6 +764,7 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
                                uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally) {
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
   if (entry::swap(e)) return fork_swap_entry(e, child_slot);  // swap.cpp
+  if (huge && entry::hugetlb(e)) return fork_hugetlb_leaf(slot, child_slot, vpage, pinned_mm, tally);
   // relaxed stores into the child's table: the child is not visible to anyone yet.
   if (entry::special(e)) {  // the zero page: shared as is, never counted
     child_slot.store(e, std::memory_order_relaxed);
@@ -814,6 +833,10 @@ void AddressSpace::abandon_fork(AddressSpace& child) {
   // these puts never free one; the early copies, never seen by anyone, go back unused.
   for_each_fork_pair(child, [&](std::atomic<uint64_t>&, std::atomic<uint64_t>& child_slot,
                                 uint64_t, bool huge) {
+    if (huge && entry::hugetlb(child_slot.load(std::memory_order_relaxed))) {
+      abandon_hugetlb_leaf(child_slot);  // one reference per page, not per leaf
+      return;
+    }
     const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
     if (entry::swap(ce)) free_swap_entry(ce);  // never the last: the parent's entry names it
     if (!entry::present(ce) || entry::special(ce)) return;  // not reached, or the zero page

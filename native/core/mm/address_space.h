@@ -30,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <vector>
+#include <set>
 
 #include "pages/page_array.h"
 #include "mm/page_table.h"
@@ -83,6 +84,12 @@ struct Region {
   // file); false for shmem/memfd-like files. Decides FOLL_LONGTERM|FOLL_WRITE under kRefuse.
   bool dirty_tracked = false;
   bool dontfork = false;  // MADV_DONTFORK: fork's child does not map the region
+  // A hugetlb mapping (mm/hugetlb.cpp): the order of its pages (9: 2 MiB, 18: 1 GiB), else 0.
+  // Its ranges are whole huge pages; munmap, mprotect and madvise that would cut one: EINVAL.
+  uint8_t hugetlb_order = 0;
+  // A MAP_PRIVATE mapping of a hugetlb file: its entries start as the file's pages, read-only
+  // and not exclusive, so a write (or a pin) copies the whole huge page. A hole is SIGBUS.
+  bool hugetlb_file = false;
 };
 
 // FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a dirty-tracked file (see MmRules).
@@ -159,6 +166,16 @@ struct GupFlags {
   bool write = false;     // FOLL_WRITE
   bool longterm = false;  // FOLL_LONGTERM (pin only)
   bool fast_only = false; // FOLL_FAST_ONLY: no slow path
+};
+
+// mmap(MAP_HUGETLB) of anonymous memory (mm/hugetlb.cpp).
+struct HugetlbMmapArgs {
+  int64_t start = 0;
+  int64_t count = 0;
+  int64_t order = 9;     // 9: 2 MiB pages, 18: 1 GiB pages
+  bool write = true;
+  bool populate = false;
+  bool shared = false;   // MAP_SHARED: the pages are allocated now and shared with forks
 };
 
 // What a PTE or PMD maps at a virtual page, for queries and tests.
@@ -288,6 +305,21 @@ class AddressSpace {
   std::optional<SwapEntryInfo> swap_entry(uint64_t vpage) const;
   uint64_t swapped_pages() const;  // this mm's swap entries
   SwapUsage swap_usage() const;    // the swap device this mm shares with its fork family
+  // ---- hugetlb (mm/hugetlb.cpp) --------------------------------------------------------------
+  // mmap(MAP_HUGETLB): start and count multiples of the huge page size (EINVAL), every page
+  // from the page array's pool. Private: the pages are reserved now (ENOMEM if the pool has
+  // too few free unreserved pages) and faulted in on first touch, read or write (hugetlb has
+  // no zero page). Shared: allocated and mapped now, shared by forks, never copied.
+  Status mmap_hugetlb(const HugetlbMmapArgs& args);
+  // mmap of a hugetlb file's pages (memfd_create(MFD_HUGETLB), hugetlbfs): `heads` are the
+  // file's folios of `order` for the range, in order (n of them, the range n huge pages);
+  // each mapping takes one reference per folio. Shared: the file's pages themselves, writable
+  // iff `write`, never copied (FOLL_LONGTERM|FOLL_WRITE allowed: no dirty tracking). Private:
+  // the file's pages read-only, copied whole on the first write or pin (COW), with the copies
+  // reserved now. All or nothing: EINVAL (alignment, overlap, a head that is not a pool folio
+  // of `order`, the zero page), ERANGE, EFREE, ENOMEM (reservation).
+  Status map_hugetlb_file(int64_t start, const uint32_t* heads, uint64_t n, int64_t order,
+                          bool write, bool shared);
 
  private:
   AddressSpace(std::shared_ptr<PageArray> mem, uint64_t pages, const MmRules& rules,
@@ -415,6 +447,7 @@ class AddressSpace {
     uint64_t e;
     uint64_t pfn;
     uint64_t n;
+    uint64_t leaves = 1;  // hugetlb: consecutive leaves of one page the grab covers
   };
   // Reads the entry for v; false where the fast path must stop (absent, special, read-only
   // for a write, COW-shared for a pin, ZONE_MOVABLE for a long-term pin).
@@ -425,6 +458,32 @@ class AddressSpace {
   uint64_t gup_fast_walk(uint64_t start, uint64_t count, const GupFlags& flags, uint32_t* out);
   template <Scheme S>
   void release_grabbed(const uint32_t* pfns, uint64_t n, const GupFlags& flags);
+
+  // ---- hugetlb (mm/hugetlb.cpp) ------------------------------------------------------------
+  // EINVAL if [start, end) cuts a huge page of a hugetlb region in two.
+  Status check_hugetlb_cut(uint64_t start, uint64_t end) const;
+  // A fault in a hugetlb region (the whole huge page around vpage).
+  Status hugetlb_fault(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
+  // The write fault (write) or FOLL_UNSHARE (not write) of a present hugetlb page: reuse it if
+  // it is ours alone, else copy it whole from the pool (EFAULT, SIGBUS, when the pool is out).
+  Status hugetlb_wp(uint64_t vpage, bool write);
+  // The first PMD index of the hugetlb page whose leaf is pe at PMD index i, and its head.
+  void hugetlb_page_of(uint64_t i, uint64_t pe, uint64_t* first, uint64_t* head,
+                       uint32_t* order) const;
+  // Writes the leaves of a hugetlb page at virtual page vbase (PMD-aligned). seq_cst stores.
+  void install_hugetlb(uint64_t vbase, uint64_t head, uint32_t order, uint64_t flags);
+  // unmap_range of one hugetlb leaf: cleared; the page's reference goes with its last leaf.
+  void unmap_hugetlb_leaf(uint64_t i, uint64_t pe);
+  // munmap: gives back the reservations of huge pages never faulted in.
+  void drop_hugetlb_reservations(uint64_t start, uint64_t end);
+  Status fork_hugetlb_leaf(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+                           uint64_t vpage, bool pinned_mm, ForkTally* tally);
+  void abandon_hugetlb_leaf(std::atomic<uint64_t>& child_slot);
+  MigrateOutcome migrate_hugetlb(uint64_t vpage, uint64_t* moved_pages);
+  // gup_fast: extends a walk entry at a hugetlb leaf over the next leaves of the same page.
+  void extend_hugetlb_walk(uint64_t v, uint64_t end, WalkEntry* w) const;
+  // Huge pages (their first virtual page) of private mappings whose reservation is unused.
+  std::set<uint64_t> hugetlb_resv_;
 
   std::shared_ptr<PageArray> mem_;
   uint64_t pages_;

@@ -60,12 +60,14 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
   // The stretch lies in anonymous private regions of one kind (Linux: one VMA).
   uint64_t rs = 0;
   const Region* first = region_at(base, &rs);
-  if (first == nullptr || first->shared || (limits != nullptr && !first->huge))
+  if (first == nullptr || first->shared || first->hugetlb_order != 0 ||
+      (limits != nullptr && !first->huge))
     return CollapseCheck::kNotEligible;
   for (uint64_t v = rs + first->count; v < base + kPtesPerTable;) {
     uint64_t here = 0;
     const Region* r = region_at(v, &here);
     if (r == nullptr || r->write != first->write || r->huge != first->huge || r->shared ||
+        r->hugetlb_order != 0 ||
         r->dontfork != first->dontfork)
       return CollapseCheck::kNotEligible;
     v = here + r->count;
@@ -206,6 +208,9 @@ Status AddressSpace::collapse(int64_t start, int64_t count, uint64_t* collapsed)
     if (r->shared)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise collapse of a shared file mapping is not modelled (anonymous memory only)"};
+    if (r->hugetlb_order != 0)  // hugetlb pages are huge already: the kernel answers EINVAL
+      return Status{Code::kEINVAL, Reason::kHugetlb,
+                    "madvise collapse of a hugetlb mapping (EINVAL, as the kernel answers)"};
     v = rs + r->count;
   }
   // The 2 MiB stretches wholly inside the range (none: nothing to do, as the kernel answers).

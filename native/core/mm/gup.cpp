@@ -51,6 +51,7 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   w->pte = nullptr;
   w->e = w->pe;
   w->n = 1;
+  w->leaves = 1;
   if (entry::huge(w->pe)) {
     // One grab of every subpage this call wants from the 2 MiB leaf. A leaf lies in one
     // region (split_region_at splits any leaf a region boundary would cut), so its entry's
@@ -58,6 +59,8 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
     const uint64_t off = v & (kPtesPerTable - 1);
     w->n = std::min(end - v, kPtesPerTable - off);
     w->pfn = entry::pfn(w->pe) + off;
+    w->leaves = 1;
+    if (entry::hugetlb(w->pe)) extend_hugetlb_walk(v, end, w);  // one grab per hugetlb page
   } else {
     std::atomic<uint64_t>* t = entry::table(w->pe) ? pt_.table(v >> kPmdShift) : nullptr;
     if (t == nullptr) return false;
@@ -83,8 +86,12 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
 
 bool AddressSpace::walk_entry_unchanged(const WalkEntry& w) const {
   // The recheck: the entry we grabbed through, and the PMD above it (seq_cst: see the top).
-  return (w.pte == nullptr || w.pte->load(std::memory_order_seq_cst) == w.e) &&
-         w.pmd->load(std::memory_order_seq_cst) == w.pe;
+  if (w.pte != nullptr && w.pte->load(std::memory_order_seq_cst) != w.e) return false;
+  // Every leaf of a hugetlb run (w.leaves consecutive PMDs of one page, see hugetlb.cpp).
+  for (uint64_t k = 0; k < w.leaves; ++k)
+    if (w.pmd[k].load(std::memory_order_seq_cst) != w.pe + ((k << kPmdShift) << entry::kPfnShift))
+      return false;
+  return true;
 }
 
 template <Scheme S>
@@ -211,7 +218,10 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
     // A long-term read pin must see the process's later writes: not through the zero page
     // (a private region: every anonymous one here, since mprotect may make it writable).
     if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_zero_page(v);
-    if (st.ok() && f.pin) st = unshare(v);  // a pin holds this mm's own page
+    // A pin holds this mm's own page; a private hugetlb mapping's file page is unshared for
+    // FOLL_LONGTERM only (as page cache in a COW mapping: gup_must_unshare).
+    const bool file_page = (pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed) & entry::kFilePage) != 0;
+    if (st.ok() && f.pin && (f.longterm || !file_page)) st = unshare(v);
     if (!st.ok()) break;
     Translation tr = translate(v);
     if (tr.special) {  // the zero page: handed out, never counted
@@ -247,6 +257,11 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
       uint64_t rs = 0;
       const Region* r = region_at(v, &rs);  // handle_fault found it
       n = std::min({count - i, kPtesPerTable - (v & (kPtesPerTable - 1)), rs + r->count - v});
+      // A hugetlb page: to its end (its leaves are installed and cleared together).
+      if (r->hugetlb_order != 0) {
+        const uint64_t head = mem_->folio_head(tr.pfn);
+        n = std::min({count - i, head + (uint64_t{1} << r->hugetlb_order) - tr.pfn, rs + r->count - v});
+      }
     }
     st = mem_->grab_folio(tr.pfn, int64_t(n), f.pin, f.write);
     if (!st.ok()) break;

@@ -20,6 +20,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   const uint64_t i = vpage >> kPmdShift;
   std::atomic<uint64_t>* slot = &pt_.pmd(i);
   uint64_t e = slot->load(std::memory_order_relaxed);
+  if (entry::hugetlb(e)) return migrate_hugetlb(vpage, moved_pages);  // mm/hugetlb.cpp
   uint32_t order = kPmdOrder;
   int32_t expected = int32_t(kPtesPerTable);
   if (!entry::huge(e)) {
@@ -143,6 +144,7 @@ Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
     if (!tr.present || tr.special) continue;
     const uint64_t head = mem_->folio_head(tr.pfn);
     if (!leaf && !tr.shared && mem_->folio_order(head) > 0 && !large_seen.insert(head).second) continue;
+    if (leaf && mem_->is_hugetlb(head) && !large_seen.insert(head).second) continue;  // 1 GiB: 512 leaves
     firsts.push_back(here);
   }
   uint64_t pages = 0;

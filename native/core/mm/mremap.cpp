@@ -46,7 +46,8 @@ void carve(RegionMap& m, uint64_t s, uint64_t e) {
 
 bool same_attributes(const Region& a, const Region& b) {
   return a.write == b.write && a.huge == b.huge && a.shared == b.shared &&
-         a.dirty_tracked == b.dirty_tracked && a.dontfork == b.dontfork;
+         a.dirty_tracked == b.dirty_tracked && a.dontfork == b.dontfork &&
+         a.hugetlb_order == b.hugetlb_order && a.hugetlb_file == b.hugetlb_file;
 }
 }  // namespace
 
@@ -183,6 +184,11 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
     last_end = here + r->count;
     v = last_end;
   }
+  // hugetlb (mm/hugetlb.cpp): its leaves are never split and its reservations are per huge
+  // page; moving them is not modelled (the kernel moves whole, aligned hugetlb ranges).
+  if (attrs.hugetlb_order != 0)
+    return Status{Code::kEINVAL, Reason::kHugetlb,
+                  "mremap of a hugetlb mapping is not modelled (anonymous and file memory only)"};
   if (a.dont_unmap && attrs.shared)
     return Status{Code::kEINVAL, Reason::kFlags,
                   "mremap: dontUnmap of a shared file mapping is not modelled (anonymous memory only)"};

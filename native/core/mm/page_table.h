@@ -30,6 +30,13 @@ constexpr uint64_t kShared = 1u << 6;
 // SWP_EXCLUSIVE marker (PageAnonExclusive carried across swap, Linux 5.19). Only PTEs: a PMD
 // THP is split into PTE swap entries when it is paged out.
 constexpr uint64_t kSwap = 1u << 7;
+// A PMD leaf of a hugetlb page (hugetlb_pool.h): never split. A 2 MiB page is one leaf; a
+// 1 GiB page is 512 consecutive leaves of one folio (no PUD level here) that are installed,
+// changed and cleared together under the mmap lock and hold ONE reference between them.
+constexpr uint64_t kHugetlb = 1u << 8;
+// A MAP_PRIVATE hugetlb leaf that maps the file's own page (not an anonymous copy): a write
+// always copies it, and only a FOLL_LONGTERM pin unshares it (gup_must_unshare of page cache).
+constexpr uint64_t kFilePage = 1u << 9;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -42,6 +49,7 @@ constexpr bool table(uint64_t e) { return e & kTable; }
 constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 constexpr bool shared(uint64_t e) { return e & kShared; }
 constexpr bool swap(uint64_t e) { return (e & (kSwap | kPresent)) == kSwap; }
+constexpr bool hugetlb(uint64_t e) { return e & kHugetlb; }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -51,6 +59,7 @@ constexpr uint32_t kPmdOrder = kPmdShift;
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
 static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 static_assert(entry::kSwap < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kFilePage < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:

@@ -57,6 +57,11 @@ void PageArray::return_to_zone(uint64_t head) {
   for (uint64_t w = 0; w < pin_words_per_page_; ++w)
     for (uint64_t p = head; p < words_end; ++p)
       std::atomic_ref<int32_t>(pincount_.data()[w * pages() + p]).store(0, std::memory_order_relaxed);
+  // A pool page keeps its shape and goes back to the pool (hugetlb_pool.h).
+  if (hugetlb_->owns(head)) {
+    return_to_hugetlb_pool(head, order);
+    return;
+  }
   // Every page becomes an order-0 free page, dirty flag cleared: no stale order byte may point
   // a later query (or a speculative gup_fast) at a head that the allocator hands out again.
   for (uint64_t p = head; p < end; ++p) meta_at(p).store(0, std::memory_order_relaxed);

@@ -63,6 +63,7 @@ Status PageArray::allocate_and_populate() {
   if (cfg_.debug && !dbg_pins_.allocate(n)) return fail(n * 4);
   if (cfg_.debug) debug_locks_ = std::make_unique<StripedLocks>();
   map_locks_ = std::make_unique<StripedLocks>();  // 64 KiB, whatever the size
+  hugetlb_ = std::make_unique<HugetlbPool>(n);  // 1 byte per 2 MiB: pool membership
   // A scheme whose read and write pins cost differently needs the write pins counted apart.
   if (cfg_.debug && !scheme.read_pins_visible && !dbg_write_.allocate(n))
     return fail(n * 4);

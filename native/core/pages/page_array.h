@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "pages/buddy_allocator.h"
+#include "pages/hugetlb_pool.h"
 #include "base/mapped_array.h"
 #include "pages/scheme.h"
 #include "base/stats.h"
@@ -301,6 +302,25 @@ class PageArray {
   // The zero page is never counted: gup and unpin skip it.
   bool is_zero_page(uint64_t pfn) const { return int64_t(pfn) == zero_pfn(); }
 
+  // ---- the hugetlb pool (hugetlb.cpp; hugetlb_pool.h) ---------------------------------------
+  // nr_hugepages for one size (order 9 or 18; EINVAL otherwise, or count outside
+  // 0..pages >> order): grows by taking free blocks of the normal zone (ENOMEM if there are not
+  // enough: nothing taken), shrinks by giving free, unreserved pool pages back to it (EBUSY if
+  // pages in use or reserved stand in the way: nothing given). All or nothing.
+  Status hugetlb_set_pages(int64_t order, int64_t count);
+  Status hugetlb_counts(int64_t order, HugetlbCounts* out) const;
+  // Reserves n free pages for a mapping (ENOMEM unless n free pages are unreserved).
+  Status hugetlb_reserve(uint32_t order, uint64_t n);
+  void hugetlb_unreserve(uint32_t order, uint64_t n);  // n <= reserved
+  // A free pool page as a folio with refcount 1: one the caller reserved (`reserved`: the
+  // reservation is used up), else one nobody reserved (ENOMEM when there is none).
+  Status hugetlb_alloc(uint32_t order, bool reserved, uint64_t* head);
+  // n pages for a hugetlb file (its fallocate), unreserved, all or nothing (ENOMEM: none
+  // taken). Each has refcount 1: the file's reference.
+  Status hugetlb_alloc_pages(int64_t order, int64_t n, std::vector<uint32_t>* heads);
+  // Whether pfn lies in a pool page (free or in use).
+  bool is_hugetlb(uint64_t pfn) const { return hugetlb_->owns(pfn); }
+
  private:
   explicit PageArray(const PageArrayConfig& cfg);
   Status allocate_and_populate();
@@ -451,6 +471,9 @@ class PageArray {
   std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
   std::atomic<int64_t> zero_pfn_{-1};
   std::mutex zero_mu_;
+  std::unique_ptr<HugetlbPool> hugetlb_;  // always there; empty until hugetlb_set_pages
+  // return_to_zone of a pool page: back to the pool's free list, shape kept.
+  void return_to_hugetlb_pool(uint64_t head, uint32_t order);
 
   template <bool kPerPage>
   friend class RangeCursor;

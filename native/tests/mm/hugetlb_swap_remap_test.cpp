@@ -1,0 +1,114 @@
+// Issue 13, the features together: hugetlb mappings under MADV_PAGEOUT, MADV_COLLAPSE,
+// khugepaged and mremap (refused with EINVAL, nothing changed, as documented in the README),
+// and a fork that copies hugetlb leaves and swap entries together.
+#include <memory>
+
+#include "fixtures.h"
+#include "mm/address_space.h"
+
+namespace pinlab::test {
+namespace {
+
+constexpr uint64_t k2M = 512;
+
+struct Mm {
+  std::shared_ptr<PageArray> mem;
+  std::unique_ptr<AddressSpace> as;
+};
+
+// 2 MiB hugetlb memory at [0, 1024) (private, populated) and [1024, 1536) (shared), anonymous
+// 4 KiB pages at [2048, 2064).
+Mm make_mm(Scheme scheme) {
+  PageArrayConfig cfg;
+  cfg.pages = 8192;
+  cfg.scheme = scheme;
+  cfg.debug = true;
+  cfg.populated = false;
+  std::unique_ptr<PageArray> pa;
+  Status st = PageArray::create(cfg, &pa);
+  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
+  st = AddressSpace::create(mm.mem, 4096, &mm.as);
+  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  CHECK_OK(mm.mem->hugetlb_set_pages(9, 6));  // 3 mapped, 2 for the child's COW
+  HugetlbMmapArgs a;
+  a.start = 0;
+  a.count = 2 * k2M;
+  a.order = 9;
+  a.populate = true;
+  CHECK_OK(mm.as->mmap_hugetlb(a));
+  a.start = 2 * k2M;
+  a.count = k2M;
+  a.shared = true;
+  CHECK_OK(mm.as->mmap_hugetlb(a));
+  CHECK_OK(mm.as->mmap(MmapArgs{2048, 16, true, true, false}));
+  return mm;
+}
+
+void check_all_free(Mm& mm) {
+  CHECK_OK(mm.as->munmap(0, int64_t(mm.as->pages())));
+  CHECK_EQ(mm.as->swap_usage().used, uint64_t(0));
+  CHECK_EQ(mm.mem->stat(Stat::kPinAcquired), mm.mem->stat(Stat::kPinReleased));
+  mm.as.reset();
+  HugetlbCounts c;
+  CHECK_OK(mm.mem->hugetlb_counts(9, &c));
+  CHECK_EQ(c.free, c.total);  // every hugetlb page back in the pool
+  CHECK_EQ(c.reserved, uint64_t(0));
+  CHECK_OK(mm.mem->hugetlb_set_pages(9, 0));
+  CHECK_EQ(mm.mem->free_pages(), mm.mem->pages() - (mm.mem->zero_pfn() >= 0 ? 1u : 0u));
+}
+
+TEST(pageout_collapse_and_mremap_refuse_hugetlb_and_change_nothing) {
+  for (Scheme s : kAllSchemes) {
+    Mm mm = make_mm(s);
+    const uint64_t p0 = mm.as->translate(0).pfn, p1 = mm.as->translate(1024).pfn;
+    CHECK_CODE(mm.as->madvise(0, 2 * k2M, Advice::kPageOut), Code::kEINVAL);
+    CHECK_CODE(mm.as->madvise(1024, k2M, Advice::kPageOut), Code::kEINVAL);  // shared too
+    CHECK_CODE(mm.as->madvise(1500, 600, Advice::kPageOut), Code::kEINVAL);  // anon beside it
+    CHECK_EQ(mm.as->swap_usage().used, uint64_t(0));  // not even the anonymous pages went
+    uint64_t made = 0, scanned = 0;
+    CHECK_CODE(mm.as->collapse(0, 2 * k2M, &made), Code::kEINVAL);
+    CHECK_OK(mm.as->khugepaged(KhugepagedArgs{}, &made, &scanned));  // skips hugetlb
+    CHECK_EQ(made, uint64_t(0));
+    MremapArgs m;
+    m.start = 0;
+    m.count = m.new_count = int64_t(k2M);
+    m.new_start = 3072;
+    m.may_move = m.fixed = true;
+    uint64_t at = 12345;
+    CHECK_CODE(mm.as->mremap(m, &at), Code::kEINVAL);
+    CHECK_EQ(at, uint64_t(12345));
+    MremapArgs shrink;
+    shrink.start = 0;
+    shrink.count = int64_t(2 * k2M);
+    shrink.new_count = int64_t(k2M);
+    CHECK_CODE(mm.as->mremap(shrink, &at), Code::kEINVAL);
+    CHECK_EQ(mm.as->translate(0).pfn, p0);
+    CHECK_EQ(mm.as->translate(1024).pfn, p1);
+    CHECK_EQ(mm.as->stat(MmStat::kRemaps), uint64_t(0));
+    CHECK_EQ(mm.as->stat(MmStat::kCollapses), uint64_t(0));
+    check_all_free(mm);
+  }
+}
+
+TEST(fork_copies_hugetlb_leaves_and_swap_entries_together) {
+  for (Scheme s : kAllSchemes) {
+    Mm mm = make_mm(s);
+    CHECK_OK(mm.as->touch(2048, 16, true));
+    CHECK_OK(mm.as->madvise(2048, 16, Advice::kPageOut));
+    CHECK_EQ(mm.as->swapped_pages(), uint64_t(16));
+    std::unique_ptr<AddressSpace> child;
+    CHECK_OK(mm.as->fork(&child));
+    CHECK_EQ(child->swapped_pages(), uint64_t(16));
+    CHECK_EQ(child->translate(1024).pfn, mm.as->translate(1024).pfn);  // shared hugetlb
+    CHECK_OK(child->touch(0, 2 * k2M, true));  // COW of the private hugetlb pages
+    CHECK_OK(child->touch(2048, 16, false));   // swap-in through the swap cache
+    child.reset();
+    CHECK_OK(mm.as->touch(2048, 16, true));
+    CHECK_EQ(mm.as->swap_usage().used, uint64_t(0));
+    check_all_free(mm);
+  }
+}
+
+}  // namespace
+}  // namespace pinlab::test
