@@ -189,6 +189,12 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
   if (attrs.hugetlb_order != 0)
     return Status{Code::kEINVAL, Reason::kHugetlb,
                   "mremap of a hugetlb mapping is not modelled (anonymous and file memory only)"};
+  // MREMAP_FIXED over hugetlb memory: whole huge pages only, as munmap (EINVAL otherwise).
+  if (a.fixed) {
+    if (Status st = check_hugetlb_cut(uint64_t(a.new_start), uint64_t(a.new_start) + n_new);
+        !st.ok())
+      return st;
+  }
   if (a.dont_unmap && attrs.shared)
     return Status{Code::kEINVAL, Reason::kFlags,
                   "mremap: dontUnmap of a shared file mapping is not modelled (anonymous memory only)"};
@@ -241,7 +247,10 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
   // ---- the change (cannot fail from here) -----------------------------------------------------
   if (plan == Plan::kInPlace && n_new < n_old) unmap_range(s + n_new, s + n_old);
   if (plan == Plan::kMove) {
-    if (a.fixed) unmap_range(d, d + n_new);  // MREMAP_FIXED replaces what was there
+    if (a.fixed) {
+      unmap_range(d, d + n_new);  // MREMAP_FIXED replaces what was there
+      drop_hugetlb_reservations(d, d + n_new);  // (the old regions still name their pages)
+    }
     if (n_move < n_old) unmap_range(s + n_move, s + n_old);
     // Leaves that the old range's ends cut (the old region keeps the rest) are split by the
     // move itself; one that the new region's ends would cut cannot exist (moved whole or split).

@@ -91,6 +91,37 @@ TEST(pageout_collapse_and_mremap_refuse_hugetlb_and_change_nothing) {
   }
 }
 
+TEST(mremap_fixed_over_hugetlb_takes_whole_pages_and_gives_their_reservations_back) {
+  for (Scheme s : kAllSchemes) {
+    Mm mm = make_mm(s);
+    CHECK_OK(mm.as->munmap(0, int64_t(2 * k2M)));
+    HugetlbMmapArgs h;
+    h.start = 0;
+    h.count = int64_t(2 * k2M);
+    h.order = 9;
+    CHECK_OK(mm.as->mmap_hugetlb(h));  // private, not faulted in: two reservations
+    HugetlbCounts c;
+    CHECK_OK(mm.mem->hugetlb_counts(9, &c));
+    CHECK_EQ(c.reserved, uint64_t(2));
+    MremapArgs m;
+    m.start = 2048;
+    m.count = m.new_count = 16;
+    m.new_start = 100;  // a cut through the first hugetlb page
+    m.may_move = m.fixed = true;
+    uint64_t at = 0;
+    CHECK_CODE(mm.as->mremap(m, &at), Code::kEINVAL);
+    m.new_count = int64_t(k2M);  // grows while it moves: exactly the first hugetlb page
+    m.new_start = 0;
+    CHECK_OK(mm.as->mremap(m, &at));
+    CHECK_EQ(at, uint64_t(0));
+    CHECK_OK(mm.mem->hugetlb_counts(9, &c));
+    CHECK_EQ(c.reserved, uint64_t(1));  // page 0's reservation went with its mapping
+    CHECK_OK(mm.as->touch(0, 16, true));  // anonymous 4 KiB pages now
+    CHECK(!mm.as->translate(0).huge);
+    check_all_free(mm);
+  }
+}
+
 TEST(fork_copies_hugetlb_leaves_and_swap_entries_together) {
   for (Scheme s : kAllSchemes) {
     Mm mm = make_mm(s);
