@@ -119,6 +119,7 @@ describe('hugetlb mappings', () => {
     expect(pin.count).toBe(H);
     expect(pin.pfns[0]).toBe(mm.translate(0)!.pfn);
     expectPinlabError(() => child.madvise({ start: 0, count: H }, 'dontneed'), 'EINVAL');
+    expect(child.stats().slowPathFallbacks).toBe(0); // FOLL_LONGTERM|FOLL_WRITE of hugetlb: the fast path takes it
     child.unpinUserPages(pin.pfns, { write: true });
     child.dispose();
     mm.dispose();
@@ -132,6 +133,9 @@ describe('hugetlb mappings', () => {
     expect(mem.hugetlbPool(9).used).toBe(0);
     const file = new HugetlbFile(mem, { name: 'f', order: 9, pages: 2 * H });
     expect(mem.hugetlbPool(9).used).toBe(2);
+    // Unmapped, unpinned, one reference (the file's): a THP would split; a pool page never does.
+    expectPinlabError(() => mem.splitFolio(file.pfnAt(0)), 'EBUSY');
+    expect(mem.folioOrder(file.pfnAt(0))).toBe(9);
     mm.mmap({ start: 0, count: 2 * H, file });
     mm.mmap({ start: 4 * H, count: H, file, offset: H, shared: false });
     expect(mm.translate(4 * H)!.pfn).toBe(file.pfnAt(H));

@@ -76,7 +76,8 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   // FOLL_LONGTERM|FOLL_WRITE of page cache: whether the file needs dirty tracking is the
   // region's to say, which the walk cannot see (the kernel's gup_fast also leaves these to
   // the slow path's check_vma_flags).
-  if (f.longterm && f.write && entry::shared(e) &&
+  // hugetlb's shared pages never need dirty tracking: pinned here (folio_fast_pin_allowed).
+  if (f.longterm && f.write && entry::shared(e) && !entry::hugetlb(e) &&
       rules_.longterm_file_writes == LongtermFileWrites::kRefuse)
     return false;
   // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so the
@@ -220,6 +221,7 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
     if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_zero_page(v);
     // A pin holds this mm's own page; a private hugetlb mapping's file page is unshared for
     // FOLL_LONGTERM only (as page cache in a COW mapping: gup_must_unshare).
+    // relaxed: we hold the mmap lock, the only writer of PMDs.
     const bool file_page = (pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed) & entry::kFilePage) != 0;
     if (st.ok() && f.pin && (f.longterm || !file_page)) st = unshare(v);
     if (!st.ok()) break;

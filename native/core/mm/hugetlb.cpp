@@ -30,6 +30,10 @@
 
 namespace pinlab {
 
+static_assert(kHugetlbOrder2M == kPmdOrder, "a 2 MiB hugetlb page is one PMD leaf");
+static_assert(entry::kHugetlb != entry::kFilePage && entry::kFilePage < (uint64_t{1} << entry::kPfnShift),
+              "hugetlb flags are their own bits below the PFN");
+
 namespace {
 constexpr uint64_t leaves_of(uint32_t order) { return uint64_t{1} << (order - kPmdOrder); }
 constexpr uint64_t pages_of(uint32_t order) { return uint64_t{1} << order; }
@@ -270,6 +274,7 @@ Status AddressSpace::fork_hugetlb_leaf(std::atomic<uint64_t>& slot,
     // The page's first leaf decided (fork visits leaves in ascending order): the same page
     // (shared), or the early copy the child got there.
     // PMD slots are one array (page_table.h), so the first leaf's slot is i - first before.
+    // relaxed: the child is not visible to anyone yet.
     const uint64_t ce = (&child_slot - (i - first))->load(std::memory_order_relaxed);
     if (entry::present(ce)) child_slot.store(ce + (off << entry::kPfnShift), std::memory_order_relaxed);
     return Status::Ok();
@@ -308,7 +313,7 @@ Status AddressSpace::fork_hugetlb_leaf(std::atomic<uint64_t>& slot,
 }
 
 void AddressSpace::abandon_hugetlb_leaf(std::atomic<uint64_t>& child_slot) {
-  const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
+  const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);  // the child is unseen
   if (!entry::present(ce)) return;
   const uint64_t head = mem_->folio_head(entry::pfn(ce));
   if (entry::pfn(ce) != head) return;  // the page's reference went with its first leaf

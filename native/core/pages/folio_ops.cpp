@@ -92,6 +92,8 @@ Status PageArray::split_folio(uint64_t head) {
   if (order == 0) return Status::Fail(Code::kEINVAL, Reason::kNotLargeFolio, int64_t(head));
   if (head_of(head, order) != head)
     return Status::Fail(Code::kEINVAL, Reason::kNotHead, int64_t(head));
+  if (is_hugetlb(head))  // a pool page keeps its shape for life (hugetlb_pool.h)
+    return Status{Code::kEBUSY, Reason::kHugetlb, "a hugetlb pool page is never split"};
   const uint64_t end = head + folio_pages(order);
   auto pinned = [&] {
     return dispatch_scheme(cfg_.scheme, [&](auto tag) {

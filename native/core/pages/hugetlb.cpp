@@ -6,6 +6,8 @@
 
 namespace pinlab {
 
+static_assert(kHugetlbOrder1G <= kMaxOrder, "a 1 GiB folio's order fits the meta byte");
+
 namespace {
 Status check_hugetlb_order(int64_t order) {
   if (!is_hugetlb_order(order))
@@ -44,8 +46,8 @@ Status PageArray::hugetlb_set_pages(int64_t order, int64_t count) {
     size.free.reserve(size.free.size() + heads.size());
     for (const uint64_t h : heads) {
       hugetlb_->set_member(h, k, true);
-      // release: pairs with hugetlb_alloc's publication chain; nobody can reach the page yet.
-      ref_at(h).store(0, std::memory_order_release);
+      // relaxed: nobody can reach the page; mu_ orders this before its first hugetlb_alloc.
+      ref_at(h).store(0, std::memory_order_relaxed);
       size.free.push_back(h);
     }
     size.total = want;
@@ -130,7 +132,8 @@ Status PageArray::hugetlb_alloc_pages(int64_t order, int64_t n, std::vector<uint
 
 void PageArray::return_to_hugetlb_pool(uint64_t head, uint32_t order) {
   // Refcount 0 and unmapped (return_to_zone cleared the pincount words): clear the head's
-  // dirty and mapped bits, keep the order on every page (the shape never changes).
+  // dirty and mapped bits, keep the order on every page (the shape never changes). relaxed:
+  // mu_ below orders it before the page's next hugetlb_alloc.
   meta_at(head).store(uint8_t(order), std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(hugetlb_->mu_);
   hugetlb_->sizes_[HugetlbPool::index(order)].free.push_back(head);

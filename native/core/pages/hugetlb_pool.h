@@ -26,6 +26,7 @@ namespace pinlab {
 
 constexpr uint32_t kHugetlbOrder2M = 9;
 constexpr uint32_t kHugetlbOrder1G = 18;
+static_assert(kHugetlbOrder1G - kHugetlbOrder2M == 9, "a 1 GiB page is 512 pages of 2 MiB");
 constexpr bool is_hugetlb_order(int64_t order) {
   return order == kHugetlbOrder2M || order == kHugetlbOrder1G;
 }
