@@ -28,8 +28,9 @@ constexpr uint64_t kExclusive = 1u << 5;
 constexpr uint64_t kShared = 1u << 6;
 // A swap entry (never present): the PFN field holds the swap slot (mm/swap.h), kExclusive the
 // SWP_EXCLUSIVE marker (PageAnonExclusive carried across swap, Linux 5.19). Only PTEs: a PMD
-// THP is split into PTE swap entries when it is paged out.
-constexpr uint64_t kSwap = 1u << 7;
+// THP is split into PTE swap entries when it is paged out. (Bit 15: room below it for other
+// entry kinds; the static_assert below keeps it apart from every flag.)
+constexpr uint64_t kSwap = 1u << 15;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -51,6 +52,9 @@ constexpr uint32_t kPmdOrder = kPmdShift;
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
 static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 static_assert(entry::kSwap < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert((entry::kSwap & (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge |
+                               entry::kTable | entry::kExclusive | entry::kShared)) == 0,
+              "a swap entry's bit is a flag of its own");
 
 class PageTable {
  public:
