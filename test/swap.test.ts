@@ -173,4 +173,15 @@ describe('MADV_PAGEOUT and swap-in', () => {
     child.munmap({ start: 0, count: child.pages });
     expectAllFree(mem, mm);
   });
+
+  it('a disposed address space refuses the swap calls with EINVAL', () => {
+    const { mm } = world();
+    mm.mmap({ start: 0, count: 4, populate: true });
+    mm.madvise({ start: 0, count: 4 }, 'pageout');
+    mm.dispose();
+    expectPinlabError(() => mm.swapEntry(0), 'EINVAL');
+    expectPinlabError(() => mm.swapUsage(), 'EINVAL');
+    expectPinlabError(() => mm.swappedPages, 'EINVAL');
+    expectPinlabError(() => mm.madvise({ start: 0, count: 4 }, 'pageout'), 'EINVAL');
+  });
 });
