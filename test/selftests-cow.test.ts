@@ -374,6 +374,7 @@ for (const scheme of SCHEMES) {
             fn(w, m.setup(w));
             expectBalanced(w);
             expect(w.mm.swapUsage()).toMatchObject({ used: 0, cached: 0 }); // every slot free again
+            w.mem.dispose(); // native memory back now, not at the next GC (1260 cases)
           });
         }
       }

@@ -149,7 +149,8 @@ describe('MADV_PAGEOUT and swap-in', () => {
     expectPinlabError(() => mm.madvise({ start: 2, count: 0 }, 'pageout'), 'EINVAL');
     expectPinlabError(() => mm.madvise({ start: -1, count: 1 }, 'pageout'), 'EINVAL');
     expectPinlabError(() => mm.madvise({ start: 2, count: 1 }, 'page-out' as never), 'EINVAL');
-    expectPinlabError(() => mm.swapEntry(-1), 'EINVAL');
+    expect(mm.swapEntry(-1)).toBeNull(); // as translate(-1)
+    expectPinlabError(() => mm.swapEntry(1.5), 'EINVAL');
     expect(mm.swapEntry(10 ** 6)).toBeNull();
     const raw = new native.NativeAddressSpace(nativeOf(mem), 16);
     raw.mmap(0, 4, true, true, false);
@@ -171,5 +172,16 @@ describe('MADV_PAGEOUT and swap-in', () => {
     expect(mm.stats().pageoutBusy).toBe(1);
     child.munmap({ start: 0, count: child.pages });
     expectAllFree(mem, mm);
+  });
+
+  it('a disposed address space refuses the swap calls with EINVAL', () => {
+    const { mm } = world();
+    mm.mmap({ start: 0, count: 4, populate: true });
+    mm.madvise({ start: 0, count: 4 }, 'pageout');
+    mm.dispose();
+    expectPinlabError(() => mm.swapEntry(0), 'EINVAL');
+    expectPinlabError(() => mm.swapUsage(), 'EINVAL');
+    expectPinlabError(() => mm.swappedPages, 'EINVAL');
+    expectPinlabError(() => mm.madvise({ start: 0, count: 4 }, 'pageout'), 'EINVAL');
   });
 });

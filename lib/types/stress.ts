@@ -26,7 +26,7 @@ export interface StressReport {
   mprotects: number;
   /** madvise calls (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK on a stretch of a region). */
   madvises: number;
-  /** MADV_PAGEOUT calls racing the pins (maybe-pinned folios stay), each followed by a read that swaps part of the stretch back in; forks' children page out too. */
+  /** MADV_PAGEOUT calls racing the pins (maybe-pinned folios stay), each followed by a read that swaps (part of) the stretch back in; forks' children page out too. */
   pageouts: number;
   /** Pages those calls swapped out (the parent's). */
   pagedOutPages: number;

@@ -249,9 +249,15 @@ void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
       run.mprotects.fetch_add(1, std::memory_order_relaxed);
       break;
     }
+    case 7: {  // MADV_PAGEOUT a stretch, then read it: swap-in (pinned folios stayed)
+      const Status st = as.madvise(int64_t(s + off), int64_t(n), Advice::kPageOut);
+      if (!st.ok() && st.code != Code::kENOMEM) run.expect_ok(st, "madvise(PAGEOUT)");
+      run.pageouts.fetch_add(1, std::memory_order_relaxed);
+      if (st.ok()) (void)as.touch(int64_t(s + off), int64_t(n), false);
+      break;
+    }
     case 2:  // write faults: fault-in and COW breaks
     case 6:
-    case 7:
       (void)as.touch(int64_t(s + off), int64_t(n), true);
       break;
     default: {  // punch a hole and map it again (splits huge mappings)

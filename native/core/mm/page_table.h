@@ -28,8 +28,9 @@ constexpr uint64_t kExclusive = 1u << 5;
 constexpr uint64_t kShared = 1u << 6;
 // A swap entry (never present): the PFN field holds the swap slot (mm/swap.h), kExclusive the
 // SWP_EXCLUSIVE marker (PageAnonExclusive carried across swap, Linux 5.19). Only PTEs: a PMD
-// THP is split into PTE swap entries when it is paged out.
-constexpr uint64_t kSwap = 1u << 7;
+// THP is split into PTE swap entries when it is paged out. (Bit 15: room below it for other
+// entry kinds; the static_assert below keeps it apart from every flag.)
+constexpr uint64_t kSwap = 1u << 15;
 // A PMD leaf of a hugetlb page (hugetlb_pool.h): never split. A 2 MiB page is one leaf; a
 // 1 GiB page is 512 consecutive leaves of one folio (no PUD level here) that are installed,
 // changed and cleared together under the mmap lock and hold ONE reference between them.
@@ -60,6 +61,11 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries ar
 static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 static_assert(entry::kSwap < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 static_assert(entry::kFilePage < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert((entry::kSwap & (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge |
+                               entry::kTable | entry::kExclusive | entry::kShared |
+                               entry::kHugetlb | entry::kFilePage)) == 0,
+              "a swap entry's bit is a flag of its own");
+static_assert((entry::kHugetlb & entry::kFilePage) == 0, "hugetlb bits apart");
 
 class PageTable {
  public:

@@ -27,6 +27,8 @@
 // an exclusive page writable on a read fault too); otherwise read-only and shared, and a write
 // fault then copies it (do_wp_page). The model behaves as a synchronous device (zram): a slot
 // nobody else names is read into a page of its own, not into the swap cache.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <array>
 
@@ -40,15 +42,28 @@ constexpr uint64_t pte_index(uint64_t vpage) { return vpage & (kPtesPerTable - 1
 
 // ---- SwapSpace --------------------------------------------------------------------------------
 
+SlotArray::~SlotArray() {
+  if (data_ != nullptr) munmap(data_, bytes_);
+}
+
+bool SlotArray::allocate(uint64_t count) {
+  const uint64_t bytes = count * sizeof(uint32_t);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) return false;
+  data_ = static_cast<uint32_t*>(p);
+  bytes_ = bytes;
+  return true;
+}
+
 Status SwapSpace::reserve() {
   if (reserved_ || capacity_ == 0) return Status::Ok();
-  // Zero-filled and reserved lazily: a slot costs memory once it is used.
-  if (!count_.allocate(capacity_) || !cache_.allocate(capacity_) || !free_.allocate(capacity_)) {
-    count_ = {};
-    cache_ = {};
-    free_ = {};
+  // Zero-filled and reserved lazily: a slot costs memory once it is used. A partial failure
+  // keeps what was mapped (unused) for the next try; nothing else changed.
+  if ((count_.data() == nullptr && !count_.allocate(capacity_)) ||
+      (cache_.data() == nullptr && !cache_.allocate(capacity_)) ||
+      (free_.data() == nullptr && !free_.allocate(capacity_)))
     return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(capacity_ * 12));
-  }
   reserved_ = true;
   return Status::Ok();
 }

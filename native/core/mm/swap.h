@@ -19,10 +19,25 @@
 #include <cstdint>
 #include <mutex>
 
-#include "base/mapped_array.h"
 #include "base/status.h"
 
 namespace pinlab {
+
+// A zero-filled uint32 array mmap'd with MAP_NORESERVE on 4 KiB pages (no MADV_HUGEPAGE, unlike
+// MappedArray: a few slots must cost a few pages, not 2 MiB each).
+class SlotArray {
+ public:
+  SlotArray() = default;
+  ~SlotArray();
+  SlotArray(const SlotArray&) = delete;
+  SlotArray& operator=(const SlotArray&) = delete;
+  bool allocate(uint64_t count);  // false (still empty) if the host refuses
+  uint32_t* data() const { return data_; }
+
+ private:
+  uint32_t* data_ = nullptr;
+  uint64_t bytes_ = 0;
+};
 
 class SwapSpace {
  public:
@@ -61,9 +76,9 @@ class SwapSpace {
   uint64_t cached_ = 0;    // slots with a swap-cache page
   uint64_t high_ = 0;      // slots [high_, capacity_) were never used
   uint64_t free_top_ = 0;  // free_[0..free_top_) are freed slots below high_
-  MappedArray<uint32_t> count_;
-  MappedArray<uint32_t> cache_;  // pfn + 1 of the cached page, 0 for none (PFNs < 2^31)
-  MappedArray<uint32_t> free_;
+  SlotArray count_;
+  SlotArray cache_;  // pfn + 1 of the cached page, 0 for none (PFNs < 2^31)
+  SlotArray free_;
 };
 
 // A swap entry as a query reports it (pagemap's swap bit, offset and exclusive marker).

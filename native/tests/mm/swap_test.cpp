@@ -61,12 +61,24 @@ TEST(pageout_swaps_a_base_page_out_and_a_read_fault_brings_it_back_exclusive) {
       CHECK(se.has_value());
       CHECK(se->exclusive);  // ours alone when it left
     }
+    // migrate and compact skip swap entries; mprotect leaves them as they are.
+    uint64_t moved = 0;
+    CHECK_OK(mm.as->migrate(0, 4, &moved));
+    CHECK_EQ(moved, uint64_t(0));
+    CHECK_OK(mm.as->compact(&moved));
+    CHECK_OK(mm.as->mprotect(0, 4, false));
+    CHECK_OK(mm.as->mprotect(0, 4, true));
+    CHECK(mm.as->swap_entry(2).has_value() && mm.as->swap_entry(2)->exclusive);
+    // MADV_DONTNEED zaps a swap entry: its slot is free again, the next access a fresh page.
+    CHECK_OK(mm.as->madvise(3, 1, Advice::kDontNeed));
+    CHECK(!mm.as->swap_entry(3).has_value());
+    CHECK_EQ(mm.as->swap_usage().used, uint64_t(3));
     CHECK_OK(mm.as->touch(0, 1, false));  // a read fault: swap-in
     const Translation tr = mm.as->translate(0);
     CHECK(tr.present);
     CHECK(tr.writable);  // exclusive in a writable region: mapped writable, as do_swap_page does
     CHECK_EQ(mm.as->stat(MmStat::kSwapIns), uint64_t(1));
-    CHECK_EQ(mm.as->swap_usage().used, uint64_t(3));
+    CHECK_EQ(mm.as->swap_usage().used, uint64_t(2));
     const uint64_t cow = mm.as->stat(MmStat::kCowCopies);
     CHECK_OK(mm.as->touch(0, 1, true));  // the write needs no copy
     CHECK_EQ(mm.as->translate(0).pfn, tr.pfn);
