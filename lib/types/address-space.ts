@@ -67,4 +67,21 @@ export interface KernelRules {
    * (pinlab before issue 13).
    */
   migratePteMappedThp: boolean;
+  /**
+   * PageAnonExclusive (Linux 5.19, commit 6c287605fd56): an exclusive marker on each anonymous
+   * page this mm maps alone decides reuse versus copy on a write fault, and a FOLL_PIN needs an
+   * exclusive page (a R/O pin of a COW-shared page unshares it first, FOLL_UNSHARE). Off (2019):
+   * a write fault reuses an anonymous page its mapcount says is mapped once, whatever other
+   * references it has, and a R/O pin takes a COW-shared page as it is: the COW/GUP leak of
+   * CVE-2020-29374 (a child's vmsplice() reference sees the parent's later writes).
+   */
+  anonExclusive: boolean;
+  /**
+   * hybrid's smallest folio order with an exact pincount, or `null` for none (every folio
+   * counted by the bias, the 2019 kernels): 2 from Linux 5.7 (commit 47e29d32afba) to 6.14,
+   * 1 on 64-bit since folio_has_pincount (6.15). The PageArray counts the pins, so the value
+   * must be its `pincountMinOrder` (null: 31) when its scheme keeps a first-tail pincount
+   * (hybrid); other schemes accept any value. `EINVAL` otherwise, nothing created.
+   */
+  pincountMinOrder: number | null;
 }

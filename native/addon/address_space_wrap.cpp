@@ -45,6 +45,14 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
       r.zero_page_unshare = bool_value(env, val, "rules.zeroPageUnshare");
     } else if (key == "migratePteMappedThp") {
       r.migrate_pte_mapped_thp = bool_value(env, val, "rules.migratePteMappedThp");
+    } else if (key == "anonExclusive") {
+      r.anon_exclusive = bool_value(env, val, "rules.anonExclusive");
+    } else if (key == "pincountMinOrder") {
+      // null: no order has an exact pincount (the 2019 kernels); else 1..30 (31 is null too).
+      r.pincount_min_order =
+          val.IsNull() ? MmRules::kNoPincountOrder
+                       : uint8_t(int_value(env, val, "rules.pincountMinOrder", 1,
+                                           MmRules::kNoPincountOrder));
     } else if (key == "longtermFileWrites") {
       const std::string w = string_value(env, val, "rules.longtermFileWrites");
       if (w != "refuse" && w != "allow")
@@ -52,7 +60,8 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
       r.longterm_file_writes = w == "refuse" ? LongtermFileWrites::kRefuse : LongtermFileWrites::kAllow;
     } else {
       throw_invalid(env, "rules: unknown rule '" + key +
-                             "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp)");
+                             "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp, "
+                             "anonExclusive, pincountMinOrder)");
     }
   }
   return r;
@@ -64,6 +73,9 @@ Napi::Object rules_object(Napi::Env env, const MmRules& r) {
   o.Set("longtermFileWrites",
         r.longterm_file_writes == LongtermFileWrites::kRefuse ? "refuse" : "allow");
   o.Set("migratePteMappedThp", r.migrate_pte_mapped_thp);
+  o.Set("anonExclusive", r.anon_exclusive);
+  if (r.pincount_min_order >= MmRules::kNoPincountOrder) o.Set("pincountMinOrder", env.Null());
+  else o.Set("pincountMinOrder", double(r.pincount_min_order));
   return o;
 }
 
@@ -96,6 +108,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::stats>>("stats"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::info_>>("info"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::set_race_hook>>("setRaceHook"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_private>>("mapPrivate"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap_file>>("zapFile"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -361,6 +375,7 @@ Napi::Value AddressSpaceWrap::translate(const Napi::CallbackInfo& info) {
   o.Set("zeroPage", tr.special);
   o.Set("huge", tr.huge);
   o.Set("shared", tr.shared);
+  o.Set("pageCache", tr.page_cache);
   return o;
 }
 
@@ -497,6 +512,28 @@ Napi::Value run_stress_async(const Napi::CallbackInfo& info) {
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
+}
+
+}  // namespace pinlab::addon
+
+namespace pinlab::addon {
+
+// mapPrivate(start, pfns: Uint32Array, write, dirtyTracked = true): MAP_PRIVATE of a file's
+// pages; the list is copied first, as for mapShared.
+Napi::Value AddressSpaceWrap::map_private(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start");
+  const PfnList pfns(info, 1, "pfns");
+  const bool write = bool_arg(info, 2, "write");
+  const bool dirty_tracked = info[3].IsUndefined() || bool_arg(info, 3, "dirtyTracked");
+  check(info.Env(), core_->map_private(start, pfns.data(), pfns.size(), write, dirty_tracked));
+  return info.Env().Undefined();
+}
+
+// zapFile(start, count, evenCows): the file dropped these pages (truncate: evenCows true).
+Napi::Value AddressSpaceWrap::zap_file(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  check(info.Env(), core_->zap_file(start, count, bool_arg(info, 2, "evenCows")));
+  return info.Env().Undefined();
 }
 
 }  // namespace pinlab::addon

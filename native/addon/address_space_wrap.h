@@ -60,6 +60,8 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value stats(const Napi::CallbackInfo& info);
   Napi::Value info_(const Napi::CallbackInfo& info);
   Napi::Value set_race_hook(const Napi::CallbackInfo& info);
+  Napi::Value map_private(const Napi::CallbackInfo& info);
+  Napi::Value zap_file(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
   // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since

@@ -26,6 +26,12 @@ constexpr uint64_t kExclusive = 1u << 5;
 // never exclusive, never a PMD leaf here, and never migrated (the model keeps no reverse map
 // for the page cache). The page's references are one per such PTE, plus the file's own.
 constexpr uint64_t kShared = 1u << 6;
+// A page-cache page of a private file mapping (MAP_PRIVATE of a file, map_private): mapped
+// read-only, never exclusive, never a PMD leaf; a write fault copies it to a private anonymous
+// page (COW from the page cache), and a FOLL_LONGTERM read pin unshares it the same way under
+// MmRules::zero_page_unshare. Never migrated, as kShared. Bit 11: bits 7..10 are left to
+// other entry kinds.
+constexpr uint64_t kFile = 1u << 11;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -37,6 +43,9 @@ constexpr bool huge(uint64_t e) { return e & kHuge; }
 constexpr bool table(uint64_t e) { return e & kTable; }
 constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 constexpr bool shared(uint64_t e) { return e & kShared; }
+constexpr bool file(uint64_t e) { return e & kFile; }
+// A page-cache page, mapped shared or privately: never migrated or compacted here.
+constexpr bool page_cache(uint64_t e) { return e & (kShared | kFile); }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -45,6 +54,7 @@ constexpr uint32_t kPmdOrder = kPmdShift;
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "page table entries are lock-free");
 static_assert(entry::kShared < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(entry::kFile < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 
 class PageTable {
  public:
