@@ -127,8 +127,11 @@ export interface Translation {
   pfn: number;
   /** A shared mapping's page-cache page (see {@link MmapOptions.file}). */
   shared: boolean;
-  /** A page-cache page, of a shared or a private ({@link MmapOptions.private}) file mapping. */
-  pageCache: boolean;
+  /**
+   * Present (`true`) only for a private file mapping's page-cache page ({@link MmapOptions.private}):
+   * mapped read-only until a write copies it. A shared mapping's page-cache page is `shared`.
+   */
+  pageCache?: true;
   /** Whether the entry allows writes (false for COW-shared, read-only and zero-page entries). */
   writable: boolean;
   /** The shared zero page (mapped by read faults, never counted). */

@@ -83,8 +83,8 @@ export interface NativeTranslation {
   huge: boolean;
   /** A page-cache page of a shared (MAP_SHARED) mapping. */
   shared: boolean;
-  /** A page-cache page, of a shared or a private file mapping. */
-  pageCache: boolean;
+  /** Present (true) only for a private file mapping's page-cache page. */
+  pageCache?: true;
 }
 
 /** @internal */

@@ -45,7 +45,7 @@ for (const scheme of SCHEMES) {
       for (const [name, type] of CASES) {
         for (const kind of FILES) {
           it(`${name} ... with ${kind.name}`, () => {
-            const mem = new PageArray({ pages: 1024, populated: false, scheme, debug: true });
+            const mem = new PageArray({ pages: 1024, populated: false, scheme, debug: true, pincountMinOrder: rules === '2019' ? 31 : 1 });
             const mm = new AddressSpace(mem, { pages: 1024, rules });
             // ftruncate + fallocate: a file of one page; mmap it shared, R/W; memset faults it in.
             const file = new PageCacheFile(mem, { name: 'test', pages: 1, shmem: kind.shmem });

@@ -375,7 +375,8 @@ Napi::Value AddressSpaceWrap::translate(const Napi::CallbackInfo& info) {
   o.Set("zeroPage", tr.special);
   o.Set("huge", tr.huge);
   o.Set("shared", tr.shared);
-  o.Set("pageCache", tr.page_cache);
+  // Only where it says more than `shared`: a private file mapping's page-cache page.
+  if (tr.page_cache && !tr.shared) o.Set("pageCache", true);
   return o;
 }
 

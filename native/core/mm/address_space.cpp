@@ -335,7 +335,8 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
     if (r->shared || r->file_private)
       return Status{Code::kEINVAL, Reason::kFlags,
-                    "madvise of a file mapping is not modelled (anonymous memory only)"};
+                    "madvise of a shared file mapping or a private one is not modelled (anonymous "
+                    "memory only)"};
     v = rs + r->count;
   }
   reserve_split_tables(s, e);  // host memory first
