@@ -10,7 +10,7 @@
 // rule changed (the zero page's long-term R/O pin, Linux 6.2).
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
+import { AddressSpace, PageArray, PageCacheFile, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
 
 const PMD = 512; // pages of a 2 MiB THP
 const BASE = 1024; // a THP-aligned virtual page: the test memory starts here
@@ -289,6 +289,57 @@ const ZERO_CASES: readonly [string, ZeroTest][] = [
   ['R/O longterm GUP-fast pin', zeroRoPin(true)],
 ];
 
+// ---- the non-anonymous cases with private file mappings: memfd and tmpfile ------------------------
+
+interface FileMemory {
+  name: string;
+  /** memfd is shmem; tmpfile a regular file of a dirty-tracked file system (ext4/xfs/btrfs /tmp). */
+  shmem: boolean;
+}
+
+const FILE_MEMORY: readonly FileMemory[] = [
+  { name: 'memfd', shmem: true },
+  { name: 'tmpfile', shmem: false },
+];
+
+type FileTest = (w: World, mem: number, smem: number, rules: KernelRuleSet, cachePfn: number) => void;
+
+/**
+ * R/O long-term pin of a private file mapping's page-cache page: mainline (6.2) unshares it to
+ * an anonymous page, which the write then reuses, so the pin sees the write; 2019 pins the
+ * page-cache page itself, and the write copies it (the pin never sees the write).
+ */
+function fileRoPin(fast: boolean): FileTest {
+  return ({ mm }, mem, _smem, rules, cachePfn) => {
+    const pin = fast ? mm.pinUserPagesFast(mem, 1, { longterm: true }) : mm.pinUserPages(mem, 1, { longterm: true });
+    expect(pin.count).toBe(1);
+    write(mm, { start: mem, size: 1 });
+    if (rules === 'mainline') {
+      expect(pfns(mm, mem, 1)).toEqual(Array.from(pin.pfns)); // Longterm R/O pin is reliable
+      expect(pin.pfns[0]).not.toBe(cachePfn); // an anonymous copy, not the page cache's page
+    } else {
+      expect(pin.pfns[0]).toBe(cachePfn); // 2019: the pin holds the page-cache page ...
+      expect(pfns(mm, mem, 1)[0]).not.toBe(pin.pfns[0]); // ... and never sees the write
+    }
+    mm.unpinUserPages(pin.pfns);
+  };
+}
+
+const FILE_CASES: readonly [string, FileTest][] = [
+  [
+    'Basic COW',
+    ({ mm }, mem, smem, _rules, cachePfn) => {
+      write(mm, { start: mem, size: 1 });
+      expect(pfns(mm, smem, 1)).toEqual([cachePfn]); // Other mapping not modified
+      expect(mm.translate(smem)?.pageCache).toBe(true);
+      expect(mm.translate(mem)?.pfn).not.toBe(cachePfn); // the writer got a private copy
+      expect(mm.translate(mem)?.pageCache).toBeUndefined();
+    },
+  ],
+  ['R/O longterm GUP pin', fileRoPin(false)],
+  ['R/O longterm GUP-fast pin', fileRoPin(true)],
+];
+
 /** Nothing stays pinned or referenced beyond the mappings once a case has cleaned up. */
 function expectBalanced(w: World): void {
   const s = w.mem.stats();
@@ -323,6 +374,26 @@ for (const scheme of SCHEMES) {
             fn(w, BASE, BASE + 2, rules);
             expectBalanced(w);
           });
+        }
+        for (const [name, fn] of FILE_CASES) {
+          for (const f of FILE_MEMORY) {
+            it(`${name} ... with ${f.name}`, () => {
+              const w = world(scheme, rules);
+              // ftruncate + fallocate one page; mmap it MAP_PRIVATE twice, R/W and R/O; read both.
+              const file = new PageCacheFile(w.mem, { name: 'test', pages: 1, shmem: f.shmem });
+              w.mm.mmap({ start: BASE, count: 1, file, private: true });
+              w.mm.mmap({ start: BASE + 2, count: 1, file, private: true, write: false });
+              w.mm.touch(BASE, 1);
+              w.mm.touch(BASE + 2, 1);
+              const cachePfn = file.pfnAt(0)!;
+              expect(pfns(w.mm, BASE, 3)).toEqual([cachePfn, -1, cachePfn]); // the page cache's page, read-only
+              expect(w.mm.translate(BASE)?.writable).toBe(false);
+              fn(w, BASE, BASE + 2, rules, cachePfn);
+              w.mm.munmap({ start: 0, count: w.mm.pages });
+              file.truncate(0); // close(fd): the page cache gives its page back
+              expectBalanced(w);
+            });
+          }
         }
       });
     });
