@@ -26,6 +26,8 @@ export interface StressReport {
   mprotects: number;
   /** madvise calls (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK on a stretch of a region). */
   madvises: number;
+  /** Truncates of the private file mapping (its page-cache pages and COW copies zapped, then mapped afresh). */
+  fileTruncates: number;
   /** forks (each child writes, pins and exits). */
   forks: number;
   /** COW copies in the parent (write faults on shared pages). */

@@ -470,6 +470,7 @@ class StressWorker : public AsyncRun {
     o.Set("seqRetries", double(r.seq_retries));
     o.Set("munmaps", double(r.munmaps));
     o.Set("madvises", double(r.madvises));
+    o.Set("fileTruncates", double(r.file_truncates));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));

@@ -29,6 +29,12 @@ struct Run {
   std::atomic<uint64_t> pin_calls{0}, pinned_pages{0}, partial{0}, failed{0}, checked{0};
   std::atomic<uint64_t> munmaps{0}, mprotects{0}, forks{0}, compactions{0}, madvises{0};
   const RunControl* control = nullptr;
+  // A private file mapping after the anonymous slots (file_start..+kFilePages): its page cache
+  // (the folios this run allocated and holds, one reference each) belongs to the mutator
+  // thread, which truncates and refills it while the others pin, fork and migrate.
+  uint64_t file_start = 0;
+  std::vector<uint32_t> page_cache;
+  std::atomic<uint64_t> file_truncates{0};
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
   uint64_t slot_start(uint64_t k) const { return k * uint64_t(cfg.region_pages); }
@@ -97,7 +103,50 @@ void pinner(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t span) {
   }
 }
 
+constexpr uint64_t kFilePages = 512;
+
+// The page cache gives its references back (truncate's last step); nothing else holds them.
+void drop_page_cache(Run& run) {
+  for (uint32_t pfn : run.page_cache) {
+    bool freed = false;
+    run.expect_ok(run.mem->put_page(pfn, 1, &freed), "page cache put");
+  }
+  run.page_cache.clear();
+}
+
+// Fills the page cache (normal zone: page cache is never migrated) and maps it MAP_PRIVATE
+// at file_start; ENOMEM leaves the slot unmapped (a later round tries again).
+void map_file(Run& run, AddressSpace& as) {
+  for (uint64_t i = 0; i < kFilePages; ++i) {
+    uint64_t pfn = 0;
+    if (!run.mem->alloc_folio(0, false, &pfn).ok()) break;
+    run.page_cache.push_back(uint32_t(pfn));
+  }
+  if (run.page_cache.size() == kFilePages &&
+      as.map_private(int64_t(run.file_start), run.page_cache.data(), kFilePages, true).ok())
+    return;
+  drop_page_cache(run);
+}
+
+// truncate(0) and a new file: the mapping's page-cache entries and the copies made from them
+// are zapped (racing pins keep their pages), the page cache lets go, the slot is mapped again.
+void file_churn(Run& run, AddressSpace& as, std::mt19937_64& rng) {
+  if (!run.page_cache.empty()) {
+    run.expect_ok(as.zap_file(int64_t(run.file_start), int64_t(kFilePages), true), "zap_file");
+    drop_page_cache(run);
+  }
+  run.expect_ok(as.munmap(int64_t(run.file_start), int64_t(kFilePages)), "munmap");
+  map_file(run, as);
+  const uint64_t off = rng() % kFilePages;
+  (void)as.touch(int64_t(run.file_start + off), 1, true);  // a COW from the page cache
+  run.file_truncates.fetch_add(1, std::memory_order_relaxed);
+}
+
 void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
+  if (rng() % 32 == 0) {  // rarely: a churn maps 512 pages afresh
+    file_churn(run, as, rng);
+    return;
+  }
   const uint64_t rp = uint64_t(run.cfg.region_pages);
   const uint64_t k = rng() % uint64_t(run.cfg.regions);
   const uint64_t s = run.slot_start(k);
@@ -192,7 +241,8 @@ Status validate_stress(const StressConfig& c) {
 
 Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* control) {
   if (Status st = validate_stress(cfg); !st.ok()) return st;
-  const uint64_t span = uint64_t(cfg.regions * cfg.region_pages);
+  const uint64_t anon_span = uint64_t(cfg.regions * cfg.region_pages);
+  const uint64_t span = anon_span + kFilePages;  // the pinners' and forks' range, file included
   // Four times the address space: room for forks' COW copies and migration targets. Half is
   // ZONE_MOVABLE, so long-term pins must migrate what faults put there.
   PageArrayConfig pc;
@@ -210,6 +260,9 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
                                        &run.as);
       !st.ok())
     return st;
+  run.file_start = anon_span;
+  run.page_cache.reserve(kFilePages);
+  map_file(run, *run.as);
   for (int64_t k = 0; k < cfg.regions; ++k) {
     MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
     if (Status st = run.as->mmap(a); !st.ok()) return st;
@@ -247,6 +300,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.migration_refusals = as.stat(MmStat::kMigrationRefusals);
   r.migration_busy = as.stat(MmStat::kMigrationBusy);
   run.as.reset();  // unmaps everything: every page must go back to the allocator
+  drop_page_cache(run);  // and the page cache closes its file
 
   PageArray& mem = *run.mem;
   r.pin_acquired = mem.stat(Stat::kPinAcquired);
@@ -272,6 +326,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.failed_calls = run.failed;
   r.pins_checked = run.checked;
   r.madvises = run.madvises;
+  r.file_truncates = run.file_truncates;
   r.munmaps = run.munmaps;
   r.mprotects = run.mprotects;
   r.forks = run.forks;
