@@ -6,8 +6,10 @@
 // each case (no code taken). The inventory of what is not expressed, and why, is below and in
 // the README ("Kernel selftests").
 //
-// Every case runs under every scheme and both rule sets; the expectation differs only where the
-// rule changed (the zero page's long-term R/O pin, Linux 6.2).
+// Every case runs under every scheme and both rule sets; the expectation differs only where a
+// rule changed: the long-term R/O pin of the zero page or of a private file mapping's page-cache
+// page (unshared since Linux 6.2), and the anonymous cases that PageAnonExclusive (5.19) fixed:
+// the vmsplice() leaks and the R/O pin of a shared page (rules.anonExclusive off under '2019').
 import { describe, expect, it } from 'vitest';
 
 import { AddressSpace, PageArray, PageCacheFile, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
