@@ -278,6 +278,14 @@ for (const scheme of SCHEMES) {
       if (firstTail) expectPinlabError(() => new AddressSpace(arrays[0]!, { pages: 16, rules: '2019' }), 'EINVAL', /pincountMinOrder/);
       expect(new AddressSpace(arrays[2]!, { pages: 16, rules: '2019' }).rules.pincountMinOrder).toBeNull();
       expect(new AddressSpace(arrays[2]!, { pages: 16, rules: { pincountMinOrder: 31 } }).rules.pincountMinOrder).toBeNull();
+      // Unstated, it is the array's: any array takes the default rules.
+      for (const [i, mem] of arrays.entries()) {
+        const expected = [1, 2, null][i];
+        expect(new AddressSpace(mem, { pages: 16 }).rules.pincountMinOrder).toBe(expected);
+        expect(new AddressSpace(mem, { pages: 16, rules: { anonExclusive: false } }).rules.pincountMinOrder).toBe(expected);
+        expect(new native.NativeAddressSpace(nativeOf(mem), 16).info().rules.pincountMinOrder).toBe(expected);
+      }
+      if (firstTail) expectPinlabError(() => new AddressSpace(arrays[1]!, { pages: 16, rules: 'mainline' }), 'EINVAL', /pincountMinOrder/);
     });
 
     it('hostile values are EINVAL in the library and in the addon', () => {

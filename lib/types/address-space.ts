@@ -81,7 +81,9 @@ export interface KernelRules {
    * counted by the bias, the 2019 kernels): 2 from Linux 5.7 (commit 47e29d32afba) to 6.14,
    * 1 on 64-bit since folio_has_pincount (6.15). The PageArray counts the pins, so the value
    * must be its `pincountMinOrder` (null: 31) when its scheme keeps a first-tail pincount
-   * (hybrid); other schemes accept any value. `EINVAL` otherwise, nothing created.
+   * (hybrid); other schemes accept any value. `EINVAL` otherwise, nothing created. Left
+   * unstated (no `rules`, or an object without this key) it is the array's; the named sets
+   * state theirs (`'mainline'` 1, `'2019'` null).
    */
   pincountMinOrder: number | null;
 }

@@ -26,8 +26,12 @@ struct ForkedChild {
 // The kernel rules of a new address space: undefined (mainline), a preset's name ('mainline',
 // '2019'), or an object of named switches over mainline's. EINVAL for an unknown preset, key or
 // value: the constructor then creates nothing.
-MmRules rules_value(Napi::Env env, Napi::Value v) {
-  if (v.IsUndefined()) return MmRules::mainline();
+// pincountMinOrder left unstated (no rules, or an object without it) is the array's
+// (`array_order`): only a preset or the switch itself names another kernel's boundary.
+MmRules rules_value(Napi::Env env, Napi::Value v, uint32_t array_order) {
+  MmRules unstated = MmRules::mainline();
+  unstated.pincount_min_order = uint8_t(std::min<uint32_t>(array_order, MmRules::kNoPincountOrder));
+  if (v.IsUndefined()) return unstated;
   if (v.IsString()) {
     const std::string name = v.As<Napi::String>().Utf8Value();
     if (name == "mainline") return MmRules::mainline();
@@ -36,7 +40,7 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
                            name + "')");
   }
   Napi::Object o = object_value(env, v, "rules");
-  MmRules r = MmRules::mainline();
+  MmRules r = unstated;
   Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string key = Napi::Value(keys[i]).ToString().Utf8Value();
@@ -131,7 +135,7 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
     } else {
       PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
       const int64_t pages = int_arg(info, 1, "pages");
-      const MmRules rules = rules_value(env, info[2]);
+      const MmRules rules = rules_value(env, info[2], mem->core()->pincount_min_order());
       const int64_t thp_orders =
           info[3].IsUndefined() ? int64_t(kPmdThpOrders) : int_arg(info, 3, "thpOrders");
       std::unique_ptr<AddressSpace> as;

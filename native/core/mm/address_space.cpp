@@ -43,7 +43,11 @@ Status check_mm_rules(const MmRules& rules) {
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
                             std::unique_ptr<AddressSpace>* out) {
-  return create(std::move(mem), pages, MmRules::mainline(), out);
+  // Rules left unstated: mainline's switches, and the pincount boundary the array counts by.
+  MmRules rules = MmRules::mainline();
+  if (mem) rules.pincount_min_order = uint8_t(std::min<uint32_t>(mem->pincount_min_order(),
+                                                                 MmRules::kNoPincountOrder));
+  return create(std::move(mem), pages, rules, out);
 }
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,

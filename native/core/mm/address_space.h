@@ -165,7 +165,7 @@ using RaceHook = std::function<void(RacePoint, uint64_t vpage)>;
 
 class AddressSpace {
  public:
-  // pages: virtual pages, 1..2^31.
+  // pages: virtual pages, 1..2^31. Mainline's rules, with the array's pincount_min_order.
   static Status create(std::shared_ptr<PageArray> mem, int64_t pages,
                        std::unique_ptr<AddressSpace>* out);
   // With kernel rules other than mainline's: EINVAL (nothing created) for a bad rule value.

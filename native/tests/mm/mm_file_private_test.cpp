@@ -188,6 +188,14 @@ TEST(pincount_min_order_must_agree_with_a_hybrid_array) {
     CHECK_EQ(AddressSpace::create(mem, 16, r, &as).ok(), !hybrid);
     CHECK_EQ(as != nullptr, !hybrid);
     as.reset();
+    // Unstated (the two-argument create, which the engines use): the array's boundary.
+    cfg.pincount_min_order = 2;
+    std::unique_ptr<PageArray> pa2;
+    CHECK_OK(PageArray::create(cfg, &pa2));
+    std::shared_ptr<PageArray> mem2(std::move(pa2));
+    CHECK_OK(AddressSpace::create(mem2, 16, &as));
+    CHECK_EQ(uint32_t(as->rules().pincount_min_order), uint32_t(2));
+    as.reset();
     r.pincount_min_order = 0;
     CHECK_CODE(AddressSpace::create(mem, 16, r, &as), Code::kEINVAL);
     r.pincount_min_order = 32;
