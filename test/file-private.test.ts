@@ -301,3 +301,21 @@ for (const scheme of SCHEMES) {
     });
   });
 }
+
+describe('the switches combine: anonExclusive off with zeroPageUnshare on', () => {
+  it('a long-term R/O pin of a private file page still unshares, on either path', () => {
+    const mem = new PageArray({ pages: 256, populated: false });
+    const mm = new AddressSpace(mem, { pages: 256, rules: { anonExclusive: false } });
+    const file = new PageCacheFile(mem, { name: 'c', pages: 2 });
+    mm.mmap({ start: 0, count: 2, file, private: true });
+    const fast = mm.pinUserPagesFast(0, 1, { longterm: true });
+    const slow = mm.pinUserPages(1, 1, { longterm: true });
+    expect(fast.pfns[0]).not.toBe(file.pfnAt(0));
+    expect(slow.pfns[0]).not.toBe(file.pfnAt(1));
+    mm.unpinUserPages(fast.pfns);
+    mm.unpinUserPages(slow.pfns);
+    mm.dispose();
+    file.truncate(0);
+    expect(mem.freePages()).toBe(mem.pages);
+  });
+});

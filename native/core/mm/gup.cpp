@@ -72,9 +72,10 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   // file mapping is pinned as it is by a short-term pin; a long-term one goes to the slow path,
   // which alone can see that the region is a COW mapping (gup_must_unshare without a vma).
   // Without anon_exclusive (2019) nothing is unshared.
-  if (f.pin && rules_.anon_exclusive && !entry::exclusive(e) && !entry::shared(e) &&
-      !(entry::file(e) && !(f.longterm && rules_.zero_page_unshare)))
-    return false;
+  const bool must_unshare = entry::file(e) ? f.longterm && rules_.zero_page_unshare
+                                           : rules_.anon_exclusive && !entry::exclusive(e) &&
+                                                 !entry::shared(e);
+  if (f.pin && must_unshare) return false;
   // FOLL_LONGTERM|FOLL_WRITE of page cache: whether the file needs dirty tracking is the
   // region's to say, which the walk cannot see (the kernel's gup_fast also leaves these to
   // the slow path's check_vma_flags).
