@@ -116,6 +116,14 @@ export interface MmapOptions extends VirtualRange {
    * false for anonymous memory, true for a file.
    */
   shared?: boolean;
+  /**
+   * With a {@link PageCacheFile}: map it privately (MAP_PRIVATE) instead: every page maps the page cache's page
+   * read-only, and the first write to a page copies it to a private anonymous page (COW from
+   * the page cache); a long-term read pin unshares it the same way under mainline rules, a
+   * short-term one pins the page-cache page. Truncate removes the copies too, a hole punch
+   * keeps them. Default false.
+   */
+  private?: boolean;
 }
 
 /** Options of {@link AddressSpace.mprotect}. */
@@ -176,6 +184,11 @@ export interface Translation {
   pfn: number;
   /** A shared mapping's page-cache page (see {@link MmapOptions.file}). */
   shared: boolean;
+  /**
+   * Present (`true`) only for a private file mapping's page-cache page ({@link MmapOptions.private}):
+   * mapped read-only until a write copies it. A shared mapping's page-cache page is `shared`.
+   */
+  pageCache?: true;
   /** Whether the entry allows writes (false for COW-shared, read-only and zero-page entries). */
   writable: boolean;
   /** The shared zero page (mapped by read faults, never counted). */
@@ -311,26 +324,29 @@ export class AddressSpace {
    *   pages, or the hugetlb pool has too few free unreserved pages (then nothing is mapped)
    */
   mmap(options: MmapOptions): void {
-    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset', 'hugetlb', 'shared']);
+    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset', 'hugetlb', 'shared', 'private']);
     const start = integer('start', o['start']);
     const count = integer('count', o['count']);
     const write = bool('write', o['write'], true);
     const populate = bool('populate', o['populate'], false);
     const huge = bool('huge', o['huge'], false);
     if (o['hugetlb'] !== undefined || o['file'] instanceof HugetlbFile) {
+      if (o['private'] !== undefined) invalid('private is an option of PageCacheFile mappings (a hugetlb mapping takes shared)');
       this.#mmapHugetlb(o, start, count, write, populate, huge);
       return;
     }
     if (o['shared'] !== undefined) invalid('shared is an option of hugetlb mappings (a PageCacheFile is mapped shared)');
     if (o['file'] === undefined) {
       if (o['offset'] !== undefined) invalid('offset needs a file');
+      if (o['private'] !== undefined) invalid('private needs a file (anonymous memory is always private)');
       this.#native.mmap(start, count, write, populate, huge);
       return;
     }
     if (!(o['file'] instanceof PageCacheFile)) invalid(`file must be a PageCacheFile (got ${show(o['file'])})`);
     if (o['file'].mem !== this.mem) invalid(`file '${o['file'].name}' lives in another page array`);
     if (huge) invalid('huge maps anonymous memory; a file maps its own folios (see PageCacheFile folioOrder)');
-    this.#mapFile(o['file'], start, count, o['offset'] === undefined ? 0 : integer('offset', o['offset']), write);
+    const priv = bool('private', o['private'], false);
+    this.#mapFile(o['file'], start, count, o['offset'] === undefined ? 0 : integer('offset', o['offset']), write, priv);
   }
 
   /** Unmaps a range (holes allowed): each entry is cleared, then its folio reference put. */
@@ -512,7 +528,7 @@ export class AddressSpace {
       adopting = undefined;
     }
     for (const file of this.#files) {
-      for (const m of file.mappingsOf(this)) child.#trackFileMapping(file, m.start, m.offset, m.count);
+      for (const m of file.mappingsOf(this)) child.#trackFileMapping(file, m.start, m.offset, m.count, m.private === true);
     }
     return child;
   }
@@ -612,22 +628,23 @@ export class AddressSpace {
     this.#native.mapHugetlbFile(start, file.headsFor(offset, count), order, write, bool('shared', o['shared'], true));
   }
 
-  #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean): void {
+  #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean, priv: boolean): void {
     if (offset < 0) invalid(`offset must be >= 0 (got ${offset})`);
     this.#native.checkCanMap(start, count); // before the file allocates anything
     const { pfns, undo } = file.pagesFor(offset, count);
     try {
-      this.#native.mapShared(start, pfns, write, !file.shmem);
+      if (priv) this.#native.mapPrivate(start, pfns, write, !file.shmem);
+      else this.#native.mapShared(start, pfns, write, !file.shmem);
     } catch (e) {
       undo();
       throw e;
     }
-    this.#trackFileMapping(file, start, offset, count);
+    this.#trackFileMapping(file, start, offset, count, priv);
   }
 
   /** After an mremap: the file mappings the old range held now lie where the range went. */
   #remapFileMappings(
-    before: { file: PageCacheFile; mappings: { start: number; offset: number; count: number }[] }[],
+    before: { file: PageCacheFile; mappings: { start: number; offset: number; count: number; private?: boolean }[] }[],
     start: number,
     count: number,
     newCount: number,
@@ -640,18 +657,21 @@ export class AddressSpace {
       file.unmapped(this, start, count); // what lies outside the old range stays
       for (const m of mappings) {
         const lo = Math.max(m.start, start), hi = Math.min(m.start + m.count, start + kept);
-        if (hi > lo) this.#trackFileMapping(file, at + (lo - start), m.offset + (lo - m.start), hi - lo);
+        if (hi > lo) this.#trackFileMapping(file, at + (lo - start), m.offset + (lo - m.start), hi - lo, m.private === true);
       }
     }
   }
 
-  #trackFileMapping(file: PageCacheFile, start: number, offset: number, count: number): void {
+  #trackFileMapping(file: PageCacheFile, start: number, offset: number, count: number, priv: boolean): void {
     const self = new WeakRef<AddressSpace>(this);
-    const zap = (s: number, c: number): void => {
+    const zap = (s: number, c: number, evenCows: boolean): void => {
       const mm = self.deref();
-      if (mm !== undefined && !mm.#disposed) mm.#handle.zap(s, c); // a disposed one maps nothing
+      if (mm === undefined || mm.#disposed) return; // a disposed one maps nothing
+      // A private mapping: its page-cache entries, and on truncate the copies made from them.
+      if (priv) mm.#handle.zapFile(s, c, evenCows);
+      else mm.#handle.zap(s, c);
     };
-    file.addMapping({ mm: self, start, offset, count, zap });
+    file.addMapping({ mm: self, start, offset, count, zap, private: priv });
     this.#files.add(file);
   }
 
@@ -719,11 +739,20 @@ function rulesOption(value: unknown): KernelRuleSet | Partial<KernelRules> | und
   if (value === undefined || typeof value === 'string') {
     return value === undefined ? undefined : oneOf('rules', value, ['mainline', '2019'] as const, 'mainline');
   }
-  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp']);
+  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp', 'anonExclusive', 'pincountMinOrder']);
   const r: Partial<KernelRules> = {};
   if (o['zeroPageUnshare'] !== undefined) r.zeroPageUnshare = bool('rules.zeroPageUnshare', o['zeroPageUnshare'], true);
   if (o['longtermFileWrites'] !== undefined) r.longtermFileWrites = oneOf('rules.longtermFileWrites', o['longtermFileWrites'], ['refuse', 'allow'] as const, 'refuse');
   if (o['migratePteMappedThp'] !== undefined) r.migratePteMappedThp = bool('rules.migratePteMappedThp', o['migratePteMappedThp'], true);
+  if (o['anonExclusive'] !== undefined) r.anonExclusive = bool('rules.anonExclusive', o['anonExclusive'], true);
+  if (o['pincountMinOrder'] !== undefined) {
+    const v = o['pincountMinOrder'];
+    if (v !== null) {
+      const k = integer('rules.pincountMinOrder', v);
+      if (k < 1 || k > 31) invalid(`rules.pincountMinOrder must be 1..31 or null (got ${k})`);
+    }
+    r.pincountMinOrder = v === null ? null : (v as number);
+  }
   return r;
 }
 

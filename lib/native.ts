@@ -88,6 +88,8 @@ export interface NativeTranslation {
   huge: boolean;
   /** A page-cache page of a shared (MAP_SHARED) mapping. */
   shared: boolean;
+  /** Present (true) only for a private file mapping's page-cache page. */
+  pageCache?: true;
 }
 
 /** @internal */
@@ -130,6 +132,10 @@ export interface NativeAddressSpace {
   /** Idempotent: unmaps everything and frees the page table; every later call is EINVAL. */
   dispose(): void;
   isDisposed(): boolean;
+  /** A private file region at start mapping pfns[i] at start + i read-only (COW on write). */
+  mapPrivate(start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean): void;
+  /** The file dropped these pages: clears its page-cache entries, with evenCows its COW copies too. */
+  zapFile(start: number, count: number, evenCows: boolean): void;
 }
 
 /** @internal */

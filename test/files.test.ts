@@ -27,10 +27,14 @@ interface World {
 }
 
 /** A free array, an address space and a file of `pages` pages (folios of `folioOrder`). */
-/** rules '2019' where a test needs long-term write pins of a file (the lease proposal's kernels). */
+/**
+ * rules '2019' where a test needs long-term write pins of a file (the lease proposal's kernels):
+ * here that one switch, `longtermFileWrites: 'allow'` (the whole 2019 set would also ask for a
+ * page array without exact pincounts, pincountMinOrder null, which these tests do not).
+ */
 function world(o: { pages?: number; folioOrder?: number; mem?: Partial<PageArrayOptions>; rules?: KernelRuleSet } = {}): World {
   const mem = new PageArray({ pages: 4096, populated: false, scheme: 'hybrid', ...o.mem });
-  const mm = new AddressSpace(mem, { pages: 4096, rules: o.rules ?? 'mainline' });
+  const mm = new AddressSpace(mem, { pages: 4096, rules: o.rules === '2019' ? { longtermFileWrites: 'allow' } : 'mainline' });
   const file = new PageCacheFile(mem, { name: 'data', pages: o.pages ?? 8, folioOrder: o.folioOrder ?? 0 });
   return { mem, mm, file };
 }

@@ -7,8 +7,8 @@ import { native } from '../lib/native.js';
 import { nativeOf } from '../lib/page-array.js';
 import { expectPinlabError } from './helpers.js';
 
-const MAINLINE = { zeroPageUnshare: true, longtermFileWrites: 'refuse', migratePteMappedThp: true };
-const V2019 = { zeroPageUnshare: false, longtermFileWrites: 'allow', migratePteMappedThp: false };
+const MAINLINE = { zeroPageUnshare: true, longtermFileWrites: 'refuse', migratePteMappedThp: true, anonExclusive: true, pincountMinOrder: 1 };
+const V2019 = { zeroPageUnshare: false, longtermFileWrites: 'allow', migratePteMappedThp: false, anonExclusive: false, pincountMinOrder: null };
 
 describe('rules', () => {
   const mem = new PageArray({ pages: 1024, populated: false });
@@ -16,7 +16,8 @@ describe('rules', () => {
   it('default to mainline; presets and switches resolve; fork inherits them', () => {
     expect(new AddressSpace(mem, { pages: 16 }).rules).toEqual(MAINLINE);
     expect(new AddressSpace(mem, { pages: 16, rules: 'mainline' }).rules).toEqual(MAINLINE);
-    const old = new AddressSpace(mem, { pages: 16, rules: '2019' });
+    const mem2019 = new PageArray({ pages: 1024, populated: false, pincountMinOrder: 31 }); // hybrid without exact pincounts
+    const old = new AddressSpace(mem2019, { pages: 16, rules: '2019' });
     expect(old.rules).toEqual(V2019);
     expect(Object.isFrozen(old.rules)).toBe(true);
     expect(old.fork().rules).toEqual(V2019);

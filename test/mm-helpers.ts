@@ -51,6 +51,8 @@ export function makeMm(o: MmOptions = {}): { mem: PageArray; mm: AddressSpace } 
     debug: o.debug ?? true,
     scheme: o.scheme ?? 'hybrid',
     movablePages: o.movablePages ?? 0,
+    // The 2019 kernels had no exact pincount (rules.pincountMinOrder null: 31 in the array).
+    pincountMinOrder: o.rules === '2019' ? 31 : 1,
   });
   const mm = new AddressSpace(mem, { pages: o.vpages ?? 4096, ...(o.rules === undefined ? {} : { rules: o.rules }) });
   return { mem, mm };

@@ -6,11 +6,13 @@
 // each case (no code taken). The inventory of what is not expressed, and why, is below and in
 // the README ("Kernel selftests").
 //
-// Every case runs under every scheme and both rule sets; the expectation differs only where the
-// rule changed (the zero page's long-term R/O pin, Linux 6.2).
+// Every case runs under every scheme and both rule sets; the expectation differs only where a
+// rule changed: the long-term R/O pin of the zero page or of a private file mapping's page-cache
+// page (unshared since Linux 6.2), and the anonymous cases that PageAnonExclusive (5.19) fixed:
+// the vmsplice() leaks and the R/O pin of a shared page (rules.anonExclusive off under '2019').
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, HugetlbFile, PageArray, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
+import { AddressSpace, HugetlbFile, PageArray, PageCacheFile, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
 
 const PMD = 512; // pages of a 2 MiB THP
 const BASE = 1024; // a THP-aligned virtual page: the test memory starts here
@@ -30,7 +32,8 @@ interface Area {
 }
 
 function world(scheme: Scheme, rules: KernelRuleSet, thpOrders: number[] = [9]): World {
-  const mem = new PageArray({ pages: 8192, populated: false, scheme });
+  // The 2019 kernels had no exact pincount: hybrid's pincountMinOrder is the rule set's (null: 31).
+  const mem = new PageArray({ pages: 8192, populated: false, scheme, pincountMinOrder: rules === '2019' ? 31 : 1 });
   const mm = new AddressSpace(mem, { pages: 4096, rules, thpOrders });
   return { mem, mm };
 }
@@ -148,7 +151,21 @@ const ANON_MEMORY: readonly AnonMemory[] = [
 
 // ---- the anonymous test cases (anon_test_cases) -------------------------------------------------
 
-type AnonTest = (w: World, a: Area) => void;
+type AnonTest = (w: World, a: Area, rules: KernelRuleSet) => void;
+
+/**
+ * Under rules '2019' (anonExclusive off: the kernels before PageAnonExclusive, 5.19) a write
+ * fault reuses a page its mapcount says is mapped once, whatever references a pipe holds, and a
+ * R/O pin takes a COW-shared page as it is. The vmsplice() cases then leak (CVE-2020-29374: the
+ * write lands in the page the pipe holds) and the R/O pin of a shared page never sees the write:
+ * the selftest itself fails on such a kernel, and these assert what that kernel does instead.
+ */
+function expectAll(a: readonly number[], b: ArrayLike<number>, same: boolean): void {
+  for (let i = 0; i < a.length; i++) {
+    if (same) expect(a[i]).toBe(b[i]);
+    else expect(a[i]).not.toBe(b[i]);
+  }
+}
 
 /** Basic COW: the parent writes after fork(); the child must still read the old pages. */
 function cowInParent(doMprotect: boolean): AnonTest {
@@ -167,16 +184,15 @@ function cowInParent(doMprotect: boolean): AnonTest {
 
 /** vmsplice() (R/O FOLL_GET) + unmap in the child; the parent writes: the pipe keeps the old pages. */
 function vmspliceInChild(doMprotect: boolean): AnonTest {
-  return ({ mm }, a) => {
+  return ({ mm }, a, rules) => {
     const child = mm.fork();
     const pipe = child.getUserPagesFast(a.start, a.size);
     expect(pipe.count).toBe(a.size);
     child.munmap({ start: a.start, count: a.size });
     if (doMprotect) mprotectRoRw(mm, a);
     write(mm, a);
-    const parent = pfns(mm, a.start, a.size, a.step);
-    const piped = sample(pipe.pfns, a.step);
-    for (let i = 0; i < parent.length; i++) expect(parent[i]).not.toBe(piped[i]); // no leak into the pipe
+    // No leak into the pipe (mainline); 2019: the parent reused the pipe's pages, the leak.
+    expectAll(pfns(mm, a.start, a.size, a.step), sample(pipe.pfns, a.step), rules === '2019');
     child.putUserPages(pipe.pfns);
     exit(child);
   };
@@ -184,7 +200,7 @@ function vmspliceInChild(doMprotect: boolean): AnonTest {
 
 /** vmsplice() in the parent (before or after fork), unmap in the parent; the child writes. */
 function vmspliceInParent(beforeFork: boolean): AnonTest {
-  return ({ mm }, a) => {
+  return ({ mm }, a, rules) => {
     pfns(mm, a.start, a.size); // memcpy(old, mem, size)
     let pipe = beforeFork ? mm.getUserPagesFast(a.start, a.size) : null;
     const child = mm.fork();
@@ -192,9 +208,8 @@ function vmspliceInParent(beforeFork: boolean): AnonTest {
     expect(pipe.count).toBe(a.size);
     mm.munmap({ start: a.start, count: a.size });
     write(child, a);
-    const childNow = pfns(child, a.start, a.size, a.step);
-    const piped = sample(pipe.pfns, a.step);
-    for (let i = 0; i < childNow.length; i++) expect(childNow[i]).not.toBe(piped[i]); // no leak from child into parent
+    // No leak from child into parent (mainline); 2019: the child reused the pipe's pages, the leak.
+    expectAll(pfns(child, a.start, a.size, a.step), sample(pipe.pfns, a.step), rules === '2019');
     mm.putUserPages(pipe.pfns);
     exit(child);
   };
@@ -218,7 +233,7 @@ type RoPinTest = 'plain' | 'shared' | 'previously shared' | 'ro exclusive';
 
 /** A long-term R/O pin (GUP or GUP-fast); then the process writes: the pin must see it. */
 function roPin(test: RoPinTest, fast: boolean): AnonTest {
-  return ({ mm }, a) => {
+  return ({ mm }, a, rules) => {
     let child: AddressSpace | null = null;
     if (test === 'shared' || test === 'previously shared') child = mm.fork();
     if (test === 'previously shared') {
@@ -229,7 +244,8 @@ function roPin(test: RoPinTest, fast: boolean): AnonTest {
     const pin = fast ? mm.pinUserPagesFast(a.start, a.size, { longterm: true }) : mm.pinUserPages(a.start, a.size, { longterm: true });
     expect(pin.count).toBe(a.size);
     write(mm, a);
-    expect(pfns(mm, a.start, a.size, a.step)).toEqual(sample(pin.pfns, a.step)); // Longterm R/O pin is reliable
+    // Longterm R/O pin is reliable (mainline); 2019 pinned the shared page, and the write copied it.
+    expectAll(pfns(mm, a.start, a.size, a.step), sample(pin.pfns, a.step), !(rules === '2019' && test === 'shared'));
     mm.unpinUserPages(pin.pfns);
     if (child !== null) exit(child);
   };
@@ -287,6 +303,57 @@ const ZERO_CASES: readonly [string, ZeroTest][] = [
   ['R/O longterm GUP-fast pin', zeroRoPin(true)],
 ];
 
+// ---- the non-anonymous cases with private file mappings: memfd and tmpfile ------------------------
+
+interface FileMemory {
+  name: string;
+  /** memfd is shmem; tmpfile a regular file of a dirty-tracked file system (ext4/xfs/btrfs /tmp). */
+  shmem: boolean;
+}
+
+const FILE_MEMORY: readonly FileMemory[] = [
+  { name: 'memfd', shmem: true },
+  { name: 'tmpfile', shmem: false },
+];
+
+type FileTest = (w: World, mem: number, smem: number, rules: KernelRuleSet, cachePfn: number) => void;
+
+/**
+ * R/O long-term pin of a private file mapping's page-cache page: mainline (6.2) unshares it to
+ * an anonymous page, which the write then reuses, so the pin sees the write; 2019 pins the
+ * page-cache page itself, and the write copies it (the pin never sees the write).
+ */
+function fileRoPin(fast: boolean): FileTest {
+  return ({ mm }, mem, _smem, rules, cachePfn) => {
+    const pin = fast ? mm.pinUserPagesFast(mem, 1, { longterm: true }) : mm.pinUserPages(mem, 1, { longterm: true });
+    expect(pin.count).toBe(1);
+    write(mm, { start: mem, size: 1 });
+    if (rules === 'mainline') {
+      expect(pfns(mm, mem, 1)).toEqual(Array.from(pin.pfns)); // Longterm R/O pin is reliable
+      expect(pin.pfns[0]).not.toBe(cachePfn); // an anonymous copy, not the page cache's page
+    } else {
+      expect(pin.pfns[0]).toBe(cachePfn); // 2019: the pin holds the page-cache page ...
+      expect(pfns(mm, mem, 1)[0]).not.toBe(pin.pfns[0]); // ... and never sees the write
+    }
+    mm.unpinUserPages(pin.pfns);
+  };
+}
+
+const FILE_CASES: readonly [string, FileTest][] = [
+  [
+    'Basic COW',
+    ({ mm }, mem, smem, _rules, cachePfn) => {
+      write(mm, { start: mem, size: 1 });
+      expect(pfns(mm, smem, 1)).toEqual([cachePfn]); // Other mapping not modified
+      expect(mm.translate(smem)?.pageCache).toBe(true);
+      expect(mm.translate(mem)?.pfn).not.toBe(cachePfn); // the writer got a private copy
+      expect(mm.translate(mem)?.pageCache).toBeUndefined();
+    },
+  ],
+  ['R/O longterm GUP pin', fileRoPin(false)],
+  ['R/O longterm GUP-fast pin', fileRoPin(true)],
+];
+
 /** Nothing stays pinned or referenced beyond the mappings once a case has cleaned up. */
 function expectBalanced(w: World): void {
   const s = w.mem.stats();
@@ -303,7 +370,7 @@ for (const scheme of SCHEMES) {
           for (const m of ANON_MEMORY) {
             it(`${name} ... with ${m.name}`, () => {
               const w = world(scheme, rules, m.thpOrders);
-              fn(w, m.setup(w));
+              fn(w, m.setup(w), rules);
               expectBalanced(w);
             });
           }
@@ -321,6 +388,26 @@ for (const scheme of SCHEMES) {
             fn(w, BASE, BASE + 2, rules);
             expectBalanced(w);
           });
+        }
+        for (const [name, fn] of FILE_CASES) {
+          for (const f of FILE_MEMORY) {
+            it(`${name} ... with ${f.name}`, () => {
+              const w = world(scheme, rules);
+              // ftruncate + fallocate one page; mmap it MAP_PRIVATE twice, R/W and R/O; read both.
+              const file = new PageCacheFile(w.mem, { name: 'test', pages: 1, shmem: f.shmem });
+              w.mm.mmap({ start: BASE, count: 1, file, private: true });
+              w.mm.mmap({ start: BASE + 2, count: 1, file, private: true, write: false });
+              w.mm.touch(BASE, 1);
+              w.mm.touch(BASE + 2, 1);
+              const cachePfn = file.pfnAt(0)!;
+              expect(pfns(w.mm, BASE, 3)).toEqual([cachePfn, -1, cachePfn]); // the page cache's page, read-only
+              expect(w.mm.translate(BASE)?.writable).toBe(false);
+              fn(w, BASE, BASE + 2, rules, cachePfn);
+              w.mm.munmap({ start: 0, count: w.mm.pages });
+              file.truncate(0); // close(fd): the page cache gives its page back
+              expectBalanced(w);
+            });
+          }
         }
       });
     });
@@ -371,7 +458,7 @@ for (const scheme of SCHEMES) {
         for (const m of SWAPPED_ANON_MEMORY) {
           it(`${name} ... with ${m.name}`, () => {
             const w = world(scheme, 'mainline', m.thpOrders);
-            fn(w, m.setup(w));
+            fn(w, m.setup(w), 'mainline');
             expectBalanced(w);
             expect(w.mm.swapUsage()).toMatchObject({ used: 0, cached: 0 }); // every slot free again
             w.mem.dispose(); // native memory back now, not at the next GC (1260 cases)
@@ -453,7 +540,7 @@ for (const scheme of SCHEMES) {
           for (const m of PARTIAL_MREMAP_MEMORY) {
             it(`${name} ... with ${m.name}`, () => {
               const w = world(scheme, rules, m.thpOrders);
-              fn(w, m.setup(w));
+              fn(w, m.setup(w), rules);
               expectBalanced(w);
             });
           }
@@ -463,7 +550,7 @@ for (const scheme of SCHEMES) {
         for (const [name, fn] of ANON_THP_CASES) {
           it(name, () => {
             const w = world(scheme, rules, [9]);
-            fn(w, thp(w, 9)); // do_run_with_thp(THP_RUN_PMD, pmdsize)
+            fn(w, thp(w, 9), rules); // do_run_with_thp(THP_RUN_PMD, pmdsize)
             expectBalanced(w);
           });
         }
@@ -530,7 +617,7 @@ for (const scheme of SCHEMES) {
             expect(w.mem.hugetlbPool(order).reserved).toBe(1); // reserved at mmap
             w.mm.touch(0, size, { write: true }); // memset(mem, 1, hugetlbsize)
             expect(w.mem.folioOrder(w.mm.translate(0)!.pfn)).toBe(order);
-            fn(w, { start: 0, size, step: PMD });
+            fn(w, { start: 0, size, step: PMD }, 'mainline'); // hugeWorld: mainline (no rule differs for hugetlb)
             expectHugeBalanced(w);
           });
         }

@@ -119,8 +119,13 @@ export interface FileMapping {
   start: number;
   offset: number;
   count: number;
-  /** Zaps [start, start+count) of the address space (no-op once it is gone). */
-  readonly zap: (start: number, count: number) => void;
+  /**
+   * Zaps [start, start+count) of the address space (no-op once it is gone); `evenCows`: also
+   * a private mapping's anonymous copies of the file's pages (truncate; a hole punch keeps them).
+   */
+  readonly zap: (start: number, count: number, evenCows: boolean) => void;
+  /** A private (MAP_PRIVATE) mapping. */
+  readonly private?: boolean;
 }
 
 /**
@@ -320,7 +325,7 @@ export class PageCacheFile {
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
     const brokenLeases = this.#breakLeases(holders, offset, count, reason);
-    const zappedMappings = this.#zap(offset, count);
+    const zappedMappings = this.#zap(offset, count, reason === 'truncate');
     let stillReferencedPages = 0;
     const np = nativeOf(this.mem);
     for (const { index, head } of folios) {
@@ -408,7 +413,7 @@ export class PageCacheFile {
     return broken;
   }
 
-  #zap(offset: number, count: number): number {
+  #zap(offset: number, count: number, evenCows: boolean): number {
     let zapped = 0;
     const end = offset + count;
     this.#pruneMappings();
@@ -416,7 +421,7 @@ export class PageCacheFile {
       const a = Math.max(offset, m.offset);
       const b = Math.min(end, m.offset + m.count);
       if (a >= b) continue;
-      m.zap(m.start + (a - m.offset), b - a);
+      m.zap(m.start + (a - m.offset), b - a, evenCows);
       zapped++;
     }
     return zapped;

@@ -48,6 +48,22 @@ export interface AddressSpaceStats {
   swapIns: number;
   /** ... of which mapped the page the swap cache held (a parent and a child faulting the same entry map the same page). */
   swapCacheHits: number;
+  /** mremap calls that changed the map (moved, grew or shrank a range). */
+  remaps: number;
+  /** Present entries mremap moved to new addresses (4 KiB units; a PMD leaf counts 512). */
+  remapMovedPages: number;
+  /** THPs made by MADV_COLLAPSE (`madvise(range, 'collapse')`) or {@link AddressSpace.khugepaged}. */
+  collapses: number;
+  /**
+   * Pages collapse turned away because their folio held references beyond its mappings and the
+   * scheme reported it maybe pinned (the kernel's check is the refcount, which any pin or
+   * FOLL_GET reference fails; this is what a diagnosis trusting "maybe pinned" blames on pins).
+   */
+  collapseMaybePinned: number;
+  /** ... of which the folio held no real pin (known exactly: debug mode or an exact scheme). */
+  collapseFalsePositives: number;
+  /** Pages collapse turned away for other references (FOLL_GET, write-bias's hidden read pins). */
+  collapseBusy: number;
 }
 
 /** A swap entry (see {@link AddressSpace.swapEntry}): where MADV_PAGEOUT put the page. */
@@ -66,22 +82,6 @@ export interface SwapUsage {
   used: number;
   /** ... of which hold a page in the swap cache (a page read in for one entry that others still name, or one that could not be freed). */
   cached: number;
-  /** mremap calls that changed the map (moved, grew or shrank a range). */
-  remaps: number;
-  /** Present entries mremap moved to new addresses (4 KiB units; a PMD leaf counts 512). */
-  remapMovedPages: number;
-  /** THPs made by MADV_COLLAPSE (`madvise(range, 'collapse')`) or {@link AddressSpace.khugepaged}. */
-  collapses: number;
-  /**
-   * Pages collapse turned away because their folio held references beyond its mappings and the
-   * scheme reported it maybe pinned (the kernel's check is the refcount, which any pin or
-   * FOLL_GET reference fails; this is what a diagnosis trusting "maybe pinned" blames on pins).
-   */
-  collapseMaybePinned: number;
-  /** ... of which the folio held no real pin (known exactly: debug mode or an exact scheme). */
-  collapseFalsePositives: number;
-  /** Pages collapse turned away for other references (FOLL_GET, write-bias's hidden read pins). */
-  collapseBusy: number;
 }
 
 /** The named kernel rule sets (see {@link KernelRules}): today's mainline, or the kernels of 2019. */
@@ -113,4 +113,23 @@ export interface KernelRules {
    * (pinlab before issue 13).
    */
   migratePteMappedThp: boolean;
+  /**
+   * PageAnonExclusive (Linux 5.19, commit 6c287605fd56): an exclusive marker on each anonymous
+   * page this mm maps alone decides reuse versus copy on a write fault, and a FOLL_PIN needs an
+   * exclusive page (a R/O pin of a COW-shared page unshares it first, FOLL_UNSHARE). Off (2019):
+   * a write fault reuses an anonymous page its mapcount says is mapped once, whatever other
+   * references it has, and a R/O pin takes a COW-shared page as it is: the COW/GUP leak of
+   * CVE-2020-29374 (a child's vmsplice() reference sees the parent's later writes).
+   */
+  anonExclusive: boolean;
+  /**
+   * hybrid's smallest folio order with an exact pincount, or `null` for none (every folio
+   * counted by the bias, the 2019 kernels): 2 from Linux 5.7 (commit 47e29d32afba) to 6.14,
+   * 1 on 64-bit since folio_has_pincount (6.15). The PageArray counts the pins, so the value
+   * must be its `pincountMinOrder` (null: 31) when its scheme keeps a first-tail pincount
+   * (hybrid); other schemes accept any value. `EINVAL` otherwise, nothing created. Left
+   * unstated (no `rules`, or an object without this key) it is the array's; the named sets
+   * state theirs (`'mainline'` 1, `'2019'` null).
+   */
+  pincountMinOrder: number | null;
 }

@@ -38,6 +38,8 @@ export interface StressReport {
   collapseCalls: number;
   /** THPs those collapses made (refused ones: pins or references were there). */
   collapsed: number;
+  /** Truncates of the private file mapping (its page-cache pages and COW copies zapped, then mapped afresh). */
+  fileTruncates: number;
   /** forks (each child writes, pins and exits). */
   forks: number;
   /** COW copies in the parent (write faults on shared pages). */

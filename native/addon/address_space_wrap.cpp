@@ -26,8 +26,12 @@ struct ForkedChild {
 // The kernel rules of a new address space: undefined (mainline), a preset's name ('mainline',
 // '2019'), or an object of named switches over mainline's. EINVAL for an unknown preset, key or
 // value: the constructor then creates nothing.
-MmRules rules_value(Napi::Env env, Napi::Value v) {
-  if (v.IsUndefined()) return MmRules::mainline();
+// pincountMinOrder left unstated (no rules, or an object without it) is the array's
+// (`array_order`): only a preset or the switch itself names another kernel's boundary.
+MmRules rules_value(Napi::Env env, Napi::Value v, uint32_t array_order) {
+  MmRules unstated = MmRules::mainline();
+  unstated.pincount_min_order = uint8_t(std::min<uint32_t>(array_order, MmRules::kNoPincountOrder));
+  if (v.IsUndefined()) return unstated;
   if (v.IsString()) {
     const std::string name = v.As<Napi::String>().Utf8Value();
     if (name == "mainline") return MmRules::mainline();
@@ -36,7 +40,7 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
                            name + "')");
   }
   Napi::Object o = object_value(env, v, "rules");
-  MmRules r = MmRules::mainline();
+  MmRules r = unstated;
   Napi::Array keys = o.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     const std::string key = Napi::Value(keys[i]).ToString().Utf8Value();
@@ -45,6 +49,14 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
       r.zero_page_unshare = bool_value(env, val, "rules.zeroPageUnshare");
     } else if (key == "migratePteMappedThp") {
       r.migrate_pte_mapped_thp = bool_value(env, val, "rules.migratePteMappedThp");
+    } else if (key == "anonExclusive") {
+      r.anon_exclusive = bool_value(env, val, "rules.anonExclusive");
+    } else if (key == "pincountMinOrder") {
+      // null: no order has an exact pincount (the 2019 kernels); else 1..30 (31 is null too).
+      r.pincount_min_order =
+          val.IsNull() ? MmRules::kNoPincountOrder
+                       : uint8_t(int_value(env, val, "rules.pincountMinOrder", 1,
+                                           MmRules::kNoPincountOrder));
     } else if (key == "longtermFileWrites") {
       const std::string w = string_value(env, val, "rules.longtermFileWrites");
       if (w != "refuse" && w != "allow")
@@ -52,7 +64,8 @@ MmRules rules_value(Napi::Env env, Napi::Value v) {
       r.longterm_file_writes = w == "refuse" ? LongtermFileWrites::kRefuse : LongtermFileWrites::kAllow;
     } else {
       throw_invalid(env, "rules: unknown rule '" + key +
-                             "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp)");
+                             "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp, "
+                             "anonExclusive, pincountMinOrder)");
     }
   }
   return r;
@@ -64,6 +77,9 @@ Napi::Object rules_object(Napi::Env env, const MmRules& r) {
   o.Set("longtermFileWrites",
         r.longterm_file_writes == LongtermFileWrites::kRefuse ? "refuse" : "allow");
   o.Set("migratePteMappedThp", r.migrate_pte_mapped_thp);
+  o.Set("anonExclusive", r.anon_exclusive);
+  if (r.pincount_min_order >= MmRules::kNoPincountOrder) o.Set("pincountMinOrder", env.Null());
+  else o.Set("pincountMinOrder", double(r.pincount_min_order));
   return o;
 }
 
@@ -103,6 +119,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::mremap>>("mremap"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::collapse>>("collapse"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::khugepaged>>("khugepaged"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_private>>("mapPrivate"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap_file>>("zapFile"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -124,7 +142,7 @@ AddressSpaceWrap::AddressSpaceWrap(const Napi::CallbackInfo& info)
     } else {
       PageArrayWrap* mem = PageArrayWrap::from(env, info[0], "page array");
       const int64_t pages = int_arg(info, 1, "pages");
-      const MmRules rules = rules_value(env, info[2]);
+      const MmRules rules = rules_value(env, info[2], mem->core()->pincount_min_order());
       const int64_t thp_orders =
           info[3].IsUndefined() ? int64_t(kPmdThpOrders) : int_arg(info, 3, "thpOrders");
       // swapPages: undefined keeps the default (as many slots as pages).
@@ -407,6 +425,8 @@ Napi::Value AddressSpaceWrap::translate(const Napi::CallbackInfo& info) {
   o.Set("zeroPage", tr.special);
   o.Set("huge", tr.huge);
   o.Set("shared", tr.shared);
+  // Only where it says more than `shared`: a private file mapping's page-cache page.
+  if (tr.page_cache && !tr.shared) o.Set("pageCache", true);
   return o;
 }
 
@@ -542,6 +562,7 @@ class StressWorker : public AsyncRun {
     o.Set("mremaps", double(r.mremaps));
     o.Set("collapseCalls", double(r.collapse_calls));
     o.Set("collapsed", double(r.collapsed));
+    o.Set("fileTruncates", double(r.file_truncates));
     o.Set("mprotects", double(r.mprotects));
     o.Set("forks", double(r.forks));
     o.Set("cowCopies", double(r.cow_copies));
@@ -585,6 +606,28 @@ Napi::Value run_stress_async(const Napi::CallbackInfo& info) {
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
+}
+
+}  // namespace pinlab::addon
+
+namespace pinlab::addon {
+
+// mapPrivate(start, pfns: Uint32Array, write, dirtyTracked = true): MAP_PRIVATE of a file's
+// pages; the list is copied first, as for mapShared.
+Napi::Value AddressSpaceWrap::map_private(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start");
+  const PfnList pfns(info, 1, "pfns");
+  const bool write = bool_arg(info, 2, "write");
+  const bool dirty_tracked = info[3].IsUndefined() || bool_arg(info, 3, "dirtyTracked");
+  check(info.Env(), core_->map_private(start, pfns.data(), pfns.size(), write, dirty_tracked));
+  return info.Env().Undefined();
+}
+
+// zapFile(start, count, evenCows): the file dropped these pages (truncate: evenCows true).
+Napi::Value AddressSpaceWrap::zap_file(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  check(info.Env(), core_->zap_file(start, count, bool_arg(info, 2, "evenCows")));
+  return info.Env().Undefined();
 }
 
 }  // namespace pinlab::addon

@@ -67,6 +67,8 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value mremap(const Napi::CallbackInfo& info);
   Napi::Value collapse(const Napi::CallbackInfo& info);
   Napi::Value khugepaged(const Napi::CallbackInfo& info);
+  Napi::Value map_private(const Napi::CallbackInfo& info);
+  Napi::Value zap_file(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
   // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since

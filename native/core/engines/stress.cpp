@@ -31,6 +31,12 @@ struct Run {
   std::atomic<uint64_t> pageouts{0};
   std::atomic<uint64_t> mremaps{0}, collapse_calls{0};
   const RunControl* control = nullptr;
+  // A private file mapping after the anonymous slots (file_start..+kFilePages): its page cache
+  // (the folios this run allocated and holds, one reference each) belongs to the mutator
+  // thread, which truncates and refills it while the others pin, fork and migrate.
+  uint64_t file_start = 0;
+  std::vector<uint32_t> page_cache;
+  std::atomic<uint64_t> file_truncates{0};
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
   uint64_t slot_start(uint64_t k) const { return k * uint64_t(cfg.region_pages); }
@@ -152,9 +158,50 @@ void hugetlb_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t 
     default:  // write faults: fault-in (EFAULT: the pool is out) and whole-page COW breaks
       (void)as.touch(int64_t(s), int64_t(n), true);
   }
+constexpr uint64_t kFilePages = 512;
+
+// The page cache gives its references back (truncate's last step); nothing else holds them.
+void drop_page_cache(Run& run) {
+  for (uint32_t pfn : run.page_cache) {
+    bool freed = false;
+    run.expect_ok(run.mem->put_page(pfn, 1, &freed), "page cache put");
+  }
+  run.page_cache.clear();
+}
+
+// Fills the page cache (normal zone: page cache is never migrated) and maps it MAP_PRIVATE
+// at file_start; ENOMEM leaves the slot unmapped (a later round tries again).
+void map_file(Run& run, AddressSpace& as) {
+  for (uint64_t i = 0; i < kFilePages; ++i) {
+    uint64_t pfn = 0;
+    if (!run.mem->alloc_folio(0, false, &pfn).ok()) break;
+    run.page_cache.push_back(uint32_t(pfn));
+  }
+  if (run.page_cache.size() == kFilePages &&
+      as.map_private(int64_t(run.file_start), run.page_cache.data(), kFilePages, true).ok())
+    return;
+  drop_page_cache(run);
+}
+
+// truncate(0) and a new file: the mapping's page-cache entries and the copies made from them
+// are zapped (racing pins keep their pages), the page cache lets go, the slot is mapped again.
+void file_churn(Run& run, AddressSpace& as, std::mt19937_64& rng) {
+  if (!run.page_cache.empty()) {
+    run.expect_ok(as.zap_file(int64_t(run.file_start), int64_t(kFilePages), true), "zap_file");
+    drop_page_cache(run);
+  }
+  run.expect_ok(as.munmap(int64_t(run.file_start), int64_t(kFilePages)), "munmap");
+  map_file(run, as);
+  const uint64_t off = rng() % kFilePages;
+  (void)as.touch(int64_t(run.file_start + off), 1, true);  // a COW from the page cache
+  run.file_truncates.fetch_add(1, std::memory_order_relaxed);
 }
 
 void mm_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng) {
+  if (rng() % 32 == 0) {  // rarely: a churn maps 512 pages afresh
+    file_churn(run, as, rng);
+    return;
+  }
   const uint64_t rp = uint64_t(run.cfg.region_pages);
   const uint64_t k = rng() % run.slots();
   if (run.hugetlb_slot(k)) {
@@ -332,7 +379,9 @@ Status validate_stress(const StressConfig& c) {
 
 Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* control) {
   if (Status st = validate_stress(cfg); !st.ok()) return st;
-  const uint64_t span = uint64_t(cfg.regions + int64_t(Run::kHugetlbSlots)) * uint64_t(cfg.region_pages);
+  // The anonymous slots, the hugetlb slots, then the private file mapping.
+  const uint64_t slots_span = uint64_t(cfg.regions + int64_t(Run::kHugetlbSlots)) * uint64_t(cfg.region_pages);
+  const uint64_t span = slots_span + kFilePages;  // the pinners' and forks' range, file included
   // Four times the address space: room for forks' COW copies and migration targets. Half is
   // ZONE_MOVABLE, so long-term pins must migrate what faults put there.
   PageArrayConfig pc;
@@ -353,6 +402,9 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   // The pool first, from the still unfragmented normal zone.
   if (Status st = run.mem->hugetlb_set_pages(kHugetlbOrder2M, int64_t(run.hugetlb_pool_pages())); !st.ok())
     return st;
+  run.file_start = slots_span;
+  run.page_cache.reserve(kFilePages);
+  map_file(run, *run.as);
   for (int64_t k = 0; k < cfg.regions; ++k) {
     MmapArgs a{int64_t(run.slot_start(uint64_t(k))), cfg.region_pages, true, true, run.huge_slot(uint64_t(k))};
     if (Status st = run.as->mmap(a); !st.ok()) return st;
@@ -400,6 +452,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
     run.violation("swap slots still used at the end: " + std::to_string(u.used) + " (" +
                   std::to_string(u.cached) + " cached)");
   run.as.reset();  // every page must go back to the allocator
+  drop_page_cache(run);  // and the page cache closes its file
 
   PageArray& mem = *run.mem;
   // Every hugetlb page back in the pool, nothing reserved: the pool can shrink to nothing.
@@ -431,6 +484,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   r.pageouts = run.pageouts;
   r.mremaps = run.mremaps;
   r.collapse_calls = run.collapse_calls;
+  r.file_truncates = run.file_truncates;
   r.munmaps = run.munmaps;
   r.mprotects = run.mprotects;
   r.forks = run.forks;

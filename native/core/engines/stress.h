@@ -38,6 +38,7 @@ struct StressReport {
   uint64_t violations = 0;
   std::string first_violation;
   bool balanced = false;  // counts balance and every page is free again
+  uint64_t file_truncates = 0;  // truncates (and remaps) of the private file mapping
 };
 
 Status validate_stress(const StressConfig& cfg);

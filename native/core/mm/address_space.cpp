@@ -35,12 +35,19 @@ Status check_mm_rules(const MmRules& rules) {
   const auto files = uint8_t(rules.longterm_file_writes);
   if (files > uint8_t(LongtermFileWrites::kAllow))
     return Status::BadOption("longtermFileWrites", files, "'refuse' or 'allow'");
+  if (rules.pincount_min_order < 1 || rules.pincount_min_order > MmRules::kNoPincountOrder)
+    return Status::BadOption("pincountMinOrder", rules.pincount_min_order,
+                             "an integer in 1..31 (31: none)");
   return Status::Ok();
 }
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages,
                             std::unique_ptr<AddressSpace>* out) {
-  return create(std::move(mem), pages, MmRules::mainline(), out);
+  // Rules left unstated: mainline's switches, and the pincount boundary the array counts by.
+  MmRules rules = MmRules::mainline();
+  if (mem) rules.pincount_min_order = uint8_t(std::min<uint32_t>(mem->pincount_min_order(),
+                                                                 MmRules::kNoPincountOrder));
+  return create(std::move(mem), pages, rules, out);
 }
 
 Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const MmRules& rules,
@@ -60,6 +67,9 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
     return Status::BadOption("pages", pages, "an integer in 1..2147483648");
   if (Status st = check_mm_rules(rules); !st.ok()) return st;
   if (Status st = check_thp_orders(thp_orders); !st.ok()) return st;
+  if (mem) {
+    if (Status st = check_mm_rules_for(rules, *mem); !st.ok()) return st;
+  }
   if (swap_pages == kDefaultSwap) swap_pages = pages;
   if (swap_pages < 0 || uint64_t(swap_pages) > kMaxPages)
     return Status::BadOption("swapPages", swap_pages, "an integer in 0..2147483648");
@@ -137,6 +147,7 @@ Translation AddressSpace::translate(uint64_t vpage) const {
   tr.writable = entry::writable(e);
   tr.special = entry::special(e);
   tr.shared = entry::shared(e);
+  tr.page_cache = entry::page_cache(e);
   return tr;
 }
 
@@ -344,6 +355,9 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (r->shared && advice != Advice::kPageOut)  // pageout skips them (swap.cpp)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+    if (r->file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
+      return Status{Code::kEINVAL, Reason::kFlags,
+                    "madvise of a private file mapping is not modelled (anonymous memory only)"};
     if (r->hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
       return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
     if (r->hugetlb_file && advice == Advice::kDontNeed)
@@ -535,7 +549,9 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
   if (entry::swap(e)) return swap_in(vpage, pte_slot(vpage), e, write, *r);  // swap.cpp
   if (!entry::present(e)) {
     // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
-    if (r->shared) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+    // So is a private file mapping's (its page-cache pages are mapped by map_private too).
+    if (r->shared || r->file_private)
+      return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
     return fault_in_missing(vpage, write, *r, rs);
   }
   if (write && !entry::writable(e)) return handle_write_protect_fault(vpage);
@@ -624,7 +640,10 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   if (entry::huge(pe)) {
     // Ours alone (exclusive, or one reference per subpage and nothing else): reuse in place.
-    if (entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {
+    // Without anon_exclusive, the 2019 kernels' mapcount test decides.
+    if (rules_.anon_exclusive
+            ? entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)
+            : reuse_by_mapcount(vpage, pe, true)) {
       pmd.store(pe | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
@@ -643,9 +662,15 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
     slot->store(e | entry::kWritable, std::memory_order_seq_cst);
     return Status::Ok();
   }
-  if (!entry::special(e)) {
+  // A private file mapping's page-cache page is never reused: the write copies it (COW from
+  // the page cache to an anonymous page).
+  if (!entry::special(e) && !entry::file(e)) {
     const uint64_t head = mem_->folio_head(entry::pfn(e));
-    if (entry::exclusive(e) || (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)) {
+    const bool reuse = rules_.anon_exclusive
+                           ? entry::exclusive(e) ||
+                                 (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)
+                           : reuse_by_mapcount(vpage, e, false);
+    if (reuse) {
       slot->store(e | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, 1);
       return Status::Ok();
@@ -655,6 +680,8 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
 }
 
 Status AddressSpace::unshare(uint64_t vpage) {
+  // FOLL_UNSHARE came with PageAnonExclusive: the 2019 kernels pinned a COW-shared page as it was.
+  if (!rules_.anon_exclusive) return Status::Ok();
   const uint64_t i = vpage >> kPmdShift;
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
@@ -676,8 +703,9 @@ Status AddressSpace::unshare(uint64_t vpage) {
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
   // Nothing to unshare: a hole, the zero page, ours already, or a page-cache page (a shared
-  // mapping's page is the one to pin, whoever else maps it).
-  if (!entry::present(e) || entry::special(e) || entry::exclusive(e) || entry::shared(e))
+  // mapping's page is the one to pin, whoever else maps it; a private mapping's is unshared
+  // only for a long-term read pin, by unshare_file_page).
+  if (!entry::present(e) || entry::special(e) || entry::exclusive(e) || entry::page_cache(e))
     return Status::Ok();
   const uint64_t head = mem_->folio_head(entry::pfn(e));
   if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
@@ -731,7 +759,8 @@ Status AddressSpace::cow_copy_pte(std::atomic<uint64_t>* slot, uint64_t old, boo
   }
   const bool zero = entry::special(old);
   const uint64_t old_head = zero ? 0 : mem_->folio_head(entry::pfn(old));
-  if (!zero) mem_->copy_folio_flags(old_head, fresh);
+  // A page-cache page's flags (dirty: owed to the file) stay with the file's page.
+  if (!zero && !entry::file(old)) mem_->copy_folio_flags(old_head, fresh);
   mem_->add_mapped_refs(fresh, 1);
   // Replace, then put the shared page (clear-then-put, as unmap).
   const uint64_t w = writable ? entry::kWritable : 0;
@@ -770,9 +799,10 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
     child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
   }
-  if (entry::shared(e)) {
+  if (entry::page_cache(e)) {
     // A page-cache page: the child maps it as it is (one more reference), writable as it
-    // was; never write-protected, never copied early (a shared mapping has no COW to break).
+    // was; never write-protected, never copied early (a shared mapping has no COW to break,
+    // and a private one's page-cache page is read-only and not anonymous: no early COW).
     if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
     mem_->add_mapped_refs(mem_->folio_head(entry::pfn(e)), 1);
     child_slot.store(e, std::memory_order_relaxed);
@@ -895,7 +925,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
         slot.store(e & ~entry::kExclusive, std::memory_order_seq_cst);
       return;
     }
-    if (entry::special(e) || entry::shared(e)) return;  // never write-protected
+    if (entry::special(e) || entry::page_cache(e)) return;  // never write-protected
     const uint64_t ce = child_slot.load(std::memory_order_relaxed);
     if (!entry::present(ce)) return;  // MADV_DONTFORK: the child does not map it
     // Shared COW (an early copy has a PFN of its own): both sides read-only, neither exclusive.

@@ -90,6 +90,9 @@ struct Region {
   // A MAP_PRIVATE mapping of a hugetlb file: its entries start as the file's pages, read-only
   // and not exclusive, so a write (or a pin) copies the whole huge page. A hole is SIGBUS.
   bool hugetlb_file = false;
+  // MAP_PRIVATE of a file (map_private): its pages map the page cache read-only (entry::kFile)
+  // until a write fault copies one to a private anonymous page. `shared` is false.
+  bool file_private = false;
 };
 
 // FOLL_LONGTERM|FOLL_WRITE on a shared mapping of a dirty-tracked file (see MmRules).
@@ -108,12 +111,28 @@ struct MmRules {
   // Migration of a PTE-mapped large folio (after a partial munmap, mprotect or MADV_DONTNEED)
   // moves its mapped pages one by one (the kernel splits the folio); false: refused as busy.
   bool migrate_pte_mapped_thp = true;
+  // 5.19 (6c287605fd56): PageAnonExclusive (entry::kExclusive) decides reuse versus copy on a
+  // write fault, and a FOLL_PIN needs an exclusive page (FOLL_UNSHARE first). false: the 2019
+  // kernels: a write fault reuses an anonymous page its mapcount says is mapped once, whatever
+  // other references exist, and a R/O pin takes a COW-shared page as it is (the COW/GUP leak of
+  // CVE-2020-29374 that cow.c's vmsplice() cases show).
+  bool anon_exclusive = true;
+  // hybrid's smallest folio order with an exact pincount: it must agree with the PageArray's
+  // pincount_min_order wherever the array's scheme keeps a first-tail pincount (create checks
+  // it). kNoPincountOrder: none (every folio bias-counted, the 2019 kernels).
+  uint8_t pincount_min_order = 1;
 
+  static constexpr uint8_t kNoPincountOrder = 31;
   static MmRules mainline() { return MmRules{}; }
-  static MmRules v2019() { return MmRules{false, LongtermFileWrites::kAllow, false}; }
+  static MmRules v2019() {
+    return MmRules{false, LongtermFileWrites::kAllow, false, false, kNoPincountOrder};
+  }
 };
 // EINVAL for a value outside its enumeration (rules built from untrusted numbers).
 Status check_mm_rules(const MmRules& rules);
+// EINVAL unless rules.pincount_min_order is the array's where the array's scheme keeps a
+// first-tail pincount (hybrid); other schemes count pins their own way and accept any value.
+Status check_mm_rules_for(const MmRules& rules, const PageArray& mem);
 
 // Per-size THP enablement, the kernel's /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/
 // enabled (mTHP, Linux 6.8) set to "madvise": bit k lets a region mapped `huge` get anonymous
@@ -186,6 +205,7 @@ struct Translation {
   bool special = false;  // the zero page
   bool huge = false;     // mapped by a PMD leaf
   bool shared = false;   // a page-cache page of a shared mapping (entry::kShared)
+  bool page_cache = false;  // a page-cache page, of a shared or a private file mapping
 };
 
 // Where the lockless walk calls a race hook (tests and simulations of a racing CPU).
@@ -198,7 +218,7 @@ using RaceHook = std::function<void(RacePoint, uint64_t vpage)>;
 
 class AddressSpace {
  public:
-  // pages: virtual pages, 1..2^31.
+  // pages: virtual pages, 1..2^31. Mainline's rules, with the array's pincount_min_order.
   static Status create(std::shared_ptr<PageArray> mem, int64_t pages,
                        std::unique_ptr<AddressSpace>* out);
   // With kernel rules other than mainline's: EINVAL (nothing created) for a bad rule value.
@@ -234,6 +254,17 @@ class AddressSpace {
   // (outside the address space, count < 1, overlapping a region); changes nothing. Lets a
   // caller validate before it allocates the pages it will map.
   Status check_can_map(int64_t start, int64_t count) const;
+  // mmap(MAP_PRIVATE) of a file's pages, populated (file_private.cpp): as map_shared, but
+  // every PTE maps its page-cache page read-only (entry::kFile) whatever `write` says, and a
+  // write fault copies the page to a private anonymous one (the region is writable iff
+  // `write`). Same validation and errors as map_shared, all or nothing.
+  Status map_private(int64_t start, const uint32_t* pfns, uint64_t count, bool write,
+                     bool dirty_tracked = true);
+  // The file dropped pages [start, start + count) of a mapping of it (truncate, hole punch):
+  // clears the page-cache entries there (shared or private), and with even_cows the private
+  // anonymous copies made from them too (truncate does; a hole punch keeps them, as the
+  // kernel's unmap_mapping_range). Holes and other entries are left alone.
+  Status zap_file(int64_t start, int64_t count, bool even_cows);
   // zap_page_range: clears every entry in the range and drops its references as munmap does
   // (a PMD leaf partly covered is split first), but keeps the regions. Holes are fine.
   Status zap(int64_t start, int64_t count);
@@ -372,6 +403,13 @@ class AddressSpace {
   // FOLL_LONGTERM read pin under zero_page_unshare: a zero-page entry at vpage becomes a
   // private page of its own (exclusive, access unchanged), so the pin sees later writes.
   Status unshare_zero_page(uint64_t vpage);
+  // FOLL_LONGTERM read pin under zero_page_unshare of a page-cache page in a private file
+  // mapping (a COW mapping, gup_must_unshare): it becomes a private anonymous copy (exclusive,
+  // read-only), so the pin sees later writes. Other entries: nothing to do.
+  Status unshare_file_page(uint64_t vpage);
+  // anon_exclusive off: whether a write fault may reuse the anonymous page `e` maps by the 2019
+  // kernels' mapcount test (mapped once), whatever other references it has.
+  bool reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) const;
   // check_vma_flags: EFAULT where the rules refuse this gup on vpage's region (FOLL_LONGTERM|
   // FOLL_WRITE on a dirty-tracked shared file mapping under kRefuse); changes nothing.
   Status check_gup_region(uint64_t vpage, const GupFlags& flags) const;

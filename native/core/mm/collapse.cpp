@@ -60,14 +60,14 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
   // The stretch lies in anonymous private regions of one kind (Linux: one VMA).
   uint64_t rs = 0;
   const Region* first = region_at(base, &rs);
-  if (first == nullptr || first->shared || first->hugetlb_order != 0 ||
+  if (first == nullptr || first->shared || first->file_private || first->hugetlb_order != 0 ||
       (limits != nullptr && !first->huge))
     return CollapseCheck::kNotEligible;
   for (uint64_t v = rs + first->count; v < base + kPtesPerTable;) {
     uint64_t here = 0;
     const Region* r = region_at(v, &here);
     if (r == nullptr || r->write != first->write || r->huge != first->huge || r->shared ||
-        r->hugetlb_order != 0 ||
+        r->file_private || r->hugetlb_order != 0 ||
         r->dontfork != first->dontfork)
       return CollapseCheck::kNotEligible;
     v = here + r->count;
@@ -210,6 +210,9 @@ Status AddressSpace::collapse(int64_t start, int64_t count, uint64_t* collapsed)
     if (r->shared)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise collapse of a shared file mapping is not modelled (anonymous memory only)"};
+    if (r->file_private)  // its page-cache pages are never collapsed here
+      return Status{Code::kEINVAL, Reason::kFlags,
+                    "madvise collapse of a private file mapping is not modelled (anonymous memory only)"};
     if (r->hugetlb_order != 0)  // hugetlb pages are huge already: the kernel answers EINVAL
       return Status{Code::kEINVAL, Reason::kHugetlb,
                     "madvise collapse of a hugetlb mapping (EINVAL, as the kernel answers)"};

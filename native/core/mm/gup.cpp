@@ -71,8 +71,14 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   const uint64_t e = w->e;
   if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) return false;
   // A pin of a COW-shared anonymous page must unshare it first: the slow path does that. A
-  // page-cache page of a shared mapping is pinned as it is (never unshared).
-  if (f.pin && !entry::exclusive(e) && !entry::shared(e)) return false;
+  // page-cache page of a shared mapping is pinned as it is (never unshared). One of a private
+  // file mapping is pinned as it is by a short-term pin; a long-term one goes to the slow path,
+  // which alone can see that the region is a COW mapping (gup_must_unshare without a vma).
+  // Without anon_exclusive (2019) nothing is unshared.
+  const bool must_unshare = entry::file(e) ? f.longterm && rules_.zero_page_unshare
+                                           : rules_.anon_exclusive && !entry::exclusive(e) &&
+                                                 !entry::shared(e);
+  if (f.pin && must_unshare) return false;
   // FOLL_LONGTERM|FOLL_WRITE of page cache: whether the file needs dirty tracking is the
   // region's to say, which the walk cannot see (the kernel's gup_fast also leaves these to
   // the slow path's check_vma_flags).
@@ -219,8 +225,10 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
     // A long-term read pin must see the process's later writes: not through the zero page
     // (a private region: every anonymous one here, since mprotect may make it writable).
     if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_zero_page(v);
+    if (st.ok() && f.longterm && !f.write && rules_.zero_page_unshare) st = unshare_file_page(v);
     // A pin holds this mm's own page; a private hugetlb mapping's file page is unshared for
-    // FOLL_LONGTERM only (as page cache in a COW mapping: gup_must_unshare).
+    // FOLL_LONGTERM only (as page cache in a COW mapping: gup_must_unshare). A private file
+    // page (entry::kFile) is left to unshare_file_page above: unshare() keeps page cache.
     // relaxed: we hold the mmap lock, the only writer of PMDs.
     const bool file_page = (pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed) & entry::kFilePage) != 0;
     if (st.ok() && f.pin && (f.longterm || !file_page)) st = unshare(v);
@@ -230,7 +238,7 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
       out[i++] = uint32_t(tr.pfn);
       continue;
     }
-    if (f.longterm && mem_->is_movable(tr.pfn) && tr.shared) {
+    if (f.longterm && mem_->is_movable(tr.pfn) && tr.page_cache) {
       // Page cache is never migrated here (no reverse map): refuse rather than move it.
       st = Status::Fail(Code::kEBUSY, Reason::kMigrateBusy, int64_t(v));
       break;

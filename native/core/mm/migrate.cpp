@@ -27,7 +27,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
     slot = pte_slot(vpage);
     e = slot ? slot->load(std::memory_order_relaxed) : 0;
     if (!entry::present(e) || entry::special(e)) return MigrateOutcome::kNotMapped;
-    if (entry::shared(e)) {  // page cache: the model has no reverse map to move it by
+    if (entry::page_cache(e)) {  // page cache: the model has no reverse map to move it by
       stats_.add(MmStat::kMigrationBusy, 1);
       return MigrateOutcome::kBusy;
     }
@@ -87,7 +87,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpa
   for (uint64_t k = 0; k < n && vbase + k < pages_; ++k) {
     std::atomic<uint64_t>* slot = pte_slot(vbase + k);
     const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
-    if (entry::present(e) && !entry::special(e) && !entry::shared(e) && entry::pfn(e) == head + k)
+    if (entry::present(e) && !entry::special(e) && !entry::page_cache(e) && entry::pfn(e) == head + k)
       slots.push_back(slot);
   }
   if (mem_->maybe_pinned_head(head, order)) {
@@ -143,7 +143,7 @@ Status AddressSpace::migrate(int64_t start, int64_t count, uint64_t* moved) {
     const Translation tr = translate(here);
     if (!tr.present || tr.special) continue;
     const uint64_t head = mem_->folio_head(tr.pfn);
-    if (!leaf && !tr.shared && mem_->folio_order(head) > 0 && !large_seen.insert(head).second) continue;
+    if (!leaf && !tr.page_cache && mem_->folio_order(head) > 0 && !large_seen.insert(head).second) continue;
     if (leaf && mem_->is_hugetlb(head) && !large_seen.insert(head).second) continue;  // 1 GiB: 512 leaves
     firsts.push_back(here);
   }
@@ -169,7 +169,7 @@ Status AddressSpace::compact(uint64_t* moved) {
     for (uint64_t k = 0; k < kPtesPerTable; ++k) {
       const uint64_t e = t[k].load(std::memory_order_relaxed);
       // Anonymous order-0 pages only: page cache (kShared) is never moved, just skipped.
-      if (entry::present(e) && !entry::special(e) && !entry::shared(e) &&
+      if (entry::present(e) && !entry::special(e) && !entry::page_cache(e) &&
           mem_->folio_order(entry::pfn(e)) == 0)
         mapped.emplace_back(entry::pfn(e), (i << kPmdShift) + k);
     }

@@ -47,7 +47,8 @@ void carve(RegionMap& m, uint64_t s, uint64_t e) {
 bool same_attributes(const Region& a, const Region& b) {
   return a.write == b.write && a.huge == b.huge && a.shared == b.shared &&
          a.dirty_tracked == b.dirty_tracked && a.dontfork == b.dontfork &&
-         a.hugetlb_order == b.hugetlb_order && a.hugetlb_file == b.hugetlb_file;
+         a.hugetlb_order == b.hugetlb_order && a.hugetlb_file == b.hugetlb_file &&
+         a.file_private == b.file_private;
 }
 }  // namespace
 
@@ -195,9 +196,10 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
         !st.ok())
       return st;
   }
-  if (a.dont_unmap && attrs.shared)
+  if (a.dont_unmap && (attrs.shared || attrs.file_private))
     return Status{Code::kEINVAL, Reason::kFlags,
-                  "mremap: dontUnmap of a shared file mapping is not modelled (anonymous memory only)"};
+                  "mremap: dontUnmap of a file mapping (shared or private) is not modelled (anonymous "
+                  "memory only)"};
   // ---- the plan -------------------------------------------------------------------------------
   enum class Plan { kInPlace, kGrow, kMove } plan = Plan::kInPlace;
   uint64_t d = s;

@@ -38,6 +38,12 @@ constexpr uint64_t kHugetlb = 1u << 8;
 // A MAP_PRIVATE hugetlb leaf that maps the file's own page (not an anonymous copy): a write
 // always copies it, and only a FOLL_LONGTERM pin unshares it (gup_must_unshare of page cache).
 constexpr uint64_t kFilePage = 1u << 9;
+// A page-cache page of a private file mapping (MAP_PRIVATE of a file, map_private): mapped
+// read-only, never exclusive, never a PMD leaf; a write fault copies it to a private anonymous
+// page (COW from the page cache), and a FOLL_LONGTERM read pin unshares it the same way under
+// MmRules::zero_page_unshare. Never migrated, as kShared. Bit 11 (8 and 9 are hugetlb's, 15
+// the swap entry's; asserted apart below).
+constexpr uint64_t kFile = 1u << 11;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -51,6 +57,9 @@ constexpr bool exclusive(uint64_t e) { return e & kExclusive; }
 constexpr bool shared(uint64_t e) { return e & kShared; }
 constexpr bool swap(uint64_t e) { return (e & (kSwap | kPresent)) == kSwap; }
 constexpr bool hugetlb(uint64_t e) { return e & kHugetlb; }
+constexpr bool file(uint64_t e) { return e & kFile; }
+// A page-cache page, mapped shared or privately: never migrated or compacted here.
+constexpr bool page_cache(uint64_t e) { return e & (kShared | kFile); }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;
@@ -63,9 +72,17 @@ static_assert(entry::kSwap < (uint64_t{1} << entry::kPfnShift), "flags below the
 static_assert(entry::kFilePage < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
 static_assert((entry::kSwap & (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge |
                                entry::kTable | entry::kExclusive | entry::kShared |
-                               entry::kHugetlb | entry::kFilePage)) == 0,
+                               entry::kHugetlb | entry::kFilePage | entry::kFile)) == 0,
               "a swap entry's bit is a flag of its own");
-static_assert((entry::kHugetlb & entry::kFilePage) == 0, "hugetlb bits apart");
+static_assert(entry::kFile < (uint64_t{1} << entry::kPfnShift), "flags below the PFN");
+static_assert(((entry::kHugetlb | entry::kFilePage) &
+               (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge | entry::kTable |
+                entry::kExclusive | entry::kShared | entry::kFile)) == 0 &&
+                  (entry::kHugetlb & entry::kFilePage) == 0,
+              "hugetlb bits apart from each other and from the other flags");
+static_assert((entry::kFile & (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge |
+                               entry::kTable | entry::kExclusive | entry::kShared)) == 0,
+              "a private file page's bit is a flag of its own");
 
 class PageTable {
  public:

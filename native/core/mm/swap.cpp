@@ -159,7 +159,7 @@ Status AddressSpace::pageout(uint64_t start, uint64_t end) {
       continue;
     }
     const uint64_t e = pt_.table(i)[pte_index(v)].load(std::memory_order_relaxed);
-    if (entry::present(e) && !entry::special(e) && !entry::shared(e)) {
+    if (entry::present(e) && !entry::special(e) && !entry::page_cache(e)) {
       // A large folio is met at each of its PTEs: act at the first one in the range only.
       const uint64_t pfn = entry::pfn(e), head = mem_->folio_head(pfn);
       const uint64_t vbase = v - (pfn - head);
@@ -167,7 +167,7 @@ Status AddressSpace::pageout(uint64_t start, uint64_t end) {
       for (uint64_t u = v; first && u > std::max(start, vbase);) {
         --u;
         const uint64_t f = pte_slot(u) ? pte_slot(u)->load(std::memory_order_relaxed) : 0;
-        first = !(entry::present(f) && !entry::special(f) && !entry::shared(f) &&
+        first = !(entry::present(f) && !entry::special(f) && !entry::page_cache(f) &&
                   mem_->folio_head(entry::pfn(f)) == head);
       }
       if (first) pageout_folio(v, start, end);
@@ -199,7 +199,7 @@ void AddressSpace::pageout_folio(uint64_t vpage, uint64_t start, uint64_t end) {
     for (uint64_t k = 0; k < n && vbase + k < pages_; ++k) {
       const std::atomic<uint64_t>* slot = pte_slot(vbase + k);
       const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;
-      if (!entry::present(e) || entry::special(e) || entry::shared(e) || entry::pfn(e) != head + k)
+      if (!entry::present(e) || entry::special(e) || entry::page_cache(e) || entry::pfn(e) != head + k)
         continue;
       subpages[mapped++] = uint32_t(k);
       inside = inside && vbase + k >= start && vbase + k < end;

@@ -23,6 +23,7 @@ Mm make_mm(Scheme scheme, const MmRules& rules, uint64_t movable = 0, uint64_t p
   cfg.debug = true;
   cfg.populated = false;
   cfg.movable_pages = int64_t(movable);
+  cfg.pincount_min_order = rules.pincount_min_order;  // hybrid must agree with the rules
   std::unique_ptr<PageArray> pa;
   Status st = PageArray::create(cfg, &pa);
   if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
@@ -43,6 +44,7 @@ TEST(a_bad_rule_value_creates_nothing) {
   PageArrayConfig cfg;
   cfg.pages = 64;
   cfg.populated = false;
+  cfg.pincount_min_order = MmRules::kNoPincountOrder;  // the 2019 kernels' (none)
   std::unique_ptr<PageArray> pa;
   CHECK_OK(PageArray::create(cfg, &pa));
   std::shared_ptr<PageArray> mem(std::move(pa));
