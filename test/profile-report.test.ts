@@ -248,13 +248,20 @@ describe('PROFILE_RESULTS_SCHEMA and validateProfileResults', () => {
     expect(errors).toContain('scanPagesPerSecond: must be >= 0 (got -1)');
     expect(errors).toHaveLength(7);
     expect(validateProfileResults({ ...sample(), version: 2 })).toEqual(['version: must be 1 (got 2)']);
-    // uncollapsiblePages (issue 13) may be absent (documents written before it), never wrong.
+    // uncollapsiblePages and pageoutSkippedPages (issue 13) may be absent (documents written
+    // before it), never wrong.
     const older = sample();
-    for (const s of older.schemes) delete s.downstream.uncollapsiblePages;
+    for (const s of older.schemes) {
+      delete s.downstream.uncollapsiblePages;
+      delete s.downstream.pageoutSkippedPages;
+    }
     expect(validateProfileResults(older)).toEqual([]);
     const wrong = sample();
     wrong.schemes[0]!.downstream.uncollapsiblePages = -1;
     expect(validateProfileResults(wrong)).toEqual(['schemes[0].downstream.uncollapsiblePages: must be >= 0 (got -1)']);
+    const wrongPageout = sample();
+    wrongPageout.schemes[0]!.downstream.pageoutSkippedPages = -1;
+    expect(validateProfileResults(wrongPageout)).toEqual(['schemes[0].downstream.pageoutSkippedPages: must be >= 0 (got -1)']);
     expect(validateProfileResults({ ...sample(), schema: 'pinlab-bench' })).toEqual(['schema: must be "pinlab-profile" (got "pinlab-bench")']);
     expect(validateProfileResults(null)[0]).toMatch(/^\(document\): must be object/);
     const rate = sample();

@@ -123,7 +123,7 @@ export function downstreamSpec(results: ProfileResults): TopLevelSpec | null {
   const label = (s: ProfileScheme): string => (bias === null ? entryLabel(s) : s.scheme);
   const values = firsts.flatMap((s) => {
     const d = s.downstream;
-    const pages = [d.needlessEarlyCowPages, d.unmovablePages, d.uncollapsiblePages ?? 0, d.unreclaimablePages, d.pageoutSkippedPages];
+    const pages = [d.needlessEarlyCowPages, d.unmovablePages, d.uncollapsiblePages ?? 0, d.unreclaimablePages, d.pageoutSkippedPages ?? 0];
     return COSTS.map((cost, i) => ({ entry: label(s), cost, pages: pages[i] ?? 0 }));
   });
   const where = bias === null ? 'each scheme at its first bias' : `bias ${bias}`;

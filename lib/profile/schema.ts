@@ -96,7 +96,7 @@ const scheme = closed({
     pageoutSkippedPages: COUNT,
     samplePages: COUNT,
     scale: NON_NEG,
-  }, ['uncollapsiblePages']),
+  }, ['uncollapsiblePages', 'pageoutSkippedPages']),
   pinBudget: COUNT,
 });
 

@@ -187,7 +187,7 @@ export function downstreamCells(s: ProfileScheme): string[] {
     pagesLabel(d.unmovablePages),
     pagesLabel(d.uncollapsiblePages ?? 0),
     pagesLabel(d.unreclaimablePages),
-    pagesLabel(d.pageoutSkippedPages),
+    pagesLabel(d.pageoutSkippedPages ?? 0),
     String(d.samplePages),
     `x${fmt(d.scale)}`,
   ];

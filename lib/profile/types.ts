@@ -70,9 +70,10 @@ export interface DownstreamCost {
   /**
    * Base pages MADV_PAGEOUT would keep though unpinned: measured with AddressSpace.madvise
    * 'pageout' on the sample (each folio as one exclusive 4 KiB page; try_to_unmap refuses a
-   * maybe-pinned exclusive folio), scaled like the other sample figures.
+   * maybe-pinned exclusive folio), scaled like the other sample figures. Absent from documents
+   * written before issue 13 (version 1 all the same).
    */
-  pageoutSkippedPages: number;
+  pageoutSkippedPages?: number;
   /** Pages of the sample the clients ran over, and how many of the population they stand for. */
   samplePages: number;
   /** Scale factor from the sample to the whole population. */
