@@ -158,6 +158,8 @@ void hugetlb_mutator(Run& run, AddressSpace& as, std::mt19937_64& rng, uint64_t 
     default:  // write faults: fault-in (EFAULT: the pool is out) and whole-page COW breaks
       (void)as.touch(int64_t(s), int64_t(n), true);
   }
+}
+
 constexpr uint64_t kFilePages = 512;
 
 // The page cache gives its references back (truncate's last step); nothing else holds them.
