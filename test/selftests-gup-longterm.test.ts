@@ -99,11 +99,12 @@ const HUGETLB_CASES: readonly [string, PinType, boolean][] = [
 
 const hugeArrays = new Map<string, PageArray>();
 
-function hugeArray(scheme: Scheme, order: HugetlbOrder): PageArray {
-  const key = `${scheme}/${order}`;
+function hugeArray(scheme: Scheme, order: HugetlbOrder, rules: KernelRuleSet): PageArray {
+  const key = `${scheme}/${order}/${rules}`;
   let mem = hugeArrays.get(key);
   if (mem === undefined) {
-    mem = new PageArray({ pages: 2 * 2 ** order + 1024, populated: false, scheme, debug: true });
+    // rules '2019' over a hybrid array needs the 2019 kernels' pincountMinOrder (none: 31).
+    mem = new PageArray({ pages: 2 * 2 ** order + 1024, populated: false, scheme, debug: true, pincountMinOrder: rules === '2019' ? 31 : 1 });
     mem.setHugetlbPages(order, 2); // the file's page, and a private mapping's copy
     hugeArrays.set(key, mem);
   }
@@ -116,7 +117,7 @@ for (const scheme of SCHEMES) {
       for (const [name, type, shared] of HUGETLB_CASES) {
         for (const order of [9, 18] as const) {
           it(`${name} ... with memfd hugetlb (${4 << order} kB)`, () => {
-            const mem = hugeArray(scheme, order);
+            const mem = hugeArray(scheme, order, rules);
             const size = 2 ** order;
             const mm = new AddressSpace(mem, { pages: 2 * size, rules });
             const file = new HugetlbFile(mem, { name: 'test', order, pages: size }); // ftruncate + fallocate
