@@ -400,7 +400,7 @@ for (const scheme of SCHEMES) {
               w.mm.touch(BASE, 1);
               w.mm.touch(BASE + 2, 1);
               const cachePfn = file.pfnAt(0)!;
-              expect(pfns(w.mm, BASE, 3)).toEqual([cachePfn, -1, cachePfn]); // the page cache's page, read-only
+              expect([BASE, BASE + 1, BASE + 2].map((v) => w.mm.translate(v)?.pfn ?? -1)).toEqual([cachePfn, -1, cachePfn]); // the page cache's page, read-only (BASE + 1: a hole, not touched)
               expect(w.mm.translate(BASE)?.writable).toBe(false);
               fn(w, BASE, BASE + 2, rules, cachePfn);
               w.mm.munmap({ start: 0, count: w.mm.pages });
@@ -538,7 +538,12 @@ for (const scheme of SCHEMES) {
       describe('Anonymous memory tests in private mappings', () => {
         for (const [name, fn] of ANON_CASES) {
           for (const m of PARTIAL_MREMAP_MEMORY) {
-            it(`${name} ... with ${m.name}`, () => {
+            // Not expressible under rules '2019': the vmsplice() cases leave the folio's other
+            // half mapped by the other process, and the 2019 kernels' reuse asked the written
+            // subpage's own mapcount (1: the leak), which the model does not keep (it keeps the
+            // folio's, and copies: no leak). See the README's Kernel selftests notes.
+            const noSubpageMapcount = rules === '2019' && name.startsWith('vmsplice()');
+            it.skipIf(noSubpageMapcount)(`${name} ... with ${m.name}`, () => {
               const w = world(scheme, rules, m.thpOrders);
               fn(w, m.setup(w), rules);
               expectBalanced(w);

@@ -114,7 +114,30 @@ bool AddressSpace::reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) cons
     const uint64_t x = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
     ours += entry::present(x) && !entry::special(x) && entry::pfn(x) == head + k;
   }
-  return ours == mapped;
+  if (ours == mapped) return true;
+  // Subpages this mm maps elsewhere too (a partial mremap moved them): count this mm's PTEs
+  // into the folio over every PTE table (under the mmap lock; 2019 rules only, and only when
+  // the local look failed). All the folio's mappings ours: reuse iff this subpage is mapped
+  // once, as the 2019 kernels' per-subpage mapcount answers.
+  int64_t all = 0, this_subpage = 0;
+  for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
+    const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);  // we hold the lock
+    if (entry::huge(pe)) {
+      const uint64_t p = entry::pfn(pe);
+      if (p < head + n && head < p + kPtesPerTable) return false;  // a leaf of it too: copy
+      continue;
+    }
+    if (!entry::table(pe)) continue;
+    const std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+      const uint64_t x = t[k].load(std::memory_order_relaxed);
+      if (!entry::present(x) || entry::special(x) || entry::pfn(x) < head || entry::pfn(x) >= head + n)
+        continue;
+      ++all;
+      this_subpage += entry::pfn(x) == pfn;
+    }
+  }
+  return all == mapped && this_subpage == 1;
 }
 
 }  // namespace pinlab
