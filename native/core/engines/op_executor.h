@@ -90,6 +90,16 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
+  // run_op without adding the statistics of single-page ops to the array's (run() adds them
+  // at its end, and before each address-space op).
+  int32_t run_op_batched(const Record* r) noexcept;
+  // A pin or unpin of one page by its record alone: no list, count 1.
+  static bool is_single_page(const Record& r) {
+    return (flags_of(r) & flag::kList) == 0 && r.w[3] == 1;
+  }
+  void flush_stats() {
+    if (!tally_.empty()) mem_->add_stats(&tally_);
+  }
   // The address-space ops (out of line: the page-array ops' path stays short).
   [[gnu::noinline]] int32_t execute_mm(const Record* r);
   int32_t pin_or_unpin(const Record& r, const Record* data, bool pin);
@@ -108,9 +118,11 @@ class Executor {
   // Notes that recorded PFN `was` is page `now` in this run.
   void note_output(uint32_t was, uint32_t now);
   AddressSpace* space(uint32_t id) const;
-  Status create_space(uint32_t id, int64_t pages);
+  // mm-new: an address space of `pages` with the record's settings (op_settings.h).
+  Status create_space(uint32_t id, int64_t pages, uint32_t settings);
 
   std::shared_ptr<PageArray> mem_;
+  StatTally tally_;  // the single-page ops' statistics not yet added to the array's
   SpaceTable* spaces_;
   uint64_t pages_;
   std::vector<uint32_t> list_;  // an op's input entries
