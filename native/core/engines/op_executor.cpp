@@ -36,7 +36,7 @@ uint64_t count_ops(const Record* r, uint64_t n) {
 }
 
 Executor::Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces)
-    : mem_(std::move(mem)), spaces_(spaces), pages_(mem_->pages()) {}
+    : mem_(std::move(mem)), debug_(mem_->debug()), spaces_(spaces), pages_(mem_->pages()) {}
 
 AddressSpace* Executor::space(uint32_t id) const {
   if (id >= spaces_->by_id.size()) return nullptr;
@@ -174,13 +174,10 @@ int32_t Executor::execute(const Record* rec) {
     // One page by its fixed-size record (no list, count 1: most records of a stream), straight
     // to the core's single-page path, its statistics into the run's tally.
     case Op::kPin:
-      if (is_single_page(r)) return ok_or(mem_->pin_page(map_pfn(a), has(fl, flag::kWrite), &tally_), 1);
+      if (is_single_page(r)) return run_single_page(r);
       return pin_or_unpin(r, data, true);
     case Op::kUnpin:
-      if (is_single_page(r)) {
-        const PinFlags f{has(fl, flag::kWrite), has(fl, flag::kPerPage), has(fl, flag::kDirty)};
-        return ok_or(mem_->unpin_page(map_pfn(a), f, &tally_), 1);
-      }
+      if (is_single_page(r)) return run_single_page(r);
       return pin_or_unpin(r, data, false);
     case Op::kGet: {
       const uint32_t pfn = map_pfn(a);
@@ -316,7 +313,8 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
     if (o.tag_modulus == 0 || tag_of(op) % o.tag_modulus == o.tag_remainder) {
-      const int32_t res = run_op_batched(&r[i]);
+      // The single-page pins and unpins without the general dispatch (execute's frame).
+      const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
       ++t.ops;
       ++done_since;
       if (res < 0) {

@@ -223,9 +223,10 @@ class PageArray {
   // pin_pages / unpin_pages of the one page `pfn` (a range of one): the same checks, refusals,
   // effects and statistics, but the pin and grab statistics of a success or a refusal go to
   // *tally, which the caller adds to the array's with add_stats before anyone reads them
-  // (statistics a free adds go to the array at once). Debug mode takes the general path.
-  Status pin_page(uint64_t pfn, bool write, StatTally* tally);
-  Status unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally);
+  // (statistics a free adds go to the array at once). Debug mode takes the general path. They
+  // return the code of the Status that call returns (a batch reports codes; no Status to copy).
+  Code pin_page(uint64_t pfn, bool write, StatTally* tally);
+  Code unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally);
   void add_stats(StatTally* tally) { add_tally(stats_, tally); }
 
   // ---- the page allocator (allocator.cpp) -----------------------------------------------------

@@ -424,32 +424,32 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
 // single in-range PFN does not need, with the statistics into the caller's tally. Anything
 // else (debug mode, a PFN out of range) takes the general path, which names the refusal.
 
-Status PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
+Code PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
   if (cfg_.debug || pfn >= pages()) [[unlikely]] {
     uint64_t pinned = 0;
-    return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned);
+    return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned).code;
   }
   // acquire (zero_pfn): as pin_pages.
   const int64_t zero = zero_pfn();
   if (zero == int64_t(pfn)) [[unlikely]]
-    return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, zero);
-  const Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return pin_one<decltype(tag)::value>(pfn, write, zero, *tally);
+    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
+  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return pin_one<decltype(tag)::value>(pfn, write, zero, *tally).code;
   });
-  if (st.ok()) tally->add(Stat::kPinAcquired, 1);
-  return st;
+  if (code == Code::kOk) tally->add(Stat::kPinAcquired, 1);
+  return code;
 }
 
-Status PageArray::unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally) {
-  if (cfg_.debug || pfn >= pages()) [[unlikely]] return unpin_pages(PageSet::range(pfn, 1), flags);
+Code PageArray::unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally) {
+  if (cfg_.debug || pfn >= pages()) [[unlikely]] return unpin_pages(PageSet::range(pfn, 1), flags).code;
   if (zero_pfn() == int64_t(pfn)) [[unlikely]]
-    return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
+    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
   uint64_t released = 0;
-  const Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return unpin_one<decltype(tag)::value>(pfn, flags, &released, *tally);
+  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return unpin_one<decltype(tag)::value>(pfn, flags, &released, *tally).code;
   });
   tally->add(Stat::kPinReleased, released);
-  return st;
+  return code;
 }
 
 // ---- unpin of read and write pins as one call --------------------------------------------------
