@@ -2,10 +2,10 @@
 // for the JS call the record stands for.
 #include "engines/op_executor.h"
 
-#include "engines/op_settings.h"
-
 #include <algorithm>
 #include <new>
+
+#include "engines/op_settings.h"
 
 namespace pinlab::ops {
 
