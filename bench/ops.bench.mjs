@@ -142,7 +142,8 @@ try {
     if (made !== 0) throw new Error(`bench/ops: trace synth failed (${made})`);
     for (let t = 0; t < (quick ? 1 : 3); t++) {
       // One scheme per call, so each gets its CPU time too (all its threads': a loaded machine
-      // inflates wall-clock figures far more; it includes reading and checking the stream).
+      // inflates wall-clock figures far more; it includes reading and checking the stream and
+      // building the page array, so it is meaningful for streams of a million ops or more).
       for (const sc of SCHEMES) {
         const c0 = process.cpuUsage();
         const doc = await runReplay({ file, threads: tags, schemes: [sc] });
