@@ -337,7 +337,7 @@ inline constexpr uint32_t kMaxSpaces = uint32_t{1} << 24;
 //
 // One line per op, `#` starts a comment, blank lines are skipped. The first line that is not
 // a comment is the header:
-//   pkops 1 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
+//   pkops 2 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
 //         populated=0 scheme=hybrid threads=1
 // (one line), then one line per op:
 //   [@TAG] [mm#ID] NAME [A [B]] [[ENTRIES]] [FLAG...] [= RESULT]
