@@ -327,6 +327,8 @@ export interface NativeModule {
     scratch: Int32Array,
   ): number | Int32Array | [number | Int32Array, [number, NativeAddressSpace][], number];
   writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number };
+  /** mm-new's settings word (rules and THP orders that differ from the defaults) for an address space. */
+  opSpaceSettings(space: NativeAddressSpace): number;
   stateDigest(mem: NativePageArray, spaces: [number, NativeAddressSpace][]): NativeStateDigest;
   startReplay(
     request: { file: string; variants: { scheme: string; bias: number; pincountMinOrder: number }[]; threads: number; debug: number; digest: boolean },

@@ -219,6 +219,16 @@ class PageArray {
 
   uint64_t stat(Stat s) const { return stats_.read(s); }
 
+  // ---- single pages, many calls at a time (an op stream's batch; pin_paths.cpp) -------------
+  // pin_pages / unpin_pages of the one page `pfn` (a range of one): the same checks, refusals,
+  // effects and statistics, but the pin and grab statistics of a success or a refusal go to
+  // *tally, which the caller adds to the array's with add_stats before anyone reads them
+  // (statistics a free adds go to the array at once). Debug mode takes the general path. They
+  // return the code of the Status that call returns (a batch reports codes; no Status to copy).
+  Code pin_page(uint64_t pfn, bool write, StatTally* tally);
+  Code unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally);
+  void add_stats(StatTally* tally) { add_tally(stats_, tally); }
+
   // ---- the page allocator (allocator.cpp) -----------------------------------------------------
   // A free, aligned block of 2^order pages becomes one folio with refcount 1 (ENOMEM when none
   // is left). Movable allocations (user memory) prefer ZONE_MOVABLE and fall back to the normal
@@ -424,10 +434,11 @@ class PageArray {
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
   // A call of one page outside debug mode: the walks' semantics for one run, without their
   // machinery (pin_paths.cpp).
-  template <Scheme S>
-  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check);
-  template <Scheme S>
-  Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released);
+  // Stats: where the statistics go (stats_, or a caller's StatTally).
+  template <Scheme S, typename Stats>
+  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats& stats);
+  template <Scheme S, typename Stats>
+  Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released, Stats& stats);
   template <Scheme S, bool kDebug>
   Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
 
