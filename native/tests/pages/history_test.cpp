@@ -208,14 +208,17 @@ const char* unexplained(const Op& op, const Folio& f, int64_t bias, int64_t rlo,
     // The pins share one reference: a pin needs room for it only as the folio's first (and
     // gup_fast for its own, held around the grab); the pin limit bounds the pincount.
     const int64_t cp1 = op.refs;
+    // The refcount's highest value in a state with no pin (then without the pins' reference).
+    const int64_t rhi_unpinned = rhi - (phi > 0 ? 1 : 0);
     switch (op.kind) {
       case Kind::kPin:
       case Kind::kFastPin: {
-        const bool room_for_ref = meets(rlo, rhi, 1, kMax - 1);
-        const bool fits = plo <= f.pin_limit - cp1 && (op.kind == Kind::kFastPin ? room_for_ref
-                                                       : phi >= 1 || room_for_ref);
+        const bool first_fits = plo <= 0 && meets(rlo, rhi_unpinned, 1, kMax - 1);
+        const bool fits = plo <= f.pin_limit - cp1 &&
+                          (op.kind == Kind::kFastPin ? meets(rlo, rhi, 1, kMax - 1) : phi >= 1 || first_fits);
         if (op.ok) return fits ? nullptr : "a pin succeeded where none could";
-        const bool overflow = phi > f.pin_limit - cp1 || rhi > kMax - 1 || rlo < 0;
+        const bool overflow = phi > f.pin_limit - cp1 || rlo < 0 ||
+                              (op.kind == Kind::kFastPin ? rhi > kMax - 1 : plo <= 0 && rhi_unpinned > kMax - 1);
         const bool free = plo <= 0 && rlo <= 0;
         if (op.kind == Kind::kFastPin) return overflow || rlo <= 0 ? nullptr : "a gup_fast grab that fits refused";
         if (op.code == Code::kEOVERFLOW) return overflow ? nullptr : "a pin that fits refused (EOVERFLOW)";
@@ -707,6 +710,37 @@ TEST(the_history_checker_rejects_what_no_order_explains) {
   CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
   h = {op(1, 2, Kind::kPin, true, Code::kOk, 1), op(3, 4, Kind::kPin, true, Code::kOk, 1)};
   CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // the second cannot fit
+  // Pins that share one reference: the refcount is the gets' plus one while any pin is held.
+  Folio& sf = folios[0];
+  sf.pin_ref = 0;
+  sf.shared_ref = true;
+  sf.pin_limit = INT32_MAX - 15;
+  sf.base_ref = 1;  // the owner's reference (the counter: gets only)
+  sf.base_pin = 1;  // one pin held throughout: its reference is in the refcount
+  h = {op(1, 2, Kind::kRefcount, true, Code::kOk, 0, 1), op(3, 4, Kind::kRefcount, true, Code::kOk, 0, 2),
+       op(5, 6, Kind::kRefcount, true, Code::kOk, 0, 3)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{2});  // 1: the pins' is missing; 3: one too many
+  // A release in flight may still hold the reference it is about to give back...
+  h = {op(1, 4, Kind::kUnpin, true, Code::kOk, 1), op(2, 3, Kind::kRefcount, true, Code::kOk, 0, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
+  // ...but not once it ended.
+  h = {op(1, 2, Kind::kUnpin, true, Code::kOk, 1), op(3, 4, Kind::kRefcount, true, Code::kOk, 0, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});
+  // A full refcount refuses only a first pin: pins of a pinned folio add no reference.
+  sf.base_ref = INT32_MAX - 1;
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 5), op(3, 4, Kind::kPin, false, Code::kEOVERFLOW, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // the refusal had room
+  sf.base_pin = 0;
+  sf.base_ref = INT32_MAX;
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // no room for the reference
+  // The pin limit bounds the pincount.
+  sf.base_ref = 1;
+  sf.base_pin = INT32_MAX - 16;
+  h = {op(1, 2, Kind::kPin, false, Code::kEOVERFLOW, 2), op(3, 4, Kind::kPin, true, Code::kOk, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});
 }
 
 }  // namespace
