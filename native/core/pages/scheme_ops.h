@@ -217,7 +217,6 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
 // once per page on the per-page path, and a 40-byte Status built and copied per page cost
 // more than the atomics. The walk turns a failure into a Status (pin_fault) once.
 
-
 template <Scheme S>
 PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t order, int64_t refs,
                                                     bool write) {

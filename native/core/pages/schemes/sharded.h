@@ -225,9 +225,10 @@ struct ShardedScheme {
         c.store(0, std::memory_order_release);  // release: ends the transition
         return true;
       }
-      // relaxed: counting only; the shard stays non-zero, so the summary (and the reference)
-      // stay; the refcount release of the last unpin orders it all.
-      if (c.compare_exchange_weak(cur, int32_t(cur - pins), std::memory_order_relaxed,
+      // release: this unpin writes no refcount, so its use of the pages is published here; the
+      // next change of the shard (an acquiring CAS) carries it on to the summary's acq_rel
+      // step and the reference's give-back, so it happens before any free. relaxed on failure.
+      if (c.compare_exchange_weak(cur, int32_t(cur - pins), std::memory_order_release,
                                   std::memory_order_relaxed))
         return true;
     }
