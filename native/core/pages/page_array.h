@@ -352,7 +352,7 @@ class PageArray {
   template <Scheme S>
   Reason grab_pins(uint64_t head, uint32_t order, int64_t pins, std::memory_order mo);
   template <Scheme S>
-  Reason release_pins(uint64_t head, uint32_t order, int64_t pins);
+  Reason release_pins(uint64_t head, uint32_t order, int64_t pins, bool* last);
   template <Scheme S>
   int64_t load_pins(uint64_t head, uint32_t order, std::memory_order mo) const;
   // Unpin validation: whether the folio holds at least `pins` pins (a snapshot). A kOwn scheme
@@ -375,6 +375,17 @@ class PageArray {
   bool release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   // fetch_sub of refs references we hold (acq_rel); true if that reached zero (caller frees).
   bool put_and_test(uint64_t head, int64_t refs);
+  // Pins that share one reference (scheme_api.h, SharedRefPinStore; scheme_ops.h): whether a
+  // folio's pins do; the references a release of `cost` needs the refcount to hold (validation:
+  // cost.ref, or 1 for any pins of a sharing folio); the add-unless-zero of the one reference a
+  // sharing grab takes on its none -> some transition; the give-back of it (kRefsEaten if a
+  // plain put took it already, *freed when it was the last).
+  template <Scheme S>
+  bool pins_share_ref(uint32_t order) const;
+  template <Scheme S>
+  int64_t release_refs_needed(uint32_t order, const PinCost& cost) const;
+  Reason try_take_pin_ref(uint64_t head, std::memory_order mo);
+  Reason give_back_pin_ref(uint64_t head, bool* freed);
 
   // put_page's CAS loop: drops refs unless the count would go below 0, below owed_to_pins,
   // or below the references the folio's mappings hold. Reports reaching zero; freeing is the

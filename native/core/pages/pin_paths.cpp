@@ -98,7 +98,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
       bool short_of_pins;
       if constexpr (kOwnHoldsPins<S>) short_of_pins = exact && !holds_pins<S>(head, r.order, cost.pin);
       else short_of_pins = exact && cost.pin > pins;
-      if (short_of_pins || cost.ref > count) [[unlikely]]
+      if (short_of_pins || release_refs_needed<S>(r.order, cost) > count) [[unlikely]]
         return pin_fault(Reason::kNotPinned, r.pfn);
     }
     return Status::Ok();
@@ -148,7 +148,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
     bool short_of_pins;
     if constexpr (kOwnHoldsPins<S>) short_of_pins = t->exact && !holds_pins<S>(r.head, r.order, cost.pin);
     else short_of_pins = t->exact && cost.pin > t->pins;
-    if (short_of_pins || cost.ref > t->count) [[unlikely]]
+    if (short_of_pins || release_refs_needed<S>(r.order, cost) > t->count) [[unlikely]]
       return pin_fault(Reason::kNotPinned, r.pfn);
   }
   return Status::Ok();
@@ -273,7 +273,7 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
   const PinCost cost = pin_cost<S>(order, 1, flags.write);
   const bool exact = keeps_pins<S>(order);
   if ((exact && !holds_pins<S>(head, order, cost.pin)) ||
-      cost.ref > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
+      release_refs_needed<S>(order, cost) > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
     stats.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
     return pin_fault(Reason::kNotPinned, pfn);
   }
@@ -507,7 +507,8 @@ Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64
       (write ? t.writes : t.reads) += int64_t(r.count);
       const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t.reads, false);
       const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t.writes, true);
-      if ((t.exact && cr.pin + cw.pin > t.pins) || cr.ref + cw.ref > t.count) [[unlikely]]
+      if ((t.exact && cr.pin + cw.pin > t.pins) ||
+          release_refs_needed<S>(r.order, PinCost{cr.ref + cw.ref, cr.pin + cw.pin}) > t.count) [[unlikely]]
         return pin_fault(Reason::kNotPinned, r.pfn);
     }
     return Status::Ok();
