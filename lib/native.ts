@@ -238,6 +238,12 @@ export interface NativeSchemeInfo {
   debugBytesPerPage: number;
   /** The smallest folio order whose pins it counts in per-thread shards (null: it never shards). */
   shardMinOrder: number | null;
+  /**
+   * The smallest folio order whose pins share ONE reference on the refcount (taken by the first
+   * pin, given back by the last), so that `refcount()` is gets + mappings + 1 while pinned
+   * (null: every pin holds its own references).
+   */
+  sharedRefMinOrder: number | null;
 }
 
 /** The op stream format's constants, from the addon (engines/op_format.h). @internal */
@@ -340,8 +346,15 @@ export interface NativeModule {
   distributionTail(dist: Distribution, k: number): number;
   /** The registered schemes (native/core/pages/schemes/registry.h), in registry order. */
   schemes(): NativeSchemeInfo[];
-  /** Per order 0..30, one subpage pin: exact pincount kept, refcount cost of a read and a write pin. */
-  schemeArithmetic(scheme: string, pinBias: number, pincountMinOrder: number): { exact: boolean[]; read: number[]; write: number[] };
+  /**
+   * Per order 0..30, one subpage pin: exact pincount kept, refcount cost of a read and a write
+   * pin, whether the folio's pins share one reference, and the most pins such a folio holds.
+   */
+  schemeArithmetic(
+    scheme: string,
+    pinBias: number,
+    pincountMinOrder: number,
+  ): { exact: boolean[]; read: number[]; write: number[]; sharedRef: boolean[]; pinLimit: number[] };
   setErrorClass(cls: typeof PinlabError): void;
   opFormat(): NativeOpFormat;
   /** The results: their count (in `scratch`) or a fresh array; with the address spaces made, if any. */
@@ -354,6 +367,8 @@ export interface NativeModule {
     scratch: Int32Array,
   ): number | Int32Array | [number | Int32Array, [number, NativeAddressSpace][], number];
   writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number };
+  /** mm-new's settings word (rules and THP orders that differ from the defaults) for an address space. */
+  opSpaceSettings(space: NativeAddressSpace): number;
   stateDigest(mem: NativePageArray, spaces: [number, NativeAddressSpace][]): NativeStateDigest;
   startReplay(
     request: { file: string; variants: { scheme: string; bias: number; pincountMinOrder: number }[]; threads: number; debug: number; digest: boolean },

@@ -58,7 +58,10 @@ export function makeMm(o: MmOptions = {}): { mem: PageArray; mm: AddressSpace } 
   return { mem, mm };
 }
 
-/** Refcount a pin of `n` subpages adds to a folio of `order` under `scheme` (pin-semantics.md §2). */
+/**
+ * Refcount a pin of `n` subpages adds to an unpinned folio of `order` under `scheme`
+ * (pin-semantics.md §2); a folio whose pins share one reference (sharded, large) gains 1.
+ */
 export function pinRefs(scheme: Scheme, order: number, write: boolean, n = 1, pincountMinOrder = 1): number {
   switch (scheme) {
     case 'bias':
@@ -71,7 +74,9 @@ export function pinRefs(scheme: Scheme, order: number, write: boolean, n = 1, pi
       return write ? n * BIAS : n;
   }
   // A scheme registered later: its policy's cost (test/scheme-traits.ts).
-  return n * schemeTraits(scheme, BIAS, pincountMinOrder).cost(order, write);
+  const traits = schemeTraits(scheme, BIAS, pincountMinOrder);
+  if (traits.sharesRef(order)) return n > 0 ? 1 : 0;
+  return n * traits.cost(order, write);
 }
 
 /** Whether a pin is visible to maybeDmaPinned (write-bias read pins are not, by design). */

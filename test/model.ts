@@ -81,7 +81,7 @@ export class PinModel {
   };
 
   /** A scheme not written out here: its policy's arithmetic, from the addon. */
-  private readonly policy: { exact: boolean[]; read: number[]; write: number[] } | null = null;
+  private readonly policy: { exact: boolean[]; read: number[]; write: number[]; sharedRef: boolean[]; pinLimit: number[] } | null = null;
   /** Maybe-pinned does not see read pins (write-bias): read and write pins cost differently, so debug mode counts write pins apart. */
   readonly readPinsHidden: boolean;
 
@@ -121,6 +121,20 @@ export class PinModel {
     if (this.scheme === 'separate') return true;
     if (this.scheme === 'hybrid') return order >= this.minOrder;
     return false;
+  }
+
+  /**
+   * Whether the folio's pins share ONE reference (taken by its first pin, given back by its
+   * last): refcount = gets + 1 while pinned, and the pincount bounded by pinLimit(order). None of
+   * the four written-out schemes does; a later one says so through the addon.
+   */
+  sharesRef(order: number): boolean {
+    return this.policy?.sharedRef[order] ?? false;
+  }
+
+  /** The most pins a folio whose pins share one reference holds. */
+  pinLimit(order: number): number {
+    return this.policy?.pinLimit[order] ?? INT32_MAX;
   }
 
   /** What one subpage pin adds to the folio's refcount. */
@@ -189,6 +203,10 @@ export class PinModel {
   private owedToPins(head: number): number {
     const o = this.order[head]!;
     let owed = 0;
+    if (this.sharesRef(o)) {
+      for (let p = head; p < head + 2 ** o; p++) if (this.dbg[p]! > 0) return 1;
+      return 0;
+    }
     for (let p = head; p < head + 2 ** o; p++) {
       const w = this.dbgW[p]!;
       const r = this.dbg[p]! - w;
@@ -377,6 +395,21 @@ export class PinModel {
         const h = this.head(pfn);
         const o = this.order[h]!;
         if (this.ref[h]! <= 0) fail('EFREE', `pfn ${pfn}`);
+        if (this.sharesRef(o)) {
+          // The pin limit, then the one reference, which only the first pin takes.
+          const first = this.pin[h] === 0;
+          if (this.pin[h]! + 1 > this.pinLimit(o) || (first && this.ref[h]! + 1 > INT32_MAX)) {
+            this.stats.overflowRefusals++;
+            fail('EOVERFLOW', `pfn ${pfn}`);
+          }
+          if (first) this.ref[h]! += 1;
+          this.pin[h]! += 1;
+          if (this.debug) {
+            this.dbg[pfn]! += 1;
+            if (write && this.readPinsHidden) this.dbgW[pfn]! += 1;
+          }
+          continue;
+        }
         const cost = this.pinRefCost(o, write);
         if (this.ref[h]! + cost > INT32_MAX) {
           this.stats.overflowRefusals++;
@@ -422,6 +455,15 @@ export class PinModel {
         if (this.tracked(o)) {
           if (this.pin[h]! - 1 < 0) fail('ENOTPINNED', `pfn ${pfn}`);
           this.pin[h]! -= 1;
+        }
+        if (this.sharesRef(o)) {
+          // The last pin gives the pins' one reference back.
+          if (this.pin[h] === 0) {
+            if (this.ref[h]! - 1 < 0) fail('ENOTPINNED', `pfn ${pfn}`);
+            this.ref[h]! -= 1;
+            if (this.ref[h] === 0) freed.push(h);
+          }
+          continue;
         }
         const cost = this.pinRefCost(o, write);
         if (this.ref[h]! - cost < 0) fail('ENOTPINNED', `pfn ${pfn}`);

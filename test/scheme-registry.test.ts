@@ -87,6 +87,9 @@ struct LazyScheme final {
     // own tail pages' words), so the same bytes per page as separate.
     expect(info.get('sharded')).toMatchObject({ pincount: 'own', pinWords: 1, readPinsVisible: true, bytesPerPage: 9, shardMinOrder: 7 });
     for (const n of ['bias', 'hybrid', 'separate', 'write-bias']) expect(info.get(n)?.shardMinOrder, n).toBeNull();
+    // sharded: the pins of a sharded folio share one reference (SharedRefPinStore); nobody else's.
+    expect(info.get('sharded')?.sharedRefMinOrder).toBe(7);
+    for (const n of ['bias', 'hybrid', 'separate', 'write-bias']) expect(info.get(n)?.sharedRefMinOrder, n).toBeNull();
     for (const s of info.values()) expect(s.bytesPerPage, s.name).toBe(5 + 4 * s.pinWords);
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
   });
@@ -102,6 +105,15 @@ struct LazyScheme final {
           expect(a.exact[order], at).toBe(m.tracked(order));
           expect(a.read[order], at).toBe(m.pinRefCost(order, false));
           expect(a.write[order], at).toBe(m.pinRefCost(order, true));
+          expect(a.sharedRef[order], at).toBe(m.sharesRef(order));
+          expect(a.pinLimit[order], at).toBe(m.pinLimit(order));
+          // A folio whose pins share one reference: no reference per pin, a limit within INT32_MAX.
+          if (a.sharedRef[order]) {
+            expect(a.read[order], at).toBe(0);
+            expect(a.pinLimit[order], at).toBeLessThanOrEqual(2 ** 31 - 1);
+          } else {
+            expect(a.pinLimit[order], at).toBe(2 ** 31 - 1);
+          }
         }
       }
     }

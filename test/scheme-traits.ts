@@ -12,6 +12,8 @@ export interface SchemeTraits {
   exact(order: number): boolean;
   /** The refcount cost of one subpage pin of a folio of this order. */
   cost(order: number, write: boolean): number;
+  /** Whether a folio of this order's pins share ONE reference between them (taken by the first pin). */
+  sharesRef(order: number): boolean;
   /** Maybe-pinned does not see read pins (write-bias): pin for write to be seen. */
   readPinsHidden: boolean;
   /** Bytes per page of the arrays, without and with debug accounting (the policy's, from schemes()). */
@@ -25,6 +27,7 @@ export function schemeTraits(scheme: Scheme, pinBias = 1024, pincountMinOrder = 
   return {
     exact: (order) => m.tracked(order),
     cost: (order, write) => m.pinRefCost(order, write),
+    sharesRef: (order) => m.sharesRef(order),
     readPinsHidden: m.readPinsHidden,
     bytesPerPage: (debug) => info.bytesPerPage + (debug ? info.debugBytesPerPage : 0),
   };

@@ -305,7 +305,9 @@ Expect expect_pinned(const Cell& c, uint64_t pinned_subpages) {
     const SchemeParams params{uint32_t(std::countr_zero(uint64_t(bias))), c.pa->pincount_min_order()};
     const PinCost cost = P::pin_cost(params, c.order, k, c.pin.write);
     const bool exact = P::kPincount != PincountHome::kNone && P::keeps_pincount(params, c.order);
-    return {1 + cost.ref, exact ? std::optional<int64_t>(cost.pin) : std::nullopt};
+    // Pins that share one reference (scheme_api.h): one for all of them, not cost.ref.
+    const bool shared = scheme_pins_share_ref(c.scheme, params, c.order);
+    return {1 + (shared ? (cost.pin > 0 ? 1 : 0) : cost.ref), exact ? std::optional<int64_t>(cost.pin) : std::nullopt};
   });
 }
 

@@ -96,7 +96,11 @@ export function u32(v: number): number {
 export interface OpFields {
   /** First argument (a PFN, head, start, pages, or a fork's child id): see README, Op streams. Default 0. */
   a?: number;
-  /** Second argument (a count, refs, or order). Default 0. */
+  /**
+   * Second argument (a count, refs, or order; for `mm-new`, the address space's rules and THP
+   * orders that differ from the defaults, as the settings word of README's format section).
+   * Default 0.
+   */
   b?: number;
   /** The address space (its `id`) for mm ops; 0 (default) for page-array ops. */
   mm?: number;

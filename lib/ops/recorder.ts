@@ -80,7 +80,10 @@ export class OpRecorder {
     this.#tapPageArray(mem);
     const listener: SpaceListener = {
       created: (id, pages, handle, error) => {
-        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), 0, 0));
+        // The rules and THP orders it was created with (format version 2); a creation the core
+        // refused records the defaults: its replay is refused for its pages or settings alike.
+        const settings = handle === null ? 0 : native.opSpaceSettings(handle);
+        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), settings, 0));
         if (handle !== null) this.#tapSpace(handle, id);
       },
       forked: (parent, id, handle, error) => {

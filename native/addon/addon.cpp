@@ -48,6 +48,8 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
     o.Set("debugBytesPerPage", s.debug_bytes_per_page);
     if (s.shard_min_order >= 0) o.Set("shardMinOrder", s.shard_min_order);
     else o.Set("shardMinOrder", env.Null());
+    if (s.shared_ref_min_order >= 0) o.Set("sharedRefMinOrder", s.shared_ref_min_order);
+    else o.Set("sharedRefMinOrder", env.Null());
     out.Set(uint32_t(i), o);
   }
   return out;
@@ -66,8 +68,10 @@ void export_fn(Napi::Env env, Napi::Object exports, const char* name) {
 
 // schemeArithmetic(name, pinBias, pincountMinOrder): what the scheme's policy does to one
 // subpage pin of a folio of each order 0..kMaxOrder: { exact: bool[], read: number[], write:
-// number[] } (whether the folio keeps an exact pincount; the refcount cost of a read and of a
-// write pin). For tools and test oracles that must not know schemes by name.
+// number[], sharedRef: bool[], pinLimit: number[] } (whether the folio keeps an exact pincount;
+// the refcount cost of a read and of a write pin; whether its pins share one reference, taken
+// by the first and given back by the last, and then the most pins it holds). For tools and test
+// oracles that must not know schemes by name.
 Napi::Value scheme_arithmetic(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Scheme scheme;
@@ -83,7 +87,11 @@ Napi::Value scheme_arithmetic(const Napi::CallbackInfo& info) {
   Napi::Array exact = Napi::Array::New(env, kMaxOrder + 1);
   Napi::Array read = Napi::Array::New(env, kMaxOrder + 1);
   Napi::Array write = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array shared = Napi::Array::New(env, kMaxOrder + 1);
+  Napi::Array limit = Napi::Array::New(env, kMaxOrder + 1);
   for (uint32_t k = 0; k <= kMaxOrder; ++k) {
+    shared.Set(k, scheme_pins_share_ref(scheme, p, k));
+    limit.Set(k, double(scheme_pin_limit(scheme, p, k)));
     exact.Set(k, scheme_keeps_pincount(scheme, p, k));
     read.Set(k, double(scheme_pin_cost(scheme, p, k, 1, false).ref));
     write.Set(k, double(scheme_pin_cost(scheme, p, k, 1, true).ref));
@@ -92,6 +100,8 @@ Napi::Value scheme_arithmetic(const Napi::CallbackInfo& info) {
   out.Set("exact", exact);
   out.Set("read", read);
   out.Set("write", write);
+  out.Set("sharedRef", shared);
+  out.Set("pinLimit", limit);
   return out;
 }
 

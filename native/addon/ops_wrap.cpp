@@ -17,6 +17,7 @@
 #include "engines/op_executor.h"
 #include "engines/op_files.h"
 #include "engines/op_format.h"
+#include "engines/op_settings.h"
 #include "engines/op_state.h"
 #include "engines/op_synth.h"
 #include "engines/replay.h"
@@ -493,6 +494,16 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
   }
 }
 
+// opSpaceSettings(nativeAddressSpace) -> mm-new's settings word for that address space's rules
+// and THP orders (op_settings.h): what a recorder writes for its creation.
+Napi::Value op_space_settings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddressSpaceWrap* as = address_space_value(env, info[0]);
+  const std::shared_ptr<AddressSpace>& core = as->core();
+  if (!core) bad_arg(env, "the address space is disposed");
+  return Napi::Number::New(env, double(encode_space_settings(core->rules(), core->thp_orders())));
+}
+
 // writeOps(path, header, chunks) -> { records, ops }: a recording, written through a
 // temporary renamed into place (binary or text by the path's extension).
 Napi::Value write_ops(const Napi::CallbackInfo& info) {
@@ -634,6 +645,7 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 void define_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("opFormat", Napi::Function::New(env, guarded<op_format>, "opFormat"));
   exports.Set("submitOps", Napi::Function::New(env, guarded<submit_ops>, "submitOps"));
+  exports.Set("opSpaceSettings", Napi::Function::New(env, guarded<op_space_settings>, "opSpaceSettings"));
   exports.Set("writeOps", Napi::Function::New(env, guarded<write_ops>, "writeOps"));
   exports.Set("stateDigest", Napi::Function::New(env, guarded<state_digest>, "stateDigest"));
   exports.Set("startReplay", Napi::Function::New(env, guarded<start_replay>, "startReplay"));

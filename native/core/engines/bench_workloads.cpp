@@ -73,11 +73,14 @@ class CallSets {
 };
 
 uint32_t atomics_per_grab(Scheme scheme, uint32_t order) {
-  // A grab is one RMW on the refcount, plus one on the pincount where the scheme keeps one.
+  // A grab is one RMW on the refcount, plus one on the pincount where the scheme keeps one;
+  // where the folio's pins share one reference, one on the pin store only (the refcount only
+  // on the store's none <-> some transitions).
   return dispatch_scheme(scheme, [&](auto tag) -> uint32_t {
     using P = SchemePolicy<decltype(tag)::value>;
     // hybrid: pincountMinOrder is 1 in the benchmark's arrays (the default).
     const bool pincount = P::kPincount != PincountHome::kNone && P::keeps_pincount({10, 1}, order);
+    if (scheme_pins_share_ref(scheme, SchemeParams{10, 1}, order)) return 1;
     return pincount ? 2 : 1;
   });
 }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <new>
 
+#include "engines/op_settings.h"
+
 namespace pinlab::ops {
 
 namespace {
@@ -34,16 +36,21 @@ uint64_t count_ops(const Record* r, uint64_t n) {
 }
 
 Executor::Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces)
-    : mem_(std::move(mem)), spaces_(spaces), pages_(mem_->pages()) {}
+    : mem_(std::move(mem)), debug_(mem_->debug()), spaces_(spaces), pages_(mem_->pages()) {}
 
 AddressSpace* Executor::space(uint32_t id) const {
   if (id >= spaces_->by_id.size()) return nullptr;
   return spaces_->by_id[id];
 }
 
-Status Executor::create_space(uint32_t id, int64_t pages) {
+Status Executor::create_space(uint32_t id, int64_t pages, uint32_t settings) {
+  MmRules rules;
+  uint32_t thp = 0;
+  // The framing refused bad settings: a word that decodes to nothing here is EINVAL all the same.
+  if (decode_space_settings(settings, &rules, &thp) != nullptr)
+    return Status::BadOption("mm-new settings", settings, "rules and THP orders (op_settings.h)");
   std::unique_ptr<AddressSpace> as;
-  if (Status st = AddressSpace::create(mem_, pages, &as); !st.ok()) return st;
+  if (Status st = AddressSpace::create(mem_, pages, rules, thp, &as); !st.ok()) return st;
   spaces_->adopt(id, std::move(as));
   return Status::Ok();
 }
@@ -164,8 +171,14 @@ int32_t Executor::execute(const Record* rec) {
   const uint8_t fl = flags_of(r);
   const uint32_t a = r.w[2], b = r.w[3];
   switch (Op(opcode_of(r))) {
-    case Op::kPin: return pin_or_unpin(r, data, true);
-    case Op::kUnpin: return pin_or_unpin(r, data, false);
+    // One page by its fixed-size record (no list, count 1: most records of a stream), straight
+    // to the core's single-page path, its statistics into the run's tally.
+    case Op::kPin:
+      if (is_single_page(r)) return run_single_page(r);
+      return pin_or_unpin(r, data, true);
+    case Op::kUnpin:
+      if (is_single_page(r)) return run_single_page(r);
+      return pin_or_unpin(r, data, false);
     case Op::kGet: {
       const uint32_t pfn = map_pfn(a);
       if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
@@ -218,11 +231,12 @@ int32_t Executor::execute(const Record* rec) {
 }
 
 int32_t Executor::execute_mm(const Record* rec) {
+  flush_stats();  // the array's statistics exact before anything else can look at them
   const Record& r = rec[0];
   const Record* data = rec + 1;
   const uint8_t fl = flags_of(r);
   const uint32_t a = r.w[2], b = r.w[3];
-  if (Op(opcode_of(r)) == Op::kMmNew) return ok_or(create_space(r.w[1], a), 0);
+  if (Op(opcode_of(r)) == Op::kMmNew) return ok_or(create_space(r.w[1], a, b), 0);
   // Address-space ops: the framing checked the id was created earlier; its creation may have
   // failed, which the op reports (as a JS call on a space that does not exist could not run).
   AddressSpace* as = space(r.w[1]);
@@ -274,7 +288,7 @@ int32_t Executor::execute_mm(const Record* rec) {
   return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing checked every opcode
 }
 
-int32_t Executor::run_op(const Record* r) noexcept {
+inline int32_t Executor::run_op_batched(const Record* r) noexcept {
   try {
     return execute(r);
   } catch (const std::bad_alloc&) {
@@ -282,6 +296,12 @@ int32_t Executor::run_op(const Record* r) noexcept {
   } catch (const std::length_error&) {
     return -int32_t(Code::kENOMEM);
   }
+}
+
+int32_t Executor::run_op(const Record* r) noexcept {
+  const int32_t res = run_op_batched(r);
+  flush_stats();
+  return res;
 }
 
 uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
@@ -293,7 +313,8 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
     if (o.tag_modulus == 0 || tag_of(op) % o.tag_modulus == o.tag_remainder) {
-      const int32_t res = run_op(&r[i]);
+      // The single-page pins and unpins without the general dispatch (execute's frame).
+      const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
       ++t.ops;
       ++done_since;
       if (res < 0) {
@@ -317,6 +338,7 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
       // relaxed: progress and the stop request are advisory; nothing else is published.
       if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
       done_since = 0;
+      flush_stats();
       if (o.on_check != nullptr) (*o.on_check)();
       if (o.stop != nullptr && o.stop->load(std::memory_order_relaxed)) {
         stopped = true;
@@ -324,6 +346,7 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
       }
     }
   }
+  flush_stats();
   if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
   if (stopped && results != nullptr) {
     // The ops after the stop did not run.

@@ -90,6 +90,31 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
+  // run_op without adding the statistics of single-page ops to the array's (run() adds them
+  // at its end, and before each address-space op).
+  int32_t run_op_batched(const Record* r) noexcept;
+  // A pin or unpin of one page by its record alone: no list, count 1.
+  static bool is_single_page(const Record& r) {
+    return (flags_of(r) & flag::kList) == 0 && r.w[3] == 1;
+  }
+  static bool is_single_page_op(const Record& r) {
+    const uint8_t code = opcode_of(r);
+    return (code == uint8_t(Op::kPin) || code == uint8_t(Op::kUnpin)) && is_single_page(r);
+  }
+  // Runs such a record: the core's single-page path, its statistics into tally_. Outside debug
+  // mode it allocates nothing and cannot throw (run() calls it outside run_op_batched's catch
+  // then; a debug array's general path may allocate).
+  int32_t run_single_page(const Record& r) {
+    const uint8_t fl = flags_of(r);
+    const PinFlags f{(fl & flag::kWrite) != 0, (fl & flag::kPerPage) != 0, (fl & flag::kDirty) != 0};
+    const uint32_t pfn = map_pfn(r.w[2]);
+    const Code code = opcode_of(r) == uint8_t(Op::kPin) ? mem_->pin_page(pfn, f.write, &tally_)
+                                                        : mem_->unpin_page(pfn, f, &tally_);
+    return code == Code::kOk ? 1 : -int32_t(code);
+  }
+  void flush_stats() {
+    if (!tally_.empty()) mem_->add_stats(&tally_);
+  }
   // The address-space ops (out of line: the page-array ops' path stays short).
   [[gnu::noinline]] int32_t execute_mm(const Record* r);
   int32_t pin_or_unpin(const Record& r, const Record* data, bool pin);
@@ -108,9 +133,12 @@ class Executor {
   // Notes that recorded PFN `was` is page `now` in this run.
   void note_output(uint32_t was, uint32_t now);
   AddressSpace* space(uint32_t id) const;
-  Status create_space(uint32_t id, int64_t pages);
+  // mm-new: an address space of `pages` with the record's settings (op_settings.h).
+  Status create_space(uint32_t id, int64_t pages, uint32_t settings);
 
   std::shared_ptr<PageArray> mem_;
+  const bool debug_;  // mem_'s debug mode
+  StatTally tally_;  // the single-page ops' statistics not yet added to the array's
   SpaceTable* spaces_;
   uint64_t pages_;
   std::vector<uint32_t> list_;  // an op's input entries

@@ -202,7 +202,7 @@ Status OpReader::open(const std::string& path) {
   const uint64_t want = stream_bytes(header_);
   if (size < want) return Status{Code::kEINVAL, Reason::kOpsTruncated, source_, int64_t(size), int64_t(want)};
   if (size > want) return Status{Code::kEINVAL, Reason::kOpsTrailing, source_, int64_t(size), int64_t(want)};
-  framing_ = std::make_unique<FramingChecker>(source_, IdRules{});
+  framing_ = std::make_unique<FramingChecker>(source_, IdRules{}, header_.version);
   return Status::Ok();
 }
 
@@ -252,6 +252,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
       const char* source = intern_source(path);
       FramingChecker checker(source, IdRules{});
       Status st = read_text(fd.fd, path, &out->header, [&](const Record* r, size_t n) {
+        checker.set_version(out->header.version);  // the header line comes before any op
         if (Status s = checker.feed(r, n); !s.ok()) return s;
         out->records.insert(out->records.end(), r, r + n);
         return Status::Ok();
@@ -278,7 +279,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
     out->header = reader.header();
     // The framing of the whole stream, checked again over the records now held (read once,
     // from memory pinlab owns: nothing can change them between the check and a replay).
-    FramingChecker checker(intern_source(path), IdRules{});
+    FramingChecker checker(intern_source(path), IdRules{}, out->header.version);
     if (Status st = checker.feed(out->records.data(), out->records.size()); !st.ok()) return st;
     out->framing = checker.framing();
     return Status::Ok();
@@ -347,7 +348,10 @@ Status OpWriter::open(const std::string& path, const Header& header) {
     tmp_.clear();
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "no temporary name was free");
   }
-  checker_ = std::make_unique<FramingChecker>(source_, IdRules{});
+  // The records as their source's version frames them (they are written as kVersion, which
+  // frames every older version's records the same).
+  checker_ = std::make_unique<FramingChecker>(source_, IdRules{}, header.version);
+  header_.version = kVersion;
   records_ = 0;
   sum_ = Checksum{};
   pending_left_ = 0;

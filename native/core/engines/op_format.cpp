@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "engines/op_settings.h"
 #include "pages/page_array.h"
 #include "pages/scheme.h"
 
@@ -40,7 +41,7 @@ constexpr OpInfo kOps[] = {
      PL_FLAGS(nullptr, nullptr, "movable", nullptr)},
     {Op::kSetDirty, "set-dirty", false, false, A::kValue, A::kNone, E::kNone, 0,
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
-    {Op::kMmNew, "mm-new", true, true, A::kValue, A::kNone, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
+    {Op::kMmNew, "mm-new", true, true, A::kValue, A::kSettings, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
     {Op::kMmap, "mmap", true, false, A::kValue, A::kValue, E::kNone, 1 | 2 | 4,
      PL_FLAGS("write", "populate", "huge", nullptr)},
     {Op::kMmapFile, "mmap-file", true, false, A::kValue, A::kNone, E::kInput, 1 | 0x80,
@@ -199,7 +200,7 @@ Status decode_header(const uint8_t* in, size_t len, const char* source, Header* 
     return Status{Code::kEINVAL, Reason::kOpsTruncated, source, int64_t(len), int64_t(kHeaderBytes)};
   if (std::memcmp(in, kMagic, 8) != 0) return Status{Code::kEINVAL, Reason::kOpsBadMagic, source};
   const uint32_t version = get_u32(in + 8);
-  if (version != kVersion)
+  if (version < kOldestVersion || version > kVersion)
     return Status{Code::kEINVAL, Reason::kOpsBadVersion, source, version, kVersion};
   if (get_u32(in + 12) != kHeaderBytes)
     return header_field(source, "header_bytes must be 96", get_u32(in + 12));
@@ -224,6 +225,7 @@ Status decode_header(const uint8_t* in, size_t len, const char* source, Header* 
     if (in[68 + i] != 0) return header_field(source, "scheme must be NUL-padded", int64_t(i));
   h.scheme.assign(name, name_len);
   h.body_checksum = get_u64(in + 80);
+  h.version = version;
   if (Status st = check_header_values(h, source); !st.ok()) return st;
   *out = std::move(h);
   return Status::Ok();
@@ -254,8 +256,8 @@ void Checksum::add_records(const Record* r, size_t n) {
 
 // ---- framing -----------------------------------------------------------------------------------
 
-FramingChecker::FramingChecker(const char* source, IdRules rules)
-    : source_(source), rules_(std::move(rules)) {
+FramingChecker::FramingChecker(const char* source, IdRules rules, uint32_t version)
+    : source_(source), rules_(std::move(rules)), version_(version) {
   f_.next_id = rules_.first_new;
 }
 
@@ -282,6 +284,12 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
   if (fl & ~op.flags) return bad("flag bits the op does not take", fl & ~op.flags);
   if (op.a == Arg::kNone && a != 0) return bad("argument a of an op that takes none is not 0", a);
   if (op.b == Arg::kNone && b != 0) return bad("argument b of an op that takes none is not 0", b);
+  if (op.b == Arg::kSettings && b != 0) {
+    if (version_ < 2) return bad("mm-new settings in a version 1 stream (b must be 0)", b);
+    MmRules rules;
+    uint32_t thp = 0;
+    if (const char* what = decode_space_settings(b, &rules, &thp)) return bad(what, b);
+  }
   switch (op.entries) {
     case Entries::kNone:
       if (n != 0) return bad("entries on an op that takes none", n);
@@ -481,7 +489,7 @@ std::vector<std::string_view> split_ws(std::string_view s) {
 }  // namespace
 
 std::string format_header_line(const Header& h) {
-  std::string s = "pkops 1 pages=";
+  std::string s = "pkops " + std::to_string(kVersion) + " pages=";
   append_num(&s, h.pages);
   s += " movable=";
   append_num(&s, h.movable_pages);
@@ -523,6 +531,7 @@ void format_op_line(const Record& r, const uint32_t* entries, uint64_t n, std::s
       out->push_back(' ');
       append_num(out, r.w[3]);
     }
+    if (op->b == Arg::kSettings) format_space_settings(r.w[3], out);
   }
   if (list || op->entries == Entries::kInput || (op->entries == Entries::kOutput && n > 0)) {
     out->push_back(' ');
@@ -551,8 +560,10 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   const auto tokens = split_ws(line);
   if (tokens.size() < 2 || tokens[0] != "pkops")
     return text_bad(source, line_no, "the first line must be the header: pkops 1 pages=N ...");
-  if (tokens[1] != "1") return text_bad(source, line_no, "unsupported text version (this build reads 1)");
+  if (tokens[1] != "1" && tokens[1] != "2")
+    return text_bad(source, line_no, "unsupported text version (this build reads 1 and 2)");
   Header h;
+  h.version = tokens[1] == "1" ? 1 : 2;
   bool pages = false;
   for (size_t i = 2; i < tokens.size(); ++i) {
     const std::string_view t = tokens[i];
@@ -656,7 +667,7 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
   uint32_t args[2] = {0, 0};
   const Arg kinds[2] = {op->a, op->b};
   for (int k = 0; k < 2; ++k) {
-    if (kinds[k] == Arg::kNone || list) continue;
+    if (kinds[k] != Arg::kValue || list) continue;
     if (i >= words.size() || !parse_u32(words[i], &args[k]))
       return text_bad(source, line_no, "an argument is missing or not a number below 2^32");
     ++i;
@@ -687,6 +698,11 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       }
       i = words.size();
       break;
+    }
+    if (op->b == Arg::kSettings && words[i].find('=') != std::string_view::npos) {
+      const char* what = nullptr;
+      if (!parse_space_setting(words[i], &args[1], &what)) return text_bad(source, line_no, what);
+      continue;
     }
     bool known = false;
     for (unsigned bit = 0; bit < 8; ++bit) {

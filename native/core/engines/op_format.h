@@ -4,12 +4,12 @@
 // the checksum, the framing rules, the text form); op_executor.h runs records, op_files.h
 // reads and writes files, replay.h replays a stream under several schemes.
 //
-// ---- The .pkops file format, version 1 ----
+// ---- The .pkops file format, version 2 (reads version 1) ----
 //
 // All integers little-endian. Offsets in bytes.
 //
 //   0   magic            8 bytes "PKOPS1\0\0"
-//   8   version          u32 = 1
+//   8   version          u32 = 2 (1: the same layout, mm-new's b always 0)
 //   12  header_bytes     u32 = 96 (where the body starts)
 //   16  record_bytes     u32 = 24
 //   20  flags            u32: bit 0 debug, bit 1 populated; other bits 0
@@ -56,7 +56,7 @@
 //   07  split-folio    -    head     -        -                -            0
 //   08  alloc-folio    -    -        order    the head it gave M            the head
 //   09  set-dirty      -    pfn      -        -                -            0
-//   20  mm-new         new  pages    -        -                -            0
+//   20  mm-new         new  pages    settings -                -            0
 //   21  mmap           id   start    count    -                W O H        0
 //   22  mmap-file      id   start    -        the file's PFNs  W            0
 //   23  munmap         id   start    count    -                -            0
@@ -76,6 +76,10 @@
 // Flags: W write (1); P per-page path (2); D dirty (4); L the pages are a PFN list (8); M
 // movable (4); O populate (2); H huge (4); F fast-only (2); T long-term (4); R the entries are
 // output references (0x80: pin and unpin lists, mmap-file, unpin-user, put-user).
+//
+// mm-new's settings (version 2; 0 in version 1): the kernel rules and THP orders that differ
+// from a default address space's (op_settings.h); a value no rule takes is refused with the
+// stream. Version 1 streams replay as before: their b is 0, the defaults.
 //
 // Address spaces are named by id: the k-th mm-new or fork of a stream creates id k (after
 // the ids already live, for a batch submitted to a live array), whether or not it succeeds;
@@ -104,7 +108,8 @@
 
 namespace pinlab::ops {
 
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kOldestVersion = 1;  // the oldest version this build reads
 inline constexpr size_t kHeaderBytes = 96;
 inline constexpr size_t kRecordWords = 6;
 inline constexpr size_t kRecordBytes = kRecordWords * sizeof(uint32_t);
@@ -191,7 +196,7 @@ inline Record make_op(Op op, uint8_t flags, uint32_t tag, uint32_t mm, uint32_t 
 void append_data(uint32_t tag, const uint32_t* entries, uint64_t n, std::vector<Record>* out);
 
 // What a record's a and b words hold, for the text form and the checks.
-enum class Arg : uint8_t { kNone, kValue };
+enum class Arg : uint8_t { kNone, kValue, kSettings /* mm-new's b: op_settings.h */ };
 // Where an op's data entries come from.
 enum class Entries : uint8_t {
   kNone,      // the op has none
@@ -233,6 +238,7 @@ struct Header {
   uint32_t threads = 1;
   uint8_t folio_order = 0;
   uint8_t pincount_min_order = 1;
+  uint32_t version = kVersion;    // as read (a stream is always written as kVersion)
   std::string scheme = "hybrid";  // the recording's scheme (a registered name)
   uint64_t body_checksum = 0;
 
@@ -291,7 +297,10 @@ struct Framing {
 // creations in sequence, and each id created in the stream used by its creator's tag only. Errors name the record (its index from the start of the stream) and what is wrong.
 class FramingChecker {
  public:
-  FramingChecker(const char* source, IdRules rules);
+  // version: the stream's (mm-new's settings are 0 before version 2).
+  FramingChecker(const char* source, IdRules rules, uint32_t version = kVersion);
+  // For a reader that learns the version after construction (the text form's header line).
+  void set_version(uint32_t version) { version_ = version; }
   Status feed(const Record& r);
   Status feed(const Record* r, size_t n);
   // The stream ends here: refused if an op's data records are missing.
@@ -309,6 +318,7 @@ class FramingChecker {
 
   const char* source_;
   IdRules rules_;
+  uint32_t version_;
   Framing f_;
   std::vector<uint32_t> creator_tag_;  // by id; kNoValue for live ids
   uint64_t index_ = 0;                  // of the next record
@@ -327,7 +337,7 @@ inline constexpr uint32_t kMaxSpaces = uint32_t{1} << 24;
 //
 // One line per op, `#` starts a comment, blank lines are skipped. The first line that is not
 // a comment is the header:
-//   pkops 1 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
+//   pkops 2 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
 //         populated=0 scheme=hybrid threads=1
 // (one line), then one line per op:
 //   [@TAG] [mm#ID] NAME [A [B]] [[ENTRIES]] [FLAG...] [= RESULT]

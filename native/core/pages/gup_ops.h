@@ -21,6 +21,12 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   const PinCost cost = pin ? pin_cost<S>(order, refs, write) : PinCost{refs, 0};
   if (cost.ref > INT32_MAX) [[unlikely]]
     return false;
+  // Pins that share one reference (scheme_ops.h) cost none of their own, but the folio may be
+  // free or reused here: gup_fast holds one reference of its own (`hold`) from the speculative
+  // grab to the end of the store's grab, so the store's words are written only on a live folio
+  // of the order checked below; the store's own transition takes the pins' reference.
+  const bool shared_ref = pin && pins_share_ref<S>(order);
+  const int64_t hold = shared_ref ? 1 : cost.ref;
   // A PMD leaf's run read with a stale (smaller) order would spill past the folio it names.
   if (pfn - head + uint64_t(refs) > (uint64_t{1} << order)) [[unlikely]]
     return false;
@@ -31,20 +37,29 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   // here rather than after an add leaves no transient overflow for others to see.
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
-    if (cur <= 0 || int64_t{cur} + cost.ref > INT32_MAX) [[unlikely]]
+    if (cur <= 0 || int64_t{cur} + hold > INT32_MAX) [[unlikely]]
       return false;
     // seq_cst: the Dekker pair with unmap and migration. We grab, then re-read the PTE; they
     // clear the PTE, then read the count. One of the two sees the other.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur + cost.ref), std::memory_order_seq_cst,
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur + hold), std::memory_order_seq_cst,
                                       std::memory_order_relaxed));
   // The shape check: acquire would do, seq_cst keeps TSan's model simple (architecture.md).
   if ((meta_at(pfn).load(std::memory_order_seq_cst) & kOrderMask) != order) [[unlikely]] {
     // Not the folio we meant: put back exactly what we added (it may be the last reference of
     // a folio freed meanwhile by its owner, whose put our grab made miss zero: free it then).
-    if (put_and_test(head, cost.ref)) free_folio(head);
+    if (put_and_test(head, hold)) free_folio(head);
     return false;
   }
-  if (pin) {
+  if (shared_ref) {
+    // seq_cst: as below (fork's maybe-pinned read), and the pins' reference, if this grab takes
+    // it, is part of the Dekker pair with migration's freeze. Then our own reference goes: the
+    // pins hold theirs now (or, refused, nothing of ours is left).
+    const Reason why = grab_pins<S>(head, order, cost.pin, std::memory_order_seq_cst);
+    if (put_and_test(head, hold)) free_folio(head);
+    if (why != Reason::kNone) [[unlikely]]
+      return false;
+    if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
+  } else if (pin) {
     // The pincount second, as every grab (scheme_ops.h): our pin is in the refcount now, so
     // P + pin <= R <= INT32_MAX and the add fits. It still checks (a CAS, not an unchecked
     // add that could wrap the pincount): refused only on a folio whose pins' references a

@@ -220,6 +220,16 @@ class PageArray {
 
   uint64_t stat(Stat s) const { return stats_.read(s); }
 
+  // ---- single pages, many calls at a time (an op stream's batch; pin_paths.cpp) -------------
+  // pin_pages / unpin_pages of the one page `pfn` (a range of one): the same checks, refusals,
+  // effects and statistics, but the pin and grab statistics of a success or a refusal go to
+  // *tally, which the caller adds to the array's with add_stats before anyone reads them
+  // (statistics a free adds go to the array at once). Debug mode takes the general path. They
+  // return the code of the Status that call returns (a batch reports codes; no Status to copy).
+  Code pin_page(uint64_t pfn, bool write, StatTally* tally);
+  Code unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally);
+  void add_stats(StatTally* tally) { add_tally(stats_, tally); }
+
   // ---- the page allocator (allocator.cpp) -----------------------------------------------------
   // A free, aligned block of 2^order pages becomes one folio with refcount 1 (ENOMEM when none
   // is left). Movable allocations (user memory) prefer ZONE_MOVABLE and fall back to the normal
@@ -362,7 +372,7 @@ class PageArray {
   template <Scheme S>
   Reason grab_pins(uint64_t head, uint32_t order, int64_t pins, std::memory_order mo);
   template <Scheme S>
-  Reason release_pins(uint64_t head, uint32_t order, int64_t pins);
+  Reason release_pins(uint64_t head, uint32_t order, int64_t pins, bool* last);
   template <Scheme S>
   int64_t load_pins(uint64_t head, uint32_t order, std::memory_order mo) const;
   // Unpin validation: whether the folio holds at least `pins` pins (a snapshot). A kOwn scheme
@@ -385,6 +395,17 @@ class PageArray {
   bool release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   // fetch_sub of refs references we hold (acq_rel); true if that reached zero (caller frees).
   bool put_and_test(uint64_t head, int64_t refs);
+  // Pins that share one reference (scheme_api.h, SharedRefPinStore; scheme_ops.h): whether a
+  // folio's pins do; the references a release of `cost` needs the refcount to hold (validation:
+  // cost.ref, or 1 for any pins of a sharing folio); the add-unless-zero of the one reference a
+  // sharing grab takes on its none -> some transition; the give-back of it (kRefsEaten if a
+  // plain put took it already, *freed when it was the last).
+  template <Scheme S>
+  bool pins_share_ref(uint32_t order) const;
+  template <Scheme S>
+  int64_t release_refs_needed(uint32_t order, const PinCost& cost) const;
+  Reason try_take_pin_ref(uint64_t head, std::memory_order mo);
+  Reason give_back_pin_ref(uint64_t head, bool* freed);
 
   // put_page's CAS loop: drops refs unless the count would go below 0, below owed_to_pins,
   // or below the references the folio's mappings hold. Reports reaching zero; freeing is the
@@ -444,10 +465,11 @@ class PageArray {
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
   // A call of one page outside debug mode: the walks' semantics for one run, without their
   // machinery (pin_paths.cpp).
-  template <Scheme S>
-  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check);
-  template <Scheme S>
-  Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released);
+  // Stats: where the statistics go (stats_, or a caller's StatTally).
+  template <Scheme S, typename Stats>
+  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats& stats);
+  template <Scheme S, typename Stats>
+  Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released, Stats& stats);
   template <Scheme S, bool kDebug>
   Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
 

@@ -98,7 +98,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
       bool short_of_pins;
       if constexpr (kOwnHoldsPins<S>) short_of_pins = exact && !holds_pins<S>(head, r.order, cost.pin);
       else short_of_pins = exact && cost.pin > pins;
-      if (short_of_pins || cost.ref > count) [[unlikely]]
+      if (short_of_pins || release_refs_needed<S>(r.order, cost) > count) [[unlikely]]
         return pin_fault(Reason::kNotPinned, r.pfn);
     }
     return Status::Ok();
@@ -148,7 +148,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
     bool short_of_pins;
     if constexpr (kOwnHoldsPins<S>) short_of_pins = t->exact && !holds_pins<S>(r.head, r.order, cost.pin);
     else short_of_pins = t->exact && cost.pin > t->pins;
-    if (short_of_pins || cost.ref > t->count) [[unlikely]]
+    if (short_of_pins || release_refs_needed<S>(r.order, cost) > t->count) [[unlikely]]
       return pin_fault(Reason::kNotPinned, r.pfn);
   }
   return Status::Ok();
@@ -240,30 +240,31 @@ Status PageArray::pin_set(const PageSet& set, bool write, int64_t zero_at_check)
 // the atomics themselves (callgrind, one hybrid page: 604 instructions per pin+unpin round
 // through the walks, 366 here; pinlab_bench --single --count 1: 2.2x faster).
 
-template <Scheme S>
-Status PageArray::pin_one(uint64_t pfn, bool write, int64_t zero_at_check) {
+template <Scheme S, typename Stats>
+Status PageArray::pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats& stats) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (const Reason fault = try_grab_pin<S>(head, order, 1, write); fault != Reason::kNone)
       [[unlikely]] {
     const Status st = pin_fault(fault, pfn);
-    stats_.add(Stat::kRollbacks, 1);  // as pin_set: refused whole (nothing was taken)
-    if (st.code == Code::kEOVERFLOW) stats_.add(Stat::kOverflowRefusals, 1);
+    stats.add(Stat::kRollbacks, 1);  // as pin_set: refused whole (nothing was taken)
+    if (st.code == Code::kEOVERFLOW) stats.add(Stat::kOverflowRefusals, 1);
     return st;
   }
   // As pin_set: the page became the zero page since the call was checked (it was free then):
   // give back our own pin and refuse as if the zero page had been there first.
   if (zero_at_check < 0 && zero_pfn() == int64_t(pfn)) [[unlikely]] {
     if (release_own_pin<S>(head, order, 1, write)) free_folio(head);
-    stats_.add(Stat::kRollbacks, 1);
+    stats.add(Stat::kRollbacks, 1);
     return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
   }
-  stats_.add(Stat::kGrabs, 1);
+  stats.add(Stat::kGrabs, 1);
   return Status::Ok();
 }
 
-template <Scheme S>
-Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released) {
+template <Scheme S, typename Stats>
+Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released,
+                             Stats& stats) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   *released = 0;
@@ -272,8 +273,8 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
   const PinCost cost = pin_cost<S>(order, 1, flags.write);
   const bool exact = keeps_pins<S>(order);
   if ((exact && !holds_pins<S>(head, order, cost.pin)) ||
-      cost.ref > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
-    stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+      release_refs_needed<S>(order, cost) > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
+    stats.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
     return pin_fault(Reason::kNotPinned, pfn);
   }
   // Dirty before the release, as unpin_user_pages_dirty_lock: the release may free it.
@@ -286,7 +287,7 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
                         fault == Reason::kRefsEaten ? fault : Reason::kReleaseRaced, int64_t(pfn));
   }
   *released = 1;
-  stats_.add(Stat::kGrabs, 1);
+  stats.add(Stat::kGrabs, 1);
   if (reached_zero) [[unlikely]]
     free_folio(head);  // ours to free: the pass is done
   return Status::Ok();
@@ -307,7 +308,7 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
   if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return pin_one<decltype(tag)::value>(set.first(), flags.write, zero);
+      return pin_one<decltype(tag)::value>(set.first(), flags.write, zero, stats_);
     });
     if (!st.ok()) return st;
     stats_.add(Stat::kPinAcquired, 1);
@@ -402,7 +403,7 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   uint64_t released = 0;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return unpin_one<decltype(tag)::value>(set.first(), flags, &released);
+      return unpin_one<decltype(tag)::value>(set.first(), flags, &released, stats_);
     });
     stats_.add(Stat::kPinReleased, released);
     return st;
@@ -416,6 +417,39 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   });
   stats_.add(Stat::kPinReleased, released);
   return st;
+}
+
+// ---- single pages, many calls at a time ------------------------------------------------------
+// pin_pages / unpin_pages of a range of one outside debug mode, minus the PageSet checks that a
+// single in-range PFN does not need, with the statistics into the caller's tally. Anything
+// else (debug mode, a PFN out of range) takes the general path, which names the refusal.
+
+Code PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
+  if (cfg_.debug || pfn >= pages()) [[unlikely]] {
+    uint64_t pinned = 0;
+    return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned).code;
+  }
+  // acquire (zero_pfn): as pin_pages.
+  const int64_t zero = zero_pfn();
+  if (zero == int64_t(pfn)) [[unlikely]]
+    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
+  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return pin_one<decltype(tag)::value>(pfn, write, zero, *tally).code;
+  });
+  if (code == Code::kOk) tally->add(Stat::kPinAcquired, 1);
+  return code;
+}
+
+Code PageArray::unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally) {
+  if (cfg_.debug || pfn >= pages()) [[unlikely]] return unpin_pages(PageSet::range(pfn, 1), flags).code;
+  if (zero_pfn() == int64_t(pfn)) [[unlikely]]
+    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
+  uint64_t released = 0;
+  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return unpin_one<decltype(tag)::value>(pfn, flags, &released, *tally).code;
+  });
+  tally->add(Stat::kPinReleased, released);
+  return code;
 }
 
 // ---- unpin of read and write pins as one call --------------------------------------------------
@@ -473,7 +507,8 @@ Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64
       (write ? t.writes : t.reads) += int64_t(r.count);
       const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t.reads, false);
       const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t.writes, true);
-      if ((t.exact && cr.pin + cw.pin > t.pins) || cr.ref + cw.ref > t.count) [[unlikely]]
+      if ((t.exact && cr.pin + cw.pin > t.pins) ||
+          release_refs_needed<S>(r.order, PinCost{cr.ref + cw.ref, cr.pin + cw.pin}) > t.count) [[unlikely]]
         return pin_fault(Reason::kNotPinned, r.pfn);
     }
     return Status::Ok();

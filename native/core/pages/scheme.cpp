@@ -1,11 +1,23 @@
 #include "pages/scheme.h"
 
+#include <climits>
 #include <string>
 
 #include "base/status.h"
 
 namespace pinlab {
 namespace {
+
+// The smallest order whose pins share one reference (scheme_api.h, SharedRefPinStore), with the
+// default parameters; -1 if none does.
+template <typename P>
+constexpr int32_t shared_ref_min_order_of() {
+  if constexpr (pins_may_share_ref_of<P>()) {
+    for (uint32_t k = 0; k <= 30; ++k)
+      if (P::pins_share_ref(SchemeParams{10, 1}, k)) return int32_t(k);
+  }
+  return -1;
+}
 
 template <typename P>
 constexpr SchemeInfo info_of(Scheme s) {
@@ -17,7 +29,8 @@ constexpr SchemeInfo info_of(Scheme s) {
                     P::kReadPinsVisible,
                     5u + 4u * pin_words_of<P>(),
                     P::kReadPinsVisible ? 4u : 8u,
-                    shard_min_order_of<P>()};
+                    shard_min_order_of<P>(),
+                    shared_ref_min_order_of<P>()};
 }
 
 constexpr SchemeInfo kInfo[] = {
@@ -85,6 +98,28 @@ Status unknown_scheme_status() {
   st.subject = "scheme";
   st.rule = scheme_names_rule();
   return st;
+}
+
+}  // namespace pinlab
+
+namespace pinlab {
+
+bool scheme_pins_share_ref(Scheme s, const SchemeParams& p, uint32_t order) {
+  return dispatch_scheme(s, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (pins_may_share_ref_of<P>()) return P::pins_share_ref(p, order);
+    else return false;
+  });
+}
+
+int64_t scheme_pin_limit(Scheme s, const SchemeParams& p, uint32_t order) {
+  return dispatch_scheme(s, [&](auto tag) -> int64_t {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (pins_may_share_ref_of<P>()) {
+      if (P::pins_share_ref(p, order)) return P::pin_limit(p, order);
+    }
+    return INT32_MAX;
+  });
 }
 
 }  // namespace pinlab

@@ -77,6 +77,7 @@ struct SchemeInfo {
   uint32_t bytes_per_page;        // refcount + meta, plus the pincount words
   uint32_t debug_bytes_per_page;  // what debug mode adds: per-page pins (+ write pins apart)
   int32_t shard_min_order;        // the smallest order it counts pins in shards (-1: none)
+  int32_t shared_ref_min_order;   // the smallest order whose pins share one reference (-1: none)
 };
 
 const SchemeInfo& scheme_info(Scheme s);
@@ -85,6 +86,10 @@ const SchemeInfo& scheme_info(Scheme s);
 // one grab of `refs` subpages.
 bool scheme_keeps_pincount(Scheme s, const SchemeParams& p, uint32_t order);
 PinCost scheme_pin_cost(Scheme s, const SchemeParams& p, uint32_t order, int64_t refs, bool write);
+// Whether a folio's pins share one reference (scheme_api.h, SharedRefPinStore), and then the
+// most pins it holds (INT32_MAX otherwise: the refcount's budget bounds them).
+bool scheme_pins_share_ref(Scheme s, const SchemeParams& p, uint32_t order);
+int64_t scheme_pin_limit(Scheme s, const SchemeParams& p, uint32_t order);
 const char* scheme_name(Scheme s);
 // Parses a registered name ("bias", "hybrid", ...); false if unknown.
 bool parse_scheme(std::string_view name, Scheme* out);

@@ -28,6 +28,16 @@
 // step (the put already took the references the refcount would have given back) and reports
 // kRefsEaten; unpin_pages validates the refcount too, so it meets this only in a race.
 //
+// Pins that share one reference (a SharedRefPinStore scheme, for the folios where its
+// pins_share_ref holds): the pin costs no reference of its own (cost.ref 0), and the same
+// invariant reads "R holds the pins' one reference whenever P > 0": the store's grab takes it
+// (try_take_pin_ref, an add-unless-zero CAS with the full check, the grab's only refusal of the
+// refcount) before its pins become visible, and its release reports the last pins gone after
+// they stopped being visible, then the page array gives it back (give_back_pin_ref). A grab
+// into a store that already holds pins touches no refcount at all: those pins' reference keeps
+// the folio alive, so only the store's lines are written. gup_fast, which may meet a free folio,
+// holds a reference of its own around the grab (gup_ops.h).
+//
 // Calls of many runs (pin_paths.cpp): unpin_pages and put_pages validate the whole call before
 // the first release and never take a release back (once a folio is left to its other holders
 // they may free it, and a re-take would revive it); pin_pages gives back its grabs if one is
@@ -52,6 +62,15 @@ namespace pinlab {
 template <Scheme S>
 PinCost PageArray::pin_cost(uint32_t order, int64_t refs, bool write) const {
   return SchemePolicy<S>::pin_cost(params_, order, refs, write);
+}
+
+// Why a grab of `add` references on a refcount of `cur` must be refused (kNone: it fits).
+PINLAB_ALWAYS_INLINE Reason refcount_grab_refusal(int32_t cur, int64_t add) {
+  if (cur <= 0) [[unlikely]]
+    return cur == 0 ? Reason::kPageFree : Reason::kRefcountGuard;
+  if (int64_t{cur} + add > INT32_MAX) [[unlikely]]
+    return Reason::kRefcountOverflow;
+  return Reason::kNone;
 }
 
 template <Scheme S>
@@ -86,12 +105,59 @@ PINLAB_ALWAYS_INLINE bool PageArray::keeps_pins(uint32_t order) const {
   }
 }
 
+template <Scheme S>
+PINLAB_ALWAYS_INLINE bool PageArray::pins_share_ref(uint32_t order) const {
+  using P = SchemePolicy<S>;
+  if constexpr (pins_may_share_ref_of<P>()) return P::pins_share_ref(params_, order);
+  else {
+    (void)order;
+    return false;
+  }
+}
+
+template <Scheme S>
+PINLAB_ALWAYS_INLINE int64_t PageArray::release_refs_needed(uint32_t order, const PinCost& cost) const {
+  if (pins_share_ref<S>(order)) return cost.pin > 0 ? 1 : 0;
+  return cost.ref;
+}
+
+PINLAB_ALWAYS_INLINE Reason PageArray::try_take_pin_ref(uint64_t head, std::memory_order mo) {
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (Reason why = refcount_grab_refusal(cur, 1); why != Reason::kNone) return why;
+    // mo on success: relaxed from the physical pin (counting only, the caller holds the folio),
+    // seq_cst from gup_fast (its Dekker pair with unmap and migration's freeze); relaxed on
+    // failure: nothing written.
+  } while (!ref.compare_exchange_weak(cur, cur + 1, mo, std::memory_order_relaxed));
+  return Reason::kNone;
+}
+
+PINLAB_ALWAYS_INLINE Reason PageArray::give_back_pin_ref(uint64_t head, bool* freed) {
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    // A plain put ate the pins' reference (the misuse debug mode refuses): the pins' release
+    // stands, as try_release_pin's (header comment).
+    if (cur <= 0) [[unlikely]]
+      return Reason::kRefsEaten;
+    // acq_rel: put_and_test (see try_release_pin); relaxed on failure: nothing written.
+  } while (!ref.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_relaxed));
+  *freed = cur == 1;
+  return Reason::kNone;
+}
+
 // Both refuse with nothing written (a CAS, never an add that is undone: header comment).
+// Where the scheme's pins share one reference, a grab takes it on the folio's none -> some
+// transition (try_take_pin_ref), and a release reports its some -> none in *last.
 template <Scheme S>
 PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, int64_t pins,
                                                  std::memory_order mo) {
   using P = SchemePolicy<S>;
-  if constexpr (P::kPincount == PincountHome::kOwn) {
+  if constexpr (pins_may_share_ref_of<P>()) {
+    return P::grab_pins(pin_words(), head, order, pins, mo,
+                        [this, head, mo] { return try_take_pin_ref(head, mo); });
+  } else if constexpr (P::kPincount == PincountHome::kOwn) {
     return P::grab_pins(pin_words(), head, order, pins, mo);
   } else {
     return pincount_slot<S>(head, order).add_within(pins, mo) ? Reason::kNone
@@ -100,11 +166,15 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
 }
 
 template <Scheme S>
-PINLAB_ALWAYS_INLINE Reason PageArray::release_pins(uint64_t head, uint32_t order, int64_t pins) {
+PINLAB_ALWAYS_INLINE Reason PageArray::release_pins(uint64_t head, uint32_t order, int64_t pins, bool* last) {
   using P = SchemePolicy<S>;
-  if constexpr (P::kPincount == PincountHome::kOwn) {
+  if constexpr (pins_may_share_ref_of<P>()) {
+    return P::release_pins(pin_words(), head, order, pins, last);
+  } else if constexpr (P::kPincount == PincountHome::kOwn) {
+    (void)last;
     return P::release_pins(pin_words(), head, order, pins);
   } else {
+    (void)last;
     // relaxed: the refcount release that follows carries the ordering for the whole unpin.
     return pincount_slot<S>(head, order).add_within(-pins, std::memory_order_relaxed)
                ? Reason::kNone
@@ -147,19 +217,14 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
 // once per page on the per-page path, and a 40-byte Status built and copied per page cost
 // more than the atomics. The walk turns a failure into a Status (pin_fault) once.
 
-// Why a grab of `add` references on a refcount of `cur` must be refused (kNone: it fits).
-PINLAB_ALWAYS_INLINE Reason refcount_grab_refusal(int32_t cur, int64_t add) {
-  if (cur <= 0) [[unlikely]]
-    return cur == 0 ? Reason::kPageFree : Reason::kRefcountGuard;
-  if (int64_t{cur} + add > INT32_MAX) [[unlikely]]
-    return Reason::kRefcountOverflow;
-  return Reason::kNone;
-}
-
 template <Scheme S>
 PINLAB_ALWAYS_INLINE Reason PageArray::try_grab_pin(uint64_t head, uint32_t order, int64_t refs,
                                                     bool write) {
   const PinCost cost = pin_cost<S>(order, refs, write);
+  // Pins that share one reference: the store takes it on its none -> some transition, and a
+  // grab into a store that holds pins writes no refcount at all (header comment).
+  // relaxed: counting only, as below.
+  if (pins_share_ref<S>(order)) return grab_pins<S>(head, order, cost.pin, std::memory_order_relaxed);
   auto ref = ref_at(head);
   // relaxed: counting only (see the header comment); the caller vouches the folio is live.
   int32_t cur = ref.load(std::memory_order_relaxed);
@@ -193,8 +258,14 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
   // Refused below zero with nothing written: an over-unpin never dips the pincount
   // (maybe-pinned). The refcount release below carries the ordering for the whole unpin.
   if (pc) {
-    if (const Reason why = release_pins<S>(head, order, cost.pin); why != Reason::kNone) [[unlikely]]
+    bool last = false;
+    if (const Reason why = release_pins<S>(head, order, cost.pin, &last); why != Reason::kNone) [[unlikely]]
       return why;
+    if (pins_share_ref<S>(order)) {
+      // The pins' one reference goes back only with the folio's last pins (header comment).
+      *freed = false;
+      return last ? give_back_pin_ref(head, freed) : Reason::kNone;
+    }
   }
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
@@ -249,6 +320,7 @@ namespace pinlab {
 template <Scheme S>
 int64_t PageArray::debug_pin_references(uint64_t head, uint32_t order) const {
   const int64_t pins = debug_folio_pins(head, order);
+  if (pins_share_ref<S>(order)) return pins > 0 ? 1 : 0;  // one reference for all of them
   if constexpr (!SchemePolicy<S>::kReadPinsVisible) {  // write and read pins cost differently
     const int64_t writes = debug_folio_write_pins(head, order);
     return pin_cost<S>(order, writes, true).ref + pin_cost<S>(order, pins - writes, false).ref;

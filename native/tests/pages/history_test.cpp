@@ -95,6 +95,12 @@ struct Folio {
   int64_t pin_ref = 0;  // refcount per subpage pin
   int64_t pin_pin = 0;  // pincount per subpage pin (0: no exact pincount)
   bool exact = false;
+  // Pins that share one reference (scheme_api.h, SharedRefPinStore): pin_ref is 0, and the
+  // refcount is the references of gets (the counter, base_ref) plus 1 while any pin is held,
+  // plus, for the moment of a transition, the reference a release is about to give back or a
+  // gup_fast grab holds of its own: at most one per pin or unpin call in flight.
+  bool shared_ref = false;
+  int64_t pin_limit = INT32_MAX;  // the most pins such a folio holds
   int64_t base_ref = 0, base_pin = 0;  // before the threads start
 };
 
@@ -126,6 +132,10 @@ void effect(const Op& op, const Folio& f, int64_t* dref, int64_t* dpin) {
 }
 
 // ---- the checker ----------------------------------------------------------------------------
+
+bool is_pin_call(Kind k) {
+  return k == Kind::kPin || k == Kind::kUnpin || k == Kind::kFastPin || k == Kind::kFastUnpin;
+}
 
 // One counter of one folio: the successful changes, by start and by end, with prefix sums of
 // their positive and negative parts.
@@ -194,6 +204,38 @@ const char* unexplained(const Op& op, const Folio& f, int64_t bias, int64_t rlo,
                         int64_t plo, int64_t phi) {
   constexpr int64_t kMax = INT32_MAX;
   const int64_t cr = op.refs * f.pin_ref, cp = op.refs * f.pin_pin;
+  if (f.shared_ref) {
+    // The pins share one reference: a pin needs room for it only as the folio's first (and
+    // gup_fast for its own, held around the grab); the pin limit bounds the pincount.
+    const int64_t cp1 = op.refs;
+    // The refcount's highest value in a state with no pin (then without the pins' reference).
+    const int64_t rhi_unpinned = rhi - (phi > 0 ? 1 : 0);
+    switch (op.kind) {
+      case Kind::kPin:
+      case Kind::kFastPin: {
+        const bool first_fits = plo <= 0 && meets(rlo, rhi_unpinned, 1, kMax - 1);
+        const bool fits = plo <= f.pin_limit - cp1 &&
+                          (op.kind == Kind::kFastPin ? meets(rlo, rhi, 1, kMax - 1) : phi >= 1 || first_fits);
+        if (op.ok) return fits ? nullptr : "a pin succeeded where none could";
+        const bool overflow = phi > f.pin_limit - cp1 || rlo < 0 ||
+                              (op.kind == Kind::kFastPin ? rhi > kMax - 1 : plo <= 0 && rhi_unpinned > kMax - 1);
+        const bool free = plo <= 0 && rlo <= 0;
+        if (op.kind == Kind::kFastPin) return overflow || rlo <= 0 ? nullptr : "a gup_fast grab that fits refused";
+        if (op.code == Code::kEOVERFLOW) return overflow ? nullptr : "a pin that fits refused (EOVERFLOW)";
+        if (op.code == Code::kEFREE) return free ? nullptr : "a pin of a live folio refused (EFREE)";
+        return "a pin refused with an unexpected code";
+      }
+      case Kind::kUnpin:
+      case Kind::kFastUnpin: {
+        if (op.ok) return phi >= cp1 && rhi >= 1 ? nullptr : "an unpin succeeded where no pin was";
+        if (op.kind == Kind::kUnpin && op.code != Code::kENOTPINNED)
+          return "an unpin refused with an unexpected code";
+        return plo < cp1 || rlo < 1 ? nullptr : "an unpin of held pins refused";
+      }
+      default:
+        break;  // gets, puts and queries: as for every scheme, on the refcount's range
+    }
+  }
   switch (op.kind) {
     case Kind::kPin:
     case Kind::kFastPin: {
@@ -256,15 +298,17 @@ struct Verdict {
 
 Verdict check_history(const std::vector<Op>& ops, const std::vector<Folio>& folios,
                       int64_t bias) {
-  std::vector<Counter> refs(folios.size()), pins(folios.size());
+  std::vector<Counter> refs(folios.size()), pins(folios.size()), pin_calls(folios.size());
   for (const Op& op : ops) {
     int64_t dref = 0, dpin = 0;
     effect(op, folios[op.folio], &dref, &dpin);
     refs[op.folio].add(op.start, op.end, dref);
     pins[op.folio].add(op.start, op.end, dpin);
+    pin_calls[op.folio].add(op.start, op.end, is_pin_call(op.kind) ? 1 : 0);
   }
   for (auto& c : refs) c.build();
   for (auto& c : pins) c.build();
+  for (auto& c : pin_calls) c.build();
   Verdict v;
   v.ops = ops.size();
   for (const Op& op : ops) {
@@ -273,6 +317,14 @@ Verdict check_history(const std::vector<Op>& ops, const std::vector<Folio>& foli
     effect(op, f, &dref, &dpin);
     refs[op.folio].bounds(f.base_ref, op.start, op.end, dref, &rlo, &rhi);
     pins[op.folio].bounds(f.base_pin, op.start, op.end, dpin, &plo, &phi);
+    if (f.shared_ref) {
+      // The refcount: the gets' counter, plus the pins' one reference where a pin is surely
+      // (maybe) held, plus at most one transient reference per pin call in flight (Folio).
+      int64_t clo = 0, chi = 0;
+      pin_calls[op.folio].bounds(0, op.start, op.end, is_pin_call(op.kind) ? 1 : 0, &clo, &chi);
+      rlo += plo > 0 ? 1 : 0;
+      rhi += (phi > 0 ? 1 : 0) + (chi - clo);
+    }
     if (const char* why = unexplained(op, f, bias, rlo, rhi, plo, phi)) {
       ++v.by_reason[why];
       if (v.violations++ < 4) {
@@ -532,8 +584,21 @@ size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
     f.pin_ref = pa->refcount(f.head) - r0;
     f.exact = pa->pincount(f.head).has_value();
     f.pin_pin = f.exact ? *pa->pincount(f.head) - p0 : 0;
+    // A second pin that adds no reference: the folio's pins share the first one's.
+    CHECK_OK(pa->pin_pages(PageSet::range(f.head, 1), bvec(true), &n));
+    f.shared_ref = f.exact && f.pin_ref == 1 && pa->refcount(f.head) == r0 + 1;
+    CHECK_EQ(f.shared_ref, scheme_pins_share_ref(sc.scheme, SchemeParams{10, sc.min_order}, f.order));
+    if (f.shared_ref) {
+      f.pin_ref = 0;
+      f.pin_limit = scheme_pin_limit(sc.scheme, SchemeParams{10, sc.min_order}, f.order);
+    }
     CHECK_OK(pa->unpin_pages(PageSet::range(f.head, 1), bvec(true)));
-    if (sc.near_limit) {
+    CHECK_OK(pa->unpin_pages(PageSet::range(f.head, 1), bvec(true)));
+    if (sc.near_limit && f.shared_ref) {
+      // Room for the pins' one reference and one more (a get, or gup_fast's own reference):
+      // a first pin fits, and a get or a gup_fast grab beside a held pin is near the edge.
+      CHECK_OK(pa->get_page(f.head, INT32_MAX - 2 - pa->refcount(f.head)));
+    } else if (sc.near_limit) {
       // Room for exactly 3 subpage pins above plain references.
       CHECK_OK(pa->get_page(f.head, INT32_MAX - 3 * f.pin_ref - pa->refcount(f.head)));
     } else {
@@ -541,8 +606,9 @@ size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
       CHECK_OK(pa->pin_pages(PageSet::range(f.head, 1), bvec(true), &n));
       CHECK_OK(pa->pin_pages(PageSet::range(f.head, 1), bvec(true), &n));
     }
-    f.base_ref = pa->refcount(f.head);
     f.base_pin = pa->pincount(f.head).value_or(0);
+    // Sharing pins: the counter is the gets' references, without the pins' one.
+    f.base_ref = pa->refcount(f.head) - (f.shared_ref && f.base_pin > 0 ? 1 : 0);
   }
   Workload w(*pa, sc, folios);
   std::vector<std::vector<Op>> per_thread(kThreads);
@@ -568,6 +634,7 @@ size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
       dpin += p;
     }
     const Folio& f = folios[i];
+    if (f.shared_ref && f.base_pin + dpin > 0) dref += 1;  // the pins' one reference
     if (pa->refcount(f.head) != f.base_ref + dref || pa->pincount(f.head).value_or(0) != f.base_pin + dpin) {
       std::fprintf(stderr, "    %s: folio %u ends at refcount %d pincount %lld, the history says %lld, %lld\n",
                    scenario_name(sc).c_str(), unsigned(i), pa->refcount(f.head),
@@ -643,6 +710,37 @@ TEST(the_history_checker_rejects_what_no_order_explains) {
   CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
   h = {op(1, 2, Kind::kPin, true, Code::kOk, 1), op(3, 4, Kind::kPin, true, Code::kOk, 1)};
   CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // the second cannot fit
+  // Pins that share one reference: the refcount is the gets' plus one while any pin is held.
+  Folio& sf = folios[0];
+  sf.pin_ref = 0;
+  sf.shared_ref = true;
+  sf.pin_limit = INT32_MAX - 15;
+  sf.base_ref = 1;  // the owner's reference (the counter: gets only)
+  sf.base_pin = 1;  // one pin held throughout: its reference is in the refcount
+  h = {op(1, 2, Kind::kRefcount, true, Code::kOk, 0, 1), op(3, 4, Kind::kRefcount, true, Code::kOk, 0, 2),
+       op(5, 6, Kind::kRefcount, true, Code::kOk, 0, 3)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{2});  // 1: the pins' is missing; 3: one too many
+  // A release in flight may still hold the reference it is about to give back...
+  h = {op(1, 4, Kind::kUnpin, true, Code::kOk, 1), op(2, 3, Kind::kRefcount, true, Code::kOk, 0, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
+  // ...but not once it ended.
+  h = {op(1, 2, Kind::kUnpin, true, Code::kOk, 1), op(3, 4, Kind::kRefcount, true, Code::kOk, 0, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});
+  // A full refcount refuses only a first pin: pins of a pinned folio add no reference.
+  sf.base_ref = INT32_MAX - 1;
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 5), op(3, 4, Kind::kPin, false, Code::kEOVERFLOW, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // the refusal had room
+  sf.base_pin = 0;
+  sf.base_ref = INT32_MAX;
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});  // no room for the reference
+  // The pin limit bounds the pincount.
+  sf.base_ref = 1;
+  sf.base_pin = INT32_MAX - 16;
+  h = {op(1, 2, Kind::kPin, false, Code::kEOVERFLOW, 2), op(3, 4, Kind::kPin, true, Code::kOk, 1)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{0});
+  h = {op(1, 2, Kind::kPin, true, Code::kOk, 2)};
+  CHECK_EQ(check_history(h, folios, 1024).violations, size_t{1});
 }
 
 }  // namespace

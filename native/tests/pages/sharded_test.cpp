@@ -1,7 +1,9 @@
 // The 'sharded' scheme's own contract (pages/schemes/sharded.h): on a 2 MiB folio pins are
 // counted in per-thread shards with an exact non-zero summary. Exact answers (maybe-pinned,
 // pincount) whichever thread pinned and whichever unpins, an over-unpin spread over shards
-// refused with nothing changed, EOVERFLOW exactly as separate's, no free under a pin, and no
+// refused with nothing changed, the pins' ONE reference (taken by the first pin, given back by
+// the last: scheme_api.h, SharedRefPinStore) and its refusals, EOVERFLOW exact at the pin limit
+// and at a full refcount, no free under a pin, and no
 // shard state left behind by an unpin, a split or a free. The concurrent linearizability of
 // the same answers is history_test.cpp's (its order-9 scenarios). Tag "concurrency" on the
 // threaded cases: they also run under ThreadSanitizer.
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "fixtures.h"
+#include "pages/gup_ops.h"
 
 namespace pinlab::test {
 namespace {
@@ -45,7 +48,8 @@ TEST_TAGGED(sharded_pins_of_many_threads_are_counted_exactly, "concurrency") {
     for (int i = 0; i < kPins; ++i) pin(*pa, 1);
   });
   CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{kThreads * kPins});
-  CHECK_EQ(pa->refcount(kHead), 1 + kThreads * kPins);
+  // The pins hold one reference between them: the owner's plus theirs.
+  CHECK_EQ(pa->refcount(kHead), 2);
   CHECK(pa->maybe_dma_pinned(kHead));
   // Unpinned by other threads than those that pinned (each takes from whichever shard has them).
   run_threads(kThreads, [&](int) {
@@ -66,7 +70,7 @@ TEST_TAGGED(sharded_an_unpin_spread_over_shards_is_exact, "concurrency") {
   Status st = pa->unpin_pages(PageSet::range(kHead, 5), bvec(true));
   CHECK_CODE(st, Code::kENOTPINNED);
   CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{4});
-  CHECK_EQ(pa->refcount(kHead), 5);
+  CHECK_EQ(pa->refcount(kHead), 2);
   CHECK(pa->maybe_dma_pinned(kHead));
   // An unpin of 3 from this thread: taken from both shards at once.
   CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 3), bvec(true)));
@@ -80,20 +84,145 @@ TEST_TAGGED(sharded_an_unpin_spread_over_shards_is_exact, "concurrency") {
   check_no_shard_state_left(*pa);
 }
 
-TEST(sharded_overflow_is_exact_as_separate) {
+TEST(sharded_overflow_is_exact_at_a_full_refcount) {
+  // The refcount budget binds only the first pin (it takes the pins' reference); pins into a
+  // pinned folio add no reference. separate, beside it, spends one reference a pin.
   for (Scheme s : {Scheme::kSeparate, Scheme::kSharded}) {
     auto pa = make_array(1024, s);
     CHECK_OK(pa->make_folio(kHead, 9));
-    CHECK_OK(pa->get_page(kHead, INT32_MAX - 3 - pa->refcount(kHead)));
+    CHECK_OK(pa->get_page(kHead, INT32_MAX - pa->refcount(kHead)));
     uint64_t n = 0;
-    CHECK_CODE(pa->pin_pages(PageSet::range(kHead, 4), bvec(true), &n), Code::kEOVERFLOW);
-    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
-    CHECK(!pa->maybe_dma_pinned(kHead));
-    CHECK_OK(pa->pin_pages(PageSet::range(kHead, 3), bvec(true), &n));
     CHECK_CODE(pa->pin_pages(PageSet::range(kHead, 1), bvec(true), &n), Code::kEOVERFLOW);
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
     CHECK_EQ(pa->refcount(kHead), INT32_MAX);
-    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{3});
+    CHECK(!pa->maybe_dma_pinned(kHead));
+    bool freed = false;
+    CHECK_OK(pa->put_page(kHead, 3, &freed));
+    CHECK_OK(pa->pin_pages(PageSet::range(kHead, 3), bvec(true), &n));
+    if (s == Scheme::kSeparate) {
+      CHECK_EQ(pa->refcount(kHead), INT32_MAX);
+      CHECK_CODE(pa->pin_pages(PageSet::range(kHead, 1), bvec(true), &n), Code::kEOVERFLOW);
+    } else {
+      CHECK_EQ(pa->refcount(kHead), INT32_MAX - 2);
+      CHECK_OK(pa->pin_pages(PageSet::range(kHead, 100), bvec(true), &n));
+      CHECK_EQ(pa->refcount(kHead), INT32_MAX - 2);
+      CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{103});
+    }
   }
+}
+
+// The store itself (the page array can only reach INT32_MAX pins through 2^31 list entries):
+// its take_ref and last, its exact limit, and refusals that leave every word as it was.
+struct StoreFixture {
+  std::vector<int32_t> words = std::vector<int32_t>(512, 0);
+  PinWords w{words.data(), 512};
+  int takes = 0;
+  Reason take_answer = Reason::kNone;
+  Reason grab(int64_t pins) {
+    return ShardedScheme::grab_pins(w, 0, 9, pins, std::memory_order_relaxed, [&] {
+      ++takes;
+      return take_answer;
+    });
+  }
+  Reason release(int64_t pins, bool* last) { return ShardedScheme::release_pins(w, 0, 9, pins, last); }
+  bool all_zero() const {
+    for (int32_t x : words)
+      if (x != 0) return false;
+    return true;
+  }
+};
+
+TEST(sharded_pins_take_one_reference_and_give_it_back_once) {
+  StoreFixture f;
+  f.take_answer = Reason::kPageFree;  // a free folio: refused, nothing written
+  CHECK(f.grab(1) == Reason::kPageFree);
+  CHECK_EQ(f.takes, 1);
+  CHECK(f.all_zero());
+  f.take_answer = Reason::kRefcountOverflow;  // a full refcount: the same
+  CHECK(f.grab(7) == Reason::kRefcountOverflow);
+  CHECK(f.all_zero());
+  f.take_answer = Reason::kNone;
+  f.takes = 0;
+  CHECK(f.grab(1) == Reason::kNone);
+  CHECK(f.grab(5) == Reason::kNone);
+  CHECK_EQ(f.takes, 1);  // the first pin only
+  CHECK(ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_relaxed));
+  bool last = false;
+  CHECK(f.release(7, &last) == Reason::kNotPinned);  // an over-unpin: refused, not last
+  CHECK(!last);
+  CHECK_EQ(ShardedScheme::pins(f.w, 0, 9, std::memory_order_relaxed), int64_t{6});
+  CHECK(f.release(4, &last) == Reason::kNone);
+  CHECK(!last);
+  CHECK(f.release(2, &last) == Reason::kNone);
+  CHECK(last);  // the last pins: the page array gives the reference back
+  CHECK(!ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_relaxed));
+  CHECK(f.all_zero());
+  // A first pin after the last: takes it again.
+  CHECK(f.grab(1) == Reason::kNone);
+  CHECK_EQ(f.takes, 2);
+}
+
+TEST(sharded_pin_limit_is_exact) {
+  StoreFixture f;
+  const int64_t limit = ShardedScheme::pin_limit({}, 9);
+  CHECK(limit <= INT32_MAX && limit > INT32_MAX - 16);
+  CHECK(f.grab(limit + 1) == Reason::kPincountOverflow);
+  CHECK(f.all_zero());
+  CHECK_EQ(f.takes, 0);
+  // Spread over every shard (the slow path), then one more: refused, nothing changed.
+  CHECK(f.grab(limit - 1) == Reason::kNone);
+  CHECK(f.grab(1) == Reason::kNone);
+  const std::vector<int32_t> full = f.words;
+  CHECK(f.grab(1) == Reason::kPincountOverflow);
+  CHECK(f.words == full);
+  CHECK_EQ(ShardedScheme::pins(f.w, 0, 9, std::memory_order_relaxed), limit);
+  CHECK_EQ(f.takes, 1);
+  bool last = false;
+  CHECK(f.release(limit + 1, &last) == Reason::kNotPinned);
+  CHECK(f.words == full);
+  CHECK(f.release(limit, &last) == Reason::kNone);
+  CHECK(last);
+  CHECK(f.all_zero());
+}
+
+TEST(sharded_gup_fast_pins_share_the_reference_and_refuse_a_free_folio) {
+  auto pa = sharded_array();
+  uint64_t head = 0;
+  uint32_t order = 0;
+  auto fast = [&](int64_t refs) {
+    return pa->try_grab_folio_fast<Scheme::kSharded>(kHead + 3, refs, true, true, &head, &order);
+  };
+  CHECK(fast(1));
+  CHECK(fast(2));
+  CHECK_EQ(pa->refcount(kHead), 2);  // the owner's, and the pins' one (gup_fast's own is gone)
+  CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{3});
+  CHECK(pa->release_folio_refs<Scheme::kSharded>(kHead + 3, head, order, 2, true, true));
+  CHECK(pa->release_folio_refs<Scheme::kSharded>(kHead + 3, head, order, 1, true, true));
+  CHECK_EQ(pa->refcount(kHead), 1);
+  bool freed = false;
+  CHECK_OK(pa->put_page(kHead, 1, &freed));
+  CHECK(freed);
+  // A free folio: refused before any word of it is written.
+  CHECK(!fast(1));
+  CHECK_EQ(pa->refcount(kHead), 0);
+  CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
+  CHECK(!pa->maybe_dma_pinned(kHead));
+}
+
+TEST(sharded_a_pin_refused_midway_gives_the_reference_back) {
+  // A list call pins the folio (its first pin takes the reference), then meets a free page:
+  // EFREE, and its give-back is the folio's last unpin, so the reference goes too.
+  auto pa = sharded_array();
+  bool freed = false;
+  CHECK_OK(pa->put_page(7, 1, &freed));
+  CHECK(freed);
+  const uint32_t list[] = {uint32_t(kHead), uint32_t(kHead + 1), 7};
+  uint64_t n = 0;
+  CHECK_CODE(pa->pin_pages(PageSet::pfns(list, 3), bvec(true), &n), Code::kEFREE);
+  CHECK_EQ(pa->refcount(kHead), 1);
+  CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
+  CHECK(!pa->maybe_dma_pinned(kHead));
+  check_no_shard_state_left(*pa);
 }
 
 TEST(sharded_a_pinned_folio_is_never_freed) {
@@ -101,7 +230,7 @@ TEST(sharded_a_pinned_folio_is_never_freed) {
   const uint64_t free_before = pa->free_pages();
   pin(*pa, 1);
   bool freed = true;
-  CHECK_OK(pa->put_page(kHead, 1, &freed));  // the owner's reference: the pin still holds one
+  CHECK_OK(pa->put_page(kHead, 1, &freed));  // the owner's reference: the pins still hold one
   CHECK(!freed);
   CHECK_EQ(pa->refcount(kHead), 1);
   CHECK(pa->maybe_dma_pinned(kHead));

@@ -40,7 +40,9 @@ struct SchemeParams {
 };
 
 // What one grab of `refs` subpages adds to a folio: `ref` to its refcount, `pin` to its exact
-// pincount (0 where the scheme keeps none for this folio). Invariant: 0 <= pin <= ref.
+// pincount (0 where the scheme keeps none for this folio). Invariant: 0 <= pin <= ref, except
+// for a folio whose pins share one reference (SharedRefPinStore below): there ref is 0, and the
+// folio's pins hold one reference between them.
 struct PinCost {
   int64_t ref;
   int64_t pin;
@@ -102,6 +104,56 @@ concept OwnPinStore = requires(const PinWords& w, uint64_t head, uint32_t order,
   { T::maybe_pinned(w, head, order, mo) } -> std::same_as<bool>;
 } && (T::kPinWords >= 1);
 
+// Pins that share ONE reference (optional, kOwn only). Every pin of the other stores adds its
+// cost.ref to the folio's refcount, so pins of one shared folio from many threads all write the
+// head's refcount line. A kOwn store whose pins can tell when they go from none to some (an
+// exact non-zero summary) may instead let all its pins hold a single reference: taken when the
+// folio's pins go from none to some, given back when they return to none. The refcount line
+// is then written only on those transitions. A scheme opts in per folio with
+//   pins_share_ref  (params, order) -> bool: whether this folio's pins share one reference.
+//                   Where it holds, pin_cost(...).ref must be 0 (the references are not per pin).
+//   pin_limit       (params, order) -> int64_t: the most pins such a folio holds (<= INT32_MAX;
+//                   no refcount bounds them any more): a grab past it is kPincountOverflow.
+// and implements grab and release with the reference in their signature (for every folio:
+// where pins_share_ref is false, take_ref is never called and *last never set):
+//   grab_pins     (w, head, order, pins, mo, take_ref): when the folio's pins go from none to
+//                 some, calls take_ref() exactly once, BEFORE maybe_pinned can answer true (the
+//                 reference is held whenever a pin is visible). take_ref is the page array's
+//                 add-unless-zero of one reference by CAS (kNone, or kPageFree / kRefcountGuard /
+//                 kRefcountOverflow with nothing written); its refusal is the grab's, and the
+//                 store's counts are then left exactly as they were (nothing written). Two grabs
+//                 never both take it: the transition is decided under the store's own lock.
+//   release_pins  (w, head, order, pins, last): sets *last when the folio's pins went from some
+//                 to none, AFTER maybe_pinned answers false. The page array then gives the
+//                 reference back (an acq_rel release that may free the folio). A new first pin
+//                 may take its own reference before that: the refcount then holds two for a
+//                 moment, never none while a pin is visible.
+// Hence refcount() of such a folio = gets + mappings + 1 while it is pinned (plus, for the
+// moment of a release, the reference it is about to give back), and pincount() the exact pins.
+// A pinned folio can never be freed under a pin; migration's freeze, split and make-folio see
+// the reference as any other; the tools learn it from the addon (schemes(): pinsShareRef).
+struct TakeRefArchetype {  // the shape of the page array's take_ref, for the concept
+  Reason operator()() const { return Reason::kNone; }
+};
+template <typename T>
+concept SharedRefPinStore = requires(const PinWords& w, const SchemeParams& p, uint64_t head,
+                                     uint32_t order, int64_t pins, std::memory_order mo,
+                                     TakeRefArchetype take_ref, bool* last) {
+  { T::kPinWords } -> std::convertible_to<uint32_t>;
+  { T::pins_share_ref(p, order) } -> std::same_as<bool>;
+  { T::pin_limit(p, order) } -> std::same_as<int64_t>;
+  { T::grab_pins(w, head, order, pins, mo, take_ref) } -> std::same_as<Reason>;
+  { T::release_pins(w, head, order, pins, last) } -> std::same_as<Reason>;
+  { T::pins(w, head, order, mo) } -> std::same_as<int64_t>;
+  { T::maybe_pinned(w, head, order, mo) } -> std::same_as<bool>;
+} && (T::kPinWords >= 1);
+
+// Whether a scheme's pins may share one reference (a SharedRefPinStore).
+template <typename T>
+constexpr bool pins_may_share_ref_of() {
+  return T::kPincount == PincountHome::kOwn && SharedRefPinStore<T>;
+}
+
 // int32 words per page a scheme's pincount takes (0, 1 or a kOwn scheme's kPinWords).
 template <typename T>
 constexpr uint32_t pin_words_of() {
@@ -131,6 +183,6 @@ concept PinScheme = requires(const SchemeParams& p, uint32_t order, int64_t refs
   { T::pin_cost(p, order, refs, write) } -> std::same_as<PinCost>;
   // Whether this folio's exact pincount exists (only asked when kPincount != kNone).
   { T::keeps_pincount(p, order) } -> std::same_as<bool>;
-} && (T::kPincount != PincountHome::kOwn || OwnPinStore<T>);
+} && (T::kPincount != PincountHome::kOwn || OwnPinStore<T> || SharedRefPinStore<T>);
 
 }  // namespace pinlab
