@@ -111,19 +111,15 @@ export interface MmapOptions extends VirtualRange {
    */
   hugetlb?: HugetlbOrder;
   /**
-   * With `hugetlb` or a {@link HugetlbFile}: MAP_SHARED (true) or MAP_PRIVATE (false). Shared
-   * hugetlb memory is allocated and mapped now, shared with forks and never copied. Default:
-   * false for anonymous memory, true for a file.
+   * MAP_SHARED (true) or MAP_PRIVATE (false), for a file or `hugetlb`. Default: true for a file,
+   * false for anonymous hugetlb memory. A private mapping of a {@link PageCacheFile} maps every
+   * page-cache page read-only, and the first write to a page copies it to a private anonymous
+   * page (COW from the page cache); a long-term read pin unshares it the same way under
+   * mainline rules, a short-term one pins the page-cache page. Truncate removes the copies too,
+   * a hole punch keeps them. Shared hugetlb memory is allocated and mapped now, shared with
+   * forks and never copied. Anonymous memory without `hugetlb` is always private.
    */
   shared?: boolean;
-  /**
-   * With a {@link PageCacheFile}: map it privately (MAP_PRIVATE) instead: every page maps the page cache's page
-   * read-only, and the first write to a page copies it to a private anonymous page (COW from
-   * the page cache); a long-term read pin unshares it the same way under mainline rules, a
-   * short-term one pins the page-cache page. Truncate removes the copies too, a hole punch
-   * keeps them. Default false.
-   */
-  private?: boolean;
 }
 
 /** Options of {@link AddressSpace.mprotect}. */
@@ -185,7 +181,7 @@ export interface Translation {
   /** A shared mapping's page-cache page (see {@link MmapOptions.file}). */
   shared: boolean;
   /**
-   * Present (`true`) only for a private file mapping's page-cache page ({@link MmapOptions.private}):
+   * Present (`true`) only for a private file mapping's page-cache page ({@link MmapOptions.shared}: false):
    * mapped read-only until a write copies it. A shared mapping's page-cache page is `shared`.
    */
   pageCache?: true;
@@ -324,28 +320,26 @@ export class AddressSpace {
    *   pages, or the hugetlb pool has too few free unreserved pages (then nothing is mapped)
    */
   mmap(options: MmapOptions): void {
-    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset', 'hugetlb', 'shared', 'private']);
+    const o = optionsObject('mmap options', options, ['start', 'count', 'write', 'populate', 'huge', 'file', 'offset', 'hugetlb', 'shared']);
     const start = integer('start', o['start']);
     const count = integer('count', o['count']);
     const write = bool('write', o['write'], true);
     const populate = bool('populate', o['populate'], false);
     const huge = bool('huge', o['huge'], false);
     if (o['hugetlb'] !== undefined || o['file'] instanceof HugetlbFile) {
-      if (o['private'] !== undefined) invalid('private is an option of PageCacheFile mappings (a hugetlb mapping takes shared)');
       this.#mmapHugetlb(o, start, count, write, populate, huge);
       return;
     }
-    if (o['shared'] !== undefined) invalid('shared is an option of hugetlb mappings (a PageCacheFile is mapped shared)');
     if (o['file'] === undefined) {
       if (o['offset'] !== undefined) invalid('offset needs a file');
-      if (o['private'] !== undefined) invalid('private needs a file (anonymous memory is always private)');
+      if (o['shared'] !== undefined) invalid('shared needs a file or hugetlb (anonymous memory here is private; shared anonymous memory is a shmem PageCacheFile)');
       this.#native.mmap(start, count, write, populate, huge);
       return;
     }
     if (!(o['file'] instanceof PageCacheFile)) invalid(`file must be a PageCacheFile (got ${show(o['file'])})`);
     if (o['file'].mem !== this.mem) invalid(`file '${o['file'].name}' lives in another page array`);
     if (huge) invalid('huge maps anonymous memory; a file maps its own folios (see PageCacheFile folioOrder)');
-    const priv = bool('private', o['private'], false);
+    const priv = !bool('shared', o['shared'], true);
     this.#mapFile(o['file'], start, count, o['offset'] === undefined ? 0 : integer('offset', o['offset']), write, priv);
   }
 

@@ -13,7 +13,7 @@ function world(scheme: Scheme, rules: KernelRuleSet) {
   const mm = new AddressSpace(mem, { pages: 2048, rules, swapPages: 256 });
   const file = new PageCacheFile(mem, { name: 'f', pages: 4, shmem: false });
   mm.mmap({ start: 0, count: 16, populate: true }); // anonymous, right below the file mapping
-  mm.mmap({ start: 16, count: 4, file, private: true });
+  mm.mmap({ start: 16, count: 4, file, shared: false });
   mm.touch(0, 20); // the file's pages mapped (read faults)
   return { mem, mm, file };
 }
@@ -71,7 +71,7 @@ for (const scheme of SCHEMES) {
 
       it('mmap: private (a PageCacheFile option) with hugetlb is EINVAL', () => {
         const { mem, mm, file } = world(scheme, rules);
-        expectCodeNoChange(mm, () => mm.mmap({ start: 512, count: 512, hugetlb: 9, private: true }), 'EINVAL', { vpages: 1024 });
+        expectCodeNoChange(mm, () => mm.mmap({ start: 512, count: 512, hugetlb: 9, private: true } as never), 'EINVAL', { vpages: 1024 });
         balanced(mem, mm, file);
       });
     });

@@ -52,7 +52,7 @@ describe('format version 2: rules and thpOrders', () => {
     rec.save(`${file}.txt`);
     const text = readFileSync(`${file}.txt`, 'utf8');
     expect(text).toMatch(/^pkops 2 /m);
-    expect(text).toMatch(/^mm#1 mm-new 4096 thp-orders=4,9 zero-page-unshare=0 longterm-file-writes=allow migrate-pte-mapped-thp=0$/m);
+    expect(text).toMatch(/^mm#1 mm-new 4096 thp-orders=4,9 zero-page-unshare=0 longterm-file-writes=allow migrate-pte-mapped-thp=0 anon-exclusive=0$/m);
     const live = stateDigest(mem);
     for (const f of [file, `${file}.txt`]) {
       const doc = await runReplay({ file: f, schemes: ['bias'], bias: [64], endState: true });
@@ -122,7 +122,7 @@ async function refusal(file: string): Promise<PinlabError> {
 
 describe('hostile settings are refused naming the record, nothing changed', () => {
   // Field values no rule takes, unknown rule bits, THP orders 0 and 1, bits 10-15.
-  const BAD = [2 << 16, 3 << 18, 2 << 20, 1 << 22, 1 << 31, 1, 2, 1 << 10];
+  const BAD = [2 << 16, 3 << 18, 2 << 20, 2 << 22, 1 << 24, 1 << 31, 1, 2, 1 << 10];
 
   it('in a batch', () => {
     const mem = new PageArray({ pages: 1024, debug: true });

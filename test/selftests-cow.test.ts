@@ -395,8 +395,8 @@ for (const scheme of SCHEMES) {
               const w = world(scheme, rules);
               // ftruncate + fallocate one page; mmap it MAP_PRIVATE twice, R/W and R/O; read both.
               const file = new PageCacheFile(w.mem, { name: 'test', pages: 1, shmem: f.shmem });
-              w.mm.mmap({ start: BASE, count: 1, file, private: true });
-              w.mm.mmap({ start: BASE + 2, count: 1, file, private: true, write: false });
+              w.mm.mmap({ start: BASE, count: 1, file, shared: false });
+              w.mm.mmap({ start: BASE + 2, count: 1, file, shared: false, write: false });
               w.mm.touch(BASE, 1);
               w.mm.touch(BASE + 2, 1);
               const cachePfn = file.pfnAt(0)!;

@@ -178,7 +178,7 @@ for (const scheme of SCHEMES) {
             const mem = new PageArray({ pages: 1024, populated: false, scheme, debug: true, pincountMinOrder: rules === '2019' ? 31 : 1 });
             const mm = new AddressSpace(mem, { pages: 1024, rules });
             const file = new PageCacheFile(mem, { name: 'test', pages: 1, shmem: kind.shmem });
-            mm.mmap({ start: 16, count: 1, file, private: true });
+            mm.mmap({ start: 16, count: 1, file, shared: false });
             mm.touch(16, 1, { write: true }); // memset: the write copies the page-cache page
             const cachePfn = file.pfnAt(0)!;
             const anon = mm.translate(16)!.pfn;

@@ -26,16 +26,19 @@ struct ForkedChild {
 // The kernel rules of a new address space: undefined (mainline), a preset's name ('mainline',
 // '2019'), or an object of named switches over mainline's. EINVAL for an unknown preset, key or
 // value: the constructor then creates nothing.
-// pincountMinOrder left unstated (no rules, or an object without it) is the array's
-// (`array_order`): only a preset or the switch itself names another kernel's boundary.
+// pincountMinOrder is the array's (`array_order`) unless the switch itself states it (then
+// create checks it against the array): the boundary belongs to the page array, so a preset
+// takes the array's too, and 'mainline' or '2019' over any array never conflicts.
 MmRules rules_value(Napi::Env env, Napi::Value v, uint32_t array_order) {
+  const uint8_t arrays = uint8_t(std::min<uint32_t>(array_order, MmRules::kNoPincountOrder));
   MmRules unstated = MmRules::mainline();
-  unstated.pincount_min_order = uint8_t(std::min<uint32_t>(array_order, MmRules::kNoPincountOrder));
+  unstated.pincount_min_order = arrays;
   if (v.IsUndefined()) return unstated;
   if (v.IsString()) {
     const std::string name = v.As<Napi::String>().Utf8Value();
-    if (name == "mainline") return MmRules::mainline();
-    if (name == "2019") return MmRules::v2019();
+    MmRules preset = name == "2019" ? MmRules::v2019() : MmRules::mainline();
+    preset.pincount_min_order = arrays;
+    if (name == "mainline" || name == "2019") return preset;
     throw_invalid(env, "rules must be 'mainline', '2019' or an object of rule switches (got '" +
                            name + "')");
   }

@@ -49,6 +49,9 @@ Status Executor::create_space(uint32_t id, int64_t pages, uint32_t settings) {
   // The framing refused bad settings: a word that decodes to nothing here is EINVAL all the same.
   if (decode_space_settings(settings, &rules, &thp) != nullptr)
     return Status::BadOption("mm-new settings", settings, "rules and THP orders (op_settings.h)");
+  // The pincount boundary is the array's (the header records it): the word does not carry it.
+  rules.pincount_min_order =
+      uint8_t(std::min<uint32_t>(mem_->pincount_min_order(), MmRules::kNoPincountOrder));
   std::unique_ptr<AddressSpace> as;
   if (Status st = AddressSpace::create(mem_, pages, rules, thp, &as); !st.ok()) return st;
   spaces_->adopt(id, std::move(as));

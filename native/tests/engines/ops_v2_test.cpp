@@ -165,7 +165,7 @@ TEST(ops_space_settings_encode_decode_and_refuse_bad_values) {
   const Status v1 = framing_of(recs, 1);
   CHECK(v1.reason == Reason::kOpsRecord);
   CHECK_EQ(v1.value, int64_t(1));
-  for (uint32_t bad : {1u, 2u << 16, 3u << 18, 2u << 20, 1u << 22, 0x400u}) {
+  for (uint32_t bad : {1u, 2u << 16, 3u << 18, 2u << 20, 2u << 22, 1u << 24, 0x400u}) {
     recs[1].w[3] = bad;
     const Status st = framing_of(recs, 2);
     CHECK_CODE(st, Code::kEINVAL);
@@ -214,7 +214,7 @@ TEST(ops_space_settings_in_the_text_form) {
   const Record rec = make_op(Op::kMmNew, 0, 0, 1, 4096, encode_space_settings(r, 0x210), 0, 0);
   std::string line;
   format_op_line(rec, nullptr, 0, &line);
-  CHECK(line == "mm#1 mm-new 4096 thp-orders=4,9 zero-page-unshare=0 longterm-file-writes=allow migrate-pte-mapped-thp=0");
+  CHECK(line == "mm#1 mm-new 4096 thp-orders=4,9 zero-page-unshare=0 longterm-file-writes=allow migrate-pte-mapped-thp=0 anon-exclusive=0");
   TextOp op;
   CHECK_OK(parse_op_line(line, "t", 1, &op));
   CHECK_EQ(op.op.w[3], rec.w[3]);
