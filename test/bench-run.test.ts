@@ -48,18 +48,27 @@ describe('runBench', () => {
   });
 
   it('ratios have the right sign and meaning: bvec beats per-page on 2 MiB folios, 1-thread rows scale 1x', async () => {
-    const r = await run({ schemes: ['bias'], ops: ['pin-unpin'], orders: [9], sharing: ['private'], threads: [1] });
+    // The sign only (the ~200x figure is the benchmark's): a machine busy with other work can
+    // preempt one short trial and turn one run's ratio upside down, so up to three runs; a
+    // bvec path that is never faster fails all three.
+    type Run = Awaited<ReturnType<typeof run>>;
+    const listBvec = (res: Run): number => res.rows.find((row) => row.input === 'list' && row.path === 'bvec')!.bvecSpeedup!;
+    const rangeBvec = (res: Run): number => res.rows.find((row) => row.path === 'bvec' && row.input === 'range')!.bvecSpeedup!;
+    let r: Run = await run({ schemes: ['bias'], ops: ['pin-unpin'], orders: [9], sharing: ['private'], threads: [1] });
+    for (let attempt = 1; attempt < 3 && (rangeBvec(r) <= 1 || listBvec(r) <= 1); attempt++) {
+      r = await run({ schemes: ['bias'], ops: ['pin-unpin'], orders: [9], sharing: ['private'], threads: [1] });
+    }
+    expect(rangeBvec(r)).toBeGreaterThan(1);
+    expect(listBvec(r)).toBeGreaterThan(1);
     const bvec = r.rows.find((row) => row.path === 'bvec' && row.input === 'range')!;
     const perPage = r.rows.find((row) => row.path === 'per-page' && row.input === 'range')!;
     expect(bvec.bvecSpeedup).toBeCloseTo(perPage.nsPerPage.median / bvec.nsPerPage.median, 9);
-    expect(bvec.bvecSpeedup!).toBeGreaterThan(1); // the sign only: a loaded machine squeezes the ~200x (the figure is the benchmark's)
     expect(perPage.bvecSpeedup).toBeNull();
     expect(perPage.atomicsPerPage).toBe(2); // bias: one RMW to pin, one to unpin, per page
     expect(bvec.atomicsPerPage).toBeCloseTo(2 / 512, 12);
     expect(bvec.speedupVsOneThread).toBe(1);
     const raw = r.rows.find((row) => row.op === 'raw-per-page' && row.input === 'range')!;
     expect(perPage.vsRawPerPage).toBeCloseTo(perPage.nsPerPage.median / raw.nsPerPage.median, 9);
-    expect(r.rows.find((row) => row.input === 'list' && row.path === 'bvec')!.bvecSpeedup!).toBeGreaterThan(1);
     const target = r.targets.find((t) => t.name === 'bvec-2m-range')!;
     expect(target.skipped).toBeNull();
     expect(target.value).toBeCloseTo(bvec.bvecSpeedup!, 9);

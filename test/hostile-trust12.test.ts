@@ -139,7 +139,7 @@ describe('workers terminated in the middle of op-stream jobs and with native mem
         "await p.runReplay({ file: " + JSON.stringify(file) + ", threads: 2 });",
         "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startSynth(" + JSON.stringify(join(dir, 'synth2.pkops')) + ", { ops: 50_000_000, seed: 2, threads: 2, pages: 1 << 16, scheme: 'bias', bias: 1024, debug: false, mix: 'pages' }).promise;",
         "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startConvert(" + JSON.stringify(file) + ", " + JSON.stringify(join(dir, 'big.txt')) + ").promise;",
-        "const m = new p.PageArray({ pages: 1 << 22 }); const mm = new p.AddressSpace(m, { pages: 1 << 20 }); mm.mmap({ start: 0, count: 1 << 16, populate: true }); mm.fork(); const d = new p.PageArray({ pages: 1 << 20 }); d.dispose(); await new Promise(() => {});",
+        "const m = new p.PageArray({ pages: 1 << 22, populated: false }); const mm = new p.AddressSpace(m, { pages: 1 << 20 }); mm.mmap({ start: 0, count: 1 << 16, populate: true }); mm.fork(); const d = new p.PageArray({ pages: 1 << 20 }); d.dispose(); await new Promise(() => {});",
         "const m = new p.PageArray({ pages: 1 << 22 }); process.exit(5);",
       ];
       let terminated = 0;

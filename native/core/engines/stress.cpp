@@ -35,7 +35,7 @@ struct Run {
   // (the folios this run allocated and holds, one reference each) belongs to the mutator
   // thread, which truncates and refills it while the others pin, fork and migrate.
   uint64_t file_start = 0;
-  std::vector<uint32_t> page_cache;
+  std::vector<uint32_t> page_cache{};
   std::atomic<uint64_t> file_truncates{0};
   std::atomic<bool> abandon{false};  // a thread could not be started: everyone stops
 
