@@ -276,10 +276,8 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
 
 // ---- shared mappings --------------------------------------------------------------------------
 
-Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
-                                bool write, bool dirty_tracked) {
-  if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
-  std::lock_guard<std::mutex> lock(mmap_lock_);
+Status AddressSpace::take_file_pages_locked(int64_t start, const uint32_t* pfns,
+                                            uint64_t count) {
   if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
   // Validate before we mutate: every PFN in range, none the zero page (never counted, so
   // its references could not balance), and then every folio live (EFREE: undone).
@@ -289,7 +287,15 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   const auto s = uint64_t(start);
   // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
   for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
-  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
+  return take_shared_refs(pfns, count);
+}
+
+Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t count,
+                                bool write, bool dirty_tracked) {
+  if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  if (Status st = take_file_pages_locked(start, pfns, count); !st.ok()) return st;
+  const auto s = uint64_t(start);
   regions_.emplace(s, Region{count, write, false, true, dirty_tracked});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
   const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);

@@ -369,6 +369,10 @@ class AddressSpace {
   // map_shared's references: one get per run of consecutive subpages of one folio. take is
   // all or nothing (EFREE on a free folio gives back what it took); put is its inverse.
   Status take_shared_refs(const uint32_t* pfns, uint64_t count);
+  // map_shared and map_private under the mmap lock, before their region: the range free, every
+  // PFN in range, never the zero page, the PTE tables allocated, then take_shared_refs. All or
+  // nothing (EINVAL, ERANGE, EFREE, or an allocation failure with nothing taken).
+  Status take_file_pages_locked(int64_t start, const uint32_t* pfns, uint64_t count);
   void put_shared_refs(const uint32_t* pfns, uint64_t count);
   // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
   void split_pmd(uint64_t pmd_index);

@@ -14,7 +14,6 @@
 // anonymous copies follow the anonymous rules.
 #include <algorithm>
 
-#include "base/scan.h"
 #include "mm/address_space.h"
 #include "pages/scheme.h"
 
@@ -35,15 +34,8 @@ Status AddressSpace::map_private(int64_t start, const uint32_t* pfns, uint64_t c
                                  bool dirty_tracked) {
   if (Status st = check_range(start, int64_t(count)); !st.ok()) return st;  // count 0 too
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  if (Status st = check_unmapped(start, int64_t(count)); !st.ok()) return st;
-  // Validate before we mutate, as map_shared: PFNs in range, never the zero page, then live.
-  if (Status st = mem_->check_page_set(PageSet::pfns(pfns, count)); !st.ok()) return st;
-  if (const int64_t zero = mem_->zero_pfn(); zero >= 0 && any_equal(pfns, count, uint32_t(zero)))
-    return Status::Fail(Code::kEINVAL, Reason::kZeroPageShared, zero);
+  if (Status st = take_file_pages_locked(start, pfns, count); !st.ok()) return st;
   const auto s = uint64_t(start);
-  // Host memory first (an exception changes nothing): the PTE tables, unlinked until used.
-  for (uint64_t i = s >> kPmdShift; i <= (s + count - 1) >> kPmdShift; ++i) pt_.ensure_table(i);
-  if (Status st = take_shared_refs(pfns, count); !st.ok()) return st;
   Region r{count, write, false, false, dirty_tracked};
   r.file_private = true;
   regions_.emplace(s, r);
