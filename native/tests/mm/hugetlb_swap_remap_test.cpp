@@ -3,7 +3,7 @@
 // and a fork that copies hugetlb leaves and swap entries together.
 #include <memory>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
@@ -11,25 +11,10 @@ namespace {
 
 constexpr uint64_t k2M = 512;
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 // 2 MiB hugetlb memory at [0, 1024) (private, populated) and [1024, 1536) (shared), anonymous
 // 4 KiB pages at [2048, 2064).
 Mm make_mm(Scheme scheme) {
-  PageArrayConfig cfg;
-  cfg.pages = 8192;
-  cfg.scheme = scheme;
-  cfg.debug = true;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, 4096, &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm = make_test_mm(scheme);
   CHECK_OK(mm.mem->hugetlb_set_pages(9, 6));  // 3 mapped, 2 for the child's COW
   HugetlbMmapArgs a;
   a.start = 0;

@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
@@ -15,23 +15,8 @@ namespace {
 constexpr uint64_t k2M = uint64_t{1} << 9;
 constexpr uint64_t k1G = uint64_t{1} << 18;
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme, uint64_t pages, uint64_t vpages, bool debug = true) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = debug;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, int64_t(vpages), &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm = make_test_mm(scheme, MmShape{pages, vpages, debug});
   return mm;
 }
 

@@ -4,30 +4,14 @@
 #include <memory>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
 namespace {
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme) {
-  PageArrayConfig cfg;
-  cfg.pages = 8192;
-  cfg.scheme = scheme;
-  cfg.debug = true;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, 4096, MmRules::mainline(), kAllThpOrders,
-                            AddressSpace::kDefaultSwap, &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm = make_test_mm(scheme, MmShape{8192, 4096, true, MmRules::mainline(), kAllThpOrders});
   return mm;
 }
 

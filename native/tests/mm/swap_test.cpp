@@ -7,30 +7,15 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
 namespace {
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme, int64_t swap_pages = AddressSpace::kDefaultSwap, bool debug = true,
            uint64_t pages = 8192) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = debug;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, 4096, MmRules::mainline(), kAllThpOrders, swap_pages, &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm = make_test_mm(scheme, MmShape{pages, 4096, debug, MmRules::mainline(), kAllThpOrders, swap_pages});
   return mm;
 }
 
