@@ -4,7 +4,7 @@ import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace } from './native.js';
 import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
-import { withoutPfn } from './owners/runs.js';
+import { withoutZeroPfns } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import type { AddressSpaceStats, KernelRules, KernelRuleSet, SwapEntry, SwapUsage } from './types/address-space.js';
 import type { HugetlbOrder } from './types/hugetlb.js';
@@ -493,7 +493,7 @@ export class AddressSpace {
     const write = bool('write', o['write'], false);
     const dirty = bool('dirty', o['dirty'], false);
     const owner = ownerOption(this.mem, o['owner'], true);
-    const runs = this.#pins.records(owner) ? this.#pins.pfnRunsView(withoutPfn(list, this.mem.zeroPfn)) : null;
+    const runs = this.#pins.records(owner) ? this.#pins.pfnRunsView(withoutZeroPfns(list, this.mem)) : null;
     this.#pins.release(owner, runs, write, () => this.#native.unpinUserPages(list, write, dirty));
   }
 
@@ -690,7 +690,7 @@ export class AddressSpace {
       };
       let runs: Uint32Array;
       try {
-        runs = this.#pins.pfnRuns(withoutPfn(pfns, this.mem.zeroPfn));
+        runs = this.#pins.pfnRuns(withoutZeroPfns(pfns, this.mem));
       } catch (e) {
         giveBack();
         if (e instanceof PinlabError) throw e;
@@ -733,12 +733,13 @@ function rulesOption(value: unknown): KernelRuleSet | Partial<KernelRules> | und
   if (value === undefined || typeof value === 'string') {
     return value === undefined ? undefined : oneOf('rules', value, ['mainline', '2019'] as const, 'mainline');
   }
-  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp', 'anonExclusive', 'pincountMinOrder']);
+  const o = optionsObject('rules', value, ['zeroPageUnshare', 'longtermFileWrites', 'migratePteMappedThp', 'anonExclusive', 'pincountMinOrder', 'hugeZeroPage']);
   const r: Partial<KernelRules> = {};
   if (o['zeroPageUnshare'] !== undefined) r.zeroPageUnshare = bool('rules.zeroPageUnshare', o['zeroPageUnshare'], true);
   if (o['longtermFileWrites'] !== undefined) r.longtermFileWrites = oneOf('rules.longtermFileWrites', o['longtermFileWrites'], ['refuse', 'allow'] as const, 'refuse');
   if (o['migratePteMappedThp'] !== undefined) r.migratePteMappedThp = bool('rules.migratePteMappedThp', o['migratePteMappedThp'], true);
   if (o['anonExclusive'] !== undefined) r.anonExclusive = bool('rules.anonExclusive', o['anonExclusive'], true);
+  if (o['hugeZeroPage'] !== undefined) r.hugeZeroPage = bool('rules.hugeZeroPage', o['hugeZeroPage'], true);
   if (o['pincountMinOrder'] !== undefined) {
     const v = o['pincountMinOrder'];
     if (v !== null) {

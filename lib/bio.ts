@@ -5,7 +5,7 @@ import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { PinFlag } from './native.js';
 import { provenanceOf } from './owners/ledger.js';
-import { withoutPfn } from './owners/runs.js';
+import { isZeroPfn, withoutZeroPfns } from './owners/runs.js';
 import { describeProvenance } from './owners/tracking.js';
 import { ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
@@ -164,15 +164,16 @@ export class Bio {
 
   #releaseTake(take: Take, as: BvecReference): void {
     if (as === 'pin') {
-      this.mem.unpinPages(withoutPfn(take.pfns, this.mem.zeroPfn), {
+      this.mem.unpinPages(withoutZeroPfns(take.pfns, this.mem), {
         write: this.write,
         dirty: this.write,
         ...(this.owner === null ? {} : { owner: this.owner }),
       });
       return;
     }
+    const zero = this.mem.zeroPfn, hugeZero = this.mem.hugeZeroPfn;
     for (const pfn of take.pfns) {
-      if (pfn === this.mem.zeroPfn) continue;
+      if (isZeroPfn(pfn, zero, hugeZero)) continue;
       if (this.write) this.mem.setDirty(pfn); // the device filled it, as unpin's dirty does for pins
       this.mem.putPage(pfn);
     }
@@ -231,6 +232,10 @@ export function bioAddPage(bio: Bio, pfn: number, options?: BioAddPageOptions): 
   const zero = bio.mem.zeroPfn;
   if (zero !== null && zero >= first && zero < first + count) {
     invalid(`pfn ${zero} is the zero page, which a bio of page-cache pages cannot hold (it is never counted)`);
+  }
+  const hugeZero = bio.mem.hugeZeroPfn;
+  if (hugeZero !== null && hugeZero < first + count && first < hugeZero + 512) {
+    invalid(`pages ${first}..${first + count - 1} hold the huge zero folio's (${hugeZero}..${hugeZero + 511}), which a bio of page-cache pages cannot hold (never counted)`);
   }
   const pfns = new Uint32Array(count);
   for (let i = 0; i < count; i++) pfns[i] = first + i;

@@ -60,6 +60,7 @@ export interface NativePageArray {
   allocFolio(order: number, movable: boolean): number;
   freePages(): number;
   zeroPfn(): number | null;
+  hugeZeroPfn(): number | null;
   isMovable(pfn: number): boolean;
   /** nr_hugepages of one size (order 9 or 18). */
   hugetlbSetPages(order: number, count: number): void;

@@ -564,6 +564,18 @@ export class PageArray {
     return this.#native.zeroPfn();
   }
 
+  /**
+   * The huge zero folio's head PFN, or null before the first read fault of a 2 MiB stretch of a
+   * THP region maps it (an AddressSpace's `rules.hugeZeroPage`). An order-9 folio of the normal zone,
+   * made on first use (after the zero page) and never freed; its 512 pages are never counted:
+   * pin, unpin, get and put of any of them are `EINVAL` (as of the zero page), and migration,
+   * compaction, pageout and collapse leave them alone. `null` while none could be made (no
+   * 2 MiB block free): read faults then map the zero page's PTEs.
+   */
+  get hugeZeroPfn(): number | null {
+    return this.#native.hugeZeroPfn();
+  }
+
   /** Bytes the per-page arrays take (see {@link MemoryUsage}). */
   memoryUsage(): MemoryUsage {
     const info = this.#native.info();

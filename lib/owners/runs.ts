@@ -54,6 +54,20 @@ export function withoutPfn(pfns: Uint32Array, skip: number | null): Uint32Array 
   return pfns.filter((p) => p !== skip);
 }
 
+/** Whether pfn is the zero page or one of the huge zero folio's 512 pages (never counted). @internal */
+export function isZeroPfn(pfn: number, zero: number | null, hugeZero: number | null): boolean {
+  return pfn === zero || (hugeZero !== null && pfn >= hugeZero && pfn < hugeZero + 512);
+}
+
+/** pfns without the zero page and the huge zero folio's pages (gup hands them out uncounted). @internal */
+export function withoutZeroPfns(pfns: Uint32Array, mem: { readonly zeroPfn: number | null; readonly hugeZeroPfn: number | null }): Uint32Array {
+  const huge = mem.hugeZeroPfn;
+  if (huge === null) return withoutPfn(pfns, mem.zeroPfn);
+  const zero = mem.zeroPfn;
+  if (!pfns.some((p) => isZeroPfn(p, zero, huge))) return pfns;
+  return pfns.filter((p) => !isZeroPfn(p, zero, huge));
+}
+
 /** `'12..15'` or `'12'`: a run for messages. @internal */
 export function showRun(pfn: number, count: number): string {
   return count === 1 ? `${pfn}` : `${pfn}..${pfn + count - 1}`;

@@ -132,4 +132,14 @@ export interface KernelRules {
    * state theirs (`'mainline'` 1, `'2019'` null).
    */
   pincountMinOrder: number | null;
+  /**
+   * The huge zero page (`/sys/kernel/mm/transparent_hugepage/use_zero_page`, on by default since
+   * Linux 3.8, so on under both named sets): a read fault of a whole, empty, 2 MiB-aligned
+   * stretch of a `huge` region maps the array's huge zero folio ({@link PageArray.hugeZeroPfn})
+   * by one read-only PMD leaf instead of allocating a THP. A write fault (or the unshare of a
+   * long-term read pin under `zeroPageUnshare`) replaces it with a fresh THP, or with the zero
+   * page's PTEs and a 4 KiB page when no 2 MiB block is free. Off: such read faults allocate a
+   * THP (use_zero_page 0). Default `true`.
+   */
+  hugeZeroPage: boolean;
 }

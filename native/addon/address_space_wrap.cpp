@@ -54,6 +54,8 @@ MmRules rules_value(Napi::Env env, Napi::Value v, uint32_t array_order) {
       r.migrate_pte_mapped_thp = bool_value(env, val, "rules.migratePteMappedThp");
     } else if (key == "anonExclusive") {
       r.anon_exclusive = bool_value(env, val, "rules.anonExclusive");
+    } else if (key == "hugeZeroPage") {
+      r.huge_zero_page = bool_value(env, val, "rules.hugeZeroPage");
     } else if (key == "pincountMinOrder") {
       // null: no order has an exact pincount (the 2019 kernels); else 1..30 (31 is null too).
       r.pincount_min_order =
@@ -68,7 +70,7 @@ MmRules rules_value(Napi::Env env, Napi::Value v, uint32_t array_order) {
     } else {
       throw_invalid(env, "rules: unknown rule '" + key +
                              "' (known: zeroPageUnshare, longtermFileWrites, migratePteMappedThp, "
-                             "anonExclusive, pincountMinOrder)");
+                             "anonExclusive, pincountMinOrder, hugeZeroPage)");
     }
   }
   return r;
@@ -81,6 +83,7 @@ Napi::Object rules_object(Napi::Env env, const MmRules& r) {
         r.longterm_file_writes == LongtermFileWrites::kRefuse ? "refuse" : "allow");
   o.Set("migratePteMappedThp", r.migrate_pte_mapped_thp);
   o.Set("anonExclusive", r.anon_exclusive);
+  o.Set("hugeZeroPage", r.huge_zero_page);
   if (r.pincount_min_order >= MmRules::kNoPincountOrder) o.Set("pincountMinOrder", env.Null());
   else o.Set("pincountMinOrder", double(r.pincount_min_order));
   return o;

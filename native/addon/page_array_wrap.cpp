@@ -74,6 +74,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::alloc_folio>>("allocFolio"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::free_pages>>("freePages"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::zero_pfn>>("zeroPfn"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::huge_zero_pfn>>("hugeZeroPfn"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::is_movable>>("isMovable"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::hugetlb_set_pages>>("hugetlbSetPages"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::hugetlb_counts>>("hugetlbCounts"),
@@ -334,6 +335,10 @@ Napi::Value PageArrayWrap::free_pages(const Napi::CallbackInfo& info) {
 Napi::Value PageArrayWrap::zero_pfn(const Napi::CallbackInfo& info) {
   const int64_t z = core_->zero_pfn();
   return z < 0 ? info.Env().Null() : Napi::Number::New(info.Env(), double(z));
+}
+Napi::Value PageArrayWrap::huge_zero_pfn(const Napi::CallbackInfo& info) {
+  const int64_t h = core_->huge_zero_pfn();
+  return h < 0 ? info.Env().Null() : Napi::Number::New(info.Env(), double(h));
 }
 Napi::Value PageArrayWrap::is_movable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), core_->is_movable(pfn_arg(info, 0)));

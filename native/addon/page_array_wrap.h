@@ -68,6 +68,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value alloc_folio(const Napi::CallbackInfo& info);
   Napi::Value free_pages(const Napi::CallbackInfo& info);
   Napi::Value zero_pfn(const Napi::CallbackInfo& info);
+  Napi::Value huge_zero_pfn(const Napi::CallbackInfo& info);
   Napi::Value is_movable(const Napi::CallbackInfo& info);
   // hugetlb pool (hugetlb_wrap.cpp)
   Napi::Value hugetlb_set_pages(const Napi::CallbackInfo& info);

@@ -29,6 +29,13 @@ PINLAB_SIMD_CLONES bool any_equal(const uint32_t* p, uint64_t n, uint32_t value)
   return any != 0;
 }
 
+PINLAB_SIMD_CLONES bool any_equal_or_in(const uint32_t* p, uint64_t n, uint32_t value,
+                                        uint32_t lo, uint32_t span) {
+  uint32_t any = 0;  // unsigned wrap: p[i] - lo < span iff lo <= p[i] < lo + span
+  for (uint64_t i = 0; i < n; ++i) any |= uint32_t(p[i] == value) | uint32_t(p[i] - lo < span);
+  return any != 0;
+}
+
 namespace {
 // Whether p[from..from+64) reads first+from, first+from+1, ... (an OR of XORs: vectorised).
 inline bool block_matches(const uint32_t* p, uint64_t from, uint32_t first) {

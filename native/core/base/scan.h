@@ -18,5 +18,8 @@ uint64_t consecutive_run(const uint32_t* p, uint64_t limit, uint32_t first);
 uint64_t count_ascending_runs(const uint32_t* p, uint64_t n);
 // The length of the run of consecutive ascending values from p[0] (1..n; n >= 1).
 uint64_t ascending_run(const uint32_t* p, uint64_t n);
+// Whether any of p[0..n) equals value or lies in [lo, lo + span) (span 0: no range): the zero
+// page and the huge zero folio's 512 subpages in one pass.
+bool any_equal_or_in(const uint32_t* p, uint64_t n, uint32_t value, uint32_t lo, uint32_t span);
 
 }  // namespace pinlab

@@ -81,7 +81,8 @@ std::string describe(const Status& s) {
       return "put on pfn " + v +
              " would release references that its page-table mappings hold (munmap drops those)";
     case Reason::kZeroPageCounted:
-      return "pfn " + v + " is the zero page, which is never counted (no get, put, pin or unpin)";
+      return "pfn " + v + " is the zero page (or the huge zero folio's head: its 512 pages), which "
+             "is never counted (no get, put, pin or unpin)";
     case Reason::kFolioBusy:
       return "folio at head " + v + " is busy (refcount must be 1 and no pins)";
     case Reason::kNoMemory: return "could not allocate " + v + " bytes";

@@ -20,6 +20,7 @@ constexpr RuleField kRuleFields[] = {
     {"longterm-file-writes", {"refuse", "allow", nullptr, nullptr}},
     {"migrate-pte-mapped-thp", {"1", "0", nullptr, nullptr}},
     {"anon-exclusive", {"1", "0", nullptr, nullptr}},
+    {"huge-zero-page", {"1", "0", nullptr, nullptr}},
 };
 constexpr RuleAccess kRuleAccess[] = {
     {[](const MmRules& r) { return r.zero_page_unshare ? 0u : 1u; },
@@ -30,6 +31,8 @@ constexpr RuleAccess kRuleAccess[] = {
      [](MmRules* r, uint32_t v) { r->migrate_pte_mapped_thp = v == 0; }},
     {[](const MmRules& r) { return r.anon_exclusive ? 0u : 1u; },
      [](MmRules* r, uint32_t v) { r->anon_exclusive = v == 0; }},
+    {[](const MmRules& r) { return r.huge_zero_page ? 0u : 1u; },
+     [](MmRules* r, uint32_t v) { r->huge_zero_page = v == 0; }},
 };
 static_assert(std::size(kRuleFields) == std::size(kRuleAccess), "one access per rule field");
 static_assert(std::size(kRuleFields) * kSettingsRuleBits <= 32 - kSettingsRuleShift, "rule fields fit the word");

@@ -465,7 +465,7 @@ Status run_stress(const StressConfig& cfg, StressReport* out, const RunControl* 
   if (r.pin_acquired != r.pin_released)
     run.violation("pins acquired " + std::to_string(r.pin_acquired) + " != released " +
                   std::to_string(r.pin_released));
-  const uint64_t zero = mem.zero_pfn() >= 0 ? 1 : 0;
+  const uint64_t zero = mem.zero_pages_held();  // the zero page and the huge zero folio
   if (mem.free_pages() != mem.pages() - zero)
     run.violation("free pages " + std::to_string(mem.free_pages()) + " != " +
                   std::to_string(mem.pages() - zero) + ": a reference leaked");

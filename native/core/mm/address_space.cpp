@@ -208,6 +208,10 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
   };
   std::vector<uint32_t> heads;  // what was allocated, in address order (PFNs < 2^31)
   std::vector<bool> leaves;     // per 2 MiB stretch from start's: mapped by a leaf
+  // Per stretch: a read-only one the huge zero folio maps if it can be had (its PTE table and
+  // the zero page made as for 4 KiB zero PTEs, the fallback), as read faults would.
+  std::vector<bool> zero_leaves;
+  const bool read_zero_leaves = !write && rules_.huge_zero_page;
   auto give_back = [&] {
     for (uint32_t head : heads) mem_->give_back_unused(head);
   };
@@ -215,9 +219,11 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
   try {  // host memory (this list, PTE tables) fails by exception: give back, pass it on
     heads.reserve(std::min(end - start, mem_->free_pages()));
     leaves.resize(((end - 1) >> kPmdShift) - (start >> kPmdShift) + 1);
+    zero_leaves.resize(leaves.size());
     for (uint64_t v = start; v < end;) {
       uint64_t head = 0;
-      if (leaf_at(v) && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
+      if (leaf_at(v) && read_zero_leaves) zero_leaves[(v >> kPmdShift) - (start >> kPmdShift)] = true;
+      if (leaf_at(v) && !read_zero_leaves && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
         heads.push_back(uint32_t(head));
         leaves[(v >> kPmdShift) - (start >> kPmdShift)] = true;
         v += kPtesPerTable;
@@ -238,7 +244,13 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
     give_back();
     throw;
   }
-  uint64_t zero = 0;  // last: once allocated it stays (never freed), so nothing may fail after
+  // Last: once made they stay (never freed), so nothing may fail after them. The huge zero
+  // folio first (it makes the zero page before itself); none free: the zero page's PTEs.
+  uint64_t huge_zero = 0;
+  const bool huge_zero_ok =
+      std::find(zero_leaves.begin(), zero_leaves.end(), true) != zero_leaves.end() &&
+      mem_->huge_zero_folio(&huge_zero).ok();
+  uint64_t zero = 0;
   if (need_zero) {
     if (Status st = mem_->zero_page(&zero); !st.ok()) {
       give_back();
@@ -250,6 +262,13 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
   size_t k = 0;
   for (uint64_t v = start; v < end;) {
     const uint64_t i = v >> kPmdShift;
+    if (huge_zero_ok && zero_leaves[i - (start >> kPmdShift)]) {
+      // seq_cst (a release at least): as try_map_huge_zero. Its PTE table stays unlinked.
+      pt_.pmd(i).store(entry::make(huge_zero, entry::kPresent | entry::kHuge | entry::kSpecial),
+                       std::memory_order_seq_cst);
+      v += kPtesPerTable;
+      continue;
+    }
     if (leaves[i - (start >> kPmdShift)]) {
       const uint64_t head = heads[k++];
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
@@ -450,6 +469,7 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
         // Clear the entry first, then put: a racing gup_fast either grabbed before (and keeps
         // the folio alive with its own reference) or sees the cleared entry on its recheck.
         pmd.store(0, std::memory_order_seq_cst);
+        if (entry::special(pe)) continue;  // the huge zero folio: never counted
         mem_->add_mapped_refs(entry::pfn(pe), -int64_t(kPtesPerTable));
         mem_->put_folio_refs(entry::pfn(pe), int64_t(kPtesPerTable));
         continue;
@@ -490,6 +510,7 @@ void AddressSpace::reserve_split_tables(uint64_t start, uint64_t end) {
 void AddressSpace::split_pmd(uint64_t i) {
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
+  if (entry::huge_zero(pe)) return split_huge_zero_pmd(i);  // the zero page's PTEs
   std::atomic<uint64_t>* t = pt_.ensure_table(i);
   const uint64_t flags = entry::kPresent | (pe & (entry::kWritable | entry::kExclusive));
   // Relaxed entry stores: the PMD store below publishes them. The folio keeps its 512
@@ -578,8 +599,11 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     bool empty = !entry::present(pe) || entry::table(pe);
     for (uint64_t k = 0; empty && entry::table(pe) && k < kPtesPerTable; ++k)
       empty = t[k].load(std::memory_order_relaxed) == 0;  // relaxed: we hold the mmap lock
+    // A read fault maps the huge zero folio (huge_zero.cpp), or else the zero page's PTEs
+    // below: with the huge zero page on, a read never allocates a THP (do_huge_pmd_anonymous_page).
+    if (empty && !write && try_map_huge_zero(i)) return Status::Ok();
     uint64_t head = 0;
-    if (empty && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
+    if (empty && (write || !rules_.huge_zero_page) && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
       (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
       mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
       const uint64_t w = r.write ? entry::kWritable : 0;
@@ -644,6 +668,11 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   const uint64_t i = vpage >> kPmdShift;
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
+  if (entry::huge_zero(pe)) {
+    bool replaced = false;  // a fresh THP, or else the zero page's PTEs and a 4 KiB COW below
+    if (Status st = huge_zero_wp(i, true, &replaced); !st.ok() || replaced) return st;
+    return handle_write_protect_fault(vpage);
+  }
   if (entry::huge(pe)) {
     // Ours alone (exclusive, or one reference per subpage and nothing else): reuse in place.
     // Without anon_exclusive, the 2019 kernels' mapcount test decides.
@@ -692,6 +721,9 @@ Status AddressSpace::unshare(uint64_t vpage) {
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
   if (entry::hugetlb(pe)) return entry::exclusive(pe) ? Status::Ok() : hugetlb_wp(vpage, false);
+  // The huge zero folio, as the zero page: not anonymous, so only a long-term pin unshares it
+  // (unshare_zero_page); other pins take it uncounted.
+  if (entry::huge_zero(pe)) return Status::Ok();
   if (entry::huge(pe)) {
     if (entry::exclusive(pe)) return Status::Ok();
     if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {  // ours alone again
@@ -723,6 +755,13 @@ Status AddressSpace::unshare(uint64_t vpage) {
 }
 
 Status AddressSpace::unshare_zero_page(uint64_t vpage) {
+  // The huge zero folio: a fresh THP replaces it (huge_zero.cpp), or else its leaf is split to
+  // the zero page's PTEs and this 4 KiB is unshared below.
+  if (entry::huge_zero(pt_.pmd(vpage >> kPmdShift).load(std::memory_order_relaxed))) {
+    bool replaced = false;
+    if (Status st = huge_zero_wp(vpage >> kPmdShift, false, &replaced); !st.ok() || replaced)
+      return st;
+  }
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot ? slot->load(std::memory_order_relaxed) : 0;  // we hold the lock
   if (!entry::present(e) || !entry::special(e)) return Status::Ok();

@@ -121,6 +121,11 @@ struct MmRules {
   // pincount_min_order wherever the array's scheme keeps a first-tail pincount (create checks
   // it). kNoPincountOrder: none (every folio bias-counted, the 2019 kernels).
   uint8_t pincount_min_order = 1;
+  // The huge zero folio (transparent_hugepage/use_zero_page, on by default since 3.8, so on
+  // under both rule sets): a read fault of an empty 2 MiB stretch of a THP region maps it by a
+  // special PMD leaf instead of allocating a THP (mm/huge_zero.cpp). Off: such read faults
+  // allocate a THP, as with use_zero_page 0.
+  bool huge_zero_page = true;
 
   static constexpr uint8_t kNoPincountOrder = 31;
   static MmRules mainline() { return MmRules{}; }
@@ -283,10 +288,11 @@ class AddressSpace {
   // pin_user_pages / get_user_pages: the slow path alone, under the mmap lock.
   Status gup_slow(int64_t start, int64_t count, const GupFlags& flags, uint32_t* out,
                   uint64_t* done);
-  // unpin_user_pages(_dirty_lock): batched by folio run; the zero page is skipped. `write`
+  // unpin_user_pages(_dirty_lock): batched by folio run; the zero page and the huge zero
+  // folio are skipped. `write`
   // must match the pin under write-bias. All or nothing, as PageArray::unpin_pages.
   Status unpin_user_pages(const uint32_t* pfns, uint64_t count, bool write, bool dirty);
-  // Releases FOLL_GET references (put_page each); the zero page is skipped.
+  // Releases FOLL_GET references (put_page each); the zero page and huge zero are skipped.
   Status put_user_pages(const uint32_t* pfns, uint64_t count);
 
   Status fork(std::unique_ptr<AddressSpace>* child);
@@ -526,6 +532,24 @@ class AddressSpace {
   void extend_hugetlb_walk(uint64_t v, uint64_t end, WalkEntry* w) const;
   // Huge pages (their first virtual page) of private mappings whose reservation is unused.
   std::set<uint64_t> hugetlb_resv_;
+
+  // ---- the huge zero folio (mm/huge_zero.cpp), under the mmap lock --------------------------
+  // A read fault of the empty 2 MiB stretch at PMD index i of a THP region: maps the huge zero
+  // folio by a special PMD leaf, if the rules allow and it can be had; false: nothing changed
+  // (the caller maps the zero page's PTEs instead: a read fault never fails for it).
+  bool try_map_huge_zero(uint64_t i);
+  // The write fault (write) or FOLL_UNSHARE (not write) of the huge zero leaf at PMD index i:
+  // a fresh zero-filled THP replaces it (exclusive, writable iff the region is); if no order-9
+  // block is free, the leaf is split to PTEs of the zero page (*replaced false) and the caller
+  // finishes at 4 KiB. Fails only for host memory (an exception, nothing changed).
+  Status huge_zero_wp(uint64_t i, bool write, bool* replaced);
+  // split_pmd of a huge zero leaf: 512 read-only PTEs of the zero page, as the kernel's
+  // __split_huge_zero_page_pmd (never the folio's subpages: nothing may count those).
+  void split_huge_zero_pmd(uint64_t i);
+  // pfns without the zero page and the huge zero folio's subpages: pfns itself if it names
+  // none, else *kept filled with the others (gup.cpp; unpin and put of what gup handed out).
+  const uint32_t* without_zero_pages(const uint32_t* pfns, uint64_t count,
+                                     std::vector<uint32_t>* kept) const;
 
   std::shared_ptr<PageArray> mem_;
   uint64_t pages_;

@@ -285,17 +285,11 @@ Status AddressSpace::gup_slow_locked(uint64_t start, uint64_t count, const GupFl
 
 Status AddressSpace::unpin_user_pages(const uint32_t* pfns, uint64_t count, bool write,
                                       bool dirty) {
-  // The zero page was never counted: leave it out (copying the list only if it is there).
-  const int64_t zero = mem_->zero_pfn();
+  // The zero page and the huge zero folio were never counted: leave them out (copying the list
+  // only if it names one).
   std::vector<uint32_t> kept;
-  const uint32_t* list = pfns;
-  uint64_t n = count;
-  if (zero >= 0 && any_equal(pfns, count, uint32_t(zero))) {
-    std::copy_if(pfns, pfns + count, std::back_inserter(kept),
-                 [&](uint32_t p) { return int64_t(p) != zero; });
-    list = kept.data();
-    n = kept.size();
-  }
+  const uint32_t* list = without_zero_pages(pfns, count, &kept);
+  const uint64_t n = list == pfns ? count : kept.size();
   if (n == 0) return Status::Ok();
   PinFlags pf;
   pf.write = write;
@@ -304,7 +298,24 @@ Status AddressSpace::unpin_user_pages(const uint32_t* pfns, uint64_t count, bool
 }
 
 Status AddressSpace::put_user_pages(const uint32_t* pfns, uint64_t count) {
-  return mem_->put_pages(pfns, count, mem_->zero_pfn());  // the zero page was never counted
+  // The zero page and the huge zero folio were never counted: left out, as unpin_user_pages.
+  std::vector<uint32_t> kept;
+  const uint32_t* list = without_zero_pages(pfns, count, &kept);
+  if (list == pfns) return mem_->put_pages(pfns, count, -1);
+  return kept.empty() ? Status::Ok() : mem_->put_pages(kept.data(), kept.size(), -1);
+}
+
+const uint32_t* AddressSpace::without_zero_pages(const uint32_t* pfns, uint64_t count,
+                                                 std::vector<uint32_t>* kept) const {
+  const ZeroPfns zeros = mem_->zero_pfns();  // acquire: each published once, released
+  if (zeros.none()) return pfns;
+  const int64_t zero = zeros.zero(), huge = zeros.huge_head();
+  if (!any_equal_or_in(pfns, count, zero >= 0 ? uint32_t(zero) : ~uint32_t{0},
+                       huge >= 0 ? uint32_t(huge) : 0, huge >= 0 ? uint32_t(ZeroPfns::kHugePages) : 0))
+    return pfns;
+  std::copy_if(pfns, pfns + count, std::back_inserter(*kept),
+               [&](uint32_t p) { return !zeros.names(p); });
+  return kept->data();
 }
 
 }  // namespace pinlab

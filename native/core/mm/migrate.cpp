@@ -21,6 +21,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   std::atomic<uint64_t>* slot = &pt_.pmd(i);
   uint64_t e = slot->load(std::memory_order_relaxed);
   if (entry::hugetlb(e)) return migrate_hugetlb(vpage, moved_pages);  // mm/hugetlb.cpp
+  if (entry::huge_zero(e)) return MigrateOutcome::kNotMapped;  // never migrated, as the zero page
   uint32_t order = kPmdOrder;
   int32_t expected = int32_t(kPtesPerTable);
   if (!entry::huge(e)) {

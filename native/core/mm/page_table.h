@@ -15,7 +15,9 @@ namespace pinlab {
 namespace entry {
 constexpr uint64_t kPresent = 1u << 0;
 constexpr uint64_t kWritable = 1u << 1;
-constexpr uint64_t kSpecial = 1u << 2;  // the zero page: never counted, gup_fast bails
+// The zero page (a PTE), or the huge zero folio (with kHuge: a PMD leaf of its 512 pages):
+// never counted, never writable, gup_fast bails.
+constexpr uint64_t kSpecial = 1u << 2;
 constexpr uint64_t kHuge = 1u << 3;     // PMD leaf
 constexpr uint64_t kTable = 1u << 4;    // PMD pointing at the slot's PTE table
 // This mm maps the page alone (PageAnonExclusive, kept on the entry here): a write fault on a
@@ -60,6 +62,8 @@ constexpr bool hugetlb(uint64_t e) { return e & kHugetlb; }
 constexpr bool file(uint64_t e) { return e & kFile; }
 // A page-cache page, mapped shared or privately: never migrated or compacted here.
 constexpr bool page_cache(uint64_t e) { return e & (kShared | kFile); }
+// A PMD leaf of the huge zero folio (mm/huge_zero.cpp).
+constexpr bool huge_zero(uint64_t e) { return (e & (kHuge | kSpecial)) == (kHuge | kSpecial); }
 }  // namespace entry
 
 constexpr unsigned kPmdShift = 9;

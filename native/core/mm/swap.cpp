@@ -150,7 +150,8 @@ Status AddressSpace::pageout(uint64_t start, uint64_t end) {
     const uint64_t i = v >> kPmdShift;
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);  // we hold the mmap lock
     if (entry::huge(pe)) {
-      pageout_folio(v, start, end);  // the leaf as a whole
+      // The leaf as a whole; the huge zero folio's is skipped (nothing to reclaim).
+      if (!entry::special(pe)) pageout_folio(v, start, end);
       v = (i + 1) << kPmdShift;
       continue;
     }

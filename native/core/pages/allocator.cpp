@@ -84,19 +84,38 @@ uint64_t PageArray::free_pages() const {
 }
 
 Status PageArray::zero_page(uint64_t* pfn) {
-  // acquire: pairs with the release store below; the zero page is set once.
-  int64_t z = zero_pfn_.load(std::memory_order_acquire);
-  if (z < 0) {
+  ZeroPfns z = zero_pfns();  // acquire: pairs with the release store below; set once
+  if (z.zero() < 0) {
     std::lock_guard<std::mutex> lock(zero_mu_);
-    z = zero_pfn_.load(std::memory_order_relaxed);
-    if (z < 0) {
+    z.word = zero_pfns_.load(std::memory_order_relaxed);  // relaxed: zero_mu_ orders writers
+    if (z.zero() < 0) {
       uint64_t head = 0;
       if (Status st = alloc_folio(0, false, &head); !st.ok()) return st;
-      z = int64_t(head);
-      zero_pfn_.store(z, std::memory_order_release);
+      z.word |= head + 1;
+      // release: a reader that sees the PFN sees the page allocated (its refcount and shape).
+      zero_pfns_.store(z.word, std::memory_order_release);
     }
   }
-  *pfn = uint64_t(z);
+  *pfn = uint64_t(z.zero());
+  return Status::Ok();
+}
+
+Status PageArray::huge_zero_folio(uint64_t* head) {
+  ZeroPfns z = zero_pfns();  // acquire: pairs with the release store below; set once
+  if (z.huge_head() < 0) {
+    uint64_t zero = 0;  // first: a split of a huge zero leaf maps the zero page's PTEs
+    if (Status st = zero_page(&zero); !st.ok()) return st;
+    std::lock_guard<std::mutex> lock(zero_mu_);
+    z.word = zero_pfns_.load(std::memory_order_relaxed);  // relaxed: zero_mu_ orders writers
+    if (z.huge_head() < 0) {
+      uint64_t h = 0;
+      if (Status st = alloc_folio(ZeroPfns::kHugeOrder, false, &h); !st.ok()) return st;
+      z.word |= (h + 1) << 32;
+      // release: a reader that sees the head sees the folio allocated (its shape, refcount 1).
+      zero_pfns_.store(z.word, std::memory_order_release);
+    }
+  }
+  *head = uint64_t(z.huge_head());
   return Status::Ok();
 }
 

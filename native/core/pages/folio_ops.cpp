@@ -94,6 +94,8 @@ Status PageArray::split_folio(uint64_t head) {
     return Status::Fail(Code::kEINVAL, Reason::kNotHead, int64_t(head));
   if (is_hugetlb(head))  // a pool page keeps its shape for life (hugetlb_pool.h)
     return Status{Code::kEBUSY, Reason::kHugetlb, "a hugetlb pool page is never split"};
+  if (is_zero_page(head))  // the huge zero folio: mapped by every huge read fault, kept whole
+    return Status::Fail(Code::kEBUSY, Reason::kFolioMapped, int64_t(head));
   const uint64_t end = head + folio_pages(order);
   auto pinned = [&] {
     return dispatch_scheme(cfg_.scheme, [&](auto tag) {

@@ -121,6 +121,30 @@ struct PageSet {
   uint64_t first() const { return is_list() ? list[0] : start; }  // count >= 1
 };
 
+// The zero page and the huge zero folio as one word, so that checking a call against both is
+// one load (and one compare while neither exists): bits 0-31 hold the zero page's PFN + 1,
+// bits 32-63 the huge zero folio's head + 1; 0 where that one is not made yet. PFNs < 2^31.
+struct ZeroPfns {
+  static constexpr uint32_t kHugeOrder = 9;  // the PMD order: the huge zero folio's
+  static constexpr uint64_t kHugePages = uint64_t{1} << kHugeOrder;
+  uint64_t word = 0;
+
+  bool none() const { return word == 0; }
+  // Both made: nothing can appear any more (each half is set once and never cleared).
+  bool complete() const { return uint32_t(word) != 0 && (word >> 32) != 0; }
+  int64_t zero() const { return int64_t(uint32_t(word)) - 1; }
+  int64_t huge_head() const { return int64_t(word >> 32) - 1; }
+  uint64_t pages_held() const {
+    return (uint32_t(word) != 0 ? 1 : 0) + ((word >> 32) != 0 ? kHugePages : 0);
+  }
+  bool names(uint64_t pfn) const {
+    if (word == 0) [[likely]] return false;
+    return uint32_t(word) == pfn + 1 ||
+           ((word >> 32) != 0 && pfn - uint64_t(huge_head()) < kHugePages);  // unsigned wrap
+  }
+};
+static_assert(sizeof(ZeroPfns) == sizeof(uint64_t), "one word, one load");
+
 struct PinFlags {
   bool write = false;     // FOLL_WRITE: only write-bias counts it differently
   bool per_page = false;  // one grab per subpage instead of one per folio run (bvec)
@@ -155,9 +179,10 @@ class PageArray {
   Status check_pfn(uint64_t pfn) const;
   // ERANGE unless every page of the set is in range.
   Status check_page_set(const PageSet& set) const;
-  // EINVAL (kZeroPageCounted) if `set` names the zero page `zero` (< 0: none yet): pins and
-  // unpins never count it (gup hands it out uncounted).
-  static Status refuse_zero_page(const PageSet& set, int64_t zero);
+  // EINVAL (kZeroPageCounted) if `set` names the zero page or a subpage of the huge zero folio
+  // (those made so far, as `zeros` read them): pins and unpins never count them (gup hands
+  // them out uncounted). One compare when neither exists.
+  static Status refuse_zero_page(const PageSet& set, ZeroPfns zeros);
 
   uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
   uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
@@ -245,7 +270,19 @@ class PageArray {
   // The shared zero page, allocated (order 0, normal zone) on first use and never freed.
   Status zero_page(uint64_t* pfn);
   // The zero page's PFN, or -1 before first use.
-  int64_t zero_pfn() const { return zero_pfn_.load(std::memory_order_acquire); }
+  int64_t zero_pfn() const { return zero_pfns().zero(); }
+  // The huge zero folio (mm's read faults of whole 2 MiB stretches of THP regions map it by a
+  // PMD leaf): an order-9 folio of the normal zone, made on first use after the zero page (so
+  // that a split of its leaf always finds the zero page), never freed, never counted.
+  // ENOMEM when no order-9 block is free (the caller falls back to the zero page's PTEs).
+  Status huge_zero_folio(uint64_t* head);
+  // The huge zero folio's head, or -1 before first use.
+  int64_t huge_zero_pfn() const { return zero_pfns().huge_head(); }
+  // Both, read by one load. acquire: pairs with the release stores that publish each (once).
+  ZeroPfns zero_pfns() const { return ZeroPfns{zero_pfns_.load(std::memory_order_acquire)}; }
+  // Pages the zero page and the huge zero folio hold out of the free memory for good (0, 1,
+  // 512 or 513): what a balanced array lacks of its free pages.
+  uint64_t zero_pages_held() const { return zero_pfns().pages_held(); }
   bool populated() const { return cfg_.populated; }
   uint64_t movable_pages() const { return uint64_t(cfg_.movable_pages); }
   // Every free block of the allocator: fn(movable_zone, head, order), the normal zone first, then
@@ -309,8 +346,9 @@ class PageArray {
   // other thread sees the array (the profiler). refs 0 leaves the folio free (outside the
   // allocator: such arrays are not allocated from).
   void init_folio_unshared(uint64_t head, uint32_t order, int32_t refs);
-  // The zero page is never counted: gup and unpin skip it.
-  bool is_zero_page(uint64_t pfn) const { return int64_t(pfn) == zero_pfn(); }
+  // The zero page, or a subpage of the huge zero folio: never counted (gup and unpin skip
+  // them, get/put/pin refuse them), never freed, split or migrated.
+  bool is_zero_page(uint64_t pfn) const { return zero_pfns().names(pfn); }
 
   // ---- the hugetlb pool (hugetlb.cpp; hugetlb_pool.h) ---------------------------------------
   // nr_hugepages for one size (order 9 or 18; EINVAL otherwise, or count outside
@@ -460,14 +498,14 @@ class PageArray {
   template <Scheme S, bool kDebug, typename Cursor>
   void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status pin_set(const PageSet& set, bool write, int64_t zero_at_check);
+  Status pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
   // A call of one page outside debug mode: the walks' semantics for one run, without their
   // machinery (pin_paths.cpp).
   // Stats: where the statistics go (stats_, or a caller's StatTally).
   template <Scheme S, typename Stats>
-  Status pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats& stats);
+  Status pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Stats& stats);
   template <Scheme S, typename Stats>
   Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released, Stats& stats);
   template <Scheme S, bool kDebug>
@@ -491,7 +529,7 @@ class PageArray {
   std::unordered_map<uint64_t, int64_t> map_overflow_;
   std::unique_ptr<BuddyAllocator> normal_zone_;
   std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
-  std::atomic<int64_t> zero_pfn_{-1};
+  std::atomic<uint64_t> zero_pfns_{0};  // ZeroPfns::word; each half set once, under zero_mu_
   std::mutex zero_mu_;
   std::unique_ptr<HugetlbPool> hugetlb_;  // always there; empty until hugetlb_set_pages
   // return_to_zone of a pool page: back to the pool's free list, shape kept.

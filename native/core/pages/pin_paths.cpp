@@ -28,9 +28,9 @@
 //             reports ENOTPINNED (kReleaseRaced) for the first skipped run. Where both released
 //             the same pins the counts read as if this call had released them and the other
 //             had been refused. Folios the pass takes to zero are freed after it.
-//   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it is EINVAL
-//             before the first change (one vectorised scan of a list, once the zero page
-//             exists). A pin whose walk met a page that became the zero page meanwhile (it was
+//   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it, or one of
+//             the huge zero folio's 512 subpages, is EINVAL before the first change (one load
+//             while neither exists, else one vectorised scan of a list for both). A pin whose walk met a page that became the zero page meanwhile (it was
 //             free when the call was checked) gives back its own pins and is refused the same.
 //   debug     The call holds the stripes of all its folios from validation to its last change
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
@@ -209,18 +209,21 @@ void PageArray::release_own_pins(Cursor cursor, bool write) {
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::pin_set(const PageSet& set, bool write, int64_t zero_at_check) {
+Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
     Status st = pin_walk<S, kPerPage, kDebug>(cursor, write, &done, &grabs);
-    // The zero page is made once, from a free page: if it appeared during the walk on a page
-    // the call named (a page that was free when the call was checked, and allocated as the
-    // zero page before its grab), the call gives back its own pins and is refused as if the
-    // zero page had been there first. One load when the zero page exists already.
-    if (st.ok() && zero_at_check < 0) [[unlikely]] {
-      if (Status z = refuse_zero_page(set, zero_pfn()); !z.ok()) st = z;
+    // The zero page and the huge zero folio are made once each, from free pages: if one
+    // appeared during the walk on a page the call named (a page that was free when the call
+    // was checked, and allocated as the zero page before its grab), the call gives back its
+    // own pins and is refused as if it had been there first. One load, and a scan only if the
+    // word changed since the check.
+    if (st.ok() && !zeros_at_check.complete()) [[unlikely]] {
+      if (const ZeroPfns now = zero_pfns(); now.word != zeros_at_check.word) {
+        if (Status z = refuse_zero_page(set, now); !z.ok()) st = z;
+      }
     }
     if (st.ok()) {
       stats_.add(Stat::kGrabs, grabs);
@@ -241,7 +244,7 @@ Status PageArray::pin_set(const PageSet& set, bool write, int64_t zero_at_check)
 // through the walks, 366 here; pinlab_bench --single --count 1: 2.2x faster).
 
 template <Scheme S, typename Stats>
-Status PageArray::pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats& stats) {
+Status PageArray::pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Stats& stats) {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   if (const Reason fault = try_grab_pin<S>(head, order, 1, write); fault != Reason::kNone)
@@ -251,9 +254,9 @@ Status PageArray::pin_one(uint64_t pfn, bool write, int64_t zero_at_check, Stats
     if (st.code == Code::kEOVERFLOW) stats.add(Stat::kOverflowRefusals, 1);
     return st;
   }
-  // As pin_set: the page became the zero page since the call was checked (it was free then):
-  // give back our own pin and refuse as if the zero page had been there first.
-  if (zero_at_check < 0 && zero_pfn() == int64_t(pfn)) [[unlikely]] {
+  // As pin_set: the page became the zero page (or part of the huge zero folio) since the call
+  // was checked (it was free then): give back our own pin and refuse as if it had been first.
+  if (!zeros_at_check.complete() && zero_pfns().names(pfn)) [[unlikely]] {
     if (release_own_pin<S>(head, order, 1, write)) free_folio(head);
     stats.add(Stat::kRollbacks, 1);
     return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
@@ -293,18 +296,35 @@ Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* relea
   return Status::Ok();
 }
 
-Status PageArray::refuse_zero_page(const PageSet& set, int64_t zero) {
-  if (zero < 0) return Status::Ok();
-  const bool named = set.is_list() ? any_equal(set.list, set.count, uint32_t(zero))
-                                   : uint64_t(zero) >= set.start && uint64_t(zero) - set.start < set.count;
-  if (named) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, zero);
-  return Status::Ok();
+Status PageArray::refuse_zero_page(const PageSet& set, ZeroPfns zeros) {
+  if (zeros.none()) [[likely]] return Status::Ok();
+  const int64_t zero = zeros.zero(), huge = zeros.huge_head();
+  // A range names a page iff the page lies in it; it names the huge zero folio iff the two
+  // ranges overlap. A list: one vectorised pass over both (a span of 0 where none is made).
+  auto in_range = [&](int64_t lo, uint64_t n) {
+    return lo >= 0 && uint64_t(lo) < set.start + set.count && set.start < uint64_t(lo) + n;
+  };
+  bool named = false;
+  if (set.is_list()) {
+    // uint32 value ~0 for "no zero page": never a PFN (PFNs < 2^31).
+    named = any_equal_or_in(set.list, set.count, zero >= 0 ? uint32_t(zero) : ~uint32_t{0},
+                            huge >= 0 ? uint32_t(huge) : 0,
+                            huge >= 0 ? uint32_t(ZeroPfns::kHugePages) : 0);
+  } else {
+    named = in_range(zero, 1) || in_range(huge, ZeroPfns::kHugePages);
+  }
+  if (!named) return Status::Ok();
+  // The value names what was refused: the zero page if the call names it, else the huge head.
+  const bool names_zero = zero >= 0 && (set.is_list() ? any_equal(set.list, set.count, uint32_t(zero))
+                                                      : in_range(zero, 1));
+  return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, names_zero ? zero : huge);
 }
 
 Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned) {
   if (Status st = check_page_set(set); !st.ok()) return st;
-  // acquire (zero_pfn): the zero page is published once, with a release store.
-  const int64_t zero = zero_pfn();
+  // acquire (zero_pfns): the zero page and the huge zero folio are published once each, with
+  // a release store.
+  const ZeroPfns zero = zero_pfns();
   if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -399,7 +419,7 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   if (Status st = check_page_set(set); !st.ok()) return st;
   // The zero page is never counted, so it holds no pin to release (a page that becomes the
   // zero page after this check was free: validation refuses it, ENOTPINNED).
-  if (Status st = refuse_zero_page(set, zero_pfn()); !st.ok()) return st;
+  if (Status st = refuse_zero_page(set, zero_pfns()); !st.ok()) return st;
   uint64_t released = 0;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -429,9 +449,9 @@ Code PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
     uint64_t pinned = 0;
     return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned).code;
   }
-  // acquire (zero_pfn): as pin_pages.
-  const int64_t zero = zero_pfn();
-  if (zero == int64_t(pfn)) [[unlikely]]
+  // acquire (zero_pfns): as pin_pages.
+  const ZeroPfns zero = zero_pfns();
+  if (zero.names(pfn)) [[unlikely]]
     return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
   const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return pin_one<decltype(tag)::value>(pfn, write, zero, *tally).code;
@@ -442,7 +462,7 @@ Code PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
 
 Code PageArray::unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally) {
   if (cfg_.debug || pfn >= pages()) [[unlikely]] return unpin_pages(PageSet::range(pfn, 1), flags).code;
-  if (zero_pfn() == int64_t(pfn)) [[unlikely]]
+  if (zero_pfns().names(pfn)) [[unlikely]]
     return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
   uint64_t released = 0;
   const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -536,7 +556,7 @@ Status PageArray::unpin_pages_both(const uint32_t* reads, uint64_t n_reads, cons
   const PageSet rs = PageSet::pfns(reads, n_reads), ws = PageSet::pfns(writes, n_writes);
   if (Status st = check_page_set(rs); !st.ok()) return st;
   if (Status st = check_page_set(ws); !st.ok()) return st;
-  const int64_t zero = zero_pfn();
+  const ZeroPfns zero = zero_pfns();  // acquire: as pin_pages
   if (Status st = refuse_zero_page(rs, zero); !st.ok()) return st;
   if (Status st = refuse_zero_page(ws, zero); !st.ok()) return st;
   uint64_t released = 0;
