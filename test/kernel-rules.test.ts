@@ -7,8 +7,8 @@ import { native } from '../lib/native.js';
 import { nativeOf } from '../lib/page-array.js';
 import { expectPinlabError } from './helpers.js';
 
-const MAINLINE = { zeroPageUnshare: true, longtermFileWrites: 'refuse', migratePteMappedThp: true, anonExclusive: true, pincountMinOrder: 1 };
-const V2019 = { zeroPageUnshare: false, longtermFileWrites: 'allow', migratePteMappedThp: false, anonExclusive: false, pincountMinOrder: null };
+const MAINLINE = { zeroPageUnshare: true, longtermFileWrites: 'refuse', migratePteMappedThp: true, anonExclusive: true, pincountMinOrder: 1, hugeZeroPage: true };
+const V2019 = { zeroPageUnshare: false, longtermFileWrites: 'allow', migratePteMappedThp: false, anonExclusive: false, pincountMinOrder: null, hugeZeroPage: true };
 
 describe('rules', () => {
   const mem = new PageArray({ pages: 1024, populated: false });
@@ -26,7 +26,7 @@ describe('rules', () => {
   });
 
   it('refuse unknown presets, keys and values with EINVAL', () => {
-    const bad: unknown[] = ['2020', 'Mainline', 7, null, [], { zeroPage: true }, { zeroPageUnshare: 1 }, { longtermFileWrites: 'lease' }, { migratePteMappedThp: 'yes' }];
+    const bad: unknown[] = ['2020', 'Mainline', 7, null, [], { zeroPage: true }, { zeroPageUnshare: 1 }, { longtermFileWrites: 'lease' }, { migratePteMappedThp: 'yes' }, { hugeZeroPage: 'yes' }];
     for (const rules of bad) {
       expectPinlabError(() => new AddressSpace(mem, { pages: 16, rules } as never), 'EINVAL', /rules/);
     }

@@ -414,6 +414,71 @@ for (const scheme of SCHEMES) {
   }
 }
 
+// ---- the non-anonymous cases with the huge zero page (run_with_huge_zeropage) ------------------
+// A R/W and a R/O private anonymous mapping, each 2 MiB-aligned with MADV_HUGEPAGE, read once:
+// the read faults map the huge zero folio by a PMD leaf (the selftest checks that a second
+// subpage is populated too). The case functions then run over the whole 2 MiB (pmdsize).
+// Mainline replaces the leaf on the write, or on the long-term R/O pin's unshare, by a fresh
+// THP (do_huge_zero_wp_pmd); 2019 pins the huge zero folio itself and never sees the write.
+
+/** R/O long-term pin of the huge zero folio's 2 MiB: as zeroRoPin, 512 pages at once. */
+function hugeZeroRoPin(fast: boolean): ZeroTest {
+  return ({ mm, mem: pa }, mem, _smem, rules) => {
+    const pin = fast ? mm.pinUserPagesFast(mem, PMD, { longterm: true }) : mm.pinUserPages(mem, PMD, { longterm: true });
+    expect(pin.count).toBe(PMD);
+    write(mm, { start: mem, size: PMD });
+    if (rules === 'mainline') {
+      expect(pfns(mm, mem, PMD)).toEqual(Array.from(pin.pfns)); // Longterm R/O pin is reliable
+      expect(pa.folioOrder(pin.pfns[0]!)).toBe(9); // unshared to a fresh THP, which the write reuses
+    } else {
+      expect(Array.from(pin.pfns)).toEqual(Array.from({ length: PMD }, (_, k) => pa.hugeZeroPfn! + k)); // 2019: the pin holds the huge zero folio ...
+      expect(pfns(mm, mem, PMD)).not.toContain(pin.pfns[0]); // ... and never sees the write
+    }
+    mm.unpinUserPages(pin.pfns);
+  };
+}
+
+const HUGE_ZERO_CASES: readonly [string, ZeroTest][] = [
+  [
+    'Basic COW',
+    ({ mm, mem: pa }, mem, smem) => {
+      const old = pfns(mm, smem, PMD);
+      write(mm, { start: mem, size: PMD }); // memset(mem, 0xff, pmdsize)
+      expect(pfns(mm, smem, PMD)).toEqual(old); // Other mapping not modified
+      expect(old[0]).toBe(pa.hugeZeroPfn);
+      expect(mm.translate(mem)?.zeroPage).toBe(false); // the writer got a THP of its own
+      expect(mm.translate(mem)?.huge).toBe(true);
+    },
+  ],
+  ['R/O longterm GUP pin', hugeZeroRoPin(false)],
+  ['R/O longterm GUP-fast pin', hugeZeroRoPin(true)],
+];
+
+for (const scheme of SCHEMES) {
+  for (const rules of RULE_SETS) {
+    describe(`cow.c huge zeropage, scheme ${scheme}, rules ${rules}`, () => {
+      describe('Non-anonymous memory tests in private mappings', () => {
+        for (const [name, fn] of HUGE_ZERO_CASES) {
+          it(`${name} ... with huge zeropage`, () => {
+            const w = world(scheme, rules);
+            const mem = BASE, smem = BASE + 2 * PMD;
+            w.mm.mmap({ start: mem - PMD, count: 2 * PMD, huge: true }); // PROT_READ|PROT_WRITE, MADV_HUGEPAGE
+            w.mm.mmap({ start: smem - PMD, count: 2 * PMD, huge: true, write: false }); // PROT_READ
+            w.mm.touch(mem, 1);
+            w.mm.touch(smem, 1); // FORCE_READ(*mem), FORCE_READ(*smem)
+            for (const v of [mem + 1, smem + 1]) expect(w.mm.translate(v)).toMatchObject({ pfn: w.mem.hugeZeroPfn! + 1, zeroPage: true, huge: true }); // else "Did not get THPs populated"
+            fn(w, mem, smem, rules);
+            const s = w.mem.stats();
+            expect(s.pinAcquired).toBe(s.pinReleased);
+            w.mm.munmap({ start: 0, count: w.mm.pages });
+            expect(w.mem.freePages()).toBe(w.mem.pages - 1 - PMD); // all back but the zero page and the huge zero folio
+          });
+        }
+      });
+    });
+  }
+}
+
 // ---- the swapped-out memory types (run_with_base_page_swap, run_with_thp_swap,
 // run_with_pte_mapped_thp_swap, run_with_single_pte_of_thp_swap) ------------------------------
 //
