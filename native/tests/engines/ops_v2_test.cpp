@@ -165,7 +165,7 @@ TEST(ops_space_settings_encode_decode_and_refuse_bad_values) {
   const Status v1 = framing_of(recs, 1);
   CHECK(v1.reason == Reason::kOpsRecord);
   CHECK_EQ(v1.value, int64_t(1));
-  for (uint32_t bad : {1u, 2u << 16, 3u << 18, 2u << 20, 2u << 22, 1u << 24, 0x400u}) {
+  for (uint32_t bad : {1u, 2u << 16, 3u << 18, 2u << 20, 2u << 22, 2u << 24, 1u << 26, 0x400u}) {
     recs[1].w[3] = bad;
     const Status st = framing_of(recs, 2);
     CHECK_CODE(st, Code::kEINVAL);
