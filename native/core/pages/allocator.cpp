@@ -109,14 +109,35 @@ Status PageArray::huge_zero_folio(uint64_t* head) {
     z.word = zero_pfns_.load(std::memory_order_relaxed);  // relaxed: zero_mu_ orders writers
     if (z.huge_head() < 0) {
       uint64_t h = 0;
-      if (Status st = alloc_folio(ZeroPfns::kHugeOrder, false, &h); !st.ok()) return st;
+      if (Status st = alloc_frozen_folio(ZeroPfns::kHugeOrder, &h); !st.ok()) return st;
       z.word |= (h + 1) << 32;
-      // release: a reader that sees the head sees the folio allocated (its shape, refcount 1).
+      // release: a reader that sees the head sees the folio's shape (and its frozen count).
       zero_pfns_.store(z.word, std::memory_order_release);
     }
   }
   *head = uint64_t(z.huge_head());
   return Status::Ok();
+}
+
+Status PageArray::alloc_frozen_folio(uint32_t order, uint64_t* head) {
+  // A pin or get may name any PFN, a page just allocated too (odd, but not refused): such a
+  // grab between the allocation and the freeze makes the freeze fail, and the folio is left
+  // to its holders (our reference put: their last put frees it) for another. After the
+  // freeze no grab can succeed (add-unless-zero), so no pin ever lands on the folio.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    uint64_t h = 0;
+    if (Status st = alloc_folio(order, false, &h); !st.ok()) return st;
+    int32_t ours = 1;
+    // acq_rel: a failed freeze reads the grabs that beat it; a successful one orders the
+    // folio's initialisation before the publication that follows.
+    if (ref_at(h).compare_exchange_strong(ours, 0, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      *head = h;
+      return Status::Ok();
+    }
+    put_folio_refs(h, 1);
+  }
+  return Status::Fail(Code::kENOMEM, Reason::kNoFreeBlock, order);
 }
 
 }  // namespace pinlab

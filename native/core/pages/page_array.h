@@ -273,8 +273,10 @@ class PageArray {
   int64_t zero_pfn() const { return zero_pfns().zero(); }
   // The huge zero folio (mm's read faults of whole 2 MiB stretches of THP regions map it by a
   // PMD leaf): an order-9 folio of the normal zone, made on first use after the zero page (so
-  // that a split of its leaf always finds the zero page), never freed, never counted.
-  // ENOMEM when no order-9 block is free (the caller falls back to the zero page's PTEs).
+  // that a split of its leaf always finds the zero page), never freed, never counted: its
+  // refcount is frozen at 0 before it is published, so no grab (add-unless-zero) can ever
+  // take it, however a racing call named its pages. ENOMEM when no order-9 block is free
+  // (the caller falls back to the zero page's PTEs).
   Status huge_zero_folio(uint64_t* head);
   // The huge zero folio's head, or -1 before first use.
   int64_t huge_zero_pfn() const { return zero_pfns().huge_head(); }
@@ -529,6 +531,8 @@ class PageArray {
   std::unordered_map<uint64_t, int64_t> map_overflow_;
   std::unique_ptr<BuddyAllocator> normal_zone_;
   std::unique_ptr<BuddyAllocator> movable_zone_;  // only with movable_pages > 0
+  // A folio of the normal zone with its refcount frozen at 0 (huge_zero_folio, under zero_mu_).
+  Status alloc_frozen_folio(uint32_t order, uint64_t* head);
   std::atomic<uint64_t> zero_pfns_{0};  // ZeroPfns::word; each half set once, under zero_mu_
   std::mutex zero_mu_;
   std::unique_ptr<HugetlbPool> hugetlb_;  // always there; empty until hugetlb_set_pages
