@@ -99,6 +99,8 @@ export class PinBookkeeping {
       if (start + count > this.#pages) throw new PinlabError('ERANGE', `page range start ${start} count ${count} is out of range`);
       const zero = this.#native.zeroPfn();
       if (zero !== null && zero >= start && zero - start < count) refuseZeroPage(zero); // as the core does, before the ledger
+      const huge = this.#native.hugeZeroPfn();
+      if (huge !== null && huge < start + count && start < huge + 512) refuseZeroPage(huge); // its 512 pages too
       this.release(owner, rangeRuns(start, count), (flags & PinFlag.Write) !== 0, () => this.#native.unpinRange(start, count, flags));
       return;
     }
@@ -115,6 +117,8 @@ export class PinBookkeeping {
       const list = stableList(pfns); // read once: the ledger releases what the core unpins
       const zero = this.#native.zeroPfn();
       if (zero !== null && list.includes(zero)) refuseZeroPage(zero); // as the core does, before the ledger
+      const huge = this.#native.hugeZeroPfn();
+      if (huge !== null && list.some((p) => p >= huge && p < huge + 512)) refuseZeroPage(huge); // its 512 pages too
       this.release(owner, this.pfnRunsView(list), (flags & PinFlag.Write) !== 0, () => this.#native.unpinList(list, flags));
       return;
     }
@@ -243,7 +247,7 @@ export class PinBookkeeping {
 
 /** The core's refusal of a pin or unpin naming the zero page, for the ledger's path. */
 function refuseZeroPage(pfn: number): never {
-  throw new PinlabError('EINVAL', `pfn ${pfn} is the zero page, which is never counted (no get, put, pin or unpin)`);
+  throw new PinlabError('EINVAL', `pfn ${pfn} is the zero page (or the huge zero folio's head: its 512 pages), which is never counted (no get, put, pin or unpin)`);
 }
 
 /** Every page the records pin, one entry per pin (a PFN list for one native unpin). */
