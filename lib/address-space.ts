@@ -187,7 +187,7 @@ export interface Translation {
   pageCache?: true;
   /** Whether the entry allows writes (false for COW-shared, read-only and zero-page entries). */
   writable: boolean;
-  /** The shared zero page (mapped by read faults, never counted). */
+  /** The shared zero page, or with `huge` a page of the huge zero folio (mapped by read faults, never counted). */
   zeroPage: boolean;
   /** Mapped by a 2 MiB PMD leaf. */
   huge: boolean;
