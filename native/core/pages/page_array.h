@@ -130,8 +130,6 @@ struct ZeroPfns {
   uint64_t word = 0;
 
   bool none() const { return word == 0; }
-  // Both made: nothing can appear any more (each half is set once and never cleared).
-  bool complete() const { return uint32_t(word) != 0 && (word >> 32) != 0; }
   int64_t zero() const { return int64_t(uint32_t(word)) - 1; }
   int64_t huge_head() const { return int64_t(word >> 32) - 1; }
   uint64_t pages_held() const {

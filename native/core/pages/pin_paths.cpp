@@ -30,8 +30,10 @@
 //             had been refused. Folios the pass takes to zero are freed after it.
 //   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it, or one of
 //             the huge zero folio's 512 subpages, is EINVAL before the first change (one load
-//             while neither exists, else one vectorised scan of a list for both). A pin whose walk met a page that became the zero page meanwhile (it was
-//             free when the call was checked) gives back its own pins and is refused the same.
+//             while neither exists, else one vectorised scan of a list for both). A pin whose
+//             walk met a page that became the zero page meanwhile (it was free when the call
+//             was checked) gives back its own pins and is refused the same. The huge zero
+//             folio's refcount is frozen at 0 before it is published: no grab lands on it.
 //   debug     The call holds the stripes of all its folios from validation to its last change
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
 //             its release pass is never refused.
@@ -215,12 +217,13 @@ Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_chec
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
     Status st = pin_walk<S, kPerPage, kDebug>(cursor, write, &done, &grabs);
-    // The zero page and the huge zero folio are made once each, from free pages: if one
-    // appeared during the walk on a page the call named (a page that was free when the call
-    // was checked, and allocated as the zero page before its grab), the call gives back its
-    // own pins and is refused as if it had been there first. One load, and a scan only if the
-    // word changed since the check.
-    if (st.ok() && !zeros_at_check.complete()) [[unlikely]] {
+    // The zero page is made once, from a free page: if it appeared during the walk on a page
+    // the call named (a page that was free when the call was checked, and allocated as the
+    // zero page before its grab), the call gives back its own pins and is refused as if the
+    // zero page had been there first. One load when the zero page exists already. (The huge
+    // zero folio needs no recheck: its refcount is frozen at 0 before it is published, so no
+    // grab can land on it, and a grab before the freeze keeps the block from becoming it.)
+    if (st.ok() && zeros_at_check.zero() < 0) [[unlikely]] {
       if (const ZeroPfns now = zero_pfns(); now.word != zeros_at_check.word) {
         if (Status z = refuse_zero_page(set, now); !z.ok()) st = z;
       }
@@ -254,9 +257,9 @@ Status PageArray::pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Sta
     if (st.code == Code::kEOVERFLOW) stats.add(Stat::kOverflowRefusals, 1);
     return st;
   }
-  // As pin_set: the page became the zero page (or part of the huge zero folio) since the call
-  // was checked (it was free then): give back our own pin and refuse as if it had been first.
-  if (!zeros_at_check.complete() && zero_pfns().names(pfn)) [[unlikely]] {
+  // As pin_set: the page became the zero page since the call was checked (it was free then):
+  // give back our own pin and refuse as if the zero page had been there first.
+  if (zeros_at_check.zero() < 0 && zero_pfns().names(pfn)) [[unlikely]] {
     if (release_own_pin<S>(head, order, 1, write)) free_folio(head);
     stats.add(Stat::kRollbacks, 1);
     return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
