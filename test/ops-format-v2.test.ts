@@ -122,7 +122,7 @@ async function refusal(file: string): Promise<PinlabError> {
 
 describe('hostile settings are refused naming the record, nothing changed', () => {
   // Field values no rule takes, unknown rule bits, THP orders 0 and 1, bits 10-15.
-  const BAD = [2 << 16, 3 << 18, 2 << 20, 2 << 22, 1 << 24, 1 << 31, 1, 2, 1 << 10];
+  const BAD = [2 << 16, 3 << 18, 2 << 20, 2 << 22, 2 << 24, 1 << 26, 1 << 31, 1, 2, 1 << 10];
 
   it('in a batch', () => {
     const mem = new PageArray({ pages: 1024, debug: true });
