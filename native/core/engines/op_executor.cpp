@@ -307,27 +307,29 @@ int32_t Executor::run_op(const Record* r) noexcept {
   return res;
 }
 
-uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
-                       Tally* tally) {
-  Tally t;
+// The loop of run(), compiled for its two common shapes: a replay's (every op its thread's or
+// some filtered out by tag, no results kept) and a batch's (results kept, no tags). The per-op
+// cost of the loop itself is a good part of a single-page op's, so it tests nothing it can
+// know at compile time.
+template <bool kFiltered, bool kResults>
+uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
+                            uint64_t* op_count, bool* stopped) {
   uint64_t i = 0, op_index = 0, since_check = 0, done_since = 0;
-  bool stopped = false;
   while (i < n) {
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
-    if (o.tag_modulus == 0 || tag_of(op) % o.tag_modulus == o.tag_remainder) {
+    if (!kFiltered || tag_of(op) % o.tag_modulus == o.tag_remainder) {
       // The single-page pins and unpins without the general dispatch (execute's frame).
       const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
-      ++t.ops;
       ++done_since;
-      if (res < 0) {
+      if (res < 0) [[unlikely]] {
         ++t.refused;
         ++t.by_code[std::min<size_t>(size_t(-int64_t(res)), kResultCodes - 1)];
       }
-      if (res != result_of(op)) ++t.diverged;
-      if (results != nullptr) results[op_index] = res;
-      if (res < 0 && o.stop_on_error) {
-        stopped = true;
+      if (res != result_of(op)) [[unlikely]] ++t.diverged;
+      if constexpr (kResults) results[op_index] = res;
+      if (res < 0 && o.stop_on_error) [[unlikely]] {
+        *stopped = true;
         i += span;
         ++op_index;
         break;
@@ -338,19 +340,38 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
     since_check += span;
     if (since_check >= kStopCheckRecords) [[unlikely]] {
       since_check = 0;
+      t.ops += done_since;
       // relaxed: progress and the stop request are advisory; nothing else is published.
       if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
       done_since = 0;
       flush_stats();
       if (o.on_check != nullptr) (*o.on_check)();
       if (o.stop != nullptr && o.stop->load(std::memory_order_relaxed)) {
-        stopped = true;
+        *stopped = true;
         break;
       }
     }
   }
-  flush_stats();
+  t.ops += done_since;
   if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
+  *op_count = op_index;
+  return i;
+}
+
+uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
+                       Tally* tally) {
+  Tally t;
+  uint64_t op_index = 0;
+  bool stopped = false;
+  const bool filtered = o.tag_modulus != 0;
+  uint64_t i = 0;
+  if (results != nullptr)
+    i = filtered ? run_loop<true, true>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, true>(r, n, o, results, t, &op_index, &stopped);
+  else
+    i = filtered ? run_loop<true, false>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, false>(r, n, o, results, t, &op_index, &stopped);
+  flush_stats();
   if (stopped && results != nullptr) {
     // The ops after the stop did not run.
     for (uint64_t k = i; k < n; k += 1 + data_records_for(entries_of(r[k]))) results[op_index++] = kNotRun;

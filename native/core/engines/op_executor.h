@@ -90,6 +90,11 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
+  // run()'s loop for one shape of run (tags filtered or not, results kept or not); returns the
+  // records consumed, the ops passed in *op_count.
+  template <bool kFiltered, bool kResults>
+  uint64_t run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
+                    uint64_t* op_count, bool* stopped);
   // run_op without adding the statistics of single-page ops to the array's (run() adds them
   // at its end, and before each address-space op).
   int32_t run_op_batched(const Record* r) noexcept;
