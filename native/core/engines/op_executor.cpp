@@ -307,15 +307,17 @@ int32_t Executor::run_op(const Record* r) noexcept {
   return res;
 }
 
-// The loop of run(), compiled for its two common shapes: a replay's (every op its thread's or
-// some filtered out by tag, no results kept) and a batch's (results kept, no tags). The per-op
-// cost of the loop itself is a good part of a single-page op's, so it tests nothing it can
-// know at compile time.
-template <bool kFiltered, bool kResults>
+// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
+// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
+// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
+// tests nothing it can know at compile time.
+template <bool kFiltered, bool kResults, bool kIndexed>
 uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                             uint64_t* op_count, bool* stopped) {
-  uint64_t i = 0, op_index = 0, since_check = 0, done_since = 0;
-  while (i < n) {
+  static_assert(!(kIndexed && (kFiltered || kResults)), "an index is one thread's ops, without results");
+  uint64_t i = 0, k = 0, op_index = 0, since_check = 0, done_since = 0;
+  while (kIndexed ? k < o.index_count : i < n) {
+    if constexpr (kIndexed) i = o.index[k++];
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
     // A tag below the modulus is its own remainder: no division in the common replay (one
@@ -340,7 +342,7 @@ uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, in
     }
     i += span;
     ++op_index;
-    since_check += span;
+    since_check += kIndexed ? 1 : span;
     if (since_check >= kStopCheckRecords) [[unlikely]] {
       since_check = 0;
       t.ops += done_since;
@@ -358,6 +360,7 @@ uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, in
   t.ops += done_since;
   if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
   *op_count = op_index;
+  if constexpr (kIndexed) return *stopped ? i : n;  // an index's run has consumed the stream
   return i;
 }
 
@@ -369,11 +372,13 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
   const bool filtered = o.tag_modulus != 0;
   uint64_t i = 0;
   if (results != nullptr)
-    i = filtered ? run_loop<true, true>(r, n, o, results, t, &op_index, &stopped)
-                 : run_loop<false, true>(r, n, o, results, t, &op_index, &stopped);
+    i = filtered ? run_loop<true, true, false>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, true, false>(r, n, o, results, t, &op_index, &stopped);
+  else if (o.index != nullptr)
+    i = run_loop<false, false, true>(r, n, o, results, t, &op_index, &stopped);
   else
-    i = filtered ? run_loop<true, false>(r, n, o, results, t, &op_index, &stopped)
-                 : run_loop<false, false>(r, n, o, results, t, &op_index, &stopped);
+    i = filtered ? run_loop<true, false, false>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, false, false>(r, n, o, results, t, &op_index, &stopped);
   flush_stats();
   if (stopped && results != nullptr) {
     // The ops after the stop did not run.

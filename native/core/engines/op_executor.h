@@ -65,6 +65,11 @@ struct RunOptions {
   std::atomic<uint64_t>* progress = nullptr;
   // Called every kStopCheckRecords records, if set (on the running thread: a progress report).
   const std::function<void()>* on_check = nullptr;
+  // If set (and no results are asked for): only the ops whose first records these are run, in
+  // this order (ascending), instead of a walk over every record; the tag filter is not applied
+  // (the index is the thread's already: thread_op_index in replay.cpp).
+  const uint32_t* index = nullptr;
+  uint64_t index_count = 0;
 };
 inline constexpr uint64_t kStopCheckRecords = 1 << 16;
 
@@ -90,9 +95,9 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
-  // run()'s loop for one shape of run (tags filtered or not, results kept or not); returns the
-  // records consumed, the ops passed in *op_count.
-  template <bool kFiltered, bool kResults>
+  // run()'s loop for one shape of run (tags filtered or not, results kept or not, ops named by
+  // an index or not); returns the records consumed, the ops passed in *op_count.
+  template <bool kFiltered, bool kResults, bool kIndexed>
   uint64_t run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                     uint64_t* op_count, bool* stopped);
   // run_op without adding the statistics of single-page ops to the array's (run() adds them
