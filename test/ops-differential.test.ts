@@ -12,6 +12,7 @@ import {
   OP_NOT_RUN,
   OpBatch,
   PageArray,
+  HugetlbFile,
   PageCacheFile,
   PinlabError,
   SCHEMES,
@@ -61,6 +62,9 @@ function attempt<T>(f: () => T): T | undefined {
   }
 }
 
+/** The ops format 3 added for issue 13's calls. */
+const ISSUE13_OPS: OpName[] = ['madvise', 'mremap', 'khugepaged', 'mmap-hugetlb', 'mmap-hugetlb-file', 'mmap-file-private', 'zap-file', 'hugetlb-pool', 'hugetlb-alloc'];
+
 const MEM: Omit<PageArrayOptions, 'scheme'> = { pages: 1 << 14, populated: false, debug: true, movablePages: 1 << 12, pinBias: 64 };
 
 /**
@@ -80,9 +84,112 @@ function simulate(mem: PageArray, seed: number, steps: number): AddressSpace[] {
   const file = new PageCacheFile(mem, { name: 'f', pages: 256, folioOrder: 2 });
   mm.mmap({ start: 6144, count: 256, file });
   const owner = mem.pinOwner('rdma');
+  // Issue 13's calls (format 3): an address space of its own with a small swap device, hugetlb
+  // memory (anonymous private and shared, a hugetlb file shared and private), private file
+  // mappings (a regular file and a shmem one), and a huge region for collapse and khugepaged.
+  const r13 = new Rng(seed ^ 0x13);
+  mem.setHugetlbPages(9, 6);
+  const mb = new AddressSpace(mem, { pages: 8192, swapPages: 96, thpOrders: [4, 9] });
+  spaces.push(mb);
+  mb.mmap({ start: 0, count: 512, hugetlb: 9 }); // private: reserved now, faulted on touch
+  mb.mmap({ start: 512, count: 512, hugetlb: 9, shared: true });
+  const hfile = new HugetlbFile(mem, { name: 'h', order: 9, pages: 512 });
+  mb.mmap({ start: 1024, count: 512, file: hfile }); // MAP_SHARED
+  mb.mmap({ start: 1536, count: 512, file: hfile, shared: false, write: true });
+  const pfile = new PageCacheFile(mem, { name: 'p', pages: 128, folioOrder: 2 });
+  const sfile = new PageCacheFile(mem, { name: 's', pages: 64, shmem: true });
+  mb.mmap({ start: 2048, count: 128, file: pfile, shared: false });
+  mb.mmap({ start: 2304, count: 64, file: sfile, shared: false });
+  mb.mmap({ start: 2560, count: 64, file: sfile }); // shared shmem: not dirty-tracked
+  mb.mmap({ start: 4096, count: 2048, huge: true });
+  mb.mmap({ start: 6144, count: 1024 }); // anonymous, for mremap and pageout
+  const mbHeld: GupResult[] = [];
+  const ADVICE = ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse'] as const;
+  const issue13 = (): void => {
+    const y = r13.int(0, 99);
+    const anon = (): number => (r13.chance(0.5) ? r13.int(4096, 6143) : r13.int(6144, 7167));
+    if (y < 22) {
+      // Faults, writes and pins over every kind of mapping mb has (COW of private file and
+      // hugetlb pages, swap-ins of paged-out ones).
+      const at = r13.chance(0.4) ? r13.int(0, 2650) : anon();
+      attempt(() => mb.touch(at, r13.int(1, 64), { write: r13.chance(0.6) }));
+      attempt(() => mb.touch(r13.int(6144, 7100), r13.int(1, 64), { write: r13.chance(0.8) }));
+      if (r13.chance(0.4)) {
+        const r = attempt(() => mb.pinUserPagesFast(at, r13.int(1, 16), { write: r13.chance(0.5), longterm: r13.chance(0.3) }));
+        if (r !== undefined && r.count > 0) mbHeld.push(r);
+      }
+    } else if (y < 30 && mbHeld.length > 0) {
+      attempt(() => mb.unpinUserPages(mbHeld.splice(r13.int(0, mbHeld.length - 1), 1)[0]!.pfns, { write: false }));
+    } else if (y < 50) {
+      // madvise of every kind, on mb and on mm (where pins and a file mapping are).
+      const advice = ADVICE[r13.int(0, 4)]!;
+      const target = r13.chance(0.5) ? mb : mm;
+      if (advice === 'collapse') {
+        // The huge regions' 2 MiB stretches (mb's at 4096, mm's at 2048), sometimes elsewhere.
+        const start = r13.chance(0.9) ? (target === mb ? 4096 : 2048) + 512 * r13.int(0, 3) : 512 * r13.int(0, 15);
+        attempt(() => target.madvise({ start, count: 512 * r13.int(1, 2) }, advice));
+      } else if (advice === 'pageout' && target === mb && r13.chance(0.7)) {
+        // Whole THPs (a folio reaching outside the range stays), or mb's 4 KiB pages.
+        if (r13.chance(0.4)) attempt(() => mb.madvise({ start: 4096 + 512 * r13.int(0, 3), count: 512 }, advice));
+        else attempt(() => mb.madvise({ start: r13.int(6144, 7000), count: r13.int(16, 256) }, advice));
+      } else {
+        const start = target === mb ? (r13.chance(0.8) ? anon() : r13.int(0, 2600)) : r13.int(0, 6400);
+        attempt(() => target.madvise({ start, count: r13.int(1, 256) }, advice));
+      }
+    } else if (y < 62) {
+      // mremap: grow, shrink, move, MREMAP_FIXED, MREMAP_DONTUNMAP (and refusals).
+      const start = r13.chance(0.8) ? r13.int(6144, 7100) : r13.int(0, 2600);
+      const count = r13.int(1, 64);
+      const k = r13.int(0, 4);
+      if (k === 0) attempt(() => mb.mremap({ start, count, newCount: count + r13.int(1, 64) }));
+      else if (k === 1) attempt(() => mb.mremap({ start, count, newCount: Math.max(1, count - r13.int(0, 8)) }));
+      else if (k === 2) attempt(() => mb.mremap({ start, count, newCount: count + r13.int(0, 600), mayMove: true }));
+      else if (k === 3) attempt(() => mb.mremap({ start, count, newCount: count, mayMove: true, fixed: true, newStart: r13.int(6144, 8100) }));
+      else attempt(() => mb.mremap({ start, count, newCount: count, mayMove: true, dontUnmap: true }));
+      if (r13.chance(0.2)) attempt(() => mm.mremap({ start: r13.int(4096, 5100), count: 16, newCount: 16, mayMove: true, fixed: true, newStart: r13.int(5200, 6000) }));
+    } else if (y < 68) {
+      attempt(() => (r13.chance(0.5) ? mb : mm).khugepaged({ maxPtesNone: r13.int(0, 511), maxPtesShared: r13.int(0, 512) }));
+    } else if (y < 74) {
+      // Split THPs (for collapse to collapse) and swap some out.
+      const s = 4096 + 512 * r13.int(0, 3) + r13.int(0, 500);
+      attempt(() => mb.mprotect({ start: s, count: 1, write: false }));
+      attempt(() => mb.mprotect({ start: s, count: 1, write: true }));
+    } else if (y < 80) {
+      // Private and shared file pages: the files change under the mappings (zap-file).
+      if (r13.chance(0.5)) attempt(() => pfile.truncate(r13.int(64, 128)));
+      else attempt(() => sfile.punchHole(r13.int(0, 60), r13.int(1, 4)));
+    } else if (y < 86) {
+      // Hugetlb: the pool's size, more mappings (ENOMEM when it is short), a file's pages.
+      const k = r13.int(0, 3);
+      if (k === 0) attempt(() => mem.setHugetlbPages(9, r13.int(4, 9)));
+      else if (k === 1) attempt(() => mb.mmap({ start: 512 * r13.int(15, 15), count: 512, hugetlb: 9, shared: r13.chance(0.5) }));
+      else if (k === 2) {
+        const f = attempt(() => new HugetlbFile(mem, { name: 'h2', order: 9, pages: 512 }));
+        if (f !== undefined) f.close();
+      } else attempt(() => mb.munmap({ start: 7680, count: 512 }));
+    } else if (y < 92) {
+      // A fork of mb: swap entries, hugetlb and DONTFORK ranges go (or not) with it; the child
+      // writes and exits.
+      const child = attempt(() => mb.fork());
+      if (child !== undefined) {
+        spaces.push(child);
+        attempt(() => child.touch(r13.int(0, 2600), 8, { write: true }));
+        attempt(() => child.touch(anon(), 8, { write: true }));
+        attempt(() => child.munmap({ start: 0, count: 8192 }));
+      }
+    } else {
+      // Refused on purpose: hugetlb sizes and orders, mremap and khugepaged arguments.
+      attempt(() => mem.setHugetlbPages(9, 1 << 20));
+      attempt(() => mb.mmap({ start: 7000, count: 512, hugetlb: 9 }));
+      attempt(() => mb.mremap({ start: 6144, count: 4, newCount: 8, mayMove: true, fixed: true, newStart: 6146 }));
+      attempt(() => mb.khugepaged({ maxPtesNone: 600 }));
+      attempt(() => mb.madvise({ start: 3000, count: 4 }, 'pageout'));
+    }
+  };
   const held: { kind: 'pin' | 'get' | 'owned' | 'bio' | 'pa'; r: GupResult | Uint32Array; write: boolean; bio?: ReturnType<typeof bioFromUserPages> }[] = [];
   const folios: number[] = [];
   for (let i = 0; i < steps; i++) {
+    if (r13.chance(0.3)) issue13();
     const x = rng.int(0, 99);
     const start = rng.chance(0.6) ? rng.int(0, 2047) : rng.int(2048, 4095);
     const count = Math.min(rng.int(1, rng.chance(0.3) ? 512 : 16), 8191 - start);
@@ -184,9 +291,18 @@ describe('a recording replays to the identical state', () => {
       // The recording holds every kind of call the simulation makes, refusals among them.
       rec.save(`${file}.txt`);
       const text = readFileSync(`${file}.txt`, 'utf8');
-      for (const op of ['mm-new', 'mmap', 'mmap-file', 'touch', 'pin-user-fast', 'pin-user', 'get-user-fast', 'unpin-user', 'put-user', 'fork', 'munmap', 'migrate', 'compact', 'mprotect', 'zap', 'pin', 'unpin', 'get', 'put', 'try-get', 'set-dirty', 'alloc-folio']) {
+      for (const op of ['mm-new', 'mmap', 'mmap-file', 'touch', 'pin-user-fast', 'pin-user', 'get-user-fast', 'unpin-user', 'put-user', 'fork', 'munmap', 'migrate', 'compact', 'mprotect', 'zap', 'pin', 'unpin', 'get', 'put', 'try-get', 'set-dirty', 'alloc-folio', ...ISSUE13_OPS]) {
         expect(text, op).toMatch(new RegExp(`^(mm#\\d+ )?${op} `, 'm'));
       }
+      // Issue 13's calls, each kind: every advice, mremap's moves, the swap device, shmem.
+      for (const advice of ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse']) expect(text, advice).toMatch(new RegExp(`madvise \\d+ \\d+ ${advice}( |$)`, 'm'));
+      for (const f of ['may-move', 'fixed', 'dont-unmap']) expect(text, f).toMatch(new RegExp(`mremap .* ${f}( |$)`, 'm'));
+      expect(text).toMatch(/mm-new 8192 thp-orders=4,9 swap=96$/m);
+      expect(text).toMatch(/mmap-file-private \d+ \[.*\] write shmem|mmap-file-private \d+ \[.*\] shmem/);
+      expect(text).toMatch(/mmap-file \d+ \[.*\] write shmem/);
+      expect(text).toMatch(/mmap-hugetlb-file \d+ 9 \[.*\] write shared/);
+      expect(text).toMatch(/mremap .* = \d+/); // a move's new start
+      expect(text).toMatch(/madvise \d+ \d+ collapse = [1-9]/); // THPs made
       expect(text).toMatch(/ = (EFAULT|ERANGE|EINVAL|EFREE)$/m);
       expect(text).toMatch(/unpin-user \[&\d+/); // output references
       const live = stateDigest(mem);
@@ -196,6 +312,8 @@ describe('a recording replays to the identical state', () => {
       expect(live.stats).toEqual(nativeStats);
       // The simulation made each kind of decision and refusal that the comparison covers.
       expect(live.mmStats['earlyCowCopies']! + live.mmStats['migratedPages']!).toBeGreaterThan(0);
+      for (const k of ['pagedOutPages', 'swapIns', 'remaps', 'remapMovedPages', 'collapses', 'pageoutBusy']) expect(live.mmStats[k], k).toBeGreaterThan(0);
+      expect(mem.hugetlbPool(9).total).toBeGreaterThan(0);
       const doc = await runReplay({ file, schemes: [scheme], endState: true });
       const s = doc.schemes[0]!;
       expect(s.diverged, 'every result as recorded').toBe(0);
