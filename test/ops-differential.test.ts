@@ -22,6 +22,7 @@ import {
   runReplay,
   stateDigest,
   type GupResult,
+  type OpFlagName,
   type OpName,
   type PageArrayOptions,
   type Scheme,
@@ -349,7 +350,7 @@ describe('a recording replays to the identical state', () => {
 
 // ---- a batch and the same ops one by one ------------------------------------------------------
 
-type Planned = { op: OpName; a?: number; b?: number; mm?: number; flags?: ('write' | 'perPage' | 'dirty' | 'populate' | 'huge' | 'movable')[]; entries?: number[] };
+type Planned = { op: OpName; a?: number; b?: number; mm?: number; flags?: OpFlagName[]; entries?: number[] };
 
 /** The same op through the JS API: its result as submit reports it (a count, or -code). */
 function oneByOne(mem: PageArray, spaces: Map<number, AddressSpace>, p: Planned): number {
@@ -382,8 +383,36 @@ function oneByOne(mem: PageArray, spaces: Map<number, AddressSpace>, p: Planned)
       case 'alloc-folio':
         return mem.allocFolio(p.b!, { movable: has('movable') });
       case 'mm-new':
-        spaces.set(p.mm!, new AddressSpace(mem, { pages: p.a! }));
+        spaces.set(p.mm!, new AddressSpace(mem, { pages: p.a!, ...(p.entries !== undefined ? { swapPages: p.entries[0]! } : {}) }));
         return 0;
+      case 'madvise': {
+        const mm = spaces.get(p.mm!)!;
+        const advice = (['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse'] as const)[p.entries![0]!]!;
+        const before = mm.stats().collapses;
+        mm.madvise({ start: p.a!, count: p.b! }, advice);
+        return advice === 'collapse' ? mm.stats().collapses - before : 0; // THPs made
+      }
+      case 'mremap':
+        return spaces.get(p.mm!)!.mremap({
+          start: p.a!,
+          count: p.b!,
+          newCount: p.entries![0]!,
+          mayMove: has('mayMove'),
+          fixed: has('fixed'),
+          dontUnmap: has('dontUnmap'),
+          ...(has('fixed') ? { newStart: p.entries![1]! } : {}),
+        });
+      case 'khugepaged':
+        return spaces.get(p.mm!)!.khugepaged({ maxPtesNone: p.a!, maxPtesShared: p.b! }).collapsed;
+      case 'mmap-hugetlb':
+        spaces.get(p.mm!)!.mmap({ start: p.a!, count: p.b!, hugetlb: p.entries![0]! as 9, write: has('write'), populate: has('populate'), shared: has('shared') });
+        return 0;
+      case 'hugetlb-pool':
+        mem.setHugetlbPages(p.a! as 9, p.b!);
+        return 0;
+      case 'hugetlb-alloc':
+        new HugetlbFile(mem, { name: 'h', order: p.a! as 9, pages: p.b! * 2 ** p.a! });
+        return p.b!;
       case 'mmap':
         spaces.get(p.mm!)!.mmap({ start: p.a!, count: p.b!, write: has('write'), populate: has('populate'), huge: has('huge') });
         return 0;
@@ -417,7 +446,36 @@ function plan(seed: number, n: number): Planned[] {
   const out: Planned[] = [{ op: 'mm-new', mm: 1, a: 4096 }, { op: 'mmap', mm: 1, a: 0, b: 1024, flags: ['write', 'populate'] }, { op: 'mmap', mm: 1, a: 1024, b: 1024, flags: ['write', 'huge'] }];
   let nextId = 2;
   const allocated: number[] = [];
+  const r13 = new Rng(seed ^ 0x13);
+  const created = [1];
   for (let i = 0; i < n; i++) {
+    if (i % 1000 === 500) {
+      // A fresh address space: a collapse that makes a THP, a move, swap slots of its own.
+      const mm = nextId++;
+      created.push(mm);
+      out.push({ op: 'mm-new', mm, a: 4096, entries: [32] }, { op: 'mmap', mm, a: 0, b: 512, flags: ['write', 'populate'] });
+      out.push({ op: 'madvise', mm, a: 0, b: 512, entries: [4] }, { op: 'madvise', mm, a: 0, b: 64, entries: [3] });
+      out.push({ op: 'mremap', mm, a: 0, b: 512, flags: ['mayMove', 'fixed'], entries: [512, 1536] }, { op: 'mremap', mm, a: 1536, b: 64, flags: ['mayMove'], entries: [640, 0xffffffff] });
+      out.push({ op: 'madvise', mm, a: 1600, b: 100, entries: [r13.int(0, 2)] }, { op: 'touch', mm, a: 1536, b: 64, flags: ['write'] });
+    }
+    if (r13.chance(0.12)) {
+      // Issue 13's calls (format 3), valid and refused (bad orders, sizes, ranges, limits).
+      const y = r13.int(0, 9);
+      const mm = r13.chance(0.7) ? 1 : r13.int(1, nextId - 1);
+      if (y < 3) out.push({ op: 'madvise', mm, a: r13.chance(0.3) ? 1024 : r13.int(0, 2100), b: r13.chance(0.3) ? 512 * r13.int(1, 2) : r13.int(1, 200), entries: [r13.int(0, 4)] });
+      else if (y < 5) {
+        const flags: OpFlagName[] = r13.chance(0.6) ? ['mayMove', ...(r13.chance(0.3) ? ['fixed' as const] : r13.chance(0.3) ? ['dontUnmap' as const] : [])] : [];
+        const count = r13.int(1, 64);
+        out.push({ op: 'mremap', mm, a: r13.int(0, 2100), b: count, flags, entries: [flags.includes('dontUnmap') ? count : r13.int(1, 300), flags.includes('fixed') ? r13.int(2200, 4000) : 0xffffffff] });
+      } else if (y < 6) out.push({ op: 'khugepaged', mm, a: r13.int(0, 600), b: r13.int(0, 600) });
+      else if (y < 7) out.push({ op: 'hugetlb-pool', a: r13.chance(0.9) ? 9 : r13.int(0, 20), b: r13.int(0, 4) });
+      else if (y < 8) out.push({ op: 'hugetlb-alloc', a: r13.chance(0.9) ? 9 : 18, b: r13.int(0, 2) });
+      else if (y < 9) out.push({ op: 'mmap-hugetlb', mm, a: r13.chance(0.8) ? 2048 + 512 * r13.int(0, 3) : r13.int(0, 4000), b: 512 * r13.int(0, 1), entries: [r13.chance(0.9) ? 9 : 18], flags: ['write', ...(r13.chance(0.5) ? ['shared' as const] : []), ...(r13.chance(0.5) ? ['populate' as const] : [])] });
+      else {
+        created.push(nextId);
+        out.push({ op: 'mm-new', mm: nextId++, a: 4096, entries: [r13.int(0, 64)] });
+      }
+    }
     // Mostly the pages the address space holds (ZONE_MOVABLE, the top 2048), some free, some out of range.
     const pfn = rng.chance(0.8) ? rng.int(6100, 8191) : rng.chance(0.5) ? rng.int(0, 6100) : rng.int(0, 2 ** 32 - 1);
     const x = rng.int(0, 99);
@@ -433,7 +491,9 @@ function plan(seed: number, n: number): Planned[] {
     else if (x < 84) out.push({ op: 'alloc-folio', b: rng.int(0, 4), flags: rng.chance(0.5) ? ['movable'] : [] });
     else if (x < 88 && allocated.length >= 0) out.push({ op: 'touch', mm: rng.int(1, nextId - 1), a: rng.int(0, 2100), b: rng.int(1, 8), flags: rng.chance(0.5) ? ['write'] : [] });
     else if (x < 91) out.push({ op: 'migrate', mm: 1, a: rng.int(0, 2000), b: rng.int(1, 600) });
-    else if (x < 92) out.push({ op: 'fork', mm: rng.int(1, nextId - 1), a: nextId++ });
+    // A fork of an mm-new's space (those always exist: a failed fork's child would not, and
+    // its fork through the JS API could not even be tried, so no id would be used up there).
+    else if (x < 92) out.push({ op: 'fork', mm: created[rng.int(0, created.length - 1)]!, a: nextId++ });
     else if (x < 94) out.push({ op: 'munmap', mm: rng.int(1, nextId - 1), a: rng.int(0, 3000), b: rng.int(1, 100) });
     else out.push({ op: 'mmap', mm: 1, a: rng.int(2048, 4000), b: rng.int(1, 64), flags: ['write'] }); // often overlapping: EINVAL
   }
@@ -453,6 +513,14 @@ describe('submit: a batch and the same ops one by one', () => {
       const b = new PageArray(opts);
       const got = b.submit(batch.toArray(), { onError: 'continue' });
       expect([...got]).toEqual(expected);
+      // Issue 13's ops (format 3) ran, some done and some refused.
+      for (const op of ['madvise', 'mremap', 'khugepaged', 'hugetlb-pool', 'hugetlb-alloc', 'mmap-hugetlb'] as const) {
+        const rs = planned.flatMap((p, k) => (p.op === op ? [expected[k]!] : []));
+        expect(rs.some((r) => r >= 0), `${op} done`).toBe(true);
+        expect(rs.some((r) => r < 0), `${op} refused`).toBe(true);
+      }
+      expect(planned.some((p, k) => p.op === 'madvise' && p.entries![0] === 4 && expected[k]! > 0), 'a collapse made a THP').toBe(true);
+      expect(planned.some((p, k) => p.op === 'mremap' && expected[k]! > 0 && expected[k] !== p.a), 'an mremap moved').toBe(true);
       expect(expected.filter((r) => r < 0).length).toBeGreaterThan(100); // refusals of every kind were compared
       expect(new Set(expected.filter((r) => r < 0)).size).toBeGreaterThanOrEqual(4);
       expectSameState(stateDigest(b), stateDigest(a), `submit under ${scheme}`);
@@ -485,3 +553,4 @@ describe('the differential comparison covers each scheme the registry has', () =
     expect(typeof s).toBe('string');
   });
 });
+
