@@ -100,7 +100,8 @@ StateDigest digest_state(const PageArray& mem,
   for (const int64_t order : {int64_t{9}, int64_t{18}}) {
     HugetlbCounts c;
     if (!mem.hugetlb_counts(order, &c).ok()) continue;
-    ff.add(c.total | c.free << 24 | c.reserved << 48);
+    ff.add(c.total);
+    ff.add(c.free | c.reserved << 32);
   }
   d.free_blocks = ff.value();
   for (size_t s = 0; s < d.stats.size(); ++s) d.stats[s] = mem.stat(Stat(s));
