@@ -67,6 +67,10 @@ void Executor::note_output(uint32_t was, uint32_t now) {
   xlat_.data()[was] = was == now ? 0 : now + 1;
 }
 
+void Executor::reserve_translation() {
+  if (xlat_.empty() && !xlat_.allocate(pages_)) throw std::bad_alloc();
+}
+
 Executor::TagOutputs& Executor::outputs_of(uint32_t tag) {
   if (outputs_.size() <= tag) outputs_.resize(size_t(tag) + 1);
   TagOutputs& t = outputs_[tag];
@@ -182,6 +186,9 @@ int32_t Executor::madvise(const Record& r, const Record* data, AddressSpace& as)
 int32_t Executor::hugetlb_alloc(const Record& r, const Record* data) {
   const uint32_t order = r.w[2];
   std::vector<uint32_t> heads;
+  // Host memory first (the translation table and the heads' vector), so a bad_alloc (ENOMEM)
+  // comes before the pool gives anything: a refused op changes nothing.
+  if (entries_of(r) > 0) reserve_translation();
   if (Status st = mem_->hugetlb_alloc_pages(order, r.w[3], &heads); !st.ok()) return fail(st);
   // The heads this op returned when recorded (its entries) name the huge pages returned now,
   // page by page (the core accepted the order: 9 or 18).

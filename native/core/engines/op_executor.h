@@ -132,6 +132,9 @@ class Executor {
   }
   // Notes that recorded PFN `was` is page `now` in this run.
   void note_output(uint32_t was, uint32_t now);
+  // Maps the translation table now (all pages themselves), so the notes of an op that
+  // allocates cannot fail after its allocation (std::bad_alloc before it instead).
+  void reserve_translation();
   AddressSpace* space(uint32_t id) const;
   // mm-new: an address space of `pages` with the record's settings (op_settings.h) and swap
   // device (AddressSpace::kDefaultSwap: as many slots as pages).
