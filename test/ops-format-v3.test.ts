@@ -44,6 +44,13 @@ function issue13Calls(mem: PageArray): AddressSpace {
   const shm = new PageCacheFile(mem, { name: 's', pages: 16, shmem: true });
   mm.mmap({ start: 1536, count: 16, file, shared: false });
   mm.mmap({ start: 1600, count: 16, file: shm });
+  // Allowed for shmem only (no dirty tracking): a replay that mapped it dirty-tracked would refuse it.
+  const lt = mm.pinUserPagesFast(1600, 4, { write: true, longterm: true });
+  expect(lt.count).toBe(4);
+  mm.unpinUserPages(lt.pfns, { write: true });
+  expect(() => mm.mmap({ start: 1700, count: 4, file })).not.toThrow();
+  expect(() => mm.pinUserPagesFast(1700, 1, { write: true, longterm: true })).toThrow(PinlabError);
+  mm.munmap({ start: 1700, count: 4 });
   mm.mmap({ start: 2048, count: 1024, huge: true, populate: true });
   mm.mmap({ start: 3072, count: 256, populate: true });
   mm.touch(0, 512, { write: true });
