@@ -142,9 +142,17 @@ class Executor {
   }
   // Notes that recorded PFN `was` is page `now` in this run.
   void note_output(uint32_t was, uint32_t now);
+  // Maps the translation table now (all pages themselves), so the notes of an op that
+  // allocates cannot fail after its allocation (std::bad_alloc before it instead).
+  void reserve_translation();
   AddressSpace* space(uint32_t id) const;
-  // mm-new: an address space of `pages` with the record's settings (op_settings.h).
-  Status create_space(uint32_t id, int64_t pages, uint32_t settings);
+  // mm-new: an address space of `pages` with the record's settings (op_settings.h) and swap
+  // device (AddressSpace::kDefaultSwap: as many slots as pages).
+  Status create_space(uint32_t id, int64_t pages, uint32_t settings, int64_t swap_pages);
+  // madvise (MADV_COLLAPSE included): its advice entry to the core call.
+  int32_t madvise(const Record& r, const Record* data, AddressSpace& as);
+  // hugetlb-alloc: a hugetlb file's pages; its recorded heads name the ones returned now.
+  int32_t hugetlb_alloc(const Record& r, const Record* data);
 
   std::shared_ptr<PageArray> mem_;
   const bool debug_;  // mem_'s debug mode
