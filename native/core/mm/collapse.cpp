@@ -128,7 +128,11 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
       stats_.add(MmStat::kCollapseBusy, pages);
     }
   }
-  return busy ? CollapseCheck::kBusy : CollapseCheck::kOk;
+  if (busy) return CollapseCheck::kBusy;
+  // No writable entry (read-only region, entries fork write-protected, only zero-page or swap
+  // entries): the kernel's scan answers SCAN_PAGE_RO after its per-page checks, for
+  // MADV_COLLAPSE too (EINVAL); khugepaged's limits above already turned it away.
+  return writable ? CollapseCheck::kOk : CollapseCheck::kReadOnly;
 }
 
 Status AddressSpace::commit_collapses(std::vector<CollapsePlan>& plans) {
@@ -235,6 +239,12 @@ Status AddressSpace::collapse(int64_t start, int64_t count, uint64_t* collapsed)
           refused = Status{Code::kEAGAIN, Reason::kFlags,
                            "madvise collapse: a page has references beyond its mappings (a pin or "
                            "FOLL_GET reference); nothing changed"};
+        break;
+      case CollapseCheck::kReadOnly:
+        if (refused.ok())
+          refused = Status{Code::kEINVAL, Reason::kFlags,
+                           "madvise collapse: a 2 MiB stretch has no writable entry (the kernel's "
+                           "SCAN_PAGE_RO); nothing changed"};
         break;
       case CollapseCheck::kNothing:
         if (refused.ok())
