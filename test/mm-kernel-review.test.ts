@@ -3,7 +3,8 @@
 // the contract's) answer that the model gave wrongly before its fix.
 import { describe, expect, it } from 'vitest';
 
-import { expectCodeNoChange, makeMm } from './mm-helpers.js';
+import { AddressSpace, PageArray } from '../lib/index.js';
+import { expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
 
 describe('MADV_COLLAPSE needs a writable entry (khugepaged.c: SCAN_PAGE_RO, EINVAL)', () => {
   it('refuses a stretch of a read-only region, nothing changed', () => {
@@ -37,5 +38,39 @@ describe('MADV_COLLAPSE needs a writable entry (khugepaged.c: SCAN_PAGE_RO, EINV
     expectCodeNoChange(mm, () => mm.madvise({ start: 512, count: 512 }, 'collapse'), 'EINVAL', { vpages: 1024 });
     expect(mm.swappedPages).toBe(512);
     expect(mm.swapUsage().used).toBe(used);
+  });
+});
+
+describe('hugetlb write faults reuse by mapcount (hugetlb_wp), not by refcount', () => {
+  it('reuses a page mapped once that a FOLL_GET reference also holds, even with an empty pool', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, debug: true });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 2048 });
+    mm.mmap({ start: 0, count: 512, hugetlb: 9 });
+    mm.touch(0, 1, { write: true });
+    const child = mm.fork(); // shares the page read-only, not exclusive
+    child.dispose(); // the child exits: this mm maps it alone again
+    const got = mm.getUserPagesFast(0, 1); // a reference beyond the mapping
+    mem.setHugetlbPages(9, 1); // no free page left to copy into
+    mm.touch(0, 1, { write: true }); // the kernel reuses it (mapcount 1, anonymous)
+    expect(mm.translate(0)).toMatchObject({ pfn: got.pfns[0], writable: true });
+    expect(mm.stats().cowCopies).toBe(0);
+    mm.putUserPages(got.pfns);
+    mm.dispose();
+    expect(mem.hugetlbPool(9)).toMatchObject({ total: 1, free: 1, used: 0 });
+  });
+
+  it('still copies a page another mm maps', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, debug: true });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 2048 });
+    mm.mmap({ start: 0, count: 512, hugetlb: 9 });
+    mm.touch(0, 1, { write: true });
+    const child = mm.fork();
+    const old = mm.translate(0)!.pfn;
+    mm.touch(0, 1, { write: true });
+    expect(mm.translate(0)!.pfn).not.toBe(old);
+    expect(pfnsOf(child, 0, 1)).toEqual([old]);
+    expect(mm.stats().cowCopies).toBe(512);
   });
 });
