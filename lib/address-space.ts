@@ -372,8 +372,8 @@ export class AddressSpace {
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
    *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled;
    *   `'pageout'` skips them), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
-   *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped or
-   *   across mappings of different kinds; `EAGAIN` (`'collapse'`) when a page of a stretch to
+   *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped,
+   *   across mappings of different kinds, or without a writable entry (SCAN_PAGE_RO); `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's
    *   refcount check). Nothing changes on an error (a collapse is all or nothing over the range).
    */
