@@ -399,7 +399,8 @@ export class AddressSpace {
    * mapping's file) go with it.
    * @returns the range's first page now
    * @throws PinlabError `EINVAL` (bad arguments: `fixed` or `dontUnmap` without `mayMove`,
-   *   `dontUnmap` with another length or on a file mapping, `newStart` without `fixed`, a fixed
+   *   `dontUnmap` with another length or on a file mapping, a file mapping grown (its tail
+   *   would map the file's next pages: not modelled), `newStart` without `fixed`, a fixed
    *   range overlapping the old one or outside the address space; a hugetlb mapping: not
    *   modelled); `EFAULT` (the old range not
    *   wholly mapped, or across mappings of different kinds); `ENOMEM` (it cannot grow in place

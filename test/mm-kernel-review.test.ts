@@ -3,7 +3,7 @@
 // the contract's) answer that the model gave wrongly before its fix.
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray } from '../lib/index.js';
+import { AddressSpace, PageArray, PageCacheFile } from '../lib/index.js';
 import { expectCodeNoChange, makeMm, pfnsOf } from './mm-helpers.js';
 
 describe('MADV_COLLAPSE needs a writable entry (khugepaged.c: SCAN_PAGE_RO, EINVAL)', () => {
@@ -73,4 +73,23 @@ describe('hugetlb write faults reuse by mapcount (hugetlb_wp), not by refcount',
     expect(pfnsOf(child, 0, 1)).toEqual([old]);
     expect(mm.stats().cowCopies).toBe(512);
   });
+});
+
+describe('mremap of a file mapping', () => {
+  for (const shared of [true, false]) {
+    it(`refuses to grow a ${shared ? 'shared' : 'private'} file mapping (not modelled) instead of mapping a tail that says "truncated"`, () => {
+      const { mem, mm } = makeMm();
+      const file = new PageCacheFile(mem, { name: 'grow', pages: 64 });
+      mm.mmap({ start: 0, count: 16, file, shared });
+      // The kernel maps the file's pages 16..31 there (within its size); the model cannot fill
+      // them, so it refuses, in place and moving alike, with nothing changed.
+      expectCodeNoChange(mm, () => mm.mremap({ start: 0, count: 16, newCount: 32 }), 'EINVAL', { vpages: 1024, mmStats: 'unchanged' });
+      expectCodeNoChange(mm, () => mm.mremap({ start: 0, count: 16, newCount: 32, mayMove: true, fixed: true, newStart: 512 }), 'EINVAL', { vpages: 1024, mmStats: 'unchanged' });
+      // Shrinking and moving whole stay allowed.
+      expect(mm.mremap({ start: 0, count: 16, newCount: 16, mayMove: true, fixed: true, newStart: 512 })).toBe(512);
+      expect(mm.mremap({ start: 512, count: 16, newCount: 8 })).toBe(512);
+      mm.touch(512, 8);
+      mm.munmap({ start: 0, count: mm.pages });
+    });
+  }
 });
