@@ -66,7 +66,7 @@ export interface MremapOptions extends VirtualRange {
 export interface KhugepagedOptions {
   /** khugepaged/max_ptes_none: empty or zero-page PTEs allowed, 0..511. Default 511. */
   maxPtesNone?: number;
-  /** khugepaged/max_ptes_shared: PTEs of pages another mm may map too (entries without PageAnonExclusive), 0..512. Default 256. */
+  /** khugepaged/max_ptes_shared: PTEs of pages another mm maps too (by the mappings, as the kernel's mapcount test; a page whose other mm went away counts no more), 0..512. Default 256. */
   maxPtesShared?: number;
 }
 
@@ -426,7 +426,7 @@ export class AddressSpace {
   /**
    * One pass of khugepaged over the huge regions (when the 2 MiB THP size is enabled): every
    * 2 MiB-aligned stretch mapped by PTEs with at most `maxPtesNone` empty or zero-page entries,
-   * at most `maxPtesShared` entries without PageAnonExclusive, and one writable entry becomes
+   * at most `maxPtesShared` entries of pages another mm maps too, and one writable entry becomes
    * a PMD-mapped THP copied from the old pages, unless a page holds references beyond its
    * mappings (a pin or FOLL_GET reference: skipped, see {@link AddressSpaceStats}'s
    * `collapseMaybePinned`). Each stretch is collapsed or left as it was.

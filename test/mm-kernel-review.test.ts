@@ -93,3 +93,33 @@ describe('mremap of a file mapping', () => {
     });
   }
 });
+
+describe('khugepaged max_ptes_shared counts pages another mm maps (mapcount), not entries without PageAnonExclusive', () => {
+  it('collapses after fork + child exit, where the parent maps every page alone again', () => {
+    const { mm } = makeMm();
+    mm.mmap({ start: 0, count: 512, populate: true, huge: true });
+    mm.mprotect({ start: 1, count: 1, write: false }); // PTE-map the THP
+    mm.mprotect({ start: 1, count: 1, write: true });
+    mm.madvise({ start: 0, count: 512 }, 'dontneed'); // fresh 4 KiB pages below
+    mm.touch(0, 512, { write: true });
+    const child = mm.fork(); // every entry loses PageAnonExclusive
+    child.dispose(); // ... and the child exits: mapcount 1 everywhere
+    mm.touch(0, 8, { write: true }); // writable entries (reused: ours alone)
+    // 504 entries without the exclusive bit, none mapped by another mm: not "shared".
+    expect(mm.khugepaged({ maxPtesShared: 0 })).toEqual({ collapsed: 1, scanned: 1 });
+    expect(mm.translate(0)?.huge).toBe(true);
+  });
+
+  it('still counts pages a live child maps', () => {
+    const { mm } = makeMm();
+    mm.mmap({ start: 0, count: 512, huge: true });
+    mm.touch(0, 512, { write: true });
+    mm.mprotect({ start: 1, count: 1, write: false });
+    mm.mprotect({ start: 1, count: 1, write: true });
+    const child = mm.fork();
+    mm.touch(0, 8, { write: true }); // COW copies: 8 entries ours, 504 shared with the child
+    expect(mm.khugepaged({ maxPtesShared: 503 })).toEqual({ collapsed: 0, scanned: 1 });
+    expect(mm.khugepaged({ maxPtesShared: 504 })).toEqual({ collapsed: 1, scanned: 1 });
+    child.dispose();
+  });
+});

@@ -100,9 +100,25 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
       continue;
     }
     writable |= entry::writable(e);
-    shared += !entry::exclusive(e);
     const uint64_t head = mem_->folio_head(entry::pfn(e));
     if (plan->folios.empty() || plan->folios.back() != head) plan->folios.push_back(head);
+  }
+  // khugepaged/max_ptes_shared counts the entries whose folio another mm maps too (the kernel's
+  // folio_maybe_mapped_shared, page_mapcount > 1 before it): by the mappings, not by the
+  // exclusive bit, which fork clears for good (a parent whose child exited maps every page
+  // alone again). Mappings beyond this stretch's own entries of the folio count as another mm's.
+  if (limits != nullptr) {
+    std::vector<uint64_t> heads;  // the stretch's entries' folios, sorted: its mappings of each
+    heads.reserve(kPtesPerTable);
+    for (const uint64_t e : plan->entries)
+      if (entry::present(e) && !entry::special(e)) heads.push_back(mem_->folio_head(entry::pfn(e)));
+    std::sort(heads.begin(), heads.end());
+    for (const uint64_t e : plan->entries) {
+      if (!entry::present(e) || entry::special(e) || entry::exclusive(e)) continue;
+      const uint64_t head = mem_->folio_head(entry::pfn(e));
+      const auto [lo, hi] = std::equal_range(heads.begin(), heads.end(), head);
+      shared += mem_->mapped_refs(head) > int64_t(hi - lo);
+    }
   }
   if (present == 0 && swapped == 0) return CollapseCheck::kNothing;
   if (limits != nullptr && (none > uint64_t(limits->max_ptes_none) || swapped > kMaxPtesSwap ||
