@@ -123,3 +123,39 @@ describe('khugepaged max_ptes_shared counts pages another mm maps (mapcount), no
     child.dispose();
   });
 });
+
+describe('hugetlb faults over a 2 MiB span that PTEs mapped before', () => {
+  // A PMD that once pointed at a PTE table keeps pointing at it (tables live as long as the
+  // page table). hugetlb's fault took that table entry for a present leaf of PFN 0: a read
+  // fault mapped nothing, a write fault "copied" PFN 0's folio and put one of its references
+  // (another mm's pinned page here), or crashed the process when that folio was small.
+  for (const scheme of ['separate', 'sharded'] as const) {
+    it(`maps a fresh page and touches no other folio (${scheme})`, () => {
+      const mem = new PageArray({ pages: 4096, populated: false, debug: true, scheme });
+      const other = new AddressSpace(mem, { pages: 2048 });
+      other.mmap({ start: 0, count: 1, populate: true });
+      const p0 = other.translate(0)!.pfn;
+      const pin = other.pinUserPages(0, 1, { write: true });
+      const refs = mem.refcount(p0);
+      const mm = new AddressSpace(mem, { pages: 2048 });
+      mm.mmap({ start: 1000, count: 100, populate: true }); // PTE tables under PMDs 1 and 2
+      mm.munmap({ start: 1000, count: 100 });
+      mem.setHugetlbPages(9, 2);
+      mm.mmap({ start: 512, count: 512, hugetlb: 9 });
+      mm.touch(600, 1); // read fault: hugetlb has no zero page, it maps the page
+      const t = mm.translate(600);
+      expect(t).toMatchObject({ huge: true, writable: false });
+      expect(mem.folioOrder(t!.pfn)).toBe(9);
+      mm.touch(600, 1, { write: true });
+      expect(mm.translate(600)!.pfn).toBe(t!.pfn); // exclusive: reused
+      mm.madvise({ start: 512, count: 512 }, 'dontneed');
+      mm.mmap({ start: 1024, count: 512, hugetlb: 9, populate: true }); // over PMD 2's old table
+      expect(mm.translate(1100)).toMatchObject({ huge: true });
+      expect(mem.refcount(p0)).toBe(refs);
+      other.unpinUserPages(pin.pfns, { write: true });
+      mm.dispose();
+      other.dispose();
+      expect(mem.hugetlbPool(9)).toMatchObject({ free: 2, used: 0, reserved: 0 });
+    });
+  }
+});

@@ -197,7 +197,10 @@ Status AddressSpace::hugetlb_fault(uint64_t vpage, bool write, const Region& r,
   const uint32_t order = r.hugetlb_order;
   const uint64_t vbase = region_start + ((vpage - region_start) & ~(pages_of(order) - 1));
   const uint64_t pe = pt_.pmd(vbase >> kPmdShift).load(std::memory_order_relaxed);  // we hold the lock
-  if (entry::present(pe)) {
+  // A leaf maps the page. A table entry (present too, PFN 0) is what an earlier PTE-mapped use
+  // of this 2 MiB span left linked: its PTEs were cleared with that mapping, so it is empty
+  // here, and the fault installs the page's leaf over it (the table stays owned, unused).
+  if (entry::huge(pe)) {
     if (write && !entry::writable(pe)) return hugetlb_wp(vpage, true);
     return Status::Ok();
   }
