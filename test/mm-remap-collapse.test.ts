@@ -261,10 +261,13 @@ describe('collapse (MADV_COLLAPSE, khugepaged)', () => {
     const { mm } = pteMappedThp('bias');
     const child = mm.fork();
     const before = pfnsOf(child, 512, 512);
+    // fork write-protected every entry: the kernel's collapse needs one writable (SCAN_PAGE_RO).
+    expect(() => mm.madvise({ start: 512, count: 512 }, 'collapse')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    mm.touch(512, 1, { write: true }); // one COW copy makes a writable entry
     mm.madvise({ start: 512, count: 512 }, 'collapse');
     mm.touch(512, 512, { write: true });
     expect(pfnsOf(child, 512, 512)).toEqual(before);
-    expect(mm.stats().cowCopies).toBe(0); // exclusive: written in place
+    expect(mm.stats().cowCopies).toBe(1); // the THP is exclusive: written in place
     child.munmap({ start: 0, count: child.pages });
   });
 });
