@@ -66,7 +66,7 @@ export interface MremapOptions extends VirtualRange {
 export interface KhugepagedOptions {
   /** khugepaged/max_ptes_none: empty or zero-page PTEs allowed, 0..511. Default 511. */
   maxPtesNone?: number;
-  /** khugepaged/max_ptes_shared: PTEs of pages another mm may map too (entries without PageAnonExclusive), 0..512. Default 256. */
+  /** khugepaged/max_ptes_shared: PTEs of pages another mm maps too (by the mappings, as the kernel's mapcount test; a page whose other mm went away counts no more), 0..512. Default 256. */
   maxPtesShared?: number;
 }
 
@@ -372,8 +372,8 @@ export class AddressSpace {
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
    *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled;
    *   `'pageout'` skips them), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
-   *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped or
-   *   across mappings of different kinds; `EAGAIN` (`'collapse'`) when a page of a stretch to
+   *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped,
+   *   across mappings of different kinds, or without a writable entry (SCAN_PAGE_RO); `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's
    *   refcount check). Nothing changes on an error (a collapse is all or nothing over the range).
    */
@@ -399,7 +399,8 @@ export class AddressSpace {
    * mapping's file) go with it.
    * @returns the range's first page now
    * @throws PinlabError `EINVAL` (bad arguments: `fixed` or `dontUnmap` without `mayMove`,
-   *   `dontUnmap` with another length or on a file mapping, `newStart` without `fixed`, a fixed
+   *   `dontUnmap` with another length or on a file mapping, a file mapping grown (its tail
+   *   would map the file's next pages: not modelled), `newStart` without `fixed`, a fixed
    *   range overlapping the old one or outside the address space; a hugetlb mapping: not
    *   modelled); `EFAULT` (the old range not
    *   wholly mapped, or across mappings of different kinds); `ENOMEM` (it cannot grow in place
@@ -425,7 +426,7 @@ export class AddressSpace {
   /**
    * One pass of khugepaged over the huge regions (when the 2 MiB THP size is enabled): every
    * 2 MiB-aligned stretch mapped by PTEs with at most `maxPtesNone` empty or zero-page entries,
-   * at most `maxPtesShared` entries without PageAnonExclusive, and one writable entry becomes
+   * at most `maxPtesShared` entries of pages another mm maps too, and one writable entry becomes
    * a PMD-mapped THP copied from the old pages, unless a page holds references beyond its
    * mappings (a pin or FOLL_GET reference: skipped, see {@link AddressSpaceStats}'s
    * `collapseMaybePinned`). Each stretch is collapsed or left as it was.

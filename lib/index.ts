@@ -85,6 +85,7 @@ export { SCHEMES, type Scheme } from './schemes.js';
 export { OpRecorder, type OpSaveResult } from './ops/recorder.js';
 export type { SubmitOptions } from './ops/submit.js';
 export {
+  OP_ADVICE,
   OP_CODES,
   OP_FLAGS,
   OP_NOT_RUN,

@@ -260,7 +260,7 @@ export interface NativeOpFormat {
   /** Opcode by op name. */
   ops: Record<string, number>;
   /** Flag bits by name. */
-  flags: Record<'write' | 'perPage' | 'dirty' | 'list' | 'movable' | 'populate' | 'huge' | 'fastOnly' | 'longterm' | 'refs', number>;
+  flags: Record<'write' | 'perPage' | 'dirty' | 'list' | 'movable' | 'populate' | 'huge' | 'fastOnly' | 'longterm' | 'refs' | 'shmem' | 'shared' | 'mayMove' | 'fixed' | 'dontUnmap' | 'evenCows', number>;
   /** Error code names by number (index 0 is OK). */
   codes: string[];
 }

@@ -51,7 +51,7 @@ describe('format version 2: rules and thpOrders', () => {
     rec.save(file);
     rec.save(`${file}.txt`);
     const text = readFileSync(`${file}.txt`, 'utf8');
-    expect(text).toMatch(/^pkops 2 /m);
+    expect(text).toMatch(/^pkops 3 /m);
     expect(text).toMatch(/^mm#1 mm-new 4096 thp-orders=4,9 zero-page-unshare=0 longterm-file-writes=allow migrate-pte-mapped-thp=0 anon-exclusive=0$/m);
     const live = stateDigest(mem);
     for (const f of [file, `${file}.txt`]) {
@@ -83,7 +83,7 @@ describe('format version 2: rules and thpOrders', () => {
     rec.save(file);
     // The same bytes as version 1 (the version field and the header checksum patched).
     const bytes = readFileSync(file);
-    expect(bytes.readUInt32LE(8)).toBe(2);
+    expect(bytes.readUInt32LE(8)).toBe(3);
     bytes.writeUInt32LE(1, 8);
     rechecksum(bytes);
     writeFileSync(file, bytes);

@@ -246,7 +246,7 @@ describe('pinlab replay and pinlab trace', () => {
     const text = join(dir, 'synth.pkops.txt');
     const back = join(dir, 'synth2.pkops');
     expect((await cli(['trace', 'convert', file, text])).status).toBe(0);
-    expect(readFileSync(text, 'utf8').split('\n')[1]).toMatch(/^pkops 2 pages=4096 /);
+    expect(readFileSync(text, 'utf8').split('\n')[1]).toMatch(/^pkops 3 pages=4096 /);
     expect((await cli(['trace', 'convert', text, back])).status).toBe(0);
     expect(readFileSync(back).equals(readFileSync(file))).toBe(true);
     const fromText = await cli(['replay', text, '--json', '--scheme', 'separate', '--threads', '1']);

@@ -52,10 +52,44 @@ export type OpName =
   | 'put-user'
   | 'fork'
   | 'migrate'
-  | 'compact';
+  | 'compact'
+  | 'madvise'
+  | 'mremap'
+  | 'khugepaged'
+  | 'mmap-hugetlb'
+  | 'mmap-hugetlb-file'
+  | 'mmap-file-private'
+  | 'zap-file'
+  | 'hugetlb-pool'
+  | 'hugetlb-alloc';
 
 /** An op's flags by name (which ones an op takes: README, Op streams). */
-export type OpFlagName = 'write' | 'perPage' | 'dirty' | 'list' | 'movable' | 'populate' | 'huge' | 'fastOnly' | 'longterm' | 'refs';
+export type OpFlagName =
+  | 'write'
+  | 'perPage'
+  | 'dirty'
+  | 'list'
+  | 'movable'
+  | 'populate'
+  | 'huge'
+  | 'fastOnly'
+  | 'longterm'
+  | 'refs'
+  | 'shmem'
+  | 'shared'
+  | 'mayMove'
+  | 'fixed'
+  | 'dontUnmap'
+  | 'evenCows';
+
+/** madvise's advice as an op stream records it (the `madvise` op's one entry), by name. */
+export const OP_ADVICE: Readonly<Record<'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse', number>> = Object.freeze({
+  dontneed: 0,
+  dontfork: 1,
+  dofork: 2,
+  pageout: 3,
+  collapse: 4,
+});
 
 /** Opcodes by op name, as the addon reports them. */
 export const OP_CODES: Readonly<Record<OpName, number>> = Object.freeze(FORMAT.ops as Record<OpName, number>);
@@ -108,7 +142,13 @@ export interface OpFields {
   tag?: number;
   /** The op's flags. `list` is set by itself when `entries` are given to `pin` or `unpin`. */
   flags?: readonly OpFlagName[];
-  /** A PFN list (pin/unpin lists, mmap-file, unpin-user, put-user) or a gup's recorded output PFNs. */
+  /**
+   * A PFN list (pin/unpin lists, mmap-file, mmap-file-private, unpin-user, put-user; the heads
+   * for mmap-hugetlb-file), a gup's recorded output PFNs, or the arguments beyond `a` and `b` of
+   * the ops that take more (madvise: `[advice]` as in {@link OP_ADVICE}; mremap: `[newCount,
+   * newStart]`, newStart 2^32-1 without `fixed`; mmap-hugetlb: `[order]`; mm-new: `[swapPages]`,
+   * optional).
+   */
   entries?: ArrayLike<number>;
 }
 

@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
+import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
 import { setSpaceListener, type SpaceListener } from './spaces.js';
 import { stableList } from '../validate.js';
 
@@ -79,11 +79,13 @@ export class OpRecorder {
     this.#header = { ...header };
     this.#tapPageArray(mem);
     const listener: SpaceListener = {
-      created: (id, pages, handle, error) => {
+      created: (id, pages, handle, error, swapPages) => {
         // The rules and THP orders it was created with (format version 2); a creation the core
         // refused records the defaults: its replay is refused for its pages or settings alike.
+        // Its swap device's slots where they are not the default (format version 3).
         const settings = handle === null ? 0 : native.opSpaceSettings(handle);
-        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), settings, 0));
+        const swap = swapPages === undefined || swapPages === pages ? null : [u32(swapPages)];
+        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), settings, 0, swap));
         if (handle !== null) this.#tapSpace(handle, id);
       },
       forked: (parent, id, handle, error) => {
@@ -344,6 +346,13 @@ export class OpRecorder {
         ),
       setDirty: (orig) => (pfn: number) =>
         this.#call(() => (orig as unknown as PA['setDirty']).call(h, pfn), () => this.#op(C['set-dirty'], 0, 0, u32(pfn), 0, 0)),
+      hugetlbSetPages: (orig) => (order: number, count: number) =>
+        this.#call(() => (orig as unknown as PA['hugetlbSetPages']).call(h, order, count), () => this.#op(C['hugetlb-pool'], 0, 0, u32(order), u32(count), 0)),
+      // A hugetlb file's pages: the heads it returned name those pages in a replay (as allocFolio's).
+      hugetlbAllocPages: (orig) => (order: number, count: number) =>
+        this.#call(() => (orig as unknown as PA['hugetlbAllocPages']).call(h, order, count), (heads) =>
+          this.#op(C['hugetlb-alloc'], 0, 0, u32(order), u32(count), heads === null ? 0 : heads.length, heads),
+        ),
     });
   }
 
@@ -357,11 +366,33 @@ export class OpRecorder {
         this.#call(() => (orig as unknown as AS['mmap']).call(h, start, count, write, populate, huge), () =>
           this.#op(C.mmap, (write ? F.write : 0) | (populate ? F.populate : 0) | (huge ? F.huge : 0), id, u32(start), u32(count), 0),
         ),
+      // A file's pages, shared or private; shmem (dirtyTracked false) as a flag (format version 3).
       mapShared: (orig) => (start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean) => {
         pfns = stableList(pfns); // read once: what the engine runs is what is recorded
         const { entries, refs } = this.#list(pfns);
         return this.#call(() => (orig as unknown as AS['mapShared']).call(h, start, pfns, write, dirtyTracked), () =>
-          this.#op(C['mmap-file'], (write ? F.write : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
+          this.#op(C['mmap-file'], (write ? F.write : 0) | (dirtyTracked === false ? F.shmem : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
+        );
+      },
+      mapPrivate: (orig) => (start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean) => {
+        pfns = stableList(pfns);
+        const { entries, refs } = this.#list(pfns);
+        return this.#call(() => (orig as unknown as AS['mapPrivate']).call(h, start, pfns, write, dirtyTracked), () =>
+          this.#op(C['mmap-file-private'], (write ? F.write : 0) | (dirtyTracked === false ? F.shmem : 0) | (refs ? F.refs : 0), id, u32(start), 0, 0, entries),
+        );
+      },
+      zapFile: (orig) => (start: number, count: number, evenCows: boolean) =>
+        this.#call(() => (orig as unknown as AS['zapFile']).call(h, start, count, evenCows), () =>
+          this.#op(C['zap-file'], evenCows ? F.evenCows : 0, id, u32(start), u32(count), 0),
+        ),
+      mmapHugetlb: (orig) => (start: number, count: number, order: number, write: boolean, populate: boolean, shared: boolean) =>
+        this.#call(() => (orig as unknown as AS['mmapHugetlb']).call(h, start, count, order, write, populate, shared), () =>
+          this.#op(C['mmap-hugetlb'], (write ? F.write : 0) | (populate ? F.populate : 0) | (shared ? F.shared : 0), id, u32(start), u32(count), 0, [u32(order)]),
+        ),
+      mapHugetlbFile: (orig) => (start: number, heads: Uint32Array, order: number, write: boolean, shared: boolean) => {
+        heads = stableList(heads);
+        return this.#call(() => (orig as unknown as AS['mapHugetlbFile']).call(h, start, heads, order, write, shared), () =>
+          this.#op(C['mmap-hugetlb-file'], (write ? F.write : 0) | (shared ? F.shared : 0), id, u32(start), u32(order), 0, heads),
         );
       },
       munmap: (orig) => (start: number, count: number) =>
@@ -406,16 +437,31 @@ export class OpRecorder {
       migrate: (orig) => (start: number, count: number) =>
         this.#call(() => (orig as unknown as AS['migrate']).call(h, start, count), (moved) => this.#op(C.migrate, 0, id, u32(start), u32(count), moved ?? 0)),
       compact: (orig) => () => this.#call(() => (orig as unknown as AS['compact']).call(h), (moved) => this.#op(C.compact, 0, id, 0, 0, moved ?? 0)),
-      // Op-stream format v1 has no records for these yet (codes 2f..3f are reserved for them): a
-      // recording refuses them rather than leave out a change its replay would then miss.
-      mremap: () => () => notRecordable('mremap'),
-      collapse: () => () => notRecordable("madvise(range, 'collapse')"),
-      khugepaged: () => () => notRecordable('khugepaged'),
+      // Format version 3: madvise (MADV_COLLAPSE too), mremap and khugepaged.
+      madvise: (orig) => (start: number, count: number, advice: number) =>
+        this.#call(() => (orig as unknown as AS['madvise']).call(h, start, count, advice), () =>
+          this.#op(C.madvise, 0, id, u32(start), u32(count), 0, [advice]),
+        ),
+      collapse: (orig) => (start: number, count: number) =>
+        this.#call(() => (orig as unknown as AS['collapse']).call(h, start, count), (made) =>
+          this.#op(C.madvise, 0, id, u32(start), u32(count), made ?? 0, [OP_ADVICE.collapse]),
+        ),
+      mremap: (orig) => (start: number, count: number, newCount: number, newStart: number, flags: number) =>
+        this.#call(() => (orig as unknown as AS['mremap']).call(h, start, count, newCount, newStart, flags), (at) =>
+          this.#op(
+            C.mremap,
+            ((flags & 1) !== 0 ? F.mayMove : 0) | ((flags & 2) !== 0 ? F.fixed : 0) | ((flags & 4) !== 0 ? F.dontUnmap : 0),
+            id,
+            u32(start),
+            u32(count),
+            at === null ? 0 : Math.min(at, 0x7fffffff),
+            [u32(newCount), u32(newStart)],
+          ),
+        ),
+      khugepaged: (orig) => (maxPtesNone: number, maxPtesShared: number) =>
+        this.#call(() => (orig as unknown as AS['khugepaged']).call(h, maxPtesNone, maxPtesShared), (r) =>
+          this.#op(C.khugepaged, 0, id, u32(maxPtesNone), u32(maxPtesShared), r === null ? 0 : Math.min(r.collapsed, 0x7fffffff)),
+        ),
     });
   }
-}
-
-/** An address-space call that op-stream format v1 cannot record: refused while recording (nothing changed). */
-function notRecordable(call: string): never {
-  throw new PinlabError('EINVAL', `${call} cannot be recorded yet (op-stream format v1 has no record for it): stop the recording first`);
 }

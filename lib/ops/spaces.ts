@@ -8,7 +8,7 @@ import { native, type NativeAddressSpace, type NativePageArray } from '../native
 /** What the registry tells an active recorder. @internal */
 export interface SpaceListener {
   /** An address space `id` was created (`pages`) or its creation failed (`error`). */
-  created(id: number, pages: number, handle: NativeAddressSpace | null, error: unknown): void;
+  created(id: number, pages: number, handle: NativeAddressSpace | null, error: unknown, swapPages?: number): void;
   /** `parent` forked into `id` (`handle` null and `error` set when the fork failed). */
   forked(parent: number, id: number, handle: NativeAddressSpace | null, error: unknown): void;
   /** An address space made by a submitted batch (its ops are recorded with the batch). */
@@ -66,11 +66,11 @@ export function createSpace(mem: NativePageArray, pages: number, rules?: string 
   try {
     handle = new native.NativeAddressSpace(mem, pages, rules, thpOrders, swapPages);
   } catch (e) {
-    r.listener?.created(id, pages, null, e);
+    r.listener?.created(id, pages, null, e, swapPages);
     throw e;
   }
   r.handles.set(id, new WeakRef(handle));
-  r.listener?.created(id, pages, handle, null);
+  r.listener?.created(id, pages, handle, null, swapPages);
   return { handle, id };
 }
 

@@ -376,6 +376,12 @@ Napi::Value op_format(const Napi::CallbackInfo& info) {
   flags.Set("fastOnly", double(flag::kFastOnly));
   flags.Set("longterm", double(flag::kLongterm));
   flags.Set("refs", double(flag::kRefs));
+  flags.Set("shmem", double(flag::kShmem));
+  flags.Set("shared", double(flag::kShared));
+  flags.Set("mayMove", double(flag::kMayMove));
+  flags.Set("fixed", double(flag::kFixed));
+  flags.Set("dontUnmap", double(flag::kDontUnmap));
+  flags.Set("evenCows", double(flag::kEvenCows));
   o.Set("flags", flags);
   auto codes = Napi::Array::New(env);
   const auto names = code_names();

@@ -363,10 +363,49 @@ function mmRound(budget) {
     const count = chance(0.95) ? 1 + int(600) : hostileNumber(vpages);
     return { start, count };
   };
+  // Issue 13's calls take part too: a hugetlb pool, a small swap device (fork families share it).
+  call(() => mem.setHugetlbPages(9, 2));
+  /** What a refused issue-13 call must leave as it was (the mm's own counters may classify a refusal). */
+  const mmSnapshot = (mm, r) => {
+    const s = mem.stats();
+    const at = Number.isInteger(r.start) && r.start >= 0 && r.start < vpages ? r.start : 0;
+    const tr = [];
+    for (let v = at; v < Math.min(vpages, at + 8); v++) tr.push(mm.translate(v)?.pfn ?? -1, mm.swapEntry(v)?.slot ?? -1);
+    return JSON.stringify([s.pinAcquired, s.pinReleased, s.foliosFreed, mem.freePages(), mm.mappedPages, mm.regions, mm.swappedPages, mm.swapUsage(), mem.hugetlbPool(9), tr]);
+  };
+  const unchangedIfRefused = (mm, r, what, fn) => {
+    const before = mmSnapshot(mm, r);
+    const ok = call(() => (fn(), true));
+    if (ok === undefined && nestedChanges === 0) {
+      const after = mmSnapshot(mm, r);
+      if (after !== before) violation(`mm ${scheme}: a refused ${what} changed the state: ${before} -> ${after}`);
+    }
+  };
   while (calls < budget) {
     const mm = pick(mms);
-    const op = int(11);
+    const op = int(16);
     const r = range();
+    if (op >= 11) {
+      if (op === 11) {
+        const advice = chance(0.95) ? pick(['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse']) : hostileNumber(vpages);
+        unchangedIfRefused(mm, r, `madvise ${String(advice)}`, () => mm.madvise(r, advice));
+      } else if (op === 12) {
+        const newCount = chance(0.9) ? 1 + int(600) : hostileNumber(vpages);
+        const fixed = chance(0.4);
+        const o = { ...r, newCount, mayMove: chance(0.7), fixed, dontUnmap: chance(0.2) };
+        if (fixed || chance(0.05)) o.newStart = chance(0.9) ? int(vpages) : hostileNumber(vpages);
+        unchangedIfRefused(mm, r, 'mremap', () => mm.mremap(o));
+      } else if (op === 13) {
+        const o = chance(0.5) ? {} : { maxPtesNone: chance(0.8) ? int(512) : hostileNumber(vpages), maxPtesShared: chance(0.8) ? int(513) : hostileNumber(vpages) };
+        unchangedIfRefused(mm, r, 'khugepaged', () => mm.khugepaged(o));
+      } else if (op === 14) {
+        const start = chance(0.8) ? int(vpages / 512) * 512 : r.start;
+        unchangedIfRefused(mm, { start, count: 512 }, 'hugetlb mmap', () => mm.mmap({ start, count: chance(0.8) ? 512 : r.count, hugetlb: chance(0.9) ? 9 : pick([18, 10, hostileNumber(vpages)]), shared: chance(0.3), populate: chance(0.3) }));
+      } else {
+        call(() => mm.touch(r.start, r.count, { write: chance(0.5) })); // swap-ins, COW of hugetlb
+      }
+      continue;
+    }
     if (op === 0) call(() => mm.mmap({ ...r, populate: chance(0.5), huge: chance(0.3), write: chance(0.8) }));
     else if (op === 1) call(() => mm.munmap(r));
     else if (op === 2) call(() => mm.mprotect({ ...r, write: chance(0.5) }));
@@ -409,6 +448,11 @@ function mmRound(budget) {
     }
   }
   for (const mm of mms) call(() => mm.munmap({ start: 0, count: vpages }));
+  const swap = mms[0].swapUsage();
+  if (swap.used !== 0 || swap.cached !== 0) violation(`mm ${scheme}: swap slots still used after unmapping everything: ${JSON.stringify(swap)}`);
+  const pool = mem.hugetlbPool(9);
+  if (pool.used !== 0 || pool.reserved !== 0) violation(`mm ${scheme}: hugetlb pool not whole after unmapping everything: ${JSON.stringify(pool)}`);
+  call(() => mem.setHugetlbPages(9, 0)); // its pages back to the allocator
   const s = mem.stats();
   if (s.pinAcquired !== s.pinReleased) violation(`mm ${scheme}: pins acquired ${s.pinAcquired} != released ${s.pinReleased}`);
   // Everything unmapped and released: every page is free again but the zero page.

@@ -43,7 +43,7 @@ AddressSpace* Executor::space(uint32_t id) const {
   return spaces_->by_id[id];
 }
 
-Status Executor::create_space(uint32_t id, int64_t pages, uint32_t settings) {
+Status Executor::create_space(uint32_t id, int64_t pages, uint32_t settings, int64_t swap_pages) {
   MmRules rules;
   uint32_t thp = 0;
   // The framing refused bad settings: a word that decodes to nothing here is EINVAL all the same.
@@ -53,7 +53,7 @@ Status Executor::create_space(uint32_t id, int64_t pages, uint32_t settings) {
   rules.pincount_min_order =
       uint8_t(std::min<uint32_t>(mem_->pincount_min_order(), MmRules::kNoPincountOrder));
   std::unique_ptr<AddressSpace> as;
-  if (Status st = AddressSpace::create(mem_, pages, rules, thp, &as); !st.ok()) return st;
+  if (Status st = AddressSpace::create(mem_, pages, rules, thp, swap_pages, &as); !st.ok()) return st;
   spaces_->adopt(id, std::move(as));
   return Status::Ok();
 }
@@ -65,6 +65,10 @@ void Executor::note_output(uint32_t was, uint32_t now) {
     if (!xlat_.allocate(pages_)) throw std::bad_alloc();
   }
   xlat_.data()[was] = was == now ? 0 : now + 1;
+}
+
+void Executor::reserve_translation() {
+  if (xlat_.empty() && !xlat_.allocate(pages_)) throw std::bad_alloc();
 }
 
 Executor::TagOutputs& Executor::outputs_of(uint32_t tag) {
@@ -168,6 +172,35 @@ void Executor::number_last_gup_outputs(uint32_t tag) {
   t.produced += last_gup_done_;
 }
 
+int32_t Executor::madvise(const Record& r, const Record* data, AddressSpace& as) {
+  const uint32_t advice = data[0].w[1];  // the framing checked it is below kAdvices
+  if (advice == kAdviceCollapse) {
+    uint64_t made = 0;
+    const Status st = as.collapse(r.w[2], r.w[3], &made);
+    return ok_or(st, count_result(made));
+  }
+  if (advice >= kAdvices) return fail(Status::BadOption("madvise advice", advice, "0..4"));
+  return ok_or(as.madvise(r.w[2], r.w[3], Advice(advice)), 0);
+}
+
+int32_t Executor::hugetlb_alloc(const Record& r, const Record* data) {
+  const uint32_t order = r.w[2];
+  std::vector<uint32_t> heads;
+  // Host memory first (the translation table and the heads' vector), so a bad_alloc (ENOMEM)
+  // comes before the pool gives anything: a refused op changes nothing.
+  if (entries_of(r) > 0) reserve_translation();
+  if (Status st = mem_->hugetlb_alloc_pages(order, r.w[3], &heads); !st.ok()) return fail(st);
+  // The heads this op returned when recorded (its entries) name the huge pages returned now,
+  // page by page (the core accepted the order: 9 or 18).
+  const uint64_t recorded = std::min<uint64_t>(entries_of(r), heads.size());
+  const uint64_t n = uint64_t{1} << order;
+  for (uint64_t k = 0; k < recorded; ++k) {
+    const uint64_t was = data[k / kEntriesPerData].w[1 + k % kEntriesPerData];
+    for (uint64_t i = 0; i < n && was + i < pages_; ++i) note_output(uint32_t(was + i), uint32_t(heads[k] + i));
+  }
+  return count_result(heads.size());
+}
+
 int32_t Executor::execute(const Record* rec) {
   const Record& r = rec[0];
   const Record* data = rec + 1;
@@ -228,6 +261,8 @@ int32_t Executor::execute(const Record* rec) {
       if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
       return ok_or(mem_->set_dirty(pfn), 0);
     }
+    case Op::kHugetlbPool: return ok_or(mem_->hugetlb_set_pages(a, b), 0);
+    case Op::kHugetlbAlloc: return hugetlb_alloc(r, data);
     case Op::kData: return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing forbids it
     default: return execute_mm(rec);
   }
@@ -239,7 +274,11 @@ int32_t Executor::execute_mm(const Record* rec) {
   const Record* data = rec + 1;
   const uint8_t fl = flags_of(r);
   const uint32_t a = r.w[2], b = r.w[3];
-  if (Op(opcode_of(r)) == Op::kMmNew) return ok_or(create_space(r.w[1], a, b), 0);
+  if (Op(opcode_of(r)) == Op::kMmNew) {
+    // Version 3: its one entry, if any, is the swap device's slots (else the default).
+    const int64_t swap = entries_of(r) == 1 ? int64_t(data[0].w[1]) : AddressSpace::kDefaultSwap;
+    return ok_or(create_space(r.w[1], a, b, swap), 0);
+  }
   // Address-space ops: the framing checked the id was created earlier; its creation may have
   // failed, which the op reports (as a JS call on a space that does not exist could not run).
   AddressSpace* as = space(r.w[1]);
@@ -251,7 +290,49 @@ int32_t Executor::execute_mm(const Record* rec) {
     }
     case Op::kMmapFile: {
       const uint32_t* pfns = entries(r, data, true);
-      return ok_or(as->map_shared(a, pfns, entries_of(r), has(fl, flag::kWrite)), 0);
+      return ok_or(as->map_shared(a, pfns, entries_of(r), has(fl, flag::kWrite), !has(fl, flag::kShmem)), 0);
+    }
+    case Op::kMmapFilePrivate: {
+      const uint32_t* pfns = entries(r, data, true);
+      return ok_or(as->map_private(a, pfns, entries_of(r), has(fl, flag::kWrite), !has(fl, flag::kShmem)), 0);
+    }
+    case Op::kZapFile: return ok_or(as->zap_file(a, b, has(fl, flag::kEvenCows)), 0);
+    case Op::kMadvise: return madvise(r, data, *as);
+    case Op::kMremap: {
+      // Entries: the new count, and the new start (2^32 - 1: none, as the JS call's -1).
+      MremapArgs m;
+      m.start = a;
+      m.count = b;
+      m.new_count = data[0].w[1];
+      m.new_start = data[0].w[2] == kNoValue ? -1 : int64_t(data[0].w[2]);
+      m.may_move = has(fl, flag::kMayMove);
+      m.fixed = has(fl, flag::kFixed);
+      m.dont_unmap = has(fl, flag::kDontUnmap);
+      uint64_t at = 0;
+      const Status st = as->mremap(m, &at);
+      return ok_or(st, count_result(at));
+    }
+    case Op::kKhugepaged: {
+      KhugepagedArgs k;
+      k.max_ptes_none = a;
+      k.max_ptes_shared = b;
+      uint64_t made = 0, scanned = 0;
+      const Status st = as->khugepaged(k, &made, &scanned);
+      return ok_or(st, count_result(made));
+    }
+    case Op::kMmapHugetlb: {
+      HugetlbMmapArgs h;
+      h.start = a;
+      h.count = b;
+      h.order = data[0].w[1];
+      h.write = has(fl, flag::kWrite);
+      h.populate = has(fl, flag::kPopulate);
+      h.shared = has(fl, flag::kShared);
+      return ok_or(as->mmap_hugetlb(h), 0);
+    }
+    case Op::kMmapHugetlbFile: {
+      const uint32_t* heads = entries(r, data, true);
+      return ok_or(as->map_hugetlb_file(a, heads, entries_of(r), b, has(fl, flag::kWrite), has(fl, flag::kShared)), 0);
     }
     case Op::kMunmap: return ok_or(as->munmap(a, b), 0);
     case Op::kMprotect: return ok_or(as->mprotect(a, b, has(fl, flag::kWrite)), 0);
@@ -307,27 +388,34 @@ int32_t Executor::run_op(const Record* r) noexcept {
   return res;
 }
 
-uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
-                       Tally* tally) {
-  Tally t;
-  uint64_t i = 0, op_index = 0, since_check = 0, done_since = 0;
-  bool stopped = false;
-  while (i < n) {
+// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
+// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
+// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
+// tests nothing it can know at compile time.
+template <bool kFiltered, bool kResults, bool kIndexed>
+uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
+                            uint64_t* op_count, bool* stopped) {
+  static_assert(!(kIndexed && (kFiltered || kResults)), "an index is one thread's ops, without results");
+  uint64_t i = 0, k = 0, op_index = 0, since_check = 0, done_since = 0;
+  while (kIndexed ? k < o.index_count : i < n) {
+    if constexpr (kIndexed) i = o.index[k++];
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
-    if (o.tag_modulus == 0 || tag_of(op) % o.tag_modulus == o.tag_remainder) {
+    // A tag below the modulus is its own remainder: no division in the common replay (one
+    // thread per tag), whose threads read every record and skip the others' ops.
+    const uint32_t tag = tag_of(op);
+    if (!kFiltered || (tag < o.tag_modulus ? tag : tag % o.tag_modulus) == o.tag_remainder) {
       // The single-page pins and unpins without the general dispatch (execute's frame).
       const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
-      ++t.ops;
       ++done_since;
-      if (res < 0) {
+      if (res < 0) [[unlikely]] {
         ++t.refused;
         ++t.by_code[std::min<size_t>(size_t(-int64_t(res)), kResultCodes - 1)];
       }
-      if (res != result_of(op)) ++t.diverged;
-      if (results != nullptr) results[op_index] = res;
-      if (res < 0 && o.stop_on_error) {
-        stopped = true;
+      if (res != result_of(op)) [[unlikely]] ++t.diverged;
+      if constexpr (kResults) results[op_index] = res;
+      if (res < 0 && o.stop_on_error) [[unlikely]] {
+        *stopped = true;
         i += span;
         ++op_index;
         break;
@@ -335,22 +423,44 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
     }
     i += span;
     ++op_index;
-    since_check += span;
+    since_check += kIndexed ? 1 : span;
     if (since_check >= kStopCheckRecords) [[unlikely]] {
       since_check = 0;
+      t.ops += done_since;
       // relaxed: progress and the stop request are advisory; nothing else is published.
       if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
       done_since = 0;
       flush_stats();
       if (o.on_check != nullptr) (*o.on_check)();
       if (o.stop != nullptr && o.stop->load(std::memory_order_relaxed)) {
-        stopped = true;
+        *stopped = true;
         break;
       }
     }
   }
-  flush_stats();
+  t.ops += done_since;
   if (o.progress != nullptr) o.progress->fetch_add(done_since, std::memory_order_relaxed);
+  *op_count = op_index;
+  if constexpr (kIndexed) return *stopped ? i : n;  // an index's run has consumed the stream
+  return i;
+}
+
+uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t* results,
+                       Tally* tally) {
+  Tally t;
+  uint64_t op_index = 0;
+  bool stopped = false;
+  const bool filtered = o.tag_modulus != 0;
+  uint64_t i = 0;
+  if (results != nullptr)
+    i = filtered ? run_loop<true, true, false>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, true, false>(r, n, o, results, t, &op_index, &stopped);
+  else if (o.index != nullptr)
+    i = run_loop<false, false, true>(r, n, o, results, t, &op_index, &stopped);
+  else
+    i = filtered ? run_loop<true, false, false>(r, n, o, results, t, &op_index, &stopped)
+                 : run_loop<false, false, false>(r, n, o, results, t, &op_index, &stopped);
+  flush_stats();
   if (stopped && results != nullptr) {
     // The ops after the stop did not run.
     for (uint64_t k = i; k < n; k += 1 + data_records_for(entries_of(r[k]))) results[op_index++] = kNotRun;

@@ -65,6 +65,11 @@ struct RunOptions {
   std::atomic<uint64_t>* progress = nullptr;
   // Called every kStopCheckRecords records, if set (on the running thread: a progress report).
   const std::function<void()>* on_check = nullptr;
+  // If set (and no results are asked for): only the ops whose first records these are run, in
+  // this order (ascending), instead of a walk over every record; the tag filter is not applied
+  // (the index is the thread's already: thread_op_index in replay.cpp).
+  const uint32_t* index = nullptr;
+  uint64_t index_count = 0;
 };
 inline constexpr uint64_t kStopCheckRecords = 1 << 16;
 
@@ -90,6 +95,11 @@ class Executor {
 
  private:
   int32_t execute(const Record* r);
+  // run()'s loop for one shape of run (tags filtered or not, results kept or not, ops named by
+  // an index or not); returns the records consumed, the ops passed in *op_count.
+  template <bool kFiltered, bool kResults, bool kIndexed>
+  uint64_t run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
+                    uint64_t* op_count, bool* stopped);
   // run_op without adding the statistics of single-page ops to the array's (run() adds them
   // at its end, and before each address-space op).
   int32_t run_op_batched(const Record* r) noexcept;
@@ -132,9 +142,17 @@ class Executor {
   }
   // Notes that recorded PFN `was` is page `now` in this run.
   void note_output(uint32_t was, uint32_t now);
+  // Maps the translation table now (all pages themselves), so the notes of an op that
+  // allocates cannot fail after its allocation (std::bad_alloc before it instead).
+  void reserve_translation();
   AddressSpace* space(uint32_t id) const;
-  // mm-new: an address space of `pages` with the record's settings (op_settings.h).
-  Status create_space(uint32_t id, int64_t pages, uint32_t settings);
+  // mm-new: an address space of `pages` with the record's settings (op_settings.h) and swap
+  // device (AddressSpace::kDefaultSwap: as many slots as pages).
+  Status create_space(uint32_t id, int64_t pages, uint32_t settings, int64_t swap_pages);
+  // madvise (MADV_COLLAPSE included): its advice entry to the core call.
+  int32_t madvise(const Record& r, const Record* data, AddressSpace& as);
+  // hugetlb-alloc: a hugetlb file's pages; its recorded heads name the ones returned now.
+  int32_t hugetlb_alloc(const Record& r, const Record* data);
 
   std::shared_ptr<PageArray> mem_;
   const bool debug_;  // mem_'s debug mode

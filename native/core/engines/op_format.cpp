@@ -24,6 +24,14 @@ using E = Entries;
 // Flag names per bit (index = bit number); null where the op does not take the bit.
 #define PL_FLAGS(b0, b1, b2, b3) {b0, b1, b2, b3, nullptr, nullptr, nullptr, nullptr}
 
+// madvise's advice entry by name (op_format.h: kAdvices of them).
+constexpr const char* kAdviceNames[] = {"dontneed", "dontfork", "dofork", "pageout", "collapse", nullptr};
+static_assert(std::size(kAdviceNames) == kAdvices + 1);
+static_assert(uint32_t(Advice::kDontNeed) == 0 && uint32_t(Advice::kDontFork) == 1 &&
+                  uint32_t(Advice::kDoFork) == 2 && uint32_t(Advice::kPageOut) == 3 &&
+                  kAdviceCollapse == 4,
+              "the advice entry is mm's Advice, then MADV_COLLAPSE");
+
 constexpr OpInfo kOps[] = {
     {Op::kPin, "pin", false, false, A::kValue, A::kValue, E::kIfList, 1 | 2 | 8 | 0x80,
      PL_FLAGS("write", "per-page", nullptr, "list")},
@@ -41,11 +49,12 @@ constexpr OpInfo kOps[] = {
      PL_FLAGS(nullptr, nullptr, "movable", nullptr)},
     {Op::kSetDirty, "set-dirty", false, false, A::kValue, A::kNone, E::kNone, 0,
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
-    {Op::kMmNew, "mm-new", true, true, A::kValue, A::kSettings, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
+    // Its one optional entry (version 3): the swap device's slots, when not the default.
+    {Op::kMmNew, "mm-new", true, true, A::kValue, A::kSettings, E::kArgs, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 1},
     {Op::kMmap, "mmap", true, false, A::kValue, A::kValue, E::kNone, 1 | 2 | 4,
      PL_FLAGS("write", "populate", "huge", nullptr)},
-    {Op::kMmapFile, "mmap-file", true, false, A::kValue, A::kNone, E::kInput, 1 | 0x80,
-     PL_FLAGS("write", nullptr, nullptr, nullptr)},
+    {Op::kMmapFile, "mmap-file", true, false, A::kValue, A::kNone, E::kInput, 1 | 2 | 0x80,
+     PL_FLAGS("write", "shmem", nullptr, nullptr)},
     {Op::kMunmap, "munmap", true, false, A::kValue, A::kValue, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
     {Op::kMprotect, "mprotect", true, false, A::kValue, A::kValue, E::kNone, 1,
      PL_FLAGS("write", nullptr, nullptr, nullptr)},
@@ -63,6 +72,25 @@ constexpr OpInfo kOps[] = {
     {Op::kFork, "fork", true, true, A::kValue, A::kNone, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
     {Op::kMigrate, "migrate", true, false, A::kValue, A::kValue, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
     {Op::kCompact, "compact", true, false, A::kNone, A::kNone, E::kNone, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
+    // Version 3: the issue-13 mm calls.
+    {Op::kMadvise, "madvise", true, false, A::kValue, A::kValue, E::kArgs, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr),
+     1, 1, kAdviceNames, kVersionMm13},
+    {Op::kMremap, "mremap", true, false, A::kValue, A::kValue, E::kArgs, 1 | 2 | 4,
+     PL_FLAGS("may-move", "fixed", "dont-unmap", nullptr), 2, 2, nullptr, kVersionMm13},
+    {Op::kKhugepaged, "khugepaged", true, false, A::kValue, A::kValue, E::kNone, 0,
+     PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 0, nullptr, kVersionMm13},
+    {Op::kMmapHugetlb, "mmap-hugetlb", true, false, A::kValue, A::kValue, E::kArgs, 1 | 2 | 4,
+     PL_FLAGS("write", "populate", "shared", nullptr), 1, 1, nullptr, kVersionMm13},
+    {Op::kMmapHugetlbFile, "mmap-hugetlb-file", true, false, A::kValue, A::kValue, E::kInput, 1 | 4,
+     PL_FLAGS("write", nullptr, "shared", nullptr), 0, 0, nullptr, kVersionMm13},
+    {Op::kMmapFilePrivate, "mmap-file-private", true, false, A::kValue, A::kNone, E::kInput, 1 | 2 | 0x80,
+     PL_FLAGS("write", "shmem", nullptr, nullptr), 0, 0, nullptr, kVersionMm13},
+    {Op::kZapFile, "zap-file", true, false, A::kValue, A::kValue, E::kNone, 1,
+     PL_FLAGS("even-cows", nullptr, nullptr, nullptr), 0, 0, nullptr, kVersionMm13},
+    {Op::kHugetlbPool, "hugetlb-pool", false, false, A::kValue, A::kValue, E::kNone, 0,
+     PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 0, nullptr, kVersionMm13},
+    {Op::kHugetlbAlloc, "hugetlb-alloc", false, false, A::kValue, A::kValue, E::kOutput, 0,
+     PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 0, nullptr, kVersionMm13},
 };
 #undef PL_FLAGS
 
@@ -86,7 +114,8 @@ struct SimpleShape {
 constexpr std::array<SimpleShape, 256> make_simple_shapes() {
   std::array<SimpleShape, 256> shapes{};
   for (const OpInfo& op : kOps) {
-    if (op.mm || op.entries == Entries::kInput || op.entries == Entries::kOutput) continue;
+    // Ops of later versions take the full check (it refuses them in older streams).
+    if (op.mm || (op.entries != Entries::kNone && op.entries != Entries::kIfList) || op.since > 1) continue;
     SimpleShape& sh = shapes[uint8_t(op.op)];
     sh.ok = true;
     sh.flags = uint8_t(op.flags & ~(flag::kList | flag::kRefs));
@@ -281,7 +310,10 @@ Status FramingChecker::check_id(uint32_t id, uint32_t tag) {
 Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
   const uint8_t fl = flags_of(r);
   const uint32_t tag = tag_of(r), mm = r.w[1], a = r.w[2], b = r.w[3], n = entries_of(r);
+  if (op.since > version_) return bad("an op of a later format version than the stream's", version_);
   if (fl & ~op.flags) return bad("flag bits the op does not take", fl & ~op.flags);
+  if (version_ < kVersionMm13 && (op.op == Op::kMmapFile && (fl & flag::kShmem)))
+    return bad("mmap-file's shmem flag in a stream before version 3", fl);
   if (op.a == Arg::kNone && a != 0) return bad("argument a of an op that takes none is not 0", a);
   if (op.b == Arg::kNone && b != 0) return bad("argument b of an op that takes none is not 0", b);
   if (op.b == Arg::kSettings && b != 0) {
@@ -303,9 +335,19 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
       }
       break;
     case Entries::kInput: break;
+    case Entries::kArgs:
+      if (n < op.args_min || n > op.args_max) return bad("the op's argument entries are not as many as it takes", n);
+      if (n > 0 && version_ < kVersionMm13) return bad("argument entries in a stream before version 3", n);
+      if (op.op == Op::kMadvise) arg_check_ = ArgCheck::kAdvice;
+      break;
     case Entries::kOutput:
       if (op.op == Op::kAllocFolio) {  // the head it returned, if recorded: not numbered
         if (n > 1) return bad("alloc-folio records one head at most", n);
+        if (n > 0) f_.has_outputs = true;
+        break;
+      }
+      if (op.op == Op::kHugetlbAlloc) {  // the heads it returned, if recorded: not numbered
+        if (n > b) return bad("hugetlb-alloc records more heads than it asked for", n);
         if (n > 0) f_.has_outputs = true;
         break;
       }
@@ -367,6 +409,10 @@ Status FramingChecker::feed(const Record& r) {
     if (tag_of(r) != data_tag_) return bad("a data record's tag differs from its op's", tag_of(r));
     for (uint32_t j = k; j < kEntriesPerData; ++j)
       if (r.w[1 + j] != 0) return bad("an unused data entry is not 0", r.w[1 + j]);
+    if (arg_check_ == ArgCheck::kAdvice && r.w[1] >= kAdvices)  // the first entry: the advice
+      return Status{Code::kEINVAL, Reason::kOpsRecord, source_, int64_t(op_index_), int64_t(r.w[1]),
+                    "madvise's advice must be 0..4 (dontneed, dontfork, dofork, pageout, collapse)"};
+    arg_check_ = ArgCheck::kNone;
     if (data_refs_) {
       const uint64_t produced = data_tag_ < outputs_.size() ? outputs_[data_tag_] : 0;
       uint64_t number = 0;
@@ -382,6 +428,7 @@ Status FramingChecker::feed(const Record& r) {
   if (code == uint8_t(Op::kData)) return bad("a data record without an op", 0);
   const OpInfo* op = op_info(code);
   if (op == nullptr) return bad("unknown opcode", code);
+  arg_check_ = ArgCheck::kNone;
   if (Status st = check_op(r, *op); !st.ok()) return st;
   ++f_.ops;
   ++f_.records;
@@ -533,6 +580,16 @@ void format_op_line(const Record& r, const uint32_t* entries, uint64_t n, std::s
     }
     if (op->b == Arg::kSettings) format_space_settings(r.w[3], out);
   }
+  if (op->entries == Entries::kArgs) {
+    for (uint64_t i = 0; i < n; ++i) {
+      out->append(op->op == Op::kMmNew ? " swap=" : " ");
+      if (i == 0 && op->arg_names != nullptr && entries[i] < kAdvices) {
+        out->append(op->arg_names[entries[i]]);
+      } else {
+        append_num(out, entries[i]);
+      }
+    }
+  }
   if (list || op->entries == Entries::kInput || (op->entries == Entries::kOutput && n > 0)) {
     out->push_back(' ');
     append_entries(out, entries, n, (fl & flag::kRefs) != 0);
@@ -560,10 +617,10 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   const auto tokens = split_ws(line);
   if (tokens.size() < 2 || tokens[0] != "pkops")
     return text_bad(source, line_no, "the first line must be the header: pkops 1 pages=N ...");
-  if (tokens[1] != "1" && tokens[1] != "2")
-    return text_bad(source, line_no, "unsupported text version (this build reads 1 and 2)");
+  if (tokens[1] != "1" && tokens[1] != "2" && tokens[1] != "3")
+    return text_bad(source, line_no, "unsupported text version (this build reads 1, 2 and 3)");
   Header h;
-  h.version = tokens[1] == "1" ? 1 : 2;
+  h.version = uint32_t(tokens[1][0] - '0');
   bool pages = false;
   for (size_t i = 2; i < tokens.size(); ++i) {
     const std::string_view t = tokens[i];
@@ -663,7 +720,8 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
   if (op->mm != has_mm)
     return text_bad(source, line_no, op->mm ? "this op needs mm#ID" : "a page-array op takes no mm#ID");
   const bool list = op->entries == Entries::kIfList && has_list;
-  if (has_list && op->entries == Entries::kNone) return text_bad(source, line_no, "this op takes no list");
+  if (has_list && (op->entries == Entries::kNone || op->entries == Entries::kArgs))
+    return text_bad(source, line_no, "this op takes no list");
   uint32_t args[2] = {0, 0};
   const Arg kinds[2] = {op->a, op->b};
   for (int k = 0; k < 2; ++k) {
@@ -671,6 +729,25 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
     if (i >= words.size() || !parse_u32(words[i], &args[k]))
       return text_bad(source, line_no, "an argument is missing or not a number below 2^32");
     ++i;
+  }
+  // Arguments beyond a and b (version 3), in order; the first by name where it has names.
+  if (op->entries == Entries::kArgs && op->op != Op::kMmNew) {
+    for (uint32_t k = 0; k < op->args_max; ++k) {
+      uint32_t v = 0;
+      bool named = false;
+      if (i < words.size() && k == 0 && op->arg_names != nullptr) {
+        for (uint32_t j = 0; op->arg_names[j] != nullptr; ++j) {
+          if (words[i] == op->arg_names[j]) {
+            v = j;
+            named = true;
+          }
+        }
+      }
+      if (!named && (i >= words.size() || !parse_u32(words[i], &v)))
+        return text_bad(source, line_no, "an argument is missing or not a number below 2^32");
+      out->entries.push_back(v);
+      ++i;
+    }
   }
   uint8_t fl = list ? flag::kList : 0;
   if (refs == 1) {
@@ -698,6 +775,13 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       }
       i = words.size();
       break;
+    }
+    if (op->op == Op::kMmNew && words[i].starts_with("swap=")) {
+      uint32_t v = 0;
+      if (!out->entries.empty() || !parse_u32(words[i].substr(5), &v))
+        return text_bad(source, line_no, "mm-new takes one swap=N, N below 2^32");
+      out->entries.push_back(v);
+      continue;
     }
     if (op->b == Arg::kSettings && words[i].find('=') != std::string_view::npos) {
       const char* what = nullptr;

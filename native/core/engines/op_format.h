@@ -4,12 +4,13 @@
 // the checksum, the framing rules, the text form); op_executor.h runs records, op_files.h
 // reads and writes files, replay.h replays a stream under several schemes.
 //
-// ---- The .pkops file format, version 2 (reads version 1) ----
+// ---- The .pkops file format, version 3 (reads versions 1 and 2) ----
 //
 // All integers little-endian. Offsets in bytes.
 //
 //   0   magic            8 bytes "PKOPS1\0\0"
-//   8   version          u32 = 2 (1: the same layout, mm-new's b always 0)
+//   8   version          u32 = 3 (2: the same layout without ops 2f..37, mm-new's swap
+//                        argument and mmap-file's shmem flag; 1: as 2, mm-new's b always 0)
 //   12  header_bytes     u32 = 96 (where the body starts)
 //   16  record_bytes     u32 = 24
 //   20  flags            u32: bit 0 debug, bit 1 populated; other bits 0
@@ -71,11 +72,33 @@
 //   2c  fork           id   child    -        -                -            0
 //   2d  migrate        id   start    count    -                -            pages moved
 //   2e  compact        id   -        -        -                -            pages moved
-//   2f..3f             reserved for further mm ops (madvise, mremap, reclaim, collapse)
+//   2f  madvise        id   start    count    [advice]         -            THPs made
+//   30  mremap         id   start    count    [new-count new-start] V X U   its start now
+//   31  khugepaged     id   none     shared   -                -            THPs made
+//   32  mmap-hugetlb   id   start    count    [order]          W O S        0
+//   33  mmap-hugetlb-file id start   order    the file's heads W S          0
+//   34  mmap-file-private id start   -        the file's PFNs  W K          0
+//   35  zap-file       id   start    count    -                C            0
+//   36  hugetlb-pool   -    order    count    -                -            0
+//   37  hugetlb-alloc  -    order    n        the heads it gave -           n
+//   38..3f             reserved for further mm ops
 //   40..fe             reserved; ff: a data record
 // Flags: W write (1); P per-page path (2); D dirty (4); L the pages are a PFN list (8); M
 // movable (4); O populate (2); H huge (4); F fast-only (2); T long-term (4); R the entries are
-// output references (0x80: pin and unpin lists, mmap-file, unpin-user, put-user).
+// output references (0x80: pin and unpin lists, mmap-file, mmap-file-private, unpin-user,
+// put-user); K shmem (2: mmap-file and mmap-file-private of a file without dirty tracking, a
+// shmem or memfd file; version 3); S shared (4: MAP_SHARED); V may-move (1), X fixed (2), U
+// dont-unmap (4): MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP; C even-cows (1: truncate
+// drops the private copies made from the file's pages too, a hole punch keeps them).
+//
+// Arguments in brackets (version 3) are data entries, a fixed number of them: an op whose
+// arguments do not fit a, b are carried as its entries (the text form writes them after a and
+// b). madvise's advice: 0 dontneed, 1 dontfork, 2 dofork, 3 pageout, 4 collapse (the text form
+// writes the name); mremap's new-start is 2^32 - 1 without fixed. mm-new takes one optional
+// entry, the swap device's slots (swapPages), when they differ from its pages (the default).
+// khugepaged's a and b are its max_ptes_none and max_ptes_shared. hugetlb-alloc's entries are
+// the heads it returned when recorded (as alloc-folio's: each names the huge page returned in
+// its place now); mmap-hugetlb-file's are the heads of the file's pages it maps.
 //
 // mm-new's settings (version 2; 0 in version 1): the kernel rules and THP orders that differ
 // from a default address space's (op_settings.h); a value no rule takes is refused with the
@@ -108,7 +131,7 @@
 
 namespace pinlab::ops {
 
-inline constexpr uint32_t kVersion = 2;
+inline constexpr uint32_t kVersion = 3;
 inline constexpr uint32_t kOldestVersion = 1;  // the oldest version this build reads
 inline constexpr size_t kHeaderBytes = 96;
 inline constexpr size_t kRecordWords = 6;
@@ -145,6 +168,16 @@ enum class Op : uint8_t {
   kFork = 0x2c,
   kMigrate = 0x2d,
   kCompact = 0x2e,
+  // Version 3: the issue-13 mm calls.
+  kMadvise = 0x2f,
+  kMremap = 0x30,
+  kKhugepaged = 0x31,
+  kMmapHugetlb = 0x32,
+  kMmapHugetlbFile = 0x33,
+  kMmapFilePrivate = 0x34,
+  kZapFile = 0x35,
+  kHugetlbPool = 0x36,
+  kHugetlbAlloc = 0x37,
   kData = 0xff,
 };
 
@@ -159,7 +192,19 @@ inline constexpr uint8_t kLongterm = 4;
 inline constexpr uint8_t kMovable = 4;
 inline constexpr uint8_t kList = 8;
 inline constexpr uint8_t kRefs = 0x80;
+inline constexpr uint8_t kShmem = 2;       // mmap-file, mmap-file-private: not dirty-tracked
+inline constexpr uint8_t kShared = 4;      // mmap-hugetlb, mmap-hugetlb-file: MAP_SHARED
+inline constexpr uint8_t kMayMove = 1;     // mremap
+inline constexpr uint8_t kFixed = 2;       // mremap
+inline constexpr uint8_t kDontUnmap = 4;   // mremap
+inline constexpr uint8_t kEvenCows = 1;    // zap-file
 }  // namespace flag
+
+// madvise's advice entry (version 3): mm/address_space.h's Advice, then MADV_COLLAPSE.
+inline constexpr uint32_t kAdviceCollapse = 4;
+inline constexpr uint32_t kAdvices = 5;
+// The first version with ops 2f..37, mm-new's swap entry and mmap-file's shmem flag.
+inline constexpr uint32_t kVersionMm13 = 3;
 
 // How many of a tag's latest outputs an output reference may name.
 inline constexpr uint64_t kOutputWindow = uint64_t{1} << 20;
@@ -203,7 +248,9 @@ enum class Entries : uint8_t {
   kIfList,    // pin/unpin: a PFN list when the L flag is set (a and b are 0 then)
   kInput,     // a PFN list the op takes (mmap-file, unpin-user, put-user)
   kOutput,    // the PFNs the op returned when recorded (gups: any number, numbered as the
-              // tag's outputs; alloc-folio: its head, one at most, not numbered): optional
+              // tag's outputs; alloc-folio: its head, one at most, not numbered;
+              // hugetlb-alloc: its heads, b at most, not numbered): optional
+  kArgs,      // arguments beyond a and b: args_min..args_max plain values (version 3)
 };
 
 struct OpInfo {
@@ -215,6 +262,11 @@ struct OpInfo {
   Entries entries;
   uint8_t flags;        // the flag bits the op takes
   const char* flag_names[8];  // the text form's name of each bit it takes
+  // Entries::kArgs: how many entries the op takes, and the text form's names of the first
+  // one's values (null-terminated; null: numbers).
+  uint8_t args_min = 0, args_max = 0;
+  const char* const* arg_names = nullptr;
+  uint32_t since = 1;   // the first format version with this op
 };
 
 // Every opcode, in opcode order.
@@ -327,6 +379,9 @@ class FramingChecker {
   uint64_t entries_left_ = 0;           // entries those data records hold
   uint64_t op_index_ = 0;               // the op that owes them
   bool data_refs_ = false;              // ... and their entries are output references
+  // What the next data record's first entry must be (madvise's advice: below kAdvices).
+  enum class ArgCheck : uint8_t { kNone, kAdvice };
+  ArgCheck arg_check_ = ArgCheck::kNone;
   std::vector<uint64_t> outputs_;       // by tag: recorded outputs so far
 };
 
@@ -337,14 +392,16 @@ inline constexpr uint32_t kMaxSpaces = uint32_t{1} << 24;
 //
 // One line per op, `#` starts a comment, blank lines are skipped. The first line that is not
 // a comment is the header:
-//   pkops 2 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
+//   pkops 3 pages=65536 movable=0 folio-order=0 pincount-min-order=1 bias=1024 debug=1
 //         populated=0 scheme=hybrid threads=1
 // (one line), then one line per op:
 //   [@TAG] [mm#ID] NAME [A [B]] [[ENTRIES]] [FLAG...] [= RESULT]
 // with the arguments the op takes (table above) in order, ENTRIES a space-separated list
 // in brackets where `P..Q` stands for P, P+1, ..., Q and `&K` for output reference K (a list
 // is all references or all PFNs; `&P..&Q` a run of them), flags by name (write, per-page, dirty,
-// list, movable, populate, huge, fast-only, longterm), and RESULT a number or an error code
+// list, movable, populate, huge, fast-only, longterm, shmem, shared, may-move, fixed,
+// dont-unmap, even-cows), the bracketed arguments of version 3's ops as more numbers after A
+// and B (madvise's advice by name; mm-new's swap entry as swap=N), and RESULT a number or an error code
 // name (EINVAL, ...). A tag defaults to 0, a result to 0; pin and unpin with a list set L
 // themselves. Examples:
 //   pin 100 1 write per-page = 1
@@ -352,6 +409,8 @@ inline constexpr uint32_t kMaxSpaces = uint32_t{1} << 24;
 //   mm#1 mm-new 16384
 //   mm#1 pin-user-fast 0 512 [2048..2559] write longterm = 512
 //   @1 mm#2 unpin-user [4096 4097] write = 2
+//   mm#1 madvise 0 512 pageout
+//   mm#1 mremap 0 512 1024 4294967295 may-move = 2048
 
 // One op with its entries, for the text form.
 struct TextOp {

@@ -94,9 +94,16 @@ StateDigest digest_state(const PageArray& mem,
   mem.for_each_free_block([&](bool movable, uint64_t head, uint32_t order) {
     ff.add(head | uint64_t(order) << 40 | uint64_t(movable) << 48);
   });
-  d.free_blocks = ff.value();
   d.free_pages = mem.free_pages();
   d.zero_pfn = mem.zero_pfn();
+  // The hugetlb pool's sizes, with the free lists' blocks (its free pages are in no zone).
+  for (const int64_t order : {int64_t{9}, int64_t{18}}) {
+    HugetlbCounts c;
+    if (!mem.hugetlb_counts(order, &c).ok()) continue;
+    ff.add(c.total);
+    ff.add(c.free | c.reserved << 32);
+  }
+  d.free_blocks = ff.value();
   for (size_t s = 0; s < d.stats.size(); ++s) d.stats[s] = mem.stat(Stat(s));
   Fold sf;
   for (const auto& [id, as] : spaces) {
@@ -107,11 +114,21 @@ StateDigest digest_state(const PageArray& mem,
     sf.add(as->has_pinned());
     for (uint64_t v = 0; v < as->pages(); ++v) {
       const Translation t = as->translate(v);
-      if (!t.present) continue;
+      if (!t.present) {
+        // A swap entry (MADV_PAGEOUT): its slot and SWP_EXCLUSIVE.
+        if (const auto e = as->swap_entry(v)) {
+          sf.add(v | uint64_t{1} << 63);
+          sf.add(e->slot | uint64_t(e->exclusive) << 32);
+        }
+        continue;
+      }
       sf.add(v);
       sf.add(t.pfn | uint64_t(t.writable) << 40 | uint64_t(t.special) << 41 | uint64_t(t.huge) << 42 |
-             uint64_t(t.shared) << 43);
+             uint64_t(t.shared) << 43 | uint64_t(t.page_cache) << 44);
     }
+    const SwapUsage u = as->swap_usage();
+    sf.add(u.capacity);
+    sf.add(u.used | u.cached << 32);
     for (size_t s = 0; s < d.mm_stats.size(); ++s) {
       const uint64_t v = as->stat(MmStat(s));
       sf.add(v);

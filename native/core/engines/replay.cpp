@@ -99,6 +99,33 @@ ReclaimScan scan_reclaim(const PageArray& mem) {
   return r;
 }
 
+// Per thread of a multi-thread replay, the first record of each op it runs (tag % threads), in
+// stream order: a thread then walks its own ops, not every record of the stream (at 16 tags, 16
+// records read for each op run). Empty when there is one thread, when the stream has 2^32
+// records or more, or when the memory (4 bytes an op) cannot be had: the threads then filter
+// by tag as they walk, with the same result.
+std::vector<std::vector<uint32_t>> thread_op_index(const OpStream& s, uint32_t threads) {
+  std::vector<std::vector<uint32_t>> index;
+  const uint64_t n = s.records.size();
+  if (threads <= 1 || n > UINT32_MAX) return index;
+  const auto thread_of = [threads](const Record& r) {
+    const uint32_t tag = tag_of(r);
+    return tag < threads ? tag : tag % threads;
+  };
+  try {
+    std::vector<uint64_t> counts(threads, 0);
+    for (uint64_t i = 0; i < n; i += 1 + data_records_for(entries_of(s.records[i])))
+      ++counts[thread_of(s.records[i])];
+    index.resize(threads);
+    for (uint32_t t = 0; t < threads; ++t) index[t].reserve(counts[t]);
+    for (uint64_t i = 0; i < n; i += 1 + data_records_for(entries_of(s.records[i])))
+      index[thread_of(s.records[i])].push_back(uint32_t(i));
+  } catch (const std::bad_alloc&) {
+    index.clear();
+  }
+  return index;
+}
+
 std::string variant_label(const ReplayVariant& v) {
   return std::string(scheme_name(v.scheme)) + " bias " + std::to_string(v.pin_bias) +
          (v.scheme == Scheme::kHybrid ? " min-order " + std::to_string(v.pincount_min_order) : "");
@@ -112,7 +139,8 @@ bool stop_requested(const std::atomic<bool>* stop) {
 }
 
 Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayVariant& v, bool debug,
-                      uint32_t threads, const std::function<void(uint64_t)>& report, ReplayResult* out) {
+                      uint32_t threads, const std::vector<std::vector<uint32_t>>& index,
+                      const std::function<void(uint64_t)>& report, ReplayResult* out) {
   std::unique_ptr<PageArray> pa;
   if (Status st = PageArray::create(replay_config(s.header, v, debug), &pa); !st.ok()) return st;
   std::shared_ptr<PageArray> mem(std::move(pa));
@@ -130,6 +158,11 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
     o.stop = req.stop;
     o.progress = &done;
     o.on_check = t == 0 ? &tick : nullptr;
+    if (t < index.size()) {
+      static constexpr uint32_t kNoOps = 0;  // a thread with no ops still runs by its index
+      o.index = index[t].empty() ? &kNoOps : index[t].data();
+      o.index_count = index[t].size();
+    }
     execs[t]->run(s.records.data(), s.records.size(), o, nullptr, &tallies[t]);
   };
   double seconds = 0;
@@ -202,6 +235,7 @@ Status replay_stream(const OpStream& s, const ReplayRequest& req, const ReplayPr
   const uint64_t total = ops * req.variants.size();
   try {
     out->reserve(req.variants.size());
+    const std::vector<std::vector<uint32_t>> index = thread_op_index(s, threads);
     for (size_t k = 0; k < req.variants.size(); ++k) {
       if (stop_requested(req.stop)) return kStopped;
       const ReplayVariant& v = req.variants[k];
@@ -211,7 +245,7 @@ Status replay_stream(const OpStream& s, const ReplayRequest& req, const ReplayPr
       const auto report = [&](uint64_t done) {
         if (progress) progress(k * ops + std::min(done, ops), total, label);
       };
-      if (Status st = replay_variant(s, req, v, debug, threads, report, &r); !st.ok()) return st;
+      if (Status st = replay_variant(s, req, v, debug, threads, index, report, &r); !st.ok()) return st;
       out->push_back(r);
     }
     if (progress) progress(total, total, "done");

@@ -464,7 +464,7 @@ class AddressSpace {
   // The lowest free area of n pages (one congruent to `like` modulo 2 MiB preferred); false if none.
   bool find_free_area(uint64_t n, uint64_t like, uint64_t* out) const;
   struct CollapsePlan;
-  enum class CollapseCheck { kOk, kMapped, kNothing, kLimits, kBusy, kNotEligible };
+  enum class CollapseCheck { kOk, kMapped, kNothing, kLimits, kBusy, kNotEligible, kReadOnly };
   CollapseCheck check_collapse(uint64_t pmd_index, const KhugepagedArgs* limits,
                                CollapsePlan* plan);
   Status commit_collapses(std::vector<CollapsePlan>& plans);

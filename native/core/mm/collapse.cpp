@@ -100,9 +100,25 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
       continue;
     }
     writable |= entry::writable(e);
-    shared += !entry::exclusive(e);
     const uint64_t head = mem_->folio_head(entry::pfn(e));
     if (plan->folios.empty() || plan->folios.back() != head) plan->folios.push_back(head);
+  }
+  // khugepaged/max_ptes_shared counts the entries whose folio another mm maps too (the kernel's
+  // folio_maybe_mapped_shared, page_mapcount > 1 before it): by the mappings, not by the
+  // exclusive bit, which fork clears for good (a parent whose child exited maps every page
+  // alone again). Mappings beyond this stretch's own entries of the folio count as another mm's.
+  if (limits != nullptr) {
+    std::vector<uint64_t> heads;  // the stretch's entries' folios, sorted: its mappings of each
+    heads.reserve(kPtesPerTable);
+    for (const uint64_t e : plan->entries)
+      if (entry::present(e) && !entry::special(e)) heads.push_back(mem_->folio_head(entry::pfn(e)));
+    std::sort(heads.begin(), heads.end());
+    for (const uint64_t e : plan->entries) {
+      if (!entry::present(e) || entry::special(e) || entry::exclusive(e)) continue;
+      const uint64_t head = mem_->folio_head(entry::pfn(e));
+      const auto [lo, hi] = std::equal_range(heads.begin(), heads.end(), head);
+      shared += mem_->mapped_refs(head) > int64_t(hi - lo);
+    }
   }
   if (present == 0 && swapped == 0) return CollapseCheck::kNothing;
   if (limits != nullptr && (none > uint64_t(limits->max_ptes_none) || swapped > kMaxPtesSwap ||
@@ -128,7 +144,11 @@ AddressSpace::CollapseCheck AddressSpace::check_collapse(uint64_t i, const Khuge
       stats_.add(MmStat::kCollapseBusy, pages);
     }
   }
-  return busy ? CollapseCheck::kBusy : CollapseCheck::kOk;
+  if (busy) return CollapseCheck::kBusy;
+  // No writable entry (read-only region, entries fork write-protected, only zero-page or swap
+  // entries): the kernel's scan answers SCAN_PAGE_RO after its per-page checks, for
+  // MADV_COLLAPSE too (EINVAL); khugepaged's limits above already turned it away.
+  return writable ? CollapseCheck::kOk : CollapseCheck::kReadOnly;
 }
 
 Status AddressSpace::commit_collapses(std::vector<CollapsePlan>& plans) {
@@ -235,6 +255,12 @@ Status AddressSpace::collapse(int64_t start, int64_t count, uint64_t* collapsed)
           refused = Status{Code::kEAGAIN, Reason::kFlags,
                            "madvise collapse: a page has references beyond its mappings (a pin or "
                            "FOLL_GET reference); nothing changed"};
+        break;
+      case CollapseCheck::kReadOnly:
+        if (refused.ok())
+          refused = Status{Code::kEINVAL, Reason::kFlags,
+                           "madvise collapse: a 2 MiB stretch has no writable entry (the kernel's "
+                           "SCAN_PAGE_RO); nothing changed"};
         break;
       case CollapseCheck::kNothing:
         if (refused.ok())

@@ -17,8 +17,9 @@
 // COW: fork shares a private page read-only (one more reference), or copies a maybe-pinned
 // page of an mm that has pinned at once (early COW, as copy_hugetlb_page_range does; an empty
 // pool fails the fork with ENOMEM, nothing changed). A write fault reuses a page that is ours
-// alone and otherwise copies the whole page from the pool; an empty pool is EFAULT (the
-// kernel's SIGBUS), nothing changed. FOLL_PIN unshares the same way.
+// alone (exclusive, or mapped once: by mapcount) and otherwise copies the whole page from the
+// pool; an empty pool is EFAULT (the kernel's SIGBUS), nothing changed. FOLL_PIN unshares the
+// same way.
 //
 // Migration moves a hugetlb page to another free, unreserved pool page of its size (Linux
 // migrates hugetlb folios too); a maybe-pinned one is refused, and one mapped elsewhere too
@@ -196,7 +197,10 @@ Status AddressSpace::hugetlb_fault(uint64_t vpage, bool write, const Region& r,
   const uint32_t order = r.hugetlb_order;
   const uint64_t vbase = region_start + ((vpage - region_start) & ~(pages_of(order) - 1));
   const uint64_t pe = pt_.pmd(vbase >> kPmdShift).load(std::memory_order_relaxed);  // we hold the lock
-  if (entry::present(pe)) {
+  // A leaf maps the page. A table entry (present too, PFN 0) is what an earlier PTE-mapped use
+  // of this 2 MiB span left linked: its PTEs were cleared with that mapping, so it is empty
+  // here, and the fault installs the page's leaf over it (the table stays owned, unused).
+  if (entry::huge(pe)) {
     if (write && !entry::writable(pe)) return hugetlb_wp(vpage, true);
     return Status::Ok();
   }
@@ -237,8 +241,10 @@ Status AddressSpace::hugetlb_wp(uint64_t vpage, bool write) {
     if (write) set_all(entry::kWritable);
     return Status::Ok();
   }
-  // Ours alone: exclusive, or an anonymous page (not the file's) with only our reference.
-  if (entry::exclusive(pe) || (!(pe & entry::kFilePage) && mem_->refcount(head) == 1)) {
+  // Ours alone: exclusive, or an anonymous page (not the file's) that only this mapping maps.
+  // By mapcount, not refcount, as hugetlb_wp decides (so that fork-then-exit users do not need
+  // a free pool page for a copy because of a passing reference, such as a FOLL_GET).
+  if (entry::exclusive(pe) || (!(pe & entry::kFilePage) && mem_->mapped_refs(head) == 1)) {
     set_all(entry::kExclusive | w);
     stats_.add(MmStat::kCowReuses, pages_of(order));
     return Status::Ok();

@@ -196,6 +196,13 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
         !st.ok())
       return st;
   }
+  // A file mapping's new tail would map the file's next pages; the core maps a file's pages only
+  // as mmap hands them over (the file lives in the library), so growing one is not modelled:
+  // refused rather than left as a tail that every access finds "truncated" (EFAULT).
+  if (n_new > n_old && (attrs.shared || attrs.file_private))
+    return Status{Code::kEINVAL, Reason::kFlags,
+                  "mremap: growing a file mapping (shared or private) is not modelled (shrink or move "
+                  "it whole, or mmap the file's further pages)"};
   if (a.dont_unmap && (attrs.shared || attrs.file_private))
     return Status{Code::kEINVAL, Reason::kFlags,
                   "mremap: dontUnmap of a file mapping (shared or private) is not modelled (anonymous "

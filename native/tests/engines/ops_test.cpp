@@ -543,6 +543,39 @@ TEST_TAGGED(ops_replay_tags_on_threads, "concurrency") {
 
 namespace pinlab::test {
 
+// Each thread of a replay runs its own ops by an index of them (thread_op_index), however the
+// tags fall on threads (one each, several each, unevenly): a page-array stream's end state is
+// the same as one thread's, page for page.
+TEST(ops_replay_threads_end_in_one_threads_state) {
+  using namespace pinlab::ops;
+  SynthConfig c;
+  c.ops = 20000;
+  c.threads = 5;
+  c.pages = 4096;
+  c.mix = SynthMix::kPages;
+  const std::string path = "/tmp/pinlab-ops-index-" + std::to_string(::getpid()) + ".pkops";
+  uint64_t records = 0;
+  CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
+  OpStream s;
+  CHECK_OK(read_op_stream(path, &s));
+  std::remove(path.c_str());
+  StateDigest one;
+  for (uint32_t threads : {1u, 2u, 3u, 5u}) {
+    ReplayRequest req;
+    req.variants.push_back(ReplayVariant{Scheme::kSeparate, 1024, 1});
+    req.threads = threads;
+    req.digest = true;
+    std::vector<ReplayResult> out;
+    CHECK_OK(replay_stream(s, req, nullptr, &out));
+    CHECK_EQ(out[0].threads, threads);
+    CHECK_EQ(out[0].tally.ops, c.ops);
+    CHECK_EQ(out[0].tally.diverged, uint64_t(0));
+    CHECK(out[0].balanced);
+    if (threads == 1) one = out[0].digest;
+    CHECK(same(out[0].digest, one));
+  }
+}
+
 // A thread that cannot start: EAGAIN naming how far it got, the threads already started are let
 // go and joined (the call returns), and the next replay runs normally.
 TEST(ops_replay_thread_start_failure_is_eagain) {

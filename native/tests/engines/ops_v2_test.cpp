@@ -249,7 +249,7 @@ TEST(ops_space_settings_in_the_text_form) {
   write_text("pkops 2 pages=65536 scheme=bias\n" + body);
   CHECK_OK(read_op_stream(txt, &s));
   CHECK_EQ(s.header.version, 2u);
-  write_text("pkops 3 pages=65536 scheme=bias\n" + body);
+  write_text("pkops 4 pages=65536 scheme=bias\n" + body);
   CHECK(read_op_stream(txt, &s).reason == Reason::kOpsText);
   std::remove(txt.c_str());
 }
@@ -313,8 +313,8 @@ TEST(ops_version_1_files_still_replay) {
   const Status st = read_op_stream(path, &s);
   CHECK(st.reason == Reason::kOpsRecord);
   CHECK_EQ(st.value, int64_t(0));
-  // Version 3 is refused.
-  write_stream(recs, 3);
+  // A version past this build's is refused.
+  write_stream(recs, kVersion + 1);
   CHECK(read_op_stream(path, &s).reason == Reason::kOpsBadVersion);
   std::remove(path.c_str());
   std::remove(conv.c_str());

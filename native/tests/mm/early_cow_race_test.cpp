@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
@@ -22,15 +22,9 @@ constexpr int kForks = 1500;
 
 TEST_TAGGED(fork_copies_every_held_pin_while_refused_over_unpins_race, "concurrency") {
   for (Scheme s : kAllSchemes) {
-    PageArrayConfig cfg;
-    cfg.pages = 8192;
-    cfg.scheme = s;
-    cfg.populated = false;
-    std::unique_ptr<PageArray> pa;
-    CHECK_OK(PageArray::create(cfg, &pa));
-    std::shared_ptr<PageArray> mem(std::move(pa));
-    std::unique_ptr<AddressSpace> as;
-    CHECK_OK(AddressSpace::create(mem, 2048, &as));
+    Mm mm = make_test_mm(s, MmShape{8192, 2048, false});
+    std::shared_ptr<PageArray> mem = mm.mem;
+    std::unique_ptr<AddressSpace> as = std::move(mm.as);
     constexpr uint64_t kSmall = 512, kSmallPages = 16;
     CHECK_OK(as->mmap(MmapArgs{0, 512, true, true, true}));                   // one THP
     CHECK_OK(as->mmap(MmapArgs{int64_t(kSmall), kSmallPages, true, true, false}));

@@ -35,6 +35,17 @@ HugetlbMmapArgs hugetlb_args(int64_t start, int64_t count, uint32_t order, bool 
   return a;
 }
 
+// An address space whose first page of `order` is a private hugetlb mapping, written once
+// (faulted in), over a pool of `pool` such pages: most tests' starting point.
+Mm make_faulted_hugetlb_mm(Scheme s, uint64_t pages, uint64_t vpages, uint32_t order, int64_t pool,
+                           bool debug = true) {
+  Mm mm = make_mm(s, pages, vpages, debug);
+  CHECK(mm.mem->hugetlb_set_pages(order, pool).ok());
+  CHECK(mm.as->mmap_hugetlb(hugetlb_args(0, int64_t(uint64_t{1} << order), order)).ok());
+  CHECK(mm.as->touch(0, 1, true).ok());
+  return mm;
+}
+
 GupFlags pin(bool write, bool longterm = false) {
   GupFlags f;
   f.write = write;
@@ -108,11 +119,8 @@ TEST(hugetlb_ranges_must_cover_whole_pages) {
 
 TEST(hugetlb_fork_cow_copies_whole_pages_and_an_empty_pool_is_sigbus) {
   for (Scheme s : kAllSchemes) {
-    auto mm = make_mm(s, 8192, 4096);
+    auto mm = make_faulted_hugetlb_mm(s, 8192, 4096, 9, 2);
     PageArray& mem = *mm.mem;
-    CHECK(mem.hugetlb_set_pages(9, 2).ok());
-    CHECK(mm.as->mmap_hugetlb(hugetlb_args(0, int64_t(k2M), 9)).ok());
-    CHECK(mm.as->touch(0, 1, true).ok());
     const uint64_t page = mm.as->translate(0).pfn;
     std::unique_ptr<AddressSpace> child;
     CHECK(mm.as->fork(&child).ok());
@@ -147,11 +155,8 @@ TEST(hugetlb_fork_cow_copies_whole_pages_and_an_empty_pool_is_sigbus) {
 
 TEST(hugetlb_fork_copies_a_pinned_page_early_or_fails_without_a_free_page) {
   for (Scheme s : kAllSchemes) {
-    auto mm = make_mm(s, 8192, 4096);
+    auto mm = make_faulted_hugetlb_mm(s, 8192, 4096, 9, 1);
     PageArray& mem = *mm.mem;
-    CHECK(mem.hugetlb_set_pages(9, 1).ok());
-    CHECK(mm.as->mmap_hugetlb(hugetlb_args(0, int64_t(k2M), 9)).ok());
-    CHECK(mm.as->touch(0, 1, true).ok());
     std::vector<uint32_t> out(k2M);
     uint64_t done = 0;
     CHECK(mm.as->gup_fast(0, int64_t(k2M), pin(true, true), out.data(), &done).ok());
@@ -175,11 +180,8 @@ TEST(hugetlb_fork_copies_a_pinned_page_early_or_fails_without_a_free_page) {
 
 TEST(hugetlb_1g_page_is_one_grab_and_one_reference) {
   for (Scheme s : kAllSchemes) {
-    auto mm = make_mm(s, 2 * k1G, k1G, false);
+    auto mm = make_faulted_hugetlb_mm(s, 2 * k1G, k1G, 18, 1, false);
     PageArray& mem = *mm.mem;
-    CHECK(mem.hugetlb_set_pages(18, 1).ok());
-    CHECK(mm.as->mmap_hugetlb(hugetlb_args(0, int64_t(k1G), 18)).ok());
-    CHECK(mm.as->touch(0, 1, true).ok());
     const uint64_t head = mm.as->translate(0).pfn;
     CHECK_EQ(mem.refcount(head), 1);  // one reference for 512 leaves
     CHECK_EQ(mm.as->translate(k1G - 1).pfn, head + k1G - 1);
@@ -213,11 +215,8 @@ TEST(hugetlb_1g_page_is_one_grab_and_one_reference) {
 
 TEST(hugetlb_migration_moves_a_page_whole_and_refuses_a_pinned_one) {
   for (Scheme s : kAllSchemes) {
-    auto mm = make_mm(s, 8192, 4096);
+    auto mm = make_faulted_hugetlb_mm(s, 8192, 4096, 9, 2);
     PageArray& mem = *mm.mem;
-    CHECK(mem.hugetlb_set_pages(9, 2).ok());
-    CHECK(mm.as->mmap_hugetlb(hugetlb_args(0, int64_t(k2M), 9)).ok());
-    CHECK(mm.as->touch(0, 1, true).ok());
     const uint64_t page = mm.as->translate(0).pfn;
     std::vector<uint32_t> out(4);
     uint64_t done = 0;

@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 #include "pages/scheme.h"
 
@@ -20,18 +20,9 @@ struct World {
 };
 
 World make_world(Scheme scheme, const MmRules& rules, uint64_t file_pages) {
-  PageArrayConfig cfg;
-  cfg.pages = 4096;
-  cfg.scheme = scheme;
-  cfg.debug = true;
-  cfg.populated = false;
-  cfg.pincount_min_order = rules.pincount_min_order;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  World w{std::shared_ptr<PageArray>(std::move(pa)), nullptr, {}};
-  st = AddressSpace::create(w.mem, 1024, rules, &w.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
+  Mm mm = make_test_mm(scheme, MmShape{4096, 1024, true, rules});
+  World w{std::move(mm.mem), std::move(mm.as), {}};
+  Status st;
   for (uint64_t i = 0; i < file_pages; ++i) {
     uint64_t pfn = 0;
     st = w.mem->alloc_folio(0, false, &pfn);

@@ -15,15 +15,8 @@ namespace pinlab::test {
 namespace {
 
 std::shared_ptr<PageArray> make_memory(Scheme scheme, uint64_t pages) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = true;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  return std::shared_ptr<PageArray>(std::move(pa));
+  return std::shared_ptr<PageArray>(make_array(pages, scheme, /*debug=*/true, 0, 1, kDefaultBias,
+                                               /*populated=*/false));
 }
 
 std::unique_ptr<AddressSpace> make_as(const std::shared_ptr<PageArray>& mem, uint64_t vpages) {

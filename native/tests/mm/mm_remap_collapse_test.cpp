@@ -325,6 +325,10 @@ TEST(collapse_of_shared_pages_leaves_the_child_its_pages) {
   CHECK_OK(mm.as->fork(&child));
   const std::vector<uint64_t> before = pfns_of(*child, 512, 512);
   uint64_t made = 0;
+  // fork write-protected every entry: no writable one, the kernel's SCAN_PAGE_RO (EINVAL).
+  CHECK_CODE(mm.as->collapse(512, 512, &made), Code::kEINVAL);
+  CHECK(pfns_of(*mm.as, 512, 512) == before);
+  CHECK_OK(mm.as->touch(1000, 1, true));  // one COW copy: a writable entry
   CHECK_OK(mm.as->collapse(512, 512, &made));
   CHECK(pfns_of(*child, 512, 512) == before);
   CHECK(mm.as->translate(512).pfn != before[0]);

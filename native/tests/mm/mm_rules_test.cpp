@@ -5,32 +5,16 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
 namespace {
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme, const MmRules& rules, uint64_t movable = 0, uint64_t pages = 8192) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = true;
-  cfg.populated = false;
-  cfg.movable_pages = int64_t(movable);
-  cfg.pincount_min_order = rules.pincount_min_order;  // hybrid must agree with the rules
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, 4096, rules, &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  return mm;
+  MmShape shape{pages, 4096, true, rules};
+  shape.movable = movable;
+  return make_test_mm(scheme, shape);
 }
 
 GupFlags longterm(bool write) {

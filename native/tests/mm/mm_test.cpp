@@ -7,33 +7,18 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 #include "pages/gup_ops.h"
 
 namespace pinlab::test {
 namespace {
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme, uint64_t pages = 8192, uint64_t vpages = 4096, bool debug = true,
            uint64_t movable = 0) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = debug;
-  cfg.populated = false;
-  cfg.movable_pages = int64_t(movable);
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, int64_t(vpages), &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  return mm;
+  MmShape shape{pages, vpages, debug};
+  shape.movable = movable;
+  return make_test_mm(scheme, shape);
 }
 
 GupFlags pin_flags(bool write = false, bool longterm = false) {

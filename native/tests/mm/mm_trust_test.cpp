@@ -5,30 +5,14 @@
 #include <memory>
 #include <vector>
 
-#include "fixtures.h"
+#include "mm/mm_fixtures.h"
 #include "mm/address_space.h"
 
 namespace pinlab::test {
 namespace {
 
-struct Mm {
-  std::shared_ptr<PageArray> mem;
-  std::unique_ptr<AddressSpace> as;
-};
-
 Mm make_mm(Scheme scheme, uint64_t pages, uint64_t vpages, bool debug = true) {
-  PageArrayConfig cfg;
-  cfg.pages = int64_t(pages);
-  cfg.scheme = scheme;
-  cfg.debug = debug;
-  cfg.populated = false;
-  std::unique_ptr<PageArray> pa;
-  Status st = PageArray::create(cfg, &pa);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  Mm mm{std::shared_ptr<PageArray>(std::move(pa)), nullptr};
-  st = AddressSpace::create(mm.mem, int64_t(vpages), &mm.as);
-  if (!st.ok()) fail(__FILE__, __LINE__, describe(st));
-  return mm;
+  return make_test_mm(scheme, MmShape{pages, vpages, debug});
 }
 
 // Everything a failed call must leave as it was: every entry, every page's counts and shape,

@@ -42,7 +42,12 @@ TEST(madvise_collapse_swaps_in_the_swap_entries_of_a_stretch) {
     CHECK_OK(mm.as->madvise(512, 512, Advice::kPageOut));
     CHECK_EQ(mm.as->swapped_pages(), uint64_t(512));
     uint64_t made = 0;
-    // Swap entries alone: collapsible (not "nothing mapped").
+    // Swap entries alone: not "nothing mapped", but no writable entry either (the kernel's
+    // SCAN_PAGE_RO, EINVAL): nothing changes. One page swapped in for a write makes it collapsible.
+    CHECK_CODE(mm.as->collapse(512, 512, &made), Code::kEINVAL);
+    CHECK_EQ(mm.as->swapped_pages(), uint64_t(512));
+    CHECK_EQ(mm.as->swap_usage().used, uint64_t(512));
+    CHECK_OK(mm.as->touch(512, 1, true));
     CHECK_OK(mm.as->collapse(512, 512, &made));
     CHECK_EQ(made, uint64_t(1));
     CHECK(mm.as->translate(512).huge);
@@ -70,6 +75,7 @@ TEST(collapse_leaves_a_child_its_shared_swap_entries) {
     CHECK_OK(mm.as->fork(&child));
     CHECK_EQ(mm.as->swap_usage().used, uint64_t(512));  // one slot, two entries each
     uint64_t made = 0;
+    CHECK_OK(mm.as->touch(512, 1, true));  // a writable entry (a COW copy of the swapped-in page)
     CHECK_OK(mm.as->collapse(512, 512, &made));
     CHECK_EQ(made, uint64_t(1));
     CHECK_EQ(mm.as->swapped_pages(), uint64_t(0));
@@ -99,6 +105,7 @@ TEST(collapse_refuses_a_swap_cache_page_held_by_a_get_reference) {
     bool freed = false;
     CHECK_OK(mm.mem->put_page(pfn, 1, &freed));
     CHECK(!freed);  // the swap cache still holds it
+    CHECK_OK(mm.as->touch(513, 1, true));  // a writable entry (swap entries alone: SCAN_PAGE_RO)
     CHECK_OK(mm.as->collapse(512, 512, &made));
     CHECK_EQ(made, uint64_t(1));
     CHECK_EQ(mm.as->swap_usage().used, uint64_t(0));

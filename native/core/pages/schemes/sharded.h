@@ -119,6 +119,16 @@ struct ShardedScheme {
     return thread_index() & (shard_count(order) - 1);
   }
   [[gnu::noinline, gnu::cold]] static void cpu_relax() { std::this_thread::yield(); }
+  // Word c once no transition or freeze holds it busy: waits for the end of one in flight.
+  // relaxed: a value to decide on; the CAS that acts on it orders what it must.
+  [[gnu::noinline, gnu::cold]] static int32_t load_settled(std::atomic_ref<int32_t> c) {
+    int32_t cur = c.load(std::memory_order_relaxed);
+    while (cur & kBusy) {
+      cpu_relax();
+      cur = c.load(std::memory_order_relaxed);
+    }
+    return cur;
+  }
 
   // ---- small folios: one exact count in the head's word, as separate's side array -----------
   PINLAB_SHARD_INLINE static bool try_add_within(std::atomic_ref<int32_t> c, int64_t delta, std::memory_order mo) {
@@ -141,11 +151,8 @@ struct ShardedScheme {
     auto c = summary(w, head);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
-      if (cur == kBusy) {  // another first pin is taking the reference: one CAS, bounded
-        cpu_relax();
-        cur = c.load(std::memory_order_relaxed);
-        continue;
-      }
+      // Another first pin is taking the reference (the summary is busy only as kBusy alone).
+      if (cur == kBusy) [[unlikely]] cur = load_settled(c);
       if (cur == 0) {
         // acquire: pairs with the release that ended the summary's last change (its reference
         // given back or taken before ours).
@@ -183,11 +190,7 @@ struct ShardedScheme {
     auto c = shard(w, head, s);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
-      if (cur & kBusy) {  // a transition or a freeze in flight: wait for its end
-        cpu_relax();
-        cur = c.load(std::memory_order_relaxed);
-        continue;
-      }
+      if (cur & kBusy) [[unlikely]] cur = load_settled(c);  // a transition or a freeze in flight
       if (int64_t{cur} + pins > shard_cap(order)) return Reason::kPincountOverflow;
       if (cur == 0) {
         // The 0 -> non-zero transition. acquire: pairs with the release that ended the last
@@ -211,11 +214,7 @@ struct ShardedScheme {
     auto c = shard(w, head, s);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
-      if (cur & kBusy) {
-        cpu_relax();
-        cur = c.load(std::memory_order_relaxed);
-        continue;
-      }
+      if (cur & kBusy) [[unlikely]] cur = load_settled(c);
       if (cur < pins) return false;
       if (cur == pins) {
         // The non-zero -> 0 transition. acquire: as in try_grab_shard.
@@ -241,11 +240,7 @@ struct ShardedScheme {
       auto c = shard(w, head, s);
       int32_t cur = c.load(std::memory_order_relaxed);
       for (;;) {
-        if (cur & kBusy) {
-          cpu_relax();
-          cur = c.load(std::memory_order_relaxed);
-          continue;
-        }
+        if (cur & kBusy) [[unlikely]] cur = load_settled(c);
         // acquire: pairs with the release that ended the shard's last change.
         if (c.compare_exchange_weak(cur, cur | kBusy, std::memory_order_acquire, std::memory_order_relaxed))
           break;
