@@ -159,3 +159,32 @@ describe('hugetlb faults over a 2 MiB span that PTEs mapped before', () => {
     });
   }
 });
+
+describe('MADV_DONTNEED of hugetlb memory (Linux 6.1: madvise_dontneed_free_valid_vma)', () => {
+  function world(): { mem: PageArray; mm: AddressSpace } {
+    const mem = new PageArray({ pages: 4096, populated: false, debug: true });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 2048 });
+    mm.mmap({ start: 0, count: 1024, hugetlb: 9, populate: true });
+    return { mem, mm };
+  }
+  it('rounds an end inside a huge page down: only the pages covered whole are zapped', () => {
+    const { mem, mm } = world();
+    const second = mm.translate(512)!.pfn;
+    mm.madvise({ start: 0, count: 600 }, 'dontneed');
+    expect(mm.translate(0)).toBeNull();
+    expect(mm.translate(512)?.pfn).toBe(second); // the page the end fell inside stays
+    expect(mem.hugetlbPool(9)).toMatchObject({ free: 1, used: 1 });
+  });
+  it('zaps nothing, and succeeds, for a range inside one huge page from its start', () => {
+    const { mem, mm } = world();
+    const first = mm.translate(0)!.pfn;
+    mm.madvise({ start: 0, count: 100 }, 'dontneed');
+    expect(mm.translate(0)?.pfn).toBe(first);
+    expect(mem.hugetlbPool(9)).toMatchObject({ free: 0, used: 2 });
+  });
+  it('refuses a start inside a huge page (EINVAL), nothing changed', () => {
+    const { mm } = world();
+    expectCodeNoChange(mm, () => mm.madvise({ start: 1, count: 1023 }, 'dontneed'), 'EINVAL', { vpages: 2048 });
+  });
+});

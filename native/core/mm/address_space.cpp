@@ -390,15 +390,22 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
                     "MADV_DONTNEED of a private hugetlb file mapping is not modelled"};
     v = rs + r->count;
   }
+  if (advice == Advice::kDontNeed) {
+    // hugetlb (Linux 6.1, madvise_dontneed_free_valid_vma): a start inside a huge page is
+    // EINVAL; an end inside one rounds down to it, so only the pages covered whole are zapped
+    // (none at all is success).
+    const uint64_t end = std::max(s, hugetlb_page_floor(e));
+    if (Status st = check_hugetlb_cut(s, end); !st.ok()) return st;
+    if (end == s) return Status::Ok();
+    reserve_split_tables(s, end);  // host memory first
+    // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
+    // the regions stay, so the next access faults a fresh page in.
+    unmap_range(s, end);
+    return Status::Ok();
+  }
   if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;
   if (advice == Advice::kPageOut) return pageout(s, e);
   reserve_split_tables(s, e);  // host memory first
-  if (advice == Advice::kDontNeed) {
-    // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
-    // the regions stay, so the next access faults a fresh page in.
-    unmap_range(s, e);
-    return Status::Ok();
-  }
   split_region_at(s);
   split_region_at(e);
   for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)

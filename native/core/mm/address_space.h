@@ -510,6 +510,8 @@ class AddressSpace {
   // ---- hugetlb (mm/hugetlb.cpp) ------------------------------------------------------------
   // EINVAL if [start, end) cuts a huge page of a hugetlb region in two.
   Status check_hugetlb_cut(uint64_t start, uint64_t end) const;
+  // v, or the start of the hugetlb page v falls inside (MADV_DONTNEED's end rounds down).
+  uint64_t hugetlb_page_floor(uint64_t v) const;
   // A fault in a hugetlb region (the whole huge page around vpage).
   Status hugetlb_fault(uint64_t vpage, bool write, const Region& r, uint64_t region_start);
   // The write fault (write) or FOLL_UNSHARE (not write) of a present hugetlb page: reuse it if

@@ -13,6 +13,7 @@
 // fork: the child maps the same page-cache pages (no early COW: they are not anonymous); the
 // anonymous copies follow the anonymous rules.
 #include <algorithm>
+#include <array>
 
 #include "mm/address_space.h"
 #include "pages/scheme.h"
@@ -93,12 +94,14 @@ bool AddressSpace::reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) cons
   const int64_t mapped = mem_->mapped_refs(head);
   if (huge) return mapped == int64_t(kPtesPerTable);  // the PMD's 512: mapped by us alone
   if (order == 0) return mapped == 1;
-  // A PTE-mapped large folio: reused when every mapping of it is one of this mm's PTEs (its
-  // subpage k lies at vbase + k, where it was faulted in). The 2019 kernels asked the
-  // subpage's mapcount; the model keeps the folio's, which answers the same unless another
-  // mm maps other subpages only (then this copies where 2019 reused).
+  // A PTE-mapped large folio: the 2019 kernels reused it when no subpage of it was mapped more
+  // than once (reuse_swap_page asked page_trans_huge_map_swapcount, the largest mapcount among
+  // the folio's subpages). The model keeps the folio's mapcount: reused when every mapping of
+  // it is one of this mm's PTEs, none mapping a subpage twice, which answers the same unless
+  // another mm maps only subpages this one does not (then this copies where 2019 reused).
+  // First the local look: subpage k at vbase + k, where it was faulted in.
   const uint64_t n = uint64_t{1} << order, off = pfn - head;
-  if (off > vpage) return false;
+  if (off > vpage || n > kPtesPerTable) return false;
   const uint64_t vbase = vpage - off;
   int64_t ours = 0;
   for (uint64_t k = 0; k < n && vbase + k < pages_; ++k) {
@@ -108,10 +111,13 @@ bool AddressSpace::reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) cons
   }
   if (ours == mapped) return true;
   // Subpages this mm maps elsewhere too (a partial mremap moved them): count this mm's PTEs
-  // into the folio over every PTE table (under the mmap lock; 2019 rules only, and only when
-  // the local look failed). All the folio's mappings ours: reuse iff this subpage is mapped
-  // once, as the 2019 kernels' per-subpage mapcount answers.
-  int64_t all = 0, this_subpage = 0;
+  // into the folio, per subpage, over every PTE table (under the mmap lock; 2019 rules only,
+  // and only when the local look failed). Reused iff they are all the folio's mappings and
+  // none maps a subpage twice: the largest subpage mapcount is 1.
+  static_assert(kPtesPerTable == 512, "a PTE-mapped anonymous folio has at most 512 subpages");
+  std::array<uint16_t, kPtesPerTable> per_subpage{};
+  int64_t all = 0;
+  bool twice = false;
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);  // we hold the lock
     if (entry::huge(pe)) {
@@ -126,10 +132,10 @@ bool AddressSpace::reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) cons
       if (!entry::present(x) || entry::special(x) || entry::pfn(x) < head || entry::pfn(x) >= head + n)
         continue;
       ++all;
-      this_subpage += entry::pfn(x) == pfn;
+      twice |= ++per_subpage[entry::pfn(x) - head] > 1;
     }
   }
-  return all == mapped && this_subpage == 1;
+  return all == mapped && !twice;
 }
 
 }  // namespace pinlab

@@ -161,6 +161,13 @@ Status AddressSpace::check_hugetlb_cut(uint64_t start, uint64_t end) const {
   return Status::Ok();
 }
 
+uint64_t AddressSpace::hugetlb_page_floor(uint64_t v) const {
+  uint64_t rs = 0;
+  const Region* r = v < pages_ ? region_at(v, &rs) : nullptr;
+  if (r == nullptr || r->hugetlb_order == 0) return v;
+  return v - ((v - rs) & (pages_of(r->hugetlb_order) - 1));
+}
+
 void AddressSpace::drop_hugetlb_reservations(uint64_t start, uint64_t end) {
   for (auto it = hugetlb_resv_.lower_bound(start); it != hugetlb_resv_.end() && *it < end;) {
     uint64_t rs = 0;
