@@ -10,6 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { AddressSpace, OpBatch, PageArray, PinlabError, SCHEMES, runReplay, stateDigest, type StateDigest } from '../lib/index.js';
 
+import { rechecksum } from './ops-helpers.js';
+
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-ops-v2-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -98,17 +100,6 @@ describe('format version 2: rules and thpOrders', () => {
     expect(t.schemes[0]!.ops).toBe(3);
   });
 });
-
-/** Rewrites a stream's checksums after a patch (FNV-1a over words, folded: op_format.h). */
-function rechecksum(bytes: Buffer): void {
-  const fold = (from: number, to: number): bigint => {
-    let h = 0xcbf29ce484222325n;
-    for (let i = from; i < to; i += 8) h = ((h ^ bytes.readBigUInt64LE(i)) * 0x100000001b3n) & 0xffffffffffffffffn;
-    return h ^ (h >> 32n);
-  };
-  bytes.writeBigUInt64LE(fold(96, bytes.length), 80);
-  bytes.writeBigUInt64LE(fold(0, 88), 88);
-}
 
 async function refusal(file: string): Promise<PinlabError> {
   const err = await runReplay({ file }).then(

@@ -26,6 +26,7 @@ import {
   type PageArrayOptions,
 } from '../lib/index.js';
 import { runCli } from './cli-run.js';
+import { rechecksum } from './ops-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-ops-v3-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -278,14 +279,3 @@ describe('hostile records with the new opcodes', () => {
     }
   });
 });
-
-/** Rewrites a stream's checksums after a patch (FNV-1a over words, folded: op_format.h). */
-function rechecksum(bytes: Buffer): void {
-  const fold = (from: number, to: number): bigint => {
-    let h = 0xcbf29ce484222325n;
-    for (let i = from; i < to; i += 8) h = ((h ^ bytes.readBigUInt64LE(i)) * 0x100000001b3n) & 0xffffffffffffffffn;
-    return h ^ (h >> 32n);
-  };
-  bytes.writeBigUInt64LE(fold(96, bytes.length), 80);
-  bytes.writeBigUInt64LE(fold(0, 88), 88);
-}

@@ -24,6 +24,7 @@ import {
   type ReplayResults,
 } from '../lib/index.js';
 import { runCli } from './cli-run.js';
+import { rechecksum } from './ops-helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-ops-'));
@@ -56,17 +57,6 @@ async function expectRefused(file: string, pattern: RegExp): Promise<void> {
   expect(err).toBeInstanceOf(PinlabError);
   expect((err as PinlabError).code).toBe('EINVAL');
   expect((err as PinlabError).message).toMatch(pattern);
-}
-
-/** Rewrites a stream's checksums after a patch (FNV-1a over words, folded: op_format.h). */
-function rechecksum(bytes: Buffer): void {
-  const fold = (from: number, to: number): bigint => {
-    let h = 0xcbf29ce484222325n;
-    for (let i = from; i < to; i += 8) h = ((h ^ bytes.readBigUInt64LE(i)) * 0x100000001b3n) & 0xffffffffffffffffn;
-    return h ^ (h >> 32n);
-  };
-  bytes.writeBigUInt64LE(fold(96, bytes.length), 80);
-  bytes.writeBigUInt64LE(fold(0, 88), 88);
 }
 
 describe('OpRecorder', () => {
