@@ -104,7 +104,10 @@ TEST(hugetlb_ranges_must_cover_whole_pages) {
   CHECK_CODE(mm.as->munmap(1, 10), Code::kEINVAL);
   CHECK_CODE(mm.as->munmap(0, int64_t(k2M) + 1), Code::kEINVAL);
   CHECK_CODE(mm.as->mprotect(256, 512, false), Code::kEINVAL);
-  CHECK_CODE(mm.as->madvise(0, 1, Advice::kDontNeed), Code::kEINVAL);
+  // MADV_DONTNEED (Linux 6.1): a start inside a huge page is EINVAL; an end inside one rounds
+  // down to it, so a range inside the first page from its start zaps nothing and succeeds.
+  CHECK_CODE(mm.as->madvise(1, 10, Advice::kDontNeed), Code::kEINVAL);
+  CHECK(mm.as->madvise(0, 1, Advice::kDontNeed).ok());
   CHECK_CODE(mm.as->zap(3, 1), Code::kEINVAL);
   CHECK_EQ(mm.as->translate(5).pfn, before.pfn);  // nothing changed
   CHECK(mm.as->translate(5).writable);
