@@ -98,3 +98,28 @@ describe('the huge zero page with format 3 calls: recorded, replayed under every
     }
   });
 });
+
+describe('read faults of an array that is all ZONE_MOVABLE', () => {
+  it('map the zero page (made in the movable zone) instead of failing with pages free', () => {
+    for (const scheme of SCHEMES) {
+      for (const hugeZeroPage of [true, false]) {
+        const mem = new PageArray({ pages: 2048, movablePages: 2048, populated: false, debug: true, scheme });
+        const mm = new AddressSpace(mem, { pages: 4096, rules: { hugeZeroPage } });
+        mm.mmap({ start: 0, count: 1024, huge: true });
+        mm.mmap({ start: 1024, count: 16 });
+        mm.touch(1024, 16); // before: ENOMEM (the zero page came from the normal zone only)
+        expect(mm.translate(1030)).toMatchObject({ pfn: mem.zeroPfn, zeroPage: true });
+        mm.touch(0, 1024);
+        expect(mm.translate(5)?.pfn, `${scheme} ${hugeZeroPage}`).toBe(hugeZeroPage ? mem.zeroPfn : mm.translate(0)!.pfn + 5);
+        const st = mm.pinUserPages(1024, 4); // short-term read: the zero page, uncounted
+        expect(st.pfns[0]).toBe(mem.zeroPfn);
+        mm.unpinUserPages(st.pfns);
+        mm.touch(1024, 2, { write: true });
+        expect(mm.translate(1024)).toMatchObject({ zeroPage: false, writable: true });
+        mm.dispose();
+        expect(mem.checkBalanced()).toEqual([]);
+        expect(mem.freePages()).toBe(2047);
+      }
+    }
+  });
+});
