@@ -397,6 +397,13 @@ export class OpRecorder {
       },
       munmap: (orig) => (start: number, count: number) =>
         this.#call(() => (orig as unknown as AS['munmap']).call(h, start, count), () => this.#op(C.munmap, 0, id, u32(start), u32(count), 0)),
+      // dispose() unmaps everything, as at process exit: recorded as the munmap of the whole
+      // space, so a replay frees what the recording freed (the replay's space stays, empty).
+      dispose: (orig) => () => {
+        const pages = h.isDisposed() ? 0 : h.info().pages;
+        (orig as unknown as AS['dispose']).call(h);
+        if (pages > 0) this.#op(C.munmap, 0, id, 0, u32(pages), 0);
+      },
       mprotect: (orig) => (start: number, count: number, write: boolean) =>
         this.#call(() => (orig as unknown as AS['mprotect']).call(h, start, count, write), () =>
           this.#op(C.mprotect, write ? F.write : 0, id, u32(start), u32(count), 0),

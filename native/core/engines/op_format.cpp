@@ -664,12 +664,29 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   return Status::Ok();
 }
 
+// The most entries a text line's list may hold for its op, checked before the list is expanded:
+// an op's recorded outputs are at most the pages it asked for (b; alloc-folio: one head), as
+// FramingChecker::check_op refuses later, and a hugetlb file's heads map at most 2^32 pages.
+static Status check_list_bound(const OpInfo& op, uint32_t b, uint64_t listed, const char* source, uint64_t line_no) {
+  if (op.entries == Entries::kOutput) {
+    const uint64_t most = op.op == Op::kAllocFolio ? 1 : b;
+    if (listed > most) return text_bad(source, line_no, "more recorded outputs than the op asked for");
+  }
+  if (op.op == Op::kMmapHugetlbFile && b < 32 && listed > ((uint64_t{1} << 32) >> b))
+    return text_bad(source, line_no, "more hugetlb heads than 2^32 pages hold");
+  return Status::Ok();
+}
+
 Status parse_op_line(std::string_view line, const char* source, uint64_t line_no, TextOp* out) {
   out->entries.clear();
   // The bracketed list, if any, is cut out first; the rest is whitespace-separated words.
   std::string rest(line);
   bool has_list = false;
   int refs = -1;  // -1: no entry yet; 0: PFNs; 1: output references
+  // The list's runs, expanded only once the op is known and its bound checked: a run of a few
+  // bytes (0..4294967294) must not allocate 16 GiB for an op that takes no list or fewer entries.
+  std::vector<std::pair<uint32_t, uint32_t>> runs;
+  uint64_t listed = 0;
   if (const size_t open = rest.find('['); open != std::string::npos) {
     const size_t close = rest.find(']', open);
     if (close == std::string::npos) return text_bad(source, line_no, "a '[' list without its ']'");
@@ -685,7 +702,8 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       uint32_t lo = 0, hi = 0;
       if (dots == std::string_view::npos) {
         if (!parse_u32(e, &lo)) return text_bad(source, line_no, "a list entry is not a number below 2^32");
-        out->entries.push_back(lo);
+        ++listed;
+        runs.emplace_back(lo, lo);
         continue;
       }
       std::string_view second = e.substr(dots + 2);
@@ -693,9 +711,9 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       if (is_ref) second.remove_prefix(1);
       if (!parse_u32(e.substr(0, dots), &lo) || !parse_u32(second, &hi) || hi < lo)
         return text_bad(source, line_no, "a list run P..Q needs numbers P <= Q below 2^32");
-      if (out->entries.size() + (uint64_t(hi) - lo) >= (uint64_t{1} << 32))
-        return text_bad(source, line_no, "a list longer than 2^32 entries");
-      for (uint64_t p = lo; p <= hi; ++p) out->entries.push_back(uint32_t(p));
+      listed += uint64_t(hi) - lo + 1;
+      if (listed >= (uint64_t{1} << 32)) return text_bad(source, line_no, "a list longer than 2^32 entries");
+      runs.emplace_back(lo, hi);
     }
     rest.erase(open, close - open + 1);
     has_list = true;
@@ -749,6 +767,9 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       ++i;
     }
   }
+  if (Status st = check_list_bound(*op, args[1], listed, source, line_no); !st.ok()) return st;
+  for (const auto& [lo, hi] : runs)
+    for (uint64_t p = lo; p <= hi; ++p) out->entries.push_back(uint32_t(p));
   uint8_t fl = list ? flag::kList : 0;
   if (refs == 1) {
     if (!(op->flags & flag::kRefs)) return text_bad(source, line_no, "this op takes no output references");

@@ -90,7 +90,12 @@ Status PageArray::zero_page(uint64_t* pfn) {
     z.word = zero_pfns_.load(std::memory_order_relaxed);  // relaxed: zero_mu_ orders writers
     if (z.zero() < 0) {
       uint64_t head = 0;
-      if (Status st = alloc_folio(0, false, &head); !st.ok()) return st;
+      // The normal zone first; with none left there (an array all ZONE_MOVABLE), the movable
+      // zone: the kernel's zero page is always there, so a read fault never fails while a page
+      // is free (the zero page is special: never migrated, gup hands it out uncounted).
+      if (!alloc_folio(0, false, &head).ok()) {
+        if (Status st = alloc_folio(0, true, &head); !st.ok()) return st;
+      }
       z.word |= head + 1;
       // release: a reader that sees the PFN sees the page allocated (its refcount and shape).
       zero_pfns_.store(z.word, std::memory_order_release);
