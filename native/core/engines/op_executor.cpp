@@ -401,10 +401,7 @@ uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, in
     if constexpr (kIndexed) i = o.index[k++];
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
-    // A tag below the modulus is its own remainder: no division in the common replay (one
-    // thread per tag), whose threads read every record and skip the others' ops.
-    const uint32_t tag = tag_of(op);
-    if (!kFiltered || (tag < o.tag_modulus ? tag : tag % o.tag_modulus) == o.tag_remainder) {
+    if (!kFiltered || thread_of_tag(tag_of(op), o.tag_modulus) == o.tag_remainder) {
       // The single-page pins and unpins without the general dispatch (execute's frame).
       const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
       ++done_since;

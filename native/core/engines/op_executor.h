@@ -73,6 +73,12 @@ struct RunOptions {
 };
 inline constexpr uint64_t kStopCheckRecords = 1 << 16;
 
+// The thread (of `threads`) that runs tag's ops: tag % threads. A tag below the count is its
+// own thread, without a division (one thread per tag, the common replay).
+inline uint32_t thread_of_tag(uint32_t tag, uint32_t threads) {
+  return tag < threads ? tag : tag % threads;
+}
+
 class Executor {
  public:
   Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces);

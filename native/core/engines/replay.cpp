@@ -108,10 +108,7 @@ std::vector<std::vector<uint32_t>> thread_op_index(const OpStream& s, uint32_t t
   std::vector<std::vector<uint32_t>> index;
   const uint64_t n = s.records.size();
   if (threads <= 1 || n > UINT32_MAX) return index;
-  const auto thread_of = [threads](const Record& r) {
-    const uint32_t tag = tag_of(r);
-    return tag < threads ? tag : tag % threads;
-  };
+  const auto thread_of = [threads](const Record& r) { return thread_of_tag(tag_of(r), threads); };
   try {
     std::vector<uint64_t> counts(threads, 0);
     for (uint64_t i = 0; i < n; i += 1 + data_records_for(entries_of(s.records[i])))

@@ -29,6 +29,17 @@ std::string tmp_path(const std::string& name) {
   return "/tmp/pinlab-ops-test-" + std::to_string(::getpid()) + "-" + name;
 }
 
+// A synthetic stream as `pinlab trace synth` writes it, read back (the file removed).
+OpStream synth_and_read(const SynthConfig& c, const std::string& name) {
+  const std::string path = tmp_path(name);
+  uint64_t records = 0;
+  CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
+  OpStream s;
+  CHECK_OK(read_op_stream(path, &s));
+  std::remove(path.c_str());
+  return s;
+}
+
 bool same(const StateDigest& a, const StateDigest& b) {
   return a.pages == b.pages && a.free_blocks == b.free_blocks && a.free_pages == b.free_pages &&
          a.zero_pfn == b.zero_pfn && a.stats == b.stats && a.spaces == b.spaces &&
@@ -519,11 +530,7 @@ TEST_TAGGED(ops_replay_tags_on_threads, "concurrency") {
     c.pages = mix == SynthMix::kPages ? 4096 : 65536;
     c.mix = mix;
     c.debug = true;
-    const std::string path = "/tmp/pinlab-ops-threads-" + std::to_string(::getpid()) + ".pkops";
-    uint64_t records = 0;
-    CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
-    OpStream s;
-    CHECK_OK(read_op_stream(path, &s));
+    const OpStream s = synth_and_read(c, "threads.pkops");
     for (uint32_t threads : {2u, 4u}) {
       ReplayRequest req;
       req.variants.push_back(ReplayVariant{Scheme::kHybrid, 1024, 1});
@@ -535,7 +542,6 @@ TEST_TAGGED(ops_replay_tags_on_threads, "concurrency") {
       CHECK_EQ(out[0].tally.ops, c.ops);
       CHECK_EQ(out[0].tally.diverged, uint64_t(0));  // tags touch disjoint state
     }
-    std::remove(path.c_str());
   }
 }
 
@@ -553,12 +559,7 @@ TEST(ops_replay_threads_end_in_one_threads_state) {
   c.threads = 5;
   c.pages = 4096;
   c.mix = SynthMix::kPages;
-  const std::string path = "/tmp/pinlab-ops-index-" + std::to_string(::getpid()) + ".pkops";
-  uint64_t records = 0;
-  CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
-  OpStream s;
-  CHECK_OK(read_op_stream(path, &s));
-  std::remove(path.c_str());
+  const OpStream s = synth_and_read(c, "index.pkops");
   StateDigest one;
   for (uint32_t threads : {1u, 2u, 3u, 5u}) {
     ReplayRequest req;
@@ -584,11 +585,7 @@ TEST(ops_replay_thread_start_failure_is_eagain) {
   c.ops = 5000;
   c.threads = 4;
   c.pages = 4096;
-  const std::string path = "/tmp/pinlab-ops-eagain-" + std::to_string(::getpid()) + ".pkops";
-  uint64_t records = 0;
-  CHECK_OK(synth_stream(c, path, nullptr, nullptr, &records));
-  OpStream s;
-  CHECK_OK(read_op_stream(path, &s));
+  const OpStream s = synth_and_read(c, "eagain.pkops");
   ReplayRequest req;
   req.variants.push_back(ReplayVariant{Scheme::kBias, 1024, 1});
   std::vector<ReplayResult> out;
@@ -601,7 +598,6 @@ TEST(ops_replay_thread_start_failure_is_eagain) {
   CHECK(out.empty());
   CHECK_OK(replay_stream(s, req, nullptr, &out));
   CHECK(out.size() == 1 && out[0].balanced && out[0].threads == 4);
-  std::remove(path.c_str());
 }
 
 }  // namespace pinlab::test
