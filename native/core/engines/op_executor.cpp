@@ -6,6 +6,7 @@
 #include <new>
 
 #include "engines/op_settings.h"
+#include "pages/one_page.h"
 
 namespace pinlab::ops {
 
@@ -118,12 +119,13 @@ int32_t Executor::pin_or_unpin(const Record& r, const Record* data, bool pin) {
   const PinFlags f{has(fl, flag::kWrite), has(fl, flag::kPerPage), !pin && has(fl, flag::kDirty)};
   // The common case, a range with no recorded output to follow, straight to the core.
   const PageSet set = (fl & flag::kList) || !xlat_.empty() ? pages_named(r, data) : PageSet::range(r.w[2], r.w[3]);
+  // The statistics into the run's tally, as the single-page ops'.
   if (pin) {
     uint64_t pinned = 0;
-    const Status st = mem_->pin_pages(set, f, &pinned);
+    const Status st = mem_->pin_pages(set, f, &pinned, &tally_);
     return ok_or(st, count_result(pinned));
   }
-  return ok_or(mem_->unpin_pages(set, f), count_result(set.count));
+  return ok_or(mem_->unpin_pages(set, f, &tally_), count_result(set.count));
 }
 
 int32_t Executor::gup(const Record& r, const Record* data, AddressSpace& as) {
@@ -201,6 +203,24 @@ int32_t Executor::hugetlb_alloc(const Record& r, const Record* data) {
   return count_result(heads.size());
 }
 
+// get, put and try-get of one page: the core's steps (pages/one_page.h), compiled into the
+// caller (run_loop's common ops besides the single-page pins). check_pfn's ERANGE first, as the
+// addon's calls.
+inline int32_t Executor::run_ref_op(const Record& r) {
+  const uint32_t pfn = map_pfn(r.w[2]);
+  if (pfn >= pages_) [[unlikely]] return -int32_t(Code::kERANGE);
+  const int64_t refs = r.w[3];
+  bool flag = false;
+  Reason why;
+  switch (Op(opcode_of(r))) {
+    case Op::kGet: why = mem_->get_page_step(pfn, refs); break;
+    case Op::kPut: why = mem_->put_page_step(pfn, refs, &flag); break;
+    default: why = mem_->try_get_page_step(pfn, refs, &flag); break;
+  }
+  if (why != Reason::kNone) [[unlikely]] return -int32_t(PageArray::ref_refusal_code(why));
+  return flag ? 1 : 0;
+}
+
 int32_t Executor::execute(const Record* rec) {
   const Record& r = rec[0];
   const Record* data = rec + 1;
@@ -210,30 +230,14 @@ int32_t Executor::execute(const Record* rec) {
     // One page by its fixed-size record (no list, count 1: most records of a stream), straight
     // to the core's single-page path, its statistics into the run's tally.
     case Op::kPin:
-      if (is_single_page(r)) return run_single_page(r);
-      return pin_or_unpin(r, data, true);
     case Op::kUnpin:
-      if (is_single_page(r)) return run_single_page(r);
-      return pin_or_unpin(r, data, false);
-    case Op::kGet: {
-      const uint32_t pfn = map_pfn(a);
-      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
-      return ok_or(mem_->get_page(pfn, b), 0);
-    }
-    case Op::kPut: {
-      const uint32_t pfn = map_pfn(a);
-      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
-      bool freed = false;
-      const Status st = mem_->put_page(pfn, b, &freed);
-      return ok_or(st, freed ? 1 : 0);
-    }
-    case Op::kTryGet: {
-      const uint32_t pfn = map_pfn(a);
-      if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
-      bool got = false;
-      const Status st = mem_->try_get_page(pfn, b, &got);
-      return ok_or(st, got ? 1 : 0);
-    }
+      if (is_single_page(r)) {
+        return dispatch_scheme(mem_->scheme(), [&](auto tag) { return run_single_page<decltype(tag)::value>(r); });
+      }
+      return pin_or_unpin(r, data, Op(opcode_of(r)) == Op::kPin);
+    case Op::kGet:
+    case Op::kPut:
+    case Op::kTryGet: return run_ref_op(r);
     case Op::kMakeFolio: {
       const uint32_t head = map_pfn(a);
       if (Status st = mem_->check_pfn(head); !st.ok()) return fail(st);
@@ -391,8 +395,23 @@ int32_t Executor::run_op(const Record* r) noexcept {
 // The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
 // filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
 // kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
-// tests nothing it can know at compile time.
-template <bool kFiltered, bool kResults, bool kIndexed>
+// tests nothing it can know at compile time, and the array's scheme is chosen once, for the
+// whole run, so the single-page grab and release are compiled into it.
+template <Scheme S>
+inline int32_t Executor::run_single_page(const Record& r) {
+  const uint8_t fl = flags_of(r);
+  const uint32_t pfn = map_pfn(r.w[2]);
+  Code code;
+  if (opcode_of(r) == uint8_t(Op::kPin)) {
+    code = mem_->pin_page_as<S>(pfn, (fl & flag::kWrite) != 0, &tally_);
+  } else {
+    const PinFlags f{(fl & flag::kWrite) != 0, (fl & flag::kPerPage) != 0, (fl & flag::kDirty) != 0};
+    code = mem_->unpin_page_as<S>(pfn, f, &tally_);
+  }
+  return code == Code::kOk ? 1 : -int32_t(code);
+}
+
+template <Scheme S, bool kFiltered, bool kResults, bool kIndexed>
 uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                             uint64_t* op_count, bool* stopped) {
   static_assert(!(kIndexed && (kFiltered || kResults)), "an index is one thread's ops, without results");
@@ -402,8 +421,19 @@ uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, in
     const Record& op = r[i];
     const uint64_t span = 1 + data_records_for(entries_of(op));
     if (!kFiltered || thread_of_tag(tag_of(op), o.tag_modulus) == o.tag_remainder) {
-      // The single-page pins and unpins without the general dispatch (execute's frame).
-      const int32_t res = !debug_ && is_single_page_op(op) ? run_single_page(op) : run_op_batched(&r[i]);
+      // The single-page pins and unpins, gets and puts without the general dispatch
+      // (execute's frame). Any op that frees may meet std::bad_alloc (the allocator's free
+      // lists): -ENOMEM, as run_op_batched.
+      int32_t res;
+      try {
+        if (!debug_ && is_single_page_op(op)) res = run_single_page<S>(op);
+        else if (is_ref_op(op)) res = run_ref_op(op);
+        else res = execute(&r[i]);
+      } catch (const std::bad_alloc&) {
+        res = -int32_t(Code::kENOMEM);
+      } catch (const std::length_error&) {
+        res = -int32_t(Code::kENOMEM);
+      }
       ++done_since;
       if (res < 0) [[unlikely]] {
         ++t.refused;
@@ -448,15 +478,16 @@ uint64_t Executor::run(const Record* r, uint64_t n, const RunOptions& o, int32_t
   uint64_t op_index = 0;
   bool stopped = false;
   const bool filtered = o.tag_modulus != 0;
-  uint64_t i = 0;
-  if (results != nullptr)
-    i = filtered ? run_loop<true, true, false>(r, n, o, results, t, &op_index, &stopped)
-                 : run_loop<false, true, false>(r, n, o, results, t, &op_index, &stopped);
-  else if (o.index != nullptr)
-    i = run_loop<false, false, true>(r, n, o, results, t, &op_index, &stopped);
-  else
-    i = filtered ? run_loop<true, false, false>(r, n, o, results, t, &op_index, &stopped)
-                 : run_loop<false, false, false>(r, n, o, results, t, &op_index, &stopped);
+  const uint64_t i = dispatch_scheme(mem_->scheme(), [&](auto tag) {
+    constexpr Scheme S = decltype(tag)::value;
+    if (results != nullptr) {
+      return filtered ? run_loop<S, true, true, false>(r, n, o, results, t, &op_index, &stopped)
+                      : run_loop<S, false, true, false>(r, n, o, results, t, &op_index, &stopped);
+    }
+    if (o.index != nullptr) return run_loop<S, false, false, true>(r, n, o, results, t, &op_index, &stopped);
+    return filtered ? run_loop<S, true, false, false>(r, n, o, results, t, &op_index, &stopped)
+                    : run_loop<S, false, false, false>(r, n, o, results, t, &op_index, &stopped);
+  });
   flush_stats();
   if (stopped && results != nullptr) {
     // The ops after the stop did not run.

@@ -102,8 +102,9 @@ class Executor {
  private:
   int32_t execute(const Record* r);
   // run()'s loop for one shape of run (tags filtered or not, results kept or not, ops named by
-  // an index or not); returns the records consumed, the ops passed in *op_count.
-  template <bool kFiltered, bool kResults, bool kIndexed>
+  // an index or not), for an array of scheme S; returns the records consumed, the ops passed in
+  // *op_count.
+  template <Scheme S, bool kFiltered, bool kResults, bool kIndexed>
   uint64_t run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                     uint64_t* op_count, bool* stopped);
   // run_op without adding the statistics of single-page ops to the array's (run() adds them
@@ -117,17 +118,17 @@ class Executor {
     const uint8_t code = opcode_of(r);
     return (code == uint8_t(Op::kPin) || code == uint8_t(Op::kUnpin)) && is_single_page(r);
   }
-  // Runs such a record: the core's single-page path, its statistics into tally_. Outside debug
-  // mode it allocates nothing and cannot throw (run() calls it outside run_op_batched's catch
-  // then; a debug array's general path may allocate).
-  int32_t run_single_page(const Record& r) {
-    const uint8_t fl = flags_of(r);
-    const PinFlags f{(fl & flag::kWrite) != 0, (fl & flag::kPerPage) != 0, (fl & flag::kDirty) != 0};
-    const uint32_t pfn = map_pfn(r.w[2]);
-    const Code code = opcode_of(r) == uint8_t(Op::kPin) ? mem_->pin_page(pfn, f.write, &tally_)
-                                                        : mem_->unpin_page(pfn, f, &tally_);
-    return code == Code::kOk ? 1 : -int32_t(code);
+  // Runs such a record: the core's single-page path (for an array of scheme S, compiled into
+  // the caller), its statistics into tally_. A free may throw std::bad_alloc (the caller
+  // catches it, as run_op_batched).
+  template <Scheme S>
+  [[gnu::always_inline]] int32_t run_single_page(const Record& r);
+  // get, put and try-get: one page each, never a list.
+  static bool is_ref_op(const Record& r) {
+    const uint8_t code = opcode_of(r);
+    return code == uint8_t(Op::kGet) || code == uint8_t(Op::kPut) || code == uint8_t(Op::kTryGet);
   }
+  [[gnu::always_inline]] int32_t run_ref_op(const Record& r);
   void flush_stats() {
     if (!tally_.empty()) mem_->add_stats(&tally_);
   }

@@ -55,9 +55,11 @@ class Tallies<false> {
 template <>
 class Tallies<true> {
  public:
-  // `keys`: at most this many distinct keys will be met (the call's entries or pages).
+  // `keys`: at most this many distinct keys will be met (the call's entries or pages); 0: no
+  // table at all (find must not be called: debug mode's subpages outside debug mode).
   // `table`: which of the thread's two buffers (a validation uses at most two tables).
   Tallies(uint64_t keys, int table) {
+    if (keys == 0) return;
     uint64_t cap = 16;
     while (cap < 2 * keys) cap <<= 1;
     mask_ = cap - 1;

@@ -8,6 +8,7 @@
 
 #include <climits>
 
+#include "pages/one_page.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
@@ -91,7 +92,7 @@ bool PageArray::release_folio_refs(uint64_t pfn, uint64_t head, uint32_t order, 
     if (cfg_.debug) debug_drop_pins(pfn, uint64_t(refs), write);
   } else {
     // The put of references this call holds: refused only if another call put them (EINVAL).
-    if (!put_refs(pfn, head, refs, 0, &freed).ok()) [[unlikely]]
+    if (put_refs(head, refs, 0, &freed) != Reason::kNone) [[unlikely]]
       return false;
   }
   if (freed) free_folio(head);

@@ -5,6 +5,7 @@
 
 #include "base/scan.h"
 #include "pages/call_tallies.h"
+#include "pages/one_page.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
@@ -164,67 +165,27 @@ bool PageArray::mark_dirty(uint64_t head) {
   return (meta.fetch_or(kFlagDirty, std::memory_order_relaxed) & kFlagDirty) == 0;
 }
 
-namespace {
-Status check_refs(int64_t refs) {
-  if (refs < 1 || refs > INT32_MAX) return Status::Fail(Code::kEINVAL, Reason::kBadRefs, refs);
-  return Status::Ok();
+Status PageArray::ref_refusal(Reason why, uint64_t pfn, int64_t refs) {
+  switch (why) {
+    case Reason::kBadRefs: return Status::Fail(Code::kEINVAL, why, refs);
+    case Reason::kPutBelowZero: return Status::Fail(Code::kEINVAL, why, int64_t(pfn), refs);
+    default: return Status::Fail(ref_refusal_code(why), why, int64_t(pfn));
+  }
 }
-Status zero_page_counted(uint64_t pfn) {
-  return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
-}
-}  // namespace
 
 Status PageArray::get_page(uint64_t pfn, int64_t refs) {
-  if (Status st = check_refs(refs); !st.ok()) return st;
-  if (is_zero_page(pfn)) return zero_page_counted(pfn);
-  auto ref = ref_at(folio_head(pfn));
-  // A CAS loop, not add-then-check: an add on a free folio, even undone at once, could revive
-  // it under an allocation that just stored its count.
-  int32_t cur = ref.load(std::memory_order_relaxed);
-  do {
-    if (cur == 0) return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(pfn));
-    if (cur < 0) return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountGuard, int64_t(pfn));
-    if (int64_t{cur} + refs > INT32_MAX) {
-      stats_.add(Stat::kOverflowRefusals, 1);
-      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
-    }
-    // relaxed: get_page's caller already holds the folio alive; taking a reference publishes
-    // nothing.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_relaxed,
-                                      std::memory_order_relaxed));
-  return Status::Ok();
+  const Reason why = get_page_step(pfn, refs);
+  return why == Reason::kNone ? Status::Ok() : ref_refusal(why, pfn, refs);
 }
 
 Status PageArray::try_get_page(uint64_t pfn, int64_t refs, bool* got) {
-  if (Status st = check_refs(refs); !st.ok()) return st;
-  if (is_zero_page(pfn)) return zero_page_counted(pfn);
-  auto ref = ref_at(folio_head(pfn));
-  int32_t cur = ref.load(std::memory_order_relaxed);
-  do {
-    if (cur <= 0) {  // free, or in the negative guard band
-      *got = false;
-      return Status::Ok();
-    }
-    if (int64_t{cur} + refs > INT32_MAX) {
-      stats_.add(Stat::kOverflowRefusals, 1);
-      return Status::Fail(Code::kEOVERFLOW, Reason::kRefcountOverflow, int64_t(pfn));
-    }
-    // acquire on success: add-unless-zero is how a lockless finder takes a folio; pairs with
-    // the release that published the folio (creation, split, or the last put's acq_rel).
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_acquire,
-                                      std::memory_order_relaxed));
-  *got = true;
-  return Status::Ok();
+  const Reason why = try_get_page_step(pfn, refs, got);
+  return why == Reason::kNone ? Status::Ok() : ref_refusal(why, pfn, refs);
 }
 
 Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
-  if (Status st = check_refs(refs); !st.ok()) return st;
-  // The zero page is never counted: a put would free the page every read fault maps.
-  if (is_zero_page(pfn)) return zero_page_counted(pfn);
-  const uint64_t head = folio_head(pfn);
-  if (Status st = put_refs_checked(pfn, refs, freed); !st.ok()) return st;
-  if (*freed) free_folio(head);
-  return Status::Ok();
+  const Reason why = put_page_step(pfn, refs, freed);
+  return why == Reason::kNone ? Status::Ok() : ref_refusal(why, pfn, refs);
 }
 
 // relaxed loads: a snapshot to decide on; the puts that follow are CASes that check again.
@@ -285,7 +246,7 @@ Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t sk
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
   for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
-    if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn) return zero_page_counted(pfns[i]);
+    if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
   }
   // As unpin_pages (pin_paths.cpp): the whole call is validated before the first put, and no
   // put is ever taken back (a folio we let go of may be freed and reused by its other holders
@@ -307,7 +268,7 @@ Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_p
     bool reached_zero = false;
     // Refused only if another call put these references since validation (a put of a
     // reference the caller did not hold): skip it, put the rest, report the first.
-    if (Status st = put_refs(pfns[i], head, 1, 0, &reached_zero); !st.ok()) [[unlikely]] {
+    if (put_refs(head, 1, 0, &reached_zero) != Reason::kNone) [[unlikely]] {
       if (raced.ok()) raced = Status::Fail(Code::kEINVAL, Reason::kPutRaced, int64_t(pfns[i]));
       continue;
     }
@@ -318,46 +279,14 @@ Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_p
   return raced;
 }
 
-Status PageArray::put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero) {
-  const uint32_t order = load_order(pfn);
-  const uint64_t head = head_of(pfn, order);
-  if (cfg_.debug) {
-    // Debug: the references that pins hold may not be eaten by a plain put (seed 001). The
-    // folio's lock keeps its pins and refcount consistent while we compare them.
-    FolioGuard<true> guard(debug_locks_.get(), head);
-    const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return debug_pin_references<decltype(tag)::value>(head, order);
-    });
-    return put_refs(pfn, head, refs, owed_to_pins, reached_zero);
-  }
-  return put_refs(pfn, head, refs, 0, reached_zero);
-}
-
-Status PageArray::put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                           bool* reached_zero) {
-  // A mapped folio: its mappings' references are not the caller's to put. Under the folio's
-  // map lock its mapped references hold still, and every one of them is already in the
-  // refcount (the mm layer takes a reference before it counts it mapped), so the check never
-  // refuses a put of references the caller really holds. An unmapped folio (every folio of a
-  // page array without an address space) takes the lock-free path: one byte load more.
-  // acquire: pairs with add_mapped_refs' release, for the byte's lock-free readers.
-  const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
-  MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
-  const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
-  auto ref = ref_at(head);
-  int32_t cur = ref.load(std::memory_order_relaxed);
-  do {
-    if (int64_t{cur} - refs < 0)
-      return Status::Fail(Code::kEINVAL, Reason::kPutBelowZero, int64_t(pfn), refs);
-    if (int64_t{cur} - refs < owed_to_pins)
-      return Status::Fail(Code::kEPINNED, Reason::kPutEatsPin, int64_t(pfn));
-    if (int64_t{cur} - refs < owed_to_pins + owed_to_mappings)
-      return Status::Fail(Code::kEBUSY, Reason::kPutEatsMapping, int64_t(pfn));
-    // acq_rel: put_and_test; see try_release_pin.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
-                                      std::memory_order_relaxed));
-  *reached_zero = (cur == refs);  // the caller frees
-  return Status::Ok();
+Reason PageArray::put_refs_debug(uint64_t head, uint32_t order, int64_t refs, bool* reached_zero) {
+  // Debug: the references that pins hold may not be eaten by a plain put (seed 001). The
+  // folio's lock keeps its pins and refcount consistent while we compare them.
+  FolioGuard<true> guard(debug_locks_.get(), head);
+  const int64_t owed_to_pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    return debug_pin_references<decltype(tag)::value>(head, order);
+  });
+  return put_refs(head, refs, owed_to_pins, reached_zero);
 }
 
 }  // namespace pinlab

@@ -201,6 +201,24 @@ class PageArray {
   // EINVAL below 0; EBUSY where the put would take references that page-table entries hold
   // (only unmapping drops those: a put that did would free a page still mapped).
   Status put_page(uint64_t pfn, int64_t refs, bool* freed);
+  // The same three as steps that name a refusal by its reason alone (kNone: done), for a
+  // caller that runs many (an op stream's run loop) and needs only the code
+  // (ref_refusal_code): defined in pages/one_page.h, which the caller includes. The PFN must
+  // be in the array (check_pfn).
+  Reason get_page_step(uint64_t pfn, int64_t refs);
+  Reason try_get_page_step(uint64_t pfn, int64_t refs, bool* got);
+  Reason put_page_step(uint64_t pfn, int64_t refs, bool* freed);
+  static Code ref_refusal_code(Reason why) {
+    switch (why) {
+      case Reason::kNone: return Code::kOk;
+      case Reason::kPageFree: return Code::kEFREE;
+      case Reason::kRefcountGuard:
+      case Reason::kRefcountOverflow: return Code::kEOVERFLOW;
+      case Reason::kPutEatsPin: return Code::kEPINNED;
+      case Reason::kPutEatsMapping: return Code::kEBUSY;
+      default: return Code::kEINVAL;  // kBadRefs, kZeroPageCounted, kPutBelowZero
+    }
+  }
   // One put per listed PFN (skip_pfn excepted: the zero page, which gup hands out uncounted;
   // any other listing of it is EINVAL). The whole list is validated before the first put
   // (EINVAL, EBUSY, debug EPINNED: nothing changed); no put is ever taken back, and folios that
@@ -219,6 +237,10 @@ class PageArray {
   // after validation is skipped (ENOTPINNED, kReleaseRaced; the rest released). pin_paths.cpp.
   Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned);
   Status unpin_pages(const PageSet& set, const PinFlags& flags);
+  // The same with the pin, grab and refusal statistics into *tally (as pin_page's; nullptr:
+  // the array's), for a caller that runs many calls and adds them with add_stats.
+  Status pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned, StatTally* tally);
+  Status unpin_pages(const PageSet& set, const PinFlags& flags, StatTally* tally);
   // unpin_pages of the read pins `reads` and the write pins `writes` (bvec path, no dirty) as
   // one call: both lists are validated against one snapshot, their effects on a folio summed,
   // before either is released, so a refusal changes nothing (write-bias tells the two kinds
@@ -243,7 +265,7 @@ class PageArray {
 
   uint64_t stat(Stat s) const { return stats_.read(s); }
 
-  // ---- single pages, many calls at a time (an op stream's batch; pin_paths.cpp) -------------
+  // ---- single pages, many calls at a time (an op stream's batch; pages/one_page.h) ----------
   // pin_pages / unpin_pages of the one page `pfn` (a range of one): the same checks, refusals,
   // effects and statistics, but the pin and grab statistics of a success or a refusal go to
   // *tally, which the caller adds to the array's with add_stats before anyone reads them
@@ -251,6 +273,12 @@ class PageArray {
   // return the code of the Status that call returns (a batch reports codes; no Status to copy).
   Code pin_page(uint64_t pfn, bool write, StatTally* tally);
   Code unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally);
+  // The same for a caller that knows the array's scheme is S (scheme()), compiled into its
+  // loop: defined in pages/one_page.h, which the caller includes.
+  template <Scheme S>
+  Code pin_page_as(uint64_t pfn, bool write, StatTally* tally);
+  template <Scheme S>
+  Code unpin_page_as(uint64_t pfn, const PinFlags& flags, StatTally* tally);
   void add_stats(StatTally* tally) { add_tally(stats_, tally); }
 
   // ---- the page allocator (allocator.cpp) -----------------------------------------------------
@@ -445,13 +473,16 @@ class PageArray {
   Reason try_take_pin_ref(uint64_t head, std::memory_order mo);
   Reason give_back_pin_ref(uint64_t head, bool* freed);
 
-  // put_page's CAS loop: drops refs unless the count would go below 0, below owed_to_pins,
-  // or below the references the folio's mappings hold. Reports reaching zero; freeing is the
-  // caller's (so a batch can defer it).
-  Status put_refs(uint64_t pfn, uint64_t head, int64_t refs, int64_t owed_to_pins,
-                  bool* reached_zero);
-  // put_refs with debug mode's check that pins' references are not eaten.
-  Status put_refs_checked(uint64_t pfn, int64_t refs, bool* reached_zero);
+  // put_page's CAS loop: drops refs unless the count would go below 0 (kPutBelowZero), below
+  // owed_to_pins (kPutEatsPin), or below the references the folio's mappings hold
+  // (kPutEatsMapping); nothing written then. Reports reaching zero; freeing is the caller's
+  // (so a batch can defer it). pages/one_page.h.
+  Reason put_refs(uint64_t head, int64_t refs, int64_t owed_to_pins, bool* reached_zero);
+  // put_refs in debug mode, whose check that pins' references are not eaten holds the
+  // folio's stripe (out of line: put_page's path stays short).
+  [[gnu::noinline]] Reason put_refs_debug(uint64_t head, uint32_t order, int64_t refs, bool* reached_zero);
+  // A refusal of get_page, try_get_page or put_page (a *_page_step's reason) as their Status.
+  static Status ref_refusal(Reason why, uint64_t pfn, int64_t refs);
   // makeFolio: why pfn may not join a folio (kNone: an idle order-0 page: refcount 1,
   // unpinned, unmapped, not the zero page). A read, no change.
   Reason idle_page_fault(uint64_t pfn) const;
@@ -498,16 +529,25 @@ class PageArray {
   template <Scheme S, bool kDebug, typename Cursor>
   void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check);
+  Status pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check, StatTally* tally);
   template <Scheme S, bool kPerPage, bool kDebug>
-  Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released);
+  Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released, StatTally* tally);
+  // A statistic into the caller's tally, or the array's when there is none.
+  void add_stat(StatTally* tally, Stat s, uint64_t n) {
+    if (tally != nullptr) tally->add(s, n);
+    else stats_.add(s, n);
+  }
   // A call of one page outside debug mode: the walks' semantics for one run, without their
-  // machinery (pin_paths.cpp).
+  // machinery (pages/one_page.h).
   // Stats: where the statistics go (stats_, or a caller's StatTally).
   template <Scheme S, typename Stats>
   Status pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Stats& stats);
   template <Scheme S, typename Stats>
   Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released, Stats& stats);
+  // pin_page / unpin_page in debug mode or outside the array: pin_pages / unpin_pages of the
+  // range of one (out of line: the single-page paths stay short).
+  [[gnu::noinline]] Code pin_page_general(uint64_t pfn, bool write);
+  [[gnu::noinline]] Code unpin_page_general(uint64_t pfn, const PinFlags& flags);
   template <Scheme S, bool kDebug>
   Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
 

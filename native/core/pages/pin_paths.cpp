@@ -41,10 +41,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/scan.h"
 #include "pages/call_tallies.h"
 #include "pages/cursors.h"
+#include "pages/one_page.h"
 #include "pages/page_array.h"
-#include "base/scan.h"
 #include "pages/scheme_ops.h"
 
 namespace pinlab {
@@ -211,7 +212,7 @@ void PageArray::release_own_pins(Cursor cursor, bool write) {
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check) {
+Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check, StatTally* tally) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
@@ -229,74 +230,14 @@ Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_chec
       }
     }
     if (st.ok()) {
-      stats_.add(Stat::kGrabs, grabs);
+      add_stat(tally, Stat::kGrabs, grabs);
       return st;
     }
     release_own_pins<S, kDebug>(cursor.prefix(done), write);
-    stats_.add(Stat::kRollbacks, 1);
-    if (st.code == Code::kEOVERFLOW) stats_.add(Stat::kOverflowRefusals, 1);
+    add_stat(tally, Stat::kRollbacks, 1);
+    if (st.code == Code::kEOVERFLOW) add_stat(tally, Stat::kOverflowRefusals, 1);
     return st;
   });
-}
-
-// ---- one page -------------------------------------------------------------------------------
-// Single-page calls (from JS one at a time, and most records of an op stream) outside debug
-// mode take these: the same checks, atomics, refusals and statistics as the walks give a set of
-// one run, without the cursors, tallies and layered Status returns, which cost several times
-// the atomics themselves (callgrind, one hybrid page: 604 instructions per pin+unpin round
-// through the walks, 366 here; pinlab_bench --single --count 1: 2.2x faster).
-
-template <Scheme S, typename Stats>
-Status PageArray::pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Stats& stats) {
-  const uint32_t order = load_order(pfn);
-  const uint64_t head = head_of(pfn, order);
-  if (const Reason fault = try_grab_pin<S>(head, order, 1, write); fault != Reason::kNone)
-      [[unlikely]] {
-    const Status st = pin_fault(fault, pfn);
-    stats.add(Stat::kRollbacks, 1);  // as pin_set: refused whole (nothing was taken)
-    if (st.code == Code::kEOVERFLOW) stats.add(Stat::kOverflowRefusals, 1);
-    return st;
-  }
-  // As pin_set: the page became the zero page since the call was checked (it was free then):
-  // give back our own pin and refuse as if the zero page had been there first.
-  if (zeros_at_check.zero() < 0 && zero_pfns().names(pfn)) [[unlikely]] {
-    if (release_own_pin<S>(head, order, 1, write)) free_folio(head);
-    stats.add(Stat::kRollbacks, 1);
-    return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfn));
-  }
-  stats.add(Stat::kGrabs, 1);
-  return Status::Ok();
-}
-
-template <Scheme S, typename Stats>
-Status PageArray::unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released,
-                             Stats& stats) {
-  const uint32_t order = load_order(pfn);
-  const uint64_t head = head_of(pfn, order);
-  *released = 0;
-  // Validated first, as check_unpins: the pincount must hold the pin, the refcount its
-  // references. relaxed: a snapshot to decide on; the release below is a CAS that checks again.
-  const PinCost cost = pin_cost<S>(order, 1, flags.write);
-  const bool exact = keeps_pins<S>(order);
-  if ((exact && !holds_pins<S>(head, order, cost.pin)) ||
-      release_refs_needed<S>(order, cost) > ref_at(head).load(std::memory_order_relaxed)) [[unlikely]] {
-    stats.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
-    return pin_fault(Reason::kNotPinned, pfn);
-  }
-  // Dirty before the release, as unpin_user_pages_dirty_lock: the release may free it.
-  if (flags.dirty) mark_dirty(head);
-  bool reached_zero = false;
-  if (const Reason fault = try_release_pin<S>(head, order, 1, flags.write, &reached_zero);
-      fault != Reason::kNone) [[unlikely]] {
-    // Another call released this pin since validation (as unpin_walk: nothing to take back).
-    return Status::Fail(Code::kENOTPINNED,
-                        fault == Reason::kRefsEaten ? fault : Reason::kReleaseRaced, int64_t(pfn));
-  }
-  *released = 1;
-  stats.add(Stat::kGrabs, 1);
-  if (reached_zero) [[unlikely]]
-    free_folio(head);  // ours to free: the pass is done
-  return Status::Ok();
 }
 
 Status PageArray::refuse_zero_page(const PageSet& set, ZeroPfns zeros) {
@@ -324,6 +265,10 @@ Status PageArray::refuse_zero_page(const PageSet& set, ZeroPfns zeros) {
 }
 
 Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned) {
+  return pin_pages(set, flags, pinned, nullptr);
+}
+
+Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned, StatTally* tally) {
   if (Status st = check_page_set(set); !st.ok()) return st;
   // acquire (zero_pfns): the zero page and the huge zero folio are published once each, with
   // a release store.
@@ -331,22 +276,24 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
   if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return pin_one<decltype(tag)::value>(set.first(), flags.write, zero, stats_);
+      constexpr Scheme S = decltype(tag)::value;
+      return tally != nullptr ? pin_one<S>(set.first(), flags.write, zero, *tally)
+                              : pin_one<S>(set.first(), flags.write, zero, stats_);
     });
     if (!st.ok()) return st;
-    stats_.add(Stat::kPinAcquired, 1);
+    add_stat(tally, Stat::kPinAcquired, 1);
     *pinned = 1;
     return st;
   }
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero);
+        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero, tally);
       });
     });
   });
   if (!st.ok()) return st;
-  stats_.add(Stat::kPinAcquired, set.count);
+  add_stat(tally, Stat::kPinAcquired, set.count);
   *pinned = set.count;
   return st;
 }
@@ -398,20 +345,21 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
 }
 
 template <Scheme S, bool kPerPage, bool kDebug>
-Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released) {
+Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released,
+                            StatTally* tally) {
   return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     *released = 0;
     if (Status st = validate_unpins<S, kDebug>(cursor, flags.write); !st.ok()) {
-      stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
+      add_stat(tally, Stat::kRollbacks, 1);  // refused whole: nothing was written
       return st;
     }
     uint64_t grabs = 0;
     std::vector<uint64_t> freed;
     const Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, released, &grabs, &freed);
     held.unlock();
-    stats_.add(Stat::kGrabs, grabs);
+    add_stat(tally, Stat::kGrabs, grabs);
     // Only now, with the pass done, do the folios it took to zero go free.
     for (uint64_t head : freed) free_folio(head);
     return st;
@@ -419,6 +367,10 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t*
 }
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
+  return unpin_pages(set, flags, nullptr);
+}
+
+Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags, StatTally* tally) {
   if (Status st = check_page_set(set); !st.ok()) return st;
   // The zero page is never counted, so it holds no pin to release (a page that becomes the
   // zero page after this check was free: validation refuses it, ENOTPINNED).
@@ -426,53 +378,42 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
   uint64_t released = 0;
   if (set.count == 1 && !cfg_.debug) {
     Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      return unpin_one<decltype(tag)::value>(set.first(), flags, &released, stats_);
+      constexpr Scheme S = decltype(tag)::value;
+      return tally != nullptr ? unpin_one<S>(set.first(), flags, &released, *tally)
+                              : unpin_one<S>(set.first(), flags, &released, stats_);
     });
-    stats_.add(Stat::kPinReleased, released);
+    add_stat(tally, Stat::kPinReleased, released);
     return st;
   }
   Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
     return dispatch_bool(flags.per_page, [&](auto per_page) {
       return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released);
+        return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released, tally);
       });
     });
   });
-  stats_.add(Stat::kPinReleased, released);
+  add_stat(tally, Stat::kPinReleased, released);
   return st;
 }
 
 // ---- single pages, many calls at a time ------------------------------------------------------
-// pin_pages / unpin_pages of a range of one outside debug mode, minus the PageSet checks that a
-// single in-range PFN does not need, with the statistics into the caller's tally. Anything
-// else (debug mode, a PFN out of range) takes the general path, which names the refusal.
+// pin_page_as / unpin_page_as (pages/one_page.h) with the scheme chosen per call.
 
 Code PageArray::pin_page(uint64_t pfn, bool write, StatTally* tally) {
-  if (cfg_.debug || pfn >= pages()) [[unlikely]] {
-    uint64_t pinned = 0;
-    return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned).code;
-  }
-  // acquire (zero_pfns): as pin_pages.
-  const ZeroPfns zero = zero_pfns();
-  if (zero.names(pfn)) [[unlikely]]
-    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
-  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return pin_one<decltype(tag)::value>(pfn, write, zero, *tally).code;
-  });
-  if (code == Code::kOk) tally->add(Stat::kPinAcquired, 1);
-  return code;
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) { return pin_page_as<decltype(tag)::value>(pfn, write, tally); });
 }
 
 Code PageArray::unpin_page(uint64_t pfn, const PinFlags& flags, StatTally* tally) {
-  if (cfg_.debug || pfn >= pages()) [[unlikely]] return unpin_pages(PageSet::range(pfn, 1), flags).code;
-  if (zero_pfns().names(pfn)) [[unlikely]]
-    return Code::kEINVAL;  // kZeroPageCounted, as refuse_zero_page
-  uint64_t released = 0;
-  const Code code = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return unpin_one<decltype(tag)::value>(pfn, flags, &released, *tally).code;
-  });
-  tally->add(Stat::kPinReleased, released);
-  return code;
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) { return unpin_page_as<decltype(tag)::value>(pfn, flags, tally); });
+}
+
+Code PageArray::pin_page_general(uint64_t pfn, bool write) {
+  uint64_t pinned = 0;
+  return pin_pages(PageSet::range(pfn, 1), PinFlags{write, false, false}, &pinned).code;
+}
+
+Code PageArray::unpin_page_general(uint64_t pfn, const PinFlags& flags) {
+  return unpin_pages(PageSet::range(pfn, 1), flags).code;
 }
 
 // ---- unpin of read and write pins as one call --------------------------------------------------
