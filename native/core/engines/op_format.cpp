@@ -377,12 +377,16 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
   return Status::Ok();
 }
 
-inline bool FramingChecker::feed_simple(const Record& r) {
-  // One table lookup and a few tests; anything else, valid or not, takes the full check.
+// The common op, whatever the checker's state: one table lookup and a few tests; anything
+// else, valid or not, takes the full check.
+inline bool is_simple_record(const Record& r) {
   const SimpleShape& sh = kSimple[opcode_of(r)];
-  const bool simple = sh.ok && data_left_ == 0 && (flags_of(r) & ~sh.flags) == 0 &&
-                      (r.w[1] | r.w[4] | (r.w[2] & sh.a_zero) | (r.w[3] & sh.b_zero)) == 0;
-  if (!simple) return false;
+  return sh.ok && (flags_of(r) & ~sh.flags) == 0 &&
+         (r.w[1] | r.w[4] | (r.w[2] & sh.a_zero) | (r.w[3] & sh.b_zero)) == 0;
+}
+
+inline bool FramingChecker::feed_simple(const Record& r) {
+  if (data_left_ != 0 || !is_simple_record(r)) return false;
   ++index_;
   ++f_.ops;
   ++f_.records;
@@ -391,9 +395,22 @@ inline bool FramingChecker::feed_simple(const Record& r) {
 }
 
 Status FramingChecker::feed(const Record* r, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    if (feed_simple(r[i])) [[likely]] continue;
+  size_t i = 0;
+  while (i < n) {
+    if (data_left_ == 0) {
+      // A stretch of common ops (most of a stream), counted in locals: the members would be
+      // stored on every record.
+      const size_t first = i;
+      uint32_t max_tag = f_.max_tag;
+      for (; i < n && is_simple_record(r[i]); ++i) max_tag = std::max(max_tag, tag_of(r[i]));
+      index_ += i - first;
+      f_.ops += i - first;
+      f_.records += i - first;
+      f_.max_tag = max_tag;
+      if (i == n) break;
+    }
     if (Status st = feed(r[i]); !st.ok()) return st;
+    ++i;
   }
   return Status::Ok();
 }
