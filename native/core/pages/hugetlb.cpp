@@ -35,6 +35,9 @@ Status PageArray::hugetlb_set_pages(int64_t order, int64_t count) {
     // pool takes them over, free (refcount 0).
     std::vector<uint64_t> heads;
     heads.reserve(want - size.total);  // host memory first: an exception changes nothing
+    // Room for every page of the pool on its free list, so a pool page's free
+    // (return_to_hugetlb_pool's push_back) never allocates: a free cannot fail.
+    size.free.reserve(want);
     for (uint64_t n = size.total; n < want; ++n) {
       uint64_t head = 0;
       if (Status st = alloc_folio(k, false, &head); !st.ok()) {
@@ -43,7 +46,6 @@ Status PageArray::hugetlb_set_pages(int64_t order, int64_t count) {
       }
       heads.push_back(head);
     }
-    size.free.reserve(size.free.size() + heads.size());
     for (const uint64_t h : heads) {
       hugetlb_->set_member(h, k, true);
       // relaxed: nobody can reach the page; mu_ orders this before its first hugetlb_alloc.
@@ -136,6 +138,7 @@ void PageArray::return_to_hugetlb_pool(uint64_t head, uint32_t order) {
   // mu_ below orders it before the page's next hugetlb_alloc.
   meta_at(head).store(uint8_t(order), std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(hugetlb_->mu_);
+  // No allocation: hugetlb_set_pages reserved room for every page of the pool.
   hugetlb_->sizes_[HugetlbPool::index(order)].free.push_back(head);
 }
 
