@@ -248,3 +248,37 @@ describe('attack21: the JS calls name their refusals', () => {
     });
   }
 });
+
+describe('attack21: stats() from JS during a batch', () => {
+  it('no JS runs inside a batch: a live address space with a race hook is refused before any op (EBUSY, stats() unchanged)', () => {
+    // A batch's pins and unpins count into its run's tally until the run ends (or an
+    // address-space op flushes it): JS that ran inside the batch could read stats() short.
+    const mem = new PageArray({ pages: PAGES, populated: false });
+    const mm = new AddressSpace(mem, { pages: 64 });
+    mm.mmap({ start: 0, count: 8, write: true, populate: true });
+    const y = mem.allocFolio(2);
+    let calls = 0;
+    mm.setRaceHook(() => {
+      calls++;
+    });
+    const before = mem.stats();
+    const batch = batchOf([
+      { op: 'pin', a: y, b: 4 },
+      { op: 'pin-user', mm: mm.id, a: 0, b: 1, flags: ['write'] },
+    ]);
+    let code = '';
+    try {
+      mem.submit(batch, { onError: 'continue' });
+    } catch (e) {
+      code = e instanceof PinlabError ? e.code : 'other';
+    }
+    expect(code).toBe('EBUSY');
+    expect(calls).toBe(0);
+    expect(mem.stats()).toEqual(before);
+    expect(mem.pincount(y)).toBe(0);
+    mm.setRaceHook(null);
+    const res = mem.submit(batch, { onError: 'continue' });
+    expect([...res]).toEqual([4, 1]);
+    expect(mem.stats().pinAcquired - before.pinAcquired).toBe(5);
+  });
+});
