@@ -93,10 +93,13 @@ const uint32_t* Executor::entries(const Record& r, const Record* data, bool tran
     }
     return out;
   }
-  for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t e = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
-    out[i] = translate ? map_pfn(e) : e;
+  // Nothing to translate without a recorded output that moved a page: a plain copy.
+  if (!translate || xlat_.empty()) {
+    for (uint32_t i = 0, d = 0; i < n; ++d)
+      for (uint32_t j = 0; j < kEntriesPerData && i < n; ++j, ++i) out[i] = data[d].w[1 + j];
+    return out;
   }
+  for (uint32_t i = 0; i < n; ++i) out[i] = map_pfn(data[i / kEntriesPerData].w[1 + i % kEntriesPerData]);
   return out;
 }
 

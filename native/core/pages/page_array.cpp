@@ -103,7 +103,7 @@ Status PageArray::check_pfn(uint64_t pfn) const {
   return Status::Ok();
 }
 
-Status PageArray::check_page_set(const PageSet& set) const {
+Status PageArray::check_page_set_slow(const PageSet& set) const {
   if (set.is_list()) {
     // Validate before we mutate: one branch-free pass (scan.h), and a search for the first
     // bad entry only when there is one, to name it.
