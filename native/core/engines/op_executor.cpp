@@ -395,11 +395,7 @@ int32_t Executor::run_op(const Record* r) noexcept {
   return res;
 }
 
-// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
-// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
-// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
-// tests nothing it can know at compile time, and the array's scheme is chosen once, for the
-// whole run, so the single-page grab and release are compiled into it.
+// A single-page pin or unpin record: the core's one-page step for scheme S (pages/one_page.h).
 template <Scheme S>
 inline int32_t Executor::run_single_page(const Record& r) {
   const uint8_t fl = flags_of(r);
@@ -414,6 +410,11 @@ inline int32_t Executor::run_single_page(const Record& r) {
   return code == Code::kOk ? 1 : -int32_t(code);
 }
 
+// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
+// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
+// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
+// tests nothing it can know at compile time, and the array's scheme is chosen once, for the
+// whole run, so the single-page grabs and releases are compiled into it.
 template <Scheme S, bool kFiltered, bool kResults, bool kIndexed>
 uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                             uint64_t* op_count, bool* stopped) {
