@@ -7,7 +7,7 @@ import { native, type NativeReplayRun } from '../native.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
 import { show } from '../validate.js';
 import { takesPincountMinOrder } from './traits.js';
-import { REPLAY_SCHEMA_ID, REPLAY_SCHEMA_VERSION, type ReplayResults, type ReplayScheme } from './types.js';
+import { REPLAY_SCHEMA_ID, REPLAY_SCHEMA_VERSION, type ReplayDecision, type ReplayResults, type ReplayScheme } from './types.js';
 
 /** Options of {@link runReplay}. */
 export interface ReplayOptions {
@@ -118,13 +118,19 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResults> 
 
 function schemeResult(r: NativeReplayRun): ReplayScheme {
   const mm = r.mmStats;
-  const earlyCow = { decisions: mm['earlyCowCopies'] ?? 0, falsePositives: mm['earlyCowFalsePositives'] ?? 0, unclassified: 0 };
-  const migration = { decisions: mm['migrationRefusals'] ?? 0, falsePositives: mm['migrationFalsePositives'] ?? 0, unclassified: 0 };
-  // The mm layer counts its unclassified decisions together (early-COW pages, migration folios).
-  const unclassified = mm['unclassified'] ?? 0;
-  if (earlyCow.decisions > 0 && migration.decisions === 0) earlyCow.unclassified = unclassified;
-  else if (migration.decisions > 0 && earlyCow.decisions === 0) migration.unclassified = unclassified;
-  else earlyCow.unclassified = unclassified; // both kinds present: reported once, with early COW
+  const live = (decisions: string, falsePositives: string): ReplayDecision => ({
+    decisions: mm[decisions] ?? 0,
+    falsePositives: mm[falsePositives] ?? 0,
+    unclassified: 0,
+  });
+  const earlyCow = live('earlyCowCopies', 'earlyCowFalsePositives');
+  const migration = live('migrationRefusals', 'migrationFalsePositives');
+  const collapse = live('collapseMaybePinned', 'collapseFalsePositives');
+  const pageout = live('pageoutRefusals', 'pageoutFalsePositives');
+  // The mm layer counts the unclassified live decisions together: reported under the one kind
+  // taken, or under early COW when several were (each once).
+  const taken = [earlyCow, migration, collapse, pageout].filter((d) => d.decisions > 0);
+  (taken.length === 1 ? taken[0]! : earlyCow).unclassified = mm['unclassified'] ?? 0;
   const reclaim = { decisions: r.reclaim.maybePinned, falsePositives: r.reclaim.falsePositives, unclassified: r.reclaim.unclassified };
   const ops = r.ops;
   const perSecond = r.seconds > 0 ? ops / r.seconds : 0;
@@ -144,8 +150,8 @@ function schemeResult(r: NativeReplayRun): ReplayScheme {
     overflowRefusals: r.stats['overflowRefusals'] ?? 0,
     imbalances: (r.refusals['ENOTPINNED'] ?? 0) + (r.refusals['EPINNED'] ?? 0),
     diverged: r.diverged,
-    decisions: { earlyCow, migration, reclaim, collapse: null },
-    falsePositives: earlyCow.falsePositives + migration.falsePositives + reclaim.falsePositives,
+    decisions: { earlyCow, migration, reclaim, collapse, pageout },
+    falsePositives: earlyCow.falsePositives + migration.falsePositives + reclaim.falsePositives + collapse.falsePositives + pageout.falsePositives,
     reclaimScan: { folios: r.reclaim.folios, missed: r.reclaim.missed },
     pinsOutstanding: r.pinsOutstanding,
     debugPinnedPages: r.debugPinnedPages,

@@ -28,6 +28,8 @@ export const REPLAY_HEADERS = [
   'early-COW (fp)',
   'migration refused (fp)',
   'reclaim skips (fp)',
+  'collapse skips (fp)',
+  'pageout kept (fp)',
   'false pos',
   'balanced',
 ] as const;
@@ -57,6 +59,8 @@ export function replayCells(s: ReplayScheme): string[] {
     decision(s.decisions.earlyCow),
     decision(s.decisions.migration),
     decision(s.decisions.reclaim),
+    decision(s.decisions.collapse),
+    decision(s.decisions.pageout),
     String(s.falsePositives),
     s.balanced ? 'yes' : `NO (${s.pinsOutstanding} pins)`,
   ];
@@ -79,9 +83,10 @@ function streamLine(r: ReplayResults): string {
 
 const NOTES = [
   'early-COW counts pages copied at fork as maybe pinned, migration folios refused as maybe pinned, reclaim the',
-  'folios of the end state that reclaim would skip as maybe pinned; (fp) the false positives among them (debug',
-  'accounting or an exact pincount is the truth; ?N: not exactly known). diverged: results that differ from the',
-  "recording's (0 under its own scheme). collapse: not in the model.",
+  'folios of the end state that reclaim would skip as maybe pinned, collapse the pages MADV_COLLAPSE and khugepaged',
+  'left uncollapsed as maybe pinned, pageout the pages MADV_PAGEOUT kept as maybe pinned; (fp) the false positives',
+  'among them (debug accounting or an exact pincount is the truth; ?N: not exactly known). diverged: results that',
+  "differ from the recording's (0 under its own scheme).",
 ];
 
 /**
@@ -175,6 +180,10 @@ export function replayChartSpecs(r: ReplayResults): [string, TopLevelSpec][] {
     { scheme: label(s, r), what: 'migration refusals', kind: 'false positives', n: s.decisions.migration.falsePositives },
     { scheme: label(s, r), what: 'reclaim skips', kind: 'decisions', n: s.decisions.reclaim.decisions },
     { scheme: label(s, r), what: 'reclaim skips', kind: 'false positives', n: s.decisions.reclaim.falsePositives },
+    { scheme: label(s, r), what: 'collapse skips', kind: 'decisions', n: s.decisions.collapse.decisions },
+    { scheme: label(s, r), what: 'collapse skips', kind: 'false positives', n: s.decisions.collapse.falsePositives },
+    { scheme: label(s, r), what: 'pageout kept', kind: 'decisions', n: s.decisions.pageout.decisions },
+    { scheme: label(s, r), what: 'pageout kept', kind: 'false positives', n: s.decisions.pageout.falsePositives },
   ]);
   const decisions: TopLevelSpec = {
     $schema: SCHEMA,

@@ -46,9 +46,9 @@ export interface ReplayDecision {
   falsePositives: number;
   /**
    * Of those, the ones whose pins were not exactly known (bias-counted folios without debug
-   * mode). The mm layer counts early COW's and migration's together (`stats().unclassified`):
-   * the count is reported under whichever of the two decisions was taken, under early COW when
-   * both were.
+   * mode). The mm layer counts every live decision's together (`stats().unclassified`: early
+   * COW, migration, collapse, pageout): the count is reported under whichever one of them was
+   * taken, under early COW when several were.
    */
   unclassified: number;
 }
@@ -87,8 +87,8 @@ export interface ReplayScheme {
   diverged: number;
   /**
    * The decisions that read "maybe pinned": fork's early COW (pages copied), migration and
-   * compaction (folios refused), reclaim (a scan of the end state: folios it would skip), and
-   * THP collapse, which this model does not have yet (null).
+   * compaction (folios refused), reclaim (a scan of the end state: folios it would skip), THP
+   * collapse (MADV_COLLAPSE and khugepaged: pages skipped) and MADV_PAGEOUT (pages kept).
    */
   decisions: {
     /** fork(): pages copied at once because they were maybe pinned (early COW), in pages. */
@@ -97,10 +97,21 @@ export interface ReplayScheme {
     migration: ReplayDecision;
     /** Reclaim over the end state: allocated folios it would skip as maybe pinned, in folios. */
     reclaim: ReplayDecision;
-    /** khugepaged's collapse: not in the model (null). */
-    collapse: null;
+    /**
+     * MADV_COLLAPSE and khugepaged: pages of a 2 MiB stretch not collapsed because their folio
+     * held extra references and was maybe pinned, in pages (`mmStats.collapseMaybePinned`).
+     */
+    collapse: ReplayDecision;
+    /**
+     * MADV_PAGEOUT: pages kept because their folio was maybe pinned, in pages
+     * (`mmStats.pageoutRefusals`).
+     */
+    pageout: ReplayDecision;
   };
-  /** Every decision's false positives added up (early-COW pages + migration and reclaim folios). */
+  /**
+   * Every decision's false positives added up, each as its client counts it (early-COW pages,
+   * migration and reclaim folios, collapse and pageout pages).
+   */
   falsePositives: number;
   /** Reclaim's end-state scan. */
   reclaimScan: {

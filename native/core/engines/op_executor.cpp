@@ -93,10 +93,13 @@ const uint32_t* Executor::entries(const Record& r, const Record* data, bool tran
     }
     return out;
   }
-  for (uint32_t i = 0; i < n; ++i) {
-    const uint32_t e = data[i / kEntriesPerData].w[1 + i % kEntriesPerData];
-    out[i] = translate ? map_pfn(e) : e;
+  // Nothing to translate without a recorded output that moved a page: a plain copy.
+  if (!translate || xlat_.empty()) {
+    for (uint32_t i = 0, d = 0; i < n; ++d)
+      for (uint32_t j = 0; j < kEntriesPerData && i < n; ++j, ++i) out[i] = data[d].w[1 + j];
+    return out;
   }
+  for (uint32_t i = 0; i < n; ++i) out[i] = map_pfn(data[i / kEntriesPerData].w[1 + i % kEntriesPerData]);
   return out;
 }
 
@@ -392,11 +395,7 @@ int32_t Executor::run_op(const Record* r) noexcept {
   return res;
 }
 
-// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
-// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
-// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
-// tests nothing it can know at compile time, and the array's scheme is chosen once, for the
-// whole run, so the single-page grab and release are compiled into it.
+// A single-page pin or unpin record: the core's one-page step for scheme S (pages/one_page.h).
 template <Scheme S>
 inline int32_t Executor::run_single_page(const Record& r) {
   const uint8_t fl = flags_of(r);
@@ -411,6 +410,11 @@ inline int32_t Executor::run_single_page(const Record& r) {
   return code == Code::kOk ? 1 : -int32_t(code);
 }
 
+// The loop of run(), compiled for its common shapes: a replay's (every op its thread's, some
+// filtered out by tag, or its ops named by an index; no results kept) and a batch's (results
+// kept, no tags). The per-op cost of the loop itself is a good part of a single-page op's, so it
+// tests nothing it can know at compile time, and the array's scheme is chosen once, for the
+// whole run, so the single-page grabs and releases are compiled into it.
 template <Scheme S, bool kFiltered, bool kResults, bool kIndexed>
 uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, int32_t* results, Tally& t,
                             uint64_t* op_count, bool* stopped) {

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <new>
+#include <type_traits>
 #include <vector>
 
 namespace pinlab {
@@ -50,8 +52,10 @@ class Tallies<false> {
   Tally cur_;
 };
 
-// Any order: an open-addressing table (linear probing) in a buffer each thread keeps, so a
-// short unordered list costs no allocation once the thread has met one as long.
+// Any order: up to kSmallKeys keys a linear search in an array of its own (uninitialised until
+// used: a short list, the common unordered one, costs neither hashing nor clearing a table);
+// more, an open-addressing table (linear probing) in a buffer each thread keeps, so an unordered
+// list costs no allocation once the thread has met one as long.
 template <>
 class Tallies<true> {
  public:
@@ -60,6 +64,10 @@ class Tallies<true> {
   // `table`: which of the thread's two buffers (a validation uses at most two tables).
   Tallies(uint64_t keys, int table) {
     if (keys == 0) return;
+    if (keys <= kSmallKeys) {
+      small_ = true;
+      return;
+    }
     uint64_t cap = 16;
     while (cap < 2 * keys) cap <<= 1;
     mask_ = cap - 1;
@@ -69,6 +77,18 @@ class Tallies<true> {
     slots_ = b.data();
   }
   Tally* find(uint64_t key, bool* fresh) {
+    if (small_) {
+      for (uint32_t i = 0; i < small_count_; ++i) {
+        if (small_keys_[i] == key) {
+          *fresh = false;
+          return small_tally(i);
+        }
+      }
+      // At most kSmallKeys distinct keys: the caller's bound (its entries).
+      small_keys_[small_count_] = key;
+      *fresh = true;
+      return new (small_tallies_[small_count_++].bytes) Tally{};
+    }
     for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask_;; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
       if (s.key == key) {
@@ -96,6 +116,16 @@ class Tallies<true> {
     return b[table];
   }
   static constexpr uint64_t kKeptSlots = uint64_t{1} << 12;  // 160 KiB a table
+  static constexpr uint32_t kSmallKeys = 16;
+  static_assert(std::is_trivially_destructible_v<Tally>, "small tallies are never destroyed");
+  struct RawTally {
+    alignas(Tally) unsigned char bytes[sizeof(Tally)];
+  };
+  Tally* small_tally(uint32_t i) { return std::launder(reinterpret_cast<Tally*>(small_tallies_[i].bytes)); }
+  bool small_ = false;
+  uint32_t small_count_ = 0;
+  uint64_t small_keys_[kSmallKeys];     // [0, small_count_) in use; the rest never read
+  RawTally small_tallies_[kSmallKeys];  // constructed as their keys arrive
   std::vector<Slot> own_;
   Slot* slots_ = nullptr;
   uint64_t mask_ = 0;

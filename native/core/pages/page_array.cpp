@@ -103,7 +103,7 @@ Status PageArray::check_pfn(uint64_t pfn) const {
   return Status::Ok();
 }
 
-Status PageArray::check_page_set(const PageSet& set) const {
+Status PageArray::check_page_set_slow(const PageSet& set) const {
   if (set.is_list()) {
     // Validate before we mutate: one branch-free pass (scan.h), and a search for the first
     // bad entry only when there is one, to name it.
@@ -246,7 +246,8 @@ Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t sk
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
   for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
-    if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
+    if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn)
+      return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
   }
   // As unpin_pages (pin_paths.cpp): the whole call is validated before the first put, and no
   // put is ever taken back (a folio we let go of may be freed and reused by its other holders

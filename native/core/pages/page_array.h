@@ -175,12 +175,19 @@ class PageArray {
 
   // ERANGE unless pfn < pages. Every per-PFN query below requires a checked pfn.
   Status check_pfn(uint64_t pfn) const;
-  // ERANGE unless every page of the set is in range.
-  Status check_page_set(const PageSet& set) const;
+  // ERANGE unless every page of the set is in range (a range's two compares inline).
+  Status check_page_set(const PageSet& set) const {
+    if (!set.is_list() && set.start <= pages() && set.count <= pages() - set.start) [[likely]]
+      return Status::Ok();
+    return check_page_set_slow(set);
+  }
   // EINVAL (kZeroPageCounted) if `set` names the zero page or a subpage of the huge zero folio
   // (those made so far, as `zeros` read them): pins and unpins never count them (gup hands
   // them out uncounted). One compare when neither exists.
-  static Status refuse_zero_page(const PageSet& set, ZeroPfns zeros);
+  static Status refuse_zero_page(const PageSet& set, ZeroPfns zeros) {
+    if (zeros.none()) [[likely]] return Status::Ok();
+    return refuse_zero_page_slow(set, zeros);
+  }
 
   uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
   uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
@@ -544,6 +551,9 @@ class PageArray {
   Status pin_one(uint64_t pfn, bool write, ZeroPfns zeros_at_check, Stats& stats);
   template <Scheme S, typename Stats>
   Status unpin_one(uint64_t pfn, const PinFlags& flags, uint64_t* released, Stats& stats);
+  // check_page_set and refuse_zero_page past their one-compare answers (out of line).
+  Status check_page_set_slow(const PageSet& set) const;
+  static Status refuse_zero_page_slow(const PageSet& set, ZeroPfns zeros);
   // pin_page / unpin_page in debug mode or outside the array: pin_pages / unpin_pages of the
   // range of one (out of line: the single-page paths stay short).
   [[gnu::noinline]] Code pin_page_general(uint64_t pfn, bool write);

@@ -240,8 +240,7 @@ Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_chec
   });
 }
 
-Status PageArray::refuse_zero_page(const PageSet& set, ZeroPfns zeros) {
-  if (zeros.none()) [[likely]] return Status::Ok();
+Status PageArray::refuse_zero_page_slow(const PageSet& set, ZeroPfns zeros) {
   const int64_t zero = zeros.zero(), huge = zeros.huge_head();
   // A range names a page iff the page lies in it; it names the huge zero folio iff the two
   // ranges overlap. A list: one vectorised pass over both (a span of 0 where none is made).

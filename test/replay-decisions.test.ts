@@ -1,0 +1,111 @@
+// A replay reports every decision that read "maybe pinned" with its false positives: besides
+// fork's early COW, migration and the end-state reclaim scan, THP collapse (MADV_COLLAPSE and
+// khugepaged) and MADV_PAGEOUT. Each figure is the one the same calls make live under that
+// scheme, and every false positive is counted in the total.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { AddressSpace, PageArray, SCHEMES, formatReplayTable, runReplay, validateReplayResults, type Scheme } from '../lib/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pinlab-replay-decisions-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A pinned page and a page with 1100 plain references in each of a collapse stretch and a
+ * pageout range: the pinned one is a real pin, the other a false positive wherever the scheme
+ * counts plain references as pins. Everything is released at the end (balanced).
+ */
+function simulate(mem: PageArray): AddressSpace {
+  const mm = new AddressSpace(mem, { pages: 2048, swapPages: 64 });
+  // Collapse: two PTE-mapped THPs, one with a real pin, one with plain references.
+  mm.mmap({ start: 0, count: 1024, huge: true });
+  mm.touch(0, 1024, { write: true });
+  for (const at of [1, 513]) {
+    mm.mprotect({ start: at, count: 1, write: false });
+    mm.mprotect({ start: at, count: 1, write: true });
+  }
+  const pinned = mm.pinUserPagesFast(0, 1, { write: true });
+  const got = mm.translate(512)!.pfn;
+  mem.getPage(got, 1100);
+  for (const start of [0, 512]) {
+    try {
+      mm.madvise({ start, count: 512 }, 'collapse');
+    } catch {
+      // EAGAIN: the references keep it from collapsing (counted either way)
+    }
+  }
+  mm.khugepaged({ maxPtesNone: 511, maxPtesShared: 0 });
+  // Pageout: a pinned page and one with plain references kept, the rest written out.
+  mm.mmap({ start: 1024, count: 8 });
+  mm.touch(1024, 8, { write: true });
+  const pinned2 = mm.pinUserPagesFast(1024, 1, { write: true });
+  const got2 = mm.translate(1025)!.pfn;
+  mem.getPage(got2, 1100);
+  mm.madvise({ start: 1024, count: 8 }, 'pageout');
+  mm.unpinUserPages(pinned.pfns, { write: true });
+  mm.unpinUserPages(pinned2.pfns, { write: true });
+  mem.putPage(got, 1100);
+  mem.putPage(got2, 1100);
+  return mm;
+}
+
+describe('replay: collapse and pageout decisions', () => {
+  it('each scheme reports the live run\'s collapse and pageout figures, false positives included', async () => {
+    const file = join(dir, 'decisions.pkops');
+    {
+      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: 'bias' });
+      const rec = mem.record();
+      simulate(mem);
+      rec.stop();
+      rec.save(file);
+    }
+    const doc = await runReplay({ file });
+    expect(validateReplayResults(doc)).toEqual([]);
+    let someFalsePositive = false;
+    for (const s of doc.schemes) {
+      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: s.scheme as Scheme });
+      const live = simulate(mem).stats();
+      expect(live.collapseMaybePinned, s.scheme).toBeGreaterThan(0); // the real pin, at least
+      expect(live.pageoutRefusals, s.scheme).toBeGreaterThan(0);
+      expect(s.decisions.collapse, s.scheme).toEqual({ decisions: live.collapseMaybePinned, falsePositives: live.collapseFalsePositives, unclassified: 0 });
+      expect(s.decisions.pageout, s.scheme).toEqual({ decisions: live.pageoutRefusals, falsePositives: live.pageoutFalsePositives, unclassified: 0 });
+      const d = s.decisions;
+      expect(s.falsePositives, s.scheme).toBe(
+        d.earlyCow.falsePositives + d.migration.falsePositives + d.reclaim.falsePositives + d.collapse.falsePositives + d.pageout.falsePositives,
+      );
+      someFalsePositive ||= d.collapse.falsePositives > 0 && d.pageout.falsePositives > 0;
+      expect(s.balanced, s.scheme).toBe(true);
+      if (s.scheme === 'bias') expect(s.diverged, 'the recording\'s own scheme').toBe(0);
+    }
+    expect(someFalsePositive, 'bias counts 1100 plain references as pins').toBe(true);
+    expect(doc.schemes.map((s) => s.scheme)).toEqual([...SCHEMES]);
+    const exact = doc.schemes.find((s) => s.scheme === 'separate')!;
+    expect(exact.decisions.collapse.falsePositives + exact.decisions.pageout.falsePositives).toBe(0);
+    const table = formatReplayTable(doc);
+    expect(table).toMatch(/collapse skips \(fp\)/);
+    expect(table).toMatch(/pageout kept \(fp\)/);
+  });
+
+  it('without debug accounting, a bias-counted decision is reported as not exactly known under the one kind taken', async () => {
+    const file = join(dir, 'nodebug.pkops');
+    const mem = new PageArray({ pages: 1 << 13, populated: false, debug: false, scheme: 'bias' });
+    const rec = mem.record();
+    const mm = new AddressSpace(mem, { pages: 1024, swapPages: 64 });
+    mm.mmap({ start: 0, count: 8 });
+    mm.touch(0, 8, { write: true });
+    const pin = mm.pinUserPagesFast(0, 2, { write: true });
+    mm.madvise({ start: 0, count: 8 }, 'pageout');
+    const live = mm.stats();
+    mm.unpinUserPages(pin.pfns, { write: true });
+    rec.stop();
+    rec.save(file);
+    expect(live.pageoutRefusals).toBe(2);
+    expect(live.unclassified).toBe(2);
+    const doc = await runReplay({ file, schemes: ['bias'] });
+    expect(doc.schemes[0]!.decisions.pageout).toEqual({ decisions: 2, falsePositives: 0, unclassified: 2 });
+    expect(doc.schemes[0]!.decisions.earlyCow.unclassified).toBe(0);
+  });
+});
