@@ -6,59 +6,12 @@
 // code, PFN and refs.
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, OP_NOT_RUN, OpBatch, PageArray, PinlabError, SCHEMES, opResultName, type OpFlagName, type OpName, type PageArrayOptions } from '../lib/index.js';
+import { AddressSpace, OP_NOT_RUN, OpBatch, PageArray, PinlabError, SCHEMES, opResultName, type PageArrayOptions } from '../lib/index.js';
+import { runPlannedOp, type PlannedOp } from './ops-helpers.js';
 
-type Planned = { op: OpName; a?: number; b?: number; mm?: number; flags?: OpFlagName[]; entries?: number[] };
+type Planned = PlannedOp;
 
-const CODES = ['OK', 'EINVAL', 'ERANGE', 'EFREE', 'EOVERFLOW', 'EBUSY', 'EPINNED', 'ENOTPINNED', 'ENOMEM', 'EFAULT', 'EACCES', 'ENOENT', 'EAGAIN'];
 const PAGES = 1 << 12;
-
-/** The op through the JS API: its result as submit reports it (a count, or -code). */
-function oneByOne(mem: PageArray, spaces: Map<number, AddressSpace>, p: Planned): number {
-  const has = (f: string): boolean => p.flags?.includes(f as never) === true;
-  const path = has('perPage') ? ('per-page' as const) : ('bvec' as const);
-  try {
-    switch (p.op) {
-      case 'pin':
-        return p.entries !== undefined ? mem.pinPages(new Uint32Array(p.entries), { write: has('write'), path }) : mem.pinPages({ start: p.a!, count: p.b! }, { write: has('write'), path });
-      case 'unpin':
-        if (p.entries !== undefined) {
-          mem.unpinPages(new Uint32Array(p.entries), { write: has('write'), dirty: has('dirty'), path });
-          return p.entries.length;
-        }
-        mem.unpinPages({ start: p.a!, count: p.b! }, { write: has('write'), dirty: has('dirty'), path });
-        return p.b!;
-      case 'get':
-        mem.getPage(p.a!, p.b!);
-        return 0;
-      case 'put':
-        return mem.putPage(p.a!, p.b!) ? 1 : 0;
-      case 'try-get':
-        return mem.tryGetPage(p.a!, p.b!) ? 1 : 0;
-      case 'alloc-folio':
-        return mem.allocFolio(p.b!, { movable: has('movable') });
-      case 'mm-new':
-        spaces.set(p.mm!, new AddressSpace(mem, { pages: p.a! }));
-        return 0;
-      case 'mmap':
-        spaces.get(p.mm!)!.mmap({ start: p.a!, count: p.b!, write: has('write'), populate: has('populate') });
-        return 0;
-      case 'touch':
-        spaces.get(p.mm!)!.touch(p.a!, p.b!, { write: has('write') });
-        return 0;
-      case 'pin-user': {
-        return spaces.get(p.mm!)!.pinUserPages(p.a!, p.b!, { write: has('write') }).count;
-      }
-      default:
-        throw new Error(`not planned: ${p.op}`);
-    }
-  } catch (e) {
-    if (!(e instanceof PinlabError)) throw e;
-    const n = CODES.indexOf(e.code);
-    expect(opResultName(-n)).toBe(e.code);
-    return -n;
-  }
-}
 
 function batchOf(planned: Planned[]): Uint32Array {
   const b = new OpBatch();
@@ -140,7 +93,7 @@ describe('attack21: a batch and the same calls one by one, refusals and stats', 
         const opts: PageArrayOptions = { pages: PAGES, scheme, debug, populated: false };
         const a = new PageArray(opts);
         const spaces = new Map<number, AddressSpace>();
-        const setupResults = SETUP.map((p) => oneByOne(a, spaces, p));
+        const setupResults = SETUP.map((p) => runPlannedOp(a, spaces, p));
         expect(setupResults.every((r) => r >= 0), `setup ${setupResults.join(',')}`).toBe(true);
         const x = setupResults[4]!, y = setupResults[5]!;
         const zero = a.zeroPfn!, mapped = spaces.get(1)!.translate(0)!.pfn;
@@ -148,7 +101,7 @@ describe('attack21: a batch and the same calls one by one, refusals and stats', 
         let free = PAGES - 1;
         while (a.refcount(free) !== 0 || free === zero) free--;
         const planned = [...SETUP, ...attack(x, y, zero, mapped, free)];
-        const expected = [...setupResults, ...planned.slice(SETUP.length).map((p) => oneByOne(a, spaces, p))];
+        const expected = [...setupResults, ...planned.slice(SETUP.length).map((p) => runPlannedOp(a, spaces, p))];
         const codes = new Set(expected.filter((r) => r < 0).map((r) => opResultName(r)));
         for (const c of ['EINVAL', 'ERANGE', 'EFREE', 'EOVERFLOW', 'EBUSY', 'ENOTPINNED']) expect(codes.has(c), c).toBe(true);
         if (debug) expect(codes.has('EPINNED')).toBe(true);
@@ -173,7 +126,7 @@ describe('attack21: a batch and the same calls one by one, refusals and stats', 
           const d = new PageArray(opts);
           const ds = new Map<number, AddressSpace>();
           const upTo = first < 0 ? ops : ops.slice(0, first + 1);
-          const want = upTo.map((p) => oneByOne(d, ds, p));
+          const want = upTo.map((p) => runPlannedOp(d, ds, p));
           expect([...res.subarray(0, upTo.length)], `from op ${j}`).toEqual(want);
           if (first >= 0) expect([...res.subarray(first + 1)].every((r) => r === OP_NOT_RUN)).toBe(true);
           if (first >= 0) stops++;
