@@ -109,3 +109,96 @@ describe('replay: collapse and pageout decisions', () => {
     expect(doc.schemes[0]!.decisions.earlyCow.unclassified).toBe(0);
   });
 });
+
+/**
+ * Every kind of decision in one stream, over two address spaces: fork (early COW of the
+ * pinned pages), migration, MADV_COLLAPSE, khugepaged and MADV_PAGEOUT, each meeting a real
+ * pin and a page with 1100 plain references. Everything is released at the end.
+ */
+function mixed(mem: PageArray): AddressSpace[] {
+  const mm = new AddressSpace(mem, { pages: 2048, swapPages: 64 });
+  mm.mmap({ start: 0, count: 1024, huge: true });
+  mm.touch(0, 1024, { write: true });
+  for (const at of [1, 513]) {
+    mm.mprotect({ start: at, count: 1, write: false });
+    mm.mprotect({ start: at, count: 1, write: true });
+  }
+  mm.mmap({ start: 1024, count: 8 });
+  mm.touch(1024, 8, { write: true });
+  const pins = [mm.pinUserPagesFast(0, 1, { write: true }), mm.pinUserPagesFast(1024, 1, { write: true })];
+  const gots = [mm.translate(512)!.pfn, mm.translate(1025)!.pfn];
+  for (const pfn of gots) mem.getPage(pfn, 1100);
+  const child = mm.fork();
+  mm.migrate({ start: 1024, count: 8 });
+  for (const start of [0, 512]) {
+    try {
+      mm.madvise({ start, count: 512 }, 'collapse');
+    } catch {
+      // EAGAIN: the references keep it from collapsing (counted either way)
+    }
+  }
+  mm.khugepaged({ maxPtesNone: 511, maxPtesShared: 511 });
+  mm.madvise({ start: 1024, count: 8 }, 'pageout');
+  for (const p of pins) mm.unpinUserPages(p.pfns, { write: true });
+  for (const pfn of gots) mem.putPage(pfn, 1100);
+  return [mm, child];
+}
+
+function summed(spaces: AddressSpace[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of spaces) for (const [k, v] of Object.entries(s.stats())) out[k] = (out[k] ?? 0) + (v as number);
+  return out;
+}
+
+describe('replay: a stream of every decision', () => {
+  it('each scheme reports the live run\'s figures for fork, migration, collapse, khugepaged and pageout together', async () => {
+    const file = join(dir, 'mixed.pkops');
+    {
+      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: 'bias' });
+      const rec = mem.record();
+      mixed(mem);
+      rec.stop();
+      rec.save(file);
+    }
+    const doc = await runReplay({ file });
+    expect(validateReplayResults(doc)).toEqual([]);
+    for (const s of doc.schemes) {
+      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: s.scheme as Scheme });
+      const live = summed(mixed(mem));
+      const d = s.decisions;
+      expect(live['earlyCowCopies'], s.scheme).toBeGreaterThan(0);
+      expect(live['migrationRefusals'], s.scheme).toBeGreaterThan(0);
+      expect(d.earlyCow, s.scheme).toEqual({ decisions: live['earlyCowCopies'], falsePositives: live['earlyCowFalsePositives'], unclassified: 0 });
+      expect(d.migration, s.scheme).toEqual({ decisions: live['migrationRefusals'], falsePositives: live['migrationFalsePositives'], unclassified: 0 });
+      expect(d.collapse, s.scheme).toEqual({ decisions: live['collapseMaybePinned'], falsePositives: live['collapseFalsePositives'], unclassified: 0 });
+      expect(d.pageout, s.scheme).toEqual({ decisions: live['pageoutRefusals'], falsePositives: live['pageoutFalsePositives'], unclassified: 0 });
+      expect(s.balanced, s.scheme).toBe(true);
+    }
+  });
+
+  it('without debug accounting, each decision reports its own unclassified ones, never more than it took', async () => {
+    const file = join(dir, 'mixed-nodebug.pkops');
+    let live: Record<string, number>;
+    {
+      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: false, scheme: 'bias' });
+      const rec = mem.record();
+      live = summed(mixed(mem));
+      rec.stop();
+      rec.save(file);
+    }
+    const doc = await runReplay({ file, schemes: ['bias'] });
+    expect(validateReplayResults(doc)).toEqual([]);
+    const d = doc.schemes[0]!.decisions;
+    const kinds = [d.earlyCow, d.migration, d.collapse, d.pageout];
+    expect(kinds.filter((k) => k.decisions > 0).length, 'several kinds taken').toBeGreaterThan(1);
+    for (const k of kinds) expect(k.unclassified).toBeLessThanOrEqual(k.decisions);
+    expect(kinds.reduce((n, k) => n + k.unclassified, 0)).toBe(live['unclassified']);
+    expect(d.earlyCow.unclassified).toBe(live['earlyCowUnclassified']);
+    expect(d.migration.unclassified).toBe(live['migrationUnclassified']);
+    expect(d.collapse.unclassified).toBe(live['collapseUnclassified']);
+    expect(d.pageout.unclassified).toBe(live['pageoutUnclassified']);
+    // bias without debug does not know a small folio's pins: the pinned small page's refusals.
+    expect(d.migration.unclassified).toBeGreaterThan(0);
+    expect(d.pageout.unclassified).toBeGreaterThan(0);
+  });
+});

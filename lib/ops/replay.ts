@@ -118,19 +118,16 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResults> 
 
 function schemeResult(r: NativeReplayRun): ReplayScheme {
   const mm = r.mmStats;
-  const live = (decisions: string, falsePositives: string): ReplayDecision => ({
+  const live = (decisions: string, falsePositives: string, unclassified: string): ReplayDecision => ({
     decisions: mm[decisions] ?? 0,
     falsePositives: mm[falsePositives] ?? 0,
-    unclassified: 0,
+    unclassified: mm[unclassified] ?? 0,
   });
-  const earlyCow = live('earlyCowCopies', 'earlyCowFalsePositives');
-  const migration = live('migrationRefusals', 'migrationFalsePositives');
-  const collapse = live('collapseMaybePinned', 'collapseFalsePositives');
-  const pageout = live('pageoutRefusals', 'pageoutFalsePositives');
-  // The mm layer counts the unclassified live decisions together: reported under the one kind
-  // taken, or under early COW when several were (each once).
-  const taken = [earlyCow, migration, collapse, pageout].filter((d) => d.decisions > 0);
-  (taken.length === 1 ? taken[0]! : earlyCow).unclassified = mm['unclassified'] ?? 0;
+  // The mm layer counts each decision's unclassified ones apart (their sum is `unclassified`).
+  const earlyCow = live('earlyCowCopies', 'earlyCowFalsePositives', 'earlyCowUnclassified');
+  const migration = live('migrationRefusals', 'migrationFalsePositives', 'migrationUnclassified');
+  const collapse = live('collapseMaybePinned', 'collapseFalsePositives', 'collapseUnclassified');
+  const pageout = live('pageoutRefusals', 'pageoutFalsePositives', 'pageoutUnclassified');
   const reclaim = { decisions: r.reclaim.maybePinned, falsePositives: r.reclaim.falsePositives, unclassified: r.reclaim.unclassified };
   const ops = r.ops;
   const perSecond = r.seconds > 0 ? ops / r.seconds : 0;

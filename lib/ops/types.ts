@@ -46,9 +46,9 @@ export interface ReplayDecision {
   falsePositives: number;
   /**
    * Of those, the ones whose pins were not exactly known (bias-counted folios without debug
-   * mode). The mm layer counts every live decision's together (`stats().unclassified`: early
-   * COW, migration, collapse, pageout): the count is reported under whichever one of them was
-   * taken, under early COW when several were.
+   * mode), at most `decisions`. Each decision's own: the replay's mm statistics count them by
+   * kind (`earlyCowUnclassified`, `migrationUnclassified`, `collapseUnclassified`,
+   * `pageoutUnclassified`; an address space's `stats().unclassified` is their sum).
    */
   unclassified: number;
 }

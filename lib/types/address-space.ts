@@ -34,7 +34,12 @@ export interface AddressSpaceStats {
   migrationBusy: number;
   /** Folios moved out of ZONE_MOVABLE for long-term pins. */
   longtermMigrations: number;
-  /** Early-COW copies (pages), migration refusals (folios) and pageout refusals (pages) whose pins were not known exactly (bias-counted folios without debug mode). */
+  /**
+   * Early-COW copies (pages), migration refusals (folios), pageout refusals and collapse skips
+   * (pages) whose pins were not known exactly (bias-counted folios without debug mode): the sum
+   * of `earlyCowUnclassified`, `migrationUnclassified`, `pageoutUnclassified` and
+   * `collapseUnclassified`.
+   */
   unclassified: number;
   /** Pages MADV_PAGEOUT unmapped into swap entries (4 KiB units; a swapped-out THP counts 512). */
   pagedOutPages: number;
@@ -64,6 +69,14 @@ export interface AddressSpaceStats {
   collapseFalsePositives: number;
   /** Pages collapse turned away for other references (FOLL_GET, write-bias's hidden read pins). */
   collapseBusy: number;
+  /** Of `earlyCowCopies`, the pages whose folio's pins were not known exactly (part of `unclassified`). */
+  earlyCowUnclassified: number;
+  /** Of `migrationRefusals`, the folios whose pins were not known exactly (part of `unclassified`). */
+  migrationUnclassified: number;
+  /** Of `pageoutRefusals`, the pages whose folio's pins were not known exactly (part of `unclassified`). */
+  pageoutUnclassified: number;
+  /** Of `collapseMaybePinned`, the pages whose folio's pins were not known exactly (part of `unclassified`). */
+  collapseUnclassified: number;
 }
 
 /** A swap entry (see {@link AddressSpace.swapEntry}): where MADV_PAGEOUT put the page. */

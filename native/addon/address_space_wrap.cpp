@@ -470,6 +470,10 @@ Napi::Value AddressSpaceWrap::stats(const Napi::CallbackInfo& info) {
   set("collapseMaybePinned", MmStat::kCollapseMaybePinned);
   set("collapseFalsePositives", MmStat::kCollapseFalsePositives);
   set("collapseBusy", MmStat::kCollapseBusy);
+  set("earlyCowUnclassified", MmStat::kEarlyCowUnclassified);
+  set("migrationUnclassified", MmStat::kMigrationUnclassified);
+  set("pageoutUnclassified", MmStat::kPageoutUnclassified);
+  set("collapseUnclassified", MmStat::kCollapseUnclassified);
   return o;
 }
 

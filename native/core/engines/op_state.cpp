@@ -64,6 +64,10 @@ const char* mm_stat_key(MmStat s) {
     case MmStat::kCollapseMaybePinned: return "collapseMaybePinned";
     case MmStat::kCollapseFalsePositives: return "collapseFalsePositives";
     case MmStat::kCollapseBusy: return "collapseBusy";
+    case MmStat::kEarlyCowUnclassified: return "earlyCowUnclassified";
+    case MmStat::kMigrationUnclassified: return "migrationUnclassified";
+    case MmStat::kPageoutUnclassified: return "pageoutUnclassified";
+    case MmStat::kCollapseUnclassified: return "collapseUnclassified";
     case MmStat::kCount: break;
   }
   return "?";

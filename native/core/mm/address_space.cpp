@@ -834,11 +834,25 @@ uint64_t AddressSpace::writable_bit(uint64_t vpage) const {
   return r != nullptr && r->write ? entry::kWritable : 0;
 }
 
+// The per-decision unclassified statistic of the decision whose false positives are `fp`.
+static MmStat unclassified_stat(MmStat fp) {
+  switch (fp) {
+    case MmStat::kEarlyCowFalsePositives: return MmStat::kEarlyCowUnclassified;
+    case MmStat::kMigrationFalsePositives: return MmStat::kMigrationUnclassified;
+    case MmStat::kPageoutFalsePositives: return MmStat::kPageoutUnclassified;
+    default: return MmStat::kCollapseUnclassified;  // kCollapseFalsePositives
+  }
+}
+
 void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat false_positive,
                                            uint64_t units) {
   const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
-  if (!pins) stats_.add(MmStat::kUnclassified, units);
-  else if (*pins == 0) stats_.add(false_positive, units);
+  if (!pins) {
+    stats_.add(MmStat::kUnclassified, units);
+    stats_.add(unclassified_stat(false_positive), units);
+  } else if (*pins == 0) {
+    stats_.add(false_positive, units);
+  }
 }
 
 Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
@@ -988,6 +1002,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   stats_.add(MmStat::kEarlyCowCopies, tally.early_cow_copies);
   stats_.add(MmStat::kEarlyCowFalsePositives, tally.false_positives);
   stats_.add(MmStat::kUnclassified, tally.unclassified);
+  stats_.add(MmStat::kEarlyCowUnclassified, tally.unclassified);
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
   *out = std::move(child);
   return Status::Ok();

@@ -72,6 +72,11 @@ enum class MmStat : uint8_t {
   kCollapseMaybePinned,    // pages collapse skipped: extra references, folio maybe pinned
   kCollapseFalsePositives, // ... of which the folio held no real pin
   kCollapseBusy,           // pages collapse skipped for other references (FOLL_GET, racing gup)
+  // kUnclassified by decision (each in its decision's unit), so a report can say which:
+  kEarlyCowUnclassified,   // early-COW pages whose folio's pins were not exactly known
+  kMigrationUnclassified,  // migration refusals (folios), likewise
+  kPageoutUnclassified,    // pageout refusals (pages), likewise
+  kCollapseUnclassified,   // collapse skips (pages), likewise
   kCount
 };
 
