@@ -42,12 +42,18 @@ describe('MADV_COLLAPSE needs a writable entry (khugepaged.c: SCAN_PAGE_RO, EINV
 });
 
 describe('hugetlb write faults reuse by mapcount (hugetlb_wp), not by refcount', () => {
-  it('reuses a page mapped once that a FOLL_GET reference also holds, even with an empty pool', () => {
+  /** A pool of two 2 MiB pages and an mm that wrote its one hugetlb mapping's page. */
+  function hugetlbPageWritten(): { mem: PageArray; mm: AddressSpace } {
     const mem = new PageArray({ pages: 4096, populated: false, debug: true });
     mem.setHugetlbPages(9, 2);
     const mm = new AddressSpace(mem, { pages: 2048 });
     mm.mmap({ start: 0, count: 512, hugetlb: 9 });
     mm.touch(0, 1, { write: true });
+    return { mem, mm };
+  }
+
+  it('reuses a page mapped once that a FOLL_GET reference also holds, even with an empty pool', () => {
+    const { mem, mm } = hugetlbPageWritten();
     const child = mm.fork(); // shares the page read-only, not exclusive
     child.dispose(); // the child exits: this mm maps it alone again
     const got = mm.getUserPagesFast(0, 1); // a reference beyond the mapping
@@ -61,11 +67,7 @@ describe('hugetlb write faults reuse by mapcount (hugetlb_wp), not by refcount',
   });
 
   it('still copies a page another mm maps', () => {
-    const mem = new PageArray({ pages: 4096, populated: false, debug: true });
-    mem.setHugetlbPages(9, 2);
-    const mm = new AddressSpace(mem, { pages: 2048 });
-    mm.mmap({ start: 0, count: 512, hugetlb: 9 });
-    mm.touch(0, 1, { write: true });
+    const { mm } = hugetlbPageWritten();
     const child = mm.fork();
     const old = mm.translate(0)!.pfn;
     mm.touch(0, 1, { write: true });

@@ -13,23 +13,48 @@ import { AddressSpace, PageArray, SCHEMES, formatReplayTable, runReplay, validat
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-replay-decisions-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A fresh array of 8192 pages, unpopulated. */
+function array(scheme: Scheme, debug: boolean): PageArray {
+  return new PageArray({ pages: 1 << 13, populated: false, debug, scheme });
+}
+
+/** Records `run` on a fresh `bias` array into `name` (in the test's directory), with its result. */
+function recorded<T>(name: string, debug: boolean, run: (mem: PageArray) => T): { file: string; result: T } {
+  const file = join(dir, name);
+  const mem = array('bias', debug);
+  const rec = mem.record();
+  const result = run(mem);
+  rec.stop();
+  rec.save(file);
+  return { file, result };
+}
+
 /**
- * A pinned page and a page with 1100 plain references in each of a collapse stretch and a
- * pageout range: the pinned one is a real pin, the other a false positive wherever the scheme
- * counts plain references as pins. Everything is released at the end (balanced).
+ * The decisions that read "maybe pinned", each meeting a real pin and a page with 1100 plain
+ * references (a false positive wherever the scheme counts plain references as pins):
+ * MADV_COLLAPSE and khugepaged over two PTE-mapped THPs and MADV_PAGEOUT over eight small pages,
+ * after, with `forkAndMigrate`, a fork (early COW of the pinned pages, into a second address
+ * space) and a migration. Everything is released at the end (balanced). Returns the address
+ * spaces.
  */
-function simulate(mem: PageArray): AddressSpace {
+function simulate(mem: PageArray, { forkAndMigrate = false } = {}): AddressSpace[] {
   const mm = new AddressSpace(mem, { pages: 2048, swapPages: 64 });
-  // Collapse: two PTE-mapped THPs, one with a real pin, one with plain references.
   mm.mmap({ start: 0, count: 1024, huge: true });
   mm.touch(0, 1024, { write: true });
   for (const at of [1, 513]) {
     mm.mprotect({ start: at, count: 1, write: false });
     mm.mprotect({ start: at, count: 1, write: true });
   }
-  const pinned = mm.pinUserPagesFast(0, 1, { write: true });
-  const got = mm.translate(512)!.pfn;
-  mem.getPage(got, 1100);
+  mm.mmap({ start: 1024, count: 8 });
+  mm.touch(1024, 8, { write: true });
+  const pins = [mm.pinUserPagesFast(0, 1, { write: true }), mm.pinUserPagesFast(1024, 1, { write: true })];
+  const gots = [mm.translate(512)!.pfn, mm.translate(1025)!.pfn];
+  for (const pfn of gots) mem.getPage(pfn, 1100);
+  const spaces = [mm];
+  if (forkAndMigrate) {
+    spaces.push(mm.fork());
+    mm.migrate({ start: 1024, count: 8 });
+  }
   for (const start of [0, 512]) {
     try {
       mm.madvise({ start, count: 512 }, 'collapse');
@@ -37,41 +62,32 @@ function simulate(mem: PageArray): AddressSpace {
       // EAGAIN: the references keep it from collapsing (counted either way)
     }
   }
-  mm.khugepaged({ maxPtesNone: 511, maxPtesShared: 0 });
-  // Pageout: a pinned page and one with plain references kept, the rest written out.
-  mm.mmap({ start: 1024, count: 8 });
-  mm.touch(1024, 8, { write: true });
-  const pinned2 = mm.pinUserPagesFast(1024, 1, { write: true });
-  const got2 = mm.translate(1025)!.pfn;
-  mem.getPage(got2, 1100);
+  mm.khugepaged({ maxPtesNone: 511, maxPtesShared: 511 });
   mm.madvise({ start: 1024, count: 8 }, 'pageout');
-  mm.unpinUserPages(pinned.pfns, { write: true });
-  mm.unpinUserPages(pinned2.pfns, { write: true });
-  mem.putPage(got, 1100);
-  mem.putPage(got2, 1100);
-  return mm;
+  for (const p of pins) mm.unpinUserPages(p.pfns, { write: true });
+  for (const pfn of gots) mem.putPage(pfn, 1100);
+  return spaces;
+}
+
+/** The address spaces' statistics, summed. */
+function summed(spaces: AddressSpace[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of spaces) for (const [k, v] of Object.entries(s.stats())) out[k] = (out[k] ?? 0) + (v as number);
+  return out;
 }
 
 describe('replay: collapse and pageout decisions', () => {
   it('each scheme reports the live run\'s collapse and pageout figures, false positives included', async () => {
-    const file = join(dir, 'decisions.pkops');
-    {
-      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: 'bias' });
-      const rec = mem.record();
-      simulate(mem);
-      rec.stop();
-      rec.save(file);
-    }
+    const { file } = recorded('decisions.pkops', true, (mem) => simulate(mem));
     const doc = await runReplay({ file });
     expect(validateReplayResults(doc)).toEqual([]);
     let someFalsePositive = false;
     for (const s of doc.schemes) {
-      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: s.scheme as Scheme });
-      const live = simulate(mem).stats();
-      expect(live.collapseMaybePinned, s.scheme).toBeGreaterThan(0); // the real pin, at least
-      expect(live.pageoutRefusals, s.scheme).toBeGreaterThan(0);
-      expect(s.decisions.collapse, s.scheme).toEqual({ decisions: live.collapseMaybePinned, falsePositives: live.collapseFalsePositives, unclassified: 0 });
-      expect(s.decisions.pageout, s.scheme).toEqual({ decisions: live.pageoutRefusals, falsePositives: live.pageoutFalsePositives, unclassified: 0 });
+      const live = summed(simulate(array(s.scheme as Scheme, true)));
+      expect(live['collapseMaybePinned'], s.scheme).toBeGreaterThan(0); // the real pin, at least
+      expect(live['pageoutRefusals'], s.scheme).toBeGreaterThan(0);
+      expect(s.decisions.collapse, s.scheme).toEqual({ decisions: live['collapseMaybePinned'], falsePositives: live['collapseFalsePositives'], unclassified: 0 });
+      expect(s.decisions.pageout, s.scheme).toEqual({ decisions: live['pageoutRefusals'], falsePositives: live['pageoutFalsePositives'], unclassified: 0 });
       const d = s.decisions;
       expect(s.falsePositives, s.scheme).toBe(
         d.earlyCow.falsePositives + d.migration.falsePositives + d.reclaim.falsePositives + d.collapse.falsePositives + d.pageout.falsePositives,
@@ -89,19 +105,17 @@ describe('replay: collapse and pageout decisions', () => {
     expect(table).toMatch(/pageout kept \(fp\)/);
   });
 
-  it('without debug accounting, a bias-counted decision is reported as not exactly known under the one kind taken', async () => {
-    const file = join(dir, 'nodebug.pkops');
-    const mem = new PageArray({ pages: 1 << 13, populated: false, debug: false, scheme: 'bias' });
-    const rec = mem.record();
-    const mm = new AddressSpace(mem, { pages: 1024, swapPages: 64 });
-    mm.mmap({ start: 0, count: 8 });
-    mm.touch(0, 8, { write: true });
-    const pin = mm.pinUserPagesFast(0, 2, { write: true });
-    mm.madvise({ start: 0, count: 8 }, 'pageout');
-    const live = mm.stats();
-    mm.unpinUserPages(pin.pfns, { write: true });
-    rec.stop();
-    rec.save(file);
+  it('without debug accounting, pageout of small pinned pages is reported as not exactly known, under pageout alone', async () => {
+    const { file, result: live } = recorded('nodebug.pkops', false, (mem) => {
+      const mm = new AddressSpace(mem, { pages: 1024, swapPages: 64 });
+      mm.mmap({ start: 0, count: 8 });
+      mm.touch(0, 8, { write: true });
+      const pin = mm.pinUserPagesFast(0, 2, { write: true });
+      mm.madvise({ start: 0, count: 8 }, 'pageout');
+      const stats = mm.stats();
+      mm.unpinUserPages(pin.pfns, { write: true });
+      return stats;
+    });
     expect(live.pageoutRefusals).toBe(2);
     expect(live.unclassified).toBe(2);
     const doc = await runReplay({ file, schemes: ['bias'] });
@@ -110,61 +124,13 @@ describe('replay: collapse and pageout decisions', () => {
   });
 });
 
-/**
- * Every kind of decision in one stream, over two address spaces: fork (early COW of the
- * pinned pages), migration, MADV_COLLAPSE, khugepaged and MADV_PAGEOUT, each meeting a real
- * pin and a page with 1100 plain references. Everything is released at the end.
- */
-function mixed(mem: PageArray): AddressSpace[] {
-  const mm = new AddressSpace(mem, { pages: 2048, swapPages: 64 });
-  mm.mmap({ start: 0, count: 1024, huge: true });
-  mm.touch(0, 1024, { write: true });
-  for (const at of [1, 513]) {
-    mm.mprotect({ start: at, count: 1, write: false });
-    mm.mprotect({ start: at, count: 1, write: true });
-  }
-  mm.mmap({ start: 1024, count: 8 });
-  mm.touch(1024, 8, { write: true });
-  const pins = [mm.pinUserPagesFast(0, 1, { write: true }), mm.pinUserPagesFast(1024, 1, { write: true })];
-  const gots = [mm.translate(512)!.pfn, mm.translate(1025)!.pfn];
-  for (const pfn of gots) mem.getPage(pfn, 1100);
-  const child = mm.fork();
-  mm.migrate({ start: 1024, count: 8 });
-  for (const start of [0, 512]) {
-    try {
-      mm.madvise({ start, count: 512 }, 'collapse');
-    } catch {
-      // EAGAIN: the references keep it from collapsing (counted either way)
-    }
-  }
-  mm.khugepaged({ maxPtesNone: 511, maxPtesShared: 511 });
-  mm.madvise({ start: 1024, count: 8 }, 'pageout');
-  for (const p of pins) mm.unpinUserPages(p.pfns, { write: true });
-  for (const pfn of gots) mem.putPage(pfn, 1100);
-  return [mm, child];
-}
-
-function summed(spaces: AddressSpace[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const s of spaces) for (const [k, v] of Object.entries(s.stats())) out[k] = (out[k] ?? 0) + (v as number);
-  return out;
-}
-
 describe('replay: a stream of every decision', () => {
   it('each scheme reports the live run\'s figures for fork, migration, collapse, khugepaged and pageout together', async () => {
-    const file = join(dir, 'mixed.pkops');
-    {
-      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: 'bias' });
-      const rec = mem.record();
-      mixed(mem);
-      rec.stop();
-      rec.save(file);
-    }
+    const { file } = recorded('mixed.pkops', true, (mem) => simulate(mem, { forkAndMigrate: true }));
     const doc = await runReplay({ file });
     expect(validateReplayResults(doc)).toEqual([]);
     for (const s of doc.schemes) {
-      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: true, scheme: s.scheme as Scheme });
-      const live = summed(mixed(mem));
+      const live = summed(simulate(array(s.scheme as Scheme, true), { forkAndMigrate: true }));
       const d = s.decisions;
       expect(live['earlyCowCopies'], s.scheme).toBeGreaterThan(0);
       expect(live['migrationRefusals'], s.scheme).toBeGreaterThan(0);
@@ -177,15 +143,7 @@ describe('replay: a stream of every decision', () => {
   });
 
   it('without debug accounting, each decision reports its own unclassified ones, never more than it took', async () => {
-    const file = join(dir, 'mixed-nodebug.pkops');
-    let live: Record<string, number>;
-    {
-      const mem = new PageArray({ pages: 1 << 13, populated: false, debug: false, scheme: 'bias' });
-      const rec = mem.record();
-      live = summed(mixed(mem));
-      rec.stop();
-      rec.save(file);
-    }
+    const { file, result: live } = recorded('mixed-nodebug.pkops', false, (mem) => summed(simulate(mem, { forkAndMigrate: true })));
     const doc = await runReplay({ file, schemes: ['bias'] });
     expect(validateReplayResults(doc)).toEqual([]);
     const d = doc.schemes[0]!.decisions;
