@@ -3,8 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import { AddressSpace, PageArray, PinlabError } from '../lib/index.js';
 import { DIST_NATIVE, describeChild, root, runChild } from './child.js';
-import { pathToFileURL } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const DIST_FORMAT = pathToFileURL(join(root, 'dist', 'ops', 'format.js')).href;
 
@@ -122,46 +124,55 @@ describe('OpBatch with hostile entries', () => {
 
 describe('workers terminated in the middle of op-stream jobs and with native memory held', () => {
   it('runReplay, synth, convert and disposing/undisposed page arrays: terminate() mid-run never takes the process down', () => {
-    const r = runChild(`
-      import { Worker } from 'node:worker_threads';
-      import { mkdtempSync } from 'node:fs';
-      import { tmpdir } from 'node:os';
-      import { join } from 'node:path';
-      const DIST = ${JSON.stringify(pathToFileURL(join(root, 'dist', 'index.js')).href)};
-      const NATIVE = ${JSON.stringify(DIST_NATIVE)};
-      const dir = mkdtempSync(join(tmpdir(), 'pinlab-term-'));
-      const file = join(dir, 'big.pkops');
-      // A stream big enough that a replay or convert is still running when terminated.
-      const { native } = await import(NATIVE);
-      const job = native.startSynth(file, { ops: 3_000_000, seed: 1, threads: 2, pages: 1 << 16, scheme: 'hybrid', bias: 1024, debug: false, mix: 'mm' });
-      await job.promise;
-      const bodies = [
-        "await p.runReplay({ file: " + JSON.stringify(file) + ", threads: 2 });",
-        "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startSynth(" + JSON.stringify(join(dir, 'synth2.pkops')) + ", { ops: 50_000_000, seed: 2, threads: 2, pages: 1 << 16, scheme: 'bias', bias: 1024, debug: false, mix: 'pages' }).promise;",
-        "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startConvert(" + JSON.stringify(file) + ", " + JSON.stringify(join(dir, 'big.txt')) + ").promise;",
-        "const m = new p.PageArray({ pages: 1 << 22, populated: false }); const mm = new p.AddressSpace(m, { pages: 1 << 20 }); mm.mmap({ start: 0, count: 1 << 16, populate: true }); mm.fork(); const d = new p.PageArray({ pages: 1 << 20 }); d.dispose(); await new Promise(() => {});",
-        "const m = new p.PageArray({ pages: 1 << 22 }); process.exit(5);",
-      ];
-      let terminated = 0;
-      for (let round = 0; round < 2; round++) {
-        for (const body of bodies) {
-          const w = new Worker("const { parentPort } = require('node:worker_threads'); import(" + JSON.stringify(DIST) + ").then(async (p) => { parentPort.postMessage('started'); " + body + " });", { eval: true, execArgv: [] });
-          const started = await new Promise((res) => w.once('message', () => res(true)).once('error', (e) => res(String(e))).once('exit', () => res(false)));
-          if (started !== true) throw new Error('a worker did not start: ' + started);
-          await new Promise((res) => setTimeout(res, 20 + 40 * round));
-          await w.terminate();
-          terminated++;
-        }
-      }
-      const { PageArray } = await import(DIST);
-      const after = new PageArray({ pages: 64 });
-      after.pinPages({ start: 0, count: 64 });
-      after.unpinPages({ start: 0, count: 64 });
-      console.log(JSON.stringify({ terminated }));`, { timeoutMs: 120_000 });
-    expect(r.status, describeChild(r)).toBe(0);
-    expect(r.out).toEqual({ terminated: 10 });
+    // The streams (about 900 MB) go to a directory of the test's own, removed whatever the child did.
+    const streams = mkdtempSync(join(tmpdir(), 'pinlab-term-'));
+    try {
+      terminateMidRun(streams);
+    } finally {
+      rmSync(streams, { recursive: true, force: true });
+    }
   }, 130_000);
 });
+
+/** The child of the test above: its streams go to `streams`, which the test removes. */
+function terminateMidRun(streams: string): void {
+  const r = runChild(`
+    import { Worker } from 'node:worker_threads';
+    import { join } from 'node:path';
+    const DIST = ${JSON.stringify(pathToFileURL(join(root, 'dist', 'index.js')).href)};
+    const NATIVE = ${JSON.stringify(DIST_NATIVE)};
+    const dir = ${JSON.stringify(streams)};
+    const file = join(dir, 'big.pkops');
+    // A stream big enough that a replay or convert is still running when terminated.
+    const { native } = await import(NATIVE);
+    const job = native.startSynth(file, { ops: 3_000_000, seed: 1, threads: 2, pages: 1 << 16, scheme: 'hybrid', bias: 1024, debug: false, mix: 'mm' });
+    await job.promise;
+    const bodies = [
+      "await p.runReplay({ file: " + JSON.stringify(file) + ", threads: 2 });",
+      "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startSynth(" + JSON.stringify(join(dir, 'synth2.pkops')) + ", { ops: 50_000_000, seed: 2, threads: 2, pages: 1 << 16, scheme: 'bias', bias: 1024, debug: false, mix: 'pages' }).promise;",
+      "const { native } = await import(" + JSON.stringify(NATIVE) + "); await native.startConvert(" + JSON.stringify(file) + ", " + JSON.stringify(join(dir, 'big.txt')) + ").promise;",
+      "const m = new p.PageArray({ pages: 1 << 22, populated: false }); const mm = new p.AddressSpace(m, { pages: 1 << 20 }); mm.mmap({ start: 0, count: 1 << 16, populate: true }); mm.fork(); const d = new p.PageArray({ pages: 1 << 20 }); d.dispose(); await new Promise(() => {});",
+      "const m = new p.PageArray({ pages: 1 << 22 }); process.exit(5);",
+    ];
+    let terminated = 0;
+    for (let round = 0; round < 2; round++) {
+      for (const body of bodies) {
+        const w = new Worker("const { parentPort } = require('node:worker_threads'); import(" + JSON.stringify(DIST) + ").then(async (p) => { parentPort.postMessage('started'); " + body + " });", { eval: true, execArgv: [] });
+        const started = await new Promise((res) => w.once('message', () => res(true)).once('error', (e) => res(String(e))).once('exit', () => res(false)));
+        if (started !== true) throw new Error('a worker did not start: ' + started);
+        await new Promise((res) => setTimeout(res, 20 + 40 * round));
+        await w.terminate();
+        terminated++;
+      }
+    }
+    const { PageArray } = await import(DIST);
+    const after = new PageArray({ pages: 64 });
+    after.pinPages({ start: 0, count: 64 });
+    after.unpinPages({ start: 0, count: 64 });
+    console.log(JSON.stringify({ terminated }));`, { timeoutMs: 120_000 });
+  expect(r.status, describeChild(r)).toBe(0);
+  expect(r.out).toEqual({ terminated: 10 });
+}
 
 describe('recording reads each input once', () => {
   it('an owner drop under write-bias while recording is recorded, and the replay reaches the same state', async () => {
