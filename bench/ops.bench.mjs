@@ -13,8 +13,9 @@
 //    machine inflates the first. Target: batches of 1024 or more at most 15 ns per op.
 // 2. Replay: `pinlab trace synth` streams of page-array ops (--ops N, default 4M; --quick 1M)
 //    over 65536 pages (--replay-pages P) with 1 tag and with one tag per core, replayed under
-//    every scheme on as many native threads: ops per second per thread, wall-clock and per CPU
-//    second of its threads (what a loaded machine distorts least). Target: at least 30 M
+//    every scheme on as many native threads: ops per second per thread, wall-clock and per
+//    second of the replay threads' own CPU time while they ran the ops (`cpuSeconds`: what a
+//    loaded machine distorts least). Target: at least 30 M
 //    page-array ops per second per thread.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -141,16 +142,12 @@ try {
     const made = await main(['trace', 'synth', '--ops', String(replayOps), '--threads', String(tags), '--pages', String(REPLAY_PAGES), '--scheme', scheme, '--out', file], quiet);
     if (made !== 0) throw new Error(`bench/ops: trace synth failed (${made})`);
     for (let t = 0; t < (quick ? 1 : 3); t++) {
-      // One scheme per call, so each gets its CPU time too (all its threads': a loaded machine
-      // inflates wall-clock figures far more; it includes reading and checking the stream and
-      // building the page array, so it is meaningful for streams of a million ops or more).
+      // One scheme per call. Each replay thread reads its own CPU clock around its ops
+      // (`cpuSeconds`): a loaded machine inflates wall-clock figures far more.
       for (const sc of SCHEMES) {
-        const c0 = process.cpuUsage();
         const doc = await runReplay({ file, threads: tags, schemes: [sc] });
-        const c = process.cpuUsage(c0);
         const s = doc.schemes[0];
-        const cpuSecondsPerThread = (c.user + c.system) / 1e6 / s.threads;
-        replay.push({ tags, trial: t, scheme: s.scheme, threads: s.threads, opsPerSecondPerThread: s.opsPerSecondPerThread, opsPerCpuSecondPerThread: s.ops / s.threads / cpuSecondsPerThread, balanced: s.balanced });
+        replay.push({ tags, trial: t, scheme: s.scheme, threads: s.threads, opsPerSecondPerThread: s.opsPerSecondPerThread, opsPerCpuSecondPerThread: s.opsPerCpuSecond, balanced: s.balanced });
       }
     }
   }

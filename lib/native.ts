@@ -308,6 +308,7 @@ export interface NativeReplayRun {
   diverged: number;
   refusals: Record<string, number>;
   seconds: number;
+  cpuSeconds: number;
   stats: Record<string, number>;
   mmStats: Record<string, number>;
   spaces: number;

@@ -230,6 +230,10 @@ describe('pinlab replay and pinlab trace', () => {
     for (const s of doc.schemes) {
       expect(s).toMatchObject({ ops: 20000, threads: 2, balanced: true, refused: 0 });
       expect(s.opsPerSecond).toBeGreaterThan(0);
+      // Each thread's own CPU clock around its ops: inside the wall-clock window of every thread.
+      expect(s.cpuSeconds).toBeGreaterThan(0);
+      expect(s.cpuSeconds).toBeLessThanOrEqual(s.seconds * s.threads + 1e-4);
+      expect(s.opsPerCpuSecond).toBeCloseTo(s.ops / s.cpuSeconds, 3);
       expect(typeof s.falsePositives).toBe('number');
     }
     expect(doc.schemes.find((s) => s.scheme === 'hybrid' && s.bias === 1024)!.diverged).toBe(0); // its own scheme

@@ -69,10 +69,20 @@ export interface ReplayScheme {
   ops: number;
   /** Wall time of the ops, all threads (building the array and the end-state scans excluded). */
   seconds: number;
+  /**
+   * CPU time the threads spent running the ops, summed over the threads (each thread's own
+   * clock): unlike `seconds`, it leaves out the time a busy machine gave to other work.
+   */
+  cpuSeconds: number;
   /** `ops / seconds`. */
   opsPerSecond: number;
   /** `opsPerSecond / threads`. */
   opsPerSecondPerThread: number;
+  /**
+   * `ops / cpuSeconds`: ops per second of one thread while it ran (0 if no CPU time was
+   * measured). Beside `opsPerSecondPerThread`, the part of a shortfall a loaded machine caused.
+   */
+  opsPerCpuSecond: number;
   /** Nanoseconds per op and thread: `1e9 * seconds * threads / ops`. */
   nsPerOp: number;
   /** Ops refused (negative results). */

@@ -273,6 +273,7 @@ class ReplayJob : public Job {
         if (r.tally.by_code[c] > 0) codes.Set(code_name(Code(c)), double(r.tally.by_code[c]));
       e.Set("refusals", codes);
       e.Set("seconds", r.seconds);
+      e.Set("cpuSeconds", r.cpu_seconds);
       e.Set("stats", stats_object(env, r.stats));
       e.Set("mmStats", mm_stats_object(env, r.mm_stats));
       e.Set("spaces", double(r.spaces));

@@ -1,5 +1,7 @@
 #include "base/threads.h"
 
+#include <ctime>
+
 namespace pinlab {
 
 namespace {
@@ -17,6 +19,12 @@ bool thread_start_refused_for_testing() {
     if (g_starts_left.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return false;
   }
   return false;
+}
+
+double thread_cpu_seconds() noexcept {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
 }  // namespace pinlab

@@ -34,6 +34,10 @@ class RunControl {
 
 inline bool stop_requested(const RunControl* c) { return c != nullptr && c->stop_requested(); }
 
+// CPU time the calling thread has used, in seconds (CLOCK_THREAD_CPUTIME_ID; 0 where the
+// clock cannot be read). What a thread ran, excluding the time the machine gave to others.
+double thread_cpu_seconds() noexcept;
+
 // Test hook: after `n` more thread starts, every ThreadGroup::start fails with EAGAIN, as if
 // the system refused (n < 0: never; the default). For deterministic tests of the paths that
 // a real RLIMIT_NPROC or address-space limit takes. Process-wide.

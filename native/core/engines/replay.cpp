@@ -8,6 +8,8 @@
 #include <system_error>
 #include <thread>
 
+#include "base/threads.h"
+
 namespace pinlab::ops {
 
 namespace {
@@ -146,6 +148,7 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
   std::vector<std::unique_ptr<Executor>> execs;
   for (uint32_t t = 0; t < threads; ++t) execs.push_back(std::make_unique<Executor>(mem, &table));
   std::vector<Tally> tallies(threads);
+  std::vector<double> cpu(threads, 0.0);  // each written by its own thread only, read after the join
   std::atomic<uint64_t> done{0};
   const std::function<void()> tick = [&] { report(done.load(std::memory_order_relaxed)); };
   auto run_thread = [&](uint32_t t) {
@@ -160,7 +163,9 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
       o.index = index[t].empty() ? &kNoOps : index[t].data();
       o.index_count = index[t].size();
     }
+    const double cpu0 = thread_cpu_seconds();
     execs[t]->run(s.records.data(), s.records.size(), o, nullptr, &tallies[t]);
+    cpu[t] = thread_cpu_seconds() - cpu0;
   };
   double seconds = 0;
   {
@@ -179,6 +184,7 @@ Status replay_variant(const OpStream& s, const ReplayRequest& req, const ReplayV
   r.threads = threads;
   for (const Tally& t : tallies) r.tally.add(t);
   r.seconds = seconds;
+  for (double c : cpu) r.cpu_seconds += c;
   for (size_t i = 0; i < r.stats.size(); ++i) r.stats[i] = mem->stat(Stat(i));
   std::vector<std::pair<uint32_t, const AddressSpace*>> spaces;
   for (uint32_t id = 1; id < table.by_id.size(); ++id) {

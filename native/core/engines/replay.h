@@ -57,6 +57,9 @@ struct ReplayResult {
   uint32_t threads = 1;
   Tally tally;
   double seconds = 0;  // wall time of the ops, all threads (array building and scans excluded)
+  // CPU time the threads spent running their ops, summed over the threads (each thread's own
+  // clock, read before and after its run): what a machine busy with other work distorts least.
+  double cpu_seconds = 0;
   std::array<uint64_t, size_t(Stat::kCount)> stats{};
   std::array<uint64_t, size_t(MmStat::kCount)> mm_stats{};  // summed over the address spaces
   uint64_t spaces = 0;  // address spaces created
