@@ -240,6 +240,43 @@ TEST(sharded_a_pinned_folio_is_never_freed) {
   CHECK_EQ(pa->free_pages(), free_before + 512);
 }
 
+// A plain put that eats the pins' one shared reference (a caller's bug): debug mode refuses it
+// with EPINNED and nothing changed, whether it would free the folio or not. Outside debug mode
+// it goes through, as in the kernel (README, the sharded scheme); the unpin that follows then
+// finds the reference eaten (ENOTPINNED), and the folio is freed exactly once.
+TEST(sharded_a_put_that_eats_the_pins_reference) {
+  auto dbg = make_array(1024, Scheme::kSharded, /*debug=*/true);
+  CHECK_OK(dbg->make_folio(kHead, 9));
+  pin(*dbg, 2);  // two pins, one reference between them
+  bool freed = false;
+  CHECK_OK(dbg->put_page(kHead, 1, &freed));  // the owner's reference
+  CHECK_EQ(dbg->refcount(kHead), 1);
+  const uint64_t free_before = dbg->free_pages();
+  CHECK(dbg->put_page(kHead + 7, 1, &freed).code == Code::kEPINNED);
+  const uint32_t list[] = {uint32_t(kHead)};
+  CHECK(dbg->put_pages(list, 1, -1).code == Code::kEPINNED);
+  CHECK_EQ(dbg->refcount(kHead), 1);
+  CHECK_EQ(dbg->pincount(kHead).value_or(-1), int64_t{2});
+  CHECK(dbg->maybe_dma_pinned(kHead));
+  CHECK_EQ(dbg->free_pages(), free_before);
+  CHECK_OK(dbg->unpin_pages(PageSet::range(kHead, 2), bvec(true)));
+  CHECK_EQ(dbg->refcount(kHead), 0);
+  CHECK_EQ(dbg->free_pages(), free_before + 512);
+
+  auto pa = sharded_array();  // debug off
+  pin(*pa, 2);
+  CHECK_OK(pa->put_page(kHead, 1, &freed));
+  CHECK(!freed);
+  const uint64_t before = pa->free_pages();
+  CHECK_OK(pa->put_page(kHead, 1, &freed));  // eats the pins' reference: the folio goes
+  CHECK(freed);
+  CHECK_EQ(pa->free_pages(), before + 512);
+  // The freed folio's words were cleared: nothing is left pinned, and the unpin is refused.
+  CHECK(!pa->maybe_dma_pinned(kHead));
+  CHECK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)).code == Code::kENOTPINNED);
+  CHECK_EQ(pa->free_pages(), before + 512);
+}
+
 TEST(sharded_split_and_make_refuse_a_pinned_folio) {
   auto pa = sharded_array();
   pin(*pa, 1);
