@@ -282,6 +282,8 @@ export interface NativeStreamInfo extends NativeOpHeader {
   threads: number;
   records: number;
   ops: number;
+  /** The bytes the replay read from the file and checked (only its own replays report it). */
+  bytes?: number;
 }
 
 /** The digest of a page array's (and its address spaces') whole state. @internal */

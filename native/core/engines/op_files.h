@@ -21,6 +21,7 @@ struct OpStream {
   std::vector<Record> records;
   Framing framing;
   std::string source;  // the path it came from
+  uint64_t bytes = 0;  // the bytes read from the file and checked: the stream's size as read
 };
 
 // True for a path that names the text form (ends in ".txt": "trace.pkops.txt").
@@ -48,12 +49,15 @@ class OpReader {
   // Up to `max` records into *chunk (replaced); an empty chunk at the end.
   Status next(std::vector<Record>* chunk, size_t max);
   Status finish();
+  // The bytes read from the file so far (header and records): after finish(), the stream's size.
+  uint64_t bytes() const { return bytes_; }
 
  private:
   int fd_ = -1;
   const char* source_ = "";
   Header header_;
   uint64_t read_ = 0;  // records read so far
+  uint64_t bytes_ = 0;
   Checksum sum_;
   std::unique_ptr<FramingChecker> framing_;
 };
