@@ -471,6 +471,9 @@ describe('the recorder', () => {
     expect(r.path).toBe(first);
     expect(r.bytes).toBe(statSync(first).size);
     expect(existsSync(names[1]!) || existsSync(names[2]!)).toBe(false);
+    // The size reported is what the addon wrote, the text form's too.
+    const text = rec.save(fresh('saved.pkops.txt'));
+    expect(text.bytes).toBe(statSync(text.path).size);
   });
 
   it('a chunk that cannot be allocated leaves the recorder as it was (no record counted twice)', () => {

@@ -5,8 +5,6 @@
 // addon objects behind the page array and its address spaces, whose state-changing methods it
 // shadows while recording (own properties over the prototype's, removed by stop()), so a page
 // array that is not recording pays nothing.
-import { statSync } from 'node:fs';
-
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
 import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
@@ -127,8 +125,8 @@ export class OpRecorder {
     // written, the one reported and the one measured differ); a NUL in it is refused natively.
     const file = typeof path === 'string' ? path : String(path);
     const chunks = [...this.#chunks, this.#cur.subarray(0, this.#pos)];
-    const { records, ops } = native.writeOps(file, this.#header, chunks);
-    return { path: file, ops, records, bytes: statSync(file).size };
+    const { records, ops, bytes } = native.writeOps(file, this.#header, chunks);
+    return { path: file, ops, records, bytes }; // the bytes written, not a later stat of the path
   }
 
   /**

@@ -534,7 +534,7 @@ Napi::Value op_space_settings(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(encode_space_settings(core->rules(), core->thp_orders())));
 }
 
-// writeOps(path, header, chunks) -> { records, ops }: a recording, written through a
+// writeOps(path, header, chunks) -> { records, ops, bytes }: a recording, written through a
 // temporary renamed into place (binary or text by the path's extension).
 Napi::Value write_ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -564,6 +564,7 @@ Napi::Value write_ops(const Napi::CallbackInfo& info) {
     auto o = Napi::Object::New(env);
     o.Set("records", double(records));
     o.Set("ops", double(nops));
+    o.Set("bytes", double(w.bytes()));  // what was written, not a later stat of the path
     return o;
   } catch (const std::bad_alloc&) {
     throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));

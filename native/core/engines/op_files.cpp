@@ -361,6 +361,7 @@ Status OpWriter::open(const std::string& path, const Header& header) {
   checker_ = std::make_unique<FramingChecker>(source_, IdRules{}, header.version);
   header_.version = kVersion;
   records_ = 0;
+  bytes_ = 0;
   sum_ = Checksum{};
   pending_left_ = 0;
   buf_.clear();
@@ -385,6 +386,7 @@ Status OpWriter::write_all(const void* data, size_t n) {
     }
     p += w;
     n -= size_t(w);
+    bytes_ += uint64_t(w);
   }
   return Status::Ok();
 }

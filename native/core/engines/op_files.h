@@ -83,6 +83,8 @@ class OpWriter {
   void abort();
   uint64_t records() const { return records_; }
   uint64_t ops() const { return checker_ ? checker_->framing().ops : 0; }
+  // The bytes written to the file so far: after finish(), its size.
+  uint64_t bytes() const { return bytes_; }
 
  private:
   Status flush();
@@ -95,6 +97,7 @@ class OpWriter {
   const char* source_ = "";
   Header header_;
   uint64_t records_ = 0;
+  uint64_t bytes_ = 0;
   Checksum sum_;
   std::unique_ptr<FramingChecker> checker_;
   std::vector<unsigned char> buf_;

@@ -347,6 +347,7 @@ TEST(ops_text_form_round_trip) {
   OpStream sb;
   CHECK_OK(read_op_stream(bin, &sb));
   CHECK_EQ(sb.bytes, uint64_t(s1.size()));
+  CHECK_EQ(w.bytes(), uint64_t(s1.size()));  // the writer's count of what it wrote
   std::remove(bin.c_str());
   std::remove(txt.c_str());
   std::remove(bin2.c_str());
