@@ -108,7 +108,7 @@ export interface ReportFile {
   data: string;
 }
 
-/** Options of {@link writeReportFiles} (and the report writers built on it). */
+/** Options of the report writers ({@link writeReplayReport}; the files are written all or none). */
 export interface WriteReportOptions {
   /**
    * Stops the writing (Ctrl-C): until the files are renamed into place, an abort removes every
