@@ -117,4 +117,5 @@ export {
   type ReplayMarkdownOptions,
   type ReplayReportPaths,
 } from './ops/report.js';
+export { ReportStopped, type WriteReportOptions } from './report/files.js';
 export * from './bench/index.js';

@@ -282,6 +282,8 @@ export interface NativeStreamInfo extends NativeOpHeader {
   threads: number;
   records: number;
   ops: number;
+  /** The bytes the replay read from the file and checked (only its own replays report it). */
+  bytes?: number;
 }
 
 /** The digest of a page array's (and its address spaces') whole state. @internal */
@@ -368,7 +370,7 @@ export interface NativeModule {
     firstNewId: number,
     scratch: Int32Array,
   ): number | Int32Array | [number | Int32Array, [number, NativeAddressSpace][], number];
-  writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number };
+  writeOps(path: string, header: NativeOpHeader, chunks: Uint32Array[]): { records: number; ops: number; bytes: number };
   /** mm-new's settings word (rules and THP orders that differ from the defaults) for an address space. */
   opSpaceSettings(space: NativeAddressSpace): number;
   stateDigest(mem: NativePageArray, spaces: [number, NativeAddressSpace][]): NativeStateDigest;

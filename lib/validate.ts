@@ -29,23 +29,61 @@ const bufferOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Arra
 const lengthOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'length')!
   .get as (this: unknown) => number;
 
+const byteOffsetOf = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), 'byteOffset')!
+  .get as (this: unknown) => number;
+
+// %TypedArray%.prototype.set with a typed array source copies by the internal slots (no
+// Symbol.species, no `length` property read), and SharedArrayBuffer.prototype.byteLength's
+// getter throws for anything but a real SharedArrayBuffer (a prototype swap cannot fake one).
+const typedSet = Object.getPrototypeOf(Uint8Array.prototype).set as (this: unknown, source: unknown, offset?: number) => void;
+const sharedByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength')!.get as (this: unknown) => number;
+
+/** Whether `buffer` really is a SharedArrayBuffer (by its internal slots, not its prototype). */
+function isShared(buffer: unknown): boolean {
+  try {
+    Reflect.apply(sharedByteLength, buffer, []);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * A list read once: a copy if it lives in a SharedArrayBuffer (another thread may rewrite it
- * between the ledger's read and the addon's), else the list itself. @internal
+ * A copy of a real Uint32Array as a plain Uint32Array of our own, read by the built-ins only:
+ * its internal length and elements (a subclass's Symbol.species, an own or inherited `length`
+ * getter, a `slice` or `subarray` of its own are never consulted). @internal
+ */
+export function copyUint32(list: Uint32Array): Uint32Array {
+  const n = Reflect.apply(lengthOf, list, []);
+  const out = new Uint32Array(n);
+  if (n > 0) Reflect.apply(typedSet, out, [list]);
+  return out;
+}
+
+/**
+ * A list read once, as a plain Uint32Array the caller can trust: a view of the same memory
+ * made by the built-in getters (its buffer, offset and length as the engine sees them), so a
+ * subclass or an own property that lies about `length`, `buffer` or its methods cannot make
+ * the ledger or a recording read another list than the addon runs; a copy if the memory is a
+ * SharedArrayBuffer (another thread may rewrite it between the ledger's read and the addon's).
+ * @internal
  */
 export function stableList(list: Uint32Array): Uint32Array {
   // A detached list is EINVAL, as the addon refuses it, before any step of the ledger meets it
   // (array methods throw a TypeError on a detached buffer). Only an empty-looking list can be
   // detached; the intrinsic getters, as an own `length` or `buffer` cannot lie.
-  if (lengthOf.call(list) === 0) {
+  const n = Reflect.apply(lengthOf, list, []);
+  const buffer = Reflect.apply(bufferOf, list, []);
+  if (n === 0) {
     try {
-      new Uint8Array(bufferOf.call(list), 0, 0); // throws a TypeError on a detached buffer
+      new Uint8Array(buffer, 0, 0); // throws a TypeError on a detached buffer
     } catch {
       invalid('pfns must be a Uint32Array whose buffer is not detached');
     }
     return new Uint32Array(0);
   }
-  return bufferOf.call(list) instanceof SharedArrayBuffer ? Uint32Array.prototype.slice.call(list) : list;
+  if (isShared(buffer)) return copyUint32(list);
+  return new Uint32Array(buffer, Reflect.apply(byteOffsetOf, list, []), n);
 }
 
 const sliceBuffer = ArrayBuffer.prototype.slice;

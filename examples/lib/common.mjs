@@ -1,7 +1,8 @@
 // Shared helpers of the worked examples: command-line options, a seeded PRNG, an aligned text
 // table, and the --out files (a Vega-Lite chart rendered to SVG, and the table rows as JSON).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { accessSync, closeSync, constants, lstatSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 
 import { renderSvg } from '../../dist/index.js';
 
@@ -23,7 +24,129 @@ export function parseArgs(name, argv = process.argv.slice(2)) {
       process.exit(2);
     }
   }
+  // The output paths are checked now, not after a long run: a bad one stops the example here.
+  try {
+    checkOutputs(opts, name);
+  } catch (e) {
+    console.error(`${name}: ${e.message}`);
+    process.exit(2);
+  }
   return opts;
+}
+
+/** What is at `path` (lstat: a link is not followed), or null where nothing is. */
+function lstatOrNull(path) {
+  try {
+    return lstatSync(path);
+  } catch (e) {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+function kindOf(s) {
+  if (s.isSymbolicLink()) return 'a symbolic link';
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a FIFO';
+  return 'not a regular file';
+}
+
+/** A path as named: a string without a NUL byte, read once. */
+function pathArg(flag, value) {
+  const path = String(value);
+  if (path.length === 0 || path.includes('\0')) throw new Error(`${flag}: not a usable path (${JSON.stringify(path)})`);
+  return path;
+}
+
+/** The target of a file that will be written: absent or a regular file (never a link), in a writable folder. */
+function checkTarget(flag, path) {
+  const s = lstatOrNull(path);
+  if (s !== null && !s.isFile()) throw new Error(`${flag}: will not write ${path}: it is ${kindOf(s)}`);
+  const dir = dirname(path);
+  let d;
+  try {
+    d = statSync(dir);
+  } catch (e) {
+    throw new Error(`${flag}: will not write ${path}: its folder ${dir} cannot be used (${e.code ?? e.message})`);
+  }
+  if (!d.isDirectory()) throw new Error(`${flag}: will not write ${path}: ${dir} is not a directory`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new Error(`${flag}: will not write ${path}: its folder ${dir} is not writable`);
+  }
+}
+
+/**
+ * Checks --out and --trace before the run: --out DIR is a directory (created if missing, like
+ * mkdir -p) whose NAME.svg and NAME.json are absent or regular files; --trace FILE's folder
+ * exists and FILE is absent or a regular file (a symbolic link, FIFO or folder is refused).
+ */
+export function checkOutputs(opts, name) {
+  if (opts.out !== null) {
+    opts.out = pathArg('--out', opts.out);
+    const root = resolve(opts.out);
+    const there = lstatOrNull(root);
+    if (there === null) {
+      mkdirSync(root, { recursive: true });
+    } else {
+      // The folder itself may be a link to a folder (the user's own choice of path).
+      let s = there;
+      if (there.isSymbolicLink()) {
+        try {
+          s = statSync(root);
+        } catch {
+          throw new Error(`--out: ${root} is a dangling symbolic link`);
+        }
+      }
+      if (!s.isDirectory()) throw new Error(`--out: ${root} is ${kindOf(s)}, not a directory`);
+    }
+    for (const file of [`${name}.svg`, `${name}.json`]) checkTarget('--out', join(root, file));
+  }
+  if (opts.trace !== null) {
+    opts.trace = pathArg('--trace', opts.trace);
+    checkTarget('--trace', resolve(opts.trace));
+  }
+}
+
+/**
+ * Writes `data` to `path` as a whole or not at all: into a fresh temporary beside it (created
+ * O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name or link is never opened), renamed over the
+ * target (which replaces the entry, never following a link there). A target that is not a
+ * regular file is refused; the temporary is removed on failure.
+ */
+export function writeFileAtomic(path, data) {
+  const target = resolve(path);
+  const before = lstatOrNull(target);
+  if (before !== null && !before.isFile()) throw new Error(`will not write ${target}: it is ${kindOf(before)}`);
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  let fd = -1;
+  let tmp = '';
+  for (let attempt = 0; fd < 0; attempt++) {
+    tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+    try {
+      fd = openSync(tmp, flags, 0o644);
+    } catch (e) {
+      if ((e.code !== 'EEXIST' && e.code !== 'ELOOP') || attempt >= 8) throw e;
+    }
+  }
+  try {
+    const bytes = Buffer.from(data);
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+    closeSync(fd);
+    fd = -1;
+    const now = lstatOrNull(target);
+    if (now !== null && !now.isFile()) throw new Error(`will not write ${target}: it is ${kindOf(now)}`);
+    renameSync(tmp, target);
+  } catch (e) {
+    if (fd >= 0) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    throw e;
+  }
 }
 
 /** A seeded PRNG (mulberry32) with the few draws the examples need. Same seed, same numbers. */
@@ -106,8 +229,10 @@ export async function writeOutputs(opts, name, rows, spec, extra = {}) {
   mkdirSync(opts.out, { recursive: true });
   const svgPath = join(opts.out, `${name}.svg`);
   const jsonPath = join(opts.out, `${name}.json`);
-  writeFileSync(svgPath, await renderSvg(spec));
-  writeFileSync(jsonPath, `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`);
+  const svg = await renderSvg(spec);
+  // Each file through a temporary renamed into place (never through a link at the target).
+  writeFileAtomic(svgPath, svg);
+  writeFileAtomic(jsonPath, `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`);
   return [svgPath, jsonPath];
 }
 

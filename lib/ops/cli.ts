@@ -4,10 +4,11 @@ import { parseArgs } from 'node:util';
 import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
 import { PinlabError } from '../errors.js';
 import { native } from '../native.js';
-import { REPORT_FILES, prepareOutputDir } from '../report/files.js';
+import { REPORT_FILES, ReportStopped, prepareOutputDir } from '../report/files.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
 import { formatReplayTable, writeReplayReport } from './report.js';
 import { runReplay, type ReplayOptions } from './replay.js';
+import type { ReplayResults } from './types.js';
 
 const REPLAY_HELP = `usage: pinlab replay FILE [options]
 
@@ -134,24 +135,44 @@ export async function replayCommand(args: string[], io: CliIo): Promise<number> 
   // A bad --out fails now, not after the replay.
   if (values.out !== undefined) await prepareOutputDir(String(values.out), REPORT_FILES);
   const controller = new AbortController();
+  // Ctrl-C stays handled until the report's files are written: a stop during the writing
+  // removes its temporaries and writes none of them (exit 130), never half a report.
   const stop = interruptible(() => controller.abort());
-  const progress = progressReporter(io.err, 'pinlab replay');
-  let results;
+  let results: ReplayResults;
   try {
-    results = await runReplay({ ...options, signal: controller.signal, onProgress: (e) => progress.update({ done: e.done, total: e.total, label: e.what }) });
-  } catch (e) {
+    const progress = progressReporter(io.err, 'pinlab replay');
+    try {
+      results = await runReplay({ ...options, signal: controller.signal, onProgress: (e) => progress.update({ done: e.done, total: e.total, label: e.what }) });
+    } catch (e) {
+      if (stop.fired()) {
+        io.err.write('pinlab: replay stopped; nothing written\n');
+        return STOPPED;
+      }
+      throw refusal(e);
+    } finally {
+      progress.done();
+    }
+    if (values.out !== undefined) {
+      let paths;
+      try {
+        paths = await writeReplayReport(results, String(values.out), { signal: controller.signal });
+      } catch (e) {
+        if (e instanceof ReportStopped || stop.fired()) {
+          io.err.write('pinlab: replay stopped; nothing written\n');
+          return STOPPED;
+        }
+        throw e;
+      }
+      io.err.write(`pinlab: wrote ${[paths.json, paths.markdown, ...paths.charts].join(', ')}\n`);
+    }
     if (stop.fired()) {
-      io.err.write('pinlab: replay stopped; nothing written\n');
+      // Stopped once the report was whole (its renames are not stopped): it stays, and the
+      // table is not printed.
+      io.err.write('pinlab: replay stopped\n');
       return STOPPED;
     }
-    throw refusal(e);
   } finally {
-    progress.done();
     stop.done();
-  }
-  if (values.out !== undefined) {
-    const paths = await writeReplayReport(results, String(values.out));
-    io.err.write(`pinlab: wrote ${[paths.json, paths.markdown, ...paths.charts].join(', ')}\n`);
   }
   io.out.write(values.json === true ? `${JSON.stringify(results, null, 2)}\n` : formatReplayTable(results));
   return 0;

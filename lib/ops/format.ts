@@ -177,38 +177,47 @@ export class OpBatch {
    * @throws PinlabError `EINVAL` for an unknown op or flag name, or a tag outside 0..65535
    */
   push(op: OpName, fields: OpFields = {}): this {
+    // Every field is read once, and the entries copied, before the batch changes: a getter (or
+    // a Proxy trap, or an entry's valueOf) that pushes onto this same batch, or throws, meets
+    // a batch that has not started this op, and the op written is the one that was read.
     const code = (OP_CODES as Record<string, number | undefined>)[op];
     if (code === undefined) invalid(`unknown op ${show(op)} (known: ${Object.keys(OP_CODES).join(', ')})`);
+    if (fields === null || typeof fields !== 'object') invalid(`op fields must be an object (got ${show(fields)})`);
+    const { a, b, mm, tag: tagField, flags: flagNames, entries: entriesField } = fields;
     let flags = 0;
-    for (const f of fields.flags ?? []) {
+    for (const f of flagNames ?? []) {
       const bit = (OP_FLAGS as Record<string, number | undefined>)[f];
       if (bit === undefined) invalid(`unknown op flag ${show(f)} (known: ${Object.keys(OP_FLAGS).join(', ')})`);
       flags |= bit;
     }
-    const entries = fields.entries ?? [];
+    const entries = entriesField ?? [];
     // The length read once, checked (a getter or Proxy cannot make the records disagree with
     // it, nor ask for an allocation past what a record can count: RangeError was not EINVAL).
     const n: unknown = entries.length;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > OP_MAX_ENTRIES) {
       invalid(`entries must be an array-like of at most ${OP_MAX_ENTRIES} PFNs (got length ${show(n)})`);
     }
-    if ((op === 'pin' || op === 'unpin') && fields.entries !== undefined) flags |= OP_FLAGS.list;
-    const tag = fields.tag ?? 0;
+    if ((op === 'pin' || op === 'unpin') && entriesField !== undefined) flags |= OP_FLAGS.list;
+    const tag = tagField ?? 0;
     if (!Number.isInteger(tag) || tag < 0 || tag > 0xffff) invalid(`tag must be an integer in 0..65535 (got ${show(tag)})`);
+    const head = [code | (flags << 8) | (tag << 16), u32(mm ?? 0), u32(a ?? 0), u32(b ?? 0), n, 0];
+    let values: Uint32Array;
+    try {
+      values = new Uint32Array(n);
+    } catch (e) {
+      throw new PinlabError('ENOMEM', `the op's ${n} entries do not fit in memory: ${(e as Error).message}`);
+    }
+    for (let i = 0; i < n; i++) values[i] = u32(entries[i]!);
+    // Nothing below runs JS of the caller's: the batch changes here, at once.
     this.#reserve(6 * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
     const w = this.#words;
     let at = this.#length;
-    w[at] = code | (flags << 8) | (tag << 16);
-    w[at + 1] = u32(fields.mm ?? 0);
-    w[at + 2] = u32(fields.a ?? 0);
-    w[at + 3] = u32(fields.b ?? 0);
-    w[at + 4] = n;
-    w[at + 5] = 0;
+    w.set(head, at);
     at += 6;
     for (let i = 0; i < n; i += OP_ENTRIES_PER_DATA) {
       const k = Math.min(OP_ENTRIES_PER_DATA, n - i);
       w[at] = OP_DATA | (k << 8) | (tag << 16);
-      for (let j = 0; j < OP_ENTRIES_PER_DATA; j++) w[at + 1 + j] = j < k ? u32(entries[i + j]!) : 0;
+      for (let j = 0; j < OP_ENTRIES_PER_DATA; j++) w[at + 1 + j] = j < k ? values[i + j]! : 0;
       at += 6;
     }
     this.#length = at;

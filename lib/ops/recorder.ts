@@ -5,8 +5,6 @@
 // addon objects behind the page array and its address spaces, whose state-changing methods it
 // shadows while recording (own properties over the prototype's, removed by stop()), so a page
 // array that is not recording pays nothing.
-import { statSync } from 'node:fs';
-
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
 import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
@@ -123,9 +121,12 @@ export class OpRecorder {
    * @throws PinlabError `EINVAL` for a bad path, `ENOENT`/`EACCES` when the folder cannot be written
    */
   save(path: string): OpSaveResult {
+    // The path read once (a `toString` that answers differently each time cannot make the file
+    // written, the one reported and the one measured differ); a NUL in it is refused natively.
+    const file = typeof path === 'string' ? path : String(path);
     const chunks = [...this.#chunks, this.#cur.subarray(0, this.#pos)];
-    const { records, ops } = native.writeOps(String(path), this.#header, chunks);
-    return { path: String(path), ops, records, bytes: statSync(String(path)).size };
+    const { records, ops, bytes } = native.writeOps(file, this.#header, chunks);
+    return { path: file, ops, records, bytes }; // the bytes written, not a later stat of the path
   }
 
   /**
@@ -133,7 +134,13 @@ export class OpRecorder {
    * so `fresh.submit(rec.buffer())` replays the recording on another page array in one call.
    */
   buffer(): Uint32Array {
-    const out = new Uint32Array(this.#records * OP_RECORD_WORDS);
+    let out: Uint32Array;
+    try {
+      out = new Uint32Array(this.#records * OP_RECORD_WORDS);
+    } catch (e) {
+      // RangeError (past the largest typed array, or no memory for it): the house error.
+      throw new PinlabError('ENOMEM', `the recording's ${this.#records} records do not fit in one Uint32Array: ${(e as Error).message}`);
+    }
     let at = 0;
     for (const c of this.#chunks) {
       out.set(c, at);
@@ -200,8 +207,16 @@ export class OpRecorder {
 
   #reserve(words: number): void {
     if (this.#pos + words <= this.#cur.length) return;
+    // The new chunk first: if it cannot be allocated, nothing of the recorder changed (the
+    // chunk being filled stays current, its records counted once).
+    let next: Uint32Array<ArrayBuffer>;
+    try {
+      next = new Uint32Array(Math.max(CHUNK_WORDS, words));
+    } catch (e) {
+      throw new PinlabError('ENOMEM', `the recording cannot grow by ${words} words: ${(e as Error).message}`);
+    }
     this.#chunks.push(this.#cur.subarray(0, this.#pos));
-    this.#cur = new Uint32Array(Math.max(CHUNK_WORDS, words));
+    this.#cur = next;
     this.#pos = 0;
   }
 

@@ -1,6 +1,4 @@
 // runReplay: a recorded or synthetic op stream, replayed natively under every scheme.
-import { statSync } from 'node:fs';
-
 import { describeMachine } from '../bench/machine.js';
 import { PinlabError, invalid } from '../errors.js';
 import { native, type NativeReplayRun } from '../native.js';
@@ -13,13 +11,13 @@ import { REPLAY_SCHEMA_ID, REPLAY_SCHEMA_VERSION, type ReplayDecision, type Repl
 export interface ReplayOptions {
   /** The stream: a `.pkops` file, or its text form (a name ending in `.txt`). */
   file: string;
-  /** Schemes to replay under. Default: every registered scheme ({@link SCHEMES}). */
-  schemes?: readonly Scheme[];
-  /** GUP_PIN_COUNTING_BIAS values to replay under. Default: the recording's. */
+  /** Schemes to replay under (one name, or a list). Default: every registered scheme ({@link SCHEMES}). */
+  schemes?: Scheme | readonly Scheme[];
+  /** GUP_PIN_COUNTING_BIAS values to replay under (powers of two in 2..2^20). Default: the recording's. */
   bias?: number | readonly number[];
   /**
    * Hybrid rules to replay under: the smallest folio order with an exact pincount (1: 64-bit
-   * mainline, 2: v5.7 / 32-bit). Other schemes run once. Default: the recording's.
+   * mainline, 2: v5.7 / 32-bit; 0..30). Other schemes run once. Default: the recording's.
    */
   rules?: number | readonly number[];
   /** Native threads per scheme (tag t runs on thread t % threads). Default: one per tag of the stream. */
@@ -34,13 +32,94 @@ export interface ReplayOptions {
   onProgress?: (event: { done: number; total: number; what: string }) => void;
 }
 
-function list(name: string, value: number | readonly number[] | undefined): number[] | undefined {
+/** A number or a non-empty array of integers in lo..hi (each `ok`), deduplicated; read once. */
+function list(name: string, value: unknown, lo: number, hi: number, ok: (v: number) => boolean, what: string): number[] | undefined {
   if (value === undefined) return undefined;
-  const arr = typeof value === 'number' ? [value] : Array.isArray(value) ? [...(value as number[])] : invalid(`${name} must be a number or an array of numbers (got ${show(value)})`);
+  let arr: unknown[];
+  if (typeof value === 'number') arr = [value];
+  else if (Array.isArray(value)) arr = Array.from(value as unknown[]); // each element read once
+  else invalid(`${name} must be a number or an array of numbers (got ${show(value)})`);
   if (arr.length === 0) invalid(`${name} must not be empty`);
-  for (const v of arr) if (!Number.isInteger(v)) invalid(`${name} must hold integers (got ${show(v)})`);
-  return [...new Set(arr)];
+  for (const v of arr) {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi || !ok(v)) {
+      invalid(`${name} must hold ${what} (got ${show(v)})`);
+    }
+  }
+  return [...new Set(arr as number[])];
 }
+
+/** Whether `value` really is an AbortSignal (its brand, not its prototype). */
+function isAbortSignal(value: unknown): value is AbortSignal {
+  if (value === null || typeof value !== 'object') return false;
+  try {
+    Reflect.apply(abortedOf, value, []); // throws a TypeError for anything but an AbortSignal
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')!.get as (this: unknown) => boolean;
+
+const REPLAY_OPTIONS = ['file', 'schemes', 'bias', 'rules', 'threads', 'debug', 'endState', 'signal', 'onProgress'] as const;
+
+/** The options of a replay, each read once and checked. */
+interface ReplayPlan {
+  file: string;
+  schemes: Scheme[];
+  biases: number[] | undefined;
+  rules: number[] | undefined;
+  threads: number;
+  debug: boolean | undefined;
+  endState: boolean;
+  signal: AbortSignal | undefined;
+  onProgress: ReplayOptions['onProgress'];
+}
+
+/**
+ * Reads every option exactly once (a getter runs once; what is checked is what is used) and
+ * checks them all, before anything starts: a bad one rejects with EINVAL and nothing runs.
+ */
+function replayPlan(options: unknown): ReplayPlan {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) invalid(`replay options must be an object (got ${show(options)})`);
+  const o = options as Record<string, unknown>;
+  const read: Record<string, unknown> = {};
+  for (const key of REPLAY_OPTIONS) read[key] = o[key];
+  const { file, schemes: schemesValue, bias, rules: rulesValue, threads: threadsValue, debug, endState, signal, onProgress } = read;
+  if (typeof file !== 'string' || file.length === 0) invalid(`file must be a path (got ${show(file)})`);
+  if (file.includes('\0')) invalid('file must not contain a NUL byte (a path is taken as named)');
+  let schemes: Scheme[];
+  if (schemesValue === undefined) schemes = [...SCHEMES];
+  else if (typeof schemesValue === 'string') schemes = [schemesValue as Scheme];
+  else if (Array.isArray(schemesValue)) schemes = Array.from(schemesValue as unknown[]) as Scheme[];
+  else invalid(`schemes must be a scheme name or an array of them (got ${show(schemesValue)})`);
+  if (schemes.length === 0) invalid('schemes must not be empty');
+  for (const s of schemes) if (typeof s !== 'string' || !SCHEMES.includes(s)) invalid(`unknown scheme ${show(s)} (known: ${SCHEMES.join(', ')})`);
+  const threads = threadsValue ?? 0;
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 0 || threads > 1024) invalid(`threads must be an integer in 1..1024 (got ${show(threadsValue)})`);
+  if (debug !== undefined && typeof debug !== 'boolean') invalid(`debug must be a boolean (got ${show(debug)})`);
+  if (endState !== undefined && typeof endState !== 'boolean') invalid(`endState must be a boolean (got ${show(endState)})`);
+  if (signal !== undefined && !isAbortSignal(signal)) invalid(`signal must be an AbortSignal (got ${show(signal)})`);
+  if (onProgress !== undefined && typeof onProgress !== 'function') invalid(`onProgress must be a function (got ${show(onProgress)})`);
+  const biases = list('bias', bias, MIN_BIAS, MAX_BIAS, (v) => (v & (v - 1)) === 0, `powers of two in ${MIN_BIAS}..${MAX_BIAS}`);
+  const rules = list('rules', rulesValue, 0, MAX_ORDER, () => true, `integers in 0..${MAX_ORDER}`);
+  return {
+    file,
+    schemes,
+    biases,
+    rules,
+    threads,
+    debug,
+    endState: endState === true,
+    signal,
+    onProgress: onProgress as ReplayOptions['onProgress'],
+  };
+}
+
+/** GUP_PIN_COUNTING_BIAS's range (page_array.h), and the largest folio order. */
+const MIN_BIAS = 2;
+const MAX_BIAS = 1 << 20;
+const MAX_ORDER = 30;
 
 /**
  * Replays an op stream natively under each scheme (and bias, and hybrid rule), one after the
@@ -54,40 +133,37 @@ function list(name: string, value: number | readonly number[] | undefined): numb
  * const doc = await runReplay({ file: 'sim.pkops', schemes: ['bias', 'hybrid'] });
  * for (const s of doc.schemes) console.log(s.scheme, s.opsPerSecond, s.falsePositives, s.balanced);
  * ```
- * @throws PinlabError (as a rejection) `ENOENT`/`EACCES` for the file, `EINVAL` naming a bad
+ * Every option is read once and all are checked before the replay starts (a bad one rejects
+ * with `EINVAL` and nothing runs); `stream.bytes` is what the replay read and checked.
+ *
+ * @throws PinlabError (as a rejection) `EINVAL` for a bad option (a `signal` that is not an
+ *   AbortSignal, an `onProgress` that is not a function, a bias or rule out of range, a path
+ *   with a NUL byte), `ENOENT`/`EACCES` for the file, `EINVAL` naming a bad
  *   header, checksum, record or line (before any op runs), or a stop (`signal`); `EAGAIN` when a
  *   native thread cannot start; `ENOMEM`
  */
 export async function runReplay(options: ReplayOptions): Promise<ReplayResults> {
   const started = performance.now();
-  if (options === null || typeof options !== 'object') invalid(`replay options must be an object (got ${show(options)})`);
-  if (typeof options.file !== 'string' || options.file.length === 0) invalid(`file must be a path (got ${show(options.file)})`);
-  const schemes = options.schemes === undefined ? [...SCHEMES] : [...options.schemes];
-  if (schemes.length === 0) invalid('schemes must not be empty');
-  for (const s of schemes) if (!SCHEMES.includes(s)) invalid(`unknown scheme ${show(s)} (known: ${SCHEMES.join(', ')})`);
-  const threads = options.threads ?? 0;
-  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) invalid(`threads must be an integer in 1..1024 (got ${show(options.threads)})`);
-  if (options.debug !== undefined && typeof options.debug !== 'boolean') invalid(`debug must be a boolean (got ${show(options.debug)})`);
-  const biases = list('bias', options.bias);
-  const rules = list('rules', options.rules);
+  const plan = replayPlan(options); // every option read once and checked before the job starts
+  const { file, signal, onProgress } = plan;
   // Bias 0 and rule -1 stand for the stream's own (the native side reads its header).
-  const variants = [...new Set(schemes)].flatMap((scheme) =>
-    (biases ?? [0]).flatMap((bias) =>
-      (takesPincountMinOrder(scheme) ? (rules ?? [-1]) : [rules?.[0] ?? -1]).map((pincountMinOrder) => ({ scheme, bias, pincountMinOrder })),
+  const variants = [...new Set(plan.schemes)].flatMap((scheme) =>
+    (plan.biases ?? [0]).flatMap((bias) =>
+      (takesPincountMinOrder(scheme) ? (plan.rules ?? [-1]) : [plan.rules?.[0] ?? -1]).map((pincountMinOrder) => ({ scheme, bias, pincountMinOrder })),
     ),
   );
-  if (options.signal?.aborted === true) throw new PinlabError('EINVAL', 'the replay stopped at the caller\'s request');
+  if (signal?.aborted === true) throw new PinlabError('EINVAL', 'the replay stopped at the caller\'s request');
   const job = native.startReplay(
-    { file: options.file, variants, threads, debug: options.debug === undefined ? -1 : options.debug ? 1 : 0, digest: options.endState === true },
-    (done, total, what) => options.onProgress?.({ done, total, what }),
+    { file, variants, threads: plan.threads, debug: plan.debug === undefined ? -1 : plan.debug ? 1 : 0, digest: plan.endState },
+    (done, total, what) => onProgress?.({ done, total, what }),
   );
   const abort = (): void => job.cancel();
-  options.signal?.addEventListener('abort', abort, { once: true });
+  signal?.addEventListener('abort', abort, { once: true });
   let raw;
   try {
     raw = await job.promise;
   } finally {
-    options.signal?.removeEventListener('abort', abort);
+    signal?.removeEventListener('abort', abort);
   }
   const s = raw.stream;
   return {
@@ -96,8 +172,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResults> 
     createdAt: new Date().toISOString(),
     machine: describeMachine('Release'),
     stream: {
-      file: options.file,
-      bytes: statSync(options.file).size,
+      file,
+      bytes: s.bytes ?? 0, // what the native side read and checked, not a later stat of the path
       records: s.records,
       ops: s.ops,
       threads: s.threads,

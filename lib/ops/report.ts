@@ -4,7 +4,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { renderSvg } from '../bench/charts.js';
 import { durationLabel, fmt, machineFields } from '../bench/format.js';
 import { PinlabError } from '../errors.js';
-import { writeReportFiles } from '../report/files.js';
+import { writeReportFiles, type WriteReportOptions } from '../report/files.js';
 import { imageAlt, markdownTable } from '../report/markdown.js';
 import { SCHEMES } from '../schemes.js';
 import { validateReplayResults } from './schema.js';
@@ -239,11 +239,13 @@ export interface ReplayReportPaths {
 
 /**
  * Writes a replay's report into `dir` (created if missing): results.json, results.md and the
- * SVG charts, each atomically (a temporary beside it renamed into place; a link or other
- * non-regular file there is refused).
- * @throws PinlabError `EINVAL` if the document fails validateReplayResults (nothing written)
+ * SVG charts, as a set, all or none (each into a temporary beside it, then all renamed into
+ * place; a link or other non-regular file there is refused). `options.signal` stops it before
+ * the renames: the temporaries are removed and it rejects with `ReportStopped`.
+ * @throws PinlabError `EINVAL` if the document fails validateReplayResults (nothing written);
+ *   ReportStopped if stopped (nothing written)
  */
-export async function writeReplayReport(r: ReplayResults, dir: string): Promise<ReplayReportPaths> {
+export async function writeReplayReport(r: ReplayResults, dir: string, options: WriteReportOptions = {}): Promise<ReplayReportPaths> {
   const errors = validateReplayResults(r);
   if (errors.length > 0) throw new PinlabError('EINVAL', `invalid replay results: ${errors.slice(0, 5).join('; ')}`);
   const charts = await renderReplayCharts(r);
@@ -251,6 +253,6 @@ export async function writeReplayReport(r: ReplayResults, dir: string): Promise<
     { name: 'results.json', data: `${JSON.stringify(r, null, 2)}\n` },
     { name: 'results.md', data: formatReplayMarkdown(r, { charts: charts.map((c) => `${c.name}.svg`) }) },
     ...charts.map((c) => ({ name: `${c.name}.svg`, data: c.svg })),
-  ]);
+  ], options);
   return { json: json!, markdown: markdown!, charts: svgs };
 }

@@ -2,7 +2,7 @@
 // call, and the recorder's start.
 import { PinlabError, invalid } from '../errors.js';
 import { native, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { optionsObject, show } from '../validate.js';
+import { copyUint32, isUint32Array, optionsObject, show } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
 import { adoptSpaces, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
@@ -26,7 +26,8 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   const o = optionsObject('submit options', options, ['onError']);
   const onError = o['onError'] ?? 'stop';
   if (onError !== 'stop' && onError !== 'continue') invalid(`onError must be 'stop' | 'continue' (got ${show(onError)})`);
-  if (!(ops instanceof Uint32Array)) invalid(`ops must be a Uint32Array of op records (got ${show(ops)})`);
+  // A real Uint32Array (its internal type, not its prototype), read by the built-ins only.
+  if (!isUint32Array(ops)) invalid(`ops must be a Uint32Array of op records (got ${show(ops)})`);
   const spaces = liveSpaces(mem);
   const hooked = spaces.find(([, h]) => hasRaceHook(h));
   if (hooked !== undefined) {
@@ -34,9 +35,12 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   }
   // Recording: the batch is read once, into a copy of our own, which both the addon runs and
   // the recording keeps (a SharedArrayBuffer another thread rewrites could otherwise make the
-  // recording differ from what ran). Without a recorder the addon copies it itself.
+  // recording differ from what ran). The copy is a plain Uint32Array made by its constructor,
+  // which reads the source's internal length and elements: a subclass's Symbol.species (which
+  // slice() would call), own `length` or `subarray` cannot choose what it holds. Without a
+  // recorder the addon copies the records itself, by their real length.
   const rec = recorders.get(mem);
-  const batch = rec?.active === true ? Uint32Array.prototype.slice.call(ops) : ops;
+  const batch = rec?.active === true ? copyUint32(ops) : ops;
   const out = native.submitOps(mem, batch, onError === 'stop', spaces, nextSpaceId(mem), scratch);
   let r: number | Int32Array;
   if (Array.isArray(out)) {

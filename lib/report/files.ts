@@ -60,6 +60,20 @@ export async function prepareOutputDir(dir: string, names: readonly string[]): P
   return root;
 }
 
+/** A fresh temporary beside `target`: O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name is never opened. */
+async function openTemporary(target: string) {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  for (let attempt = 0; ; attempt++) {
+    const tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+    try {
+      return { tmp, handle: await open(tmp, flags, 0o644) };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'EEXIST' && code !== 'ELOOP') || attempt >= 8) throw e;
+    }
+  }
+}
+
 /**
  * Writes `data` to `path` atomically: into a fresh temporary beside it (created with
  * O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name is never opened), then renamed over the
@@ -72,18 +86,7 @@ export async function writeFileAtomic(path: string, data: string): Promise<void>
   const target = resolve(path);
   const before = await lstatOrNone(target);
   if (before !== undefined && !before.isFile()) refuse(target, `it is ${kind(before)}`);
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  let tmp = '';
-  let handle;
-  for (let attempt = 0; handle === undefined; attempt++) {
-    tmp = `${target}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-    try {
-      handle = await open(tmp, flags, 0o644);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if ((code !== 'EEXIST' && code !== 'ELOOP') || attempt >= 8) throw e;
-    }
-  }
+  const { tmp, handle } = await openTemporary(target);
   try {
     await handle.writeFile(data);
     await handle.close();
@@ -105,15 +108,78 @@ export interface ReportFile {
   data: string;
 }
 
+/** Options of the report writers ({@link writeReplayReport}; the files are written all or none). */
+export interface WriteReportOptions {
+  /**
+   * Stops the writing (Ctrl-C): until the files are renamed into place, an abort removes every
+   * temporary and the call rejects with {@link ReportStopped}, leaving none of the report's
+   * files changed. Once the renames have started they all complete.
+   */
+  signal?: AbortSignal;
+}
+
 /**
- * Writes a report's files into `dir` (see {@link prepareOutputDir}), each atomically.
+ * The rejection of a report writer whose `signal` stopped it before its files were renamed
+ * into place: none of them was written (the temporaries were removed). A PinlabError `EINVAL`,
+ * as a replay stopped at the caller's request.
+ */
+export class ReportStopped extends PinlabError {
+  /** @param dir - the report folder, as given */
+  constructor(dir: string) {
+    super('EINVAL', `the report to ${dir} was stopped at the caller's request; nothing was written`);
+    this.name = 'ReportStopped';
+  }
+}
+
+/**
+ * Writes a report's files into `dir` (see {@link prepareOutputDir}) as a set, all or none: each
+ * into a fresh temporary beside its target (O_CREAT | O_EXCL | O_NOFOLLOW) first, then, once
+ * every one is written and every target is still absent or a regular file, all renamed into
+ * place. A failure or a stop (`options.signal`) before the renames removes the temporaries and
+ * changes none of the files; each name and its contents are read once, before anything is
+ * written.
  *
  * @returns the absolute paths written, in the order given
+ * @throws ReportStopped if `options.signal` stopped it (nothing written); PinlabError `EINVAL`
+ *   for a target that is not a regular file
  */
-export async function writeReportFiles(dir: string, files: readonly ReportFile[]): Promise<string[]> {
-  const root = await prepareOutputDir(dir, files.map((f) => f.name));
-  const paths = files.map((f) => join(root, f.name));
-  for (let i = 0; i < files.length; i++) await writeFileAtomic(paths[i]!, files[i]!.data);
+export async function writeReportFiles(dir: string, files: readonly ReportFile[], options: WriteReportOptions = {}): Promise<string[]> {
+  const signal = options.signal;
+  const list = Array.from(files, (f) => ({ name: String(f.name), data: String(f.data) })); // each read once
+  const stopped = (): boolean => signal?.aborted === true;
+  if (stopped()) throw new ReportStopped(dir);
+  const root = await prepareOutputDir(dir, list.map((f) => f.name));
+  const paths = list.map((f) => join(root, f.name));
+  const temps: string[] = [];
+  try {
+    for (let i = 0; i < list.length; i++) {
+      if (stopped()) throw new ReportStopped(dir);
+      const { tmp, handle } = await openTemporary(paths[i]!);
+      temps.push(tmp);
+      try {
+        await handle.writeFile(list[i]!.data);
+      } finally {
+        await handle.close();
+      }
+    }
+    if (stopped()) throw new ReportStopped(dir);
+    for (const target of paths) {
+      const now = await lstatOrNone(target);
+      if (now !== undefined && !now.isFile()) refuse(target, `it is ${kind(now)}`);
+    }
+  } catch (e) {
+    await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
+    throw e;
+  }
+  // Every file is written and checked: the renames, one after the other, are not stopped.
+  for (let i = 0; i < paths.length; i++) {
+    try {
+      await rename(temps[i]!, paths[i]!);
+    } catch (e) {
+      await Promise.all(temps.slice(i).map((t) => unlink(t).catch(() => undefined)));
+      throw e;
+    }
+  }
   return paths;
 }
 

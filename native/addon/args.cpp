@@ -155,7 +155,11 @@ bool bool_value(Napi::Env env, napi_value v, const char* name) {
 std::string string_value(Napi::Env env, napi_value v, const char* name) {
   if (type_of(env, v) != napi_string)
     throw_invalid(env, std::string(name) + " must be a string (got " + describe_value(env, v) + ")");
-  return Napi::String(env, v).Utf8Value();
+  std::string s = Napi::String(env, v).Utf8Value();
+  // A NUL inside would cut a path short at open(2) ("a\0b" is not "a"): refused, never truncated.
+  if (s.find('\0') != std::string::npos)
+    throw_invalid(env, std::string(name) + " must not contain a NUL byte (got a string with one)");
+  return s;
 }
 
 Napi::Object object_value(Napi::Env env, napi_value v, const char* name) {

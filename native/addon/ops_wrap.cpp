@@ -48,9 +48,14 @@ bool bool_value(Napi::Env env, Napi::Value v, const char* name) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// A string argument, read once. A NUL byte inside it is refused (EINVAL): a path "a\0b" would
+// otherwise reach open(2) as "a", another file than the one named.
 std::string string_value(Napi::Env env, Napi::Value v, const char* name) {
   if (!v.IsString()) throw_status(env, Status::BadOption(name, 0, "a string"));
-  return v.As<Napi::String>().Utf8Value();
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos)
+    throw_invalid(env, std::string(name) + " must not contain a NUL byte (a path is taken as named)");
+  return s;
 }
 
 // A typed array's elements, read with one Node-API call: false unless `v` is a real typed
@@ -255,7 +260,9 @@ class ReplayJob : public Job {
 
   Napi::Value result(Napi::Env env) override {
     auto o = Napi::Object::New(env);
-    o.Set("stream", header_object(env, stream_.header));
+    auto stream = header_object(env, stream_.header);
+    stream.Set("bytes", double(stream_.bytes));  // what was read and checked, not a later stat
+    o.Set("stream", stream);
     auto arr = Napi::Array::New(env, results_.size());
     for (size_t i = 0; i < results_.size(); ++i) {
       const ReplayResult& r = results_[i];
@@ -482,9 +489,25 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
     }
     Napi::Value out = fits ? Napi::Value(Napi::Number::New(env, double(f.ops))) : Napi::Value(fresh);
     if (f.next_id == first_new) return out;
+    // The next id counts the creations that ran (refused ones too: they use up their id), not
+    // those after a stop: a later AddressSpace takes the id the first one that did not run
+    // named, as a recording of what ran (and its replay) numbers it. Creations come in sequence.
+    uint32_t next_id = first_new;
+    {
+      const int32_t* ran = hooked ? owned_results.data() : results;
+      uint64_t k = 0;
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const Record& r = recs.data()[i];
+        const Op op = Op(opcode_of(r));
+        if (op == Op::kData) continue;
+        if ((op == Op::kMmNew || op == Op::kFork) && ran[k] != kNotRun) ++next_id;
+        ++k;
+      }
+    }
+    if (next_id == first_new) return out;
     auto created = Napi::Array::New(env);
     uint32_t k = 0;
-    for (uint32_t id = first_new; id < f.next_id; ++id) {
+    for (uint32_t id = first_new; id < next_id; ++id) {
       if (!table.owned[id]) continue;
       auto pair = Napi::Array::New(env, 2);
       pair[uint32_t(0)] = Napi::Number::New(env, id);
@@ -494,7 +517,7 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
     auto both = Napi::Array::New(env, 3);
     both[uint32_t(0)] = out;
     both[uint32_t(1)] = created;
-    both[uint32_t(2)] = Napi::Number::New(env, f.next_id);
+    both[uint32_t(2)] = Napi::Number::New(env, next_id);
     return both;
   } catch (const std::bad_alloc&) {
     throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));
@@ -511,7 +534,7 @@ Napi::Value op_space_settings(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, double(encode_space_settings(core->rules(), core->thp_orders())));
 }
 
-// writeOps(path, header, chunks) -> { records, ops }: a recording, written through a
+// writeOps(path, header, chunks) -> { records, ops, bytes }: a recording, written through a
 // temporary renamed into place (binary or text by the path's extension).
 Napi::Value write_ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -541,6 +564,7 @@ Napi::Value write_ops(const Napi::CallbackInfo& info) {
     auto o = Napi::Object::New(env);
     o.Set("records", double(records));
     o.Set("ops", double(nops));
+    o.Set("bytes", double(w.bytes()));  // what was written, not a later stat of the path
     return o;
   } catch (const std::bad_alloc&) {
     throw_status(env, Status::Fail(Code::kENOMEM, Reason::kNoMemory, 0));

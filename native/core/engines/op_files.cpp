@@ -120,14 +120,18 @@ class LineReader {
       if (Status st = read_full(fd_, buf_.data(), buf_.size(), path_, &n); !st.ok()) return st;
       len_ = n;
       pos_ = 0;
+      bytes_ += n;
       if (n == 0) eof_ = true;
     }
   }
+  // The bytes read from the file so far.
+  uint64_t bytes() const { return bytes_; }
 
  private:
   int fd_;
   std::string path_;
   std::string buf_;
+  uint64_t bytes_ = 0;
   size_t pos_ = 0, len_ = 0;
   bool eof_ = false;
 };
@@ -142,7 +146,7 @@ bool blank_or_comment(const std::string& line) {
 
 // Feeds a text file's ops to `sink(records, n)` after its header; *header gets the header line.
 template <typename Sink>
-Status read_text(int fd, const std::string& path, Header* header, const Sink& sink) {
+Status read_text(int fd, const std::string& path, Header* header, const Sink& sink, uint64_t* bytes) {
   const char* source = intern_source(path);
   LineReader lines(fd, path);
   std::string line;
@@ -169,6 +173,7 @@ Status read_text(int fd, const std::string& path, Header* header, const Sink& si
   if (!have_header)
     return Status{Code::kEINVAL, Reason::kOpsText, source, int64_t(line_no), 0,
                   "the file has no header line (pkops 1 pages=N ...)"};
+  *bytes = lines.bytes();
   return Status::Ok();
 }
 
@@ -198,6 +203,7 @@ Status OpReader::open(const std::string& path) {
   uint8_t head[kHeaderBytes];
   size_t got = 0;
   if (Status st = read_full(fd_, head, sizeof head, path, &got); !st.ok()) return st;
+  bytes_ = got;
   if (Status st = decode_header(head, got, source_, &header_); !st.ok()) return st;
   const uint64_t want = stream_bytes(header_);
   if (size < want) return Status{Code::kEINVAL, Reason::kOpsTruncated, source_, int64_t(size), int64_t(want)};
@@ -215,6 +221,7 @@ Status OpReader::next(std::vector<Record>* chunk, size_t max) {
   if (got != n * kRecordBytes)  // the file shrank while we read it
     return Status{Code::kEINVAL, Reason::kOpsTruncated, source_,
                   int64_t(kHeaderBytes + read_ * kRecordBytes + got), int64_t(stream_bytes(header_))};
+  bytes_ += got;
   sum_.add_records(chunk->data(), n);  // the file's bytes, before any byte swap
   to_host_order(chunk->data(), n);
   read_ += n;
@@ -256,7 +263,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
         if (Status s = checker.feed(r, n); !s.ok()) return s;
         out->records.insert(out->records.end(), r, r + n);
         return Status::Ok();
-      });
+      }, &out->bytes);
       if (!st.ok()) return st;
       if (Status s = checker.finish(); !s.ok()) return s;
       out->framing = checker.framing();
@@ -277,6 +284,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
     }
     if (Status st = reader.finish(); !st.ok()) return st;
     out->header = reader.header();
+    out->bytes = reader.bytes();
     // The framing of the whole stream, checked again over the records now held (read once,
     // from memory pinlab owns: nothing can change them between the check and a replay).
     FramingChecker checker(intern_source(path), IdRules{}, out->header.version);
@@ -353,6 +361,7 @@ Status OpWriter::open(const std::string& path, const Header& header) {
   checker_ = std::make_unique<FramingChecker>(source_, IdRules{}, header.version);
   header_.version = kVersion;
   records_ = 0;
+  bytes_ = 0;
   sum_ = Checksum{};
   pending_left_ = 0;
   buf_.clear();
@@ -377,6 +386,7 @@ Status OpWriter::write_all(const void* data, size_t n) {
     }
     p += w;
     n -= size_t(w);
+    bytes_ += uint64_t(w);
   }
   return Status::Ok();
 }
@@ -505,7 +515,7 @@ Status convert_op_stream(const std::string& in, const std::string& out,
   // computes threads from the tags it sees).
   bool opened = false;
   Header header;
-  uint64_t count = 0;
+  uint64_t count = 0, text_bytes = 0;
   Status st = read_text(fd.fd, in, &header, [&](const Record* r, size_t n) {
     if (stopped()) return stop_status;
     if (!opened) {
@@ -514,7 +524,7 @@ Status convert_op_stream(const std::string& in, const std::string& out,
     }
     count += n;
     return writer.append(r, n);
-  });
+  }, &text_bytes);
   if (!st.ok()) return st;
   if (!opened)
     if (Status s = writer.open(out, header); !s.ok()) return s;

@@ -21,6 +21,7 @@ struct OpStream {
   std::vector<Record> records;
   Framing framing;
   std::string source;  // the path it came from
+  uint64_t bytes = 0;  // the bytes read from the file and checked: the stream's size as read
 };
 
 // True for a path that names the text form (ends in ".txt": "trace.pkops.txt").
@@ -48,12 +49,15 @@ class OpReader {
   // Up to `max` records into *chunk (replaced); an empty chunk at the end.
   Status next(std::vector<Record>* chunk, size_t max);
   Status finish();
+  // The bytes read from the file so far (header and records): after finish(), the stream's size.
+  uint64_t bytes() const { return bytes_; }
 
  private:
   int fd_ = -1;
   const char* source_ = "";
   Header header_;
   uint64_t read_ = 0;  // records read so far
+  uint64_t bytes_ = 0;
   Checksum sum_;
   std::unique_ptr<FramingChecker> framing_;
 };
@@ -79,6 +83,8 @@ class OpWriter {
   void abort();
   uint64_t records() const { return records_; }
   uint64_t ops() const { return checker_ ? checker_->framing().ops : 0; }
+  // The bytes written to the file so far: after finish(), its size.
+  uint64_t bytes() const { return bytes_; }
 
  private:
   Status flush();
@@ -91,6 +97,7 @@ class OpWriter {
   const char* source_ = "";
   Header header_;
   uint64_t records_ = 0;
+  uint64_t bytes_ = 0;
   Checksum sum_;
   std::unique_ptr<FramingChecker> checker_;
   std::vector<unsigned char> buf_;

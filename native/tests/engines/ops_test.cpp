@@ -340,6 +340,14 @@ TEST(ops_text_form_round_trip) {
   CHECK_OK(read_op_stream(txt, &st));
   CHECK_EQ(st.records.size(), with_outputs.size());
   CHECK_EQ(st.framing.ops, uint64_t(5));
+  // The bytes read and checked: each file's size, binary and text alike.
+  std::ifstream ft(txt, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(ft)), {});
+  CHECK_EQ(st.bytes, uint64_t(text.size()));
+  OpStream sb;
+  CHECK_OK(read_op_stream(bin, &sb));
+  CHECK_EQ(sb.bytes, uint64_t(s1.size()));
+  CHECK_EQ(w.bytes(), uint64_t(s1.size()));  // the writer's count of what it wrote
   std::remove(bin.c_str());
   std::remove(txt.c_str());
   std::remove(bin2.c_str());
