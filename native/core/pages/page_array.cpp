@@ -5,6 +5,7 @@
 #include <new>
 
 #include "base/scan.h"
+#include "base/summary_bitmap.h"
 #include "pages/call_tallies.h"
 #include "pages/one_page.h"
 #include "pages/scheme_ops.h"
@@ -95,6 +96,9 @@ Status PageArray::allocate_and_populate() {
   }
   return Status::Ok();
 }
+
+static_assert(BuddyAllocator::kOrders == kMaxOrder + 1, "the zones keep a bitmap for every order");
+static_assert(kMaxPages <= SummaryBitmap::kMaxBits, "a zone's order-0 bitmap covers every page");
 
 Status PageArray::make_zones(uint64_t movable_start) {
   const uint64_t n = pages();
