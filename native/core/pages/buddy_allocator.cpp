@@ -4,6 +4,8 @@
 #include <bit>
 #include <new>
 
+#include <sys/mman.h>
+
 namespace pinlab {
 
 BuddyAllocator::BuddyAllocator(uint64_t start, uint64_t end) : start_(start), end_(end) {
@@ -15,6 +17,12 @@ BuddyAllocator::BuddyAllocator(uint64_t start, uint64_t end) : start_(start), en
   }
   // MAP_NORESERVE and zero-filled: the bitmaps start all clear and cost only what is touched.
   if (words > 0 && !words_.allocate(words)) throw std::bad_alloc();
+  // On 4 KiB pages, not the mapping's transparent huge pages: a zone's bitmaps are touched
+  // sparsely (a small zone's fit in one 4 KiB page), and each first touch of a huge page would
+  // commit 2 MiB (every small page array 2 MiB more, unseen by the GC). Advisory, like THP.
+#ifdef MADV_NOHUGEPAGE
+  madvise(words_.data(), words_.bytes(), MADV_NOHUGEPAGE);
+#endif
   uint64_t* at = words_.data();
   for (uint32_t k = 0; k < kOrders; ++k) {
     const uint64_t bits = bits_at(start_, end_, k);
