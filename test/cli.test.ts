@@ -1,17 +1,28 @@
 // The pinlab CLI: argument errors, the bench command's outputs, --out, --compare, and the
 // installed executable.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { EXIT, sizeToPages } from '../lib/cli.js';
 import { validateBenchResults } from '../lib/bench/schema.js';
 import type { BenchResults } from '../lib/bench/types.js';
 import { runCli } from './cli-run.js';
+
+// Every temporary directory the file makes, removed when it ends.
+const tempDirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SMALL = ['bench', '--scheme', 'bias', '--order', '0,9', '--op', 'pin-unpin', '--threads', '1', '--size', '1024', '--trials', '2', '--duration', '1', '--no-kernel'];
@@ -50,7 +61,7 @@ describe('pinlab CLI', () => {
   });
 
   it('bench --json prints a valid result document; --out writes the report', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pinlab-cli-'));
+    const dir = tempDir('pinlab-cli-');
     const r = await cli([...SMALL, '--json', '--out', dir]);
     expect(r.status, r.err).toBe(EXIT.ok);
     const doc = JSON.parse(r.out) as BenchResults;
@@ -71,7 +82,7 @@ describe('pinlab CLI', () => {
   });
 
   it('--compare exits 1 on a regression past the threshold, 0 within it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pinlab-cmp-'));
+    const dir = tempDir('pinlab-cmp-');
     const base = JSON.parse((await cli([...SMALL, '--json'])).out) as BenchResults;
     // An earlier run 1000x faster on every row: this run regresses everywhere (1000x: a loaded
     // machine must not make the run under test look like anything else).

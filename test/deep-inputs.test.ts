@@ -1,11 +1,11 @@
 // Deep bookkeeping (issue 12, item 12): a leak report of a million records, --compare of 300k
 // rows and a deeply nested --population work or fail as usage errors, never with a stack
 // overflow (spreading a large array into a call throws RangeError past ~120k arguments).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 
 import { appendAll, maxOf } from '../lib/arrays.js';
 import { compareResults, formatComparison } from '../lib/bench/compare.js';
@@ -69,6 +69,7 @@ describe('--compare of 300k rows', () => {
 describe('a deeply nested --population', () => {
   it('is a usage error (exit 64), not a stack overflow', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pinlab-deep-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     const population = { pages: 4096, seed: 1, freeFraction: 0, pinnedFraction: 0.1, writeFraction: 0.5, orders: [{ order: 0, weight: 1 }], refs: {}, pinsPerPinned: { kind: 'fixed', value: 1 } };
     // JSON.stringify itself recurses: build the text by hand.
     const text = JSON.stringify(population).replace('"refs":{}', () => '"refs":' + '{"kind":"mixture","parts":[{"weight":1,"dist":'.repeat(100_000) + '{"kind":"fixed","value":1}' + '}]}'.repeat(100_000));

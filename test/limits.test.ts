@@ -3,12 +3,12 @@
 // EFAULT), never an abort, a wrapped value or a hang. The allocation cases run in a child
 // process under an address-space limit (ulimit -v), where they used to abort the process.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { main } from '../lib/cli.js';
 import { DIST, DIST_NATIVE, DIST_PROFILE, describeChild, runChild } from './child.js';
@@ -176,6 +176,7 @@ function pksnap(pages: bigint, folios: bigint, runs: { gap: bigint; order: numbe
 
 describe('crafted .pksnap files are checked against what they can hold before allocating', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pinlab-pksnap-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const files: Record<string, Buffer> = {
     // A few bytes that claim 2^40 folios: decoded, 16 TiB of folios.
     'claims 2^40 folios': pksnap(2n ** 40n, 2n ** 40n, [{ gap: 0n, order: 0, count: 2n ** 40n }]),

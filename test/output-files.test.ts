@@ -2,11 +2,11 @@
 // written through fresh temporaries (O_EXCL | O_NOFOLLOW) renamed into place and never through
 // a symbolic link; a FIFO or device given as --snapshot is refused at once.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { EXIT } from '../lib/cli.js';
 import { PinlabError } from '../lib/errors.js';
@@ -16,7 +16,16 @@ import { runCli } from './cli-run.js';
 
 const cli = runCli;
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'pinlab-out-'));
+// Every scratch directory the file makes, removed when it ends.
+const scratchDirs: string[] = [];
+const scratch = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pinlab-out-'));
+  scratchDirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
 // A run long enough that "refused before the run" is visible in its missing progress lines.
 const BENCH = ['bench', '--scheme', 'bias', '--order', '0', '--op', 'pin-unpin', '--threads', '1', '--size', '1024', '--trials', '3', '--duration', '1', '--no-kernel'];
 

@@ -1,6 +1,6 @@
 // The false-positive profiler: analytic cross-checks, zero false negatives, reproducibility,
 // and bad input.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 
 import { PinlabError } from '../lib/index.js';
 import { runProfile, wilson } from '../lib/profile/run.js';
@@ -125,10 +125,11 @@ describe('runProfile', () => {
   });
 
   it('snapshots: a malformed or missing file is refused clearly; a real one profiles', async () => {
-    const { mkdtempSync, writeFileSync, existsSync } = await import('node:fs');
+    const { mkdtempSync, rmSync, writeFileSync, existsSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const dir = mkdtempSync(join(tmpdir(), 'pinlab-snap-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(join(dir, 'junk.pksnap'), 'not a snapshot at all');
     const junk = await runProfile({ ...fast, snapshot: join(dir, 'junk.pksnap') }).catch((e: unknown) => e);
     expect((junk as PinlabError).code).toBe('EINVAL');

@@ -4,11 +4,11 @@
 // ("terminate called after throwing an instance of 'Napi::Error'") and aborted the whole
 // process, and terminate() waited for the run to end. Each case runs in a child process whose
 // main thread must survive, run natively again, print a sentinel and exit 0, quickly.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { DIST, DIST_NATIVE, DIST_SCHEMES, describeChild, runChild } from './child.js';
 
@@ -54,6 +54,7 @@ const script = (dir: string) => `
 
 describe('a worker thread that ends while a native run is in flight', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pinlab-workers-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   for (const mode of ['terminate', 'exit'] as const) {
     for (const run of RUNS) {
       it(`${run}: worker ${mode === 'terminate' ? 'terminated' : 'calls process.exit()'} mid-run, 3 times: the process lives on`, () => {

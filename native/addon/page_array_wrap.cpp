@@ -102,10 +102,12 @@ PageArrayWrap::PageArrayWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     cfg.movable_pages = int_value(env, option(opts, "movablePages"), "movablePages");
     std::unique_ptr<PageArray> pa;
     check(env, PageArray::create(cfg, &pa));
-    // The per-page arrays' bytes, reported to V8 while the core lives: so that dropping page
-    // arrays in a loop lets the GC see what they hold. The deleter runs on the JS thread (every
-    // holder of the core is a JS object's, or a synchronous call's).
-    const int64_t bytes = int64_t(pa->memory().bytes);
+    // The per-page arrays' bytes and the zones' free-block bitmaps, reported to V8 while the
+    // core lives: so that dropping page arrays in a loop lets the GC see what they hold. The
+    // deleter runs on the JS thread (every holder of the core is a JS object's, or a
+    // synchronous call's).
+    const MemoryUse mem = pa->memory();
+    const int64_t bytes = int64_t(mem.bytes + mem.zone_bytes);
     adjust_external_memory(env, bytes);
     PageArray* raw = pa.release();
     core_ = std::shared_ptr<PageArray>(raw, [env = napi_env(env), bytes](PageArray* p) {

@@ -426,8 +426,9 @@ uint64_t Executor::run_loop(const Record* r, uint64_t n, const RunOptions& o, in
     const uint64_t span = 1 + data_records_for(entries_of(op));
     if (!kFiltered || thread_of_tag(tag_of(op), o.tag_modulus) == o.tag_remainder) {
       // The single-page pins and unpins, gets and puts without the general dispatch
-      // (execute's frame). Any op that frees may meet std::bad_alloc (the allocator's free
-      // lists): -ENOMEM, as run_op_batched.
+      // (execute's frame). A free allocates nothing (the zones' bitmaps are mapped up front),
+      // but the general ops may meet std::bad_alloc (page tables, lists): -ENOMEM, as
+      // run_op_batched.
       int32_t res;
       try {
         if (!debug_ && is_single_page_op(op)) res = run_single_page<S>(op);

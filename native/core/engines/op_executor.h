@@ -119,8 +119,8 @@ class Executor {
     return (code == uint8_t(Op::kPin) || code == uint8_t(Op::kUnpin)) && is_single_page(r);
   }
   // Runs such a record: the core's single-page path (for an array of scheme S, compiled into
-  // the caller), its statistics into tally_. A free may throw std::bad_alloc (the caller
-  // catches it, as run_op_batched).
+  // the caller), its statistics into tally_. A free allocates nothing (pages/buddy_allocator.h);
+  // the caller still catches std::bad_alloc around it, as run_op_batched does.
   template <Scheme S>
   [[gnu::always_inline]] int32_t run_single_page(const Record& r);
   // get, put and try-get: one page each, never a list.

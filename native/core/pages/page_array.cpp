@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <bit>
+#include <new>
 
 #include "base/scan.h"
+#include "base/summary_bitmap.h"
 #include "pages/call_tallies.h"
 #include "pages/one_page.h"
 #include "pages/scheme_ops.h"
@@ -41,9 +43,14 @@ PageArray::PageArray(const PageArrayConfig& cfg)
 
 Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
   if (Status st = validate(cfg); !st.ok()) return st;
-  std::unique_ptr<PageArray> pa(new PageArray(cfg));
-  if (Status st = pa->allocate_and_populate(); !st.ok()) return st;
-  *out = std::move(pa);
+  // std::bad_alloc (the object itself, its lock tables, a zone) is ENOMEM; *out untouched.
+  try {
+    std::unique_ptr<PageArray> pa(new PageArray(cfg));
+    if (Status st = pa->allocate_and_populate(); !st.ok()) return st;
+    *out = std::move(pa);
+  } catch (const std::bad_alloc&) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(sizeof(PageArray)));
+  }
   return Status::Ok();
 }
 
@@ -70,8 +77,7 @@ Status PageArray::allocate_and_populate() {
     return fail(n * 4);
 
   const uint64_t movable_start = n - uint64_t(cfg_.movable_pages);
-  normal_zone_ = std::make_unique<BuddyAllocator>(0, movable_start);
-  if (movable_start < n) movable_zone_ = std::make_unique<BuddyAllocator>(movable_start, n);
+  if (Status st = make_zones(movable_start); !st.ok()) return st;
   if (!cfg_.populated) {
     // Every page free: refcount 0 and order 0 (the mapping is zeroed), all blocks in the zones.
     normal_zone_->add_whole_zone();
@@ -91,10 +97,32 @@ Status PageArray::allocate_and_populate() {
   return Status::Ok();
 }
 
+static_assert(BuddyAllocator::kOrders == kMaxOrder + 1, "the zones keep a bitmap for every order");
+static_assert(kMaxPages <= SummaryBitmap::kMaxBits, "a zone's order-0 bitmap covers every page");
+
+Status PageArray::make_zones(uint64_t movable_start) {
+  const uint64_t n = pages();
+  // A zone maps its free-block bitmaps up front (so that a free never allocates); a refused
+  // mapping, or a refused allocation of the zone itself, is ENOMEM naming the zones' bytes.
+  try {
+    normal_zone_ = std::make_unique<BuddyAllocator>(0, movable_start);
+    if (movable_start < n) movable_zone_ = std::make_unique<BuddyAllocator>(movable_start, n);
+  } catch (const std::bad_alloc&) {
+    normal_zone_.reset();
+    movable_zone_.reset();
+    const uint64_t bytes = BuddyAllocator::bitmap_bytes(0, movable_start) +
+                           BuddyAllocator::bitmap_bytes(movable_start, n);
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(bytes));
+  }
+  return Status::Ok();
+}
+
 MemoryUse PageArray::memory() const {
   const uint64_t bytes = refcount_.bytes() + meta_.bytes() + pincount_.bytes() +
                          dbg_pins_.bytes() + dbg_write_.bytes();
-  return {bytes, double(bytes) / double(pages())};
+  const uint64_t zone_bytes =
+      normal_zone_->bitmap_bytes() + (movable_zone_ ? movable_zone_->bitmap_bytes() : 0);
+  return {bytes, double(bytes) / double(pages()), zone_bytes};
 }
 
 Status PageArray::check_pfn(uint64_t pfn) const {

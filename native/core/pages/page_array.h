@@ -157,7 +157,9 @@ struct Bvec {
 
 struct MemoryUse {
   uint64_t bytes;          // bytes reserved for the per-page arrays
-  double bytes_per_page;   // bytes / pages
+  double bytes_per_page;   // bytes / pages (the per-page arrays only: zone_bytes are apart)
+  uint64_t zone_bytes;     // the zones' free-block bitmaps (about a quarter of a byte per page,
+                           // mapped lazily: what free blocks touch is what is committed)
 };
 
 class PageArray {
@@ -407,6 +409,9 @@ class PageArray {
  private:
   explicit PageArray(const PageArrayConfig& cfg);
   Status allocate_and_populate();
+  // The normal zone [0, movable_start) and the movable zone after it (if any): ENOMEM when
+  // their bitmaps cannot be mapped.
+  Status make_zones(uint64_t movable_start);
   // A put reached zero: return the folio's pages to their zone.
   void free_folio(uint64_t head);
   void return_to_zone(uint64_t head);  // free_folio without the statistic

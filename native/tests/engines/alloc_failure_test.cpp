@@ -2,9 +2,10 @@
 // std::bad_alloc on this thread while armed (not under ThreadSanitizer, which brings its own).
 // - A hugetlb pool page's free allocates nothing: its free list has room for the whole pool,
 //   also after the pool grew while some of its pages were in use.
-// - The op-stream executor's inline one-page ops (run_loop's single-page unpins, puts) meet a
-//   throwing free as -ENOMEM and the run goes on: nothing escapes run() (a replay thread would
-//   terminate the process).
+// - A buddy allocator's give (its merges included) and a page-array folio freed by its last
+//   put allocate nothing: the zones' bitmaps are mapped when the zone is made.
+// - The op-stream executor's inline one-page ops (run_loop's single-page unpins, puts) free
+//   without allocating, and nothing escapes run() (a replay thread would terminate the process).
 #include <cstdlib>
 #include <new>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "check.h"
 #include "engines/op_executor.h"
 #include "engines/op_format.h"
+#include "pages/buddy_allocator.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define PINLAB_TEST_NEW 0
@@ -103,7 +105,7 @@ TEST(hugetlb_pool_page_free_allocates_nothing) {
   CHECK_EQ(c.free, uint64_t(8));
 }
 
-TEST(ops_executor_one_page_free_failure_is_enomem) {
+TEST(ops_executor_one_page_free_allocates_nothing) {
   if (!PINLAB_TEST_NEW) return;
   using namespace pinlab::ops;
   for (const Scheme s : {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate}) {
@@ -111,7 +113,7 @@ TEST(ops_executor_one_page_free_failure_is_enomem) {
     uint64_t a = 0, b = 0;
     CHECK_OK(mem->alloc_folio(0, false, &a));
     CHECK_OK(mem->alloc_folio(0, false, &b));
-    // Split the zone's free blocks so that a's and b's frees insert a node (no buddy to merge).
+    // Split the zone's free blocks so that a's and b's frees have no buddy to merge with.
     uint64_t spare = 0;
     for (int i = 0; i < 3; ++i) CHECK_OK(mem->alloc_folio(0, false, &spare));
     SpaceTable table;
@@ -119,8 +121,8 @@ TEST(ops_executor_one_page_free_failure_is_enomem) {
     std::vector<Record> r;
     r.push_back(make_op(Op::kPin, 0, 0, 0, uint32_t(a), 1, 0, 0));
     r.push_back(make_op(Op::kPut, 0, 0, 0, uint32_t(a), 1, 0, 0));    // the pin holds it
-    r.push_back(make_op(Op::kUnpin, 0, 0, 0, uint32_t(a), 1, 0, 0));  // frees: may meet ENOMEM
-    r.push_back(make_op(Op::kPut, 0, 0, 0, uint32_t(b), 1, 0, 0));    // frees: may meet ENOMEM
+    r.push_back(make_op(Op::kUnpin, 0, 0, 0, uint32_t(a), 1, 0, 0));  // frees
+    r.push_back(make_op(Op::kPut, 0, 0, 0, uint32_t(b), 1, 0, 0));    // frees
     r.push_back(make_op(Op::kGet, 0, 0, 0, 5000, 1, 0, 0));           // ERANGE: the run went on
     std::vector<int32_t> res(r.size());
     Tally t;
@@ -137,11 +139,86 @@ TEST(ops_executor_one_page_free_failure_is_enomem) {
     CHECK(!escaped);
     CHECK_EQ(res[0], 1);
     CHECK_EQ(res[1], 0);
-    CHECK(res[2] == 1 || res[2] == -int32_t(Code::kENOMEM));
-    CHECK(res[3] == 1 || res[3] == -int32_t(Code::kENOMEM));
+    CHECK_EQ(res[2], 1);  // a free allocates nothing: no ENOMEM
+    CHECK_EQ(res[3], 1);
     CHECK_EQ(res[4], -int32_t(Code::kERANGE));
     CHECK_EQ(t.ops, uint64_t(5));
   }
 }
 
+TEST(buddy_allocator_free_allocates_nothing) {
+  if (!PINLAB_TEST_NEW) return;
+  CHECK(injection_works());
+  BuddyAllocator z(0, 1024);
+  z.add_whole_zone();
+  // Blocks of several orders, lowest first: 0 (order 0), 1 (order 0), 2..3 (order 1),
+  // 4..7 (order 2), 512..1023 (order 9; 8..511 stay free in pieces).
+  std::vector<std::pair<uint64_t, uint32_t>> taken;
+  for (const uint32_t order : {0u, 0u, 1u, 2u, 9u}) {
+    uint64_t h = 0;
+    CHECK(z.try_take(order, &h));
+    taken.emplace_back(h, order);
+  }
+  CHECK_EQ(z.free_pages(), uint64_t(1024 - 520));
+  auto give_armed = [&](uint64_t head, uint32_t order) {
+    FailNew armed;
+    try {
+      z.give(head, order);
+    } catch (const std::bad_alloc&) {
+      g_fail_new = false;
+      CHECK(!"a give allocated");
+    }
+  };
+  auto blocks = [&] {
+    std::vector<std::pair<uint64_t, uint32_t>> out;  // (unarmed: the listing's vector allocates)
+    z.for_each_free_block([&](uint64_t h, uint32_t k) { out.emplace_back(h, k); });
+    return out;
+  };
+  // 1 alone (its buddy 0 is taken): a new free block, no merge.
+  give_armed(1, 0);
+  CHECK(blocks().front() == std::make_pair(uint64_t(1), 0u));
+  // 512 has no free buddy either; then 0 merges with 1, 2, 4 and the free blocks above it.
+  give_armed(512, 9);
+  give_armed(0, 0);
+  CHECK_EQ(z.free_pages(), uint64_t(1024 - 6));
+  give_armed(2, 1);
+  give_armed(4, 2);
+  CHECK_EQ(z.free_pages(), uint64_t(1024));
+  const auto whole = blocks();
+  CHECK(whole.size() == 1 && whole[0] == std::make_pair(uint64_t(0), 10u));
+}
+
+TEST(page_array_folio_free_allocates_nothing) {
+  if (!PINLAB_TEST_NEW) return;
+  CHECK(injection_works());
+  for (const Scheme s : {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate}) {
+    auto mem = array_of(uint64_t{1} << 13, s);
+    std::vector<uint64_t> heads;
+    for (const int64_t order : {0, 0, 3, 9, 0}) {
+      uint64_t h = 0;
+      CHECK_OK(mem->alloc_folio(order, false, &h));
+      heads.push_back(h);
+    }
+    CHECK(mem->free_pages() < (uint64_t{1} << 13));
+    // Each last put frees its folio while every host allocation fails.
+    for (const uint64_t head : heads) {
+      bool freed = false;
+      FailNew armed;
+      try {
+        CHECK_OK(mem->put_page(head, 1, &freed));
+      } catch (const std::bad_alloc&) {
+        g_fail_new = false;
+        CHECK(!"a folio's free allocated");
+      }
+      CHECK(freed);
+    }
+    CHECK_EQ(mem->free_pages(), uint64_t{1} << 13);
+    for (const uint64_t head : heads) CHECK_EQ(mem->refcount(head), 0);
+    uint64_t whole = 0;  // merged back: the zone is one block again
+    CHECK_OK(mem->alloc_folio(13, false, &whole));
+    CHECK_EQ(whole, uint64_t(0));
+  }
+}
+
 }  // namespace pinlab::test
+
