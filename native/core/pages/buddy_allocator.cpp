@@ -19,7 +19,9 @@ BuddyAllocator::BuddyAllocator(uint64_t start, uint64_t end) : start_(start), en
   if (words > 0 && !words_.allocate(words)) throw std::bad_alloc();
   // On 4 KiB pages, not the mapping's transparent huge pages: a zone's bitmaps are touched
   // sparsely (a small zone's fit in one 4 KiB page), and each first touch of a huge page would
-  // commit 2 MiB (every small page array 2 MiB more, unseen by the GC). Advisory, like THP.
+  // commit 2 MiB (every small page array 2 MiB more, unseen by the GC). Advisory, like THP:
+  // the result is ignored on purpose (a kernel without THP says EINVAL; where the VMA split is
+  // refused, the bitmaps stay on huge pages, which costs memory but is still correct).
 #ifdef MADV_NOHUGEPAGE
   madvise(words_.data(), words_.bytes(), MADV_NOHUGEPAGE);
 #endif
@@ -70,7 +72,9 @@ bool BuddyAllocator::try_take_lowest(uint32_t order, uint64_t below, uint64_t* h
   uint64_t best = below;
   for (uint32_t k = order; k < kOrders; ++k) {
     const uint64_t lowest = lowest_locked(k);  // kNone (the largest value) when there is none
-    if (lowest < best) {
+    // The pages taken are the block's first 2^order: all of them must lie below `below`.
+    // (lowest < best <= below first: kNone + size would wrap.)
+    if (lowest < best && lowest + (uint64_t{1} << order) <= below) {
       best = lowest;
       best_k = k;
     }
@@ -92,6 +96,10 @@ uint64_t BuddyAllocator::take_locked(uint64_t block, uint32_t k, uint32_t order)
 }
 
 void BuddyAllocator::give(uint64_t head, uint32_t order) noexcept {
+  // Callers give back what a take handed out (orders 0..30); a corrupt order must not index
+  // past the bitmaps. Such a block is left out of the zone: never counted free twice.
+  if (order >= kOrders || !contains(head)) [[unlikely]]
+    return;
   std::lock_guard<std::mutex> lock(mu_);
   free_pages_ += uint64_t{1} << order;
   give_locked(head, order);

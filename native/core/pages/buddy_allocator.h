@@ -8,7 +8,9 @@
 // O(log64 pages) word scans, and all the bitmaps are laid out by the constructor in one lazily
 // committed mapping (about a quarter of a byte per page, only what is touched is paid for).
 // After construction nothing here allocates: a free (give) cannot fail, so a put that drops the
-// last reference never meets std::bad_alloc after the count reached zero. A mutex guards it:
+// last reference never meets std::bad_alloc after the count reached zero. (The first write to a
+// bitmap page is still the kernel's page fault on the lazily committed mapping: under memory
+// pressure that is the OOM killer's business, as for every page of the page array.) A mutex guards it:
 // allocation is the slow path, as in the kernel.
 #pragma once
 
@@ -42,8 +44,9 @@ class BuddyAllocator {
   void add_whole_zone() noexcept;
   // Takes a free block of 2^order pages; false when none is left.
   bool try_take(uint32_t order, uint64_t* head) noexcept;
-  // Takes the lowest-addressed free 2^order pages below `below` (splitting a larger block if
-  // that is where they are); false when there are none (compaction's target).
+  // Takes the lowest-addressed free 2^order pages that lie wholly below `below` (head +
+  // 2^order <= below; splitting a larger block if that is where they are); false when there
+  // are none (compaction's target).
   bool try_take_lowest(uint32_t order, uint64_t below, uint64_t* head) noexcept;
   // Gives back a block (a freed folio), merging it with free buddies. Allocates nothing.
   void give(uint64_t head, uint32_t order) noexcept;

@@ -177,7 +177,8 @@ TEST(buddy_allocator_free_allocates_nothing) {
   // 1 alone (its buddy 0 is taken): a new free block, no merge.
   give_armed(1, 0);
   CHECK(blocks().front() == std::make_pair(uint64_t(1), 0u));
-  // 512 has no free buddy either; then 0 merges with 1, 2, 4 and the free blocks above it.
+  // 512 has no free buddy either; 0 then merges with 1 only (2 and 4 are still taken), and
+  // the gives of 2 and 4 merge the block up with the free blocks above it.
   give_armed(512, 9);
   give_armed(0, 0);
   CHECK_EQ(z.free_pages(), uint64_t(1024 - 6));

@@ -40,7 +40,8 @@ class ModelBuddy {
     uint32_t best_k = kOrders;
     uint64_t best = below;
     for (uint32_t k = order; k < kOrders; ++k)
-      if (!free_[k].empty() && *free_[k].begin() < best) best = *free_[k].begin(), best_k = k;
+      if (!free_[k].empty() && *free_[k].begin() < best && *free_[k].begin() + (uint64_t{1} << order) <= below)
+        best = *free_[k].begin(), best_k = k;
     if (best_k == kOrders) return false;
     *head = take(best, best_k, order);
     return true;
@@ -136,6 +137,28 @@ TEST(buddy_allocator_matches_an_ordered_set_model) {
   uint64_t seed = 1;
   for (const auto& [start, end] : zones)
     for (int run = 0; run < 3; ++run) differential_run(start, end, seed++, 4000);
+}
+
+// try_take_lowest hands out only pages wholly below `below`, also when `below` is not aligned
+// to the order, and a block that straddles it is not split for it.
+TEST(buddy_allocator_take_lowest_stays_below) {
+  BuddyAllocator z(0, 16);
+  z.add_whole_zone();
+  uint64_t h = 99;
+  CHECK(!z.try_take_lowest(3, 5, &h));  // pages 0..7 do not all lie below 5
+  CHECK(!z.try_take_lowest(3, 7, &h));
+  CHECK_EQ(z.free_pages(), uint64_t{16});
+  CHECK(z.try_take_lowest(2, 5, &h));  // 0..3 do
+  CHECK_EQ(h, uint64_t{0});
+  CHECK(z.try_take_lowest(3, 16, &h));  // 4..7 are free but of order 2: the next order-3 block
+  CHECK_EQ(h, uint64_t{8});
+  CHECK(!z.try_take_lowest(2, 7, &h));
+  CHECK(z.try_take_lowest(2, 8, &h));
+  CHECK_EQ(h, uint64_t{4});
+  // A corrupt order or a head outside the zone is ignored, never written past the bitmaps.
+  z.give(0, BuddyAllocator::kOrders);
+  z.give(16, 0);
+  CHECK_EQ(z.free_pages(), uint64_t{0});
 }
 
 TEST(buddy_allocator_big_zone_is_cheap) {
