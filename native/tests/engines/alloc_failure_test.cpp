@@ -76,6 +76,19 @@ bool injection_works() {
   return false;
 }
 
+// The last put of `head` while every host allocation fails: it must free the folio, whole.
+void put_last_ref_allocating_nothing(PageArray& mem, uint64_t head, const char* what) {
+  bool freed = false;
+  FailNew armed;
+  try {
+    CHECK_OK(mem.put_page(head, 1, &freed));
+  } catch (const std::bad_alloc&) {
+    g_fail_new = false;
+    fail(__FILE__, __LINE__, what);
+  }
+  CHECK(freed);
+}
+
 }  // namespace
 
 TEST(hugetlb_pool_page_free_allocates_nothing) {
@@ -88,17 +101,7 @@ TEST(hugetlb_pool_page_free_allocates_nothing) {
   CHECK_OK(mem->hugetlb_alloc_pages(9, 4, &used));
   CHECK_OK(mem->hugetlb_set_pages(9, 8));
   // The 4 in use come back while every host allocation fails: each free is whole.
-  for (uint32_t head : used) {
-    bool freed = false;
-    FailNew armed;
-    try {
-      CHECK_OK(mem->put_page(head, 1, &freed));
-    } catch (const std::bad_alloc&) {
-      g_fail_new = false;
-      CHECK(!"a hugetlb page's free allocated");
-    }
-    CHECK(freed);
-  }
+  for (uint32_t head : used) put_last_ref_allocating_nothing(*mem, head, "a hugetlb page's free allocated");
   HugetlbCounts c;
   CHECK_OK(mem->hugetlb_counts(9, &c));
   CHECK_EQ(c.total, uint64_t(8));
@@ -202,17 +205,7 @@ TEST(page_array_folio_free_allocates_nothing) {
     }
     CHECK(mem->free_pages() < (uint64_t{1} << 13));
     // Each last put frees its folio while every host allocation fails.
-    for (const uint64_t head : heads) {
-      bool freed = false;
-      FailNew armed;
-      try {
-        CHECK_OK(mem->put_page(head, 1, &freed));
-      } catch (const std::bad_alloc&) {
-        g_fail_new = false;
-        CHECK(!"a folio's free allocated");
-      }
-      CHECK(freed);
-    }
+    for (const uint64_t head : heads) put_last_ref_allocating_nothing(*mem, head, "a folio's free allocated");
     CHECK_EQ(mem->free_pages(), uint64_t{1} << 13);
     for (const uint64_t head : heads) CHECK_EQ(mem->refcount(head), 0);
     uint64_t whole = 0;  // merged back: the zone is one block again
