@@ -90,3 +90,43 @@ export function progressReporter(stream: NodeJS.WritableStream & { isTTY?: boole
     },
   };
 }
+
+/**
+ * Calls `cancel` on Ctrl-C (and SIGTERM) while a run or a report's writing is in flight; returns
+ * the uninstaller and whether it fired. Installed only around work that `cancel` really stops:
+ * elsewhere the default (the process ends) stands.
+ */
+export function interruptible(cancel: () => void): { done: () => void; fired: () => boolean } {
+  let fired = false;
+  const handler = (): void => {
+    fired = true;
+    cancel();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    done: () => {
+      process.removeListener('SIGINT', handler);
+      process.removeListener('SIGTERM', handler);
+    },
+    fired: () => fired,
+  };
+}
+
+/**
+ * Writes a report (`write`, all or none: lib/report/files.ts) with Ctrl-C handled: a stop before
+ * its files are renamed into place leaves none of them written (no temporary left behind) and
+ * resolves `undefined`, for the caller's exit status 130.
+ */
+export async function writeReportOrStop<T>(write: (signal: AbortSignal) => Promise<T>): Promise<T | undefined> {
+  const controller = new AbortController();
+  const stop = interruptible(() => controller.abort());
+  try {
+    return await write(controller.signal);
+  } catch (e) {
+    if (stop.fired()) return undefined;
+    throw e;
+  } finally {
+    stop.done();
+  }
+}

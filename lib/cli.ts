@@ -9,7 +9,7 @@ import { pinlabVersion } from './bench/machine.js';
 import { writeReport } from './bench/report.js';
 import { REPORT_FILES, prepareOutputDir } from './report/files.js';
 import { runBench } from './bench/run.js';
-import { UsageError, intOption, progressReporter, readInputFile, type CliIo } from './cli-util.js';
+import { UsageError, intOption, progressReporter, readInputFile, writeReportOrStop, type CliIo } from './cli-util.js';
 import { replayCommand, traceCommand } from './ops/cli.js';
 import { profileCommand, snapshotCommand } from './profile/cli.js';
 import { validateBenchResults } from './bench/schema.js';
@@ -19,7 +19,7 @@ import type { PinPath } from './page-array.js';
 import { SCHEMES, type Scheme } from './schemes.js';
 
 /** Exit statuses of the CLI. */
-export const EXIT = { ok: 0, regression: 1, failed: 2, usage: 64 } as const;
+export const EXIT = { ok: 0, regression: 1, failed: 2, usage: 64, stopped: 130 } as const;
 
 const BENCH_HELP = `usage: pinlab bench [options]
 
@@ -116,7 +116,12 @@ async function bench(args: string[], io: CliIo): Promise<number> {
     progress.done();
   }
   if (values.out !== undefined) {
-    const paths = await writeReport(results, values.out);
+    const out = values.out;
+    const paths = await writeReportOrStop((signal) => writeReport(results, out, { signal }));
+    if (paths === undefined) {
+      io.err.write('pinlab: bench stopped; no report written\n');
+      return EXIT.stopped;
+    }
     io.err.write(`pinlab: wrote ${Object.values(paths).flat().join(', ')}\n`);
   }
   io.out.write(values.json ? `${JSON.stringify(results, null, 2)}\n` : formatTable(results));

@@ -10,7 +10,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { EXIT } from '../lib/cli.js';
 import { PinlabError } from '../lib/errors.js';
-import { prepareOutputDir, writeFileAtomic, writeReportFiles } from '../lib/report/files.js';
+import { writeReport } from '../lib/bench/report.js';
+import { writeReportOrStop } from '../lib/cli-util.js';
+import { writeProfileReport } from '../lib/profile/report.js';
+import { ReportStopped, prepareOutputDir, writeFileAtomic, writeReportFiles } from '../lib/report/files.js';
 import { native } from '../lib/native.js';
 import { runCli } from './cli-run.js';
 
@@ -141,5 +144,42 @@ describe('snapshots', () => {
     expect(r.signal).toBeNull();
     expect(r.stdout).toMatch(/EINVAL .*pipe is a FIFO, not a regular file/);
     expect(r.stdout).toMatch(/EINVAL .*\/dev\/zero is a character device, not a regular file/);
+  });
+});
+
+describe('Ctrl-C while a report is written (bench, profile): nothing written, no temporary', () => {
+  it('writeReportOrStop: a SIGINT during the writing stops it before the renames; the handler goes after', async () => {
+    const dir = scratch();
+    const before = process.listenerCount('SIGINT');
+    const r = await writeReportOrStop(async (signal) => {
+      expect(process.listenerCount('SIGINT')).toBe(before + 1);
+      process.emit('SIGINT'); // the handler aborts the signal, as a real Ctrl-C would
+      return writeReportFiles(dir, [{ name: 'results.json', data: '{}' }, { name: 'results.md', data: '#' }], { signal });
+    });
+    expect(r).toBeUndefined();
+    expect(readdirSync(dir)).toEqual([]);
+    expect(process.listenerCount('SIGINT')).toBe(before);
+  });
+
+  it('writeReportOrStop: without a signal the report is written and returned; other failures still throw', async () => {
+    const dir = scratch();
+    const paths = await writeReportOrStop((signal) => writeReportFiles(dir, [{ name: 'results.json', data: '{}' }], { signal }));
+    expect(paths).toEqual([join(dir, 'results.json')]);
+    await expect(writeReportOrStop(async () => { throw new PinlabError('EINVAL', 'boom'); })).rejects.toThrow(/boom/);
+  });
+
+  it("bench's and profile's report writers honour a stopped signal: ReportStopped, nothing written", async () => {
+    const bench = await cli([...BENCH, '--json']);
+    expect(bench.status).toBe(EXIT.ok);
+    const dir = scratch();
+    await expect(writeReport(JSON.parse(bench.out), dir, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(ReportStopped);
+    expect(readdirSync(dir)).toEqual([]);
+    const profile = await cli(['profile', '--pages', '4096', '--scheme', 'bias', '--json']);
+    expect(profile.status).toBe(0);
+    await expect(writeProfileReport(JSON.parse(profile.out), dir, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(ReportStopped);
+    expect(readdirSync(dir)).toEqual([]);
+    // Unstopped, both write their whole report.
+    const paths = await writeReport(JSON.parse(bench.out), dir, { signal: new AbortController().signal });
+    expect(existsSync(paths.json) && existsSync(paths.markdown)).toBe(true);
   });
 });

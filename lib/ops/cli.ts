@@ -1,7 +1,7 @@
 // `pinlab replay` and `pinlab trace synth|convert`.
 import { parseArgs } from 'node:util';
 
-import { UsageError, progressReporter, type CliIo } from '../cli-util.js';
+import { UsageError, interruptible, progressReporter, type CliIo } from '../cli-util.js';
 import { PinlabError } from '../errors.js';
 import { native } from '../native.js';
 import { REPORT_FILES, ReportStopped, prepareOutputDir } from '../report/files.js';
@@ -76,24 +76,6 @@ function ints(s: string, name: string, lo: number, hi: number): number[] {
   const items = s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
   if (items.length === 0) throw new UsageError(`--${name}: empty list`);
   return items.map((x) => int(x, name, lo, hi));
-}
-
-/** Stops `cancel` on Ctrl-C (and SIGTERM) while a run is in flight; returns the uninstaller and whether it fired. */
-function interruptible(cancel: () => void): { done: () => void; fired: () => boolean } {
-  let fired = false;
-  const handler = (): void => {
-    fired = true;
-    cancel();
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return {
-    done: () => {
-      process.removeListener('SIGINT', handler);
-      process.removeListener('SIGTERM', handler);
-    },
-    fired: () => fired,
-  };
 }
 
 const STOPPED = 130;

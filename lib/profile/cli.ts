@@ -1,7 +1,7 @@
 // `pinlab profile` and `pinlab snapshot`.
 import { parseArgs } from 'node:util';
 
-import { UsageError, intOption, progressReporter, readInputFile, type CliIo } from '../cli-util.js';
+import { UsageError, intOption, progressReporter, readInputFile, writeReportOrStop, type CliIo } from '../cli-util.js';
 import { SCHEMES, type Scheme } from '../schemes.js';
 import type { Population } from '../types/population.js';
 import { PRESETS, type PresetName } from './presets.js';
@@ -75,7 +75,12 @@ export async function profileCommand(args: string[], io: CliIo): Promise<number>
     progress.done();
   }
   if (values['out'] !== undefined) {
-    const paths = await writeProfileReport(results, String(values['out']));
+    const out = String(values['out']);
+    const paths = await writeReportOrStop((signal) => writeProfileReport(results, out, { signal }));
+    if (paths === undefined) {
+      io.err.write('pinlab: profile stopped; no report written\n');
+      return 130;
+    }
     io.err.write(`pinlab: wrote ${Object.values(paths).flat().join(', ')}\n`);
   }
   io.out.write(values['json'] ? `${JSON.stringify(results, null, 2)}\n` : formatProfileTable(results));

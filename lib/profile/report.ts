@@ -1,7 +1,7 @@
 // `pinlab profile --out DIR`: results.json, results.md and the SVG charts of one run, together.
 
 import { PinlabError } from '../errors.js';
-import { writeReportFiles } from '../report/files.js';
+import { writeReportFiles, type WriteReportOptions } from '../report/files.js';
 import { renderProfileCharts } from './charts.js';
 import { formatProfileMarkdown } from './markdown.js';
 import { validateProfileResults } from './schema.js';
@@ -26,10 +26,12 @@ export interface ProfileReportPaths {
  *
  * @param results - the document; it must be valid
  * @param dir - the output folder
+ * @param options - `signal` stops the writing before the files are renamed into place: none
+ *   is written then (the call rejects with ReportStopped)
  * @returns the paths written
  * @throws PinlabError `EINVAL` if the document fails validateProfileResults (nothing written)
  */
-export async function writeProfileReport(results: ProfileResults, dir: string): Promise<ProfileReportPaths> {
+export async function writeProfileReport(results: ProfileResults, dir: string, options: WriteReportOptions = {}): Promise<ProfileReportPaths> {
   const errors = validateProfileResults(results);
   if (errors.length > 0) {
     const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : '';
@@ -40,7 +42,7 @@ export async function writeProfileReport(results: ProfileResults, dir: string): 
     { name: 'results.json', data: `${JSON.stringify(results, null, 2)}\n` },
     { name: 'results.md', data: formatProfileMarkdown(results, { charts: charts.map((c) => `${c.name}.svg`) }) },
     ...charts.map((c) => ({ name: `${c.name}.svg`, data: c.svg })),
-  ]);
+  ], options);
   const paths: ProfileReportPaths = { json: json!, markdown: markdown!, charts: svgs };
   return paths;
 }
