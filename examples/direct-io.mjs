@@ -12,7 +12,7 @@ import { AddressSpace, PageArray, PageCacheFile, PinlabError, bioAddPage, bioFro
 import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'direct-io';
-const opts = parseArgs(NAME);
+const opts = await parseArgs(NAME);
 const BIOS = opts.quick ? 2000 : 20000;
 const WARMUP = opts.quick ? 500 : 1000;
 const CHUNK = 500; // bios per timed chunk

@@ -11,7 +11,7 @@ import { AddressSpace, PageArray, SCHEMES } from '../dist/index.js';
 import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'fork-storm';
-const opts = parseArgs(NAME);
+const opts = await parseArgs(NAME);
 const FORKS = opts.quick ? 8 : 64;
 const BIAS = 64; // a small GUP_PIN_COUNTING_BIAS, so plain references reach it
 const THPS = 8; // 2 MiB THPs, virtual pages 0..4095

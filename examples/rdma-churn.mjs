@@ -11,7 +11,7 @@ import { AddressSpace, PageArray, PinlabError, SCHEMES } from '../dist/index.js'
 import { Rng, check, finishTrace, formatTable, groupedBarSpec, parseArgs, startTrace, sum, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'rdma-churn';
-const opts = parseArgs(NAME);
+const opts = await parseArgs(NAME);
 const PROCS = opts.quick ? 2 : 4; // processes
 const ROUNDS = opts.quick ? 15 : 80;
 const SMALL = 2048; // 4 KiB pages per process, virtual pages 0..2047 (8 MiB)

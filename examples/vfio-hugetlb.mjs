@@ -10,7 +10,7 @@ import { AddressSpace, PageArray, PinlabError, SCHEMES } from '../dist/index.js'
 import { Rng, check, formatTable, groupedBarSpec, parseArgs, writeOutputs } from './lib/common.mjs';
 
 const NAME = 'vfio-hugetlb';
-const opts = parseArgs(NAME);
+const opts = await parseArgs(NAME);
 const GUEST = 1 << 18; // 1 GiB of guest RAM, in 4 KiB pages
 const BATCH = 512; // VFIO pins a page of struct page pointers at a time
 const MAX_PINS = 9; // how far the overflow probe goes (bias overflows a 1 GiB page at 8)

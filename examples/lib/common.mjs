@@ -1,13 +1,15 @@
 // Shared helpers of the worked examples: command-line options, a seeded PRNG, an aligned text
 // table, and the --out files (a Vega-Lite chart rendered to SVG, and the table rows as JSON).
-import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, lstatSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { accessSync, constants, lstatSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 import { renderSvg } from '../../dist/index.js';
+// The CLI's own output checks and its all-or-none report writer (temporaries created O_EXCL |
+// O_NOFOLLOW beside their targets, then renamed into place).
+import { prepareOutputDir, writeReportFiles } from '../../dist/report/files.js';
 
 /** `--seed N` (default 1), `--out DIR`, `--quick`, `--trace FILE`. Unknown options stop with a usage line. */
-export function parseArgs(name, argv = process.argv.slice(2)) {
+export async function parseArgs(name, argv = process.argv.slice(2)) {
   const usage = `usage: node examples/${name}.mjs [--seed N] [--out DIR] [--quick] [--trace FILE]`;
   const opts = { seed: 1, out: null, quick: false, trace: null };
   for (let i = 0; i < argv.length; i++) {
@@ -26,7 +28,7 @@ export function parseArgs(name, argv = process.argv.slice(2)) {
   }
   // The output paths are checked now, not after a long run: a bad one stops the example here.
   try {
-    checkOutputs(opts, name);
+    await checkOutputs(opts, name);
   } catch (e) {
     console.error(`${name}: ${e.message}`);
     process.exit(2);
@@ -79,73 +81,22 @@ function checkTarget(flag, path) {
 
 /**
  * Checks --out and --trace before the run: --out DIR is a directory (created if missing, like
- * mkdir -p) whose NAME.svg and NAME.json are absent or regular files; --trace FILE's folder
- * exists and FILE is absent or a regular file (a symbolic link, FIFO or folder is refused).
+ * mkdir -p) whose NAME.svg and NAME.json are absent or regular files (the CLI's
+ * prepareOutputDir); --trace FILE's folder exists and FILE is absent or a regular file (a
+ * symbolic link, FIFO or folder is refused).
  */
-export function checkOutputs(opts, name) {
+export async function checkOutputs(opts, name) {
   if (opts.out !== null) {
     opts.out = pathArg('--out', opts.out);
-    const root = resolve(opts.out);
-    const there = lstatOrNull(root);
-    if (there === null) {
-      mkdirSync(root, { recursive: true });
-    } else {
-      // The folder itself may be a link to a folder (the user's own choice of path).
-      let s = there;
-      if (there.isSymbolicLink()) {
-        try {
-          s = statSync(root);
-        } catch {
-          throw new Error(`--out: ${root} is a dangling symbolic link`);
-        }
-      }
-      if (!s.isDirectory()) throw new Error(`--out: ${root} is ${kindOf(s)}, not a directory`);
+    try {
+      await prepareOutputDir(opts.out, [`${name}.svg`, `${name}.json`]);
+    } catch (e) {
+      throw new Error(`--out: ${e.message}`);
     }
-    for (const file of [`${name}.svg`, `${name}.json`]) checkTarget('--out', join(root, file));
   }
   if (opts.trace !== null) {
     opts.trace = pathArg('--trace', opts.trace);
     checkTarget('--trace', resolve(opts.trace));
-  }
-}
-
-/**
- * Writes `data` to `path` as a whole or not at all: into a fresh temporary beside it (created
- * O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name or link is never opened), renamed over the
- * target (which replaces the entry, never following a link there). A target that is not a
- * regular file is refused; the temporary is removed on failure.
- */
-export function writeFileAtomic(path, data) {
-  const target = resolve(path);
-  const before = lstatOrNull(target);
-  if (before !== null && !before.isFile()) throw new Error(`will not write ${target}: it is ${kindOf(before)}`);
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  let fd = -1;
-  let tmp = '';
-  for (let attempt = 0; fd < 0; attempt++) {
-    tmp = join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-    try {
-      fd = openSync(tmp, flags, 0o644);
-    } catch (e) {
-      if ((e.code !== 'EEXIST' && e.code !== 'ELOOP') || attempt >= 8) throw e;
-    }
-  }
-  try {
-    const bytes = Buffer.from(data);
-    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-    closeSync(fd);
-    fd = -1;
-    const now = lstatOrNull(target);
-    if (now !== null && !now.isFile()) throw new Error(`will not write ${target}: it is ${kindOf(now)}`);
-    renameSync(tmp, target);
-  } catch (e) {
-    if (fd >= 0) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
-    throw e;
   }
 }
 
@@ -226,14 +177,14 @@ export function groupedBarSpec({ title, xTitle, yTitle, values, xOrder, seriesOr
  */
 export async function writeOutputs(opts, name, rows, spec, extra = {}) {
   if (opts.out === null) return [];
-  mkdirSync(opts.out, { recursive: true });
-  const svgPath = join(opts.out, `${name}.svg`);
-  const jsonPath = join(opts.out, `${name}.json`);
   const svg = await renderSvg(spec);
-  // Each file through a temporary renamed into place (never through a link at the target).
-  writeFileAtomic(svgPath, svg);
-  writeFileAtomic(jsonPath, `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`);
-  return [svgPath, jsonPath];
+  const json = `${JSON.stringify({ example: name, seed: opts.seed, quick: opts.quick, rows, ...extra }, null, 2)}\n`;
+  // Both or neither, each through a temporary renamed into place (never through a link there).
+  await writeReportFiles(opts.out, [
+    { name: `${name}.svg`, data: svg },
+    { name: `${name}.json`, data: json },
+  ]);
+  return [join(opts.out, `${name}.svg`), join(opts.out, `${name}.json`)];
 }
 
 /**
