@@ -489,11 +489,48 @@ describe('the recorder', () => {
       expect.objectContaining({ code: 'ENOMEM' }) as Error,
     );
     const afterFailure = rec.count;
+    // Refused before it ran: neither get took a reference (the recording still is what ran).
+    expect(mem.refcount(1)).toBe(1 + (chunkOps - 1));
+    expect(rec.active).toBe(true);
     mem.submit(new OpBatch().push('put', { a: 1, b: 1 }).push('put', { a: 1, b: 1 }).toArray());
     rec.stop();
     const words = rec.buffer();
     expect(words.length).toBe(OP_RECORD_WORDS * (afterFailure + 2));
     expect(opsOf(words).length).toBe(rec.count);
+  });
+
+  it('a single call whose recording cannot grow keeps its effect and result; the recording refuses to be saved', () => {
+    const mem = new PageArray({ pages: 1 << 10, populated: true, scheme: 'separate' });
+    const rec = mem.record();
+    const chunkOps = 65536;
+    const fill = new OpBatch();
+    for (let i = 0; i < chunkOps; i++) fill.push('get', { a: 3, b: 1 });
+    mem.submit(fill.toArray()); // the first chunk is full
+    expect(rec.count).toBe(chunkOps);
+    // The pin runs; its record needs a second chunk, which cannot be had.
+    expect(() => failingBigArrays(OP_RECORD_WORDS * 2, () => mem.pinPages({ start: 5, count: 2 }))).not.toThrow();
+    expect(mem.pincount(5)).toBe(1);
+    expect(mem.pincount(6)).toBe(1);
+    expect(rec.active).toBe(false); // stopped at the op it lost
+    expect(rec.count).toBe(chunkOps);
+    mem.unpinPages({ start: 5, count: 2 }); // not recorded, not refused
+    expect(rec.count).toBe(chunkOps);
+    const refused = expect.objectContaining({ code: 'ENOMEM', message: expect.stringContaining(`op ${chunkOps + 1} ran but could not be recorded`) as string }) as Error;
+    expect(() => rec.buffer()).toThrow(refused);
+    const target = fresh('lost.pkops');
+    expect(() => rec.save(target)).toThrow(refused);
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('a refused call whose refusal cannot be recorded still throws its own error', () => {
+    const mem = new PageArray({ pages: 1 << 10, populated: true });
+    const rec = mem.record();
+    const fill = new OpBatch();
+    for (let i = 0; i < 65536; i++) fill.push('get', { a: 3, b: 1 });
+    mem.submit(fill.toArray());
+    expect(() => failingBigArrays(OP_RECORD_WORDS * 2, () => mem.unpinPages({ start: 9, count: 1 }))).toThrow(expect.objectContaining({ code: 'ENOTPINNED' }) as Error);
+    expect(rec.active).toBe(false);
+    expect(() => rec.buffer()).toThrow(expect.objectContaining({ code: 'ENOMEM' }) as Error);
   });
 
   it('buffer() turns a failed allocation into ENOMEM', () => {

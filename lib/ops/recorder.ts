@@ -62,6 +62,8 @@ export class OpRecorder {
   #ops = 0;
   #records = 0;
   #active = true;
+  /** Set when an op that ran could not be recorded (no memory): the recording stopped there. */
+  #lost: string | null = null;
   /** Outputs numbered so far, tag 0 (the JS API's calls are all tag 0). */
   #outputs = 0;
   /** Outputs numbered so far by the other tags, which only submitted batches use. */
@@ -83,11 +85,11 @@ export class OpRecorder {
         // Its swap device's slots where they are not the default (format version 3).
         const settings = handle === null ? 0 : native.opSpaceSettings(handle);
         const swap = swapPages === undefined || swapPages === pages ? null : [u32(swapPages)];
-        this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), settings, 0, swap));
+        this.#keep(() => this.#result(error, () => this.#op(OP_CODES['mm-new'], 0, id, u32(pages), settings, 0, swap)));
         if (handle !== null) this.#tapSpace(handle, id);
       },
       forked: (parent, id, handle, error) => {
-        this.#result(error, () => this.#op(OP_CODES.fork, 0, parent, id, 0, 0));
+        this.#keep(() => this.#result(error, () => this.#op(OP_CODES.fork, 0, parent, id, 0, 0)));
         if (handle !== null) this.#tapSpace(handle, id);
       },
       adopted: (id, handle) => this.#tapSpace(handle, id),
@@ -100,7 +102,11 @@ export class OpRecorder {
     return this.#ops;
   }
 
-  /** Whether the recorder still records (until {@link OpRecorder.stop}). */
+  /**
+   * Whether the recorder still records: until {@link OpRecorder.stop}, or until an op that ran
+   * could not be recorded for want of memory (then {@link OpRecorder.save} and
+   * {@link OpRecorder.buffer} refuse with `ENOMEM`).
+   */
   get active(): boolean {
     return this.#active;
   }
@@ -118,9 +124,11 @@ export class OpRecorder {
    * Writes the recording to `path`: the binary `.pkops` format, or the text form when the name
    * ends in `.txt` (`trace.pkops.txt`). The file appears whole or not at all (a temporary beside
    * it, renamed into place); a symbolic link, FIFO or folder at `path` is refused. Synchronous.
-   * @throws PinlabError `EINVAL` for a bad path, `ENOENT`/`EACCES` when the folder cannot be written
+   * @throws PinlabError `EINVAL` for a bad path, `ENOENT`/`EACCES` when the folder cannot be written,
+   *   `ENOMEM` when an op that ran could not be recorded (the recording is not what ran)
    */
   save(path: string): OpSaveResult {
+    this.#checkWhole();
     // The path read once (a `toString` that answers differently each time cannot make the file
     // written, the one reported and the one measured differ); a NUL in it is refused natively.
     const file = typeof path === 'string' ? path : String(path);
@@ -132,8 +140,11 @@ export class OpRecorder {
   /**
    * The recorded ops as one `Uint32Array` of records: the layout {@link PageArray.submit} takes,
    * so `fresh.submit(rec.buffer())` replays the recording on another page array in one call.
+   * @throws PinlabError `ENOMEM` when it does not fit in memory, or when an op that ran could not
+   *   be recorded
    */
   buffer(): Uint32Array {
+    this.#checkWhole();
     let out: Uint32Array;
     try {
       out = new Uint32Array(this.#records * OP_RECORD_WORDS);
@@ -157,6 +168,19 @@ export class OpRecorder {
    */
   appendBatch(ops: Uint32Array, results: Int32Array, notRun: number): void {
     if (!this.#active) return;
+    this.#keep(() => this.#appendBatch(ops, results, notRun));
+  }
+
+  /**
+   * @internal Before a batch runs: room for all its records in the current chunk, so that
+   * appending what ran allocates nothing. A batch the recording cannot grow for is refused
+   * before it runs (`ENOMEM`, nothing changed).
+   */
+  reserveBatch(words: number): void {
+    if (this.#active) this.#reserve(words);
+  }
+
+  #appendBatch(ops: Uint32Array, results: Int32Array, notRun: number): void {
     const base = new Map<number, number>();
     const baseOf = (tag: number): number => {
       let b = base.get(tag);
@@ -246,6 +270,26 @@ export class OpRecorder {
   }
 
   /**
+   * Runs `record`, which records an op that has already run. If the recording cannot grow for
+   * it (`ENOMEM`), the op's effect still stands, and so does the call's result: the recorder
+   * stops there (a recording without that op would replay into another state), and save() and
+   * buffer() refuse, naming the op. Never throws that error to the call's caller.
+   */
+  #keep(record: () => void): void {
+    try {
+      record();
+    } catch (e) {
+      if (!(e instanceof PinlabError) || e.code !== 'ENOMEM') throw e;
+      this.#lost = `op ${this.#ops + 1} ran but could not be recorded (${e.message}): the recording stopped before it`;
+      this.stop();
+    }
+  }
+
+  #checkWhole(): void {
+    if (this.#lost !== null) throw new PinlabError('ENOMEM', `the recording is incomplete: ${this.#lost}`);
+  }
+
+  /**
    * Records the op `emit(result)` describes: with `error` null the result `emit` was given, a
    * PinlabError as -code; any other exception is not the engine's refusal and is not recorded.
    */
@@ -297,10 +341,10 @@ export class OpRecorder {
     try {
       value = call();
     } catch (e) {
-      this.#result(e, () => emit(null));
+      this.#keep(() => this.#result(e, () => emit(null)));
       throw e;
     }
-    emit(value);
+    this.#keep(() => emit(value));
     return value;
   }
 

@@ -41,6 +41,9 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // recorder the addon copies the records itself, by their real length.
   const rec = recorders.get(mem);
   const batch = rec?.active === true ? copyUint32(ops) : ops;
+  // Room for every record of the batch before it runs: a recording that cannot grow refuses
+  // the batch now (ENOMEM, nothing ran), not after its ops changed the array.
+  if (rec?.active === true) rec.reserveBatch(batch.length);
   const out = native.submitOps(mem, batch, onError === 'stop', spaces, nextSpaceId(mem), scratch);
   let r: number | Int32Array;
   if (Array.isArray(out)) {
