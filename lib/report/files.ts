@@ -3,7 +3,7 @@
 // and renamed into place, and never through a symbolic link.
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import { PinlabError } from '../errors.js';
@@ -136,8 +136,10 @@ export class ReportStopped extends PinlabError {
  * into a fresh temporary beside its target (O_CREAT | O_EXCL | O_NOFOLLOW) first, then, once
  * every one is written and every target is still absent or a regular file, all renamed into
  * place. A failure or a stop (`options.signal`) before the renames removes the temporaries and
- * changes none of the files; each name and its contents are read once, before anything is
- * written.
+ * changes none of the files. A rename that fails partway puts the files it already replaced
+ * back (each old file was kept under a hard link until all are in place) and removes those
+ * that replaced nothing; on a filesystem without hard links an old file cannot be put back.
+ * Each name and its contents are read once, before anything is written.
  *
  * @returns the absolute paths written, in the order given
  * @throws ReportStopped if `options.signal` stopped it (nothing written); PinlabError `EINVAL`
@@ -171,16 +173,75 @@ export async function writeReportFiles(dir: string, files: readonly ReportFile[]
     await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
     throw e;
   }
-  // Every file is written and checked: the renames, one after the other, are not stopped.
+  // Every file is written and checked: the renames, one after the other, are not stopped. Each
+  // file already there is kept under a second name (a hard link) until all are in place, so a
+  // rename that fails partway puts the earlier ones back: the report changes whole or not at all.
+  let backups: Kept[];
+  try {
+    backups = await keepOldFiles(paths);
+  } catch (e) {
+    await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
+    throw e;
+  }
   for (let i = 0; i < paths.length; i++) {
     try {
       await rename(temps[i]!, paths[i]!);
     } catch (e) {
-      await Promise.all(temps.slice(i).map((t) => unlink(t).catch(() => undefined)));
+      await putBack(paths.slice(0, i), backups.slice(0, i));
+      await Promise.all([...temps.slice(i), ...asides(backups.slice(i))].map((t) => unlink(t).catch(() => undefined)));
       throw e;
     }
   }
+  await Promise.all(asides(backups).map((b) => unlink(b).catch(() => undefined)));
   return paths;
+}
+
+/** What was at a report file's path before its rename: nothing, a file kept aside, or a file that could not be. */
+type Kept = { aside: string } | 'absent' | 'unkept';
+
+const asides = (kept: readonly Kept[]): string[] => kept.flatMap((k) => (typeof k === 'object' ? [k.aside] : []));
+
+/**
+ * A second name (hard link, fresh, beside it) for each of `paths` that holds a file: what a
+ * failed set of renames puts back. `'unkept'` on a filesystem without hard links (that file then
+ * cannot be put back).
+ */
+async function keepOldFiles(paths: readonly string[]): Promise<Kept[]> {
+  const out: Kept[] = [];
+  try {
+    for (const p of paths) out.push(await linkAside(p));
+  } catch (e) {
+    await Promise.all(asides(out).map((b) => unlink(b).catch(() => undefined)));
+    throw e;
+  }
+  return out;
+}
+
+async function linkAside(path: string): Promise<Kept> {
+  for (let attempt = 0; ; attempt++) {
+    const aside = `${path}.old-${process.pid}-${randomBytes(6).toString('hex')}`;
+    try {
+      await link(path, aside); // link(2) does not follow a symbolic link (and the target is a regular file)
+      return { aside };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'absent'; // nothing there to keep
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EMLINK') return 'unkept'; // no hard links here
+      if (code !== 'EEXIST' || attempt >= 8) throw e;
+    }
+  }
+}
+
+/**
+ * Undoes the renames over `paths`: each old file back under its name, a new file that replaced
+ * nothing removed, one that replaced a file it could not keep left in place. Best effort.
+ */
+async function putBack(paths: readonly string[], kept: readonly Kept[]): Promise<void> {
+  for (let j = paths.length - 1; j >= 0; j--) {
+    const k = kept[j]!;
+    if (k === 'unkept') continue;
+    await (k === 'absent' ? unlink(paths[j]!) : rename(k.aside, paths[j]!)).catch(() => undefined);
+  }
 }
 
 /** The files every report folder holds whatever the run: checked before a run starts. */
