@@ -221,21 +221,14 @@ async function synth(args: string[], io: CliIo): Promise<number> {
     mix,
   };
   const progress = progressReporter(io.err, 'pinlab trace synth');
-  const job = native.startSynth(String(values.out), options, (done, total) => progress.update({ done, total, label: String(values.out) }));
-  const stop = interruptible(() => job.cancel());
-  let r;
-  try {
-    r = await job.promise;
-  } catch (e) {
-    if (stop.fired()) {
-      io.err.write('pinlab: synthesis stopped; nothing written\n');
-      return STOPPED;
-    }
-    throw e;
-  } finally {
-    progress.done();
-    stop.done();
-  }
+  const r = await untilDoneOrStopped(
+    native.startSynth(String(values.out), options, (done, total) => progress.update({ done, total, label: String(values.out) })),
+    'synthesis',
+    io,
+    (e) => e,
+    () => progress.done(),
+  );
+  if (r === null) return STOPPED;
   io.out.write(`wrote ${r.path}: ${r.ops} ops, ${r.records} records (seed ${options.seed}, ${options.threads} tag${options.threads === 1 ? '' : 's'}, mix ${mix})\n`);
   return 0;
 }
@@ -248,20 +241,33 @@ async function convert(args: string[], io: CliIo): Promise<number> {
   }
   if (positionals.length !== 2) throw new UsageError('trace convert needs IN and OUT');
   const [input, output] = positionals as [string, string];
-  const job = native.startConvert(input, output);
-  const stop = interruptible(() => job.cancel());
-  let r;
-  try {
-    r = await job.promise;
-  } catch (e) {
-    if (stop.fired()) {
-      io.err.write('pinlab: conversion stopped; nothing written\n');
-      return STOPPED;
-    }
-    throw refusal(e);
-  } finally {
-    stop.done();
-  }
+  const r = await untilDoneOrStopped(native.startConvert(input, output), 'conversion', io, refusal);
+  if (r === null) return STOPPED;
   io.out.write(`wrote ${output}: ${r.records} records\n`);
   return 0;
+}
+
+/**
+ * Awaits a native job that Ctrl-C cancels (its output is written all or none): its result, or
+ * null once Ctrl-C stopped it (said on stderr: nothing written). Any other failure is thrown as
+ * `failure` maps it; `finish` runs either way, before anything is said.
+ */
+async function untilDoneOrStopped<T>(
+  job: { promise: Promise<T>; cancel(): void },
+  what: string,
+  io: CliIo,
+  failure: (e: unknown) => unknown,
+  finish: () => void = () => undefined,
+): Promise<T | null> {
+  const stop = interruptible(() => job.cancel());
+  try {
+    return await job.promise;
+  } catch (e) {
+    if (!stop.fired()) throw failure(e);
+  } finally {
+    finish();
+    stop.done();
+  }
+  io.err.write(`pinlab: ${what} stopped; nothing written\n`);
+  return null;
 }
