@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import {
   AddressSpace,
+  OP_CODES,
   OP_NOT_RUN,
   OP_RECORD_WORDS,
   OpBatch,
@@ -531,6 +532,47 @@ describe('the recorder', () => {
     expect(() => failingBigArrays(OP_RECORD_WORDS * 2, () => mem.unpinPages({ start: 9, count: 1 }))).toThrow(expect.objectContaining({ code: 'ENOTPINNED' }) as Error);
     expect(rec.active).toBe(false);
     expect(() => rec.buffer()).toThrow(expect.objectContaining({ code: 'ENOMEM' }) as Error);
+  });
+
+  /** Fills the first chunk of `rec` but `left` records with gets of page 3. */
+  function fillChunk(mem: PageArray, rec: { buffer(): Uint32Array }, left: number): void {
+    const used = rec.buffer().length / OP_RECORD_WORDS;
+    const fill = new OpBatch();
+    for (let i = 0; i < 65536 - used - left; i++) fill.push('get', { a: 3, b: 1 });
+    mem.submit(fill.toArray());
+  }
+
+  it("an address space's dispose whose munmap cannot be recorded still disposes; the recording refuses to be saved", () => {
+    const mem = new PageArray({ pages: 1 << 10, populated: false });
+    const rec = mem.record();
+    const a = new AddressSpace(mem, { pages: 64 });
+    const b = new AddressSpace(mem, { pages: 64 });
+    a.mmap({ start: 0, count: 4, populate: true });
+    b.mmap({ start: 0, count: 4, populate: true });
+    fillChunk(mem, rec, 0);
+    expect(() => failingBigArrays(OP_RECORD_WORDS * 2, () => mem.dispose())).not.toThrow();
+    expect(a.disposed && b.disposed).toBe(true); // the second space too
+    expect(rec.active).toBe(false);
+    expect(() => rec.buffer()).toThrow(expect.objectContaining({ code: 'ENOMEM' }) as Error);
+  });
+
+  it("an owner's drop under write-bias that cannot be recorded is refused before it releases anything", () => {
+    const mem = new PageArray({ pages: 1 << 10, populated: true, scheme: 'write-bias' });
+    const rec = mem.record();
+    const o = mem.pinOwner('o');
+    mem.pinPages({ start: 2, count: 1 }, { write: true, owner: o });
+    mem.pinPages({ start: 5, count: 1 }, { owner: o });
+    const before = [mem.refcount(2), mem.refcount(5)];
+    fillChunk(mem, rec, 2); // room for the read unpin's two records, not the write unpin's
+    expect(() => failingBigArrays(OP_RECORD_WORDS * 2, () => o.drop({ pins: 'release' }))).toThrow(expect.objectContaining({ code: 'ENOMEM' }) as Error);
+    expect([mem.refcount(2), mem.refcount(5)]).toEqual(before); // nothing released
+    expect(o.dropped).toBe(false);
+    expect(rec.active).toBe(true); // refused whole: the recording is still what ran
+    o.drop({ pins: 'release' }); // the next chunk can be had now
+    expect(o.dropped).toBe(true);
+    rec.stop();
+    const ops = opsOf(rec.buffer());
+    expect(ops.slice(-2).map((op) => op.code)).toEqual([OP_CODES.unpin, OP_CODES.unpin]);
   });
 
   it('buffer() turns a failed allocation into ENOMEM', () => {

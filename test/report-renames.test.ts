@@ -79,4 +79,17 @@ describe('writeReportFiles: a rename failing partway', () => {
     expect(readFileSync(target, 'utf8')).toBe('old');
     expect(readdirSync(dir)).toEqual(['results.json']);
   });
+
+  it('a report that names one path twice is refused before anything is written', async () => {
+    const dir = join(root, `r${++seq}`);
+    await writeReportFiles(dir, [{ name: 'results.json', data: 'old' }]);
+    failing.add('results.md');
+    for (const twice of ['results.json', './results.json', `../${basename(dir)}/results.json`]) {
+      await expect(writeReportFiles(dir, [{ name: 'results.json', data: 'a' }, { name: twice, data: 'b' }, { name: 'results.md', data: '#' }])).rejects.toThrow(
+        expect.objectContaining({ code: 'EINVAL', message: expect.stringContaining('twice') as string }) as Error,
+      );
+    }
+    expect(readFileSync(join(dir, 'results.json'), 'utf8')).toBe('old');
+    expect(readdirSync(dir)).toEqual(['results.json']);
+  });
 });

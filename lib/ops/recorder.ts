@@ -244,6 +244,20 @@ export class OpRecorder {
     this.#pos = 0;
   }
 
+  /** The words of an unpin of a list of `entries` PFNs (its op and data records); 0 for an empty list, which is not recorded. */
+  #listWords(entries: number): number {
+    return entries === 0 ? 0 : OP_RECORD_WORDS * (1 + Math.ceil(entries / OP_ENTRIES_PER_DATA));
+  }
+
+  /** A copy of `list`, or PinlabError `ENOMEM` (which #keep turns into a lost record). */
+  #copyOrLose(list: Uint32Array): Uint32Array {
+    try {
+      return list.slice();
+    } catch (e) {
+      throw new PinlabError('ENOMEM', `no memory for a copy of ${list.length} PFNs: ${(e as Error).message}`);
+    }
+  }
+
   /** One op record and the data records of `entries`. */
   #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null): void {
     const n = entries === null ? 0 : entries.length;
@@ -384,9 +398,14 @@ export class OpRecorder {
         writes = stableList(writes);
         const r = this.#list(reads);
         const w = this.#list(writes);
+        // Room for both records first: a recording that cannot grow refuses the drop before it
+        // runs (ENOMEM, nothing released), which the owner reports as refused, unchanged.
+        this.#reserve(this.#listWords(reads.length) + this.#listWords(writes.length));
         const result = (orig as unknown as PA['unpinLists']).call(h, reads, writes);
-        if (reads.length > 0) this.#op(C.unpin, F.list | (r.refs ? F.refs : 0), 0, 0, 0, reads.length, r.entries);
-        if (writes.length > 0) this.#op(C.unpin, F.write | F.list | (w.refs ? F.refs : 0), 0, 0, 0, writes.length, w.entries);
+        this.#keep(() => {
+          if (reads.length > 0) this.#op(C.unpin, F.list | (r.refs ? F.refs : 0), 0, 0, 0, reads.length, r.entries);
+          if (writes.length > 0) this.#op(C.unpin, F.write | F.list | (w.refs ? F.refs : 0), 0, 0, 0, writes.length, w.entries);
+        });
         return result;
       },
       getPage: (orig) => (pfn: number, refs: number) =>
@@ -461,7 +480,7 @@ export class OpRecorder {
       dispose: (orig) => () => {
         const pages = h.isDisposed() ? 0 : h.info().pages;
         (orig as unknown as AS['dispose']).call(h);
-        if (pages > 0) this.#op(C.munmap, 0, id, 0, u32(pages), 0);
+        if (pages > 0) this.#keep(() => this.#op(C.munmap, 0, id, 0, u32(pages), 0));
       },
       mprotect: (orig) => (start: number, count: number, write: boolean) =>
         this.#call(() => (orig as unknown as AS['mprotect']).call(h, start, count, write), () =>
@@ -480,9 +499,11 @@ export class OpRecorder {
             this.#op(code, bits, id, u32(start), u32(count), 0);
             return;
           }
-          // The PFNs it returned: recorded (they name its pages in a replay) and numbered.
+          // The PFNs it returned: recorded (they name its pages in a replay) and numbered. The
+          // copy first: its allocation failing is a record lost, as the chunk's (#keep).
+          const values = this.#copyOrLose(pfns);
           this.#op(code, bits, id, u32(start), u32(count), pfns.length, pfns);
-          this.#gupOutputs.set(pfns.buffer, { base: this.#outputs, values: pfns.slice() });
+          this.#gupOutputs.set(pfns.buffer, { base: this.#outputs, values });
           this.#outputs += pfns.length;
         });
       },

@@ -143,13 +143,17 @@ export class ReportStopped extends PinlabError {
  *
  * @returns the absolute paths written, in the order given
  * @throws ReportStopped if `options.signal` stopped it (nothing written); PinlabError `EINVAL`
- *   for a target that is not a regular file
+ *   for a target that is not a regular file, or a name given twice
  */
 export async function writeReportFiles(dir: string, files: readonly ReportFile[], options: WriteReportOptions = {}): Promise<string[]> {
   const signal = options.signal;
   const list = Array.from(files, (f) => ({ name: String(f.name), data: String(f.data) })); // each read once
   const stopped = (): boolean => signal?.aborted === true;
   if (stopped()) throw new ReportStopped(dir);
+  // Two names for one path ('a', './a') would be kept aside twice and put back once.
+  const where = list.map((f) => resolve(dir, f.name));
+  const twice = where.findIndex((p, i) => where.indexOf(p) !== i);
+  if (twice >= 0) throw new PinlabError('EINVAL', `a report cannot write ${where[twice]} twice (${list[twice]!.name})`);
   const root = await prepareOutputDir(dir, list.map((f) => f.name));
   const paths = list.map((f) => join(root, f.name));
   const temps: string[] = [];
