@@ -27,6 +27,8 @@ import { native } from '../lib/native.js';
 import { replayCommand } from '../lib/ops/cli.js';
 import { writeReportFiles } from '../lib/report/files.js';
 
+import { gcFunction } from './helpers.js';
+
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'pinlab-attack23-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -573,6 +575,35 @@ describe('the recorder', () => {
     rec.stop();
     const ops = opsOf(rec.buffer());
     expect(ops.slice(-2).map((op) => op.code)).toEqual([OP_CODES.unpin, OP_CODES.unpin]);
+  });
+
+  it('a stopped recorder is not kept alive by its page array: its recording goes with the last reference', async () => {
+    const gc = gcFunction();
+    const mem = new PageArray({ pages: 1 << 10, populated: true });
+    const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+    const make = (): WeakRef<object> => {
+      const rec = mem.record();
+      mem.pinPages({ start: 0, count: 4 });
+      mem.unpinPages({ start: 0, count: 4 });
+      rec.stop();
+      return new WeakRef(rec);
+    };
+    const collect = async (): Promise<void> => {
+      for (let i = 0; i < 3; i++) {
+        await tick();
+        gc();
+        await tick();
+      }
+    };
+    const gone = make();
+    await collect(); // before any other record(), which would replace it
+    expect(gone.deref()).toBeUndefined();
+    // An active one is held by the page array (it records every call), even unreferenced.
+    const active = ((): WeakRef<object> => new WeakRef(mem.record()))();
+    await collect();
+    expect(active.deref()).toBeDefined();
+    mem.getPage(1); // recorded by the active one
+    (active.deref() as { stop(): void }).stop();
   });
 
   it('buffer() turns a failed allocation into ENOMEM', () => {

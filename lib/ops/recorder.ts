@@ -73,9 +73,12 @@ export class OpRecorder {
   /** Where the last op record was written (its result word is at + 5). */
   #last: { words: Uint32Array; at: number } = { words: this.#cur, at: 0 };
 
+  readonly #onStop: () => void;
+
   /** @internal Use {@link PageArray.record}. */
-  constructor(mem: NativePageArray, header: NativeOpHeader) {
+  constructor(mem: NativePageArray, header: NativeOpHeader, onStop: () => void = () => undefined) {
     this.#mem = mem;
+    this.#onStop = onStop;
     this.#header = { ...header };
     this.#tapPageArray(mem);
     const listener: SpaceListener = {
@@ -118,6 +121,7 @@ export class OpRecorder {
     for (const { handle, names } of this.#tapped) for (const n of names) delete (handle as Record<string, unknown>)[n];
     this.#tapped.length = 0;
     setSpaceListener(this.#mem, null);
+    this.#onStop();
   }
 
   /**

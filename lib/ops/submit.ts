@@ -69,7 +69,11 @@ export function startRecording(mem: NativePageArray, header: NativeOpHeader): Op
       'record() must start before the first address space is created: a replay builds its address spaces from the stream',
     );
   }
-  const rec = new OpRecorder(mem, header);
+  // A stopped recorder is forgotten here: the page array no longer holds its recording, which
+  // lives as long as the caller keeps the recorder.
+  const rec: OpRecorder = new OpRecorder(mem, header, () => {
+    if (recorders.get(mem) === rec) recorders.delete(mem);
+  });
   recorders.set(mem, rec);
   return rec;
 }
