@@ -328,6 +328,28 @@ describe('Ctrl-C leaves no half-written output', () => {
     expect(readdirSync(join(dir, 'ctrl-c'))).toEqual([]);
   });
 
+  it('trace convert: the output never appears, an old one is kept, no temporary is left', async () => {
+    const src = join(dir, 'convert-src.pkops');
+    const made = await cli(['trace', 'synth', '--ops', '6000000', '--pages', '65536', '--out', src]);
+    expect(made.status).toBe(0);
+    const outDir = join(dir, 'ctrl-c-convert');
+    spawnSync('mkdir', ['-p', outDir]);
+    // Binary to text (about a second for 6 M ops here) and text to binary: interrupted at the
+    // first progress line, long before either can finish.
+    const text = join(outDir, 'big.pkops.txt');
+    const r1 = await interrupted(['trace', 'convert', src, text], /pinlab trace convert:/);
+    expect(r1.status).toBe(130);
+    expect(r1.err).toContain('nothing written');
+    expect(readdirSync(outDir)).toEqual([]);
+    // An output that exists already is left as it was.
+    const old = join(outDir, 'old.pkops.txt');
+    writeFileSync(old, 'the previous conversion\n');
+    const r2 = await interrupted(['trace', 'convert', src, old], /pinlab trace convert:/);
+    expect(r2.status).toBe(130);
+    expect(readFileSync(old, 'utf8')).toBe('the previous conversion\n');
+    expect(readdirSync(outDir)).toEqual(['old.pkops.txt']);
+  });
+
   it('replay --out: no report is written', async () => {
     const file = join(dir, 'long.pkops');
     const made = await cli(['trace', 'synth', '--ops', '6000000', '--pages', '65536', '--out', file]);

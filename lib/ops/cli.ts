@@ -241,7 +241,14 @@ async function convert(args: string[], io: CliIo): Promise<number> {
   }
   if (positionals.length !== 2) throw new UsageError('trace convert needs IN and OUT');
   const [input, output] = positionals as [string, string];
-  const r = await untilDoneOrStopped(native.startConvert(input, output), 'conversion', io, refusal);
+  const progress = progressReporter(io.err, 'pinlab trace convert');
+  const r = await untilDoneOrStopped(
+    native.startConvert(input, output, (done, total, what) => progress.update({ done, total, label: what })),
+    'conversion',
+    io,
+    refusal,
+    () => progress.done(),
+  );
   if (r === null) return STOPPED;
   io.out.write(`wrote ${output}: ${r.records} records\n`);
   return 0;

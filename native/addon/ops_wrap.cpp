@@ -470,9 +470,12 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
     // are copied out after the run, into whatever array is there then.
     bool hooked = false;
     for (const LiveSpace& s : live) hooked = hooked || s.wrap->has_race_hook();
+    // Every array the results may need is made before the first op runs: an allocation that
+    // fails (a RangeError) then refuses a batch that changed nothing. A hooked batch gets its
+    // fresh array up front too, in case its hook takes the scratch away.
     bool fits = scratch_length >= f.ops;
     std::vector<int32_t> owned_results(hooked ? f.ops : 0);
-    Napi::Int32Array fresh = fits || hooked ? Napi::Int32Array() : Napi::Int32Array::New(env, f.ops);
+    Napi::Int32Array fresh = fits && !(hooked && f.ops > 0) ? Napi::Int32Array() : Napi::Int32Array::New(env, f.ops);
     int32_t* results = hooked ? owned_results.data() : fits ? scratch : fresh.Data();
     Executor exec(mem_core, &table);
     RunOptions o;
@@ -482,7 +485,6 @@ Napi::Value submit_ops(const Napi::CallbackInfo& info) {
     if (hooked && f.ops > 0) {
       fits = typed_array_data(env, info[5], napi_int32_array, &scratch, &scratch_length) &&
              scratch_length >= f.ops;
-      if (!fits) fresh = Napi::Int32Array::New(env, f.ops);
       std::memcpy(fits ? scratch : fresh.Data(), owned_results.data(), f.ops * sizeof(int32_t));
     } else if (hooked) {
       fits = true;
