@@ -442,7 +442,8 @@ export class AddressSpace {
   /**
    * Changes write access. Removing it write-protects the entries now; granting it leaves them
    * read-only until a write fault reuses or copies the page.
-   * @throws PinlabError `EFAULT` if part of the range is not mapped (nothing changes)
+   * @throws PinlabError `ENOMEM` if part of the range is not mapped, as the kernel's mprotect(2)
+   *   answers (nothing changes: the kernel would have changed the mappings before the hole)
    */
   mprotect(options: MprotectOptions): void {
     const o = optionsObject('mprotect options', options, ['start', 'count', 'write']);

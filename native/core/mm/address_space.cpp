@@ -440,11 +440,13 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  // Validate before we mutate: every page must be mapped.
+  // Validate before we mutate: every page must be mapped. A hole is ENOMEM, the kernel's
+  // answer (mprotect(2); do_mprotect_pkey), which has changed the mappings before the hole by
+  // then: here a refused call changes nothing.
   for (uint64_t v = s; v < e;) {
     uint64_t rs = 0;
     const Region* r = region_at(v, &rs);
-    if (r == nullptr) return Status::Fail(Code::kEFAULT, Reason::kNoMapping, int64_t(v));
+    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
     v = rs + r->count;
   }
   if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;  // never split: EINVAL
