@@ -174,7 +174,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       });
     }
 
-    it('a pinned THP is copied whole into the child', () => {
+    it('a pinned THP: the parent\'s leaf is split, the child gets 4 KiB copies (copy_huge_pmd, copy_present_page)', () => {
       const { mem, mm } = makeMm({ scheme, pages: 4096 });
       mm.mmap({ start: 0, count: 1024, huge: true, populate: true });
       const h0 = mm.translate(0)!.pfn;
@@ -184,13 +184,21 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       const child = mm.fork();
       const biasThp = biasCounted(scheme, 9);
       expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { earlyCowCopies: PMD }));
-      const ct = child.translate(512)!;
-      expect(ct.huge).toBe(true);
-      expect(ct.writable).toBe(true);
-      expect(ct.pfn).not.toBe(h1);
-      expect(mem.folioOrder(ct.pfn)).toBe(9);
-      expect(mem.refcount(ct.pfn)).toBe(PMD);
-      expect(mm.translate(700)).toEqual({ pfn: h1 + 188, writable: true, zeroPage: false, huge: true, shared: false });
+      const copies = new Set<number>();
+      for (let v = 512; v < 1024; v++) {
+        const ct = child.translate(v)!;
+        expect(ct.huge).toBe(false);
+        expect(ct.writable).toBe(true);
+        expect(mem.folioOrder(ct.pfn)).toBe(0);
+        expect(mem.refcount(ct.pfn)).toBe(1);
+        expect(ct.pfn >= h1 && ct.pfn < h1 + PMD).toBe(false);
+        copies.add(ct.pfn);
+        // The parent maps the same folio by 512 PTEs, writable and exclusive as before.
+        expect(mm.translate(v)).toEqual({ pfn: h1 + (v - 512), writable: true, zeroPage: false, huge: false, shared: false });
+      }
+      expect(copies.size).toBe(PMD);
+      expect(mem.folioOrder(h1)).toBe(9);
+      expect(mm.translate(700)).toEqual({ pfn: h1 + 188, writable: true, zeroPage: false, huge: false, shared: false });
       // The unpinned THP is shared (PMD 512 refs below BIAS: not a false positive).
       expect(child.translate(0)).toEqual({ pfn: h0, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h0)).toBe(2 * PMD);
@@ -274,6 +282,41 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       // With the pins gone the pages are shared: fork needs no memory.
       const child = mm.fork();
       expect(child.translate(0)!.pfn).toBe(pfns[0]);
+    });
+
+    it('a pinned THP needs 4 KiB pages, not a free 2 MiB block; too few of them: ENOMEM, the parent unchanged', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 2048, vpages: 2048 });
+      mm.mmap({ start: 0, count: 512, huge: true, populate: true });
+      const r = mm.pinUserPagesFast(3, 1, { write: true });
+      // Fragment the rest: one page kept of every 512, so no order-9 block stays free.
+      const held: number[] = [];
+      for (;;) {
+        let p: number;
+        try {
+          p = mem.allocFolio(0);
+        } catch {
+          break;
+        }
+        held.push(p);
+      }
+      const kept = held.filter((p) => p % 512 === 511);
+      const spare = held.filter((p) => p % 512 !== 511);
+      // 100 free pages: the copies run out partway.
+      for (const p of spare.slice(0, 100)) mem.putPage(p);
+      const err = expectCodeNoChange(mm, () => mm.fork(), 'ENOMEM', { vpages: 1024, mmStats: 'unchanged' });
+      expect(err.message).toMatch(/free|memory/);
+      expect(mm.translate(3)!.huge).toBe(true);
+      expect(mem.freePages()).toBe(100);
+      // Enough of them (more than 512, in no order-9 block): the fork succeeds.
+      for (const p of spare.slice(100)) mem.putPage(p);
+      expect(mem.freePages()).toBeGreaterThan(PMD);
+      const child = mm.fork();
+      expect(mm.translate(3)!.huge).toBe(false);
+      expect(child.translate(3)!.huge).toBe(false);
+      expect(child.translate(3)!.pfn).not.toBe(mm.translate(3)!.pfn);
+      child.dispose();
+      mm.unpinUserPages(r.pfns, { write: true });
+      for (const p of kept) mem.putPage(p);
     });
 
     it('every page goes back after fork, pins, COW breaks, munmap of both sides and the unpins', () => {

@@ -857,7 +857,50 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
   }
 }
 
-Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+Status AddressSpace::fork_pinned_thp(AddressSpace& child, std::atomic<uint64_t>& child_pmd,
+                                     uint64_t e, uint64_t vpage, ForkTally* tally) {
+  const uint64_t i = vpage >> kPmdShift;
+  const uint64_t head = mem_->folio_head(entry::pfn(e));
+  std::atomic<uint64_t>* ct = nullptr;
+  try {
+    pt_.ensure_table(i);  // the parent's, for the split in the commit pass (unlinked until then)
+    ct = child.pt_.ensure_table(i);
+  } catch (const std::bad_alloc&) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(2 * kPtesPerTable * sizeof(uint64_t)));
+  }
+  // relaxed stores into the child's table: the child is not visible to anyone yet. The table
+  // is linked first, so that abandon_fork finds every copy made before a failure.
+  child_pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_relaxed);
+  const uint64_t bits = entry::kPresent | entry::kExclusive | writable_bit(vpage);
+  for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+    uint64_t copy = 0;
+    if (Status st = mem_->alloc_folio(0, true, &copy); !st.ok()) return st;
+    mem_->copy_folio_flags(head, copy);
+    mem_->add_mapped_refs(copy, 1);
+    ct[k].store(entry::make(copy, bits), std::memory_order_relaxed);
+  }
+  // Counted once fork succeeds, in pages.
+  tally->early_cow_copies += kPtesPerTable;
+  const std::optional<int64_t> pins = mem_->exact_folio_pins(head, kPmdOrder);
+  if (!pins) tally->unclassified += kPtesPerTable;
+  else if (*pins == 0) tally->false_positives += kPtesPerTable;
+  return Status::Ok();
+}
+
+void AddressSpace::abandon_copied_table(AddressSpace& child, std::atomic<uint64_t>& child_pmd,
+                                        uint64_t vpage) {
+  std::atomic<uint64_t>* ct = child.pt_.table(vpage >> kPmdShift);
+  for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+    const uint64_t ce = ct[k].exchange(0, std::memory_order_relaxed);
+    if (!entry::present(ce)) continue;  // the copies stop where the allocation failed
+    const uint64_t copy = mem_->folio_head(entry::pfn(ce));
+    mem_->add_mapped_refs(copy, -1);
+    mem_->give_back_unused(copy);
+  }
+  child_pmd.store(0, std::memory_order_relaxed);
+}
+
+Status AddressSpace::fork_entry(AddressSpace& child, std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally) {
   const uint64_t e = slot.load(std::memory_order_relaxed);  // relaxed: we hold the mmap lock
   if (entry::swap(e)) return fork_swap_entry(e, child_slot);  // swap.cpp
@@ -880,17 +923,16 @@ Status AddressSpace::fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_
   const uint32_t order = mem_->folio_order(head);
   const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
   if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
-    // Early COW: the child gets a copy now; the parent keeps the pinned page as it was.
+    // Early COW: the child gets a copy now; the parent keeps the pinned page as it was. A THP
+    // leaf: 512 copies of 4 KiB, the parent's leaf split (the kernel's copy_huge_pmd).
+    if (huge) return fork_pinned_thp(child, child_slot, e, vpage, tally);
     uint64_t copy = 0;
-    if (Status st = mem_->alloc_folio(huge ? kPmdOrder : 0, true, &copy); !st.ok()) return st;
-    if (refs > 1) (void)mem_->get_page(copy, refs - 1);  // a fresh folio: cannot fail
+    if (Status st = mem_->alloc_folio(0, true, &copy); !st.ok()) return st;
     mem_->copy_folio_flags(head, copy);
     mem_->add_mapped_refs(copy, refs);
-    const uint64_t kind = huge ? entry::kHuge : 0;
-    child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | kind |
-                                           writable_bit(vpage)),
+    child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | writable_bit(vpage)),
                      std::memory_order_relaxed);
-    // Counted once fork succeeds, in pages (a THP leaf is 512).
+    // Counted once fork succeeds, in pages.
     tally->early_cow_copies += uint64_t(refs);
     const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
     if (!pins) tally->unclassified += uint64_t(refs);
@@ -930,9 +972,13 @@ void AddressSpace::abandon_fork(AddressSpace& child) {
   // (so its destructor finds nothing). The parent's entries still map the shared folios, so
   // these puts never free one; the early copies, never seen by anyone, go back unused.
   for_each_fork_pair(child, [&](std::atomic<uint64_t>&, std::atomic<uint64_t>& child_slot,
-                                uint64_t, bool huge) {
+                                uint64_t vpage, bool huge) {
     if (huge && entry::hugetlb(child_slot.load(std::memory_order_relaxed))) {
       abandon_hugetlb_leaf(child_slot);  // one reference per page, not per leaf
+      return;
+    }
+    if (huge && entry::table(child_slot.load(std::memory_order_relaxed))) {
+      abandon_copied_table(child, child_slot, vpage);  // a pinned THP's 4 KiB copies
       return;
     }
     const uint64_t ce = child_slot.exchange(0, std::memory_order_relaxed);
@@ -975,7 +1021,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                                  uint64_t vpage, bool huge) {
     // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
-    if (st.ok() && forks_at(vpage)) st = fork_entry(slot, child_slot, vpage, huge, pinned_mm, &tally);
+    if (st.ok() && forks_at(vpage)) st = fork_entry(*child, slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
   if (!st.ok()) {
     abandon_fork(*child);
@@ -985,8 +1031,14 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // Commit. seq_cst on the parent's entry: a walker that grabbed through the writable entry
   // sees the change on its recheck.
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
-                                 uint64_t, bool) {
+                                 uint64_t vpage, bool huge) {
     const uint64_t e = slot.load(std::memory_order_relaxed);
+    // A pinned THP the child got 4 KiB copies of: the parent's leaf becomes 512 PTEs of the same
+    // folio, writable and exclusive as it was (its table reserved by fork_pinned_thp).
+    if (huge && !entry::hugetlb(e) && entry::table(child_slot.load(std::memory_order_relaxed))) {
+      split_pmd(vpage >> kPmdShift);
+      return;
+    }
     if (entry::swap(e)) {
       // A shared swap entry: neither side keeps SWP_EXCLUSIVE (as for a present page).
       if (entry::swap(child_slot.load(std::memory_order_relaxed)) && entry::exclusive(e))

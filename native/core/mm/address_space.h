@@ -449,8 +449,18 @@ class AddressSpace {
   };
   // fork: prepares the child's copy of one present entry (a PTE, or a PMD leaf when huge):
   // its references on a shared folio, or an early-COW copy. Changes nothing of the parent's.
-  Status fork_entry(std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
+  Status fork_entry(AddressSpace& child, std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
                     uint64_t vpage, bool huge, bool pinned_mm, ForkTally* tally);
+  // fork of a maybe-pinned PMD-mapped THP (leaf entry e) of an mm that has pinned, as the
+  // kernel's copy_huge_pmd, which will not share it: the child gets a PTE table of 512 order-0
+  // copies (copy_present_page, page by page), and the parent's leaf is split to PTEs of the same
+  // folio by fork's commit pass (its table reserved here, so the split cannot fail). ENOMEM when
+  // a copy or a table cannot be had; the copies made so far are in the child's table, which
+  // abandon_fork gives back.
+  Status fork_pinned_thp(AddressSpace& child, std::atomic<uint64_t>& child_pmd, uint64_t e,
+                         uint64_t vpage, ForkTally* tally);
+  // abandon_fork's part for a child's table of early copies (fork_pinned_thp).
+  void abandon_copied_table(AddressSpace& child, std::atomic<uint64_t>& child_pmd, uint64_t vpage);
   template <typename Fn>
   void for_each_fork_pair(AddressSpace& child, Fn&& fn);
   // A failed fork: gives back what fork_entry took for the child (never re-taking anything).
