@@ -202,7 +202,25 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       // The unpinned THP is shared (PMD 512 refs below BIAS: not a false positive).
       expect(child.translate(0)).toEqual({ pfn: h0, writable: false, zeroPage: false, huge: true, shared: false });
       expect(mem.refcount(h0)).toBe(2 * PMD);
-      // A second fork: two mappings' references of h0 now reach BIAS under bias counting.
+      // A second fork: two mappings' references of h0 now reach BIAS under bias counting, but
+      // h0 is COW-shared (not exclusive), so it cannot be pinned: shared again, never asked.
+      const s1 = mm.stats();
+      const child2 = mm.fork();
+      expect(delta(mm.stats(), s1)).toMatchObject({ earlyCowCopies: PMD, earlyCowFalsePositives: 0 });
+      expect(child2.translate(0)!.pfn).toBe(h0);
+      expect(biasThp && mem.maybeDmaPinned(h0)).toBe(biasThp);
+      mm.unpinUserPages(r.pfns, { write: true });
+    });
+
+    it('rules 2019 (no PageAnonExclusive): a COW-shared THP that reads maybe-pinned is copied at the next fork', () => {
+      const { mem, mm } = makeMm({ scheme, pages: 4096, rules: '2019' });
+      mm.mmap({ start: 0, count: 1024, huge: true, populate: true });
+      const h0 = mm.translate(0)!.pfn;
+      const r = mm.pinUserPagesFast(700, 1, { write: true });
+      mm.fork();
+      // Two mappings' references of h0 (1024) read as a pin where the scheme counts THP pins by bias.
+      const biasThp = mem.maybeDmaPinned(h0);
+      if (biasCounted(scheme, 9)) expect(biasThp).toBe(true);
       const s1 = mm.stats();
       const child2 = mm.fork();
       expect(delta(mm.stats(), s1)).toMatchObject({

@@ -857,6 +857,16 @@ void AddressSpace::note_maybe_pinned_event(uint64_t head, uint32_t order, MmStat
   }
 }
 
+bool AddressSpace::needs_early_cow(uint64_t e, uint64_t head, uint32_t order, bool pinned_mm) const {
+  if (!pinned_mm) return false;
+  // PageAnonExclusive: an entry that is already shared (an earlier fork's COW) cannot hold a
+  // pin, since a pin needs an exclusive page (the slow path unshares first): the kernel shares
+  // it again without asking (__folio_try_dup_anon_rmap). Without the rule (2019) every
+  // maybe-pinned page is copied.
+  if (rules_.anon_exclusive && !entry::exclusive(e)) return false;
+  return mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst);
+}
+
 Status AddressSpace::fork_pinned_thp(AddressSpace& child, std::atomic<uint64_t>& child_pmd,
                                      uint64_t e, uint64_t vpage, ForkTally* tally) {
   const uint64_t i = vpage >> kPmdShift;
@@ -922,7 +932,7 @@ Status AddressSpace::fork_entry(AddressSpace& child, std::atomic<uint64_t>& slot
   const uint64_t head = mem_->folio_head(entry::pfn(e));
   const uint32_t order = mem_->folio_order(head);
   const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
-  if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
+  if (needs_early_cow(e, head, order, pinned_mm)) {
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was. A THP
     // leaf: 512 copies of 4 KiB, the parent's leaf split (the kernel's copy_huge_pmd).
     if (huge) return fork_pinned_thp(child, child_slot, e, vpage, tally);

@@ -459,6 +459,10 @@ class AddressSpace {
   // abandon_fork gives back.
   Status fork_pinned_thp(AddressSpace& child, std::atomic<uint64_t>& child_pmd, uint64_t e,
                          uint64_t vpage, ForkTally* tally);
+  // Whether fork copies the anonymous page of entry e (folio head, order) into the child now
+  // instead of sharing it: an mm that has pinned, a maybe-pinned folio, and under anon_exclusive
+  // an exclusive entry (a shared one cannot be pinned).
+  bool needs_early_cow(uint64_t e, uint64_t head, uint32_t order, bool pinned_mm) const;
   // abandon_fork's part for a child's table of early copies (fork_pinned_thp).
   void abandon_copied_table(AddressSpace& child, std::atomic<uint64_t>& child_pmd, uint64_t vpage);
   template <typename Fn>

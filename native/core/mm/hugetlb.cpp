@@ -298,7 +298,7 @@ Status AddressSpace::fork_hugetlb_leaf(std::atomic<uint64_t>& slot,
     child_slot.store(e, std::memory_order_relaxed);
     return Status::Ok();
   }
-  if (pinned_mm && mem_->maybe_pinned_head(head, order, std::memory_order_seq_cst)) {
+  if (needs_early_cow(e, head, order, pinned_mm)) {
     // Early COW, as copy_hugetlb_page_range: the child gets a copy from the pool now.
     uint64_t copy = 0;
     if (!mem_->hugetlb_alloc(order, false, &copy).ok())
