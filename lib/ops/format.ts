@@ -180,13 +180,15 @@ export class OpBatch {
     // Every field is read once, and the entries copied, before the batch changes: a getter (or
     // a Proxy trap, or an entry's valueOf) that pushes onto this same batch, or throws, meets
     // a batch that has not started this op, and the op written is the one that was read.
-    const code = (OP_CODES as Record<string, number | undefined>)[op];
+    // Own names only: 'toString' or '__proto__' is no op, whatever Object.prototype holds.
+    const code = typeof op === 'string' && Object.hasOwn(OP_CODES, op) ? (OP_CODES as Record<string, number>)[op] : undefined;
     if (code === undefined) invalid(`unknown op ${show(op)} (known: ${Object.keys(OP_CODES).join(', ')})`);
     if (fields === null || typeof fields !== 'object') invalid(`op fields must be an object (got ${show(fields)})`);
     const { a, b, mm, tag: tagField, flags: flagNames, entries: entriesField } = fields;
+    if (flagNames !== undefined && !Array.isArray(flagNames)) invalid(`flags must be an array of flag names (got ${show(flagNames)})`);
     let flags = 0;
-    for (const f of flagNames ?? []) {
-      const bit = (OP_FLAGS as Record<string, number | undefined>)[f];
+    for (const f of Array.from((flagNames ?? []) as unknown[])) {
+      const bit = typeof f === 'string' && Object.hasOwn(OP_FLAGS, f) ? (OP_FLAGS as Record<string, number>)[f] : undefined;
       if (bit === undefined) invalid(`unknown op flag ${show(f)} (known: ${Object.keys(OP_FLAGS).join(', ')})`);
       flags |= bit;
     }

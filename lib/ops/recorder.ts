@@ -5,11 +5,23 @@
 // addon objects behind the page array and its address spaces, whose state-changing methods it
 // shadows while recording (own properties over the prototype's, removed by stop()), so a page
 // array that is not recording pays nothing.
+import { fileURLToPath } from 'node:url';
+
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 } from './format.js';
+import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALUE, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 as formatU32 } from './format.js';
 import { setSpaceListener, type SpaceListener } from './spaces.js';
-import { stableList } from '../validate.js';
+import { show, stableList } from '../validate.js';
+
+/** Set by {@link u32} when an argument had no u32 to stand for it (negative, fractional, 2^32 or more). */
+let lossy = false;
+
+/** An argument as a record field (OP_NO_VALUE where it has none), noting in `lossy` when it had none. */
+function u32(v: number): number {
+  const w = formatU32(v);
+  if (w === OP_NO_VALUE && v !== OP_NO_VALUE) lossy = true;
+  return w;
+}
 
 /** What {@link OpRecorder.save} wrote. */
 export interface OpSaveResult {
@@ -62,6 +74,8 @@ export class OpRecorder {
   #ops = 0;
   #records = 0;
   #active = true;
+  /** While #result evaluates a refused call's record without writing it. */
+  #dry = false;
   /** Set when an op that ran could not be recorded (no memory): the recording stopped there. */
   #lost: string | null = null;
   /** Outputs numbered so far, tag 0 (the JS API's calls are all tag 0). */
@@ -128,14 +142,21 @@ export class OpRecorder {
    * Writes the recording to `path`: the binary `.pkops` format, or the text form when the name
    * ends in `.txt` (`trace.pkops.txt`). The file appears whole or not at all (a temporary beside
    * it, renamed into place); a symbolic link, FIFO or folder at `path` is refused. Synchronous.
-   * @throws PinlabError `EINVAL` for a bad path, `ENOENT`/`EACCES` when the folder cannot be written,
+   * `path` is a string or a `file:` URL.
+   * @throws PinlabError `EINVAL` for a bad path (or one that is neither a string nor a file: URL), `ENOENT`/`EACCES` when the folder cannot be written,
    *   `ENOMEM` when an op that ran could not be recorded (the recording is not what ran)
    */
-  save(path: string): OpSaveResult {
+  save(path: string | URL): OpSaveResult {
     this.#checkWhole();
-    // The path read once (a `toString` that answers differently each time cannot make the file
-    // written, the one reported and the one measured differ); a NUL in it is refused natively.
-    const file = typeof path === 'string' ? path : String(path);
+    // A string, a file: URL, or an object read once by its toString (one that answers
+    // differently each time cannot make the file written, the one reported and the one measured
+    // differ). Anything else (undefined, a number, a symbol) would name a file 'undefined' or
+    // '5': refused. A NUL in it is refused natively.
+    let file: string;
+    if (typeof path === 'string') file = path;
+    else if (path instanceof URL && path.protocol === 'file:') file = fileURLToPath(path);
+    else if (path !== null && typeof path === 'object' && !(path instanceof URL)) file = String(path);
+    else throw new PinlabError('EINVAL', `the path to save to must be a string or a file: URL (got ${show(path)})`);
     const chunks = [...this.#chunks, this.#cur.subarray(0, this.#pos)];
     const { records, ops, bytes } = native.writeOps(file, this.#header, chunks);
     return { path: file, ops, records, bytes }; // the bytes written, not a later stat of the path
@@ -264,6 +285,7 @@ export class OpRecorder {
 
   /** One op record and the data records of `entries`. */
   #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null): void {
+    if (this.#dry) return; // #result's dry run: the arguments are evaluated, nothing is written
     const n = entries === null ? 0 : entries.length;
     this.#reserve(OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
     const w = this.#cur;
@@ -318,6 +340,17 @@ export class OpRecorder {
     }
     const n = error instanceof PinlabError ? codeNumber(error.code) : undefined;
     if (n === undefined) return;
+    // A call refused for an argument no record field can hold (a count of -1 or 1.5) changed
+    // nothing, and its record could not say what it was given (its field would read 2^32 - 1,
+    // which a replay refuses otherwise): it is not recorded. A dry run of `emit` tells.
+    lossy = false;
+    this.#dry = true;
+    try {
+      emit();
+    } finally {
+      this.#dry = false;
+    }
+    if (lossy) return;
     emit();
     this.#last.words[this.#last.at + 5] = -n;
   }
@@ -395,8 +428,9 @@ export class OpRecorder {
       },
       // An owner's drop under write-bias: the read and write unpins as one call, recorded as
       // the two unpins it is made of once it succeeded (replayed one after the other they
-      // release the same pins). A refused one changed nothing and is not recorded: its two
-      // halves replayed apart could not be refused together.
+      // release the same pins). A refused one is not recorded: its two halves replayed apart
+      // could not be refused together. It changed no count, but stats().rollbacks counted it,
+      // which the recording then misses (README, Op streams: a known difference).
       unpinLists: (orig) => (reads: Uint32Array, writes: Uint32Array) => {
         reads = stableList(reads);
         writes = stableList(writes);

@@ -102,7 +102,7 @@ function replayPlan(options: unknown): ReplayPlan {
   if (signal !== undefined && !isAbortSignal(signal)) invalid(`signal must be an AbortSignal (got ${show(signal)})`);
   if (onProgress !== undefined && typeof onProgress !== 'function') invalid(`onProgress must be a function (got ${show(onProgress)})`);
   const biases = list('bias', bias, MIN_BIAS, MAX_BIAS, (v) => (v & (v - 1)) === 0, `powers of two in ${MIN_BIAS}..${MAX_BIAS}`);
-  const rules = list('rules', rulesValue, 0, MAX_ORDER, () => true, `integers in 0..${MAX_ORDER}`);
+  const rules = list('rules', rulesValue, 0, MAX_ORDER + 1, () => true, `integers in 0..${MAX_ORDER + 1}`);
   return {
     file,
     schemes,
@@ -120,6 +120,11 @@ function replayPlan(options: unknown): ReplayPlan {
 const MIN_BIAS = 2;
 const MAX_BIAS = 1 << 20;
 const MAX_ORDER = 30;
+
+/** Whether `signal` has been aborted by now (read afresh: TypeScript's narrowing would not). */
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
 
 /**
  * Replays an op stream natively under each scheme (and bias, and hybrid rule), one after the
@@ -165,6 +170,8 @@ export async function runReplay(options: ReplayOptions): Promise<ReplayResults> 
   } finally {
     signal?.removeEventListener('abort', abort);
   }
+  // A stop that came after the last op ran (while the end state was scanned) still stops it.
+  if (isAborted(signal)) throw new PinlabError('EINVAL', 'the replay stopped at the caller\'s request');
   const s = raw.stream;
   return {
     schema: REPLAY_SCHEMA_ID,

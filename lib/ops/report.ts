@@ -96,7 +96,14 @@ const NOTES = [
  * stream and machine, one row per scheme (throughput, refusals, decisions that read "maybe
  * pinned" with their false positives, balance), and each scheme's refusals by code.
  */
+/** PinlabError `EINVAL` unless `r` is a replay results document (schema pinlab-replay). */
+function checkReplayResults(r: unknown): asserts r is ReplayResults {
+  const errors = validateReplayResults(r);
+  if (errors.length > 0) throw new PinlabError('EINVAL', `invalid replay results: ${errors.slice(0, 5).join('; ')}`);
+}
+
 export function formatReplayTable(r: ReplayResults): string {
+  checkReplayResults(r);
   const rows = r.schemes.map(replayCells);
   const widths = REPLAY_HEADERS.map((h, i) => Math.max(h.length, ...rows.map((c) => c[i]!.length)));
   const line = (cells: readonly string[]): string =>
@@ -124,6 +131,7 @@ export interface ReplayMarkdownOptions {
 
 /** Renders a {@link ReplayResults} document as results.md (the text report's content, and the charts). */
 export function formatReplayMarkdown(r: ReplayResults, options: ReplayMarkdownOptions = {}): string {
+  checkReplayResults(r);
   const out = [
     '# pinlab replay',
     '',
@@ -246,8 +254,7 @@ export interface ReplayReportPaths {
  *   ReportStopped if stopped (nothing written)
  */
 export async function writeReplayReport(r: ReplayResults, dir: string, options: WriteReportOptions = {}): Promise<ReplayReportPaths> {
-  const errors = validateReplayResults(r);
-  if (errors.length > 0) throw new PinlabError('EINVAL', `invalid replay results: ${errors.slice(0, 5).join('; ')}`);
+  checkReplayResults(r);
   const charts = await renderReplayCharts(r);
   const [json, markdown, ...svgs] = await writeReportFiles(dir, [
     { name: 'results.json', data: `${JSON.stringify(r, null, 2)}\n` },

@@ -30,7 +30,7 @@ const digest = closed({
 const scheme = closed({
   scheme: { enum: [...SCHEMES] },
   bias: POSITIVE,
-  pincountMinOrder: { type: 'integer', minimum: 0, maximum: 30 },
+  pincountMinOrder: { type: 'integer', minimum: 0, maximum: 31 },
   debug: { type: 'boolean' },
   threads: POSITIVE,
   ops: COUNT,
@@ -86,7 +86,7 @@ export const REPLAY_RESULTS_SCHEMA: JsonSchema = {
       pages: POSITIVE,
       movablePages: COUNT,
       folioOrder: { type: 'integer', minimum: 0, maximum: 30 },
-      pincountMinOrder: { type: 'integer', minimum: 0, maximum: 30 },
+      pincountMinOrder: { type: 'integer', minimum: 0, maximum: 31 },
       pinBias: POSITIVE,
       debug: { type: 'boolean' },
       populated: { type: 'boolean' },

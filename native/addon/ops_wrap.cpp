@@ -185,7 +185,7 @@ Header header_value(Napi::Env env, Napi::Value v) {
   h.pages = uint64_t(int_value(env, o.Get("pages"), "pages", 1, int64_t(kMaxPages)));
   h.movable_pages = uint64_t(int_value(env, o.Get("movablePages"), "movablePages", 0, int64_t(kMaxPages)));
   h.folio_order = uint8_t(int_value(env, o.Get("folioOrder"), "folioOrder", 0, kMaxOrder));
-  h.pincount_min_order = uint8_t(int_value(env, o.Get("pincountMinOrder"), "pincountMinOrder", 0, kMaxOrder));
+  h.pincount_min_order = uint8_t(int_value(env, o.Get("pincountMinOrder"), "pincountMinOrder", 0, kMaxOrder + 1));
   h.pin_bias = uint32_t(int_value(env, o.Get("pinBias"), "pinBias", 0, UINT32_MAX));
   h.flags = (bool_value(env, o.Get("debug"), "debug") ? kHeaderDebug : 0) |
             (bool_value(env, o.Get("populated"), "populated") ? kHeaderPopulated : 0);
@@ -247,7 +247,7 @@ class ReplayJob : public Job {
  protected:
   Status run_job() override {
     report(0, 1, "reading " + file_);
-    if (Status st = read_op_stream(file_, &stream_); !st.ok()) return st;
+    if (Status st = read_op_stream(file_, &stream_, stop()); !st.ok()) return st;
     for (ReplayVariant& v : req_.variants) {  // the stream's own bias and rule where asked
       if (v.pin_bias == 0) v.pin_bias = stream_.header.pin_bias;
       if (v.pincount_min_order == kNoValue) v.pincount_min_order = stream_.header.pincount_min_order;
@@ -616,7 +616,7 @@ Napi::Value start_replay(const Napi::CallbackInfo& info) {
     rv.pin_bias = uint32_t(int_value(env, v.Get("bias"), "bias", 0, kMaxBias));
     if (rv.pin_bias != 0 && (rv.pin_bias < kMinBias || (rv.pin_bias & (rv.pin_bias - 1)) != 0))
       throw_status(env, Status::BadOption("bias", rv.pin_bias, "a power of two in 2..1048576"));
-    const int64_t rule = int_value(env, v.Get("pincountMinOrder"), "pincountMinOrder", -1, kMaxOrder);
+    const int64_t rule = int_value(env, v.Get("pincountMinOrder"), "pincountMinOrder", -1, kMaxOrder + 1);
     rv.pincount_min_order = rule < 0 ? kNoValue : uint32_t(rule);
     r.variants.push_back(rv);
   }

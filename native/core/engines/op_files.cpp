@@ -190,7 +190,7 @@ bool is_text_path(const std::string& path) { return path.size() >= 4 && path.end
 
 // ---- reading -----------------------------------------------------------------------------------
 
-Status read_op_stream_into(const std::string& path, OpStream* out);
+Status read_op_stream_into(const std::string& path, OpStream* out, const std::atomic<bool>* stop);
 
 OpReader::~OpReader() {
   if (fd_ >= 0) ::close(fd_);
@@ -242,15 +242,18 @@ Status OpReader::finish() {
   return Status::Ok();
 }
 
-Status read_op_stream(const std::string& path, OpStream* out) {
-  Status st = read_op_stream_into(path, out);
+Status read_op_stream(const std::string& path, OpStream* out, const std::atomic<bool>* stop) {
+  Status st = read_op_stream_into(path, out, stop);
   if (!st.ok()) *out = OpStream{};  // nothing half-read is left behind
   return st;
 }
 
-Status read_op_stream_into(const std::string& path, OpStream* out) {
+Status read_op_stream_into(const std::string& path, OpStream* out, const std::atomic<bool>* stop) {
   *out = OpStream{};
   out->source = path;
+  // relaxed: an advisory request, polled.
+  const auto stopped = [stop] { return stop != nullptr && stop->load(std::memory_order_relaxed); };
+  const Status stop_status{Code::kEINVAL, Reason::kOpsStopped, "reading the stream"};
   try {
     if (is_text_path(path)) {
       Fd fd;
@@ -259,6 +262,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
       const char* source = intern_source(path);
       FramingChecker checker(source, IdRules{});
       Status st = read_text(fd.fd, path, &out->header, [&](const Record* r, size_t n) {
+        if (stopped()) return stop_status;
         checker.set_version(out->header.version);  // the header line comes before any op
         if (Status s = checker.feed(r, n); !s.ok()) return s;
         out->records.insert(out->records.end(), r, r + n);
@@ -278,6 +282,7 @@ Status read_op_stream_into(const std::string& path, OpStream* out) {
     std::vector<Record> chunk;
     out->records.reserve(reader.header().records);
     for (;;) {
+      if (stopped()) return stop_status;
       if (Status st = reader.next(&chunk, size_t{1} << 18); !st.ok()) return st;
       if (chunk.empty()) break;
       out->records.insert(out->records.end(), chunk.begin(), chunk.end());
@@ -502,7 +507,7 @@ Status convert_op_stream(const std::string& in, const std::string& out,
     // Text to text: its header line must name the tags used, known only at the end of the
     // input, so the input is read whole first (text streams are for people: small).
     OpStream stream;
-    if (Status st = read_op_stream(in, &stream); !st.ok()) return st;
+    if (Status st = read_op_stream(in, &stream, stop); !st.ok()) return st;
     if (Status st = writer.open(out, stream.header); !st.ok()) return st;
     if (Status st = writer.append(stream.records.data(), stream.records.size()); !st.ok()) return st;
     *records = stream.records.size();

@@ -32,7 +32,8 @@ bool is_text_path(const std::string& path);
 // is allocated, so a small file that claims 2^40 ops costs nothing), both checksums, and the
 // framing of every record; a text file line by line. ENOENT / EACCES when the file cannot be
 // opened, EINVAL naming the file, record or line, ENOMEM if the records do not fit in memory.
-Status read_op_stream(const std::string& path, OpStream* out);
+// A `stop` request (Ctrl-C) is seen between lines and chunks: EINVAL kOpsStopped, nothing kept.
+Status read_op_stream(const std::string& path, OpStream* out, const std::atomic<bool>* stop = nullptr);
 
 // Reads a binary stream chunk by chunk (for conversions of streams larger than memory): the
 // header and length are checked by open(); next() checks each record's framing; finish()

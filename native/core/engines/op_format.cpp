@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "base/memory.h"
 #include "engines/op_settings.h"
 #include "pages/page_array.h"
 #include "pages/scheme.h"
@@ -168,8 +169,9 @@ Status check_header_values(const Header& h, const char* source) {
     return header_field(source, "pin_bias must be a power of two in 2..2^20", h.pin_bias);
   if (h.threads < 1 || h.threads > kMaxTags) return header_field(source, "threads must be 1..65536", h.threads);
   if (h.folio_order > kMaxOrder) return header_field(source, "folio_order must be 0..30", h.folio_order);
-  if (h.pincount_min_order > kMaxOrder)
-    return header_field(source, "pincount_min_order must be 0..30", h.pincount_min_order);
+  // 31 (kMaxOrder + 1): no folio keeps an exact pincount, the 2019 kernels (as PageArray takes).
+  if (h.pincount_min_order > kMaxOrder + 1)
+    return header_field(source, "pincount_min_order must be 0..31", h.pincount_min_order);
   Scheme s;
   if (h.scheme.size() >= kSchemeNameBytes || !parse_scheme(h.scheme, &s))
     return header_field(source, "scheme must be a registered scheme name", int64_t(h.scheme.size()));
@@ -659,7 +661,7 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
       if (v > 255) return text_bad(source, line_no, "folio-order must be 0..30");
       h.folio_order = uint8_t(v);
     } else if (key == "pincount-min-order") {
-      if (v > 255) return text_bad(source, line_no, "pincount-min-order must be 0..30");
+      if (v > 255) return text_bad(source, line_no, "pincount-min-order must be 0..31");
       h.pincount_min_order = uint8_t(v);
     } else if (key == "bias") {
       if (v > UINT32_MAX) return text_bad(source, line_no, "bias must be a power of two in 2..2^20");
@@ -785,6 +787,14 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
     }
   }
   if (Status st = check_list_bound(*op, args[1], listed, source, line_no); !st.ok()) return st;
+  // Expanded, each entry costs 4 bytes here and its share of a data record twice over (the
+  // line's records, then the stream's). A list that would not fit in half of this machine's
+  // memory is refused before a byte of it is expanded: a few bytes of text, [0..4294967294],
+  // must not fill the memory and meet the OOM killer.
+  constexpr uint64_t kExpandedEntryBytes = sizeof(uint32_t) + 2 * (kRecordBytes + kEntriesPerData - 1) / kEntriesPerData;
+  if (!fits_in_memory(2 * listed, kExpandedEntryBytes))
+    return Status{Code::kENOMEM, Reason::kOpsText, source, int64_t(line_no), 0,
+                  "a list too long to expand in this machine's memory"};
   for (const auto& [lo, hi] : runs)
     for (uint64_t p = lo; p <= hi; ++p) out->entries.push_back(uint32_t(p));
   uint8_t fl = list ? flag::kList : 0;

@@ -1,0 +1,212 @@
+// Attack on op streams, round 24: a text stream of a few bytes whose list would fill the
+// machine's memory, a stop that lands after the last op ran, op and flag names that only
+// Object.prototype knows, paths that are not strings, documents that are not replay results,
+// the 2019 rule (pincountMinOrder 31) in a recording, and a refused call whose arguments no
+// record field can hold. Each case failed on the code before this round.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import {
+  AddressSpace,
+  OpBatch,
+  PageArray,
+  PinlabError,
+  formatReplayMarkdown,
+  formatReplayTable,
+  runReplay,
+  stateDigest,
+} from '../lib/index.js';
+
+import { runCli } from './cli-run.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pinlab-attack24-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let seq = 0;
+const fresh = (name: string): string => join(dir, `${++seq}-${name}`);
+
+const HEADER = 'pkops 3 pages=64 movable=0 folio-order=0 pincount-min-order=1 bias=64 debug=1 populated=0 scheme=bias threads=1';
+
+async function rejection(p: Promise<unknown>): Promise<PinlabError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(PinlabError);
+    return e as PinlabError;
+  }
+  throw new Error('expected a rejection');
+}
+
+function thrown(fn: () => unknown): PinlabError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(PinlabError);
+    return e as PinlabError;
+  }
+  throw new Error('expected a PinlabError');
+}
+
+describe('a text list too long to expand in memory', () => {
+  // 136 bytes that name 2^32 - 1 PFNs: 16 GiB of entries, and their records twice over.
+  const bomb = (): string => {
+    const file = fresh('bomb.pkops.txt');
+    writeFileSync(file, `${HEADER}\npin [0..4294967294] = 3\n`);
+    return file;
+  };
+
+  it('runReplay refuses it with ENOMEM naming the line, before expanding it', async () => {
+    const t0 = performance.now();
+    const e = await rejection(runReplay({ file: bomb(), schemes: ['bias'] }));
+    expect(e.code).toBe('ENOMEM');
+    expect(e.message).toMatch(/line 2: a list too long to expand/);
+    expect(performance.now() - t0).toBeLessThan(5000); // refused, not expanded (it took minutes)
+  });
+
+  it('trace convert refuses it too and writes nothing', async () => {
+    const out = fresh('bomb-out.pkops');
+    const r = await runCli(['trace', 'convert', bomb(), out]);
+    expect(r.status).not.toBe(0);
+    expect(r.err).toMatch(/ENOMEM.*line 2/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('a list that fits is still expanded as written', async () => {
+    const file = fresh('fits.pkops.txt');
+    writeFileSync(file, `${HEADER}\npin [0..63] = 64\nunpin [0..63] = 64\n`);
+    const doc = await runReplay({ file, schemes: ['bias'] });
+    expect(doc.schemes[0]!.balanced).toBe(true);
+    expect(doc.stream.ops).toBe(2);
+  });
+});
+
+describe('runReplay and a stop that lands after the last op', () => {
+  it('rejects once its signal was aborted, even when the ops had all run', async () => {
+    const file = fresh('small.pkops.txt');
+    writeFileSync(file, `${HEADER}\npin [0..7] = 8\nunpin [0..7] = 8\n`);
+    const ac = new AbortController();
+    // The last progress report ('done') comes after every op ran, before the promise settles.
+    const e = await rejection(
+      runReplay({
+        file,
+        schemes: ['bias'],
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.what === 'done') ac.abort();
+        },
+      }),
+    );
+    expect(e.code).toBe('EINVAL');
+    expect(e.message).toMatch(/stopped/);
+  });
+});
+
+describe('OpBatch.push names', () => {
+  it('an op or flag name that only Object.prototype has is EINVAL, as any unknown name', () => {
+    for (const name of ['toString', '__proto__', 'constructor', 'hasOwnProperty']) {
+      const e = thrown(() => new OpBatch().push(name as never));
+      expect(e.code).toBe('EINVAL');
+      expect(e.message).toMatch(/unknown op/);
+      const f = thrown(() => new OpBatch().push('pin', { flags: [name as never] }));
+      expect(f.code).toBe('EINVAL');
+      expect(f.message).toMatch(/unknown op flag/);
+    }
+  });
+
+  it('flags that are not an array of names are EINVAL, never a TypeError', () => {
+    for (const flags of [5, {}, 'write', null, new Set(['write'])]) {
+      const e = thrown(() => new OpBatch().push('pin', { flags: flags as never }));
+      expect(e.code).toBe('EINVAL');
+    }
+    // The batch is unchanged by the refused pushes.
+    const b = new OpBatch();
+    thrown(() => b.push('pin', { flags: 5 as never }));
+    expect(b.toArray().length).toBe(0);
+  });
+});
+
+describe('OpRecorder.save paths', () => {
+  it('a path that is neither a string nor a file: URL is EINVAL and writes no file', () => {
+    const mem = new PageArray({ pages: 64, populated: true });
+    const rec = mem.record();
+    mem.pinPages({ start: 0, count: 2 });
+    const cwd = process.cwd();
+    const here = fresh('cwd');
+    mkdirSync(here);
+    process.chdir(here);
+    try {
+      for (const p of [undefined, 5, Symbol('x'), true, null, new URL('http://example.com/x')]) {
+        expect(thrown(() => rec.save(p as never)).code).toBe('EINVAL');
+      }
+      expect(readdirSync(here)).toEqual([]);
+    } finally {
+      process.chdir(cwd);
+    }
+    const url = pathToFileURL(fresh('by-url.pkops'));
+    const saved = rec.save(url);
+    expect(existsSync(saved.path)).toBe(true);
+    expect(saved.ops).toBe(1);
+  });
+});
+
+describe('replay report formatting of something that is not a replay document', () => {
+  it('formatReplayTable / formatReplayMarkdown: EINVAL, never a TypeError', () => {
+    for (const doc of [null, undefined, {}, { schema: 'pinlab-replay' }, 5]) {
+      expect(thrown(() => formatReplayTable(doc as never)).code).toBe('EINVAL');
+      expect(thrown(() => formatReplayMarkdown(doc as never)).code).toBe('EINVAL');
+    }
+  });
+});
+
+describe('the 2019 rule in a recording (pincountMinOrder 31: no exact pincount)', () => {
+  it('records, saves in both forms, and replays in the same end state', async () => {
+    const opts = { pages: 1 << 12, populated: false, scheme: 'hybrid' as const, pincountMinOrder: 31 };
+    const mem = new PageArray(opts);
+    const rec = mem.record();
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    mm.mmap({ start: 0, count: 512, huge: true, populate: true });
+    const r = mm.pinUserPagesFast(0, 8, { write: true });
+    expect(mem.pincount(r.pfns[0]!)).toBeNull(); // no exact pincount under this rule
+    rec.stop();
+    const bin = rec.save(fresh('p31.pkops'));
+    const txt = rec.save(fresh('p31.pkops.txt'));
+    for (const file of [bin.path, txt.path]) {
+      const doc = await runReplay({ file, schemes: ['hybrid'], endState: true });
+      const s = doc.schemes[0]!;
+      expect(s.pincountMinOrder).toBe(31);
+      const live = stateDigest(mem);
+      expect(s.endState!.pages).toBe(live.pages);
+      expect(s.endState!.spaces).toBe(live.spaces);
+      expect(s.endState!.stats).toEqual(live.stats);
+    }
+    // And as a replay rule of its own.
+    const doc = await runReplay({ file: bin.path, schemes: ['hybrid'], rules: [1, 31] });
+    expect(doc.schemes.map((s) => s.pincountMinOrder)).toEqual([1, 31]);
+  });
+});
+
+describe('a refused call whose argument no record field can hold', () => {
+  it('is not recorded, and the recording replays with nothing diverged', async () => {
+    const mem = new PageArray({ pages: 256, populated: false, scheme: 'bias' });
+    const rec = mem.record();
+    const mm = new AddressSpace(mem, { pages: 256 });
+    mm.mmap({ start: 0, count: 16, populate: true });
+    const before = rec.count;
+    for (const count of [-1, 1.5, 2 ** 32]) {
+      expect(thrown(() => mm.pinUserPagesFast(0, count)).code).toMatch(/EINVAL|EFAULT/);
+      expect(thrown(() => mm.getUserPagesFast(0, count)).code).toMatch(/EINVAL|EFAULT/);
+    }
+    expect(rec.count).toBe(before);
+    // 2^32 - 1 fits a field: refused (EFAULT) and recorded, and the replay refuses it alike.
+    expect(thrown(() => mm.pinUserPagesFast(0, 2 ** 32 - 1)).code).toBe('EFAULT');
+    expect(rec.count).toBe(before + 1);
+    const file = rec.save(fresh('lossy.pkops')).path;
+    const doc = await runReplay({ file, schemes: ['bias'] });
+    expect(doc.schemes[0]!.diverged).toBe(0);
+    expect(doc.schemes[0]!.refusals).toMatchObject({ EFAULT: 1 });
+  });
+});
