@@ -21,7 +21,7 @@ the end state balances. A stream's tags replay on native threads at once.
   --scheme LIST     ${SCHEMES.join(',')} (default: all)
   --bias LIST       GUP_PIN_COUNTING_BIAS values, e.g. 64,1024 (default: the recording's)
   --rules LIST      hybrid's smallest order with an exact pincount, e.g. 1,2 (1: 64-bit
-                    mainline, 2: v5.7 / 32-bit; default: the recording's)
+                    mainline, 2: v5.7 / 32-bit, 31: none; default: the recording's)
   --threads N       native threads per scheme (default: one per tag of the stream)
   --debug           force debug accounting on (exact false positives; refuses misuse)
   --no-debug        force it off (default: the recording's)
@@ -109,7 +109,7 @@ export async function replayCommand(args: string[], io: CliIo): Promise<number> 
     options.schemes = schemes as Scheme[];
   }
   if (values.bias !== undefined) options.bias = ints(String(values.bias), 'bias', 2, 1 << 20);
-  if (values.rules !== undefined) options.rules = ints(String(values.rules), 'rules', 0, 30);
+  if (values.rules !== undefined) options.rules = ints(String(values.rules), 'rules', 0, 31);
   if (values.threads !== undefined) options.threads = int(String(values.threads), 'threads', 1, 1024);
   if (values.debug === true && values['no-debug'] === true) throw new UsageError('--debug and --no-debug contradict each other');
   if (values.debug === true) options.debug = true;

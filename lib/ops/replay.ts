@@ -17,7 +17,7 @@ export interface ReplayOptions {
   bias?: number | readonly number[];
   /**
    * Hybrid rules to replay under: the smallest folio order with an exact pincount (1: 64-bit
-   * mainline, 2: v5.7 / 32-bit; 0..30). Other schemes run once. Default: the recording's.
+   * mainline, 2: v5.7 / 32-bit, 31: none, the 2019 kernels; 0..31). Other schemes run once. Default: the recording's.
    */
   rules?: number | readonly number[];
   /** Native threads per scheme (tag t runs on thread t % threads). Default: one per tag of the stream. */
