@@ -210,3 +210,52 @@ describe('a refused call whose argument no record field can hold', () => {
     expect(doc.schemes[0]!.refusals).toMatchObject({ EFAULT: 1 });
   });
 });
+
+describe('tags while recording: an address space is used only by the tag that created it', () => {
+  const opts = { pages: 1 << 12, populated: false, debug: true, scheme: 'bias' as const, pinBias: 64 };
+
+  it('a batch op on a JS-made address space under another tag is refused before it runs', () => {
+    const mem = new PageArray(opts);
+    const rec = mem.record();
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    mm.mmap({ start: 0, count: 64, populate: true });
+    const before = stateDigest(mem);
+    const count = rec.count;
+    const batch = new OpBatch().push('touch', { mm: 1, a: 0, b: 4, tag: 0, flags: ['write'] }).push('touch', { mm: 1, a: 8, b: 4, tag: 1, flags: ['write'] });
+    const e = thrown(() => mem.submit(batch.toArray()));
+    expect(e.code).toBe('EINVAL');
+    expect(e.message).toMatch(/op 1 of the batch uses mm#1 under tag 1, but mm#1 was created under tag 0/);
+    expect(stateDigest(mem)).toEqual(before); // not even op 0 ran
+    expect(rec.count).toBe(count);
+    // Under tag 0 it runs and is recorded; the recording replays.
+    expect([...mem.submit(new OpBatch().push('touch', { mm: 1, a: 8, b: 4, flags: ['write'] }).toArray())]).toEqual([0]);
+    rec.stop();
+    const fresh = new PageArray(opts);
+    fresh.submit(rec.buffer());
+    expect(stateDigest(fresh)).toEqual(stateDigest(mem));
+    // Not recording, the tag is only a label: the batch runs.
+    expect([...mem.submit(batch.toArray())]).toEqual([0, 0]);
+  });
+
+  it('an address space a batch made under tag 2: JS changes refused, its dispose recorded as tag 2, the recording replays', async () => {
+    const mem = new PageArray(opts);
+    const rec = mem.record();
+    mem.submit(new OpBatch().push('mm-new', { mm: 1, a: 1024, tag: 2 }).push('mmap', { mm: 1, a: 0, b: 16, tag: 2, flags: ['populate', 'write'] }).toArray());
+    const mm = AddressSpace.byId(mem, 1)!;
+    const before = stateDigest(mem);
+    expect(thrown(() => mm.mmap({ start: 64, count: 16, populate: true })).message).toMatch(/created by a batch under tag 2/);
+    expect(thrown(() => mm.pinUserPagesFast(0, 1)).code).toBe('EINVAL');
+    expect(thrown(() => mm.fork()).code).toBe('EINVAL');
+    expect(stateDigest(mem)).toEqual(before);
+    // Tag 2's batches still use it.
+    expect([...mem.submit(new OpBatch().push('touch', { mm: 1, a: 0, b: 4, tag: 2, flags: ['write'] }).toArray())]).toEqual([0]);
+    mm.dispose();
+    rec.stop();
+    const file = rec.save(fresh('tag2.pkops')).path;
+    const doc = await runReplay({ file, schemes: ['bias'], endState: true });
+    const s = doc.schemes[0]!;
+    expect(s.diverged).toBe(0);
+    expect(s.endState!.pages).toBe(stateDigest(mem).pages);
+    expect(s.endState!.freePages).toBe(stateDigest(mem).freePages);
+  });
+});

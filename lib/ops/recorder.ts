@@ -82,6 +82,8 @@ export class OpRecorder {
   #outputs = 0;
   /** Outputs numbered so far by the other tags, which only submitted batches use. */
   #tagOutputs = new Map<number, number>();
+  /** The tag of the batch op that created each address space a batch made under a tag other than 0. */
+  #creatorTag = new Map<number, number>();
   #gupOutputs = new WeakMap<ArrayBufferLike, GupOutputs>();
   readonly #tapped: { handle: object; names: string[] }[] = [];
   /** Where the last op record was written (its result word is at + 5). */
@@ -110,6 +112,10 @@ export class OpRecorder {
         if (handle !== null) this.#tapSpace(handle, id);
       },
       adopted: (id, handle) => this.#tapSpace(handle, id),
+      beforeFork: (parent) => {
+        const tag = this.#creatorTag.get(parent);
+        if (tag !== undefined) this.#refuseForeign(parent, tag, 'fork')();
+      },
     };
     setSpaceListener(mem, listener);
   }
@@ -205,6 +211,32 @@ export class OpRecorder {
     if (this.#active) this.#reserve(words);
   }
 
+  /**
+   * @internal Before a batch runs: a stream's address space is used only by the tag that
+   * created it (tag 0 for the JS API's), which a replay's threads rely on. A batch op on a live
+   * address space under another tag would make the recording unreplayable: the batch is refused
+   * (`EINVAL`, nothing ran). Ids the batch creates itself are the native framing's to check.
+   */
+  checkBatchTags(ops: Uint32Array, live: ReadonlySet<number>): void {
+    if (!this.#active) return;
+    let k = 0;
+    for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
+      const n = ops[i + 4]!;
+      const tag = ops[i]! >>> 16;
+      const id = ops[i + 1]!;
+      if (id !== 0 && live.has(id)) {
+        const creator = this.#creatorTag.get(id) ?? 0;
+        if (tag !== creator) {
+          throw new PinlabError(
+            'EINVAL',
+            `op ${k} of the batch uses mm#${id} under tag ${tag}, but mm#${id} was created under tag ${creator}: while recording, an address space is used only by the tag that created it (a replay runs each tag on a thread of its own)`,
+          );
+        }
+      }
+      i += OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
+    }
+  }
+
   #appendBatch(ops: Uint32Array, results: Int32Array, notRun: number): void {
     const base = new Map<number, number>();
     const baseOf = (tag: number): number => {
@@ -220,6 +252,9 @@ export class OpRecorder {
       const flags = (ops[i]! >>> 8) & 0xff;
       const code = ops[i]! & 0xff;
       const b = baseOf(tag); // the tag's outputs before the batch, taken at its first record
+      if (results[k] !== notRun && tag !== 0 && (code === OP_CODES['mm-new'] || code === OP_CODES.fork)) {
+        this.#creatorTag.set(code === OP_CODES.fork ? ops[i + 2]! : ops[i + 1]!, tag);
+      }
       if (results[k] !== notRun) {
         this.#reserve(span);
         const at = this.#pos;
@@ -284,14 +319,14 @@ export class OpRecorder {
   }
 
   /** One op record and the data records of `entries`. */
-  #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null): void {
+  #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null, tag = 0): void {
     if (this.#dry) return; // #result's dry run: the arguments are evaluated, nothing is written
     const n = entries === null ? 0 : entries.length;
     this.#reserve(OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
     const w = this.#cur;
     let at = this.#pos;
     this.#last = { words: w, at };
-    w[at] = code | (flags << 8);
+    w[at] = (code | (flags << 8) | (tag << 16)) >>> 0;
     w[at + 1] = mm;
     w[at + 2] = a;
     w[at + 3] = b;
@@ -472,12 +507,42 @@ export class OpRecorder {
     });
   }
 
+  /** A JS API call that would change address space `id`, which a batch made under `tag`. */
+  #refuseForeign(id: number, tag: number, name: string): () => never {
+    return () => {
+      throw new PinlabError(
+        'EINVAL',
+        `mm#${id} was created by a batch under tag ${tag}: while recording, its ${name} goes through mem.submit() under tag ${tag} (the JS API's calls are tag 0's)`,
+      );
+    };
+  }
+
+  /**
+   * The taps of an address space a batch created under tag `tag` (not 0), met through the JS API while
+   * recording: a stream uses it only under that tag. Its dispose is recorded as that tag's
+   * munmap; any other change through the JS API is refused (`EINVAL`, nothing changed), since
+   * the JS API's calls are tag 0's: submit a batch with that tag instead.
+   */
+  #foreignMethods(h: NativeAddressSpace, id: number, tag: number, names: readonly string[]): Record<string, (orig: Method) => Method> {
+    type AS = NativeAddressSpace;
+    const refuse = (name: string) => () => this.#refuseForeign(id, tag, name);
+    const methods: Record<string, (orig: Method) => Method> = {};
+    for (const name of names) methods[name] = refuse(name) as unknown as (orig: Method) => Method;
+    methods['dispose'] = (orig) => (() => {
+      const pages = h.isDisposed() ? 0 : h.info().pages;
+      (orig as unknown as AS['dispose']).call(h);
+      if (pages > 0) this.#keep(() => this.#op(OP_CODES.munmap, 0, id, 0, u32(pages), 0, null, tag));
+    }) as unknown as Method;
+    return methods;
+  }
+
   #tapSpace(h: NativeAddressSpace, id: number): void {
     if (!this.#active) return;
+    const creator = this.#creatorTag.get(id);
     const F = OP_FLAGS;
     const C = OP_CODES;
     type AS = NativeAddressSpace;
-    this.#shadow(h, {
+    const methods: Record<string, (orig: Method) => Method> = {
       mmap: (orig) => (start: number, count: number, write: boolean, populate: boolean, huge: boolean) =>
         this.#call(() => (orig as unknown as AS['mmap']).call(h, start, count, write, populate, huge), () =>
           this.#op(C.mmap, (write ? F.write : 0) | (populate ? F.populate : 0) | (huge ? F.huge : 0), id, u32(start), u32(count), 0),
@@ -587,6 +652,7 @@ export class OpRecorder {
         this.#call(() => (orig as unknown as AS['khugepaged']).call(h, maxPtesNone, maxPtesShared), (r) =>
           this.#op(C.khugepaged, 0, id, u32(maxPtesNone), u32(maxPtesShared), r === null ? 0 : Math.min(r.collapsed, 0x7fffffff)),
         ),
-    });
+    };
+    this.#shadow(h, creator === undefined ? methods : this.#foreignMethods(h, id, creator, Object.keys(methods)));
   }
 }

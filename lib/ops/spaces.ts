@@ -13,6 +13,8 @@ export interface SpaceListener {
   forked(parent: number, id: number, handle: NativeAddressSpace | null, error: unknown): void;
   /** An address space made by a submitted batch (its ops are recorded with the batch). */
   adopted(id: number, handle: NativeAddressSpace): void;
+  /** Before `parent` forks: throws to refuse the fork (nothing changed, no id used up). */
+  beforeFork?(parent: number): void;
 }
 
 interface Registry {
@@ -77,6 +79,7 @@ export function createSpace(mem: NativePageArray, pages: number, rules?: string 
 /** fork()'s native half: the child's id (used up even if the fork fails), and the listener told. @internal */
 export function forkSpace(mem: NativePageArray, parent: NativeAddressSpace, parentId: number): { handle: NativeAddressSpace; id: number } {
   const r = registryOf(mem);
+  r.listener?.beforeFork?.(parentId);
   const id = r.nextId++;
   let handle: NativeAddressSpace;
   try {

@@ -43,18 +43,18 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   const batch = rec?.active === true ? copyUint32(ops) : ops;
   // Room for every record of the batch before it runs: a recording that cannot grow refuses
   // the batch now (ENOMEM, nothing ran), not after its ops changed the array.
-  if (rec?.active === true) rec.reserveBatch(batch.length);
-  const out = native.submitOps(mem, batch, onError === 'stop', spaces, nextSpaceId(mem), scratch);
-  let r: number | Int32Array;
-  if (Array.isArray(out)) {
-    const [first, created, nextId] = out;
-    r = first;
-    adoptSpaces(memObject, mem, created, nextId);
-  } else {
-    r = out;
+  if (rec?.active === true) {
+    // A recording's address space is used only by the tag that created it: a batch that
+    // breaks that is refused now (EINVAL, nothing ran).
+    rec.checkBatchTags(batch, new Set(spaces.map(([id]) => id)));
+    rec.reserveBatch(batch.length);
   }
+  const out = native.submitOps(mem, batch, onError === 'stop', spaces, nextSpaceId(mem), scratch);
+  const [r, created] = Array.isArray(out) ? [out[0], out] : [out, null];
   const results = typeof r === 'number' ? scratch.slice(0, r) : r;
+  // Recorded before the spaces it made are adopted: the recorder learns which tag made each.
   if (rec?.active === true) rec.appendBatch(batch, results, OP_NOT_RUN);
+  if (created !== null) adoptSpaces(memObject, mem, created[1], created[2]);
   return results;
 }
 
