@@ -14,6 +14,7 @@ import {
   AddressSpace,
   OpBatch,
   PageArray,
+  PageCacheFile,
   PinlabError,
   formatReplayMarkdown,
   formatReplayTable,
@@ -257,5 +258,30 @@ describe('tags while recording: an address space is used only by the tag that cr
     expect(s.diverged).toBe(0);
     expect(s.endState!.pages).toBe(stateDigest(mem).pages);
     expect(s.endState!.freePages).toBe(stateDigest(mem).freePages);
+  });
+});
+
+describe('review round 24', () => {
+  it('a file mapping into a space a batch made under another tag is refused before the file allocates', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false, debug: true, scheme: 'bias', pinBias: 64 });
+    const rec = mem.record();
+    mem.submit(new OpBatch().push('mm-new', { mm: 1, a: 2048, tag: 1 }).push('mmap', { mm: 1, a: 0, b: 64, tag: 1, flags: ['populate', 'write'] }).toArray());
+    const file = new PageCacheFile(mem, { name: 'f', pages: 64 });
+    const mm = AddressSpace.byId(mem, 1)!;
+    const before = stateDigest(mem);
+    const count = rec.count;
+    const e = thrown(() => mm.mmap({ start: 1024, count: 16, file, shared: true }));
+    expect(e.code).toBe('EINVAL');
+    expect(stateDigest(mem)).toEqual(before);
+    expect(rec.count).toBe(count);
+  });
+
+  it('save() of a file: URL that names no local path is EINVAL, never a TypeError', () => {
+    const mem = new PageArray({ pages: 64, populated: true });
+    const rec = mem.record();
+    mem.pinPages({ start: 0, count: 1 });
+    for (const u of [new URL('file://server/x.pkops'), new URL('file:///tmp/a%2Fb.pkops'), new Proxy(new URL('file:///tmp/x.pkops'), {})]) {
+      expect(thrown(() => rec.save(u)).code).toBe('EINVAL');
+    }
   });
 });

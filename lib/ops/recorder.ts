@@ -13,6 +13,15 @@ import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALU
 import { setSpaceListener, type SpaceListener } from './spaces.js';
 import { show, stableList } from '../validate.js';
 
+/** The local path of a file: URL, or PinlabError `EINVAL` (another scheme, a host, an encoded '/'). */
+function filePathOf(url: URL): string {
+  try {
+    return fileURLToPath(url.href);
+  } catch (e) {
+    throw new PinlabError('EINVAL', `the path to save to must be a string or a local file: URL (${(e as Error).message})`);
+  }
+}
+
 /** Set by {@link u32} when an argument had no u32 to stand for it (negative, fractional, 2^32 or more). */
 let lossy = false;
 
@@ -160,8 +169,8 @@ export class OpRecorder {
     // '5': refused. A NUL in it is refused natively.
     let file: string;
     if (typeof path === 'string') file = path;
-    else if (path instanceof URL && path.protocol === 'file:') file = fileURLToPath(path);
-    else if (path !== null && typeof path === 'object' && !(path instanceof URL)) file = String(path);
+    else if (path instanceof URL) file = filePathOf(path);
+    else if (path !== null && typeof path === 'object') file = String(path);
     else throw new PinlabError('EINVAL', `the path to save to must be a string or a file: URL (got ${show(path)})`);
     const chunks = [...this.#chunks, this.#cur.subarray(0, this.#pos)];
     const { records, ops, bytes } = native.writeOps(file, this.#header, chunks);
@@ -527,7 +536,9 @@ export class OpRecorder {
     type AS = NativeAddressSpace;
     const refuse = (name: string) => () => this.#refuseForeign(id, tag, name);
     const methods: Record<string, (orig: Method) => Method> = {};
-    for (const name of names) methods[name] = refuse(name) as unknown as (orig: Method) => Method;
+    // checkCanMap too: a file mapping asks it before the file allocates its pages, so the
+    // refusal comes before anything changed.
+    for (const name of [...names, 'checkCanMap']) methods[name] = refuse(name === 'checkCanMap' ? 'file mapping' : name) as unknown as (orig: Method) => Method;
     methods['dispose'] = (orig) => (() => {
       const pages = h.isDisposed() ? 0 : h.info().pages;
       (orig as unknown as AS['dispose']).call(h);

@@ -151,7 +151,7 @@ Status read_text(int fd, const std::string& path, Header* header, const Sink& si
   LineReader lines(fd, path);
   std::string line;
   bool got = false, have_header = false;
-  uint64_t line_no = 0;
+  uint64_t line_no = 0, expanded = 0;  // list entries the lines so far expanded
   TextOp op;
   std::vector<Record> recs;
   for (;;) {
@@ -164,7 +164,8 @@ Status read_text(int fd, const std::string& path, Header* header, const Sink& si
       have_header = true;
       continue;
     }
-    if (Status st = parse_op_line(line, source, line_no, &op); !st.ok()) return st;
+    if (Status st = parse_op_line(line, source, line_no, &op, expanded); !st.ok()) return st;
+    expanded += op.entries.size();
     recs.clear();
     recs.push_back(op.op);
     append_data(tag_of(op.op), op.entries.data(), op.entries.size(), &recs);

@@ -696,7 +696,8 @@ static Status check_list_bound(const OpInfo& op, uint32_t b, uint64_t listed, co
   return Status::Ok();
 }
 
-Status parse_op_line(std::string_view line, const char* source, uint64_t line_no, TextOp* out) {
+Status parse_op_line(std::string_view line, const char* source, uint64_t line_no, TextOp* out,
+                     uint64_t expanded_before) {
   out->entries.clear();
   // The bracketed list, if any, is cut out first; the rest is whitespace-separated words.
   std::string rest(line);
@@ -788,11 +789,11 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
   }
   if (Status st = check_list_bound(*op, args[1], listed, source, line_no); !st.ok()) return st;
   // Expanded, each entry costs 4 bytes here and its share of a data record twice over (the
-  // line's records, then the stream's). A list that would not fit in half of this machine's
-  // memory is refused before a byte of it is expanded: a few bytes of text, [0..4294967294],
-  // must not fill the memory and meet the OOM killer.
+  // line's records, then the stream's). A list that, with the stream's earlier ones, would not
+  // fit in half of this machine's memory is refused before a byte of it is expanded: a few
+  // bytes of text, [0..4294967294], must not fill the memory and meet the OOM killer.
   constexpr uint64_t kExpandedEntryBytes = sizeof(uint32_t) + 2 * (kRecordBytes + kEntriesPerData - 1) / kEntriesPerData;
-  if (!fits_in_memory(2 * listed, kExpandedEntryBytes))
+  if (!fits_in_memory(2 * (expanded_before + listed), kExpandedEntryBytes))
     return Status{Code::kENOMEM, Reason::kOpsText, source, int64_t(line_no), 0,
                   "a list too long to expand in this machine's memory"};
   for (const auto& [lo, hi] : runs)

@@ -424,7 +424,10 @@ void format_op_line(const Record& op, const uint32_t* entries, uint64_t n, std::
 // Parses the header line. `line_no` names it in errors.
 Status parse_header_line(std::string_view line, const char* source, uint64_t line_no, Header* out);
 // Parses an op line into *out (entries replaced).
-Status parse_op_line(std::string_view line, const char* source, uint64_t line_no, TextOp* out);
+// `expanded_before`: the list entries the stream's earlier lines expanded, so that a list is
+// refused (ENOMEM) when the stream's lists together would not fit in half of the memory.
+Status parse_op_line(std::string_view line, const char* source, uint64_t line_no, TextOp* out,
+                     uint64_t expanded_before = 0);
 
 // The name of an error result (-code): "EINVAL", ...; null if it names no code.
 const char* result_code_name(int32_t result);

@@ -230,6 +230,17 @@ TEST(ops_space_settings_in_the_text_form) {
     CHECK(st.reason == Reason::kOpsText);
     CHECK_EQ(st.value, int64_t(7));
   }
+  // A list that, with what the stream's earlier lines expanded, would not fit in half of the
+  // memory is ENOMEM naming its line, whatever its own size; the same list alone is expanded.
+  {
+    const Status big = parse_op_line("pin [0..9] = 10", "t", 9, &op, uint64_t{1} << 60);
+    CHECK(big.code == Code::kENOMEM);
+    CHECK(big.reason == Reason::kOpsText);
+    CHECK_EQ(big.value, int64_t(9));
+    CHECK_OK(parse_op_line("pin [0..9] = 10", "t", 9, &op));
+    CHECK_EQ(op.entries.size(), size_t{10});
+    CHECK(parse_op_line("pin [0..4294967294] = 3", "t", 2, &op).code == Code::kENOMEM);
+  }
   // settings=N takes the raw word: the framing then judges it (naming the record).
   CHECK_OK(parse_op_line("mm#1 mm-new 16 settings=131072", "t", 1, &op));
   CHECK_EQ(op.op.w[3], 2u << 16);
