@@ -336,7 +336,7 @@ export class AddressSpace {
       this.#native.mmap(start, count, write, populate, huge);
       return;
     }
-    if (!(o['file'] instanceof PageCacheFile)) invalid(`file must be a PageCacheFile (got ${show(o['file'])})`);
+    if (!PageCacheFile.isGenuine(o['file'])) invalid(`file must be a PageCacheFile (got ${show(o['file'])})`);
     if (o['file'].mem !== this.mem) invalid(`file '${o['file'].name}' lives in another page array`);
     if (huge) invalid('huge maps anonymous memory; a file maps its own folios (see PageCacheFile folioOrder)');
     const priv = !bool('shared', o['shared'], true);
@@ -609,7 +609,7 @@ export class AddressSpace {
   #mmapHugetlb(o: Record<string, unknown>, start: number, count: number, write: boolean, populate: boolean, huge: boolean): void {
     if (huge) invalid('huge (THP) and hugetlb exclude each other');
     const file = o['file'];
-    if (file !== undefined && !(file instanceof HugetlbFile)) invalid(`a hugetlb mapping's file must be a HugetlbFile (got ${show(file)})`);
+    if (file !== undefined && !HugetlbFile.isGenuine(file)) invalid(`a hugetlb mapping's file must be a HugetlbFile (got ${show(file)})`);
     const order = file === undefined ? integer('hugetlb', o['hugetlb']) : file.order;
     if (order !== 9 && order !== 18) invalid(`hugetlb must be 9 (2 MiB) or 18 (1 GiB) (got ${order})`);
     if (file === undefined) {

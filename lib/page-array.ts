@@ -660,6 +660,14 @@ export class PinOwner implements PinOwnerRef {
     this.kind = kind;
   }
 
+  /**
+   * @internal Whether `value` is a PinOwner made by mem.pinOwner() (its private state is there),
+   * not an object that only has the prototype (`instanceof` answers true for that).
+   */
+  static isGenuine(value: unknown): value is PinOwner {
+    return typeof value === 'object' && value !== null && #dropped in value;
+  }
+
   /** Whether {@link PinOwner.drop} has dropped it: it takes no new pins (it may still unpin). */
   get dropped(): boolean {
     return this.#dropped;
@@ -723,7 +731,7 @@ function pinFlags(o: Record<string, unknown>, dirty: boolean): number {
 /** @internal The `owner` option: a live owner of `mem` (a dropped one only where `mayBeDropped`), or null. */
 export function ownerOption(mem: PageArray, value: unknown, mayBeDropped = false): PinOwner | null {
   if (value === undefined) return null;
-  if (!(value instanceof PinOwner)) invalid(`owner must be a PinOwner from mem.pinOwner() (got ${show(value)})`);
+  if (!PinOwner.isGenuine(value)) invalid(`owner must be a PinOwner from mem.pinOwner() (got ${show(value)})`);
   if (value.mem !== mem) invalid(`owner '${value.name}' belongs to another page array`);
   if (value.dropped && !mayBeDropped) invalid(`owner '${value.name}' was dropped and takes no new pins`);
   return value;

@@ -148,5 +148,12 @@ export function optionsObject(what: string, value: unknown, known: readonly stri
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) invalid(`${what}: unknown option '${key}' (known: ${known.join(', ')})`);
   }
-  return value as Record<string, unknown>;
+  // Each known option read once, into an object of our own: a getter (or a Proxy trap) that
+  // answers differently on a second read cannot make the check and the use disagree.
+  const read: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const key of known) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== undefined) read[key] = v;
+  }
+  return read;
 }

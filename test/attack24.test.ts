@@ -12,9 +12,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import {
   AddressSpace,
+  HugetlbFile,
   OpBatch,
   PageArray,
   PageCacheFile,
+  PinOwner,
   PinlabError,
   formatReplayMarkdown,
   formatReplayTable,
@@ -283,5 +285,53 @@ describe('review round 24', () => {
     for (const u of [new URL('file://server/x.pkops'), new URL('file:///tmp/a%2Fb.pkops'), new Proxy(new URL('file:///tmp/x.pkops'), {})]) {
       expect(thrown(() => rec.save(u)).code).toBe('EINVAL');
     }
+  });
+});
+
+describe('hostile use of the core API (round 24)', () => {
+  it('an options getter is read once: a file that changes between reads cannot map another array\'s pages', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false });
+    const mem2 = new PageArray({ pages: 1 << 12, populated: false });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const mine = new PageCacheFile(mem, { name: 'mine', pages: 16 });
+    const theirs = new PageCacheFile(mem2, { name: 'theirs', pages: 16 });
+    let reads = 0;
+    const options = { start: 0, count: 4, get file() { return reads++ === 0 ? mine : theirs; } };
+    mm.mmap(options as never);
+    expect(reads).toBe(1);
+    expect(mm.translate(0)!.pfn).toBe(mine.pfnAt(0));
+    expect(theirs.cachedPages).toBe(0);
+  });
+
+  it('a file of 2^31 pages of holes costs nothing, and truncate to 2^31 keeps pfnAt and mappings right', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false });
+    const free0 = mem.freePages();
+    const big = new PageCacheFile(mem, { name: 'big', pages: 2 ** 31 });
+    expect(big.cachedPages).toBe(0);
+    expect(big.pfnAt(2 ** 31 - 1)).toBeNull();
+    const f = new PageCacheFile(mem, { name: 'f', pages: 16 });
+    f.truncate(2 ** 31);
+    expect(f.size).toBe(2 ** 31);
+    expect(f.pfnAt(100)).toBeNull();
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    mm.mmap({ start: 0, count: 16, file: f, offset: 100 });
+    expect(f.pfnAt(100)).toBe(mm.translate(0)!.pfn);
+    mm.munmap({ start: 0, count: 16 });
+    expect(f.truncate(0).removedPages).toBe(16);
+    expect(f.cachedPages).toBe(0);
+    expect(big.truncate(0).removedPages).toBe(0);
+    expect(mem.freePages()).toBe(free0);
+  });
+
+  it('an object with only the prototype of PinOwner, PageCacheFile or HugetlbFile is EINVAL, never a TypeError', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const fakeOwner = Object.create(PinOwner.prototype, { mem: { value: mem } }) as PinOwner;
+    expect(thrown(() => mem.pinPages({ start: 0, count: 1 }, { owner: fakeOwner })).code).toBe('EINVAL');
+    const fakeFile = Object.create(PageCacheFile.prototype, { mem: { value: mem }, name: { value: 'x' } }) as PageCacheFile;
+    expect(thrown(() => mm.mmap({ start: 0, count: 4, file: fakeFile })).code).toBe('EINVAL');
+    const fakeH = Object.create(HugetlbFile.prototype, { mem: { value: mem }, name: { value: 'h' } }) as HugetlbFile;
+    expect(thrown(() => mm.mmap({ start: 512, count: 512, file: fakeH })).code).toBe('EINVAL');
+    expect(mem.stats().pinAcquired).toBe(0);
   });
 });

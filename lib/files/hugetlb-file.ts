@@ -64,6 +64,11 @@ export class HugetlbFile {
     this.#heads = native.hugetlbAllocPages(order, pages / huge);
   }
 
+  /** @internal Whether `value` is a HugetlbFile its constructor made (not only its prototype). */
+  static isGenuine(value: unknown): value is HugetlbFile {
+    return typeof value === 'object' && value !== null && #closed in value;
+  }
+
   /** Whether {@link HugetlbFile.close} was called. */
   get closed(): boolean {
     return this.#closed;

@@ -155,7 +155,8 @@ export class PageCacheFile {
   /** A shmem/memfd file (see {@link PageCacheFileOptions.shmem}). */
   readonly shmem: boolean;
   #size: number;
-  #heads: Array<number | null> = []; // per folio index: head PFN, or null (a hole)
+  /** Per folio index, the head PFN of a cached folio; a hole has no entry (a file may be 2^31 pages of holes). */
+  #heads = new Map<number, number>();
   readonly #mappings = new Set<FileMapping>();
   readonly #leases: Lease[] = [];
   readonly #breaks: LeaseBreak[] = [];
@@ -175,7 +176,11 @@ export class PageCacheFile {
     this.folioOrder = order;
     this.shmem = bool('shmem', o['shmem'], false);
     this.#size = this.#checkSize('pages', integer('pages', o['pages']));
-    this.#heads = new Array<number | null>(this.#size >> order).fill(null);
+  }
+
+  /** @internal Whether `value` is a PageCacheFile its constructor made (not only its prototype). */
+  static isGenuine(value: unknown): value is PageCacheFile {
+    return typeof value === 'object' && value !== null && #leases in value;
   }
 
   /** Size in pages. */
@@ -187,13 +192,13 @@ export class PageCacheFile {
   pfnAt(index: number): number | null {
     const i = integer('index', index);
     if (i < 0 || i >= this.#size) throw new PinlabError('ERANGE', `file page ${i} is beyond the end of '${this.name}' (size ${this.#size})`);
-    const head = this.#heads[i >> this.folioOrder]!;
-    return head === null ? null : head + (i & ((1 << this.folioOrder) - 1));
+    const head = this.#heads.get(i >> this.folioOrder); // i < 2^31: the shift keeps its sign
+    return head === undefined ? null : head + (i & ((1 << this.folioOrder) - 1));
   }
 
   /** Pages the page cache holds (holes excluded). */
   get cachedPages(): number {
-    return this.#heads.filter((h) => h !== null).length << this.folioOrder;
+    return this.#heads.size * 2 ** this.folioOrder;
   }
 
   /**
@@ -204,7 +209,7 @@ export class PageCacheFile {
   takeLease(owner: PinOwner, options?: LeaseOptions): Lease {
     const o = optionsObject('lease options', options, ['onBreak']);
     if (o['onBreak'] !== undefined && typeof o['onBreak'] !== 'function') invalid(`onBreak must be a function (got ${show(o['onBreak'])})`);
-    if (!(owner instanceof PinOwner) || owner.mem !== this.mem) invalid(`owner must be a PinOwner of this file's page array (got ${show(owner)})`);
+    if (!PinOwner.isGenuine(owner) || owner.mem !== this.mem) invalid(`owner must be a PinOwner of this file's page array (got ${show(owner)})`);
     if (owner.dropped) invalid(`owner '${owner.name}' was dropped`);
     if (this.#leaseOf(owner) !== undefined) invalid(`owner '${owner.name}' already holds a lease on '${this.name}'`);
     const lease = new Lease(this, owner, o['onBreak'] as LeaseOptions['onBreak']);
@@ -232,12 +237,10 @@ export class PageCacheFile {
   truncate(pages: number): LayoutChangeReport {
     const size = this.#checkSize('pages', integer('pages', pages));
     if (size >= this.#size) {
-      for (let f = this.#heads.length; f < size >> this.folioOrder; f++) this.#heads.push(null);
-      this.#size = size;
+      this.#size = size; // holes: nothing to store
       return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
     }
     const { report, broken } = this.#remove(size, this.#size - size, 'truncate');
-    this.#heads.length = size >> this.folioOrder;
     this.#size = size;
     notifyAll(broken); // once the change is complete
     return report;
@@ -273,14 +276,14 @@ export class PageCacheFile {
     const allocated: number[] = [];
     const undo = (): void => {
       for (const f of allocated) {
-        this.mem.putPage(this.#heads[f]!);
-        this.#heads[f] = null;
+        this.mem.putPage(this.#heads.get(f)!);
+        this.#heads.delete(f);
       }
     };
     try {
       for (let f = first; f <= last; f++) {
-        if (this.#heads[f] !== null) continue;
-        this.#heads[f] = this.mem.allocFolio(this.folioOrder); // normal zone: never migrated
+        if (this.#heads.has(f)) continue;
+        this.#heads.set(f, this.mem.allocFolio(this.folioOrder)); // normal zone: never migrated
         allocated.push(f);
       }
     } catch (e) {
@@ -331,10 +334,10 @@ export class PageCacheFile {
     for (const { index, head } of folios) {
       // The page cache's own reference: a pinned (or otherwise held) folio outlives it.
       if (!np.putPage(head, 1)) stillReferencedPages += 1 << this.folioOrder;
-      this.#heads[index] = null;
+      this.#heads.delete(index);
     }
     const report: LayoutChangeReport = {
-      removedPages: folios.length << this.folioOrder,
+      removedPages: folios.length * 2 ** this.folioOrder,
       stillReferencedPages,
       brokenLeases: brokenLeases.map((l) => l.breakReport!),
       zappedMappings,
@@ -343,12 +346,11 @@ export class PageCacheFile {
   }
 
   #presentFolios(offset: number, count: number): Array<{ index: number; head: number }> {
+    // The cached folios only (a range of 2^31 pages of holes costs nothing), in index order.
+    const size = 2 ** this.folioOrder;
     const out: Array<{ index: number; head: number }> = [];
-    for (let f = offset >> this.folioOrder; f < (offset + count) >> this.folioOrder; f++) {
-      const head = this.#heads[f];
-      if (head !== null && head !== undefined) out.push({ index: f, head });
-    }
-    return out;
+    for (const [f, head] of this.#heads) if (f * size >= offset && f * size < offset + count) out.push({ index: f, head });
+    return out.sort((a, b) => a.index - b.index);
   }
 
   /**
