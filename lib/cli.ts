@@ -105,6 +105,8 @@ async function bench(args: string[], io: CliIo): Promise<number> {
     return EXIT.ok;
   }
   const previous = values.compare !== undefined ? readPrevious(values.compare) : undefined;
+  // --threshold checked now, with or without --compare, not after the run.
+  const threshold = values.threshold === undefined ? 0.1 : fraction(values.threshold);
   const options = benchOptions(values);
   // A bad --out fails now, not after the run.
   if (values.out !== undefined) await prepareOutputDir(values.out, REPORT_FILES);
@@ -127,7 +129,7 @@ async function bench(args: string[], io: CliIo): Promise<number> {
   io.out.write(values.json ? `${JSON.stringify(results, null, 2)}\n` : formatTable(results));
   let status: number = EXIT.ok;
   if (previous !== undefined) {
-    const cmp = compareResults(results, previous, { threshold: values.threshold === undefined ? 0.1 : fraction(values.threshold) });
+    const cmp = compareResults(results, previous, { threshold });
     io.err.write(formatComparison(cmp));
     if (hasRegressions(cmp)) status = EXIT.regression;
   }

@@ -335,3 +335,30 @@ describe('hostile use of the core API (round 24)', () => {
     expect(mem.stats().pinAcquired).toBe(0);
   });
 });
+
+describe('hostile use, round 24 (second helper)', () => {
+  it('a PageCacheFile or HugetlbFile whose options getter disposes the array is EINVAL; so are a disposed array\'s file calls', () => {
+    const mem = new PageArray({ pages: 1 << 12, populated: false });
+    const e = thrown(() => new PageCacheFile(mem, { name: 'f', get pages() { mem.dispose(); return 16; } } as never));
+    expect(e.code).toBe('EINVAL');
+    const mem2 = new PageArray({ pages: 1 << 12, populated: false });
+    const f = new PageCacheFile(mem2, { name: 'g', pages: 16 });
+    mem2.dispose();
+    expect(thrown(() => f.truncate(32)).code).toBe('EINVAL');
+    expect(thrown(() => f.punchHole(0, 1)).code).toBe('EINVAL');
+    const mem3 = new PageArray({ pages: 1 << 12, populated: false });
+    expect(thrown(() => new HugetlbFile(mem3, { name: 'h', order: 9, get pages() { mem3.dispose(); return 512; } } as never)).code).toBe('EINVAL');
+  });
+
+  it('pinlab profile --preset with an Object.prototype name is an unknown preset; bench --threshold is checked before the run', async () => {
+    for (const p of ['constructor', '__proto__', 'toString']) {
+      const r = await runCli(['profile', '--preset', p]);
+      expect(r.status).toBe(64);
+      expect(r.err).toMatch(/unknown preset/);
+    }
+    const b = await runCli(['bench', '--threshold', 'bogus']);
+    expect(b.status).toBe(64);
+    expect(b.err).toMatch(/--threshold/);
+    expect(b.err).not.toMatch(/%/); // refused before any progress line
+  });
+});

@@ -48,9 +48,10 @@ export class HugetlbFile {
    * @throws PinlabError `EINVAL` naming a bad option; `ENOMEM` if the pool is short of pages
    */
   constructor(mem: PageArray, options: HugetlbFileOptions) {
-    const native = nativeOf(mem);
+    nativeOf(mem);
     if (options === undefined) invalid('hugetlb file options are required ({ name, order, pages })');
     const o = optionsObject('hugetlb file options', options, ['name', 'order', 'pages']);
+    const native = nativeOf(mem); // after the options' getters, which may have disposed the array
     if (typeof o['name'] !== 'string' || o['name'].length === 0) invalid(`name must be a non-empty string (got ${show(o['name'])})`);
     const order = integer('order', o['order']);
     if (order !== 9 && order !== 18) invalid(`order must be 9 (2 MiB) or 18 (1 GiB) (got ${order})`);

@@ -176,6 +176,7 @@ export class PageCacheFile {
     this.folioOrder = order;
     this.shmem = bool('shmem', o['shmem'], false);
     this.#size = this.#checkSize('pages', integer('pages', o['pages']));
+    nativeOf(mem); // again: an option's getter may have disposed the array
   }
 
   /** @internal Whether `value` is a PageCacheFile its constructor made (not only its prototype). */
@@ -236,6 +237,7 @@ export class PageCacheFile {
    */
   truncate(pages: number): LayoutChangeReport {
     const size = this.#checkSize('pages', integer('pages', pages));
+    nativeOf(this.mem); // EINVAL once the page array is disposed
     if (size >= this.#size) {
       this.#size = size; // holes: nothing to store
       return { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
@@ -252,6 +254,7 @@ export class PageCacheFile {
    * @throws PinlabError `EINVAL` for a misaligned or out-of-file range; `EBUSY` as {@link PageCacheFile.truncate}
    */
   punchHole(offset: number, count: number): LayoutChangeReport {
+    nativeOf(this.mem); // EINVAL once the page array is disposed
     const off = this.#checkSize('offset', integer('offset', offset));
     const n = this.#checkSize('count', integer('count', count));
     if (off + n > this.#size) invalid(`hole ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.#size})`);

@@ -54,7 +54,7 @@ export async function profileCommand(args: string[], io: CliIo): Promise<number>
   }
   const options: ProfileOptions = {};
   if (values['preset'] !== undefined) {
-    if (!(String(values['preset']) in PRESETS)) throw new UsageError(`--preset: unknown preset '${String(values['preset'])}' (known: ${Object.keys(PRESETS).join(', ')})`);
+    if (!Object.hasOwn(PRESETS, String(values['preset']))) throw new UsageError(`--preset: unknown preset '${String(values['preset'])}' (known: ${Object.keys(PRESETS).join(', ')})`);
     options.preset = values['preset'] as PresetName;
   }
   if (values['population'] !== undefined) options.population = readJson(String(values['population'])) as Population;

@@ -59,7 +59,7 @@ const INT32_MAX = 2 ** 31 - 1;
 export async function runProfile(options: ProfileOptions = {}): Promise<ProfileResults> {
   const started = performance.now();
   const presetName = options.population === undefined ? (options.preset ?? 'desktop') : null;
-  if (presetName !== null && !(presetName in PRESETS)) {
+  if (presetName !== null && (typeof presetName !== 'string' || !Object.hasOwn(PRESETS, presetName))) {
     invalid(`unknown preset '${String(presetName)}' (known: ${Object.keys(PRESETS).join(', ')})`);
   }
   const source = options.population ?? PRESETS[presetName!].population;
