@@ -45,7 +45,7 @@ struct BiasTwinScheme {
 // adds to its thread's shard, a release takes the pins under the folio's release lock (grabs
 // only add meanwhile, so a total read under the lock can only be short of the truth: a
 // refusal writes nothing, and a release that fits always completes), and the pincount is the
-// shards' sum. A small sharded scheme, registered by scripts/scheme-extension-check.mjs to
+// shards' sum, read under the same lock. A small sharded scheme, registered by scripts/scheme-extension-check.mjs to
 // prove that a scheme with a store and operations of its own is one file and one registry line.
 #pragma once
 
@@ -122,8 +122,18 @@ struct TwoShardScheme {
     return sum;
   }
 
+  // The sum under the release lock: there only grabs run, which only add, so two loads give a
+  // value the count had within the read (without the lock a release could move pins from the
+  // shard not yet read to the one already read, and a held pin would read as none).
   static int64_t pins(const PinWords& w, uint64_t head, uint32_t, std::memory_order) {
-    return total(w, head);
+    auto lock = w.at(kLockWord, head);
+    int32_t free_ = 0;
+    // acquire: the last holder's takes happen before our loads.
+    while (!lock.compare_exchange_weak(free_, 1, std::memory_order_acquire, std::memory_order_relaxed))
+      free_ = 0;
+    const int64_t sum = total(w, head);
+    lock.store(0, std::memory_order_release);  // release: our loads before the next holder's takes
+    return sum;
   }
 
   static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {

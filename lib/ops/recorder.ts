@@ -32,6 +32,28 @@ function u32(v: number): number {
   return w;
 }
 
+/** One op of a submitted batch: its index, its first word, its words (data records included) and its head's fields. */
+interface BatchRecord {
+  k: number;
+  i: number;
+  span: number;
+  tag: number;
+  flags: number;
+  code: number;
+  n: number;
+}
+
+/** The ops of a batch (submit's layout, already checked natively), one after the other. */
+function* batchRecords(ops: Uint32Array): Generator<BatchRecord> {
+  let k = 0;
+  for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
+    const n = ops[i + 4]!;
+    const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
+    yield { k, i, span, tag: ops[i]! >>> 16, flags: (ops[i]! >>> 8) & 0xff, code: ops[i]! & 0xff, n };
+    i += span;
+  }
+}
+
 /** What {@link OpRecorder.save} wrote. */
 export interface OpSaveResult {
   /** The file written (binary `.pkops`, or the text form for a name ending in `.txt`). */
@@ -228,10 +250,7 @@ export class OpRecorder {
    */
   checkBatchTags(ops: Uint32Array, live: ReadonlySet<number>): void {
     if (!this.#active) return;
-    let k = 0;
-    for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
-      const n = ops[i + 4]!;
-      const tag = ops[i]! >>> 16;
+    for (const { k, i, tag } of batchRecords(ops)) {
       const id = ops[i + 1]!;
       if (id !== 0 && live.has(id)) {
         const creator = this.#creatorTag.get(id) ?? 0;
@@ -242,7 +261,6 @@ export class OpRecorder {
           );
         }
       }
-      i += OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
     }
   }
 
@@ -253,13 +271,7 @@ export class OpRecorder {
       if (b === undefined) base.set(tag, (b = this.#producedBy(tag)));
       return b;
     };
-    let k = 0;
-    for (let i = 0; i < ops.length; k++) {
-      const n = ops[i + 4]!;
-      const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
-      const tag = ops[i]! >>> 16;
-      const flags = (ops[i]! >>> 8) & 0xff;
-      const code = ops[i]! & 0xff;
+    for (const { k, i, span, tag, flags, code, n } of batchRecords(ops)) {
       const b = baseOf(tag); // the tag's outputs before the batch, taken at its first record
       if (results[k] !== notRun && tag !== 0 && (code === OP_CODES['mm-new'] || code === OP_CODES.fork)) {
         this.#creatorTag.set(code === OP_CODES.fork ? ops[i + 2]! : ops[i + 1]!, tag);
@@ -283,7 +295,6 @@ export class OpRecorder {
       if ((code === OP_CODES['pin-user-fast'] || code === OP_CODES['pin-user'] || code === OP_CODES['get-user-fast']) && results[k] !== notRun) {
         this.#addProduced(tag, n);
       }
-      i += span;
     }
   }
 

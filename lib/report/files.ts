@@ -40,6 +40,8 @@ async function lstatOrNone(path: string) {
  * @throws PinlabError `EINVAL` naming the path and the reason
  */
 export async function prepareOutputDir(dir: string, names: readonly string[]): Promise<string> {
+  // An empty path would resolve to the current folder: a slip, never a choice.
+  if (dir === '') refuse("''", 'an empty path names no folder (write . for the current one)');
   const root = resolve(dir);
   const there = await lstatOrNone(root);
   if (there === undefined) {
@@ -57,7 +59,25 @@ export async function prepareOutputDir(dir: string, names: readonly string[]): P
     const s = await lstatOrNone(join(root, name));
     if (s !== undefined && !s.isFile()) refuse(join(root, name), `it is ${kind(s)}`);
   }
+  await probeWritable(root);
   return root;
+}
+
+/**
+ * Creates and removes one fresh file in `root` (O_CREAT | O_EXCL | O_NOFOLLOW), so a folder
+ * that will not take files (read-only, /proc, a full disk's quota) is refused before a long
+ * run rather than after it. Permission bits alone cannot tell: root passes access(2) on /proc.
+ */
+async function probeWritable(root: string): Promise<void> {
+  let made: { tmp: string; handle: Awaited<ReturnType<typeof open>> };
+  try {
+    made = await openTemporary(join(root, '.pinlab-probe'));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    refuse(root, `no file can be created in it (${err.code ?? err.message})`);
+  }
+  await made.handle.close().catch(() => undefined);
+  await unlink(made.tmp).catch(() => undefined);
 }
 
 /** A fresh temporary beside `target`: O_CREAT | O_EXCL | O_NOFOLLOW, so a planted name is never opened. */
@@ -83,6 +103,7 @@ async function openTemporary(target: string) {
  * @throws PinlabError `EINVAL` if the target is not a regular file
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  if (path === '') refuse("''", 'an empty path names no file');
   const target = resolve(path);
   const before = await lstatOrNone(target);
   if (before !== undefined && !before.isFile()) refuse(target, `it is ${kind(before)}`);

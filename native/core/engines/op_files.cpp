@@ -307,6 +307,9 @@ Status read_op_stream_into(const std::string& path, OpStream* out, const std::at
 // ---- writing -----------------------------------------------------------------------------------
 
 Status check_op_output(const std::string& path) {
+  // "" would write a temporary named ".tmp-..." here and fail only at the rename, after the work.
+  if (path.empty()) return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "an empty path names no file");
+  if (path.back() == '/') return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "it names a folder, not a file");
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0,
@@ -353,9 +356,12 @@ Status OpWriter::open(const std::string& path, const Header& header) {
     tmp_ = path + suffix;
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ < 0 && errno != EEXIST && errno != ELOOP) {
+      // The folder passed access(2) but takes no file (/proc, a read-only mount as root).
       const int err = errno;
       tmp_.clear();
-      return errno_status(err, path);
+      return err == EACCES || err == ENOENT || err == EROFS || err == EPERM
+                 ? path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "no file can be created in its folder")
+                 : errno_status(err, path);
     }
   }
   if (fd_ < 0) {

@@ -25,7 +25,8 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   // Pins that share one reference (scheme_ops.h) cost none of their own, but the folio may be
   // free or reused here: gup_fast holds one reference of its own (`hold`) from the speculative
   // grab to the end of the store's grab, so the store's words are written only on a live folio
-  // of the order checked below; the store's own transition takes the pins' reference.
+  // of the order checked below; where the grab is the folio's first pin, that reference becomes
+  // the pins' one (grab_pins_handing_ref).
   const bool shared_ref = pin && pins_share_ref<S>(order);
   const int64_t hold = shared_ref ? 1 : cost.ref;
   // A PMD leaf's run read with a stale (smaller) order would spill past the folio it names.
@@ -47,16 +48,20 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
   // The shape check: acquire would do, seq_cst keeps TSan's model simple (architecture.md).
   if ((meta_at(pfn).load(std::memory_order_seq_cst) & kOrderMask) != order) [[unlikely]] {
     // Not the folio we meant: put back exactly what we added (it may be the last reference of
-    // a folio freed meanwhile by its owner, whose put our grab made miss zero: free it then).
-    if (put_and_test(head, hold)) free_folio(head);
+    // a folio freed meanwhile by its owner, whose put our grab made miss zero: free it then;
+    // or eaten by a misused over-unpin while we were away: then nothing is given back).
+    if (try_put_back_and_test(head, hold)) free_folio(head);
     return false;
   }
   if (shared_ref) {
-    // seq_cst: as below (fork's maybe-pinned read), and the pins' reference, if this grab takes
-    // it, is part of the Dekker pair with migration's freeze. Then our own reference goes: the
-    // pins hold theirs now (or, refused, nothing of ours is left).
-    const Reason why = grab_pins<S>(head, order, cost.pin, std::memory_order_seq_cst);
-    if (put_and_test(head, hold)) free_folio(head);
+    // seq_cst: as below (fork's maybe-pinned read). Where this grab is the folio's first pin,
+    // our own reference becomes the pins' (taken by the seq_cst CAS above, the Dekker pair with
+    // migration's freeze), so a first pin needs room for one reference, as the kernel's
+    // try_grab_folio_fast; otherwise it goes: the pins hold theirs (or, refused, nothing of
+    // ours is left).
+    bool handed = false;
+    const Reason why = grab_pins_handing_ref<S>(head, order, cost.pin, std::memory_order_seq_cst, &handed);
+    if (!handed && put_and_test(head, hold)) free_folio(head);
     if (why != Reason::kNone) [[unlikely]]
       return false;
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);
@@ -69,7 +74,7 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
     // and that read must not both miss each other (the store-buffer pattern).
     if (keeps_pins<S>(order) &&
         grab_pins<S>(head, order, cost.pin, std::memory_order_seq_cst) != Reason::kNone) [[unlikely]] {
-      if (put_and_test(head, cost.ref)) free_folio(head);
+      if (try_put_back_and_test(head, cost.ref)) free_folio(head);
       return false;
     }
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);

@@ -449,6 +449,14 @@ class PageArray {
   bool keeps_pins(uint32_t order) const;
   template <Scheme S>
   Reason grab_pins(uint64_t head, uint32_t order, int64_t pins, std::memory_order mo);
+  // grab_pins by a caller that holds one reference of its own on the folio (gup_fast's
+  // speculative grab), for a folio whose pins share one reference: where the pins go from none
+  // to some, that reference becomes the pins' (*handed set) instead of a second one being
+  // taken, so a first pin needs room for one reference, not two. Not handed: the caller still
+  // owns it.
+  template <Scheme S>
+  Reason grab_pins_handing_ref(uint64_t head, uint32_t order, int64_t pins, std::memory_order mo,
+                               bool* handed);
   template <Scheme S>
   Reason release_pins(uint64_t head, uint32_t order, int64_t pins, bool* last);
   template <Scheme S>
@@ -473,6 +481,11 @@ class PageArray {
   bool release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   // fetch_sub of refs references we hold (acq_rel); true if that reached zero (caller frees).
   bool put_and_test(uint64_t head, int64_t refs);
+  // The same for references a speculative grab added and now gives back on a cold path (a
+  // folio that changed shape under it, a refused pincount): by CAS, refusing below `refs`
+  // (false, nothing written) where someone else's over-unpin or put ate them meanwhile, so a
+  // freed folio's refcount never goes negative.
+  bool try_put_back_and_test(uint64_t head, int64_t refs);
   // Pins that share one reference (scheme_api.h, SharedRefPinStore; scheme_ops.h): whether a
   // folio's pins do; the references a release of `cost` needs the refcount to hold (validation:
   // cost.ref, or 1 for any pins of a sharing folio); the add-unless-zero of the one reference a

@@ -166,6 +166,26 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
 }
 
 template <Scheme S>
+PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins_handing_ref(uint64_t head, uint32_t order, int64_t pins,
+                                                             std::memory_order mo, bool* handed) {
+  using P = SchemePolicy<S>;
+  *handed = false;
+  if constexpr (!pins_may_share_ref_of<P>()) {
+    return grab_pins<S>(head, order, pins, mo);  // no shared reference to hand over
+  } else {
+    // The store calls this at most once, and only once the grab is decided (scheme_api.h): the
+    // caller's reference, taken by its own seq_cst CAS before the store is touched, is held
+    // before maybe_pinned can answer true, as a reference taken here would be.
+    const Reason why = P::grab_pins(pin_words(), head, order, pins, mo, [handed] {
+      *handed = true;
+      return Reason::kNone;
+    });
+    if (why != Reason::kNone) *handed = false;  // refused: nothing of the caller's was kept
+    return why;
+  }
+}
+
+template <Scheme S>
 PINLAB_ALWAYS_INLINE Reason PageArray::release_pins(uint64_t head, uint32_t order, int64_t pins, bool* last) {
   using P = SchemePolicy<S>;
   if constexpr (pins_may_share_ref_of<P>()) {
@@ -309,6 +329,21 @@ bool PageArray::release_own_pin(uint64_t head, uint32_t order, int64_t refs, boo
 inline bool PageArray::put_and_test(uint64_t head, int64_t refs) {
   // acq_rel: put_and_test (see try_release_pin).
   return int64_t{ref_at(head).fetch_sub(int32_t(refs), std::memory_order_acq_rel)} == refs;
+}
+
+inline bool PageArray::try_put_back_and_test(uint64_t head, int64_t refs) {
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    // Eaten: an over-unpin or a plain put took our references meanwhile (the misuse that bias
+    // cannot see and debug mode refuses), and the folio may be free already. Nothing of ours
+    // is left to give back, and a refcount never goes below zero.
+    if (int64_t{cur} < refs) [[unlikely]]
+      return false;
+    // acq_rel: put_and_test (see try_release_pin); relaxed on failure: nothing written.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed));
+  return int64_t{cur} == refs;
 }
 
 }  // namespace pinlab

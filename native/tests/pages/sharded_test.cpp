@@ -209,6 +209,51 @@ TEST(sharded_gup_fast_pins_share_the_reference_and_refuse_a_free_folio) {
   CHECK(!pa->maybe_dma_pinned(kHead));
 }
 
+// gup_fast's first pin of a sharded folio needs room for ONE reference, as separate's pin and
+// the kernel's try_grab_folio_fast: its own speculative reference becomes the pins' (found by
+// the history checker under load: at refcount INT32_MAX - 1 the grab took a second reference,
+// overflowed and was refused where the end state, INT32_MAX, fits).
+TEST(sharded_gup_fast_first_pin_at_a_nearly_full_refcount_fits) {
+  for (Scheme s : {Scheme::kSeparate, Scheme::kSharded}) {
+    auto pa = make_array(1024, s);
+    CHECK_OK(pa->make_folio(kHead, 9));
+    CHECK_OK(pa->get_page(kHead, INT32_MAX - 1 - pa->refcount(kHead)));
+    uint64_t head = 0;
+    uint32_t order = 0;
+    const bool got = dispatch_scheme(s, [&](auto tag) {
+      return pa->try_grab_folio_fast<decltype(tag)::value>(kHead + 7, 1, true, true, &head, &order);
+    });
+    CHECK(got);
+    CHECK_EQ(pa->refcount(kHead), INT32_MAX);
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{1});
+    CHECK(pa->maybe_dma_pinned(kHead));
+    // No room for a second grab's own reference: refused with nothing changed.
+    const bool second = dispatch_scheme(s, [&](auto tag) {
+      uint64_t h2 = 0;
+      uint32_t o2 = 0;
+      return pa->try_grab_folio_fast<decltype(tag)::value>(kHead + 8, 1, true, true, &h2, &o2);
+    });
+    CHECK(!second);
+    CHECK_EQ(pa->refcount(kHead), INT32_MAX);
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{1});
+    const bool released = dispatch_scheme(s, [&](auto tag) {
+      return pa->release_folio_refs<decltype(tag)::value>(kHead + 7, head, order, 1, true, true);
+    });
+    CHECK(released);
+    CHECK_EQ(pa->refcount(kHead), INT32_MAX - 1);
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
+    CHECK(!pa->maybe_dma_pinned(kHead));
+    // At INT32_MAX nothing fits: refused before any word is written.
+    CHECK_OK(pa->get_page(kHead, 1));
+    const bool full = dispatch_scheme(s, [&](auto tag) {
+      return pa->try_grab_folio_fast<decltype(tag)::value>(kHead + 7, 1, true, true, &head, &order);
+    });
+    CHECK(!full);
+    CHECK_EQ(pa->refcount(kHead), INT32_MAX);
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
+  }
+}
+
 TEST(sharded_a_pin_refused_midway_gives_the_reference_back) {
   // A list call pins the folio (its first pin takes the reference), then meets a free page:
   // EFREE, and its give-back is the folio's last unpin, so the reference goes too.
