@@ -82,6 +82,7 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 AddressSpace::~AddressSpace() {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   drop_hugetlb_reservations(0, pages_);
+  drop_hugetlb_held(0, pages_);
   unmap_range(0, pages_);
 }
 
@@ -377,17 +378,16 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     uint64_t rs = 0;
     const Region* r = region_at(v, &rs);
     if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
-    if (r->shared && advice != Advice::kPageOut)  // pageout skips them (swap.cpp)
+    // Shared hugetlb mappings take every advice but pageout (below); page-cache ones only
+    // pageout, which skips them (swap.cpp).
+    if (r->shared && r->hugetlb_order == 0 && advice != Advice::kPageOut)
       return Status{Code::kEINVAL, Reason::kFlags,
-                    "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+                    "madvise of a shared file mapping of the page cache is not modelled (pageout only)"};
     if (r->file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a private file mapping is not modelled (anonymous memory only)"};
     if (r->hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
       return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
-    if (r->hugetlb_file && advice == Advice::kDontNeed)
-      return Status{Code::kEINVAL, Reason::kHugetlb,
-                    "MADV_DONTNEED of a private hugetlb file mapping is not modelled"};
     v = rs + r->count;
   }
   if (advice == Advice::kDontNeed) {
@@ -399,7 +399,10 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (end == s) return Status::Ok();
     reserve_split_tables(s, end);  // host memory first
     // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
-    // the regions stay, so the next access faults a fresh page in.
+    // the regions stay, so the next access faults a fresh page in. A hugetlb file mapping's
+    // pages that map the file's page stay held (the file keeps them): the next access maps
+    // the same page again; its private copies go back to the pool.
+    zap_hugetlb_file_pages(s, end);
     unmap_range(s, end);
     return Status::Ok();
   }
@@ -432,6 +435,7 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   split_region_at(e);
   unmap_range(s, e);
   drop_hugetlb_reservations(s, e);
+  drop_hugetlb_held(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -1016,6 +1020,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   child->swap_ = swap_;  // one swap device for the fork family: the entries name its slots
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
+  copy_hugetlb_held(*child);  // host memory: its references are taken below
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -1033,7 +1038,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
     if (st.ok() && forks_at(vpage)) st = fork_entry(*child, slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
+  if (st.ok()) st = take_hugetlb_held(*child);  // none taken on failure
   if (!st.ok()) {
+    child->hugetlb_held_.clear();  // its references were not taken (or were given back)
     abandon_fork(*child);
     write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
     return st;

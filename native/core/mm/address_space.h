@@ -553,6 +553,30 @@ class AddressSpace {
   void extend_hugetlb_walk(uint64_t v, uint64_t end, WalkEntry* w) const;
   // Huge pages (their first virtual page) of private mappings whose reservation is unused.
   std::set<uint64_t> hugetlb_resv_;
+  // ---- a hugetlb file mapping's hold on its file (the vma's vm_file) ----
+  // A shared hugetlb mapping (anonymous or of a file) and a private mapping of a hugetlb file
+  // keep, for each huge page they cover, one reference on the file's page: the reference of
+  // the entry that maps it, or, when no entry maps it (MADV_DONTNEED zapped it, or a private
+  // mapping's write copied it), a held one here, by the page's first virtual page. A fault on
+  // an empty entry maps the held page again (the kernel finds it in the file's page cache).
+  // MADV_DONTNEED: zaps the pages of [s, e) (whole huge pages, in regions) whose entries map
+  // their file's page in a hugetlb file mapping, keeping each reference held; host memory
+  // first (the held nodes), then the entries. Other leaves are left to unmap_range.
+  void zap_hugetlb_file_pages(uint64_t s, uint64_t e);
+  // A fault on an empty entry of a hugetlb file mapping: maps the held page again (a write in
+  // a private mapping maps a copy of it, the hold staying), or EFAULT (SIGBUS: none held).
+  Status refault_hugetlb_file_page(uint64_t vbase, bool write, const Region& r);
+  // A private mapping's copy of the page at src into vbase, exclusive (writable with w): the
+  // page's reservation if it still has one, else a free pool page; EFAULT (SIGBUS) if none.
+  Status install_hugetlb_copy(uint64_t vbase, uint64_t src, uint32_t order, uint64_t w);
+  // munmap and the destructor: puts the held references of [start, end).
+  void drop_hugetlb_held(uint64_t start, uint64_t end);
+  // fork, before the entries (host memory only): the child's held map, for the regions it
+  // inherits. Then, after them: its references (one more on each page); on failure none taken
+  // and the child's map emptied.
+  void copy_hugetlb_held(AddressSpace& child) const;
+  Status take_hugetlb_held(AddressSpace& child);
+  std::map<uint64_t, uint64_t> hugetlb_held_;  // first virtual page -> the file page's head
 
   // ---- the huge zero folio (mm/huge_zero.cpp), under the mmap lock --------------------------
   // A read fault of the empty 2 MiB stretch at PMD index i of a THP region: maps the huge zero

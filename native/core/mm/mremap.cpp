@@ -259,6 +259,7 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
     if (a.fixed) {
       unmap_range(d, d + n_new);  // MREMAP_FIXED replaces what was there
       drop_hugetlb_reservations(d, d + n_new);  // (the old regions still name their pages)
+      drop_hugetlb_held(d, d + n_new);
     }
     if (n_move < n_old) unmap_range(s + n_move, s + n_old);
     // Leaves that the old range's ends cut (the old region keeps the rest) are split by the
