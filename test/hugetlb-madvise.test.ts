@@ -4,9 +4,13 @@
 // mappings; a shared mapping's next touch maps the same page; a private file mapping's next
 // read maps the file's page again; pinned pages outlive the zap; ranges that cut a huge page
 // are refused with nothing changed. Every scheme.
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
-import { AddressSpace, HugetlbFile, PageArray, SCHEMES, type Scheme } from '../lib/index.js';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { AddressSpace, HugetlbFile, PageArray, SCHEMES, runReplay, stateDigest, type Scheme } from '../lib/index.js';
 import { expectPinlabError } from './helpers.js';
 
 const H = 512; // pages of a 2 MiB hugetlb page
@@ -171,5 +175,40 @@ describe.each(SCHEMES)('hugetlb MADV_DONTNEED under %s', (scheme) => {
     file.close();
     mm.dispose();
     balanced(mem);
+  });
+});
+
+describe('hugetlb MADV_DONTNEED in op streams', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pinlab-hugetlb-madvise-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a recording replays to the live state under every scheme', async () => {
+    for (const scheme of SCHEMES) {
+      const mem = new PageArray({ pages: 24 * H, populated: false, scheme, debug: true });
+      const rec = mem.record(); // before the pool and the address space: the replay makes them
+      mem.setHugetlbPages(9, 2 * NR);
+      const mm = new AddressSpace(mem, { pages: 16 * H });
+      const file = new HugetlbFile(mem, { name: 'f', order: 9, pages: 2 * H });
+      mm.mmap({ start: 0, count: 2 * H, file });
+      mm.mmap({ start: 2 * H, count: 2 * H, file, shared: false });
+      mm.mmap({ start: 4 * H, count: H, hugetlb: 9, shared: true });
+      mm.touch(0, 5 * H, { write: true });
+      mm.madvise({ start: 0, count: 5 * H }, 'dontneed');
+      const child = mm.fork(); // holds the zapped pages too
+      file.close();
+      mm.touch(H, H);
+      mm.touch(2 * H, H);
+      child.touch(4 * H, 1, { write: true });
+      mm.madvise({ start: 4 * H, count: H }, 'dontfork');
+      rec.stop();
+      const bin = join(dir, `${scheme}.pkops`);
+      rec.save(bin);
+      const doc = await runReplay({ file: bin, schemes: [scheme], endState: true });
+      expect(doc.schemes[0]!.diverged, scheme).toBe(0);
+      expect(doc.schemes[0]!.endState).toEqual(stateDigest(mem));
+      child.dispose();
+      mm.dispose();
+      balanced(mem);
+    }
   });
 });
