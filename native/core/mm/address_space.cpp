@@ -82,7 +82,7 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 AddressSpace::~AddressSpace() {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   drop_hugetlb_reservations(0, pages_);
-  drop_hugetlb_held(0, pages_);
+  drop_file_held(0, pages_);
   unmap_range(0, pages_);
 }
 
@@ -361,6 +361,7 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
     return st;
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
+  drop_file_held(uint64_t(start), uint64_t(start) + uint64_t(count));  // the file dropped them
   return Status::Ok();
 }
 
@@ -378,11 +379,12 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     uint64_t rs = 0;
     const Region* r = region_at(v, &rs);
     if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
-    // Shared hugetlb mappings take every advice but pageout (below); page-cache ones only
-    // pageout, which skips them (swap.cpp).
-    if (r->shared && r->hugetlb_order == 0 && advice != Advice::kPageOut)
+    // Shared hugetlb mappings take every advice but pageout (below); page-cache ones
+    // DONTNEED, and pageout, which skips them (swap.cpp). DONTFORK/DOFORK: the library's
+    // record of the file's mappings would follow the fork anyway.
+    if (r->shared && r->hugetlb_order == 0 && (advice == Advice::kDontFork || advice == Advice::kDoFork))
       return Status{Code::kEINVAL, Reason::kFlags,
-                    "madvise of a shared file mapping of the page cache is not modelled (pageout only)"};
+                    "MADV_DONTFORK/MADV_DOFORK of a shared file mapping of the page cache is not modelled"};
     if (r->file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a private file mapping is not modelled (anonymous memory only)"};
@@ -399,10 +401,10 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (end == s) return Status::Ok();
     reserve_split_tables(s, end);  // host memory first
     // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
-    // the regions stay, so the next access faults a fresh page in. A hugetlb file mapping's
-    // pages that map the file's page stay held (the file keeps them): the next access maps
-    // the same page again; its private copies go back to the pool.
-    zap_hugetlb_file_pages(s, end);
+    // the regions stay, so the next access faults a fresh page in. A file mapping's entries
+    // that map the file's pages keep their references held (address_space.h: file_held_):
+    // the next access maps the same page again; private copies go (hugetlb: to the pool).
+    zap_file_pages(s, end);
     unmap_range(s, end);
     return Status::Ok();
   }
@@ -435,7 +437,7 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   split_region_at(e);
   unmap_range(s, e);
   drop_hugetlb_reservations(s, e);
-  drop_hugetlb_held(s, e);
+  drop_file_held(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -588,10 +590,11 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
   }
   if (entry::swap(e)) return swap_in(vpage, pte_slot(vpage), e, write, *r);  // swap.cpp
   if (!entry::present(e)) {
-    // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
-    // So is a private file mapping's (its page-cache pages are mapped by map_private too).
-    if (r->shared || r->file_private)
-      return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+    // A shared mapping's page is installed by map_shared, or mapped again from its hold after
+    // MADV_DONTNEED; otherwise a hole is SIGBUS. So is a private file mapping's (its
+    // page-cache pages are mapped by map_private only).
+    if (r->shared) return refault_shared_file_pte(vpage, *r);
+    if (r->file_private) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
     return fault_in_missing(vpage, write, *r, rs);
   }
   if (write && !entry::writable(e)) return handle_write_protect_fault(vpage);
@@ -1020,7 +1023,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   child->swap_ = swap_;  // one swap device for the fork family: the entries name its slots
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
-  copy_hugetlb_held(*child);  // host memory: its references are taken below
+  copy_file_held(*child);  // host memory: its references are taken below
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -1038,9 +1041,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
     if (st.ok() && forks_at(vpage)) st = fork_entry(*child, slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
-  if (st.ok()) st = take_hugetlb_held(*child);  // none taken on failure
+  if (st.ok()) st = take_file_held(*child);  // none taken on failure
   if (!st.ok()) {
-    child->hugetlb_held_.clear();  // its references were not taken (or were given back)
+    child->file_held_.clear();  // its references were not taken (or were given back)
     abandon_fork(*child);
     write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
     return st;

@@ -44,11 +44,6 @@ constexpr uint64_t pages_of(uint32_t order) { return uint64_t{1} << order; }
 // A hugetlb mapping that keeps a hold on its pages (a file's, or the shared object's).
 bool holds_file_pages(const Region& r) { return r.hugetlb_order != 0 && (r.shared || r.hugetlb_file); }
 
-// A hugetlb leaf that maps its file's page (not a private copy of it).
-bool maps_file_page(uint64_t pe) {
-  return entry::hugetlb(pe) && (entry::shared(pe) || (pe & entry::kFilePage) != 0);
-}
-
 Status hugetlb_refused(Code code, const char* why) {
   return Status{code, Reason::kHugetlb, why};
 }
@@ -269,10 +264,10 @@ Status AddressSpace::hugetlb_wp(uint64_t vpage, bool write) {
   // node before the copy), so that the page can be mapped again after MADV_DONTNEED.
   const bool file_page = (pe & entry::kFilePage) != 0;
   bool held = false;
-  auto node = hugetlb_held_.end();
-  if (file_page) std::tie(node, held) = hugetlb_held_.try_emplace(vbase, head);
+  auto node = file_held_.end();
+  if (file_page) std::tie(node, held) = file_held_.try_emplace(vbase, head);
   if (Status st = install_hugetlb_copy(vbase, head, order, w); !st.ok()) {
-    if (held) hugetlb_held_.erase(node);
+    if (held) file_held_.erase(node);
     return st;
   }
   mem_->add_mapped_refs(head, -1);  // replaced, then put (as unmap), or kept held
@@ -294,67 +289,21 @@ Status AddressSpace::install_hugetlb_copy(uint64_t vbase, uint64_t src, uint32_t
   return Status::Ok();
 }
 
-// ---- a file mapping's held pages (MADV_DONTNEED) -----------------------------------------------
-
-void AddressSpace::zap_hugetlb_file_pages(uint64_t s, uint64_t e) {
-  std::map<uint64_t, uint64_t> fresh;  // host memory first: every node, then the entries
-  for (uint64_t v = s; v < e;) {
-    uint64_t rs = 0;
-    const Region* r = region_at(v, &rs);  // validated: the range lies in regions
-    const uint64_t end = std::min(e, rs + r->count);
-    // v is a page boundary (check_hugetlb_cut), so each step is a page's first leaf.
-    for (; holds_file_pages(*r) && v < end; v += pages_of(r->hugetlb_order)) {
-      const uint64_t pe = pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed);  // the lock
-      if (maps_file_page(pe)) fresh.emplace_hint(fresh.end(), v, mem_->folio_head(entry::pfn(pe)));
-    }
-    v = end;
-  }
-  for (const auto& [vbase, head] : fresh) {
-    const uint32_t order = mem_->folio_order(head);
-    // seq_cst: clear every leaf (the unmap half of the pair with gup_fast's recheck); the
-    // mapping's reference is kept, held, so the page cannot go while a walker looks at it.
-    for (uint64_t k = 0; k < leaves_of(order); ++k)
-      pt_.pmd((vbase >> kPmdShift) + k).store(0, std::memory_order_seq_cst);
-    mem_->add_mapped_refs(head, -1);
-  }
-  hugetlb_held_.merge(fresh);  // splices the nodes: no allocation
-}
+// ---- a file mapping's held pages (mm/file_hold.cpp) --------------------------------------------
 
 Status AddressSpace::refault_hugetlb_file_page(uint64_t vbase, bool write, const Region& r) {
-  const auto it = hugetlb_held_.find(vbase);
-  if (it == hugetlb_held_.end()) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vbase));
+  const auto it = file_held_.find(vbase);
+  if (it == file_held_.end()) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vbase));
   const uint64_t head = it->second;
   const uint32_t order = r.hugetlb_order;
   // A write in a private mapping copies the file's page at once (the page stays held).
   if (!r.shared && write) return install_hugetlb_copy(vbase, head, order, entry::kWritable);
-  hugetlb_held_.erase(it);
+  file_held_.erase(it);
   mem_->add_mapped_refs(head, 1);  // the held reference is the entry's again
   // As mapped first: shared, writable as the mapping is; private, read-only, the file's page.
   install_hugetlb(vbase, head, order,
                   r.shared ? entry::kShared | (r.write ? entry::kWritable : 0) : entry::kFilePage);
   stats_.add(MmStat::kFaults, pages_of(order));
-  return Status::Ok();
-}
-
-void AddressSpace::drop_hugetlb_held(uint64_t start, uint64_t end) {
-  auto it = hugetlb_held_.lower_bound(start);
-  for (; it != hugetlb_held_.end() && it->first < end; it = hugetlb_held_.erase(it))
-    mem_->put_folio_refs(it->second, 1);
-}
-
-void AddressSpace::copy_hugetlb_held(AddressSpace& child) const {
-  for (const auto& [vbase, head] : hugetlb_held_)
-    if (forks_at(vbase)) child.hugetlb_held_.emplace_hint(child.hugetlb_held_.end(), vbase, head);
-}
-
-Status AddressSpace::take_hugetlb_held(AddressSpace& child) {
-  for (auto it = child.hugetlb_held_.begin(); it != child.hugetlb_held_.end(); ++it) {
-    if (Status st = mem_->get_page(it->second, 1); !st.ok()) {
-      for (auto j = child.hugetlb_held_.begin(); j != it; ++j) mem_->put_folio_refs(j->second, 1);
-      child.hugetlb_held_.clear();  // none taken: the child's destructor puts nothing
-      return st;
-    }
-  }
   return Status::Ok();
 }
 
