@@ -1023,7 +1023,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   child->swap_ = swap_;  // one swap device for the fork family: the entries name its slots
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
-  copy_file_held(*child);  // host memory: its references are taken below
+  // The child's holds: host memory now, their references after its entries, and the child
+  // owns them only then (its destructor puts what it owns).
+  std::map<uint64_t, uint64_t> held = file_held_for_child();
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -1041,9 +1043,8 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
     if (st.ok() && forks_at(vpage)) st = fork_entry(*child, slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
-  if (st.ok()) st = take_file_held(*child);  // none taken on failure
+  if (st.ok()) st = take_file_held(held);  // none taken on failure
   if (!st.ok()) {
-    child->file_held_.clear();  // its references were not taken (or were given back)
     abandon_fork(*child);
     write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
     return st;
@@ -1073,6 +1074,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
     if (cow != e) slot.store(cow, std::memory_order_seq_cst);
   });
+  child->file_held_.swap(held);
   stats_.add(MmStat::kEarlyCowCopies, tally.early_cow_copies);
   stats_.add(MmStat::kEarlyCowFalsePositives, tally.false_positives);
   stats_.add(MmStat::kUnclassified, tally.unclassified);

@@ -587,10 +587,9 @@ class AddressSpace {
   // mremap: the holds of [src, src + n) move to [dst, dst + n) (no allocation).
   void move_file_held(uint64_t src, uint64_t dst, uint64_t n);
   // fork, before the entries (host memory only): the child's holds, for the regions it
-  // inherits. Then, after them: their references (one more on each page); on failure none
-  // taken and the child's holds emptied.
-  void copy_file_held(AddressSpace& child) const;
-  Status take_file_held(AddressSpace& child);
+  // inherits. Then, after them: their references (one more on each page), all or none.
+  std::map<uint64_t, uint64_t> file_held_for_child() const;
+  Status take_file_held(const std::map<uint64_t, uint64_t>& held);
   std::map<uint64_t, uint64_t> file_held_;  // virtual page -> the held page's PFN
 
   // ---- the huge zero folio (mm/huge_zero.cpp), under the mmap lock --------------------------

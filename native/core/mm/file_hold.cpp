@@ -97,17 +97,17 @@ void AddressSpace::move_file_held(uint64_t src, uint64_t dst, uint64_t n) {
   file_held_.merge(moved);
 }
 
-void AddressSpace::copy_file_held(AddressSpace& child) const {
+std::map<uint64_t, uint64_t> AddressSpace::file_held_for_child() const {
+  std::map<uint64_t, uint64_t> held;
   for (const auto& [v, pfn] : file_held_)
-    if (forks_at(v)) child.file_held_.emplace_hint(child.file_held_.end(), v, pfn);
+    if (forks_at(v)) held.emplace_hint(held.end(), v, pfn);
+  return held;
 }
 
-Status AddressSpace::take_file_held(AddressSpace& child) {
-  for (auto it = child.file_held_.begin(); it != child.file_held_.end(); ++it) {
+Status AddressSpace::take_file_held(const std::map<uint64_t, uint64_t>& held) {
+  for (auto it = held.begin(); it != held.end(); ++it) {
     if (Status st = mem_->get_page(it->second, 1); !st.ok()) {
-      for (auto j = child.file_held_.begin(); j != it; ++j)
-        mem_->put_folio_refs(mem_->folio_head(j->second), 1);
-      child.file_held_.clear();  // none taken: the child's destructor puts nothing
+      for (auto j = held.begin(); j != it; ++j) mem_->put_folio_refs(mem_->folio_head(j->second), 1);
       return st;
     }
   }
