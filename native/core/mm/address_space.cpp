@@ -82,6 +82,7 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 AddressSpace::~AddressSpace() {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   drop_hugetlb_reservations(0, pages_);
+  drop_file_held(0, pages_);
   unmap_range(0, pages_);
 }
 
@@ -360,6 +361,7 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
     return st;
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
   unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
+  drop_file_held(uint64_t(start), uint64_t(start) + uint64_t(count));  // the file dropped them
   return Status::Ok();
 }
 
@@ -377,17 +379,17 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     uint64_t rs = 0;
     const Region* r = region_at(v, &rs);
     if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
-    if (r->shared && advice != Advice::kPageOut)  // pageout skips them (swap.cpp)
+    // Shared hugetlb mappings take every advice but pageout (below); page-cache ones
+    // DONTNEED, and pageout, which skips them (swap.cpp). DONTFORK/DOFORK: the library's
+    // record of the file's mappings would follow the fork anyway.
+    if (r->shared && r->hugetlb_order == 0 && (advice == Advice::kDontFork || advice == Advice::kDoFork))
       return Status{Code::kEINVAL, Reason::kFlags,
-                    "madvise of a shared file mapping is not modelled (anonymous memory only)"};
+                    "MADV_DONTFORK/MADV_DOFORK of a shared file mapping of the page cache is not modelled"};
     if (r->file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a private file mapping is not modelled (anonymous memory only)"};
     if (r->hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
       return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
-    if (r->hugetlb_file && advice == Advice::kDontNeed)
-      return Status{Code::kEINVAL, Reason::kHugetlb,
-                    "MADV_DONTNEED of a private hugetlb file mapping is not modelled"};
     v = rs + r->count;
   }
   if (advice == Advice::kDontNeed) {
@@ -399,7 +401,10 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     if (end == s) return Status::Ok();
     reserve_split_tables(s, end);  // host memory first
     // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
-    // the regions stay, so the next access faults a fresh page in.
+    // the regions stay, so the next access faults a fresh page in. A file mapping's entries
+    // that map the file's pages keep their references held (address_space.h: file_held_):
+    // the next access maps the same page again; private copies go (hugetlb: to the pool).
+    zap_file_pages(s, end);
     unmap_range(s, end);
     return Status::Ok();
   }
@@ -432,6 +437,7 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   split_region_at(e);
   unmap_range(s, e);
   drop_hugetlb_reservations(s, e);
+  drop_file_held(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -584,10 +590,11 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
   }
   if (entry::swap(e)) return swap_in(vpage, pte_slot(vpage), e, write, *r);  // swap.cpp
   if (!entry::present(e)) {
-    // A shared mapping's page is installed by map_shared or not at all: a hole is SIGBUS.
-    // So is a private file mapping's (its page-cache pages are mapped by map_private too).
-    if (r->shared || r->file_private)
-      return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+    // A shared mapping's page is installed by map_shared, or mapped again from its hold after
+    // MADV_DONTNEED; otherwise a hole is SIGBUS. So is a private file mapping's (its
+    // page-cache pages are mapped by map_private only).
+    if (r->shared) return refault_shared_file_pte(vpage, *r);
+    if (r->file_private) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
     return fault_in_missing(vpage, write, *r, rs);
   }
   if (write && !entry::writable(e)) return handle_write_protect_fault(vpage);
@@ -1016,6 +1023,9 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   child->swap_ = swap_;  // one swap device for the fork family: the entries name its slots
   child->regions_ = regions_;
   std::erase_if(child->regions_, [](const auto& kv) { return kv.second.dontfork; });
+  // The child's holds: host memory now, their references after its entries, and the child
+  // owns them only then (its destructor puts what it owns).
+  std::map<uint64_t, uint64_t> held = file_held_for_child();
   for (uint64_t i = 0; i < pt_.pmd_count(); ++i) {
     const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);
     if (!entry::table(pe)) continue;
@@ -1033,6 +1043,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     // MADV_DONTFORK: the child's entry stays empty (a leaf lies in one region).
     if (st.ok() && forks_at(vpage)) st = fork_entry(*child, slot, child_slot, vpage, huge, pinned_mm, &tally);
   });
+  if (st.ok()) st = take_file_held(held);  // none taken on failure
   if (!st.ok()) {
     abandon_fork(*child);
     write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
@@ -1063,6 +1074,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
     const uint64_t cow = e & ~(entry::kWritable | entry::kExclusive);
     if (cow != e) slot.store(cow, std::memory_order_seq_cst);
   });
+  child->file_held_.swap(held);
   stats_.add(MmStat::kEarlyCowCopies, tally.early_cow_copies);
   stats_.add(MmStat::kEarlyCowFalsePositives, tally.false_positives);
   stats_.add(MmStat::kUnclassified, tally.unclassified);

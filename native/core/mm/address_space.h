@@ -554,6 +554,44 @@ class AddressSpace {
   // Huge pages (their first virtual page) of private mappings whose reservation is unused.
   std::set<uint64_t> hugetlb_resv_;
 
+  // ---- a file mapping's hold on its pages (mm/file_hold.cpp), under the mmap lock ----------
+  // A shared mapping (of the page cache; hugetlb, anonymous or of a file) and a private
+  // mapping of a hugetlb file keep one reference on each file page they cover (the vma's
+  // vm_file keeps the file, in the kernel): the reference of the entry that maps the page, or,
+  // when no entry does (MADV_DONTNEED zapped it; a private hugetlb mapping's write copied it),
+  // a held one in file_held_, by its virtual page (a huge page's first). A fault on the empty
+  // entry maps the held page again, as the kernel finds it in the file. The file dropping its
+  // pages (zap, zap_file: truncate, hole punch) drops their holds: SIGBUS from then on.
+  // MADV_DONTNEED: zaps the entries of [s, e) (whole huge pages, all in regions) that map a
+  // file page in a holding mapping, keeping each reference held; host memory first (the held
+  // nodes), then the entries. Other entries are left to unmap_range.
+  void zap_file_pages(uint64_t s, uint64_t e);
+  // zap_file_pages' parts: the pages of [v, end) in a hugetlb file mapping of `order`, and in a
+  // shared page-cache mapping, whose entries map a file page (virtual page -> PFN); one entry's
+  // (or huge page's) clearing, its reference kept.
+  void collect_hugetlb_file_pages(uint64_t v, uint64_t end, uint32_t order,
+                                  std::map<uint64_t, uint64_t>* out) const;
+  void collect_shared_file_ptes(uint64_t v, uint64_t end, std::map<uint64_t, uint64_t>* out) const;
+  void clear_held_entry(uint64_t v, uint64_t pfn);
+  // The held page at the empty entry of vpage in a shared page-cache mapping, mapped again
+  // (writable as the region is); EFAULT (SIGBUS) if none is held.
+  Status refault_shared_file_pte(uint64_t vpage, const Region& r);
+  // The same for the huge page at vbase of a hugetlb file mapping (a write in a private one
+  // maps a copy, the hold staying).
+  Status refault_hugetlb_file_page(uint64_t vbase, bool write, const Region& r);
+  // A private mapping's copy of the hugetlb page at src into vbase, exclusive (writable with
+  // w): the page's reservation if it still has one, else a free pool page; EFAULT if none.
+  Status install_hugetlb_copy(uint64_t vbase, uint64_t src, uint32_t order, uint64_t w);
+  // munmap, zap, zap_file, mremap and the destructor: puts the holds of [start, end).
+  void drop_file_held(uint64_t start, uint64_t end);
+  // mremap: the holds of [src, src + n) move to [dst, dst + n) (no allocation).
+  void move_file_held(uint64_t src, uint64_t dst, uint64_t n);
+  // fork, before the entries (host memory only): the child's holds, for the regions it
+  // inherits. Then, after them: their references (one more on each page), all or none.
+  std::map<uint64_t, uint64_t> file_held_for_child() const;
+  Status take_file_held(const std::map<uint64_t, uint64_t>& held);
+  std::map<uint64_t, uint64_t> file_held_;  // virtual page -> the held page's PFN
+
   // ---- the huge zero folio (mm/huge_zero.cpp), under the mmap lock --------------------------
   // A read fault of the empty 2 MiB stretch at PMD index i of a THP region: maps the huge zero
   // folio by a special PMD leaf, if the rules allow and it can be had; false: nothing changed

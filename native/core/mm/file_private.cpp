@@ -71,6 +71,7 @@ Status AddressSpace::zap_file(int64_t start, int64_t count, bool even_cows) {
     mem_->add_mapped_refs(head, -1);  // uncounted before the put: refcount >= mapped refs
     mem_->put_folio_refs(head, 1);
   }
+  drop_file_held(s, e);  // a shared mapping's held pages: the file dropped them too
   return Status::Ok();
 }
 

@@ -26,6 +26,8 @@
 // (another mm, a file) is busy. Pool pages are in the normal zone, so FOLL_LONGTERM never
 // needs to move one.
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "mm/address_space.h"
 
@@ -38,6 +40,9 @@ static_assert(entry::kHugetlb != entry::kFilePage && entry::kFilePage < (uint64_
 namespace {
 constexpr uint64_t leaves_of(uint32_t order) { return uint64_t{1} << (order - kPmdOrder); }
 constexpr uint64_t pages_of(uint32_t order) { return uint64_t{1} << order; }
+
+// A hugetlb mapping that keeps a hold on its pages (a file's, or the shared object's).
+bool holds_file_pages(const Region& r) { return r.hugetlb_order != 0 && (r.shared || r.hugetlb_file); }
 
 Status hugetlb_refused(Code code, const char* why) {
   return Status{code, Reason::kHugetlb, why};
@@ -211,9 +216,8 @@ Status AddressSpace::hugetlb_fault(uint64_t vpage, bool write, const Region& r,
     if (write && !entry::writable(pe)) return hugetlb_wp(vpage, true);
     return Status::Ok();
   }
-  // A file's hole (a shared mapping, or a private one of a file) is SIGBUS.
-  if (r.shared || r.hugetlb_file)
-    return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
+  // A file mapping (shared, or private of a file): its page again, or SIGBUS for a hole.
+  if (holds_file_pages(r)) return refault_hugetlb_file_page(vbase, write, r);
   // A fresh page from the pool: the mapping's reservation if this page still has it, else
   // (after MADV_DONTNEED used it, or in a fork's child) a free unreserved one; none: SIGBUS.
   const auto resv = hugetlb_resv_.find(vbase);
@@ -256,18 +260,50 @@ Status AddressSpace::hugetlb_wp(uint64_t vpage, bool write) {
     stats_.add(MmStat::kCowReuses, pages_of(order));
     return Status::Ok();
   }
-  // Copy the whole page (the reservation of this page if it has one left).
+  // Copy the whole page. The file's page stays held by the mapping (host memory first: its
+  // node before the copy), so that the page can be mapped again after MADV_DONTNEED.
+  const bool file_page = (pe & entry::kFilePage) != 0;
+  bool held = false;
+  auto node = file_held_.end();
+  if (file_page) std::tie(node, held) = file_held_.try_emplace(vbase, head);
+  if (Status st = install_hugetlb_copy(vbase, head, order, w); !st.ok()) {
+    if (held) file_held_.erase(node);
+    return st;
+  }
+  mem_->add_mapped_refs(head, -1);  // replaced, then put (as unmap), or kept held
+  if (!held) mem_->put_folio_refs(head, 1);
+  return Status::Ok();
+}
+
+Status AddressSpace::install_hugetlb_copy(uint64_t vbase, uint64_t src, uint32_t order,
+                                          uint64_t w) {
   const auto resv = hugetlb_resv_.find(vbase);
   uint64_t copy = 0;
   if (!mem_->hugetlb_alloc(order, resv != hugetlb_resv_.end(), &copy).ok())
     return hugetlb_refused(Code::kEFAULT, "no free hugetlb page to copy on write (SIGBUS)");
   if (resv != hugetlb_resv_.end()) hugetlb_resv_.erase(resv);
-  mem_->copy_folio_flags(head, copy);
+  mem_->copy_folio_flags(src, copy);
   mem_->add_mapped_refs(copy, 1);
-  install_hugetlb(vbase, copy, order, entry::kExclusive | w);  // replace, then put (as unmap)
-  mem_->add_mapped_refs(head, -1);
-  mem_->put_folio_refs(head, 1);
+  install_hugetlb(vbase, copy, order, entry::kExclusive | w);
   stats_.add(MmStat::kCowCopies, pages_of(order));
+  return Status::Ok();
+}
+
+// ---- a file mapping's held pages (mm/file_hold.cpp) --------------------------------------------
+
+Status AddressSpace::refault_hugetlb_file_page(uint64_t vbase, bool write, const Region& r) {
+  const auto it = file_held_.find(vbase);
+  if (it == file_held_.end()) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vbase));
+  const uint64_t head = it->second;
+  const uint32_t order = r.hugetlb_order;
+  // A write in a private mapping copies the file's page at once (the page stays held).
+  if (!r.shared && write) return install_hugetlb_copy(vbase, head, order, entry::kWritable);
+  file_held_.erase(it);
+  mem_->add_mapped_refs(head, 1);  // the held reference is the entry's again
+  // As mapped first: shared, writable as the mapping is; private, read-only, the file's page.
+  install_hugetlb(vbase, head, order,
+                  r.shared ? entry::kShared | (r.write ? entry::kWritable : 0) : entry::kFilePage);
+  stats_.add(MmStat::kFaults, pages_of(order));
   return Status::Ok();
 }
 

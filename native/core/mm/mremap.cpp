@@ -254,13 +254,21 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
     reserve_split_tables(s + n_new, s + n_old);
   }
   // ---- the change (cannot fail from here) -----------------------------------------------------
-  if (plan == Plan::kInPlace && n_new < n_old) unmap_range(s + n_new, s + n_old);
+  if (plan == Plan::kInPlace && n_new < n_old) {
+    unmap_range(s + n_new, s + n_old);
+    drop_file_held(s + n_new, s + n_old);
+  }
   if (plan == Plan::kMove) {
     if (a.fixed) {
       unmap_range(d, d + n_new);  // MREMAP_FIXED replaces what was there
       drop_hugetlb_reservations(d, d + n_new);  // (the old regions still name their pages)
+      drop_file_held(d, d + n_new);
     }
-    if (n_move < n_old) unmap_range(s + n_move, s + n_old);
+    if (n_move < n_old) {
+      unmap_range(s + n_move, s + n_old);
+      drop_file_held(s + n_move, s + n_old);
+    }
+    move_file_held(s, d, n_move);  // a shared file mapping's held pages go with its entries
     // Leaves that the old range's ends cut (the old region keeps the rest) are split by the
     // move itself; one that the new region's ends would cut cannot exist (moved whole or split).
     move_entries(s, d, n_move);

@@ -258,12 +258,88 @@ TEST(hugetlb_shared_mapping_is_shared_by_forks_and_pinned_long_term_for_write) {
   CHECK(child->gup_fast(0, int64_t(k2M), pin(true, true), out.data(), &done).ok());
   CHECK_EQ(done, k2M);
   CHECK_EQ(out[0], uint32_t(page));
-  CHECK_CODE(child->madvise(0, int64_t(k2M), Advice::kDontNeed), Code::kEINVAL);
+  // MADV_DONTNEED: the entries go, the page stays (the shared object's), mapped again next.
+  CHECK(child->madvise(0, int64_t(k2M), Advice::kDontNeed).ok());
+  CHECK(!child->translate(0).present);
+  CHECK_EQ(counts(mem, 9).free, uint64_t(1));
+  CHECK(child->touch(5, 1, false).ok());
+  CHECK_EQ(child->translate(0).pfn, page);
+  CHECK(child->translate(0).writable);
+  CHECK(child->madvise(0, int64_t(k2M), Advice::kDontNeed).ok());  // left zapped
   child.reset();  // the pins keep the page
   mm.as.reset();
   CHECK_EQ(counts(mem, 9).free, uint64_t(1));
   CHECK(mem.unpin_pages(PageSet::pfns(out.data(), done), PinFlags{true, false, false}).ok());
   CHECK_EQ(counts(mem, 9).free, uint64_t(2));  // the last unpin gave it back to the pool
+}
+
+// MADV_DONTNEED of hugetlb file mappings: a shared one keeps the file's pages (every leaf of a
+// 1 GiB page cleared and mapped again), a private one's copies go back to the pool and a read
+// maps the file's page again, each page held by the mapping while no entry maps it.
+TEST(hugetlb_dontneed_of_file_mappings_keeps_the_file_pages) {
+  for (Scheme s : kAllSchemes) {
+    for (const uint32_t order : {9u, 18u}) {
+      const uint64_t huge = uint64_t{1} << order;
+      auto mm = make_mm(s, 5 * huge, 4 * huge);
+      PageArray& mem = *mm.mem;
+      CHECK(mem.hugetlb_set_pages(order, 3).ok());
+      std::vector<uint32_t> heads;
+      CHECK(mem.hugetlb_alloc_pages(order, 1, &heads).ok());  // the file's page
+      const uint64_t file_page = heads[0];
+      CHECK(mm.as->map_hugetlb_file(0, heads.data(), 1, order, true, true).ok());
+      CHECK(mm.as->map_hugetlb_file(int64_t(huge), heads.data(), 1, order, true, false).ok());
+      CHECK(mm.as->touch(int64_t(huge), 1, true).ok());  // the private copy
+      CHECK_EQ(counts(mem, order).free, uint64_t(1));
+      const int32_t refs = mem.refcount(file_page);
+      CHECK(mm.as->madvise(0, int64_t(2 * huge), Advice::kDontNeed).ok());
+      CHECK_EQ(counts(mem, order).free, uint64_t(2));  // the copy went back
+      CHECK_EQ(mem.refcount(file_page), refs);  // held, not put
+      CHECK_EQ(mem.mapped_refs(file_page), int64_t(0));
+      for (uint64_t v = 0; v < 2 * huge; v += k2M) CHECK(!mm.as->translate(v).present);
+      CHECK(mm.as->touch(int64_t(huge - 1), 1, false).ok());  // the last leaf of the shared page
+      CHECK(mm.as->touch(int64_t(2 * huge - 1), 1, false).ok());
+      for (uint64_t v = 0; v < 2 * huge; v += k2M)
+        CHECK_EQ(mm.as->translate(v).pfn, file_page + v % huge);
+      CHECK(!mm.as->translate(huge).writable);  // the private mapping's: read-only
+      CHECK_EQ(mem.mapped_refs(file_page), int64_t(2));
+      std::vector<uint32_t> out(huge);
+      uint64_t done = 0;  // one grab over every leaf again
+      CHECK(mm.as->gup_fast(0, int64_t(huge), pin(true, true), out.data(), &done).ok());
+      CHECK_EQ(done, huge);
+      CHECK(mm.as->unpin_user_pages(out.data(), done, true, false).ok());
+      mem.put_folio_refs(file_page, 1);  // the file's close
+      mm.as.reset();
+      CHECK_EQ(counts(mem, order).free, uint64_t(3));
+      CHECK_EQ(mem.stat(Stat::kPinAcquired), mem.stat(Stat::kPinReleased));
+    }
+  }
+}
+
+// A fork that fails (no pool page for an early copy) takes no hold on the zapped pages of a
+// shared mapping: their counts are as before, and the parent maps them again after.
+TEST(hugetlb_failed_fork_takes_no_hold_on_zapped_pages) {
+  for (Scheme s : kAllSchemes) {
+    auto mm = make_faulted_hugetlb_mm(s, 8192, 4096, 9, 2);
+    PageArray& mem = *mm.mem;
+    CHECK(mm.as->mmap_hugetlb(hugetlb_args(int64_t(k2M), int64_t(k2M), 9, true)).ok());
+    const uint64_t shared_page = mm.as->translate(k2M).pfn;
+    CHECK(mm.as->madvise(int64_t(k2M), int64_t(k2M), Advice::kDontNeed).ok());
+    const int32_t refs = mem.refcount(shared_page);
+    std::vector<uint32_t> out(k2M);
+    uint64_t done = 0;
+    CHECK(mm.as->gup_fast(0, int64_t(k2M), pin(true, true), out.data(), &done).ok());
+    std::unique_ptr<AddressSpace> child;
+    CHECK_CODE(mm.as->fork(&child), Code::kENOMEM);  // the pool is out
+    CHECK_EQ(mem.refcount(shared_page), refs);
+    CHECK(mm.as->unpin_user_pages(out.data(), done, true, false).ok());
+    CHECK(mm.as->fork(&child).ok());  // now it shares, and holds the zapped page too
+    CHECK_EQ(mem.refcount(shared_page), refs + 1);
+    CHECK(child->touch(int64_t(k2M), 1, true).ok());
+    CHECK_EQ(child->translate(k2M).pfn, shared_page);
+    mm.as.reset();
+    child.reset();
+    CHECK_EQ(counts(mem, 9).free, uint64_t(2));
+  }
 }
 
 // gup_fast over a 1 GiB page (512 leaves, one grab) against munmap, fork and migration of it:

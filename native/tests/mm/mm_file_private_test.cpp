@@ -49,6 +49,37 @@ GupFlags pin(bool write, bool longterm) {
   return f;
 }
 
+// MADV_DONTNEED of a shared file mapping: the entries go, each page held by the mapping (a
+// put of the file's own reference frees none), the next touch maps the same page again; zap and
+// zap_file (the file dropping its pages) drop the holds, and the pages go free.
+TEST(map_shared_dontneed_holds_the_pages_until_refault_or_the_file_drops_them) {
+  for (Scheme s : kAllSchemes) {
+    World w = make_world(s, MmRules::mainline(), 4);
+    const uint64_t free0 = w.mem->free_pages();
+    CHECK_OK(w.as->map_shared(8, w.file.data(), 4, true, true));
+    CHECK_OK(w.as->madvise(8, 4, Advice::kDontNeed));
+    CHECK(!w.as->translate(9).present);
+    CHECK_EQ(w.mem->refcount(w.file[1]), 2);  // the cache's and the hold
+    CHECK_EQ(w.mem->mapped_refs(w.file[1]), int64_t(0));
+    for (uint32_t pfn : w.file) {
+      bool freed = false;
+      CHECK_OK(w.mem->put_page(pfn, 1, &freed));  // a hostile put of the cache's reference
+      CHECK(!freed);
+    }
+    CHECK_OK(w.as->touch(8, 2, false));
+    const Translation tr = w.as->translate(9);
+    CHECK(tr.present && tr.shared && tr.writable);
+    CHECK_EQ(tr.pfn, uint64_t(w.file[1]));
+    CHECK_EQ(w.mem->mapped_refs(w.file[1]), int64_t(1));
+    CHECK_OK(w.as->madvise(8, 4, Advice::kDontNeed));
+    CHECK_OK(w.as->zap(8, 2));  // drops the holds of two pages: they go free
+    CHECK_CODE(w.as->touch(8, 1, false), Code::kEFAULT);
+    CHECK_OK(w.as->zap_file(10, 2, false));  // and the other two
+    CHECK_CODE(w.as->touch(11, 1, false), Code::kEFAULT);
+    CHECK_EQ(w.mem->free_pages(), free0 + 4);
+  }
+}
+
 TEST(map_private_maps_page_cache_read_only_and_a_write_copies_it) {
   for (Scheme s : kAllSchemes) {
     World w = make_world(s, MmRules::mainline(), 4);
