@@ -351,9 +351,12 @@ export class AddressSpace {
   }
 
   /**
-   * madvise(2) on anonymous memory. `'dontneed'` (MADV_DONTNEED) zaps the range like a partial
-   * munmap that keeps the regions: the next access faults a fresh zero-filled page (the zero
-   * page on a read), and a pinned page stays allocated by its pins alone. `'dontfork'`
+   * madvise(2) on anonymous memory, hugetlb mappings and shared page-cache file mappings.
+   * `'dontneed'` (MADV_DONTNEED) zaps the range like a partial munmap that keeps the regions:
+   * the next access faults a fresh zero-filled page (the zero page on a read), and a pinned page
+   * stays allocated by its pins alone. Of a shared file mapping (page cache or hugetlb) or a
+   * private hugetlb file mapping, the file keeps its pages and the next access maps the same
+   * page again (a private mapping's copies are freed; see the README's hugetlb section). `'dontfork'`
    * (MADV_DONTFORK) keeps the range out of fork's children; `'dofork'` undoes it.
    * `'pageout'` (MADV_PAGEOUT) reclaims the range's private anonymous folios to swap: each
    * entry becomes a swap entry (see {@link AddressSpace.swapEntry}) and the folio is freed (a
@@ -370,8 +373,9 @@ export class AddressSpace {
    * sizes enabled; a stretch already PMD-mapped counts as done.
    * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), the
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
-   *   `EINVAL` for a bad range or advice, or a shared file mapping in the range (not modelled;
-   *   `'pageout'` skips them), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
+   *   `EINVAL` for a bad range or advice, a private page-cache file mapping in the range, a
+   *   shared page-cache mapping for `'dontfork'`/`'dofork'` (not modelled; `'pageout'` skips
+   *   shared file mappings), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
    *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped,
    *   across mappings of different kinds, or without a writable entry (SCAN_PAGE_RO); `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's

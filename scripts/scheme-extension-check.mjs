@@ -45,7 +45,7 @@ struct BiasTwinScheme {
 // adds to its thread's shard, a release takes the pins under the folio's release lock (grabs
 // only add meanwhile, so a total read under the lock can only be short of the truth: a
 // refusal writes nothing, and a release that fits always completes), and the pincount is the
-// shards' sum, read under the same lock. A small sharded scheme, registered by scripts/scheme-extension-check.mjs to
+// shards' sum, read under the same lock (then maybe_pinned is linearizable). A small sharded scheme, registered by scripts/scheme-extension-check.mjs to
 // prove that a scheme with a store and operations of its own is one file and one registry line.
 #pragma once
 
@@ -123,8 +123,10 @@ struct TwoShardScheme {
   }
 
   // The sum under the release lock: there only grabs run, which only add, so two loads give a
-  // value the count had within the read (without the lock a release could move pins from the
-  // shard not yet read to the one already read, and a held pin would read as none).
+  // value between the totals at the start and at the end of the read (not always one the total
+  // took: grabs of 5 then 3 can read as 3), and non-zero whenever a pin was held throughout:
+  // maybe_pinned is linearizable. Without the lock a release could move pins from the shard not
+  // yet read to the one already read, and a held pin would read as none.
   static int64_t pins(const PinWords& w, uint64_t head, uint32_t, std::memory_order) {
     auto lock = w.at(kLockWord, head);
     int32_t free_ = 0;

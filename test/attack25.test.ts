@@ -3,14 +3,14 @@
 // folder that passes access(2) but takes no file (/proc as root: the run went to the end and
 // failed with a raw ENOENT). Both are now refused before any work, as EINVAL naming the path.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { EXIT } from '../lib/cli.js';
-import { PageArray, PinlabError } from '../lib/index.js';
+import { AddressSpace, PageArray, PageCacheFile, PinlabError, stateDigest } from '../lib/index.js';
 import { prepareOutputDir, writeFileAtomic } from '../lib/report/files.js';
 
 import { runCli } from './cli-run.js';
@@ -132,5 +132,81 @@ describe('a folder that passes access(2) but takes no file is refused before the
       expect(r.err).toMatch(/EINVAL: .*(no file can be created in its folder|its folder is not writable)/);
       expect(r.err).not.toMatch(/100%/);
     }
+  });
+});
+
+// The second look (a hostile user of this round's own change): a folder under /proc made
+// Node's recursive mkdir spin forever; ENOTDIR, ENAMETOOLONG, a NUL byte or a number came out as
+// raw Node errors; a legal 250-byte name had no room for its temporary's suffix; and a regular
+// file where the folder should be was "not a regular file".
+describe('output paths, second look', () => {
+  it('--out /proc/self/newdir is refused at once (it used to spin in mkdir), nothing created', () => {
+    const input = stream();
+    const r = spawnSync(process.execPath, [bin, 'replay', input, '--scheme', 'bias', '--out', '/proc/self/pinlab-new/sub'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal).toBeNull(); // not killed by the timeout
+    expect(r.status).toBe(EXIT.usage);
+    expect(r.stderr).toMatch(/EINVAL: will not write \/proc\/self: no file can be created in it/);
+  });
+
+  it('a path through a regular file, a too-long name, a NUL byte, a number: PinlabError EINVAL', async () => {
+    const where = freshDir();
+    const file = join(where, 'plain');
+    writeFileSync(file, 'x');
+    const cases: [unknown, RegExp][] = [
+      [join(file, 'sub'), /a part of it is not a directory/],
+      [join(where, 'n'.repeat(300)), /too long/],
+      [join(where, 'a\0b'), /cannot hold a NUL byte/],
+      [5, /must be a string/],
+      [undefined, /must be a string/],
+      [file, /it is a regular file, not a directory/],
+    ];
+    for (const [dir, why] of cases) {
+      const e = await prepareOutputDir(dir as string, ['results.json']).then(() => undefined, (err: unknown) => err);
+      expect(e, String(dir)).toBeInstanceOf(PinlabError);
+      expect((e as PinlabError).code).toBe('EINVAL');
+      expect((e as PinlabError).message).toMatch(why);
+    }
+    expect(readdirSync(where)).toEqual(['plain']);
+    const cli = await runCli(['profile', '--pages', '4096', '--scheme', 'bias', '--threads', '1', '--out', join(file, 'sub')]);
+    expect(cli.status).toBe(EXIT.usage); // was 2, with a raw ENOTDIR
+  });
+
+  it('a legal name of 250 bytes is written (its temporary takes a short name); one of 256 is refused', () => {
+    const where = freshDir();
+    const long = join(where, `${'n'.repeat(244)}.pkops`); // 250 bytes
+    const ok = pinlab(where, ['trace', 'synth', '--ops', '100', '--out', long]);
+    expect(ok.status, ok.err).toBe(EXIT.ok);
+    expect(readdirSync(where)).toEqual([`${'n'.repeat(244)}.pkops`]);
+    const tooLong = pinlab(where, ['trace', 'synth', '--ops', '100', '--out', join(where, `${'n'.repeat(250)}.pkops`)]);
+    expect(tooLong.status).toBe(EXIT.usage);
+    expect(tooLong.err).toMatch(/EINVAL: .*its name is longer than 255 bytes/);
+  });
+});
+
+describe('the state digest sees a mapping\'s file holds (MADV_DONTNEED of a shared file mapping)', () => {
+  it('two states alike in every count, one holding the zapped page and one not, digest apart', () => {
+    // A: the mapping holds the zapped page (the next touch maps it). B: the same refcount from
+    // two plain references, the hold dropped by a hole punch (the next touch is SIGBUS).
+    const build = (withHold: boolean) => {
+      const mem = new PageArray({ pages: 64, populated: false, scheme: 'separate' });
+      const mm = new AddressSpace(mem, { pages: 64 });
+      const file = new PageCacheFile(mem, { name: 'f', pages: 1 });
+      mm.mmap({ start: 16, count: 1, file });
+      const p = file.pfnAt(0)!;
+      if (!withHold) mem.getPage(p, 2);
+      mm.madvise({ start: 16, count: 1 }, 'dontneed');
+      if (!withHold) file.punchHole(0, 1);
+      return { mem, mm, p };
+    };
+    const a = build(true);
+    const b = build(false);
+    expect(a.mem.refcount(a.p)).toBe(b.mem.refcount(b.p));
+    const da = stateDigest(a.mem);
+    const db = stateDigest(b.mem);
+    expect(da.pages).toBe(db.pages);
+    expect(da.spaces).not.toBe(db.spaces);
+    a.mm.touch(16, 1);
+    expect(a.mm.translate(16)?.pfn).toBe(a.p);
+    expect(() => b.mm.touch(16, 1)).toThrow(/EFAULT/);
   });
 });

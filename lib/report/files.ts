@@ -4,21 +4,31 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 import { PinlabError } from '../errors.js';
 
-function kind(s: { isSymbolicLink(): boolean; isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
+function kind(s: { isSymbolicLink(): boolean; isDirectory(): boolean; isFile(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
   if (s.isSymbolicLink()) return 'a symbolic link';
   if (s.isDirectory()) return 'a directory';
   if (s.isFIFO()) return 'a FIFO';
   if (s.isCharacterDevice() || s.isBlockDevice()) return 'a device';
   if (s.isSocket()) return 'a socket';
+  if (s.isFile()) return 'a regular file';
   return 'not a regular file';
 }
 
 function refuse(path: string, why: string): never {
   throw new PinlabError('EINVAL', `will not write ${path}: ${why}`);
+}
+
+/** Why a path cannot be used, from the errno of a call on it (a PinlabError, never a raw one). */
+function refuseErrno(path: string, e: unknown): never {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOTDIR') refuse(path, 'a part of it is not a directory');
+  if (err.code === 'ENAMETOOLONG') refuse(path, 'the path or one of its names is too long');
+  if (err.code === 'ELOOP') refuse(path, 'it goes through too many symbolic links');
+  refuse(path, err.code ?? err.message);
 }
 
 /** lstat, or undefined where nothing is there. */
@@ -27,7 +37,49 @@ async function lstatOrNone(path: string) {
     return await lstat(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
+    refuseErrno(path, e);
+  }
+}
+
+/**
+ * A path argument as given: a string without NUL bytes, not empty. Anything else is refused
+ * with a PinlabError (`EINVAL`), not the TypeError Node's path functions would throw.
+ */
+function checkPathArgument(path: unknown, what: string): string {
+  if (typeof path !== 'string') throw new PinlabError('EINVAL', `${what} must be a string (got ${typeof path})`);
+  if (path === '') refuse("''", `an empty path names no ${what === 'the folder' ? 'folder (write . for the current one)' : 'file'}`);
+  if (path.includes('\0')) refuse(JSON.stringify(path), 'a path cannot hold a NUL byte');
+  return path;
+}
+
+/**
+ * mkdir -p of `root`, one level at a time: the nearest folder that exists is probed first (a
+ * file created and removed), so a tree that takes no file (/proc) is refused before anything
+ * is made, and every failure is a PinlabError naming the path (Node's recursive mkdir loops
+ * forever under /proc and hides EROFS behind ENOENT).
+ */
+async function makeFolders(root: string): Promise<void> {
+  const missing: string[] = [];
+  let at = root;
+  for (;;) {
+    const s = await lstatOrNone(at);
+    if (s !== undefined) {
+      const d = s.isSymbolicLink() ? await stat(at).catch(() => undefined) : s;
+      if (d === undefined || !d.isDirectory()) refuse(root, `${at} is ${d === undefined ? 'a dangling symbolic link' : kind(d)}, not a directory`);
+      break;
+    }
+    missing.push(at);
+    const up = dirname(at);
+    if (up === at) break;
+    at = up;
+  }
+  await probeWritable(at);
+  for (const dir of missing.reverse()) {
+    try {
+      await mkdir(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') refuseErrno(dir, e);
+    }
   }
 }
 
@@ -41,15 +93,10 @@ async function lstatOrNone(path: string) {
  */
 export async function prepareOutputDir(dir: string, names: readonly string[]): Promise<string> {
   // An empty path would resolve to the current folder: a slip, never a choice.
-  if (dir === '') refuse("''", 'an empty path names no folder (write . for the current one)');
-  const root = resolve(dir);
+  const root = resolve(checkPathArgument(dir, 'the folder'));
   const there = await lstatOrNone(root);
   if (there === undefined) {
-    try {
-      await mkdir(root, { recursive: true });
-    } catch (e) {
-      refuse(root, (e as Error).message);
-    }
+    await makeFolders(root);
   } else {
     // The folder itself may be a link to a folder (the user's own choice of path).
     const s = there.isSymbolicLink() ? await stat(root).catch(() => undefined) : there;
@@ -103,8 +150,7 @@ async function openTemporary(target: string) {
  * @throws PinlabError `EINVAL` if the target is not a regular file
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  if (path === '') refuse("''", 'an empty path names no file');
-  const target = resolve(path);
+  const target = resolve(checkPathArgument(path, 'the file'));
   const before = await lstatOrNone(target);
   if (before !== undefined && !before.isFile()) refuse(target, `it is ${kind(before)}`);
   const { tmp, handle } = await openTemporary(target);
@@ -168,6 +214,7 @@ export class ReportStopped extends PinlabError {
  */
 export async function writeReportFiles(dir: string, files: readonly ReportFile[], options: WriteReportOptions = {}): Promise<string[]> {
   const signal = options.signal;
+  checkPathArgument(dir, 'the folder');
   const list = Array.from(files, (f) => ({ name: String(f.name), data: String(f.data) })); // each read once
   const stopped = (): boolean => signal?.aborted === true;
   if (stopped()) throw new ReportStopped(dir);

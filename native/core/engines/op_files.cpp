@@ -306,10 +306,16 @@ Status read_op_stream_into(const std::string& path, OpStream* out, const std::at
 
 // ---- writing -----------------------------------------------------------------------------------
 
+// The longest name of one path component (NAME_MAX on Linux's file systems).
+constexpr size_t kNameMax = 255;
+
 Status check_op_output(const std::string& path) {
   // "" would write a temporary named ".tmp-..." here and fail only at the rename, after the work.
   if (path.empty()) return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "an empty path names no file");
   if (path.back() == '/') return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "it names a folder, not a file");
+  const size_t last = path.rfind('/');
+  if (path.size() - (last == std::string::npos ? 0 : last + 1) > kNameMax)
+    return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "its name is longer than 255 bytes");
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0,
@@ -350,15 +356,20 @@ Status OpWriter::open(const std::string& path, const Header& header) {
   uint8_t probe[kHeaderBytes];
   if (Status st = encode_header(header_, source_, probe); !st.ok()) return st;
   std::random_device rd;
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
   for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
     char suffix[48];
     std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", int(::getpid()), unsigned(rd()));
     tmp_ = path + suffix;
+    // A legal name near NAME_MAX has no room for the suffix: a short name in the same folder.
+    if (tmp_.size() - dir.size() > kNameMax) tmp_ = dir + ".pkops" + suffix;
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ < 0 && errno != EEXIST && errno != ELOOP) {
       // The folder passed access(2) but takes no file (/proc, a read-only mount as root).
       const int err = errno;
       tmp_.clear();
+      if (err == ENAMETOOLONG) return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "the path is too long");
       return err == EACCES || err == ENOENT || err == EROFS || err == EPERM
                  ? path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "no file can be created in its folder")
                  : errno_status(err, path);

@@ -130,6 +130,11 @@ StateDigest digest_state(const PageArray& mem,
       sf.add(t.pfn | uint64_t(t.writable) << 40 | uint64_t(t.special) << 41 | uint64_t(t.huge) << 42 |
              uint64_t(t.shared) << 43 | uint64_t(t.page_cache) << 44);
     }
+    // The file pages it holds unmapped: the next fault there maps them (or is SIGBUS).
+    for (const auto& [v, pfn] : as->file_holds()) {
+      sf.add(v | uint64_t{1} << 62);
+      sf.add(pfn);
+    }
     const SwapUsage u = as->swap_usage();
     sf.add(u.capacity);
     sf.add(u.used | u.cached << 32);

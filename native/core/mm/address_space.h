@@ -341,6 +341,10 @@ class AddressSpace {
   // Native bytes this address space holds (its page table; regions are small): for the
   // embedder's memory accounting. Grows as PTE tables are allocated; any thread.
   uint64_t memory_bytes() const { return sizeof(AddressSpace) + pt_.memory_bytes(); }
+  // The file pages this mapping holds where no entry maps them (MADV_DONTNEED's zaps, a
+  // private hugetlb copy's file page), by virtual page: for the state digest. Under the mmap
+  // lock, so not while another thread changes this mm.
+  std::vector<std::pair<uint64_t, uint64_t>> file_holds() const;
 
   // ---- swap (swap.cpp) -----------------------------------------------------------------------
   // The swap entry at vpage (a page MADV_PAGEOUT took), if there is one: lock-free snapshot.

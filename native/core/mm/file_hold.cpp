@@ -65,6 +65,10 @@ void AddressSpace::zap_file_pages(uint64_t s, uint64_t e) {
   }
   for (const auto& [v, pfn] : fresh) clear_held_entry(v, pfn);
   file_held_.merge(fresh);  // splices the nodes: no allocation
+  // A page held already where an entry mapped one cannot happen (a fault maps a held page by
+  // moving its hold into the entry); were it ever so, the entry's reference would stay in
+  // `fresh`: given back, never leaked.
+  for (const auto& [v, pfn] : fresh) mem_->put_folio_refs(mem_->folio_head(pfn), 1);
 }
 
 Status AddressSpace::refault_shared_file_pte(uint64_t vpage, const Region& r) {
@@ -95,6 +99,13 @@ void AddressSpace::move_file_held(uint64_t src, uint64_t dst, uint64_t n) {
     moved.insert(std::move(node));
   }
   file_held_.merge(moved);
+  // The destination is empty of holds (mremap clears it first): nothing is left in `moved`.
+  for (const auto& [v, pfn] : moved) mem_->put_folio_refs(mem_->folio_head(pfn), 1);
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> AddressSpace::file_holds() const {
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  return {file_held_.begin(), file_held_.end()};
 }
 
 std::map<uint64_t, uint64_t> AddressSpace::file_held_for_child() const {
