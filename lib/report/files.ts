@@ -86,7 +86,9 @@ async function makeFolders(root: string): Promise<void> {
 /**
  * Makes sure a report can be written into `dir` before any work starts: the folder exists (it
  * is created, like `mkdir -p`) and is a directory, and none of `names` in it is anything but a
- * regular file (a symbolic link, a FIFO or a directory there is refused, not written through).
+ * regular file (a symbolic link, a FIFO or a directory there is refused, not written through),
+ * and a file can be created in it (one is created and removed: root passes access(2) on /proc).
+ * An empty path, a NUL byte or a non-string is refused (`.` names the current folder).
  *
  * @returns the folder's absolute path
  * @throws PinlabError `EINVAL` naming the path and the reason

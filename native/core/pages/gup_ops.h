@@ -61,7 +61,7 @@ PINLAB_ALWAYS_INLINE bool PageArray::try_grab_folio_fast(uint64_t pfn, int64_t r
     // ours is left).
     bool handed = false;
     const Reason why = grab_pins_handing_ref<S>(head, order, cost.pin, std::memory_order_seq_cst, &handed);
-    if (!handed && put_and_test(head, hold)) free_folio(head);
+    if (!handed && try_put_back_and_test(head, hold)) free_folio(head);
     if (why != Reason::kNone) [[unlikely]]
       return false;
     if (cfg_.debug) debug_note_pins(pfn, uint64_t(refs), write);

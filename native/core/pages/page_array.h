@@ -481,13 +481,12 @@ class PageArray {
   bool release_own_pin(uint64_t head, uint32_t order, int64_t refs, bool write);
   // fetch_sub of refs references we hold (acq_rel); true if that reached zero (caller frees).
   bool put_and_test(uint64_t head, int64_t refs);
-  // The same for references a speculative grab added and now gives back on a cold path (a
-  // folio that changed shape under it, a refused pincount): by CAS, refusing below `refs`
-  // (false, nothing written) where someone else's over-unpin or put ate them meanwhile, so a
-  // folio freed by that misuse is not taken below zero on these paths. Partly eaten (0 < count
-  // < refs): nothing is given back, and what is left stays (misuse that debug mode refuses).
-  // The common path (a sharing grab's own reference after its pins are in) keeps the plain
-  // fetch_sub of put_and_test: there, too, only that misuse can make it go below zero.
+  // The same for references gup_fast's speculative grab added and now gives back (a folio
+  // that changed shape under it, a refused pincount, a sharing grab's own reference once its
+  // pins hold theirs): by CAS, refusing below `refs` (false, nothing written) where someone
+  // else's over-unpin or put ate them meanwhile, so a folio freed by that misuse is never taken
+  // below zero. Partly eaten (0 < count < refs): nothing is given back, and what is left stays
+  // (misuse that debug mode refuses).
   bool try_put_back_and_test(uint64_t head, int64_t refs);
   // Pins that share one reference (scheme_api.h, SharedRefPinStore; scheme_ops.h): whether a
   // folio's pins do; the references a release of `cost` needs the refcount to hold (validation:

@@ -254,6 +254,44 @@ TEST(sharded_gup_fast_first_pin_at_a_nearly_full_refcount_fits) {
   }
 }
 
+// A gup_fast grab gives its own reference back by a CAS that never goes below zero: a plain
+// put of more than its caller holds (misuse that debug mode refuses) can eat the owner's, the
+// pins' and the grab's own references at once and free the folio; the grab's put-back then
+// finds nothing of its own left instead of taking the refcount to -1. (The first helper of
+// stop 25 reproduced -1 with the plain fetch_sub this replaced.)
+TEST_TAGGED(sharded_gup_fast_put_back_never_goes_below_zero, "concurrency") {
+  int negative = 0;
+  for (int round = 0; round < 50 && negative == 0; ++round) {
+    auto pa = sharded_array();
+    pin(*pa, 1);  // the pins' reference: refcount 2
+    std::atomic<bool> done{false};
+    run_threads(2, [&](int t) {
+      if (t == 0) {
+        for (int i = 0; i < 100000 && !done.load(std::memory_order_relaxed); ++i) {
+          uint64_t h = 0;
+          uint32_t o = 0;
+          if (pa->try_grab_folio_fast<Scheme::kSharded>(kHead + 5, 1, true, true, &h, &o))
+            (void)pa->release_folio_refs<Scheme::kSharded>(kHead + 5, h, o, 1, true, true);
+          if (pa->refcount(kHead) < 0) done.store(true, std::memory_order_relaxed);
+        }
+        done.store(true, std::memory_order_relaxed);
+        return;
+      }
+      const uint32_t three[3] = {uint32_t(kHead), uint32_t(kHead), uint32_t(kHead)};
+      while (!done.load(std::memory_order_relaxed)) {
+        // Refcount 3: the owner's, the pins' and a grab's own in flight. Eat them all.
+        if (pa->refcount(kHead) == 3 && pa->put_pages(three, 3, -1).ok()) {
+          while (pa->refcount(kHead) > 0 && !done.load(std::memory_order_relaxed)) {
+          }
+          done.store(true, std::memory_order_relaxed);
+        }
+      }
+    });
+    if (pa->refcount(kHead) < 0) ++negative;
+  }
+  CHECK_EQ(negative, 0);
+}
+
 TEST(sharded_a_pin_refused_midway_gives_the_reference_back) {
   // A list call pins the folio (its first pin takes the reference), then meets a free page:
   // EFREE, and its give-back is the folio's last unpin, so the reference goes too.
