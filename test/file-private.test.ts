@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { AddressSpace, PageArray, PageCacheFile, SCHEMES, type KernelRuleSet, type Scheme } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { nativeOf } from '../lib/page-array.js';
-import { expectPinlabError } from './helpers.js';
+import { expectFileTestBalanced, expectPinlabError } from './helpers.js';
 
 const RULE_SETS: readonly KernelRuleSet[] = ['mainline', '2019'];
 
@@ -17,13 +17,7 @@ function world(scheme: Scheme, rules: KernelRuleSet = 'mainline', o: { pages?: n
   return { mem, mm, file };
 }
 
-function balanced(mem: PageArray, mms: AddressSpace[], file: PageCacheFile): void {
-  for (const mm of mms) mm.dispose();
-  file.truncate(0);
-  const s = mem.stats();
-  expect(s.pinAcquired).toBe(s.pinReleased);
-  expect(mem.freePages()).toBe(mem.pages - (mem.zeroPfn === null ? 0 : 1));
-}
+const balanced = expectFileTestBalanced;
 
 for (const scheme of SCHEMES) {
   describe(`scheme ${scheme}: private file mappings`, () => {

@@ -4,7 +4,7 @@ import { runInNewContext } from 'node:vm';
 
 import { expect } from 'vitest';
 
-import { PageArray, PinlabError, type PageArrayOptions, type PinlabErrorCode } from '../lib/index.js';
+import { PageArray, PinlabError, runReplay, stateDigest, type AddressSpace, type OpRecorder, type PageArrayOptions, type PageCacheFile, type PinlabErrorCode, type Scheme } from '../lib/index.js';
 import { PinModel } from './model.js';
 
 export const INT32_MAX = 2 ** 31 - 1;
@@ -161,4 +161,24 @@ export function expectRefusedUnchanged<S>(snapshot: () => S, fn: () => unknown, 
 export function gcFunction(): () => void {
   setFlagsFromString('--expose-gc');
   return runInNewContext('gc') as () => void;
+}
+
+/**
+ * A file mapping test's end: its address spaces disposed and its file truncated to nothing,
+ * then every pin given back and every page free again (the zero page aside).
+ */
+export function expectFileTestBalanced(mem: PageArray, mms: readonly AddressSpace[], file: PageCacheFile): void {
+  for (const mm of mms) mm.dispose();
+  file.truncate(0);
+  const s = mem.stats();
+  expect(s.pinAcquired).toBe(s.pinReleased);
+  expect(mem.freePages()).toBe(mem.pages - (mem.zeroPfn === null ? 0 : 1));
+}
+
+/** Saves a stopped recording to `bin`, replays it under `scheme`, and expects the live state. */
+export async function expectReplayMatchesLive(rec: OpRecorder, bin: string, mem: PageArray, scheme: Scheme): Promise<void> {
+  rec.save(bin);
+  const doc = await runReplay({ file: bin, schemes: [scheme], endState: true });
+  expect(doc.schemes[0]!.diverged, scheme).toBe(0);
+  expect(doc.schemes[0]!.endState).toEqual(stateDigest(mem));
 }

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray, PageCacheFile, SCHEMES, runReplay, stateDigest, type Scheme } from '../lib/index.js';
-import { expectPinlabError } from './helpers.js';
+import { AddressSpace, PageArray, PageCacheFile, SCHEMES, type Scheme } from '../lib/index.js';
+import { expectFileTestBalanced, expectPinlabError, expectReplayMatchesLive } from './helpers.js';
 
 const N = 16; // file pages
 
@@ -26,11 +26,7 @@ const mapped = (mm: AddressSpace, start: number): (number | null)[] =>
   Array.from({ length: N }, (_, i) => mm.translate(start + i)?.pfn ?? null);
 
 function balanced(mem: PageArray, mms: AddressSpace[], file: PageCacheFile): void {
-  for (const mm of mms) mm.dispose();
-  file.truncate(0);
-  const s = mem.stats();
-  expect(s.pinAcquired).toBe(s.pinReleased);
-  expect(mem.freePages()).toBe(mem.pages - (mem.zeroPfn === null ? 0 : 1));
+  expectFileTestBalanced(mem, mms, file);
   expect(mem.checkBalanced()).toEqual([]);
 }
 
@@ -123,11 +119,7 @@ describe('shared file MADV_DONTNEED in op streams', () => {
       mm.mremap({ start: 16, count: N, newCount: N, mayMove: true, fixed: true, newStart: 64 });
       child.touch(20, 2);
       rec.stop();
-      const bin = join(dir, `${scheme}.pkops`);
-      rec.save(bin);
-      const doc = await runReplay({ file: bin, schemes: [scheme], endState: true });
-      expect(doc.schemes[0]!.diverged, scheme).toBe(0);
-      expect(doc.schemes[0]!.endState).toEqual(stateDigest(mem));
+      await expectReplayMatchesLive(rec, join(dir, `${scheme}.pkops`), mem, scheme);
       balanced(mem, [mm, child], file);
     }
   });
