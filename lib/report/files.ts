@@ -45,9 +45,9 @@ async function lstatOrNone(path: string) {
  * A path argument as given: a string without NUL bytes, not empty. Anything else is refused
  * with a PinlabError (`EINVAL`), not the TypeError Node's path functions would throw.
  */
-function checkPathArgument(path: unknown, what: string): string {
-  if (typeof path !== 'string') throw new PinlabError('EINVAL', `${what} must be a string (got ${typeof path})`);
-  if (path === '') refuse("''", `an empty path names no ${what === 'the folder' ? 'folder (write . for the current one)' : 'file'}`);
+function checkPathArgument(path: unknown, what: 'folder' | 'file'): string {
+  if (typeof path !== 'string') throw new PinlabError('EINVAL', `the ${what} must be a string (got ${typeof path})`);
+  if (path === '') refuse("''", what === 'folder' ? 'an empty path names no folder (write . for the current one)' : 'an empty path names no file');
   if (path.includes('\0')) refuse(JSON.stringify(path), 'a path cannot hold a NUL byte');
   return path;
 }
@@ -95,7 +95,7 @@ async function makeFolders(root: string): Promise<void> {
  */
 export async function prepareOutputDir(dir: string, names: readonly string[]): Promise<string> {
   // An empty path would resolve to the current folder: a slip, never a choice.
-  const root = resolve(checkPathArgument(dir, 'the folder'));
+  const root = resolve(checkPathArgument(dir, 'folder'));
   const there = await lstatOrNone(root);
   if (there === undefined) {
     await makeFolders(root);
@@ -152,7 +152,7 @@ async function openTemporary(target: string) {
  * @throws PinlabError `EINVAL` if the target is not a regular file
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const target = resolve(checkPathArgument(path, 'the file'));
+  const target = resolve(checkPathArgument(path, 'file'));
   const before = await lstatOrNone(target);
   if (before !== undefined && !before.isFile()) refuse(target, `it is ${kind(before)}`);
   const { tmp, handle } = await openTemporary(target);
@@ -216,7 +216,7 @@ export class ReportStopped extends PinlabError {
  */
 export async function writeReportFiles(dir: string, files: readonly ReportFile[], options: WriteReportOptions = {}): Promise<string[]> {
   const signal = options.signal;
-  checkPathArgument(dir, 'the folder');
+  checkPathArgument(dir, 'folder');
   const list = Array.from(files, (f) => ({ name: String(f.name), data: String(f.data) })); // each read once
   const stopped = (): boolean => signal?.aborted === true;
   if (stopped()) throw new ReportStopped(dir);
