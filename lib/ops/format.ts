@@ -38,6 +38,7 @@ export type OpName =
   | 'split-folio'
   | 'alloc-folio'
   | 'set-dirty'
+  | 'unpin-lists'
   | 'mm-new'
   | 'mmap'
   | 'mmap-file'
@@ -143,7 +144,8 @@ export interface OpFields {
   /** The op's flags. `list` is set by itself when `entries` are given to `pin` or `unpin`. */
   flags?: readonly OpFlagName[];
   /**
-   * A PFN list (pin/unpin lists, mmap-file, mmap-file-private, unpin-user, put-user; the heads
+   * A PFN list (pin/unpin lists, mmap-file, mmap-file-private, unpin-user, put-user;
+   * unpin-lists: its `a` read pins, then its `b` write pins; the heads
    * for mmap-hugetlb-file), a gup's recorded output PFNs, or the arguments beyond `a` and `b` of
    * the ops that take more (madvise: `[advice]` as in {@link OP_ADVICE}; mremap: `[newCount,
    * newStart]`, newStart 2^32-1 without `fixed`; mmap-hugetlb: `[order]`; mm-new: `[swapPages]`,

@@ -324,9 +324,9 @@ export class OpRecorder {
     this.#pos = 0;
   }
 
-  /** The words of an unpin of a list of `entries` PFNs (its op and data records); 0 for an empty list, which is not recorded. */
-  #listWords(entries: number): number {
-    return entries === 0 ? 0 : OP_RECORD_WORDS * (1 + Math.ceil(entries / OP_ENTRIES_PER_DATA));
+  /** The words of an op with `entries` entries (its op and data records). */
+  #opWords(entries: number): number {
+    return OP_RECORD_WORDS * (1 + Math.ceil(entries / OP_ENTRIES_PER_DATA));
   }
 
   /** A copy of `list`, or PinlabError `ENOMEM` (which #keep turns into a lost record). */
@@ -338,11 +338,24 @@ export class OpRecorder {
     }
   }
 
+  /** `a` then `b` in one new array, or PinlabError `ENOMEM` (the call is then refused before it runs). */
+  #joinOrLose(a: Uint32Array, b: Uint32Array): Uint32Array {
+    let out: Uint32Array;
+    try {
+      out = new Uint32Array(a.length + b.length);
+    } catch (e) {
+      throw new PinlabError('ENOMEM', `no memory for a list of ${a.length + b.length} PFNs: ${(e as Error).message}`);
+    }
+    out.set(a);
+    out.set(b, a.length);
+    return out;
+  }
+
   /** One op record and the data records of `entries`. */
   #op(code: number, flags: number, mm: number, a: number, b: number, result: number, entries: ArrayLike<number> | null = null, tag = 0): void {
     if (this.#dry) return; // #result's dry run: the arguments are evaluated, nothing is written
     const n = entries === null ? 0 : entries.length;
-    this.#reserve(OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA)));
+    this.#reserve(this.#opWords(n));
     const w = this.#cur;
     let at = this.#pos;
     this.#last = { words: w, at };
@@ -481,25 +494,24 @@ export class OpRecorder {
           this.#op(C.unpin, (flags & unpinBits) | F.list | (refs ? F.refs : 0), 0, 0, 0, ok === null ? 0 : pfns.length, entries),
         );
       },
-      // An owner's drop under write-bias: the read and write unpins as one call, recorded as
-      // the two unpins it is made of once it succeeded (replayed one after the other they
-      // release the same pins). A refused one is not recorded: its two halves replayed apart
-      // could not be refused together. It changed no count, but stats().rollbacks counted it,
-      // which the recording then misses (README, Op streams: a known difference).
+      // An owner's drop under write-bias: the read and write unpins as one all-or-nothing
+      // call, recorded as one unpin-lists op (format version 4): its a read PFNs, then its b
+      // write PFNs. A refused drop is recorded too, so its replay refuses the same way and
+      // counts the same rollback. Output references only where both lists are a gup's own
+      // (the op's R flag covers both), else both as PFNs.
       unpinLists: (orig) => (reads: Uint32Array, writes: Uint32Array) => {
         reads = stableList(reads);
         writes = stableList(writes);
         const r = this.#list(reads);
         const w = this.#list(writes);
-        // Room for both records first: a recording that cannot grow refuses the drop before it
+        const refs = (r.refs || reads.length === 0) && (w.refs || writes.length === 0) && reads.length + writes.length > 0;
+        // Room for the record first: a recording that cannot grow refuses the drop before it
         // runs (ENOMEM, nothing released), which the owner reports as refused, unchanged.
-        this.#reserve(this.#listWords(reads.length) + this.#listWords(writes.length));
-        const result = (orig as unknown as PA['unpinLists']).call(h, reads, writes);
-        this.#keep(() => {
-          if (reads.length > 0) this.#op(C.unpin, F.list | (r.refs ? F.refs : 0), 0, 0, 0, reads.length, r.entries);
-          if (writes.length > 0) this.#op(C.unpin, F.write | F.list | (w.refs ? F.refs : 0), 0, 0, 0, writes.length, w.entries);
-        });
-        return result;
+        const entries = this.#joinOrLose(refs ? r.entries : reads, refs ? w.entries : writes);
+        this.#reserve(this.#opWords(entries.length));
+        return this.#call(() => (orig as unknown as PA['unpinLists']).call(h, reads, writes), (ok) =>
+          this.#op(C['unpin-lists'], refs ? F.refs : 0, 0, u32(reads.length), u32(writes.length), ok === null ? 0 : Math.min(entries.length, 0x7fffffff), entries),
+        );
       },
       getPage: (orig) => (pfn: number, refs: number) =>
         this.#call(() => (orig as unknown as PA['getPage']).call(h, pfn, refs), () => this.#op(C.get, 0, 0, u32(pfn), u32(refs), 0)),

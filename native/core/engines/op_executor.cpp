@@ -268,6 +268,12 @@ int32_t Executor::execute(const Record* rec) {
       if (Status st = mem_->check_pfn(pfn); !st.ok()) return fail(st);
       return ok_or(mem_->set_dirty(pfn), 0);
     }
+    case Op::kUnpinLists: {
+      // One all-or-nothing call: the first a entries unpinned as reads, the next b as writes
+      // (the framing checked a + b is the entries' count).
+      const uint32_t* pfns = entries(r, data, true);
+      return ok_or(mem_->unpin_pages_both(pfns, a, pfns + a, b), count_result(uint64_t{a} + b));
+    }
     case Op::kHugetlbPool: return ok_or(mem_->hugetlb_set_pages(a, b), 0);
     case Op::kHugetlbAlloc: return hugetlb_alloc(r, data);
     case Op::kData: return fail(Status::Fail(Code::kEINVAL, Reason::kFlags));  // framing forbids it

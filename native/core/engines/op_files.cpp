@@ -379,10 +379,11 @@ Status OpWriter::open(const std::string& path, const Header& header) {
     tmp_.clear();
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "no temporary name was free");
   }
-  // The records as their source's version frames them (they are written as kVersion, which
-  // frames every older version's records the same).
+  // The records as their source's version frames them. They are written in the oldest
+  // version that holds their ops (written_version: 3, or 4 with an unpin-lists), which frames
+  // every older version's records the same; known at finish(), so the header says 3 until then.
   checker_ = std::make_unique<FramingChecker>(source_, IdRules{}, header.version);
-  header_.version = kVersion;
+  header_.version = kOldestWrittenVersion;
   records_ = 0;
   bytes_ = 0;
   sum_ = Checksum{};
@@ -390,8 +391,9 @@ Status OpWriter::open(const std::string& path, const Header& header) {
   buf_.clear();
   buf_.reserve(kIoBytes + 4096);
   if (text_) {
-    const std::string head = "# pinlab op stream, text form (see README: Op streams)\n" +
-                             format_header_line(header_) + "\n";
+    const std::string comment = "# pinlab op stream, text form (see README: Op streams)\n";
+    const std::string head = comment + format_header_line(header_) + "\n";
+    text_version_at_ = comment.size() + std::string_view("pkops ").size();  // its one digit
     buf_.insert(buf_.end(), head.begin(), head.end());
     return Status::Ok();
   }
@@ -475,6 +477,11 @@ Status OpWriter::finish() {
     return Status{Code::kEINVAL, Reason::kOpsBadHeader, source_, int64_t(header_.threads), 0,
                   "threads is not above every record's tag"};
   if (Status st = flush(); !st.ok()) return st;
+  header_.version = written_version(f);
+  if (text_ && header_.version != kOldestWrittenVersion) {
+    const char digit = char('0' + header_.version);
+    if (::pwrite(fd_, &digit, 1, off_t(text_version_at_)) != 1) return errno_status(errno, path_);
+  }
   if (!text_) {
     header_.records = records_;
     header_.ops = f.ops;

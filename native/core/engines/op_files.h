@@ -64,7 +64,8 @@ class OpReader {
 };
 
 // Writes a stream to `path` (binary or text by its extension): records are checked (framing)
-// and buffered as they come; finish() writes the header (counts, threads, checksums) and
+// and buffered as they come; finish() writes the header (the version its ops need, counts,
+// threads, checksums) and
 // renames the temporary into place. The target must be absent or a regular file (a link, FIFO
 // or directory there is refused), and its folder writable. Without finish(), the temporary is
 // removed (abort, or the destructor).
@@ -106,6 +107,9 @@ class OpWriter {
   Record pending_{};
   std::vector<uint32_t> pending_entries_;
   uint64_t pending_left_ = 0;
+  // Text: the file offset of the header line's version digit (finish() sets it to the
+  // version the ops need).
+  size_t text_version_at_ = 0;
 };
 
 // Whether `path` could be written by OpWriter (EINVAL naming why not), before a long run.

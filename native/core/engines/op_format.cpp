@@ -50,6 +50,9 @@ constexpr OpInfo kOps[] = {
      PL_FLAGS(nullptr, nullptr, "movable", nullptr)},
     {Op::kSetDirty, "set-dirty", false, false, A::kValue, A::kNone, E::kNone, 0,
      PL_FLAGS(nullptr, nullptr, nullptr, nullptr)},
+    // Version 4: a write-bias owner's drop, one all-or-nothing call (a reads, then b writes).
+    {Op::kUnpinLists, "unpin-lists", false, false, A::kValue, A::kValue, E::kInput, 0x80,
+     PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 0, nullptr, kVersionUnpinLists},
     // Its one optional entry (version 3): the swap device's slots, when not the default.
     {Op::kMmNew, "mm-new", true, true, A::kValue, A::kSettings, E::kArgs, 0, PL_FLAGS(nullptr, nullptr, nullptr, nullptr), 0, 1},
     {Op::kMmap, "mmap", true, false, A::kValue, A::kValue, E::kNone, 1 | 2 | 4,
@@ -158,6 +161,8 @@ Status header_field(const char* source, const char* rule, int64_t value) {
 
 // The header's values as a page array would check them (so a header that decodes builds).
 Status check_header_values(const Header& h, const char* source) {
+  if (h.version < kOldestVersion || h.version > kVersion)
+    return header_field(source, "version must be 1..4", h.version);
   if (h.flags & ~(kHeaderDebug | kHeaderPopulated))
     return header_field(source, "flags has unknown bits", h.flags);
   if (h.pages < 1 || h.pages > kMaxPages) return header_field(source, "pages must be 1..2^31", int64_t(h.pages));
@@ -208,7 +213,7 @@ Status encode_header(const Header& h, const char* source, uint8_t out[kHeaderByt
   if (Status st = check_header_values(h, source); !st.ok()) return st;
   std::memset(out, 0, kHeaderBytes);
   std::memcpy(out, kMagic, 8);
-  put_u32(out + 8, kVersion);
+  put_u32(out + 8, h.version);  // the writer's: the oldest that holds the stream's ops
   put_u32(out + 12, uint32_t(kHeaderBytes));
   put_u32(out + 16, uint32_t(kRecordBytes));
   put_u32(out + 20, h.flags);
@@ -313,6 +318,7 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
   const uint8_t fl = flags_of(r);
   const uint32_t tag = tag_of(r), mm = r.w[1], a = r.w[2], b = r.w[3], n = entries_of(r);
   if (op.since > version_) return bad("an op of a later format version than the stream's", version_);
+  f_.newest_op_version = std::max(f_.newest_op_version, op.since);
   if (fl & ~op.flags) return bad("flag bits the op does not take", fl & ~op.flags);
   if (version_ < kVersionMm13 && (op.op == Op::kMmapFile && (fl & flag::kShmem)))
     return bad("mmap-file's shmem flag in a stream before version 3", fl);
@@ -336,7 +342,10 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
         return bad("entries on a range op (no list flag)", n);
       }
       break;
-    case Entries::kInput: break;
+    case Entries::kInput:
+      if (op.op == Op::kUnpinLists && uint64_t{a} + b != n)
+        return bad("unpin-lists' entries are not its reads and writes (a + b)", n);
+      break;
     case Entries::kArgs:
       if (n < op.args_min || n > op.args_max) return bad("the op's argument entries are not as many as it takes", n);
       if (n > 0 && version_ < kVersionMm13) return bad("argument entries in a stream before version 3", n);
@@ -555,7 +564,7 @@ std::vector<std::string_view> split_ws(std::string_view s) {
 }  // namespace
 
 std::string format_header_line(const Header& h) {
-  std::string s = "pkops " + std::to_string(kVersion) + " pages=";
+  std::string s = "pkops " + std::to_string(h.version) + " pages=";
   append_num(&s, h.pages);
   s += " movable=";
   append_num(&s, h.movable_pages);
@@ -636,8 +645,9 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   const auto tokens = split_ws(line);
   if (tokens.size() < 2 || tokens[0] != "pkops")
     return text_bad(source, line_no, "the first line must be the header: pkops 1 pages=N ...");
-  if (tokens[1] != "1" && tokens[1] != "2" && tokens[1] != "3")
-    return text_bad(source, line_no, "unsupported text version (this build reads 1, 2 and 3)");
+  if (tokens[1].size() != 1 || tokens[1][0] < '0' + int(kOldestVersion) || tokens[1][0] > '0' + int(kVersion))
+    return text_bad(source, line_no, "unsupported text version (this build reads 1, 2, 3 and 4)");
+  static_assert(kVersion <= 9, "the text header's version is one digit");
   Header h;
   h.version = uint32_t(tokens[1][0] - '0');
   bool pages = false;

@@ -4,13 +4,15 @@
 // the checksum, the framing rules, the text form); op_executor.h runs records, op_files.h
 // reads and writes files, replay.h replays a stream under several schemes.
 //
-// ---- The .pkops file format, version 3 (reads versions 1 and 2) ----
+// ---- The .pkops file format, version 4 (reads versions 1, 2 and 3) ----
 //
 // All integers little-endian. Offsets in bytes.
 //
 //   0   magic            8 bytes "PKOPS1\0\0"
-//   8   version          u32 = 3 (2: the same layout without ops 2f..37, mm-new's swap
-//                        argument and mmap-file's shmem flag; 1: as 2, mm-new's b always 0)
+//   8   version          u32 = 3 or 4: a stream is written in the oldest version that holds
+//                        its ops, 4 only for one with op 0a (3: the same layout without op 0a;
+//                        2: as 3 without ops 2f..37, mm-new's swap argument and mmap-file's
+//                        shmem flag; 1: as 2, mm-new's b always 0)
 //   12  header_bytes     u32 = 96 (where the body starts)
 //   16  record_bytes     u32 = 24
 //   20  flags            u32: bit 0 debug, bit 1 populated; other bits 0
@@ -57,6 +59,7 @@
 //   07  split-folio    -    head     -        -                -            0
 //   08  alloc-folio    -    -        order    the head it gave M            the head
 //   09  set-dirty      -    pfn      -        -                -            0
+//   0a  unpin-lists    -    reads    writes   a + b PFNs       R            entries
 //   20  mm-new         new  pages    settings -                -            0
 //   21  mmap           id   start    count    -                W O H        0
 //   22  mmap-file      id   start    -        the file's PFNs  W            0
@@ -85,8 +88,8 @@
 //   40..fe             reserved; ff: a data record
 // Flags: W write (1); P per-page path (2); D dirty (4); L the pages are a PFN list (8); M
 // movable (4); O populate (2); H huge (4); F fast-only (2); T long-term (4); R the entries are
-// output references (0x80: pin and unpin lists, mmap-file, mmap-file-private, unpin-user,
-// put-user); K shmem (2: mmap-file and mmap-file-private of a file without dirty tracking, a
+// output references (0x80: pin and unpin lists, unpin-lists, mmap-file, mmap-file-private,
+// unpin-user, put-user); K shmem (2: mmap-file and mmap-file-private of a file without dirty tracking, a
 // shmem or memfd file; version 3); S shared (4: MAP_SHARED); V may-move (1), X fixed (2), U
 // dont-unmap (4): MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP; C even-cows (1: truncate
 // drops the private copies made from the file's pages too, a hole punch keeps them).
@@ -99,6 +102,11 @@
 // khugepaged's a and b are its max_ptes_none and max_ptes_shared. hugetlb-alloc's entries are
 // the heads it returned when recorded (as alloc-folio's: each names the huge page returned in
 // its place now); mmap-hugetlb-file's are the heads of the file's pages it maps.
+//
+// unpin-lists (version 4) is one all-or-nothing call: the read pins of its first a entries and
+// the write pins of the next b, validated together before either list is released (a
+// write-bias owner's drop). A refusal releases nothing, and counts as one call, as the call
+// it records did. Its R flag covers both lists.
 //
 // mm-new's settings (version 2; 0 in version 1): the kernel rules and THP orders that differ
 // from a default address space's (op_settings.h); a value no rule takes is refused with the
@@ -131,7 +139,7 @@
 
 namespace pinlab::ops {
 
-inline constexpr uint32_t kVersion = 3;
+inline constexpr uint32_t kVersion = 4;
 inline constexpr uint32_t kOldestVersion = 1;  // the oldest version this build reads
 inline constexpr size_t kHeaderBytes = 96;
 inline constexpr size_t kRecordWords = 6;
@@ -153,6 +161,7 @@ enum class Op : uint8_t {
   kSplitFolio = 0x07,
   kAllocFolio = 0x08,
   kSetDirty = 0x09,
+  kUnpinLists = 0x0a,  // version 4
   kMmNew = 0x20,
   kMmap = 0x21,
   kMmapFile = 0x22,
@@ -205,6 +214,11 @@ inline constexpr uint32_t kAdviceCollapse = 4;
 inline constexpr uint32_t kAdvices = 5;
 // The first version with ops 2f..37, mm-new's swap entry and mmap-file's shmem flag.
 inline constexpr uint32_t kVersionMm13 = 3;
+// The first version with unpin-lists (op 0a).
+inline constexpr uint32_t kVersionUnpinLists = 4;
+// The version a stream is written in at least (a stream of older ops reads the same as 3).
+inline constexpr uint32_t kOldestWrittenVersion = kVersionMm13;
+static_assert(kOldestWrittenVersion <= kVersion && kVersionUnpinLists == kVersion);
 
 // How many of a tag's latest outputs an output reference may name.
 inline constexpr uint64_t kOutputWindow = uint64_t{1} << 20;
@@ -246,7 +260,7 @@ enum class Arg : uint8_t { kNone, kValue, kSettings /* mm-new's b: op_settings.h
 enum class Entries : uint8_t {
   kNone,      // the op has none
   kIfList,    // pin/unpin: a PFN list when the L flag is set (a and b are 0 then)
-  kInput,     // a PFN list the op takes (mmap-file, unpin-user, put-user)
+  kInput,     // a PFN list the op takes (mmap-file, unpin-user, put-user; unpin-lists: a + b)
   kOutput,    // the PFNs the op returned when recorded (gups: any number, numbered as the
               // tag's outputs; alloc-folio: its head, one at most, not numbered;
               // hugetlb-alloc: its heads, b at most, not numbered): optional
@@ -342,7 +356,12 @@ struct Framing {
   uint32_t max_tag = 0;
   uint32_t next_id = 1;       // one past the last id created
   bool has_outputs = false;   // some op carries recorded output PFNs (or alloc-folio's head)
+  uint32_t newest_op_version = 1;  // the latest `since` of its ops: the version it needs
 };
+// The version a stream of these records is written in: the oldest that holds its ops.
+inline uint32_t written_version(const Framing& f) {
+  return f.newest_op_version > kOldestWrittenVersion ? f.newest_op_version : kOldestWrittenVersion;
+}
 
 // Checks records one by one: every opcode known, flags the op takes, unused words 0, data
 // records framed (count, tag, k, unused entries 0), every id named created earlier (or live),

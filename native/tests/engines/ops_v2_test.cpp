@@ -260,7 +260,7 @@ TEST(ops_space_settings_in_the_text_form) {
   write_text("pkops 2 pages=65536 scheme=bias\n" + body);
   CHECK_OK(read_op_stream(txt, &s));
   CHECK_EQ(s.header.version, 2u);
-  write_text("pkops 4 pages=65536 scheme=bias\n" + body);
+  write_text("pkops " + std::to_string(kVersion + 1) + " pages=65536 scheme=bias\n" + body);
   CHECK(read_op_stream(txt, &s).reason == Reason::kOpsText);
   std::remove(txt.c_str());
 }
@@ -285,7 +285,8 @@ TEST(ops_version_1_files_still_replay) {
     CHECK_OK(w.finish());
     std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
     std::string bytes((std::istreambuf_iterator<char>(f)), {});
-    CHECK_EQ(uint32_t(uint8_t(bytes[8])), kVersion);  // written as the current version
+    // Written in the oldest version that holds its ops (no unpin-lists: 3).
+    CHECK_EQ(uint32_t(uint8_t(bytes[8])), kOldestWrittenVersion);
     bytes[8] = char(version);
     // The header checksum over the patched bytes 0..87 (FNV-1a over words, folded).
     uint64_t words[11];
@@ -309,13 +310,13 @@ TEST(ops_version_1_files_still_replay) {
     CHECK_EQ(r.tally.refused, uint64_t(0));
     CHECK_EQ(r.tally.diverged, uint64_t(0));
   }
-  // Converted, it becomes a version 2 file with the same records.
+  // Converted, it becomes a version 3 file with the same records.
   const std::string conv = v2_tmp("v1-conv.pkops");
   uint64_t records = 0;
   CHECK_OK(convert_op_stream(path, conv, nullptr, &records));
   OpStream s2;
   CHECK_OK(read_op_stream(conv, &s2));
-  CHECK_EQ(s2.header.version, kVersion);
+  CHECK_EQ(s2.header.version, kOldestWrittenVersion);
   CHECK_EQ(s2.records.size(), s.records.size());
   CHECK(std::memcmp(s2.records.data(), s.records.data(), s.records.size() * kRecordBytes) == 0);
   // Settings in a version 1 file: refused, naming the record.
