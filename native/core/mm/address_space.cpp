@@ -82,8 +82,7 @@ Status AddressSpace::create(std::shared_ptr<PageArray> mem, int64_t pages, const
 AddressSpace::~AddressSpace() {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   drop_hugetlb_reservations(0, pages_);
-  drop_file_held(0, pages_);
-  unmap_range(0, pages_);
+  unmap_range_and_holds(0, pages_);
 }
 
 Status AddressSpace::check_range(int64_t start, int64_t count) const {
@@ -360,8 +359,8 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
   if (Status st = check_hugetlb_cut(uint64_t(start), uint64_t(start) + uint64_t(count)); !st.ok())
     return st;
   reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
-  unmap_range(uint64_t(start), uint64_t(start) + uint64_t(count));  // clear-then-put
-  drop_file_held(uint64_t(start), uint64_t(start) + uint64_t(count));  // the file dropped them
+  // clear-then-put; the held file pages too (the file dropped them)
+  unmap_range_and_holds(uint64_t(start), uint64_t(start) + uint64_t(count));
   return Status::Ok();
 }
 
@@ -435,9 +434,8 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   reserve_split_tables(s, e);
   split_region_at(s);
   split_region_at(e);
-  unmap_range(s, e);
+  unmap_range_and_holds(s, e);
   drop_hugetlb_reservations(s, e);
-  drop_file_held(s, e);
   regions_.erase(regions_.lower_bound(s), regions_.lower_bound(e));
   return Status::Ok();
 }
@@ -467,6 +465,11 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
   // until a write fault decides between reuse and copy, as for COW.
   if (!write) write_protect_range(s, e);
   return Status::Ok();
+}
+
+void AddressSpace::unmap_range_and_holds(uint64_t start, uint64_t end) {
+  unmap_range(start, end);
+  drop_file_held(start, end);
 }
 
 void AddressSpace::unmap_range(uint64_t start, uint64_t end) {

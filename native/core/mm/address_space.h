@@ -395,7 +395,12 @@ class AddressSpace {
   void split_pmd_across(uint64_t vpage);
   // Allocates the PTE tables that splits at start and end would need, before any change.
   void reserve_split_tables(uint64_t start, uint64_t end);
+  // Clears the entries of [start, end) and puts their references (a pin keeps its folio).
+  // MADV_DONTNEED alone calls it bare: its shared file mappings keep their held pages.
   void unmap_range(uint64_t start, uint64_t end);
+  // munmap, zap, mremap and the destructor: unmap_range, and the file pages the range holds
+  // for a refault (file_held_) are put too.
+  void unmap_range_and_holds(uint64_t start, uint64_t end);
   void write_protect_range(uint64_t start, uint64_t end);
   // mmap's MAP_POPULATE of a new region [start, end): all or nothing.
   Status populate(uint64_t start, uint64_t end, bool write, bool huge);
@@ -586,7 +591,7 @@ class AddressSpace {
   // A private mapping's copy of the hugetlb page at src into vbase, exclusive (writable with
   // w): the page's reservation if it still has one, else a free pool page; EFAULT if none.
   Status install_hugetlb_copy(uint64_t vbase, uint64_t src, uint32_t order, uint64_t w);
-  // munmap, zap, zap_file, mremap and the destructor: puts the holds of [start, end).
+  // unmap_range_and_holds and zap_file: puts the holds of [start, end).
   void drop_file_held(uint64_t start, uint64_t end);
   // mremap: the holds of [src, src + n) move to [dst, dst + n) (no allocation).
   void move_file_held(uint64_t src, uint64_t dst, uint64_t n);

@@ -255,18 +255,15 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
   }
   // ---- the change (cannot fail from here) -----------------------------------------------------
   if (plan == Plan::kInPlace && n_new < n_old) {
-    unmap_range(s + n_new, s + n_old);
-    drop_file_held(s + n_new, s + n_old);
+    unmap_range_and_holds(s + n_new, s + n_old);
   }
   if (plan == Plan::kMove) {
     if (a.fixed) {
-      unmap_range(d, d + n_new);  // MREMAP_FIXED replaces what was there
+      unmap_range_and_holds(d, d + n_new);  // MREMAP_FIXED replaces what was there
       drop_hugetlb_reservations(d, d + n_new);  // (the old regions still name their pages)
-      drop_file_held(d, d + n_new);
     }
     if (n_move < n_old) {
-      unmap_range(s + n_move, s + n_old);
-      drop_file_held(s + n_move, s + n_old);
+      unmap_range_and_holds(s + n_move, s + n_old);
     }
     move_file_held(s, d, n_move);  // a shared file mapping's held pages go with its entries
     // Leaves that the old range's ends cut (the old region keeps the rest) are split by the
