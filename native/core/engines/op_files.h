@@ -65,10 +65,9 @@ class OpReader {
 
 // Writes a stream to `path` (binary or text by its extension): records are checked (framing)
 // and buffered as they come; finish() writes the header (the version its ops need, counts,
-// threads, checksums) and
-// renames the temporary into place. The target must be absent or a regular file (a link, FIFO
-// or directory there is refused), and its folder writable. Without finish(), the temporary is
-// removed (abort, or the destructor).
+// threads, checksums) and renames the temporary into place. The target must be absent or a
+// regular file (a link, FIFO or directory there is refused), and its folder writable. Without
+// finish(), the temporary is removed (abort, or the destructor).
 class OpWriter {
  public:
   OpWriter() = default;

@@ -89,8 +89,8 @@
 // Flags: W write (1); P per-page path (2); D dirty (4); L the pages are a PFN list (8); M
 // movable (4); O populate (2); H huge (4); F fast-only (2); T long-term (4); R the entries are
 // output references (0x80: pin and unpin lists, unpin-lists, mmap-file, mmap-file-private,
-// unpin-user, put-user); K shmem (2: mmap-file and mmap-file-private of a file without dirty tracking, a
-// shmem or memfd file; version 3); S shared (4: MAP_SHARED); V may-move (1), X fixed (2), U
+// unpin-user, put-user); K shmem (2: mmap-file and mmap-file-private of a file without dirty
+// tracking, a shmem or memfd file; version 3); S shared (4: MAP_SHARED); V may-move (1), X fixed (2), U
 // dont-unmap (4): MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP; C even-cows (1: truncate
 // drops the private copies made from the file's pages too, a hole punch keeps them).
 //
