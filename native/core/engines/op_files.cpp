@@ -306,23 +306,39 @@ Status read_op_stream_into(const std::string& path, OpStream* out, const std::at
 
 // ---- writing -----------------------------------------------------------------------------------
 
+namespace {
+
 // The longest name of one path component (NAME_MAX on Linux's file systems).
 constexpr size_t kNameMax = 255;
+
+// An output path's folder part, up to and with its last '/' ("" for a bare name): what a
+// sibling's name (a temporary) is appended to.
+std::string folder_prefix(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+
+// The folder itself, as stat(2) and access(2) take it: "." for a bare name, "/" at the root.
+std::string folder_of(const std::string& path) {
+  const std::string prefix = folder_prefix(path);
+  if (prefix.empty()) return ".";
+  return prefix.size() == 1 ? prefix : prefix.substr(0, prefix.size() - 1);
+}
+
+}  // namespace
 
 Status check_op_output(const std::string& path) {
   // "" would write a temporary named ".tmp-..." here and fail only at the rename, after the work.
   if (path.empty()) return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "an empty path names no file");
   if (path.back() == '/') return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "it names a folder, not a file");
-  const size_t last = path.rfind('/');
-  if (path.size() - (last == std::string::npos ? 0 : last + 1) > kNameMax)
+  if (path.size() - folder_prefix(path).size() > kNameMax)
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "its name is longer than 255 bytes");
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0,
                      S_ISLNK(st.st_mode) ? "it is a symbolic link" : S_ISDIR(st.st_mode) ? "it is a directory"
                      : S_ISFIFO(st.st_mode) ? "it is a FIFO" : "it is not a regular file");
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = folder_of(path);
   struct stat ds {};
   if (::stat(dir.c_str(), &ds) != 0 || !S_ISDIR(ds.st_mode))
     return path_fail(Code::kEINVAL, Reason::kOutputPath, path, 0, 0, "its folder does not exist");
@@ -356,8 +372,7 @@ Status OpWriter::open(const std::string& path, const Header& header) {
   uint8_t probe[kHeaderBytes];
   if (Status st = encode_header(header_, source_, probe); !st.ok()) return st;
   std::random_device rd;
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string dir = folder_prefix(path);
   for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
     char suffix[48];
     std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", int(::getpid()), unsigned(rd()));
