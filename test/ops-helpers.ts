@@ -2,6 +2,7 @@
 import { expect } from 'vitest';
 
 import { AddressSpace, HugetlbFile, PageArray, PinlabError, opResultName, type OpFlagName, type OpName } from '../lib/index.js';
+import { nativeOf } from '../lib/page-array.js';
 
 /** Rewrites a stream's checksums after a patch (FNV-1a over words, folded: op_format.h). */
 export function rechecksum(bytes: Buffer): void {
@@ -48,6 +49,12 @@ export function runPlannedOp(mem: PageArray, spaces: Map<number, AddressSpace>, 
       case 'set-dirty':
         mem.setDirty(p.a!);
         return 0;
+      case 'unpin-lists': {
+        // No JS call of its own: an owner's drop under write-bias makes this engine call.
+        const e = new Uint32Array(p.entries ?? []);
+        nativeOf(mem).unpinLists(e.subarray(0, p.a!), e.subarray(p.a!));
+        return e.length;
+      }
       case 'alloc-folio':
         return mem.allocFolio(p.b!, { movable: has('movable') });
       case 'mm-new':

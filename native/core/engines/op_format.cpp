@@ -695,8 +695,13 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
 
 // The most entries a text line's list may hold for its op, checked before the list is expanded:
 // an op's recorded outputs are at most the pages it asked for (b; alloc-folio: one head), as
-// FramingChecker::check_op refuses later, and a hugetlb file's heads map at most 2^32 pages.
-static Status check_list_bound(const OpInfo& op, uint32_t b, uint64_t listed, const char* source, uint64_t line_no) {
+// FramingChecker::check_op refuses later, a hugetlb file's heads map at most 2^32 pages, and
+// unpin-lists holds exactly its a + b.
+static Status check_list_bound(const OpInfo& op, uint32_t a, uint32_t b, uint64_t listed, const char* source,
+                               uint64_t line_no) {
+  // unpin-lists takes exactly a + b entries (FramingChecker::check_op refuses any other count).
+  if (op.op == Op::kUnpinLists && listed != uint64_t{a} + b)
+    return text_bad(source, line_no, "unpin-lists' entries are not its reads and writes (a + b)");
   if (op.entries == Entries::kOutput) {
     const uint64_t most = op.op == Op::kAllocFolio ? 1 : b;
     if (listed > most) return text_bad(source, line_no, "more recorded outputs than the op asked for");
@@ -797,7 +802,7 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
       ++i;
     }
   }
-  if (Status st = check_list_bound(*op, args[1], listed, source, line_no); !st.ok()) return st;
+  if (Status st = check_list_bound(*op, args[0], args[1], listed, source, line_no); !st.ok()) return st;
   // Expanded, each entry costs 4 bytes here and its share of a data record twice over (the
   // line's records, then the stream's). A list that, with the stream's earlier ones, would not
   // fit in half of this machine's memory is refused before a byte of it is expanded: a few

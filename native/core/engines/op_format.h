@@ -304,7 +304,7 @@ struct Header {
   uint32_t threads = 1;
   uint8_t folio_order = 0;
   uint8_t pincount_min_order = 1;
-  uint32_t version = kVersion;    // as read (a stream is always written as kVersion)
+  uint32_t version = kVersion;    // as read; as written, the oldest that holds its ops (written_version)
   std::string scheme = "hybrid";  // the recording's scheme (a registered name)
   uint64_t body_checksum = 0;
 

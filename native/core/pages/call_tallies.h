@@ -13,6 +13,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/memory.h"
+
 namespace pinlab {
 
 struct Tally {
@@ -23,17 +25,18 @@ struct Tally {
   bool exact = false;  // the folio keeps a pincount (pins is meaningful)
 };
 
-template <bool kMapped>
+// T: what is kept per key (Tally; an unpin of read and write pins keeps both totals).
+template <bool kMapped, typename T = Tally>
 class Tallies;
 
 // Keys that never decrease: only the current key's tally (kept in registers on the hot path).
-template <>
-class Tallies<false> {
+template <typename T>
+class Tallies<false, T> {
  public:
   Tallies(uint64_t, int) {}
   // The tally of `key`; *fresh says it was just created (take its snapshot). nullptr when a
   // key decreases: validate again, mapped.
-  [[gnu::always_inline]] Tally* find(uint64_t key, bool* fresh) {
+  [[gnu::always_inline]] T* find(uint64_t key, bool* fresh) {
     if (key == key_) [[likely]] {
       *fresh = false;
       return &cur_;
@@ -41,7 +44,7 @@ class Tallies<false> {
     if (key < key_ && key_ != kNone) [[unlikely]]
       return nullptr;
     key_ = key;
-    cur_ = Tally{};
+    cur_ = T{};
     *fresh = true;
     return &cur_;
   }
@@ -49,19 +52,21 @@ class Tallies<false> {
  private:
   static constexpr uint64_t kNone = ~uint64_t{0};  // no PFN is this large
   uint64_t key_ = kNone;
-  Tally cur_;
+  T cur_;
 };
 
 // Any order: up to kSmallKeys keys a linear search in an array of its own (uninitialised until
 // used: a short list, the common unordered one, costs neither hashing nor clearing a table);
 // more, an open-addressing table (linear probing) in a buffer each thread keeps, so an unordered
 // list costs no allocation once the thread has met one as long.
-template <>
-class Tallies<true> {
+template <typename T>
+class Tallies<true, T> {
  public:
   // `keys`: at most this many distinct keys will be met (the call's entries or pages); 0: no
   // table at all (find must not be called: debug mode's subpages outside debug mode).
   // `table`: which of the thread's two buffers (a validation uses at most two tables).
+  // std::bad_alloc (the callers' ENOMEM, before anything changed) for a table this machine's
+  // memory cannot hold: assigning it would touch every page of it, and meet the OOM killer.
   Tallies(uint64_t keys, int table) {
     if (keys == 0) return;
     if (keys <= kSmallKeys) {
@@ -70,13 +75,14 @@ class Tallies<true> {
     }
     uint64_t cap = 16;
     while (cap < 2 * keys) cap <<= 1;
+    if (!fits_in_memory(cap, sizeof(Slot))) throw std::bad_alloc();
     mask_ = cap - 1;
     // A long list gets a table of its own, freed after the call: the thread's buffer stays small.
     std::vector<Slot>& b = cap <= kKeptSlots ? buffer(table) : own_;
     b.assign(cap, Slot{});
     slots_ = b.data();
   }
-  Tally* find(uint64_t key, bool* fresh) {
+  T* find(uint64_t key, bool* fresh) {
     if (small_) {
       for (uint32_t i = 0; i < small_count_; ++i) {
         if (small_keys_[i] == key) {
@@ -87,7 +93,7 @@ class Tallies<true> {
       // At most kSmallKeys distinct keys: the caller's bound (its entries).
       small_keys_[small_count_] = key;
       *fresh = true;
-      return new (small_tallies_[small_count_++].bytes) Tally{};
+      return new (small_tallies_[small_count_++].bytes) T{};
     }
     for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> 20 & mask_;; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
@@ -107,7 +113,7 @@ class Tallies<true> {
   static constexpr uint64_t kNone = ~uint64_t{0};  // no PFN is this large
   struct Slot {
     uint64_t key = kNone;
-    Tally tally;
+    T tally;
   };
   // Two per thread: a validation never nests in another on the same thread.
   static std::vector<Slot>& buffer(int table) {
@@ -117,11 +123,11 @@ class Tallies<true> {
   }
   static constexpr uint64_t kKeptSlots = uint64_t{1} << 12;  // 160 KiB a table
   static constexpr uint32_t kSmallKeys = 16;
-  static_assert(std::is_trivially_destructible_v<Tally>, "small tallies are never destroyed");
+  static_assert(std::is_trivially_destructible_v<T>, "small tallies are never destroyed");
   struct RawTally {
-    alignas(Tally) unsigned char bytes[sizeof(Tally)];
+    alignas(T) unsigned char bytes[sizeof(T)];
   };
-  Tally* small_tally(uint32_t i) { return std::launder(reinterpret_cast<Tally*>(small_tallies_[i].bytes)); }
+  T* small_tally(uint32_t i) { return std::launder(reinterpret_cast<T*>(small_tallies_[i].bytes)); }
   bool small_ = false;
   uint32_t small_count_ = 0;
   uint64_t small_keys_[kSmallKeys];     // [0, small_count_) in use; the rest never read

@@ -580,6 +580,10 @@ class PageArray {
   [[gnu::noinline]] Code unpin_page_general(uint64_t pfn, const PinFlags& flags);
   template <Scheme S, bool kDebug>
   Status unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released);
+  // unpin_both's validation: the read and write lists together, as check_unpins validates one
+  // (a folio, or a subpage, may be in both: its read and write totals are checked together).
+  template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
+  Status check_unpin_both(Cursor reads, Cursor writes, bool* unordered) const;
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_

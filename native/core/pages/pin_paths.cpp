@@ -38,7 +38,6 @@
 //             (HeldStripes), so against other debug-mode calls it is one critical section and
 //             its release pass is never refused.
 #include <type_traits>
-#include <unordered_map>
 #include <vector>
 
 #include "base/scan.h"
@@ -417,6 +416,73 @@ Code PageArray::unpin_page_general(uint64_t pfn, const PinFlags& flags) {
 
 // ---- unpin of read and write pins as one call --------------------------------------------------
 
+// The running totals of an unpin of read and write pins, per folio (or, in debug mode, per
+// subpage), against one snapshot of it.
+struct BothTally {
+  int64_t reads = 0, writes = 0;  // the pins the call takes so far, by kind
+  int64_t count = 0;  // the snapshot: refcount (a subpage: its exact pins)
+  int64_t pins = 0;   // the snapshot: pincount (a subpage: its exact write pins)
+  bool exact = false;  // the folio keeps a pincount (pins is meaningful)
+};
+static_assert(std::is_trivially_destructible_v<BothTally>);
+
+template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
+Status PageArray::check_unpin_both(Cursor reads, Cursor writes, bool* unordered) const {
+  const SchemeParams params = params_;
+  // The lists' entries bound both tables' keys. relaxed loads, as check_unpins.
+  const uint64_t keys = reads.size() + writes.size();
+  Tallies<kMapped, BothTally> folios(keys, 0), subpages(kDebug ? keys : 0, 1);
+  auto check = [&](Cursor c, bool write) -> Status {
+    Run r;
+    while (c.next(&r)) {
+      bool fresh = true;
+      if constexpr (kDebug) {
+        // Debug first, as unpin_pages: the exact per-subpage pins name the precise reason.
+        for (uint64_t p = r.pfn; p < r.pfn + r.count; ++p) {
+          BothTally* t = subpages.find(p, &fresh);
+          if (t == nullptr) [[unlikely]] {
+            *unordered = true;
+            return Status::Ok();
+          }
+          if (fresh) {
+            t->count = debug_pins_at(p);
+            t->pins = debug_write_pins_at(p);
+          }
+          (write ? t->writes : t->reads) += 1;
+          Reason missing = debug_unpin_refusal(write ? t->writes : t->reads, t->count, t->pins, write);
+          if (missing == Reason::kNone && t->reads + t->writes > t->count) missing = Reason::kNotPinned;
+          if (missing != Reason::kNone) return Status::Fail(Code::kENOTPINNED, missing, int64_t(p));
+        }
+      }
+      BothTally* t = folios.find(r.head, &fresh);
+      if (t == nullptr) [[unlikely]] {
+        *unordered = true;
+        return Status::Ok();
+      }
+      if (fresh) {
+        t->count = ref_at(r.head).load(std::memory_order_relaxed);
+        if (keeps_pins<S>(r.order)) {
+          t->pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
+          t->exact = true;
+        }
+      }
+      (write ? t->writes : t->reads) += int64_t(r.count);
+      // Both kinds' pins so far: the pincount must hold them, the refcount their references.
+      const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t->reads, false);
+      const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t->writes, true);
+      if ((t->exact && cr.pin + cw.pin > t->pins) ||
+          release_refs_needed<S>(r.order, PinCost{cr.ref + cw.ref, cr.pin + cw.pin}) > t->count) [[unlikely]]
+        return pin_fault(Reason::kNotPinned, r.pfn);
+    }
+    return Status::Ok();
+  };
+  // The reads, then the writes: one sequence of keys, ordered only if it never goes back
+  // (the mapped pass never stops; the caller's *unordered is already set then).
+  Status st = check(reads, false);
+  if (st.ok() && (kMapped || !*unordered)) st = check(writes, true);
+  return st;
+}
+
 template <Scheme S, bool kDebug>
 Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64_t* released) {
   const ListCursor<false> rc(*this, reads.list, reads.count), wc(*this, writes.list, writes.count);
@@ -429,55 +495,13 @@ Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64
   }
   *released = 0;
   // Validation of both lists against one snapshot of each folio (and, in debug mode, of each
-  // subpage's exact pins): the read and write totals so far, their costs summed. Not the hot
-  // path (an owner's drop): hash maps, whatever the order. relaxed loads, as check_unpins.
-  struct Folio {
-    int64_t reads = 0, writes = 0, count = 0, pins = 0;
-    bool exact = false;
-  };
-  struct Subpage {
-    int64_t reads = 0, writes = 0, pins = 0, write_pins = 0;
-  };
-  std::unordered_map<uint64_t, Folio> folios;
-  std::unordered_map<uint64_t, Subpage> subpages;
-  const SchemeParams params = params_;
-  auto check = [&](ListCursor<false> c, bool write) -> Status {
-    Run r;
-    while (c.next(&r)) {
-      if constexpr (kDebug) {
-        for (uint64_t p = r.pfn; p < r.pfn + r.count; ++p) {
-          auto [it, fresh] = subpages.try_emplace(p);
-          Subpage& t = it->second;
-          if (fresh) {
-            t.pins = debug_pins_at(p);
-            t.write_pins = debug_write_pins_at(p);
-          }
-          (write ? t.writes : t.reads) += 1;
-          Reason missing = debug_unpin_refusal(write ? t.writes : t.reads, t.pins, t.write_pins, write);
-          if (missing == Reason::kNone && t.reads + t.writes > t.pins) missing = Reason::kNotPinned;
-          if (missing != Reason::kNone) return Status::Fail(Code::kENOTPINNED, missing, int64_t(p));
-        }
-      }
-      auto [it, fresh] = folios.try_emplace(r.head);
-      Folio& t = it->second;
-      if (fresh) {
-        t.count = ref_at(r.head).load(std::memory_order_relaxed);
-        if (keeps_pins<S>(r.order)) {
-          t.pins = load_pins<S>(r.head, r.order, std::memory_order_relaxed);
-          t.exact = true;
-        }
-      }
-      (write ? t.writes : t.reads) += int64_t(r.count);
-      const PinCost cr = SchemePolicy<S>::pin_cost(params, r.order, t.reads, false);
-      const PinCost cw = SchemePolicy<S>::pin_cost(params, r.order, t.writes, true);
-      if ((t.exact && cr.pin + cw.pin > t.pins) ||
-          release_refs_needed<S>(r.order, PinCost{cr.ref + cw.ref, cr.pin + cw.pin}) > t.count) [[unlikely]]
-        return pin_fault(Reason::kNotPinned, r.pfn);
-    }
-    return Status::Ok();
-  };
-  Status st = check(rc, false);
-  if (st.ok()) st = check(wc, true);
+  // subpage's exact pins), as validate_unpins: only the current key's totals while the keys
+  // never go back (an owner's drop of ascending runs), a table otherwise (call_tallies.h, as
+  // large as an unordered unpin's; std::bad_alloc, the caller's ENOMEM, before any change).
+  bool unordered = false;
+  Status st = check_unpin_both<S, kDebug, false>(rc, wc, &unordered);
+  if (unordered) [[unlikely]]
+    st = check_unpin_both<S, kDebug, true>(rc, wc, &unordered);
   if (!st.ok()) {
     stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
     return st;

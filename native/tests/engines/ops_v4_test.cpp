@@ -121,8 +121,17 @@ TEST(ops_v4_framing_of_unpin_lists) {
   r.clear();
   push(&r, Op::kUnpinLists, 0, 0, 0);
   CHECK_OK(v4_framing(r));
-  // The text form round-trips it.
+  // A text line whose list is not a + b is refused before its list is expanded: a few bytes
+  // must not cost gigabytes (the bound refuses it naming the line, not ENOMEM).
   TextOp op;
+  for (const char* line : {"unpin-lists 0 0 [0..4294967294]", "unpin-lists 1 1 [5]", "unpin-lists 4294967295 1"}) {
+    st = parse_op_line(line, "t", 7, &op);
+    CHECK(st.reason == Reason::kOpsText);
+    CHECK_EQ(st.value, int64_t(7));
+    CHECK(std::string(st.rule).find("a + b") != std::string::npos);
+    CHECK(op.entries.empty());
+  }
+  // The text form round-trips it.
   CHECK_OK(parse_op_line("unpin-lists 2 1 [7 8 9] = 3", "t", 1, &op));
   CHECK_EQ(uint32_t(opcode_of(op.op)), uint32_t(Op::kUnpinLists));
   CHECK_EQ(op.op.w[2], 2u);
