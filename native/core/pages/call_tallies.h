@@ -75,9 +75,10 @@ class Tallies<true, T> {
     }
     uint64_t cap = 16;
     while (cap < 2 * keys) cap <<= 1;
-    if (!fits_in_memory(cap, sizeof(Slot))) throw std::bad_alloc();
     mask_ = cap - 1;
     // A long list gets a table of its own, freed after the call: the thread's buffer stays small.
+    // Only such a table can outgrow memory, so only it asks how much there is (sysinfo(2)).
+    if (cap > kKeptSlots && !fits_in_memory(cap, sizeof(Slot))) throw std::bad_alloc();
     std::vector<Slot>& b = cap <= kKeptSlots ? buffer(table) : own_;
     b.assign(cap, Slot{});
     slots_ = b.data();
