@@ -292,6 +292,12 @@ void Checksum::add_records(const Record* r, size_t n) {
 
 // ---- framing -----------------------------------------------------------------------------------
 
+// unpin-lists holds exactly its a reads and b writes: the framing's rule, which the text
+// parser also applies before it expands a line's list. Null if n entries fit, else why not.
+static const char* unpin_lists_entries_refusal(uint32_t a, uint32_t b, uint64_t n) {
+  return uint64_t{a} + b == n ? nullptr : "unpin-lists' entries are not its reads and writes (a + b)";
+}
+
 FramingChecker::FramingChecker(const char* source, IdRules rules, uint32_t version)
     : source_(source), rules_(std::move(rules)), version_(version) {
   f_.next_id = rules_.first_new;
@@ -343,8 +349,8 @@ Status FramingChecker::check_op(const Record& r, const OpInfo& op) {
       }
       break;
     case Entries::kInput:
-      if (op.op == Op::kUnpinLists && uint64_t{a} + b != n)
-        return bad("unpin-lists' entries are not its reads and writes (a + b)", n);
+      if (op.op == Op::kUnpinLists)
+        if (const char* why = unpin_lists_entries_refusal(a, b, n)) return bad(why, n);
       break;
     case Entries::kArgs:
       if (n < op.args_min || n > op.args_max) return bad("the op's argument entries are not as many as it takes", n);
@@ -699,9 +705,8 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
 // unpin-lists holds exactly its a + b.
 static Status check_list_bound(const OpInfo& op, uint32_t a, uint32_t b, uint64_t listed, const char* source,
                                uint64_t line_no) {
-  // unpin-lists takes exactly a + b entries (FramingChecker::check_op refuses any other count).
-  if (op.op == Op::kUnpinLists && listed != uint64_t{a} + b)
-    return text_bad(source, line_no, "unpin-lists' entries are not its reads and writes (a + b)");
+  if (op.op == Op::kUnpinLists)
+    if (const char* why = unpin_lists_entries_refusal(a, b, listed)) return text_bad(source, line_no, why);
   if (op.entries == Entries::kOutput) {
     const uint64_t most = op.op == Op::kAllocFolio ? 1 : b;
     if (listed > most) return text_bad(source, line_no, "more recorded outputs than the op asked for");
