@@ -38,11 +38,11 @@ export interface AddressSpaceOptions {
   swapPages?: number;
 }
 
-/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT, MADV_COLLAPSE. */
-export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse';
+/** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT, MADV_COLLAPSE, MADV_REMOVE. */
+export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse' | 'remove';
 
 /** The advice's number for the addon. */
-const ADVICE: Record<Exclude<MadviseAdvice, 'collapse'>, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
+const ADVICE: Record<Exclude<MadviseAdvice, 'collapse' | 'remove'>, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
 
 /** Options of {@link AddressSpace.mremap}: mremap(2) of `[start, start + count)` to `newCount` pages. */
 export interface MremapOptions extends VirtualRange {
@@ -243,7 +243,7 @@ export class AddressSpace {
   readonly #handle: NativeAddressSpace;
   readonly #pins: PinBookkeeping;
   #disposed = false;
-  readonly #files = new Set<PageCacheFile>();
+  readonly #files = new Set<PageCacheFile | HugetlbFile>();
 
   /**
    * @param mem - the physical memory (a `populated: false` array suits simulations that allocate)
@@ -371,6 +371,12 @@ export class AddressSpace {
    * PTEs map into one PMD-mapped THP, a new folio copied from the old pages (which lose this
    * mm's mappings: a child after fork keeps them), whatever the region's `huge` and the THP
    * sizes enabled; a stretch already PMD-mapped counts as done.
+   * `'remove'` (MADV_REMOVE) punches a hole in the files behind the range, which must be shared
+   * file mappings: {@link PageCacheFile.punchHole} or {@link HugetlbFile.punchHole} of the
+   * file pages the range maps, rounded inward to whole folios (huge pages; the kernel zeroes a
+   * partly covered one and frees nothing of it). Every mapping of those pages in every address
+   * space is zapped (for a hugetlb file, private mappings' copies too, as hugetlbfs does) and a
+   * later access is `EFAULT` (the model's SIGBUS; the kernel would fault in a fresh page).
    * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), the
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
    *   `EINVAL` for a bad range or advice, a private page-cache file mapping in the range, a
@@ -379,17 +385,70 @@ export class AddressSpace {
    *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped,
    *   across mappings of different kinds, or without a writable entry (SCAN_PAGE_RO); `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's
-   *   refcount check). Nothing changes on an error (a collapse is all or nothing over the range).
+   *   refcount check). `'remove'`: `EACCES` for a private file mapping in the range, `EINVAL`
+   *   for anonymous memory (shared anonymous hugetlb memory: not modelled; a shmem
+   *   {@link PageCacheFile} or a {@link HugetlbFile} mapped shared is), `EBUSY` as a page-cache
+   *   file's hole punch (unleased long-term pins). Nothing changes on an error (a collapse is
+   *   all or nothing over the range).
    */
   madvise(range: VirtualRange, advice: MadviseAdvice): void {
     const { start, count } = virtualRange('madvise', range);
-    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse'] as const, 'dontneed');
-    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork', 'pageout' or 'collapse')");
+    const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse', 'remove'] as const, 'dontneed');
+    if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork', 'pageout', 'collapse' or 'remove')");
     if (a === 'collapse') {
       this.#native.collapse(start, count);
       return;
     }
+    if (a === 'remove') {
+      this.#remove(start, count);
+      return;
+    }
     this.#native.madvise(start, count, ADVICE[a]);
+  }
+
+  /**
+   * MADV_REMOVE (madvise_remove): the hole punch of the files behind the range's shared
+   * mappings, each file range rounded inward to whole folios (huge pages), as the kernel's punch
+   * zeroes a partly covered one and frees nothing of it. Checked whole first: the regions
+   * (native), then the files' own refusals (a page-cache file's unleased long-term pins); then
+   * punched.
+   */
+  #remove(start: number, count: number): void {
+    this.#native.checkMadvRemove(start, count); // ENOMEM, EACCES (private file), EINVAL (anonymous)
+    const end = start + count;
+    const pieces: { file: PageCacheFile | HugetlbFile; at: number; offset: number; count: number }[] = [];
+    for (const file of this.#files) {
+      for (const m of file.mappingsOf(this)) {
+        const a = Math.max(start, m.start), b = Math.min(end, m.start + m.count);
+        if (a < b && m.private !== true) pieces.push({ file, at: a, offset: m.offset + (a - m.start), count: b - a });
+      }
+    }
+    pieces.sort((x, y) => x.at - y.at);
+    let covered = start;
+    for (const p of pieces) {
+      if (p.at > covered) break;
+      covered = Math.max(covered, p.at + p.count);
+    }
+    if (covered < end) invalid(`MADV_REMOVE of shared anonymous hugetlb memory (page ${covered}) is not modelled: map a HugetlbFile shared instead`);
+    const punches = pieces.flatMap((p) => {
+      const unit = p.file instanceof HugetlbFile ? 2 ** p.file.order : 2 ** p.file.folioOrder;
+      const lo = Math.ceil(p.offset / unit) * unit, hi = Math.floor((p.offset + p.count) / unit) * unit;
+      return hi > lo ? [{ file: p.file, offset: lo, count: hi - lo }] : [];
+    });
+    for (const p of punches) if (p.file instanceof PageCacheFile) p.file.checkHolePunch(p.offset, p.count); // EBUSY
+    let first: unknown;
+    let failed = false;
+    for (const p of punches) {
+      try {
+        if (p.file instanceof HugetlbFile) p.file.removePages(p.offset, p.count);
+        else p.file.punchHole(p.offset, p.count);
+      } catch (e) {
+        // Only a lease holder's onBreak throws here, once its punch is complete: go on.
+        if (!failed) first = e;
+        failed = true;
+      }
+    }
+    if (failed) throw first;
   }
 
   /**
@@ -528,7 +587,14 @@ export class AddressSpace {
       adopting = undefined;
     }
     for (const file of this.#files) {
-      for (const m of file.mappingsOf(this)) child.#trackFileMapping(file, m.start, m.offset, m.count, m.private === true);
+      for (const m of file.mappingsOf(this)) {
+        // Only what the child maps: a MADV_DONTFORK region (hugetlb) stayed with the parent.
+        const runs = child.#handle.regionRuns(m.start, m.count);
+        for (let i = 0; i < runs.length; i += 2) {
+          const at = runs[i]!;
+          child.#trackFileMapping(file, at, m.offset + (at - m.start), runs[i + 1]!, m.private === true);
+        }
+      }
     }
     return child;
   }
@@ -625,7 +691,16 @@ export class AddressSpace {
     if (o['hugetlb'] !== undefined && integer('hugetlb', o['hugetlb']) !== file.order) invalid(`hugetlb ${show(o['hugetlb'])} differs from file '${file.name}''s order ${file.order}`);
     if (populate) invalid('populate: a hugetlb file mapping maps the file\'s pages now anyway');
     const offset = o['offset'] === undefined ? 0 : integer('offset', o['offset']);
-    this.#native.mapHugetlbFile(start, file.headsFor(offset, count), order, write, bool('shared', o['shared'], true));
+    const shared = bool('shared', o['shared'], true);
+    this.#native.checkCanMap(start, count); // before the file fills any hole
+    const { heads, undo } = file.headsFor(offset, count);
+    try {
+      this.#native.mapHugetlbFile(start, heads, order, write, shared);
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    this.#trackFileMapping(file, start, offset, count, !shared);
   }
 
   #mapFile(file: PageCacheFile, start: number, count: number, offset: number, write: boolean, priv: boolean): void {
@@ -644,7 +719,7 @@ export class AddressSpace {
 
   /** After an mremap: the file mappings the old range held now lie where the range went. */
   #remapFileMappings(
-    before: { file: PageCacheFile; mappings: { start: number; offset: number; count: number; private?: boolean }[] }[],
+    before: { file: PageCacheFile | HugetlbFile; mappings: { start: number; offset: number; count: number; private?: boolean }[] }[],
     start: number,
     count: number,
     newCount: number,
@@ -662,13 +737,15 @@ export class AddressSpace {
     }
   }
 
-  #trackFileMapping(file: PageCacheFile, start: number, offset: number, count: number, priv: boolean): void {
+  #trackFileMapping(file: PageCacheFile | HugetlbFile, start: number, offset: number, count: number, priv: boolean): void {
     const self = new WeakRef<AddressSpace>(this);
+    const hugetlb = file instanceof HugetlbFile;
     const zap = (s: number, c: number, evenCows: boolean): void => {
       const mm = self.deref();
       if (mm === undefined || mm.#disposed) return; // a disposed one maps nothing
-      // A private mapping: its page-cache entries, and on truncate the copies made from them.
-      if (priv) mm.#handle.zapFile(s, c, evenCows);
+      // A private mapping of the page cache: its page-cache entries, and on truncate the copies
+      // made from them. Of a hugetlb file: everything, copies too (hugetlb_vmdelete_list).
+      if (priv && !hugetlb) mm.#handle.zapFile(s, c, evenCows);
       else mm.#handle.zap(s, c);
     };
     file.addMapping({ mm: self, start, offset, count, zap, private: priv });

@@ -13,7 +13,7 @@ import type { OutstandingPin, PinProvenance } from './types/owners.js';
  * - `ENOMEM`: the page array could not be mapped, no free block of the order asked for is left,
  *   or an allocation failed (a size that cannot be allocated is refused, never fatal)
  * - `EFAULT`: a virtual page outside any region, or a write access to a read-only region
- * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root)
+ * - `EACCES`: a file could not be opened or read for lack of permission (e.g. /proc/kpageflags needs root); MADV_REMOVE of a private file mapping
  * - `ENOENT`: a file does not exist
  * - `EAGAIN`: a native thread could not be started (RLIMIT_NPROC, or no memory for its stack);
  *   the threads already started were stopped and joined

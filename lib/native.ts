@@ -137,6 +137,10 @@ export interface NativeAddressSpace {
   mapPrivate(start: number, pfns: Uint32Array, write: boolean, dirtyTracked?: boolean): void;
   /** The file dropped these pages: clears its page-cache entries, with evenCows its COW copies too. */
   zapFile(start: number, count: number, evenCows: boolean): void;
+  /** MADV_REMOVE's checks: every page in a region, each a shared mapping (EACCES private file, EINVAL anonymous). */
+  checkMadvRemove(start: number, count: number): void;
+  /** The stretches of the range that lie in regions, as (start, count) pairs in address order. */
+  regionRuns(start: number, count: number): Float64Array;
 }
 
 /** @internal */

@@ -2,11 +2,15 @@
 // array's hugetlb pool. Mapping it (AddressSpace.mmap with `file`) maps these very pages,
 // shared (MAP_SHARED: written in place, FOLL_LONGTERM|FOLL_WRITE allowed, hugetlbfs needs no
 // dirty tracking) or private (MAP_PRIVATE: read-only until the first write or pin copies the
-// whole huge page from the pool).
+// whole huge page from the pool). A hole punch (punchHole, or MADV_REMOVE of a shared
+// mapping) zaps every mapping of the pages, private copies included, and gives them back.
 import { invalid } from '../errors.js';
 import { nativeOf, type PageArray } from '../page-array.js';
 import type { HugetlbOrder } from '../types/hugetlb.js';
 import { integer, optionsObject, show } from '../validate.js';
+
+import { FileMappings, type FileMapping } from './file-mappings.js';
+import type { LayoutChangeReport } from './page-cache-file.js';
 
 /** Options of {@link HugetlbFile}'s constructor. */
 export interface HugetlbFileOptions {
@@ -24,12 +28,22 @@ export interface HugetlbFileOptions {
  * file holds one reference per page; {@link HugetlbFile.close} drops them, and each page goes
  * back to the pool once no mapping or pin holds it any more.
  *
+ * {@link HugetlbFile.punchHole} (FALLOC_FL_PUNCH_HOLE, and what `madvise(range, 'remove')` of
+ * a shared mapping does) removes pages: every mapping of them is zapped, the private copies
+ * that private mappings made of them too (hugetlbfs has always done so: see the kernel's
+ * selftest hugetlb-madvise.c), and the file lets go of them; a pinned page stays allocated
+ * until its pins go. {@link HugetlbFile.fallocate} fills holes again. A mapping made over a
+ * hole fills it first; an entry zapped by a punch stays empty (a later access is `EFAULT`, the
+ * model's SIGBUS, as for a {@link PageCacheFile}), also after a fallocate.
+ *
  * @example
  * ```ts
  * mem.setHugetlbPages(9, 4);
  * const file = new HugetlbFile(mem, { name: 'guest', order: 9, pages: 1024 }); // 2 huge pages
  * mm.mmap({ start: 0, count: 1024, file });                 // MAP_SHARED
  * mm.pinUserPagesFast(0, 1024, { write: true, longterm: true }); // allowed: no dirty tracking
+ * mm.madvise({ start: 0, count: 512 }, 'remove');           // the first page leaves the file
+ * file.fallocate(0, 512);                                   // a fresh page in the hole
  * ```
  */
 export class HugetlbFile {
@@ -41,7 +55,9 @@ export class HugetlbFile {
   readonly order: HugetlbOrder;
   /** Size in pages (4 KiB). */
   readonly size: number;
+  /** Per huge page, its head PFN, or HOLE. */
   readonly #heads: Uint32Array;
+  readonly #mappings = new FileMappings();
   #closed = false;
 
   /**
@@ -75,20 +91,71 @@ export class HugetlbFile {
     return this.#closed;
   }
 
-  /** The PFN of file page `index` (4 KiB units). */
+  /** Pages (4 KiB units) the file holds: its size less its holes. */
+  get cachedPages(): number {
+    let n = 0;
+    for (const head of this.#heads) if (head !== HOLE) n++;
+    return n * 2 ** this.order;
+  }
+
+  /**
+   * The PFN of file page `index` (4 KiB units).
+   * @throws PinlabError `EINVAL` beyond the end, or for a page in a hole (punched, not yet filled)
+   */
   pfnAt(index: number): number {
     const i = integer('index', index);
     if (i < 0 || i >= this.size) invalid(`file page ${i} is beyond the end of '${this.name}' (size ${this.size})`);
-    return this.#heads[Math.floor(i / 2 ** this.order)]! + (i % 2 ** this.order);
+    const head = this.#heads[Math.floor(i / 2 ** this.order)]!;
+    if (head === HOLE) invalid(`file page ${i} of '${this.name}' is in a hole (punched; fallocate fills it)`);
+    return head + (i % 2 ** this.order);
   }
 
-  /** @internal The heads of the huge pages covering [offset, offset + count), both aligned. */
-  headsFor(offset: number, count: number): Uint32Array {
-    if (this.#closed) invalid(`hugetlb file '${this.name}' is closed`);
+  /**
+   * FALLOC_FL_PUNCH_HOLE of file pages [offset, offset + count), whole huge pages: every
+   * mapping of them is zapped (a shared one's entries, a private one's entries and the copies
+   * it made: hugetlbfs zaps them all), and the file drops its reference on each page, which
+   * goes back to the pool unless a pin (or another reference) still holds it. Holes in the
+   * range are skipped.
+   * @throws PinlabError `EINVAL` for a range that is not whole huge pages inside the file, or a closed file
+   */
+  punchHole(offset: number, count: number): LayoutChangeReport {
+    const [first, last] = this.#pageRange('hole', offset, count);
+    return this.removePages(first * 2 ** this.order, (last - first) * 2 ** this.order);
+  }
+
+  /**
+   * @internal The hole punch of whole huge pages [offset, offset + count) inside the file,
+   * closed or not (MADV_REMOVE punches through a mapping, which keeps a closed file open): a
+   * closed file's references are gone already, so only its mappings are zapped.
+   */
+  removePages(offset: number, count: number): LayoutChangeReport {
+    const np = nativeOf(this.mem); // EINVAL once the page array is disposed
     const huge = 2 ** this.order;
-    if (offset < 0 || offset % huge !== 0 || count % huge !== 0) invalid(`offset and count must be multiples of the huge page size ${huge} (got ${offset}, ${count})`);
-    if (offset + count > this.size) invalid(`offset ${offset} + count ${count} runs past the end of '${this.name}' (size ${this.size})`);
-    return this.#heads.slice(offset / huge, (offset + count) / huge);
+    const zappedMappings = this.#mappings.zap(offset, count, true);
+    let removed = 0;
+    let stillReferenced = 0;
+    for (let k = offset / huge; k < (offset + count) / huge; k++) {
+      const head = this.#heads[k]!;
+      if (head === HOLE) continue;
+      this.#heads[k] = HOLE;
+      removed += huge;
+      // The file's reference (a closed file gave it up already): a pin keeps the page.
+      const kept = this.#closed ? this.mem.refcount(head) > 0 : !np.putPage(head, 1);
+      if (kept) stillReferenced += huge;
+    }
+    return { removedPages: removed, stillReferencedPages: stillReferenced, brokenLeases: [], zappedMappings };
+  }
+
+  /**
+   * fallocate(2) of file pages [offset, offset + count), whole huge pages: a fresh page from
+   * the pool for each hole there (all or none). Mappings already zapped by the punch stay
+   * empty: map the range again to see the new pages.
+   * @returns the pages (4 KiB units) allocated
+   * @throws PinlabError `EINVAL` as {@link HugetlbFile.punchHole}; `ENOMEM` if the pool has too few free unreserved pages (nothing changes)
+   */
+  fallocate(offset: number, count: number): number {
+    const [first, last] = this.#pageRange('fallocate', offset, count);
+    return this.#fill(first, last);
   }
 
   /**
@@ -98,6 +165,72 @@ export class HugetlbFile {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const head of this.#heads) this.mem.putPage(head, 1);
+    for (const head of this.#heads) if (head !== HOLE) this.mem.putPage(head, 1);
+  }
+
+  // ---- for AddressSpace (internal) ---------------------------------------------------------
+
+  /**
+   * @internal The heads of the huge pages covering [offset, offset + count), both aligned,
+   * filling holes there first (as a fault would), and an undo that punches the holes it filled
+   * again (for a mapping that then fails).
+   */
+  headsFor(offset: number, count: number): { heads: Uint32Array; undo: () => void } {
+    if (this.#closed) invalid(`hugetlb file '${this.name}' is closed`);
+    const huge = 2 ** this.order;
+    if (offset < 0 || offset % huge !== 0 || count % huge !== 0) invalid(`offset and count must be multiples of the huge page size ${huge} (got ${offset}, ${count})`);
+    if (offset + count > this.size) invalid(`offset ${offset} + count ${count} runs past the end of '${this.name}' (size ${this.size})`);
+    const first = offset / huge;
+    const last = (offset + count) / huge;
+    const holes: number[] = [];
+    for (let k = first; k < last; k++) if (this.#heads[k] === HOLE) holes.push(k);
+    this.#fill(first, last);
+    const undo = (): void => {
+      for (const k of holes) {
+        this.mem.putPage(this.#heads[k]!, 1);
+        this.#heads[k] = HOLE;
+      }
+    };
+    return { heads: this.#heads.slice(first, last), undo };
+  }
+
+  /** @internal */
+  addMapping(m: FileMapping): void {
+    this.#mappings.add(m);
+  }
+
+  /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
+  unmapped(mm: object, start: number, count: number): void {
+    this.#mappings.unmapped(mm, start, count);
+  }
+
+  /** @internal The mappings `mm` has of this file (for fork). */
+  mappingsOf(mm: object): FileMapping[] {
+    return this.#mappings.of(mm);
+  }
+
+  /** Huge pages [first, last) of a range of whole huge pages inside the open file. */
+  #pageRange(what: string, offset: number, count: number): [number, number] {
+    const off = integer('offset', offset);
+    const n = integer('count', count);
+    if (this.#closed) invalid(`hugetlb file '${this.name}' is closed`);
+    const huge = 2 ** this.order;
+    if (off < 0 || n < 0 || off % huge !== 0 || n % huge !== 0) invalid(`${what} offset and count must be non-negative multiples of the huge page size ${huge} (got ${off}, ${n})`);
+    if (off + n > this.size) invalid(`${what} ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.size})`);
+    return [off / huge, (off + n) / huge];
+  }
+
+  /** Fills the holes among huge pages [first, last), all or none: the pages allocated. */
+  #fill(first: number, last: number): number {
+    let holes = 0;
+    for (let k = first; k < last; k++) if (this.#heads[k] === HOLE) holes++;
+    if (holes === 0) return 0;
+    const fresh = nativeOf(this.mem).hugetlbAllocPages(this.order, holes); // ENOMEM: none taken
+    let j = 0;
+    for (let k = first; k < last; k++) if (this.#heads[k] === HOLE) this.#heads[k] = fresh[j++]!;
+    return holes * 2 ** this.order;
   }
 }
+
+/** A hole's entry in the heads (PFNs stay below 2^31). */
+const HOLE = 0xffff_ffff;

@@ -10,6 +10,8 @@ import { PinOwner, nativeOf, pinsOf, type PageArray } from '../page-array.js';
 import type { PinOwnerRef } from '../types/owners.js';
 import { bool, integer, optionsObject, show } from '../validate.js';
 
+import { FileMappings, type FileMapping } from './file-mappings.js';
+
 /** Options of {@link PageCacheFile}'s constructor. */
 export interface PageCacheFileOptions {
   /** The file's name, used in reports and errors. */
@@ -112,22 +114,6 @@ interface HeldPages {
   count: number;
 }
 
-/** A live mapping of a file range into an address space. @internal */
-export interface FileMapping {
-  /** Identifies the address space (held weakly, so a dropped one is not kept alive). */
-  readonly mm: WeakRef<object>;
-  start: number;
-  offset: number;
-  count: number;
-  /**
-   * Zaps [start, start+count) of the address space (no-op once it is gone); `evenCows`: also
-   * a private mapping's anonymous copies of the file's pages (truncate; a hole punch keeps them).
-   */
-  readonly zap: (start: number, count: number, evenCows: boolean) => void;
-  /** A private (MAP_PRIVATE) mapping. */
-  readonly private?: boolean;
-}
-
 /**
  * A file as page-cache folios of one order. The page cache holds one reference per folio;
  * mapping the file maps these folios shared (every mapping sees the same pages, writes never
@@ -157,7 +143,7 @@ export class PageCacheFile {
   #size: number;
   /** Per folio index, the head PFN of a cached folio; a hole has no entry (a file may be 2^31 pages of holes). */
   #heads = new Map<number, number>();
-  readonly #mappings = new Set<FileMapping>();
+  readonly #mappings = new FileMappings();
   readonly #leases: Lease[] = [];
   readonly #breaks: LeaseBreak[] = [];
 
@@ -298,29 +284,27 @@ export class PageCacheFile {
     return { pfns, undo };
   }
 
+  /**
+   * @internal Would {@link PageCacheFile.punchHole} of this range (folio-aligned, inside the
+   * file) be refused? Throws its `EBUSY` if so; changes nothing.
+   */
+  checkHolePunch(offset: number, count: number): void {
+    this.#refuseUnleased(this.#longtermHolders(this.#presentFolios(offset, count)), offset, count, 'punchHole');
+  }
+
   /** @internal */
   addMapping(m: FileMapping): void {
-    this.#pruneMappings();
     this.#mappings.add(m);
   }
 
   /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
   unmapped(mm: object, start: number, count: number): void {
-    const end = start + count;
-    for (const m of [...this.#mappings]) {
-      if (m.mm.deref() !== mm) continue;
-      const mEnd = m.start + m.count;
-      if (mEnd <= start || m.start >= end) continue;
-      this.#mappings.delete(m);
-      if (m.start < start) this.#mappings.add({ ...m, count: start - m.start });
-      if (mEnd > end) this.#mappings.add({ ...m, start: end, offset: m.offset + (end - m.start), count: mEnd - end });
-    }
+    this.#mappings.unmapped(mm, start, count);
   }
 
   /** @internal The mappings `mm` has of this file (for fork). */
   mappingsOf(mm: object): FileMapping[] {
-    this.#pruneMappings();
-    return [...this.#mappings].filter((m) => m.mm.deref() === mm);
+    return this.#mappings.of(mm);
   }
 
   // ---- layout changes ---------------------------------------------------------------------
@@ -331,7 +315,7 @@ export class PageCacheFile {
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
     const brokenLeases = this.#breakLeases(holders, offset, count, reason);
-    const zappedMappings = this.#zap(offset, count, reason === 'truncate');
+    const zappedMappings = this.#mappings.zap(offset, count, reason === 'truncate');
     let stillReferencedPages = 0;
     const np = nativeOf(this.mem);
     for (const { index, head } of folios) {
@@ -418,20 +402,6 @@ export class PageCacheFile {
     return broken;
   }
 
-  #zap(offset: number, count: number, evenCows: boolean): number {
-    let zapped = 0;
-    const end = offset + count;
-    this.#pruneMappings();
-    for (const m of [...this.#mappings]) {
-      const a = Math.max(offset, m.offset);
-      const b = Math.min(end, m.offset + m.count);
-      if (a >= b) continue;
-      m.zap(m.start + (a - m.offset), b - a, evenCows);
-      zapped++;
-    }
-    return zapped;
-  }
-
   #leaseOf(owner: PinOwnerRef): Lease | undefined {
     return this.#leases.find((l) => l.owner === owner && l.held);
   }
@@ -446,11 +416,6 @@ export class PageCacheFile {
   /** Leases that no longer hold are dropped from the list (their breaks stay in leaseBreaks). */
   #pruneLeases(): void {
     for (let i = this.#leases.length - 1; i >= 0; i--) if (!this.#leases[i]!.held) this.#leases.splice(i, 1);
-  }
-
-  /** Mappings of collected address spaces are dropped (called wherever the list is walked). */
-  #pruneMappings(): void {
-    for (const m of this.#mappings) if (m.mm.deref() === undefined) this.#mappings.delete(m);
   }
 }
 

@@ -127,6 +127,8 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::khugepaged>>("khugepaged"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::map_private>>("mapPrivate"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap_file>>("zapFile"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::check_madv_remove>>("checkMadvRemove"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::region_runs>>("regionRuns"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -638,6 +640,23 @@ Napi::Value AddressSpaceWrap::zap_file(const Napi::CallbackInfo& info) {
   const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
   check(info.Env(), core_->zap_file(start, count, bool_arg(info, 2, "evenCows")));
   return info.Env().Undefined();
+}
+
+// checkMadvRemove(start, count): MADV_REMOVE's checks of the range's regions; changes nothing.
+Napi::Value AddressSpaceWrap::check_madv_remove(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  check(info.Env(), core_->check_madv_remove(start, count));
+  return info.Env().Undefined();
+}
+
+// regionRuns(start, count) -> Float64Array of (start, count) pairs: the range's stretches in regions.
+Napi::Value AddressSpaceWrap::region_runs(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  std::vector<uint64_t> runs;
+  check(info.Env(), core_->region_runs(start, count, &runs));
+  auto out = Napi::Float64Array::New(info.Env(), runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) out[i] = double(runs[i]);
+  return out;
 }
 
 }  // namespace pinlab::addon

@@ -417,6 +417,45 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
   return Status::Ok();
 }
 
+Status AddressSpace::check_madv_remove(int64_t start, int64_t count) const {
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  for (uint64_t v = s; v < e;) {
+    uint64_t rs = 0;
+    const Region* r = region_at(v, &rs);
+    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
+    if (r->file_private || r->hugetlb_file)
+      return Status{Code::kEACCES, Reason::kFlags,
+                    "MADV_REMOVE of a private file mapping (EACCES, as the kernel answers: it needs a shared one)"};
+    if (!r->shared)
+      return Status{Code::kEINVAL, Reason::kFlags,
+                    "MADV_REMOVE of anonymous private memory (EINVAL, as the kernel answers: no file to punch)"};
+    v = rs + r->count;
+  }
+  return Status::Ok();
+}
+
+Status AddressSpace::region_runs(int64_t start, int64_t count, std::vector<uint64_t>* runs) const {
+  runs->clear();
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  // The regions overlapping [s, e): the one containing s (if any), then those starting inside.
+  auto it = regions_.upper_bound(s);
+  if (it != regions_.begin() && std::prev(it)->first + std::prev(it)->second.count > s) --it;
+  for (; it != regions_.end() && it->first < e; ++it) {
+    const uint64_t a = std::max(s, it->first), b = std::min(e, it->first + it->second.count);
+    if (!runs->empty() && runs->end()[-2] + runs->back() == a) {
+      runs->back() += b - a;  // joins the previous region's stretch
+      continue;
+    }
+    runs->push_back(a);  // std::bad_alloc: the addon's ENOMEM, nothing changed
+    runs->push_back(b - a);
+  }
+  return Status::Ok();
+}
+
 bool AddressSpace::forks_at(uint64_t vpage) const {
   uint64_t rs = 0;
   const Region* r = region_at(vpage, &rs);

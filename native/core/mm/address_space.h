@@ -282,6 +282,16 @@ class AddressSpace {
   // for unmapped addresses) of anonymous memory (EINVAL for a shared file mapping: not
   // modelled); EINVAL for an unknown advice. Validated whole before any change.
   Status madvise(int64_t start, int64_t count, Advice advice);
+  // MADV_REMOVE's checks, nothing changed (the punch itself is the files' own: the library
+  // punches their holes, which zap every mapping of them): every page in a region (ENOMEM at
+  // the first that is not), each region a shared mapping (EACCES for a private file mapping,
+  // EINVAL for anonymous private memory: the kernel's madvise_remove, which needs VM_SHARED
+  // and a file).
+  Status check_madv_remove(int64_t start, int64_t count) const;
+  // The stretches of [start, start + count) that lie in regions, as (start, count) pairs in
+  // address order, adjacent regions joined (for the library's record of file mappings: a
+  // fork's child lacks its parent's MADV_DONTFORK regions). Host memory: ENOMEM.
+  Status region_runs(int64_t start, int64_t count, std::vector<uint64_t>* runs) const;
   // Faults the pages in as a read or write access would (EFAULT outside a region, or a write
   // to a read-only region).
   Status touch(int64_t start, int64_t count, bool write);

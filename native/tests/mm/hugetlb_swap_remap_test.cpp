@@ -126,5 +126,40 @@ TEST(fork_copies_hugetlb_leaves_and_swap_entries_together) {
   }
 }
 
+// MADV_REMOVE's checks (the punch itself is the library's files'), and the region runs a fork's
+// child records its file mappings by: read-only, nothing changed.
+TEST(madv_remove_checks_regions_and_region_runs_join_them) {
+  for (Scheme s : kAllSchemes) {
+    Mm mm = make_mm(s);
+    std::vector<uint32_t> heads;
+    CHECK_OK(mm.mem->hugetlb_alloc_pages(9, 1, &heads));
+    CHECK_OK(mm.as->map_hugetlb_file(3072, heads.data(), 1, 9, true, false));  // private file
+    const uint64_t free_before = mm.mem->free_pages();
+    CHECK_CODE(mm.as->check_madv_remove(0, 2 * k2M), Code::kEINVAL);     // private anonymous hugetlb
+    CHECK_OK(mm.as->check_madv_remove(1024, k2M));                      // shared
+    CHECK_CODE(mm.as->check_madv_remove(2048, 16), Code::kEINVAL);      // anonymous
+    CHECK_CODE(mm.as->check_madv_remove(3072, k2M), Code::kEACCES);     // private file
+    CHECK_CODE(mm.as->check_madv_remove(1024, 600), Code::kENOMEM);     // runs past the shared one
+    CHECK_CODE(mm.as->check_madv_remove(1024 + 256, 2000), Code::kENOMEM);
+    CHECK_CODE(mm.as->check_madv_remove(-1, 2), Code::kEINVAL);
+    CHECK_CODE(mm.as->check_madv_remove(0, 0), Code::kEINVAL);
+    std::vector<uint64_t> runs{99};
+    CHECK_OK(mm.as->region_runs(0, 4096, &runs));
+    CHECK(runs == (std::vector<uint64_t>{0, 1536, 2048, 16, 3072, 512}));
+    CHECK_OK(mm.as->region_runs(100, 2000, &runs));
+    CHECK(runs == (std::vector<uint64_t>{100, 1436, 2048, 16}));
+    CHECK_OK(mm.as->region_runs(1536, 512, &runs));
+    CHECK(runs.empty());
+    CHECK_CODE(mm.as->region_runs(4000, 200, &runs), Code::kEINVAL);
+    CHECK(runs.empty());
+    CHECK_EQ(mm.mem->free_pages(), free_before);
+    CHECK_OK(mm.as->munmap(3072, int64_t(k2M)));
+    bool freed = false;
+    CHECK_OK(mm.mem->put_page(heads[0], 1, &freed));
+    CHECK(freed);
+    check_all_free(mm);
+  }
+}
+
 }  // namespace
 }  // namespace pinlab::test

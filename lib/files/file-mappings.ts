@@ -1,0 +1,68 @@
+// The live mappings of one file (the kernel's i_mmap tree of a file's address_space): which
+// address space maps which file range where, so that a hole punch or truncate can zap them all.
+// Shared by PageCacheFile and HugetlbFile; AddressSpace adds, trims and forks the entries.
+
+/** A live mapping of a file range into an address space. @internal */
+export interface FileMapping {
+  /** Identifies the address space (held weakly, so a dropped one is not kept alive). */
+  readonly mm: WeakRef<object>;
+  start: number;
+  offset: number;
+  count: number;
+  /**
+   * Zaps [start, start+count) of the address space (no-op once it is gone); `evenCows`: also
+   * a private mapping's anonymous copies of the file's pages (truncate; a hole punch keeps them).
+   */
+  readonly zap: (start: number, count: number, evenCows: boolean) => void;
+  /** A private (MAP_PRIVATE) mapping. */
+  readonly private?: boolean;
+}
+
+/** @internal The set of a file's live mappings. */
+export class FileMappings {
+  readonly #mappings = new Set<FileMapping>();
+
+  add(m: FileMapping): void {
+    this.#prune();
+    this.#mappings.add(m);
+  }
+
+  /** An address space unmapped [start, start+count): trims its mappings there. */
+  unmapped(mm: object, start: number, count: number): void {
+    const end = start + count;
+    for (const m of [...this.#mappings]) {
+      if (m.mm.deref() !== mm) continue;
+      const mEnd = m.start + m.count;
+      if (mEnd <= start || m.start >= end) continue;
+      this.#mappings.delete(m);
+      if (m.start < start) this.#mappings.add({ ...m, count: start - m.start });
+      if (mEnd > end) this.#mappings.add({ ...m, start: end, offset: m.offset + (end - m.start), count: mEnd - end });
+    }
+  }
+
+  /** The mappings `mm` has of the file. */
+  of(mm: object): FileMapping[] {
+    this.#prune();
+    return [...this.#mappings].filter((m) => m.mm.deref() === mm);
+  }
+
+  /** Zaps file pages [offset, offset+count) wherever they are mapped: the mappings zapped. */
+  zap(offset: number, count: number, evenCows: boolean): number {
+    let zapped = 0;
+    const end = offset + count;
+    this.#prune();
+    for (const m of [...this.#mappings]) {
+      const a = Math.max(offset, m.offset);
+      const b = Math.min(end, m.offset + m.count);
+      if (a >= b) continue;
+      m.zap(m.start + (a - m.offset), b - a, evenCows);
+      zapped++;
+    }
+    return zapped;
+  }
+
+  /** Mappings of collected address spaces are dropped (called wherever the set is walked). */
+  #prune(): void {
+    for (const m of this.#mappings) if (m.mm.deref() === undefined) this.#mappings.delete(m);
+  }
+}
