@@ -1,8 +1,9 @@
 import { PinlabError, invalid } from './errors.js';
 import { HugetlbFile } from './files/hugetlb-file.js';
 import { PageCacheFile } from './files/page-cache-file.js';
-import { GupFlag, type NativeAddressSpace } from './native.js';
-import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { GupFlag, type NativeAddressSpace, type NativePageArray } from './native.js';
+import { OP_CODES, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NOT_RUN, OP_RECORD_WORDS, batchRecords } from './ops/format.js';
+import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchFollower, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutZeroPfns } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
@@ -586,16 +587,7 @@ export class AddressSpace {
     } finally {
       adopting = undefined;
     }
-    for (const file of this.#files) {
-      for (const m of file.mappingsOf(this)) {
-        // Only what the child maps: a MADV_DONTFORK region (hugetlb) stayed with the parent.
-        const runs = child.#handle.regionRuns(m.start, m.count);
-        for (let i = 0; i < runs.length; i += 2) {
-          const at = runs[i]!;
-          child.#trackFileMapping(file, at, m.offset + (at - m.start), runs[i + 1]!, m.private === true);
-        }
-      }
-    }
+    child.#inheritFileMappings(this);
     return child;
   }
 
@@ -733,6 +725,52 @@ export class AddressSpace {
       for (const m of mappings) {
         const lo = Math.max(m.start, start), hi = Math.min(m.start + m.count, start + kept);
         if (hi > lo) this.#trackFileMapping(file, at + (lo - start), m.offset + (lo - m.start), hi - lo, m.private === true);
+      }
+    }
+  }
+
+  /** A fork's child: the parent's file mappings that it maps too. */
+  #inheritFileMappings(parent: AddressSpace): void {
+    for (const file of parent.#files) {
+      for (const m of file.mappingsOf(parent)) {
+        // Only what the child maps: a MADV_DONTFORK region (hugetlb) stayed with the parent.
+        const runs = this.#handle.regionRuns(m.start, m.count);
+        for (let i = 0; i < runs.length; i += 2) {
+          const at = runs[i]!;
+          this.#trackFileMapping(file, at, m.offset + (at - m.start), runs[i + 1]!, m.private === true);
+        }
+      }
+    }
+  }
+
+  /**
+   * After a submitted batch: the records of file mappings follow its layout ops that ran, in
+   * order, as the one-by-one calls keep them (munmap and a space's end trim them, mremap moves
+   * them, fork copies them), so a truncate or hole punch zaps what maps the file and nothing
+   * else. A batch's `mmap-file` maps PFNs, not a file: no record (README, op streams).
+   */
+  static {
+    setBatchFollower((mem, ops, results) => AddressSpace.#followBatch(mem, ops, results));
+  }
+
+  static #followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
+    for (const { k, i, code } of batchRecords(ops)) {
+      const result = results[k]!;
+      if (result < 0 || result === OP_NOT_RUN) continue; // refused or not run: nothing changed
+      if (code !== OP_CODES.munmap && code !== OP_CODES.fork && code !== OP_CODES.mremap) continue;
+      const mm = spaceObject(mem, ops[i + 1]!);
+      if (!(mm instanceof AddressSpace) || mm.#files.size === 0) continue;
+      const start = ops[i + 2]!, count = ops[i + 3]!;
+      if (code === OP_CODES.munmap) {
+        for (const file of mm.#files) file.unmapped(mm, start, count);
+      } else if (code === OP_CODES.fork) {
+        const child = spaceObject(mem, start);
+        if (child instanceof AddressSpace) child.#inheritFileMappings(mm);
+      } else {
+        const entry = (e: number): number => ops[i + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA)]!;
+        const fixed = ((ops[i]! >>> 8) & OP_FLAGS.fixed) !== 0;
+        const files = [...mm.#files].map((file) => ({ file, mappings: file.mappingsOf(mm) }));
+        mm.#remapFileMappings(files, start, count, entry(0), result, fixed);
       }
     }
   }

@@ -616,7 +616,9 @@ export class PageArray {
    * error code (`-1` EINVAL, ...: {@link opResultName}). Address spaces are named by their `id`;
    * ones the batch creates (`mm-new`, `fork`) take the next ids and live as long as this array
    * (`AddressSpace.byId`). The batch goes around the JS bookkeeping: owners, debug provenance and
-   * `'count'` mode see none of it (the core's own checks all apply).
+   * `'count'` mode see none of it (the core's own checks all apply); the files' records of
+   * their mappings follow its `munmap`, `mremap` and `fork` (a batch's `mmap-file` maps PFNs,
+   * not a file).
    * @throws PinlabError `EINVAL` naming the first bad record (unknown opcode, flags, framing, an
    *   address space that does not exist) before any op runs: then nothing changed
    */

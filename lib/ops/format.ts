@@ -127,6 +127,28 @@ export function u32(v: number): number {
   return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : OP_NO_VALUE;
 }
 
+/** One op of a batch: its number k, its first word i, its words with its data records, and its fields. @internal */
+export interface BatchRecord {
+  k: number;
+  i: number;
+  span: number;
+  tag: number;
+  flags: number;
+  code: number;
+  n: number;
+}
+
+/** The ops of a batch (submit's layout, already checked natively), one after the other. @internal */
+export function* batchRecords(ops: Uint32Array): Generator<BatchRecord> {
+  let k = 0;
+  for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
+    const n = ops[i + 4]!;
+    const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
+    yield { k, i, span, tag: ops[i]! >>> 16, flags: (ops[i]! >>> 8) & 0xff, code: ops[i]! & 0xff, n };
+    i += span;
+  }
+}
+
 /** The fields of one op for {@link OpBatch.push}. */
 export interface OpFields {
   /** First argument (a PFN, head, start, pages, or a fork's child id): see README, Op streams. Default 0. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALUE, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, codeNumber, u32 as formatU32 } from './format.js';
+import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALUE, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, batchRecords, codeNumber, u32 as formatU32 } from './format.js';
 import { setSpaceListener, type SpaceListener } from './spaces.js';
 import { show, stableList } from '../validate.js';
 
@@ -33,27 +33,6 @@ function u32(v: number): number {
 }
 
 /** One op of a submitted batch: its index, its first word, its words (data records included) and its head's fields. */
-interface BatchRecord {
-  k: number;
-  i: number;
-  span: number;
-  tag: number;
-  flags: number;
-  code: number;
-  n: number;
-}
-
-/** The ops of a batch (submit's layout, already checked natively), one after the other. */
-function* batchRecords(ops: Uint32Array): Generator<BatchRecord> {
-  let k = 0;
-  for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
-    const n = ops[i + 4]!;
-    const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
-    yield { k, i, span, tag: ops[i]! >>> 16, flags: (ops[i]! >>> 8) & 0xff, code: ops[i]! & 0xff, n };
-    i += span;
-  }
-}
-
 /** What {@link OpRecorder.save} wrote. */
 export interface OpSaveResult {
   /** The file written (binary `.pkops`, or the text form for a name ending in `.txt`). */

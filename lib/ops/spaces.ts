@@ -149,6 +149,21 @@ export function hasRaceHook(handle: NativeAddressSpace): boolean {
   return hooked.has(handle);
 }
 
+/** Brings the JS side up to date after a submitted batch ran (its ops and their results). @internal */
+export type BatchFollower = (mem: NativePageArray, ops: Uint32Array, results: Int32Array) => void;
+
+let follower: BatchFollower | null = null;
+
+/** Set once by the AddressSpace class: its records of file mappings follow a batch's layout ops. @internal */
+export function setBatchFollower(fn: BatchFollower): void {
+  follower = fn;
+}
+
+/** After a submitted batch, once the address spaces it made are adopted. @internal */
+export function followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
+  follower?.(mem, ops, results);
+}
+
 /** Makes the JS object of an address space a submitted batch created. @internal */
 export type SpaceAdopter = (mem: object, id: number, handle: NativeAddressSpace) => object;
 

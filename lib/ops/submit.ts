@@ -5,7 +5,7 @@ import { native, type NativeOpHeader, type NativePageArray } from '../native.js'
 import { copyUint32, isUint32Array, optionsObject, show } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
-import { adoptSpaces, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
+import { adoptSpaces, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
 
 /** Options of {@link PageArray.submit}. */
 export interface SubmitOptions {
@@ -55,6 +55,7 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // Recorded before the spaces it made are adopted: the recorder learns which tag made each.
   if (rec?.active === true) rec.appendBatch(batch, results, OP_NOT_RUN);
   if (created !== null) adoptSpaces(memObject, mem, created[1], created[2]);
+  followBatch(mem, batch, results); // the files' records of their mappings, as one by one
   return results;
 }
 
