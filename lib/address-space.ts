@@ -390,12 +390,17 @@ export class AddressSpace {
    *   for anonymous memory (shared anonymous hugetlb memory: not modelled; a shmem
    *   {@link PageCacheFile} or a {@link HugetlbFile} mapped shared is), `EBUSY` as a page-cache
    *   file's hole punch (unleased long-term pins). Nothing changes on an error (a collapse is
-   *   all or nothing over the range).
+   *   all or nothing over the range). A `count` of 0 succeeds and changes nothing, wherever it
+   *   starts (do_madvise's answer to an empty range).
    */
   madvise(range: VirtualRange, advice: MadviseAdvice): void {
     const { start, count } = virtualRange('madvise', range);
     const a = oneOf('advice', advice, ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse', 'remove'] as const, 'dontneed');
     if (advice === undefined) invalid("madvise needs an advice ('dontneed', 'dontfork', 'dofork', 'pageout', 'collapse' or 'remove')");
+    if (count === 0 && start >= 0) {
+      this.#native; // EINVAL once disposed
+      return; // do_madvise: an empty range is done (whatever lies there)
+    }
     if (a === 'collapse') {
       this.#native.collapse(start, count);
       return;
@@ -436,7 +441,7 @@ export class AddressSpace {
       const lo = Math.ceil(p.offset / unit) * unit, hi = Math.floor((p.offset + p.count) / unit) * unit;
       return hi > lo ? [{ file: p.file, offset: lo, count: hi - lo }] : [];
     });
-    for (const p of punches) if (p.file instanceof PageCacheFile) p.file.checkHolePunch(p.offset, p.count); // EBUSY
+    for (const p of punches) p.file.checkHolePunch(p.offset, p.count); // EBUSY, the files' own puts
     let first: unknown;
     let failed = false;
     for (const p of punches) {
@@ -506,13 +511,17 @@ export class AddressSpace {
   /**
    * Changes write access. Removing it write-protects the entries now; granting it leaves them
    * read-only until a write fault reuses or copies the page.
+   * A `count` of 0 succeeds and changes nothing, wherever it starts (as mprotect(2) answers).
    * @throws PinlabError `ENOMEM` if part of the range is not mapped, as the kernel's mprotect(2)
    *   answers (nothing changes: the kernel would have changed the mappings before the hole)
    */
   mprotect(options: MprotectOptions): void {
     const o = optionsObject('mprotect options', options, ['start', 'count', 'write']);
     if (typeof o['write'] !== 'boolean') invalid(`write must be a boolean (got ${show(o['write'])})`);
-    this.#native.mprotect(integer('start', o['start']), integer('count', o['count']), o['write']);
+    const start = integer('start', o['start']), count = integer('count', o['count']);
+    const native = this.#native; // EINVAL once disposed
+    if (count === 0 && start >= 0) return; // do_mprotect_pkey: an empty range is done
+    native.mprotect(start, count, o['write']);
   }
 
   /**

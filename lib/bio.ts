@@ -5,9 +5,9 @@ import type { AddressSpace } from './address-space.js';
 import { PinlabError, invalid } from './errors.js';
 import { PinFlag } from './native.js';
 import { provenanceOf } from './owners/ledger.js';
-import { isZeroPfn, withoutZeroPfns } from './owners/runs.js';
+import { isZeroPfn } from './owners/runs.js';
 import { describeProvenance } from './owners/tracking.js';
-import { ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
+import { nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
 import { bool, integer, oneOf, optionsObject, pfnArg, show } from './validate.js';
 
 /**
@@ -115,11 +115,7 @@ export class Bio {
    */
   complete(): void {
     this.#checkOpen();
-    while (this.#takes.length > 0) {
-      this.#releaseTake(this.#takes[0]!, this.#takes[0]!.ref);
-      this.#takes.shift();
-    }
-    this.#done = true;
+    this.#releaseAll((take) => take.ref);
   }
 
   /**
@@ -141,11 +137,7 @@ export class Bio {
       this.complete(); // 'count' mode: counted; release the right way
       return;
     }
-    while (this.#takes.length > 0) {
-      this.#releaseTake(this.#takes[0]!, h === 'unpin' ? 'pin' : 'get');
-      this.#takes.shift();
-    }
-    this.#done = true;
+    this.#releaseAll(() => (h === 'unpin' ? 'pin' : 'get'));
   }
 
   /** @internal Adds pages the bio now holds by `ref`. */
@@ -162,21 +154,34 @@ export class Bio {
     if (this.#done) invalid('the bio already completed');
   }
 
-  #releaseTake(take: Take, as: BvecReference): void {
-    if (as === 'pin') {
-      this.mem.unpinPages(withoutZeroPfns(take.pfns, this.mem), {
+  /**
+   * Releases every take, each `as` it says, all or nothing: the puts are checked first, then
+   * the pins go in one unpin (refused whole, or done), then the puts (checked, so done). A
+   * refusal leaves the bio open with every reference it held.
+   */
+  #releaseAll(as: (take: Take) => BvecReference): void {
+    const zero = this.mem.zeroPfn, hugeZero = this.mem.hugeZeroPfn;
+    const pins: number[] = [];
+    const gets: number[] = [];
+    for (const take of this.#takes) {
+      const into = as(take) === 'pin' ? pins : gets;
+      for (const pfn of take.pfns) if (!isZeroPfn(pfn, zero, hugeZero)) into.push(pfn);
+    }
+    const getList = Uint32Array.from(gets);
+    if (getList.length > 0) nativeOf(this.mem).checkPutPages(getList);
+    if (pins.length > 0) {
+      this.mem.unpinPages(Uint32Array.from(pins), {
         write: this.write,
         dirty: this.write,
         ...(this.owner === null ? {} : { owner: this.owner }),
       });
-      return;
     }
-    const zero = this.mem.zeroPfn, hugeZero = this.mem.hugeZeroPfn;
-    for (const pfn of take.pfns) {
-      if (isZeroPfn(pfn, zero, hugeZero)) continue;
+    for (const pfn of getList) {
       if (this.write) this.mem.setDirty(pfn); // the device filled it, as unpin's dirty does for pins
       this.mem.putPage(pfn);
     }
+    this.#takes = [];
+    this.#done = true;
   }
 
   #detectWrongRelease(take: Take, how: BioRelease): void {

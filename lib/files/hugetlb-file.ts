@@ -124,6 +124,15 @@ export class HugetlbFile {
   }
 
   /**
+   * @internal Would {@link HugetlbFile.removePages} of this range (whole huge pages inside the
+   * file) be refused? Throws its refusal; changes nothing.
+   */
+  checkHolePunch(offset: number, count: number): void {
+    const huge = 2 ** this.order;
+    if (!this.#closed) this.#checkOwnPuts(offset / huge, (offset + count) / huge);
+  }
+
+  /**
    * @internal The hole punch of whole huge pages [offset, offset + count) inside the file,
    * closed or not (MADV_REMOVE punches through a mapping, which keeps a closed file open): a
    * closed file's references are gone already, so only its mappings are zapped.
@@ -131,6 +140,7 @@ export class HugetlbFile {
   removePages(offset: number, count: number): LayoutChangeReport {
     const np = nativeOf(this.mem); // EINVAL once the page array is disposed
     const huge = 2 ** this.order;
+    if (!this.#closed) this.#checkOwnPuts(offset / huge, (offset + count) / huge);
     const zappedMappings = this.#mappings.zap(offset, count, true);
     let removed = 0;
     let stillReferenced = 0;
@@ -161,11 +171,16 @@ export class HugetlbFile {
   /**
    * Closes the file (the last close of an unlinked memfd): its references on its pages go,
    * and each page returns to the pool once no mapping or pin holds it. Idempotent.
+   * @throws PinlabError the refusal of a put of the file's references (one put behind its
+   *   back), checked before any goes; `EINVAL` once the page array is disposed. The file stays
+   *   open.
    */
   close(): void {
     if (this.#closed) return;
+    const np = nativeOf(this.mem); // EINVAL once the page array is disposed: still open
+    this.#checkOwnPuts(0, this.#heads.length);
     this.#closed = true;
-    for (const head of this.#heads) if (head !== HOLE) this.mem.putPage(head, 1);
+    for (const head of this.#heads) if (head !== HOLE) np.putPage(head, 1);
   }
 
   // ---- for AddressSpace (internal) ---------------------------------------------------------
@@ -218,6 +233,16 @@ export class HugetlbFile {
     if (off < 0 || n < 0 || off % huge !== 0 || n % huge !== 0) invalid(`${what} offset and count must be non-negative multiples of the huge page size ${huge} (got ${off}, ${n})`);
     if (off + n > this.size) invalid(`${what} ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.size})`);
     return [off / huge, (off + n) / huge];
+  }
+
+  /**
+   * The file's puts of its references on huge pages [first, last) checked before anything
+   * changes (a reference put behind the file's back would refuse one only after the others, or
+   * the mappings' zaps, were done). Zapping keeps the answer.
+   */
+  #checkOwnPuts(first: number, last: number): void {
+    const heads = this.#heads.subarray(first, last).filter((h) => h !== HOLE);
+    if (heads.length > 0) nativeOf(this.mem).checkPutPages(heads);
   }
 
   /** Fills the holes among huge pages [first, last), all or none: the pages allocated. */

@@ -219,7 +219,9 @@ export class PageCacheFile {
    * Sets the size to `pages`. Growing adds holes; shrinking removes the tail as
    * {@link PageCacheFile.punchHole} does (and the same `EBUSY` rule applies).
    * @throws PinlabError `EINVAL` for a size that is not a multiple of the folio size; `EBUSY`
-   *   when an owner without a lease holds long-term pins in the removed range (nothing changes)
+   *   when an owner without a lease holds long-term pins in the removed range; the refusal of
+   *   the page cache's own put of a removed folio (a reference put, or folios merged, behind
+   *   the file's back), checked before anything changes. Nothing changes on an error.
    */
   truncate(pages: number): LayoutChangeReport {
     const size = this.#checkSize('pages', integer('pages', pages));
@@ -289,7 +291,19 @@ export class PageCacheFile {
    * file) be refused? Throws its `EBUSY` if so; changes nothing.
    */
   checkHolePunch(offset: number, count: number): void {
-    this.#refuseUnleased(this.#longtermHolders(this.#presentFolios(offset, count)), offset, count, 'punchHole');
+    const folios = this.#presentFolios(offset, count);
+    this.#refuseUnleased(this.#longtermHolders(folios), offset, count, 'punchHole');
+    this.#checkOwnPuts(folios);
+  }
+
+  /**
+   * The page cache's puts of its references on `folios` checked before anything changes: a
+   * reference put behind the file's back, or folios merged by makeFolio, would refuse one of
+   * them only after the mappings were zapped. Zapping keeps the answer (it drops as many
+   * references as mapping references).
+   */
+  #checkOwnPuts(folios: ReadonlyArray<{ head: number }>): void {
+    if (folios.length > 0) nativeOf(this.mem).checkPutPages(Uint32Array.from(folios, (f) => f.head));
   }
 
   /** @internal */
@@ -314,6 +328,7 @@ export class PageCacheFile {
     const folios = this.#presentFolios(offset, count);
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
+    this.#checkOwnPuts(folios);
     const brokenLeases = this.#breakLeases(holders, offset, count, reason);
     const zappedMappings = this.#mappings.zap(offset, count, reason === 'truncate');
     let stillReferencedPages = 0;

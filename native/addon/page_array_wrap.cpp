@@ -56,6 +56,7 @@ Napi::Function PageArrayWrap::define(Napi::Env env) {
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::get_page>>("getPage"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::try_get_page>>("tryGetPage"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::put_page>>("putPage"),
+          InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::check_put_pages>>("checkPutPages"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::make_folio>>("makeFolio"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::split_folio>>("splitFolio"),
           InstanceMethod<&PageArrayWrap::guarded<&PageArrayWrap::pin_range>>("pinRange"),
@@ -209,6 +210,13 @@ Napi::Value PageArrayWrap::put_page(const Napi::CallbackInfo& info) {
   bool freed = false;
   check(info.Env(), core_->put_page(pfn_arg(info, 0), int_arg(info, 1, "refs"), &freed));
   return Napi::Boolean::New(info.Env(), freed);
+}
+
+// checkPutPages(pfns): would one put of each be refused now? Changes nothing.
+Napi::Value PageArrayWrap::check_put_pages(const Napi::CallbackInfo& info) {
+  const PfnList pfns(info, 0, "pfns");
+  check(info.Env(), core_->check_put_pages(pfns.data(), pfns.size()));
+  return info.Env().Undefined();
 }
 
 Napi::Value PageArrayWrap::make_folio(const Napi::CallbackInfo& info) {

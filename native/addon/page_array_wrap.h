@@ -50,6 +50,7 @@ class PageArrayWrap : public Napi::ObjectWrap<PageArrayWrap> {
   Napi::Value get_page(const Napi::CallbackInfo& info);
   Napi::Value try_get_page(const Napi::CallbackInfo& info);
   Napi::Value put_page(const Napi::CallbackInfo& info);
+  Napi::Value check_put_pages(const Napi::CallbackInfo& info);
   Napi::Value make_folio(const Napi::CallbackInfo& info);
   Napi::Value split_folio(const Napi::CallbackInfo& info);
   Napi::Value pin_range(const Napi::CallbackInfo& info);

@@ -271,6 +271,14 @@ Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t sk
   return st;
 }
 
+Status PageArray::check_put_pages(const uint32_t* pfns, uint64_t count) const {
+  for (uint64_t i = 0; i < count; ++i) {
+    if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
+    if (is_zero_page(pfns[i])) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
+  }
+  return validate_puts(pfns, count, -1);
+}
+
 Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
   for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;

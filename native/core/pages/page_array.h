@@ -234,6 +234,11 @@ class PageArray {
   // reach zero are freed after the pass. Only if another call put the same references after
   // validation is a put skipped: EINVAL (kPutRaced), the rest put.
   Status put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn);
+  // Would put_pages(pfns, count, -1) be refused now? Its checks, nothing changed (the library's
+  // files and bios ask before a change that ends in their puts, so that a refusal comes first).
+  // The mapping check compares the count less the puts with the mappings' and pins' references:
+  // unmapping or unpinning in between moves both sides alike and keeps the answer.
+  Status check_put_pages(const uint32_t* pfns, uint64_t count) const;
 
   // Folio shape. The caller owns the pages: each must be idle (order 0, refcount 1, unpinned)
   // and mapped by no page table (EBUSY, nothing changed: a mapping's reference looks idle).

@@ -249,6 +249,36 @@ TEST(put_pages_is_all_or_nothing_even_when_a_put_reached_zero) {
   CHECK(mem.unpin_pages(PageSet::range(b, 1), PinFlags{}).ok());
 }
 
+// check_put_pages answers as put_pages would, changing nothing; unmapping in between keeps its
+// answer (the library's files ask it before the zaps that precede their puts).
+TEST(check_put_pages_answers_as_put_pages_and_changes_nothing) {
+  auto mm = make_mm(Scheme::kBias);
+  PageArray& mem = *mm.mem;
+  uint64_t a = 0, b = 0;
+  CHECK(mem.alloc_folio(0, false, &a).ok());
+  CHECK(mem.alloc_folio(0, false, &b).ok());
+  const uint32_t list[] = {uint32_t(a), uint32_t(b), uint32_t(b)};
+  const uint64_t free_before = mem.free_pages();
+  CHECK(mem.check_put_pages(list, 2).ok());
+  CHECK(mem.check_put_pages(list, 3).code == Code::kEINVAL);  // b's second put: below zero
+  CHECK_EQ(mem.refcount(a), 1);
+  CHECK_EQ(mem.refcount(b), 1);
+  CHECK_EQ(mem.free_pages(), free_before);
+  const uint32_t bad[] = {uint32_t(mem.pages())};
+  CHECK(mem.check_put_pages(bad, 1).code == Code::kERANGE);
+  // Mapped at vpage 0 (the mapping's reference): the owner's put is fine before and after the
+  // unmap, and a second put would take the mapping's reference before it and go below 0 after.
+  CHECK(mm.as->map_shared(0, list, 1, true).ok());
+  const uint32_t twice[] = {uint32_t(a), uint32_t(a)};
+  CHECK(mem.check_put_pages(list, 1).ok());
+  CHECK(mem.check_put_pages(twice, 2).code == Code::kEBUSY);
+  CHECK(mm.as->munmap(0, 1).ok());
+  CHECK(mem.check_put_pages(list, 1).ok());
+  CHECK(mem.check_put_pages(twice, 2).code == Code::kEINVAL);
+  CHECK(mem.put_pages(list, 2, -1).ok());
+  CHECK_EQ(mem.free_pages(), free_before + 2);
+}
+
 TEST(a_read_pin_of_a_cow_shared_page_unshares_it_first) {
   auto mm = make_mm(Scheme::kHybrid);
   CHECK(mm.as->mmap(MmapArgs{0, 2, true, true, false}).ok());

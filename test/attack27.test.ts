@@ -1,0 +1,140 @@
+// Attack round 27 (a hostile user and a kernel reviewer): refused file and bio releases change
+// nothing, even after references were put or pages reshaped behind the file's or bio's back;
+// madvise and mprotect of an empty range succeed as the kernel's do.
+import { describe, expect, it } from 'vitest';
+
+import { AddressSpace, Bio, HugetlbFile, PageArray, PageCacheFile, SCHEMES, bioAddPage, stateDigest } from '../lib/index.js';
+import { expectPinlabError } from './helpers.js';
+
+const H = 512;
+
+describe.each(SCHEMES)('attack 27 under %s', (scheme) => {
+  it('a truncate refused by a put the file cannot make changes nothing (folios merged behind its back)', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 4 });
+    mm.mmap({ start: 0, count: 4, file: f });
+    mm.munmap({ start: 0, count: 4 });
+    mem.makeFolio(f.pfnAt(0)!, 2); // the page cache's four references are now one folio's one
+    mm.mmap({ start: 8, count: 4, file: f });
+    const before = stateDigest(mem);
+    // Mapped four times over, the merged folio's four puts would take the mappings' references.
+    expectPinlabError(() => f.truncate(0), 'EBUSY', /page-table mappings/);
+    expectPinlabError(() => f.punchHole(0, 4), 'EBUSY');
+    expectPinlabError(() => mm.madvise({ start: 8, count: 4 }, 'remove'), 'EBUSY');
+    expect(stateDigest(mem)).toEqual(before);
+    expect(f.cachedPages).toBe(4);
+    expect(f.size).toBe(4);
+    expect(mm.translate(8)!.pfn).toBe(f.pfnAt(0));
+    mm.munmap({ start: 8, count: 4 });
+    const unmapped = stateDigest(mem);
+    expectPinlabError(() => f.truncate(0), 'EINVAL', /below 0/); // unmapped: below zero
+    expect(stateDigest(mem)).toEqual(unmapped);
+    expect(f.cachedPages).toBe(4);
+  });
+
+  it('a hole punch refused after a FOLL_GET reference was put twice changes nothing', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme, debug: true });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 4 });
+    mm.mmap({ start: 0, count: 4, file: f });
+    const { pfns } = mm.getUserPagesFast(3, 1);
+    mm.putUserPages(pfns);
+    mm.putUserPages(pfns); // the page cache's reference on page 3 went with it
+    const before = stateDigest(mem);
+    expectPinlabError(() => f.punchHole(0, 4), 'EBUSY', /page-table mappings/);
+    expect(stateDigest(mem)).toEqual(before);
+    expect(mm.translate(0)!.pfn).toBe(f.pfnAt(0));
+    f.punchHole(0, 2); // the pages whose references are intact go
+    expect(mm.translate(0)).toBeNull();
+    expect(mm.translate(3)!.pfn).toBe(f.pfnAt(3));
+  });
+
+  it('a hugetlb file whose reference was put behind its back: close and punch refuse, changing nothing', () => {
+    const mem = new PageArray({ pages: 8 * H, populated: false, scheme, debug: true });
+    mem.setHugetlbPages(9, 3);
+    const mm = new AddressSpace(mem, { pages: 8 * H });
+    const file = new HugetlbFile(mem, { name: 'h', order: 9, pages: 2 * H });
+    const other = new HugetlbFile(mem, { name: 'o', order: 9, pages: H });
+    mm.mmap({ start: 0, count: 2 * H, file });
+    mm.mmap({ start: 4 * H, count: H, file: other });
+    mem.putPage(file.pfnAt(H), 1); // the file's reference on its second page
+    const before = stateDigest(mem);
+    const pool = mem.hugetlbPool(9);
+    expectPinlabError(() => file.close(), 'EBUSY');
+    expect(file.closed).toBe(false);
+    expectPinlabError(() => file.punchHole(0, 2 * H), 'EBUSY');
+    // MADV_REMOVE over both files: the second's refusal comes before the first is punched.
+    expectPinlabError(() => mm.madvise({ start: 0, count: 5 * H }, 'remove'), 'ENOMEM'); // a gap
+    mm.munmap({ start: 4 * H, count: H });
+    mm.mmap({ start: 2 * H, count: H, file: other });
+    const before2 = stateDigest(mem);
+    expectPinlabError(() => mm.madvise({ start: 0, count: 3 * H }, 'remove'), 'EBUSY');
+    expect(stateDigest(mem)).toEqual(before2);
+    expect(other.cachedPages).toBe(H);
+    expect(mem.hugetlbPool(9)).toEqual(pool);
+    expect(before).not.toBeNull();
+    mm.dispose();
+  });
+
+  it('close on a disposed page array is refused and leaves the file open', () => {
+    const mem = new PageArray({ pages: 4 * H, populated: false, scheme });
+    mem.setHugetlbPages(9, 1);
+    const file = new HugetlbFile(mem, { name: 'h', order: 9, pages: H });
+    mem.dispose();
+    expectPinlabError(() => file.close(), 'EINVAL');
+    expect(file.closed).toBe(false);
+  });
+
+  it("a bio's completion refused by one take changes none: every take is released or none", () => {
+    const mem = new PageArray({ pages: 64, scheme, debug: true });
+    const owner = mem.pinOwner('dev');
+    const bio = new Bio(mem, { policy: 'all-pins', owner });
+    bioAddPage(bio, 1);
+    bioAddPage(bio, 2);
+    mem.unpinPages({ start: 2, count: 1 }, { owner }); // behind the bio's back
+    const before = stateDigest(mem);
+    expectPinlabError(() => bio.complete(), 'ENOTPINNED');
+    expect(stateDigest(mem)).toEqual(before); // page 1 still pinned, as the digest's pincounts say
+    expect(bio.completed).toBe(false);
+    mem.pinPages({ start: 2, count: 1 }, { owner }); // put back what the bio holds
+    bio.complete();
+    expect(bio.completed).toBe(true);
+    expect(mem.checkBalanced()).toEqual([]);
+  });
+
+  it("a 'flagged' bio's puts are checked before its pins go", () => {
+    const mem = new PageArray({ pages: 64, scheme, debug: true });
+    const bio = new Bio(mem, { policy: 'flagged', write: true });
+    bioAddPage(bio, 1); // a plain reference
+    bioAddPage(bio, 2, { count: 2 });
+    mem.putPage(3, 1); // the bio's reference on page 3, behind its back
+    mem.putPage(3, 1); // and the page's own
+    const before = stateDigest(mem);
+    expectPinlabError(() => bio.complete(), 'EINVAL', /below 0/);
+    expect(stateDigest(mem)).toEqual(before);
+    expect(mem.isDirty(1)).toBe(false);
+    expect(bio.completed).toBe(false);
+  });
+
+  it('madvise and mprotect of an empty range succeed and change nothing; munmap of one is EINVAL', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    mm.mmap({ start: 0, count: 8, populate: true });
+    const before = stateDigest(mem);
+    for (const advice of ['dontneed', 'dontfork', 'dofork', 'pageout', 'collapse', 'remove'] as const) {
+      mm.madvise({ start: 0, count: 0 }, advice);
+      mm.madvise({ start: 100000, count: 0 }, advice); // outside the space: still done
+    }
+    mm.mprotect({ start: 0, count: 0, write: false });
+    mm.mprotect({ start: 5000, count: 0, write: true });
+    expect(stateDigest(mem)).toEqual(before);
+    expect(mm.translate(0)!.writable).toBe(true);
+    expectPinlabError(() => mm.munmap({ start: 0, count: 0 }), 'EINVAL');
+    expectPinlabError(() => mm.madvise({ start: -1, count: 0 }, 'dontneed'), 'EINVAL');
+    expectPinlabError(() => mm.mprotect({ start: -1, count: 0, write: true }), 'EINVAL');
+    mm.dispose();
+    expectPinlabError(() => mm.madvise({ start: 0, count: 0 }, 'dontneed'), 'EINVAL', /disposed/);
+    expectPinlabError(() => mm.mprotect({ start: 0, count: 0, write: true }), 'EINVAL', /disposed/);
+  });
+});
