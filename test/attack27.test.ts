@@ -138,3 +138,61 @@ describe.each(SCHEMES)('attack 27 under %s', (scheme) => {
     expectPinlabError(() => mm.mprotect({ start: 0, count: 0, write: true }), 'EINVAL', /disposed/);
   });
 });
+
+// gup_fast's page-cache decisions for FOLL_LONGTERM, as the kernel's gup_fast_folio_allowed
+// (shmem and hugetlb need no dirty tracking: pinned by the fast path) and gup_must_unshare
+// without a vma (a read-only page-cache entry under a long-term read pin: the slow path's).
+describe.each(SCHEMES)('gup_fast and page cache under FOLL_LONGTERM, %s', (scheme) => {
+  const world = (rules: 'mainline' | '2019', shmem: boolean) => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme });
+    const mm = new AddressSpace(mem, { pages: 4096, rules });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 16, shmem });
+    mm.mmap({ start: 0, count: 16, file: f });
+    mm.touch(0, 16, { write: true });
+    return { mem, mm, f };
+  };
+
+  it('a long-term write pin of shmem takes the fast path; of a regular file, the slow path refuses it', () => {
+    const shm = world('mainline', true);
+    expect(shm.mm.pinUserPagesFast(0, 16, { write: true, longterm: true, fastOnly: true }).count).toBe(16);
+    expect(shm.mm.stats()).toMatchObject({ fastPathPages: 16, slowPathFallbacks: 0 });
+    const reg = world('mainline', false);
+    expect(reg.mm.pinUserPagesFast(0, 16, { write: true, longterm: true, fastOnly: true }).count).toBe(0);
+    expectPinlabError(() => reg.mm.pinUserPagesFast(0, 16, { write: true, longterm: true }), 'EFAULT');
+    expect(reg.mem.stats().pinAcquired).toBe(0);
+    const old = world('2019', false); // no dirty-tracking rule then: pinned by the fast path
+    expect(old.mm.pinUserPagesFast(0, 16, { write: true, longterm: true, fastOnly: true }).count).toBe(16);
+  });
+
+  it('a long-term read pin through a read-only page-cache entry leaves the fast path; a short-term one does not', () => {
+    for (const shmem of [false, true]) {
+      const { mm, f } = world('mainline', shmem);
+      mm.mprotect({ start: 0, count: 16, write: false });
+      expect(mm.pinUserPagesFast(0, 16, { longterm: true, fastOnly: true }).count).toBe(0);
+      const slow = mm.pinUserPagesFast(0, 16, { longterm: true }); // the slow path: shared, pinned as it is
+      expect(slow.count).toBe(16);
+      expect(slow.pfns[0]).toBe(f.pfnAt(0));
+      expect(mm.stats()).toMatchObject({ fastPathPages: 0, slowPathFallbacks: 1 });
+      expect(mm.pinUserPagesFast(0, 16, { fastOnly: true }).count).toBe(16); // short-term
+      mm.mprotect({ start: 0, count: 16, write: true }); // the entries stay read-only until a write
+      mm.touch(0, 16, { write: true });
+      expect(mm.pinUserPagesFast(0, 16, { longterm: true, fastOnly: true }).count).toBe(16); // writable: fine
+    }
+    const old = world('2019', false);
+    old.mm.mprotect({ start: 0, count: 16, write: false });
+    expect(old.mm.pinUserPagesFast(0, 16, { longterm: true, fastOnly: true }).count).toBe(16);
+  });
+
+  it("a short-term read pin of a private hugetlb mapping's file page takes the fast path", () => {
+    const mem = new PageArray({ pages: 8 * 512, populated: false, scheme });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 4096 });
+    const file = new HugetlbFile(mem, { name: 'h', order: 9, pages: 512 });
+    mm.mmap({ start: 0, count: 512, file, shared: false });
+    mm.touch(0, 1);
+    const short = mm.pinUserPagesFast(0, 512, { fastOnly: true });
+    expect(short.count).toBe(512);
+    expect(short.pfns[0]).toBe(file.pfnAt(0)); // the file's page, not a copy
+    expect(mm.pinUserPagesFast(0, 512, { longterm: true, fastOnly: true }).count).toBe(0); // must unshare
+  });
+});

@@ -317,7 +317,8 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   const auto s = uint64_t(start);
   regions_.emplace(s, Region{count, write, false, true, dirty_tracked});
   // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
-  const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0);
+  const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0) |
+                        (dirty_tracked ? 0 : entry::kNoDirtyTracking);
   std::atomic<uint64_t>* t = nullptr;
   for (uint64_t v = s; v < s + count; ++v) {
     if (t == nullptr || pte_index(v) == 0) t = pte_table(v >> kPmdShift);

@@ -70,21 +70,21 @@ bool AddressSpace::read_walk_entry(uint64_t v, uint64_t end, const GupFlags& f,
   }
   const uint64_t e = w->e;
   if (!entry::present(e) || entry::special(e) || (f.write && !entry::writable(e))) return false;
-  // A pin of a COW-shared anonymous page must unshare it first: the slow path does that. A
-  // page-cache page of a shared mapping is pinned as it is (never unshared). One of a private
-  // file mapping is pinned as it is by a short-term pin; a long-term one goes to the slow path,
-  // which alone can see that the region is a COW mapping (gup_must_unshare without a vma).
-  // Without anon_exclusive (2019) nothing is unshared.
-  const bool must_unshare = entry::file(e) ? f.longterm && rules_.zero_page_unshare
-                                           : rules_.anon_exclusive && !entry::exclusive(e) &&
-                                                 !entry::shared(e);
+  // A read pin through a read-only entry may have to unshare first (gup_must_unshare without
+  // a vma): a COW-shared anonymous page (not exclusive; without anon_exclusive, 2019, nothing
+  // is unshared), or under the 6.2 rules any page-cache page when the pin is FOLL_LONGTERM,
+  // shared mapping or private, which only the slow path can tell apart by its region (it pins
+  // a shared mapping's page as it is, and unshares a private one's). A short-term pin of page
+  // cache never unshares. A writable entry needs none: anonymous, it is exclusive.
+  const bool must_unshare =
+      !entry::writable(e) && (entry::non_anon(e) ? f.longterm && rules_.zero_page_unshare
+                                                 : rules_.anon_exclusive && !entry::exclusive(e));
   if (f.pin && must_unshare) return false;
-  // FOLL_LONGTERM|FOLL_WRITE of page cache: whether the file needs dirty tracking is the
-  // region's to say, which the walk cannot see (the kernel's gup_fast also leaves these to
-  // the slow path's check_vma_flags).
-  // hugetlb's shared pages never need dirty tracking: pinned here (folio_fast_pin_allowed).
+  // FOLL_LONGTERM|FOLL_WRITE of page cache that needs dirty tracking: refused, by the slow
+  // path's check_vma_flags (gup_fast_folio_allowed leaves it to it). shmem and hugetlb need
+  // none: pinned here (the entry says so for shmem, entry::kNoDirtyTracking).
   if (f.longterm && f.write && entry::shared(e) && !entry::hugetlb(e) &&
-      rules_.longterm_file_writes == LongtermFileWrites::kRefuse)
+      !entry::no_dirty_tracking(e) && rules_.longterm_file_writes == LongtermFileWrites::kRefuse)
     return false;
   // FOLL_LONGTERM may not keep a page of ZONE_MOVABLE (a folio never straddles zones, so the
   // PFN answers before any grab): the slow path migrates it first.

@@ -46,6 +46,11 @@ constexpr uint64_t kFilePage = 1u << 9;
 // MmRules::zero_page_unshare. Never migrated, as kShared. Bit 11 (8 and 9 are hugetlb's, 15
 // the swap entry's; asserted apart below).
 constexpr uint64_t kFile = 1u << 11;
+// With kShared: the page cache of a file that needs no dirty tracking by write faults (shmem,
+// memfd: the region's !dirty_tracked). gup_fast may take a FOLL_LONGTERM|FOLL_WRITE pin of it
+// itself, as the kernel's gup_fast_folio_allowed does for shmem_mapping; the walk cannot see
+// the region, so the entry says it. Set wherever such an entry is made; kept by every change.
+constexpr uint64_t kNoDirtyTracking = 1u << 12;
 constexpr unsigned kPfnShift = 32;
 
 constexpr uint64_t make(uint64_t pfn, uint64_t flags) { return (pfn << kPfnShift) | flags; }
@@ -60,6 +65,10 @@ constexpr bool shared(uint64_t e) { return e & kShared; }
 constexpr bool swap(uint64_t e) { return (e & (kSwap | kPresent)) == kSwap; }
 constexpr bool hugetlb(uint64_t e) { return e & kHugetlb; }
 constexpr bool file(uint64_t e) { return e & kFile; }
+constexpr bool no_dirty_tracking(uint64_t e) { return e & kNoDirtyTracking; }
+// A page the kernel would not call PageAnon: page cache, shared or private, and a private
+// hugetlb mapping's file page (gup_must_unshare's !PageAnon branch).
+constexpr bool non_anon(uint64_t e) { return e & (kShared | kFile | kFilePage); }
 // A page-cache page, mapped shared or privately: never migrated or compacted here.
 constexpr bool page_cache(uint64_t e) { return e & (kShared | kFile); }
 // A PMD leaf of the huge zero folio (mm/huge_zero.cpp).
@@ -87,6 +96,11 @@ static_assert(((entry::kHugetlb | entry::kFilePage) &
 static_assert((entry::kFile & (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge |
                                entry::kTable | entry::kExclusive | entry::kShared)) == 0,
               "a private file page's bit is a flag of its own");
+static_assert((entry::kNoDirtyTracking &
+               (entry::kPresent | entry::kWritable | entry::kSpecial | entry::kHuge | entry::kTable |
+                entry::kExclusive | entry::kShared | entry::kSwap | entry::kHugetlb |
+                entry::kFilePage | entry::kFile)) == 0,
+              "the no-dirty-tracking bit is a flag of its own");
 
 class PageTable {
  public:
