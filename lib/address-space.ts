@@ -620,7 +620,13 @@ export class AddressSpace {
     return this.#native.translate(integer('vpage', vpage));
   }
 
-  /** MMF_HAS_PINNED: set by the first pin through this address space, never cleared. */
+  /**
+   * MMF_HAS_PINNED: set by the first pin call through this address space whose range is valid,
+   * never cleared. As the kernel's gup sets it on entry, before the walk: a pin call that then
+   * finds nothing to pin (`EFAULT`, a hole or a read-only page for a write) sets it too, and the
+   * next fork copies maybe-pinned pages early. A call refused for its arguments (`EINVAL`, a
+   * range past the end) does not (the kernel's fast path would set it there as well).
+   */
   get hasPinned(): boolean {
     return this.#native.info().hasPinned;
   }
