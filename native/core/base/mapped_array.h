@@ -1,7 +1,9 @@
 // A zero-filled array in anonymous memory, backed by transparent huge pages where the
 // host allows it. The page array is gigabytes; on 4 KiB pages its random accesses pay a
 // TLB miss each, so we ask for THP and reserve lazily (MAP_NORESERVE): untouched parts
-// cost nothing, which is how a scheme pays only for the arrays it uses.
+// cost nothing, which is how a scheme pays only for the arrays it uses. An array smaller
+// than a huge page is mapped in 4 KiB pages (a huge page would cost 2 MiB at its first
+// touch).
 #pragma once
 
 #include <cstddef>
@@ -23,6 +25,8 @@ class MappedBytes {
   bool map(size_t bytes);
   void* data() const { return data_; }
   size_t size() const { return size_; }
+  // The mapping's length: size() rounded up to 4 KiB below 2 MiB, to 2 MiB from there.
+  size_t mapped() const { return mapped_; }
 
  private:
   void* data_ = nullptr;
@@ -44,6 +48,7 @@ class MappedArray {
   size_t size() const { return count_; }
   bool empty() const { return count_ == 0; }
   size_t bytes() const { return count_ * sizeof(T); }
+  size_t mapped_bytes() const { return bytes_.mapped(); }
 
  private:
   MappedBytes bytes_;
