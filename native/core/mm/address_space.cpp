@@ -583,10 +583,16 @@ Status AddressSpace::take_split_refs(uint64_t i) {
   if (!entry::huge(pe) || entry::special(pe) || entry::hugetlb(pe)) return Status::Ok();
   for (const auto& taken : split_refs_)
     if (taken.first == i) return Status::Ok();  // taken already by this call
-  // Host memory first (an exception takes nothing), then the references: get_page's CAS loop
-  // refuses a sum past INT32_MAX with nothing added (kRefcountOverflow, EOVERFLOW), as every
-  // reference the model takes is refused.
-  split_refs_.reserve(split_refs_.size() + 1);
+  // Host memory first (ENOMEM, nothing taken: callers such as fork's prepare pass and
+  // pageout turn failures into Statuses, not exceptions), then the references: get_page's CAS
+  // loop refuses a sum past INT32_MAX with nothing added (kRefcountOverflow, EOVERFLOW), as
+  // every reference the model takes is refused.
+  try {
+    split_refs_.reserve(split_refs_.size() + 1);
+  } catch (const std::bad_alloc&) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory,
+                        int64_t((split_refs_.size() + 1) * sizeof(split_refs_[0])));
+  }
   const uint64_t head = entry::pfn(pe);
   if (Status st = mem_->get_page(head, int64_t(kPtesPerTable) - 1); !st.ok()) return st;
   split_refs_.emplace_back(i, head);  // capacity reserved: cannot throw

@@ -407,7 +407,8 @@ class AddressSpace {
   // may still fail (take_split_refs, reserve_splits) and the split itself only spends them.
   // Takes the kPtesPerTable - 1 references the split of leaf pmd_index will need, once per
   // leaf (a second call for the same leaf takes nothing). Nothing to take for a huge zero leaf
-  // (never counted), a hugetlb leaf (never split) or no leaf. EOVERFLOW: nothing taken.
+  // (never counted), a hugetlb leaf (never split) or no leaf. EOVERFLOW (or ENOMEM for its
+  // record): nothing taken. Never throws.
   Status take_split_refs(uint64_t pmd_index);
   // Turns a PMD leaf into 512 PTEs mapping the same folio, spending the references that
   // take_split_refs took for it (a precondition) as the 511 more PTEs' references, and counting
