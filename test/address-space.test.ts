@@ -272,7 +272,7 @@ describe('mprotect', () => {
 });
 
 describe('PMD leaves (huge: true)', () => {
-  it('an aligned 2 MiB stretch is one order-9 folio mapped by one PMD leaf, 512 references', () => {
+  it('an aligned 2 MiB stretch is one order-9 folio mapped by one PMD leaf, one reference (the kernel\'s)', () => {
     const { mem, mm } = makeMm({ pages: 4096 });
     mm.mmap({ start: 0, count: 1024, huge: true, populate: true });
     expect(mm.stats().faults).toBe(1024);
@@ -283,7 +283,7 @@ describe('PMD leaves (huge: true)', () => {
       expect(h % PMD).toBe(0);
       expect(mem.folioOrder(h)).toBe(9);
       expect(mem.folioHead(h + 511)).toBe(h);
-      expect(mem.refcount(h)).toBe(PMD);
+      expect(mem.refcount(h)).toBe(1); // do_huge_pmd_anonymous_page: the fresh folio's one
       expect(mem.pincount(h)).toBe(0);
       expect(mem.maybeDmaPinned(h)).toBe(false);
     }
@@ -324,7 +324,7 @@ describe('PMD leaves (huge: true)', () => {
     expect(mm.translate(2)).toBeNull();
   });
 
-  it('munmap of part of a leaf splits the PMD: the rest stays mapped by PTEs, references preserved', () => {
+  it('munmap of part of a leaf splits the PMD: one reference per PTE, the unmapped ones put', () => {
     const { mem, mm } = makeMm({ pages: 4096 });
     mm.mmap({ start: 0, count: 1024, huge: true, populate: true });
     const h = mm.translate(0)!.pfn;
@@ -337,7 +337,7 @@ describe('PMD leaves (huge: true)', () => {
     for (const v of [0, 9, 15, 511]) expect(mm.translate(v)).toEqual({ pfn: h + v, writable: true, zeroPage: false, huge: false, shared: false });
     for (let v = 10; v < 15; v++) expect(mm.translate(v)).toBeNull();
     expect(mm.translate(512)!.huge).toBe(true); // the other leaf is untouched
-    expect(mem.refcount(h1)).toBe(PMD);
+    expect(mem.refcount(h1)).toBe(1);
     expect(mm.mappedPages).toBe(1024 - 5);
     expect(mm.regions).toBe(2);
     // Unmapping the rest of the split stretch frees the folio whole.

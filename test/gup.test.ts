@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 
 import { AddressSpace, PageArray, SCHEMES, type RacePoint, type Scheme } from '../lib/index.js';
 import {
+  LEAF,
   PMD,
   delta,
   expectCode,
@@ -359,7 +360,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
         ['beforeSeqCheck', 1024],
       ]);
       // The whole leaf's refs were taken in the one grab before the recheck.
-      const full = PMD + pinRefs(scheme, 9, true, PMD);
+      const full = LEAF + pinRefs(scheme, 9, true, PMD);
       expect(atRecheck).toEqual([full, full]);
       expect(mem.refcount(h0)).toBe(full);
       expect(mem.refcount(h1)).toBe(full);
@@ -370,7 +371,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       const m0 = mem.stats();
       mm.unpinUserPages(r.pfns, { write: true });
       expect(delta(mem.stats(), m0)).toMatchObject({ grabs: 2, pinReleased: 1024 });
-      expect(mem.refcount(h0)).toBe(PMD);
+      expect(mem.refcount(h0)).toBe(LEAF);
       expect(mem.pincount(h0)).toBe(0);
     });
 
@@ -388,12 +389,12 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       expect(r.pfns[412]).toBe(h1);
       expect(r.pfns[599]).toBe(h1 + 187);
       expect(log.filter(([p]) => p === 'beforeGrab')).toEqual([['beforeGrab', 100], ['beforeGrab', 512]]);
-      expect(mem.refcount(h0)).toBe(PMD + pinRefs(scheme, 9, true, 412));
-      expect(mem.refcount(h1)).toBe(PMD + pinRefs(scheme, 9, true, 188));
+      expect(mem.refcount(h0)).toBe(LEAF + pinRefs(scheme, 9, true, 412));
+      expect(mem.refcount(h1)).toBe(LEAF + pinRefs(scheme, 9, true, 188));
       expect(mem.pincount(h0)).toBe(412);
       expect(mem.pincount(h1)).toBe(188);
       mm.unpinUserPages(r.pfns, { write: true });
-      expect(mem.refcount(h0)).toBe(PMD);
+      expect(mem.refcount(h0)).toBe(LEAF);
     });
 
     it('the slow path also grabs a leaf once (grabs +1 per leaf)', () => {
@@ -404,13 +405,13 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       const r = mm.pinUserPages(0, 1024, { write: true });
       expect(r.count).toBe(1024);
       expect(delta(mem.stats(), m0)).toMatchObject({ grabs: 2, pinAcquired: 1024 });
-      expect(mem.refcount(h0)).toBe(PMD + pinRefs(scheme, 9, true, PMD));
-      // A get of a leaf: plain references, one per subpage.
+      expect(mem.refcount(h0)).toBe(LEAF + pinRefs(scheme, 9, true, PMD));
+      // A get of a leaf: plain references, one per subpage (beside the leaf's one).
       const g = mm.getUserPagesFast(0, 512);
-      expect(mem.refcount(h0)).toBe(2 * PMD + pinRefs(scheme, 9, true, PMD));
+      expect(mem.refcount(h0)).toBe(LEAF + PMD + pinRefs(scheme, 9, true, PMD));
       mm.putUserPages(g.pfns);
       mm.unpinUserPages(r.pfns, { write: true });
-      expect(mem.refcount(h0)).toBe(PMD);
+      expect(mem.refcount(h0)).toBe(LEAF);
     });
 
     it('recheck failure on a leaf: a split under the grab releases all its refs; the slow path pins 4 KiB entries', () => {
@@ -925,7 +926,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
       expect(Array.from(again.pfns)).toEqual(Array.from(r.pfns));
       for (const list of [r.pfns, t.pfns, again.pfns]) mm.unpinUserPages(list, { write: true });
       expect(mem.refcount(small[1]!)).toBe(1);
-      expect(mem.refcount(h)).toBe(PMD);
+      expect(mem.refcount(h)).toBe(LEAF);
     });
 
     it('a pinned THP survives munmap of its leaf; a get reference too', () => {
@@ -1143,7 +1144,7 @@ describe.each(SCHEMES)('scheme %s', (scheme) => {
         zeroDelta(s0, { gupCalls: 1, slowPathFallbacks: 1, slowPathPages: 512, migratedPages: 512, longtermMigrations: 1 }),
       );
       expect(mem.refcount(h)).toBe(0);
-      expect(mem.refcount(t.pfn)).toBe(PMD + pinRefs(scheme, 9, true, PMD));
+      expect(mem.refcount(t.pfn)).toBe(LEAF + pinRefs(scheme, 9, true, PMD));
       mm.unpinUserPages(r.pfns, { write: true });
     });
 

@@ -18,6 +18,8 @@ import { schemeTraits } from './scheme-traits.js';
 
 export const BIAS = 1024;
 export const PMD = 512;
+/** The references a PMD leaf of an anonymous THP holds: one, as the kernel's (a split makes it one per PTE). */
+export const LEAF = 1;
 
 /** Runs `fn` and asserts it throws a PinlabError with `code` (the shared helper, by another name). */
 export function expectCode(fn: () => unknown, code: PinlabErrorCode, msg?: RegExp): PinlabError {

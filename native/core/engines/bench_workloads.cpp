@@ -259,7 +259,7 @@ class GupWorkload : public Workload {
     if (as_->stat(MmStat::kSlowFallbacks) != slow0_)
       return "the fast path fell back to the slow path: not a fast-path figure";
     const Translation tr = as_->translate(0);
-    const int32_t mapped = s_.order == kPmdOrder ? int32_t(kPtesPerTable) : 1;
+    const int32_t mapped = 1;  // one mapping: a PTE, or a PMD leaf's one reference
     if (!tr.present || mem_->refcount(tr.pfn) != mapped || mem_->maybe_dma_pinned(tr.pfn))
       return "virtual page 0 not back to its mapped refcount";
     return {};

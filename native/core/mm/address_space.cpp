@@ -3,6 +3,7 @@
 #include "mm/address_space.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "base/scan.h"
 
@@ -271,8 +272,7 @@ Status AddressSpace::populate(uint64_t start, uint64_t end, bool write, bool hug
     }
     if (leaves[i - (start >> kPmdShift)]) {
       const uint64_t head = heads[k++];
-      (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
-      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
+      mem_->add_mapped_refs(head, 1);  // the leaf's one reference: the fresh folio's
       // seq_cst (a release at least): publishes the new folio with the entry.
       pt_.pmd(i).store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
                        std::memory_order_seq_cst);
@@ -359,7 +359,9 @@ Status AddressSpace::zap(int64_t start, int64_t count) {
   std::lock_guard<std::mutex> lock(mmap_lock_);
   if (Status st = check_hugetlb_cut(uint64_t(start), uint64_t(start) + uint64_t(count)); !st.ok())
     return st;
-  reserve_split_tables(uint64_t(start), uint64_t(start) + uint64_t(count));
+  SplitRefsScope split_refs(*this);
+  if (Status st = reserve_splits(uint64_t(start), uint64_t(start) + uint64_t(count)); !st.ok())
+    return st;
   // clear-then-put; the held file pages too (the file dropped them)
   unmap_range_and_holds(uint64_t(start), uint64_t(start) + uint64_t(count));
   return Status::Ok();
@@ -399,7 +401,8 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
     const uint64_t end = std::max(s, hugetlb_page_floor(e));
     if (Status st = check_hugetlb_cut(s, end); !st.ok()) return st;
     if (end == s) return Status::Ok();
-    reserve_split_tables(s, end);  // host memory first
+    SplitRefsScope split_refs(*this);
+    if (Status st = reserve_splits(s, end); !st.ok()) return st;  // host memory, references
     // zap_page_range: entries cleared, their references put (a pin keeps its folio alive);
     // the regions stay, so the next access faults a fresh page in. A file mapping's entries
     // that map the file's pages keep their references held (address_space.h: file_held_):
@@ -410,7 +413,8 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
   }
   if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;
   if (advice == Advice::kPageOut) return pageout(s, e);
-  reserve_split_tables(s, e);  // host memory first
+  SplitRefsScope split_refs(*this);
+  if (Status st = reserve_splits(s, e); !st.ok()) return st;  // host memory, references
   split_region_at(s);
   split_region_at(e);
   for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
@@ -470,8 +474,10 @@ Status AddressSpace::munmap(int64_t start, int64_t count) {
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
   if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;  // never split: EINVAL
-  // Host memory first (PTE tables, the region map's nodes), then the pages.
-  reserve_split_tables(s, e);
+  // Host memory first (PTE tables, the region map's nodes) and the splits' references, then
+  // the pages.
+  SplitRefsScope split_refs(*this);
+  if (Status st = reserve_splits(s, e); !st.ok()) return st;
   split_region_at(s);
   split_region_at(e);
   unmap_range_and_holds(s, e);
@@ -494,7 +500,8 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
     v = rs + r->count;
   }
   if (Status st = check_hugetlb_cut(s, e); !st.ok()) return st;  // never split: EINVAL
-  reserve_split_tables(s, e);
+  SplitRefsScope split_refs(*this);
+  if (Status st = reserve_splits(s, e); !st.ok()) return st;
   // Both ways: a leaf the range covers in part is split (at the region boundaries), whether
   // the change takes write access away or gives it back.
   split_region_at(s);
@@ -528,8 +535,8 @@ void AddressSpace::unmap_range(uint64_t start, uint64_t end) {
         // the folio alive with its own reference) or sees the cleared entry on its recheck.
         pmd.store(0, std::memory_order_seq_cst);
         if (entry::special(pe)) continue;  // the huge zero folio: never counted
-        mem_->add_mapped_refs(entry::pfn(pe), -int64_t(kPtesPerTable));
-        mem_->put_folio_refs(entry::pfn(pe), int64_t(kPtesPerTable));
+        mem_->add_mapped_refs(entry::pfn(pe), -1);  // the leaf's one reference
+        mem_->put_folio_refs(entry::pfn(pe), 1);
         continue;
       }
       split_pmd(i);
@@ -554,14 +561,52 @@ void AddressSpace::split_pmd_across(uint64_t vpage) {
     split_pmd(vpage >> kPmdShift);
 }
 
-void AddressSpace::reserve_split_tables(uint64_t start, uint64_t end) {
+Status AddressSpace::reserve_splits(uint64_t start, uint64_t end) {
   // The PTE tables a split at start or end would need, allocated now: host memory can fail
   // (an exception), and it must do so before the call changes anything. Unlinked until used.
+  // Then the splits' references (EOVERFLOW), which the caller's SplitRefsScope gives back if
+  // the call ends without spending them.
   for (const uint64_t v : {start, end}) {
     const uint64_t i = v >> kPmdShift;
     if (pte_index(v) != 0 && i < pt_.pmd_count() &&
         entry::huge(pt_.pmd(i).load(std::memory_order_relaxed)))
       pt_.ensure_table(i);
+  }
+  for (const uint64_t v : {start, end}) {
+    if (pte_index(v) == 0 || (v >> kPmdShift) >= pt_.pmd_count()) continue;
+    if (Status st = take_split_refs(v >> kPmdShift); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
+Status AddressSpace::take_split_refs(uint64_t i) {
+  const uint64_t pe = pt_.pmd(i).load(std::memory_order_relaxed);  // we hold the mmap lock
+  if (!entry::huge(pe) || entry::special(pe) || entry::hugetlb(pe)) return Status::Ok();
+  for (const auto& taken : split_refs_)
+    if (taken.first == i) return Status::Ok();  // taken already by this call
+  // Host memory first (ENOMEM, nothing taken: callers such as fork's prepare pass and
+  // pageout turn failures into Statuses, not exceptions), then the references: get_page's CAS
+  // loop refuses a sum past INT32_MAX with nothing added (kRefcountOverflow, EOVERFLOW), as
+  // every reference the model takes is refused.
+  try {
+    split_refs_.reserve(split_refs_.size() + 1);
+  } catch (const std::bad_alloc&) {
+    return Status::Fail(Code::kENOMEM, Reason::kNoMemory,
+                        int64_t((split_refs_.size() + 1) * sizeof(split_refs_[0])));
+  }
+  const uint64_t head = entry::pfn(pe);
+  if (Status st = mem_->get_page(head, int64_t(kPtesPerTable) - 1); !st.ok()) return st;
+  split_refs_.emplace_back(i, head);  // capacity reserved: cannot throw
+  return Status::Ok();
+}
+
+void AddressSpace::release_split_refs(size_t mark) {
+  // Unspent: the leaf was not split after all (a refused call, or unmapped whole). Never the
+  // last put while the leaf maps the folio; if a whole unmap dropped the leaf's reference,
+  // this put is the folio's last and frees it, as that unmap's put would have.
+  while (split_refs_.size() > mark) {
+    mem_->put_folio_refs(split_refs_.back().second, int64_t(kPtesPerTable) - 1);
+    split_refs_.pop_back();
   }
 }
 
@@ -569,10 +614,19 @@ void AddressSpace::split_pmd(uint64_t i) {
   std::atomic<uint64_t>& pmd = pt_.pmd(i);
   const uint64_t pe = pmd.load(std::memory_order_relaxed);
   if (entry::huge_zero(pe)) return split_huge_zero_pmd(i);  // the zero page's PTEs
-  std::atomic<uint64_t>* t = pt_.ensure_table(i);
+  std::atomic<uint64_t>* t = pt_.ensure_table(i);  // reserved by the caller: no allocation
+  // The references take_split_refs took for this leaf become the 511 more PTEs'.
+  const auto taken = std::find_if(split_refs_.begin(), split_refs_.end(),
+                                  [i](const auto& r) { return r.first == i; });
+  // Unreachable: every path to a split of a counted leaf takes its references first. A caller
+  // that did not would leave the PTEs without references (a later put frees a mapped folio):
+  // stop rather than go on with a corrupt count.
+  if (taken == split_refs_.end() || taken->second != entry::pfn(pe)) std::abort();
+  split_refs_.erase(taken);
+  mem_->add_mapped_refs(entry::pfn(pe), int64_t(kPtesPerTable) - 1);
   const uint64_t flags = entry::kPresent | (pe & (entry::kWritable | entry::kExclusive));
-  // Relaxed entry stores: the PMD store below publishes them. The folio keeps its 512
-  // references, now one per PTE.
+  // Relaxed entry stores: the PMD store below publishes them. The leaf's one reference and
+  // the 511 taken for the split: one per PTE now.
   for (uint64_t k = 0; k < kPtesPerTable; ++k)
     t[k].store(entry::make(entry::pfn(pe) + k, flags), std::memory_order_relaxed);
   // seq_cst (a release at least): a walker that sees the table sees its entries; one that
@@ -663,8 +717,7 @@ Status AddressSpace::fault_in_missing(uint64_t vpage, bool write, const Region& 
     if (empty && !write && try_map_huge_zero(i)) return Status::Ok();
     uint64_t head = 0;
     if (empty && (write || !rules_.huge_zero_page) && mem_->alloc_folio(kPmdOrder, true, &head).ok()) {
-      (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage
-      mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
+      mem_->add_mapped_refs(head, 1);  // the leaf's one reference: the fresh folio's
       const uint64_t w = r.write ? entry::kWritable : 0;
       // seq_cst (a release at least): publishes the new folio with the entry.
       pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive | w),
@@ -733,10 +786,11 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
     return handle_write_protect_fault(vpage);
   }
   if (entry::huge(pe)) {
-    // Ours alone (exclusive, or one reference per subpage and nothing else): reuse in place.
-    // Without anon_exclusive, the 2019 kernels' mapcount test decides.
+    // Ours alone (exclusive, or the leaf's one reference and nothing else, as
+    // do_huge_pmd_wp_page asks): reuse in place. Without anon_exclusive, the 2019 kernels'
+    // mapcount test decides.
     if (rules_.anon_exclusive
-            ? entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)
+            ? entry::exclusive(pe) || mem_->refcount(entry::pfn(pe)) == 1
             : reuse_by_mapcount(vpage, pe, true)) {
       pmd.store(pe | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
@@ -785,7 +839,7 @@ Status AddressSpace::unshare(uint64_t vpage) {
   if (entry::huge_zero(pe)) return Status::Ok();
   if (entry::huge(pe)) {
     if (entry::exclusive(pe)) return Status::Ok();
-    if (mem_->refcount(entry::pfn(pe)) == int32_t(kPtesPerTable)) {  // ours alone again
+    if (mem_->refcount(entry::pfn(pe)) == 1) {  // ours alone again: the leaf's one reference
       pmd.store(pe | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, kPtesPerTable);
       return Status::Ok();
@@ -850,7 +904,10 @@ Status AddressSpace::check_gup_region(uint64_t vpage, const GupFlags& f) const {
 Status AddressSpace::split_pmd_for_copy(uint64_t i, uint64_t* fresh) {
   // What can fail comes first: the PTE table (host memory, an exception) and the copy's page
   // (ENOMEM), so that a failed COW leaves the leaf as it was.
+  // Then the split's references (EOVERFLOW), given back by the scope if the allocation fails.
   pt_.ensure_table(i);
+  SplitRefsScope split_refs(*this);
+  if (Status st = take_split_refs(i); !st.ok()) return st;
   if (Status st = mem_->alloc_folio(0, true, fresh); !st.ok()) return st;
   split_pmd(i);
   return Status::Ok();
@@ -928,6 +985,9 @@ Status AddressSpace::fork_pinned_thp(AddressSpace& child, std::atomic<uint64_t>&
   } catch (const std::bad_alloc&) {
     return Status::Fail(Code::kENOMEM, Reason::kNoMemory, int64_t(2 * kPtesPerTable * sizeof(uint64_t)));
   }
+  // The references the commit pass's split of the parent's leaf will spend (EOVERFLOW: fork
+  // fails, nothing changed); fork's SplitRefsScope gives them back if fork fails later.
+  if (Status st = take_split_refs(i); !st.ok()) return st;
   // relaxed stores into the child's table: the child is not visible to anyone yet. The table
   // is linked first, so that abandon_fork finds every copy made before a failure.
   child_pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_relaxed);
@@ -981,7 +1041,6 @@ Status AddressSpace::fork_entry(AddressSpace& child, std::atomic<uint64_t>& slot
   }
   const uint64_t head = mem_->folio_head(entry::pfn(e));
   const uint32_t order = mem_->folio_order(head);
-  const int64_t refs = huge ? int64_t(kPtesPerTable) : 1;  // one per mapped subpage
   if (needs_early_cow(e, head, order, pinned_mm)) {
     // Early COW: the child gets a copy now; the parent keeps the pinned page as it was. A THP
     // leaf: 512 copies of 4 KiB, the parent's leaf split (the kernel's copy_huge_pmd).
@@ -989,20 +1048,21 @@ Status AddressSpace::fork_entry(AddressSpace& child, std::atomic<uint64_t>& slot
     uint64_t copy = 0;
     if (Status st = mem_->alloc_folio(0, true, &copy); !st.ok()) return st;
     mem_->copy_folio_flags(head, copy);
-    mem_->add_mapped_refs(copy, refs);
+    mem_->add_mapped_refs(copy, 1);
     child_slot.store(entry::make(copy, entry::kPresent | entry::kExclusive | writable_bit(vpage)),
                      std::memory_order_relaxed);
-    // Counted once fork succeeds, in pages.
-    tally->early_cow_copies += uint64_t(refs);
+    // Counted once fork succeeds, in pages: one.
+    tally->early_cow_copies += 1;
     const std::optional<int64_t> pins = mem_->exact_folio_pins(head, order);
-    if (!pins) tally->unclassified += uint64_t(refs);
-    else if (*pins == 0) tally->false_positives += uint64_t(refs);
+    if (!pins) tally->unclassified += 1;
+    else if (*pins == 0) tally->false_positives += 1;
     return Status::Ok();
   }
   // Shared copy-on-write: the child's entry read-only and not exclusive now; the parent's is
-  // write-protected by fork's commit pass once every entry is prepared.
-  if (Status st = mem_->get_page(entry::pfn(e), refs); !st.ok()) return st;
-  mem_->add_mapped_refs(head, refs);
+  // write-protected by fork's commit pass once every entry is prepared. One reference for the
+  // child's entry, a PTE or a PMD leaf alike (copy_huge_pmd takes one for the leaf).
+  if (Status st = mem_->get_page(entry::pfn(e), 1); !st.ok()) return st;
+  mem_->add_mapped_refs(head, 1);
   child_slot.store(e & ~(entry::kWritable | entry::kExclusive), std::memory_order_relaxed);
   return Status::Ok();
 }
@@ -1045,11 +1105,10 @@ void AddressSpace::abandon_fork(AddressSpace& child) {
     if (entry::swap(ce)) free_swap_entry(ce);  // never the last: the parent's entry names it
     if (!entry::present(ce) || entry::special(ce)) return;  // not reached, or the zero page
     const uint64_t head = mem_->folio_head(entry::pfn(ce));
-    const int64_t refs = huge && !entry::shared(ce) ? int64_t(kPtesPerTable) : 1;
-    mem_->add_mapped_refs(head, -refs);
+    mem_->add_mapped_refs(head, -1);  // one per entry, a PTE or a PMD leaf
     // An early copy is exclusive in the child; a shared page (COW or page cache) never is.
     if (entry::exclusive(ce)) mem_->give_back_unused(head);
-    else mem_->put_folio_refs(head, refs);
+    else mem_->put_folio_refs(head, 1);
   });
 }
 
@@ -1079,6 +1138,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
   // seq_cst: pairs with gup_fast's samples before and after its walk.
   write_protect_seq_.fetch_add(1, std::memory_order_seq_cst);
   const bool pinned_mm = has_pinned_.load(std::memory_order_seq_cst);
+  SplitRefsScope split_refs(*this);  // the pinned THPs' splits (fork_pinned_thp)
   ForkTally tally;
   Status st = Status::Ok();
   for_each_fork_pair(*child, [&](std::atomic<uint64_t>& slot, std::atomic<uint64_t>& child_slot,
@@ -1098,7 +1158,7 @@ Status AddressSpace::fork(std::unique_ptr<AddressSpace>* out) {
                                  uint64_t vpage, bool huge) {
     const uint64_t e = slot.load(std::memory_order_relaxed);
     // A pinned THP the child got 4 KiB copies of: the parent's leaf becomes 512 PTEs of the same
-    // folio, writable and exclusive as it was (its table reserved by fork_pinned_thp).
+    // folio, writable and exclusive as it was (its table and references taken by fork_pinned_thp).
     if (huge && !entry::hugetlb(e) && entry::table(child_slot.load(std::memory_order_relaxed))) {
       split_pmd(vpage >> kPmdShift);
       return;

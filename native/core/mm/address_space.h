@@ -399,12 +399,44 @@ class AddressSpace {
   // nothing (EINVAL, ERANGE, EFREE, or an allocation failure with nothing taken).
   Status take_file_pages_locked(int64_t start, const uint32_t* pfns, uint64_t count);
   void put_shared_refs(const uint32_t* pfns, uint64_t count);
-  // Turns a PMD leaf into 512 PTEs mapping the same folio (refs unchanged).
+  // ---- PMD splits and their references ------------------------------------------------------
+  // A PMD leaf of an anonymous THP holds one reference and counts one mapped reference, as in
+  // the kernel (do_huge_pmd_anonymous_page, copy_huge_pmd); its split makes that one per PTE,
+  // kPtesPerTable - 1 more of each (__split_huge_pmd_locked). Taking them can be refused
+  // (EOVERFLOW: the refcount would pass INT32_MAX), so a call that splits takes them while it
+  // may still fail (take_split_refs, reserve_splits) and the split itself only spends them.
+  // Takes the kPtesPerTable - 1 references the split of leaf pmd_index will need, once per
+  // leaf (a second call for the same leaf takes nothing). Nothing to take for a huge zero leaf
+  // (never counted), a hugetlb leaf (never split) or no leaf. EOVERFLOW (or ENOMEM for its
+  // record): nothing taken. Never throws.
+  Status take_split_refs(uint64_t pmd_index);
+  // Turns a PMD leaf into 512 PTEs mapping the same folio, spending the references that
+  // take_split_refs took for it (a precondition) as the 511 more PTEs' references, and counting
+  // them as mapped. A huge zero leaf: the zero page's PTEs, nothing counted. Never fails.
   void split_pmd(uint64_t pmd_index);
-  // Splits the PMD leaf that vpage cuts in two (vpage not 2 MiB aligned), if there is one.
+  // Splits the PMD leaf that vpage cuts in two (vpage not 2 MiB aligned), if there is one
+  // (its references taken by reserve_splits).
   void split_pmd_across(uint64_t vpage);
-  // Allocates the PTE tables that splits at start and end would need, before any change.
-  void reserve_split_tables(uint64_t start, uint64_t end);
+  // Before any change: the PTE tables that splits at start and end would need (host memory:
+  // an exception) and the splits' references (take_split_refs: EOVERFLOW). What it took and
+  // no split spent goes back when the call's SplitRefsScope ends.
+  Status reserve_splits(uint64_t start, uint64_t end);
+  // Puts back the split references taken since the first `mark` entries of split_refs_ and
+  // not spent by a split (a refused call, or a leaf that was unmapped whole after all).
+  void release_split_refs(size_t mark);
+  // Every call that takes split references holds one: on leaving, by any path, what was taken
+  // under it and not spent goes back. Scopes nest (each releases only its own).
+  class SplitRefsScope {
+   public:
+    explicit SplitRefsScope(AddressSpace& as) : as_(as), mark_(as.split_refs_.size()) {}
+    ~SplitRefsScope() { as_.release_split_refs(mark_); }
+    SplitRefsScope(const SplitRefsScope&) = delete;
+    SplitRefsScope& operator=(const SplitRefsScope&) = delete;
+
+   private:
+    AddressSpace& as_;
+    size_t mark_;
+  };
   // Clears the entries of [start, end) and puts their references (a pin keeps its folio).
   // MADV_DONTNEED alone calls it bare: its shared file mappings keep their held pages.
   void unmap_range(uint64_t start, uint64_t end);
@@ -498,7 +530,9 @@ class AddressSpace {
   // Moves the entries of [src, src + n) to [dst, dst + n) (disjoint; dst's entries empty, its
   // PTE tables allocated by reserve_move_tables). Never fails.
   void move_entries(uint64_t src, uint64_t dst, uint64_t n);
-  void reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n);
+  // Before any change: the tables a move needs (an exception) and the references of every
+  // leaf it will split (take_split_refs: EOVERFLOW, released by the caller's SplitRefsScope).
+  Status reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n);
   // The lowest free area of n pages (one congruent to `like` modulo 2 MiB preferred); false if none.
   bool find_free_area(uint64_t n, uint64_t like, uint64_t* out) const;
   struct CollapsePlan;
@@ -636,6 +670,9 @@ class AddressSpace {
   PageTable pt_;
   mutable std::mutex mmap_lock_;
   std::map<uint64_t, Region> regions_;  // by start page; never overlapping
+  // The split references this call holds and no split has spent yet (take_split_refs):
+  // {PMD index, folio head}. Under the mmap lock; empty between calls.
+  std::vector<std::pair<uint64_t, uint64_t>> split_refs_;
   std::atomic<bool> has_pinned_{false};  // MMF_HAS_PINNED: sticky once set
   std::atomic<uint64_t> write_protect_seq_{0};  // odd while fork write-protects
   mutable ShardedCounters<MmStat> stats_;

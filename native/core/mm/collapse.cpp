@@ -187,8 +187,8 @@ Status AddressSpace::commit_collapses(std::vector<CollapsePlan>& plans) {
   }
   // 4. Commit: the new leaf maps the copy; the old pages lose these mappings (clear-then-put).
   for (CollapsePlan& plan : plans) {
-    (void)mem_->get_page(plan.head, int64_t(kPtesPerTable) - 1);  // a fresh folio: cannot fail
-    mem_->add_mapped_refs(plan.head, int64_t(kPtesPerTable));
+    // The leaf's one reference: the fresh folio's (collapse_huge_page maps it with refcount 1).
+    mem_->add_mapped_refs(plan.head, 1);
     for (const uint64_t old : plan.folios) mem_->copy_folio_flags(old, plan.head);
     const uint64_t w = plan.writable ? entry::kWritable : 0;
     // seq_cst (a release at least): publishes the new folio with the leaf.

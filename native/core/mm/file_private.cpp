@@ -93,7 +93,7 @@ bool AddressSpace::reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) cons
   const uint64_t pfn = entry::pfn(e), head = mem_->folio_head(pfn);
   const uint32_t order = mem_->folio_order(head);
   const int64_t mapped = mem_->mapped_refs(head);
-  if (huge) return mapped == int64_t(kPtesPerTable);  // the PMD's 512: mapped by us alone
+  if (huge) return mapped == 1;  // the PMD leaf's one: mapped by us alone
   if (order == 0) return mapped == 1;
   // A PTE-mapped large folio: the 2019 kernels reused it when no subpage of it was mapped more
   // than once (reuse_swap_page asked page_trans_huge_map_swapcount, the largest mapcount among

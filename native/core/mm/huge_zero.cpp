@@ -6,7 +6,14 @@
 // reference, no pin. Every path that counts pages leaves it alone the way it leaves the zero
 // page alone (PageArray::is_zero_page names both): the pin paths refuse its 512 PFNs, gup
 // hands them out uncounted, migration, compaction, pageout and collapse skip it, fork shares
-// the leaf as it is, mremap moves it, unmap clears it without a put.
+// the leaf as it is, mremap moves it, unmap clears it without a put. The kernel does not count
+// its PMD mappings either: mainline holds one reference on it per mm that ever mapped it
+// (mm_get_huge_zero_folio, marked by a flag of the mm), none per leaf, and the model, which never
+// frees it, holds none at all. So the rule "a PMD leaf holds one reference" (address_space.h,
+// take_split_refs) covers anonymous THPs only; a huge zero leaf holds none, and its split makes
+// the zero page's PTEs, which hold none.
+//
+// The fresh THP that replaces it holds one reference for its leaf, as any anonymous THP leaf.
 //
 // What replaces it (the kernel's do_huge_pmd_wp_page of a huge zero PMD):
 //   - a write fault, or the FOLL_UNSHARE of a long-term read pin under
@@ -49,8 +56,7 @@ Status AddressSpace::huge_zero_wp(uint64_t i, bool write, bool* replaced) {
     split_huge_zero_pmd(i);
     return Status::Ok();
   }
-  (void)mem_->get_page(head, int64_t(kPtesPerTable) - 1);  // one reference per subpage (fresh)
-  mem_->add_mapped_refs(head, int64_t(kPtesPerTable));
+  mem_->add_mapped_refs(head, 1);  // the leaf's one reference: the fresh folio's
   // seq_cst (a release at least): publishes the new folio with the entry; a walker that read
   // the old leaf took nothing (special), so no recheck is owed.
   pmd.store(entry::make(head, entry::kPresent | entry::kHuge | entry::kExclusive |

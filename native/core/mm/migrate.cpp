@@ -23,7 +23,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   if (entry::hugetlb(e)) return migrate_hugetlb(vpage, moved_pages);  // mm/hugetlb.cpp
   if (entry::huge_zero(e)) return MigrateOutcome::kNotMapped;  // never migrated, as the zero page
   uint32_t order = kPmdOrder;
-  int32_t expected = int32_t(kPtesPerTable);
+  int32_t expected = 1;  // a PMD leaf's one reference (folio_expected_refs: one per mapping)
   if (!entry::huge(e)) {
     slot = pte_slot(vpage);
     e = slot ? slot->load(std::memory_order_relaxed) : 0;

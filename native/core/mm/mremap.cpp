@@ -82,9 +82,11 @@ bool AddressSpace::find_free_area(uint64_t n, uint64_t like, uint64_t* out) cons
   return fallback;
 }
 
-void AddressSpace::reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n) {
+Status AddressSpace::reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n) {
   // Host memory first (an exception changes nothing): the source's PTE table under every leaf
   // that will be split, and the destination's tables where PTEs will land. Unlinked until used.
+  // Each such leaf's split references too (take_split_refs: EOVERFLOW; the caller's scope
+  // gives back what it took).
   for (uint64_t off = 0; off < n;) {
     const uint64_t v = src + off, i = v >> kPmdShift;
     const uint64_t hi = std::min(src + n, pmd_base(i) + kPtesPerTable);
@@ -99,8 +101,12 @@ void AddressSpace::reserve_move_tables(uint64_t src, uint64_t dst, uint64_t n) {
       for (uint64_t d = (dst + off) >> kPmdShift; d <= (dst + (hi - src) - 1) >> kPmdShift; ++d)
         pt_.ensure_table(d);
     }
+    if (entry::huge(pe)) {
+      if (Status st = take_split_refs(i); !st.ok()) return st;
+    }
     off = hi - src;
   }
+  return Status::Ok();
 }
 
 void AddressSpace::move_entries(uint64_t src, uint64_t dst, uint64_t n) {
@@ -121,7 +127,7 @@ void AddressSpace::move_entries(uint64_t src, uint64_t dst, uint64_t n) {
         off = hi - src;
         continue;
       }
-      split_pmd(i);  // its table was reserved; the folio keeps its 512 references
+      split_pmd(i);  // its table and its split's references were reserved
       pe = pmd.load(std::memory_order_relaxed);
     }
     if (!entry::table(pe)) {
@@ -245,13 +251,17 @@ Status AddressSpace::mremap(const MremapArgs& a, uint64_t* new_start) {
     moved.count = n_new;
     next.emplace(d, moved);
   }
+  // ---- and the references of the PMD leaves the change will split (EOVERFLOW) ----------------
+  SplitRefsScope split_refs(*this);  // what no split spends goes back, whatever the outcome
   if (plan == Plan::kMove) {
-    if (a.fixed) reserve_split_tables(d, d + n_new);
-    reserve_split_tables(s + n_move, s + n_old);
-    reserve_split_tables(s, s + n_move);
-    reserve_move_tables(s, d, n_move);
+    if (a.fixed) {
+      if (Status st = reserve_splits(d, d + n_new); !st.ok()) return st;
+    }
+    if (Status st = reserve_splits(s + n_move, s + n_old); !st.ok()) return st;
+    if (Status st = reserve_splits(s, s + n_move); !st.ok()) return st;
+    if (Status st = reserve_move_tables(s, d, n_move); !st.ok()) return st;
   } else if (plan == Plan::kInPlace && n_new < n_old) {
-    reserve_split_tables(s + n_new, s + n_old);
+    if (Status st = reserve_splits(s + n_new, s + n_old); !st.ok()) return st;
   }
   // ---- the change (cannot fail from here) -----------------------------------------------------
   if (plan == Plan::kInPlace && n_new < n_old) {

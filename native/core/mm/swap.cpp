@@ -190,6 +190,8 @@ void AddressSpace::pageout_folio(uint64_t vpage, uint64_t start, uint64_t end) {
   const uint64_t vbase = leaf ? (i << kPmdShift) : vpage - (first_pfn - head);
   // This mm's entries that map the folio: subpage k at vbase + k (an anonymous folio is mapped
   // where it was faulted in), and whether they all lie in the range and any is exclusive.
+  // `mapped` counts pages (the statistics' unit, the swap slots); `ours` the mapped references
+  // our entries hold: one per PTE, one for a PMD leaf.
   std::array<uint32_t, kPtesPerTable> subpages;  // the subpages our PTEs map
   uint64_t mapped = 0;
   bool inside = true, exclusive = leaf && entry::exclusive(pe);
@@ -208,7 +210,8 @@ void AddressSpace::pageout_folio(uint64_t vpage, uint64_t start, uint64_t end) {
     }
   }
   // Another mm maps it (or the swap cache holds part of it): not ours to reclaim alone.
-  if (!inside || mem_->mapped_refs(head) != int64_t(mapped)) {
+  const int64_t ours = leaf ? 1 : int64_t(mapped);
+  if (!inside || mem_->mapped_refs(head) != ours) {
     stats_.add(MmStat::kPageoutBusy, mapped);
     return;
   }
@@ -223,7 +226,15 @@ void AddressSpace::pageout_folio(uint64_t vpage, uint64_t start, uint64_t end) {
     return;
   }
   if (leaf) {
-    split_pmd(i);  // TTU_SPLIT_HUGE_PMD: the swap entries are PTEs (its table is reserved)
+    // TTU_SPLIT_HUGE_PMD: the swap entries are PTEs (its table is reserved), one reference
+    // each, so the split takes 511 more. Refused (EOVERFLOW: the refcount would pass
+    // INT32_MAX): the folio is kept and counted, as one the call cannot take.
+    SplitRefsScope split_refs(*this);
+    if (!take_split_refs(i).ok()) {
+      stats_.add(MmStat::kPageoutBusy, mapped);
+      return;
+    }
+    split_pmd(i);
     for (uint64_t k = 0; k < kPtesPerTable; ++k) subpages[k] = uint32_t(k);
   }
   std::array<uint32_t, kPtesPerTable> slots;

@@ -46,8 +46,8 @@ constexpr uint32_t kDefaultBias = uint32_t{1} << 10;  // GUP_PIN_COUNTING_BIAS
 constexpr uint8_t kOrderMask = 0x1f;
 constexpr uint8_t kFlagDirty = 0x20;
 // The head's mapped references: 0..2 in the byte itself, kMapOverflow: 3 or more, the exact
-// count in PageArray's overflow table (a THP's PMD leaf holds 512, so every mapped THP is there;
-// a small page only when three page-table entries map it).
+// count in PageArray's overflow table (a PTE-mapped THP, whose 512 PTEs hold one each; a PMD
+// leaf holds one, as in the kernel; a small page only when three page-table entries map it).
 constexpr unsigned kMapShift = 6;
 constexpr uint8_t kMapMask = 0xc0;
 constexpr uint8_t kMapOverflow = 3;
@@ -373,7 +373,8 @@ class PageArray {
   // failed call's allocations, given back so that the call leaves nothing behind.
   void give_back_unused(uint64_t head);
   // Mapped references: the part of a folio's refcount that page-table entries hold (a PTE
-  // holds 1, a PMD leaf 512): the kernel's mapcount, counted in references. The mm layer adds
+  // holds 1, and so does a PMD leaf, as the kernel's PMD mapping holds one reference until a
+  // split makes it one per PTE): the kernel's mapcount, counted in references. The mm layer adds
   // them once it holds the references and subtracts them before it drops them, so a folio's
   // refcount never falls below them; a page array no address space maps has none. Updates of
   // one folio are serialised by its map lock (map_locks_); reads of 0..2 are lock-free.

@@ -110,7 +110,8 @@ TEST(huge_zero_write_fault_replaces_it_by_a_thp_or_splits_to_zero_ptes) {
       CHECK(t.huge && !t.special && t.writable);
       CHECK(!mm.mem->is_zero_page(t.pfn));
       CHECK_EQ(mm.mem->folio_order(t.pfn), uint32_t{9});
-      CHECK_EQ(mm.mem->refcount(t.pfn), int32_t(kPmd));
+      CHECK_EQ(mm.mem->refcount(t.pfn), 1);  // the new leaf's one reference
+      CHECK_EQ(mm.mem->mapped_refs(t.pfn), 1);
       CHECK_EQ(mm.as->stat(MmStat::kCowCopies), kPmd);
       CHECK_EQ(mm.mem->refcount(uint64_t(h)), 0);
       CHECK_OK(mm.as->munmap(0, 4096));
