@@ -490,6 +490,13 @@ class AddressSpace {
   // A large folio mapped by PTEs (vpage maps its subpage): every PTE of this mm that maps it
   // moves to an order-0 page of its own, all or nothing, and the folio is freed (the kernel
   // splits it and migrates the pieces). Busy if anything but those PTEs holds it.
+  // A PMD-mapped THP (head, mapped at vpage) when no free block of its order is left: the
+  // leaf is split into 512 PTEs and the pages move one by one (migrate_pte_mapped_folio), as
+  // the kernel's migrate_pages splits a large folio on -ENOMEM (try_split_folio; 5.4's
+  // split_huge_page_to_list) so that a long-term pin of it, or migration, still succeeds.
+  // kNoMemory, nothing split, if the 512 order-0 pages are not there either.
+  MigrateOutcome split_and_migrate_thp(uint64_t vpage, uint64_t head, bool to_movable,
+                                       uint64_t* moved_pages);
   MigrateOutcome migrate_pte_mapped_folio(uint64_t vpage, uint64_t head, uint32_t order,
                                           bool to_movable, uint64_t* moved_pages);
   // fork's statistics, added only once the fork succeeds (pages, as the stats count them).

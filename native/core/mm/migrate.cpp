@@ -50,8 +50,13 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   }
   uint64_t target = 0;
   const uint64_t below = only_lower ? head : PageArray::kNoLimit;
-  if (!mem_->alloc_folio_below(order, to_movable, below, &target).ok())
-    return only_lower ? MigrateOutcome::kNotLower : MigrateOutcome::kNoMemory;
+  if (!mem_->alloc_folio_below(order, to_movable, below, &target).ok()) {
+    if (only_lower) return MigrateOutcome::kNotLower;
+    // No free block of a PMD THP's order: its pages move one by one (below).
+    if (order == kPmdOrder && rules_.migrate_pte_mapped_thp)
+      return split_and_migrate_thp(vpage, head, to_movable, moved_pages);
+    return MigrateOutcome::kNoMemory;
+  }
   // seq_cst exchange, then the seq_cst freeze: the unmap half of the pair (see above).
   const uint64_t old = slot->exchange(0, std::memory_order_seq_cst);
   if (!mem_->try_freeze(head, expected)) {
@@ -71,6 +76,35 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_one(uint64_t vpage, bool to_m
   stats_.add(MmStat::kMigrated, uint64_t{1} << order);
   if (moved_pages != nullptr) *moved_pages = uint64_t{1} << order;
   return MigrateOutcome::kMoved;
+}
+
+AddressSpace::MigrateOutcome AddressSpace::split_and_migrate_thp(uint64_t vpage, uint64_t head,
+                                                                 bool to_movable,
+                                                                 uint64_t* moved_pages) {
+  const uint64_t i = vpage >> kPmdShift;
+  // The pieces' pages first: without them nothing is split (kNoMemory, as before). Taken and
+  // given back, then taken again by the move: under the mmap lock only another address
+  // space's allocation can come between, and then the split stays, as the kernel's may.
+  std::vector<uint64_t> probe;
+  probe.reserve(kPtesPerTable);  // host memory first: an exception changes nothing
+  for (uint64_t k = 0; k < kPtesPerTable; ++k) {
+    uint64_t t = 0;
+    if (!mem_->alloc_folio(0, to_movable, &t).ok()) break;
+    probe.push_back(t);
+  }
+  const bool room = probe.size() == kPtesPerTable;
+  for (const uint64_t t : probe) mem_->give_back_unused(t);
+  if (!room) return MigrateOutcome::kNoMemory;
+  // The split: its PTE table (host memory, before any change) and its references (EOVERFLOW
+  // near INT32_MAX: then it stays a leaf, busy).
+  pt_.ensure_table(i);
+  SplitRefsScope scope(*this);
+  if (!take_split_refs(i).ok()) {
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
+  split_pmd(i);
+  return migrate_pte_mapped_folio(vpage, head, kPmdOrder, to_movable, moved_pages);
 }
 
 AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpage, uint64_t head,
