@@ -66,3 +66,31 @@ export class FileMappings {
     for (const m of this.#mappings) if (m.mm.deref() === undefined) this.#mappings.delete(m);
   }
 }
+
+/**
+ * @internal What a file that address spaces map keeps of them: the records AddressSpace adds,
+ * trims and forks, and the zap of a range wherever it is mapped (PageCacheFile, HugetlbFile).
+ */
+export abstract class MappedFile {
+  readonly #mappings = new FileMappings();
+
+  /** @internal */
+  addMapping(m: FileMapping): void {
+    this.#mappings.add(m);
+  }
+
+  /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
+  unmapped(mm: object, start: number, count: number): void {
+    this.#mappings.unmapped(mm, start, count);
+  }
+
+  /** @internal The mappings `mm` has of this file (for fork). */
+  mappingsOf(mm: object): FileMapping[] {
+    return this.#mappings.of(mm);
+  }
+
+  /** Zaps file pages [offset, offset+count) wherever they are mapped: the mappings zapped. */
+  protected zapMapped(offset: number, count: number, evenCows: boolean): number {
+    return this.#mappings.zap(offset, count, evenCows);
+  }
+}

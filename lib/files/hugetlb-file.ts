@@ -9,7 +9,7 @@ import { nativeOf, type PageArray } from '../page-array.js';
 import type { HugetlbOrder } from '../types/hugetlb.js';
 import { integer, optionsObject, show } from '../validate.js';
 
-import { FileMappings, type FileMapping } from './file-mappings.js';
+import { MappedFile } from './file-mappings.js';
 import type { LayoutChangeReport } from './page-cache-file.js';
 
 /** Options of {@link HugetlbFile}'s constructor. */
@@ -46,7 +46,7 @@ export interface HugetlbFileOptions {
  * file.fallocate(0, 512);                                   // a fresh page in the hole
  * ```
  */
-export class HugetlbFile {
+export class HugetlbFile extends MappedFile {
   /** The page array the pages live in. */
   readonly mem: PageArray;
   /** The file's name. */
@@ -57,13 +57,13 @@ export class HugetlbFile {
   readonly size: number;
   /** Per huge page, its head PFN, or HOLE. */
   readonly #heads: Uint32Array;
-  readonly #mappings = new FileMappings();
   #closed = false;
 
   /**
    * @throws PinlabError `EINVAL` naming a bad option; `ENOMEM` if the pool is short of pages
    */
   constructor(mem: PageArray, options: HugetlbFileOptions) {
+    super();
     nativeOf(mem);
     if (options === undefined) invalid('hugetlb file options are required ({ name, order, pages })');
     const o = optionsObject('hugetlb file options', options, ['name', 'order', 'pages']);
@@ -141,7 +141,7 @@ export class HugetlbFile {
     const np = nativeOf(this.mem); // EINVAL once the page array is disposed
     const huge = 2 ** this.order;
     if (!this.#closed) this.#checkOwnPuts(offset / huge, (offset + count) / huge);
-    const zappedMappings = this.#mappings.zap(offset, count, true);
+    const zappedMappings = this.zapMapped(offset, count, true);
     let removed = 0;
     let stillReferenced = 0;
     for (let k = offset / huge; k < (offset + count) / huge; k++) {
@@ -207,21 +207,6 @@ export class HugetlbFile {
       }
     };
     return { heads: this.#heads.slice(first, last), undo };
-  }
-
-  /** @internal */
-  addMapping(m: FileMapping): void {
-    this.#mappings.add(m);
-  }
-
-  /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
-  unmapped(mm: object, start: number, count: number): void {
-    this.#mappings.unmapped(mm, start, count);
-  }
-
-  /** @internal The mappings `mm` has of this file (for fork). */
-  mappingsOf(mm: object): FileMapping[] {
-    return this.#mappings.of(mm);
   }
 
   /** Huge pages [first, last) of a range of whole huge pages inside the open file. */

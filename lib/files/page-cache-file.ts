@@ -10,7 +10,7 @@ import { PinOwner, nativeOf, pinsOf, type PageArray } from '../page-array.js';
 import type { PinOwnerRef } from '../types/owners.js';
 import { bool, integer, optionsObject, show } from '../validate.js';
 
-import { FileMappings, type FileMapping } from './file-mappings.js';
+import { MappedFile } from './file-mappings.js';
 
 /** Options of {@link PageCacheFile}'s constructor. */
 export interface PageCacheFileOptions {
@@ -131,7 +131,7 @@ interface HeldPages {
  * file.truncate(0);                       // proceeds; the lease breaks and rdma is told
  * ```
  */
-export class PageCacheFile {
+export class PageCacheFile extends MappedFile {
   /** The page array the page cache lives in. */
   readonly mem: PageArray;
   /** The file's name. */
@@ -143,7 +143,6 @@ export class PageCacheFile {
   #size: number;
   /** Per folio index, the head PFN of a cached folio; a hole has no entry (a file may be 2^31 pages of holes). */
   #heads = new Map<number, number>();
-  readonly #mappings = new FileMappings();
   readonly #leases: Lease[] = [];
   readonly #breaks: LeaseBreak[] = [];
 
@@ -151,6 +150,7 @@ export class PageCacheFile {
    * @throws PinlabError `EINVAL` naming a bad option (a size that is not a multiple of the folio size)
    */
   constructor(mem: PageArray, options: PageCacheFileOptions) {
+    super();
     nativeOf(mem);
     const o = optionsObject('file options', options, ['name', 'pages', 'folioOrder', 'shmem']);
     if (options === undefined) invalid('file options are required ({ name, pages })');
@@ -306,21 +306,6 @@ export class PageCacheFile {
     if (folios.length > 0) nativeOf(this.mem).checkPutPages(Uint32Array.from(folios, (f) => f.head));
   }
 
-  /** @internal */
-  addMapping(m: FileMapping): void {
-    this.#mappings.add(m);
-  }
-
-  /** @internal An address space unmapped [start, start+count): trim its mappings of this file. */
-  unmapped(mm: object, start: number, count: number): void {
-    this.#mappings.unmapped(mm, start, count);
-  }
-
-  /** @internal The mappings `mm` has of this file (for fork). */
-  mappingsOf(mm: object): FileMapping[] {
-    return this.#mappings.of(mm);
-  }
-
   // ---- layout changes ---------------------------------------------------------------------
 
   /** Removes the range; the caller finishes its own state, then notifies the broken leases. */
@@ -330,7 +315,7 @@ export class PageCacheFile {
     this.#refuseUnleased(holders, offset, count, reason);
     this.#checkOwnPuts(folios);
     const brokenLeases = this.#breakLeases(holders, offset, count, reason);
-    const zappedMappings = this.#mappings.zap(offset, count, reason === 'truncate');
+    const zappedMappings = this.zapMapped(offset, count, reason === 'truncate');
     let stillReferencedPages = 0;
     const np = nativeOf(this.mem);
     for (const { index, head } of folios) {

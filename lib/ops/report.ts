@@ -102,6 +102,11 @@ function checkReplayResults(r: unknown): asserts r is ReplayResults {
   if (errors.length > 0) throw new PinlabError('EINVAL', `invalid replay results: ${errors.slice(0, 5).join('; ')}`);
 }
 
+/**
+ * Renders a {@link ReplayResults} document as the text table `pinlab replay` prints: one row per
+ * scheme (ops per second, refusals, maybe-pinned decisions and their false positives, balance).
+ * @throws PinlabError `EINVAL` for a document that does not validate against the schema
+ */
 export function formatReplayTable(r: ReplayResults): string {
   checkReplayResults(r);
   const rows = r.schemes.map(replayCells);

@@ -377,23 +377,21 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
   // Validate before we mutate: every page in an anonymous region.
-  for (uint64_t v = s; v < e;) {
-    uint64_t rs = 0;
-    const Region* r = region_at(v, &rs);
-    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
+  const Status valid = check_each_region(s, e, [advice](const Region& r) {
     // Shared hugetlb mappings take every advice but pageout (below); page-cache ones
     // DONTNEED, and pageout, which skips them (swap.cpp). DONTFORK/DOFORK: the library's
     // record of the file's mappings would follow the fork anyway.
-    if (r->shared && r->hugetlb_order == 0 && (advice == Advice::kDontFork || advice == Advice::kDoFork))
+    if (r.shared && r.hugetlb_order == 0 && (advice == Advice::kDontFork || advice == Advice::kDoFork))
       return Status{Code::kEINVAL, Reason::kFlags,
                     "MADV_DONTFORK/MADV_DOFORK of a shared file mapping of the page cache is not modelled"};
-    if (r->file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
+    if (r.file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "madvise of a private file mapping is not modelled (anonymous memory only)"};
-    if (r->hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
+    if (r.hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
       return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
-    v = rs + r->count;
-  }
+    return Status::Ok();
+  });
+  if (!valid.ok()) return valid;
   if (advice == Advice::kDontNeed) {
     // hugetlb (Linux 6.1, madvise_dontneed_free_valid_vma): a start inside a huge page is
     // EINVAL; an end inside one rounds down to it, so only the pages covered whole are zapped
@@ -426,19 +424,15 @@ Status AddressSpace::check_madv_remove(int64_t start, int64_t count) const {
   if (Status st = check_range(start, count); !st.ok()) return st;
   const auto s = uint64_t(start), e = s + uint64_t(count);
   std::lock_guard<std::mutex> lock(mmap_lock_);
-  for (uint64_t v = s; v < e;) {
-    uint64_t rs = 0;
-    const Region* r = region_at(v, &rs);
-    if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
-    if (r->file_private || r->hugetlb_file)
+  return check_each_region(s, e, [](const Region& r) {
+    if (r.file_private || r.hugetlb_file)
       return Status{Code::kEACCES, Reason::kFlags,
                     "MADV_REMOVE of a private file mapping (EACCES, as the kernel answers: it needs a shared one)"};
-    if (!r->shared)
+    if (!r.shared)
       return Status{Code::kEINVAL, Reason::kFlags,
                     "MADV_REMOVE of anonymous private memory (EINVAL, as the kernel answers: no file to punch)"};
-    v = rs + r->count;
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status AddressSpace::region_runs(int64_t start, int64_t count, std::vector<uint64_t>* runs) const {

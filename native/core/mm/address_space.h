@@ -386,6 +386,20 @@ class AddressSpace {
   // EINVAL unless no region overlaps [start, start + count) (a checked range).
   Status check_unmapped(int64_t start, int64_t count) const;
   const Region* region_at(uint64_t vpage, uint64_t* region_start) const;
+  // madvise's validations: check(region) for each region of [s, e) in address order, its
+  // first failure returned; ENOMEM (the kernel's answer) at the first page in no region.
+  // Under the mmap lock.
+  template <typename Check>
+  Status check_each_region(uint64_t s, uint64_t e, Check&& check) const {
+    for (uint64_t v = s; v < e;) {
+      uint64_t rs = 0;
+      const Region* r = region_at(v, &rs);
+      if (r == nullptr) return Status::Fail(Code::kENOMEM, Reason::kNoMapping, int64_t(v));
+      if (Status st = check(*r); !st.ok()) return st;
+      v = rs + r->count;
+    }
+    return Status::Ok();
+  }
   void split_region_at(uint64_t vpage);
   uint64_t writable_bit(uint64_t vpage) const;  // kWritable if vpage's region is writable
   std::atomic<uint64_t>* pte_slot(uint64_t vpage) const;  // null without a PTE table
