@@ -3,7 +3,7 @@ import { HugetlbFile } from './files/hugetlb-file.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace, type NativePageArray } from './native.js';
 import { OP_CODES, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NOT_RUN, OP_RECORD_WORDS, batchRecords } from './ops/format.js';
-import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchFollower, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchChecker, setBatchFollower, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutZeroPfns } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
@@ -760,27 +760,42 @@ export class AddressSpace {
 
   /**
    * After a submitted batch: the records of file mappings follow its layout ops that ran, in
-   * order, as the one-by-one calls keep them (munmap and a space's end trim them, mremap moves
-   * them, fork copies them), so a truncate or hole punch zaps what maps the file and nothing
-   * else. A batch's `mmap-file` maps PFNs, not a file: no record (README, op streams).
+   * order, as the one-by-one calls keep them (munmap trims them, mremap moves them; a fork of
+   * a space that maps files is refused before the batch runs), so a truncate or hole punch
+   * zaps what maps the file and nothing else. A batch's `mmap-file` maps PFNs, not a file: no
+   * record (README, op streams).
    */
   static {
+    setBatchChecker((mem, ops) => AddressSpace.#checkBatch(mem, ops));
     setBatchFollower((mem, ops, results) => AddressSpace.#followBatch(mem, ops, results));
+  }
+
+  /**
+   * Before a batch runs: a `fork` of an address space that maps files is refused (EINVAL,
+   * nothing ran). Which of its file mappings the child inherits depends on the MADV_DONTFORK
+   * ranges at the moment of the fork, which a batch's earlier ops may change and the records,
+   * followed after the batch, cannot see; a wrong record would let a truncate or hole punch zap
+   * the child's other memory. `mm.fork()` keeps them exactly.
+   */
+  static #checkBatch(mem: NativePageArray, ops: Uint32Array): void {
+    for (const { k, i, code } of batchRecords(ops)) {
+      if (code !== OP_CODES.fork) continue;
+      const mm = spaceObject(mem, ops[i + 1]!);
+      if (!(mm instanceof AddressSpace) || ![...mm.#files].some((f) => f.mappingsOf(mm).length > 0)) continue;
+      invalid(`op ${k} of the batch forks mm#${mm.id}, which maps files: fork it with mm.fork() (a batch's fork cannot keep the files' records of the child's mappings)`);
+    }
   }
 
   static #followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
     for (const { k, i, code } of batchRecords(ops)) {
       const result = results[k]!;
       if (result < 0 || result === OP_NOT_RUN) continue; // refused or not run: nothing changed
-      if (code !== OP_CODES.munmap && code !== OP_CODES.fork && code !== OP_CODES.mremap) continue;
+      if (code !== OP_CODES.munmap && code !== OP_CODES.mremap) continue;
       const mm = spaceObject(mem, ops[i + 1]!);
       if (!(mm instanceof AddressSpace) || mm.#files.size === 0) continue;
       const start = ops[i + 2]!, count = ops[i + 3]!;
       if (code === OP_CODES.munmap) {
         for (const file of mm.#files) file.unmapped(mm, start, count);
-      } else if (code === OP_CODES.fork) {
-        const child = spaceObject(mem, start);
-        if (child instanceof AddressSpace) child.#inheritFileMappings(mm);
       } else {
         const entry = (e: number): number => ops[i + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA)]!;
         const fixed = ((ops[i]! >>> 8) & OP_FLAGS.fixed) !== 0;
@@ -793,15 +808,20 @@ export class AddressSpace {
   #trackFileMapping(file: PageCacheFile | HugetlbFile, start: number, offset: number, count: number, priv: boolean): void {
     const self = new WeakRef<AddressSpace>(this);
     const hugetlb = file instanceof HugetlbFile;
-    const zap = (s: number, c: number, evenCows: boolean): void => {
+    const zap = (s: number, c: number, evenCows: boolean): boolean => {
       const mm = self.deref();
-      if (mm === undefined || mm.#disposed) return; // a disposed one maps nothing
+      if (mm === undefined || mm.#disposed) return false; // a disposed one maps nothing
       // A private mapping of the page cache: its page-cache entries, and on truncate the copies
       // made from them. Of a hugetlb file: everything, copies too (hugetlb_vmdelete_list).
       if (priv && !hugetlb) mm.#handle.zapFile(s, c, evenCows);
       else mm.#handle.zap(s, c);
+      return true;
     };
-    file.addMapping({ mm: self, start, offset, count, zap, private: priv });
+    const held = (s: number, c: number): Uint32Array => {
+      const mm = self.deref();
+      return mm === undefined || mm.#disposed ? new Uint32Array(0) : mm.#handle.heldPages(s, c);
+    };
+    file.addMapping({ mm: self, start, offset, count, zap, held, private: priv });
     this.#files.add(file);
   }
 

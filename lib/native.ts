@@ -143,6 +143,8 @@ export interface NativeAddressSpace {
   checkMadvRemove(start: number, count: number): void;
   /** The stretches of the range that lie in regions, as (start, count) pairs in address order. */
   regionRuns(start: number, count: number): Float64Array;
+  /** The file pages held without an entry in the range (a zap of it puts them too). */
+  heldPages(start: number, count: number): Uint32Array;
 }
 
 /** @internal */

@@ -617,10 +617,11 @@ export class PageArray {
    * ones the batch creates (`mm-new`, `fork`) take the next ids and live as long as this array
    * (`AddressSpace.byId`). The batch goes around the JS bookkeeping: owners, debug provenance and
    * `'count'` mode see none of it (the core's own checks all apply); the files' records of
-   * their mappings follow its `munmap`, `mremap` and `fork` (a batch's `mmap-file` maps PFNs,
-   * not a file).
+   * their mappings follow its `munmap` and `mremap` (a batch's `mmap-file` maps PFNs, not a
+   * file), and a `fork` of an address space that maps files is refused (use `mm.fork()`).
    * @throws PinlabError `EINVAL` naming the first bad record (unknown opcode, flags, framing, an
-   *   address space that does not exist) before any op runs: then nothing changed
+   *   address space that does not exist, a fork of one that maps files) before any op runs:
+   *   then nothing changed
    */
   submit(ops: Uint32Array, options?: SubmitOptions): Int32Array {
     this.#live();

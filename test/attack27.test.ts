@@ -196,3 +196,59 @@ describe.each(SCHEMES)('gup_fast and page cache under FOLL_LONGTERM, %s', (schem
     expect(mm.pinUserPagesFast(0, 512, { longterm: true, fastOnly: true }).count).toBe(0); // must unshare
   });
 });
+
+// Review of round 27: a zap puts the references its mappings hold without an entry (after
+// MADV_DONTNEED) besides its entries'; the files' checks count them, so a reference put behind
+// the file's back refuses the truncate or punch before anything is zapped or freed.
+describe.each(SCHEMES)('held references and the files\' checks, %s', (scheme) => {
+  it('a page-cache punch after DONTNEED and a put behind its back is refused whole', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme, debug: true });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 4 });
+    mm.mmap({ start: 0, count: 4, file: f });
+    const pfn = f.pfnAt(0)!;
+    mm.madvise({ start: 0, count: 4 }, 'dontneed'); // the entries go, the references stay held
+    mem.putPage(pfn); // behind the file's back
+    const before = stateDigest(mem);
+    expectPinlabError(() => f.punchHole(0, 4), 'EINVAL', /below 0/);
+    expectPinlabError(() => f.truncate(0), 'EINVAL', /below 0/);
+    expectPinlabError(() => mm.madvise({ start: 0, count: 4 }, 'remove'), 'EINVAL', /below 0/);
+    expect(stateDigest(mem)).toEqual(before);
+    expect(mem.refcount(pfn)).toBe(1); // still the held one: not freed under the file
+    expect(f.cachedPages).toBe(4);
+  });
+
+  it('a hugetlb punch after DONTNEED and a put behind its back is refused whole, closed or not', () => {
+    const mem = new PageArray({ pages: 8 * H, populated: false, scheme, debug: true });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 8 * H });
+    const file = new HugetlbFile(mem, { name: 'h', order: 9, pages: H });
+    mm.mmap({ start: 0, count: H, file });
+    mm.touch(0, H, { write: true });
+    mm.madvise({ start: 0, count: H }, 'dontneed');
+    const pfn = file.pfnAt(0);
+    mem.putPage(pfn); // behind the file's back: the file's and the hold's, one of them
+    const before = stateDigest(mem);
+    const pool = mem.hugetlbPool(9);
+    expectPinlabError(() => file.punchHole(0, H), 'EINVAL');
+    expectPinlabError(() => mm.madvise({ start: 0, count: H }, 'remove'), 'EINVAL');
+    expect(stateDigest(mem)).toEqual(before);
+    expect(mem.hugetlbPool(9)).toEqual(pool);
+    expect(file.cachedPages).toBe(H);
+  });
+});
+
+describe('zappedMappings counts the address spaces that still map the file', () => {
+  it('a disposed address space is not counted', () => {
+    const mem = new PageArray({ pages: 4096, populated: false });
+    const a = new AddressSpace(mem, { pages: 1024 });
+    const b = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 4 });
+    a.mmap({ start: 0, count: 4, file: f });
+    b.mmap({ start: 8, count: 4, file: f });
+    b.dispose();
+    expect(f.truncate(0).zappedMappings).toBe(1);
+    a.dispose();
+    expect(mem.checkBalanced()).toEqual([]);
+  });
+});

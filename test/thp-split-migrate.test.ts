@@ -117,3 +117,20 @@ describe.each(SCHEMES)('a PMD THP with no free 2 MiB block, %s', (scheme) => {
     expect(mem.checkBalanced()).toEqual([]);
   });
 });
+
+describe.each(SCHEMES)('a THP another reference holds is not split for nothing, %s', (scheme) => {
+  it('a FOLL_GET reference: the long-term pin is refused (EBUSY) and the THP stays whole', () => {
+    const { mem, mm, pins } = world(scheme, 3 * H / 2);
+    const got = mm.getUserPagesFast(0, 1);
+    const digest = pagesState(mem);
+    expectPinlabError(() => mm.pinUserPagesFast(0, H, { write: true, longterm: true }), 'EBUSY');
+    expect(pagesState(mem)).toEqual(digest);
+    expect(mm.translate(0)!.huge).toBe(true);
+    expect(mm.migrate({ start: 0, count: H })).toBe(0);
+    expect(mm.translate(0)!.huge).toBe(true);
+    mm.putUserPages(got.pfns);
+    for (const p of pins) mm.unpinUserPages(p, { write: true });
+    mm.dispose();
+    expect(mem.checkBalanced()).toEqual([]);
+  });
+});

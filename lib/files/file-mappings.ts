@@ -1,6 +1,7 @@
 // The live mappings of one file (the kernel's i_mmap tree of a file's address_space): which
 // address space maps which file range where, so that a hole punch or truncate can zap them all.
 // Shared by PageCacheFile and HugetlbFile; AddressSpace adds, trims and forks the entries.
+import { nativeOf, type PageArray } from '../page-array.js';
 
 /** A live mapping of a file range into an address space. @internal */
 export interface FileMapping {
@@ -10,10 +11,16 @@ export interface FileMapping {
   offset: number;
   count: number;
   /**
-   * Zaps [start, start+count) of the address space (no-op once it is gone); `evenCows`: also
-   * a private mapping's anonymous copies of the file's pages (truncate; a hole punch keeps them).
+   * Zaps [start, start+count) of the address space (no-op once it is gone: false); `evenCows`:
+   * also a private mapping's anonymous copies of the file's pages (truncate; a hole punch keeps
+   * them).
    */
-  readonly zap: (start: number, count: number, evenCows: boolean) => void;
+  readonly zap: (start: number, count: number, evenCows: boolean) => boolean;
+  /**
+   * The file pages [start, start+count) of the address space holds where no entry maps them
+   * (after MADV_DONTNEED, or a private hugetlb mapping's copy): a zap puts these references too.
+   */
+  readonly held: (start: number, count: number) => Uint32Array;
   /** A private (MAP_PRIVATE) mapping. */
   readonly private?: boolean;
 }
@@ -55,10 +62,22 @@ export class FileMappings {
       const a = Math.max(offset, m.offset);
       const b = Math.min(end, m.offset + m.count);
       if (a >= b) continue;
-      m.zap(m.start + (a - m.offset), b - a, evenCows);
-      zapped++;
+      if (m.zap(m.start + (a - m.offset), b - a, evenCows)) zapped++;
     }
     return zapped;
+  }
+
+  /** The PFNs the mappings of file pages [offset, offset+count) hold without an entry there. */
+  held(offset: number, count: number): number[] {
+    const out: number[] = [];
+    const end = offset + count;
+    this.#prune();
+    for (const m of this.#mappings) {
+      const a = Math.max(offset, m.offset);
+      const b = Math.min(end, m.offset + m.count);
+      if (a < b) out.push(...m.held(m.start + (a - m.offset), b - a));
+    }
+    return out;
   }
 
   /** Mappings of collected address spaces are dropped (called wherever the set is walked). */
@@ -93,4 +112,19 @@ export abstract class MappedFile {
   protected zapMapped(offset: number, count: number, evenCows: boolean): number {
     return this.#mappings.zap(offset, count, evenCows);
   }
+
+  /**
+   * Would the file's own puts of `heads` (one each) be refused after a zap of file pages
+   * [offset, offset+count)? Throws that refusal, changing nothing. The zap puts its entries'
+   * references, each a mapping reference too (the check's answer stays), and the references
+   * its mappings hold without an entry, plain ones: those are checked as puts beside the
+   * file's (a reference put behind the file's back shows up here, not after the zap).
+   */
+  protected checkPutsAfterZap(heads: readonly number[], offset: number, count: number): void {
+    const puts = [...heads, ...this.#mappings.held(offset, count)];
+    if (puts.length > 0) nativeOf(this.mem).checkPutPages(Uint32Array.from(puts));
+  }
+
+  /** The page array the file's pages live in. */
+  abstract readonly mem: PageArray;
 }

@@ -129,7 +129,7 @@ export class HugetlbFile extends MappedFile {
    */
   checkHolePunch(offset: number, count: number): void {
     const huge = 2 ** this.order;
-    if (!this.#closed) this.#checkOwnPuts(offset / huge, (offset + count) / huge);
+    this.#checkOwnPuts(offset / huge, (offset + count) / huge);
   }
 
   /**
@@ -140,7 +140,7 @@ export class HugetlbFile extends MappedFile {
   removePages(offset: number, count: number): LayoutChangeReport {
     const np = nativeOf(this.mem); // EINVAL once the page array is disposed
     const huge = 2 ** this.order;
-    if (!this.#closed) this.#checkOwnPuts(offset / huge, (offset + count) / huge);
+    this.#checkOwnPuts(offset / huge, (offset + count) / huge);
     const zappedMappings = this.zapMapped(offset, count, true);
     let removed = 0;
     let stillReferenced = 0;
@@ -178,7 +178,8 @@ export class HugetlbFile extends MappedFile {
   close(): void {
     if (this.#closed) return;
     const np = nativeOf(this.mem); // EINVAL once the page array is disposed: still open
-    this.#checkOwnPuts(0, this.#heads.length);
+    const heads = this.#heads.filter((h) => h !== HOLE);
+    if (heads.length > 0) np.checkPutPages(heads); // its puts checked before any goes
     this.#closed = true;
     for (const head of this.#heads) if (head !== HOLE) np.putPage(head, 1);
   }
@@ -222,12 +223,15 @@ export class HugetlbFile extends MappedFile {
 
   /**
    * The file's puts of its references on huge pages [first, last) checked before anything
-   * changes (a reference put behind the file's back would refuse one only after the others, or
-   * the mappings' zaps, were done). Zapping keeps the answer.
+   * changes, with the puts of the references the zap of their range drops (MappedFile): a
+   * reference put behind the file's back would refuse one only after the others, or the
+   * mappings' zaps, were done.
    */
   #checkOwnPuts(first: number, last: number): void {
-    const heads = this.#heads.subarray(first, last).filter((h) => h !== HOLE);
-    if (heads.length > 0) nativeOf(this.mem).checkPutPages(heads);
+    const huge = 2 ** this.order;
+    // A closed file's references are gone already: only its mappings' zaps put any.
+    const heads = this.#closed ? [] : Array.from(this.#heads.subarray(first, last)).filter((h) => h !== HOLE);
+    this.checkPutsAfterZap(heads, first * huge, (last - first) * huge);
   }
 
   /** Fills the holes among huge pages [first, last), all or none: the pages allocated. */

@@ -293,17 +293,17 @@ export class PageCacheFile extends MappedFile {
   checkHolePunch(offset: number, count: number): void {
     const folios = this.#presentFolios(offset, count);
     this.#refuseUnleased(this.#longtermHolders(folios), offset, count, 'punchHole');
-    this.#checkOwnPuts(folios);
+    this.#checkOwnPuts(folios, offset, count);
   }
 
   /**
-   * The page cache's puts of its references on `folios` checked before anything changes: a
+   * The page cache's puts of its references on `folios` checked before anything changes, with
+   * the puts of the references the zap of [offset, offset+count) drops (MappedFile): a
    * reference put behind the file's back, or folios merged by makeFolio, would refuse one of
-   * them only after the mappings were zapped. Zapping keeps the answer (it drops as many
-   * references as mapping references).
+   * them only after the mappings were zapped.
    */
-  #checkOwnPuts(folios: ReadonlyArray<{ head: number }>): void {
-    if (folios.length > 0) nativeOf(this.mem).checkPutPages(Uint32Array.from(folios, (f) => f.head));
+  #checkOwnPuts(folios: ReadonlyArray<{ head: number }>, offset: number, count: number): void {
+    this.checkPutsAfterZap(folios.map((f) => f.head), offset, count);
   }
 
   // ---- layout changes ---------------------------------------------------------------------
@@ -313,7 +313,7 @@ export class PageCacheFile extends MappedFile {
     const folios = this.#presentFolios(offset, count);
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
-    this.#checkOwnPuts(folios);
+    this.#checkOwnPuts(folios, offset, count);
     const brokenLeases = this.#breakLeases(holders, offset, count, reason);
     const zappedMappings = this.zapMapped(offset, count, reason === 'truncate');
     let stillReferencedPages = 0;

@@ -159,6 +159,21 @@ export function setBatchFollower(fn: BatchFollower): void {
   follower = fn;
 }
 
+/** Refuses a batch the JS side could not follow (throws before it runs). @internal */
+export type BatchChecker = (mem: NativePageArray, ops: Uint32Array) => void;
+
+let checker: BatchChecker | null = null;
+
+/** Set once by the AddressSpace class. @internal */
+export function setBatchChecker(fn: BatchChecker): void {
+  checker = fn;
+}
+
+/** Before a submitted batch runs: its refusal changes nothing. @internal */
+export function checkBatch(mem: NativePageArray, ops: Uint32Array): void {
+  checker?.(mem, ops);
+}
+
 /** After a submitted batch, once the address spaces it made are adopted. @internal */
 export function followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
   follower?.(mem, ops, results);

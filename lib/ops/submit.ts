@@ -5,7 +5,7 @@ import { native, type NativeOpHeader, type NativePageArray } from '../native.js'
 import { copyUint32, isUint32Array, optionsObject, show } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
-import { adoptSpaces, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
+import { adoptSpaces, checkBatch, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
 
 /** Options of {@link PageArray.submit}. */
 export interface SubmitOptions {
@@ -41,6 +41,7 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // recorder the addon copies the records itself, by their real length.
   const rec = recorders.get(mem);
   const batch = rec?.active === true ? copyUint32(ops) : ops;
+  checkBatch(mem, batch); // what the files' records of their mappings could not follow
   // Room for every record of the batch before it runs: a recording that cannot grow refuses
   // the batch now (ENOMEM, nothing ran), not after its ops changed the array.
   if (rec?.active === true) {

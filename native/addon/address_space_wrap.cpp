@@ -129,6 +129,7 @@ Napi::Function AddressSpaceWrap::define(Napi::Env env) {
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::zap_file>>("zapFile"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::check_madv_remove>>("checkMadvRemove"),
                          InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::region_runs>>("regionRuns"),
+                         InstanceMethod<&AddressSpaceWrap::guarded<&AddressSpaceWrap::held_pages>>("heldPages"),
                          InstanceMethod<&AddressSpaceWrap::dispose>("dispose"),
                          InstanceMethod<&AddressSpaceWrap::is_disposed>("isDisposed"),
                      });
@@ -656,6 +657,16 @@ Napi::Value AddressSpaceWrap::region_runs(const Napi::CallbackInfo& info) {
   check(info.Env(), core_->region_runs(start, count, &runs));
   auto out = Napi::Float64Array::New(info.Env(), runs.size());
   for (size_t i = 0; i < runs.size(); ++i) out[i] = double(runs[i]);
+  return out;
+}
+
+// heldPages(start, count) -> Uint32Array: the file pages held without an entry in the range.
+Napi::Value AddressSpaceWrap::held_pages(const Napi::CallbackInfo& info) {
+  const int64_t start = int_arg(info, 0, "start"), count = int_arg(info, 1, "count");
+  std::vector<uint32_t> pfns;
+  check(info.Env(), core_->held_pages(start, count, &pfns));
+  auto out = Napi::Uint32Array::New(info.Env(), pfns.size());
+  if (!pfns.empty()) std::memcpy(out.Data(), pfns.data(), pfns.size() * sizeof(uint32_t));
   return out;
 }
 

@@ -71,6 +71,7 @@ class AddressSpaceWrap : public Napi::ObjectWrap<AddressSpaceWrap> {
   Napi::Value zap_file(const Napi::CallbackInfo& info);
   Napi::Value check_madv_remove(const Napi::CallbackInfo& info);
   Napi::Value region_runs(const Napi::CallbackInfo& info);
+  Napi::Value held_pages(const Napi::CallbackInfo& info);
 
   std::shared_ptr<AddressSpace> core_;
   // The JS race hook, and an exception it threw during a walk (rethrown after the walk, since

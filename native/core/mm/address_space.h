@@ -292,6 +292,11 @@ class AddressSpace {
   // address order, adjacent regions joined (for the library's record of file mappings: a
   // fork's child lacks its parent's MADV_DONTFORK regions). Host memory: ENOMEM.
   Status region_runs(int64_t start, int64_t count, std::vector<uint64_t>* runs) const;
+  // The PFNs of the file pages this mapping holds in [start, start + count) where no entry
+  // maps them (file_held_: a huge page's by its first page), in address order: the references
+  // a zap of the range puts besides its entries' (for the library's files, which check their
+  // own puts after such zaps before any change). Host memory: ENOMEM.
+  Status held_pages(int64_t start, int64_t count, std::vector<uint32_t>* pfns) const;
   // Faults the pages in as a read or write access would (EFAULT outside a region, or a write
   // to a read-only region).
   Status touch(int64_t start, int64_t count, bool write);

@@ -86,6 +86,16 @@ Status AddressSpace::refault_shared_file_pte(uint64_t vpage, const Region& r) {
   return Status::Ok();
 }
 
+Status AddressSpace::held_pages(int64_t start, int64_t count, std::vector<uint32_t>* pfns) const {
+  pfns->clear();
+  if (Status st = check_range(start, count); !st.ok()) return st;
+  const auto s = uint64_t(start), e = s + uint64_t(count);
+  std::lock_guard<std::mutex> lock(mmap_lock_);
+  for (auto it = file_held_.lower_bound(s); it != file_held_.end() && it->first < e; ++it)
+    pfns->push_back(uint32_t(it->second));  // std::bad_alloc: the addon's ENOMEM; PFNs < 2^31
+  return Status::Ok();
+}
+
 void AddressSpace::drop_file_held(uint64_t start, uint64_t end) {
   auto it = file_held_.lower_bound(start);
   for (; it != file_held_.end() && it->first < end; it = file_held_.erase(it))

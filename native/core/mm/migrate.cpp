@@ -82,6 +82,13 @@ AddressSpace::MigrateOutcome AddressSpace::split_and_migrate_thp(uint64_t vpage,
                                                                  bool to_movable,
                                                                  uint64_t* moved_pages) {
   const uint64_t i = vpage >> kPmdShift;
+  // Only the leaf's own reference may hold it, or the move would be refused after the split
+  // (can_split_folio refuses the split itself then): busy, nothing split. relaxed: a snapshot
+  // under the mmap lock; the move's freeze checks again.
+  if (mem_->refcount(head) != 1) {
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
   // The pieces' pages first: without them nothing is split (kNoMemory, as before). Taken and
   // given back, then taken again by the move: under the mmap lock only another address
   // space's allocation can come between, and then the split stays, as the kernel's may.
