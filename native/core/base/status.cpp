@@ -85,7 +85,8 @@ std::string describe(const Status& s) {
              "is never counted (no get, put, pin or unpin)";
     case Reason::kFolioBusy:
       return "folio at head " + v + " is busy (refcount must be 1 and no pins)";
-    case Reason::kNoMemory: return "could not allocate " + v + " bytes";
+    case Reason::kNoMemory:  // 0: a size the failing call could not tell (a refused mmap, a thread's)
+      return s.value > 0 ? "could not allocate " + v + " bytes" : std::string("out of host memory (an allocation was refused)");
     case Reason::kNoFreeBlock: return "no free block of order " + v + " is left";
     case Reason::kNoMapping: return "virtual page " + v + " is not in any mapped region";
     case Reason::kVaOutOfRange:
