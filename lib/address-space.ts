@@ -2,7 +2,7 @@ import { PinlabError, invalid } from './errors.js';
 import { HugetlbFile } from './files/hugetlb-file.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace, type NativePageArray } from './native.js';
-import { OP_CODES, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NOT_RUN, OP_RECORD_WORDS, batchRecords } from './ops/format.js';
+import { OP_CODES, OP_FLAGS, OP_NOT_RUN, batchRecords, entryWord } from './ops/format.js';
 import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchChecker, setBatchFollower, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutZeroPfns } from './owners/runs.js';
@@ -486,9 +486,8 @@ export class AddressSpace {
     const dontUnmap = bool('dontUnmap', o['dontUnmap'], false);
     const newStart = o['newStart'] === undefined ? -1 : integer('newStart', o['newStart']);
     if (o['newStart'] !== undefined && newStart < 0) invalid(`newStart must be >= 0 (got ${newStart})`);
-    const files = [...this.#files].map((file) => ({ file, mappings: file.mappingsOf(this) }));
     const at = this.#native.mremap(start, count, newCount, newStart, (mayMove ? 1 : 0) | (fixed ? 2 : 0) | (dontUnmap ? 4 : 0));
-    this.#remapFileMappings(files, start, count, newCount, at, fixed);
+    this.#remapFileMappings(start, count, newCount, at, fixed);
     return at;
   }
 
@@ -725,14 +724,9 @@ export class AddressSpace {
   }
 
   /** After an mremap: the file mappings the old range held now lie where the range went. */
-  #remapFileMappings(
-    before: { file: PageCacheFile | HugetlbFile; mappings: { start: number; offset: number; count: number; private?: boolean }[] }[],
-    start: number,
-    count: number,
-    newCount: number,
-    at: number,
-    fixed: boolean,
-  ): void {
+  #remapFileMappings(start: number, count: number, newCount: number, at: number, fixed: boolean): void {
+    // The records as they were (the native mremap does not touch them), before any is trimmed.
+    const before = [...this.#files].map((file) => ({ file, mappings: file.mappingsOf(this) }));
     if (fixed) for (const { file } of before) file.unmapped(this, at, newCount); // MREMAP_FIXED replaced them
     const kept = Math.min(count, newCount); // a shrink unmapped the tail
     for (const { file, mappings } of before) {
@@ -758,13 +752,7 @@ export class AddressSpace {
     }
   }
 
-  /**
-   * After a submitted batch: the records of file mappings follow its layout ops that ran, in
-   * order, as the one-by-one calls keep them (munmap trims them, mremap moves them; a fork of
-   * a space that maps files is refused before the batch runs), so a truncate or hole punch
-   * zaps what maps the file and nothing else. A batch's `mmap-file` maps PFNs, not a file: no
-   * record (README, op streams).
-   */
+  // The batch hooks of ops/submit.ts (which cannot import this class).
   static {
     setBatchChecker((mem, ops) => AddressSpace.#checkBatch(mem, ops));
     setBatchFollower((mem, ops, results) => AddressSpace.#followBatch(mem, ops, results));
@@ -786,6 +774,13 @@ export class AddressSpace {
     }
   }
 
+  /**
+   * After a submitted batch: the records of file mappings follow its layout ops that ran, in
+   * order, as the one-by-one calls keep them (munmap trims them, mremap moves them; a fork of
+   * a space that maps files is refused before the batch runs), so a truncate or hole punch
+   * zaps what maps the file and nothing else. A batch's `mmap-file` maps PFNs, not a file: no
+   * record (README, op streams).
+   */
   static #followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
     for (const { k, i, code } of batchRecords(ops)) {
       const result = results[k]!;
@@ -797,10 +792,8 @@ export class AddressSpace {
       if (code === OP_CODES.munmap) {
         for (const file of mm.#files) file.unmapped(mm, start, count);
       } else {
-        const entry = (e: number): number => ops[i + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA)]!;
         const fixed = ((ops[i]! >>> 8) & OP_FLAGS.fixed) !== 0;
-        const files = [...mm.#files].map((file) => ({ file, mappings: file.mappingsOf(mm) }));
-        mm.#remapFileMappings(files, start, count, entry(0), result, fixed);
+        mm.#remapFileMappings(start, count, ops[i + entryWord(0)]!, result, fixed); // entry 0: newCount
       }
     }
   }

@@ -56,26 +56,26 @@ export class FileMappings {
   /** Zaps file pages [offset, offset+count) wherever they are mapped: the mappings zapped. */
   zap(offset: number, count: number, evenCows: boolean): number {
     let zapped = 0;
-    const end = offset + count;
-    this.#prune();
-    for (const m of [...this.#mappings]) {
-      const a = Math.max(offset, m.offset);
-      const b = Math.min(end, m.offset + m.count);
-      if (a >= b) continue;
-      if (m.zap(m.start + (a - m.offset), b - a, evenCows)) zapped++;
-    }
+    for (const [m, start, n] of this.#overlapping(offset, count)) if (m.zap(start, n, evenCows)) zapped++;
     return zapped;
   }
 
   /** The PFNs the mappings of file pages [offset, offset+count) hold without an entry there. */
   held(offset: number, count: number): number[] {
     const out: number[] = [];
+    for (const [m, start, n] of this.#overlapping(offset, count)) out.push(...m.held(start, n));
+    return out;
+  }
+
+  /** The mappings of file pages [offset, offset+count), each with the virtual range it maps them at. */
+  #overlapping(offset: number, count: number): Array<[FileMapping, number, number]> {
     const end = offset + count;
     this.#prune();
+    const out: Array<[FileMapping, number, number]> = [];
     for (const m of this.#mappings) {
       const a = Math.max(offset, m.offset);
       const b = Math.min(end, m.offset + m.count);
-      if (a < b) out.push(...m.held(m.start + (a - m.offset), b - a));
+      if (a < b) out.push([m, m.start + (a - m.offset), b - a]);
     }
     return out;
   }

@@ -93,9 +93,7 @@ export class HugetlbFile extends MappedFile {
 
   /** Pages (4 KiB units) the file holds: its size less its holes. */
   get cachedPages(): number {
-    let n = 0;
-    for (const head of this.#heads) if (head !== HOLE) n++;
-    return n * 2 ** this.order;
+    return this.#presentHeads(0, this.#heads.length).length * 2 ** this.order;
   }
 
   /**
@@ -178,10 +176,10 @@ export class HugetlbFile extends MappedFile {
   close(): void {
     if (this.#closed) return;
     const np = nativeOf(this.mem); // EINVAL once the page array is disposed: still open
-    const heads = this.#heads.filter((h) => h !== HOLE);
-    if (heads.length > 0) np.checkPutPages(heads); // its puts checked before any goes
+    const heads = this.#presentHeads(0, this.#heads.length);
+    if (heads.length > 0) np.checkPutPages(Uint32Array.from(heads)); // its puts checked before any goes
     this.#closed = true;
-    for (const head of this.#heads) if (head !== HOLE) np.putPage(head, 1);
+    for (const head of heads) np.putPage(head, 1);
   }
 
   // ---- for AddressSpace (internal) ---------------------------------------------------------
@@ -192,12 +190,7 @@ export class HugetlbFile extends MappedFile {
    * again (for a mapping that then fails).
    */
   headsFor(offset: number, count: number): { heads: Uint32Array; undo: () => void } {
-    if (this.#closed) invalid(`hugetlb file '${this.name}' is closed`);
-    const huge = 2 ** this.order;
-    if (offset < 0 || offset % huge !== 0 || count % huge !== 0) invalid(`offset and count must be multiples of the huge page size ${huge} (got ${offset}, ${count})`);
-    if (offset + count > this.size) invalid(`offset ${offset} + count ${count} runs past the end of '${this.name}' (size ${this.size})`);
-    const first = offset / huge;
-    const last = (offset + count) / huge;
+    const [first, last] = this.#pageRange('mapping', offset, count);
     const holes: number[] = [];
     for (let k = first; k < last; k++) if (this.#heads[k] === HOLE) holes.push(k);
     this.#fill(first, last);
@@ -230,8 +223,13 @@ export class HugetlbFile extends MappedFile {
   #checkOwnPuts(first: number, last: number): void {
     const huge = 2 ** this.order;
     // A closed file's references are gone already: only its mappings' zaps put any.
-    const heads = this.#closed ? [] : Array.from(this.#heads.subarray(first, last)).filter((h) => h !== HOLE);
+    const heads = this.#closed ? [] : this.#presentHeads(first, last);
     this.checkPutsAfterZap(heads, first * huge, (last - first) * huge);
+  }
+
+  /** The heads of huge pages [first, last) that are not holes. */
+  #presentHeads(first: number, last: number): number[] {
+    return Array.from(this.#heads.subarray(first, last)).filter((h) => h !== HOLE);
   }
 
   /** Fills the holes among huge pages [first, last), all or none: the pages allocated. */

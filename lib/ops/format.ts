@@ -127,6 +127,11 @@ export function u32(v: number): number {
   return Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : OP_NO_VALUE;
 }
 
+/** Where entry `e` of a record lies, in words from the record's first: in its data records, after their opcode word. @internal */
+export function entryWord(e: number): number {
+  return OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA);
+}
+
 /** One op of a batch: its number k, its first word i, its words with its data records, and its fields. @internal */
 export interface BatchRecord {
   k: number;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { PinlabError } from '../errors.js';
 import { GupFlag, native, type NativeAddressSpace, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALUE, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, batchRecords, codeNumber, u32 as formatU32 } from './format.js';
+import { OP_ADVICE, OP_CODES, OP_DATA, OP_ENTRIES_PER_DATA, OP_FLAGS, OP_NO_VALUE, OP_OUTPUT_WINDOW, OP_RECORD_WORDS, batchRecords, codeNumber, entryWord, u32 as formatU32 } from './format.js';
 import { setSpaceListener, type SpaceListener } from './spaces.js';
 import { show, stableList } from '../validate.js';
 
@@ -262,7 +262,7 @@ export class OpRecorder {
         this.#cur[at + 5] = results[k]!;
         if ((flags & OP_FLAGS.refs) !== 0) {
           for (let e = 0; e < n; e++) {
-            const w = at + OP_RECORD_WORDS * (1 + Math.floor(e / OP_ENTRIES_PER_DATA)) + 1 + (e % OP_ENTRIES_PER_DATA);
+            const w = at + entryWord(e);
             this.#cur[w] = (this.#cur[w]! + b) >>> 0;
           }
         }

@@ -89,19 +89,10 @@ AddressSpace::MigrateOutcome AddressSpace::split_and_migrate_thp(uint64_t vpage,
     stats_.add(MmStat::kMigrationBusy, 1);
     return MigrateOutcome::kBusy;
   }
-  // The pieces' pages first: without them nothing is split (kNoMemory, as before). Taken and
-  // given back, then taken again by the move: under the mmap lock only another address
-  // space's allocation can come between, and then the split stays, as the kernel's may.
-  std::vector<uint64_t> probe;
-  probe.reserve(kPtesPerTable);  // host memory first: an exception changes nothing
-  for (uint64_t k = 0; k < kPtesPerTable; ++k) {
-    uint64_t t = 0;
-    if (!mem_->alloc_folio(0, to_movable, &t).ok()) break;
-    probe.push_back(t);
-  }
-  const bool room = probe.size() == kPtesPerTable;
-  for (const uint64_t t : probe) mem_->give_back_unused(t);
-  if (!room) return MigrateOutcome::kNoMemory;
+  // Room for the pieces first: without it nothing is split (kNoMemory, as before). The move
+  // takes them below; under the mmap lock only another address space's allocation can come
+  // between, and then the split stays, as the kernel's may.
+  if (mem_->free_pages_for(to_movable) < kPtesPerTable) return MigrateOutcome::kNoMemory;
   // The split: its PTE table (host memory, before any change) and its references (EOVERFLOW
   // near INT32_MAX: then it stays a leaf, busy).
   pt_.ensure_table(i);

@@ -83,6 +83,10 @@ uint64_t PageArray::free_pages() const {
   return normal_zone_->free_pages() + (movable_zone_ ? movable_zone_->free_pages() : 0);
 }
 
+uint64_t PageArray::free_pages_for(bool movable) const {
+  return movable ? free_pages() : normal_zone_->free_pages();
+}
+
 Status PageArray::zero_page(uint64_t* pfn) {
   ZeroPfns z = zero_pfns();  // acquire: pairs with the release store below; set once
   if (z.zero() < 0) {

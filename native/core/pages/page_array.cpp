@@ -271,20 +271,23 @@ Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t sk
   return st;
 }
 
-Status PageArray::check_put_pages(const uint32_t* pfns, uint64_t count) const {
+Status PageArray::check_put_list(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const {
   for (uint64_t i = 0; i < count; ++i) {
-    if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
-    if (is_zero_page(pfns[i])) return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
-  }
-  return validate_puts(pfns, count, -1);
-}
-
-Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
-  for (uint64_t i = 0; i < count; ++i) {  // validate before we mutate
     if (Status st = check_pfn(pfns[i]); !st.ok()) return st;
     if (is_zero_page(pfns[i]) && int64_t(pfns[i]) != skip_pfn)
       return Status::Fail(Code::kEINVAL, Reason::kZeroPageCounted, int64_t(pfns[i]));
   }
+  return Status::Ok();
+}
+
+Status PageArray::check_put_pages(const uint32_t* pfns, uint64_t count) const {
+  if (Status st = check_put_list(pfns, count, -1); !st.ok()) return st;
+  return validate_puts(pfns, count, -1);
+}
+
+Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) {
+  // validate before we mutate
+  if (Status st = check_put_list(pfns, count, skip_pfn); !st.ok()) return st;
   // As unpin_pages (pin_paths.cpp): the whole call is validated before the first put, and no
   // put is ever taken back (a folio we let go of may be freed and reused by its other holders
   // at once). Debug mode holds the stripes of every folio of the call throughout.

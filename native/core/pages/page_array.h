@@ -307,6 +307,9 @@ class PageArray {
   // Pages in ZONE_MOVABLE may not be pinned long-term: FOLL_LONGTERM migrates them first.
   bool is_movable(uint64_t pfn) const { return pfn >= pages() - uint64_t(cfg_.movable_pages); }
   uint64_t free_pages() const;
+  // The free pages an allocation with `movable` may take (alloc_folio's zones: ZONE_MOVABLE, then
+  // the normal zone; the normal zone alone otherwise). A snapshot.
+  uint64_t free_pages_for(bool movable) const;
   // The shared zero page, allocated (order 0, normal zone) on first use and never freed.
   Status zero_page(uint64_t* pfn);
   // The zero page's PFN, or -1 before first use.
@@ -550,6 +553,9 @@ class PageArray {
   Status check_unpins(Cursor cursor, bool write, bool* unordered) const;
   template <Scheme S, bool kDebug, typename Cursor>
   Status validate_unpins(Cursor cursor, bool write) const;
+  // put_pages' argument checks: every PFN in the array (ERANGE), none the zero page unless it
+  // is skip_pfn (EINVAL).
+  Status check_put_list(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const;
   Status validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const;
   template <bool kMapped>
   Status check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
