@@ -43,6 +43,10 @@ export interface AddressSpaceOptions {
 export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse' | 'remove';
 
 /** The advice's number for the addon. */
+/** The ops a batch's check of file mappings looks at (fork), and those its follow-up does (munmap, mremap). */
+const FORK_CODES: ReadonlySet<number> = new Set([OP_CODES.fork]);
+const LAYOUT_CODES: ReadonlySet<number> = new Set([OP_CODES.munmap, OP_CODES.mremap]);
+
 const ADVICE: Record<Exclude<MadviseAdvice, 'collapse' | 'remove'>, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
 
 /** Options of {@link AddressSpace.mremap}: mremap(2) of `[start, start + count)` to `newCount` pages. */
@@ -754,7 +758,7 @@ export class AddressSpace {
 
   // The batch hooks of ops/submit.ts (which cannot import this class).
   static {
-    setBatchChecker((mem, ops) => AddressSpace.#checkBatch(mem, ops));
+    setBatchChecker((mem, ops, spaces) => AddressSpace.#checkBatch(mem, ops, spaces));
     setBatchFollower((mem, ops, results) => AddressSpace.#followBatch(mem, ops, results));
   }
 
@@ -765,13 +769,18 @@ export class AddressSpace {
    * followed after the batch, cannot see; a wrong record would let a truncate or hole punch zap
    * the child's other memory. `mm.fork()` keeps them exactly.
    */
-  static #checkBatch(mem: NativePageArray, ops: Uint32Array): void {
-    for (const { k, i, code } of batchRecords(ops)) {
-      if (code !== OP_CODES.fork) continue;
+  static #checkBatch(mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]): boolean {
+    const mapsFiles = (id: number): boolean => {
+      const mm = spaceObject(mem, id);
+      return mm instanceof AddressSpace && mm.#files.size > 0;
+    };
+    if (!spaces.some(([id]) => mapsFiles(id))) return false;
+    for (const { k, i } of batchRecords(ops, FORK_CODES)) {
       const mm = spaceObject(mem, ops[i + 1]!);
       if (!(mm instanceof AddressSpace) || ![...mm.#files].some((f) => f.mappingsOf(mm).length > 0)) continue;
       invalid(`op ${k} of the batch forks mm#${mm.id}, which maps files: fork it with mm.fork() (a batch's fork cannot keep the files' records of the child's mappings)`);
     }
+    return true;
   }
 
   /**
@@ -782,10 +791,9 @@ export class AddressSpace {
    * record (README, op streams).
    */
   static #followBatch(mem: NativePageArray, ops: Uint32Array, results: Int32Array): void {
-    for (const { k, i, code } of batchRecords(ops)) {
+    for (const { k, i, code } of batchRecords(ops, LAYOUT_CODES)) {
       const result = results[k]!;
       if (result < 0 || result === OP_NOT_RUN) continue; // refused or not run: nothing changed
-      if (code !== OP_CODES.munmap && code !== OP_CODES.mremap) continue;
       const mm = spaceObject(mem, ops[i + 1]!);
       if (!(mm instanceof AddressSpace) || mm.#files.size === 0) continue;
       const start = ops[i + 2]!, count = ops[i + 3]!;

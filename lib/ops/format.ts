@@ -143,13 +143,18 @@ export interface BatchRecord {
   n: number;
 }
 
-/** The ops of a batch (submit's layout, already checked natively), one after the other. @internal */
-export function* batchRecords(ops: Uint32Array): Generator<BatchRecord> {
+/**
+ * The ops of a batch (submit's layout, already checked natively), one after the other; with
+ * `only`, just the ops whose code it holds (the others are stepped over without an object each).
+ * @internal
+ */
+export function* batchRecords(ops: Uint32Array, only?: ReadonlySet<number>): Generator<BatchRecord> {
   let k = 0;
   for (let i = 0; i + OP_RECORD_WORDS <= ops.length; k++) {
     const n = ops[i + 4]!;
     const span = OP_RECORD_WORDS * (1 + Math.ceil(n / OP_ENTRIES_PER_DATA));
-    yield { k, i, span, tag: ops[i]! >>> 16, flags: (ops[i]! >>> 8) & 0xff, code: ops[i]! & 0xff, n };
+    const code = ops[i]! & 0xff;
+    if (only === undefined || only.has(code)) yield { k, i, span, tag: ops[i]! >>> 16, flags: (ops[i]! >>> 8) & 0xff, code, n };
     i += span;
   }
 }

@@ -159,8 +159,12 @@ export function setBatchFollower(fn: BatchFollower): void {
   follower = fn;
 }
 
-/** Refuses a batch the JS side could not follow (throws before it runs). @internal */
-export type BatchChecker = (mem: NativePageArray, ops: Uint32Array) => void;
+/**
+ * Refuses a batch the JS side could not follow (throws before it runs); returns whether the
+ * batch must be followed once it ran (false when no address space of `spaces` maps a file).
+ * @internal
+ */
+export type BatchChecker = (mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]) => boolean;
 
 let checker: BatchChecker | null = null;
 
@@ -169,9 +173,13 @@ export function setBatchChecker(fn: BatchChecker): void {
   checker = fn;
 }
 
-/** Before a submitted batch runs: its refusal changes nothing. @internal */
-export function checkBatch(mem: NativePageArray, ops: Uint32Array): void {
-  checker?.(mem, ops);
+/**
+ * Before a submitted batch runs: its refusal changes nothing. Returns whether {@link followBatch}
+ * has anything to follow (the address spaces a batch creates map no file, so the answer holds).
+ * @internal
+ */
+export function checkBatch(mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]): boolean {
+  return checker?.(mem, ops, spaces) ?? false;
 }
 
 /** After a submitted batch, once the address spaces it made are adopted. @internal */

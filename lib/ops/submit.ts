@@ -41,7 +41,9 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // recorder the addon copies the records itself, by their real length.
   const rec = recorders.get(mem);
   const batch = rec?.active === true ? copyUint32(ops) : ops;
-  checkBatch(mem, batch); // what the files' records of their mappings could not follow
+  // What the files' records of their mappings could not follow; with no file mapped (the
+  // common case), nothing to scan before or after: the batch's cost stays the native call's.
+  const follow = checkBatch(mem, batch, spaces);
   // Room for every record of the batch before it runs: a recording that cannot grow refuses
   // the batch now (ENOMEM, nothing ran), not after its ops changed the array.
   if (rec?.active === true) {
@@ -56,7 +58,7 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // Recorded before the spaces it made are adopted: the recorder learns which tag made each.
   if (rec?.active === true) rec.appendBatch(batch, results, OP_NOT_RUN);
   if (created !== null) adoptSpaces(memObject, mem, created[1], created[2]);
-  followBatch(mem, batch, results); // the files' records of their mappings, as one by one
+  if (follow) followBatch(mem, batch, results); // the files' records of their mappings, as one by one
   return results;
 }
 
