@@ -155,9 +155,11 @@ export class Bio {
   }
 
   /**
-   * Releases every take, each `as` it says, all or nothing: the puts are checked first, then
-   * the pins go in one unpin (refused whole, or done), then the puts (checked, so done). A
-   * refusal leaves the bio open with every reference it held.
+   * Releases every take, each `as` it says, all or nothing: the puts are checked first, against
+   * the counts the unpins will leave (a put whose reference went behind the bio's back, on a
+   * page the bio also pins, fails only once the pins went), then the pins go in one unpin
+   * (refused whole, or done), then the puts (checked, so done). A refusal leaves the bio open
+   * with every reference it held.
    */
   #releaseAll(as: (take: Take) => BvecReference): void {
     const zero = this.mem.zeroPfn, hugeZero = this.mem.hugeZeroPfn;
@@ -168,9 +170,10 @@ export class Bio {
       for (const pfn of take.pfns) if (!isZeroPfn(pfn, zero, hugeZero)) into.push(pfn);
     }
     const getList = Uint32Array.from(gets);
-    if (getList.length > 0) nativeOf(this.mem).checkPutPages(getList);
-    if (pins.length > 0) {
-      this.mem.unpinPages(Uint32Array.from(pins), {
+    const pinList = Uint32Array.from(pins);
+    if (getList.length > 0) nativeOf(this.mem).checkPutPages(getList, pinList, this.write);
+    if (pinList.length > 0) {
+      this.mem.unpinPages(pinList, {
         write: this.write,
         dirty: this.write,
         ...(this.owner === null ? {} : { owner: this.owner }),

@@ -44,8 +44,11 @@ export interface NativePageArray {
   getPage(pfn: number, refs: number): void;
   tryGetPage(pfn: number, refs: number): boolean;
   putPage(pfn: number, refs: number): boolean;
-  /** Would one put of each PFN be refused now (put_pages' checks)? Throws its refusal; changes nothing. */
-  checkPutPages(pfns: Uint32Array): void;
+  /**
+   * Would one put of each PFN be refused now (put_pages' checks), or, given `unpins`, right
+   * after unpinning them (write pins if `write`)? Throws its refusal; changes nothing.
+   */
+  checkPutPages(pfns: Uint32Array, unpins?: Uint32Array, write?: boolean): void;
   makeFolio(head: number, order: number): void;
   splitFolio(head: number): void;
   pinRange(start: number, count: number, flags: number): number;

@@ -212,10 +212,17 @@ Napi::Value PageArrayWrap::put_page(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), freed);
 }
 
-// checkPutPages(pfns): would one put of each be refused now? Changes nothing.
+// checkPutPages(pfns[, unpins, write]): would one put of each be refused now, or, given
+// `unpins`, right after unpin_pages of them (write pins if `write`)? Changes nothing.
 Napi::Value PageArrayWrap::check_put_pages(const Napi::CallbackInfo& info) {
   const PfnList pfns(info, 0, "pfns");
-  check(info.Env(), core_->check_put_pages(pfns.data(), pfns.size()));
+  if (info.Length() < 2 || info[1].IsUndefined()) {
+    check(info.Env(), core_->check_put_pages(pfns.data(), pfns.size()));
+    return info.Env().Undefined();
+  }
+  const PfnList unpins(info, 1, "unpins");
+  const bool write = bool_arg(info, 2, "write");
+  check(info.Env(), core_->check_put_pages_after_unpins(pfns.data(), pfns.size(), unpins.data(), unpins.size(), write));
   return info.Env().Undefined();
 }
 

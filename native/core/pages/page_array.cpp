@@ -219,7 +219,7 @@ Status PageArray::put_page(uint64_t pfn, int64_t refs, bool* freed) {
 // relaxed loads: a snapshot to decide on; the puts that follow are CASes that check again.
 template <bool kMapped>
 Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
-                             bool* unordered) const {
+                             const std::vector<HeadRefs>* released, bool* unordered) const {
   Tallies<kMapped> folios(count, 0);
   Status eats = Status::Ok();  // the first put that would eat a pin's or a mapping's reference
   for (uint64_t i = 0; i < count; ++i) {
@@ -246,6 +246,13 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
           return debug_pin_references<decltype(tag)::value>(head, order);
         });
       }
+      // After the caller's unpins: their references gone from the count, and no longer owed
+      // to pins (the mappings' stay).
+      if (released != nullptr) {
+        const int64_t gone = released_refs_of(*released, head);
+        t->count -= gone;
+        t->pins = std::max<int64_t>(0, t->pins - gone);
+      }
     }
     t->total += 1;
     // More puts than references is the caller's plain error and wins: the other two are
@@ -263,12 +270,52 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
   return eats;
 }
 
-Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const {
+Status PageArray::validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+                                const std::vector<HeadRefs>* released) const {
   bool unordered = false;
-  Status st = check_puts<false>(pfns, count, skip_pfn, &unordered);
+  Status st = check_puts<false>(pfns, count, skip_pfn, released, &unordered);
   if (unordered) [[unlikely]]
-    st = check_puts<true>(pfns, count, skip_pfn, &unordered);
+    st = check_puts<true>(pfns, count, skip_pfn, released, &unordered);
   return st;
+}
+
+std::vector<PageArray::HeadRefs> PageArray::refs_released_by_unpins(const uint32_t* pfns, uint64_t count,
+                                                                   bool write) const {
+  std::vector<HeadRefs> pins;  // a folio's pins first (refs), then the references they release
+  pins.reserve(count);
+  for (uint64_t i = 0; i < count; ++i)
+    if (!is_zero_page(pfns[i])) pins.push_back({folio_head(pfns[i]), 1});
+  std::sort(pins.begin(), pins.end(), [](const HeadRefs& a, const HeadRefs& b) { return a.head < b.head; });
+  std::vector<HeadRefs> out;
+  for (const HeadRefs& p : pins) {
+    if (!out.empty() && out.back().head == p.head) ++out.back().refs;
+    else out.push_back(p);
+  }
+  for (HeadRefs& f : out) {
+    const uint32_t order = load_order(f.head);
+    f.refs = dispatch_scheme(cfg_.scheme, [&](auto tag) -> int64_t {
+      constexpr Scheme S = decltype(tag)::value;
+      // One reference for all the pins: released with the last (relaxed: a snapshot).
+      if (pins_share_ref<S>(order)) return load_pins<S>(f.head, order, std::memory_order_relaxed) <= f.refs ? 1 : 0;
+      return pin_cost<S>(order, f.refs, write).ref;
+    });
+  }
+  return out;
+}
+
+int64_t PageArray::released_refs_of(const std::vector<HeadRefs>& released, uint64_t head) {
+  const auto it = std::lower_bound(released.begin(), released.end(), head,
+                                   [](const HeadRefs& f, uint64_t h) { return f.head < h; });
+  return it != released.end() && it->head == head ? it->refs : 0;
+}
+
+Status PageArray::check_put_pages_after_unpins(const uint32_t* puts, uint64_t n_puts, const uint32_t* unpins,
+                                               uint64_t n_unpins, bool write) const {
+  if (Status st = check_put_list(puts, n_puts, -1); !st.ok()) return st;
+  for (uint64_t i = 0; i < n_unpins; ++i)
+    if (Status st = check_pfn(unpins[i]); !st.ok()) return st;
+  const std::vector<HeadRefs> released = refs_released_by_unpins(unpins, n_unpins, write);
+  return validate_puts(puts, n_puts, -1, &released);
 }
 
 Status PageArray::check_put_list(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const {

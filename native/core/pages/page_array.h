@@ -239,6 +239,14 @@ class PageArray {
   // The mapping check compares the count less the puts with the mappings' and pins' references:
   // unmapping or unpinning in between moves both sides alike and keeps the answer.
   Status check_put_pages(const uint32_t* pfns, uint64_t count) const;
+  // Would put_pages(puts, n_puts, -1) be refused right after unpin_pages of `unpins` (write
+  // pins if `write`)? One snapshot, nothing changed. A holder of pages both ways (a bio) asks
+  // before its unpin: the puts are checked against the counts the unpins leave, so a put that
+  // would fail only once the pins went (its reference put behind the holder's back, the pins'
+  // references then the last ones) refuses the whole release up front, in every mode. The
+  // unpins themselves are unpin_pages' to check; zero pages among them release nothing.
+  Status check_put_pages_after_unpins(const uint32_t* puts, uint64_t n_puts, const uint32_t* unpins,
+                                      uint64_t n_unpins, bool write) const;
 
   // Folio shape. The caller owns the pages: each must be idle (order 0, refcount 1, unpinned)
   // and mapped by no page table (EBUSY, nothing changed: a mapping's reference looks idle).
@@ -556,9 +564,22 @@ class PageArray {
   // put_pages' argument checks: every PFN in the array (ERANGE), none the zero page unless it
   // is skip_pfn (EINVAL).
   Status check_put_list(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const;
-  Status validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn) const;
+  // A folio and references: what unpins would release from it (check_put_pages_after_unpins).
+  struct HeadRefs {
+    uint64_t head;
+    int64_t refs;
+  };
+  // The references unpin_pages(pfns, write) would release, per folio, sorted by head (a
+  // snapshot: where the pins share one reference, it goes only with the folio's last pin).
+  // The PFNs are checked (ERANGE) by the caller.
+  std::vector<HeadRefs> refs_released_by_unpins(const uint32_t* pfns, uint64_t count, bool write) const;
+  // The references `released` lists for `head` (0 if none).
+  static int64_t released_refs_of(const std::vector<HeadRefs>& released, uint64_t head);
+  // `released`: check against the counts those releases leave (null: the counts as they are).
+  Status validate_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+                       const std::vector<HeadRefs>* released = nullptr) const;
   template <bool kMapped>
-  Status check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn,
+  Status check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_pfn, const std::vector<HeadRefs>* released,
                     bool* unordered) const;
   template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
   Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
