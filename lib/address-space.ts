@@ -42,11 +42,11 @@ export interface AddressSpaceOptions {
 /** madvise(2) advice: MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_PAGEOUT, MADV_COLLAPSE, MADV_REMOVE. */
 export type MadviseAdvice = 'dontneed' | 'dontfork' | 'dofork' | 'pageout' | 'collapse' | 'remove';
 
-/** The advice's number for the addon. */
 /** The ops a batch's check of file mappings looks at (fork), and those its follow-up does (munmap, mremap). */
 const FORK_CODES: ReadonlySet<number> = new Set([OP_CODES.fork]);
 const LAYOUT_CODES: ReadonlySet<number> = new Set([OP_CODES.munmap, OP_CODES.mremap]);
 
+/** The advice's number for the addon. */
 const ADVICE: Record<Exclude<MadviseAdvice, 'collapse' | 'remove'>, number> = { dontneed: 0, dontfork: 1, dofork: 2, pageout: 3 };
 
 /** Options of {@link AddressSpace.mremap}: mremap(2) of `[start, start + count)` to `newCount` pages. */
