@@ -362,7 +362,9 @@ export class AddressSpace {
    * stays allocated by its pins alone. Of a shared file mapping (page cache or hugetlb) or a
    * private hugetlb file mapping, the file keeps its pages and the next access maps the same
    * page again (a private mapping's copies are freed; see the README's hugetlb section). `'dontfork'`
-   * (MADV_DONTFORK) keeps the range out of fork's children; `'dofork'` undoes it.
+   * (MADV_DONTFORK) keeps the range out of fork's children, whatever it maps (anonymous memory,
+   * hugetlb, shared or private file mappings: the child neither maps it nor appears among the
+   * file's mappings); `'dofork'` undoes it.
    * `'pageout'` (MADV_PAGEOUT) reclaims the range's private anonymous folios to swap: each
    * entry becomes a swap entry (see {@link AddressSpace.swapEntry}) and the folio is freed (a
    * PMD THP is split into PTE swap entries and swapped out whole); the next access faults the
@@ -384,9 +386,8 @@ export class AddressSpace {
    * later access is `EFAULT` (the model's SIGBUS; the kernel would fault in a fresh page).
    * @throws PinlabError `ENOMEM` if part of the range is not mapped (as the kernel answers), the
    *   swap's slot arrays cannot be allocated (`'pageout'`), or no THP is free for a collapse;
-   *   `EINVAL` for a bad range or advice, a private page-cache file mapping in the range, a
-   *   shared page-cache mapping for `'dontfork'`/`'dofork'` (not modelled; `'pageout'` skips
-   *   shared file mappings), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
+   *   `EINVAL` for a bad range or advice, a private page-cache file mapping in the range for
+   *   `'dontneed'` and `'pageout'` (not modelled; `'pageout'` skips shared file mappings), a hugetlb mapping in the range for `'pageout'` and `'collapse'`
    *   (as the kernel answers), or (`'collapse'`) a stretch to collapse with nothing mapped,
    *   across mappings of different kinds, or without a writable entry (SCAN_PAGE_RO); `EAGAIN` (`'collapse'`) when a page of a stretch to
    *   collapse has references beyond its mappings (a pin or FOLL_GET reference: the kernel's

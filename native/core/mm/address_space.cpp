@@ -379,14 +379,13 @@ Status AddressSpace::madvise(int64_t start, int64_t count, Advice advice) {
   // Validate before we mutate: every page in an anonymous region.
   const Status valid = check_each_region(s, e, [advice](const Region& r) {
     // Shared hugetlb mappings take every advice but pageout (below); page-cache ones
-    // DONTNEED, and pageout, which skips them (swap.cpp). DONTFORK/DOFORK: the library's
-    // record of the file's mappings would follow the fork anyway.
-    if (r.shared && r.hugetlb_order == 0 && (advice == Advice::kDontFork || advice == Advice::kDoFork))
+    // DONTNEED, and pageout, which skips them (swap.cpp). DONTFORK/DOFORK take every kind of
+    // region (VM_DONTCOPY: fork leaves it out, its file holds included; the library's records
+    // of a file's mappings ask region_runs what the child maps).
+    const bool fork_advice = advice == Advice::kDontFork || advice == Advice::kDoFork;
+    if (r.file_private && !fork_advice)  // MADV_PAGEOUT too (its COW copies would stay put)
       return Status{Code::kEINVAL, Reason::kFlags,
-                    "MADV_DONTFORK/MADV_DOFORK of a shared file mapping of the page cache is not modelled"};
-    if (r.file_private)  // every advice, MADV_PAGEOUT included (its COW copies stay put)
-      return Status{Code::kEINVAL, Reason::kFlags,
-                    "madvise of a private file mapping is not modelled (anonymous memory only)"};
+                    "MADV_DONTNEED/MADV_PAGEOUT of a private file mapping is not modelled (anonymous memory only)"};
     if (r.hugetlb_order != 0 && advice == Advice::kPageOut)  // can_madv_lru_vma: not hugetlb
       return Status{Code::kEINVAL, Reason::kHugetlb, "MADV_PAGEOUT of a hugetlb mapping (EINVAL, as the kernel answers)"};
     return Status::Ok();
