@@ -3,7 +3,7 @@ import { HugetlbFile } from './files/hugetlb-file.js';
 import { PageCacheFile } from './files/page-cache-file.js';
 import { GupFlag, type NativeAddressSpace, type NativePageArray } from './native.js';
 import { OP_CODES, OP_FLAGS, OP_NOT_RUN, batchRecords, entryWord } from './ops/format.js';
-import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchChecker, setBatchFollower, setSpaceAdopter, spaceObject } from './ops/spaces.js';
+import { createSpace, forgetSpace, forkSpace, markRaceHook, registerSpaceObject, setBatchChecker, setBatchFollower, setBatchNeedsFollow, setSpaceAdopter, spaceObject } from './ops/spaces.js';
 import type { PinBookkeeping } from './owners/bookkeeping.js';
 import { withoutZeroPfns } from './owners/runs.js';
 import { DISPOSE, isDisposedArray, nativeOf, ownerOption, pinsOf, type PageArray, type PinOwner } from './page-array.js';
@@ -447,12 +447,16 @@ export class AddressSpace {
       return hi > lo ? [{ file: p.file, offset: lo, count: hi - lo }] : [];
     });
     for (const p of punches) p.file.checkHolePunch(p.offset, p.count); // EBUSY, the files' own puts
+    // A page-cache file's ranges go in one call: its leases break once, after every range was
+    // checked against them (one by one, the first punch's breaks would refuse the next).
+    const byFile = new Map<PageCacheFile | HugetlbFile, { offset: number; count: number }[]>();
+    for (const p of punches) byFile.set(p.file, [...(byFile.get(p.file) ?? []), { offset: p.offset, count: p.count }]);
     let first: unknown;
     let failed = false;
-    for (const p of punches) {
+    for (const [file, ranges] of byFile) {
       try {
-        if (p.file instanceof HugetlbFile) p.file.removePages(p.offset, p.count);
-        else p.file.punchHole(p.offset, p.count);
+        if (file instanceof HugetlbFile) for (const r of ranges) file.removePages(r.offset, r.count);
+        else file.punchHoles(ranges);
       } catch (e) {
         // Only a lease holder's onBreak throws here, once its punch is complete: go on.
         if (!failed) first = e;
@@ -759,7 +763,8 @@ export class AddressSpace {
 
   // The batch hooks of ops/submit.ts (which cannot import this class).
   static {
-    setBatchChecker((mem, ops, spaces) => AddressSpace.#checkBatch(mem, ops, spaces));
+    setBatchNeedsFollow((mem, spaces) => spaces.some(([id]) => AddressSpace.#mapsFiles(mem, id)));
+    setBatchChecker((mem, ops) => AddressSpace.#checkBatch(mem, ops));
     setBatchFollower((mem, ops, results) => AddressSpace.#followBatch(mem, ops, results));
   }
 
@@ -770,18 +775,18 @@ export class AddressSpace {
    * followed after the batch, cannot see; a wrong record would let a truncate or hole punch zap
    * the child's other memory. `mm.fork()` keeps them exactly.
    */
-  static #checkBatch(mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]): boolean {
-    const mapsFiles = (id: number): boolean => {
-      const mm = spaceObject(mem, id);
-      return mm instanceof AddressSpace && mm.#files.size > 0;
-    };
-    if (!spaces.some(([id]) => mapsFiles(id))) return false;
+  static #checkBatch(mem: NativePageArray, ops: Uint32Array): void {
     for (const { k, i } of batchRecords(ops, FORK_CODES)) {
       const mm = spaceObject(mem, ops[i + 1]!);
       if (!(mm instanceof AddressSpace) || ![...mm.#files].some((f) => f.mappingsOf(mm).length > 0)) continue;
       invalid(`op ${k} of the batch forks mm#${mm.id}, which maps files: fork it with mm.fork() (a batch's fork cannot keep the files' records of the child's mappings)`);
     }
-    return true;
+  }
+
+  /** Whether address space `id` of `mem` has a file's record of its mappings to keep. */
+  static #mapsFiles(mem: NativePageArray, id: number): boolean {
+    const mm = spaceObject(mem, id);
+    return mm instanceof AddressSpace && mm.#files.size > 0;
   }
 
   /**

@@ -131,7 +131,7 @@ export class Bio {
   release(how: BioRelease): void {
     const h = oneOf('release', how, RELEASES, 'unpin');
     this.#checkOpen();
-    const wrong = this.#takes.find((t) => (t.ref === 'pin') !== (h === 'unpin'));
+    const wrong = this.#held().find((t) => (t.ref === 'pin') !== (h === 'unpin'));
     if (wrong !== undefined && (this.mem.debug || h === 'unpin')) {
       this.#detectWrongRelease(wrong, h);
       this.complete(); // 'count' mode: counted; release the right way
@@ -150,6 +150,17 @@ export class Bio {
     for (const b of this.mem.toBvecs(pfns)) this.#bvecs.push({ pfn: b.pfn, count: b.count, ref });
   }
 
+  /**
+   * The takes the bio still holds: its pins went with its owner when the owner was dropped
+   * with `pins: 'release'` (no pin of a dropped owner is left then), so completing it puts
+   * only its plain references. (Dropped with its pins reported, the owner still holds them,
+   * and the bio releases them as usual.)
+   */
+  #held(): Take[] {
+    const gone = this.owner !== null && this.owner.dropped && this.owner.outstandingPins().length === 0;
+    return gone ? this.#takes.filter((t) => t.ref !== 'pin') : this.#takes;
+  }
+
   #checkOpen(): void {
     if (this.#done) invalid('the bio already completed');
   }
@@ -165,7 +176,7 @@ export class Bio {
     const zero = this.mem.zeroPfn, hugeZero = this.mem.hugeZeroPfn;
     const pins: number[] = [];
     const gets: number[] = [];
-    for (const take of this.#takes) {
+    for (const take of this.#held()) {
       const into = as(take) === 'pin' ? pins : gets;
       for (const pfn of take.pfns) if (!isZeroPfn(pfn, zero, hugeZero)) into.push(pfn);
     }

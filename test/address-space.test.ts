@@ -243,17 +243,20 @@ describe('mprotect', () => {
     mm.touch(4, 4); // reads are fine
   });
 
-  it('granting write leaves entries read-only until a write fault reuses the exclusively owned page', () => {
+  it('granting write makes the exclusively owned pages writable at once (MM_CP_TRY_CHANGE_WRITABLE); COW-shared ones wait for a write fault', () => {
     const { mm } = makeMm({ pages: 64 });
     mm.mmap({ start: 0, count: 8, populate: true });
     const pfns = pfnsOf(mm, 0, 8);
+    const child = mm.fork(); // pages 4..7 are COW-shared below, 0..3 exclusive again
+    mm.touch(0, 4, { write: true }); // the parent copies 0..3: exclusive copies
+    child.dispose();
     mm.mprotect({ start: 0, count: 8, write: false });
     mm.mprotect({ start: 0, count: 8, write: true });
-    for (let v = 0; v < 8; v++) expect(mm.translate(v)!.writable).toBe(false);
+    for (let v = 0; v < 8; v++) expect(mm.translate(v)!.writable, `page ${v}`).toBe(v < 4);
     const s0 = mm.stats();
     mm.touch(0, 8, { write: true });
-    expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: 8 }));
-    expect(pfnsOf(mm, 0, 8)).toEqual(pfns);
+    expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: 4 })); // 4..7: mapped once now, reused
+    expect(pfnsOf(mm, 4, 4)).toEqual(pfns.slice(4));
     for (let v = 0; v < 8; v++) expect(mm.translate(v)!.writable).toBe(true);
   });
 
@@ -393,11 +396,13 @@ describe('PMD leaves (huge: true)', () => {
     expect(mem.refcount(h)).toBe(PMD);
     mm.mprotect({ start: 512, count: 512, write: false });
     expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: false, zeroPage: false, huge: true, shared: false });
-    // Granting write and writing reuses the exclusively owned THP in place (no split, no copy).
+    // Granting write makes the exclusively owned THP's leaf writable in place (no split, no
+    // copy, no fault left to take).
     mm.mprotect({ start: 512, count: 512, write: true });
+    expect(mm.translate(600)!.writable).toBe(true);
     const s0 = mm.stats();
     mm.touch(700, 1, { write: true });
-    expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, { cowReuses: PMD }));
+    expect(delta(mm.stats(), s0)).toEqual(zeroDelta(s0, {}));
     expect(mm.translate(600)).toEqual({ pfn: h1 + 88, writable: true, zeroPage: false, huge: true, shared: false });
   });
 });

@@ -4,7 +4,7 @@
 // not the counts before them (stop 27's review left this for non-debug mode).
 import { describe, expect, it } from 'vitest';
 
-import { AddressSpace, PageArray, SCHEMES, bioAddPage, bioFromUserPages, stateDigest } from '../lib/index.js';
+import { AddressSpace, HugetlbFile, PageArray, PageCacheFile, SCHEMES, bioAddPage, bioFromUserPages, stateDigest } from '../lib/index.js';
 import { expectPinlabError } from './helpers.js';
 
 const H = 512;
@@ -79,5 +79,193 @@ describe.each(SCHEMES)('attack 28 under %s', (scheme) => {
       mem.unpinPages(other, { write: true });
       expect(mem.refcount(pfn)).toBe(0);
     });
+  });
+});
+
+// Kernel review, round 28: what today's kernel does that the model did otherwise.
+describe.each(SCHEMES)('kernel review 28 under %s', (scheme) => {
+  const world = (pages = 8192): { mem: PageArray; mm: AddressSpace } => {
+    const mem = new PageArray({ pages, populated: false, scheme, debug: true });
+    mem.setHugetlbPages(9, 4);
+    return { mem, mm: new AddressSpace(mem, { pages: 4096 }) };
+  };
+
+  it('mprotect granting write makes writable at once what a write fault would (MM_CP_TRY_CHANGE_WRITABLE), and nothing else', () => {
+    const { mem, mm } = world();
+    const shmem = new PageCacheFile(mem, { name: 'shm', pages: 4, shmem: true });
+    const regular = new PageCacheFile(mem, { name: 'reg', pages: 4 });
+    mm.mmap({ start: 2600, count: 4, populate: true });
+    const child = mm.fork(); // 2600..2603 now COW-shared with the child
+    child.dispose(); // ... and mapped once again, but not exclusive: a write fault decides
+    mm.mmap({ start: 0, count: 4, populate: true }); // exclusive anonymous pages
+    mm.mmap({ start: 512, count: H, huge: true, populate: true }); // an exclusive THP leaf
+    mm.mmap({ start: 1024, count: 4, file: shmem });
+    mm.mmap({ start: 1032, count: 4, file: regular });
+    mm.touch(1032, 1, { write: true }); // written once: dirtied by its write fault
+    mm.mmap({ start: 1040, count: 4, file: regular, shared: false, write: true }); // page-cache entries
+    mm.mmap({ start: 1536, count: H, hugetlb: 9, shared: true, populate: true });
+    mm.mmap({ start: 2048, count: H, hugetlb: 9, populate: true }); // private: copy-on-write protection
+    for (const r of [
+      { start: 0, count: 4 }, { start: 512, count: H }, { start: 1024, count: 4 }, { start: 1032, count: 4 },
+      { start: 1040, count: 4 }, { start: 1536, count: H }, { start: 2048, count: H }, { start: 2600, count: 4 },
+    ]) {
+      mm.mprotect({ ...r, write: false });
+      mm.mprotect({ ...r, write: true });
+    }
+    const w = (v: number): boolean => mm.translate(v)!.writable;
+    expect([w(0), w(3), w(512), w(1023)]).toEqual([true, true, true, true]); // exclusive anonymous
+    expect([w(1024), w(1027)]).toEqual([true, true]); // shmem: no write notification
+    expect([w(1032), w(1033)]).toEqual([false, false]); // a regular file waits for its write fault
+    expect([w(1040)]).toEqual([false]); // a private mapping's page-cache page: a write copies it
+    expect([w(1536), w(2047)]).toEqual([true, true]); // shared hugetlb
+    expect([w(2048)]).toEqual([false]); // private hugetlb: hugetlb_change_protection upgrades nothing
+    expect([w(2600)]).toEqual([false]); // not exclusive
+    const s0 = mm.stats();
+    mm.touch(0, 4, { write: true });
+    mm.touch(512, H, { write: true });
+    expect(mm.stats().cowReuses).toBe(s0.cowReuses); // no fault was needed
+    expect(mm.stats().cowCopies).toBe(s0.cowCopies);
+  });
+
+  it("a regular file's shared pages are mapped clean and read-only; the first write faults, dirties the page, and the fast path then serves write pins", () => {
+    const { mem, mm } = world();
+    const file = new PageCacheFile(mem, { name: 'reg', pages: 4 });
+    const shm = new PageCacheFile(mem, { name: 'shm', pages: 4, shmem: true });
+    mm.mmap({ start: 0, count: 4, file });
+    mm.mmap({ start: 8, count: 4, file: shm });
+    expect(mm.translate(0)).toMatchObject({ shared: true, writable: false });
+    expect(mm.translate(8)).toMatchObject({ shared: true, writable: true });
+    // gup_fast: a long-term read pin through a read-only page-cache entry needs the slow path.
+    expect(mm.pinUserPagesFast(0, 1, { longterm: true, fastOnly: true }).count).toBe(0);
+    expect(mm.pinUserPagesFast(0, 1, { write: true, fastOnly: true }).count).toBe(0);
+    expect(mem.isDirty(file.pfnAt(0)!)).toBe(false);
+    const s0 = mm.stats();
+    const { pfns } = mm.pinUserPagesFast(0, 1, { write: true }); // the slow path's write fault
+    expect(mm.stats().slowPathFallbacks).toBe(s0.slowPathFallbacks + 1);
+    expect(mem.isDirty(file.pfnAt(0)!)).toBe(true); // wp_page_shared: the page is dirtied
+    expect(mm.translate(0)).toMatchObject({ shared: true, writable: true });
+    expect(mm.pinUserPagesFast(0, 1, { write: true, fastOnly: true }).count).toBe(1);
+    mm.touch(1, 1, { write: true });
+    expect(mem.isDirty(file.pfnAt(1)!)).toBe(true);
+    expect(mem.isDirty(file.pfnAt(2)!)).toBe(false);
+    // MADV_DONTNEED: the page comes back read-only on a read, writable on a write.
+    mm.madvise({ start: 0, count: 4 }, 'dontneed');
+    mm.touch(2, 1);
+    expect(mm.translate(2)).toMatchObject({ shared: true, writable: false });
+    mm.touch(3, 1, { write: true });
+    expect(mm.translate(3)).toMatchObject({ shared: true, writable: true });
+    expect(mem.isDirty(file.pfnAt(3)!)).toBe(true);
+    mm.unpinUserPages(pfns, { write: true });
+    mm.unpinUserPages(new Uint32Array([pfns[0]!]), { write: true });
+  });
+
+  it('a write to a PTE-mapped THP only this mm maps reuses the page in place (6.16, __wp_can_reuse_large_anon_folio)', () => {
+    const { mem, mm } = world();
+    mm.mmap({ start: 0, count: H, huge: true, populate: true });
+    const head = mm.translate(0)!.pfn;
+    const child = mm.fork(); // COW-shares the THP
+    mm.mprotect({ start: 0, count: 8, write: false }); // splits the leaf: PTEs now
+    mm.mprotect({ start: 0, count: 8, write: true });
+    child.dispose(); // mapped by this mm alone again, its entries not exclusive
+    expect(mem.refcount(head)).toBe(H); // one per PTE
+    expect(mm.translate(7)).toMatchObject({ pfn: head + 7, writable: false, huge: false });
+    const s0 = mm.stats();
+    mm.touch(7, 1, { write: true });
+    expect(mm.translate(7)).toMatchObject({ pfn: head + 7, writable: true });
+    expect(mm.stats().cowReuses).toBe(s0.cowReuses + 1);
+    expect(mm.stats().cowCopies).toBe(s0.cowCopies);
+    expect(mem.refcount(head)).toBe(H);
+    // A R/O pin unshares another subpage the same way: it stays put.
+    const { pfns } = mm.pinUserPagesFast(9, 1);
+    expect(pfns[0]).toBe(head + 9);
+    mm.unpinUserPages(pfns);
+    // With a FOLL_GET reference beside the mappings, or another mm mapping part of it, a write copies.
+    const got = mm.getUserPagesFast(20, 1).pfns;
+    mm.touch(11, 1, { write: true });
+    expect(mm.translate(11)!.pfn).not.toBe(head + 11);
+    mem.putPage(got[0]!, 1);
+    const other = mm.fork();
+    mm.touch(12, 1, { write: true });
+    expect(mm.translate(12)!.pfn).not.toBe(head + 12);
+    other.dispose();
+  });
+});
+
+// Hostile user, round 28.
+describe.each(SCHEMES)('hostile user 28 under %s', (scheme) => {
+  it("MADV_REMOVE over two mappings of one file with a leased long-term pin: punched whole, the lease broken once", () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 16, shmem: true });
+    mm.mmap({ start: 0, count: 4, file: f, offset: 0 });
+    mm.mmap({ start: 4, count: 4, file: f, offset: 8 });
+    const rdma = mem.pinOwner('rdma', { kind: 'device' });
+    const breaks: unknown[] = [];
+    const lease = f.takeLease(rdma, { onBreak: (e) => breaks.push(e) });
+    const pin = mm.pinUserPagesFast(5, 1, { write: true, longterm: true, owner: rdma }).pfns; // file page 9
+    expect(f.cachedPages).toBe(8); // the pages the two mappings made
+    mm.madvise({ start: 0, count: 8 }, 'remove');
+    expect(lease.held).toBe(false);
+    expect(breaks).toHaveLength(1);
+    expect(f.cachedPages).toBe(0);
+    expect(mm.translate(0)).toBeNull();
+    expect(mm.translate(5)).toBeNull();
+    expect(mem.maybeDmaPinned(pin[0]!)).toBe(true); // the pinned page outlives the punch
+    mem.unpinPages(pin, { owner: rdma, write: true });
+    expect(mem.refcount(pin[0]!)).toBe(0);
+  });
+
+  it('without a lease the same call is refused whole: nothing punched, nothing zapped', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme, debug: true }); // pins tracked
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 16, shmem: true });
+    mm.mmap({ start: 0, count: 4, file: f, offset: 0 });
+    mm.mmap({ start: 4, count: 4, file: f, offset: 8 });
+    const pin = mm.pinUserPagesFast(5, 1, { write: true, longterm: true }).pfns;
+    const before = stateDigest(mem);
+    expectPinlabError(() => mm.madvise({ start: 0, count: 8 }, 'remove'), 'EBUSY');
+    expect(stateDigest(mem)).toEqual(before);
+    expect(f.cachedPages).toBe(8);
+    expect(mm.translate(0)!.pfn).toBe(f.pfnAt(0));
+    mem.unpinPages(pin, { write: true });
+  });
+
+  it("a bio whose owner was dropped with its pins released completes by putting its plain references", () => {
+    for (const debug of [false, true]) {
+      const mem = new PageArray({ pages: 4096, populated: false, scheme, debug });
+      const mm = new AddressSpace(mem, { pages: 1024 });
+      const f = new PageCacheFile(mem, { name: 'f', pages: 16 });
+      mm.mmap({ start: 0, count: 16, file: f });
+      mm.mmap({ start: 100, count: 16, populate: true });
+      const owner = mem.pinOwner('dev');
+      const bio = bioFromUserPages(mm, 100, 4, { policy: 'flagged', owner });
+      const page = f.pfnAt(3);
+      const refs = mem.refcount(page);
+      bioAddPage(bio, page);
+      expect(owner.drop({ pins: 'release' })).toMatchObject({ releasedPages: 4 });
+      bio.complete();
+      expect(bio.completed).toBe(true);
+      expect(mem.refcount(page)).toBe(refs); // the plain reference went
+      expect(mem.maybeDmaPinned(mm.translate(100)!.pfn)).toBe(false);
+    }
+  });
+
+  it('a closed hugetlb file forgets the pages no mapping holds: they went back to the pool', () => {
+    const mem = new PageArray({ pages: 8 * H, populated: false, scheme });
+    mem.setHugetlbPages(9, 2);
+    const mm = new AddressSpace(mem, { pages: 4 * H });
+    const h = new HugetlbFile(mem, { name: 'h', order: 9, pages: 2 * H });
+    mm.mmap({ start: 0, count: H, file: h }); // the first huge page only
+    h.close();
+    expect(h.cachedPages).toBe(H); // the mapped one stays, held open by its mapping
+    expectPinlabError(() => h.pfnAt(H), 'EINVAL', /not in the closed file/);
+    const h2 = new HugetlbFile(mem, { name: 'h2', order: 9, pages: H }); // takes the freed page
+    expect(h.pfnAt(0)).toBe(mm.translate(0)!.pfn);
+    expect(h.pfnAt(0)).not.toBe(h2.pfnAt(0));
+    mm.munmap({ start: 0, count: H }); // the last mapping goes: so does the page
+    expect(h.cachedPages).toBe(0);
+    expect(mem.hugetlbPool(9)).toMatchObject({ free: 1 });
+    h2.close();
+    expect(mem.hugetlbPool(9)).toMatchObject({ free: 2 });
   });
 });

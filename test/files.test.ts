@@ -108,8 +108,9 @@ describe('shared mappings', () => {
     expect(mem.freePages()).toBe(4096 - 8); // no new pages: the same folios
     for (let i = 0; i < 8; i++) {
       const pfn = file.pfnAt(i)!;
-      expect(mm.translate(i)).toEqual({ pfn, shared: true, writable: true, zeroPage: false, huge: false });
-      expect(mm2.translate(100 + i)).toEqual({ pfn, shared: true, writable: true, zeroPage: false, huge: false });
+      // A regular (dirty-tracked) file: mapped clean and read-only until a write faults.
+      expect(mm.translate(i)).toEqual({ pfn, shared: true, writable: false, zeroPage: false, huge: false });
+      expect(mm2.translate(100 + i)).toEqual({ pfn, shared: true, writable: false, zeroPage: false, huge: false });
       expect(mem.refcount(pfn)).toBe(3); // page cache + two entries
     }
     expect(mm.mappedPages).toBe(8);
@@ -171,8 +172,10 @@ describe('shared mappings', () => {
     expect(mem.freePages()).toBe(free0);
     expect(mm.stats().earlyCowCopies).toBe(0);
     for (let i = 0; i < 4; i++) {
-      expect(child.translate(i)).toEqual({ pfn: pfns[i], shared: true, writable: true, zeroPage: false, huge: false });
-      expect(mm.translate(i)!.writable).toBe(true); // not write-protected by fork
+      // The write pins' faults made pages 0 and 1 writable (the file mapped them clean); fork
+      // write-protects none of them, and the child's entries are the parent's.
+      expect(child.translate(i)).toEqual({ pfn: pfns[i], shared: true, writable: i < 2, zeroPage: false, huge: false });
+      expect(mm.translate(i)!.writable).toBe(i < 2); // not write-protected by fork
       expect(mem.refcount(pfns[i]!)).toBe(3 + (i < 2 ? pinRefs('hybrid', 0, true) : 0));
     }
     child.touch(0, 4, { write: true });
@@ -197,7 +200,8 @@ describe('shared mappings', () => {
     expect(mem.folioOrder(head)).toBe(9);
     for (const i of [0, 1, 300, 511]) {
       expect(file.pfnAt(i)).toBe(head + i);
-      expect(mm.translate(512 + i)).toEqual({ pfn: head + i, shared: true, writable: true, zeroPage: false, huge: false });
+      // A regular (dirty-tracked) file is mapped clean and read-only until a write faults.
+      expect(mm.translate(512 + i)).toEqual({ pfn: head + i, shared: true, writable: false, zeroPage: false, huge: false });
     }
     expect(mem.refcount(head)).toBe(1 + 512);
     // a partial window of a large folio: the whole folio is cached

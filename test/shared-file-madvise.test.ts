@@ -43,6 +43,9 @@ describe.each(SCHEMES)('shared file MADV_DONTNEED under %s', (scheme) => {
     expect(pages.map((p) => mem.refcount(p))).toEqual(refs); // each zapped page held by the mapping
     mm.touch(16, N); // reads
     expect(mapped(mm, 16)).toEqual(pages);
+    // A regular file wants write notification: mapped again read-only, until a write faults.
+    expect(mm.translate(20)).toMatchObject({ shared: true, writable: false });
+    mm.touch(20, 1, { write: true });
     expect(mm.translate(20)).toMatchObject({ shared: true, writable: true });
     expect(pages.map((p) => mem.refcount(p))).toEqual(refs);
     expect(mm.stats().cowCopies).toBe(0);

@@ -60,6 +60,11 @@ export class FileMappings {
     return zapped;
   }
 
+  /** Whether a live mapping maps any of file pages [offset, offset+count). */
+  maps(offset: number, count: number): boolean {
+    return this.#overlapping(offset, count).length > 0;
+  }
+
   /** The PFNs the mappings of file pages [offset, offset+count) hold without an entry there. */
   held(offset: number, count: number): number[] {
     const out: number[] = [];
@@ -106,6 +111,11 @@ export abstract class MappedFile {
   /** @internal The mappings `mm` has of this file (for fork). */
   mappingsOf(mm: object): FileMapping[] {
     return this.#mappings.of(mm);
+  }
+
+  /** Whether a live mapping maps any of file pages [offset, offset+count). */
+  protected mapped(offset: number, count: number): boolean {
+    return this.#mappings.maps(offset, count);
   }
 
   /** Zaps file pages [offset, offset+count) wherever they are mapped: the mappings zapped. */

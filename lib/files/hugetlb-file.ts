@@ -91,19 +91,22 @@ export class HugetlbFile extends MappedFile {
     return this.#closed;
   }
 
-  /** Pages (4 KiB units) the file holds: its size less its holes. */
+  /** Pages (4 KiB units) the file holds: its size less its holes (once closed: the pages a mapping still holds). */
   get cachedPages(): number {
     return this.#presentHeads(0, this.#heads.length).length * 2 ** this.order;
   }
 
   /**
    * The PFN of file page `index` (4 KiB units).
-   * @throws PinlabError `EINVAL` beyond the end, or for a page in a hole (punched, not yet filled)
+   * @throws PinlabError `EINVAL` beyond the end, for a page in a hole (punched, not yet filled), or, once
+   *   the file is closed, for a page no mapping holds any more (it left the file)
    */
   pfnAt(index: number): number {
     const i = integer('index', index);
     if (i < 0 || i >= this.size) invalid(`file page ${i} is beyond the end of '${this.name}' (size ${this.size})`);
+    this.#forgetUnmapped();
     const head = this.#heads[Math.floor(i / 2 ** this.order)]!;
+    if (head === HOLE && this.#closed) invalid(`file page ${i} of '${this.name}' is not in the closed file (no mapping holds it)`);
     if (head === HOLE) invalid(`file page ${i} of '${this.name}' is in a hole (punched; fallocate fills it)`);
     return head + (i % 2 ** this.order);
   }
@@ -180,6 +183,7 @@ export class HugetlbFile extends MappedFile {
     if (heads.length > 0) np.checkPutPages(Uint32Array.from(heads)); // its puts checked before any goes
     this.#closed = true;
     for (const head of heads) np.putPage(head, 1);
+    this.#forgetUnmapped(); // the pages no mapping holds went back to the pool
   }
 
   // ---- for AddressSpace (internal) ---------------------------------------------------------
@@ -229,7 +233,21 @@ export class HugetlbFile extends MappedFile {
 
   /** The heads of huge pages [first, last) that are not holes. */
   #presentHeads(first: number, last: number): number[] {
+    this.#forgetUnmapped();
     return Array.from(this.#heads.subarray(first, last)).filter((h) => h !== HOLE);
+  }
+
+  /**
+   * A closed file keeps only the pages a mapping still maps (the mapping holds the file open):
+   * a page no mapping maps any more left the file with its last mapping's reference, and may
+   * already belong to another file, so it is forgotten (a hole).
+   */
+  #forgetUnmapped(): void {
+    if (!this.#closed) return;
+    const huge = 2 ** this.order;
+    for (let k = 0; k < this.#heads.length; k++) {
+      if (this.#heads[k] !== HOLE && !this.mapped(k * huge, huge)) this.#heads[k] = HOLE;
+    }
   }
 
   /** Fills the holes among huge pages [first, last), all or none: the pages allocated. */

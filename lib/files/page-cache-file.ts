@@ -310,26 +310,71 @@ export class PageCacheFile extends MappedFile {
 
   /** Removes the range; the caller finishes its own state, then notifies the broken leases. */
   #remove(offset: number, count: number, reason: LayoutChange): { report: LayoutChangeReport; broken: Lease[] } {
+    const plan = this.#planRemoval(offset, count, reason);
+    const brokenLeases = this.#breakLeases(plan.holders, offset, count, reason);
+    const report = this.#applyRemoval(plan, reason);
+    return { report: { ...report, brokenLeases: brokenLeases.map((l) => l.breakReport!) }, broken: brokenLeases };
+  }
+
+  /**
+   * @internal Punches several folio-aligned ranges inside the file as ONE call (madvise
+   * MADV_REMOVE over several mappings of the file): every range is checked against the leases
+   * as they are before the first change, the leases break once, then each range is removed.
+   * (Punched one by one, the first punch's lease breaks would refuse the second's leased pins:
+   * a refusal after a change.) Overlapping ranges are punched once. Returns one report for all.
+   * @throws PinlabError as {@link PageCacheFile.punchHole}; nothing changes on an error.
+   */
+  punchHoles(ranges: ReadonlyArray<{ offset: number; count: number }>): LayoutChangeReport {
+    nativeOf(this.mem); // EINVAL once the page array is disposed
+    const merged: { offset: number; count: number }[] = [];
+    for (const r of [...ranges].filter((x) => x.count > 0).sort((a, b) => a.offset - b.offset)) {
+      const last = merged[merged.length - 1];
+      if (last !== undefined && r.offset <= last.offset + last.count) {
+        last.count = Math.max(last.count, r.offset + r.count - last.offset);
+      } else {
+        merged.push({ ...r });
+      }
+    }
+    const empty: LayoutChangeReport = { removedPages: 0, stillReferencedPages: 0, brokenLeases: [], zappedMappings: 0 };
+    if (merged.length === 0) return empty;
+    const plans = merged.map((r) => this.#planRemoval(r.offset, r.count, 'punchHole')); // every check first
+    const holders = new Map<PinRecord, HeldPages>();
+    for (const plan of plans) for (const [r, held] of plan.holders) holders.set(r, held);
+    const first = merged[0]!, end = merged[merged.length - 1]!.offset + merged[merged.length - 1]!.count;
+    const broken = this.#breakLeases(holders, first.offset, end - first.offset, 'punchHole');
+    const report = plans.reduce((sum, plan) => {
+      const one = this.#applyRemoval(plan, 'punchHole');
+      return {
+        removedPages: sum.removedPages + one.removedPages,
+        stillReferencedPages: sum.stillReferencedPages + one.stillReferencedPages,
+        brokenLeases: [],
+        zappedMappings: sum.zappedMappings + one.zappedMappings,
+      };
+    }, empty);
+    notifyAll(broken); // once the change is complete
+    return { ...report, brokenLeases: broken.map((l) => l.breakReport!) };
+  }
+
+  /** The checks of a removal of [offset, offset+count), nothing changed: what it removes. */
+  #planRemoval(offset: number, count: number, reason: LayoutChange): RemovalPlan {
     const folios = this.#presentFolios(offset, count);
     const holders = this.#longtermHolders(folios);
     this.#refuseUnleased(holders, offset, count, reason);
     this.#checkOwnPuts(folios, offset, count);
-    const brokenLeases = this.#breakLeases(holders, offset, count, reason);
-    const zappedMappings = this.zapMapped(offset, count, reason === 'truncate');
+    return { offset, count, folios, holders };
+  }
+
+  /** A checked removal (its leases broken by the caller): zaps the mappings, drops the folios. */
+  #applyRemoval(plan: RemovalPlan, reason: LayoutChange): LayoutChangeReport {
+    const zappedMappings = this.zapMapped(plan.offset, plan.count, reason === 'truncate');
     let stillReferencedPages = 0;
     const np = nativeOf(this.mem);
-    for (const { index, head } of folios) {
+    for (const { index, head } of plan.folios) {
       // The page cache's own reference: a pinned (or otherwise held) folio outlives it.
       if (!np.putPage(head, 1)) stillReferencedPages += 1 << this.folioOrder;
       this.#heads.delete(index);
     }
-    const report: LayoutChangeReport = {
-      removedPages: folios.length * 2 ** this.folioOrder,
-      stillReferencedPages,
-      brokenLeases: brokenLeases.map((l) => l.breakReport!),
-      zappedMappings,
-    };
-    return { report, broken: brokenLeases };
+    return { removedPages: plan.folios.length * 2 ** this.folioOrder, stillReferencedPages, brokenLeases: [], zappedMappings };
   }
 
   #presentFolios(offset: number, count: number): Array<{ index: number; head: number }> {
@@ -432,6 +477,14 @@ function firstHeadEndingAfter(heads: readonly number[], pfn: number, size: numbe
     else hi = mid;
   }
   return lo;
+}
+
+/** A removal checked and not yet made (PageCacheFile's truncate, hole punch). */
+interface RemovalPlan {
+  offset: number;
+  count: number;
+  folios: Array<{ index: number; head: number }>;
+  holders: Map<PinRecord, HeldPages>;
 }
 
 /**

@@ -160,11 +160,30 @@ export function setBatchFollower(fn: BatchFollower): void {
 }
 
 /**
- * Refuses a batch the JS side could not follow (throws before it runs); returns whether the
- * batch must be followed once it ran (false when no address space of `spaces` maps a file).
+ * Whether a batch over `spaces` needs the JS side's check and follow-up (an address space of
+ * `spaces` maps a file: its records must follow the batch's layout ops).
  * @internal
  */
-export type BatchChecker = (mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]) => boolean;
+export type BatchNeedsFollow = (mem: NativePageArray, spaces: readonly [number, NativeAddressSpace][]) => boolean;
+
+/** Refuses a batch the JS side could not follow (throws before it runs). @internal */
+export type BatchChecker = (mem: NativePageArray, ops: Uint32Array) => void;
+
+let needsFollow: BatchNeedsFollow | null = null;
+
+/** Set once by the AddressSpace class. @internal */
+export function setBatchNeedsFollow(fn: BatchNeedsFollow): void {
+  needsFollow = fn;
+}
+
+/**
+ * Whether {@link checkBatch} and {@link followBatch} have anything to do for a batch over
+ * `spaces` (the address spaces a batch creates map no file, so the answer holds after it).
+ * @internal
+ */
+export function batchNeedsFollow(mem: NativePageArray, spaces: readonly [number, NativeAddressSpace][]): boolean {
+  return needsFollow?.(mem, spaces) ?? false;
+}
 
 let checker: BatchChecker | null = null;
 
@@ -173,13 +192,9 @@ export function setBatchChecker(fn: BatchChecker): void {
   checker = fn;
 }
 
-/**
- * Before a submitted batch runs: its refusal changes nothing. Returns whether {@link followBatch}
- * has anything to follow (the address spaces a batch creates map no file, so the answer holds).
- * @internal
- */
-export function checkBatch(mem: NativePageArray, ops: Uint32Array, spaces: readonly [number, NativeAddressSpace][]): boolean {
-  return checker?.(mem, ops, spaces) ?? false;
+/** Before a submitted batch runs: its refusal changes nothing. @internal */
+export function checkBatch(mem: NativePageArray, ops: Uint32Array): void {
+  checker?.(mem, ops);
 }
 
 /** After a submitted batch, once the address spaces it made are adopted. @internal */

@@ -5,7 +5,7 @@ import { native, type NativeOpHeader, type NativePageArray } from '../native.js'
 import { copyUint32, isUint32Array, optionsObject, show } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
-import { adoptSpaces, checkBatch, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
+import { adoptSpaces, batchNeedsFollow, checkBatch, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
 
 /** Options of {@link PageArray.submit}. */
 export interface SubmitOptions {
@@ -39,11 +39,15 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   // which reads the source's internal length and elements: a subclass's Symbol.species (which
   // slice() would call), own `length` or `subarray` cannot choose what it holds. Without a
   // recorder the addon copies the records itself, by their real length.
+  // The same copy when the files' records of their mappings follow the batch: the check before
+  // it, the addon and the follow-up after it then read the same records (a SharedArrayBuffer
+  // rewritten between them could otherwise pass a fork the check refuses, or move the records
+  // by an munmap other than the one that ran). With no file mapped (the common case), nothing
+  // to check or follow: the batch's cost stays the native call's.
   const rec = recorders.get(mem);
-  const batch = rec?.active === true ? copyUint32(ops) : ops;
-  // What the files' records of their mappings could not follow; with no file mapped (the
-  // common case), nothing to scan before or after: the batch's cost stays the native call's.
-  const follow = checkBatch(mem, batch, spaces);
+  const follow = batchNeedsFollow(mem, spaces);
+  const batch = rec?.active === true || follow ? copyUint32(ops) : ops;
+  if (follow) checkBatch(mem, batch); // what the files' records of their mappings could not follow
   // Room for every record of the batch before it runs: a recording that cannot grow refuses
   // the batch now (ENOMEM, nothing ran), not after its ops changed the array.
   if (rec?.active === true) {

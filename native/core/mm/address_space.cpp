@@ -316,8 +316,10 @@ Status AddressSpace::map_shared(int64_t start, const uint32_t* pfns, uint64_t co
   if (Status st = take_file_pages_locked(start, pfns, count); !st.ok()) return st;
   const auto s = uint64_t(start);
   regions_.emplace(s, Region{count, write, false, true, dirty_tracked});
-  // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here.
-  const uint64_t flags = entry::kPresent | entry::kShared | (write ? entry::kWritable : 0) |
+  // PTEs only, even over a large folio: the page cache's folios are PTE-mapped here. A file
+  // that wants write notification (dirty-tracked: vma_wants_writenotify) is mapped read-only
+  // and clean, as MAP_POPULATE's read faults map it; its first write faults (page_mkwrite).
+  const uint64_t flags = entry::kPresent | entry::kShared | (shared_pte_writable(write, dirty_tracked) ? entry::kWritable : 0) |
                         (dirty_tracked ? 0 : entry::kNoDirtyTracking);
   std::atomic<uint64_t>* t = nullptr;
   for (uint64_t v = s; v < s + count; ++v) {
@@ -501,10 +503,50 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
   split_region_at(e);
   for (auto it = regions_.lower_bound(s); it != regions_.end() && it->first < e; ++it)
     it->second.write = write;
-  // Removing write access takes it from the entries now; granting it leaves them read-only
-  // until a write fault decides between reuse and copy, as for COW.
-  if (!write) write_protect_range(s, e);
+  // Removing write access takes it from the entries now. Granting it makes writable at once
+  // what a write fault would make writable without deciding anything; the rest stays
+  // read-only until a write fault decides between reuse and copy, as for COW.
+  if (write) write_upgrade_range(s, e);
+  else write_protect_range(s, e);
   return Status::Ok();
+}
+
+bool AddressSpace::upgrades_to_writable(uint64_t e, const Region& r) const {
+  if (!entry::present(e) || entry::special(e) || entry::writable(e)) return false;
+  // MAP_SHARED: the new protection itself is writable unless the file wants write
+  // notification (a dirty-tracked file: its clean PTEs wait for the write fault; the model
+  // keeps no PTE dirty bit, so all of them wait). hugetlbfs and shmem want none.
+  if (entry::shared(e)) return !r.dirty_tracked;
+  // MAP_PRIVATE: only an exclusive anonymous page (can_change_pte_writable, Linux 6.0; the
+  // 2019 rules have no PageAnonExclusive and upgrade none); a private hugetlb mapping's
+  // protection stays copy-on-write (hugetlb_change_protection upgrades nothing), and a
+  // page-cache page of a private mapping is never written in place.
+  return rules_.anon_exclusive && entry::exclusive(e) && !entry::hugetlb(e) && !entry::non_anon(e);
+}
+
+void AddressSpace::write_upgrade_range(uint64_t start, uint64_t end) {
+  // The regions are cut at start and end (mprotect), so a PMD leaf here lies wholly inside.
+  for (auto it = regions_.lower_bound(start); it != regions_.end() && it->first < end; ++it) {
+    const Region& r = it->second;
+    for (uint64_t v = it->first; v < it->first + r.count;) {
+      std::atomic<uint64_t>& pmd = pt_.pmd(v >> kPmdShift);
+      const uint64_t pe = pmd.load(std::memory_order_relaxed);  // we hold the mmap lock
+      if (entry::huge(pe)) {
+        // seq_cst: every entry change is one a walker's recheck compares against.
+        if (upgrades_to_writable(pe, r)) pmd.store(pe | entry::kWritable, std::memory_order_seq_cst);
+        v = (v | (kPtesPerTable - 1)) + 1;
+        continue;
+      }
+      std::atomic<uint64_t>* slot = pte_slot(v);
+      if (slot == nullptr) {
+        v = (v | (kPtesPerTable - 1)) + 1;
+        continue;
+      }
+      const uint64_t pte = slot->load(std::memory_order_relaxed);
+      if (upgrades_to_writable(pte, r)) slot->store(pte | entry::kWritable, std::memory_order_seq_cst);
+      ++v;
+    }
+  }
 }
 
 void AddressSpace::unmap_range_and_holds(uint64_t start, uint64_t end) {
@@ -683,7 +725,10 @@ Status AddressSpace::handle_fault(uint64_t vpage, bool write) {
     // A shared mapping's page is installed by map_shared, or mapped again from its hold after
     // MADV_DONTNEED; otherwise a hole is SIGBUS. So is a private file mapping's (its
     // page-cache pages are mapped by map_private only).
-    if (r->shared) return refault_shared_file_pte(vpage, *r);
+    if (r->shared) {
+      if (Status st = refault_shared_file_pte(vpage, *r); !st.ok()) return st;
+      return handle_fault(vpage, write);  // a write to a dirty-tracked file's page faults again
+    }
     if (r->file_private) return Status::Fail(Code::kEFAULT, Reason::kSharedNoPage, int64_t(vpage));
     return fault_in_missing(vpage, write, *r, rs);
   }
@@ -798,8 +843,11 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   std::atomic<uint64_t>* slot = pte_slot(vpage);
   const uint64_t e = slot->load(std::memory_order_relaxed);
   if (entry::shared(e)) {
-    // A page-cache page of a region made writable again: written in place, never copied.
-    // seq_cst: every entry change is one a walker's recheck compares against.
+    // A page-cache page (a dirty-tracked file's, mapped clean; or of a region made writable
+    // again): written in place, never copied, and dirtied as wp_page_shared's
+    // fault_dirty_shared_page does (the file system was told: page_mkwrite). seq_cst: every
+    // entry change is one a walker's recheck compares against.
+    (void)mem_->set_dirty(entry::pfn(e));  // a page-cache page: live while its entry maps it
     slot->store(e | entry::kWritable, std::memory_order_seq_cst);
     return Status::Ok();
   }
@@ -807,10 +855,8 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
   // the page cache to an anonymous page).
   if (!entry::special(e) && !entry::file(e)) {
     const uint64_t head = mem_->folio_head(entry::pfn(e));
-    const bool reuse = rules_.anon_exclusive
-                           ? entry::exclusive(e) ||
-                                 (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1)
-                           : reuse_by_mapcount(vpage, e, false);
+    const bool reuse = rules_.anon_exclusive ? entry::exclusive(e) || anon_folio_reusable(vpage, head)
+                                             : reuse_by_mapcount(vpage, e, false);
     if (reuse) {
       slot->store(e | entry::kWritable | entry::kExclusive, std::memory_order_seq_cst);
       stats_.add(MmStat::kCowReuses, 1);
@@ -818,6 +864,35 @@ Status AddressSpace::handle_write_protect_fault(uint64_t vpage) {
     }
   }
   return cow_copy_pte(slot, e, true);
+}
+
+bool AddressSpace::anon_folio_reusable(uint64_t vpage, uint64_t head) const {
+  const uint32_t order = mem_->folio_order(head);
+  const int64_t refs = mem_->refcount(head);
+  if (order == 0) return refs == 1;
+  // Every reference a mapping (a pin, a FOLL_GET or the swap cache adds one more), and every
+  // mapping one of our PTEs near vpage. relaxed loads: we hold the mmap lock; a lockless grab
+  // racing the count can only be gup_fast's FOLL_GET (a pin of a non-exclusive anonymous page
+  // bails to the slow path, which takes the mmap lock), which has no COW guarantee in the
+  // kernel either.
+  if (refs != mem_->mapped_refs(head)) return false;
+  const uint64_t n = uint64_t{1} << order;
+  const uint64_t lo = vpage >= n - 1 ? vpage - (n - 1) : 0, hi = std::min(pages_, vpage + n);
+  int64_t ours = 0;
+  for (uint64_t v = lo; v < hi; ++v) {
+    if (entry::huge(pt_.pmd(v >> kPmdShift).load(std::memory_order_relaxed))) {
+      v |= kPtesPerTable - 1;  // a PMD leaf is another folio (or another mm's mapping of this)
+      continue;
+    }
+    const std::atomic<uint64_t>* slot = pte_slot(v);
+    if (slot == nullptr) {
+      v |= kPtesPerTable - 1;
+      continue;
+    }
+    const uint64_t pe = slot->load(std::memory_order_relaxed);
+    if (entry::present(pe) && !entry::special(pe) && entry::pfn(pe) - head < n) ++ours;
+  }
+  return ours == refs;
 }
 
 Status AddressSpace::unshare(uint64_t vpage) {
@@ -852,7 +927,7 @@ Status AddressSpace::unshare(uint64_t vpage) {
   if (!entry::present(e) || entry::special(e) || entry::exclusive(e) || entry::page_cache(e))
     return Status::Ok();
   const uint64_t head = mem_->folio_head(entry::pfn(e));
-  if (mem_->folio_order(head) == 0 && mem_->refcount(head) == 1) {
+  if (anon_folio_reusable(vpage, head)) {
     slot->store(e | entry::kExclusive, std::memory_order_seq_cst);
     stats_.add(MmStat::kCowReuses, 1);
     return Status::Ok();

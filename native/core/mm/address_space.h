@@ -495,6 +495,23 @@ class AddressSpace {
   // anon_exclusive off: whether a write fault may reuse the anonymous page `e` maps by the 2019
   // kernels' mapcount test (mapped once), whatever other references it has.
   bool reuse_by_mapcount(uint64_t vpage, uint64_t e, bool huge) const;
+  // anon_exclusive: whether a write or unshare fault may reuse the anonymous folio `head`,
+  // which the read-only, non-exclusive PTE at vpage maps (wp_can_reuse_anon_folio): an order-0
+  // page with refcount 1, or (6.16, __wp_can_reuse_large_anon_folio) a PTE-mapped large folio
+  // whose every reference is a PTE of this mm. This mm's PTEs of it are counted within its
+  // size of vpage, where a folio mapped by one mm lies; one elsewhere (or another mm's, a pin,
+  // a FOLL_GET, the swap cache) leaves the count short, and the fault copies.
+  bool anon_folio_reusable(uint64_t vpage, uint64_t head) const;
+  // mprotect granting write access (MM_CP_TRY_CHANGE_WRITABLE, can_change_pte_writable): makes
+  // writable the entries of [start, end) that a write fault would make writable without a
+  // decision: exclusive anonymous pages (PTEs and THP leaves) and shared mappings' pages of
+  // files that want no write notification (shmem, hugetlbfs). The mmap lock is held.
+  void write_upgrade_range(uint64_t start, uint64_t end);
+  bool upgrades_to_writable(uint64_t e, const Region& r) const;
+  // Whether a shared file mapping's page is mapped writable before any write fault: in a
+  // writable mapping of a file that wants no write notification (shmem, memfd); a
+  // dirty-tracked file's pages are mapped read-only until a write faults (page_mkwrite).
+  static constexpr bool shared_pte_writable(bool write, bool dirty_tracked) { return write && !dirty_tracked; }
   // check_vma_flags: EFAULT where the rules refuse this gup on vpage's region (FOLL_LONGTERM|
   // FOLL_WRITE on a dirty-tracked shared file mapping under kRefuse); changes nothing.
   Status check_gup_region(uint64_t vpage, const GupFlags& flags) const;

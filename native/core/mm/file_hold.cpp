@@ -78,8 +78,10 @@ Status AddressSpace::refault_shared_file_pte(uint64_t vpage, const Region& r) {
   const uint64_t pfn = it->second;
   file_held_.erase(it);
   mem_->add_mapped_refs(mem_->folio_head(pfn), 1);  // the held reference is the entry's again
-  const uint64_t flags = entry::kPresent | entry::kShared | (r.write ? entry::kWritable : 0) |
-                        (r.dirty_tracked ? 0 : entry::kNoDirtyTracking);
+  // As map_shared: a dirty-tracked file's page comes back read-only (its write faults again).
+  const uint64_t flags = entry::kPresent | entry::kShared |
+                         (shared_pte_writable(r.write, r.dirty_tracked) ? entry::kWritable : 0) |
+                         (r.dirty_tracked ? 0 : entry::kNoDirtyTracking);
   // seq_cst (a release at least): publishes the page, its reference held, with the entry.
   t[vpage & (kPtesPerTable - 1)].store(entry::make(pfn, flags), std::memory_order_seq_cst);
   stats_.add(MmStat::kFaults, 1);

@@ -67,8 +67,11 @@ TEST(map_shared_dontneed_holds_the_pages_until_refault_or_the_file_drops_them) {
       CHECK(!freed);
     }
     CHECK_OK(w.as->touch(8, 2, false));
+    // A dirty-tracked file's page comes back clean and read-only on a read; a write faults.
     const Translation tr = w.as->translate(9);
-    CHECK(tr.present && tr.shared && tr.writable);
+    CHECK(tr.present && tr.shared && !tr.writable);
+    CHECK_OK(w.as->touch(9, 1, true));
+    CHECK(w.as->translate(9).writable);
     CHECK_EQ(tr.pfn, uint64_t(w.file[1]));
     CHECK_EQ(w.mem->mapped_refs(w.file[1]), int64_t(1));
     CHECK_OK(w.as->madvise(8, 4, Advice::kDontNeed));

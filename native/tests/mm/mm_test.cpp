@@ -118,8 +118,10 @@ TEST(a_pinned_exclusive_page_survives_mprotect_and_a_write_fault) {
   CHECK(mm.as->gup_fast(0, 1, pin_flags(true), out.data(), &done).ok());
   CHECK(mm.as->mprotect(0, 2, false).ok());
   CHECK(mm.as->mprotect(0, 2, true).ok());
-  CHECK(!mm.as->translate(0).writable);
-  CHECK(mm.as->touch(0, 1, true).ok());  // exclusive: reused although its refcount is 1 + bias
+  // Exclusive: mprotect makes it writable again at once (MM_CP_TRY_CHANGE_WRITABLE), although
+  // its refcount is 1 + bias; the write then needs no fault.
+  CHECK(mm.as->translate(0).writable);
+  CHECK(mm.as->touch(0, 1, true).ok());
   CHECK_EQ(mm.as->translate(0).pfn, uint64_t(out[0]));
   CHECK_EQ(mm.as->stat(MmStat::kCowCopies), uint64_t(0));
   CHECK(mm.as->unpin_user_pages(out.data(), 1, true, false).ok());
@@ -363,7 +365,8 @@ void drop_file(PageArray& mem, const std::vector<uint32_t>& pfns) {
 TEST(map_shared_takes_one_reference_per_pte_and_translates_as_shared) {
   auto mm = make_mm(Scheme::kHybrid);
   const std::vector<uint32_t> file = make_file(*mm.mem, {0, 2, 0});  // 1 + 4 + 1 pages
-  CHECK_OK(mm.as->map_shared(10, file.data(), file.size(), true));
+  // shmem (no write notification): mapped writable at once, as a dirty-tracked file is not.
+  CHECK_OK(mm.as->map_shared(10, file.data(), file.size(), true, false));
   CHECK_EQ(mm.mem->refcount(file[0]), 2);      // the file's and the PTE's
   CHECK_EQ(mm.mem->refcount(file[1]), 1 + 4);  // a PTE-mapped large folio: one per PTE
   CHECK_EQ(mm.mem->refcount(file[5]), 2);
@@ -443,8 +446,8 @@ TEST(pins_of_shared_pages_pin_the_page_cache_page_itself) {
         CHECK_OK(AddressSpace::create(mm.mem, 4096, &other));
         const std::vector<uint32_t> file = make_file(*mm.mem, {0, 2, 0});
         const auto n = uint64_t(file.size());
-        CHECK_OK(mm.as->map_shared(0, file.data(), n, true));
-        CHECK_OK(other->map_shared(0, file.data(), n, true));
+        CHECK_OK(mm.as->map_shared(0, file.data(), n, true, false));
+        CHECK_OK(other->map_shared(0, file.data(), n, true, false));
         std::vector<uint32_t> out(n);
         uint64_t done = 0;
         const GupFlags f = pin_flags(write);
@@ -518,7 +521,7 @@ TEST(a_longterm_pin_of_a_movable_shared_page_is_refused_not_migrated) {
 TEST(fork_shares_shared_mappings_without_cow_or_early_copies) {
   auto mm = make_mm(Scheme::kBias);
   const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 1});
-  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));
+  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true, false));
   CHECK_OK(mm.as->mmap(MmapArgs{100, 1, true, true, false}));
   std::vector<uint32_t> out(1);
   uint64_t done = 0;
@@ -618,7 +621,7 @@ TEST(zap_of_a_pinned_shared_page_drops_only_the_mapping_reference) {
 TEST(a_walker_that_grabbed_a_shared_page_lets_go_when_zap_clears_it) {
   auto mm = make_mm(Scheme::kBias);
   const std::vector<uint32_t> file = make_file(*mm.mem, {0});
-  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true));
+  CHECK_OK(mm.as->map_shared(0, file.data(), 1, true, false));
   bool fired = false;
   mm.as->set_race_hook([&](RacePoint p, uint64_t) {
     if (p != RacePoint::kBeforeRecheck || fired) return;
@@ -804,7 +807,7 @@ TEST_TAGGED(gup_fast_racing_zap_of_shared_pages_balances, "concurrency") {
 TEST(fork_failing_mid_way_gives_back_the_shared_references_it_took) {
   auto mm = make_mm(Scheme::kBias, 64, 1024);
   const std::vector<uint32_t> file = make_file(*mm.mem, {0, 0, 1});
-  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true));  // PTEs 0..3, forked first
+  CHECK_OK(mm.as->map_shared(0, file.data(), file.size(), true, false));  // PTEs 0..3, forked first
   CHECK_OK(mm.as->mmap(MmapArgs{600, 1, true, true, false}));       // a later PMD
   std::vector<uint32_t> out(1);
   uint64_t done = 0;
