@@ -191,6 +191,52 @@ describe.each(SCHEMES)('kernel review 28 under %s', (scheme) => {
   });
 });
 
+describe.each(SCHEMES)('kernel review 28, migration, under %s', (scheme) => {
+  it('a PTE-mapped THP mapped whole moves whole to a new order-9 folio (6.12: only a partly mapped one is split first)', () => {
+    const mem = new PageArray({ pages: 8192, populated: false, scheme, debug: true });
+    const mm = new AddressSpace(mem, { pages: 4096 });
+    mm.mmap({ start: 0, count: H, huge: true, populate: true });
+    mm.mmap({ start: H, count: H, huge: true, populate: true });
+    mm.mprotect({ start: 0, count: 8, write: false }); // both split to PTEs, mapped whole
+    mm.mprotect({ start: H, count: 8, write: false });
+    mm.munmap({ start: H + 100, count: 1 }); // the second partly mapped now
+    const [a, b] = [mm.translate(0)!.pfn, mm.translate(H)!.pfn];
+    expect([mem.folioOrder(a), mem.folioOrder(b)]).toEqual([9, 9]);
+    const s0 = mm.stats();
+    expect(mm.migrate({ start: 0, count: 2 * H })).toBe(2 * H - 1);
+    const moved = mm.translate(0)!.pfn;
+    expect(moved).not.toBe(a);
+    expect(mem.folioOrder(moved)).toBe(9); // whole, still PTE-mapped
+    expect(mm.translate(0)!.huge).toBe(false);
+    for (const k of [1, 7, 300, 511]) expect(mm.translate(k)!.pfn).toBe(moved + k);
+    expect(mem.refcount(moved)).toBe(H); // one per PTE, as before
+    expect(mm.translate(7)!.writable).toBe(false); // the entries' flags moved with them
+    // The partly mapped one was split: its pages moved one by one.
+    expect(mem.folioOrder(mm.translate(H)!.pfn)).toBe(0);
+    expect(mem.folioOrder(mm.translate(H + 511)!.pfn)).toBe(0);
+    expect(mm.stats().migratedPages - s0.migratedPages).toBe(2 * H - 1);
+    mm.munmap({ start: 0, count: 2 * H });
+    expect(mem.freePages()).toBe(8192 - (mem.zeroPfn === null ? 0 : 1));
+  });
+
+  it('a long-term pin of a PTE-mapped THP in ZONE_MOVABLE moves it whole out of the zone', () => {
+    const mem = new PageArray({ pages: 8192, populated: false, scheme, movablePages: 4096 });
+    const mm = new AddressSpace(mem, { pages: 4096 });
+    mm.mmap({ start: 0, count: H, huge: true, populate: true });
+    const head = mm.translate(0)!.pfn;
+    mm.mprotect({ start: 0, count: 8, write: false });
+    mm.mprotect({ start: 0, count: 8, write: true });
+    const { pfns } = mm.pinUserPagesFast(5, 1, { longterm: true, write: true });
+    if (mem.isMovable(head)) {
+      expect(pfns[0]).not.toBe(head + 5);
+      expect(mem.isMovable(pfns[0]!)).toBe(false);
+    }
+    expect(mem.folioOrder(pfns[0]!)).toBe(9);
+    expect(mm.translate(5)!.pfn).toBe(pfns[0]);
+    mm.unpinUserPages(pfns, { write: true });
+  });
+});
+
 // Hostile user, round 28.
 describe.each(SCHEMES)('hostile user 28 under %s', (scheme) => {
   it("MADV_REMOVE over two mappings of one file with a leased long-term pin: punched whole, the lease broken once", () => {

@@ -523,9 +523,6 @@ class AddressSpace {
   // *moved_pages (if given): the pages moved (4 KiB units).
   MigrateOutcome migrate_one(uint64_t vpage, bool to_movable, bool only_lower,
                              uint64_t* moved_pages = nullptr);
-  // A large folio mapped by PTEs (vpage maps its subpage): every PTE of this mm that maps it
-  // moves to an order-0 page of its own, all or nothing, and the folio is freed (the kernel
-  // splits it and migrates the pieces). Busy if anything but those PTEs holds it.
   // A PMD-mapped THP (head, mapped at vpage) when no free block of its order is left: the
   // leaf is split into 512 PTEs and the pages move one by one (migrate_pte_mapped_folio), as
   // the kernel's migrate_pages splits a large folio on -ENOMEM (try_split_folio; 5.4's
@@ -533,8 +530,19 @@ class AddressSpace {
   // kNoMemory, nothing split, if the 512 order-0 pages are not there either.
   MigrateOutcome split_and_migrate_thp(uint64_t vpage, uint64_t head, bool to_movable,
                                        uint64_t* moved_pages);
+  // A large folio mapped by PTEs (vpage maps its subpage): mapped whole by this mm, it moves
+  // whole to a free folio of its order (move_pte_mapped_folio_whole); otherwise (partly
+  // mapped, or no block of its order free) every PTE of this mm that maps it moves to an
+  // order-0 page of its own, all or nothing, and the folio is freed (the kernel splits it and
+  // migrates the pieces). Busy if anything but those PTEs holds it.
   MigrateOutcome migrate_pte_mapped_folio(uint64_t vpage, uint64_t head, uint32_t order,
                                           bool to_movable, uint64_t* moved_pages);
+  // A PTE-mapped large folio that this mm maps whole (`slots`: its n PTEs, in subpage order)
+  // moves to `target`, a free folio of its order taken by the caller (given back if busy),
+  // still PTE-mapped: one reference per PTE, as before.
+  MigrateOutcome move_pte_mapped_folio_whole(uint64_t head, uint32_t order, uint64_t target,
+                                             const std::vector<std::atomic<uint64_t>*>& slots,
+                                             uint64_t* moved_pages);
   // fork's statistics, added only once the fork succeeds (pages, as the stats count them).
   struct ForkTally {
     uint64_t early_cow_copies = 0;

@@ -128,6 +128,14 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpa
     stats_.add(MmStat::kMigrationRefusals, 1);
     return MigrateOutcome::kPinned;
   }
+  // Mapped whole by this mm: the folio moves whole to a folio of its order, still PTE-mapped,
+  // when a block is free (migrate_pages_batch splits first only a partially mapped folio, and
+  // otherwise only when the target cannot be allocated: 6.12's folio_test_partially_mapped).
+  if (slots.size() == n) {
+    uint64_t whole = 0;
+    if (mem_->alloc_folio(order, to_movable, &whole).ok())
+      return move_pte_mapped_folio_whole(head, order, whole, slots, moved_pages);
+  }
   // The pieces' pages, all before the first change (ENOMEM: the ones taken go back unused).
   for (size_t k = 0; k < slots.size(); ++k) {
     uint64_t target = 0;
@@ -157,6 +165,34 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpa
   mem_->free_frozen_folio(head);  // the unmapped subpages go with it
   stats_.add(MmStat::kMigrated, slots.size());
   if (moved_pages != nullptr) *moved_pages = slots.size();
+  return MigrateOutcome::kMoved;
+}
+
+AddressSpace::MigrateOutcome AddressSpace::move_pte_mapped_folio_whole(
+    uint64_t head, uint32_t order, uint64_t target, const std::vector<std::atomic<uint64_t>*>& slots,
+    uint64_t* moved_pages) {
+  const uint64_t n = uint64_t{1} << order;
+  std::vector<uint64_t> olds;
+  olds.reserve(n);  // host memory first: an exception changes nothing but the target
+  // seq_cst exchanges, then the seq_cst freeze from exactly our PTEs' references: the unmap
+  // half of the pair with gup_fast's grab-then-recheck (see the top).
+  for (std::atomic<uint64_t>* slot : slots) olds.push_back(slot->exchange(0, std::memory_order_seq_cst));
+  if (!mem_->try_freeze(head, int32_t(n))) {
+    for (uint64_t k = 0; k < n; ++k) slots[k]->store(olds[k], std::memory_order_seq_cst);
+    mem_->give_back_unused(target);
+    stats_.add(MmStat::kMigrationBusy, 1);
+    return MigrateOutcome::kBusy;
+  }
+  mem_->copy_folio_flags(head, target);
+  (void)mem_->get_page(target, int64_t(n) - 1);  // one reference per PTE (a fresh folio's 1 first)
+  mem_->add_mapped_refs(target, int64_t(n));
+  constexpr uint64_t kFlagMask = (uint64_t{1} << entry::kPfnShift) - 1;
+  for (uint64_t k = 0; k < n; ++k)
+    slots[k]->store(entry::make(target + k, olds[k] & kFlagMask), std::memory_order_seq_cst);
+  mem_->add_mapped_refs(head, -int64_t(n));
+  mem_->free_frozen_folio(head);
+  stats_.add(MmStat::kMigrated, n);
+  if (moved_pages != nullptr) *moved_pages = n;
   return MigrateOutcome::kMoved;
 }
 
