@@ -57,6 +57,8 @@ export type BioRelease = 'unpin' | 'put';
 interface Take {
   ref: BvecReference;
   pfns: Uint32Array;
+  /** A pin take: the ids its pin call's records got, [from, to) (see PinBookkeeping.releasedAtDrop). */
+  records?: readonly [number, number];
 }
 
 /**
@@ -140,9 +142,9 @@ export class Bio {
     this.#releaseAll(() => (h === 'unpin' ? 'pin' : 'get'));
   }
 
-  /** @internal Adds pages the bio now holds by `ref`. */
-  addTake(ref: BvecReference, pfns: Uint32Array): void {
-    this.#takes.push({ ref, pfns });
+  /** @internal Adds pages the bio now holds by `ref` (a pin take: its records' ids, [from, to)). */
+  addTake(ref: BvecReference, pfns: Uint32Array, records?: readonly [number, number]): void {
+    this.#takes.push(records === undefined ? { ref, pfns } : { ref, pfns, records });
     if (pfns.length === 1) {
       this.#bvecs.push({ pfn: pfns[0]!, count: 1, ref }); // one page is one bvec: no scan
       return;
@@ -151,14 +153,16 @@ export class Bio {
   }
 
   /**
-   * The takes the bio still holds: its pins went with its owner when the owner was dropped
-   * with `pins: 'release'` (no pin of a dropped owner is left then), so completing it puts
-   * only its plain references. (Dropped with its pins reported, the owner still holds them,
-   * and the bio releases them as usual.)
+   * The takes the bio still holds: a pin take whose pin call's record its owner's drop with
+   * `pins: 'release'` released went with the owner, so completing the bio leaves it out.
+   * (Pins unpinned behind the bio's back, or an owner dropped with its pins reported, are not
+   * left out: the completion's unpin answers for them, ENOTPINNED or a release.)
    */
   #held(): Take[] {
-    const gone = this.owner !== null && this.owner.dropped && this.owner.outstandingPins().length === 0;
-    return gone ? this.#takes.filter((t) => t.ref !== 'pin') : this.#takes;
+    const owner = this.owner;
+    if (owner === null || !owner.dropped) return this.#takes;
+    const pins = pinsOf(this.mem);
+    return this.#takes.filter((t) => t.ref !== 'pin' || t.records === undefined || !pins.releasedAtDrop(owner, t.records[0], t.records[1]));
   }
 
   #checkOpen(): void {
@@ -222,11 +226,13 @@ const RELEASES: readonly BioRelease[] = ['unpin', 'put'];
  */
 export function bioFromUserPages(mm: AddressSpace, start: number, count: number, options: BioOptions): Bio {
   const bio = new Bio(mm.mem, options);
+  const tracking = pinsOf(mm.mem).tracking;
+  const from = tracking.nextRecordId;
   const pfns = mm.pinUserPagesAs('bioFromUserPages', integer('start', start), integer('count', count), {
     write: bio.write,
     ...(bio.owner === null ? {} : { owner: bio.owner }),
   });
-  bio.addTake('pin', pfns);
+  bio.addTake('pin', pfns, [from, tracking.nextRecordId]);
   return bio;
 }
 
@@ -259,8 +265,10 @@ export function bioAddPage(bio: Bio, pfn: number, options?: BioAddPageOptions): 
   const pfns = new Uint32Array(count);
   for (let i = 0; i < count; i++) pfns[i] = first + i;
   if (bio.policy === 'all-pins') {
-    pinsOf(bio.mem).pinList('bioAddPage', pfns, bio.write ? PinFlag.Write : 0, bio.owner);
-    bio.addTake('pin', pfns);
+    const pins = pinsOf(bio.mem);
+    const from = pins.tracking.nextRecordId;
+    pins.pinList('bioAddPage', pfns, bio.write ? PinFlag.Write : 0, bio.owner);
+    bio.addTake('pin', pfns, [from, pins.tracking.nextRecordId]);
     return;
   }
   getPagesAllOrNothing(bio.mem, pfns);

@@ -285,7 +285,7 @@ describe.each(SCHEMES)('hostile user 28 under %s', (scheme) => {
       mm.mmap({ start: 100, count: 16, populate: true });
       const owner = mem.pinOwner('dev');
       const bio = bioFromUserPages(mm, 100, 4, { policy: 'flagged', owner });
-      const page = f.pfnAt(3);
+      const page = f.pfnAt(3)!;
       const refs = mem.refcount(page);
       bioAddPage(bio, page);
       expect(owner.drop({ pins: 'release' })).toMatchObject({ releasedPages: 4 });
@@ -313,5 +313,50 @@ describe.each(SCHEMES)('hostile user 28 under %s', (scheme) => {
     expect(mem.hugetlbPool(9)).toMatchObject({ free: 1 });
     h2.close();
     expect(mem.hugetlbPool(9)).toMatchObject({ free: 2 });
+  });
+});
+
+// Review of round 28's own diff.
+describe.each(SCHEMES)('review 28 under %s', (scheme) => {
+  it('punchHoles checks every range as punchHole does before anything changes (no lease broken)', () => {
+    const mem = new PageArray({ pages: 4096, populated: false, scheme, debug: true });
+    const mm = new AddressSpace(mem, { pages: 1024 });
+    const f = new PageCacheFile(mem, { name: 'f', pages: 8, folioOrder: 2 });
+    mm.mmap({ start: 0, count: 8, file: f });
+    const owner = mem.pinOwner('rdma', { kind: 'device' });
+    const lease = f.takeLease(owner);
+    const before = stateDigest(mem);
+    for (const bad of [
+      [{ offset: 100, count: 4 }], // beyond the end
+      [{ offset: 0, count: 4 }, { offset: 4, count: 8 }], // the second beyond the end
+      [{ offset: 0, count: 1 }], // not a folio multiple
+      [{ offset: 0.5, count: 4 }],
+      [{ offset: 0, count: 4, extra: 1 }],
+      [null],
+      null,
+      { offset: 0, count: 4 },
+    ]) {
+      expectPinlabError(() => f.punchHoles(bad as never), 'EINVAL');
+      expect(stateDigest(mem), JSON.stringify(bad)).toEqual(before);
+      expect(lease.held).toBe(true);
+      expect(f.cachedPages).toBe(8);
+    }
+    const report = f.punchHoles([{ offset: 4, count: 4 }, { offset: 0, count: 4 }, { offset: 0, count: 4 }]);
+    expect(report).toMatchObject({ removedPages: 8, zappedMappings: 1 }); // one mapping, merged into one range
+    expect(lease.held).toBe(false);
+  });
+
+  it("a bio's pins unpinned behind its back stay an ENOTPINNED after its owner's drop, in either mode", () => {
+    for (const mode of ['report', 'release'] as const) {
+      const mem = new PageArray({ pages: 4096, populated: false, scheme, debug: true, onImbalance: 'count' });
+      const mm = new AddressSpace(mem, { pages: 1024 });
+      mm.mmap({ start: 0, count: 4, populate: true });
+      const owner = mem.pinOwner('dev');
+      const bio = bioFromUserPages(mm, 0, 2, { policy: 'flagged', owner });
+      mem.unpinPages(new Uint32Array(bio.bvecs.flatMap((b) => Array.from({ length: b.count }, (_, k) => b.pfn + k))), { owner }); // behind its back
+      owner.drop({ pins: mode });
+      bio.complete(); // counted: the unpin of pins that are not there
+      expect(mem.stats().imbalances.ENOTPINNED, mode).toBeGreaterThan(0);
+    }
   });
 });

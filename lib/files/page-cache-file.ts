@@ -322,12 +322,22 @@ export class PageCacheFile extends MappedFile {
    * as they are before the first change, the leases break once, then each range is removed.
    * (Punched one by one, the first punch's lease breaks would refuse the second's leased pins:
    * a refusal after a change.) Overlapping ranges are punched once. Returns one report for all.
-   * @throws PinlabError as {@link PageCacheFile.punchHole}; nothing changes on an error.
+   * @throws PinlabError `EINVAL` for anything but an array of `{ offset, count }` each as
+   *   {@link PageCacheFile.punchHole} takes them, then as punchHole; nothing changes on an error.
    */
   punchHoles(ranges: ReadonlyArray<{ offset: number; count: number }>): LayoutChangeReport {
     nativeOf(this.mem); // EINVAL once the page array is disposed
+    if (!Array.isArray(ranges)) invalid(`ranges must be an array of { offset, count } (got ${show(ranges)})`);
+    // Each range read once, into our own objects, and checked as punchHole checks it.
+    const own = Array.from(ranges as unknown[], (r, k) => {
+      const o = optionsObject(`range ${k}`, r, ['offset', 'count']);
+      const off = this.#checkSize('offset', integer('offset', o['offset']));
+      const n = this.#checkSize('count', integer('count', o['count']));
+      if (off + n > this.#size) invalid(`hole ${off}..${off + n - 1} is beyond the end of '${this.name}' (size ${this.#size})`);
+      return { offset: off, count: n };
+    });
     const merged: { offset: number; count: number }[] = [];
-    for (const r of [...ranges].filter((x) => x.count > 0).sort((a, b) => a.offset - b.offset)) {
+    for (const r of own.filter((x) => x.count > 0).sort((a, b) => a.offset - b.offset)) {
       const last = merged[merged.length - 1];
       if (last !== undefined && r.offset <= last.offset + last.count) {
         last.count = Math.max(last.count, r.offset + r.count - last.offset);

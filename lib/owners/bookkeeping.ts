@@ -33,6 +33,8 @@ export class PinBookkeeping {
   readonly #pages: number;
   readonly #writePinsApart: boolean;
   #scratch = new Uint32Array(1024);
+  /** Per owner dropped with `pins: 'release'`: the ids of the records that drop released. */
+  readonly #releasedAtDrop = new WeakMap<PinOwnerRef, Set<number>>();
 
   constructor(handle: NativePageArray, options: BookkeepingOptions) {
     this.#native = handle;
@@ -211,6 +213,17 @@ export class PinBookkeeping {
   }
 
   /**
+   * Whether a record with an id in [from, to) was released by {@link PinBookkeeping.releaseAll}
+   * (a drop with `pins: 'release'`), not by an unpin: a bio asks for the pin call it made.
+   */
+  releasedAtDrop(owner: PinOwnerRef, from: number, to: number): boolean {
+    const ids = this.#releasedAtDrop.get(owner);
+    if (ids === undefined) return false;
+    for (let id = from; id < to; id++) if (ids.has(id)) return true;
+    return false;
+  }
+
+  /**
    * Unpins everything `owner` holds, all or nothing: one native all-or-nothing call. Under
    * write-bias, where read and write pins are told apart, the read and write lists go to the
    * core as one call (unpinLists) that validates both before releasing either: a refusal
@@ -237,10 +250,12 @@ export class PinBookkeeping {
       throw new DropSkipped();
     }
     let pages = 0;
+    const released = new Set(records.map((r) => r.id));
     for (const r of records) {
       pages += r.pages;
       this.tracking.ledger.commit({ owner, steps: [{ record: r, keeps: null }] });
     }
+    this.#releasedAtDrop.set(owner, released); // an owner is dropped once
     return pages;
   }
 }

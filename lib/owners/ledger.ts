@@ -75,6 +75,11 @@ export class PinLedger {
   }
 
   /** Records a pin call that pinned `runs` (already done: recording cannot fail). */
+  /** The id the next record will get: the records of a call made in between have ids from here. */
+  get nextId(): number {
+    return this.#nextId;
+  }
+
   record(owner: PinOwnerRef | null, call: PinCall, runs: Uint32Array): PinRecord {
     const pages = runPages(runs);
     const record = new PinRecord(this.#nextId++, owner, call.operation, call.write, call.longterm, call.via, call.stack, runs, pages);

@@ -53,6 +53,11 @@ export class PinTracking {
     return this.#ledger;
   }
 
+  /** The id the next pin record will get (a ledger not yet made starts at 1); makes no ledger. */
+  get nextRecordId(): number {
+    return this.#ledger?.nextId ?? 1;
+  }
+
   /** Whether anything was ever recorded (no ledger: nothing to report). */
   get active(): boolean {
     return this.#ledger !== null;
