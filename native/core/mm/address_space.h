@@ -539,10 +539,11 @@ class AddressSpace {
                                           bool to_movable, uint64_t* moved_pages);
   // A PTE-mapped large folio that this mm maps whole (`slots`: its n PTEs, in subpage order)
   // moves to `target`, a free folio of its order taken by the caller (given back if busy),
-  // still PTE-mapped: one reference per PTE, as before.
+  // still PTE-mapped: one reference per PTE, as before. `olds`: empty, with room for n (no
+  // allocation once the target is taken).
   MigrateOutcome move_pte_mapped_folio_whole(uint64_t head, uint32_t order, uint64_t target,
                                              const std::vector<std::atomic<uint64_t>*>& slots,
-                                             uint64_t* moved_pages);
+                                             std::vector<uint64_t>& olds, uint64_t* moved_pages);
   // fork's statistics, added only once the fork succeeds (pages, as the stats count them).
   struct ForkTally {
     uint64_t early_cow_copies = 0;

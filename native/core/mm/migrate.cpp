@@ -134,7 +134,7 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpa
   if (slots.size() == n) {
     uint64_t whole = 0;
     if (mem_->alloc_folio(order, to_movable, &whole).ok())
-      return move_pte_mapped_folio_whole(head, order, whole, slots, moved_pages);
+      return move_pte_mapped_folio_whole(head, order, whole, slots, olds, moved_pages);
   }
   // The pieces' pages, all before the first change (ENOMEM: the ones taken go back unused).
   for (size_t k = 0; k < slots.size(); ++k) {
@@ -170,10 +170,9 @@ AddressSpace::MigrateOutcome AddressSpace::migrate_pte_mapped_folio(uint64_t vpa
 
 AddressSpace::MigrateOutcome AddressSpace::move_pte_mapped_folio_whole(
     uint64_t head, uint32_t order, uint64_t target, const std::vector<std::atomic<uint64_t>*>& slots,
-    uint64_t* moved_pages) {
+    std::vector<uint64_t>& olds, uint64_t* moved_pages) {
   const uint64_t n = uint64_t{1} << order;
-  std::vector<uint64_t> olds;
-  olds.reserve(n);  // host memory first: an exception changes nothing but the target
+  // `olds` has room for n entries already (the caller's, reserved before anything was taken).
   // seq_cst exchanges, then the seq_cst freeze from exactly our PTEs' references: the unmap
   // half of the pair with gup_fast's grab-then-recheck (see the top).
   for (std::atomic<uint64_t>* slot : slots) olds.push_back(slot->exchange(0, std::memory_order_seq_cst));
