@@ -349,7 +349,12 @@ export class PageCacheFile extends MappedFile {
     if (merged.length === 0) return empty;
     const plans = merged.map((r) => this.#planRemoval(r.offset, r.count, 'punchHole')); // every check first
     const holders = new Map<PinRecord, HeldPages>();
-    for (const plan of plans) for (const [r, held] of plan.holders) holders.set(r, held);
+    for (const plan of plans) {
+      for (const [r, held] of plan.holders) {
+        const prev = holders.get(r); // a pin call holding pages in two ranges: its pages add up
+        holders.set(r, prev === undefined ? held : { ...prev, pages: prev.pages + held.pages });
+      }
+    }
     const first = merged[0]!, end = merged[merged.length - 1]!.offset + merged[merged.length - 1]!.count;
     const broken = this.#breakLeases(holders, first.offset, end - first.offset, 'punchHole');
     const report = plans.reduce((sum, plan) => {
