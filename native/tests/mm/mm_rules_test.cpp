@@ -318,5 +318,93 @@ TEST_TAGGED(gup_fast_races_dontneed_and_pte_mapped_thp_migration, "concurrency")
   CHECK_EQ(mm.mem->free_pages(), mm.mem->pages());
 }
 
+// mprotect granting write (MM_CP_TRY_CHANGE_WRITABLE): exclusive anonymous PTEs and THP
+// leaves and shmem pages are writable at once under mainline; a COW-shared page, a regular
+// file's page and (2019 rules) every anonymous page wait for a write fault.
+TEST(mprotect_upgrades_what_a_write_fault_would_make_writable) {
+  for (Scheme s : kAllSchemes) {
+    for (const bool mainline : {true, false}) {
+      auto mm = make_mm(s, mainline ? MmRules::mainline() : MmRules::v2019());
+      CHECK_OK(mm.as->mmap(MmapArgs{0, 4, true, true, false}));
+      CHECK_OK(mm.as->mmap(MmapArgs{512, 512, true, true, true}));
+      uint64_t a = 0, b = 0;
+      CHECK_OK(mm.mem->alloc_folio(0, false, &a));
+      CHECK_OK(mm.mem->alloc_folio(0, false, &b));
+      const uint32_t shm[] = {uint32_t(a)}, reg[] = {uint32_t(b)};
+      CHECK_OK(mm.as->map_shared(1100, shm, 1, true, false));  // shmem
+      CHECK_OK(mm.as->map_shared(1101, reg, 1, true, true));   // a regular file
+      CHECK(!mm.as->translate(1101).writable);                 // mapped clean: write-notify
+      for (const auto& [start, count] : {std::pair<int64_t, int64_t>{0, 4}, {512, 512}, {1100, 2}}) {
+        CHECK_OK(mm.as->mprotect(start, count, false));
+        CHECK_OK(mm.as->mprotect(start, count, true));
+      }
+      CHECK_EQ(mm.as->translate(0).writable, mainline);
+      CHECK_EQ(mm.as->translate(600).writable, mainline);
+      CHECK(mm.as->translate(600).huge);
+      CHECK(mm.as->translate(1100).writable);
+      CHECK(!mm.as->translate(1101).writable);
+      CHECK(!mm.mem->is_dirty(b));
+      CHECK_OK(mm.as->touch(1101, 1, true));  // the write fault: writable and dirty
+      CHECK(mm.as->translate(1101).writable);
+      CHECK(mm.mem->is_dirty(b));
+      CHECK_OK(mm.as->munmap(1100, 2));
+      bool freed = false;
+      CHECK_OK(mm.mem->put_page(a, 1, &freed));
+      CHECK_OK(mm.mem->put_page(b, 1, &freed));
+    }
+  }
+}
+
+// 6.16's __wp_can_reuse_large_anon_folio: a write to a PTE-mapped THP whose every reference is
+// a PTE of this mm reuses the page; a FOLL_GET beside the mappings makes it copy.
+TEST(a_pte_mapped_thp_mapped_by_this_mm_alone_is_reused_on_a_write) {
+  for (Scheme s : kAllSchemes) {
+    auto mm = make_mm(s, MmRules::mainline());
+    CHECK_OK(mm.as->mmap(MmapArgs{0, 512, true, true, true}));
+    const uint64_t head = mm.as->translate(0).pfn;
+    {
+      std::unique_ptr<AddressSpace> child;
+      CHECK_OK(mm.as->fork(&child));
+      CHECK_OK(mm.as->mprotect(0, 8, false));  // splits the shared leaf to PTEs
+    }  // the child goes: this mm maps the folio alone, its entries not exclusive
+    CHECK_OK(mm.as->mprotect(0, 8, true));
+    CHECK_EQ(mm.mem->refcount(head), 512);
+    CHECK(!mm.as->translate(3).writable);
+    const uint64_t reuses = mm.as->stat(MmStat::kCowReuses);
+    CHECK_OK(mm.as->touch(3, 1, true));
+    CHECK_EQ(mm.as->translate(3).pfn, head + 3);
+    CHECK_EQ(mm.as->stat(MmStat::kCowReuses), reuses + 1);
+    CHECK_OK(mm.mem->get_page(head + 9, 1));  // a FOLL_GET-like reference
+    CHECK_OK(mm.as->touch(5, 1, true));
+    CHECK(mm.as->translate(5).pfn != head + 5);  // copied
+    bool freed = false;
+    CHECK_OK(mm.mem->put_page(head + 9, 1, &freed));
+  }
+}
+
+// 6.12's migrate_pages_batch: a PTE-mapped THP mapped whole moves whole (order 9, PTE-mapped,
+// one reference per PTE); one partly mapped is split into order-0 pages.
+TEST(migration_moves_a_whole_pte_mapped_thp_whole) {
+  for (Scheme s : kAllSchemes) {
+    auto mm = make_mm(s, MmRules::mainline());
+    CHECK_OK(mm.as->mmap(MmapArgs{0, 1024, true, true, true}));
+    CHECK_OK(mm.as->mprotect(0, 8, false));
+    CHECK_OK(mm.as->mprotect(512, 8, false));
+    CHECK_OK(mm.as->munmap(600, 1));
+    const uint64_t a = mm.as->translate(0).pfn;
+    uint64_t moved = 0;
+    CHECK_OK(mm.as->migrate(0, 1024, &moved));
+    CHECK_EQ(moved, uint64_t(1023));
+    const uint64_t b = mm.as->translate(0).pfn;
+    CHECK(b != a);
+    CHECK_EQ(mm.mem->folio_order(b), uint32_t(9));
+    CHECK_EQ(mm.mem->refcount(b), 512);
+    CHECK_EQ(mm.as->translate(511).pfn, b + 511);
+    CHECK(!mm.as->translate(7).writable && mm.as->translate(8).writable);  // flags moved too
+    CHECK_EQ(mm.mem->folio_order(mm.as->translate(512).pfn), uint32_t(0));
+    CHECK_OK(mm.as->munmap(0, 1024));
+  }
+}
+
 }  // namespace
 }  // namespace pinlab::test
