@@ -150,6 +150,12 @@ describe('bad streams are refused, naming the record, with nothing changed', () 
     flipped[96 + 24 * 3 + 9]! ^= 1;
     writeFileSync(join(dir, 'sum.pkops'), flipped);
     await expectRefused(join(dir, 'sum.pkops'), /body checksum mismatch/);
+    // A flipped opcode byte garbles record 0 into a malformed one: still reported as the
+    // corruption it is (the rest of the body is summed first), not as an unknown opcode.
+    const opcode = Buffer.from(bytes);
+    opcode[96]! ^= 0x40;
+    writeFileSync(join(dir, 'opcode.pkops'), opcode);
+    await expectRefused(join(dir, 'opcode.pkops'), /body checksum mismatch/);
     writeFileSync(join(dir, 'trail.pkops'), Buffer.concat([bytes, Buffer.from([0])]));
     await expectRefused(join(dir, 'trail.pkops'), /trailing bytes/);
     const head = Buffer.from(bytes);

@@ -95,8 +95,11 @@ function replayPlan(options: unknown): ReplayPlan {
   else invalid(`schemes must be a scheme name or an array of them (got ${show(schemesValue)})`);
   if (schemes.length === 0) invalid('schemes must not be empty');
   for (const s of schemes) if (typeof s !== 'string' || !SCHEMES.includes(s)) invalid(`unknown scheme ${show(s)} (known: ${SCHEMES.join(', ')})`);
+  // Absent: one thread per tag (0 to the engine); given: 1..1024, as the CLI's --threads.
   const threads = threadsValue ?? 0;
-  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 0 || threads > 1024) invalid(`threads must be an integer in 1..1024 (got ${show(threadsValue)})`);
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 0 || threads > 1024 || (threadsValue !== undefined && threads < 1)) {
+    invalid(`threads must be an integer in 1..1024 (got ${show(threadsValue)})`);
+  }
   if (debug !== undefined && typeof debug !== 'boolean') invalid(`debug must be a boolean (got ${show(debug)})`);
   if (endState !== undefined && typeof endState !== 'boolean') invalid(`endState must be a boolean (got ${show(endState)})`);
   if (signal !== undefined && !isAbortSignal(signal)) invalid(`signal must be an AbortSignal (got ${show(signal)})`);

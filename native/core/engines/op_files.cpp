@@ -226,7 +226,25 @@ Status OpReader::next(std::vector<Record>* chunk, size_t max) {
   sum_.add_records(chunk->data(), n);  // the file's bytes, before any byte swap
   to_host_order(chunk->data(), n);
   read_ += n;
-  return framing_->feed(chunk->data(), n);
+  if (Status st = framing_->feed(chunk->data(), n); !st.ok()) return corrupt_or(std::move(st));
+  return Status::Ok();
+}
+
+Status OpReader::corrupt_or(Status malformed) {
+  // The rest of the body, summed and dropped: a body whose checksum fails is corrupt, and
+  // that is the refusal to report, not the first record it garbled into a malformed one.
+  std::vector<Record> rest(std::min<uint64_t>(header_.records - read_, uint64_t{1} << 16));
+  while (read_ < header_.records) {
+    const uint64_t n = std::min<uint64_t>(rest.size(), header_.records - read_);
+    size_t got = 0;
+    if (!read_full(fd_, rest.data(), n * kRecordBytes, source_, &got).ok() || got != n * kRecordBytes)
+      return malformed;  // unreadable now: the refusal we have stands
+    sum_.add_records(rest.data(), n);
+    read_ += n;
+  }
+  if (sum_.value() != header_.body_checksum)
+    return Status{Code::kEINVAL, Reason::kOpsChecksum, source_, 0, 0, "body"};
+  return malformed;
 }
 
 Status OpReader::finish() {
@@ -274,6 +292,10 @@ Status read_op_stream_into(const std::string& path, OpStream* out, const std::at
       out->framing = checker.framing();
       out->header.records = out->records.size();
       out->header.ops = out->framing.ops;
+      // A stated `threads=` is checked as a binary header's is; without one, one per tag.
+      if (out->header.threads_stated && out->framing.max_tag >= out->header.threads)
+        return Status{Code::kEINVAL, Reason::kOpsBadHeader, intern_source(path), int64_t(out->header.threads), 0,
+                      "threads is not above every record's tag"};
       out->header.threads = std::max(out->header.threads, out->framing.max_tag + 1);
       return Status::Ok();
     }
@@ -500,7 +522,9 @@ Status OpWriter::finish() {
   if (!text_) {
     header_.records = records_;
     header_.ops = f.ops;
-    header_.threads = f.max_tag + 1;
+    // The stream's threads as the header says (a text stream's stated value is kept, so a
+    // conversion round-trips), and never below one per tag.
+    header_.threads = std::max(header_.threads, f.max_tag + 1);
     header_.body_checksum = sum_.value();
     uint8_t head[kHeaderBytes];
     if (Status st = encode_header(header_, source_, head); !st.ok()) return st;

@@ -54,6 +54,10 @@ class OpReader {
   uint64_t bytes() const { return bytes_; }
 
  private:
+  // A framing refusal of the body read so far: the checksum refusal instead when the whole
+  // body's checksum fails (the rest is read to tell), else `malformed`.
+  Status corrupt_or(Status malformed);
+
   int fd_ = -1;
   const char* source_ = "";
   Header header_;

@@ -656,6 +656,7 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   static_assert(kVersion <= 9, "the text header's version is one digit");
   Header h;
   h.version = uint32_t(tokens[1][0] - '0');
+  h.threads_stated = false;
   bool pages = false;
   for (size_t i = 2; i < tokens.size(); ++i) {
     const std::string_view t = tokens[i];
@@ -689,6 +690,7 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
     } else if (key == "threads") {
       if (v < 1 || v > kMaxTags) return text_bad(source, line_no, "threads must be 1..65536");
       h.threads = uint32_t(v);
+      h.threads_stated = true;
     } else {
       return text_bad(source, line_no, "unknown header field");
     }
