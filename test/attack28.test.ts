@@ -364,7 +364,7 @@ describe.each(SCHEMES)('review 28 under %s', (scheme) => {
 // Hostile user on op streams, round 28.
 describe('op streams, round 28', () => {
   it("a text stream's stated threads is checked against its tags, and kept by a conversion", async () => {
-    const { mkdtempSync, rmSync, writeFileSync, readFileSync } = await import('node:fs');
+    const { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const { runCli } = await import('./cli-run.js');
@@ -374,6 +374,10 @@ describe('op streams, round 28', () => {
       const head = 'pkops 3 pages=4096 movable=0 folio-order=0 pincount-min-order=1 bias=64 debug=0 populated=1 scheme=bias';
       writeFileSync(join(dir, 'lo.pkops.txt'), `${head} threads=1\n@5 get 1 1\n`);
       await expect(runReplay({ file: join(dir, 'lo.pkops.txt'), schemes: ['bias'] })).rejects.toMatchObject({ code: 'EINVAL', message: /threads is not above every record's tag/ });
+      const refused = await runCli(['trace', 'convert', join(dir, 'lo.pkops.txt'), join(dir, 'lo.pkops')]); // nor converted
+      expect(refused.status).not.toBe(0);
+      expect(refused.err).toMatch(/threads is not above every record's tag/);
+      expect(existsSync(join(dir, 'lo.pkops'))).toBe(false);
       writeFileSync(join(dir, 'none.pkops.txt'), `${head}\n@5 get 1 1\n`); // not stated: one per tag
       expect((await runReplay({ file: join(dir, 'none.pkops.txt'), schemes: ['bias'] })).stream.threads).toBe(6);
       writeFileSync(join(dir, 'hi.pkops.txt'), `${head} threads=7\nget 1 1\n`);

@@ -510,7 +510,7 @@ Status OpWriter::finish() {
   if (fd_ < 0) return path_fail(Code::kEINVAL, Reason::kOutputPath, path_, 0, 0, "the writer is not open");
   if (Status st = checker_->finish(); !st.ok()) return st;
   const Framing& f = checker_->framing();
-  if (text_ && f.max_tag >= header_.threads)
+  if ((text_ || header_.threads_stated) && f.max_tag >= header_.threads)
     return Status{Code::kEINVAL, Reason::kOpsBadHeader, source_, int64_t(header_.threads), 0,
                   "threads is not above every record's tag"};
   if (Status st = flush(); !st.ok()) return st;

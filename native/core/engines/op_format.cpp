@@ -656,7 +656,6 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
   static_assert(kVersion <= 9, "the text header's version is one digit");
   Header h;
   h.version = uint32_t(tokens[1][0] - '0');
-  h.threads_stated = false;
   bool pages = false;
   for (size_t i = 2; i < tokens.size(); ++i) {
     const std::string_view t = tokens[i];

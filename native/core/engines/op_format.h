@@ -302,9 +302,10 @@ struct Header {
   uint64_t ops = 0;
   uint32_t pin_bias = 1024;
   uint32_t threads = 1;
-  // Whether a text header named `threads=` (then it must be above every record's tag, as a
-  // binary header's; else the reader takes one thread per tag). Not part of the binary form.
-  bool threads_stated = true;
+  // Whether a text header named `threads=`: then it must be above every record's tag, as a
+  // binary header's (the text reader and the binary writer of a conversion refuse it
+  // otherwise); unstated, a stream gets one thread per tag. Not part of the binary form.
+  bool threads_stated = false;
   uint8_t folio_order = 0;
   uint8_t pincount_min_order = 1;
   uint32_t version = kVersion;    // as read; as written, the oldest that holds its ops (written_version)
