@@ -506,17 +506,17 @@ Status AddressSpace::mprotect(int64_t start, int64_t count, bool write) {
   // Removing write access takes it from the entries now. Granting it makes writable at once
   // what a write fault would make writable without deciding anything; the rest stays
   // read-only until a write fault decides between reuse and copy, as for COW.
-  if (write) write_upgrade_range(s, e);
-  else write_protect_range(s, e);
+  change_write_access(s, e, write);
   return Status::Ok();
 }
 
-bool AddressSpace::upgrades_to_writable(uint64_t e, const Region& r) const {
+bool AddressSpace::upgrades_to_writable(uint64_t e) const {
   if (!entry::present(e) || entry::special(e) || entry::writable(e)) return false;
   // MAP_SHARED: the new protection itself is writable unless the file wants write
   // notification (a dirty-tracked file: its clean PTEs wait for the write fault; the model
-  // keeps no PTE dirty bit, so all of them wait). hugetlbfs and shmem want none.
-  if (entry::shared(e)) return !r.dirty_tracked;
+  // keeps no PTE dirty bit, so all of them wait). hugetlbfs and shmem want none; the entry
+  // says which (kHugetlb, kNoDirtyTracking).
+  if (entry::shared(e)) return entry::hugetlb(e) || entry::no_dirty_tracking(e);
   // MAP_PRIVATE: only an exclusive anonymous page (can_change_pte_writable, Linux 6.0; the
   // 2019 rules have no PageAnonExclusive and upgrade none); a private hugetlb mapping's
   // protection stays copy-on-write (hugetlb_change_protection upgrades nothing), and a
@@ -524,28 +524,34 @@ bool AddressSpace::upgrades_to_writable(uint64_t e, const Region& r) const {
   return rules_.anon_exclusive && entry::exclusive(e) && !entry::hugetlb(e) && !entry::non_anon(e);
 }
 
-void AddressSpace::write_upgrade_range(uint64_t start, uint64_t end) {
-  // The regions are cut at start and end (mprotect), so a PMD leaf here lies wholly inside.
-  for (auto it = regions_.lower_bound(start); it != regions_.end() && it->first < end; ++it) {
-    const Region& r = it->second;
-    for (uint64_t v = it->first; v < it->first + r.count;) {
-      std::atomic<uint64_t>& pmd = pt_.pmd(v >> kPmdShift);
-      const uint64_t pe = pmd.load(std::memory_order_relaxed);  // we hold the mmap lock
-      if (entry::huge(pe)) {
-        // seq_cst: every entry change is one a walker's recheck compares against.
-        if (upgrades_to_writable(pe, r)) pmd.store(pe | entry::kWritable, std::memory_order_seq_cst);
-        v = (v | (kPtesPerTable - 1)) + 1;
+uint64_t AddressSpace::with_write_access(uint64_t e, bool write) const {
+  if (!write) return e & ~entry::kWritable;
+  return upgrades_to_writable(e) ? e | entry::kWritable : e;
+}
+
+void AddressSpace::change_write_access(uint64_t start, uint64_t end, bool write) {
+  // relaxed loads: we hold the mmap lock, and only its holder changes entries; seq_cst
+  // stores: every entry change is one a walker's recheck compares against.
+  const auto change = [&](std::atomic<uint64_t>& slot) {
+    const uint64_t old = slot.load(std::memory_order_relaxed);
+    if (const uint64_t now = with_write_access(old, write); now != old) slot.store(now, std::memory_order_seq_cst);
+  };
+  for (uint64_t i = start >> kPmdShift; i <= (end - 1) >> kPmdShift; ++i) {
+    const uint64_t base = pmd_base(i);
+    const uint64_t lo = std::max(start, base), hi = std::min(end, base + kPtesPerTable);
+    std::atomic<uint64_t>& pmd = pt_.pmd(i);
+    uint64_t pe = pmd.load(std::memory_order_relaxed);
+    if (entry::huge(pe)) {
+      if (lo == base && hi == base + kPtesPerTable) {
+        change(pmd);
         continue;
       }
-      std::atomic<uint64_t>* slot = pte_slot(v);
-      if (slot == nullptr) {
-        v = (v | (kPtesPerTable - 1)) + 1;
-        continue;
-      }
-      const uint64_t pte = slot->load(std::memory_order_relaxed);
-      if (upgrades_to_writable(pte, r)) slot->store(pte | entry::kWritable, std::memory_order_seq_cst);
-      ++v;
+      split_pmd(i);  // covered in part (mprotect cut the regions there first)
+      pe = pmd.load(std::memory_order_relaxed);
     }
+    if (!entry::table(pe)) continue;
+    std::atomic<uint64_t>* t = pt_.table(i);
+    for (uint64_t v = lo; v < hi; ++v) change(t[pte_index(v)]);
   }
 }
 
@@ -667,27 +673,6 @@ void AddressSpace::split_pmd(uint64_t i) {
   // seq_cst (a release at least): a walker that sees the table sees its entries; one that
   // grabbed through the old leaf sees the PMD change on its recheck and lets go.
   pmd.store(entry::make(0, entry::kTable | entry::kPresent), std::memory_order_seq_cst);
-}
-
-void AddressSpace::write_protect_range(uint64_t start, uint64_t end) {
-  for (uint64_t i = start >> kPmdShift; i <= (end - 1) >> kPmdShift; ++i) {
-    const uint64_t base = pmd_base(i);
-    const uint64_t lo = std::max(start, base), hi = std::min(end, base + kPtesPerTable);
-    std::atomic<uint64_t>& pmd = pt_.pmd(i);
-    uint64_t pe = pmd.load(std::memory_order_relaxed);
-    if (entry::huge(pe)) {
-      if (lo == base && hi == base + kPtesPerTable) {
-        pmd.store(pe & ~entry::kWritable, std::memory_order_seq_cst);
-        continue;
-      }
-      split_pmd(i);
-      pe = pmd.load(std::memory_order_relaxed);
-    }
-    if (!entry::table(pe)) continue;
-    std::atomic<uint64_t>* t = pt_.table(i);
-    for (uint64_t v = lo; v < hi; ++v)
-      t[pte_index(v)].fetch_and(~entry::kWritable, std::memory_order_seq_cst);
-  }
 }
 
 // ---- faults --------------------------------------------------------------------------------

@@ -462,7 +462,6 @@ class AddressSpace {
   // munmap, zap, mremap and the destructor: unmap_range, and the file pages the range holds
   // for a refault (file_held_) are put too.
   void unmap_range_and_holds(uint64_t start, uint64_t end);
-  void write_protect_range(uint64_t start, uint64_t end);
   // mmap's MAP_POPULATE of a new region [start, end): all or nothing.
   Status populate(uint64_t start, uint64_t end, bool write, bool huge);
   // Fault handling: makes vpage present (and writable for a write), allocating as needed.
@@ -502,12 +501,16 @@ class AddressSpace {
   // size of vpage, where a folio mapped by one mm lies; one elsewhere (or another mm's, a pin,
   // a FOLL_GET, the swap cache) leaves the count short, and the fault copies.
   bool anon_folio_reusable(uint64_t vpage, uint64_t head) const;
-  // mprotect granting write access (MM_CP_TRY_CHANGE_WRITABLE, can_change_pte_writable): makes
-  // writable the entries of [start, end) that a write fault would make writable without a
-  // decision: exclusive anonymous pages (PTEs and THP leaves) and shared mappings' pages of
-  // files that want no write notification (shmem, hugetlbfs). The mmap lock is held.
-  void write_upgrade_range(uint64_t start, uint64_t end);
-  bool upgrades_to_writable(uint64_t e, const Region& r) const;
+  // mprotect's change of the entries of [start, end), the mmap lock held: taking write access
+  // away clears every entry's write bit; granting it (MM_CP_TRY_CHANGE_WRITABLE,
+  // can_change_pte_writable) sets it where a write fault would without a decision:
+  // exclusive anonymous pages (PTEs and THP leaves) and shared mappings' pages of files that
+  // want no write notification (shmem, hugetlbfs). A leaf covered in part is split first.
+  void change_write_access(uint64_t start, uint64_t end, bool write);
+  // An entry as change_write_access leaves it; upgrades_to_writable: whether granting write
+  // access sets its write bit.
+  uint64_t with_write_access(uint64_t e, bool write) const;
+  bool upgrades_to_writable(uint64_t e) const;
   // Whether a shared file mapping's page is mapped writable before any write fault: in a
   // writable mapping of a file that wants no write notification (shmem, memfd); a
   // dirty-tracked file's pages are mapped read-only until a write faults (page_mkwrite).
