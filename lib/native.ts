@@ -256,6 +256,12 @@ export interface NativeSchemeInfo {
    * (null: every pin holds its own references).
    */
   sharedRefMinOrder: number | null;
+  /**
+   * Whether a folio whose pins many threads share may go lazy (percpu_ref's mode switch): its
+   * pins and unpins then write only their own thread's shard, and the mode holds the pins'
+   * reference until the folio is settled (README, "The `sharded` scheme").
+   */
+  lazyPins: boolean;
 }
 
 /** The op stream format's constants, from the addon (engines/op_format.h). @internal */

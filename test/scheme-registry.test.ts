@@ -90,6 +90,9 @@ struct LazyScheme final {
     // sharded: the pins of a sharded folio share one reference (SharedRefPinStore); nobody else's.
     expect(info.get('sharded')?.sharedRefMinOrder).toBe(7);
     for (const n of ['bias', 'hybrid', 'separate', 'write-bias']) expect(info.get(n)?.sharedRefMinOrder, n).toBeNull();
+    // Only sharded's shared folios go lazy (percpu_ref's mode switch).
+    expect(info.get('sharded')?.lazyPins).toBe(true);
+    for (const n of ['bias', 'hybrid', 'separate', 'write-bias']) expect(info.get(n)?.lazyPins, n).toBe(false);
     for (const s of info.values()) expect(s.bytesPerPage, s.name).toBe(5 + 4 * s.pinWords);
     for (const s of info.values()) expect(s.summary.length).toBeGreaterThan(10);
   });

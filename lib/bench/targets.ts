@@ -48,11 +48,14 @@ function shardedTargets(rows: readonly BenchRow[]): BenchTarget[] {
     if (s.shardMinOrder === null || s.shardMinOrder > 9) continue;
     const scheme = s.name as BenchRow['scheme'];
     const q = { op: 'pin-unpin' as const, order: 9, input: 'range' as const, threads: 2 };
-    // What its pins write of the shared lines (its sharedRefMinOrder trait): with one folio
-    // reference for all pins, the refcount only on the folio's zero / non-zero transitions.
-    const lines = s.sharedRefMinOrder !== null && s.sharedRefMinOrder <= 9
-      ? 'pins share one folio reference: refcount and summary written only on zero / non-zero transitions'
-      : 'every pin writes the refcount';
+    // What its pins write of the shared lines (its sharedRefMinOrder and lazyPins traits): with
+    // one folio reference for all pins, the refcount only on the folio's zero / non-zero
+    // transitions; lazy, only the pinning thread's own shard.
+    const lines = s.sharedRefMinOrder === null || s.sharedRefMinOrder > 9
+      ? 'every pin writes the refcount'
+      : s.lazyPins
+        ? 'pins share one folio reference; a folio shared by threads goes lazy: pins write only their own shard'
+        : 'pins share one folio reference: refcount and summary written only on zero / non-zero transitions';
     for (const path of ['bvec', 'per-page'] as const) {
       const shared = find(rows, { ...q, scheme, path, sharing: 'shared' });
       out.push(target(`${s.name}-shared-2m-${path}-2`, `${s.name}: ${path} pin+unpin of one shared 2 MiB folio at 2 threads at least 1.7x one thread's throughput (${lines})`, shared?.speedupVsOneThread, '>=', 1.7, `needs pin-unpin, ${s.name}, ${path}, order 9, 1 and 2 threads, shared`));

@@ -50,6 +50,7 @@ Napi::Value schemes(const Napi::CallbackInfo& info) {
     else o.Set("shardMinOrder", env.Null());
     if (s.shared_ref_min_order >= 0) o.Set("sharedRefMinOrder", s.shared_ref_min_order);
     else o.Set("sharedRefMinOrder", env.Null());
+    o.Set("lazyPins", s.lazy_pins);
     out.Set(uint32_t(i), o);
   }
   return out;

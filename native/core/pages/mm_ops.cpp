@@ -48,6 +48,12 @@ bool PageArray::maybe_pinned_head(uint64_t head, uint32_t order, std::memory_ord
 }
 
 bool PageArray::try_freeze(uint64_t head, int32_t expected) {
+  // A lazy folio's mode may hold a reference that is no pin's: settle it first, so the count
+  // is the kernel's (scheme_ops.h). The caller holds references, so this never frees.
+  if (lazy_pins_ && settle_lazy_and_test(head)) [[unlikely]] {
+    free_folio(head);
+    return false;
+  }
   // seq_cst: the unmap side of the Dekker pair with gup_fast (see gup_ops.h): the caller has
   // cleared the PTE; either gup_fast's recheck sees that, or this sees gup_fast's grab.
   return ref_at(head).compare_exchange_strong(expected, 0, std::memory_order_seq_cst,

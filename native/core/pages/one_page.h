@@ -165,16 +165,20 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
   const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
   MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
   const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
+  // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the caller's.
+  const int64_t lazy = lazy_pins_ ? lazy_ref_unpinned(head, load_order(head)) : 0;
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
-    if (int64_t{cur} - refs < 0) [[unlikely]] return Reason::kPutBelowZero;
-    if (int64_t{cur} - refs < owed_to_pins) [[unlikely]] return Reason::kPutEatsPin;
-    if (int64_t{cur} - refs < owed_to_pins + owed_to_mappings) [[unlikely]] return Reason::kPutEatsMapping;
-    // acq_rel: put_and_test; see try_release_pin.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
+    const int64_t left = int64_t{cur} - lazy - refs;
+    if (left < 0) [[unlikely]] return Reason::kPutBelowZero;
+    if (left < owed_to_pins) [[unlikely]] return Reason::kPutEatsPin;
+    if (left < owed_to_pins + owed_to_mappings) [[unlikely]] return Reason::kPutEatsMapping;
+    // acq_rel: put_and_test; see try_release_pin. seq_cst: as put_and_test (lazy pins).
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_seq_cst,
                                       std::memory_order_relaxed));
-  *reached_zero = (cur == refs);  // the caller frees
+  // The caller frees.
+  *reached_zero = cur == refs || settle_lazy_if_last(head, int64_t{cur} - refs);
   return Reason::kNone;
 }
 

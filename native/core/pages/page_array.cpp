@@ -39,7 +39,10 @@ Status validate(const PageArrayConfig& cfg) {
 
 PageArray::PageArray(const PageArrayConfig& cfg)
     : cfg_(cfg),
-      params_{uint32_t(std::countr_zero(uint64_t(cfg.pin_bias))), uint32_t(cfg.pincount_min_order)} {}
+      params_{uint32_t(std::countr_zero(uint64_t(cfg.pin_bias))), uint32_t(cfg.pincount_min_order)},
+      lazy_pins_(dispatch_scheme(cfg.scheme, [](auto tag) {
+        return has_lazy_pins_of<SchemePolicy<decltype(tag)::value>>();
+      })) {}
 
 Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
   if (Status st = validate(cfg); !st.ok()) return st;
@@ -147,7 +150,65 @@ Status PageArray::check_page_set_slow(const PageSet& set) const {
 }
 
 int32_t PageArray::refcount(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
   // relaxed: a snapshot for the caller; nothing is published through it.
+  if (!lazy_pins_) return ref_at(head).load(std::memory_order_relaxed);
+  // A lazy folio's mode holds its pins' reference with no pin left: not the kernel's count.
+  // Read until the count stands still around the discount (a settle may give it back between).
+  int32_t cur = ref_at(head).load(std::memory_order_acquire);
+  for (int tries = 0;; ++tries) {
+    const int32_t extra = lazy_ref_unpinned(head, order);
+    // acquire: orders this re-read after the mode and pins read above.
+    const int32_t again = ref_at(head).load(std::memory_order_acquire);
+    if (again == cur || tries == 8) return again - extra;
+    cur = again;
+  }
+}
+
+// Lazy pins (scheme_ops.h): out of line, off every hot path.
+bool PageArray::settle_lazy_and_test(uint64_t head) {
+  const uint32_t order = load_order(head);
+  if (head_of(head, order) != head) return false;  // a tail of a folio reused meanwhile
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (has_lazy_pins_of<P>()) {
+      bool last = false, freed = false;
+      if (P::settle_lazy(pin_words(), head, order, &last) && last) (void)give_back_pin_ref(head, &freed);
+      return freed;
+    } else {
+      return false;
+    }
+  });
+}
+
+int32_t PageArray::lazy_ref_unpinned(uint64_t head, uint32_t order) const {
+  if (!lazy_pins_) return 0;
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) -> int32_t {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (has_lazy_pins_of<P>()) {
+      // relaxed: a snapshot, as the refcount read it discounts.
+      return P::lazy(pin_words(), head, order) && P::pins(pin_words(), head, order, std::memory_order_relaxed) == 0
+                 ? 1
+                 : 0;
+    } else {
+      return 0;
+    }
+  });
+}
+
+bool PageArray::lazy_folio(uint64_t pfn) const {
+  const uint32_t order = load_order(pfn);
+  const uint64_t head = head_of(pfn, order);
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (has_lazy_pins_of<P>()) return P::lazy(pin_words(), head, order);
+    else return false;
+  });
+}
+
+int32_t PageArray::refcount_word(uint64_t pfn) const {
+  // relaxed: a snapshot for the caller.
   return ref_at(folio_head(pfn)).load(std::memory_order_relaxed);
 }
 
@@ -239,7 +300,8 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
       const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
       MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
       t->mapped = mapped ? mapped_refs_locked(head) : 0;
-      t->count = ref_at(head).load(std::memory_order_relaxed);
+      // Less the reference a lazy folio's mode holds with no pin left (scheme_ops.h).
+      t->count = ref_at(head).load(std::memory_order_relaxed) - lazy_ref_unpinned(head, order);
       // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
       if (cfg_.debug) {
         t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {

@@ -193,7 +193,13 @@ class PageArray {
 
   uint32_t folio_order(uint64_t pfn) const { return load_order(pfn); }
   uint64_t folio_head(uint64_t pfn) const { return head_of(pfn, load_order(pfn)); }
+  // The kernel's refcount: gets + mappings + the references pins hold (less the one a lazy
+  // folio's mode keeps with no pin left: scheme_ops.h, lazy pins).
   int32_t refcount(uint64_t pfn) const;
+  // Lazy pins (scheme_api.h, has_lazy_pins_of): whether pfn's folio is in lazy mode, and its
+  // refcount word as stored (with the mode's reference). Snapshots, for tests and tools.
+  bool lazy_folio(uint64_t pfn) const;
+  int32_t refcount_word(uint64_t pfn) const;
   // Exact pins of pfn's folio where the scheme (or debug mode) counts them, else nullopt.
   std::optional<int64_t> pincount(uint64_t pfn) const;
   // The scheme's fuzzy answer: false positives allowed, false negatives not (but for read
@@ -516,6 +522,16 @@ class PageArray {
   int64_t release_refs_needed(uint32_t order, const PinCost& cost) const;
   Reason try_take_pin_ref(uint64_t head, std::memory_order mo);
   Reason give_back_pin_ref(uint64_t head, bool* freed);
+  // Lazy pins (scheme_api.h, has_lazy_pins_of; scheme_ops.h): settles a lazy folio (head must
+  // be a head), giving the mode's reference back if no pin is left; true if that was the last
+  // reference (the caller frees). The reference the mode holds with no pin left, 0 or 1 (a
+  // snapshot), which readers of the refcount discount. After a put or an unpin that left
+  // `left` references: settles when one is left and the folio is lazy.
+  [[gnu::noinline, gnu::cold]] bool settle_lazy_and_test(uint64_t head);
+  int32_t lazy_ref_unpinned(uint64_t head, uint32_t order) const;
+  bool settle_lazy_if_last(uint64_t head, int64_t left) {
+    return lazy_pins_ && left == 1 ? settle_lazy_and_test(head) : false;
+  }
 
   // put_page's CAS loop: drops refs unless the count would go below 0 (kPutBelowZero), below
   // owed_to_pins (kPutEatsPin), or below the references the folio's mappings hold
@@ -620,6 +636,9 @@ class PageArray {
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_
+  // Whether the scheme has a lazy mode (scheme_api.h, has_lazy_pins_of): then a put that leaves
+  // one reference, and an unpin of a lazy folio that leaves one, settle the folio.
+  bool lazy_pins_ = false;
   MappedArray<int32_t> refcount_;
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;

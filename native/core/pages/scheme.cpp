@@ -30,7 +30,8 @@ constexpr SchemeInfo info_of(Scheme s) {
                     5u + 4u * pin_words_of<P>(),
                     P::kReadPinsVisible ? 4u : 8u,
                     shard_min_order_of<P>(),
-                    shared_ref_min_order_of<P>()};
+                    shared_ref_min_order_of<P>(),
+                    has_lazy_pins_of<P>()};
 }
 
 constexpr SchemeInfo kInfo[] = {

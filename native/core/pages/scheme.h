@@ -78,6 +78,7 @@ struct SchemeInfo {
   uint32_t debug_bytes_per_page;  // what debug mode adds: per-page pins (+ write pins apart)
   int32_t shard_min_order;        // the smallest order it counts pins in shards (-1: none)
   int32_t shared_ref_min_order;   // the smallest order whose pins share one reference (-1: none)
+  bool lazy_pins;                 // a shared folio's pins may go lazy (scheme_api.h, has_lazy_pins_of)
 };
 
 const SchemeInfo& scheme_info(Scheme s);

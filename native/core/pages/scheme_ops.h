@@ -284,7 +284,18 @@ PINLAB_ALWAYS_INLINE Reason PageArray::try_release_pin(uint64_t head, uint32_t o
     if (pins_share_ref<S>(order)) {
       // The pins' one reference goes back only with the folio's last pins (header comment).
       *freed = false;
-      return last ? give_back_pin_ref(head, freed) : Reason::kNone;
+      if (last) return give_back_pin_ref(head, freed);
+      if constexpr (has_lazy_pins_of<SchemePolicy<S>>()) {
+        // A lazy folio never reports its last pins: its mode holds the reference. If that may
+        // be the folio's only one, settle (giving it back if this was the last pin). seq_cst:
+        // the load side of the Dekker pair with a put (its decrement, then its mode read); our
+        // store side is the shard's seq_cst CAS. Either we see its decrement or its settle
+        // sees our release.
+        if (SchemePolicy<S>::lazy(pin_words(), head, order) &&
+            ref_at(head).load(std::memory_order_seq_cst) == 1) [[unlikely]]
+          *freed = settle_lazy_and_test(head);
+      }
+      return Reason::kNone;
     }
   }
   auto ref = ref_at(head);
@@ -327,8 +338,11 @@ bool PageArray::release_own_pin(uint64_t head, uint32_t order, int64_t refs, boo
 }
 
 inline bool PageArray::put_and_test(uint64_t head, int64_t refs) {
-  // acq_rel: put_and_test (see try_release_pin).
-  return int64_t{ref_at(head).fetch_sub(int32_t(refs), std::memory_order_acq_rel)} == refs;
+  // acq_rel: put_and_test (see try_release_pin); seq_cst where a lazy mode may hold the last
+  // reference besides ours: the store side of its Dekker pair with the unpin (settle_lazy
+  // reads the mode after this).
+  const int64_t before = ref_at(head).fetch_sub(int32_t(refs), std::memory_order_seq_cst);
+  return before == refs || settle_lazy_if_last(head, before - refs);
 }
 
 inline bool PageArray::try_put_back_and_test(uint64_t head, int64_t refs) {
@@ -341,10 +355,25 @@ inline bool PageArray::try_put_back_and_test(uint64_t head, int64_t refs) {
     if (int64_t{cur} < refs) [[unlikely]]
       return false;
     // acq_rel: put_and_test (see try_release_pin); relaxed on failure: nothing written.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_acq_rel,
+    // seq_cst: as put_and_test.
+  } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_seq_cst,
                                       std::memory_order_relaxed));
-  return int64_t{cur} == refs;
+  return int64_t{cur} == refs || settle_lazy_if_last(head, int64_t{cur} - refs);
 }
+
+// ---- lazy pins (scheme_api.h, has_lazy_pins_of) ---------------------------------------------
+// A lazy folio's mode holds its pins' one reference even when no pin is left, so the refcount
+// reads one more than the kernel's. Exactness comes back by settling (the store leaves lazy
+// mode; with no pin left the mode's reference is given back, as a last unpin's), done
+//   - by a put that leaves one reference (put_and_test, try_put_back_and_test, put_refs), and
+//     by an unpin of a lazy folio that leaves one (try_release_pin): a Dekker pair, each side
+//     a seq_cst write of its own count then a seq_cst read of the other's, so of the last put
+//     and the last unpin at least one sees the other and settles, and the folio is freed
+//     exactly when the kernel's would be;
+//   - before a freeze or a split, which compare the refcount with an exact expectation
+//     (try_freeze, split_folio);
+// and discounted by what only reads the refcount (refcount(), put validation, put_refs):
+// lazy_ref_unpinned.
 
 }  // namespace pinlab
 

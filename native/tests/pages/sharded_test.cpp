@@ -9,6 +9,7 @@
 // threaded cases: they also run under ThreadSanitizer.
 #include <atomic>
 #include <climits>
+#include <thread>
 #include <vector>
 
 #include "fixtures.h"
@@ -367,6 +368,177 @@ TEST(sharded_split_and_make_refuse_a_pinned_folio) {
   CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)));
   check_no_shard_state_left(*pa);
 }
+
+// ---- lazy mode (percpu_ref's mode switch) --------------------------------------------------
+// Runs fn on a thread whose shard of an order-9 folio is not the calling thread's, so that its
+// pins and the caller's overlap on two shards (registration indices are process-wide: after 16
+// threads one may share the caller's shard, and then another is tried).
+template <typename F>
+void on_other_shard(F&& fn) {
+  const uint32_t mine = ShardedScheme::my_shard(9);
+  for (int tries = 0; tries < 64; ++tries) {
+    bool ran = false;
+    std::thread t([&] {
+      if (ShardedScheme::my_shard(9) == mine) return;
+      fn();
+      ran = true;
+    });
+    t.join();
+    if (ran) return;
+  }
+  CHECK(false);  // no thread got another shard
+}
+
+TEST(sharded_store_goes_lazy_when_two_threads_pins_overlap_and_settles_exactly) {
+  StoreFixture f;
+  CHECK(f.grab(2) == Reason::kNone);
+  CHECK(!ShardedScheme::lazy(f.w, 0, 9));
+  on_other_shard([&] { CHECK(f.grab(3) == Reason::kNone); });  // overlaps: the folio goes lazy
+  CHECK(ShardedScheme::lazy(f.w, 0, 9));
+  CHECK_EQ(f.takes, 1);  // the mode keeps the first pin's reference; no other was taken
+  CHECK_EQ(ShardedScheme::pins(f.w, 0, 9, std::memory_order_relaxed), int64_t{5});
+  CHECK(ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_relaxed));
+  bool last = false;
+  CHECK(f.release(5, &last) == Reason::kNone);  // spread over two shards: the frozen path
+  CHECK(!last);  // a lazy folio never reports its last pins: its mode holds the reference
+  CHECK(ShardedScheme::lazy(f.w, 0, 9));
+  CHECK(!ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_relaxed));  // exact, lazy
+  CHECK(!ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_seq_cst));
+  CHECK(f.release(1, &last) == Reason::kNotPinned);  // an over-unpin: refused, nothing written
+  CHECK(ShardedScheme::lazy(f.w, 0, 9));
+  // Settling with no pin left: the mode's reference goes back, and every word is 0 again.
+  CHECK(ShardedScheme::settle_lazy(f.w, 0, 9, &last));
+  CHECK(last);
+  CHECK(f.all_zero());
+  CHECK(!ShardedScheme::settle_lazy(f.w, 0, 9, &last));  // not lazy: nothing to do
+  CHECK(!last);
+  // Lazy again, settled with pins left: the summary counts the non-zero shards, the reference
+  // stays, and the last unpin reports it as an atomic folio's does.
+  CHECK(f.grab(1) == Reason::kNone);
+  CHECK_EQ(f.takes, 2);
+  on_other_shard([&] { CHECK(f.grab(1) == Reason::kNone); });
+  CHECK(ShardedScheme::lazy(f.w, 0, 9));
+  on_other_shard([&] {
+    bool l = false;
+    CHECK(f.release(1, &l) == Reason::kNone);
+    CHECK(!l);
+  });
+  CHECK(ShardedScheme::settle_lazy(f.w, 0, 9, &last));
+  CHECK(!last);
+  CHECK(!ShardedScheme::lazy(f.w, 0, 9));
+  CHECK(ShardedScheme::maybe_pinned(f.w, 0, 9, std::memory_order_relaxed));
+  CHECK(f.release(1, &last) == Reason::kNone);
+  CHECK(last);
+  CHECK(f.all_zero());
+}
+
+// A lazy folio: two threads' pins overlapped on it.
+std::unique_ptr<PageArray> lazy_array(uint64_t main_pins, uint64_t other_pins) {
+  auto pa = sharded_array();
+  pin(*pa, main_pins);
+  on_other_shard([&] { pin(*pa, other_pins); });
+  CHECK(pa->lazy_folio(kHead));
+  return pa;
+}
+
+TEST(sharded_lazy_folio_reads_the_kernels_refcount_and_frees_with_its_last_put) {
+  auto pa = lazy_array(1, 1);
+  const uint64_t free0 = pa->free_pages();
+  CHECK_EQ(pa->refcount(kHead), 2);  // the owner's and the pins' one
+  CHECK_EQ(pa->refcount_word(kHead), 2);
+  on_other_shard([&] { CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true))); });
+  CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)));
+  // No pin left, still lazy (the owner's reference keeps the folio): the mode's reference is
+  // in the word, not in refcount().
+  CHECK(pa->lazy_folio(kHead));
+  CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{0});
+  CHECK(!pa->maybe_dma_pinned(kHead));
+  CHECK_EQ(pa->refcount(kHead), 1);
+  CHECK_EQ(pa->refcount_word(kHead), 2);
+  // Puts are checked against the kernel's count: two is one too many (nothing changes).
+  const uint32_t two[] = {uint32_t(kHead), uint32_t(kHead)};
+  CHECK_CODE(pa->check_put_pages(two, 2), Code::kEINVAL);
+  bool freed = false;
+  CHECK_CODE(pa->put_page(kHead, 2, &freed), Code::kEINVAL);
+  CHECK_CODE(pa->put_pages(two, 2, -1), Code::kEINVAL);
+  CHECK_EQ(pa->refcount_word(kHead), 2);
+  CHECK(pa->lazy_folio(kHead));
+  CHECK_OK(pa->get_page(kHead, 1));
+  CHECK_EQ(pa->refcount(kHead), 2);
+  CHECK_OK(pa->put_page(kHead, 1, &freed));
+  CHECK(!freed);
+  // The owner's put is the last: it settles the folio and frees it, as the kernel's would.
+  CHECK_OK(pa->put_page(kHead, 1, &freed));
+  CHECK(freed);
+  CHECK_EQ(pa->refcount(kHead), 0);
+  CHECK_EQ(pa->refcount_word(kHead), 0);
+  CHECK(!pa->lazy_folio(kHead));
+  CHECK_EQ(pa->free_pages(), free0 + 512);
+}
+
+TEST(sharded_lazy_folio_is_freed_by_its_last_unpin_once_its_owner_let_go) {
+  for (const bool other_last : {false, true}) {
+    auto pa = lazy_array(2, 1);
+    const uint64_t free0 = pa->free_pages();
+    bool freed = false;
+    CHECK_OK(pa->put_page(kHead, 1, &freed));  // the owner goes; the pins keep the folio
+    CHECK(!freed);
+    CHECK_EQ(pa->refcount(kHead), 1);
+    CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)));
+    CHECK_EQ(pa->free_pages(), free0);
+    CHECK(pa->maybe_dma_pinned(kHead));
+    auto unpin_other = [&] {
+      on_other_shard([&] { CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true))); });
+    };
+    if (other_last) {
+      CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)));
+      CHECK_EQ(pa->free_pages(), free0);
+      unpin_other();
+    } else {
+      unpin_other();
+      CHECK_EQ(pa->free_pages(), free0);
+      CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 1), bvec(true)));
+    }
+    // The last pin went: freed, as under every scheme.
+    CHECK_EQ(pa->free_pages(), free0 + 512);
+    CHECK_EQ(pa->refcount(kHead), 0);
+    CHECK(!pa->maybe_dma_pinned(kHead));
+    CHECK(!pa->lazy_folio(kHead));
+  }
+}
+
+TEST(sharded_split_settles_a_lazy_folio_first) {
+  {  // pinned: refused, and the pins stay exact in the settled folio
+    auto pa = lazy_array(1, 2);
+    CHECK_CODE(pa->split_folio(kHead), Code::kEBUSY);
+    CHECK(!pa->lazy_folio(kHead));
+    CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{3});
+    CHECK(pa->maybe_dma_pinned(kHead));
+    CHECK_EQ(pa->refcount(kHead), 2);
+  }
+  {  // no pin left: the mode's reference goes back and the split succeeds, as separate's
+    auto pa = lazy_array(1, 1);
+    CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 2), bvec(true)));
+    CHECK(pa->lazy_folio(kHead));
+    check_no_shard_state_left(*pa);
+    CHECK(!pa->lazy_folio(kHead));
+    CHECK_EQ(pa->refcount(kHead), 1);
+  }
+}
+
+TEST(sharded_gup_fast_on_a_lazy_folio_keeps_the_kernels_count) {
+  auto pa = lazy_array(1, 1);
+  uint64_t head = 0;
+  uint32_t order = 0;
+  CHECK(pa->try_grab_folio_fast<Scheme::kSharded>(kHead + 7, 2, true, true, &head, &order));
+  CHECK_EQ(pa->refcount(kHead), 2);  // gup_fast's own reference went back
+  CHECK_EQ(pa->pincount(kHead).value_or(-1), int64_t{4});
+  CHECK(pa->release_folio_refs<Scheme::kSharded>(kHead + 7, head, order, 2, true, true));
+  CHECK_OK(pa->unpin_pages(PageSet::range(kHead, 2), bvec(true)));
+  CHECK(!pa->maybe_dma_pinned(kHead));
+  CHECK_EQ(pa->refcount(kHead), 1);
+}
+
 
 }  // namespace
 }  // namespace pinlab::test

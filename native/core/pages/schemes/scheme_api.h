@@ -154,6 +154,27 @@ constexpr bool pins_may_share_ref_of() {
   return T::kPincount == PincountHome::kOwn && SharedRefPinStore<T>;
 }
 
+// Lazy pins (optional, a SharedRefPinStore only): percpu_ref's mode switch. A store may let a
+// folio whose pins are shared by many threads stop counting its zero / non-zero transitions
+// (lazy mode): its pins' one reference is then held by the mode, even while no pin is left, so
+// the refcount reads one more than gets + mappings until the page array settles the folio.
+//   lazy        (w, head, order) -> bool: the folio is lazy (a snapshot).
+//   settle_lazy (w, head, order, last) -> bool: leaves lazy mode (false: it was not lazy);
+//               *last: no pin is left, so the mode's reference goes back (the page array gives
+//               it back, as for release_pins' *last).
+// maybe_pinned and pins stay exact in lazy mode. The page array settles a lazy folio before
+// what needs its refcount exact (pages/scheme_ops.h) and discounts the mode's reference where
+// it only reads it (refcount(), put validation).
+template <typename T>
+constexpr bool has_lazy_pins_of() {
+  if constexpr (!pins_may_share_ref_of<T>()) return false;
+  else
+    return requires(const PinWords& w, uint64_t head, uint32_t order, bool* last) {
+      { T::lazy(w, head, order) } -> std::same_as<bool>;
+      { T::settle_lazy(w, head, order, last) } -> std::same_as<bool>;
+    };
+}
+
 // int32 words per page a scheme's pincount takes (0, 1 or a kOwn scheme's kPinWords).
 template <typename T>
 constexpr uint32_t pin_words_of() {

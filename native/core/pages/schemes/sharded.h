@@ -16,8 +16,9 @@
 // Every word of an unpinned folio is 0 (the page array zeroes a freed folio's words; split and
 // make-folio only run on unpinned folios, whose tail words are then a plain 0 pincount).
 //
-// A shard word holds a count (bits 0..29, at most shard_cap(order) = INT32_MAX / shards, so
-// the folio holds at most pin_limit <= INT32_MAX pins) and kBusy (bit 30): a transition of its
+// A shard word holds a count (bits 0..28, at most shard_cap(order) = INT32_MAX / shards, so
+// the folio holds at most pin_limit <= INT32_MAX pins), kLazy (bit 29, lazy mode, below) and
+// kBusy (bit 30): a transition of its
 // count between zero and non-zero in flight (count 0), or the whole folio frozen by a slow path
 // (count kept). The summary word is a count of non-zero shards, or exactly kBusy while its own
 // 0 -> non-zero transition takes the pins' reference (the summary's lock: one CAS on the
@@ -44,6 +45,26 @@
 //   pins = the sum of the shards' counts (a snapshot, as every pincount read).
 // A thread's shard: a registration index taken on its first pin (a process-wide counter),
 // modulo the folio's shard count; threads beyond kMaxShards share shards, still exactly.
+//
+// Lazy mode (percpu_ref's mode switch; scheme_api.h, has_lazy_pins_of). The summary's exact
+// answer costs a write of its line on every transition, and a bvec pin+unpin of a shared folio
+// is two transitions per call: that line then serialises the threads as one counter would. So
+// a folio whose pins two threads hold at once (a shard's 0 -> non-zero transition that finds
+// the summary non-zero) goes lazy: with every shard frozen, the summary becomes exactly kLazy
+// (bit 29) and every shard takes the bit too. A lazy shard is never 0, so it has no
+// transitions: a grab or release is one CAS of the thread's own shard (its mode bit in the
+// expected value, so a mode change, which freezes every shard, makes a stale CAS fail), and no
+// shared line is written at all. The pins' one reference is the mode's while it lasts, even with
+// no pin left, so:
+//   maybe_pinned: a shard read non-zero and not frozen is a pin held at that moment (counts are
+//           never negative); if none is, every shard is frozen and the answer read from all of
+//           them at once (an exact snapshot; the mode stays);
+//   settle_lazy: every shard frozen, the summary set to the number of non-zero shards, the bit
+//           cleared; *last if none is (the mode's reference goes back). The page array settles
+//           where the refcount must be exact (scheme_ops.h, lazy pins): the put that leaves one
+//           reference, the unpin that leaves the mode's reference alone, a freeze, a split.
+// The mode changes only with every shard frozen, so it never changes under a transition, a slow
+// path (which keeps each shard's bit) or the other mode change.
 #pragma once
 
 #include <algorithm>
@@ -72,7 +93,11 @@ struct ShardedScheme {
   static constexpr uint32_t kShardMinOrder = 7;  // 128 pages, 8 lines: summary + 4 shards
   static constexpr uint32_t kMaxShards = 16;     // from order 9 (2 MiB) up
   static constexpr int32_t kBusy = int32_t{1} << 30;
-  static constexpr int32_t kCountMask = kBusy - 1;  // a shard's (or the summary's) count bits
+  // Lazy (percpu) mode, in the summary and in every shard: the summary counts nothing, the pins'
+  // one reference is the mode's, and a shard moves between zero and non-zero without a
+  // transition (header comment).
+  static constexpr int32_t kLazy = int32_t{1} << 29;
+  static constexpr int32_t kCountMask = kLazy - 1;  // a shard's (or the summary's) count bits
 
   static constexpr PinCost pin_cost(const SchemeParams&, uint32_t order, int64_t refs, bool) {
     // A sharded folio's pins share one reference (taken and given back by the summary's
@@ -147,7 +172,8 @@ struct ShardedScheme {
   // thread ever takes it, and a refusal puts the summary back to 0 with no count changed.
   template <typename TakeRef>
   PINLAB_SHARD_INLINE static Reason summary_arrive(const PinWords& w, uint64_t head, int32_t delta,
-                                                   std::memory_order mo, TakeRef& take_ref) {
+                                                   std::memory_order mo, TakeRef& take_ref,
+                                                   bool* shared = nullptr) {
     auto c = summary(w, head);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
@@ -166,7 +192,10 @@ struct ShardedScheme {
         return why;
       }
       // mo on success (seq_cst from gup_fast); relaxed on failure: nothing written.
-      if (c.compare_exchange_weak(cur, cur + delta, mo, std::memory_order_relaxed)) return Reason::kNone;
+      if (c.compare_exchange_weak(cur, cur + delta, mo, std::memory_order_relaxed)) {
+        if (shared != nullptr) *shared = true;  // other shards held pins: the folio is shared
+        return Reason::kNone;
+      }
     }
   }
   // Moves the summary down by delta (> 0 shards became zero; the caller holds them busy, and they
@@ -191,18 +220,25 @@ struct ShardedScheme {
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
       if (cur & kBusy) [[unlikely]] cur = load_settled(c);  // a transition or a freeze in flight
-      if (int64_t{cur} + pins > shard_cap(order)) return Reason::kPincountOverflow;
+      if (int64_t{cur & kCountMask} + pins > shard_cap(order)) return Reason::kPincountOverflow;
       if (cur == 0) {
-        // The 0 -> non-zero transition. acquire: pairs with the release that ended the last
-        // transition or freeze of this shard, so our summary add follows its summary change.
+        // The 0 -> non-zero transition (never in lazy mode: a lazy shard is never 0). acquire:
+        // pairs with the release that ended the last transition or freeze of this shard, so our
+        // summary add follows its summary change.
         if (!c.compare_exchange_weak(cur, kBusy, std::memory_order_acquire, std::memory_order_relaxed))
           continue;
-        const Reason why = summary_arrive(w, head, 1, mo, take_ref);
+        bool shared = false;
+        const Reason why = summary_arrive(w, head, 1, mo, take_ref, &shared);
         // release: ends the transition (a refusal: the shard as it was, 0).
         c.store(why == Reason::kNone ? int32_t(pins) : 0, std::memory_order_release);
+        // Another thread's pins were already there: the folio is shared, and its pins would
+        // write the summary on every transition. Go lazy.
+        if (shared) [[unlikely]] go_lazy(w, head, order);
         return why;
       }
-      // mo on success (seq_cst from gup_fast); relaxed on failure: nothing written.
+      // A non-zero shard, or any lazy one (its mode bit in the expected value: a mode change,
+      // which freezes every shard, makes this CAS fail). mo on success (seq_cst from gup_fast);
+      // relaxed on failure: nothing written.
       if (c.compare_exchange_weak(cur, int32_t(cur + pins), mo, std::memory_order_relaxed)) return Reason::kNone;
     }
   }
@@ -215,8 +251,8 @@ struct ShardedScheme {
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
       if (cur & kBusy) [[unlikely]] cur = load_settled(c);
-      if (cur < pins) return false;
-      if (cur == pins) {
+      if ((cur & kCountMask) < pins) return false;
+      if (cur == pins) {  // (never in lazy mode: the mode bit stays with a lazy count of 0)
         // The non-zero -> 0 transition. acquire: as in try_grab_shard.
         if (!c.compare_exchange_weak(cur, kBusy, std::memory_order_acquire, std::memory_order_relaxed))
           continue;
@@ -224,10 +260,13 @@ struct ShardedScheme {
         c.store(0, std::memory_order_release);  // release: ends the transition
         return true;
       }
-      // release: this unpin writes no refcount, so its use of the pages is published here; the
-      // next change of the shard (an acquiring CAS) carries it on to the summary's acq_rel
-      // step and the reference's give-back, so it happens before any free. relaxed on failure.
-      if (c.compare_exchange_weak(cur, int32_t(cur - pins), std::memory_order_release,
+      // seq_cst (a release, and the store side of lazy mode's Dekker pair with a put: the page
+      // array reads the refcount after this, a put reads the mode after its decrement; one of
+      // them settles the folio): this unpin writes no refcount, so its use of the pages is
+      // published here; the next change of the shard (an acquiring CAS) carries it on to the
+      // summary's acq_rel step and the reference's give-back, so it happens before any free.
+      // relaxed on failure.
+      if (c.compare_exchange_weak(cur, int32_t(cur - pins), std::memory_order_seq_cst,
                                   std::memory_order_relaxed))
         return true;
     }
@@ -235,14 +274,16 @@ struct ShardedScheme {
 
   // ---- the slow path: the whole folio frozen ---------------------------------------------
   // Freezes every shard (in index order) and returns their counts.
-  static void freeze_all(const PinWords& w, uint64_t head, uint32_t n, int32_t* counts) {
+  static void freeze_all(const PinWords& w, uint64_t head, uint32_t n, int32_t* counts,
+                         std::memory_order mo = std::memory_order_acquire) {
     for (uint32_t s = 0; s < n; ++s) {
       auto c = shard(w, head, s);
       int32_t cur = c.load(std::memory_order_relaxed);
       for (;;) {
         if (cur & kBusy) [[unlikely]] cur = load_settled(c);
-        // acquire: pairs with the release that ended the shard's last change.
-        if (c.compare_exchange_weak(cur, cur | kBusy, std::memory_order_acquire, std::memory_order_relaxed))
+        // acquire: pairs with the release that ended the shard's last change (seq_cst where the
+        // caller's read must be, as fork's maybe-pinned).
+        if (c.compare_exchange_weak(cur, cur | kBusy, mo, std::memory_order_relaxed))
           break;
       }
       counts[s] = cur;
@@ -253,7 +294,8 @@ struct ShardedScheme {
     // thread that changes each shard.
     for (uint32_t s = 0; s < n; ++s) shard(w, head, s).store(counts[s], std::memory_order_release);
   }
-  // The shards that became non-zero minus those that became zero.
+  // The shards that became non-zero minus those that became zero (0 in lazy mode: a lazy shard,
+  // its mode bit set, is never 0, and the summary counts nothing).
   static int32_t summary_delta(uint32_t n, const int32_t* before, const int32_t* after) {
     int32_t delta = 0;
     for (uint32_t s = 0; s < n; ++s) delta += int32_t(after[s] != 0) - int32_t(before[s] != 0);
@@ -268,7 +310,7 @@ struct ShardedScheme {
     int32_t before[kMaxShards], after[kMaxShards];
     freeze_all(w, head, n, before);
     int64_t room = 0;
-    for (uint32_t s = 0; s < n; ++s) room += cap - before[s];
+    for (uint32_t s = 0; s < n; ++s) room += cap - (before[s] & kCountMask);
     if (room < pins) {
       thaw_all(w, head, n, before);  // unchanged: nothing written
       return Reason::kPincountOverflow;
@@ -276,8 +318,8 @@ struct ShardedScheme {
     int64_t need = pins;
     for (uint32_t k = 0; k < n; ++k) {
       const uint32_t s = (my_shard(order) + k) % n;
-      const int64_t put = std::min<int64_t>(need, cap - before[s]);
-      after[s] = int32_t(before[s] + put);
+      const int64_t put = std::min<int64_t>(need, cap - (before[s] & kCountMask));
+      after[s] = int32_t(before[s] + put);  // a lazy shard keeps its mode bit
       need -= put;
     }
     // One summary step for the whole grab, so maybe_pinned sees it at once (a grab never
@@ -298,7 +340,7 @@ struct ShardedScheme {
     int32_t before[kMaxShards], after[kMaxShards];
     freeze_all(w, head, n, before);
     int64_t total = 0;
-    for (uint32_t s = 0; s < n; ++s) total += before[s];
+    for (uint32_t s = 0; s < n; ++s) total += before[s] & kCountMask;
     if (total < pins) {
       thaw_all(w, head, n, before);  // unchanged: nothing written
       return Reason::kNotPinned;
@@ -306,13 +348,98 @@ struct ShardedScheme {
     int64_t need = pins;
     for (uint32_t k = 0; k < n; ++k) {
       const uint32_t s = (my_shard(order) + k) % n;
-      const int64_t take = std::min<int64_t>(need, before[s]);
-      after[s] = int32_t(before[s] - take);
+      const int64_t take = std::min<int64_t>(need, before[s] & kCountMask);
+      after[s] = int32_t(before[s] - take);  // a lazy shard keeps its mode bit
       need -= take;
     }
     if (const int32_t delta = summary_delta(n, before, after); delta < 0) *last = summary_depart(w, head, -delta);
     thaw_all(w, head, n, after);
     return Reason::kNone;
+  }
+
+  // ---- lazy (percpu) mode: a shared folio's shards move without the summary ------------------
+  // Entered when a shard's 0 -> non-zero transition finds other shards' pins already there (two
+  // threads' pins overlap: the folio is shared), and left by settle_lazy. Both change the mode
+  // with every shard frozen, so a mode never changes under a transition, a slow path or the
+  // other mode change, and every shard's mode bit agrees with the summary's whenever no shard is
+  // frozen. While lazy, the summary is exactly kLazy and the pins' one reference is the mode's:
+  // held even while the shards count no pin, until settle_lazy finds them all 0 and reports
+  // *last (the page array then gives it back). The page array settles a lazy folio before
+  // anything that needs its refcount exact (the put that leaves one reference, the unpin that
+  // empties a shard while one reference is left, a freeze, split) and discounts the mode's
+  // reference where it reads the refcount (lazy_ref_unpinned).
+  [[gnu::noinline, gnu::cold]] static void go_lazy(const PinWords& w, uint64_t head, uint32_t order) {
+    const uint32_t n = shard_count(order);
+    int32_t counts[kMaxShards];
+    freeze_all(w, head, n, counts);
+    // relaxed: every shard is frozen, so no transition is in flight and the summary holds still.
+    const int32_t sum = summary(w, head).load(std::memory_order_relaxed);
+    if ((sum & kLazy) == 0 && sum > 0) {  // still atomic, and pinned: the reference is held
+      // seq_cst: a release (the mode's reference, the pins' one already held, before the lazy
+      // shards), and ordered before every lazy shard CAS of lazy mode's Dekker pairs.
+      summary(w, head).store(kLazy, std::memory_order_seq_cst);
+      for (uint32_t s = 0; s < n; ++s) counts[s] |= kLazy;
+    }
+    thaw_all(w, head, n, counts);
+  }
+
+  // Whether the folio is in lazy mode (a snapshot: it may change at once). relaxed: a hint for
+  // the caller, which settles (under the freeze) or discounts.
+  PINLAB_SHARD_INLINE static bool lazy(const PinWords& w, uint64_t head, uint32_t order) {
+    return is_sharded(order) && (summary(w, head).load(std::memory_order_relaxed) & kLazy) != 0;
+  }
+
+  // Leaves lazy mode: every shard frozen, the summary set to the number of non-zero shards
+  // (maybe_pinned is one load again), the shards thawed without the mode bit. *last: no shard
+  // counts a pin, so the mode's reference goes back (the caller gives it back). Returns whether
+  // this call left the mode (false: the folio was not lazy, or another call settled it first).
+  static bool settle_lazy(const PinWords& w, uint64_t head, uint32_t order, bool* last) {
+    *last = false;
+    // seq_cst: the load side of lazy mode's Dekker pair with a put (its refcount decrement
+    // first) and of the unpin's (its shard CAS first, then its refcount read).
+    if (!is_sharded(order) || (summary(w, head).load(std::memory_order_seq_cst) & kLazy) == 0) return false;
+    const uint32_t n = shard_count(order);
+    int32_t counts[kMaxShards];
+    freeze_all(w, head, n, counts);
+    // relaxed: under every shard's freeze the summary holds still.
+    if ((summary(w, head).load(std::memory_order_relaxed) & kLazy) == 0) {
+      thaw_all(w, head, n, counts);  // settled by another call meanwhile: unchanged
+      return false;
+    }
+    int32_t nonzero = 0;
+    for (uint32_t s = 0; s < n; ++s) {
+      counts[s] &= ~kLazy;
+      nonzero += counts[s] != 0;
+    }
+    // release: the exact count before the thaw; 0 reads not pinned from here on, and then the
+    // caller gives the reference back (as a summary_depart that reaches zero).
+    summary(w, head).store(nonzero, std::memory_order_release);
+    *last = nonzero == 0;
+    thaw_all(w, head, n, counts);
+    return true;
+  }
+
+  // maybe_pinned of a lazy folio: exact without leaving the mode. A shard read non-zero and not
+  // frozen counts a pin held at that moment (counts are never negative, and a frozen shard may
+  // be mid-change); if none does, the answer is decided with every shard frozen: a snapshot of
+  // all of them at once.
+  [[gnu::noinline]] static bool maybe_pinned_lazy(const PinWords& w, uint64_t head, uint32_t order,
+                                                  std::memory_order mo) {
+    const uint32_t n = shard_count(order);
+    for (uint32_t s = 0; s < n; ++s) {
+      const int32_t v = shard(w, head, s).load(mo);
+      if ((v & kBusy) == 0 && (v & kCountMask) != 0) return true;
+    }
+    int32_t counts[kMaxShards];
+    freeze_all(w, head, n, counts, mo == std::memory_order_seq_cst ? mo : std::memory_order_acquire);
+    // relaxed: under the freeze the summary holds still; if another call settled the folio
+    // meanwhile, its count is exact.
+    const int32_t sum = summary(w, head).load(std::memory_order_relaxed);
+    bool pinned = (sum & kCountMask) != 0;
+    if (sum & kLazy)
+      for (uint32_t s = 0; s < n; ++s) pinned |= (counts[s] & kCountMask) != 0;
+    thaw_all(w, head, n, counts);
+    return pinned;
   }
 
   // ---- SharedRefPinStore --------------------------------------------------------------------
@@ -364,7 +491,9 @@ struct ShardedScheme {
   PINLAB_SHARD_INLINE static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {
     if (!is_sharded(order)) return w.at(0, head).load(mo) > 0;
     // kBusy alone (a first pin taking the reference) is not pinned yet: its count bits are 0.
-    return (summary(w, head).load(mo) & kCountMask) > 0;
+    const int32_t sum = summary(w, head).load(mo);
+    if (sum & kLazy) [[unlikely]] return maybe_pinned_lazy(w, head, order, mo);
+    return (sum & kCountMask) > 0;
   }
 };
 
@@ -380,5 +509,10 @@ static_assert(ShardedScheme::pin_limit({}, ShardedScheme::kShardMinOrder) <= INT
               ShardedScheme::pin_limit({}, 30) <= INT32_MAX);
 // The summary's lock is distinct from any count of shards.
 static_assert(ShardedScheme::kMaxShards < ShardedScheme::kBusy);
+// The mode bit is neither a count nor the lock, and a summary of kMaxShards non-zero shards
+// never reads as lazy.
+static_assert((ShardedScheme::kLazy & (ShardedScheme::kBusy | ShardedScheme::kCountMask)) == 0 &&
+              ShardedScheme::kMaxShards < ShardedScheme::kLazy);
+static_assert(has_lazy_pins_of<ShardedScheme>());
 
 }  // namespace pinlab
