@@ -96,12 +96,6 @@ Status PageArray::split_folio(uint64_t head) {
     return Status{Code::kEBUSY, Reason::kHugetlb, "a hugetlb pool page is never split"};
   if (is_zero_page(head))  // the huge zero folio: mapped by every huge read fault, kept whole
     return Status::Fail(Code::kEBUSY, Reason::kFolioMapped, int64_t(head));
-  // A lazy folio's mode may hold a reference that is no pin's: settle it first, so the count
-  // checked below is the kernel's (scheme_ops.h).
-  if (lazy_pins_ && settle_lazy_and_test(head)) [[unlikely]] {
-    free_folio(head);  // it was nobody's (a misuse's leftover): split nothing
-    return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(head));
-  }
   const uint64_t end = head + folio_pages(order);
   auto pinned = [&] {
     return dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -114,6 +108,13 @@ Status PageArray::split_folio(uint64_t head) {
   // it whole, or PTEs map its pages), whatever its refcount says.
   if (mapped_refs(head) != 0)
     return Status::Fail(Code::kEBUSY, Reason::kFolioMapped, int64_t(head));
+  // A lazy folio's mode may hold a reference that is no pin's: settle it first, so the count
+  // checked below is the kernel's (scheme_ops.h). Not a change anyone can see: refcount(),
+  // pincount() and maybeDmaPinned read the same before and after.
+  if (lazy_pins_ && settle_lazy_and_test(head)) [[unlikely]] {
+    free_folio(head);  // every holder let go meanwhile: it is free, and split nothing
+    return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(head));
+  }
   // relaxed: a check for the caller's error; the freeze below is the decision.
   if (pinned() || ref_at(head).load(std::memory_order_relaxed) != 1)
     return Status::Fail(Code::kEBUSY, Reason::kFolioBusy, int64_t(head));

@@ -49,8 +49,10 @@ bool PageArray::maybe_pinned_head(uint64_t head, uint32_t order, std::memory_ord
 
 bool PageArray::try_freeze(uint64_t head, int32_t expected) {
   // A lazy folio's mode may hold a reference that is no pin's: settle it first, so the count
-  // is the kernel's (scheme_ops.h). The caller holds references, so this never frees.
-  if (lazy_pins_ && settle_lazy_and_test(head)) [[unlikely]] {
+  // is the kernel's (scheme_ops.h). The caller holds references, so this never frees; and
+  // settling is no change anyone can see (refcount(), pincount() and maybeDmaPinned read the
+  // same), so a refused freeze still changes nothing.
+  if (lazy_pins_ && settle_lazy_and_test(head, true)) [[unlikely]] {
     free_folio(head);
     return false;
   }

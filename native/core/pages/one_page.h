@@ -101,22 +101,33 @@ PINLAB_ALWAYS_INLINE Code PageArray::unpin_page_as(uint64_t pfn, const PinFlags&
 PINLAB_ALWAYS_INLINE Reason PageArray::get_page_step(uint64_t pfn, int64_t refs) {
   if (refs < 1 || refs > INT32_MAX) [[unlikely]] return Reason::kBadRefs;
   if (is_zero_page(pfn)) [[unlikely]] return Reason::kZeroPageCounted;
-  auto ref = ref_at(folio_head(pfn));
+  const uint64_t head = folio_head(pfn);
+  auto ref = ref_at(head);
   // A CAS loop, not add-then-check: an add on a free folio, even undone at once, could revive
   // it under an allocation that just stored its count.
   int32_t cur = ref.load(std::memory_order_relaxed);
-  do {
+  bool settled = false;
+  for (;;) {
     if (cur == 0) [[unlikely]] return Reason::kPageFree;
     if (cur < 0) [[unlikely]] return Reason::kRefcountGuard;
     if (int64_t{cur} + refs > INT32_MAX) [[unlikely]] {
+      // A lazy folio's mode may hold a reference that is no pin's, so the kernel's count may
+      // have room: settle it once (the caller holds the folio) and decide again.
+      if (lazy_pins_ && !settled && lazy_head(head)) {
+        (void)settle_lazy_and_test(head, true);
+        settled = true;
+        cur = ref.load(std::memory_order_relaxed);
+        continue;
+      }
       stats_.add(Stat::kOverflowRefusals, 1);
       return Reason::kRefcountOverflow;
     }
     // relaxed: get_page's caller already holds the folio alive; taking a reference publishes
-    // nothing.
-  } while (!ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_relaxed,
-                                      std::memory_order_relaxed));
-  return Reason::kNone;
+    // nothing. relaxed on failure: nothing written, and cur is reloaded.
+    if (ref.compare_exchange_weak(cur, int32_t(cur + refs), std::memory_order_relaxed,
+                                  std::memory_order_relaxed))
+      return Reason::kNone;
+  }
 }
 
 PINLAB_ALWAYS_INLINE Reason PageArray::try_get_page_step(uint64_t pfn, int64_t refs, bool* got) {
@@ -165,11 +176,13 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
   const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
   MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
   const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
-  // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the caller's.
-  const int64_t lazy = lazy_pins_ ? lazy_ref_unpinned(head, load_order(head)) : 0;
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
+    // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the
+    // caller's. Read after each load of the count: a settle that gives it back between makes
+    // the CAS fail, and the next round reads the mode again.
+    const int64_t lazy = lazy_pins_ ? lazy_ref_unpinned(head, load_order(head)) : 0;
     const int64_t left = int64_t{cur} - lazy - refs;
     if (left < 0) [[unlikely]] return Reason::kPutBelowZero;
     if (left < owed_to_pins) [[unlikely]] return Reason::kPutEatsPin;

@@ -154,32 +154,80 @@ int32_t PageArray::refcount(uint64_t pfn) const {
   const uint64_t head = head_of(pfn, order);
   // relaxed: a snapshot for the caller; nothing is published through it.
   if (!lazy_pins_) return ref_at(head).load(std::memory_order_relaxed);
+  return kernel_refcount(head, order);
+}
+
+// ---- lazy pins (scheme_ops.h): out of line, off every hot path -------------------------------
+
+int32_t PageArray::kernel_refcount(uint64_t head, uint32_t order) const {
   // A lazy folio's mode holds its pins' reference with no pin left: not the kernel's count.
   // Read until the count stands still around the discount (a settle may give it back between).
+  // acquire: orders the mode and pins reads after this read, and the re-read after them.
   int32_t cur = ref_at(head).load(std::memory_order_acquire);
   for (int tries = 0;; ++tries) {
     const int32_t extra = lazy_ref_unpinned(head, order);
-    // acquire: orders this re-read after the mode and pins read above.
     const int32_t again = ref_at(head).load(std::memory_order_acquire);
     if (again == cur || tries == 8) return again - extra;
     cur = again;
   }
 }
 
-// Lazy pins (scheme_ops.h): out of line, off every hot path.
-bool PageArray::settle_lazy_and_test(uint64_t head) {
-  const uint32_t order = load_order(head);
-  if (head_of(head, order) != head) return false;  // a tail of a folio reused meanwhile
-  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    using P = SchemePolicy<decltype(tag)::value>;
-    if constexpr (has_lazy_pins_of<P>()) {
-      bool last = false, freed = false;
-      if (P::settle_lazy(pin_words(), head, order, &last) && last) (void)give_back_pin_ref(head, &freed);
-      return freed;
-    } else {
-      return false;
+Reason PageArray::try_take_temp_ref(uint64_t head) const {
+  auto ref = ref_at(head);
+  int32_t cur = ref.load(std::memory_order_relaxed);
+  do {
+    if (cur <= 0) return Reason::kPageFree;  // free, or frozen (migration, split): never pinned
+    if (cur == INT32_MAX) return Reason::kRefcountOverflow;
+    // seq_cst: a speculative reference, as gup_fast's (its Dekker pair with a freeze); relaxed
+    // on failure: nothing written.
+  } while (!ref.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst, std::memory_order_relaxed));
+  return Reason::kNone;
+}
+
+bool PageArray::lazy_head(uint64_t head) const {
+  return folio_head(head) == head && lazy_folio(head);
+}
+
+bool PageArray::settle_lazy_and_test(uint64_t head, bool held) {
+  auto ref = ref_at(head);
+  for (;;) {
+    // A reference of our own while the shards are frozen: a put or an unpin settles after it let
+    // go of its own, and the folio must not be freed and reused under the freeze (the other side
+    // of the Dekker pair may be settling and freeing it). None: it is free, so nothing is left to
+    // settle (unless the caller holds it).
+    const bool temp = try_take_temp_ref(head) == Reason::kNone;
+    if (!temp && !held) return false;
+    // Stable now that we hold it: a folio with a reference is never split or reshaped.
+    const uint32_t order = load_order(head);
+    if (head_of(head, order) == head) {
+      dispatch_scheme(cfg_.scheme, [&](auto tag) {
+        using P = SchemePolicy<decltype(tag)::value>;
+        if constexpr (has_lazy_pins_of<P>()) {
+          bool last = false;
+          if (P::settle_lazy(pin_words(), head, order, &last) && last) {
+            // The mode's reference goes back. Ours (or the caller's) is still there, so this is
+            // never the last: a CAS that refuses at one (a plain put ate the mode's reference:
+            // the misuse debug mode refuses; nothing is given back twice). acq_rel: put_and_test.
+            int32_t cur = ref.load(std::memory_order_relaxed);
+            while (cur > 1 && !ref.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel,
+                                                         std::memory_order_relaxed)) {
+            }
+          }
+        }
+      });
     }
-  });
+    if (!temp) return false;
+    // Our reference goes as a put's: seq_cst, the store side of the Dekker pair; if it leaves one
+    // on a folio that went lazy again meanwhile, settle again. A CAS that refuses below one, as
+    // gup_fast's put-back: a misused put may have eaten ours meanwhile (then the folio may be
+    // free already, and nothing of ours is left to give back).
+    int32_t before = ref.load(std::memory_order_relaxed);
+    do {
+      if (before < 1) [[unlikely]] return false;
+    } while (!ref.compare_exchange_weak(before, before - 1, std::memory_order_seq_cst, std::memory_order_relaxed));
+    if (before == 1) return true;  // every other holder let go meanwhile: the caller frees
+    if (before != 2 || !lazy_head(head)) return false;
+  }
 }
 
 int32_t PageArray::lazy_ref_unpinned(uint64_t head, uint32_t order) const {
@@ -301,7 +349,7 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
       MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
       t->mapped = mapped ? mapped_refs_locked(head) : 0;
       // Less the reference a lazy folio's mode holds with no pin left (scheme_ops.h).
-      t->count = ref_at(head).load(std::memory_order_relaxed) - lazy_ref_unpinned(head, order);
+      t->count = lazy_pins_ ? kernel_refcount(head, order) : ref_at(head).load(std::memory_order_relaxed);
       // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
       if (cfg_.debug) {
         t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {

@@ -527,8 +527,21 @@ class PageArray {
   // reference (the caller frees). The reference the mode holds with no pin left, 0 or 1 (a
   // snapshot), which readers of the refcount discount. After a put or an unpin that left
   // `left` references: settles when one is left and the folio is lazy.
-  [[gnu::noinline, gnu::cold]] bool settle_lazy_and_test(uint64_t head);
+  // held: the caller holds a reference (no speculative one of our own is needed).
+  [[gnu::noinline, gnu::cold]] bool settle_lazy_and_test(uint64_t head, bool held = false);
   int32_t lazy_ref_unpinned(uint64_t head, uint32_t order) const;
+  // refcount() of a folio: the stored word less lazy_ref_unpinned, read until it stands still.
+  int32_t kernel_refcount(uint64_t head, uint32_t order) const;
+  // A speculative reference (add-unless-zero, seq_cst) on the folio at head, for a settle or a
+  // lazy folio's frozen query: kPageFree on a free or frozen folio, kRefcountOverflow on a full
+  // one; nothing written then.
+  Reason try_take_temp_ref(uint64_t head) const;
+  bool lazy_head(uint64_t head) const;  // head is a folio's head, and that folio is lazy
+  // maybe_pinned_folio of a lazy folio whose shards show no pin: decided with them frozen, under
+  // a speculative reference (the caller may hold none). May free the folio if every other
+  // holder let go meanwhile (its put).
+  template <Scheme S>
+  [[gnu::noinline]] bool maybe_pinned_lazy_folio(uint64_t head, uint32_t order, std::memory_order mo) const;
   bool settle_lazy_if_last(uint64_t head, int64_t left) {
     return lazy_pins_ && left == 1 ? settle_lazy_and_test(head) : false;
   }

@@ -141,9 +141,12 @@ PINLAB_ALWAYS_INLINE Reason PageArray::give_back_pin_ref(uint64_t head, bool* fr
     // stands, as try_release_pin's (header comment).
     if (cur <= 0) [[unlikely]]
       return Reason::kRefsEaten;
-    // acq_rel: put_and_test (see try_release_pin); relaxed on failure: nothing written.
-  } while (!ref.compare_exchange_weak(cur, cur - 1, std::memory_order_acq_rel, std::memory_order_relaxed));
-  *freed = cur == 1;
+    // acq_rel: put_and_test (see try_release_pin); seq_cst: a put's side of lazy mode's Dekker
+    // pair (settle_lazy_if_last below). relaxed on failure: nothing written.
+  } while (!ref.compare_exchange_weak(cur, cur - 1, std::memory_order_seq_cst, std::memory_order_relaxed));
+  // A give-back is a put: if it leaves one reference on a folio that went lazy since its last
+  // pins went (a new overlap), that one may be the mode's alone (lazy pins, below).
+  *freed = cur == 1 || settle_lazy_if_last(head, int64_t{cur} - 1);
   return Reason::kNone;
 }
 
@@ -225,12 +228,41 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
   // pairs with gup_fast's seq_cst grab (the store-buffer pattern of write_protect_seq).
   using P = SchemePolicy<S>;
   if (keeps_pins<S>(order)) {
+    if constexpr (has_lazy_pins_of<P>()) {
+      if (P::lazy(pin_words(), head, order)) [[unlikely]] {
+        if (P::lazy_pin_seen(pin_words(), head, order, mo)) return true;
+        return maybe_pinned_lazy_folio<S>(head, order, mo);
+      }
+    }
     if constexpr (P::kPincount == PincountHome::kOwn) return P::maybe_pinned(pin_words(), head, order, mo);
     else return load_pins<S>(head, order, mo) > 0;
   }
   // Unsigned compare: a refcount in the negative guard band (overflow) reads as pinned.
   const auto ref = static_cast<uint32_t>(ref_at(head).load(mo));
   return ref >= cfg_.pin_bias;
+}
+
+template <Scheme S>
+bool PageArray::maybe_pinned_lazy_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
+  // The frozen snapshot writes the folio's words: hold it (the caller may not), as gup_fast does.
+  switch (try_take_temp_ref(head)) {
+    case Reason::kNone: break;
+    case Reason::kPageFree: return false;  // free, or frozen by migration or split: no pin
+    default:  // a full refcount: 2^31 holders keep it, and no reference of ours fits
+      return SchemePolicy<S>::maybe_pinned(pin_words(), head, order, mo);
+  }
+  // Stable under our reference (a held folio is never split or reshaped); if it changed before,
+  // ask about the folio that holds head now.
+  const uint32_t now = load_order(head);
+  const bool pinned = now == order && head_of(head, now) == head
+                          ? SchemePolicy<S>::maybe_pinned(pin_words(), head, now, mo)
+                          : maybe_pinned_folio<S>(head_of(head, now), now, mo);
+  // Our reference goes as gup_fast's put-back (never below zero, if a misused put ate it; it may
+  // be the last now, or leave a lazy folio's mode alone). A query is const to its callers;
+  // freeing a folio its holders all left is not a change they can see.
+  auto* self = const_cast<PageArray*>(this);
+  if (self->try_put_back_and_test(head, 1)) self->free_folio(head);
+  return pinned;
 }
 
 // The grab and release primitives return a Reason (kNone on success), not a Status: they run

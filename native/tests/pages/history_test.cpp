@@ -100,6 +100,9 @@ struct Folio {
   // plus, for the moment of a transition, the reference a release is about to give back or a
   // gup_fast grab holds of its own: at most one per pin or unpin call in flight.
   bool shared_ref = false;
+  // Lazy pins (scheme_api.h, has_lazy_pins_of): a put or a query may also hold a speculative
+  // reference of its own for a moment (a settle, or a lazy folio's frozen query).
+  bool lazy = false;
   int64_t pin_limit = INT32_MAX;  // the most pins such a folio holds
   int64_t base_ref = 0, base_pin = 0;  // before the threads start
 };
@@ -135,6 +138,10 @@ void effect(const Op& op, const Folio& f, int64_t* dref, int64_t* dpin) {
 
 bool is_pin_call(Kind k) {
   return k == Kind::kPin || k == Kind::kUnpin || k == Kind::kFastPin || k == Kind::kFastUnpin;
+}
+// A call that may hold a transient reference of its own on a folio whose pins share one.
+bool holds_transient_ref(Kind k, const Folio& f) {
+  return is_pin_call(k) || (f.lazy && (k == Kind::kPut || k == Kind::kMaybePinned));
 }
 
 // One counter of one folio: the successful changes, by start and by end, with prefix sums of
@@ -304,7 +311,7 @@ Verdict check_history(const std::vector<Op>& ops, const std::vector<Folio>& foli
     effect(op, folios[op.folio], &dref, &dpin);
     refs[op.folio].add(op.start, op.end, dref);
     pins[op.folio].add(op.start, op.end, dpin);
-    pin_calls[op.folio].add(op.start, op.end, is_pin_call(op.kind) ? 1 : 0);
+    pin_calls[op.folio].add(op.start, op.end, holds_transient_ref(op.kind, folios[op.folio]) ? 1 : 0);
   }
   for (auto& c : refs) c.build();
   for (auto& c : pins) c.build();
@@ -319,9 +326,9 @@ Verdict check_history(const std::vector<Op>& ops, const std::vector<Folio>& foli
     pins[op.folio].bounds(f.base_pin, op.start, op.end, dpin, &plo, &phi);
     if (f.shared_ref) {
       // The refcount: the gets' counter, plus the pins' one reference where a pin is surely
-      // (maybe) held, plus at most one transient reference per pin call in flight (Folio).
+      // (maybe) held, plus at most one transient reference per pin call (or, lazy, put or query) in flight (Folio).
       int64_t clo = 0, chi = 0;
-      pin_calls[op.folio].bounds(0, op.start, op.end, is_pin_call(op.kind) ? 1 : 0, &clo, &chi);
+      pin_calls[op.folio].bounds(0, op.start, op.end, holds_transient_ref(op.kind, f) ? 1 : 0, &clo, &chi);
       rlo += plo > 0 ? 1 : 0;
       rhi += (phi > 0 ? 1 : 0) + (chi - clo);
     }
@@ -599,6 +606,7 @@ size_t run_scenario(const Scenario& sc, uint32_t seed, int ops_per_thread) {
     CHECK_OK(pa->pin_pages(PageSet::range(f.head, 1), bvec(true), &n));
     f.shared_ref = f.exact && f.pin_ref == 1 && pa->refcount(f.head) == r0 + 1;
     CHECK_EQ(f.shared_ref, scheme_pins_share_ref(sc.scheme, SchemeParams{10, sc.min_order}, f.order));
+    f.lazy = f.shared_ref && scheme_info(sc.scheme).lazy_pins;
     if (f.shared_ref) {
       f.pin_ref = 0;
       f.pin_limit = scheme_pin_limit(sc.scheme, SchemeParams{10, sc.min_order}, f.order);

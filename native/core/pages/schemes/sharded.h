@@ -421,15 +421,22 @@ struct ShardedScheme {
 
   // maybe_pinned of a lazy folio: exact without leaving the mode. A shard read non-zero and not
   // frozen counts a pin held at that moment (counts are never negative, and a frozen shard may
-  // be mid-change); if none does, the answer is decided with every shard frozen: a snapshot of
-  // all of them at once.
-  [[gnu::noinline]] static bool maybe_pinned_lazy(const PinWords& w, uint64_t head, uint32_t order,
-                                                  std::memory_order mo) {
+  // be mid-change): lazy_pin_seen, read-only. If none does, the answer is decided with every
+  // shard frozen (pinned_frozen): a snapshot of all of them at once. The freeze writes the
+  // folio's words, so its caller must hold the folio (the page array takes a speculative
+  // reference first: a freeze of a folio freed and reused meanwhile would write another's).
+  PINLAB_SHARD_INLINE static bool lazy_pin_seen(const PinWords& w, uint64_t head, uint32_t order,
+                                                std::memory_order mo) {
     const uint32_t n = shard_count(order);
     for (uint32_t s = 0; s < n; ++s) {
       const int32_t v = shard(w, head, s).load(mo);
       if ((v & kBusy) == 0 && (v & kCountMask) != 0) return true;
     }
+    return false;
+  }
+  [[gnu::noinline]] static bool pinned_frozen(const PinWords& w, uint64_t head, uint32_t order,
+                                              std::memory_order mo) {
+    const uint32_t n = shard_count(order);
     int32_t counts[kMaxShards];
     freeze_all(w, head, n, counts, mo == std::memory_order_seq_cst ? mo : std::memory_order_acquire);
     // relaxed: under the freeze the summary holds still; if another call settled the folio
@@ -492,7 +499,7 @@ struct ShardedScheme {
     if (!is_sharded(order)) return w.at(0, head).load(mo) > 0;
     // kBusy alone (a first pin taking the reference) is not pinned yet: its count bits are 0.
     const int32_t sum = summary(w, head).load(mo);
-    if (sum & kLazy) [[unlikely]] return maybe_pinned_lazy(w, head, order, mo);
+    if (sum & kLazy) [[unlikely]] return lazy_pin_seen(w, head, order, mo) || pinned_frozen(w, head, order, mo);
     return (sum & kCountMask) > 0;
   }
 };
