@@ -111,7 +111,7 @@ Status PageArray::split_folio(uint64_t head) {
   // A lazy folio's mode may hold a reference that is no pin's: settle it first, so the count
   // checked below is the kernel's (scheme_ops.h). Not a change anyone can see: refcount(),
   // pincount() and maybeDmaPinned read the same before and after.
-  if (lazy_pins_ && settle_lazy_and_test(head)) [[unlikely]] {
+  if (may_be_lazy(order) && settle_lazy_and_test(head)) [[unlikely]] {
     free_folio(head);  // every holder let go meanwhile: it is free, and split nothing
     return Status::Fail(Code::kEFREE, Reason::kPageFree, int64_t(head));
   }

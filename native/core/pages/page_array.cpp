@@ -40,9 +40,7 @@ Status validate(const PageArrayConfig& cfg) {
 PageArray::PageArray(const PageArrayConfig& cfg)
     : cfg_(cfg),
       params_{uint32_t(std::countr_zero(uint64_t(cfg.pin_bias))), uint32_t(cfg.pincount_min_order)},
-      lazy_pins_(dispatch_scheme(cfg.scheme, [](auto tag) {
-        return has_lazy_pins_of<SchemePolicy<decltype(tag)::value>>();
-      })) {}
+      lazy_min_order_(scheme_info(cfg.scheme).lazy_pins ? uint32_t(scheme_info(cfg.scheme).shared_ref_min_order) : 64) {}
 
 Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
   if (Status st = validate(cfg); !st.ok()) return st;
@@ -153,7 +151,7 @@ int32_t PageArray::refcount(uint64_t pfn) const {
   const uint32_t order = load_order(pfn);
   const uint64_t head = head_of(pfn, order);
   // relaxed: a snapshot for the caller; nothing is published through it.
-  if (!lazy_pins_) return ref_at(head).load(std::memory_order_relaxed);
+  if (!may_be_lazy(order)) return ref_at(head).load(std::memory_order_relaxed);
   return kernel_refcount(head, order);
 }
 
@@ -185,7 +183,14 @@ Reason PageArray::try_take_temp_ref(uint64_t head) const {
 }
 
 bool PageArray::lazy_head(uint64_t head) const {
-  return folio_head(head) == head && lazy_folio(head);
+  const uint32_t order = load_order(head);
+  if (head_of(head, order) != head) return false;
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    // seq_cst: the read side of lazy mode's Dekker pair, after a put's decrement.
+    if constexpr (has_lazy_pins_of<P>()) return P::lazy(pin_words(), head, order, std::memory_order_seq_cst);
+    else return false;
+  });
 }
 
 bool PageArray::settle_lazy_and_test(uint64_t head, bool held) {
@@ -231,7 +236,7 @@ bool PageArray::settle_lazy_and_test(uint64_t head, bool held) {
 }
 
 int32_t PageArray::lazy_ref_unpinned(uint64_t head, uint32_t order) const {
-  if (!lazy_pins_) return 0;
+  if (!may_be_lazy(order)) return 0;
   return dispatch_scheme(cfg_.scheme, [&](auto tag) -> int32_t {
     using P = SchemePolicy<decltype(tag)::value>;
     if constexpr (has_lazy_pins_of<P>()) {
@@ -349,7 +354,7 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
       MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
       t->mapped = mapped ? mapped_refs_locked(head) : 0;
       // Less the reference a lazy folio's mode holds with no pin left (scheme_ops.h).
-      t->count = lazy_pins_ ? kernel_refcount(head, order) : ref_at(head).load(std::memory_order_relaxed);
+      t->count = may_be_lazy(order) ? kernel_refcount(head, order) : ref_at(head).load(std::memory_order_relaxed);
       // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
       if (cfg_.debug) {
         t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {

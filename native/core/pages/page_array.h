@@ -542,8 +542,10 @@ class PageArray {
   // holder let go meanwhile (its put).
   template <Scheme S>
   [[gnu::noinline]] bool maybe_pinned_lazy_folio(uint64_t head, uint32_t order, std::memory_order mo) const;
+  // (A put leaves one reference often; only a lazy folio pays for more than a compare: a read
+  // of its mode, then the settle.)
   bool settle_lazy_if_last(uint64_t head, int64_t left) {
-    return lazy_pins_ && left == 1 ? settle_lazy_and_test(head) : false;
+    return left == 1 && may_be_lazy(load_order(head)) && lazy_head(head) ? settle_lazy_and_test(head) : false;
   }
 
   // put_page's CAS loop: drops refs unless the count would go below 0 (kPutBelowZero), below
@@ -649,9 +651,11 @@ class PageArray {
 
   PageArrayConfig cfg_;
   SchemeParams params_{10, 1};  // the scheme arithmetic's view of cfg_
-  // Whether the scheme has a lazy mode (scheme_api.h, has_lazy_pins_of): then a put that leaves
-  // one reference, and an unpin of a lazy folio that leaves one, settle the folio.
-  bool lazy_pins_ = false;
+  // The smallest order whose folios may go lazy (scheme_api.h, has_lazy_pins_of: the scheme's
+  // shared-reference orders), 64 if none: then a put that leaves one reference, and an unpin of
+  // a lazy folio that leaves one, settle the folio. One compare on the paths of smaller folios.
+  uint32_t lazy_min_order_ = 64;
+  bool may_be_lazy(uint32_t order) const { return order >= lazy_min_order_; }
   MappedArray<int32_t> refcount_;
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;

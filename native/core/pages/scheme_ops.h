@@ -158,8 +158,26 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
                                                  std::memory_order mo) {
   using P = SchemePolicy<S>;
   if constexpr (pins_may_share_ref_of<P>()) {
-    return P::grab_pins(pin_words(), head, order, pins, mo,
-                        [this, head, mo] { return try_take_pin_ref(head, mo); });
+    // A physical pin's caller vouches for the folio, but a hostile one may pin a folio nobody
+    // holds while another thread splits or makes it (README, lazy mode's known limits). So the
+    // grab asks whether the shape it was given still holds before it writes any word, and once
+    // it holds the reference a first pin takes (then the folio can no longer be split: if the
+    // split came first, the reference went to the split head, and goes back as gup_fast's does).
+    auto shape_holds = [this, head, order] {
+      // acquire: pairs with the release that published the folio's shape (split, make-folio).
+      return (meta_at(head).load(std::memory_order_acquire) & kOrderMask) == order;
+    };
+    return P::grab_pins(
+        pin_words(), head, order, pins, mo,
+        [this, head, mo, &shape_holds] {
+          // acquire (or gup_fast's seq_cst): the shape check below reads what the count's last
+          // writer published.
+          const Reason why = try_take_pin_ref(head, mo == std::memory_order_seq_cst ? mo : std::memory_order_acquire);
+          if (why != Reason::kNone || shape_holds()) return why;
+          if (try_put_back_and_test(head, 1)) free_folio(head);  // not the folio we meant
+          return Reason::kPageFree;
+        },
+        shape_holds);
   } else if constexpr (P::kPincount == PincountHome::kOwn) {
     return P::grab_pins(pin_words(), head, order, pins, mo);
   } else {

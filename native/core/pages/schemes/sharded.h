@@ -211,17 +211,31 @@ struct ShardedScheme {
 
   // ---- one shard, lock-free -------------------------------------------------------------
   // Adds pins to shard s: kNone; kPincountOverflow when the shard has no room (nothing written:
-  // the caller tries the slow path); a take_ref refusal (nothing written).
-  template <typename TakeRef>
+  // the caller tries the slow path); a take_ref refusal (nothing written); kPageFree when the
+  // folio no longer has the shape its caller read (nothing written).
+  template <typename TakeRef, typename ShapeHolds>
   PINLAB_SHARD_INLINE static Reason try_grab_shard(const PinWords& w, uint64_t head, uint32_t order,
                                                    uint32_t s, int64_t pins, std::memory_order mo,
-                                                   TakeRef& take_ref) {
+                                                   TakeRef& take_ref, ShapeHolds& shape_holds) {
     auto c = shard(w, head, s);
     int32_t cur = c.load(std::memory_order_relaxed);
     for (;;) {
       if (cur & kBusy) [[unlikely]] cur = load_settled(c);  // a transition or a freeze in flight
       if (int64_t{cur & kCountMask} + pins > shard_cap(order)) return Reason::kPincountOverflow;
+      // The shape, asked before any word is written. A pin's caller vouches for its folio, but a
+      // hostile one may pin a folio nobody holds while another thread splits it (a wait above
+      // on a split's settle would widen that window), and these words are other pages' then.
+      // One load of the head's order byte, which the caller has just read.
+      if (!shape_holds()) [[unlikely]] return Reason::kPageFree;
       if (cur == 0) {
+        // Another first pin is taking the reference: wait for it before holding our shard busy
+        // (a wait while holding it would keep a word of a folio being split busy for as long),
+        // then decide again from the top, the shape included.
+        if (summary(w, head).load(std::memory_order_relaxed) == kBusy) [[unlikely]] {
+          (void)load_settled(summary(w, head));
+          cur = c.load(std::memory_order_relaxed);
+          continue;
+        }
         // The 0 -> non-zero transition (never in lazy mode: a lazy shard is never 0). acquire:
         // pairs with the release that ended the last transition or freeze of this shard, so our
         // summary add follows its summary change.
@@ -237,8 +251,10 @@ struct ShardedScheme {
         return why;
       }
       // A non-zero shard, or any lazy one (its mode bit in the expected value: a mode change,
-      // which freezes every shard, makes this CAS fail). mo on success (seq_cst from gup_fast);
-      // relaxed on failure: nothing written.
+      // which freezes every shard, makes this CAS fail). Such a shard keeps the folio from being
+      // split, unless the folio was split before we read it and the word is another page's now:
+      // hence the shape check above (one load of the head's order byte, which the caller has
+      // just read). mo on success (seq_cst from gup_fast); relaxed on failure: nothing written.
       if (c.compare_exchange_weak(cur, int32_t(cur + pins), mo, std::memory_order_relaxed)) return Reason::kNone;
     }
   }
@@ -302,13 +318,17 @@ struct ShardedScheme {
     return delta;
   }
 
-  template <typename TakeRef>
+  template <typename TakeRef, typename ShapeHolds>
   [[gnu::noinline]] static Reason slow_grab(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
-                                            std::memory_order mo, TakeRef& take_ref) {
+                                            std::memory_order mo, TakeRef& take_ref, ShapeHolds& shape_holds) {
     const uint32_t n = shard_count(order);
     const int32_t cap = shard_cap(order);
     int32_t before[kMaxShards], after[kMaxShards];
     freeze_all(w, head, n, before);
+    if (!shape_holds()) {  // split while we waited (try_grab_shard): not this folio's words
+      thaw_all(w, head, n, before);
+      return Reason::kPageFree;
+    }
     int64_t room = 0;
     for (uint32_t s = 0; s < n; ++s) room += cap - (before[s] & kCountMask);
     if (room < pins) {
@@ -383,10 +403,12 @@ struct ShardedScheme {
     thaw_all(w, head, n, counts);
   }
 
-  // Whether the folio is in lazy mode (a snapshot: it may change at once). relaxed: a hint for
-  // the caller, which settles (under the freeze) or discounts.
-  PINLAB_SHARD_INLINE static bool lazy(const PinWords& w, uint64_t head, uint32_t order) {
-    return is_sharded(order) && (summary(w, head).load(std::memory_order_relaxed) & kLazy) != 0;
+  // Whether the folio is in lazy mode (a snapshot: it may change at once). relaxed by default:
+  // a hint for the caller, which settles (under the freeze) or discounts; seq_cst from the
+  // read side of lazy mode's Dekker pairs (a put's, after its decrement).
+  PINLAB_SHARD_INLINE static bool lazy(const PinWords& w, uint64_t head, uint32_t order,
+                                       std::memory_order mo = std::memory_order_relaxed) {
+    return is_sharded(order) && (summary(w, head).load(mo) & kLazy) != 0;
   }
 
   // Leaves lazy mode: every shard frozen, the summary set to the number of non-zero shards
@@ -450,16 +472,26 @@ struct ShardedScheme {
   }
 
   // ---- SharedRefPinStore --------------------------------------------------------------------
-  template <typename TakeRef>
+  struct AlwaysHolds {  // a caller that holds the folio: its shape cannot change
+    bool operator()() const { return true; }
+  };
+  // shape_holds() (optional): whether the folio still has the order the caller read, asked
+  // before the grab writes a word (kPageFree if not, nothing written).
+  template <typename TakeRef, typename ShapeHolds = AlwaysHolds>
   PINLAB_SHARD_INLINE static Reason grab_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
-                                              std::memory_order mo, TakeRef&& take_ref) {
-    if (!is_sharded(order))
+                                              std::memory_order mo, TakeRef&& take_ref,
+                                              ShapeHolds&& shape_holds = {}) {
+    if (!is_sharded(order)) {
+      // The caller took its references first, so the shape holds still now; but a folio made
+      // (make-folio) between its read of the order and that grab has its summary in this word.
+      if (!shape_holds()) [[unlikely]] return Reason::kPageFree;
       return try_add_within(w.at(0, head), pins, mo) ? Reason::kNone : Reason::kPincountOverflow;
+    }
     if (pins > pin_limit({}, order)) return Reason::kPincountOverflow;  // no shard split holds it
-    const Reason why = try_grab_shard(w, head, order, my_shard(order), pins, mo, take_ref);
+    const Reason why = try_grab_shard(w, head, order, my_shard(order), pins, mo, take_ref, shape_holds);
     if (why != Reason::kPincountOverflow) [[likely]]
       return why;
-    return slow_grab(w, head, order, pins, mo, take_ref);
+    return slow_grab(w, head, order, pins, mo, take_ref, shape_holds);
   }
 
   PINLAB_SHARD_INLINE static Reason release_pins(const PinWords& w, uint64_t head, uint32_t order, int64_t pins,
