@@ -177,7 +177,9 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
   MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
   const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
   auto ref = ref_at(head);
-  int32_t cur = ref.load(std::memory_order_relaxed);
+  // acquire (and on the CAS's failure): a count that shows a settle's give-back also shows the
+  // settled mode, so the discount below is never taken twice.
+  int32_t cur = ref.load(std::memory_order_acquire);
   do {
     // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the
     // caller's. Read after each load of the count: a settle that gives it back between makes
@@ -190,7 +192,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
     if (left < owed_to_pins + owed_to_mappings) [[unlikely]] return Reason::kPutEatsMapping;
     // acq_rel: put_and_test; see try_release_pin. seq_cst: as put_and_test (lazy pins).
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_seq_cst,
-                                      std::memory_order_relaxed));
+                                      std::memory_order_acquire));
   // The caller frees.
   *reached_zero = cur == refs || settle_lazy_if_last(head, int64_t{cur} - refs);
   return Reason::kNone;

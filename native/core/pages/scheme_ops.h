@@ -164,20 +164,27 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
     // it holds the reference a first pin takes (then the folio can no longer be split: if the
     // split came first, the reference went to the split head, and goes back as gup_fast's does).
     auto shape_holds = [this, head, order] {
-      // acquire: pairs with the release that published the folio's shape (split, make-folio).
-      return (meta_at(head).load(std::memory_order_acquire) & kOrderMask) == order;
+      // acquire fence: a count the caller read or took just before (a small folio's relaxed
+      // CAS) then synchronizes with the release that published the folio with its shape
+      // (split, make-folio store the order bytes, then the count).
+      std::atomic_thread_fence(std::memory_order_acquire);
+      return (meta_at(head).load(std::memory_order_relaxed) & kOrderMask) == order;
     };
-    return P::grab_pins(
+    // Freed only once the store let go of its words: it holds some busy while take_ref runs.
+    bool free_after = false;
+    const Reason why = P::grab_pins(
         pin_words(), head, order, pins, mo,
-        [this, head, mo, &shape_holds] {
+        [this, head, mo, &shape_holds, &free_after] {
           // acquire (or gup_fast's seq_cst): the shape check below reads what the count's last
           // writer published.
-          const Reason why = try_take_pin_ref(head, mo == std::memory_order_seq_cst ? mo : std::memory_order_acquire);
-          if (why != Reason::kNone || shape_holds()) return why;
-          if (try_put_back_and_test(head, 1)) free_folio(head);  // not the folio we meant
+          const Reason took = try_take_pin_ref(head, mo == std::memory_order_seq_cst ? mo : std::memory_order_acquire);
+          if (took != Reason::kNone || shape_holds()) return took;
+          free_after = try_put_back_and_test(head, 1);  // not the folio we meant
           return Reason::kPageFree;
         },
         shape_holds);
+    if (free_after) [[unlikely]] free_folio(head);
+    return why;
   } else if constexpr (P::kPincount == PincountHome::kOwn) {
     return P::grab_pins(pin_words(), head, order, pins, mo);
   } else {
@@ -247,10 +254,11 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
   using P = SchemePolicy<S>;
   if (keeps_pins<S>(order)) {
     if constexpr (has_lazy_pins_of<P>()) {
-      if (P::lazy(pin_words(), head, order)) [[unlikely]] {
-        if (P::lazy_pin_seen(pin_words(), head, order, mo)) return true;
-        return maybe_pinned_lazy_folio<S>(head, order, mo);
-      }
+      // One read of the mode decides whether the store may be written (a frozen snapshot): only
+      // under a reference of ours (maybe_pinned_lazy_folio), since the caller may hold none.
+      const int answer = P::maybe_pinned_unfrozen(pin_words(), head, order, mo);
+      if (answer >= 0) [[likely]] return answer != 0;
+      return maybe_pinned_lazy_folio<S>(head, order, mo);
     }
     if constexpr (P::kPincount == PincountHome::kOwn) return P::maybe_pinned(pin_words(), head, order, mo);
     else return load_pins<S>(head, order, mo) > 0;

@@ -139,9 +139,10 @@ void effect(const Op& op, const Folio& f, int64_t* dref, int64_t* dpin) {
 bool is_pin_call(Kind k) {
   return k == Kind::kPin || k == Kind::kUnpin || k == Kind::kFastPin || k == Kind::kFastUnpin;
 }
-// A call that may hold a transient reference of its own on a folio whose pins share one.
+// A call that may hold a transient reference of its own on a folio whose pins share one (a
+// settle's, for a lazy folio: a put, a query, or a get that would overflow).
 bool holds_transient_ref(Kind k, const Folio& f) {
-  return is_pin_call(k) || (f.lazy && (k == Kind::kPut || k == Kind::kMaybePinned));
+  return is_pin_call(k) || (f.lazy && (k == Kind::kPut || k == Kind::kMaybePinned || k == Kind::kGet));
 }
 
 // One counter of one folio: the successful changes, by start and by end, with prefix sums of

@@ -162,10 +162,10 @@ constexpr bool pins_may_share_ref_of() {
 //   settle_lazy (w, head, order, last) -> bool: leaves lazy mode (false: it was not lazy);
 //               *last: no pin is left, so the mode's reference goes back (the page array gives
 //               it back, as for release_pins' *last).
-//   lazy_pin_seen (w, head, order, mo) -> bool: a read-only look that finds a pin held (true
-//               is exact; false decides nothing). maybe_pinned of a lazy folio may write the
-//               store (a frozen snapshot), so the page array holds the folio around it unless
-//               this answers first.
+//   maybe_pinned_unfrozen (w, head, order, mo) -> int: maybe_pinned without writing the store:
+//               1 pinned, 0 not, -1 undecided (a lazy folio whose read-only look found no pin).
+//               maybe_pinned of a lazy folio may write the store (a frozen snapshot), so the
+//               page array asks this first and holds the folio around maybe_pinned if undecided.
 // maybe_pinned and pins stay exact in lazy mode. The page array settles a lazy folio before
 // what needs its refcount exact (pages/scheme_ops.h) and discounts the mode's reference where
 // it only reads it (refcount(), put validation).
@@ -176,7 +176,7 @@ constexpr bool has_lazy_pins_of() {
     return requires(const PinWords& w, uint64_t head, uint32_t order, bool* last) {
       { T::lazy(w, head, order) } -> std::same_as<bool>;
       { T::settle_lazy(w, head, order, last) } -> std::same_as<bool>;
-      { T::lazy_pin_seen(w, head, order, std::memory_order_relaxed) } -> std::same_as<bool>;
+      { T::maybe_pinned_unfrozen(w, head, order, std::memory_order_relaxed) } -> std::same_as<int>;
     };
 }
 

@@ -456,6 +456,16 @@ struct ShardedScheme {
     }
     return false;
   }
+  // maybe_pinned without writing the store, from one read of the summary (scheme_api.h): 1
+  // pinned, 0 not, -1 a lazy folio whose shards show no pin (the page array then decides it
+  // frozen, holding the folio).
+  PINLAB_SHARD_INLINE static int maybe_pinned_unfrozen(const PinWords& w, uint64_t head, uint32_t order,
+                                                       std::memory_order mo) {
+    if (!is_sharded(order)) return w.at(0, head).load(mo) > 0 ? 1 : 0;
+    const int32_t sum = summary(w, head).load(mo);
+    if (sum & kLazy) [[unlikely]] return lazy_pin_seen(w, head, order, mo) ? 1 : -1;
+    return (sum & kCountMask) > 0 ? 1 : 0;
+  }
   [[gnu::noinline]] static bool pinned_frozen(const PinWords& w, uint64_t head, uint32_t order,
                                               std::memory_order mo) {
     const uint32_t n = shard_count(order);
