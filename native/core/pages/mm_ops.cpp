@@ -52,7 +52,7 @@ bool PageArray::try_freeze(uint64_t head, int32_t expected) {
   // is the kernel's (scheme_ops.h). The caller holds references, so this never frees; and
   // settling is no change anyone can see (refcount(), pincount() and maybeDmaPinned read the
   // same), so a refused freeze still changes nothing.
-  if (may_be_lazy(load_order(head)) && settle_lazy_and_test(head, true)) [[unlikely]] {
+  if (may_be_lazy_at(head) && settle_lazy_and_test(head, true)) [[unlikely]] {
     free_folio(head);
     return false;
   }

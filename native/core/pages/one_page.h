@@ -113,7 +113,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::get_page_step(uint64_t pfn, int64_t refs)
     if (int64_t{cur} + refs > INT32_MAX) [[unlikely]] {
       // A lazy folio's mode may hold a reference that is no pin's, so the kernel's count may
       // have room: settle it once (the caller holds the folio) and decide again.
-      if (!settled && may_be_lazy(load_order(head)) && lazy_head(head)) {
+      if (!settled && may_be_lazy_at(head) && lazy_head(head)) {
         (void)settle_lazy_and_test(head, true);
         settled = true;
         cur = ref.load(std::memory_order_relaxed);
@@ -184,8 +184,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
     // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the
     // caller's. Read after each load of the count: a settle that gives it back between makes
     // the CAS fail, and the next round reads the mode again.
-    const uint32_t order = load_order(head);
-    const int64_t lazy = may_be_lazy(order) ? lazy_ref_unpinned(head, order) : 0;
+    const int64_t lazy = may_be_lazy_at(head) ? lazy_ref_unpinned(head, load_order(head)) : 0;
     const int64_t left = int64_t{cur} - lazy - refs;
     if (left < 0) [[unlikely]] return Reason::kPutBelowZero;
     if (left < owed_to_pins) [[unlikely]] return Reason::kPutEatsPin;

@@ -170,27 +170,18 @@ int32_t PageArray::kernel_refcount(uint64_t head, uint32_t order) const {
   }
 }
 
-Reason PageArray::try_take_temp_ref(uint64_t head) const {
-  auto ref = ref_at(head);
-  int32_t cur = ref.load(std::memory_order_relaxed);
-  do {
-    if (cur <= 0) return Reason::kPageFree;  // free, or frozen (migration, split): never pinned
-    if (cur == INT32_MAX) return Reason::kRefcountOverflow;
-    // seq_cst: a speculative reference, as gup_fast's (its Dekker pair with a freeze); relaxed
-    // on failure: nothing written.
-  } while (!ref.compare_exchange_weak(cur, cur + 1, std::memory_order_seq_cst, std::memory_order_relaxed));
-  return Reason::kNone;
+bool PageArray::lazy_at(uint64_t head, uint32_t order, std::memory_order mo) const {
+  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
+    using P = SchemePolicy<decltype(tag)::value>;
+    if constexpr (has_lazy_pins_of<P>()) return P::lazy(pin_words(), head, order, mo);
+    else return false;
+  });
 }
 
 bool PageArray::lazy_head(uint64_t head) const {
   const uint32_t order = load_order(head);
-  if (head_of(head, order) != head) return false;
-  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    using P = SchemePolicy<decltype(tag)::value>;
-    // seq_cst: the read side of lazy mode's Dekker pair, after a put's decrement.
-    if constexpr (has_lazy_pins_of<P>()) return P::lazy(pin_words(), head, order, std::memory_order_seq_cst);
-    else return false;
-  });
+  // seq_cst: the read side of lazy mode's Dekker pair, after a put's decrement.
+  return head_of(head, order) == head && lazy_at(head, order, std::memory_order_seq_cst);
 }
 
 bool PageArray::settle_lazy_and_test(uint64_t head, bool held) {
@@ -200,7 +191,8 @@ bool PageArray::settle_lazy_and_test(uint64_t head, bool held) {
     // go of its own, and the folio must not be freed and reused under the freeze (the other side
     // of the Dekker pair may be settling and freeing it). None: it is free, so nothing is left to
     // settle (unless the caller holds it).
-    const bool temp = try_take_temp_ref(head) == Reason::kNone;
+    // seq_cst: a speculative reference, as gup_fast's (its Dekker pair with a freeze).
+    const bool temp = try_take_pin_ref(head, std::memory_order_seq_cst) == Reason::kNone;
     if (!temp && !held) return false;
     // Stable now that we hold it: a folio with a reference is never split or reshaped.
     const uint32_t order = load_order(head);
@@ -252,12 +244,7 @@ int32_t PageArray::lazy_ref_unpinned(uint64_t head, uint32_t order) const {
 
 bool PageArray::lazy_folio(uint64_t pfn) const {
   const uint32_t order = load_order(pfn);
-  const uint64_t head = head_of(pfn, order);
-  return dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    using P = SchemePolicy<decltype(tag)::value>;
-    if constexpr (has_lazy_pins_of<P>()) return P::lazy(pin_words(), head, order);
-    else return false;
-  });
+  return lazy_at(head_of(pfn, order), order, std::memory_order_relaxed);
 }
 
 int32_t PageArray::refcount_word(uint64_t pfn) const {

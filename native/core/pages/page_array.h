@@ -520,7 +520,8 @@ class PageArray {
   bool pins_share_ref(uint32_t order) const;
   template <Scheme S>
   int64_t release_refs_needed(uint32_t order, const PinCost& cost) const;
-  Reason try_take_pin_ref(uint64_t head, std::memory_order mo);
+  // (const: a settle or a lazy folio's frozen query takes one as a speculative reference.)
+  Reason try_take_pin_ref(uint64_t head, std::memory_order mo) const;
   Reason give_back_pin_ref(uint64_t head, bool* freed);
   // Lazy pins (scheme_api.h, has_lazy_pins_of; scheme_ops.h): settles a lazy folio (head must
   // be a head), giving the mode's reference back if no pin is left; true if that was the last
@@ -532,10 +533,8 @@ class PageArray {
   int32_t lazy_ref_unpinned(uint64_t head, uint32_t order) const;
   // refcount() of a folio: the stored word less lazy_ref_unpinned, read until it stands still.
   int32_t kernel_refcount(uint64_t head, uint32_t order) const;
-  // A speculative reference (add-unless-zero, seq_cst) on the folio at head, for a settle or a
-  // lazy folio's frozen query: kPageFree on a free or frozen folio, kRefcountOverflow on a full
-  // one; nothing written then.
-  Reason try_take_temp_ref(uint64_t head) const;
+  // Whether the folio at head (of order `order`) is lazy: the scheme's snapshot, read with mo.
+  bool lazy_at(uint64_t head, uint32_t order, std::memory_order mo) const;
   bool lazy_head(uint64_t head) const;  // head is a folio's head, and that folio is lazy
   // maybe_pinned_folio of a lazy folio whose shards show no pin: decided with them frozen, under
   // a speculative reference (the caller may hold none). May free the folio if every other
@@ -545,7 +544,7 @@ class PageArray {
   // (A put leaves one reference often; only a lazy folio pays for more than a compare: a read
   // of its mode, then the settle.)
   bool settle_lazy_if_last(uint64_t head, int64_t left) {
-    return left == 1 && may_be_lazy(load_order(head)) && lazy_head(head) ? settle_lazy_and_test(head) : false;
+    return left == 1 && may_be_lazy_at(head) && lazy_head(head) ? settle_lazy_and_test(head) : false;
   }
 
   // put_page's CAS loop: drops refs unless the count would go below 0 (kPutBelowZero), below
@@ -656,6 +655,11 @@ class PageArray {
   // a lazy folio that leaves one, settle the folio. One compare on the paths of smaller folios.
   uint32_t lazy_min_order_ = 64;
   bool may_be_lazy(uint32_t order) const { return order >= lazy_min_order_; }
+  // The same for the folio at head, without reading its order where no folio may be lazy (every
+  // scheme but a lazy one: the put paths of the others pay one compare).
+  bool may_be_lazy_at(uint64_t head) const {
+    return lazy_min_order_ <= kMaxOrder && may_be_lazy(load_order(head));
+  }
   MappedArray<int32_t> refcount_;
   MappedArray<uint8_t> meta_;
   MappedArray<int32_t> pincount_;

@@ -121,7 +121,7 @@ PINLAB_ALWAYS_INLINE int64_t PageArray::release_refs_needed(uint32_t order, cons
   return cost.ref;
 }
 
-PINLAB_ALWAYS_INLINE Reason PageArray::try_take_pin_ref(uint64_t head, std::memory_order mo) {
+PINLAB_ALWAYS_INLINE Reason PageArray::try_take_pin_ref(uint64_t head, std::memory_order mo) const {
   auto ref = ref_at(head);
   int32_t cur = ref.load(std::memory_order_relaxed);
   do {
@@ -168,7 +168,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
       // CAS) then synchronizes with the release that published the folio with its shape
       // (split, make-folio store the order bytes, then the count).
       std::atomic_thread_fence(std::memory_order_acquire);
-      return (meta_at(head).load(std::memory_order_relaxed) & kOrderMask) == order;
+      return load_order(head) == order;
     };
     // Freed only once the store let go of its words: it holds some busy while take_ref runs.
     bool free_after = false;
@@ -271,9 +271,11 @@ bool PageArray::maybe_pinned_folio(uint64_t head, uint32_t order, std::memory_or
 template <Scheme S>
 bool PageArray::maybe_pinned_lazy_folio(uint64_t head, uint32_t order, std::memory_order mo) const {
   // The frozen snapshot writes the folio's words: hold it (the caller may not), as gup_fast does.
-  switch (try_take_temp_ref(head)) {
+  // seq_cst: a speculative reference, as gup_fast's (its Dekker pair with a freeze).
+  switch (try_take_pin_ref(head, std::memory_order_seq_cst)) {
     case Reason::kNone: break;
-    case Reason::kPageFree: return false;  // free, or frozen by migration or split: no pin
+    case Reason::kPageFree:  // free, or frozen by migration or split: no pin
+    case Reason::kRefcountGuard: return false;
     default:  // a full refcount: 2^31 holders keep it, and no reference of ours fits
       return SchemePolicy<S>::maybe_pinned(pin_words(), head, order, mo);
   }

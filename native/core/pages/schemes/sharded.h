@@ -462,6 +462,7 @@ struct ShardedScheme {
   PINLAB_SHARD_INLINE static int maybe_pinned_unfrozen(const PinWords& w, uint64_t head, uint32_t order,
                                                        std::memory_order mo) {
     if (!is_sharded(order)) return w.at(0, head).load(mo) > 0 ? 1 : 0;
+    // kBusy alone (a first pin taking the reference) is not pinned yet: its count bits are 0.
     const int32_t sum = summary(w, head).load(mo);
     if (sum & kLazy) [[unlikely]] return lazy_pin_seen(w, head, order, mo) ? 1 : -1;
     return (sum & kCountMask) > 0 ? 1 : 0;
@@ -538,11 +539,9 @@ struct ShardedScheme {
   }
 
   PINLAB_SHARD_INLINE static bool maybe_pinned(const PinWords& w, uint64_t head, uint32_t order, std::memory_order mo) {
-    if (!is_sharded(order)) return w.at(0, head).load(mo) > 0;
-    // kBusy alone (a first pin taking the reference) is not pinned yet: its count bits are 0.
-    const int32_t sum = summary(w, head).load(mo);
-    if (sum & kLazy) [[unlikely]] return lazy_pin_seen(w, head, order, mo) || pinned_frozen(w, head, order, mo);
-    return (sum & kCountMask) > 0;
+    // Undecided only for a lazy folio whose shards show no pin: then decided with them frozen.
+    const int answer = maybe_pinned_unfrozen(w, head, order, mo);
+    return answer >= 0 ? answer != 0 : pinned_frozen(w, head, order, mo);
   }
 };
 
