@@ -85,9 +85,10 @@ class ListCursor {
   uint64_t i_, n_;
 };
 
-// Calls f(cursor) with the right cursor type for the set.
+// Calls f(cursor) with the right cursor type for the set. Inlined, as the walks are into f: a
+// cursor passed in memory between calls stalls store-to-load forwarding (pin_paths.cpp).
 template <bool kPerPage, typename F>
-decltype(auto) with_cursor(const PageArray& pa, const PageSet& set, F&& f) {
+[[gnu::always_inline]] inline decltype(auto) with_cursor(const PageArray& pa, const PageSet& set, F&& f) {
   if (set.is_list()) return std::forward<F>(f)(ListCursor<kPerPage>(pa, set.list, set.count));
   return std::forward<F>(f)(RangeCursor<kPerPage>(pa, set.start, set.count));
 }

@@ -622,6 +622,14 @@ class PageArray {
   Status pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check, StatTally* tally);
   template <Scheme S, bool kPerPage, bool kDebug>
   Status unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released, StatTally* tally);
+  template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+  Status release_validated(Cursor cursor, const PinFlags& flags, uint64_t* released, HeldStripes& held,
+                           StatTally* tally);
+  // pin_pages / unpin_pages past their checks of the set: the scheme's path, whose Status is
+  // built in place in the caller's.
+  Status pin_checked(const PageSet& set, const PinFlags& flags, ZeroPfns zero, uint64_t* pinned,
+                     StatTally* tally);
+  Status unpin_checked(const PageSet& set, const PinFlags& flags, StatTally* tally);
   // A statistic into the caller's tally, or the array's when there is none.
   void add_stat(StatTally* tally, Stat s, uint64_t n) {
     if (tally != nullptr) tally->add(s, n);

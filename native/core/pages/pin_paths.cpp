@@ -70,7 +70,7 @@ constexpr bool kDistinctFolios = std::is_same_v<Cursor, RangeCursor<false>>;
 // relaxed loads throughout: a snapshot to decide on; the releases that follow are CASes that
 // check again, so a stale snapshot can only make the release pass refuse, never overshoot.
 template <Scheme S, bool kDebug, bool kMapped, typename Cursor>
-Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const {
+PINLAB_ALWAYS_INLINE Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const {
   // A local: the atomics in the loop would make the compiler reload the member every time.
   const SchemeParams params = params_;
   Run r;
@@ -161,7 +161,7 @@ Status PageArray::check_unpins(Cursor cursor, bool write, bool* unordered) const
 // the bvec walk costs per run, not page. A refused per-page call is walked again on its own
 // runs to name the page where a walk in call order fails.
 template <Scheme S, bool kDebug, typename Cursor>
-Status PageArray::validate_unpins(Cursor cursor, bool write) const {
+PINLAB_ALWAYS_INLINE Status PageArray::validate_unpins(Cursor cursor, bool write) const {
   auto check = [&](auto runs) {
     bool unordered = false;
     Status st = check_unpins<S, kDebug, false>(runs, write, &unordered);
@@ -178,7 +178,7 @@ Status PageArray::validate_unpins(Cursor cursor, bool write) const {
 // ---- pin ------------------------------------------------------------------------------------
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
-Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs) {
+PINLAB_ALWAYS_INLINE Status PageArray::pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs) {
   // Counters in locals: the atomics below would otherwise make the compiler store them on
   // every iteration (it must assume they may alias).
   uint64_t pages = 0, runs = 0;
@@ -212,7 +212,7 @@ void PageArray::release_own_pins(Cursor cursor, bool write) {
 
 template <Scheme S, bool kPerPage, bool kDebug>
 Status PageArray::pin_set(const PageSet& set, bool write, ZeroPfns zeros_at_check, StatTally* tally) {
-  return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
+  return with_cursor<kPerPage>(*this, set, [&](auto cursor) PINLAB_LAMBDA_INLINE {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     uint64_t done = 0, grabs = 0;
@@ -267,39 +267,44 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
 }
 
 Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t* pinned, StatTally* tally) {
-  if (Status st = check_page_set(set); !st.ok()) return st;
+  if (Status st = check_page_set(set); !st.ok()) [[unlikely]] return st;
   // acquire (zero_pfns): the zero page and the huge zero folio are published once each, with
   // a release store.
   const ZeroPfns zero = zero_pfns();
-  if (Status st = refuse_zero_page(set, zero); !st.ok()) return st;
-  if (set.count == 1 && !cfg_.debug) {
-    Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      constexpr Scheme S = decltype(tag)::value;
-      return tally != nullptr ? pin_one<S>(set.first(), flags.write, zero, *tally)
-                              : pin_one<S>(set.first(), flags.write, zero, stats_);
-    });
-    if (!st.ok()) return st;
-    add_stat(tally, Stat::kPinAcquired, 1);
-    *pinned = 1;
-    return st;
+  if (Status st = refuse_zero_page(set, zero); !st.ok()) [[unlikely]] return st;
+  return pin_checked(set, flags, zero, pinned, tally);  // built in our caller's Status
+}
+
+// The calls of a path return their Status as prvalues, or as the one Status they return on
+// every path, so the whole chain builds it in place in the caller's (copy elision): a copy of
+// a Status just written field by field stalls store-to-load forwarding, which cost a multi-page
+// call about half of its fixed cost.
+Status PageArray::pin_checked(const PageSet& set, const PinFlags& flags, ZeroPfns zero, uint64_t* pinned,
+                              StatTally* tally) {
+  Status st = set.count == 1 && !cfg_.debug
+                  ? dispatch_scheme(cfg_.scheme, [&](auto tag) {
+                      constexpr Scheme S = decltype(tag)::value;
+                      return tally != nullptr ? pin_one<S>(set.first(), flags.write, zero, *tally)
+                                              : pin_one<S>(set.first(), flags.write, zero, stats_);
+                    })
+                  : dispatch_scheme(cfg_.scheme, [&](auto tag) {
+                      return dispatch_bool(flags.per_page, [&](auto per_page) {
+                        return dispatch_bool(cfg_.debug, [&](auto debug) {
+                          return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero, tally);
+                        });
+                      });
+                    });
+  if (st.ok()) {
+    add_stat(tally, Stat::kPinAcquired, set.count);
+    *pinned = set.count;
   }
-  Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return dispatch_bool(flags.per_page, [&](auto per_page) {
-      return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return pin_set<decltype(tag)::value, per_page(), debug()>(set, flags.write, zero, tally);
-      });
-    });
-  });
-  if (!st.ok()) return st;
-  add_stat(tally, Stat::kPinAcquired, set.count);
-  *pinned = set.count;
   return st;
 }
 
 // ---- unpin ----------------------------------------------------------------------------------
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
-Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
+PINLAB_ALWAYS_INLINE Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
                              uint64_t* grabs, std::vector<uint64_t>* freed) {
   // Counters and the first skipped run in locals, as in pin_walk.
   uint64_t pages = 0, runs = 0, skipped_pfn = 0;
@@ -345,23 +350,30 @@ Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* don
 template <Scheme S, bool kPerPage, bool kDebug>
 Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t* released,
                             StatTally* tally) {
-  return with_cursor<kPerPage>(*this, set, [&](auto cursor) {
+  return with_cursor<kPerPage>(*this, set, [&](auto cursor) PINLAB_LAMBDA_INLINE {
     HeldStripes held(debug_locks_.get());
     if constexpr (kDebug) held.lock_keys(heads_of(cursor));
     *released = 0;
-    if (Status st = validate_unpins<S, kDebug>(cursor, flags.write); !st.ok()) {
+    if (Status st = validate_unpins<S, kDebug>(cursor, flags.write); !st.ok()) [[unlikely]] {
       add_stat(tally, Stat::kRollbacks, 1);  // refused whole: nothing was written
       return st;
     }
-    uint64_t grabs = 0;
-    std::vector<uint64_t> freed;
-    const Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, released, &grabs, &freed);
-    held.unlock();
-    add_stat(tally, Stat::kGrabs, grabs);
-    // Only now, with the pass done, do the folios it took to zero go free.
-    for (uint64_t head : freed) free_folio(head);
-    return st;
+    return release_validated<S, kPerPage, kDebug>(cursor, flags, released, held, tally);
   });
+}
+
+// unpin_set's release pass, the call validated: its Status is the caller's (pin_checked).
+template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
+PINLAB_ALWAYS_INLINE Status PageArray::release_validated(Cursor cursor, const PinFlags& flags, uint64_t* released,
+                                    HeldStripes& held, StatTally* tally) {
+  uint64_t grabs = 0;
+  std::vector<uint64_t> freed;
+  Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, released, &grabs, &freed);
+  held.unlock();
+  add_stat(tally, Stat::kGrabs, grabs);
+  // Only now, with the pass done, do the folios it took to zero go free.
+  for (uint64_t head : freed) free_folio(head);
+  return st;
 }
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
@@ -369,27 +381,28 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags) {
 }
 
 Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags, StatTally* tally) {
-  if (Status st = check_page_set(set); !st.ok()) return st;
+  if (Status st = check_page_set(set); !st.ok()) [[unlikely]] return st;
   // The zero page is never counted, so it holds no pin to release (a page that becomes the
   // zero page after this check was free: validation refuses it, ENOTPINNED).
-  if (Status st = refuse_zero_page(set, zero_pfns()); !st.ok()) return st;
+  if (Status st = refuse_zero_page(set, zero_pfns()); !st.ok()) [[unlikely]] return st;
+  return unpin_checked(set, flags, tally);  // built in our caller's Status (pin_checked)
+}
+
+Status PageArray::unpin_checked(const PageSet& set, const PinFlags& flags, StatTally* tally) {
   uint64_t released = 0;
-  if (set.count == 1 && !cfg_.debug) {
-    Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-      constexpr Scheme S = decltype(tag)::value;
-      return tally != nullptr ? unpin_one<S>(set.first(), flags, &released, *tally)
-                              : unpin_one<S>(set.first(), flags, &released, stats_);
-    });
-    add_stat(tally, Stat::kPinReleased, released);
-    return st;
-  }
-  Status st = dispatch_scheme(cfg_.scheme, [&](auto tag) {
-    return dispatch_bool(flags.per_page, [&](auto per_page) {
-      return dispatch_bool(cfg_.debug, [&](auto debug) {
-        return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released, tally);
-      });
-    });
-  });
+  Status st = set.count == 1 && !cfg_.debug
+                  ? dispatch_scheme(cfg_.scheme, [&](auto tag) {
+                      constexpr Scheme S = decltype(tag)::value;
+                      return tally != nullptr ? unpin_one<S>(set.first(), flags, &released, *tally)
+                                              : unpin_one<S>(set.first(), flags, &released, stats_);
+                    })
+                  : dispatch_scheme(cfg_.scheme, [&](auto tag) {
+                      return dispatch_bool(flags.per_page, [&](auto per_page) {
+                        return dispatch_bool(cfg_.debug, [&](auto debug) {
+                          return unpin_set<decltype(tag)::value, per_page(), debug()>(set, flags, &released, tally);
+                        });
+                      });
+                    });
   add_stat(tally, Stat::kPinReleased, released);
   return st;
 }

@@ -56,6 +56,10 @@
 
 // The per-page path calls the primitives once per subpage: they must not stay calls.
 #define PINLAB_ALWAYS_INLINE [[gnu::always_inline]] inline
+// The same for a lambda (after its parameter list): a call's path passes its cursor and its
+// Status through lambdas, and a struct passed in memory between calls stalls store-to-load
+// forwarding (pin_paths.cpp, pin_checked).
+#define PINLAB_LAMBDA_INLINE __attribute__((always_inline))
 
 namespace pinlab {
 
@@ -163,7 +167,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::grab_pins(uint64_t head, uint32_t order, 
     // grab asks whether the shape it was given still holds before it writes any word, and once
     // it holds the reference a first pin takes (then the folio can no longer be split: if the
     // split came first, the reference went to the split head, and goes back as gup_fast's does).
-    auto shape_holds = [this, head, order] {
+    auto shape_holds = [this, head, order]() PINLAB_LAMBDA_INLINE {
       // acquire fence: a count the caller read or took just before (a small folio's relaxed
       // CAS) then synchronizes with the release that published the folio with its shape
       // (split, make-folio store the order bytes, then the count).
