@@ -162,7 +162,7 @@ PINLAB_ALWAYS_INLINE Status PageArray::check_unpins(Cursor cursor, bool write, b
 // runs to name the page where a walk in call order fails.
 template <Scheme S, bool kDebug, typename Cursor>
 PINLAB_ALWAYS_INLINE Status PageArray::validate_unpins(Cursor cursor, bool write) const {
-  auto check = [&](auto runs) {
+  auto check = [&](auto runs) PINLAB_LAMBDA_INLINE {
     bool unordered = false;
     Status st = check_unpins<S, kDebug, false>(runs, write, &unordered);
     if (unordered) [[unlikely]]
