@@ -7,6 +7,7 @@
 #include "base/scan.h"
 #include "base/summary_bitmap.h"
 #include "pages/call_tallies.h"
+#include "pages/freed_heads.h"
 #include "pages/one_page.h"
 #include "pages/scheme_ops.h"
 
@@ -449,7 +450,7 @@ Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_p
     stats_.add(Stat::kRollbacks, 1);  // refused whole: nothing was written
     return st;
   }
-  std::vector<uint64_t> zeroed;
+  FreedHeads zeroed(count);  // room first: the pass never allocates (freed_heads.h)
   Status raced = Status::Ok();
   for (uint64_t i = 0; i < count; ++i) {
     if (int64_t(pfns[i]) == skip_pfn) continue;
@@ -461,10 +462,11 @@ Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_p
       if (raced.ok()) raced = Status::Fail(Code::kEINVAL, Reason::kPutRaced, int64_t(pfns[i]));
       continue;
     }
-    if (reached_zero) zeroed.push_back(head);
+    if (reached_zero && !zeroed.try_add(head)) [[unlikely]]
+      free_folio(head);  // its room full: a folio reused during the pass (FreedHeads)
   }
   held.unlock();
-  for (uint64_t head : zeroed) free_folio(head);  // only now: the pass is done
+  zeroed.for_each([this](uint64_t head) { free_folio(head); });  // only now: the pass is done
   return raced;
 }
 

@@ -68,6 +68,8 @@ static_assert((int64_t{INT32_MAX} + 1) / kDefaultBias == (int64_t{1} << 21), "2^
 // A folio's exact pincount. Hybrid keeps it negated in the first tail's refcount slot: that
 // slot is then never positive, so a speculative add-unless-zero that lands there through a
 // stale order read always fails (a positive pincount would look like a live folio's count).
+class FreedHeads;  // pages/freed_heads.h
+
 class PinSlot {
  public:
   PinSlot() = default;  // the scheme keeps no pincount for this folio
@@ -458,13 +460,14 @@ class PageArray {
   static uint64_t head_of(uint64_t pfn, uint32_t order) {
     return pfn & ~((uint64_t{1} << order) - 1);
   }
-  // Asks for the lines of pfn's refcount and pin word (if the scheme keeps one) in exclusive
-  // state, before the order byte's load decides the head: for a small folio (and any head)
-  // they are the lines the call's atomics write, so their misses overlap the order's instead of
-  // following it. A hint only: it reads nothing and never faults.
+  // Asks for the lines of pfn's refcount and pin word (if the scheme keeps one) before the
+  // order byte's load decides the head: for a small folio they are the lines the call's atomics
+  // write, so their misses overlap the order's instead of following it. A read prefetch, not a
+  // write one: the head of a lazy sharded folio must not be pulled exclusive (its pins write
+  // only their own shard's line). A hint only: it never faults.
   void prefetch_counts(uint64_t pfn) const {
-    __builtin_prefetch(refcount_.data() + pfn, 1, 3);
-    if (pin_words_per_page_ != 0) __builtin_prefetch(pincount_.data() + pfn, 1, 3);
+    __builtin_prefetch(refcount_.data() + pfn, 0, 3);
+    if (pin_words_per_page_ != 0) __builtin_prefetch(pincount_.data() + pfn, 0, 3);
   }
   uint32_t bias_shift() const { return params_.bias_shift; }
 
@@ -623,7 +626,7 @@ class PageArray {
   Status pin_walk(Cursor cursor, bool write, uint64_t* done, uint64_t* grabs);
   template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
   Status unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done, uint64_t* grabs,
-                    std::vector<uint64_t>* freed);
+                    FreedHeads* freed);
   template <Scheme S, bool kDebug, typename Cursor>
   void release_own_pins(Cursor cursor, bool write);
   template <Scheme S, bool kPerPage, bool kDebug>

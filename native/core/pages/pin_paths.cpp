@@ -27,7 +27,8 @@
 //             skipped, never driven below zero, the rest of the call is released, and the call
 //             reports ENOTPINNED (kReleaseRaced) for the first skipped run. Where both released
 //             the same pins the counts read as if this call had released them and the other
-//             had been refused. Folios the pass takes to zero are freed after it.
+//             had been refused. Folios the pass takes to zero are freed after it; the room to
+//             note them is made before its first release (freed_heads.h).
 //   zero page Never counted (gup hands it out uncounted): a pin or unpin naming it, or one of
 //             the huge zero folio's 512 subpages, is EINVAL before the first change (one load
 //             while neither exists, else one vectorised scan of a list for both). A pin whose
@@ -43,6 +44,7 @@
 #include "base/scan.h"
 #include "pages/call_tallies.h"
 #include "pages/cursors.h"
+#include "pages/freed_heads.h"
 #include "pages/one_page.h"
 #include "pages/page_array.h"
 #include "pages/scheme_ops.h"
@@ -50,6 +52,18 @@
 namespace pinlab {
 
 namespace {
+// At most how many folios a validated release pass over the cursor can take to zero (one per
+// folio run; FreedHeads' room): its size while that fits inline, else its runs counted.
+template <typename Cursor>
+uint64_t runs_at_most(Cursor cursor) {
+  if (cursor.size() <= FreedHeads::kInline) return cursor.size();
+  auto runs = cursor.for_validation();
+  uint64_t n = 0;
+  Run r;
+  while (runs.next(&r)) ++n;
+  return n;
+}
+
 // Calls f(head) for every run of the cursor: the keys of the call's debug stripes.
 template <typename Cursor>
 auto heads_of(Cursor cursor) {
@@ -277,10 +291,10 @@ Status PageArray::pin_pages(const PageSet& set, const PinFlags& flags, uint64_t*
   return pin_checked(set, flags, zero, pinned, tally);  // built in our caller's Status
 }
 
-// The calls of a path return their Status as prvalues, or as the one Status they return on
-// every path, so the whole chain builds it in place in the caller's (copy elision): a copy of
-// a Status just written field by field stalls store-to-load forwarding, which cost a multi-page
-// call about half of its fixed cost.
+// On their success paths the calls of a path return their Status as prvalues, or as the one
+// Status they return on every path, so the chain builds it in place in the caller's (copy
+// elision): a copy of a Status just written field by field stalls store-to-load forwarding,
+// which cost a multi-page call about half of its fixed cost.
 Status PageArray::pin_checked(const PageSet& set, const PinFlags& flags, ZeroPfns zero, uint64_t* pinned,
                               StatTally* tally) {
   Status st = set.count == 1 && !cfg_.debug
@@ -307,7 +321,7 @@ Status PageArray::pin_checked(const PageSet& set, const PinFlags& flags, ZeroPfn
 
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 PINLAB_ALWAYS_INLINE Status PageArray::unpin_walk(Cursor cursor, const PinFlags& flags, uint64_t* done,
-                             uint64_t* grabs, std::vector<uint64_t>* freed) {
+                             uint64_t* grabs, FreedHeads* freed) {
   // Counters and the first skipped run in locals, as in pin_walk.
   uint64_t pages = 0, runs = 0, skipped_pfn = 0;
   Reason skipped = Reason::kNone;
@@ -338,8 +352,9 @@ PINLAB_ALWAYS_INLINE Status PageArray::unpin_walk(Cursor cursor, const PinFlags&
       continue;
     }
     pages += r.count;
-    if (reached_zero) [[unlikely]]
-      freed->push_back(r.head);
+    // Ours to free once the pass is done; at once only if its room is full (FreedHeads).
+    if (reached_zero && !freed->try_add(r.head)) [[unlikely]]
+      free_folio(r.head);
     ++runs;
   }
   *done = pages;
@@ -365,17 +380,19 @@ Status PageArray::unpin_set(const PageSet& set, const PinFlags& flags, uint64_t*
   });
 }
 
-// unpin_set's release pass, the call validated: its Status is the caller's (pin_checked).
+// unpin_set's release pass, the call validated: its Status is the caller's (see pin_checked).
 template <Scheme S, bool kPerPage, bool kDebug, typename Cursor>
 PINLAB_ALWAYS_INLINE Status PageArray::release_validated(Cursor cursor, const PinFlags& flags, uint64_t* released,
                                     HeldStripes& held, StatTally* tally) {
+  // Room for the folios the pass may free, before its first release (std::bad_alloc here is
+  // the caller's ENOMEM with nothing changed).
+  FreedHeads freed(runs_at_most(cursor));
   uint64_t grabs = 0;
-  std::vector<uint64_t> freed;
   Status st = unpin_walk<S, kPerPage, kDebug>(cursor, flags, released, &grabs, &freed);
   held.unlock();
   add_stat(tally, Stat::kGrabs, grabs);
   // Only now, with the pass done, do the folios it took to zero go free.
-  for (uint64_t head : freed) free_folio(head);
+  freed.for_each([this](uint64_t head) { free_folio(head); });
   return st;
 }
 
@@ -388,7 +405,7 @@ Status PageArray::unpin_pages(const PageSet& set, const PinFlags& flags, StatTal
   // The zero page is never counted, so it holds no pin to release (a page that becomes the
   // zero page after this check was free: validation refuses it, ENOTPINNED).
   if (Status st = refuse_zero_page(set, zero_pfns()); !st.ok()) [[unlikely]] return st;
-  return unpin_checked(set, flags, tally);  // built in our caller's Status (pin_checked)
+  return unpin_checked(set, flags, tally);  // built in our caller's Status (see pin_checked)
 }
 
 Status PageArray::unpin_checked(const PageSet& set, const PinFlags& flags, StatTally* tally) {
@@ -524,13 +541,13 @@ Status PageArray::unpin_both(const PageSet& reads, const PageSet& writes, uint64
   }
   // The release passes, as unpin_set's: never taken back; folios taken to zero freed after both.
   uint64_t done_r = 0, done_w = 0, grabs_r = 0, grabs_w = 0;
-  std::vector<uint64_t> freed;
+  FreedHeads freed(reads.count + writes.count);  // room first, as release_validated
   const Status sr = unpin_walk<S, false, kDebug>(rc, PinFlags{false, false, false}, &done_r, &grabs_r, &freed);
   const Status sw = unpin_walk<S, false, kDebug>(wc, PinFlags{true, false, false}, &done_w, &grabs_w, &freed);
   held.unlock();
   stats_.add(Stat::kGrabs, grabs_r + grabs_w);
   *released = done_r + done_w;
-  for (uint64_t head : freed) free_folio(head);
+  freed.for_each([this](uint64_t head) { free_folio(head); });
   return sr.ok() ? sw : sr;
 }
 

@@ -14,6 +14,7 @@
 #include "engines/op_executor.h"
 #include "engines/op_format.h"
 #include "pages/buddy_allocator.h"
+#include "pages/freed_heads.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define PINLAB_TEST_NEW 0
@@ -216,3 +217,104 @@ TEST(page_array_folio_free_allocates_nothing) {
 
 }  // namespace pinlab::test
 
+
+namespace pinlab::test {
+namespace {
+
+// n order-0 folios allocated one after another from a fresh array: consecutive PFNs.
+uint64_t alloc_run(PageArray& mem, uint64_t n) {
+  uint64_t first = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t h = 0;
+    CHECK_OK(mem.alloc_folio(0, false, &h));
+    if (i == 0) first = h;
+    CHECK_EQ(h, first + i);
+  }
+  return first;
+}
+
+// Pins every page once, then puts the allocation's reference: each page's pin holds its last.
+void pin_and_let_go(PageArray& mem, uint64_t first, uint64_t n) {
+  for (uint64_t p = first; p < first + n; ++p) {
+    uint64_t pinned = 0;
+    CHECK_OK(mem.pin_pages(PageSet::range(p, 1), PinFlags{true, false, false}, &pinned));
+    bool freed = true;
+    CHECK_OK(mem.put_page(p, 1, &freed));
+    CHECK(!freed);
+  }
+}
+
+// Runs call with every host allocation failing: true if it was refused for memory (its
+// std::bad_alloc, or ENOMEM), false if it ran.
+template <typename Call>
+bool refused_for_memory(Call&& call) {
+  FailNew armed;
+  try {
+    const Status st = call();
+    g_fail_new = false;
+    if (st.code == Code::kENOMEM) return true;
+    CHECK_OK(st);
+    return false;
+  } catch (const std::bad_alloc&) {
+    return true;
+  }
+}
+
+}  // namespace
+
+// A multi-page unpin or put that takes folios to zero frees them after its release pass. The
+// room to note them is made before the first release: with no memory for it the call changes
+// nothing (no pin released, no folio lost), and a call of up to FreedHeads::kInline folios
+// needs no memory at all.
+TEST(unpin_and_put_calls_take_their_room_before_the_first_release) {
+  if (!PINLAB_TEST_NEW) return;
+  CHECK(injection_works());
+  const PinFlags write{true, false, false};
+  for (const Scheme s : {Scheme::kBias, Scheme::kHybrid, Scheme::kSeparate, Scheme::kWriteBias, Scheme::kSharded}) {
+    for (const bool per_page : {false, true}) {
+      auto mem = array_of(1024, s);
+      const PinFlags flags{true, per_page, false};
+      const uint64_t n = 40;
+      const uint64_t first = alloc_run(*mem, n);
+      pin_and_let_go(*mem, first, n);
+      std::vector<int32_t> before;
+      for (uint64_t p = first; p < first + n; ++p) before.push_back(mem->refcount(p));
+      const uint64_t freed_before = mem->stat(Stat::kFoliosFreed);
+      // A range of 40 folios: refused whole.
+      CHECK(refused_for_memory([&] { return mem->unpin_pages(PageSet::range(first, n), flags); }));
+      // ... and an ascending list of them.
+      std::vector<uint32_t> list;
+      for (uint64_t p = first; p < first + n; ++p) list.push_back(uint32_t(p));
+      CHECK(refused_for_memory([&] { return mem->unpin_pages(PageSet::pfns(list.data(), n), flags); }));
+      // ... and the reads and writes of both lists (the writes: the 40 pins; no reads).
+      CHECK(refused_for_memory([&] { return mem->unpin_pages_both(nullptr, 0, list.data(), n); }));
+      for (uint64_t p = first; p < first + n; ++p) {
+        CHECK_EQ(mem->refcount(p), before[p - first]);
+        CHECK(mem->maybe_dma_pinned(p));
+      }
+      CHECK_EQ(mem->stat(Stat::kFoliosFreed), freed_before);
+      // FreedHeads::kInline folios in one call: nothing to allocate, all freed.
+      const uint64_t k = FreedHeads::kInline;
+      CHECK(!refused_for_memory([&] { return mem->unpin_pages(PageSet::range(first, k), write); }));
+      CHECK_EQ(mem->stat(Stat::kFoliosFreed), freed_before + k);
+      for (uint64_t p = first; p < first + k; ++p) CHECK_EQ(mem->refcount(p), 0);
+      // The rest, with memory: all of them freed.
+      CHECK_OK(mem->unpin_pages(PageSet::range(first + k, n - k), flags));
+      CHECK_EQ(mem->stat(Stat::kFoliosFreed), freed_before + n);
+    }
+    // put_pages: the same for plain references.
+    auto mem = array_of(1024, s);
+    const uint64_t n = 20;
+    const uint64_t first = alloc_run(*mem, n);
+    std::vector<uint32_t> list;
+    for (uint64_t p = first; p < first + n; ++p) list.push_back(uint32_t(p));
+    CHECK(refused_for_memory([&] { return mem->put_pages(list.data(), n, -1); }));
+    for (uint64_t p = first; p < first + n; ++p) CHECK_EQ(mem->refcount(p), 1);
+    CHECK(!refused_for_memory([&] { return mem->put_pages(list.data(), FreedHeads::kInline, -1); }));
+    CHECK_OK(mem->put_pages(list.data() + FreedHeads::kInline, n - FreedHeads::kInline, -1));
+    for (uint64_t p = first; p < first + n; ++p) CHECK_EQ(mem->refcount(p), 0);
+    CHECK_EQ(mem->stat(Stat::kFoliosFreed), n);
+  }
+}
+
+}  // namespace pinlab::test
