@@ -79,7 +79,10 @@ inline uint32_t thread_of_tag(uint32_t tag, uint32_t threads) {
   return tag < threads ? tag : tag % threads;
 }
 
-class Executor {
+// One per thread, and written on every op (tally_): aligned to a cache line and a whole number
+// of lines long, so two threads' executors, which a replay allocates one after another, never
+// share a line (padded per-thread counters).
+class alignas(64) Executor {
  public:
   Executor(std::shared_ptr<PageArray> mem, SpaceTable* spaces);
 
@@ -182,6 +185,8 @@ class Executor {
   std::vector<TagOutputs> outputs_;
   TagOutputs& outputs_of(uint32_t tag);
 };
+
+static_assert(alignof(Executor) == 64 && sizeof(Executor) % 64 == 0, "an executor owns its cache lines");
 
 // Ops in records [0, n) of a framed run (the data records not counted).
 uint64_t count_ops(const Record* r, uint64_t n);
