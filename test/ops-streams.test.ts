@@ -218,6 +218,45 @@ describe('bad streams are refused, naming the record, with nothing changed', () 
     expect(() => mem.submit(new Int32Array(6) as unknown as Uint32Array)).toThrow(PinlabError);
     expect(stateDigest(mem)).toEqual(before);
   });
+
+  it('a batch over a detached buffer is EINVAL, not an empty batch, recorded or not', () => {
+    const mem = new PageArray({ pages: 1024 });
+    const detached = (): Uint32Array => {
+      const ops = new OpBatch().push('pin', { a: 0, b: 8 }).toArray();
+      structuredClone(ops.buffer, { transfer: [ops.buffer] });
+      return ops;
+    };
+    const before = stateDigest(mem);
+    expect(() => mem.submit(detached())).toThrow(/ops is a Uint32Array over a detached buffer/);
+    const rec = mem.record();
+    expect(() => mem.submit(detached())).toThrow(/detached/);
+    expect(rec.count).toBe(0);
+    rec.stop();
+    expect(stateDigest(mem)).toEqual(before);
+    // An empty batch of a live buffer is still an empty batch.
+    expect(mem.submit(new Uint32Array(0))).toEqual(new Int32Array(0));
+  });
+
+  it('a text header field given twice, and mm#0, are refused naming the text line', async () => {
+    const twice = join(dir, 'twice.pkops.txt');
+    writeFileSync(twice, 'pkops 3 pages=4096 pages=8 threads=1\npin 1 1\n');
+    await expectRefused(twice, /twice\.pkops\.txt: line 1: a header field is repeated/);
+    const mm0 = join(dir, 'mm0.pkops.txt');
+    writeFileSync(mm0, 'pkops 3 pages=64 threads=1\nmm#1 mm-new 64\nmm#0 munmap 0 4\n');
+    await expectRefused(mm0, /mm0\.pkops\.txt: line 3: address space ids start at 1/);
+    const r = await cli(['trace', 'convert', mm0, join(dir, 'mm0-out.pkops')]);
+    expect(r.status).toBe(2);
+    expect(r.err).toMatch(/mm0\.pkops\.txt: line 3/);
+    expect(existsSync(join(dir, 'mm0-out.pkops'))).toBe(false);
+  });
+
+  it('replay rules are 1..31, as the pincount-min-order they set', async () => {
+    const err = await runReplay({ file: good, schemes: ['hybrid'], rules: [0] }).catch((e: unknown) => e);
+    expect((err as PinlabError).code).toBe('EINVAL');
+    expect((err as PinlabError).message).toMatch(/rules must hold integers in 1\.\.31/);
+    const doc = await runReplay({ file: good, schemes: ['hybrid'], rules: [1, 31] });
+    expect(doc.schemes.map((s) => s.pincountMinOrder)).toEqual([1, 31]);
+  });
 });
 
 describe('pinlab replay and pinlab trace', () => {

@@ -17,7 +17,7 @@ export interface ReplayOptions {
   bias?: number | readonly number[];
   /**
    * Hybrid rules to replay under: the smallest folio order with an exact pincount (1: 64-bit
-   * mainline, 2: v5.7 / 32-bit, 31: none, the 2019 kernels; 0..31). Other schemes run once. Default: the recording's.
+   * mainline, 2: v5.7 / 32-bit, 31: none, the 2019 kernels; 1..31). Other schemes run once. Default: the recording's.
    */
   rules?: number | readonly number[];
   /** Native threads per scheme (tag t runs on thread t % threads). Default: one per tag of the stream. */
@@ -105,7 +105,7 @@ function replayPlan(options: unknown): ReplayPlan {
   if (signal !== undefined && !isAbortSignal(signal)) invalid(`signal must be an AbortSignal (got ${show(signal)})`);
   if (onProgress !== undefined && typeof onProgress !== 'function') invalid(`onProgress must be a function (got ${show(onProgress)})`);
   const biases = list('bias', bias, MIN_BIAS, MAX_BIAS, (v) => (v & (v - 1)) === 0, `powers of two in ${MIN_BIAS}..${MAX_BIAS}`);
-  const rules = list('rules', rulesValue, 0, MAX_ORDER + 1, () => true, `integers in 0..${MAX_ORDER + 1}`);
+  const rules = list('rules', rulesValue, 1, MAX_ORDER + 1, () => true, `integers in 1..${MAX_ORDER + 1}`);
   return {
     file,
     schemes,

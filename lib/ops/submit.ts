@@ -2,7 +2,7 @@
 // call, and the recorder's start.
 import { PinlabError, invalid } from '../errors.js';
 import { native, type NativeOpHeader, type NativePageArray } from '../native.js';
-import { copyUint32, isUint32Array, optionsObject, show } from '../validate.js';
+import { copyUint32, isUint32Array, optionsObject, show, uint32List } from '../validate.js';
 import { OP_NOT_RUN } from './format.js';
 import { OpRecorder } from './recorder.js';
 import { adoptSpaces, batchNeedsFollow, checkBatch, followBatch, hasRaceHook, hasSpaces, liveSpaces, nextSpaceId } from './spaces.js';
@@ -28,6 +28,7 @@ export function submitOps(memObject: object, mem: NativePageArray, ops: unknown,
   if (onError !== 'stop' && onError !== 'continue') invalid(`onError must be 'stop' | 'continue' (got ${show(onError)})`);
   // A real Uint32Array (its internal type, not its prototype), read by the built-ins only.
   if (!isUint32Array(ops)) invalid(`ops must be a Uint32Array of op records (got ${show(ops)})`);
+  uint32List('ops', ops); // a detached buffer is EINVAL, not an empty batch (the addon refuses it too)
   const spaces = liveSpaces(mem);
   const hooked = spaces.find(([, h]) => hasRaceHook(h));
   if (hooked !== undefined) {

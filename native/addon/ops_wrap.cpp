@@ -71,6 +71,15 @@ bool typed_array_data(napi_env env, napi_value v, napi_typedarray_type type, T**
   return true;
 }
 
+// Whether the typed array v's buffer is detached.
+bool typed_array_detached(napi_env env, napi_value v) {
+  napi_value buffer = nullptr;
+  bool detached = false;
+  if (napi_get_typedarray_info(env, v, nullptr, nullptr, nullptr, &buffer, nullptr) != napi_ok || buffer == nullptr)
+    return false;
+  return napi_is_detached_arraybuffer(env, buffer, &detached) == napi_ok && detached;
+}
+
 // A real Uint32Array whose length is a whole number of records.
 struct RecordWords {
   const uint32_t* data;
@@ -80,6 +89,10 @@ RecordWords records_value(Napi::Env env, Napi::Value v, const char* name) {
   uint32_t* data = nullptr;
   size_t n = 0;
   if (!typed_array_data(env, v, napi_uint32_array, &data, &n)) throw_status(env, Status::BadOption(name, 0, "a Uint32Array"));
+  // A detached buffer reads as no words: refused, not run as an empty batch (as every list
+  // argument's; asked only then, so the hot path stays one Node-API call).
+  if (n == 0 && typed_array_detached(env, v))
+    throw_invalid(env, std::string(name) + " is a Uint32Array whose buffer is detached");
   if (n % kRecordWords != 0) throw_status(env, Status::BadOption(name, int64_t(n), "a whole number of 6-word records"));
   return {data, n};
 }

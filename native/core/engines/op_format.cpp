@@ -662,6 +662,11 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
     const size_t eq = t.find('=');
     if (eq == std::string_view::npos) return text_bad(source, line_no, "header fields are key=value");
     const std::string_view key = t.substr(0, eq), val = t.substr(eq + 1);
+    // Each field once: a repeated one would silently override the first (which one a reader
+    // meant is not ours to guess).
+    for (size_t j = 2; j < i; ++j)
+      if (tokens[j].substr(0, tokens[j].find('=')) == key)
+        return text_bad(source, line_no, "a header field is repeated");
     uint64_t v = 0;
     if (key == "scheme") {
       h.scheme = std::string(val);
@@ -770,6 +775,7 @@ Status parse_op_line(std::string_view line, const char* source, uint64_t line_no
   }
   if (i < words.size() && words[i].starts_with("mm#")) {
     if (!parse_u32(words[i].substr(3), &mm)) return text_bad(source, line_no, "an address space is mm#N");
+    if (mm == 0) return text_bad(source, line_no, "address space ids start at 1 (mm#0 names none)");
     has_mm = true;
     ++i;
   }
