@@ -176,6 +176,10 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
   const bool mapped = (meta_at(head).load(std::memory_order_acquire) & kMapMask) != 0;
   MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
   const int64_t owed_to_mappings = mapped ? mapped_refs_locked(head) : 0;
+  // Whether the folio may be lazy at all, read once: its shape holds still while the caller
+  // holds it (a split needs the only reference), and only a lazy scheme's large folios pay more
+  // than this one compare.
+  const bool may_lazy = may_be_lazy_at(head);
   auto ref = ref_at(head);
   // acquire (and on the CAS's failure): a count that shows a settle's give-back also shows the
   // settled mode, so the discount below is never taken twice.
@@ -184,7 +188,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
     // A lazy folio's mode may hold a reference that is no pin's (scheme_ops.h): not the
     // caller's. Read after each load of the count: a settle that gives it back between makes
     // the CAS fail, and the next round reads the mode again.
-    const int64_t lazy = may_be_lazy_at(head) ? lazy_ref_unpinned(head, load_order(head)) : 0;
+    const int64_t lazy = may_lazy ? lazy_ref_unpinned(head, load_order(head)) : 0;
     const int64_t left = int64_t{cur} - lazy - refs;
     if (left < 0) [[unlikely]] return Reason::kPutBelowZero;
     if (left < owed_to_pins) [[unlikely]] return Reason::kPutEatsPin;
@@ -193,7 +197,7 @@ PINLAB_ALWAYS_INLINE Reason PageArray::put_refs(uint64_t head, int64_t refs, int
   } while (!ref.compare_exchange_weak(cur, int32_t(cur - refs), std::memory_order_seq_cst,
                                       std::memory_order_acquire));
   // The caller frees.
-  *reached_zero = cur == refs || settle_lazy_if_last(head, int64_t{cur} - refs);
+  *reached_zero = cur == refs || (may_lazy && settle_lazy_if_last(head, int64_t{cur} - refs));
   return Reason::kNone;
 }
 
