@@ -104,7 +104,7 @@ describe('runReplay reads each option once and checks them all before it starts'
     await expectEinval(runReplay({ file: stream, bias: 0 }), /bias must hold powers of two/);
     await expectEinval(runReplay({ file: stream, bias: [1024, 3] }), /bias must hold powers of two/);
     await expectEinval(runReplay({ file: stream, bias: 1 << 21 }), /bias/);
-    await expectEinval(runReplay({ file: stream, rules: -1 }), /rules must hold integers in 0\.\.31/);
+    await expectEinval(runReplay({ file: stream, rules: -1 }), /rules must hold integers in 1\.\.31/);
     await expectEinval(runReplay({ file: stream, rules: [1, 32] }), /rules/);
     const ok = await runReplay({ file: stream, schemes: 'hybrid' as unknown as ReplayOptions['schemes'], bias: 64, rules: [1, 2] });
     expect(ok.schemes.map((s) => [s.scheme, s.bias, s.pincountMinOrder])).toEqual([
