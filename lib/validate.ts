@@ -90,9 +90,10 @@ const sliceBuffer = ArrayBuffer.prototype.slice;
 
 /** Whether a typed array's buffer was detached (transferred): only an empty view can be. */
 function isDetached(value: Uint32Array): boolean {
-  if (value.byteLength !== 0) return false;
-  const buffer = bufferOf.call(value);
-  if (buffer instanceof SharedArrayBuffer) return false; // a SharedArrayBuffer cannot be detached
+  // The built-in getters (an own `byteLength` or a faked prototype cannot lie).
+  if (Reflect.apply(lengthOf, value, []) !== 0) return false;
+  const buffer = Reflect.apply(bufferOf, value, []);
+  if (isShared(buffer)) return false; // a SharedArrayBuffer cannot be detached
   try {
     sliceBuffer.call(buffer, 0, 0); // throws on a detached buffer (Node 20 has no .detached)
     return false;

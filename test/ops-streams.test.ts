@@ -233,6 +233,17 @@ describe('bad streams are refused, naming the record, with nothing changed', () 
     expect(rec.count).toBe(0);
     rec.stop();
     expect(stateDigest(mem)).toEqual(before);
+    // Nor can an own byteLength or a SharedArrayBuffer prototype hide the detached buffer from
+    // the recording's copy.
+    const rec2 = mem.record();
+    const lying = detached();
+    Object.defineProperty(lying, 'byteLength', { value: 24 });
+    expect(() => mem.submit(lying)).toThrow(/detached/);
+    const faked = detached();
+    Object.setPrototypeOf(faked.buffer, SharedArrayBuffer.prototype);
+    expect(() => mem.submit(faked)).toThrow(/detached/);
+    expect(rec2.count).toBe(0);
+    rec2.stop();
     // An empty batch of a live buffer is still an empty batch.
     expect(mem.submit(new Uint32Array(0))).toEqual(new Int32Array(0));
   });
@@ -248,6 +259,20 @@ describe('bad streams are refused, naming the record, with nothing changed', () 
     expect(r.status).toBe(2);
     expect(r.err).toMatch(/mm0\.pkops\.txt: line 3/);
     expect(existsSync(join(dir, 'mm0-out.pkops'))).toBe(false);
+  });
+
+  it('a header with pincount-min-order 0 is refused where it is read, as --rules 0 is', async () => {
+    const zero = join(dir, 'min0.pkops.txt');
+    writeFileSync(zero, 'pkops 3 pages=64 pincount-min-order=0 threads=1\npin 1 1\n');
+    await expectRefused(zero, /line 1: pincount-min-order must be 1\.\.31/);
+    const bin = Buffer.from(readFileSync(good));
+    bin[65] = 0; // the header's pincount_min_order
+    rechecksum(bin);
+    writeFileSync(join(dir, 'min0.pkops'), bin);
+    await expectRefused(join(dir, 'min0.pkops'), /pincount_min_order must be 1\.\.31/);
+    const r = await cli(['replay', good, '--rules', '0']);
+    expect(r.status).toBe(64); // a usage error, before the stream is read
+    expect(r.err).toMatch(/rules/);
   });
 
   it('replay rules are 1..31, as the pincount-min-order they set', async () => {

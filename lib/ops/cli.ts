@@ -109,7 +109,7 @@ export async function replayCommand(args: string[], io: CliIo): Promise<number> 
     options.schemes = schemes as Scheme[];
   }
   if (values.bias !== undefined) options.bias = ints(String(values.bias), 'bias', 2, 1 << 20);
-  if (values.rules !== undefined) options.rules = ints(String(values.rules), 'rules', 0, 31);
+  if (values.rules !== undefined) options.rules = ints(String(values.rules), 'rules', 1, 31);
   if (values.threads !== undefined) options.threads = int(String(values.threads), 'threads', 1, 1024);
   if (values.debug === true && values['no-debug'] === true) throw new UsageError('--debug and --no-debug contradict each other');
   if (values.debug === true) options.debug = true;

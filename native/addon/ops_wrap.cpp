@@ -198,7 +198,7 @@ Header header_value(Napi::Env env, Napi::Value v) {
   h.pages = uint64_t(int_value(env, o.Get("pages"), "pages", 1, int64_t(kMaxPages)));
   h.movable_pages = uint64_t(int_value(env, o.Get("movablePages"), "movablePages", 0, int64_t(kMaxPages)));
   h.folio_order = uint8_t(int_value(env, o.Get("folioOrder"), "folioOrder", 0, kMaxOrder));
-  h.pincount_min_order = uint8_t(int_value(env, o.Get("pincountMinOrder"), "pincountMinOrder", 0, kMaxOrder + 1));
+  h.pincount_min_order = uint8_t(int_value(env, o.Get("pincountMinOrder"), "pincountMinOrder", 1, kMaxOrder + 1));
   h.pin_bias = uint32_t(int_value(env, o.Get("pinBias"), "pinBias", 0, UINT32_MAX));
   h.flags = (bool_value(env, o.Get("debug"), "debug") ? kHeaderDebug : 0) |
             (bool_value(env, o.Get("populated"), "populated") ? kHeaderPopulated : 0);

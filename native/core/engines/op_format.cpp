@@ -175,8 +175,9 @@ Status check_header_values(const Header& h, const char* source) {
   if (h.threads < 1 || h.threads > kMaxTags) return header_field(source, "threads must be 1..65536", h.threads);
   if (h.folio_order > kMaxOrder) return header_field(source, "folio_order must be 0..30", h.folio_order);
   // 31 (kMaxOrder + 1): no folio keeps an exact pincount, the 2019 kernels (as PageArray takes).
-  if (h.pincount_min_order > kMaxOrder + 1)
-    return header_field(source, "pincount_min_order must be 0..31", h.pincount_min_order);
+  // As the page array it builds (a header that decodes builds): 1..31.
+  if (h.pincount_min_order < 1 || h.pincount_min_order > kMaxOrder + 1)
+    return header_field(source, "pincount_min_order must be 1..31", h.pincount_min_order);
   Scheme s;
   if (h.scheme.size() >= kSchemeNameBytes || !parse_scheme(h.scheme, &s))
     return header_field(source, "scheme must be a registered scheme name", int64_t(h.scheme.size()));
@@ -682,7 +683,7 @@ Status parse_header_line(std::string_view line, const char* source, uint64_t lin
       if (v > 255) return text_bad(source, line_no, "folio-order must be 0..30");
       h.folio_order = uint8_t(v);
     } else if (key == "pincount-min-order") {
-      if (v > 255) return text_bad(source, line_no, "pincount-min-order must be 0..31");
+      if (v < 1 || v > 255) return text_bad(source, line_no, "pincount-min-order must be 1..31");
       h.pincount_min_order = uint8_t(v);
     } else if (key == "bias") {
       if (v > UINT32_MAX) return text_bad(source, line_no, "bias must be a power of two in 2..2^20");

@@ -23,7 +23,7 @@
 //   56  pin_bias         u32: the recording's GUP_PIN_COUNTING_BIAS (a power of two, 2..2^20)
 //   60  threads          u32: tags in use, 1..65536 (every record's tag is below it)
 //   64  folio_order      u8: initial folio order, 0..30
-//   65  pincount_min_order u8: hybrid's smallest order with an exact pincount, 0..30
+//   65  pincount_min_order u8: hybrid's smallest order with an exact pincount, 1..31
 //   66  reserved         u16 = 0
 //   68  scheme           12 bytes: the recording's scheme, a registered name, NUL-padded
 //   80  body_checksum    u64: the checksum of the body (below)
