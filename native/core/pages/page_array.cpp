@@ -36,12 +36,19 @@ Status validate(const PageArrayConfig& cfg) {
   return Status::Ok();
 }
 
+// The smallest order whose folios may go lazy under scheme s (its shared-reference orders), 64
+// if none (lazy_min_order_).
+uint32_t lazy_min_order_of(Scheme s) {
+  const SchemeInfo& info = scheme_info(s);
+  return info.lazy_pins ? uint32_t(info.shared_ref_min_order) : 64;
+}
+
 }  // namespace
 
 PageArray::PageArray(const PageArrayConfig& cfg)
     : cfg_(cfg),
       params_{uint32_t(std::countr_zero(uint64_t(cfg.pin_bias))), uint32_t(cfg.pincount_min_order)},
-      lazy_min_order_(scheme_info(cfg.scheme).lazy_pins ? uint32_t(scheme_info(cfg.scheme).shared_ref_min_order) : 64) {}
+      lazy_min_order_(lazy_min_order_of(cfg.scheme)) {}
 
 Status PageArray::create(const PageArrayConfig& cfg, std::unique_ptr<PageArray>* out) {
   if (Status st = validate(cfg); !st.ok()) return st;
@@ -150,15 +157,13 @@ Status PageArray::check_page_set_slow(const PageSet& set) const {
 
 int32_t PageArray::refcount(uint64_t pfn) const {
   const uint32_t order = load_order(pfn);
-  const uint64_t head = head_of(pfn, order);
   // relaxed: a snapshot for the caller; nothing is published through it.
-  if (!may_be_lazy(order)) return ref_at(head).load(std::memory_order_relaxed);
-  return kernel_refcount(head, order);
+  return kernel_refcount(head_of(pfn, order), order);
 }
 
 // ---- lazy pins (scheme_ops.h): out of line, off every hot path -------------------------------
 
-int32_t PageArray::kernel_refcount(uint64_t head, uint32_t order) const {
+int32_t PageArray::lazy_kernel_refcount(uint64_t head, uint32_t order) const {
   // A lazy folio's mode holds its pins' reference with no pin left: not the kernel's count.
   // Read until the count stands still around the discount (a settle may give it back between).
   // acquire: orders the mode and pins reads after this read, and the re-read after them.
@@ -342,7 +347,7 @@ Status PageArray::check_puts(const uint32_t* pfns, uint64_t count, int64_t skip_
       MaybeFolioGuard map_guard(mapped ? map_locks_.get() : nullptr, head);
       t->mapped = mapped ? mapped_refs_locked(head) : 0;
       // Less the reference a lazy folio's mode holds with no pin left (scheme_ops.h).
-      t->count = may_be_lazy(order) ? kernel_refcount(head, order) : ref_at(head).load(std::memory_order_relaxed);
+      t->count = kernel_refcount(head, order);
       // Debug: the references that pins hold may not be eaten by a plain put (seed 001).
       if (cfg_.debug) {
         t->pins = dispatch_scheme(cfg_.scheme, [&](auto tag) {
@@ -463,7 +468,7 @@ Status PageArray::put_pages(const uint32_t* pfns, uint64_t count, int64_t skip_p
       continue;
     }
     if (reached_zero && !zeroed.try_add(head)) [[unlikely]]
-      free_folio(head);  // its room full: a folio reused during the pass (FreedHeads)
+      free_folio(head);  // never here: one zero per entry at most, and the room is count
   }
   held.unlock();
   zeroed.for_each([this](uint64_t head) { free_folio(head); });  // only now: the pass is done

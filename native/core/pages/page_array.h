@@ -65,11 +65,11 @@ static_assert(kMaxOrder <= kOrderMask, "order fits the meta byte");
 static_assert((int64_t{INT32_MAX} >> 20) + 1 >= 1024, "max bias leaves 1024 pins");
 static_assert((int64_t{INT32_MAX} + 1) / kDefaultBias == (int64_t{1} << 21), "2^21 pins at 1024");
 
+class FreedHeads;  // pages/freed_heads.h
+
 // A folio's exact pincount. Hybrid keeps it negated in the first tail's refcount slot: that
 // slot is then never positive, so a speculative add-unless-zero that lands there through a
 // stale order read always fails (a positive pincount would look like a live folio's count).
-class FreedHeads;  // pages/freed_heads.h
-
 class PinSlot {
  public:
   PinSlot() = default;  // the scheme keeps no pincount for this folio
@@ -542,8 +542,13 @@ class PageArray {
   // held: the caller holds a reference (no speculative one of our own is needed).
   [[gnu::noinline, gnu::cold]] bool settle_lazy_and_test(uint64_t head, bool held = false);
   int32_t lazy_ref_unpinned(uint64_t head, uint32_t order) const;
-  // refcount() of a folio: the stored word less lazy_ref_unpinned, read until it stands still.
-  int32_t kernel_refcount(uint64_t head, uint32_t order) const;
+  // refcount() of a folio: the stored word (relaxed), less lazy_ref_unpinned where the folio
+  // may be lazy, then read until it stands still.
+  int32_t kernel_refcount(uint64_t head, uint32_t order) const {
+    if (may_be_lazy(order)) return lazy_kernel_refcount(head, order);
+    return ref_at(head).load(std::memory_order_relaxed);
+  }
+  int32_t lazy_kernel_refcount(uint64_t head, uint32_t order) const;
   // Whether the folio at head (of order `order`) is lazy: the scheme's snapshot, read with mo.
   bool lazy_at(uint64_t head, uint32_t order, std::memory_order mo) const;
   bool lazy_head(uint64_t head) const;  // head is a folio's head, and that folio is lazy
